@@ -1,0 +1,280 @@
+// parseConfig: every key's default, every key's rejection, cross-key rules, secrets, typos.
+import * as util from "util";
+import { CONFIG_KEYS, ConfigError, ConfigKey, SecretValue, parseConfig, RawConfig } from "../config";
+
+const MINIMAL = { "webstack:domain": "www.example.com" };
+const API_KEY = "0123456789abcdef0123456789abcdef";
+
+function problemsOf(raw: RawConfig, secretKeys?: string[]): readonly string[] {
+  try {
+    parseConfig(raw, { secretKeys: secretKeys ? new Set(secretKeys) : undefined });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+function withKeys(values: Record<string, string>): RawConfig {
+  const raw: Record<string, string> = { ...MINIMAL };
+  for (const [k, v] of Object.entries(values)) raw[`webstack:${k}`] = v;
+  return raw;
+}
+
+// What each key is when unset. Written out by hand: deriving it from CONFIG_KEYS would prove nothing.
+const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
+  hostedZone: undefined,
+  certificate: "self-signed",
+  acmeEmail: undefined,
+  acmeDirectory: "https://acme-v02.api.letsencrypt.org/directory",
+  lbInstanceType: "t3.micro",
+  appInstanceType: "t3.small",
+  lbAmi: undefined,
+  appAmi: undefined,
+  dbEngine: "mariadb",
+  vpcCidr: "10.40.0.0/16",
+  protectData: true,
+  logRetentionDays: 30,
+  datadog: false,
+  datadogSite: "datadoghq.com",
+  datadogApiKey: undefined,
+  alarmEmail: undefined,
+  qpsAlarmThreshold: 500,
+  replicaLagAlarmSeconds: 60,
+  tags: {},
+};
+
+describe("defaults", () => {
+  const config = parseConfig(MINIMAL);
+
+  test.each(Object.entries(DEFAULTS))("%s defaults to %j", (key, expected) => {
+    expect(config[key as ConfigKey]).toEqual(expected);
+  });
+
+  test("domain has no default: it is required", () => {
+    expect(problemsOf({})).toEqual([
+      'webstack:domain: missing; expected a lowercase fully qualified domain name such as "www.example.com"; ' +
+        "set it with pulumi config set domain <value>",
+    ]);
+  });
+
+  test("every key has a default test", () => {
+    expect(["domain", ...Object.keys(DEFAULTS)].sort()).toEqual(Object.keys(CONFIG_KEYS).sort());
+  });
+
+  test("the result is frozen", () => {
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.tags)).toBe(true);
+  });
+});
+
+// [key, bad value, what the message says is wrong]
+const REJECTED: [ConfigKey, string, string][] = [
+  ["domain", "localhost", "is not a fully qualified domain name"],
+  ["domain", "www.Example.com", "must be lowercase"],
+  ["domain", "-www.example.com", "is not a fully qualified domain name"],
+  ["domain", "www.example.com.", "is not a fully qualified domain name"],
+  ["domain", "www.exa_mple.com", "is not a fully qualified domain name"],
+  ["hostedZone", "example", "is not a fully qualified domain name"],
+  ["certificate", "lets-encrypt", "is not one of the accepted values"],
+  ["acmeEmail", "ops-at-example.com", "is not an e-mail address"],
+  ["acmeEmail", "ops@localhost", "is not an e-mail address"],
+  ["acmeDirectory", "http://acme.example.com/directory", "is not an https:// URL"],
+  ["acmeDirectory", "not a url", "is not a URL"],
+  ["acmeDirectory", "https://user:pw@acme.example.com/dir", "must not carry credentials"],
+  ["lbInstanceType", "micro", "is not an EC2 instance type"],
+  ["appInstanceType", "t3.small ", "is not an EC2 instance type"],
+  ["lbAmi", "ami-xyz", "is not an AMI id"],
+  ["appAmi", "0123456789abcdef0", "is not an AMI id"],
+  ["dbEngine", "postgres", "is not one of the accepted values"],
+  ["vpcCidr", "10.40.0.0", "is not an IPv4 CIDR block"],
+  ["vpcCidr", "10.40.0.0/8", "has a prefix outside /16 to /24"],
+  ["vpcCidr", "10.40.0.0/26", "has a prefix outside /16 to /24"],
+  ["vpcCidr", "10.40.1.0/16", "has host bits set (the network is 10.40.0.0/16)"],
+  ["vpcCidr", "8.8.0.0/16", "is not a private (RFC 1918) range"],
+  ["vpcCidr", "10.040.0.0/16", "is not an IPv4 CIDR block"],
+  ["vpcCidr", "10.256.0.0/16", "is not an IPv4 CIDR block"],
+  ["protectData", "yes", "is not a boolean"],
+  ["logRetentionDays", "10", "is not a retention CloudWatch Logs accepts"],
+  ["datadog", "1", "is not a boolean"],
+  ["datadogSite", "datadoghq.co", "is not one of the accepted values"],
+  ["alarmEmail", "oncall", "is not an e-mail address"],
+  ["qpsAlarmThreshold", "0", "is out of range (0, 1000000]"],
+  ["qpsAlarmThreshold", "-5", "is not a number"],
+  ["replicaLagAlarmSeconds", "1.5", "is not a whole number"],
+  ["replicaLagAlarmSeconds", "0", "is out of range [1, 86400]"],
+  ["tags", "Environment=dev", "is not an object"],
+  ["tags", '["dev"]', "is not an object"],
+  ["tags", '{"Role": "web"}', "is not a valid tag set: Role is set by webstack"],
+  ["tags", '{"aws:owner": "x"}', 'is not a valid tag set: key "aws:owner" is not a valid tag key'],
+  ["tags", '{"Owner": 5}', "is not a valid tag set: value of Owner is not a tag value (a string of at most 256 characters)"],
+];
+
+describe("rejected values", () => {
+  test.each(REJECTED)("%s = %j: %s", (key, value, what) => {
+    const problems = problemsOf(withKeys({ [key]: value }));
+    expect(problems).toHaveLength(1);
+    // Names the key, shows the value, says what is wrong and what is accepted.
+    expect(problems[0]).toBe(`webstack:${key}: ${JSON.stringify(value)} ${what}; expected ${CONFIG_KEYS[key].accepted}`);
+  });
+
+  test("datadogApiKey: a malformed key is rejected without echoing it", () => {
+    const bad = "not-a-datadog-key";
+    const problems = problemsOf(withKeys({ datadog: "true", datadogApiKey: bad }), ["webstack:datadogApiKey"]);
+    expect(problems).toEqual([
+      "webstack:datadogApiKey: the value (hidden) is not a Datadog API key; expected " +
+        CONFIG_KEYS.datadogApiKey.accepted,
+    ]);
+    expect(problems.join("\n")).not.toContain(bad);
+  });
+
+  test("every key has at least one rejected value", () => {
+    const covered = new Set<string>([...REJECTED.map(([key]) => key), "datadogApiKey"]);
+    expect([...covered].sort()).toEqual(Object.keys(CONFIG_KEYS).sort());
+  });
+});
+
+describe("accepted values", () => {
+  test.each([
+    ["domain", "xn--bcher-kva.example", "xn--bcher-kva.example"],
+    ["domain", "a.b.c.example.co", "a.b.c.example.co"],
+    ["dbEngine", "mysql", "mysql"],
+    ["lbInstanceType", "m7i-flex.large", "m7i-flex.large"],
+    ["appInstanceType", "c7gn.xlarge", "c7gn.xlarge"],
+    ["lbAmi", "ami-12345678", "ami-12345678"],
+    ["appAmi", "ami-0123456789abcdef0", "ami-0123456789abcdef0"],
+    ["vpcCidr", "172.16.0.0/20", "172.16.0.0/20"],
+    ["vpcCidr", "192.168.10.0/24", "192.168.10.0/24"],
+    ["protectData", "false", false],
+    ["logRetentionDays", "3653", 3653],
+    ["qpsAlarmThreshold", "12.5", 12.5],
+    ["replicaLagAlarmSeconds", "86400", 86400],
+    ["datadogSite", "ddog-gov.com", "ddog-gov.com"],
+    ["tags", '{"Environment": "prod", "Cost Center": "web/1"}', { Environment: "prod", "Cost Center": "web/1" }],
+  ])("%s = %j", (key, value, expected) => {
+    expect(parseConfig(withKeys({ [key]: value }))[key as ConfigKey]).toEqual(expected);
+  });
+
+  test("keys of other namespaces are not webstack's business", () => {
+    expect(() => parseConfig({ ...MINIMAL, "aws:region": "eu-west-1", "pulumi:tags": "{}" })).not.toThrow();
+  });
+});
+
+describe("all problems at once", () => {
+  test("five bad keys give five problems in one error", () => {
+    const problems = problemsOf({
+      "webstack:domain": "nope",
+      "webstack:vpcCidr": "10.0.0.0/8",
+      "webstack:dbEngine": "oracle",
+      "webstack:logRetentionDays": "2",
+      "webstack:certficate": "acm",
+    });
+    expect(problems.map((p) => p.split(":").slice(0, 2).join(":"))).toEqual([
+      "webstack:certficate",
+      "webstack:domain",
+      "webstack:dbEngine",
+      "webstack:vpcCidr",
+      "webstack:logRetentionDays",
+    ]);
+  });
+
+  test("the error message lists every problem", () => {
+    expect(() => parseConfig({ "webstack:domain": "x", "webstack:datadog": "maybe" })).toThrow(
+      /invalid webstack configuration \(2 problems\):\n  - webstack:domain: .*\n  - webstack:datadog: /,
+    );
+  });
+});
+
+describe("unknown keys", () => {
+  test.each([
+    ["certficate", "did you mean webstack:certificate?"],
+    ["Domain", "did you mean webstack:domain?"],
+    ["vpcCIDR", "did you mean webstack:vpcCidr?"],
+    ["datadogApiKy", "did you mean webstack:datadogApiKey?"],
+  ])("%s suggests the closest key", (key, suggestion) => {
+    expect(problemsOf({ ...MINIMAL, [`webstack:${key}`]: "x" })).toEqual([`webstack:${key}: unknown key; ${suggestion}`]);
+  });
+
+  test("a key far from every known key lists the known keys", () => {
+    const [problem] = problemsOf({ ...MINIMAL, "webstack:frobnicate": "x" });
+    expect(problem).toBe(`webstack:frobnicate: unknown key; known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`);
+  });
+});
+
+describe("cross-key rules", () => {
+  test.each([
+    ["www.foobar.com", "foobar.com"],
+    ["foobar.com", "foobar.com"],
+    ["a.b.foobar.com", "b.foobar.com"],
+  ])("domain %s lies in zone %s", (domain, zone) => {
+    expect(parseConfig({ "webstack:domain": domain, "webstack:hostedZone": zone }).hostedZone).toBe(zone);
+  });
+
+  test.each([
+    ["www.evilfoobar.com", "foobar.com"],
+    ["foobar.com", "www.foobar.com"],
+  ])("domain %s does not lie in zone %s", (domain, zone) => {
+    expect(problemsOf({ "webstack:domain": domain, "webstack:hostedZone": zone })).toEqual([
+      `webstack:hostedZone: "${zone}" does not contain webstack:domain "${domain}"; ` +
+        "expected the zone's name or a parent of the domain",
+    ]);
+  });
+
+  test("letsencrypt needs an ACME e-mail", () => {
+    expect(problemsOf(withKeys({ certificate: "letsencrypt" }))).toEqual([
+      "webstack:acmeEmail: missing; webstack:certificate letsencrypt needs an ACME contact e-mail",
+    ]);
+    expect(parseConfig(withKeys({ certificate: "letsencrypt", acmeEmail: "ops@example.com" })).acmeEmail).toBe(
+      "ops@example.com",
+    );
+  });
+
+  test("letsencrypt with a malformed e-mail reports the e-mail once", () => {
+    const problems = problemsOf(withKeys({ certificate: "letsencrypt", acmeEmail: "ops" }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^webstack:acmeEmail: "ops" is not an e-mail address/);
+  });
+
+  test("acm needs a hosted zone", () => {
+    expect(problemsOf(withKeys({ certificate: "acm" }))).toEqual([
+      "webstack:hostedZone: missing; webstack:certificate acm validates the certificate by DNS in a Route53 zone",
+    ]);
+  });
+
+  test("self-signed needs nothing more", () => {
+    expect(parseConfig(withKeys({ certificate: "self-signed" })).certificate).toBe("self-signed");
+  });
+});
+
+describe("secrets", () => {
+  test("datadog on without an API key says how to set it as a secret", () => {
+    expect(problemsOf(withKeys({ datadog: "true" }))).toEqual([
+      "webstack:datadogApiKey: missing (required because webstack:datadog is true); expected " +
+        `${CONFIG_KEYS.datadogApiKey.accepted}; set it with pulumi config set --secret datadogApiKey <value>`,
+    ]);
+  });
+
+  test("an API key stored in plain text is refused, and not echoed", () => {
+    const problems = problemsOf(withKeys({ datadog: "true", datadogApiKey: API_KEY }), []);
+    expect(problems).toEqual([
+      "webstack:datadogApiKey: stored in plain text (value hidden); store it encrypted with " +
+        "pulumi config set --secret datadogApiKey <value>",
+    ]);
+  });
+
+  test("an encrypted API key is accepted and stays wrapped", () => {
+    const config = parseConfig(withKeys({ datadog: "true", datadogApiKey: API_KEY }), {
+      secretKeys: new Set(["webstack:datadogApiKey"]),
+    });
+    expect(config.datadogApiKey).toBeInstanceOf(SecretValue);
+    expect(config.datadogApiKey!.reveal()).toBe(API_KEY);
+  });
+
+  test("a secret value prints as [secret] in every form", () => {
+    const secret = new SecretValue(API_KEY);
+    expect(String(secret)).toBe("[secret]");
+    expect(JSON.stringify({ secret })).toBe('{"secret":"[secret]"}');
+    expect(util.inspect({ secret })).not.toContain(API_KEY);
+    expect(`${secret}`).toBe("[secret]");
+  });
+});
