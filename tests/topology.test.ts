@@ -1,0 +1,122 @@
+// Topology: addresses derived from the VPC range, and the flow table the firewalls are built from.
+import {
+  FLOWS,
+  SG_DESCRIPTION,
+  buildTopology,
+  flowsInto,
+  flowsOutOf,
+  ipv4ToInt,
+  securityGroupRules,
+  subnetOf,
+} from "../topology";
+
+describe("addresses", () => {
+  // [vpc, public, private-a, private-b, lb, s1, s2], computed by hand.
+  test.each([
+    ["10.40.0.0/16", "10.40.0.0/18", "10.40.128.0/18", "10.40.192.0/18", "10.40.0.10", "10.40.192.10", "10.40.128.10"],
+    ["172.16.0.0/20", "172.16.0.0/22", "172.16.8.0/22", "172.16.12.0/22", "172.16.0.10", "172.16.12.10", "172.16.8.10"],
+    ["192.168.10.0/24", "192.168.10.0/26", "192.168.10.128/26", "192.168.10.192/26", "192.168.10.10", "192.168.10.202", "192.168.10.138"],
+  ])("%s", (vpc, pub, privA, privB, lb, s1, s2) => {
+    const t = buildTopology(vpc);
+    expect([t.subnets.public.cidr, t.subnets["private-a"].cidr, t.subnets["private-b"].cidr]).toEqual([pub, privA, privB]);
+    expect([t.nodes.lb.privateIp, t.nodes.s1.privateIp, t.nodes.s2.privateIp]).toEqual([lb, s1, s2]);
+  });
+
+  test("subnetOf splits a range into equal parts", () => {
+    expect([0, 1, 2, 3].map((i) => subnetOf("10.0.0.0/16", 2, i))).toEqual([
+      "10.0.0.0/18",
+      "10.0.64.0/18",
+      "10.0.128.0/18",
+      "10.0.192.0/18",
+    ]);
+  });
+
+  test("each node sits inside its subnet, clear of AWS's reserved addresses", () => {
+    const t = buildTopology("192.168.10.0/24");
+    for (const node of Object.values(t.nodes)) {
+      const [base, prefix] = t.subnets[node.subnet].cidr.split("/");
+      const offset = ipv4ToInt(node.privateIp) - ipv4ToInt(base);
+      expect(offset).toBeGreaterThanOrEqual(4);
+      expect(offset).toBeLessThan(2 ** (32 - Number(prefix)) - 1);
+    }
+  });
+
+  test("roles, placement and names", () => {
+    const t = buildTopology("10.40.0.0/16");
+    expect(Object.values(t.nodes).map((n) => [n.name, n.role, n.subnet, n.internalName])).toEqual([
+      ["lb", "loadbalancer", "public", "lb.webstack.internal"],
+      ["s1", "replica", "private-b", "s1.webstack.internal"],
+      ["s2", "primary", "private-a", "s2.webstack.internal"],
+    ]);
+    expect(t.subnets.public.public).toBe(true);
+    expect(t.subnets["private-a"].public || t.subnets["private-b"].public).toBe(false);
+    // s1 and s2 in different availability zones.
+    expect(t.subnets[t.nodes.s1.subnet].azIndex).not.toBe(t.subnets[t.nodes.s2.subnet].azIndex);
+  });
+});
+
+describe("flows", () => {
+  const inbound = (node: "lb" | "s1" | "s2") => flowsInto(node).map((f) => `${f.from}:${f.port}`).sort();
+
+  test("the seed's rules and nothing else inbound", () => {
+    expect(inbound("lb")).toEqual(["internet:443", "internet:80"]);
+    expect(inbound("s1")).toEqual(["lb:443", "s2:3306"]);
+    expect(inbound("s2")).toEqual(["lb:443", "s1:3306"]);
+  });
+
+  test("each node's egress is explicit", () => {
+    expect(flowsOutOf("lb").map((f) => `${f.to}:${f.port}`).sort()).toEqual([
+      "internet:443",
+      "internet:80",
+      "s1:443",
+      "s2:443",
+    ]);
+    expect(flowsOutOf("s1").map((f) => `${f.to}:${f.port}`).sort()).toEqual(["internet:443", "internet:80", "s2:3306"]);
+    expect(flowsOutOf("s2").map((f) => `${f.to}:${f.port}`).sort()).toEqual(["internet:443", "internet:80", "s1:3306"]);
+  });
+
+  test("no SSH or RDP anywhere: access is through SSM Session Manager", () => {
+    expect(FLOWS.filter((f) => f.port === 22 || f.port === 3389)).toEqual([]);
+  });
+
+  test("the internet reaches only the load balancer", () => {
+    expect(FLOWS.filter((f) => f.from === "internet").map((f) => f.to)).toEqual(["lb", "lb"]);
+  });
+
+  test("every reason is a valid AWS rule description", () => {
+    for (const flow of FLOWS) expect(flow.why).toMatch(SG_DESCRIPTION);
+  });
+});
+
+describe("securityGroupRules", () => {
+  const rules = securityGroupRules();
+
+  test("a node-to-node flow is an ingress on the destination and an egress on the source", () => {
+    const replication = rules.filter((r) => r.port === 3306 && (r.group === "s2" ? r.peer === "s1" : r.group === "s1" && r.peer === "s2"));
+    expect(replication.map((r) => `${r.group} ${r.direction} ${r.peer}`).sort()).toEqual([
+      "s1 egress s2",
+      "s1 ingress s2",
+      "s2 egress s1",
+      "s2 ingress s1",
+    ]);
+  });
+
+  test("an internet flow is one rule on the node's side", () => {
+    expect(rules.filter((r) => r.peer === "internet").map((r) => `${r.group} ${r.direction} ${r.port}`).sort()).toEqual([
+      "lb egress 443",
+      "lb egress 80",
+      "lb ingress 443",
+      "lb ingress 80",
+      "s1 egress 443",
+      "s1 egress 80",
+      "s2 egress 443",
+      "s2 egress 80",
+    ]);
+  });
+
+  test("keys are unique and stable", () => {
+    expect(new Set(rules.map((r) => r.key)).size).toBe(rules.length);
+    expect(rules.map((r) => r.key)).toContain("s2-in-tcp3306-from-s1");
+    expect(rules.map((r) => r.key)).toContain("lb-out-tcp443-to-s1");
+  });
+});

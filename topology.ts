@@ -1,0 +1,203 @@
+// The stack's shape as data: subnets, the three nodes at fixed addresses, and every allowed flow.
+export type NodeName = "lb" | "s1" | "s2";
+export type NodeRole = "loadbalancer" | "replica" | "primary";
+export type SubnetName = "public" | "private-a" | "private-b";
+/** Anything a flow can start or end at: a node, or any address outside the VPC. */
+export type Peer = NodeName | "internet";
+
+export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
+export const SUBNET_NAMES: readonly SubnetName[] = ["public", "private-a", "private-b"];
+
+/** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
+export const INTERNAL_DOMAIN = "webstack.internal";
+
+/** Host offset of each node inside its subnet (AWS reserves .0 to .3 and the last address). */
+const NODE_HOST_OFFSET = 10;
+
+export const PORTS = { http: 80, https: 443, mysql: 3306 } as const;
+
+export interface SubnetSpec {
+  readonly name: SubnetName;
+  readonly cidr: string;
+  /** Index into the region's available zones. */
+  readonly azIndex: number;
+  /** Routed to the internet gateway (otherwise through NAT). */
+  readonly public: boolean;
+}
+
+export interface NodeSpec {
+  readonly name: NodeName;
+  readonly role: NodeRole;
+  readonly subnet: SubnetName;
+  /** Fixed private address: certificates, HAProxy, MySQL users and the lab all use it. */
+  readonly privateIp: string;
+  readonly internalName: string;
+  readonly description: string;
+}
+
+export interface Flow {
+  readonly from: Peer;
+  readonly to: Peer;
+  readonly port: number;
+  readonly protocol: "tcp";
+  /** Why the flow exists; becomes the security-group rule description (AWS's character set). */
+  readonly why: string;
+}
+
+export interface Topology {
+  readonly vpcCidr: string;
+  readonly subnets: Readonly<Record<SubnetName, SubnetSpec>>;
+  readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
+  readonly flows: readonly Flow[];
+}
+
+/** Every flow the stack allows; anything not listed is denied, in both directions. */
+export const FLOWS: readonly Flow[] = [
+  { from: "internet", to: "lb", port: PORTS.https, protocol: "tcp", why: "Users: HTTPS to HAProxy" },
+  {
+    from: "internet",
+    to: "lb",
+    port: PORTS.http,
+    protocol: "tcp",
+    why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
+  },
+  ...(["s1", "s2"] as const).map(
+    (app): Flow => ({
+      from: "lb",
+      to: app,
+      port: PORTS.https,
+      protocol: "tcp",
+      why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
+    }),
+  ),
+  {
+    from: "s1",
+    to: "s2",
+    port: PORTS.mysql,
+    protocol: "tcp",
+    why: "Replica s1 replicates from primary s2 (TLS); the app on s1 writes to the primary",
+  },
+  {
+    from: "s2",
+    to: "s1",
+    port: PORTS.mysql,
+    protocol: "tcp",
+    why: "The app on s2 reads from the replica s1",
+  },
+  ...NODE_NAMES.flatMap((node): Flow[] => [
+    {
+      from: node,
+      to: "internet",
+      port: PORTS.https,
+      protocol: "tcp",
+      why:
+        node === "lb"
+          ? "HTTPS to AWS APIs (SSM, CloudWatch), the ACME server and agent packages"
+          : "HTTPS through NAT to AWS APIs (SSM, CloudWatch) and agent packages",
+    },
+    {
+      from: node,
+      to: "internet",
+      port: PORTS.http,
+      protocol: "tcp",
+      why: "HTTP to the Debian package mirror (apt verifies signatures)",
+    },
+  ]),
+];
+
+export function ipv4ToInt(address: string): number {
+  return address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+}
+
+export function intToIpv4(value: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join(".");
+}
+
+/** The `index`-th of the `2 ** extraBits` equal parts of `cidr`. */
+export function subnetOf(cidr: string, extraBits: number, index: number): string {
+  const [base, prefixText] = cidr.split("/");
+  const prefix = Number(prefixText) + extraBits;
+  return `${intToIpv4(ipv4ToInt(base) + index * 2 ** (32 - prefix))}/${prefix}`;
+}
+
+/**
+ * The VPC is cut in four equal subnets: 0 public (first AZ), 1 kept free for a second public
+ * subnet, 2 private-a (first AZ), 3 private-b (second AZ). s1 and s2 sit in different AZs.
+ */
+export function buildTopology(vpcCidr: string): Topology {
+  const subnet = (name: SubnetName, index: number, azIndex: number, isPublic: boolean): SubnetSpec => ({
+    name,
+    cidr: subnetOf(vpcCidr, 2, index),
+    azIndex,
+    public: isPublic,
+  });
+  const subnets = {
+    public: subnet("public", 0, 0, true),
+    "private-a": subnet("private-a", 2, 0, false),
+    "private-b": subnet("private-b", 3, 1, false),
+  };
+  const node = (name: NodeName, role: NodeRole, sub: SubnetName, description: string): NodeSpec => ({
+    name,
+    role,
+    subnet: sub,
+    privateIp: intToIpv4(ipv4ToInt(subnets[sub].cidr.split("/")[0]) + NODE_HOST_OFFSET),
+    internalName: `${name}.${INTERNAL_DOMAIN}`,
+    description,
+  });
+  return Object.freeze({
+    vpcCidr,
+    subnets: Object.freeze(subnets),
+    nodes: Object.freeze({
+      lb: node("lb", "loadbalancer", "public", "HAProxy load balancer"),
+      s1: node("s1", "replica", "private-b", "Nginx, Gunicorn and the database replica"),
+      s2: node("s2", "primary", "private-a", "Nginx, Gunicorn and the database primary"),
+    }),
+    flows: FLOWS,
+  });
+}
+
+export function flowsInto(node: NodeName, flows: readonly Flow[] = FLOWS): Flow[] {
+  return flows.filter((flow) => flow.to === node);
+}
+
+export function flowsOutOf(node: NodeName, flows: readonly Flow[] = FLOWS): Flow[] {
+  return flows.filter((flow) => flow.from === node);
+}
+
+/** One security-group rule: a flow seen from one group (a node-to-node flow gives two). */
+export interface SecurityGroupRule {
+  /** Stable resource key: renaming it replaces the rule. */
+  readonly key: string;
+  readonly group: NodeName;
+  readonly direction: "ingress" | "egress";
+  /** The other end: a node's group (referenced by id) or the internet (0.0.0.0/0). */
+  readonly peer: Peer;
+  readonly port: number;
+  readonly protocol: "tcp";
+  readonly description: string;
+}
+
+/** Flows → rules: ingress on the destination's group, egress on the source's group. */
+export function securityGroupRules(flows: readonly Flow[] = FLOWS): SecurityGroupRule[] {
+  return flows.flatMap((flow) => {
+    const rules: SecurityGroupRule[] = [];
+    const common = { port: flow.port, protocol: flow.protocol, description: flow.why };
+    if (flow.to !== "internet") {
+      const key = `${flow.to}-in-${flow.protocol}${flow.port}-from-${flow.from}`;
+      rules.push({ key, group: flow.to, direction: "ingress", peer: flow.from, ...common });
+    }
+    if (flow.from !== "internet") {
+      const key = `${flow.from}-out-${flow.protocol}${flow.port}-to-${flow.to}`;
+      rules.push({ key, group: flow.from, direction: "egress", peer: flow.to, ...common });
+    }
+    return rules;
+  });
+}
+
+/** Characters AWS accepts in security-group and rule descriptions. */
+export const SG_DESCRIPTION = /^[a-zA-Z0-9 ._\-:/()#,@[\]+=&;{}!$*]{1,255}$/;
+
+/** A record with one entry per node, in NODE_NAMES order. */
+export function mapNodes<T>(fn: (node: NodeName) => T): Record<NodeName, T> {
+  return Object.fromEntries(NODE_NAMES.map((node) => [node, fn(node)])) as Record<NodeName, T>;
+}
