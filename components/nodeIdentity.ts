@@ -1,0 +1,74 @@
+// One node's identity: an IAM role and instance profile with least privilege.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { NodeSpec } from "../topology";
+import { Tagger } from "../tags";
+import { AwsAccount, NODE_MANAGED_POLICIES, ec2AssumeRolePolicy, managedPolicyArn, nodeParameterPolicy } from "../iamPolicies";
+
+export interface NodeIdentityArgs {
+  /** The node this identity belongs to. */
+  readonly node: NodeSpec;
+  readonly stack: string;
+  /** Where the stack runs; parameter ARNs are built from it. */
+  readonly account: pulumi.Input<AwsAccount>;
+  /** ARN of the KMS key that encrypts the stack's parameters. */
+  readonly parameterKeyArn: pulumi.Input<string>;
+  readonly tags: Tagger;
+}
+
+export class NodeIdentity extends pulumi.ComponentResource {
+  readonly roleArn: pulumi.Output<string>;
+  readonly roleName: pulumi.Output<string>;
+  /** Name to pass as an instance's `iamInstanceProfile`. */
+  readonly instanceProfileName: pulumi.Output<string>;
+
+  constructor(name: string, args: NodeIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:identity:NodeIdentity", name, {}, opts);
+    const child = { parent: this };
+    const { node } = args;
+    const tags = args.tags(node.role, `${node.name}-role`);
+
+    const role = new aws.iam.Role(
+      `${name}-role`,
+      {
+        description: `webstack ${args.stack} ${node.name} (${node.role}): instance role`,
+        assumeRolePolicy: JSON.stringify(ec2AssumeRolePolicy()),
+        tags,
+      },
+      child,
+    );
+    // SSM.1 (Session Manager instead of SSH) and the CloudWatch agent.
+    for (const policyName of NODE_MANAGED_POLICIES) {
+      new aws.iam.RolePolicyAttachment(
+        `${name}-${policyName}`,
+        {
+          role: role.name,
+          policyArn: pulumi.output(args.account).apply((a) => managedPolicyArn(a.partition, policyName)),
+        },
+        child,
+      );
+    }
+    new aws.iam.RolePolicy(
+      `${name}-parameters`,
+      {
+        role: role.id,
+        policy: pulumi
+          .all([args.account, args.parameterKeyArn])
+          .apply(([account, keyArn]) =>
+            JSON.stringify(nodeParameterPolicy(account, args.stack, node.name, keyArn)),
+          ),
+      },
+      child,
+    );
+    const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, child);
+
+    this.roleArn = role.arn;
+    this.roleName = role.name;
+    this.instanceProfileName = profile.name;
+    this.registerOutputs({
+      roleArn: this.roleArn,
+      roleName: this.roleName,
+      instanceProfileName: this.instanceProfileName,
+    });
+  }
+}

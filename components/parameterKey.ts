@@ -1,0 +1,46 @@
+// The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { PROJECT } from "../naming";
+import { Tagger } from "../tags";
+
+export interface ParameterKeyArgs {
+  readonly stack: string;
+  readonly tags: Tagger;
+}
+
+/**
+ * Not the AWS-managed aws/ssm key: that one lets every principal in the account decrypt, so a
+ * node's role could not be kept from another node's secrets. With this key, decryption follows
+ * the IAM policies, which scope it per node by the parameter's ARN.
+ */
+export class ParameterKey extends pulumi.ComponentResource {
+  readonly keyArn: pulumi.Output<string>;
+  readonly keyId: pulumi.Output<string>;
+  readonly aliasName: pulumi.Output<string>;
+
+  constructor(name: string, args: ParameterKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:secrets:ParameterKey", name, {}, opts);
+    const child = { parent: this };
+    const key = new aws.kms.Key(
+      `${name}-key`,
+      {
+        description: `${PROJECT} ${args.stack}: encrypts the stack's SSM SecureString parameters`,
+        enableKeyRotation: true, // KMS.4
+        deletionWindowInDays: 30,
+        tags: args.tags("shared", "parameter-key"),
+      },
+      child,
+    );
+    // Alias names allow letters, digits, '/', '_' and '-'; stack names may also hold '.'.
+    const alias = new aws.kms.Alias(
+      `${name}-alias`,
+      { name: `alias/${PROJECT}/${args.stack.replace(/[^A-Za-z0-9/_-]/g, "-")}/parameters`, targetKeyId: key.keyId },
+      child,
+    );
+    this.keyArn = key.arn;
+    this.keyId = key.keyId;
+    this.aliasName = alias.name;
+    this.registerOutputs({ keyArn: this.keyArn, keyId: this.keyId, aliasName: this.aliasName });
+  }
+}

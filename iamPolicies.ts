@@ -1,0 +1,115 @@
+// IAM policy documents built in code, so tests and reviewers read the real statements.
+import { ParameterScope, parameterPath } from "./naming";
+import { NodeName } from "./topology";
+
+/** Where the stack runs; resolved once from the provider. */
+export interface AwsAccount {
+  readonly partition: string;
+  readonly region: string;
+  readonly accountId: string;
+  /** DNS suffix of the partition's endpoints, e.g. amazonaws.com. */
+  readonly dnsSuffix: string;
+}
+
+export interface PolicyStatement {
+  readonly Sid?: string;
+  readonly Effect: "Allow" | "Deny";
+  readonly Principal?: Record<string, string | string[]>;
+  readonly Action: string | string[];
+  readonly Resource?: string | string[];
+  readonly Condition?: Record<string, Record<string, string | string[]>>;
+}
+
+export interface PolicyDocument {
+  readonly Version: "2012-10-17";
+  readonly Statement: readonly PolicyStatement[];
+}
+
+export function policy(...statements: PolicyStatement[]): PolicyDocument {
+  return { Version: "2012-10-17", Statement: statements };
+}
+
+/** Lets the EC2 service hand this role to an instance. */
+export function ec2AssumeRolePolicy(): PolicyDocument {
+  return policy({
+    Effect: "Allow",
+    Principal: { Service: "ec2.amazonaws.com" },
+    Action: "sts:AssumeRole",
+  });
+}
+
+/** AWS-managed policies every node's role carries: Session Manager access and the CloudWatch agent. */
+export const NODE_MANAGED_POLICIES = ["AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"] as const;
+
+export function managedPolicyArn(partition: string, policyName: string): string {
+  return `arn:${partition}:iam::aws:policy/${policyName}`;
+}
+
+function parameterArn(account: AwsAccount, path: string): string {
+  return `arn:${account.partition}:ssm:${account.region}:${account.accountId}:parameter${path}`;
+}
+
+/**
+ * Read access to one node's parameters and the shared ones, nothing else. Decryption is scoped
+ * by the encryption context SSM sets (PARAMETER_ARN), so a node cannot decrypt another's values
+ * even through another API path.
+ */
+export function nodeParameterPolicy(
+  account: AwsAccount,
+  stack: string,
+  node: NodeName,
+  parameterKeyArn: string,
+): PolicyDocument {
+  const scopes: ParameterScope[] = [node, "shared"];
+  const below = scopes.map((scope) => parameterArn(account, `${parameterPath(stack, scope)}/*`));
+  const paths = scopes.map((scope) => parameterArn(account, parameterPath(stack, scope)));
+  return policy(
+    {
+      Sid: "ReadOwnAndSharedParameters",
+      Effect: "Allow",
+      Action: ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+      // GetParametersByPath is authorised on the path itself; the others on each parameter.
+      Resource: [...paths, ...below],
+    },
+    {
+      Sid: "DecryptOwnAndSharedParameters",
+      Effect: "Allow",
+      Action: "kms:Decrypt",
+      Resource: parameterKeyArn,
+      Condition: {
+        StringEquals: { "kms:ViaService": `ssm.${account.region}.${account.dnsSuffix}` },
+        StringLike: { "kms:EncryptionContext:PARAMETER_ARN": below },
+      },
+    },
+  );
+}
+
+/** VPC flow logs assume this role only for this account's flow logs (confused-deputy guard). */
+export function flowLogsAssumeRolePolicy(account: AwsAccount): PolicyDocument {
+  return policy({
+    Effect: "Allow",
+    Principal: { Service: "vpc-flow-logs.amazonaws.com" },
+    Action: "sts:AssumeRole",
+    Condition: {
+      StringEquals: { "aws:SourceAccount": account.accountId },
+      ArnLike: {
+        "aws:SourceArn": `arn:${account.partition}:ec2:${account.region}:${account.accountId}:vpc-flow-log/*`,
+      },
+    },
+  });
+}
+
+/** Writing flow-log records into one log group. */
+export function flowLogsDeliveryPolicy(logGroupArn: string): PolicyDocument {
+  return policy({
+    Sid: "DeliverFlowLogs",
+    Effect: "Allow",
+    Action: [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogGroups",
+      "logs:DescribeLogStreams",
+    ],
+    Resource: [logGroupArn, `${logGroupArn}:*`],
+  });
+}

@@ -1,0 +1,17 @@
+// Names other systems see (SSM paths, log groups): one convention, derived from project and stack.
+import { NodeName } from "./topology";
+
+export const PROJECT = "webstack";
+
+/** Whose parameters: one node's, or the ones every node may read. */
+export type ParameterScope = NodeName | "shared";
+
+/** `/webstack/<stack>/<scope>`: the SSM path a node's secrets live under. */
+export function parameterPath(stack: string, scope: ParameterScope): string {
+  return `/${PROJECT}/${stack}/${scope}`;
+}
+
+/** `/webstack/<stack>/<parts…>`: a CloudWatch log group name ops can find without the stack's state. */
+export function logGroupName(stack: string, ...parts: string[]): string {
+  return `/${PROJECT}/${stack}/${parts.join("/")}`;
+}
