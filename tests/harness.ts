@@ -1,0 +1,69 @@
+// Shared mock harness: runs the real program under the offline plan's mocks and queries the result.
+import * as path from "path";
+import { Plan, PlannedResource, runPlan } from "../plan/plan";
+import { readStackConfig, stackFile } from "../plan/stackConfig";
+import { revealSecrets } from "../plan/secrets";
+
+export const PROJECT_DIR = path.resolve(__dirname, "..");
+
+/** Resource type tokens the tests look for. */
+export const T = {
+  stack: "pulumi:pulumi:Stack",
+  vpc: "aws:ec2/vpc:Vpc",
+  subnet: "aws:ec2/subnet:Subnet",
+  route: "aws:ec2/route:Route",
+  routeTable: "aws:ec2/routeTable:RouteTable",
+  routeTableAssociation: "aws:ec2/routeTableAssociation:RouteTableAssociation",
+  internetGateway: "aws:ec2/internetGateway:InternetGateway",
+  natGateway: "aws:ec2/natGateway:NatGateway",
+  eip: "aws:ec2/eip:Eip",
+  flowLog: "aws:ec2/flowLog:FlowLog",
+  defaultSecurityGroup: "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+  securityGroup: "aws:ec2/securityGroup:SecurityGroup",
+  legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
+  ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+  egressRule: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+  logGroup: "aws:cloudwatch/logGroup:LogGroup",
+  role: "aws:iam/role:Role",
+  rolePolicy: "aws:iam/rolePolicy:RolePolicy",
+  rolePolicyAttachment: "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+  instanceProfile: "aws:iam/instanceProfile:InstanceProfile",
+  kmsKey: "aws:kms/key:Key",
+  kmsAlias: "aws:kms/alias:Alias",
+} as const;
+
+/** Plans a stack from its Pulumi.<stack>.yaml, with optional `key=value` overrides. */
+export function planStack(stack: string, overrides: string[] = []): Promise<Plan> {
+  const config = readStackConfig(stackFile(PROJECT_DIR, stack), overrides);
+  return runPlan({ stack, config: config.values, secretKeys: config.secretKeys });
+}
+
+/** Plans a stack from a config map; keys without a namespace are webstack's. */
+export function planConfig(
+  config: Record<string, string>,
+  options: { stack?: string; secretKeys?: string[] } = {},
+): Promise<Plan> {
+  const values = Object.fromEntries(
+    Object.entries({ "aws:region": "eu-west-1", ...config }).map(([k, v]) => [k.includes(":") ? k : `webstack:${k}`, v]),
+  );
+  return runPlan({ stack: options.stack ?? "test", config: values, secretKeys: options.secretKeys });
+}
+
+/** Every resource of a type, secrets revealed. */
+export function ofType(plan: Plan, type: string): PlannedResource[] {
+  return revealSecrets(plan.resources.filter((r) => r.type === type));
+}
+
+/** The one resource of a type and name; fails the test when it is missing. */
+export function one(plan: Plan, type: string, name: string): PlannedResource {
+  const found = ofType(plan, type).filter((r) => r.name === name);
+  if (found.length !== 1) throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+  return found[0];
+}
+
+/** The resource a given id belongs to (ids are what inputs reference). */
+export function byId(plan: Plan, id: unknown): PlannedResource {
+  const found = plan.resources.filter((r) => r.id !== undefined && r.id === id);
+  if (found.length !== 1) throw new Error(`expected one resource with id ${String(id)}, found ${found.length}`);
+  return found[0];
+}
