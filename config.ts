@@ -160,7 +160,8 @@ function httpsUrl(raw: string): string {
 
 function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
   return (raw) => {
-    if (!(values as readonly string[]).includes(raw)) throw new Invalid("is not one of the accepted values");
+    if (!(values as readonly string[]).includes(raw))
+      throw new Invalid("is not one of the accepted values");
     return raw as T;
   };
 }
@@ -241,7 +242,8 @@ function tags(raw: string): Record<string, string> {
   const entries = Object.entries(parsed as Record<string, unknown>);
   const bad: string[] = [];
   for (const [key, value] of entries) {
-    if ((RESERVED_TAG_KEYS as readonly string[]).includes(key)) bad.push(`${key} is set by webstack`);
+    if ((RESERVED_TAG_KEYS as readonly string[]).includes(key))
+      bad.push(`${key} is set by webstack`);
     else if (key.length < 1 || key.length > 128 || !TAG_TEXT.test(key) || key.startsWith("aws:")) {
       bad.push(`key ${JSON.stringify(key)} is not a valid tag key`);
     } else if (typeof value !== "string" || value.length > 256 || !TAG_TEXT.test(value)) {
@@ -390,7 +392,8 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   tags: {
     doc: "Extra tags on every taggable resource (Project, Stack, Role, ManagedBy, Name are webstack's).",
-    accepted: "an object of string values, e.g. {Environment: prod}; AWS tag syntax, no reserved keys",
+    accepted:
+      "an object of string values, e.g. {Environment: prod}; AWS tag syntax, no reserved keys",
     example: '{"Environment": "prod", "CostCenter": "web"}',
     default: "{}",
     parse: tags,
@@ -429,7 +432,9 @@ export function closestKey(key: string): ConfigKey | undefined {
     const distance = editDistance(key.toLowerCase(), known.toLowerCase());
     if (!best || distance < best.distance) best = { key: known, distance };
   }
-  return best && best.distance <= Math.max(2, Math.floor(best.key.length / 3)) ? best.key : undefined;
+  return best && best.distance <= Math.max(2, Math.floor(best.key.length / 3))
+    ? best.key
+    : undefined;
 }
 
 export interface ParseOptions {
@@ -450,7 +455,9 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
       const near = closestKey(key);
       problems.push(
         `${fullKey}: unknown key; ` +
-          (near ? `did you mean ${prefix}${near}?` : `known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`),
+          (near
+            ? `did you mean ${prefix}${near}?`
+            : `known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`),
       );
     }
   }
@@ -463,13 +470,20 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
       if (spec.required || reason) {
         const how = `pulumi config set${spec.secret ? " --secret" : ""} ${key} <value>`;
         const because = reason ? ` (required because ${reason})` : "";
-        problems.push(`${fullKey}: missing${because}; expected ${spec.accepted}; set it with ${how}`);
+        problems.push(
+          `${fullKey}: missing${because}; expected ${spec.accepted}; set it with ${how}`,
+        );
         continue;
       }
       if (spec.default === undefined) continue;
     }
     const text = given === undefined || given === "" ? spec.default! : given;
-    if (spec.secret && given !== undefined && options.secretKeys && !options.secretKeys.has(fullKey)) {
+    if (
+      spec.secret &&
+      given !== undefined &&
+      options.secretKeys &&
+      !options.secretKeys.has(fullKey)
+    ) {
       problems.push(
         `${fullKey}: stored in plain text (value hidden); store it encrypted with ` +
           `pulumi config set --secret ${key} <value>`,
@@ -504,7 +518,9 @@ function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig
     );
   }
   if (v.certificate === "letsencrypt" && absent("acmeEmail")) {
-    problems.push(`${k("acmeEmail")}: missing; ${k("certificate")} letsencrypt needs an ACME contact e-mail`);
+    problems.push(
+      `${k("acmeEmail")}: missing; ${k("certificate")} letsencrypt needs an ACME contact e-mail`,
+    );
   }
   if (v.certificate === "acm" && absent("hostedZone")) {
     problems.push(
@@ -519,6 +535,8 @@ export function loadConfig(): WebstackConfig {
   const raw = pulumi.runtime.allConfig();
   // isConfigSecret is marked internal; without it every secret key is taken as encrypted.
   const isSecret = (pulumi.runtime as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
-  const secretKeys = isSecret ? new Set(Object.keys(raw).filter((key) => isSecret(key))) : undefined;
+  const secretKeys = isSecret
+    ? new Set(Object.keys(raw).filter((key) => isSecret(key)))
+    : undefined;
   return parseConfig(raw, { secretKeys });
 }

@@ -39,7 +39,10 @@ export function ec2AssumeRolePolicy(): PolicyDocument {
 }
 
 /** AWS-managed policies every node's role carries: Session Manager access and the CloudWatch agent. */
-export const NODE_MANAGED_POLICIES = ["AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"] as const;
+export const NODE_MANAGED_POLICIES = [
+  "AmazonSSMManagedInstanceCore",
+  "CloudWatchAgentServerPolicy",
+] as const;
 
 export function managedPolicyArn(partition: string, policyName: string): string {
   return `arn:${partition}:iam::aws:policy/${policyName}`;

@@ -59,7 +59,10 @@ export = async () => {
     internalNames: mapNodes((node) => topology.nodes[node].internalName),
     instanceRoleArns: mapNodes((node) => identities[node].roleArn),
     instanceProfiles: mapNodes((node) => identities[node].instanceProfileName),
-    parameterPaths: { ...mapNodes((node) => parameterPath(stack, node)), shared: parameterPath(stack, "shared") },
+    parameterPaths: {
+      ...mapNodes((node) => parameterPath(stack, node)),
+      shared: parameterPath(stack, "shared"),
+    },
     parameterKeyArn: parameterKey.keyArn,
   };
 };

@@ -53,7 +53,13 @@ export interface Topology {
 
 /** Every flow the stack allows; anything not listed is denied, in both directions. */
 export const FLOWS: readonly Flow[] = [
-  { from: "internet", to: "lb", port: PORTS.https, protocol: "tcp", why: "Users: HTTPS to HAProxy" },
+  {
+    from: "internet",
+    to: "lb",
+    port: PORTS.https,
+    protocol: "tcp",
+    why: "Users: HTTPS to HAProxy",
+  },
   {
     from: "internet",
     to: "lb",
@@ -61,15 +67,13 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
   },
-  ...(["s1", "s2"] as const).map(
-    (app): Flow => ({
-      from: "lb",
-      to: app,
-      port: PORTS.https,
-      protocol: "tcp",
-      why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
-    }),
-  ),
+  ...(["s1", "s2"] as const).map((app): Flow => ({
+    from: "lb",
+    to: app,
+    port: PORTS.https,
+    protocol: "tcp",
+    why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
+  })),
   {
     from: "s1",
     to: "s2",
@@ -125,7 +129,12 @@ export function subnetOf(cidr: string, extraBits: number, index: number): string
  * subnet, 2 private-a (first AZ), 3 private-b (second AZ). s1 and s2 sit in different AZs.
  */
 export function buildTopology(vpcCidr: string): Topology {
-  const subnet = (name: SubnetName, index: number, azIndex: number, isPublic: boolean): SubnetSpec => ({
+  const subnet = (
+    name: SubnetName,
+    index: number,
+    azIndex: number,
+    isPublic: boolean,
+  ): SubnetSpec => ({
     name,
     cidr: subnetOf(vpcCidr, 2, index),
     azIndex,
@@ -136,7 +145,12 @@ export function buildTopology(vpcCidr: string): Topology {
     "private-a": subnet("private-a", 2, 0, false),
     "private-b": subnet("private-b", 3, 1, false),
   };
-  const node = (name: NodeName, role: NodeRole, sub: SubnetName, description: string): NodeSpec => ({
+  const node = (
+    name: NodeName,
+    role: NodeRole,
+    sub: SubnetName,
+    description: string,
+  ): NodeSpec => ({
     name,
     role,
     subnet: sub,

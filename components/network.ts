@@ -49,12 +49,17 @@ export class Network extends pulumi.ComponentResource {
 
     const zones = aws
       .getAvailabilityZonesOutput(
-        { state: "available", filters: [{ name: "opt-in-status", values: ["opt-in-not-required"] }] },
+        {
+          state: "available",
+          filters: [{ name: "opt-in-status", values: ["opt-in-not-required"] }],
+        },
         child,
       )
       .names.apply((names) => {
         if (names.length < 2) {
-          throw new Error(`webstack needs two availability zones; the region offers ${names.length}`);
+          throw new Error(
+            `webstack needs two availability zones; the region offers ${names.length}`,
+          );
         }
         return names;
       });
@@ -76,7 +81,11 @@ export class Network extends pulumi.ComponentResource {
       );
     }
 
-    const igw = new aws.ec2.InternetGateway(`${name}-igw`, { vpcId: vpc.id, tags: tags("igw") }, child);
+    const igw = new aws.ec2.InternetGateway(
+      `${name}-igw`,
+      { vpcId: vpc.id, tags: tags("igw") },
+      child,
+    );
 
     // One NAT gateway: it carries only egress (packages, AWS APIs), so losing its AZ stops
     // boots and agents in the other AZ but never user traffic. Two NATs cost twice as much.
@@ -88,11 +97,21 @@ export class Network extends pulumi.ComponentResource {
     );
 
     const routeTables = {
-      public: { target: { gatewayId: igw.id }, subnets: SUBNET_NAMES.filter((s) => args.topology.subnets[s].public) },
-      private: { target: { natGatewayId: nat.id }, subnets: SUBNET_NAMES.filter((s) => !args.topology.subnets[s].public) },
+      public: {
+        target: { gatewayId: igw.id },
+        subnets: SUBNET_NAMES.filter((s) => args.topology.subnets[s].public),
+      },
+      private: {
+        target: { natGatewayId: nat.id },
+        subnets: SUBNET_NAMES.filter((s) => !args.topology.subnets[s].public),
+      },
     };
     for (const [kind, { target, subnets: members }] of Object.entries(routeTables)) {
-      const table = new aws.ec2.RouteTable(`${name}-${kind}-rt`, { vpcId: vpc.id, tags: tags(`rt-${kind}`) }, child);
+      const table = new aws.ec2.RouteTable(
+        `${name}-${kind}-rt`,
+        { vpcId: vpc.id, tags: tags(`rt-${kind}`) },
+        child,
+      );
       new aws.ec2.Route(
         `${name}-${kind}-default-route`,
         { routeTableId: table.id, destinationCidrBlock: "0.0.0.0/0", ...target },
@@ -110,21 +129,30 @@ export class Network extends pulumi.ComponentResource {
     // EC2.6: VPC flow logs, all traffic, to a log group with retention.
     const flowLogGroup = new aws.cloudwatch.LogGroup(
       `${name}-flow-logs`,
-      { name: args.flowLogGroupName, retentionInDays: args.logRetentionDays, tags: tags("flow-logs") },
+      {
+        name: args.flowLogGroupName,
+        retentionInDays: args.logRetentionDays,
+        tags: tags("flow-logs"),
+      },
       child,
     );
     const flowLogRole = new aws.iam.Role(
       `${name}-flow-logs-role`,
       {
         description: "VPC flow logs deliver records to the stack's flow-log group",
-        assumeRolePolicy: pulumi.output(args.account).apply((a) => JSON.stringify(flowLogsAssumeRolePolicy(a))),
+        assumeRolePolicy: pulumi
+          .output(args.account)
+          .apply((a) => JSON.stringify(flowLogsAssumeRolePolicy(a))),
         tags: tags("flow-logs-role"),
       },
       child,
     );
     new aws.iam.RolePolicy(
       `${name}-flow-logs-delivery`,
-      { role: flowLogRole.id, policy: flowLogGroup.arn.apply((arn) => JSON.stringify(flowLogsDeliveryPolicy(arn))) },
+      {
+        role: flowLogRole.id,
+        policy: flowLogGroup.arn.apply((arn) => JSON.stringify(flowLogsDeliveryPolicy(arn))),
+      },
       child,
     );
     new aws.ec2.FlowLog(

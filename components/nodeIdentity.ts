@@ -3,7 +3,13 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { NodeSpec } from "../topology";
 import { Tagger } from "../tags";
-import { AwsAccount, NODE_MANAGED_POLICIES, ec2AssumeRolePolicy, managedPolicyArn, nodeParameterPolicy } from "../iamPolicies";
+import {
+  AwsAccount,
+  NODE_MANAGED_POLICIES,
+  ec2AssumeRolePolicy,
+  managedPolicyArn,
+  nodeParameterPolicy,
+} from "../iamPolicies";
 
 export interface NodeIdentityArgs {
   /** The node this identity belongs to. */
@@ -43,7 +49,9 @@ export class NodeIdentity extends pulumi.ComponentResource {
         `${name}-${policyName}`,
         {
           role: role.name,
-          policyArn: pulumi.output(args.account).apply((a) => managedPolicyArn(a.partition, policyName)),
+          policyArn: pulumi
+            .output(args.account)
+            .apply((a) => managedPolicyArn(a.partition, policyName)),
         },
         child,
       );
@@ -60,7 +68,11 @@ export class NodeIdentity extends pulumi.ComponentResource {
       },
       child,
     );
-    const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, child);
+    const profile = new aws.iam.InstanceProfile(
+      `${name}-profile`,
+      { role: role.name, tags },
+      child,
+    );
 
     this.roleArn = role.arn;
     this.roleName = role.name;

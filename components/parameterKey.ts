@@ -35,7 +35,10 @@ export class ParameterKey extends pulumi.ComponentResource {
     // Alias names allow letters, digits, '/', '_' and '-'; stack names may also hold '.'.
     const alias = new aws.kms.Alias(
       `${name}-alias`,
-      { name: `alias/${PROJECT}/${args.stack.replace(/[^A-Za-z0-9/_-]/g, "-")}/parameters`, targetKeyId: key.keyId },
+      {
+        name: `alias/${PROJECT}/${args.stack.replace(/[^A-Za-z0-9/_-]/g, "-")}/parameters`,
+        targetKeyId: key.keyId,
+      },
       child,
     );
     this.keyArn = key.arn;

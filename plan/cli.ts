@@ -5,7 +5,8 @@ import { Plan, PlanError, PlannedResource, runPlan } from "./plan";
 import { readStackConfig, StackConfigError, stackFile } from "./stackConfig";
 import { redactSecrets } from "./secrets";
 
-const USAGE = "usage: npm run plan -- --stack <name> [--json] [--set key=value]... [--stack-file FILE]";
+const USAGE =
+  "usage: npm run plan -- --stack <name> [--json] [--set key=value]... [--stack-file FILE]";
 
 interface CliArgs {
   readonly stack: string;
@@ -80,9 +81,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     const args = parseArgs(argv);
     const file = args.stackFile ?? stackFile(path.resolve(__dirname, ".."), args.stack);
     const config = readStackConfig(file, args.sets);
-    const plan = await runPlan({ stack: args.stack, config: config.values, secretKeys: config.secretKeys });
+    const plan = await runPlan({
+      stack: args.stack,
+      config: config.values,
+      secretKeys: config.secretKeys,
+    });
     const text = args.json
-      ? JSON.stringify({ ...redactSecrets(plan), placeholders: config.placeholders }, null, 2) + "\n"
+      ? JSON.stringify({ ...redactSecrets(plan), placeholders: config.placeholders }, null, 2) +
+        "\n"
       : renderHuman(plan, config.placeholders);
     process.stdout.write(text);
     return 0;
@@ -103,7 +109,9 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.stdout.write("", () => process.exit(code)),
     (err) => {
-      process.stderr.write(`plan: unexpected failure: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.stderr.write(
+        `plan: unexpected failure: ${err instanceof Error ? err.stack : String(err)}\n`,
+      );
       process.exit(1);
     },
   );

@@ -63,11 +63,16 @@ export class PlanMocks implements pulumi.runtime.Mocks {
     private readonly override?: OutputOverride,
   ) {}
 
-  newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+  newResource(args: pulumi.runtime.MockResourceArgs): {
+    id: string | undefined;
+    state: Record<string, unknown>;
+  } {
     const custom = args.custom ?? true;
     const inputs = { ...(args.inputs as Record<string, unknown>) };
     const computed = custom ? this.computed(args.type, args.name, inputs) : {};
-    const id = custom ? (args.id || (computed.id as string | undefined) || this.fakeId(args.type, args.name)) : undefined;
+    const id = custom
+      ? args.id || (computed.id as string | undefined) || this.fakeId(args.type, args.name)
+      : undefined;
     const outputs = { ...inputs, ...computed, ...(this.override?.(args) ?? {}) };
     delete outputs.id;
     this.resources.push({ type: args.type, name: args.name, custom, id, inputs, outputs });
@@ -78,11 +83,27 @@ export class PlanMocks implements pulumi.runtime.Mocks {
     const { region, accountId } = this.account;
     switch (args.token) {
       case "aws:index/getPartition:getPartition":
-        return { id: "aws", partition: "aws", dnsSuffix: "amazonaws.com", reverseDnsPrefix: "com.amazonaws" };
+        return {
+          id: "aws",
+          partition: "aws",
+          dnsSuffix: "amazonaws.com",
+          reverseDnsPrefix: "com.amazonaws",
+        };
       case "aws:index/getRegion:getRegion":
-        return { id: region, name: region, region, endpoint: `ec2.${region}.amazonaws.com`, description: region };
+        return {
+          id: region,
+          name: region,
+          region,
+          endpoint: `ec2.${region}.amazonaws.com`,
+          description: region,
+        };
       case "aws:index/getCallerIdentity:getCallerIdentity":
-        return { id: accountId, accountId, arn: `arn:aws:iam::${accountId}:user/offline-plan`, userId: "AIDAOFFLINEPLAN" };
+        return {
+          id: accountId,
+          accountId,
+          arn: `arn:aws:iam::${accountId}:user/offline-plan`,
+          userId: "AIDAOFFLINEPLAN",
+        };
       case "aws:index/getAvailabilityZones:getAvailabilityZones": {
         const letters = ["a", "b", "c"];
         return {
@@ -94,7 +115,9 @@ export class PlanMocks implements pulumi.runtime.Mocks {
         };
       }
       default:
-        throw new Error(`the offline plan has no mock for the invoke ${args.token}; add one in plan/mocks.ts`);
+        throw new Error(
+          `the offline plan has no mock for the invoke ${args.token}; add one in plan/mocks.ts`,
+        );
     }
   }
 
@@ -104,29 +127,55 @@ export class PlanMocks implements pulumi.runtime.Mocks {
   }
 
   /** Outputs AWS computes that the program reads (ids, ARNs, generated names, addresses). */
-  private computed(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+  private computed(
+    type: string,
+    name: string,
+    inputs: Record<string, unknown>,
+  ): Record<string, unknown> {
     const { region, accountId } = this.account;
-    const resourceName = (inputs.name as string | undefined) ?? (AUTONAMED.has(type) ? `${name}-${stableHex(7, type, name)}` : undefined);
+    const resourceName =
+      (inputs.name as string | undefined) ??
+      (AUTONAMED.has(type) ? `${name}-${stableHex(7, type, name)}` : undefined);
     switch (type) {
       case "aws:iam/role:Role":
-        return { id: resourceName, name: resourceName, arn: `arn:aws:iam::${accountId}:role/${resourceName}`, uniqueId: `AROA${stableHex(16, name).toUpperCase()}` };
+        return {
+          id: resourceName,
+          name: resourceName,
+          arn: `arn:aws:iam::${accountId}:role/${resourceName}`,
+          uniqueId: `AROA${stableHex(16, name).toUpperCase()}`,
+        };
       case "aws:iam/instanceProfile:InstanceProfile":
-        return { id: resourceName, name: resourceName, arn: `arn:aws:iam::${accountId}:instance-profile/${resourceName}` };
+        return {
+          id: resourceName,
+          name: resourceName,
+          arn: `arn:aws:iam::${accountId}:instance-profile/${resourceName}`,
+        };
       case "aws:iam/rolePolicy:RolePolicy":
         return { id: `${String(inputs.role)}:${resourceName}`, name: resourceName };
       case "aws:cloudwatch/logGroup:LogGroup":
-        return { id: resourceName, name: resourceName, arn: `arn:aws:logs:${region}:${accountId}:log-group:${resourceName}` };
+        return {
+          id: resourceName,
+          name: resourceName,
+          arn: `arn:aws:logs:${region}:${accountId}:log-group:${resourceName}`,
+        };
       case "aws:kms/key:Key": {
         const h = stableHex(32, name);
         const keyId = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
         return { id: keyId, keyId, arn: `arn:aws:kms:${region}:${accountId}:key/${keyId}` };
       }
       case "aws:kms/alias:Alias":
-        return { id: inputs.name, arn: `arn:aws:kms:${region}:${accountId}:${String(inputs.name)}` };
+        return {
+          id: inputs.name,
+          arn: `arn:aws:kms:${region}:${accountId}:${String(inputs.name)}`,
+        };
       case "aws:ec2/eip:Eip": {
         const id = this.fakeId(type, name);
         // 198.51.100.0/24 is TEST-NET-2: documentation addresses, never routed.
-        return { id, allocationId: id, publicIp: `198.51.100.${(parseInt(stableHex(4, name), 16) % 250) + 2}` };
+        return {
+          id,
+          allocationId: id,
+          publicIp: `198.51.100.${(parseInt(stableHex(4, name), 16) % 250) + 2}`,
+        };
       }
       case "aws:ec2/vpc:Vpc": {
         const id = this.fakeId(type, name);
@@ -139,7 +188,11 @@ export class PlanMocks implements pulumi.runtime.Mocks {
       }
       case "aws:ec2/securityGroup:SecurityGroup": {
         const id = this.fakeId(type, name);
-        return { id, arn: `arn:aws:ec2:${region}:${accountId}:security-group/${id}`, name: `${name}-${stableHex(7, name)}` };
+        return {
+          id,
+          arn: `arn:aws:ec2:${region}:${accountId}:security-group/${id}`,
+          name: `${name}-${stableHex(7, name)}`,
+        };
       }
       default:
         return {};

@@ -77,13 +77,19 @@ async function resolveDeep(value: unknown): Promise<unknown> {
   if (pulumi.Resource.isInstance(value)) return settled(value.urn);
   if (Array.isArray(value)) return Promise.all(value.map(resolveDeep));
   if (typeof value === "object" && value !== null) {
-    const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)]));
+    const entries = await Promise.all(
+      Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)]),
+    );
     return Object.fromEntries(entries);
   }
   return value;
 }
 
-function plannedOptions(opts: pulumi.ResourceOptions, protect: boolean, dependsOn: string[]): PlannedOptions {
+function plannedOptions(
+  opts: pulumi.ResourceOptions,
+  protect: boolean,
+  dependsOn: string[],
+): PlannedOptions {
   const custom = opts as pulumi.CustomResourceOptions;
   const picked: Record<string, unknown> = {
     protect: protect || undefined,
@@ -93,7 +99,9 @@ function plannedOptions(opts: pulumi.ResourceOptions, protect: boolean, dependsO
     retainOnDelete: opts.retainOnDelete,
     dependsOn: dependsOn.length > 0 ? dependsOn : undefined,
   };
-  return Object.fromEntries(Object.entries(picked).filter(([, v]) => v !== undefined)) as PlannedOptions;
+  return Object.fromEntries(
+    Object.entries(picked).filter(([, v]) => v !== undefined),
+  ) as PlannedOptions;
 }
 
 /**
@@ -102,8 +110,12 @@ function plannedOptions(opts: pulumi.ResourceOptions, protect: boolean, dependsO
  */
 export async function runPlan(options: PlanOptions): Promise<Plan> {
   const region = options.config["aws:region"];
-  if (!region) throw new PlanError("aws:region: missing; set it with pulumi config set aws:region <region>");
-  const mocks = new PlanMocks({ region, accountId: options.accountId ?? "123456789012" }, options.override);
+  if (!region)
+    throw new PlanError("aws:region: missing; set it with pulumi config set aws:region <region>");
+  const mocks = new PlanMocks(
+    { region, accountId: options.accountId ?? "123456789012" },
+    options.override,
+  );
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack, false);
   pulumi.runtime.setAllConfig({ ...options.config }, [...(options.secretKeys ?? [])]);
 
@@ -147,14 +159,21 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
     protectOf.set(s.resource, s.opts.protect ?? protectOf.get(s.parent) ?? false);
   }
   const optionsOf = (s: Seen): PlannedOptions => {
-    const deps = ([] as pulumi.Resource[]).concat((s.opts.dependsOn as pulumi.Resource[] | undefined) ?? []);
-    return plannedOptions(s.opts, protectOf.get(s.resource)!, deps.map((d) => urnOf.get(d) ?? "(unknown)"));
+    const deps = ([] as pulumi.Resource[]).concat(
+      (s.opts.dependsOn as pulumi.Resource[] | undefined) ?? [],
+    );
+    return plannedOptions(
+      s.opts,
+      protectOf.get(s.resource)!,
+      deps.map((d) => urnOf.get(d) ?? "(unknown)"),
+    );
   };
 
   const resources = mocks.resources.map((m): PlannedResource => {
     const s = byKey.get(`${m.type}::${m.name}`);
     const isStack = m.type === "pulumi:pulumi:Stack";
-    if (!s && !isStack) throw new PlanError(`resource ${m.type}::${m.name} was registered outside the stack`);
+    if (!s && !isStack)
+      throw new PlanError(`resource ${m.type}::${m.name} was registered outside the stack`);
     return {
       urn: s ? urnOf.get(s.resource)! : urnOf.get(stackResource!)!,
       type: m.type,
@@ -168,6 +187,8 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
   });
   // Construction order is the program's own order, stable from run to run.
   const order = new Map(seen.map((s, i) => [`${s.type}::${s.name}`, i]));
-  resources.sort((a, b) => (order.get(`${a.type}::${a.name}`) ?? -1) - (order.get(`${b.type}::${b.name}`) ?? -1));
+  resources.sort(
+    (a, b) => (order.get(`${a.type}::${a.name}`) ?? -1) - (order.get(`${b.type}::${b.name}`) ?? -1),
+  );
   return { stack: options.stack, resources, outputs };
 }

@@ -9,7 +9,11 @@ export interface WrappedSecret {
 }
 
 export function isWrappedSecret(value: unknown): value is WrappedSecret {
-  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[specialSigKey] === specialSecretSig;
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<string, unknown>)[specialSigKey] === specialSecretSig
+  );
 }
 
 export function wrapSecret(value: unknown): WrappedSecret {

@@ -47,7 +47,8 @@ export function readStackConfig(file: string, overrides: readonly string[] = [])
   };
   const placeholder = (key: string) => {
     const spec = secretSpec(key);
-    if (!spec?.placeholder) throw new StackConfigError(`${key}: no placeholder for an encrypted value`);
+    if (!spec?.placeholder)
+      throw new StackConfigError(`${key}: no placeholder for an encrypted value`);
     values[key] = spec.placeholder;
     secretKeys.add(key);
     placeholders.push(key);
@@ -71,7 +72,8 @@ export function readStackConfig(file: string, overrides: readonly string[] = [])
   // Secrets the settings require but nobody without the stack's key can supply.
   for (const [name, spec] of Object.entries(CONFIG_KEYS)) {
     const key = `${NAMESPACE}:${name}`;
-    if (spec.secret && values[key] === undefined && spec.requiredWhen?.(values as RawConfig)) placeholder(key);
+    if (spec.secret && values[key] === undefined && spec.requiredWhen?.(values as RawConfig))
+      placeholder(key);
   }
   return { values, secretKeys: [...secretKeys], placeholders };
 }

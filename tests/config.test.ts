@@ -1,6 +1,13 @@
 // parseConfig: every key's default, every key's rejection, cross-key rules, secrets, typos.
 import * as util from "util";
-import { CONFIG_KEYS, ConfigError, ConfigKey, SecretValue, parseConfig, RawConfig } from "../config";
+import {
+  CONFIG_KEYS,
+  ConfigError,
+  ConfigKey,
+  SecretValue,
+  parseConfig,
+  RawConfig,
+} from "../config";
 
 const MINIMAL = { "webstack:domain": "www.example.com" };
 const API_KEY = "0123456789abcdef0123456789abcdef";
@@ -107,7 +114,11 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["tags", '["dev"]', "is not an object"],
   ["tags", '{"Role": "web"}', "is not a valid tag set: Role is set by webstack"],
   ["tags", '{"aws:owner": "x"}', 'is not a valid tag set: key "aws:owner" is not a valid tag key'],
-  ["tags", '{"Owner": 5}', "is not a valid tag set: value of Owner is not a tag value (a string of at most 256 characters)"],
+  [
+    "tags",
+    '{"Owner": 5}',
+    "is not a valid tag set: value of Owner is not a tag value (a string of at most 256 characters)",
+  ],
 ];
 
 describe("rejected values", () => {
@@ -115,12 +126,16 @@ describe("rejected values", () => {
     const problems = problemsOf(withKeys({ [key]: value }));
     expect(problems).toHaveLength(1);
     // Names the key, shows the value, says what is wrong and what is accepted.
-    expect(problems[0]).toBe(`webstack:${key}: ${JSON.stringify(value)} ${what}; expected ${CONFIG_KEYS[key].accepted}`);
+    expect(problems[0]).toBe(
+      `webstack:${key}: ${JSON.stringify(value)} ${what}; expected ${CONFIG_KEYS[key].accepted}`,
+    );
   });
 
   test("datadogApiKey: a malformed key is rejected without echoing it", () => {
     const bad = "not-a-datadog-key";
-    const problems = problemsOf(withKeys({ datadog: "true", datadogApiKey: bad }), ["webstack:datadogApiKey"]);
+    const problems = problemsOf(withKeys({ datadog: "true", datadogApiKey: bad }), [
+      "webstack:datadogApiKey",
+    ]);
     expect(problems).toEqual([
       "webstack:datadogApiKey: the value (hidden) is not a Datadog API key; expected " +
         CONFIG_KEYS.datadogApiKey.accepted,
@@ -150,13 +165,19 @@ describe("accepted values", () => {
     ["qpsAlarmThreshold", "12.5", 12.5],
     ["replicaLagAlarmSeconds", "86400", 86400],
     ["datadogSite", "ddog-gov.com", "ddog-gov.com"],
-    ["tags", '{"Environment": "prod", "Cost Center": "web/1"}', { Environment: "prod", "Cost Center": "web/1" }],
+    [
+      "tags",
+      '{"Environment": "prod", "Cost Center": "web/1"}',
+      { Environment: "prod", "Cost Center": "web/1" },
+    ],
   ])("%s = %j", (key, value, expected) => {
     expect(parseConfig(withKeys({ [key]: value }))[key as ConfigKey]).toEqual(expected);
   });
 
   test("keys of other namespaces are not webstack's business", () => {
-    expect(() => parseConfig({ ...MINIMAL, "aws:region": "eu-west-1", "pulumi:tags": "{}" })).not.toThrow();
+    expect(() =>
+      parseConfig({ ...MINIMAL, "aws:region": "eu-west-1", "pulumi:tags": "{}" }),
+    ).not.toThrow();
   });
 });
 
@@ -192,12 +213,16 @@ describe("unknown keys", () => {
     ["vpcCIDR", "did you mean webstack:vpcCidr?"],
     ["datadogApiKy", "did you mean webstack:datadogApiKey?"],
   ])("%s suggests the closest key", (key, suggestion) => {
-    expect(problemsOf({ ...MINIMAL, [`webstack:${key}`]: "x" })).toEqual([`webstack:${key}: unknown key; ${suggestion}`]);
+    expect(problemsOf({ ...MINIMAL, [`webstack:${key}`]: "x" })).toEqual([
+      `webstack:${key}: unknown key; ${suggestion}`,
+    ]);
   });
 
   test("a key far from every known key lists the known keys", () => {
     const [problem] = problemsOf({ ...MINIMAL, "webstack:frobnicate": "x" });
-    expect(problem).toBe(`webstack:frobnicate: unknown key; known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`);
+    expect(problem).toBe(
+      `webstack:frobnicate: unknown key; known keys: ${Object.keys(CONFIG_KEYS).join(", ")}`,
+    );
   });
 });
 
@@ -207,7 +232,9 @@ describe("cross-key rules", () => {
     ["foobar.com", "foobar.com"],
     ["a.b.foobar.com", "b.foobar.com"],
   ])("domain %s lies in zone %s", (domain, zone) => {
-    expect(parseConfig({ "webstack:domain": domain, "webstack:hostedZone": zone }).hostedZone).toBe(zone);
+    expect(parseConfig({ "webstack:domain": domain, "webstack:hostedZone": zone }).hostedZone).toBe(
+      zone,
+    );
   });
 
   test.each([
@@ -224,9 +251,9 @@ describe("cross-key rules", () => {
     expect(problemsOf(withKeys({ certificate: "letsencrypt" }))).toEqual([
       "webstack:acmeEmail: missing; webstack:certificate letsencrypt needs an ACME contact e-mail",
     ]);
-    expect(parseConfig(withKeys({ certificate: "letsencrypt", acmeEmail: "ops@example.com" })).acmeEmail).toBe(
-      "ops@example.com",
-    );
+    expect(
+      parseConfig(withKeys({ certificate: "letsencrypt", acmeEmail: "ops@example.com" })).acmeEmail,
+    ).toBe("ops@example.com");
   });
 
   test("letsencrypt with a malformed e-mail reports the e-mail once", () => {

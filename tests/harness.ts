@@ -44,9 +44,16 @@ export function planConfig(
   options: { stack?: string; secretKeys?: string[] } = {},
 ): Promise<Plan> {
   const values = Object.fromEntries(
-    Object.entries({ "aws:region": "eu-west-1", ...config }).map(([k, v]) => [k.includes(":") ? k : `webstack:${k}`, v]),
+    Object.entries({ "aws:region": "eu-west-1", ...config }).map(([k, v]) => [
+      k.includes(":") ? k : `webstack:${k}`,
+      v,
+    ]),
   );
-  return runPlan({ stack: options.stack ?? "test", config: values, secretKeys: options.secretKeys });
+  return runPlan({
+    stack: options.stack ?? "test",
+    config: values,
+    secretKeys: options.secretKeys,
+  });
 }
 
 /** Every resource of a type, secrets revealed. */
@@ -57,13 +64,15 @@ export function ofType(plan: Plan, type: string): PlannedResource[] {
 /** The one resource of a type and name; fails the test when it is missing. */
 export function one(plan: Plan, type: string, name: string): PlannedResource {
   const found = ofType(plan, type).filter((r) => r.name === name);
-  if (found.length !== 1) throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+  if (found.length !== 1)
+    throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
   return found[0];
 }
 
 /** The resource a given id belongs to (ids are what inputs reference). */
 export function byId(plan: Plan, id: unknown): PlannedResource {
   const found = plan.resources.filter((r) => r.id !== undefined && r.id === id);
-  if (found.length !== 1) throw new Error(`expected one resource with id ${String(id)}, found ${found.length}`);
+  if (found.length !== 1)
+    throw new Error(`expected one resource with id ${String(id)}, found ${found.length}`);
   return found[0];
 }

@@ -4,7 +4,13 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { renderTree } from "../plan/cli";
-import { REDACTED, collectSecrets, redactSecrets, revealSecrets, wrapSecret } from "../plan/secrets";
+import {
+  REDACTED,
+  collectSecrets,
+  redactSecrets,
+  revealSecrets,
+  wrapSecret,
+} from "../plan/secrets";
 import { readStackConfig } from "../plan/stackConfig";
 import { PROJECT_DIR } from "./harness";
 
@@ -12,7 +18,11 @@ const API_KEY = "fedcba9876543210fedcba9876543210";
 const TSX = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
 
 function plan(...args: string[]) {
-  const run = spawnSync(TSX, ["plan/cli.ts", ...args], { cwd: PROJECT_DIR, encoding: "utf8", timeout: 60_000 });
+  const run = spawnSync(TSX, ["plan/cli.ts", ...args], {
+    cwd: PROJECT_DIR,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
@@ -24,7 +34,12 @@ function tempStackFile(body: string): string {
 }
 
 describe("npm run plan -- --stack dev --json", () => {
-  let json: { stack: string; resources: Record<string, unknown>[]; outputs: Record<string, unknown>; placeholders: string[] };
+  let json: {
+    stack: string;
+    resources: Record<string, unknown>[];
+    outputs: Record<string, unknown>;
+    placeholders: string[];
+  };
 
   beforeAll(() => {
     const started = Date.now();
@@ -66,16 +81,32 @@ describe("the CLI", () => {
   test("prints the resource tree and the outputs", () => {
     const run = plan("--stack", "dev");
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain("pulumi:pulumi:Stack  webstack-dev\n├─ webstack:network:Network  network\n");
+    expect(run.stdout).toContain(
+      "pulumi:pulumi:Stack  webstack-dev\n├─ webstack:network:Network  network\n",
+    );
     expect(run.stdout).toMatch(/│  ├─ aws:ec2\/vpc:Vpc  network-vpc\n/);
-    expect(run.stdout).toContain('  privateIps: {"lb":"10.40.0.10","s1":"10.40.192.10","s2":"10.40.128.10"}');
+    expect(run.stdout).toContain(
+      '  privateIps: {"lb":"10.40.0.10","s1":"10.40.192.10","s2":"10.40.128.10"}',
+    );
   });
 
   test("--set overrides config for one run, and a secret set that way is never printed", () => {
-    const run = plan("--stack", "dev", "--json", "--set", "datadog=true", "--set", `datadogApiKey=${API_KEY}`, "--set", "webstack:logRetentionDays=90");
+    const run = plan(
+      "--stack",
+      "dev",
+      "--json",
+      "--set",
+      "datadog=true",
+      "--set",
+      `datadogApiKey=${API_KEY}`,
+      "--set",
+      "webstack:logRetentionDays=90",
+    );
     expect(run.code).toBe(0);
     expect(run.stdout + run.stderr).not.toContain(API_KEY);
-    const flowLogs = JSON.parse(run.stdout).resources.find((r: { name: string }) => r.name === "network-flow-logs");
+    const flowLogs = JSON.parse(run.stdout).resources.find(
+      (r: { name: string }) => r.name === "network-flow-logs",
+    );
     expect(flowLogs.inputs.retentionInDays).toBe(90);
   });
 
@@ -84,7 +115,9 @@ describe("the CLI", () => {
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout).placeholders).toEqual(["webstack:datadogApiKey"]);
     const human = plan("--stack", "prod");
-    expect(human.stdout).toContain("Placeholders:\n  webstack:datadogApiKey: placeholder (the real value is a Pulumi secret)");
+    expect(human.stdout).toContain(
+      "Placeholders:\n  webstack:datadogApiKey: placeholder (the real value is a Pulumi secret)",
+    );
   });
 
   test("a stack file with three wrong keys exits 1 listing all three", () => {
@@ -114,11 +147,15 @@ describe("the CLI", () => {
   });
 
   test("a missing stack file or region is a clear error", () => {
-    expect(plan("--stack", "nosuchstack").stderr).toMatch(/^plan: no stack file .*Pulumi\.nosuchstack\.yaml\n$/);
+    expect(plan("--stack", "nosuchstack").stderr).toMatch(
+      /^plan: no stack file .*Pulumi\.nosuchstack\.yaml\n$/,
+    );
     const file = tempStackFile("config:\n  webstack:domain: www.example.com\n");
     const run = plan("--stack", "scratch", "--stack-file", file);
     expect(run.code).toBe(1);
-    expect(run.stderr).toBe("plan: aws:region: missing; set it with pulumi config set aws:region <region>\n");
+    expect(run.stderr).toBe(
+      "plan: aws:region: missing; set it with pulumi config set aws:region <region>\n",
+    );
   });
 
   test("usage errors exit 2", () => {
@@ -173,14 +210,20 @@ describe("stack files", () => {
 });
 
 describe("secrets in a plan", () => {
-  const recorded = { inputs: { value: wrapSecret("s3cret"), list: [wrapSecret({ key: "k1" })], plain: "visible" } };
+  const recorded = {
+    inputs: { value: wrapSecret("s3cret"), list: [wrapSecret({ key: "k1" })], plain: "visible" },
+  };
 
   test("redaction replaces every secret, however deep", () => {
-    expect(redactSecrets(recorded)).toEqual({ inputs: { value: REDACTED, list: [REDACTED], plain: "visible" } });
+    expect(redactSecrets(recorded)).toEqual({
+      inputs: { value: REDACTED, list: [REDACTED], plain: "visible" },
+    });
   });
 
   test("revealing unwraps every secret for in-process consumers", () => {
-    expect(revealSecrets(recorded)).toEqual({ inputs: { value: "s3cret", list: [{ key: "k1" }], plain: "visible" } });
+    expect(revealSecrets(recorded)).toEqual({
+      inputs: { value: "s3cret", list: [{ key: "k1" }], plain: "visible" },
+    });
   });
 
   test("collectSecrets finds every secret value", () => {
@@ -188,7 +231,15 @@ describe("secrets in a plan", () => {
   });
 
   test("renderTree nests children under their parent", () => {
-    const r = (urn: string, parent?: string) => ({ urn, type: "t", name: urn, parent, inputs: {}, outputs: {}, options: {} });
+    const r = (urn: string, parent?: string) => ({
+      urn,
+      type: "t",
+      name: urn,
+      parent,
+      inputs: {},
+      outputs: {},
+      options: {},
+    });
     expect(renderTree([r("root"), r("a", "root"), r("a1", "a"), r("b", "root")])).toBe(
       ["t  root", "├─ t  a", "│  └─ t  a1", "└─ t  b"].join("\n"),
     );

@@ -20,14 +20,19 @@ function groupOf(id: unknown): string {
 /** A rule as one comparable row: group, protocol, ports, peer. */
 function ruleRow(rule: { inputs: Record<string, unknown> }): string {
   const i = rule.inputs;
-  const peer = i.cidrIpv4 !== undefined ? String(i.cidrIpv4) : `sg:${groupOf(i.referencedSecurityGroupId)}`;
+  const peer =
+    i.cidrIpv4 !== undefined ? String(i.cidrIpv4) : `sg:${groupOf(i.referencedSecurityGroupId)}`;
   return `${groupOf(i.securityGroupId)} ${String(i.ipProtocol)} ${String(i.fromPort)}-${String(i.toPort)} ${peer}`;
 }
 
 describe("firewalls", () => {
   test("exactly three security groups, autonamed, described, without inline rules", () => {
     const groups = ofType(plan, T.securityGroup);
-    expect(groups.map((g) => g.name).sort()).toEqual(["firewalls-lb", "firewalls-s1", "firewalls-s2"]);
+    expect(groups.map((g) => g.name).sort()).toEqual([
+      "firewalls-lb",
+      "firewalls-s1",
+      "firewalls-s2",
+    ]);
     const vpcId = ofType(plan, T.vpc)[0].id;
     for (const g of groups) {
       expect(g.inputs.name).toBeUndefined();
@@ -68,7 +73,11 @@ describe("firewalls", () => {
   test("east-west rules reference security groups, never CIDRs", () => {
     const rules = [...ofType(plan, T.ingressRule), ...ofType(plan, T.egressRule)];
     for (const r of rules.filter((r) => r.inputs.referencedSecurityGroupId !== undefined)) {
-      expect([r.inputs.cidrIpv4, r.inputs.cidrIpv6, r.inputs.prefixListId]).toEqual([undefined, undefined, undefined]);
+      expect([r.inputs.cidrIpv4, r.inputs.cidrIpv6, r.inputs.prefixListId]).toEqual([
+        undefined,
+        undefined,
+        undefined,
+      ]);
     }
     const byCidr = rules.filter((r) => r.inputs.cidrIpv4 !== undefined);
     expect(byCidr.every((r) => r.inputs.cidrIpv4 === "0.0.0.0/0")).toBe(true);
@@ -95,7 +104,11 @@ describe("firewalls", () => {
 describe("network", () => {
   test("the VPC has the configured range and DNS", () => {
     const [vpc] = ofType(plan, T.vpc);
-    expect(vpc.inputs).toMatchObject({ cidrBlock: "10.40.0.0/16", enableDnsSupport: true, enableDnsHostnames: true });
+    expect(vpc.inputs).toMatchObject({
+      cidrBlock: "10.40.0.0/16",
+      enableDnsSupport: true,
+      enableDnsHostnames: true,
+    });
   });
 
   test("the default security group is adopted with no rules (EC2.2)", () => {
@@ -107,19 +120,36 @@ describe("network", () => {
 
   test("no subnet maps public IPs (EC2.15); private subnets in two AZs", () => {
     const subnets = Object.fromEntries(ofType(plan, T.subnet).map((s) => [s.name, s.inputs]));
-    expect(Object.keys(subnets).sort()).toEqual(["network-private-a", "network-private-b", "network-public"]);
+    expect(Object.keys(subnets).sort()).toEqual([
+      "network-private-a",
+      "network-private-b",
+      "network-public",
+    ]);
     for (const s of Object.values(subnets)) expect(s.mapPublicIpOnLaunch).toBe(false);
-    expect(subnets["network-public"]).toMatchObject({ cidrBlock: "10.40.0.0/18", availabilityZone: "eu-west-1a" });
-    expect(subnets["network-private-a"]).toMatchObject({ cidrBlock: "10.40.128.0/18", availabilityZone: "eu-west-1a" });
-    expect(subnets["network-private-b"]).toMatchObject({ cidrBlock: "10.40.192.0/18", availabilityZone: "eu-west-1b" });
+    expect(subnets["network-public"]).toMatchObject({
+      cidrBlock: "10.40.0.0/18",
+      availabilityZone: "eu-west-1a",
+    });
+    expect(subnets["network-private-a"]).toMatchObject({
+      cidrBlock: "10.40.128.0/18",
+      availabilityZone: "eu-west-1a",
+    });
+    expect(subnets["network-private-b"]).toMatchObject({
+      cidrBlock: "10.40.192.0/18",
+      availabilityZone: "eu-west-1b",
+    });
   });
 
   test("the public subnet routes to the internet gateway, the private ones to the NAT", () => {
     const defaultRouteOf = (subnetName: string) => {
       const subnetId = one(plan, T.subnet, subnetName).id;
-      const assoc = ofType(plan, T.routeTableAssociation).filter((a) => a.inputs.subnetId === subnetId);
+      const assoc = ofType(plan, T.routeTableAssociation).filter(
+        (a) => a.inputs.subnetId === subnetId,
+      );
       expect(assoc).toHaveLength(1);
-      const routes = ofType(plan, T.route).filter((r) => r.inputs.routeTableId === assoc[0].inputs.routeTableId);
+      const routes = ofType(plan, T.route).filter(
+        (r) => r.inputs.routeTableId === assoc[0].inputs.routeTableId,
+      );
       expect(routes).toHaveLength(1);
       expect(routes[0].inputs.destinationCidrBlock).toBe("0.0.0.0/0");
       return byId(plan, routes[0].inputs.gatewayId ?? routes[0].inputs.natGatewayId).type;
@@ -147,7 +177,10 @@ describe("network", () => {
       logDestination: group.outputs.arn,
       iamRoleArn: role.outputs.arn,
     });
-    expect(group.inputs).toMatchObject({ name: "/webstack/test/vpc-flow-logs", retentionInDays: 30 });
+    expect(group.inputs).toMatchObject({
+      name: "/webstack/test/vpc-flow-logs",
+      retentionInDays: 30,
+    });
     expect(JSON.parse(role.inputs.assumeRolePolicy as string)).toEqual({
       Version: "2012-10-17",
       Statement: [
@@ -178,16 +211,26 @@ describe("node identities", () => {
       const role = one(plan, T.role, `${node}-identity-role`);
       expect(JSON.parse(role.inputs.assumeRolePolicy as string)).toEqual({
         Version: "2012-10-17",
-        Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
+        Statement: [
+          {
+            Effect: "Allow",
+            Principal: { Service: "ec2.amazonaws.com" },
+            Action: "sts:AssumeRole",
+          },
+        ],
       });
-      expect(one(plan, T.instanceProfile, `${node}-identity-profile`).inputs.role).toBe(role.outputs.name);
+      expect(one(plan, T.instanceProfile, `${node}-identity-profile`).inputs.role).toBe(
+        role.outputs.name,
+      );
     }
   });
 
   test("managed policies: Session Manager and the CloudWatch agent, nothing else", () => {
     for (const node of NODES) {
       const roleName = one(plan, T.role, `${node}-identity-role`).outputs.name;
-      const attached = ofType(plan, T.rolePolicyAttachment).filter((a) => a.inputs.role === roleName);
+      const attached = ofType(plan, T.rolePolicyAttachment).filter(
+        (a) => a.inputs.role === roleName,
+      );
       expect(attached.map((a) => a.inputs.policyArn).sort()).toEqual([
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
         "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
@@ -197,8 +240,11 @@ describe("node identities", () => {
 
   test("s1 reads and decrypts only its own and the shared parameters", () => {
     const keyArn = ofType(plan, T.kmsKey)[0].outputs.arn;
-    const policy = JSON.parse(one(plan, T.rolePolicy, "s1-identity-parameters").inputs.policy as string);
-    const arn = (path: string) => `arn:aws:ssm:eu-west-1:123456789012:parameter/webstack/test/${path}`;
+    const policy = JSON.parse(
+      one(plan, T.rolePolicy, "s1-identity-parameters").inputs.policy as string,
+    );
+    const arn = (path: string) =>
+      `arn:aws:ssm:eu-west-1:123456789012:parameter/webstack/test/${path}`;
     expect(policy).toEqual({
       Version: "2012-10-17",
       Statement: [
@@ -224,7 +270,8 @@ describe("node identities", () => {
 
   test.each(["lb", "s1", "s2"])("%s's policy names no other node's parameters", (node) => {
     const text = one(plan, T.rolePolicy, `${node}-identity-parameters`).inputs.policy as string;
-    for (const other of NODES.filter((n) => n !== node)) expect(text).not.toContain(`/webstack/test/${other}`);
+    for (const other of NODES.filter((n) => n !== node))
+      expect(text).not.toContain(`/webstack/test/${other}`);
     expect(text).not.toMatch(/"\*"|ssm:\*|kms:\*/);
   });
 
@@ -232,13 +279,22 @@ describe("node identities", () => {
     const [key] = ofType(plan, T.kmsKey);
     expect(key.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
     const [alias] = ofType(plan, T.kmsAlias);
-    expect(alias.inputs).toMatchObject({ name: "alias/webstack/test/parameters", targetKeyId: key.outputs.keyId });
+    expect(alias.inputs).toMatchObject({
+      name: "alias/webstack/test/parameters",
+      targetKeyId: key.outputs.keyId,
+    });
   });
 });
 
 describe("tags", () => {
   // These resource types take no tags in the AWS API.
-  const UNTAGGABLE = new Set<string>([T.route, T.routeTableAssociation, T.rolePolicy, T.rolePolicyAttachment, T.kmsAlias]);
+  const UNTAGGABLE = new Set<string>([
+    T.route,
+    T.routeTableAssociation,
+    T.rolePolicy,
+    T.rolePolicyAttachment,
+    T.kmsAlias,
+  ]);
 
   test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
     const aws = plan.resources.filter((r) => r.type.startsWith("aws:"));
@@ -292,7 +348,11 @@ describe("outputs", () => {
         "parameterKeyArn",
       ].sort(),
     );
-    expect(plan.outputs.privateIps).toEqual({ lb: "10.40.0.10", s1: "10.40.192.10", s2: "10.40.128.10" });
+    expect(plan.outputs.privateIps).toEqual({
+      lb: "10.40.0.10",
+      s1: "10.40.192.10",
+      s2: "10.40.128.10",
+    });
     expect(plan.outputs.parameterPaths).toEqual({
       lb: "/webstack/test/lb",
       s1: "/webstack/test/s1",
@@ -319,7 +379,9 @@ describe("the plan itself", () => {
       else expect(urns.has(r.parent!)).toBe(true);
     }
     const sg = one(plan, T.securityGroup, "firewalls-s1");
-    expect(sg.parent).toBe("urn:pulumi:test::webstack::pulumi:pulumi:Stack$webstack:network:Firewalls::firewalls");
+    expect(sg.parent).toBe(
+      "urn:pulumi:test::webstack::pulumi:pulumi:Stack$webstack:network:Firewalls::firewalls",
+    );
   });
 
   test("the same config gives the same plan", async () => {
@@ -331,14 +393,23 @@ describe("the plan itself", () => {
     const registered: string[] = [];
     const attempt = runPlan({
       stack: "test",
-      config: { "aws:region": "eu-west-1", "webstack:domain": "nope", "webstack:vpcCidr": "1.2.3.4/16" },
+      config: {
+        "aws:region": "eu-west-1",
+        "webstack:domain": "nope",
+        "webstack:vpcCidr": "1.2.3.4/16",
+      },
       override: (args) => {
         registered.push(args.type);
         return undefined;
       },
     });
     await expect(attempt).rejects.toThrow(ConfigError);
-    await expect(attempt).rejects.toMatchObject({ problems: [expect.stringMatching(/^webstack:domain/), expect.stringMatching(/^webstack:vpcCidr/)] });
+    await expect(attempt).rejects.toMatchObject({
+      problems: [
+        expect.stringMatching(/^webstack:domain/),
+        expect.stringMatching(/^webstack:vpcCidr/),
+      ],
+    });
     expect(registered).toEqual([T.stack]);
   });
 });
@@ -357,11 +428,19 @@ describe("stack files", () => {
     const prod = await planStack("prod");
     expect(prod.outputs.vpcCidr).toBe("10.41.0.0/16");
     expect(one(prod, T.logGroup, "network-flow-logs").inputs.retentionInDays).toBe(365);
-    expect(ofType(prod, T.vpc)[0].inputs.tags).toMatchObject({ Environment: "prod", CostCenter: "web", Stack: "prod" });
+    expect(ofType(prod, T.vpc)[0].inputs.tags).toMatchObject({
+      Environment: "prod",
+      CostCenter: "web",
+      Stack: "prod",
+    });
   });
 
   test("--set style overrides reach the program", async () => {
     const narrowed = await planStack("dev", ["vpcCidr=192.168.4.0/24"]);
-    expect(narrowed.outputs.privateIps).toEqual({ lb: "192.168.4.10", s1: "192.168.4.202", s2: "192.168.4.138" });
+    expect(narrowed.outputs.privateIps).toEqual({
+      lb: "192.168.4.10",
+      s1: "192.168.4.202",
+      s2: "192.168.4.138",
+    });
   });
 });

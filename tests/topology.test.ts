@@ -13,13 +13,45 @@ import {
 describe("addresses", () => {
   // [vpc, public, private-a, private-b, lb, s1, s2], computed by hand.
   test.each([
-    ["10.40.0.0/16", "10.40.0.0/18", "10.40.128.0/18", "10.40.192.0/18", "10.40.0.10", "10.40.192.10", "10.40.128.10"],
-    ["172.16.0.0/20", "172.16.0.0/22", "172.16.8.0/22", "172.16.12.0/22", "172.16.0.10", "172.16.12.10", "172.16.8.10"],
-    ["192.168.10.0/24", "192.168.10.0/26", "192.168.10.128/26", "192.168.10.192/26", "192.168.10.10", "192.168.10.202", "192.168.10.138"],
+    [
+      "10.40.0.0/16",
+      "10.40.0.0/18",
+      "10.40.128.0/18",
+      "10.40.192.0/18",
+      "10.40.0.10",
+      "10.40.192.10",
+      "10.40.128.10",
+    ],
+    [
+      "172.16.0.0/20",
+      "172.16.0.0/22",
+      "172.16.8.0/22",
+      "172.16.12.0/22",
+      "172.16.0.10",
+      "172.16.12.10",
+      "172.16.8.10",
+    ],
+    [
+      "192.168.10.0/24",
+      "192.168.10.0/26",
+      "192.168.10.128/26",
+      "192.168.10.192/26",
+      "192.168.10.10",
+      "192.168.10.202",
+      "192.168.10.138",
+    ],
   ])("%s", (vpc, pub, privA, privB, lb, s1, s2) => {
     const t = buildTopology(vpc);
-    expect([t.subnets.public.cidr, t.subnets["private-a"].cidr, t.subnets["private-b"].cidr]).toEqual([pub, privA, privB]);
-    expect([t.nodes.lb.privateIp, t.nodes.s1.privateIp, t.nodes.s2.privateIp]).toEqual([lb, s1, s2]);
+    expect([
+      t.subnets.public.cidr,
+      t.subnets["private-a"].cidr,
+      t.subnets["private-b"].cidr,
+    ]).toEqual([pub, privA, privB]);
+    expect([t.nodes.lb.privateIp, t.nodes.s1.privateIp, t.nodes.s2.privateIp]).toEqual([
+      lb,
+      s1,
+      s2,
+    ]);
   });
 
   test("subnetOf splits a range into equal parts", () => {
@@ -56,7 +88,10 @@ describe("addresses", () => {
 });
 
 describe("flows", () => {
-  const inbound = (node: "lb" | "s1" | "s2") => flowsInto(node).map((f) => `${f.from}:${f.port}`).sort();
+  const inbound = (node: "lb" | "s1" | "s2") =>
+    flowsInto(node)
+      .map((f) => `${f.from}:${f.port}`)
+      .sort();
 
   test("the seed's rules and nothing else inbound", () => {
     expect(inbound("lb")).toEqual(["internet:443", "internet:80"]);
@@ -65,14 +100,21 @@ describe("flows", () => {
   });
 
   test("each node's egress is explicit", () => {
-    expect(flowsOutOf("lb").map((f) => `${f.to}:${f.port}`).sort()).toEqual([
-      "internet:443",
-      "internet:80",
-      "s1:443",
-      "s2:443",
-    ]);
-    expect(flowsOutOf("s1").map((f) => `${f.to}:${f.port}`).sort()).toEqual(["internet:443", "internet:80", "s2:3306"]);
-    expect(flowsOutOf("s2").map((f) => `${f.to}:${f.port}`).sort()).toEqual(["internet:443", "internet:80", "s1:3306"]);
+    expect(
+      flowsOutOf("lb")
+        .map((f) => `${f.to}:${f.port}`)
+        .sort(),
+    ).toEqual(["internet:443", "internet:80", "s1:443", "s2:443"]);
+    expect(
+      flowsOutOf("s1")
+        .map((f) => `${f.to}:${f.port}`)
+        .sort(),
+    ).toEqual(["internet:443", "internet:80", "s2:3306"]);
+    expect(
+      flowsOutOf("s2")
+        .map((f) => `${f.to}:${f.port}`)
+        .sort(),
+    ).toEqual(["internet:443", "internet:80", "s1:3306"]);
   });
 
   test("no SSH or RDP anywhere: access is through SSM Session Manager", () => {
@@ -92,7 +134,11 @@ describe("securityGroupRules", () => {
   const rules = securityGroupRules();
 
   test("a node-to-node flow is an ingress on the destination and an egress on the source", () => {
-    const replication = rules.filter((r) => r.port === 3306 && (r.group === "s2" ? r.peer === "s1" : r.group === "s1" && r.peer === "s2"));
+    const replication = rules.filter(
+      (r) =>
+        r.port === 3306 &&
+        (r.group === "s2" ? r.peer === "s1" : r.group === "s1" && r.peer === "s2"),
+    );
     expect(replication.map((r) => `${r.group} ${r.direction} ${r.peer}`).sort()).toEqual([
       "s1 egress s2",
       "s1 ingress s2",
@@ -102,7 +148,12 @@ describe("securityGroupRules", () => {
   });
 
   test("an internet flow is one rule on the node's side", () => {
-    expect(rules.filter((r) => r.peer === "internet").map((r) => `${r.group} ${r.direction} ${r.port}`).sort()).toEqual([
+    expect(
+      rules
+        .filter((r) => r.peer === "internet")
+        .map((r) => `${r.group} ${r.direction} ${r.port}`)
+        .sort(),
+    ).toEqual([
       "lb egress 443",
       "lb egress 80",
       "lb ingress 443",
