@@ -1,0 +1,95 @@
+// The README and the workflow are contracts: their tables must match the code they describe.
+import * as fs from "fs";
+import * as path from "path";
+import YAML from "yaml";
+import { CONFIG_KEYS } from "../config";
+import { FLOWS } from "../topology";
+import { PROJECT_DIR, planStack } from "./harness";
+
+const README = fs.readFileSync(path.join(PROJECT_DIR, "README.md"), "utf8");
+
+/** The body rows of the first table after a heading (or after a line starting with `after`). */
+function tableAfter(marker: string): string[][] {
+  const lines = README.slice(README.indexOf(marker)).split("\n");
+  const start = lines.findIndex((l) => l.startsWith("| "));
+  const rows: string[][] = [];
+  for (const line of lines.slice(start + 2)) {
+    if (!line.startsWith("|")) break;
+    rows.push(
+      line
+        .split("|")
+        .slice(1, -1)
+        .map((c) => c.trim()),
+    );
+  }
+  return rows;
+}
+
+test("the configuration table is exactly config.ts's key table", () => {
+  const expected = Object.entries(CONFIG_KEYS).map(([key, spec]) => {
+    const def = spec.required
+      ? "required"
+      : spec.default !== undefined
+        ? `\`${spec.default}\``
+        : spec.secret
+          ? "unset (secret)"
+          : "unset";
+    return `| \`${key}\` | ${def} | ${spec.accepted} | \`${spec.example}\` | ${spec.doc} |`;
+  });
+  const start = README.indexOf("| Key | Default | Accepted | Example | What it does |");
+  expect(start).toBeGreaterThan(0);
+  const actual = README.slice(start)
+    .split("\n")
+    .slice(2, 2 + expected.length);
+  // On failure, the expected rows are the table to paste into the README.
+  expect(actual.join("\n")).toBe(expected.join("\n"));
+});
+
+test("the outputs table names exactly the stack's outputs", async () => {
+  const plan = await planStack("dev");
+  const documented = tableAfter("## Outputs").map((row) => row[0].replace(/`/g, ""));
+  expect(documented.sort()).toEqual(Object.keys(plan.outputs).sort());
+});
+
+test("the firewall table lists exactly the topology's flows", () => {
+  const documented = tableAfter("**Firewalls.**").flatMap(([from, to, port]) =>
+    from.split(", ").flatMap((f) => to.split(", ").map((t) => `${f}→${t}:${port}`)),
+  );
+  expect(documented.sort()).toEqual(FLOWS.map((f) => `${f.from}→${f.to}:${f.port}`).sort());
+});
+
+test("CI and the pull-request workflow run the README's test command", () => {
+  expect(README).toContain("npm ci      # install");
+  expect(README).toContain("npm test    # all tests");
+  expect(fs.readFileSync(path.join(PROJECT_DIR, ".ci", "run"), "utf8")).toMatch(/^npm test\b/m);
+  const workflow = YAML.parse(
+    fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
+  );
+  expect(workflow.jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean)).toEqual([
+    "npm ci",
+    "npm run typecheck",
+    "npm test",
+  ]);
+});
+
+test("the workflow previews dev and prod with pulumi/actions@v7 and comments on the pull request", () => {
+  const workflow = YAML.parse(
+    fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
+  );
+  const preview = workflow.jobs.preview;
+  expect(preview.strategy.matrix.stack).toEqual(["dev", "prod"]);
+  expect(preview.permissions["id-token"]).toBe("write");
+  const step = preview.steps.find((s: { uses?: string }) => s.uses?.startsWith("pulumi/actions"));
+  expect(step.uses).toBe("pulumi/actions@v7");
+  expect(step.with).toMatchObject({
+    command: "preview",
+    "stack-name": "${{ matrix.stack }}",
+    "comment-on-pr": true,
+  });
+  // Every secret and variable the workflow reads is documented in the README.
+  const names = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(
+    (m) => m[1],
+  );
+  for (const name of new Set(names.filter((n) => n !== "GITHUB_TOKEN")))
+    expect(README).toContain(`| \`${name}\` |`);
+});
