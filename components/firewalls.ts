@@ -1,7 +1,7 @@
 // The seed's three firewalls: one security group per node, rules generated from the topology's flows.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Flow, NODE_NAMES, NodeName, NodeSpec, securityGroupRules } from "../topology";
+import { Flow, NodeName, NodeSpec, mapNodes, securityGroupRules } from "../topology";
 import { Tagger } from "../tags";
 
 export interface FirewallsArgs {
@@ -26,21 +26,20 @@ export class Firewalls extends pulumi.ComponentResource {
 
     // No `name` (autonaming allows create-before-delete) and no inline rules: rules are
     // standalone resources below, one per (group, direction, port, peer).
-    const groups = {} as Record<NodeName, aws.ec2.SecurityGroup>;
-    for (const node of NODE_NAMES) {
-      const spec = args.nodes[node];
-      groups[node] = new aws.ec2.SecurityGroup(
-        `${name}-${node}`,
-        {
-          vpcId: args.vpcId,
-          description: `webstack ${node}: ${spec.description}`,
-          // Lets a group be deleted while the peer's rules still reference it.
-          revokeRulesOnDelete: true,
-          tags: args.tags(spec.role, `sg-${node}`),
-        },
-        child,
-      );
-    }
+    const groups = mapNodes(
+      (node) =>
+        new aws.ec2.SecurityGroup(
+          `${name}-${node}`,
+          {
+            vpcId: args.vpcId,
+            description: `webstack ${node}: ${args.nodes[node].description}`,
+            // Lets a group be deleted while the peer's rules still reference it.
+            revokeRulesOnDelete: true,
+            tags: args.tags(args.nodes[node].role, `sg-${node}`),
+          },
+          child,
+        ),
+    );
 
     for (const rule of securityGroupRules(args.flows)) {
       const peer =
@@ -63,10 +62,7 @@ export class Firewalls extends pulumi.ComponentResource {
       }
     }
 
-    this.groupIds = Object.fromEntries(NODE_NAMES.map((n) => [n, groups[n].id])) as Record<
-      NodeName,
-      pulumi.Output<string>
-    >;
+    this.groupIds = mapNodes((node) => groups[node].id);
     this.registerOutputs({ groupIds: this.groupIds });
   }
 }
