@@ -414,6 +414,21 @@ describe("the plan itself", () => {
   });
 });
 
+describe("secret config through the Pulumi runtime", () => {
+  const DATADOG = { ...CONFIG, datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
+
+  test("an API key Pulumi holds in plain text is refused", async () => {
+    await expect(planConfig(DATADOG)).rejects.toMatchObject({
+      problems: [expect.stringMatching(/^webstack:datadogApiKey: stored in plain text/)],
+    });
+  });
+
+  test("an API key Pulumi holds encrypted is accepted", async () => {
+    const secretKeys = ["webstack:datadogApiKey"];
+    await expect(planConfig(DATADOG, { secretKeys })).resolves.toHaveProperty("stack", "test");
+  });
+});
+
 describe("stack files", () => {
   test("dev: retention and tags from Pulumi.dev.yaml", async () => {
     const dev = await planStack("dev");
