@@ -125,70 +125,86 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
   let stackResource: pulumi.Resource | undefined;
   let failure: unknown;
   let returned: Record<string, unknown> = {};
-  await pulumi.runtime.runInPulumiStack(async () => {
-    stackResource = pulumi.runtime.getStackResource();
-    pulumi.runtime.registerStackTransformation(({ resource, type, name, opts }) => {
-      seen.push({ resource, type, name, parent: opts.parent ?? stackResource!, opts });
-      return undefined;
+  // A failed invoke or registration surfaces as an unhandled rejection inside Pulumi's runtime,
+  // and whatever waits on that resource waits forever: fail the plan with the first one.
+  let fail: (reason: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  process.on("unhandledRejection", fail);
+  try {
+    return await Promise.race([record(), failed]);
+  } catch (err) {
+    throw mocks.failures[0] ?? err;
+  } finally {
+    process.off("unhandledRejection", fail);
+  }
+
+  async function record(): Promise<Plan> {
+    await pulumi.runtime.runInPulumiStack(async () => {
+      stackResource = pulumi.runtime.getStackResource();
+      pulumi.runtime.registerStackTransformation(({ resource, type, name, opts }) => {
+        seen.push({ resource, type, name, parent: opts.parent ?? stackResource!, opts });
+        return undefined;
+      });
+      try {
+        returned = await program();
+      } catch (err) {
+        failure = err;
+      }
+      return {};
     });
-    try {
-      returned = await program();
-    } catch (err) {
-      failure = err;
+    if (failure) throw failure;
+    if (!stackResource) throw new PlanError("the program ran without a root stack resource");
+
+    // A resource's URN resolves once the mock registered it, so this also waits for every registration.
+    const urnOf = new Map<pulumi.Resource, string>();
+    const all = [stackResource, ...seen.map((s) => s.resource)];
+    await Promise.all(all.map(async (r) => urnOf.set(r, await settled(r.urn))));
+    const outputs = (await resolveDeep(returned)) as Record<string, unknown>;
+
+    const byKey = new Map<string, Seen>();
+    for (const s of seen) {
+      const key = `${s.type}::${s.name}`;
+      if (byKey.has(key)) throw new PlanError(`two resources share type and name ${key}`);
+      byKey.set(key, s);
     }
-    return {};
-  });
-  if (failure) throw failure;
-  if (!stackResource) throw new PlanError("the program ran without a root stack resource");
-
-  // A resource's URN resolves once the mock registered it, so this also waits for every registration.
-  const urnOf = new Map<pulumi.Resource, string>();
-  const all = [stackResource, ...seen.map((s) => s.resource)];
-  await Promise.all(all.map(async (r) => urnOf.set(r, await settled(r.urn))));
-  const outputs = (await resolveDeep(returned)) as Record<string, unknown>;
-
-  const byKey = new Map<string, Seen>();
-  for (const s of seen) {
-    const key = `${s.type}::${s.name}`;
-    if (byKey.has(key)) throw new PlanError(`two resources share type and name ${key}`);
-    byKey.set(key, s);
-  }
-  // protect is inherited from the parent; `seen` is in construction order, parents first.
-  const protectOf = new Map<pulumi.Resource, boolean>();
-  for (const s of seen) {
-    protectOf.set(s.resource, s.opts.protect ?? protectOf.get(s.parent) ?? false);
-  }
-  const optionsOf = (s: Seen): PlannedOptions => {
-    const deps = ([] as pulumi.Resource[]).concat(
-      (s.opts.dependsOn as pulumi.Resource[] | undefined) ?? [],
-    );
-    return plannedOptions(
-      s.opts,
-      protectOf.get(s.resource)!,
-      deps.map((d) => urnOf.get(d) ?? "(unknown)"),
-    );
-  };
-
-  const resources = mocks.resources.map((m): PlannedResource => {
-    const s = byKey.get(`${m.type}::${m.name}`);
-    const isStack = m.type === "pulumi:pulumi:Stack";
-    if (!s && !isStack)
-      throw new PlanError(`resource ${m.type}::${m.name} was registered outside the stack`);
-    return {
-      urn: s ? urnOf.get(s.resource)! : urnOf.get(stackResource!)!,
-      type: m.type,
-      name: m.name,
-      ...(s ? { parent: urnOf.get(s.parent)! } : {}),
-      ...(m.id !== undefined ? { id: m.id } : {}),
-      inputs: m.inputs,
-      outputs: m.outputs,
-      options: s ? optionsOf(s) : {},
+    // protect is inherited from the parent; `seen` is in construction order, parents first.
+    const protectOf = new Map<pulumi.Resource, boolean>();
+    for (const s of seen) {
+      protectOf.set(s.resource, s.opts.protect ?? protectOf.get(s.parent) ?? false);
+    }
+    const optionsOf = (s: Seen): PlannedOptions => {
+      const deps = ([] as pulumi.Resource[]).concat(
+        (s.opts.dependsOn as pulumi.Resource[] | undefined) ?? [],
+      );
+      return plannedOptions(
+        s.opts,
+        protectOf.get(s.resource)!,
+        deps.map((d) => urnOf.get(d) ?? "(unknown)"),
+      );
     };
-  });
-  // Construction order is the program's own order, stable from run to run.
-  const order = new Map(seen.map((s, i) => [`${s.type}::${s.name}`, i]));
-  resources.sort(
-    (a, b) => (order.get(`${a.type}::${a.name}`) ?? -1) - (order.get(`${b.type}::${b.name}`) ?? -1),
-  );
-  return { stack: options.stack, resources, outputs };
+
+    const resources = mocks.resources.map((m): PlannedResource => {
+      const s = byKey.get(`${m.type}::${m.name}`);
+      const isStack = m.type === "pulumi:pulumi:Stack";
+      if (!s && !isStack)
+        throw new PlanError(`resource ${m.type}::${m.name} was registered outside the stack`);
+      return {
+        urn: s ? urnOf.get(s.resource)! : urnOf.get(stackResource!)!,
+        type: m.type,
+        name: m.name,
+        ...(s ? { parent: urnOf.get(s.parent)! } : {}),
+        ...(m.id !== undefined ? { id: m.id } : {}),
+        inputs: m.inputs,
+        outputs: m.outputs,
+        options: s ? optionsOf(s) : {},
+      };
+    });
+    // Construction order is the program's own order, stable from run to run.
+    const order = new Map(seen.map((s, i) => [`${s.type}::${s.name}`, i]));
+    resources.sort(
+      (a, b) =>
+        (order.get(`${a.type}::${a.name}`) ?? -1) - (order.get(`${b.type}::${b.name}`) ?? -1),
+    );
+    return { stack: options.stack, resources, outputs };
+  }
 }
