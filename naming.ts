@@ -15,3 +15,18 @@ export function parameterPath(stack: string, scope: ParameterScope): string {
 export function logGroupName(stack: string, ...parts: string[]): string {
   return `/${PROJECT}/${stack}/${parts.join("/")}`;
 }
+
+/** What an app node reads from its own SSM path at boot. */
+export const APP_NODE_PARAMETERS = [
+  "db-app-password",
+  "db-replication-password",
+  "db-monitor-password",
+  "tls-key",
+  "tls-cert",
+] as const;
+export type AppNodeParameter = (typeof APP_NODE_PARAMETERS)[number];
+
+/** `/webstack/<stack>/<scope>/<key>`: one parameter's name. */
+export function parameterName(stack: string, scope: ParameterScope, key: string): string {
+  return `${parameterPath(stack, scope)}/${key}`;
+}

@@ -43,6 +43,7 @@ const ID_PREFIXES: Readonly<Record<string, string>> = {
   "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
   "aws:ec2/flowLog:FlowLog": "fl",
   "aws:ec2/instance:Instance": "i",
+  "aws:ebs/volume:Volume": "vol",
   "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
   "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
 };
@@ -57,6 +58,8 @@ const AUTONAMED = new Set([
 
 export class PlanMocks implements pulumi.runtime.Mocks {
   readonly resources: MockedResource[] = [];
+  /** Errors the mocks raised: Pulumi's RPC layer passes them on without their message. */
+  readonly failures: Error[] = [];
 
   constructor(
     private readonly account: PlanAccount,
@@ -80,6 +83,15 @@ export class PlanMocks implements pulumi.runtime.Mocks {
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    try {
+      return this.answer(args);
+    } catch (err) {
+      this.failures.push(err as Error);
+      throw err;
+    }
+  }
+
+  private answer(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
     const { region, accountId } = this.account;
     switch (args.token) {
       case "aws:index/getPartition:getPartition":
@@ -112,6 +124,17 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           names: letters.map((l) => `${region}${l}`),
           zoneIds: letters.map((_, i) => `${region.replace(/-/g, "").slice(0, 4)}-az${i + 1}`),
           groupNames: letters.map(() => region),
+        };
+      }
+      case "aws:ec2/getAmi:getAmi": {
+        const filters = (args.inputs.filters ?? []) as { name: string; values: string[] }[];
+        const name = filters.find((f) => f.name === "name")?.values[0] ?? "image-*";
+        const architecture = filters.find((f) => f.name === "architecture")?.values[0] ?? "x86_64";
+        return {
+          id: `ami-${stableHex(17, JSON.stringify(filters))}`,
+          name: name.replace("*", "20261101-0000"),
+          architecture,
+          ownerId: String((args.inputs.owners as string[] | undefined)?.[0] ?? ""),
         };
       }
       default:
@@ -194,8 +217,56 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           name: `${name}-${stableHex(7, name)}`,
         };
       }
+      case "aws:ec2/instance:Instance": {
+        const id = this.fakeId(type, name);
+        return {
+          id,
+          arn: `arn:aws:ec2:${region}:${accountId}:instance/${id}`,
+          privateIp: inputs.privateIp,
+          publicIp: inputs.associatePublicIpAddress === false ? "" : undefined,
+        };
+      }
+      case "aws:ebs/volume:Volume": {
+        const id = this.fakeId(type, name);
+        return { id, arn: `arn:aws:ec2:${region}:${accountId}:volume/${id}` };
+      }
+      case "aws:ssm/parameter:Parameter":
+        return {
+          id: inputs.name,
+          arn: `arn:aws:ssm:${region}:${accountId}:parameter${String(inputs.name)}`,
+          version: 1,
+        };
+      // Generated secrets get values unique per resource, so tests can look for every one of them.
+      case "random:index/randomPassword:RandomPassword":
+        return { id: "none", result: `mock-secret-password-${stableHex(24, type, name)}` };
+      case "tls:index/privateKey:PrivateKey": {
+        const secret = `mock-secret-key-${stableHex(24, type, name)}`;
+        return {
+          id: stableHex(40, name),
+          privateKeyPem: fakePem("PRIVATE KEY", secret),
+          privateKeyPemPkcs8: fakePem("PRIVATE KEY", `${secret}-pkcs8`),
+          privateKeyOpenssh: fakePem("OPENSSH PRIVATE KEY", `${secret}-openssh`),
+          publicKeyPem: fakePem("PUBLIC KEY", `mock-public-${stableHex(24, name)}`),
+        };
+      }
+      case "tls:index/selfSignedCert:SelfSignedCert":
+      case "tls:index/locallySignedCert:LocallySignedCert":
+        return {
+          id: stableHex(32, name),
+          certPem: fakePem("CERTIFICATE", `mock-cert-${stableHex(24, name)}`),
+        };
+      case "tls:index/certRequest:CertRequest":
+        return {
+          id: stableHex(32, name),
+          certRequestPem: fakePem("CERTIFICATE REQUEST", `mock-csr-${stableHex(24, name)}`),
+        };
       default:
         return {};
     }
   }
+}
+
+/** A PEM-shaped placeholder; not a parseable key or certificate. */
+function fakePem(label: string, body: string): string {
+  return `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
 }
