@@ -1,0 +1,245 @@
+// The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL.
+import { CloudConfigPart } from "./cloudConfig";
+
+export type Engine = "mariadb" | "mysql";
+export type DbRole = "primary" | "replica";
+
+export interface DatabaseParams {
+  readonly engine: Engine;
+  readonly role: DbRole;
+  /** Node name, for comments. */
+  readonly node: string;
+  /** Distinct per server; also the GTID domain on MariaDB. */
+  readonly serverId: number;
+  /** The server listens on this address only (plus its unix socket). */
+  readonly bindAddress: string;
+  /** The primary's address (the replica's source). */
+  readonly primaryIp: string;
+  /** Both app nodes' addresses: remote app and replication users are created for each. */
+  readonly appNodeIps: readonly string[];
+}
+
+/** Where the node keeps the database's TLS files (the engines' AppArmor profiles allow /etc/mysql). */
+export const DB_TLS_DIR = "/etc/mysql/webstack";
+export const DB_DATA_DIR = "/var/lib/mysql";
+/** Bounded wait of the replica for its primary: about 15 minutes with backoff capped at 30 s. */
+export const DB_WAIT_ATTEMPTS = 40;
+
+/** The signing key of MySQL's APT repository ("MySQL Release Engineering", 2023), by full fingerprint. */
+export const MYSQL_APT_KEY_FINGERPRINT = "BCA43417C3B485DD128EC6D4B7B3B788A8D3785C";
+
+interface EngineProfile {
+  readonly packages: readonly string[];
+  readonly apt?: Readonly<Record<string, unknown>>;
+  readonly service: string;
+  readonly client: string;
+  readonly confDir: string;
+  /** File names in confDir: both must sort after the package's own files to win. */
+  readonly baseConf: string;
+  readonly tlsConf: string;
+  readonly section: string;
+  /** Binlog, GTID and replica settings that must be in place before the first start. */
+  readonly replicationLines: (p: DatabaseParams) => string[];
+  /** Read-only settings of the replica, and when they apply (see the profiles). */
+  readonly readOnly: { readonly lines: readonly string[]; readonly withTls: boolean };
+  readonly monitorGrants: string;
+  readonly replicaSql: (p: DatabaseParams) => string;
+  /** [client] options that make the command-line client verify the server's certificate. */
+  readonly clientTls: readonly string[];
+}
+
+const MARIADB: EngineProfile = {
+  packages: ["mariadb-server", "mariadb-client"],
+  service: "mariadb",
+  client: "mariadb",
+  confDir: "/etc/mysql/mariadb.conf.d",
+  baseConf: "60-webstack.cnf",
+  tlsConf: "61-webstack-tls.cnf",
+  section: "[mariadbd]",
+  replicationLines: (p) => [
+    `gtid_domain_id = ${p.serverId}`,
+    "gtid_strict_mode = ON",
+    "log_slave_updates = ON",
+    "slave_net_timeout = 20",
+  ],
+  // MariaDB has no super_read_only (it refuses to start with it): read_only, and the app user
+  // never gets READ ONLY ADMIN or SUPER. Safe from the first start.
+  readOnly: { lines: ["read_only = ON"], withTls: false },
+  monitorGrants: "PROCESS, BINLOG MONITOR, REPLICA MONITOR",
+  replicaSql: (p) =>
+    [
+      "CHANGE MASTER TO",
+      `  MASTER_HOST = '${p.primaryIp}', MASTER_PORT = 3306,`,
+      "  MASTER_USER = 'replication', MASTER_PASSWORD = '@REPLICATION_PASSWORD@',",
+      "  MASTER_USE_GTID = slave_pos,",
+      `  MASTER_SSL = 1, MASTER_SSL_CA = '${DB_TLS_DIR}/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT = 1,`,
+      "  MASTER_CONNECT_RETRY = 5;",
+      "START REPLICA;",
+    ].join("\n"),
+  clientTls: [`ssl-ca=${DB_TLS_DIR}/ca.crt`, "ssl-verify-server-cert"],
+};
+
+const MYSQL: EngineProfile = {
+  packages: ["mysql-server"],
+  apt: {
+    sources: {
+      "mysql-8.4-lts": {
+        source: "deb [signed-by=$KEY_FILE] http://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
+        keyid: MYSQL_APT_KEY_FINGERPRINT,
+        // hkps: the firewall lets nodes out on 443 only (and 80 for package mirrors).
+        keyserver: "hkps://keyserver.ubuntu.com",
+      },
+    },
+  },
+  service: "mysql",
+  client: "mysql",
+  confDir: "/etc/mysql/mysql.conf.d",
+  baseConf: "webstack.cnf",
+  tlsConf: "webstack-tls.cnf",
+  section: "[mysqld]",
+  // gtid_mode before the first start: pre-GTID binlog events would stop the replica (error 3113).
+  replicationLines: () => [
+    "gtid_mode = ON",
+    "enforce_gtid_consistency = ON",
+    "log_replica_updates = ON",
+    "replica_net_timeout = 20",
+  ],
+  // super_read_only would block the package's own post-install steps: it comes with the TLS
+  // settings, after the install and before the bootstrap.
+  readOnly: { lines: ["read_only = ON", "super_read_only = ON"], withTls: true },
+  monitorGrants: "PROCESS, REPLICATION CLIENT",
+  replicaSql: (p) =>
+    [
+      "CHANGE REPLICATION SOURCE TO",
+      `  SOURCE_HOST = '${p.primaryIp}', SOURCE_PORT = 3306,`,
+      "  SOURCE_USER = 'replication', SOURCE_PASSWORD = '@REPLICATION_PASSWORD@',",
+      "  SOURCE_AUTO_POSITION = 1,",
+      `  SOURCE_SSL = 1, SOURCE_SSL_CA = '${DB_TLS_DIR}/ca.crt', SOURCE_SSL_VERIFY_SERVER_CERT = 1,`,
+      "  SOURCE_CONNECT_RETRY = 5;",
+      "START REPLICA;",
+    ].join("\n"),
+  clientTls: [`ssl-ca=${DB_TLS_DIR}/ca.crt`, "ssl-mode=VERIFY_IDENTITY"],
+};
+
+export const ENGINES: Readonly<Record<Engine, EngineProfile>> = { mariadb: MARIADB, mysql: MYSQL };
+
+/** Server settings written before the package installs: identity, binlog, GTID, bind address. */
+export function renderServerConfig(p: DatabaseParams): string {
+  const e = ENGINES[p.engine];
+  return [
+    `# webstack ${p.node} (${p.role}): written before the server package installs, so binlog and GTID`,
+    "# settings hold from the very first start.",
+    e.section,
+    `server_id = ${p.serverId}`,
+    "log_bin = mysql-bin",
+    "binlog_format = ROW",
+    "relay_log = relay-bin",
+    ...e.replicationLines(p),
+    `bind_address = ${p.bindAddress}`,
+    "skip_name_resolve = ON",
+    ...(p.role === "replica" && !e.readOnly.withTls ? e.readOnly.lines : []),
+    "log_error = /var/log/mysql/error.log",
+    "slow_query_log = ON",
+    "slow_query_log_file = /var/log/mysql/slow.log",
+    "long_query_time = 1",
+    "",
+  ].join("\n");
+}
+
+/** Settings that need the node's key (fetched at boot): TLS everywhere off the socket. */
+export function renderTlsConfig(p: DatabaseParams): string {
+  const e = ENGINES[p.engine];
+  return [
+    `# webstack ${p.node}: TLS with the private CA; installed at boot once the key is fetched.`,
+    e.section,
+    `ssl_ca = ${DB_TLS_DIR}/ca.crt`,
+    `ssl_cert = ${DB_TLS_DIR}/node.crt`,
+    `ssl_key = ${DB_TLS_DIR}/node.key`,
+    "tls_version = TLSv1.2,TLSv1.3",
+    "require_secure_transport = ON",
+    ...(p.role === "replica" && e.readOnly.withTls ? e.readOnly.lines : []),
+    "",
+  ].join("\n");
+}
+
+const quote = (ip: string) => `'${ip}'`;
+
+/** The primary's schema and users; passwords are placeholders the boot script fills from SSM. */
+export function renderPrimarySql(p: DatabaseParams): string {
+  const e = ENGINES[p.engine];
+  const remote = p.appNodeIps.map(quote);
+  return [
+    "-- webstack primary: schema and users, created here only (they replicate). Idempotent.",
+    "CREATE DATABASE IF NOT EXISTS webstack CHARACTER SET utf8mb4;",
+    "CREATE TABLE IF NOT EXISTS webstack.items (",
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,",
+    "  note VARCHAR(200) NOT NULL,",
+    "  written_by VARCHAR(16) NOT NULL,",
+    "  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+    ");",
+    "-- Replication from either app node, so a promoted replica needs no new user.",
+    ...remote.flatMap((host) => [
+      `CREATE USER IF NOT EXISTS 'replication'@${host} IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,
+      `GRANT REPLICATION SLAVE ON *.* TO 'replication'@${host};`,
+    ]),
+    "-- The app: local over the socket, remote over TLS only; no privilege beyond its schema.",
+    "CREATE USER IF NOT EXISTS 'app'@'localhost' IDENTIFIED BY '@APP_PASSWORD@';",
+    "GRANT SELECT, INSERT ON webstack.* TO 'app'@'localhost';",
+    ...remote.flatMap((host) => [
+      `CREATE USER IF NOT EXISTS 'app'@${host} IDENTIFIED BY '@APP_PASSWORD@' REQUIRE SSL;`,
+      `GRANT SELECT, INSERT ON webstack.* TO 'app'@${host};`,
+    ]),
+    "-- Monitoring agents, local only.",
+    "CREATE USER IF NOT EXISTS 'monitor'@'localhost' IDENTIFIED BY '@MONITOR_PASSWORD@' WITH MAX_USER_CONNECTIONS 5;",
+    `GRANT ${e.monitorGrants} ON *.* TO 'monitor'@'localhost';`,
+    "GRANT SELECT ON performance_schema.* TO 'monitor'@'localhost';",
+    "",
+  ].join("\n");
+}
+
+export function renderReplicaSql(p: DatabaseParams): string {
+  return `-- webstack replica: GTID auto-position over verified TLS; run once, by the bootstrap.\n${ENGINES[p.engine].replicaSql(p)}\n`;
+}
+
+/** What the boot scripts need to know about the engine (sourced from /etc/webstack/node.env). */
+export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
+  const e = ENGINES[p.engine];
+  return {
+    DB_ENGINE: p.engine,
+    DB_ROLE: p.role,
+    DB_SERVICE: e.service,
+    DB_CLIENT: e.client,
+    DB_CONF_DIR: e.confDir,
+    DB_TLS_CONF: e.tlsConf,
+    DB_PRIMARY_IP: p.primaryIp,
+    DB_WAIT_ATTEMPTS: String(DB_WAIT_ATTEMPTS),
+  };
+}
+
+export function renderDatabasePart(p: DatabaseParams): CloudConfigPart {
+  const e = ENGINES[p.engine];
+  const sql =
+    p.role === "primary"
+      ? { path: "/etc/webstack/db/primary.sql", content: renderPrimarySql(p) }
+      : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
+  return {
+    packages: e.packages,
+    apt: e.apt,
+    writeFiles: [
+      { path: `${e.confDir}/${e.baseConf}`, content: renderServerConfig(p), permissions: "0644" },
+      { path: `/etc/webstack/db/${e.tlsConf}`, content: renderTlsConfig(p), permissions: "0644" },
+      {
+        path: "/etc/webstack/db/client-tls.cnf",
+        content: `${e.clientTls.join("\n")}\n`,
+        permissions: "0644",
+      },
+      { ...sql, permissions: "0600" },
+      {
+        // The server never starts on the root volume's empty directory.
+        path: `/etc/systemd/system/${e.service}.service.d/webstack-data.conf`,
+        content: `[Unit]\nRequiresMountsFor=${DB_DATA_DIR}\n`,
+        permissions: "0644",
+      },
+    ],
+  };
+}

@@ -1,0 +1,38 @@
+#!/bin/bash
+# An app node's boot, after packages: secrets → database TLS → bootstrap → app → Nginx.
+# Every step fails loudly: cloud-init then reports the boot as failed.
+set -euo pipefail
+# shellcheck source=/dev/null
+. /etc/webstack/node.env
+
+log() { echo "webstack-boot: $*" >&2; }
+
+log "fetching this node's parameters"
+/usr/bin/python3 /usr/local/lib/webstack/fetch-secrets.py /etc/webstack/secrets.json
+
+log "database TLS"
+install -D -m 0644 /etc/webstack/tls/ca.crt /etc/mysql/webstack/ca.crt
+install -m 0644 "/etc/webstack/db/$DB_TLS_CONF" "$DB_CONF_DIR/$DB_TLS_CONF"
+systemctl restart "$DB_SERVICE"
+
+log "database bootstrap"
+/usr/local/sbin/webstack-db-bootstrap
+
+log "app"
+umask 077
+{
+  printf 'WEBSTACK_NODE=%s\nWEBSTACK_ROLE=%s\n' "$NODE" "$DB_ROLE"
+  printf 'DB_PRIMARY=%s\nDB_REPLICA=%s\n' "$APP_DB_PRIMARY" "$APP_DB_REPLICA"
+  printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\nDB_APP_PASSWORD=%s\n' "$(</etc/webstack/secrets/db-app-password)"
+} >/etc/webstack/app.env
+umask 022
+systemctl daemon-reload
+systemctl enable --now webstack-app.service
+
+log "nginx"
+ln -sfn /etc/nginx/sites-available/webstack /etc/nginx/sites-enabled/webstack
+rm -f /etc/nginx/sites-enabled/default
+nginx -t
+systemctl restart nginx
+
+log "done"

@@ -1,0 +1,60 @@
+#!/bin/bash
+# Database bootstrap, idempotent. The primary creates the schema and users (they replicate); the
+# replica waits for the primary, bounded, then replicates with GTID auto-position over TLS.
+set -euo pipefail
+# shellcheck source=/dev/null
+. /etc/webstack/node.env
+
+log() { echo "webstack-db-bootstrap: $*" >&2; }
+secret() { printf '%s' "$(<"/etc/webstack/secrets/$1")"; }
+
+# SQL with the passwords put in by bash itself: no value ever appears in a process's arguments.
+render_sql() {
+  local sql
+  sql=$(<"$1")
+  sql=${sql//@APP_PASSWORD@/$(secret db-app-password)}
+  sql=${sql//@REPLICATION_PASSWORD@/$(secret db-replication-password)}
+  sql=${sql//@MONITOR_PASSWORD@/$(secret db-monitor-password)}
+  printf '%s\n' "$sql"
+}
+
+# The local server as root, over its socket (root authenticates by unix socket).
+local_sql() { "$DB_CLIENT" --protocol=socket --user=root "$@"; }
+
+# The primary as the replication user, over verified TLS.
+primary_reachable() {
+  "$DB_CLIENT" --defaults-extra-file=<(printf '[client]\nuser=replication\npassword=%s\n' \
+    "$(secret db-replication-password)"; cat /etc/webstack/db/client-tls.cnf) \
+    --host="$DB_PRIMARY_IP" --port=3306 --connect-timeout=5 --execute='SELECT 1' >/dev/null
+}
+
+case "$DB_ROLE" in
+  primary)
+    render_sql /etc/webstack/db/primary.sql | local_sql
+    log "schema and users in place"
+    ;;
+  replica)
+    if [ -n "$(local_sql --skip-column-names --execute='SHOW REPLICA STATUS')" ]; then
+      log "replication already configured; making sure it runs"
+      local_sql --execute='START REPLICA'
+      exit 0
+    fi
+    delay=2
+    for attempt in $(seq 1 "$DB_WAIT_ATTEMPTS"); do
+      if primary_reachable; then break; fi
+      if [ "$attempt" = "$DB_WAIT_ATTEMPTS" ]; then
+        log "primary $DB_PRIMARY_IP not reachable as the replication user after $attempt attempts"
+        exit 1
+      fi
+      log "primary not ready (attempt $attempt of $DB_WAIT_ATTEMPTS); retrying in $delay s"
+      sleep "$delay"
+      delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    done
+    render_sql /etc/webstack/db/replica.sql | local_sql
+    log "replicating from $DB_PRIMARY_IP"
+    ;;
+  *)
+    log "unknown DB_ROLE $DB_ROLE"
+    exit 1
+    ;;
+esac

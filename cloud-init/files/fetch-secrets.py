@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""Fetches this node's parameters from SSM Parameter Store into files, as the manifest says.
+
+The node's instance role is the only credential. The region comes from instance metadata
+(IMDSv2), because the SDK does not read it from there. Values are never printed.
+Usage: fetch-secrets.py MANIFEST.json
+"""
+import grp
+import json
+import os
+import pwd
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+import botocore.exceptions
+
+IMDS = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254/").rstrip("/")
+ATTEMPTS = 8  # bounded: about four minutes in all, while NAT and endpoints come up
+
+
+def log(message):
+    print(f"fetch-secrets: {message}", file=sys.stderr, flush=True)
+
+
+def region():
+    """The instance's region, read with an IMDSv2 session token."""
+    token_request = urllib.request.Request(
+        f"{IMDS}/latest/api/token",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+    )
+    with urllib.request.urlopen(token_request, timeout=5) as response:
+        token = response.read().decode()
+    region_request = urllib.request.Request(
+        f"{IMDS}/latest/meta-data/placement/region",
+        headers={"X-aws-ec2-metadata-token": token},
+    )
+    with urllib.request.urlopen(region_request, timeout=5) as response:
+        return response.read().decode().strip()
+
+
+def fetch(client, names):
+    """Decrypted values by name; fails naming every parameter that does not exist."""
+    values = {}
+    for start in range(0, len(names), 10):  # GetParameters takes ten names at a time
+        batch = names[start : start + 10]
+        result = client.get_parameters(Names=batch, WithDecryption=True)
+        if result.get("InvalidParameters"):
+            raise LookupError("missing parameters: " + ", ".join(sorted(result["InvalidParameters"])))
+        values.update({p["Name"]: p["Value"] for p in result["Parameters"]})
+    return values
+
+
+def write(path, value, owner, group, mode):
+    """Writes atomically: a temporary file with the final owner and mode, then a rename."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".fetch-")
+    try:
+        os.fchmod(fd, mode)
+        os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        os.rename(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def with_retries(action, what):
+    delay = 2
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return action()
+        except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            if attempt == ATTEMPTS:
+                raise
+            log(f"{what} failed ({type(error).__name__}), attempt {attempt} of {ATTEMPTS}; retrying in {delay} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 60)
+
+
+def main(argv, client_factory=boto3.client):
+    if len(argv) != 2:
+        log("usage: fetch-secrets.py MANIFEST.json")
+        return 2
+    with open(argv[1]) as handle:
+        manifest = json.load(handle)
+    names = sorted({entry["parameter"] for entry in manifest})
+    client = client_factory("ssm", region_name=with_retries(region, "reading the region"))
+    try:
+        values = with_retries(lambda: fetch(client, names), "GetParameters")
+    except LookupError as error:
+        log(str(error))
+        return 1
+    for entry in manifest:
+        owner, _, group = entry.get("owner", "root:root").partition(":")
+        write(entry["path"], values[entry["parameter"]], owner, group or owner, int(entry["mode"], 8))
+    log(f"wrote {len(manifest)} files from {len(names)} parameters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
