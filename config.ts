@@ -179,6 +179,16 @@ function pattern(re: RegExp, what: string): (raw: string) => string {
   };
 }
 
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/;
+/** Xen-based families: they expose EBS volumes as /dev/xvd*, not as NVMe devices. */
+const XEN_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|i2|i3|x1|x1e|d2|g3|g3s|p2|p3|f1|h1)\./;
+
+function nitroInstanceType(raw: string): string {
+  pattern(INSTANCE_TYPE, "an EC2 instance type")(raw);
+  if (XEN_FAMILIES.test(raw)) throw new Invalid("is a Xen-based (pre-Nitro) instance type");
+  return raw;
+}
+
 function positiveNumber(max: number): (raw: string) => number {
   return (raw) => {
     if (!/^\d+(\.\d+)?$/.test(raw)) throw new Invalid("is not a number");
@@ -297,14 +307,14 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     accepted: 'an EC2 instance type such as "t3.micro" or "m7g.large"',
     example: "t3.small",
     default: "t3.micro",
-    parse: pattern(/^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/, "an EC2 instance type"),
+    parse: pattern(INSTANCE_TYPE, "an EC2 instance type"),
   },
   appInstanceType: {
-    doc: "EC2 instance type of each app + database node.",
-    accepted: 'an EC2 instance type such as "t3.small" or "m7g.large"',
+    doc: "EC2 instance type of each app + database node (Nitro: the data volume is NVMe).",
+    accepted: 'a Nitro-based EC2 instance type such as "t3.small" or "m7g.large"',
     example: "m7i.large",
     default: "t3.small",
-    parse: pattern(/^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/, "an EC2 instance type"),
+    parse: nitroInstanceType,
   },
   lbAmi: {
     doc: "Pinned AMI of the LB; by default the current official Debian 13 AMI is looked up.",

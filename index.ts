@@ -1,7 +1,7 @@
-// Composition root: config → topology → network → firewalls → identities → stack outputs.
+// Composition root: config → topology → network → firewalls → identities → PKI and secrets → app nodes → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import { loadConfig } from "./config";
-import { buildTopology, mapNodes } from "./topology";
+import { APP_NODE_NAMES, buildTopology, mapNodes } from "./topology";
 import { makeTagger } from "./tags";
 import { logGroupName, parameterPath } from "./naming";
 import { currentAccount } from "./account";
@@ -9,6 +9,9 @@ import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
 import { ParameterKey } from "./components/parameterKey";
 import { NodeIdentity } from "./components/nodeIdentity";
+import { Pki } from "./components/pki";
+import { AppSecrets } from "./components/appSecrets";
+import { AppNode } from "./components/appNode";
 
 export = async () => {
   // Every config problem is reported here, before any resource exists.
@@ -43,6 +46,42 @@ export = async () => {
       }),
   );
 
+  const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
+  const pki = new Pki("pki", { nodes: appNodeSpecs, organization: `webstack ${stack}` });
+  const appSecrets = new AppSecrets("app-secrets", {
+    stack,
+    nodes: appNodeSpecs,
+    certificates: pki.certificates,
+    parameterKeyId: parameterKey.keyId,
+    tags,
+  });
+  const { s1: replica, s2: primary } = topology.nodes;
+  const appNodes = Object.fromEntries(
+    APP_NODE_NAMES.map((node) => {
+      const spec = topology.nodes[node];
+      return [
+        node,
+        new AppNode(node, {
+          node: spec,
+          primaryIp: primary.privateIp,
+          replicaIp: replica.privateIp,
+          appNodeIps: appNodeSpecs.map((n) => n.privateIp),
+          engine: config.dbEngine,
+          instanceType: config.appInstanceType,
+          ami: config.appAmi,
+          subnetId: network.subnetIds[spec.subnet],
+          availabilityZone: network.availabilityZones[spec.subnet],
+          securityGroupId: firewalls.groupIds[node],
+          instanceProfileName: identities[node].instanceProfileName,
+          caCertPem: pki.caCertPem,
+          parameterNames: appSecrets.parameterNames[node]!,
+          protectData: config.protectData,
+          tags,
+        }),
+      ];
+    }),
+  ) as Record<(typeof APP_NODE_NAMES)[number], AppNode>;
+
   return {
     region: account.region,
     vpcId: network.vpcId,
@@ -64,5 +103,21 @@ export = async () => {
       shared: parameterPath(stack, "shared"),
     },
     parameterKeyArn: parameterKey.keyArn,
+    appNodes: Object.fromEntries(
+      APP_NODE_NAMES.map((node) => {
+        const n = appNodes[node];
+        return [
+          node,
+          {
+            instanceId: n.instanceId,
+            privateIp: n.privateIp,
+            internalName: n.internalName,
+            role: n.role,
+          },
+        ];
+      }),
+    ),
+    dbEndpoints: { primary: `${primary.privateIp}:3306`, replica: `${replica.privateIp}:3306` },
+    internalCaCertPem: pki.caCertPem,
   };
 };

@@ -6,6 +6,8 @@ export type SubnetName = "public" | "private-a" | "private-b";
 export type Peer = NodeName | "internet";
 
 export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
+/** The nodes that run Nginx, Gunicorn and a database; s2 is built first (the primary). */
+export const APP_NODE_NAMES = ["s2", "s1"] as const;
 export const SUBNET_NAMES: readonly SubnetName[] = ["public", "private-a", "private-b"];
 
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */

@@ -20,6 +20,7 @@ export interface NetworkArgs {
 export class Network extends pulumi.ComponentResource {
   readonly vpcId: pulumi.Output<string>;
   readonly subnetIds: Readonly<Record<SubnetName, pulumi.Output<string>>>;
+  readonly availabilityZones: Readonly<Record<SubnetName, pulumi.Output<string>>>;
   /** Public address the private subnets reach the internet from (for allow-lists elsewhere). */
   readonly natPublicIp: pulumi.Output<string>;
   readonly flowLogGroupName: pulumi.Output<string>;
@@ -174,6 +175,9 @@ export class Network extends pulumi.ComponentResource {
       SubnetName,
       pulumi.Output<string>
     >;
+    this.availabilityZones = Object.fromEntries(
+      SUBNET_NAMES.map((s) => [s, subnets[s].availabilityZone]),
+    ) as Record<SubnetName, pulumi.Output<string>>;
     this.natPublicIp = natIp.publicIp;
     this.flowLogGroupName = flowLogGroup.name;
     this.registerOutputs({

@@ -30,6 +30,15 @@ export const T = {
   instanceProfile: "aws:iam/instanceProfile:InstanceProfile",
   kmsKey: "aws:kms/key:Key",
   kmsAlias: "aws:kms/alias:Alias",
+  instance: "aws:ec2/instance:Instance",
+  volume: "aws:ebs/volume:Volume",
+  volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
+  ssmParameter: "aws:ssm/parameter:Parameter",
+  randomPassword: "random:index/randomPassword:RandomPassword",
+  privateKey: "tls:index/privateKey:PrivateKey",
+  selfSignedCert: "tls:index/selfSignedCert:SelfSignedCert",
+  certRequest: "tls:index/certRequest:CertRequest",
+  locallySignedCert: "tls:index/locallySignedCert:LocallySignedCert",
 } as const;
 
 /** Plans a stack from its Pulumi.<stack>.yaml, with optional `key=value` overrides. */

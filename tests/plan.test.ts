@@ -71,8 +71,8 @@ describe("npm run plan -- --stack dev --json", () => {
       expect(typeof r.outputs).toBe("object");
       if (r.type === "pulumi:pulumi:Stack") continue;
       expect(urns.has(r.parent)).toBe(true);
-      // Custom resources have ids; components do not.
-      expect(typeof r.id === "string").toBe(String(r.type).startsWith("aws:"));
+      // Custom (provider) resources have ids; components do not.
+      expect(typeof r.id === "string").toBe(!String(r.type).startsWith("webstack:"));
     }
   });
 });

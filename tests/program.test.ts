@@ -294,6 +294,7 @@ describe("tags", () => {
     T.rolePolicy,
     T.rolePolicyAttachment,
     T.kmsAlias,
+    T.volumeAttachment,
   ]);
 
   test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
@@ -346,6 +347,9 @@ describe("outputs", () => {
         "instanceProfiles",
         "parameterPaths",
         "parameterKeyArn",
+        "appNodes",
+        "dbEndpoints",
+        "internalCaCertPem",
       ].sort(),
     );
     expect(plan.outputs.privateIps).toEqual({

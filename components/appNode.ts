@@ -1,0 +1,158 @@
+// One app node (s1 replica or s2 primary): Nginx + Gunicorn + the database, on its own data volume.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { DbEngine } from "../config";
+import { NodeSpec } from "../topology";
+import { Tagger } from "../tags";
+import { debian13AmiId } from "../ami";
+import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
+import { encodeUserData } from "../cloud-init/userDataEncoding";
+
+export interface AppNodeArgs {
+  /** This node (s1 or s2); its role says primary or replica. */
+  readonly node: NodeSpec;
+  /** The primary's and the replica's fixed addresses. */
+  readonly primaryIp: string;
+  readonly replicaIp: string;
+  /** Both app nodes' addresses (database users for each). */
+  readonly appNodeIps: readonly string[];
+  readonly engine: DbEngine;
+  readonly instanceType: string;
+  /** Pinned AMI; otherwise the current Debian 13 AMI. */
+  readonly ami?: string;
+  readonly subnetId: pulumi.Input<string>;
+  /** The subnet's availability zone (the data volume must be in it). */
+  readonly availabilityZone: pulumi.Input<string>;
+  readonly securityGroupId: pulumi.Input<string>;
+  readonly instanceProfileName: pulumi.Input<string>;
+  /** PEM of the private CA (public). */
+  readonly caCertPem: pulumi.Input<string>;
+  readonly parameterNames: AppNodeParameterNames;
+  /** Protect instance and data volume from deletion and replacement. */
+  readonly protectData: boolean;
+  /** Size of the database volume. @default 20 */
+  readonly dataVolumeGiB?: number;
+  /** Loopback port of Nginx's stub_status. @default 8080 */
+  readonly statusPort?: number;
+  readonly tags: Tagger;
+}
+
+/**
+ * How a Nitro instance names an attached EBS volume. Xen-based types (t2, m4 …) name it
+ * differently; the config refuses them for app nodes.
+ */
+export function ebsDevicePath(volumeId: string): string {
+  return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
+}
+
+export class AppNode extends pulumi.ComponentResource {
+  readonly instanceId: pulumi.Output<string>;
+  readonly privateIp: pulumi.Output<string>;
+  readonly internalName: string;
+  readonly role: string;
+  readonly dataVolumeId: pulumi.Output<string>;
+
+  constructor(name: string, args: AppNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:app:AppNode", name, {}, opts);
+    const { node } = args;
+    const role = node.role === "primary" ? "primary" : "replica";
+    const tags = (what: string) => args.tags(node.role, `${node.name}-${what}`);
+    // Stateful: the data outlives any instance, and neither goes away by accident.
+    const stateful = { parent: this, protect: args.protectData };
+
+    const volume = new aws.ebs.Volume(
+      `${name}-data`,
+      {
+        availabilityZone: args.availabilityZone,
+        size: args.dataVolumeGiB ?? 20,
+        type: "gp3",
+        encrypted: true, // EC2.7
+        tags: tags("data"),
+      },
+      stateful,
+    );
+
+    const userData = pulumi.all([args.caCertPem, volume.id]).apply(([caCertPem, volumeId]) =>
+      encodeUserData(
+        renderAppNodeUserData({
+          node: node.name,
+          fqdn: node.internalName,
+          privateIp: node.privateIp,
+          database: {
+            engine: args.engine,
+            role,
+            node: node.name,
+            serverId: Number(node.name.replace(/\D/g, "")),
+            bindAddress: node.privateIp,
+            primaryIp: args.primaryIp,
+            appNodeIps: args.appNodeIps,
+          },
+          replicaIp: args.replicaIp,
+          caCertPem,
+          dataDevice: ebsDevicePath(volumeId),
+          parameters: args.parameterNames,
+          statusPort: args.statusPort ?? 8080,
+        }),
+      ),
+    );
+
+    const instance = new aws.ec2.Instance(
+      `${name}-instance`,
+      {
+        ami: debian13AmiId(args.instanceType, args.ami, { parent: this }),
+        instanceType: args.instanceType,
+        subnetId: args.subnetId,
+        privateIp: node.privateIp,
+        associatePublicIpAddress: false, // EC2.9
+        vpcSecurityGroupIds: [args.securityGroupId],
+        iamInstanceProfile: args.instanceProfileName,
+        metadataOptions: {
+          httpEndpoint: "enabled",
+          httpTokens: "required", // IMDSv2 — EC2.8
+          httpPutResponseHopLimit: 1,
+          instanceMetadataTags: "disabled",
+        },
+        rootBlockDevice: {
+          volumeType: "gp3",
+          volumeSize: 16,
+          encrypted: true, // EC2.3
+          deleteOnTermination: true,
+          tags: tags("root"),
+        },
+        monitoring: true, // detailed (1-minute) CloudWatch metrics
+        ebsOptimized: true,
+        disableApiTermination: args.protectData,
+        userData: userData.apply((u) => ("userData" in u ? u.userData : undefined)),
+        userDataBase64: userData.apply((u) =>
+          "userDataBase64" in u ? u.userDataBase64 : undefined,
+        ),
+        tags: tags("instance"),
+      },
+      // A pet: a new AMI or user-data must not replace it unnoticed; the README's runbook rolls
+      // such a change out deliberately (the data volume re-attaches to the new instance).
+      { ...stateful, ignoreChanges: ["ami", "userData", "userDataBase64"] },
+    );
+
+    new aws.ec2.VolumeAttachment(
+      `${name}-data-attachment`,
+      {
+        deviceName: "/dev/sdf",
+        volumeId: volume.id,
+        instanceId: instance.id,
+        stopInstanceBeforeDetaching: true,
+      },
+      { parent: this },
+    );
+
+    this.instanceId = instance.id;
+    this.privateIp = instance.privateIp;
+    this.internalName = node.internalName;
+    this.role = role;
+    this.dataVolumeId = volume.id;
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      privateIp: this.privateIp,
+      dataVolumeId: this.dataVolumeId,
+    });
+  }
+}
