@@ -1,0 +1,209 @@
+// Artifact checks: the documents the program renders, through their real consumers — cloud-init's
+// schema, shellcheck, nginx -t, Python — and a broken input for each check, to show it can fail.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import YAML from "yaml";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { T, PROJECT_DIR, ofType, planConfig } from "./harness";
+
+const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
+const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
+const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-artifacts-"));
+afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
+
+function run(command: string, args: string[], input?: string) {
+  const result = spawnSync(command, args, {
+    input,
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+  });
+  return { code: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}` };
+}
+
+const works = (command: string, args: string[]) =>
+  spawnSync(command, args, { stdio: "ignore" }).status === 0;
+const TOOLS = {
+  "cloud-init":
+    works(PYTHON, ["-c", "import cloudinit, yaml"]) && works("cloud-init", ["--version"]),
+  shellcheck: works("shellcheck", ["--version"]),
+  nginx: works("nginx", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
+  "python3-boto3": works(PYTHON, ["-c", "import boto3"]),
+};
+
+/** A test that needs a Debian tool: skipped with a note where it is missing, failed under CI. */
+function withTool(tool: keyof typeof TOOLS): jest.It {
+  if (TOOLS[tool]) return test;
+  if (process.env.CI) {
+    return ((name: string) =>
+      test(name, () => {
+        throw new Error(`${tool} is missing: .ci/run installs it from Debian's packages`);
+      })) as unknown as jest.It;
+  }
+  console.warn(
+    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx python3-boto3; nginx -t runs as root)`,
+  );
+  return test.skip;
+}
+
+interface Rendered {
+  readonly name: string;
+  readonly text: string;
+  readonly file: string;
+  readonly doc: {
+    write_files: { path: string; content: string }[];
+    bootcmd?: (string | string[])[];
+  };
+}
+
+const documents: Rendered[] = [];
+
+beforeAll(async () => {
+  for (const engine of ["mariadb", "mysql"]) {
+    const plan = await planConfig({ domain: "www.example.com", dbEngine: engine });
+    for (const instance of ofType(plan, T.instance)) {
+      const name = `${engine}-${instance.name.replace(/-instance$/, "")}`;
+      const text = decodeUserData(instance.inputs);
+      const file = path.join(SCRATCH, `${name}.yaml`);
+      fs.writeFileSync(file, text);
+      documents.push({ name, text, file, doc: YAML.parse(text) });
+    }
+  }
+  expect(documents.map((d) => d.name).sort()).toEqual([
+    "mariadb-s1",
+    "mariadb-s2",
+    "mysql-s1",
+    "mysql-s2",
+  ]);
+});
+
+/** Shell scripts in a document: shipped files with a shell shebang, and bash -c bodies in bootcmd. */
+function shellScripts(d: Rendered): { where: string; script: string }[] {
+  const files = d.doc.write_files
+    .filter((f) => /^#!\/bin\/(ba)?sh\b/.test(f.content))
+    .map((f) => ({ where: f.path, script: f.content }));
+  const inline = (d.doc.bootcmd ?? [])
+    .filter((c): c is string[] => Array.isArray(c) && c[0] === "bash" && c[1] === "-c")
+    .map((c, i) => ({ where: `bootcmd[${i}]`, script: c[2] }));
+  return [...files, ...inline];
+}
+
+const shellcheck = (script: string) =>
+  run("shellcheck", ["--shell=bash", "--severity=style", "-"], script);
+
+describe("cloud-init", () => {
+  withTool("cloud-init")(
+    "every rendered document passes cloud-init's schema and has known top-level keys only",
+    () => {
+      const result = run(PYTHON, [
+        path.join(ARTIFACTS, "check-cloud-config.py"),
+        ...documents.map((d) => d.file),
+      ]);
+      expect(result.output).toBe(documents.map((d) => `${d.file}: valid\n`).join(""));
+      expect(result.code).toBe(0);
+    },
+  );
+
+  withTool("cloud-init")(
+    "the same check fails on a misspelt top-level key and on a wrong type",
+    () => {
+      const typo = path.join(SCRATCH, "typo.yaml");
+      fs.writeFileSync(typo, documents[0].text.replace("\nwrite_files:\n", "\nwrite_file:\n"));
+      const wrongType = path.join(SCRATCH, "wrong-type.yaml");
+      fs.writeFileSync(
+        wrongType,
+        documents[0].text.replace("\npackage_update: true\n", "\npackage_update: [yes]\n"),
+      );
+      const result = run(PYTHON, [path.join(ARTIFACTS, "check-cloud-config.py"), typo, wrongType]);
+      expect(result.code).toBe(1);
+      expect(result.output).toContain(`${typo}: unknown top-level keys: write_file`);
+      expect(result.output).toContain(`${wrongType}: cloud-init schema failed`);
+    },
+  );
+});
+
+describe("shell scripts", () => {
+  withTool("shellcheck")("every script in every document passes shellcheck", () => {
+    const scripts = documents.flatMap((d) =>
+      shellScripts(d).map((s) => ({ ...s, where: `${d.name} ${s.where}` })),
+    );
+    expect(scripts.length).toBe(4 * 3);
+    for (const { where, script } of scripts) {
+      const result = shellcheck(script);
+      expect({ where, output: result.output, code: result.code }).toEqual({
+        where,
+        output: "",
+        code: 0,
+      });
+    }
+  });
+
+  withTool("shellcheck")("shellcheck fails on a broken script", () => {
+    const broken = shellScripts(documents[0])[0].script.replace(
+      ". /etc/webstack/node.env",
+      "cd $HOME/x\n. /etc/webstack/node.env",
+    );
+    expect(shellcheck(broken).code).not.toBe(0);
+  });
+});
+
+describe("nginx", () => {
+  const check = (site: string) => {
+    const file = path.join(SCRATCH, `site-${Math.random().toString(36).slice(2)}.conf`);
+    fs.writeFileSync(file, site);
+    return run("bash", [path.join(ARTIFACTS, "nginx-check.sh"), file]);
+  };
+  const siteOf = (d: Rendered) =>
+    d.doc.write_files.find((f) => f.path === "/etc/nginx/sites-available/webstack")!.content;
+
+  withTool("nginx")("nginx -t accepts every rendered site", () => {
+    for (const d of documents) {
+      const result = check(siteOf(d));
+      expect({ node: d.name, code: result.code, output: result.output }).toMatchObject({
+        node: d.name,
+        code: 0,
+      });
+    }
+  });
+
+  withTool("nginx")("nginx -t rejects a broken site", () => {
+    const result = check(
+      siteOf(documents[0]).replace(
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_protocols TLSv1.2 TLSv9;",
+      ),
+    );
+    expect(result.code).not.toBe(0);
+    expect(result.output).toMatch(/TLSv9/);
+  });
+});
+
+describe("python", () => {
+  const compile = (source: string) =>
+    run(PYTHON, ["-c", "import ast, sys; ast.parse(sys.stdin.read())"], source);
+  const pythonFiles = (d: Rendered) => d.doc.write_files.filter((f) => f.path.endsWith(".py"));
+
+  test("the app, the fetch step and the Gunicorn config parse as Python", () => {
+    const files = documents.flatMap(pythonFiles);
+    expect(files).toHaveLength(4 * 3);
+    for (const f of files)
+      expect({ path: f.path, ...compile(f.content) }).toMatchObject({ path: f.path, code: 0 });
+    expect(compile("def broken(:\n").code).not.toBe(0);
+  });
+
+  withTool("python3-boto3")(
+    "the secrets fetch step's own unit tests pass (no real metadata service)",
+    () => {
+      const result = run(PYTHON, [
+        "-m",
+        "unittest",
+        "-v",
+        path.join(ARTIFACTS, "test_fetch_secrets.py"),
+      ]);
+      expect(result.output).toMatch(/Ran 4 tests/);
+      expect(result.code).toBe(0);
+    },
+  );
+});

@@ -1,0 +1,168 @@
+"""Unit tests of the boot step that fetches a node's parameters (cloud-init/files/fetch-secrets.py).
+
+Never reaches a real metadata service: boto3's own lookups are disabled, and the region comes
+from a stand-in IMDSv2 on 127.0.0.1 that insists on a session token. SSM is botocore's Stubber.
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_fetch_secrets.py
+"""
+import contextlib
+import grp
+import http.server
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import pwd
+import stat
+import tempfile
+import threading
+import unittest
+
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+
+import boto3  # noqa: E402
+from botocore.stub import Stubber  # noqa: E402
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "fetch-secrets.py"
+TOKEN = "token-123"
+
+
+class FakeImds(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+        self.reply(200 if ok else 400, TOKEN if ok else "")
+
+    def do_GET(self):
+        if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
+            return self.reply(401, "")
+        if self.path == "/latest/meta-data/placement/region":
+            return self.reply(200, "eu-west-1")
+        self.reply(404, "")
+
+    def reply(self, code, body):
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("fetch_secrets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FetchSecretsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = http.server.HTTPServer(("127.0.0.1", 0), FakeImds)
+        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://127.0.0.1:{cls.server.server_port}/"
+        cls.module = load_script()
+        cls.module.ATTEMPTS = 1
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.group = grp.getgrgid(os.getgid()).gr_name
+        self.client = boto3.client("ssm", region_name="eu-west-1")
+        self.stubber = Stubber(self.client)
+        self.regions = []
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def factory(self, service, region_name):
+        self.assertEqual(service, "ssm")
+        self.regions.append(region_name)
+        return self.client
+
+    def manifest(self, entries):
+        path = os.path.join(self.dir.name, "manifest.json")
+        with open(path, "w") as handle:
+            json.dump(entries, handle)
+        return path
+
+    def entry(self, parameter, name, mode):
+        owner = f"{self.user}:{self.group}"
+        return {"parameter": parameter, "path": os.path.join(self.dir.name, "out", name), "mode": mode, "owner": owner}
+
+    def run_main(self, manifest):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = self.module.main(["fetch-secrets.py", manifest], client_factory=self.factory)
+        return code, stderr.getvalue()
+
+    def test_region_comes_from_imdsv2_with_a_token(self):
+        self.assertEqual(self.module.region(), "eu-west-1")
+
+    def test_writes_each_file_with_its_mode_and_never_prints_a_value(self):
+        entries = [
+            self.entry("/webstack/t/s1/tls-key", "node.key", "0600"),
+            self.entry("/webstack/t/s1/tls-key", "mysql/node.key", "0600"),
+            self.entry("/webstack/t/s1/tls-cert", "node.crt", "0644"),
+        ]
+        self.stubber.add_response(
+            "get_parameters",
+            {
+                "Parameters": [
+                    {"Name": "/webstack/t/s1/tls-cert", "Value": "CERT-VALUE", "Type": "String"},
+                    {"Name": "/webstack/t/s1/tls-key", "Value": "KEY-VALUE", "Type": "SecureString"},
+                ],
+            },
+            {"Names": ["/webstack/t/s1/tls-cert", "/webstack/t/s1/tls-key"], "WithDecryption": True},
+        )
+        with self.stubber:
+            code, stderr = self.run_main(self.manifest(entries))
+        self.assertEqual(code, 0)
+        self.assertEqual(self.regions, ["eu-west-1"])
+        for entry, value in zip(entries, ["KEY-VALUE", "KEY-VALUE", "CERT-VALUE"]):
+            self.assertEqual(pathlib.Path(entry["path"]).read_text(), value)
+            self.assertEqual(stat.S_IMODE(os.stat(entry["path"]).st_mode), int(entry["mode"], 8))
+        self.assertNotIn("KEY-VALUE", stderr)
+        self.assertIn("wrote 3 files from 2 parameters", stderr)
+        self.assertEqual([n for n in os.listdir(os.path.join(self.dir.name, "out")) if n.startswith(".fetch-")], [])
+
+    def test_a_missing_parameter_fails_naming_it_and_writes_nothing(self):
+        entries = [self.entry("/webstack/t/s1/tls-key", "node.key", "0600"), self.entry("/webstack/t/s1/nope", "x", "0600")]
+        self.stubber.add_response(
+            "get_parameters",
+            {
+                "Parameters": [{"Name": "/webstack/t/s1/tls-key", "Value": "KEY-VALUE", "Type": "SecureString"}],
+                "InvalidParameters": ["/webstack/t/s1/nope"],
+            },
+        )
+        with self.stubber:
+            code, stderr = self.run_main(self.manifest(entries))
+        self.assertEqual(code, 1)
+        self.assertIn("missing parameters: /webstack/t/s1/nope", stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir.name, "out")))
+
+    def test_more_than_ten_parameters_are_fetched_in_batches(self):
+        names = [f"/webstack/t/s1/p{i:02d}" for i in range(12)]
+        entries = [self.entry(name, name.rsplit("/", 1)[1], "0600") for name in names]
+        for batch in (names[:10], names[10:]):
+            self.stubber.add_response(
+                "get_parameters",
+                {"Parameters": [{"Name": n, "Value": f"v-{n}", "Type": "SecureString"} for n in batch]},
+                {"Names": batch, "WithDecryption": True},
+            )
+        with self.stubber:
+            code, _ = self.run_main(self.manifest(entries))
+        self.assertEqual(code, 0)
+        self.stubber.assert_no_pending_responses()
+
+
+if __name__ == "__main__":
+    unittest.main()
