@@ -36,12 +36,12 @@ interface EngineProfile {
   readonly confDir: string;
   /** File names in confDir: both must sort after the package's own files to win. */
   readonly baseConf: string;
-  readonly tlsConf: string;
+  readonly lateConf: string;
   readonly section: string;
   /** Binlog, GTID and replica settings that must be in place before the first start. */
   readonly replicationLines: (p: DatabaseParams) => string[];
   /** Read-only settings of the replica, and when they apply (see the profiles). */
-  readonly readOnly: { readonly lines: readonly string[]; readonly withTls: boolean };
+  readonly readOnly: { readonly lines: readonly string[]; readonly late: boolean };
   readonly monitorGrants: string;
   readonly replicaSql: (p: DatabaseParams) => string;
   /** [client] options that make the command-line client verify the server's certificate. */
@@ -54,7 +54,7 @@ const MARIADB: EngineProfile = {
   client: "mariadb",
   confDir: "/etc/mysql/mariadb.conf.d",
   baseConf: "60-webstack.cnf",
-  tlsConf: "61-webstack-tls.cnf",
+  lateConf: "61-webstack-late.cnf",
   section: "[mariadbd]",
   replicationLines: (p) => [
     `gtid_domain_id = ${p.serverId}`,
@@ -64,7 +64,7 @@ const MARIADB: EngineProfile = {
   ],
   // MariaDB has no super_read_only (it refuses to start with it): read_only, and the app user
   // never gets READ ONLY ADMIN or SUPER. Safe from the first start.
-  readOnly: { lines: ["read_only = ON"], withTls: false },
+  readOnly: { lines: ["read_only = ON"], late: false },
   monitorGrants: "PROCESS, BINLOG MONITOR, REPLICA MONITOR",
   replicaSql: (p) =>
     [
@@ -95,7 +95,7 @@ const MYSQL: EngineProfile = {
   client: "mysql",
   confDir: "/etc/mysql/mysql.conf.d",
   baseConf: "webstack.cnf",
-  tlsConf: "webstack-tls.cnf",
+  lateConf: "webstack-late.cnf",
   section: "[mysqld]",
   // gtid_mode before the first start: pre-GTID binlog events would stop the replica (error 3113).
   replicationLines: () => [
@@ -104,9 +104,9 @@ const MYSQL: EngineProfile = {
     "log_replica_updates = ON",
     "replica_net_timeout = 20",
   ],
-  // super_read_only would block the package's own post-install steps: it comes with the TLS
+  // super_read_only would block the package's own post-install steps: it comes with the late
   // settings, after the install and before the bootstrap.
-  readOnly: { lines: ["read_only = ON", "super_read_only = ON"], withTls: true },
+  readOnly: { lines: ["read_only = ON", "super_read_only = ON"], late: true },
   monitorGrants: "PROCESS, REPLICATION CLIENT",
   replicaSql: (p) =>
     [
@@ -137,27 +137,33 @@ export function renderServerConfig(p: DatabaseParams): string {
     ...e.replicationLines(p),
     `bind_address = ${p.bindAddress}`,
     "skip_name_resolve = ON",
-    ...(p.role === "replica" && !e.readOnly.withTls ? e.readOnly.lines : []),
-    "log_error = /var/log/mysql/error.log",
-    "slow_query_log = ON",
-    "slow_query_log_file = /var/log/mysql/slow.log",
-    "long_query_time = 1",
+    ...(p.role === "replica" && !e.readOnly.late ? e.readOnly.lines : []),
     "",
   ].join("\n");
 }
 
-/** Settings that need the node's key (fetched at boot): TLS everywhere off the socket. */
-export function renderTlsConfig(p: DatabaseParams): string {
+/** Where the boot script points the server's logs (it creates the directory first). */
+export const DB_LOG_DIR = "/var/log/mysql";
+
+/**
+ * Settings the boot script installs once their files can exist: TLS with the fetched key, and the
+ * log files (the packages leave no log directory; errors go to the journal until then).
+ */
+export function renderLateConfig(p: DatabaseParams): string {
   const e = ENGINES[p.engine];
   return [
-    `# webstack ${p.node}: TLS with the private CA; installed at boot once the key is fetched.`,
+    `# webstack ${p.node}: installed by the boot script once the node's key and ${DB_LOG_DIR} exist.`,
     e.section,
     `ssl_ca = ${DB_TLS_DIR}/ca.crt`,
     `ssl_cert = ${DB_TLS_DIR}/node.crt`,
     `ssl_key = ${DB_TLS_DIR}/node.key`,
     "tls_version = TLSv1.2,TLSv1.3",
     "require_secure_transport = ON",
-    ...(p.role === "replica" && e.readOnly.withTls ? e.readOnly.lines : []),
+    `log_error = ${DB_LOG_DIR}/error.log`,
+    "slow_query_log = ON",
+    `slow_query_log_file = ${DB_LOG_DIR}/slow.log`,
+    "long_query_time = 1",
+    ...(p.role === "replica" && e.readOnly.late ? e.readOnly.lines : []),
     "",
   ].join("\n");
 }
@@ -210,7 +216,7 @@ export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
     DB_SERVICE: e.service,
     DB_CLIENT: e.client,
     DB_CONF_DIR: e.confDir,
-    DB_TLS_CONF: e.tlsConf,
+    DB_LATE_CONF: e.lateConf,
     DB_PRIMARY_IP: p.primaryIp,
     DB_WAIT_ATTEMPTS: String(DB_WAIT_ATTEMPTS),
   };
@@ -227,7 +233,7 @@ export function renderDatabasePart(p: DatabaseParams): CloudConfigPart {
     apt: e.apt,
     writeFiles: [
       { path: `${e.confDir}/${e.baseConf}`, content: renderServerConfig(p), permissions: "0644" },
-      { path: `/etc/webstack/db/${e.tlsConf}`, content: renderTlsConfig(p), permissions: "0644" },
+      { path: `/etc/webstack/db/${e.lateConf}`, content: renderLateConfig(p), permissions: "0644" },
       {
         path: "/etc/webstack/db/client-tls.cnf",
         content: `${e.clientTls.join("\n")}\n`,

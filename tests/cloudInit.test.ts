@@ -15,7 +15,7 @@ import {
   renderPrimarySql,
   renderReplicaSql,
   renderServerConfig,
-  renderTlsConfig,
+  renderLateConfig,
 } from "../cloud-init/database";
 import { fillTemplate } from "../cloud-init/template";
 import { decodeUserData, encodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
@@ -90,7 +90,7 @@ describe.each([
 ] as [Engine, DbRole][])("%s %s", (engine, role) => {
   const p = dbParams(engine, role);
   const server = lines(renderServerConfig(p));
-  const tls = lines(renderTlsConfig(p));
+  const tls = lines(renderLateConfig(p));
   const { text, doc } = parse(engine, role);
 
   test("identity, binlog and bind address", () => {
@@ -139,15 +139,19 @@ describe.each([
         "ssl_key = /etc/mysql/webstack/node.key",
         "tls_version = TLSv1.2,TLSv1.3",
         "require_secure_transport = ON",
+        "log_error = /var/log/mysql/error.log",
+        "slow_query_log_file = /var/log/mysql/slow.log",
       ]),
     );
+    // Not before the boot script has made the log directory.
+    expect(server.filter((l) => l.includes("/var/log/mysql"))).toEqual([]);
   });
 
   test("a restarted replica resumes by itself: no skip_replica_start anywhere", () => {
     expect(text).not.toMatch(/skip[-_](replica|slave)[-_]start/);
   });
 
-  test("the server config is written before packages, the TLS config staged for the boot script", () => {
+  test("the server config is written before packages, the late config staged for the boot script", () => {
     const paths = doc.write_files.map((f) => f.path);
     const confDir = engine === "mariadb" ? "/etc/mysql/mariadb.conf.d" : "/etc/mysql/mysql.conf.d";
     expect(paths).toContain(
@@ -156,8 +160,8 @@ describe.each([
     expect(paths.filter((path) => path.startsWith(confDir))).toHaveLength(1);
     expect(paths).toContain(
       engine === "mariadb"
-        ? "/etc/webstack/db/61-webstack-tls.cnf"
-        : "/etc/webstack/db/webstack-tls.cnf",
+        ? "/etc/webstack/db/61-webstack-late.cnf"
+        : "/etc/webstack/db/webstack-late.cnf",
     );
   });
 

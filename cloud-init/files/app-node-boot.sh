@@ -10,9 +10,10 @@ log() { echo "webstack-boot: $*" >&2; }
 log "fetching this node's parameters"
 /usr/bin/python3 /usr/local/lib/webstack/fetch-secrets.py /etc/webstack/secrets.json
 
-log "database TLS"
+log "database TLS and log files"
 install -D -m 0644 /etc/webstack/tls/ca.crt /etc/mysql/webstack/ca.crt
-install -m 0644 "/etc/webstack/db/$DB_TLS_CONF" "$DB_CONF_DIR/$DB_TLS_CONF"
+install -d -m 2750 -o mysql -g adm /var/log/mysql
+install -m 0644 "/etc/webstack/db/$DB_LATE_CONF" "$DB_CONF_DIR/$DB_LATE_CONF"
 systemctl restart "$DB_SERVICE"
 
 log "database bootstrap"
