@@ -129,8 +129,13 @@ export class AppNode extends pulumi.ComponentResource {
         tags: tags("instance"),
       },
       // A pet: a new AMI or user-data must not replace it unnoticed; the README's runbook rolls
-      // such a change out deliberately (the data volume re-attaches to the new instance).
-      { ...stateful, ignoreChanges: ["ami", "userData", "userDataBase64"] },
+      // such a change out deliberately (the data volume re-attaches to the new instance). The
+      // fixed address cannot be held by two instances: a replacement deletes the old one first.
+      {
+        ...stateful,
+        ignoreChanges: ["ami", "userData", "userDataBase64"],
+        deleteBeforeReplace: true,
+      },
     );
 
     new aws.ec2.VolumeAttachment(

@@ -99,10 +99,13 @@ describe("app nodes", () => {
     expect(one(pinned, T.instance, "s1-instance").inputs.ami).toBe("ami-0123456789abcdef0");
   });
 
-  test("pets: AMI and user-data changes are ignored; unprotected in dev", () => {
+  test("pets: AMI and user-data changes are ignored, a replacement frees the fixed address first; unprotected in dev", () => {
     for (const node of ["s1", "s2"]) {
       const instance = one(plan, T.instance, `${node}-instance`);
-      expect(instance.options).toEqual({ ignoreChanges: ["ami", "userData", "userDataBase64"] });
+      expect(instance.options).toEqual({
+        ignoreChanges: ["ami", "userData", "userDataBase64"],
+        deleteBeforeReplace: true,
+      });
       expect(instance.inputs.disableApiTermination).toBe(false);
       expect(one(plan, T.volume, `${node}-data`).options).toEqual({});
     }
@@ -115,6 +118,7 @@ describe("app nodes", () => {
       expect(instance.options).toEqual({
         protect: true,
         ignoreChanges: ["ami", "userData", "userDataBase64"],
+        deleteBeforeReplace: true,
       });
       expect(instance.inputs.disableApiTermination).toBe(true);
       expect(one(prod, T.volume, `${node}-data`).options).toEqual({ protect: true });
