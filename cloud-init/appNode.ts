@@ -119,8 +119,8 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         permissions: "0600",
       },
       {
-        path: "/usr/local/lib/webstack/fetch-secrets.py",
-        content: shippedFile("fetch-secrets.py"),
+        path: "/usr/local/sbin/webstack-parameters",
+        content: shippedFile("webstack-parameters.py"),
         permissions: "0755",
       },
       {

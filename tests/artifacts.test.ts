@@ -183,9 +183,12 @@ describe("nginx", () => {
 describe("python", () => {
   const compile = (source: string) =>
     run(PYTHON, ["-c", "import ast, sys; ast.parse(sys.stdin.read())"], source);
-  const pythonFiles = (d: Rendered) => d.doc.write_files.filter((f) => f.path.endsWith(".py"));
+  const pythonFiles = (d: Rendered) =>
+    d.doc.write_files.filter(
+      (f) => f.path.endsWith(".py") || f.content.startsWith("#!/usr/bin/python3"),
+    );
 
-  test("the app, the fetch step and the Gunicorn config parse as Python", () => {
+  test("the app, the parameters tool and the Gunicorn config parse as Python", () => {
     const files = documents.flatMap(pythonFiles);
     expect(files).toHaveLength(4 * 3);
     for (const f of files)
@@ -194,15 +197,15 @@ describe("python", () => {
   });
 
   withTool("python3-boto3")(
-    "the secrets fetch step's own unit tests pass (no real metadata service)",
+    "the parameters tool's own unit tests pass (no real metadata service)",
     () => {
       const result = run(PYTHON, [
         "-m",
         "unittest",
         "-v",
-        path.join(ARTIFACTS, "test_fetch_secrets.py"),
+        path.join(ARTIFACTS, "test_parameters.py"),
       ]);
-      expect(result.output).toMatch(/Ran 4 tests/);
+      expect(result.output).toMatch(/Ran 6 tests/);
       expect(result.code).toBe(0);
     },
   );

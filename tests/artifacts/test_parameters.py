@@ -1,8 +1,8 @@
-"""Unit tests of the boot step that fetches a node's parameters (cloud-init/files/fetch-secrets.py).
+"""Unit tests of the nodes' parameters tool (cloud-init/files/webstack-parameters.py).
 
 Never reaches a real metadata service: boto3's own lookups are disabled, and the region comes
 from a stand-in IMDSv2 on 127.0.0.1 that insists on a session token. SSM is botocore's Stubber.
-Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_fetch_secrets.py
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_parameters.py
 """
 import contextlib
 import grp
@@ -25,7 +25,7 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 import boto3  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "fetch-secrets.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "webstack-parameters.py"
 TOKEN = "token-123"
 
 
@@ -53,13 +53,13 @@ class FakeImds(http.server.BaseHTTPRequestHandler):
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("fetch_secrets", SCRIPT)
+    spec = importlib.util.spec_from_file_location("webstack_parameters", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-class FetchSecretsTest(unittest.TestCase):
+class ParametersTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = http.server.HTTPServer(("127.0.0.1", 0), FakeImds)
@@ -99,9 +99,12 @@ class FetchSecretsTest(unittest.TestCase):
         return {"parameter": parameter, "path": os.path.join(self.dir.name, "out", name), "mode": mode, "owner": owner}
 
     def run_main(self, manifest):
+        return self.run_args(["webstack-parameters", "fetch", manifest])
+
+    def run_args(self, argv):
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
-            code = self.module.main(["fetch-secrets.py", manifest], client_factory=self.factory)
+            code = self.module.main(argv, client_factory=self.factory)
         return code, stderr.getvalue()
 
     def test_region_comes_from_imdsv2_with_a_token(self):
@@ -162,6 +165,27 @@ class FetchSecretsTest(unittest.TestCase):
             code, _ = self.run_main(self.manifest(entries))
         self.assertEqual(code, 0)
         self.stubber.assert_no_pending_responses()
+
+
+    def test_put_stores_a_file_as_an_encrypted_parameter_without_printing_it(self):
+        source = os.path.join(self.dir.name, "site.pem")
+        pathlib.Path(source).write_text("PEM-VALUE")
+        self.stubber.add_response(
+            "put_parameter",
+            {"Version": 2, "Tier": "Standard"},
+            {"Name": "/webstack/t/lb/site-pem", "Value": "PEM-VALUE", "Type": "SecureString", "KeyId": "key-1", "Overwrite": True},
+        )
+        with self.stubber:
+            code, stderr = self.run_args(["webstack-parameters", "put", "/webstack/t/lb/site-pem", source, "key-1"])
+        self.assertEqual(code, 0)
+        self.assertEqual(self.regions, ["eu-west-1"])
+        self.assertNotIn("PEM-VALUE", stderr)
+        self.stubber.assert_no_pending_responses()
+
+    def test_a_wrong_command_line_is_a_usage_error(self):
+        code, stderr = self.run_args(["webstack-parameters", "fetch"])
+        self.assertEqual(code, 2)
+        self.assertIn("usage: webstack-parameters", stderr)
 
 
 if __name__ == "__main__":

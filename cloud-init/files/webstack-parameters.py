@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Fetches this node's parameters from SSM Parameter Store into files, as the manifest says.
+"""A node's SSM parameters: fetched into files as a manifest says, or one file stored back.
 
 The node's instance role is the only credential. The region comes from instance metadata
 (IMDSv2), because the SDK does not read it from there. Values are never printed.
-Usage: fetch-secrets.py MANIFEST.json
+Usage: webstack-parameters fetch MANIFEST.json
+       webstack-parameters put NAME FILE KMS_KEY_ID     (a SecureString, overwritten)
 """
 import grp
 import json
@@ -22,7 +23,7 @@ ATTEMPTS = 8  # bounded: about four minutes in all, while NAT and endpoints come
 
 
 def log(message):
-    print(f"fetch-secrets: {message}", file=sys.stderr, flush=True)
+    print(f"webstack-parameters: {message}", file=sys.stderr, flush=True)
 
 
 def region():
@@ -83,14 +84,10 @@ def with_retries(action, what):
             delay = min(delay * 2, 60)
 
 
-def main(argv, client_factory=boto3.client):
-    if len(argv) != 2:
-        log("usage: fetch-secrets.py MANIFEST.json")
-        return 2
-    with open(argv[1]) as handle:
+def fetch_command(manifest_path, client):
+    with open(manifest_path) as handle:
         manifest = json.load(handle)
     names = sorted({entry["parameter"] for entry in manifest})
-    client = client_factory("ssm", region_name=with_retries(region, "reading the region"))
     try:
         values = with_retries(lambda: fetch(client, names), "GetParameters")
     except LookupError as error:
@@ -101,6 +98,32 @@ def main(argv, client_factory=boto3.client):
         write(entry["path"], values[entry["parameter"]], owner, group or owner, int(entry["mode"], 8))
     log(f"wrote {len(manifest)} files from {len(names)} parameters")
     return 0
+
+
+def put_command(name, path, key_id, client):
+    with open(path) as handle:
+        value = handle.read()
+    with_retries(
+        lambda: client.put_parameter(Name=name, Value=value, Type="SecureString", KeyId=key_id, Overwrite=True),
+        "PutParameter",
+    )
+    log(f"stored {name}")
+    return 0
+
+
+USAGE = "usage: webstack-parameters fetch MANIFEST.json | put NAME FILE KMS_KEY_ID"
+
+
+def main(argv, client_factory=boto3.client):
+    command = argv[1:2]
+    if command == ["fetch"] and len(argv) == 3:
+        run = lambda client: fetch_command(argv[2], client)  # noqa: E731
+    elif command == ["put"] and len(argv) == 5:
+        run = lambda client: put_command(argv[2], argv[3], argv[4], client)  # noqa: E731
+    else:
+        log(USAGE)
+        return 2
+    return run(client_factory("ssm", region_name=with_retries(region, "reading the region")))
 
 
 if __name__ == "__main__":
