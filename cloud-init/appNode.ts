@@ -119,8 +119,8 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         permissions: "0600",
       },
       {
-        path: "/usr/local/sbin/webstack-parameters",
-        content: shippedFile("webstack-parameters.py"),
+        path: "/usr/local/sbin/webstack-aws",
+        content: shippedFile("webstack-aws.py"),
         permissions: "0755",
       },
       {

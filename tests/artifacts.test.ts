@@ -188,7 +188,7 @@ describe("python", () => {
       (f) => f.path.endsWith(".py") || f.content.startsWith("#!/usr/bin/python3"),
     );
 
-  test("the app, the parameters tool and the Gunicorn config parse as Python", () => {
+  test("the app, the node AWS tool and the Gunicorn config parse as Python", () => {
     const files = documents.flatMap(pythonFiles);
     expect(files).toHaveLength(4 * 3);
     for (const f of files)
@@ -197,15 +197,15 @@ describe("python", () => {
   });
 
   withTool("python3-boto3")(
-    "the parameters tool's own unit tests pass (no real metadata service)",
+    "the node AWS tool's own unit tests pass (no real metadata service)",
     () => {
       const result = run(PYTHON, [
         "-m",
         "unittest",
         "-v",
-        path.join(ARTIFACTS, "test_parameters.py"),
+        path.join(ARTIFACTS, "test_webstack_aws.py"),
       ]);
-      expect(result.output).toMatch(/Ran 6 tests/);
+      expect(result.output).toMatch(/Ran 7 tests/);
       expect(result.code).toBe(0);
     },
   );

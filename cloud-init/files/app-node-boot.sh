@@ -8,7 +8,7 @@ set -euo pipefail
 log() { echo "webstack-boot: $*" >&2; }
 
 log "fetching this node's parameters"
-/usr/local/sbin/webstack-parameters fetch /etc/webstack/secrets.json
+/usr/local/sbin/webstack-aws fetch /etc/webstack/secrets.json
 
 log "database TLS and log files"
 install -D -m 0644 /etc/webstack/tls/ca.crt /etc/mysql/webstack/ca.crt

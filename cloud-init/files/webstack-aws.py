@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""A node's SSM parameters: fetched into files as a manifest says, or one file stored back.
+"""The AWS calls a node makes at boot and on timers, with its instance role as the only credential.
 
-The node's instance role is the only credential. The region comes from instance metadata
-(IMDSv2), because the SDK does not read it from there. Values are never printed.
-Usage: webstack-parameters fetch MANIFEST.json
-       webstack-parameters put NAME FILE KMS_KEY_ID     (a SecureString, overwritten)
+The region comes from instance metadata (IMDSv2), because the SDK does not read it from there.
+Secret values are never printed.
+Usage: webstack-aws fetch MANIFEST.json                     parameters into files, as the manifest says
+       webstack-aws put NAME FILE KMS_KEY_ID                one file stored as a SecureString parameter
+       webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
+                                                            cert.pem, chain.pem, key.enc.pem
 """
 import grp
 import json
@@ -23,7 +25,7 @@ ATTEMPTS = 8  # bounded: about four minutes in all, while NAT and endpoints come
 
 
 def log(message):
-    print(f"webstack-parameters: {message}", file=sys.stderr, flush=True)
+    print(f"webstack-aws: {message}", file=sys.stderr, flush=True)
 
 
 def region():
@@ -111,19 +113,35 @@ def put_command(name, path, key_id, client):
     return 0
 
 
-USAGE = "usage: webstack-parameters fetch MANIFEST.json | put NAME FILE KMS_KEY_ID"
+def acm_export_command(arn, passphrase_path, out_dir, client):
+    with open(passphrase_path, "rb") as handle:
+        passphrase = handle.read().strip()
+    result = with_retries(
+        lambda: client.export_certificate(CertificateArn=arn, Passphrase=passphrase), "ExportCertificate"
+    )
+    write(os.path.join(out_dir, "cert.pem"), result["Certificate"], "root", "root", 0o644)
+    write(os.path.join(out_dir, "chain.pem"), result["CertificateChain"], "root", "root", 0o644)
+    # The key comes encrypted with the passphrase; it stays encrypted on disk.
+    write(os.path.join(out_dir, "key.enc.pem"), result["PrivateKey"], "root", "root", 0o600)
+    log(f"exported {arn}")
+    return 0
+
+
+USAGE = "usage: webstack-aws fetch MANIFEST.json | put NAME FILE KMS_KEY_ID | acm-export ARN PASSPHRASE_FILE OUT_DIR"
 
 
 def main(argv, client_factory=boto3.client):
-    command = argv[1:2]
-    if command == ["fetch"] and len(argv) == 3:
-        run = lambda client: fetch_command(argv[2], client)  # noqa: E731
-    elif command == ["put"] and len(argv) == 5:
-        run = lambda client: put_command(argv[2], argv[3], argv[4], client)  # noqa: E731
+    command, args = argv[1:2], argv[2:]
+    if command == ["fetch"] and len(args) == 1:
+        service, run = "ssm", lambda client: fetch_command(args[0], client)
+    elif command == ["put"] and len(args) == 3:
+        service, run = "ssm", lambda client: put_command(*args, client)
+    elif command == ["acm-export"] and len(args) == 3:
+        service, run = "acm", lambda client: acm_export_command(*args, client)
     else:
         log(USAGE)
         return 2
-    return run(client_factory("ssm", region_name=with_retries(region, "reading the region")))
+    return run(client_factory(service, region_name=with_retries(region, "reading the region")))
 
 
 if __name__ == "__main__":

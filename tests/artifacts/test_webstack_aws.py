@@ -1,8 +1,8 @@
-"""Unit tests of the nodes' parameters tool (cloud-init/files/webstack-parameters.py).
+"""Unit tests of the nodes' AWS tool (cloud-init/files/webstack-aws.py).
 
 Never reaches a real metadata service: boto3's own lookups are disabled, and the region comes
 from a stand-in IMDSv2 on 127.0.0.1 that insists on a session token. SSM is botocore's Stubber.
-Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_parameters.py
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_aws.py
 """
 import contextlib
 import grp
@@ -25,7 +25,7 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 import boto3  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "webstack-parameters.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "webstack-aws.py"
 TOKEN = "token-123"
 
 
@@ -53,13 +53,13 @@ class FakeImds(http.server.BaseHTTPRequestHandler):
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("webstack_parameters", SCRIPT)
+    spec = importlib.util.spec_from_file_location("webstack_aws", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-class ParametersTest(unittest.TestCase):
+class WebstackAwsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = http.server.HTTPServer(("127.0.0.1", 0), FakeImds)
@@ -78,15 +78,16 @@ class ParametersTest(unittest.TestCase):
         self.group = grp.getgrgid(os.getgid()).gr_name
         self.client = boto3.client("ssm", region_name="eu-west-1")
         self.stubber = Stubber(self.client)
+        self.acm = boto3.client("acm", region_name="eu-west-1")
+        self.acm_stubber = Stubber(self.acm)
         self.regions = []
 
     def tearDown(self):
         self.dir.cleanup()
 
     def factory(self, service, region_name):
-        self.assertEqual(service, "ssm")
         self.regions.append(region_name)
-        return self.client
+        return {"ssm": self.client, "acm": self.acm}[service]
 
     def manifest(self, entries):
         path = os.path.join(self.dir.name, "manifest.json")
@@ -99,7 +100,7 @@ class ParametersTest(unittest.TestCase):
         return {"parameter": parameter, "path": os.path.join(self.dir.name, "out", name), "mode": mode, "owner": owner}
 
     def run_main(self, manifest):
-        return self.run_args(["webstack-parameters", "fetch", manifest])
+        return self.run_args(["webstack-aws", "fetch", manifest])
 
     def run_args(self, argv):
         stderr = io.StringIO()
@@ -176,16 +177,35 @@ class ParametersTest(unittest.TestCase):
             {"Name": "/webstack/t/lb/site-pem", "Value": "PEM-VALUE", "Type": "SecureString", "KeyId": "key-1", "Overwrite": True},
         )
         with self.stubber:
-            code, stderr = self.run_args(["webstack-parameters", "put", "/webstack/t/lb/site-pem", source, "key-1"])
+            code, stderr = self.run_args(["webstack-aws", "put", "/webstack/t/lb/site-pem", source, "key-1"])
         self.assertEqual(code, 0)
         self.assertEqual(self.regions, ["eu-west-1"])
         self.assertNotIn("PEM-VALUE", stderr)
         self.stubber.assert_no_pending_responses()
 
+    def test_acm_export_writes_certificate_chain_and_the_still_encrypted_key(self):
+        passphrase = os.path.join(self.dir.name, "passphrase")
+        pathlib.Path(passphrase).write_text("Secret123\n")
+        arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+        self.acm_stubber.add_response(
+            "export_certificate",
+            {"Certificate": "CERT", "CertificateChain": "CHAIN", "PrivateKey": "ENCRYPTED-KEY"},
+            {"CertificateArn": arn, "Passphrase": b"Secret123"},
+        )
+        out = os.path.join(self.dir.name, "acm")
+        with self.acm_stubber:
+            code, stderr = self.run_args(["webstack-aws", "acm-export", arn, passphrase, out])
+        self.assertEqual(code, 0)
+        self.assertEqual(pathlib.Path(out, "cert.pem").read_text(), "CERT")
+        self.assertEqual(pathlib.Path(out, "chain.pem").read_text(), "CHAIN")
+        self.assertEqual(pathlib.Path(out, "key.enc.pem").read_text(), "ENCRYPTED-KEY")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(out, "key.enc.pem")).st_mode), 0o600)
+        self.assertNotIn("Secret123", stderr)
+
     def test_a_wrong_command_line_is_a_usage_error(self):
-        code, stderr = self.run_args(["webstack-parameters", "fetch"])
+        code, stderr = self.run_args(["webstack-aws", "fetch"])
         self.assertEqual(code, 2)
-        self.assertIn("usage: webstack-parameters", stderr)
+        self.assertIn("usage: webstack-aws", stderr)
 
 
 if __name__ == "__main__":
