@@ -1,0 +1,42 @@
+// The HAProxy config of the load balancer: a pure function of the backends, the domain and the ports.
+import { renderShipped } from "./template";
+
+export interface HaproxyBackend {
+  /** Server name in HAProxy (the node's name). */
+  readonly name: string;
+  readonly address: string;
+  /** The name its certificate carries: sent as SNI and checked. */
+  readonly fqdn: string;
+}
+
+export interface HaproxyParams {
+  readonly domain: string;
+  readonly backends: readonly HaproxyBackend[];
+  /** The private CA that issued the backends' certificates. */
+  readonly caFile: string;
+  /** The public certificate and key, one PEM. */
+  readonly certFile: string;
+  /** Local port certbot answers ACME challenges on. */
+  readonly certbotPort: number;
+  /** Loopback port of the stats page and the Prometheus endpoint (/metrics). */
+  readonly statsPort: number;
+}
+
+/**
+ * `verify required` + `ca-file` alone would accept any certificate from the private CA: `sni`
+ * makes HAProxy check the name the backend presents, and `check-sni` does the same for checks.
+ */
+export function renderServerLine(b: HaproxyBackend): string {
+  return `    server ${b.name} ${b.address}:443 sni str(${b.fqdn}) check-sni ${b.fqdn}`;
+}
+
+export function renderHaproxyConfig(p: HaproxyParams): string {
+  return renderShipped("haproxy.cfg", {
+    DOMAIN: p.domain,
+    CA_FILE: p.caFile,
+    CERT_FILE: p.certFile,
+    CERTBOT_PORT: p.certbotPort,
+    STATS_PORT: p.statsPort,
+    SERVERS: p.backends.map(renderServerLine).join("\n"),
+  });
+}
