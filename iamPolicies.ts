@@ -116,3 +116,37 @@ export function flowLogsDeliveryPolicy(logGroupArn: string): PolicyDocument {
     Resource: [logGroupArn, `${logGroupArn}:*`],
   });
 }
+
+/** Let's Encrypt: the LB stores what it obtained in its own one parameter, encrypted with the stack's key. */
+export function persistSiteCertificatePolicy(
+  account: AwsAccount,
+  parameterName: string,
+  parameterKeyArn: string,
+): PolicyDocument {
+  const arn = parameterArn(account, parameterName);
+  return policy(
+    { Sid: "PersistSiteCertificate", Effect: "Allow", Action: "ssm:PutParameter", Resource: arn },
+    {
+      Sid: "EncryptSiteCertificate",
+      Effect: "Allow",
+      Action: ["kms:Encrypt", "kms:GenerateDataKey"],
+      Resource: parameterKeyArn,
+      Condition: {
+        StringEquals: {
+          "kms:ViaService": `ssm.${account.region}.${account.dnsSuffix}`,
+          "kms:EncryptionContext:PARAMETER_ARN": arn,
+        },
+      },
+    },
+  );
+}
+
+/** ACM: the LB exports exactly one certificate. */
+export function exportSiteCertificatePolicy(certificateArn: string): PolicyDocument {
+  return policy({
+    Sid: "ExportSiteCertificate",
+    Effect: "Allow",
+    Action: "acm:ExportCertificate",
+    Resource: certificateArn,
+  });
+}

@@ -1,5 +1,7 @@
-// Composition root: config → topology → network → firewalls → identities → PKI and secrets → app nodes → outputs.
+// Composition root: config → topology → network → firewalls → identities → PKI and secrets → app
+// nodes → load balancer → outputs.
 import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
 import { loadConfig } from "./config";
 import { APP_NODE_NAMES, buildTopology, mapNodes } from "./topology";
 import { makeTagger } from "./tags";
@@ -12,6 +14,8 @@ import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
 import { AppSecrets } from "./components/appSecrets";
 import { AppNode } from "./components/appNode";
+import { PublicCertificate } from "./components/publicCertificate";
+import { LoadBalancer } from "./components/loadBalancer";
 
 export = async () => {
   // Every config problem is reported here, before any resource exists.
@@ -82,6 +86,41 @@ export = async () => {
     }),
   ) as Record<(typeof APP_NODE_NAMES)[number], AppNode>;
 
+  const zoneId = config.hostedZone
+    ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
+    : undefined;
+  const certificate = new PublicCertificate("certificate", {
+    mode: config.certificate,
+    domain: config.domain,
+    stack,
+    zoneId,
+    acmeEmail: config.acmeEmail,
+    acmeDirectory: config.acmeDirectory,
+    parameterKeyId: parameterKey.keyId,
+    parameterKeyArn: parameterKey.keyArn,
+    account,
+    tags,
+  });
+  const lb = new LoadBalancer("lb", {
+    node: topology.nodes.lb,
+    domain: config.domain,
+    instanceType: config.lbInstanceType,
+    ami: config.lbAmi,
+    subnetId: network.subnetIds.public,
+    securityGroupId: firewalls.groupIds.lb,
+    instanceProfileName: identities.lb.instanceProfileName,
+    roleName: identities.lb.roleName,
+    caCertPem: pki.caCertPem,
+    backends: [replica, primary].map((n) => ({
+      name: n.name,
+      address: n.privateIp,
+      fqdn: n.internalName,
+    })),
+    certificate,
+    zoneId,
+    tags,
+  });
+
   return {
     region: account.region,
     vpcId: network.vpcId,
@@ -119,5 +158,15 @@ export = async () => {
     ),
     dbEndpoints: { primary: `${primary.privateIp}:3306`, replica: `${replica.privateIp}:3306` },
     internalCaCertPem: pki.caCertPem,
+    url: lb.url,
+    dnsName: lb.dnsName,
+    dnsRecordManaged: zoneId !== undefined,
+    certificateMode: config.certificate,
+    loadBalancer: {
+      instanceId: lb.instanceId,
+      publicIp: lb.publicIp,
+      privateIp: topology.nodes.lb.privateIp,
+      internalName: topology.nodes.lb.internalName,
+    },
   };
 };

@@ -44,6 +44,8 @@ const ID_PREFIXES: Readonly<Record<string, string>> = {
   "aws:ec2/flowLog:FlowLog": "fl",
   "aws:ec2/instance:Instance": "i",
   "aws:ebs/volume:Volume": "vol",
+  "aws:ec2/networkInterface:NetworkInterface": "eni",
+  "aws:ec2/eipAssociation:EipAssociation": "eipassoc",
   "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
   "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
 };
@@ -125,6 +127,10 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           zoneIds: letters.map((_, i) => `${region.replace(/-/g, "").slice(0, 4)}-az${i + 1}`),
           groupNames: letters.map(() => region),
         };
+      }
+      case "aws:route53/getZone:getZone": {
+        const zoneId = `Z${stableHex(20, String(args.inputs.name)).toUpperCase()}`;
+        return { id: zoneId, zoneId, name: args.inputs.name, privateZone: false };
       }
       case "aws:ec2/getAmi:getAmi": {
         const filters = (args.inputs.filters ?? []) as { name: string; values: string[] }[];
@@ -230,6 +236,34 @@ export class PlanMocks implements pulumi.runtime.Mocks {
         const id = this.fakeId(type, name);
         return { id, arn: `arn:aws:ec2:${region}:${accountId}:volume/${id}` };
       }
+      case "aws:ec2/networkInterface:NetworkInterface":
+        return {
+          id: this.fakeId(type, name),
+          privateIp: (inputs.privateIps as string[] | undefined)?.[0],
+        };
+      case "aws:acm/certificate:Certificate": {
+        const domain = String(inputs.domainName);
+        return {
+          id: stableHex(32, name),
+          arn: `arn:aws:acm:${region}:${accountId}:certificate/${stableHex(32, type, name)}`,
+          status: "ISSUED",
+          domainValidationOptions: [
+            {
+              domainName: domain,
+              resourceRecordName: `_${stableHex(32, name, "record")}.${domain}.`,
+              resourceRecordType: "CNAME",
+              resourceRecordValue: `_${stableHex(32, name, "value")}.acm-validations.aws.`,
+            },
+          ],
+        };
+      }
+      case "aws:acm/certificateValidation:CertificateValidation":
+        return { id: String(inputs.certificateArn), certificateArn: inputs.certificateArn };
+      case "aws:route53/record:Record":
+        return {
+          id: `${String(inputs.zoneId)}_${String(inputs.name)}_${String(inputs.type)}`,
+          fqdn: String(inputs.name).replace(/\.$/, ""),
+        };
       case "aws:ssm/parameter:Parameter":
         return {
           id: inputs.name,

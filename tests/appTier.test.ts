@@ -13,6 +13,8 @@ beforeAll(async () => {
 });
 
 const userDataOf = (instance: PlannedResource) => decodeUserData(instance.inputs);
+const appInstances = (p: Plan) =>
+  ofType(p, T.instance).filter((i) => /^s\d-instance$/.test(i.name));
 
 /** Every value the mocks generated as a secret: passwords and private keys. */
 function generatedSecrets(p: Plan): string[] {
@@ -237,7 +239,10 @@ describe("secrets", () => {
 
   test("the LB's role cannot read database secrets: none under shared/ or lb/", () => {
     const names = ofType(plan, T.ssmParameter).map((p) => String(p.inputs.name));
-    expect(names.filter((n) => /\/(shared|lb)\//.test(n))).toEqual([]);
+    expect(names.filter((n) => /\/(shared|lb)\//.test(n) && /\/db-/.test(n))).toEqual([]);
+    expect(
+      names.filter((n) => /\/db-/.test(n)).every((n) => /\/webstack\/test\/s[12]\//.test(n)),
+    ).toBe(true);
   });
 
   test("no generated secret appears in any user-data or stack output", async () => {
@@ -245,8 +250,9 @@ describe("secrets", () => {
       const secrets = generatedSecrets(p);
       expect(secrets.length).toBeGreaterThanOrEqual(3 + 3 * 3);
       expect(new Set(secrets).size).toBe(secrets.length);
+      // Every node's document, the LB's included.
       const documents = ofType(p, T.instance).map(userDataOf);
-      expect(documents).toHaveLength(2);
+      expect(documents).toHaveLength(3);
       const outputs = JSON.stringify(revealSecrets(p.outputs));
       for (const secret of secrets) {
         for (const doc of documents) expect(doc).not.toContain(needle(secret));
@@ -267,7 +273,7 @@ describe("user-data", () => {
     "%s: within EC2's 16 KB, gzipped past 12 KB, and valid YAML",
     async (engine) => {
       const p = engine === "mariadb" ? plan : await planConfig({ ...CONFIG, dbEngine: engine });
-      for (const instance of ofType(p, T.instance)) {
+      for (const instance of appInstances(p)) {
         const shipped =
           instance.inputs.userDataBase64 !== undefined
             ? Buffer.from(String(instance.inputs.userDataBase64), "base64").length

@@ -30,6 +30,7 @@ const TOOLS = {
     works(PYTHON, ["-c", "import cloudinit, yaml"]) && works("cloud-init", ["--version"]),
   shellcheck: works("shellcheck", ["--version"]),
   nginx: works("nginx", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
+  haproxy: works("haproxy", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
   "python3-boto3": works(PYTHON, ["-c", "import boto3"]),
 };
 
@@ -43,7 +44,7 @@ function withTool(tool: keyof typeof TOOLS): jest.It {
       })) as unknown as jest.It;
   }
   console.warn(
-    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx python3-boto3; nginx -t runs as root)`,
+    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy python3-boto3; nginx -t and haproxy -c run as root)`,
   );
   return test.skip;
 }
@@ -60,11 +61,26 @@ interface Rendered {
 
 const documents: Rendered[] = [];
 
+// Which documents each configuration contributes: both engines' app nodes, the LB in each mode.
+const VARIANTS: { config: Record<string, string>; take: Record<string, string> }[] = [
+  {
+    config: { dbEngine: "mariadb" },
+    take: { s1: "mariadb-s1", s2: "mariadb-s2", lb: "self-signed-lb" },
+  },
+  { config: { dbEngine: "mysql" }, take: { s1: "mysql-s1", s2: "mysql-s2" } },
+  {
+    config: { certificate: "letsencrypt", acmeEmail: "ops@example.com" },
+    take: { lb: "letsencrypt-lb" },
+  },
+  { config: { certificate: "acm", hostedZone: "example.com" }, take: { lb: "acm-lb" } },
+];
+
 beforeAll(async () => {
-  for (const engine of ["mariadb", "mysql"]) {
-    const plan = await planConfig({ domain: "www.example.com", dbEngine: engine });
+  for (const { config, take } of VARIANTS) {
+    const plan = await planConfig({ domain: "www.example.com", ...config });
     for (const instance of ofType(plan, T.instance)) {
-      const name = `${engine}-${instance.name.replace(/-instance$/, "")}`;
+      const name = take[instance.name.replace(/-instance$/, "")];
+      if (!name) continue;
       const text = decodeUserData(instance.inputs);
       const file = path.join(SCRATCH, `${name}.yaml`);
       fs.writeFileSync(file, text);
@@ -72,12 +88,18 @@ beforeAll(async () => {
     }
   }
   expect(documents.map((d) => d.name).sort()).toEqual([
+    "acm-lb",
+    "letsencrypt-lb",
     "mariadb-s1",
     "mariadb-s2",
     "mysql-s1",
     "mysql-s2",
+    "self-signed-lb",
   ]);
 });
+
+const appDocuments = () => documents.filter((d) => !d.name.endsWith("-lb"));
+const lbDocuments = () => documents.filter((d) => d.name.endsWith("-lb"));
 
 /** Shell scripts in a document: shipped files with a shell shebang, and bash -c bodies in bootcmd. */
 function shellScripts(d: Rendered): { where: string; script: string }[] {
@@ -124,12 +146,27 @@ describe("cloud-init", () => {
   );
 });
 
+/** Every shipped file of a kind must reach some document: a check that sees none proves nothing. */
+function expectShippedCovered(suffix: string, contents: string[]): void {
+  const dir = path.join(PROJECT_DIR, "cloud-init", "files");
+  for (const name of fs.readdirSync(dir).filter((f) => f.endsWith(suffix))) {
+    const text = fs.readFileSync(path.join(dir, name), "utf8");
+    expect({ file: name, rendered: contents.includes(text) }).toEqual({
+      file: name,
+      rendered: true,
+    });
+  }
+}
+
 describe("shell scripts", () => {
   withTool("shellcheck")("every script in every document passes shellcheck", () => {
     const scripts = documents.flatMap((d) =>
       shellScripts(d).map((s) => ({ ...s, where: `${d.name} ${s.where}` })),
     );
-    expect(scripts.length).toBe(4 * 3);
+    expectShippedCovered(
+      ".sh",
+      scripts.map((s) => s.script),
+    );
     for (const { where, script } of scripts) {
       const result = shellcheck(script);
       expect({ where, output: result.output, code: result.code }).toEqual({
@@ -142,25 +179,27 @@ describe("shell scripts", () => {
 
   withTool("shellcheck")("shellcheck fails on a broken script", () => {
     const broken = shellScripts(documents[0])[0].script.replace(
-      ". /etc/webstack/node.env",
-      "cd $HOME/x\n. /etc/webstack/node.env",
+      "set -euo pipefail\n",
+      "set -euo pipefail\ncd $HOME/x\n",
     );
     expect(shellcheck(broken).code).not.toBe(0);
   });
 });
 
+const fileOf = (d: Rendered, at: string) => d.doc.write_files.find((f) => f.path === at)!.content;
+
+function checkServerConfig(kind: "nginx" | "haproxy", content: string) {
+  const file = path.join(SCRATCH, `${kind}-${Math.random().toString(36).slice(2)}.conf`);
+  fs.writeFileSync(file, content);
+  return run("bash", [path.join(ARTIFACTS, "server-config-check.sh"), kind, file]);
+}
+
 describe("nginx", () => {
-  const check = (site: string) => {
-    const file = path.join(SCRATCH, `site-${Math.random().toString(36).slice(2)}.conf`);
-    fs.writeFileSync(file, site);
-    return run("bash", [path.join(ARTIFACTS, "nginx-check.sh"), file]);
-  };
-  const siteOf = (d: Rendered) =>
-    d.doc.write_files.find((f) => f.path === "/etc/nginx/sites-available/webstack")!.content;
+  const siteOf = (d: Rendered) => fileOf(d, "/etc/nginx/sites-available/webstack");
 
   withTool("nginx")("nginx -t accepts every rendered site", () => {
-    for (const d of documents) {
-      const result = check(siteOf(d));
+    for (const d of appDocuments()) {
+      const result = checkServerConfig("nginx", siteOf(d));
       expect({ node: d.name, code: result.code, output: result.output }).toMatchObject({
         node: d.name,
         code: 0,
@@ -169,14 +208,40 @@ describe("nginx", () => {
   });
 
   withTool("nginx")("nginx -t rejects a broken site", () => {
-    const result = check(
-      siteOf(documents[0]).replace(
-        "ssl_protocols TLSv1.2 TLSv1.3;",
-        "ssl_protocols TLSv1.2 TLSv9;",
-      ),
+    const site = siteOf(appDocuments()[0]).replace(
+      "ssl_protocols TLSv1.2 TLSv1.3;",
+      "ssl_protocols TLSv1.2 TLSv9;",
     );
+    const result = checkServerConfig("nginx", site);
     expect(result.code).not.toBe(0);
     expect(result.output).toMatch(/TLSv9/);
+  });
+});
+
+describe("haproxy", () => {
+  const configOf = (d: Rendered) => fileOf(d, "/etc/webstack/haproxy.cfg");
+
+  withTool("haproxy")(
+    "haproxy -c accepts the rendered config of every certificate mode, without a warning",
+    () => {
+      const lbs = lbDocuments();
+      expect(lbs).toHaveLength(3);
+      for (const d of lbs) {
+        const result = checkServerConfig("haproxy", configOf(d));
+        expect({ node: d.name, code: result.code, output: result.output }).toMatchObject({
+          node: d.name,
+          code: 0,
+          output: expect.stringContaining("Configuration file is valid"),
+        });
+      }
+    },
+  );
+
+  withTool("haproxy")("haproxy -c rejects a broken config", () => {
+    const config = configOf(lbDocuments()[0]).replace("balance roundrobin", "balance nosuchalgo");
+    const result = checkServerConfig("haproxy", config);
+    expect(result.code).not.toBe(0);
+    expect(result.output).toMatch(/balance only supports/);
   });
 });
 
@@ -190,9 +255,13 @@ describe("python", () => {
 
   test("the app, the node AWS tool and the Gunicorn config parse as Python", () => {
     const files = documents.flatMap(pythonFiles);
-    expect(files).toHaveLength(4 * 3);
-    for (const f of files)
+    expectShippedCovered(
+      ".py",
+      files.map((f) => f.content),
+    );
+    for (const f of files) {
       expect({ path: f.path, ...compile(f.content) }).toMatchObject({ path: f.path, code: 0 });
+    }
     expect(compile("def broken(:\n").code).not.toBe(0);
   });
 

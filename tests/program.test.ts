@@ -295,6 +295,9 @@ describe("tags", () => {
     T.rolePolicyAttachment,
     T.kmsAlias,
     T.volumeAttachment,
+    T.eipAssociation,
+    T.route53Record,
+    T.acmValidation,
   ]);
 
   test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
@@ -350,6 +353,11 @@ describe("outputs", () => {
         "appNodes",
         "dbEndpoints",
         "internalCaCertPem",
+        "url",
+        "dnsName",
+        "dnsRecordManaged",
+        "certificateMode",
+        "loadBalancer",
       ].sort(),
     );
     expect(plan.outputs.privateIps).toEqual({

@@ -1,29 +1,51 @@
 #!/bin/bash
-# Runs `nginx -t` on a rendered site as it will stand on the node, without touching this machine:
-# a private mount and network namespace, /etc overlaid by a scratch layer, throwaway TLS files.
-# Usage: nginx-check.sh SITE_FILE   (run as root)
+# Checks a rendered Nginx site or HAProxy config as it will stand on the node, without touching
+# this machine: a private mount and network namespace, /etc overlaid by a scratch layer holding
+# the file at its node path and throwaway TLS files where the config expects its certificates.
+# Usage: server-config-check.sh nginx|haproxy FILE   (run as root)
 set -euo pipefail
-site=$(realpath "$1")
+kind=$1
+file=$(realpath "$2")
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/upper" "$scratch/work" "$scratch/log"
-cat >"$scratch/nginx.conf" <<CONF
+case "$kind" in
+  nginx)
+    cat >"$scratch/nginx.conf" <<CONF
 pid $scratch/nginx.pid;
 error_log stderr;
 events {}
 http {
     include /etc/nginx/mime.types;
-    include $site;
+    include $file;
 }
 CONF
+    ;;
+  haproxy) ;;
+  *)
+    echo "usage: server-config-check.sh nginx|haproxy FILE" >&2
+    exit 2
+    ;;
+esac
+# shellcheck disable=SC2016 # the inner script expands its own arguments
 unshare --mount --net --fork bash -euo pipefail -c '
-  scratch=$1
+  kind=$1 file=$2 scratch=$3
   mount --make-rprivate /
   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
-  mount --bind "$scratch/log" /var/log/nginx
   ip link set lo up
-  mkdir -p /etc/webstack/tls
+  mkdir -p /etc/webstack/tls /etc/haproxy/certs
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=check \
     -keyout /etc/webstack/tls/node.key -out /etc/webstack/tls/node.crt 2>/dev/null
-  nginx -t -c "$scratch/nginx.conf"
-' nginx-check "$scratch"
+  cp /etc/webstack/tls/node.crt /etc/webstack/tls/ca.crt
+  cat /etc/webstack/tls/node.crt /etc/webstack/tls/node.key >/etc/haproxy/certs/site.pem
+  if [ "$kind" = nginx ]; then
+    mount --bind "$scratch/log" /var/log/nginx
+    nginx -t -c "$scratch/nginx.conf"
+  else
+    cp "$file" /etc/haproxy/haproxy.cfg
+    output=$(haproxy -c -f /etc/haproxy/haproxy.cfg 2>&1) || { echo "$output"; exit 1; }
+    echo "$output"
+    # A warning is a mistake too.
+    if grep -q WARNING <<<"$output"; then exit 1; fi
+  fi
+' server-config-check "$kind" "$file" "$scratch"

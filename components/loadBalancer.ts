@@ -1,0 +1,135 @@
+// The HAProxy load balancer: an EC2 instance behind an Elastic IP, its certificate, and its DNS name.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { NodeSpec } from "../topology";
+import { Tagger } from "../tags";
+import { debian13AmiId } from "../ami";
+import { HaproxyBackend } from "../cloud-init/haproxy";
+import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
+import { encodeUserData } from "../cloud-init/userDataEncoding";
+import { PublicCertificate } from "./publicCertificate";
+
+export interface LoadBalancerArgs {
+  /** The lb node: its fixed address and name. */
+  readonly node: NodeSpec;
+  /** The FQDN served. */
+  readonly domain: string;
+  readonly instanceType: string;
+  /** Pinned AMI; otherwise the current Debian 13 AMI. */
+  readonly ami?: string;
+  readonly subnetId: pulumi.Input<string>;
+  readonly securityGroupId: pulumi.Input<string>;
+  readonly instanceProfileName: pulumi.Input<string>;
+  /** The LB's role: gets this certificate mode's extra permissions. */
+  readonly roleName: pulumi.Input<string>;
+  /** PEM of the private CA (public): verifies the backends. */
+  readonly caCertPem: pulumi.Input<string>;
+  readonly backends: readonly HaproxyBackend[];
+  readonly certificate: PublicCertificate;
+  /** Route53 zone for the A record; no record without it. */
+  readonly zoneId?: pulumi.Input<string>;
+  readonly tags: Tagger;
+}
+
+export class LoadBalancer extends pulumi.ComponentResource {
+  readonly instanceId: pulumi.Output<string>;
+  readonly publicIp: pulumi.Output<string>;
+  readonly url: string;
+  readonly dnsName: string;
+
+  constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:edge:LoadBalancer", name, {}, opts);
+    const child = { parent: this };
+    const tags = (what: string) => args.tags("loadbalancer", `lb-${what}`);
+
+    // The address lives on its own interface, so the Elastic IP is there before the first boot
+    // (cloud-init installs packages at once) and stays put when the instance is replaced.
+    const eni = new aws.ec2.NetworkInterface(
+      `${name}-eni`,
+      {
+        subnetId: args.subnetId,
+        privateIps: [args.node.privateIp],
+        securityGroups: [args.securityGroupId],
+        description: `webstack ${args.node.name}: HAProxy`,
+        tags: tags("eni"),
+      },
+      child,
+    );
+    const eip = new aws.ec2.Eip(`${name}-eip`, { domain: "vpc", tags: tags("eip") }, child);
+    const association = new aws.ec2.EipAssociation(
+      `${name}-eip-association`,
+      { allocationId: eip.allocationId, networkInterfaceId: eni.id },
+      child,
+    );
+
+    if (args.certificate.lbPolicy) {
+      new aws.iam.RolePolicy(
+        `${name}-certificate-access`,
+        { role: args.roleName, policy: args.certificate.lbPolicy.apply((p) => JSON.stringify(p)) },
+        child,
+      );
+    }
+
+    const userData = pulumi
+      .all([args.caCertPem, args.certificate.setup])
+      .apply(([caCertPem, certificate]) =>
+        encodeUserData(
+          renderLoadBalancerUserData({
+            node: args.node.name,
+            fqdn: args.node.internalName,
+            domain: args.domain,
+            backends: args.backends,
+            caCertPem,
+            certificate,
+          }),
+        ),
+      );
+
+    const instance = new aws.ec2.Instance(
+      `${name}-instance`,
+      {
+        ami: debian13AmiId(args.instanceType, args.ami, { parent: this }),
+        instanceType: args.instanceType,
+        primaryNetworkInterface: { networkInterfaceId: eni.id },
+        iamInstanceProfile: args.instanceProfileName,
+        metadataOptions: {
+          httpEndpoint: "enabled",
+          httpTokens: "required", // IMDSv2 — EC2.8
+          httpPutResponseHopLimit: 1,
+          instanceMetadataTags: "disabled",
+        },
+        rootBlockDevice: {
+          volumeType: "gp3",
+          volumeSize: 8,
+          encrypted: true, // EC2.3
+          deleteOnTermination: true,
+          tags: tags("root"),
+        },
+        monitoring: true, // detailed (1-minute) CloudWatch metrics
+        userData: userData.apply((u) => ("userData" in u ? u.userData : undefined)),
+        userDataBase64: userData.apply((u) =>
+          "userDataBase64" in u ? u.userDataBase64 : undefined,
+        ),
+        // Cattle: the LB holds no state, so a new user-data means a new instance.
+        userDataReplaceOnChange: true,
+        tags: tags("instance"),
+      },
+      // One interface, one instance: a replacement detaches it from the old instance first.
+      { parent: this, dependsOn: [association], deleteBeforeReplace: true },
+    );
+
+    if (args.zoneId) {
+      new aws.route53.Record(
+        `${name}-dns`,
+        { zoneId: args.zoneId, name: args.domain, type: "A", ttl: 60, records: [eip.publicIp] },
+        child,
+      );
+    }
+
+    this.instanceId = instance.id;
+    this.publicIp = eip.publicIp;
+    this.url = `https://${args.domain}/`;
+    this.dnsName = args.domain;
+    this.registerOutputs({ instanceId: this.instanceId, publicIp: this.publicIp, url: this.url });
+  }
+}
