@@ -4,9 +4,9 @@ import * as aws from "@pulumi/aws";
 import { DbEngine } from "../config";
 import { NodeSpec } from "../topology";
 import { Tagger } from "../tags";
-import { debian13AmiId } from "../ami";
 import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
+import { instanceDefaults } from "./instanceDefaults";
 
 export interface AppNodeArgs {
   /** This node (s1 or s2); its role says primary or replica. */
@@ -99,33 +99,23 @@ export class AppNode extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ami: debian13AmiId(args.instanceType, args.ami, { parent: this }),
-        instanceType: args.instanceType,
+        ...instanceDefaults(
+          {
+            instanceType: args.instanceType,
+            ami: args.ami,
+            rootVolumeGiB: 16,
+            rootTags: tags("root"),
+            userData,
+          },
+          this,
+        ),
         subnetId: args.subnetId,
         privateIp: node.privateIp,
         associatePublicIpAddress: false, // EC2.9
         vpcSecurityGroupIds: [args.securityGroupId],
         iamInstanceProfile: args.instanceProfileName,
-        metadataOptions: {
-          httpEndpoint: "enabled",
-          httpTokens: "required", // IMDSv2 — EC2.8
-          httpPutResponseHopLimit: 1,
-          instanceMetadataTags: "disabled",
-        },
-        rootBlockDevice: {
-          volumeType: "gp3",
-          volumeSize: 16,
-          encrypted: true, // EC2.3
-          deleteOnTermination: true,
-          tags: tags("root"),
-        },
-        monitoring: true, // detailed (1-minute) CloudWatch metrics
         ebsOptimized: true,
         disableApiTermination: args.protectData,
-        userData: userData.apply((u) => ("userData" in u ? u.userData : undefined)),
-        userDataBase64: userData.apply((u) =>
-          "userDataBase64" in u ? u.userDataBase64 : undefined,
-        ),
         tags: tags("instance"),
       },
       // A pet: a new AMI or user-data must not replace it unnoticed; the README's runbook rolls

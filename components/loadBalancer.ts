@@ -3,11 +3,11 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { NodeSpec } from "../topology";
 import { Tagger } from "../tags";
-import { debian13AmiId } from "../ami";
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { PublicCertificate } from "./publicCertificate";
+import { instanceDefaults } from "./instanceDefaults";
 
 export interface LoadBalancerArgs {
   /** The lb node: its fixed address and name. */
@@ -88,28 +88,18 @@ export class LoadBalancer extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ami: debian13AmiId(args.instanceType, args.ami, { parent: this }),
-        instanceType: args.instanceType,
+        ...instanceDefaults(
+          {
+            instanceType: args.instanceType,
+            ami: args.ami,
+            rootVolumeGiB: 8,
+            rootTags: tags("root"),
+            userData,
+          },
+          this,
+        ),
         primaryNetworkInterface: { networkInterfaceId: eni.id },
         iamInstanceProfile: args.instanceProfileName,
-        metadataOptions: {
-          httpEndpoint: "enabled",
-          httpTokens: "required", // IMDSv2 — EC2.8
-          httpPutResponseHopLimit: 1,
-          instanceMetadataTags: "disabled",
-        },
-        rootBlockDevice: {
-          volumeType: "gp3",
-          volumeSize: 8,
-          encrypted: true, // EC2.3
-          deleteOnTermination: true,
-          tags: tags("root"),
-        },
-        monitoring: true, // detailed (1-minute) CloudWatch metrics
-        userData: userData.apply((u) => ("userData" in u ? u.userData : undefined)),
-        userDataBase64: userData.apply((u) =>
-          "userDataBase64" in u ? u.userDataBase64 : undefined,
-        ),
         // Cattle: the LB holds no state, so a new user-data means a new instance.
         userDataReplaceOnChange: true,
         tags: tags("instance"),

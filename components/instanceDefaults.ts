@@ -1,0 +1,44 @@
+// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics, user-data.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { debian13AmiId } from "../ami";
+import { EncodedUserData } from "../cloud-init/userDataEncoding";
+
+export interface InstanceDefaultsArgs {
+  readonly instanceType: string;
+  /** Pinned AMI; otherwise the current Debian 13 AMI. */
+  readonly ami?: string;
+  readonly rootVolumeGiB: number;
+  readonly rootTags: Record<string, string>;
+  /** The rendered document, encoded (plain or gzipped). */
+  readonly userData: pulumi.Output<EncodedUserData>;
+}
+
+/** The instance arguments whose values are security or operations decisions, made once. */
+export function instanceDefaults(
+  args: InstanceDefaultsArgs,
+  parent: pulumi.Resource,
+): Partial<aws.ec2.InstanceArgs> {
+  return {
+    ami: debian13AmiId(args.instanceType, args.ami, { parent }),
+    instanceType: args.instanceType,
+    metadataOptions: {
+      httpEndpoint: "enabled",
+      httpTokens: "required", // IMDSv2 — EC2.8
+      httpPutResponseHopLimit: 1,
+      instanceMetadataTags: "disabled",
+    },
+    rootBlockDevice: {
+      volumeType: "gp3",
+      volumeSize: args.rootVolumeGiB,
+      encrypted: true, // EC2.3
+      deleteOnTermination: true,
+      tags: args.rootTags,
+    },
+    monitoring: true, // detailed (1-minute) CloudWatch metrics
+    userData: args.userData.apply((u) => ("userData" in u ? u.userData : undefined)),
+    userDataBase64: args.userData.apply((u) =>
+      "userDataBase64" in u ? u.userDataBase64 : undefined,
+    ),
+  };
+}
