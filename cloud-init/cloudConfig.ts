@@ -46,7 +46,10 @@ export function composeCloudConfig(header: NodeHeader, parts: readonly CloudConf
   }
   const apt = Object.assign({}, ...parts.map((p) => p.apt ?? {}));
   const bootcmd = parts.flatMap((p) => p.bootcmd ?? []);
-  const runcmd = parts.flatMap((p) => p.runcmd ?? []);
+  const commands = parts.flatMap((p) => p.runcmd ?? []);
+  // runcmd is one sh script whose status is its last command's: with several commands, a failed
+  // boot step would pass unnoticed unless the script stops at the first failure.
+  const runcmd = commands.length > 1 ? ["set -eu", ...commands] : commands;
 
   const document: Record<string, unknown> = {
     // A minimal rootfs (the lab) has no other locale; EC2's Debian image has it too.

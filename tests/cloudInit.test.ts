@@ -409,6 +409,16 @@ describe("building blocks", () => {
     expect(doc.packages).toEqual(["a", "b", "c"]);
   });
 
+  test("several commands: runcmd stops at the first failure", () => {
+    const header = { hostname: "h", fqdn: "h.x", description: "d" };
+    const one = YAML.parse(composeCloudConfig(header, [{ runcmd: [["/boot"]] }]));
+    expect(one.runcmd).toEqual([["/boot"]]);
+    const two = YAML.parse(
+      composeCloudConfig(header, [{ runcmd: [["/boot"]] }, { runcmd: ["echo later"] }]),
+    );
+    expect(two.runcmd).toEqual(["set -eu", ["/boot"], "echo later"]);
+  });
+
   test("templates: every placeholder filled, every value used", () => {
     expect(fillTemplate("a {{X}} b {{Y}}", { X: 1, Y: "two" })).toBe("a 1 b two");
     expect(() => fillTemplate("a {{X}}", {})).toThrow("template placeholder {{X}} has no value");
