@@ -69,6 +69,8 @@ export interface WebstackConfig {
   readonly replicaLagAlarmSeconds: number;
   /** Extra tags on every taggable resource. @default {} */
   readonly tags: Readonly<Record<string, string>>;
+  /** Where nodes download the CloudWatch agent package; `{arch}` becomes amd64 or arm64. */
+  readonly cloudWatchAgentUrl: string;
 }
 
 export type ConfigKey = keyof WebstackConfig;
@@ -93,6 +95,8 @@ export const DATADOG_SITES = [
 ] as const;
 
 export const LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory";
+export const CLOUDWATCH_AGENT_DEFAULT_URL =
+  "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb";
 
 /** Raw config as Pulumi holds it: namespaced keys ("webstack:domain"), string values (objects as JSON). */
 export type RawConfig = Readonly<Record<string, string>>;
@@ -155,6 +159,13 @@ function httpsUrl(raw: string): string {
   }
   if (url.protocol !== "https:") throw new Invalid("is not an https:// URL");
   if (url.username || url.password) throw new Invalid("must not carry credentials");
+  return raw;
+}
+
+function debPackageUrl(raw: string): string {
+  httpsUrl(raw);
+  if (!/^[A-Za-z0-9._/:{}-]+\.deb$/.test(raw))
+    throw new Invalid("is not the URL of a .deb package");
   return raw;
 }
 
@@ -407,6 +418,14 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: '{"Environment": "prod", "CostCenter": "web"}',
     default: "{}",
     parse: tags,
+  },
+  cloudWatchAgentUrl: {
+    doc: "Where nodes download the CloudWatch agent; its signature is always checked against AWS's key.",
+    accepted: "an https:// URL of a .deb; {arch} becomes amd64 or arm64",
+    example:
+      "https://amazoncloudwatch-agent-eu-west-1.s3.eu-west-1.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
+    default: CLOUDWATCH_AGENT_DEFAULT_URL,
+    parse: debPackageUrl,
   },
 };
 

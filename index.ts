@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./config";
-import { APP_NODE_NAMES, buildTopology, mapNodes } from "./topology";
+import { APP_NODE_NAMES, NodeName, buildTopology, mapNodes } from "./topology";
 import { makeTagger } from "./tags";
 import { logGroupName, parameterPath } from "./naming";
 import { currentAccount } from "./account";
@@ -16,6 +16,7 @@ import { AppSecrets } from "./components/appSecrets";
 import { AppNode } from "./components/appNode";
 import { PublicCertificate } from "./components/publicCertificate";
 import { LoadBalancer } from "./components/loadBalancer";
+import { NodeLogGroups } from "./components/logGroups";
 
 export = async () => {
   // Every config problem is reported here, before any resource exists.
@@ -50,6 +51,17 @@ export = async () => {
       }),
   );
 
+  const logGroups = new NodeLogGroups("logs", {
+    stack,
+    nodes: topology.nodes,
+    retentionDays: config.logRetentionDays,
+    tags,
+  });
+  const monitoringOf = (node: NodeName) => ({
+    logGroups: logGroups.names[node],
+    cloudWatchAgentUrl: config.cloudWatchAgentUrl,
+    engine: config.dbEngine,
+  });
   const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
   const pki = new Pki("pki", { nodes: appNodeSpecs, organization: `webstack ${stack}` });
   const appSecrets = new AppSecrets("app-secrets", {
@@ -80,6 +92,7 @@ export = async () => {
           caCertPem: pki.caCertPem,
           parameterNames: appSecrets.parameterNames[node]!,
           protectData: config.protectData,
+          monitoring: monitoringOf(node),
           tags,
         }),
       ];
@@ -118,6 +131,7 @@ export = async () => {
     })),
     certificate,
     zoneId,
+    monitoring: monitoringOf("lb"),
     tags,
   });
 
@@ -162,6 +176,7 @@ export = async () => {
     dnsName: lb.dnsName,
     dnsRecordManaged: zoneId !== undefined,
     certificateMode: config.certificate,
+    logGroups: logGroups.names,
     loadBalancer: {
       instanceId: lb.instanceId,
       publicIp: lb.publicIp,

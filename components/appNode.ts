@@ -6,7 +6,7 @@ import { NodeSpec } from "../topology";
 import { Tagger } from "../tags";
 import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
-import { instanceDefaults } from "./instanceDefaults";
+import { NodeMonitoringArgs, instanceDefaults, monitoringPart } from "./instanceDefaults";
 
 export interface AppNodeArgs {
   /** This node (s1 or s2); its role says primary or replica. */
@@ -32,6 +32,8 @@ export interface AppNodeArgs {
   readonly protectData: boolean;
   /** Size of the database volume. @default 20 */
   readonly dataVolumeGiB?: number;
+  /** Logs and metrics of this node. */
+  readonly monitoring: NodeMonitoringArgs;
   /** Loopback port of Nginx's stub_status. @default 8080 */
   readonly statusPort?: number;
   readonly tags: Tagger;
@@ -92,6 +94,9 @@ export class AppNode extends pulumi.ComponentResource {
           dataDevice: ebsDevicePath(volumeId),
           parameters: args.parameterNames,
           statusPort: args.statusPort ?? 8080,
+          extraParts: [
+            monitoringPart(node.name as "s1" | "s2", args.instanceType, args.monitoring),
+          ],
         }),
       ),
     );

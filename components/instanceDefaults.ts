@@ -1,7 +1,11 @@
-// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics, user-data.
+// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics,
+// user-data, and the monitoring part of that user-data.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { debian13AmiId } from "../ami";
+import { architectureOf, debian13AmiId } from "../ami";
+import { DbEngine } from "../config";
+import { CloudConfigPart } from "../cloud-init/cloudConfig";
+import { MonitoredNode, renderMonitoringPart } from "../cloud-init/monitoring";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
 
 export interface InstanceDefaultsArgs {
@@ -41,4 +45,27 @@ export function instanceDefaults(
       "userDataBase64" in u ? u.userDataBase64 : undefined,
     ),
   };
+}
+
+/** What a node needs to know to ship its metrics and logs. */
+export interface NodeMonitoringArgs {
+  /** Log group name per log source key (from NodeLogGroups). */
+  readonly logGroups: Readonly<Record<string, string>>;
+  /** The agent package URL; `{arch}` is resolved from the instance type. */
+  readonly cloudWatchAgentUrl: string;
+  readonly engine: DbEngine;
+}
+
+/** The monitoring part of a node's user-data. */
+export function monitoringPart(
+  node: MonitoredNode,
+  instanceType: string,
+  m: NodeMonitoringArgs,
+): CloudConfigPart {
+  return renderMonitoringPart({
+    node,
+    engine: m.engine,
+    logGroups: m.logGroups,
+    agentPackageUrl: m.cloudWatchAgentUrl.replace("{arch}", architectureOf(instanceType)),
+  });
 }

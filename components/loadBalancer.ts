@@ -7,7 +7,7 @@ import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { PublicCertificate } from "./publicCertificate";
-import { instanceDefaults } from "./instanceDefaults";
+import { NodeMonitoringArgs, instanceDefaults, monitoringPart } from "./instanceDefaults";
 
 export interface LoadBalancerArgs {
   /** The lb node: its fixed address and name. */
@@ -26,6 +26,8 @@ export interface LoadBalancerArgs {
   readonly caCertPem: pulumi.Input<string>;
   readonly backends: readonly HaproxyBackend[];
   readonly certificate: PublicCertificate;
+  /** Logs and metrics of the LB. */
+  readonly monitoring: NodeMonitoringArgs;
   /** Route53 zone for the A record; no record without it. */
   readonly zoneId?: pulumi.Input<string>;
   readonly tags: Tagger;
@@ -81,6 +83,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
             backends: args.backends,
             caCertPem,
             certificate,
+            extraParts: [monitoringPart("lb", args.instanceType, args.monitoring)],
           }),
         ),
       );

@@ -49,6 +49,8 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   qpsAlarmThreshold: 500,
   replicaLagAlarmSeconds: 60,
   tags: {},
+  cloudWatchAgentUrl:
+    "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
 };
 
 describe("defaults", () => {
@@ -110,6 +112,8 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["qpsAlarmThreshold", "-5", "is not a number"],
   ["replicaLagAlarmSeconds", "1.5", "is not a whole number"],
   ["replicaLagAlarmSeconds", "0", "is out of range [1, 86400]"],
+  ["cloudWatchAgentUrl", "http://example.com/agent.deb", "is not an https:// URL"],
+  ["cloudWatchAgentUrl", "https://example.com/agent.rpm", "is not the URL of a .deb package"],
   ["tags", "Environment=dev", "is not an object"],
   ["tags", '["dev"]', "is not an object"],
   ["tags", '{"Role": "web"}', "is not a valid tag set: Role is set by webstack"],

@@ -358,6 +358,7 @@ describe("outputs", () => {
         "dnsRecordManaged",
         "certificateMode",
         "loadBalancer",
+        "logGroups",
       ].sort(),
     );
     expect(plan.outputs.privateIps).toEqual({

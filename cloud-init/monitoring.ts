@@ -1,0 +1,119 @@
+// Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
+import { CloudConfigPart } from "./cloudConfig";
+import { renderEnvFile } from "./appNode";
+import { Engine } from "./database";
+import { shippedFile } from "./template";
+
+export type MonitoredNode = "lb" | "s1" | "s2";
+
+/** One log file a node ships, and the name (under the node's prefix) of its log group. */
+export interface LogSource {
+  readonly key: string;
+  readonly path: string;
+}
+
+/** Every log each kind of node ships: the one table the agent config and the log groups share. */
+export function logSources(node: MonitoredNode): LogSource[] {
+  const common = [{ key: "cloud-init", path: "/var/log/cloud-init-output.log" }];
+  if (node === "lb") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
+  return [
+    ...common,
+    { key: "nginx-access", path: "/var/log/nginx/webstack-access.log" },
+    { key: "nginx-error", path: "/var/log/nginx/webstack-error.log" },
+    { key: "app", path: "/var/log/webstack/app.log" },
+    { key: "db-error", path: "/var/log/mysql/error.log" },
+    { key: "db-slow", path: "/var/log/mysql/slow.log" },
+  ];
+}
+
+/** The processes whose CPU, memory and count the agent reports, by executable name. */
+export function monitoredProcesses(node: MonitoredNode, engine: Engine): string[] {
+  if (node === "lb") return ["haproxy"];
+  return ["nginx", "gunicorn", engine === "mariadb" ? "mariadbd" : "mysqld"];
+}
+
+/** AWS's key that signs the agent's packages ("Amazon CloudWatch Agent"), by full fingerprint. */
+export const CLOUDWATCH_AGENT_KEY_FINGERPRINT = "937616F3450B7D806CBD9725D58167303B789C72";
+export const CLOUDWATCH_AGENT_KEY_URL =
+  "https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg";
+
+export interface MonitoringParams {
+  readonly node: MonitoredNode;
+  readonly engine: Engine;
+  /** Log group name per log source key. */
+  readonly logGroups: Readonly<Record<string, string>>;
+  /** The agent's .deb for this node's architecture. */
+  readonly agentPackageUrl: string;
+}
+
+/** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
+export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
+  const disks = p.node === "lb" ? ["/"] : ["/", "/var/lib/mysql"];
+  return {
+    agent: { metrics_collection_interval: 60, run_as_user: "cwagent" },
+    metrics: {
+      namespace: "CWAgent",
+      append_dimensions: { InstanceId: "${aws:InstanceId}" },
+      metrics_collected: {
+        cpu: { measurement: ["usage_active", "usage_iowait"], totalcpu: true, resources: ["*"] },
+        mem: { measurement: ["used_percent"] },
+        disk: { measurement: ["used_percent"], resources: disks, drop_device: true },
+        swap: { measurement: ["used_percent"] },
+        procstat: monitoredProcesses(p.node, p.engine).map((exe) => ({
+          exe,
+          measurement: ["cpu_usage", "memory_rss", "pid_count"],
+        })),
+      },
+    },
+    logs: {
+      logs_collected: {
+        files: {
+          collect_list: logSources(p.node).map((source) => {
+            const group = p.logGroups[source.key];
+            if (!group) throw new Error(`no log group for ${p.node}'s ${source.key} log`);
+            return {
+              file_path: source.path,
+              log_group_name: group,
+              log_stream_name: "{instance_id}",
+              timezone: "UTC",
+            };
+          }),
+        },
+      },
+    },
+  };
+}
+
+export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
+  return {
+    packages: ["curl", "gpg"],
+    writeFiles: [
+      {
+        path: "/etc/webstack/cloudwatch-agent.json",
+        content: `${JSON.stringify(renderCloudWatchAgentConfig(p), null, 2)}\n`,
+        permissions: "0644",
+      },
+      {
+        path: "/etc/webstack/monitoring.env",
+        content: renderEnvFile({
+          CLOUDWATCH_AGENT_URL: p.agentPackageUrl,
+          CLOUDWATCH_AGENT_KEY_URL,
+          CLOUDWATCH_AGENT_KEY_FINGERPRINT,
+        }),
+        permissions: "0644",
+      },
+      {
+        path: "/usr/local/sbin/webstack-install-cloudwatch-agent",
+        content: shippedFile("install-cloudwatch-agent.sh"),
+        permissions: "0755",
+      },
+      {
+        path: "/etc/systemd/system/webstack-cloudwatch-agent.service",
+        content: shippedFile("webstack-cloudwatch-agent.service"),
+        permissions: "0644",
+      },
+    ],
+    // Without waiting: the unit retries on its own, the boot does not depend on the vendor.
+    runcmd: [["systemctl", "enable", "--now", "--no-block", "webstack-cloudwatch-agent.service"]],
+  };
+}

@@ -1,0 +1,43 @@
+// Every log group the nodes ship to, created with retention and a stable name before any agent runs.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { logGroupName } from "../naming";
+import { NODE_NAMES, NodeName, NodeSpec } from "../topology";
+import { Tagger } from "../tags";
+import { logSources } from "../cloud-init/monitoring";
+
+export interface NodeLogGroupsArgs {
+  readonly stack: string;
+  readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
+  /** Retention of every group, in days. */
+  readonly retentionDays: number;
+  readonly tags: Tagger;
+}
+
+export class NodeLogGroups extends pulumi.ComponentResource {
+  /** Log group name per node and log source key (plain strings: the agents' config uses them). */
+  readonly names: Readonly<Record<NodeName, Record<string, string>>>;
+
+  constructor(name: string, args: NodeLogGroupsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:monitoring:NodeLogGroups", name, {}, opts);
+    const names = {} as Record<NodeName, Record<string, string>>;
+    for (const node of NODE_NAMES) {
+      names[node] = {};
+      for (const source of logSources(node)) {
+        const groupName = logGroupName(args.stack, node, source.key);
+        new aws.cloudwatch.LogGroup(
+          `${name}-${node}-${source.key}`,
+          {
+            name: groupName,
+            retentionInDays: args.retentionDays,
+            tags: args.tags(args.nodes[node].role, `${node}-log-${source.key}`),
+          },
+          { parent: this },
+        );
+        names[node][source.key] = groupName;
+      }
+    }
+    this.names = names;
+    this.registerOutputs({ names });
+  }
+}

@@ -1,0 +1,205 @@
+// Monitoring: the CloudWatch agent's config against the agent's own schema, the log groups, and
+// the installer that retries without holding up the boot.
+import * as fs from "fs";
+import * as path from "path";
+import Ajv from "ajv-draft-04";
+import YAML from "yaml";
+import {
+  renderCloudWatchAgentConfig,
+  CLOUDWATCH_AGENT_KEY_FINGERPRINT,
+} from "../cloud-init/monitoring";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { Plan } from "../plan/plan";
+import { PROJECT_DIR, T, ofType, one, planConfig } from "./harness";
+
+const SCHEMA_FILE = path.join(PROJECT_DIR, "..", "shared", "data", "cloudwatch-agent-schema.json");
+const HAVE_SCHEMA = fs.existsSync(SCHEMA_FILE);
+if (!HAVE_SCHEMA)
+  console.warn(
+    `skipping the agent schema check: ${SCHEMA_FILE} is absent (it is beside the repo in CI)`,
+  );
+const withSchema = HAVE_SCHEMA ? test : test.skip;
+
+const GROUPS = {
+  lb: { "cloud-init": "/webstack/t/lb/cloud-init", haproxy: "/webstack/t/lb/haproxy" },
+  s1: Object.fromEntries(
+    ["cloud-init", "nginx-access", "nginx-error", "app", "db-error", "db-slow"].map((k) => [
+      k,
+      `/webstack/t/s1/${k}`,
+    ]),
+  ),
+};
+
+function validator() {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  return ajv.compile(JSON.parse(fs.readFileSync(SCHEMA_FILE, "utf8")));
+}
+
+describe("the CloudWatch agent's config", () => {
+  const lb = renderCloudWatchAgentConfig({
+    node: "lb",
+    engine: "mariadb",
+    logGroups: GROUPS.lb,
+    agentPackageUrl: "x",
+  });
+  const s1 = renderCloudWatchAgentConfig({
+    node: "s1",
+    engine: "mariadb",
+    logGroups: GROUPS.s1,
+    agentPackageUrl: "x",
+  });
+  const mysql = renderCloudWatchAgentConfig({
+    node: "s1",
+    engine: "mysql",
+    logGroups: GROUPS.s1,
+    agentPackageUrl: "x",
+  });
+
+  withSchema("is valid under the agent's own JSON schema, for every node and engine", () => {
+    const validate = validator();
+    for (const config of [lb, s1, mysql]) {
+      const valid = validate(config);
+      expect(validate.errors ?? []).toEqual([]);
+      expect(valid).toBe(true);
+    }
+  });
+
+  withSchema("the schema check rejects a broken config", () => {
+    const validate = validator();
+    const broken = JSON.parse(JSON.stringify(s1));
+    broken.metrics.metrics_collected.cpu.measurement = "usage_active";
+    broken.logs.logs_collected.files.collect_list[0].file_path = 42;
+    expect(validate(broken)).toBe(false);
+    expect(validate.errors!.length).toBeGreaterThanOrEqual(2);
+  });
+
+  test("CPU, memory, disk (with the data volume on app nodes) and swap", () => {
+    const metrics = (s1.metrics as Record<string, Record<string, Record<string, unknown>>>)
+      .metrics_collected;
+    expect(Object.keys(metrics).sort()).toEqual(["cpu", "disk", "mem", "procstat", "swap"]);
+    expect(metrics.disk.resources).toEqual(["/", "/var/lib/mysql"]);
+    const lbDisk = (lb.metrics as Record<string, Record<string, Record<string, unknown>>>)
+      .metrics_collected.disk;
+    expect(lbDisk.resources).toEqual(["/"]);
+  });
+
+  test.each([
+    ["lb", lb, ["haproxy"]],
+    ["s1 on MariaDB", s1, ["nginx", "gunicorn", "mariadbd"]],
+    ["s1 on MySQL", mysql, ["nginx", "gunicorn", "mysqld"]],
+  ])("%s: per-process stats for its services", (_, config, processes) => {
+    const procstat = (config.metrics as Record<string, Record<string, { exe: string }[]>>)
+      .metrics_collected.procstat;
+    expect(procstat.map((p) => p.exe)).toEqual(processes);
+  });
+
+  test("logs: every source to its own group, one stream per instance", () => {
+    const list = (c: Record<string, unknown>) =>
+      (c.logs as { logs_collected: { files: { collect_list: Record<string, string>[] } } })
+        .logs_collected.files.collect_list;
+    expect(list(lb).map((l) => [l.file_path, l.log_group_name])).toEqual([
+      ["/var/log/cloud-init-output.log", "/webstack/t/lb/cloud-init"],
+      ["/var/log/haproxy.log", "/webstack/t/lb/haproxy"],
+    ]);
+    expect(list(s1).map((l) => [l.file_path, l.log_group_name])).toEqual([
+      ["/var/log/cloud-init-output.log", "/webstack/t/s1/cloud-init"],
+      ["/var/log/nginx/webstack-access.log", "/webstack/t/s1/nginx-access"],
+      ["/var/log/nginx/webstack-error.log", "/webstack/t/s1/nginx-error"],
+      ["/var/log/webstack/app.log", "/webstack/t/s1/app"],
+      ["/var/log/mysql/error.log", "/webstack/t/s1/db-error"],
+      ["/var/log/mysql/slow.log", "/webstack/t/s1/db-slow"],
+    ]);
+    expect(list(s1).every((l) => l.log_stream_name === "{instance_id}")).toBe(true);
+  });
+
+  test("a source without a log group is an error, not a silent gap", () => {
+    expect(() =>
+      renderCloudWatchAgentConfig({
+        node: "lb",
+        engine: "mariadb",
+        logGroups: { haproxy: "x" },
+        agentPackageUrl: "x",
+      }),
+    ).toThrow("no log group for lb's cloud-init log");
+  });
+});
+
+describe("the program", () => {
+  let plan: Plan;
+  beforeAll(async () => {
+    plan = await planConfig({
+      domain: "www.example.com",
+      logRetentionDays: "90",
+      lbInstanceType: "t4g.small",
+    });
+  });
+
+  const documentOf = (node: string) =>
+    YAML.parse(decodeUserData(one(plan, T.instance, `${node}-instance`).inputs));
+  const fileOf = (doc: { write_files: { path: string; content: string }[] }, at: string) =>
+    doc.write_files.find((f) => f.path === at)!.content;
+
+  test("a log group per node and source, with the configured retention and a stable name", () => {
+    const groups = ofType(plan, T.logGroup).filter((g) => g.name.startsWith("logs-"));
+    expect(groups.map((g) => g.inputs.name).sort()).toEqual(
+      [
+        "/webstack/test/lb/cloud-init",
+        "/webstack/test/lb/haproxy",
+        ...["s1", "s2"].flatMap((n) =>
+          ["cloud-init", "nginx-access", "nginx-error", "app", "db-error", "db-slow"].map(
+            (k) => `/webstack/test/${n}/${k}`,
+          ),
+        ),
+      ].sort(),
+    );
+    expect(groups.every((g) => g.inputs.retentionInDays === 90)).toBe(true);
+    expect((plan.outputs.logGroups as Record<string, Record<string, string>>).s2.app).toBe(
+      "/webstack/test/s2/app",
+    );
+  });
+
+  test.each(["lb", "s1", "s2"])("%s ships to exactly its own log groups", (node) => {
+    const config = JSON.parse(fileOf(documentOf(node), "/etc/webstack/cloudwatch-agent.json"));
+    const shipped = config.logs.logs_collected.files.collect_list.map(
+      (l: { log_group_name: string }) => l.log_group_name,
+    );
+    expect(shipped.sort()).toEqual(
+      Object.values(
+        (plan.outputs.logGroups as Record<string, Record<string, string>>)[node],
+      ).sort(),
+    );
+  });
+
+  test("the agent package for the node's architecture, checked against AWS's key by fingerprint", () => {
+    const env = (node: string) => fileOf(documentOf(node), "/etc/webstack/monitoring.env");
+    expect(env("lb")).toContain(
+      "CLOUDWATCH_AGENT_URL=https://amazoncloudwatch-agent.s3.amazonaws.com/debian/arm64/latest/amazon-cloudwatch-agent.deb\n",
+    );
+    expect(env("s1")).toContain("/debian/amd64/latest/amazon-cloudwatch-agent.deb\n");
+    expect(env("s1")).toContain(
+      `CLOUDWATCH_AGENT_KEY_FINGERPRINT=${CLOUDWATCH_AGENT_KEY_FINGERPRINT}\n`,
+    );
+    const installer = fileOf(documentOf("s1"), "/usr/local/sbin/webstack-install-cloudwatch-agent");
+    expect(installer).toContain('if [ "$signer" != "$CLOUDWATCH_AGENT_KEY_FINGERPRINT" ]; then');
+    expect(installer.indexOf("gpg --batch --status-fd 1 --verify")).toBeLessThan(
+      installer.indexOf("dpkg -i -E"),
+    );
+    expect(installer).toContain("usermod -a -G adm cwagent");
+  });
+
+  test("installed by a unit that retries until it works, started without holding up the boot", () => {
+    for (const node of ["lb", "s1", "s2"]) {
+      const doc = documentOf(node);
+      const unit = fileOf(doc, "/etc/systemd/system/webstack-cloudwatch-agent.service").split("\n");
+      expect(unit).toEqual(
+        expect.arrayContaining(["Restart=on-failure", "RestartSec=60", "StartLimitIntervalSec=0"]),
+      );
+      // The boot script first, then the agent; runcmd stops at the first failure.
+      expect(doc.runcmd).toEqual([
+        "set -eu",
+        [node === "lb" ? "/usr/local/sbin/webstack-lb-boot" : "/usr/local/sbin/webstack-boot"],
+        ["systemctl", "enable", "--now", "--no-block", "webstack-cloudwatch-agent.service"],
+      ]);
+    }
+  });
+});
