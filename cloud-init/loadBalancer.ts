@@ -165,6 +165,11 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
         content: shippedFile("lb-boot.sh"),
         permissions: "0755",
       },
+      {
+        path: "/etc/rsyslog.d/48-webstack-haproxy.conf",
+        content: shippedFile("rsyslog-haproxy.conf"),
+        permissions: "0644",
+      },
       // Installed by the boot script once a certificate exists: HAProxy must not start without one.
       { path: "/etc/webstack/haproxy.cfg", content: haproxy, permissions: "0644" },
     ],

@@ -31,6 +31,7 @@ const TOOLS = {
   shellcheck: works("shellcheck", ["--version"]),
   nginx: works("nginx", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
   haproxy: works("haproxy", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
+  rsyslog: works("rsyslogd", ["-v"]),
   "python3-boto3": works(PYTHON, ["-c", "import boto3"]),
 };
 
@@ -44,7 +45,7 @@ function withTool(tool: keyof typeof TOOLS): jest.It {
       })) as unknown as jest.It;
   }
   console.warn(
-    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy python3-boto3; nginx -t and haproxy -c run as root)`,
+    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy rsyslog python3-boto3; nginx -t and haproxy -c run as root)`,
   );
   return test.skip;
 }
@@ -242,6 +243,32 @@ describe("haproxy", () => {
     const result = checkServerConfig("haproxy", config);
     expect(result.code).not.toBe(0);
     expect(result.output).toMatch(/balance only supports/);
+  });
+});
+
+describe("rsyslog", () => {
+  const check = (snippet: string) => {
+    const dir = fs.mkdtempSync(path.join(SCRATCH, "rsyslog-"));
+    fs.writeFileSync(path.join(dir, "snippet.conf"), snippet);
+    // The node's rsyslog.conf loads imuxsock before it includes /etc/rsyslog.d.
+    fs.writeFileSync(
+      path.join(dir, "rsyslog.conf"),
+      `module(load="imuxsock")\n$IncludeConfig ${dir}/snippet.conf\n`,
+    );
+    return run("rsyslogd", ["-N1", "-f", path.join(dir, "rsyslog.conf")]);
+  };
+  const snippetOf = (d: Rendered) => fileOf(d, "/etc/rsyslog.d/48-webstack-haproxy.conf");
+
+  withTool("rsyslog")("rsyslogd accepts the LB's log rule", () => {
+    for (const d of lbDocuments())
+      expect({ node: d.name, ...check(snippetOf(d)) }).toMatchObject({ node: d.name, code: 0 });
+  });
+
+  withTool("rsyslog")("rsyslogd rejects a broken rule", () => {
+    expect(
+      check(snippetOf(lbDocuments()[0]).replace('template="webstack-message-only"', "template="))
+        .code,
+    ).not.toBe(0);
   });
 });
 

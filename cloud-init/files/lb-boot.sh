@@ -43,6 +43,7 @@ case "$CERT_MODE" in
 esac
 
 log "haproxy"
+systemctl restart rsyslog
 install -m 0644 /etc/webstack/haproxy.cfg /etc/haproxy/haproxy.cfg
 haproxy -c -q -f /etc/haproxy/haproxy.cfg
 systemctl enable haproxy
