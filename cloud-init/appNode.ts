@@ -33,7 +33,7 @@ export interface AppNodeParams {
   readonly parameters: AppNodeParameterNames;
   /** Loopback port of Nginx's stub_status (the QPS source). */
   readonly statusPort: number;
-  /** Extra parts merged after the app node's own (monitoring agents, later). */
+  /** Extra parts (monitoring): merged first, so their commands run before the boot script. */
   readonly extraParts?: readonly CloudConfigPart[];
 }
 
@@ -163,6 +163,6 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
       fqdn: p.fqdn,
       description: `webstack ${p.node} (${db.role}): rendered by webstack; do not edit on the node`,
     },
-    [own, renderDatabasePart(db), ...(p.extraParts ?? [])],
+    [...(p.extraParts ?? []), own, renderDatabasePart(db)],
   );
 }

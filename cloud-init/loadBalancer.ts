@@ -43,7 +43,7 @@ export interface LoadBalancerParams {
   /** PEM of the private CA (public): HAProxy verifies the backends with it. */
   readonly caCertPem: string;
   readonly certificate: CertificateSetup;
-  /** Extra parts merged after the LB's own (monitoring agents, later). */
+  /** Extra parts (monitoring): merged first, so their commands run before the boot script. */
   readonly extraParts?: readonly CloudConfigPart[];
 }
 
@@ -181,6 +181,6 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
       fqdn: p.fqdn,
       description: `webstack ${p.node} (load balancer, ${p.certificate.mode} certificate): rendered by webstack; do not edit on the node`,
     },
-    [own, certificatePart(p.certificate), ...(p.extraParts ?? [])],
+    [...(p.extraParts ?? []), own, certificatePart(p.certificate)],
   );
 }

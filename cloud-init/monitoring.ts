@@ -2,7 +2,7 @@
 import { CloudConfigPart } from "./cloudConfig";
 import { renderEnvFile } from "./appNode";
 import { Engine } from "./database";
-import { shippedFile } from "./template";
+import { renderShipped, shippedFile } from "./template";
 
 export type MonitoredNode = "lb" | "s1" | "s2";
 
@@ -39,6 +39,8 @@ export const CLOUDWATCH_AGENT_KEY_URL =
 
 export interface MonitoringParams {
   readonly node: MonitoredNode;
+  /** What the collector looks at: HAProxy's backends, or the database (and replication). */
+  readonly role: "loadbalancer" | "primary" | "replica";
   readonly engine: Engine;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
@@ -84,6 +86,13 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
   };
 }
 
+/** The collector's arguments: role and node, plus the database client on app nodes. */
+function collectorArgs(p: MonitoringParams): string {
+  return p.role === "loadbalancer"
+    ? `loadbalancer ${p.node}`
+    : `${p.role} ${p.node} ${p.engine === "mariadb" ? "mariadb" : "mysql"}`;
+}
+
 export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
   return {
     packages: ["curl", "gpg"],
@@ -112,8 +121,34 @@ export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
         content: shippedFile("webstack-cloudwatch-agent.service"),
         permissions: "0644",
       },
+      {
+        path: "/etc/systemd/system/webstack-collector.service",
+        content: renderShipped("webstack-collector.service", { ARGS: collectorArgs(p) }),
+        permissions: "0644",
+      },
+      {
+        path: "/etc/systemd/system/webstack-collector.timer",
+        content: shippedFile("webstack-collector.timer"),
+        permissions: "0644",
+      },
+      {
+        path: "/etc/systemd/system/webstack-boot-status.service",
+        content: renderShipped("webstack-boot-status.service", { NODE: p.node }),
+        permissions: "0644",
+      },
     ],
-    // Without waiting: the unit retries on its own, the boot does not depend on the vendor.
-    runcmd: [["systemctl", "enable", "--now", "--no-block", "webstack-cloudwatch-agent.service"]],
+    // Without waiting: each unit retries on its own, and none holds up (or depends on) the boot.
+    // These come before the boot script, so even a failed boot reports itself.
+    runcmd: [
+      [
+        "systemctl",
+        "enable",
+        "--now",
+        "--no-block",
+        "webstack-cloudwatch-agent.service",
+        "webstack-collector.timer",
+        "webstack-boot-status.service",
+      ],
+    ],
   };
 }

@@ -63,6 +63,7 @@ export function monitoringPart(
   m: NodeMonitoringArgs,
 ): CloudConfigPart {
   return renderMonitoringPart({
+    role: node === "lb" ? "loadbalancer" : node === "s2" ? "primary" : "replica",
     node,
     engine: m.engine,
     logGroups: m.logGroups,

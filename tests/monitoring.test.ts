@@ -38,18 +38,21 @@ function validator() {
 describe("the CloudWatch agent's config", () => {
   const lb = renderCloudWatchAgentConfig({
     node: "lb",
+    role: "loadbalancer",
     engine: "mariadb",
     logGroups: GROUPS.lb,
     agentPackageUrl: "x",
   });
   const s1 = renderCloudWatchAgentConfig({
     node: "s1",
+    role: "replica",
     engine: "mariadb",
     logGroups: GROUPS.s1,
     agentPackageUrl: "x",
   });
   const mysql = renderCloudWatchAgentConfig({
     node: "s1",
+    role: "replica",
     engine: "mysql",
     logGroups: GROUPS.s1,
     agentPackageUrl: "x",
@@ -116,6 +119,7 @@ describe("the CloudWatch agent's config", () => {
     expect(() =>
       renderCloudWatchAgentConfig({
         node: "lb",
+        role: "loadbalancer",
         engine: "mariadb",
         logGroups: { haproxy: "x" },
         agentPackageUrl: "x",
@@ -187,6 +191,23 @@ describe("the program", () => {
     expect(installer).toContain("usermod -a -G adm cwagent");
   });
 
+  test.each([
+    ["lb", "collect loadbalancer lb"],
+    ["s2", "collect primary s2 mariadb"],
+    ["s1", "collect replica s1 mariadb"],
+  ])("%s: a collector every minute (%s) and a boot-status report", (node, args) => {
+    const doc = documentOf(node);
+    expect(fileOf(doc, "/etc/systemd/system/webstack-collector.service")).toContain(
+      `ExecStart=/usr/local/sbin/webstack-aws ${args}\n`,
+    );
+    expect(fileOf(doc, "/etc/systemd/system/webstack-collector.timer")).toContain(
+      "OnUnitActiveSec=60s\n",
+    );
+    const boot = fileOf(doc, "/etc/systemd/system/webstack-boot-status.service");
+    expect(boot).toContain(`ExecStart=/usr/local/sbin/webstack-aws boot-status ${node}\n`);
+    expect(boot).toContain("After=cloud-final.service");
+  });
+
   test("installed by a unit that retries until it works, started without holding up the boot", () => {
     for (const node of ["lb", "s1", "s2"]) {
       const doc = documentOf(node);
@@ -194,11 +215,19 @@ describe("the program", () => {
       expect(unit).toEqual(
         expect.arrayContaining(["Restart=on-failure", "RestartSec=60", "StartLimitIntervalSec=0"]),
       );
-      // The boot script first, then the agent; runcmd stops at the first failure.
+      // Monitoring units first (so a failed boot still reports itself), then the boot script.
       expect(doc.runcmd).toEqual([
         "set -eu",
+        [
+          "systemctl",
+          "enable",
+          "--now",
+          "--no-block",
+          "webstack-cloudwatch-agent.service",
+          "webstack-collector.timer",
+          "webstack-boot-status.service",
+        ],
         [node === "lb" ? "/usr/local/sbin/webstack-lb-boot" : "/usr/local/sbin/webstack-boot"],
-        ["systemctl", "enable", "--now", "--no-block", "webstack-cloudwatch-agent.service"],
       ]);
     }
   });

@@ -7,11 +7,17 @@ Usage: webstack-aws fetch MANIFEST.json                     parameters into file
        webstack-aws put NAME FILE KMS_KEY_ID                one file stored as a SecureString parameter
        webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
                                                             cert.pem, chain.pem, key.enc.pem
+       webstack-aws collect loadbalancer|primary|replica NODE [DB_CLIENT]
+                                                            what logs cannot say, as metrics
+       webstack-aws boot-status NODE                        cloud-init's result, as a metric
 """
+import csv
 import grp
+import io
 import json
 import os
 import pwd
+import subprocess
 import sys
 import tempfile
 import time
@@ -127,7 +133,86 @@ def acm_export_command(arn, passphrase_path, out_dir, client):
     return 0
 
 
-USAGE = "usage: webstack-aws fetch MANIFEST.json | put NAME FILE KMS_KEY_ID | acm-export ARN PASSPHRASE_FILE OUT_DIR"
+NAMESPACE = "Webstack"
+HAPROXY_STATS = "http://127.0.0.1:8404/stats;csv"
+
+
+def backends_up(stats_csv):
+    """(server, up) for each server of HAProxy's `app` backend, from its CSV stats."""
+    rows = csv.DictReader(io.StringIO(stats_csv.lstrip("# ")))
+    return [
+        (row["svname"], row["status"].startswith("UP"))
+        for row in rows
+        if row["pxname"] == "app" and row["svname"] not in ("FRONTEND", "BACKEND")
+    ]
+
+
+def replica_status(show_replica_status):
+    """(running, lag seconds or None) from `SHOW REPLICA STATUS\\G`, MariaDB's or MySQL's names."""
+    fields = {}
+    for line in show_replica_status.splitlines():
+        key, sep, value = line.strip().partition(": ")
+        if sep:
+            fields[key] = value.strip()
+    io_running = fields.get("Slave_IO_Running", fields.get("Replica_IO_Running"))
+    sql_running = fields.get("Slave_SQL_Running", fields.get("Replica_SQL_Running"))
+    lag = fields.get("Seconds_Behind_Master", fields.get("Seconds_Behind_Source"))
+    running = io_running == "Yes" and sql_running == "Yes"
+    return running, (int(lag) if lag and lag != "NULL" else None)
+
+
+def metric(name, node, value, unit="Count", **dimensions):
+    return {
+        "MetricName": name,
+        "Dimensions": [{"Name": "Node", "Value": node}] + [{"Name": k, "Value": v} for k, v in dimensions.items()],
+        "Value": value,
+        "Unit": unit,
+    }
+
+
+def database_metrics(role, node, db_client, run=subprocess.run):
+    def sql(query):
+        return run([db_client, "--protocol=socket", "--user=root", "--execute", query],
+                   capture_output=True, text=True, timeout=10)
+
+    up = sql("SELECT 1").returncode == 0
+    data = [metric("DatabaseUp", node, 1 if up else 0)]
+    if role == "replica":
+        running, lag = replica_status(sql("SHOW REPLICA STATUS\\G").stdout) if up else (False, None)
+        data.append(metric("ReplicaRunning", node, 1 if running else 0))
+        if lag is not None:
+            data.append(metric("ReplicaLagSeconds", node, lag, unit="Seconds"))
+    return data
+
+
+def collect_command(role, node, db_client, client, read_stats=None, run=subprocess.run):
+    if role == "loadbalancer":
+        read = read_stats or (lambda: urllib.request.urlopen(HAPROXY_STATS, timeout=5).read().decode())
+        servers = backends_up(read())
+        data = [metric("BackendsUp", node, sum(up for _, up in servers))]
+        data += [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
+    else:
+        data = database_metrics(role, node, db_client, run)
+    with_retries(lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=data), "PutMetricData")
+    return 0
+
+
+def boot_status_command(node, client, run=subprocess.run):
+    """cloud-init's own verdict once it is done: exit 1 means a step failed."""
+    result = run(["cloud-init", "status", "--wait", "--long"], capture_output=True, text=True)
+    failed = result.returncode == 1
+    log(f"cloud-init finished {'with errors' if failed else 'cleanly'} (exit {result.returncode})")
+    with_retries(
+        lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=[metric("BootFailed", node, 1 if failed else 0)]),
+        "PutMetricData",
+    )
+    return 0
+
+
+USAGE = (
+    "usage: webstack-aws fetch MANIFEST.json | put NAME FILE KMS_KEY_ID | acm-export ARN PASSPHRASE_FILE OUT_DIR"
+    " | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
+)
 
 
 def main(argv, client_factory=boto3.client):
@@ -138,6 +223,12 @@ def main(argv, client_factory=boto3.client):
         service, run = "ssm", lambda client: put_command(*args, client)
     elif command == ["acm-export"] and len(args) == 3:
         service, run = "acm", lambda client: acm_export_command(*args, client)
+    elif command == ["collect"] and args[:1] == ["loadbalancer"] and len(args) == 2:
+        service, run = "cloudwatch", lambda client: collect_command(args[0], args[1], None, client)
+    elif command == ["collect"] and args[:1] in (["primary"], ["replica"]) and len(args) == 3:
+        service, run = "cloudwatch", lambda client: collect_command(*args, client)
+    elif command == ["boot-status"] and len(args) == 1:
+        service, run = "cloudwatch", lambda client: boot_status_command(args[0], client)
     else:
         log(USAGE)
         return 2

@@ -14,6 +14,7 @@ import os
 import pathlib
 import pwd
 import stat
+import subprocess
 import tempfile
 import threading
 import unittest
@@ -201,6 +202,82 @@ class WebstackAwsTest(unittest.TestCase):
         self.assertEqual(pathlib.Path(out, "key.enc.pem").read_text(), "ENCRYPTED-KEY")
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(out, "key.enc.pem")).st_mode), 0o600)
         self.assertNotIn("Secret123", stderr)
+
+    STATS = (
+        "# pxname,svname,qcur,scur,status,weight\n"
+        "https,FRONTEND,,,OPEN,\n"
+        "app,s1,0,0,UP,1\n"
+        "app,s2,0,0,DOWN,1\n"
+        "app,BACKEND,0,0,UP,1\n"
+        "acme,certbot,0,0,no check,1\n"
+    )
+
+    def test_backends_up_reads_the_app_backend_from_haproxy_stats(self):
+        self.assertEqual(self.module.backends_up(self.STATS), [("s1", True), ("s2", False)])
+        self.assertEqual(self.module.backends_up(self.STATS.replace("DOWN", "UP 1/2")), [("s1", True), ("s2", True)])
+
+    def test_replica_status_reads_mariadb_and_mysql_names(self):
+        mariadb = "Slave_IO_Running: Yes\n   Slave_SQL_Running: Yes\n Seconds_Behind_Master: 3\n"
+        mysql = "Replica_IO_Running: Yes\nReplica_SQL_Running: No\nSeconds_Behind_Source: NULL\n"
+        self.assertEqual(self.module.replica_status(mariadb), (True, 3))
+        self.assertEqual(self.module.replica_status(mysql), (False, None))
+        self.assertEqual(self.module.replica_status(""), (False, None))
+
+    def cloudwatch_expects(self, metric_data):
+        client = boto3.client("cloudwatch", region_name="eu-west-1")
+        stubber = Stubber(client)
+        stubber.add_response("put_metric_data", {}, {"Namespace": "Webstack", "MetricData": metric_data})
+        return client, stubber
+
+    def test_collect_on_the_lb_reports_backends_up(self):
+        client, stubber = self.cloudwatch_expects([
+            {"MetricName": "BackendsUp", "Dimensions": [{"Name": "Node", "Value": "lb"}], "Value": 1, "Unit": "Count"},
+            {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s1"}], "Value": 1, "Unit": "Count"},
+            {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s2"}], "Value": 0, "Unit": "Count"},
+        ])
+        with stubber:
+            self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS)
+        stubber.assert_no_pending_responses()
+
+    def test_collect_on_the_replica_reports_database_replication_and_lag(self):
+        outputs = {"SELECT 1": "1\n", "SHOW REPLICA STATUS\\G": "Slave_IO_Running: Yes\nSlave_SQL_Running: Yes\nSeconds_Behind_Master: 0\n"}
+        calls = []
+
+        def run(argv, **_):
+            calls.append(argv)
+            return subprocess.CompletedProcess(argv, 0, outputs[argv[-1]], "")
+
+        node = [{"Name": "Node", "Value": "s1"}]
+        client, stubber = self.cloudwatch_expects([
+            {"MetricName": "DatabaseUp", "Dimensions": node, "Value": 1, "Unit": "Count"},
+            {"MetricName": "ReplicaRunning", "Dimensions": node, "Value": 1, "Unit": "Count"},
+            {"MetricName": "ReplicaLagSeconds", "Dimensions": node, "Value": 0, "Unit": "Seconds"},
+        ])
+        with stubber:
+            self.module.collect_command("replica", "s1", "mariadb", client, run=run)
+        self.assertEqual(calls[0][:3], ["mariadb", "--protocol=socket", "--user=root"])
+        stubber.assert_no_pending_responses()
+
+    def test_collect_reports_a_database_that_does_not_answer(self):
+        run = lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", "ERROR 2002")  # noqa: E731
+        node = [{"Name": "Node", "Value": "s1"}]
+        client, stubber = self.cloudwatch_expects([
+            {"MetricName": "DatabaseUp", "Dimensions": node, "Value": 0, "Unit": "Count"},
+            {"MetricName": "ReplicaRunning", "Dimensions": node, "Value": 0, "Unit": "Count"},
+        ])
+        with stubber:
+            self.module.collect_command("replica", "s1", "mariadb", client, run=run)
+        stubber.assert_no_pending_responses()
+
+    def test_boot_status_reports_a_failed_boot(self):
+        for code, failed in ((0, 0), (1, 1), (2, 0)):
+            run = lambda argv, code=code, **_: subprocess.CompletedProcess(argv, code, "status: x", "")  # noqa: E731
+            client, stubber = self.cloudwatch_expects([
+                {"MetricName": "BootFailed", "Dimensions": [{"Name": "Node", "Value": "lb"}], "Value": failed, "Unit": "Count"},
+            ])
+            with stubber, contextlib.redirect_stderr(io.StringIO()):
+                self.module.boot_status_command("lb", client, run=run)
+            stubber.assert_no_pending_responses()
 
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.run_args(["webstack-aws", "fetch"])
