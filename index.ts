@@ -1,5 +1,5 @@
 // Composition root: config → topology → network → firewalls → identities → PKI and secrets → app
-// nodes → load balancer → outputs.
+// nodes → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./config";
@@ -17,6 +17,7 @@ import { AppNode } from "./components/appNode";
 import { PublicCertificate } from "./components/publicCertificate";
 import { LoadBalancer } from "./components/loadBalancer";
 import { NodeLogGroups } from "./components/logGroups";
+import { Monitoring } from "./components/monitoring";
 
 export = async () => {
   // Every config problem is reported here, before any resource exists.
@@ -135,6 +136,16 @@ export = async () => {
     tags,
   });
 
+  const monitoring = new Monitoring("monitoring", {
+    stack,
+    account,
+    instanceIds: { lb: lb.instanceId, s1: appNodes.s1.instanceId, s2: appNodes.s2.instanceId },
+    qpsThreshold: config.qpsAlarmThreshold,
+    replicaLagSeconds: config.replicaLagAlarmSeconds,
+    alarmEmail: config.alarmEmail,
+    tags,
+  });
+
   return {
     region: account.region,
     vpcId: network.vpcId,
@@ -177,6 +188,8 @@ export = async () => {
     dnsRecordManaged: zoneId !== undefined,
     certificateMode: config.certificate,
     logGroups: logGroups.names,
+    dashboardUrl: monitoring.dashboardUrl,
+    alarmTopicArn: monitoring.alarmTopicArn,
     loadBalancer: {
       instanceId: lb.instanceId,
       publicIp: lb.publicIp,

@@ -52,7 +52,8 @@ export interface MonitoringParams {
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
   const disks = p.node === "lb" ? ["/"] : ["/", "/var/lib/mysql"];
   return {
-    agent: { metrics_collection_interval: 60, run_as_user: "cwagent" },
+    // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
+    agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
     metrics: {
       namespace: "CWAgent",
       append_dimensions: { InstanceId: "${aws:InstanceId}" },

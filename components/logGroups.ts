@@ -1,10 +1,11 @@
-// Every log group the nodes ship to, created with retention and a stable name before any agent runs.
+// Every log group the nodes ship to (retention, stable names), and what is counted from the logs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { logGroupName } from "../naming";
 import { NODE_NAMES, NodeName, NodeSpec } from "../topology";
 import { Tagger } from "../tags";
 import { logSources } from "../cloud-init/monitoring";
+import { METRIC_FILTERS, NAMESPACE } from "../metrics";
 
 export interface NodeLogGroupsArgs {
   readonly stack: string;
@@ -21,11 +22,12 @@ export class NodeLogGroups extends pulumi.ComponentResource {
   constructor(name: string, args: NodeLogGroupsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:monitoring:NodeLogGroups", name, {}, opts);
     const names = {} as Record<NodeName, Record<string, string>>;
+    const groups = new Map<string, aws.cloudwatch.LogGroup>();
     for (const node of NODE_NAMES) {
       names[node] = {};
       for (const source of logSources(node)) {
         const groupName = logGroupName(args.stack, node, source.key);
-        new aws.cloudwatch.LogGroup(
+        const group = new aws.cloudwatch.LogGroup(
           `${name}-${node}-${source.key}`,
           {
             name: groupName,
@@ -35,7 +37,26 @@ export class NodeLogGroups extends pulumi.ComponentResource {
           { parent: this },
         );
         names[node][source.key] = groupName;
+        groups.set(`${node}/${source.key}`, group);
       }
+    }
+    // QPS, errors and latency come from the JSON access logs (see README, "Monitoring").
+    for (const filter of METRIC_FILTERS) {
+      new aws.cloudwatch.LogMetricFilter(
+        `${name}-${filter.key}`,
+        {
+          logGroupName: groups.get(`${filter.node}/${filter.log}`)!.name,
+          pattern: filter.pattern,
+          metricTransformation: {
+            namespace: NAMESPACE,
+            name: filter.metric,
+            value: filter.value,
+            unit: filter.unit,
+            dimensions: { Node: "$.node" },
+          },
+        },
+        { parent: this },
+      );
     }
     this.names = names;
     this.registerOutputs({ names });

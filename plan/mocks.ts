@@ -264,6 +264,21 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           id: `${String(inputs.zoneId)}_${String(inputs.name)}_${String(inputs.type)}`,
           fqdn: String(inputs.name).replace(/\.$/, ""),
         };
+      case "aws:sns/topic:Topic":
+        return {
+          id: `arn:aws:sns:${region}:${accountId}:${name}-${stableHex(7, name)}`,
+          arn: `arn:aws:sns:${region}:${accountId}:${name}-${stableHex(7, name)}`,
+        };
+      case "aws:cloudwatch/metricAlarm:MetricAlarm":
+        return {
+          id: String(inputs.name),
+          arn: `arn:aws:cloudwatch:${region}:${accountId}:alarm:${String(inputs.name)}`,
+        };
+      case "aws:cloudwatch/dashboard:Dashboard":
+        return {
+          id: String(inputs.dashboardName),
+          dashboardArn: `arn:aws:cloudwatch::${accountId}:dashboard/${String(inputs.dashboardName)}`,
+        };
       case "aws:ssm/parameter:Parameter":
         return {
           id: inputs.name,

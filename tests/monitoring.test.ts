@@ -76,6 +76,13 @@ describe("the CloudWatch agent's config", () => {
     expect(validate.errors!.length).toBeGreaterThanOrEqual(2);
   });
 
+  test("metrics carry InstanceId only (no host dimension), as the alarms look them up", () => {
+    expect(s1.agent).toMatchObject({ omit_hostname: true, run_as_user: "cwagent" });
+    expect((s1.metrics as Record<string, unknown>).append_dimensions).toEqual({
+      InstanceId: "${aws:InstanceId}",
+    });
+  });
+
   test("CPU, memory, disk (with the data volume on app nodes) and swap", () => {
     const metrics = (s1.metrics as Record<string, Record<string, Record<string, unknown>>>)
       .metrics_collected;

@@ -298,6 +298,9 @@ describe("tags", () => {
     T.eipAssociation,
     T.route53Record,
     T.acmValidation,
+    "aws:sns/topicSubscription:TopicSubscription",
+    "aws:cloudwatch/dashboard:Dashboard",
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter",
   ]);
 
   test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
@@ -359,6 +362,8 @@ describe("outputs", () => {
         "certificateMode",
         "loadBalancer",
         "logGroups",
+        "dashboardUrl",
+        "alarmTopicArn",
       ].sort(),
     );
     expect(plan.outputs.privateIps).toEqual({

@@ -1,0 +1,364 @@
+// What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
+import { NodeName } from "./topology";
+
+/** Custom metrics (from log metric filters and the nodes' collector) live here. */
+export const NAMESPACE = "Webstack";
+
+/** Log metric filters: JSON access logs → request counts, errors and response times. */
+export interface MetricFilterSpec {
+  readonly key: string;
+  readonly node: NodeName;
+  /** The log source (see cloud-init/monitoring.ts) whose group is filtered. */
+  readonly log: string;
+  readonly pattern: string;
+  readonly metric: string;
+  /** "1" to count, or a JSON selector whose value is published. */
+  readonly value: string;
+  readonly unit: "Count" | "Milliseconds" | "Seconds";
+}
+
+export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
+  {
+    key: "lb-requests",
+    node: "lb",
+    log: "haproxy",
+    pattern: '{ $.node = "lb" }',
+    metric: "Requests",
+    value: "1",
+    unit: "Count",
+  },
+  {
+    key: "lb-5xx",
+    node: "lb",
+    log: "haproxy",
+    pattern: "{ $.status >= 500 }",
+    metric: "Http5xx",
+    value: "1",
+    unit: "Count",
+  },
+  {
+    key: "lb-response-time",
+    node: "lb",
+    log: "haproxy",
+    pattern: "{ $.total_ms >= 0 }",
+    metric: "ResponseTimeMs",
+    value: "$.total_ms",
+    unit: "Milliseconds",
+  },
+  ...(["s1", "s2"] as const).flatMap((node): MetricFilterSpec[] => [
+    {
+      key: `${node}-requests`,
+      node,
+      log: "nginx-access",
+      pattern: "{ $.status >= 100 }",
+      metric: "Requests",
+      value: "1",
+      unit: "Count",
+    },
+    {
+      key: `${node}-5xx`,
+      node,
+      log: "nginx-access",
+      pattern: "{ $.status >= 500 }",
+      metric: "Http5xx",
+      value: "1",
+      unit: "Count",
+    },
+  ]),
+];
+
+/** Seconds per data point of every alarm and graph. */
+export const PERIOD = 60;
+
+export type Comparison =
+  "GreaterThanThreshold" | "GreaterThanOrEqualToThreshold" | "LessThanThreshold";
+
+/** One metric of an alarm: namespace, name, dimensions, statistic. */
+export interface MetricRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly dimensions: Readonly<Record<string, string>>;
+  readonly stat: string;
+}
+
+/** One alarm, as data: a single metric, or metric math over several (`expression` over m1, m2 …). */
+export interface AlarmSpec {
+  readonly key: string;
+  readonly description: string;
+  readonly metrics: readonly MetricRef[];
+  readonly expression?: string;
+  readonly comparison: Comparison;
+  readonly threshold: number;
+  readonly evaluationPeriods: number;
+  /** What a missing data point means: silence is a failure for heartbeats. */
+  readonly missing: "breaching" | "notBreaching";
+  /** Recover the instance when the host fails (EC2 auto-recovery). */
+  readonly recover?: boolean;
+}
+
+export interface AlarmInputs {
+  readonly instanceIds: Readonly<Record<NodeName, string>>;
+  readonly qpsThreshold: number;
+  readonly replicaLagSeconds: number;
+  readonly cpuPercent?: number;
+}
+
+const custom = (
+  name: string,
+  node: NodeName,
+  stat: string,
+  extra: Record<string, string> = {},
+): MetricRef => ({
+  namespace: NAMESPACE,
+  name,
+  dimensions: { Node: node, ...extra },
+  stat,
+});
+const ec2 = (name: string, instanceId: string, stat: string): MetricRef => ({
+  namespace: "AWS/EC2",
+  name,
+  dimensions: { InstanceId: instanceId },
+  stat,
+});
+
+/** Every alarm of the stack. */
+export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
+  const nodes: NodeName[] = ["lb", "s1", "s2"];
+  return [
+    {
+      key: "lb-qps-high",
+      description: `Requests per second at the load balancer above ${i.qpsThreshold}`,
+      metrics: [custom("Requests", "lb", "Sum")],
+      expression: "m1 / PERIOD(m1)",
+      comparison: "GreaterThanThreshold",
+      threshold: i.qpsThreshold,
+      evaluationPeriods: 3,
+      missing: "notBreaching",
+    },
+    {
+      key: "lb-5xx-rate",
+      description: "More than 5% of the load balancer's responses are 5xx",
+      metrics: [custom("Http5xx", "lb", "Sum"), custom("Requests", "lb", "Sum")],
+      expression: "IF(m2 > 0, 100 * m1 / m2, 0)",
+      comparison: "GreaterThanThreshold",
+      threshold: 5,
+      evaluationPeriods: 3,
+      missing: "notBreaching",
+    },
+    {
+      key: "lb-backend-down",
+      description: "HAProxy has a backend marked down",
+      metrics: [custom("BackendsUp", "lb", "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 2,
+      evaluationPeriods: 2,
+      missing: "breaching",
+    },
+    {
+      key: "s1-replica-not-running",
+      description: "The replica (s1) is not replicating",
+      metrics: [custom("ReplicaRunning", "s1", "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+    {
+      key: "s1-replica-lag",
+      description: `The replica (s1) is more than ${i.replicaLagSeconds} s behind the primary`,
+      metrics: [custom("ReplicaLagSeconds", "s1", "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: i.replicaLagSeconds,
+      evaluationPeriods: 3,
+      missing: "notBreaching",
+    },
+    ...(["s1", "s2"] as const).map((node): AlarmSpec => ({
+      key: `${node}-database-down`,
+      description: `The database on ${node} does not answer`,
+      metrics: [custom("DatabaseUp", node, "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 2,
+      missing: "breaching",
+    })),
+    ...nodes.flatMap((node): AlarmSpec[] => [
+      {
+        key: `${node}-cpu-high`,
+        description: `CPU of ${node} above ${i.cpuPercent ?? 80}% for 5 minutes`,
+        metrics: [ec2("CPUUtilization", i.instanceIds[node], "Average")],
+        comparison: "GreaterThanThreshold",
+        threshold: i.cpuPercent ?? 80,
+        evaluationPeriods: 5,
+        missing: "notBreaching",
+      },
+      {
+        key: `${node}-status-check`,
+        description:
+          node === "lb"
+            ? "The LB's host failed its status check: EC2 recovers the instance (same address and volume)"
+            : `${node} failed its status check`,
+        metrics: [
+          ec2(
+            node === "lb" ? "StatusCheckFailed_System" : "StatusCheckFailed",
+            i.instanceIds[node],
+            "Maximum",
+          ),
+        ],
+        comparison: "GreaterThanOrEqualToThreshold",
+        threshold: 1,
+        evaluationPeriods: 2,
+        missing: "notBreaching",
+        recover: node === "lb",
+      },
+      {
+        key: `${node}-no-metrics`,
+        description: `${node}'s CloudWatch agent sends nothing (not installed, stopped, or the node is gone)`,
+        metrics: [
+          {
+            namespace: "CWAgent",
+            name: "mem_used_percent",
+            dimensions: { InstanceId: i.instanceIds[node] },
+            stat: "SampleCount",
+          },
+        ],
+        comparison: "LessThanThreshold",
+        threshold: 1,
+        evaluationPeriods: 5,
+        missing: "breaching",
+      },
+      {
+        key: `${node}-boot-failed`,
+        description: `cloud-init reported an error while booting ${node}`,
+        metrics: [custom("BootFailed", node, "Maximum")],
+        comparison: "GreaterThanOrEqualToThreshold",
+        threshold: 1,
+        evaluationPeriods: 1,
+        missing: "notBreaching",
+      },
+    ]),
+  ];
+}
+
+export interface DashboardInputs {
+  readonly region: string;
+  readonly instanceIds: Readonly<Record<NodeName, string>>;
+  readonly alarmArns: readonly string[];
+}
+
+type Widget = Record<string, unknown>;
+
+function graph(
+  title: string,
+  metrics: unknown[],
+  x: number,
+  y: number,
+  region: string,
+  extra: Widget = {},
+): Widget {
+  return {
+    type: "metric",
+    x,
+    y,
+    width: 12,
+    height: 6,
+    properties: {
+      title,
+      region,
+      period: PERIOD,
+      view: "timeSeries",
+      stacked: false,
+      metrics,
+      ...extra,
+    },
+  };
+}
+
+/** The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication, resources. */
+export function dashboardBody(d: DashboardInputs): string {
+  const nodes: NodeName[] = ["lb", "s1", "s2"];
+  const qps = nodes.flatMap((node, n) => [
+    [NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
+    [{ expression: `r${n} / PERIOD(r${n})`, label: `${node} requests/s`, id: `q${n}` }],
+  ]);
+  const perNode = (namespace: string, name: string, stat: string, extra: string[] = []) =>
+    nodes.map((node) => [
+      namespace,
+      name,
+      "InstanceId",
+      d.instanceIds[node],
+      ...extra,
+      { stat, label: node },
+    ]);
+  const widgets: Widget[] = [
+    graph("Requests per second (LB and each web server)", qps, 0, 0, d.region),
+    graph(
+      "HTTP 5xx (count per minute)",
+      nodes.map((node) => [NAMESPACE, "Http5xx", "Node", node, { stat: "Sum", label: node }]),
+      12,
+      0,
+      d.region,
+    ),
+    graph(
+      "LB response time (ms)",
+      ["p50", "p99"].map((stat) => [
+        NAMESPACE,
+        "ResponseTimeMs",
+        "Node",
+        "lb",
+        { stat, label: stat },
+      ]),
+      0,
+      6,
+      d.region,
+    ),
+    graph(
+      "Backend health (1 = up)",
+      ["s1", "s2"].map((server) => [
+        NAMESPACE,
+        "BackendUp",
+        "Node",
+        "lb",
+        "Server",
+        server,
+        { stat: "Minimum", label: server },
+      ]),
+      12,
+      6,
+      d.region,
+    ),
+    graph(
+      "Replication (s1)",
+      [
+        [NAMESPACE, "ReplicaLagSeconds", "Node", "s1", { stat: "Maximum", label: "lag (s)" }],
+        [
+          NAMESPACE,
+          "ReplicaRunning",
+          "Node",
+          "s1",
+          { stat: "Minimum", label: "running (1 = yes)" },
+        ],
+      ],
+      0,
+      12,
+      d.region,
+    ),
+    graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
+    graph("Memory used (%)", perNode("CWAgent", "mem_used_percent", "Average"), 0, 18, d.region),
+    graph(
+      "Root disk used (%)",
+      perNode("CWAgent", "disk_used_percent", "Maximum", ["path", "/", "fstype", "ext4"]),
+      12,
+      18,
+      d.region,
+    ),
+    {
+      type: "alarm",
+      x: 0,
+      y: 24,
+      width: 24,
+      height: 6,
+      properties: { title: "Alarms", alarms: d.alarmArns },
+    },
+  ];
+  return JSON.stringify({ widgets });
+}
