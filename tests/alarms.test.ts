@@ -1,0 +1,245 @@
+// Alarms, metric filters and the dashboard: thresholds from config, heartbeats that treat silence as
+// failure, auto-recovery on the LB, and a dashboard that only graphs metrics something publishes.
+import { METRIC_FILTERS, NAMESPACE, alarmSpecs, dashboardBody } from "../metrics";
+import { logSources } from "../cloud-init/monitoring";
+import { Plan, PlannedResource } from "../plan/plan";
+import { T, ofType, one, planConfig } from "./harness";
+
+const ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm";
+const FILTER = "aws:cloudwatch/logMetricFilter:LogMetricFilter";
+const IDS = { lb: "i-lb", s1: "i-s1", s2: "i-s2" };
+
+let plan: Plan;
+beforeAll(async () => {
+  plan = await planConfig({
+    domain: "www.example.com",
+    qpsAlarmThreshold: "750",
+    replicaLagAlarmSeconds: "45",
+    alarmEmail: "oncall@example.com",
+  });
+});
+
+const alarm = (key: string): PlannedResource => one(plan, ALARM, `monitoring-${key}`);
+
+describe("alarm rows", () => {
+  const specs = alarmSpecs({ instanceIds: IDS, qpsThreshold: 750, replicaLagSeconds: 45 });
+
+  test("every alarm the issue asks for exists, once", () => {
+    expect(specs.map((s) => s.key).sort()).toEqual(
+      [
+        "lb-qps-high",
+        "lb-5xx-rate",
+        "lb-backend-down",
+        "s1-replica-not-running",
+        "s1-replica-lag",
+        "s1-database-down",
+        "s2-database-down",
+        ...["lb", "s1", "s2"].flatMap((n) => [
+          `${n}-cpu-high`,
+          `${n}-status-check`,
+          `${n}-no-metrics`,
+          `${n}-boot-failed`,
+        ]),
+      ].sort(),
+    );
+  });
+
+  test("heartbeats treat silence as failure; event counts do not", () => {
+    const missing = Object.fromEntries(specs.map((s) => [s.key, s.missing]));
+    for (const key of [
+      "lb-backend-down",
+      "s1-replica-not-running",
+      "lb-no-metrics",
+      "s1-no-metrics",
+      "s2-no-metrics",
+    ]) {
+      expect([key, missing[key]]).toEqual([key, "breaching"]);
+    }
+    for (const key of ["lb-qps-high", "lb-5xx-rate", "s1-replica-lag", "lb-boot-failed"]) {
+      expect([key, missing[key]]).toEqual([key, "notBreaching"]);
+    }
+  });
+
+  test("only the LB recovers automatically (its state is none; the databases are pets)", () => {
+    expect(specs.filter((s) => s.recover).map((s) => s.key)).toEqual(["lb-status-check"]);
+  });
+
+  test("every custom metric an alarm reads is published by a metric filter or the nodes' collector", () => {
+    const collected = [
+      "BackendsUp",
+      "BackendUp",
+      "DatabaseUp",
+      "ReplicaRunning",
+      "ReplicaLagSeconds",
+      "BootFailed",
+    ];
+    const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
+    for (const spec of specs) {
+      for (const m of spec.metrics.filter((m) => m.namespace === NAMESPACE))
+        expect(published).toContain(m.name);
+    }
+  });
+
+  test("metric filters read logs the nodes ship", () => {
+    for (const f of METRIC_FILTERS) expect(logSources(f.node).map((s) => s.key)).toContain(f.log);
+  });
+});
+
+describe("the program's alarms", () => {
+  test("QPS at the LB as metric math (requests per minute / period), threshold from config", () => {
+    const qps = alarm("lb-qps-high").inputs;
+    expect(qps).toMatchObject({
+      threshold: 750,
+      comparisonOperator: "GreaterThanThreshold",
+      name: "webstack-test-lb-qps-high",
+    });
+    expect(qps.metricQueries).toEqual([
+      {
+        id: "m1",
+        metric: {
+          namespace: "Webstack",
+          metricName: "Requests",
+          dimensions: { Node: "lb" },
+          period: 60,
+          stat: "Sum",
+        },
+        returnData: false,
+      },
+      { id: "e1", expression: "m1 / PERIOD(m1)", label: expect.any(String), returnData: true },
+    ]);
+  });
+
+  test("replication lag threshold from config", () => {
+    expect(alarm("s1-replica-lag").inputs).toMatchObject({
+      threshold: 45,
+      namespace: "Webstack",
+      metricName: "ReplicaLagSeconds",
+      dimensions: { Node: "s1" },
+      statistic: "Maximum",
+    });
+  });
+
+  test("per-node alarms follow the node's instance", () => {
+    for (const node of ["lb", "s1", "s2"]) {
+      const id = one(plan, T.instance, `${node}-instance`).id;
+      expect(alarm(`${node}-cpu-high`).inputs.dimensions).toEqual({ InstanceId: id });
+      expect(alarm(`${node}-no-metrics`).inputs).toMatchObject({
+        namespace: "CWAgent",
+        metricName: "mem_used_percent",
+        dimensions: { InstanceId: id },
+        treatMissingData: "breaching",
+      });
+    }
+  });
+
+  test("every alarm notifies the topic, on alarm and on recovery; the LB's status check also recovers it", () => {
+    const topic = ofType(plan, "aws:sns/topic:Topic")[0].outputs.arn;
+    for (const a of ofType(plan, ALARM)) {
+      expect(a.inputs.okActions).toEqual([topic]);
+      const expected =
+        a.name === "monitoring-lb-status-check"
+          ? [topic, "arn:aws:automate:eu-west-1:ec2:recover"]
+          : [topic];
+      expect({ alarm: a.name, actions: a.inputs.alarmActions }).toEqual({
+        alarm: a.name,
+        actions: expected,
+      });
+    }
+    expect(plan.outputs.alarmTopicArn).toBe(topic);
+  });
+
+  test("the e-mail subscription exists only with alarmEmail", async () => {
+    expect(
+      ofType(plan, "aws:sns/topicSubscription:TopicSubscription").map((s) => s.inputs),
+    ).toEqual([
+      {
+        topic: ofType(plan, "aws:sns/topic:Topic")[0].outputs.arn,
+        protocol: "email",
+        endpoint: "oncall@example.com",
+      },
+    ]);
+    const without = await planConfig({ domain: "www.example.com" });
+    expect(ofType(without, "aws:sns/topicSubscription:TopicSubscription")).toEqual([]);
+  });
+
+  test("metric filters count requests and 5xx at the LB and each web server, and time the LB", () => {
+    const filters = Object.fromEntries(ofType(plan, FILTER).map((f) => [f.name, f.inputs]));
+    expect(Object.keys(filters).sort()).toEqual(
+      [
+        "logs-lb-requests",
+        "logs-lb-5xx",
+        "logs-lb-response-time",
+        "logs-s1-requests",
+        "logs-s1-5xx",
+        "logs-s2-requests",
+        "logs-s2-5xx",
+      ].sort(),
+    );
+    expect(filters["logs-lb-5xx"]).toEqual({
+      logGroupName: "/webstack/test/lb/haproxy",
+      pattern: "{ $.status >= 500 }",
+      metricTransformation: {
+        namespace: "Webstack",
+        name: "Http5xx",
+        value: "1",
+        unit: "Count",
+        dimensions: { Node: "$.node" },
+      },
+    });
+    expect(filters["logs-s2-requests"]).toMatchObject({
+      logGroupName: "/webstack/test/s2/nginx-access",
+    });
+  });
+});
+
+describe("the dashboard", () => {
+  test("is valid JSON with QPS, 5xx, latency, backend health, replication, CPU, memory, disk and alarms", () => {
+    const dashboard = ofType(plan, "aws:cloudwatch/dashboard:Dashboard")[0];
+    expect(dashboard.inputs.dashboardName).toBe("webstack-test");
+    const body = JSON.parse(String(dashboard.inputs.dashboardBody));
+    expect(body.widgets.map((w: { properties: { title: string } }) => w.properties.title)).toEqual([
+      "Requests per second (LB and each web server)",
+      "HTTP 5xx (count per minute)",
+      "LB response time (ms)",
+      "Backend health (1 = up)",
+      "Replication (s1)",
+      "CPU (%)",
+      "Memory used (%)",
+      "Root disk used (%)",
+      "Alarms",
+    ]);
+    expect(body.widgets.at(-1).properties.alarms).toEqual(
+      ofType(plan, ALARM).map((a) => a.outputs.arn),
+    );
+    expect(plan.outputs.dashboardUrl).toBe(
+      "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards:name=webstack-test",
+    );
+  });
+
+  test("graphs only metrics something publishes, per node", () => {
+    const body = JSON.parse(
+      dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }),
+    );
+    const published = new Set([
+      ...METRIC_FILTERS.map((f) => `${NAMESPACE}/${f.metric}`),
+      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning"].map((m) => `${NAMESPACE}/${m}`),
+      "AWS/EC2/CPUUtilization",
+      "CWAgent/mem_used_percent",
+      "CWAgent/disk_used_percent",
+    ]);
+    for (const widget of body.widgets.filter((w: { type: string }) => w.type === "metric")) {
+      for (const line of widget.properties.metrics as unknown[][]) {
+        if (typeof line[0] !== "string") continue; // metric math
+        expect(published).toContain(`${line[0]}/${line[1]}`);
+      }
+    }
+    const qps = body.widgets[0].properties.metrics.filter(
+      (l: unknown[]) => typeof l[0] !== "string",
+    );
+    expect(qps.map((l: { expression: string }[]) => l[0].expression)).toEqual([
+      "r0 / PERIOD(r0)",
+      "r1 / PERIOD(r1)",
+      "r2 / PERIOD(r2)",
+    ]);
+  });
+});
