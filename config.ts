@@ -71,6 +71,8 @@ export interface WebstackConfig {
   readonly tags: Readonly<Record<string, string>>;
   /** Where nodes download the CloudWatch agent package; `{arch}` becomes amd64 or arm64. */
   readonly cloudWatchAgentUrl: string;
+  /** Datadog's APT repository (or a mirror of it). @default "https://apt.datadoghq.com/" */
+  readonly datadogRepoUrl: string;
 }
 
 export type ConfigKey = keyof WebstackConfig;
@@ -426,6 +428,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
       "https://amazoncloudwatch-agent-eu-west-1.s3.eu-west-1.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
     default: CLOUDWATCH_AGENT_DEFAULT_URL,
     parse: debPackageUrl,
+  },
+  datadogRepoUrl: {
+    doc: "Datadog's APT repository or a mirror; its metadata must be signed by Datadog's pinned keys.",
+    accepted: "an https:// URL",
+    example: "https://apt.datadoghq.com/",
+    default: "https://apt.datadoghq.com/",
+    parse: httpsUrl,
   },
 };
 

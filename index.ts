@@ -18,6 +18,7 @@ import { PublicCertificate } from "./components/publicCertificate";
 import { LoadBalancer } from "./components/loadBalancer";
 import { NodeLogGroups } from "./components/logGroups";
 import { Monitoring } from "./components/monitoring";
+import { DatadogApiKey } from "./components/datadogApiKey";
 
 export = async () => {
   // Every config problem is reported here, before any resource exists.
@@ -58,10 +59,27 @@ export = async () => {
     retentionDays: config.logRetentionDays,
     tags,
   });
+  const datadog =
+    config.datadogApiKey && config.datadog
+      ? new DatadogApiKey("datadog", {
+          stack,
+          apiKey: config.datadogApiKey,
+          parameterKeyId: parameterKey.keyId,
+          tags,
+        })
+      : undefined;
   const monitoringOf = (node: NodeName) => ({
     logGroups: logGroups.names[node],
     cloudWatchAgentUrl: config.cloudWatchAgentUrl,
     engine: config.dbEngine,
+    datadog: datadog && {
+      stack,
+      site: config.datadogSite,
+      repoUrl: config.datadogRepoUrl,
+      apiKeyParameter: datadog.parameterName,
+      monitorPasswordParameter:
+        node === "lb" ? undefined : appSecrets.parameterNames[node]?.["db-monitor-password"],
+    },
   });
   const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
   const pki = new Pki("pki", { nodes: appNodeSpecs, organization: `webstack ${stack}` });

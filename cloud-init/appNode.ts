@@ -42,7 +42,7 @@ export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
 export const NODE_ENV_PATH = "/etc/webstack/node.env";
 export const SECRETS_MANIFEST_PATH = "/etc/webstack/secrets.json";
 
-const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+-]*$/;
+const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+,-]*$/;
 
 /** KEY=value lines a shell sources; values are plain words by construction, never secrets. */
 export function renderEnvFile(values: Readonly<Record<string, string>>): string {

@@ -6,7 +6,7 @@ import { NodeSpec } from "../topology";
 import { Tagger } from "../tags";
 import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
-import { NodeMonitoringArgs, instanceDefaults, monitoringPart } from "./instanceDefaults";
+import { NodeMonitoringArgs, instanceDefaults, monitoringParts } from "./instanceDefaults";
 
 export interface AppNodeArgs {
   /** This node (s1 or s2); its role says primary or replica. */
@@ -94,9 +94,7 @@ export class AppNode extends pulumi.ComponentResource {
           dataDevice: ebsDevicePath(volumeId),
           parameters: args.parameterNames,
           statusPort: args.statusPort ?? 8080,
-          extraParts: [
-            monitoringPart(node.name as "s1" | "s2", args.instanceType, args.monitoring),
-          ],
+          extraParts: monitoringParts(node.name as "s1" | "s2", args.instanceType, args.monitoring),
         }),
       ),
     );

@@ -6,6 +6,7 @@ import { architectureOf, debian13AmiId } from "../ami";
 import { DbEngine } from "../config";
 import { CloudConfigPart } from "../cloud-init/cloudConfig";
 import { MonitoredNode, renderMonitoringPart } from "../cloud-init/monitoring";
+import { renderDatadogPart } from "../cloud-init/datadog";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
 
 export interface InstanceDefaultsArgs {
@@ -54,19 +55,31 @@ export interface NodeMonitoringArgs {
   /** The agent package URL; `{arch}` is resolved from the instance type. */
   readonly cloudWatchAgentUrl: string;
   readonly engine: DbEngine;
+  /** The Datadog agent, when enabled. */
+  readonly datadog?: {
+    readonly stack: string;
+    readonly site: string;
+    readonly repoUrl: string;
+    readonly apiKeyParameter: string;
+    /** The database monitoring user's password parameter (app nodes). */
+    readonly monitorPasswordParameter?: string;
+  };
 }
 
-/** The monitoring part of a node's user-data. */
-export function monitoringPart(
+/** The monitoring parts of a node's user-data: CloudWatch always, Datadog when enabled. */
+export function monitoringParts(
   node: MonitoredNode,
   instanceType: string,
   m: NodeMonitoringArgs,
-): CloudConfigPart {
-  return renderMonitoringPart({
-    role: node === "lb" ? "loadbalancer" : node === "s2" ? "primary" : "replica",
+): CloudConfigPart[] {
+  const role = node === "lb" ? "loadbalancer" : node === "s2" ? "primary" : "replica";
+  const cloudWatch = renderMonitoringPart({
     node,
+    role,
     engine: m.engine,
     logGroups: m.logGroups,
     agentPackageUrl: m.cloudWatchAgentUrl.replace("{arch}", architectureOf(instanceType)),
   });
+  if (!m.datadog) return [cloudWatch];
+  return [cloudWatch, renderDatadogPart({ node, role, engine: m.engine, ...m.datadog })];
 }

@@ -7,7 +7,7 @@ import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { PublicCertificate } from "./publicCertificate";
-import { NodeMonitoringArgs, instanceDefaults, monitoringPart } from "./instanceDefaults";
+import { NodeMonitoringArgs, instanceDefaults, monitoringParts } from "./instanceDefaults";
 
 export interface LoadBalancerArgs {
   /** The lb node: its fixed address and name. */
@@ -83,7 +83,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
             backends: args.backends,
             caCertPem,
             certificate,
-            extraParts: [monitoringPart("lb", args.instanceType, args.monitoring)],
+            extraParts: monitoringParts("lb", args.instanceType, args.monitoring),
           }),
         ),
       );

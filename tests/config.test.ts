@@ -51,6 +51,7 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   tags: {},
   cloudWatchAgentUrl:
     "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
+  datadogRepoUrl: "https://apt.datadoghq.com/",
 };
 
 describe("defaults", () => {
@@ -114,6 +115,7 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["replicaLagAlarmSeconds", "0", "is out of range [1, 86400]"],
   ["cloudWatchAgentUrl", "http://example.com/agent.deb", "is not an https:// URL"],
   ["cloudWatchAgentUrl", "https://example.com/agent.rpm", "is not the URL of a .deb package"],
+  ["datadogRepoUrl", "apt.datadoghq.com", "is not a URL"],
   ["tags", "Environment=dev", "is not an object"],
   ["tags", '["dev"]', "is not an object"],
   ["tags", '{"Role": "web"}', "is not a valid tag set: Role is set by webstack"],

@@ -1,0 +1,37 @@
+// The Datadog API key as a SecureString every node may read (shared/), never in user-data.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { SecretValue } from "../config";
+import { parameterName } from "../naming";
+import { Tagger } from "../tags";
+
+export interface DatadogApiKeyArgs {
+  readonly stack: string;
+  readonly apiKey: SecretValue;
+  readonly parameterKeyId: pulumi.Input<string>;
+  readonly tags: Tagger;
+}
+
+export class DatadogApiKey extends pulumi.ComponentResource {
+  /** Name of the parameter the nodes read. */
+  readonly parameterName: string;
+
+  constructor(name: string, args: DatadogApiKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:monitoring:DatadogApiKey", name, {}, opts);
+    this.parameterName = parameterName(args.stack, "shared", "datadog-api-key");
+    new aws.ssm.Parameter(
+      `${name}-api-key`,
+      {
+        name: this.parameterName,
+        description: `webstack ${args.stack}: the Datadog API key`,
+        type: "SecureString",
+        keyId: args.parameterKeyId,
+        value: pulumi.secret(args.apiKey.reveal()),
+        tier: "Standard",
+        tags: args.tags("shared", "datadog-api-key"),
+      },
+      { parent: this },
+    );
+    this.registerOutputs({});
+  }
+}
