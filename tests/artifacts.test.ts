@@ -63,7 +63,12 @@ interface Rendered {
 const documents: Rendered[] = [];
 
 // Which documents each configuration contributes: both engines' app nodes, the LB in each mode.
-const VARIANTS: { config: Record<string, string>; take: Record<string, string> }[] = [
+const DATADOG = { datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
+const VARIANTS: {
+  config: Record<string, string>;
+  take: Record<string, string>;
+  secretKeys?: string[];
+}[] = [
   {
     config: { dbEngine: "mariadb" },
     take: { s1: "mariadb-s1", s2: "mariadb-s2", lb: "self-signed-lb" },
@@ -74,11 +79,16 @@ const VARIANTS: { config: Record<string, string>; take: Record<string, string> }
     take: { lb: "letsencrypt-lb" },
   },
   { config: { certificate: "acm", hostedZone: "example.com" }, take: { lb: "acm-lb" } },
+  {
+    config: DATADOG,
+    take: { s2: "datadog-s2", lb: "datadog-lb" },
+    secretKeys: ["webstack:datadogApiKey"],
+  },
 ];
 
 beforeAll(async () => {
-  for (const { config, take } of VARIANTS) {
-    const plan = await planConfig({ domain: "www.example.com", ...config });
+  for (const { config, take, secretKeys } of VARIANTS) {
+    const plan = await planConfig({ domain: "www.example.com", ...config }, { secretKeys });
     for (const instance of ofType(plan, T.instance)) {
       const name = take[instance.name.replace(/-instance$/, "")];
       if (!name) continue;
@@ -90,6 +100,8 @@ beforeAll(async () => {
   }
   expect(documents.map((d) => d.name).sort()).toEqual([
     "acm-lb",
+    "datadog-lb",
+    "datadog-s2",
     "letsencrypt-lb",
     "mariadb-s1",
     "mariadb-s2",
@@ -226,7 +238,7 @@ describe("haproxy", () => {
     "haproxy -c accepts the rendered config of every certificate mode, without a warning",
     () => {
       const lbs = lbDocuments();
-      expect(lbs).toHaveLength(3);
+      expect(lbs).toHaveLength(4);
       for (const d of lbs) {
         const result = checkServerConfig("haproxy", configOf(d));
         expect({ node: d.name, code: result.code, output: result.output }).toMatchObject({
