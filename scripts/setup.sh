@@ -34,3 +34,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund
+# The policy pack has its own dependencies (Pulumi loads it from policy/).
+npm ci --prefix policy --no-audit --no-fund

@@ -69,6 +69,7 @@ test("CI and the pull-request workflow run the README's test command", () => {
   );
   expect(workflow.jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean)).toEqual([
     "npm ci",
+    "npm ci --prefix policy",
     "npm run typecheck",
     "npm test",
   ]);
@@ -87,6 +88,7 @@ test("the workflow previews dev and prod with pulumi/actions@v7 and comments on 
     command: "preview",
     "stack-name": "${{ matrix.stack }}",
     "comment-on-pr": true,
+    policyPacks: "policy",
   });
   // Every secret and variable the workflow reads is documented in the README.
   const names = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(

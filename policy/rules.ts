@@ -1,0 +1,308 @@
+// webstack's security controls as pure predicates: the policy pack and the jest suite both run these.
+// No Pulumi import: a resource is its type, name, properties, and the resources a property refers to.
+import { decodeUserData } from "../cloud-init/userDataEncoding";
+
+export interface Resource {
+  readonly type: string;
+  readonly name: string;
+  readonly props: Readonly<Record<string, unknown>>;
+  /** The resources a property's value comes from (ids, names, ARNs of other resources). */
+  linked(prop: string): Resource[];
+}
+
+export interface RuleConfig {
+  /** Regular expressions that must match nowhere in user-data. */
+  readonly secretPatterns: readonly string[];
+}
+
+/** Values that look like secrets; placeholders such as '@APP_PASSWORD@' are not. */
+export const DEFAULT_SECRET_PATTERNS: readonly string[] = [
+  "-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+  "\\b(AKIA|ASIA)[0-9A-Z]{16}\\b",
+  "(?i)aws_secret_access_key",
+  "(?i)(password|passwd|secret|api_key|apikey)[\"']?\\s*[:=]\\s*[\"'](?!@)[^\"'\\s]{8,}[\"']",
+];
+
+export interface ResourceRule {
+  readonly id: string;
+  /** The control it enforces (FSBP, checkov), as messages cite it. */
+  readonly control: string;
+  readonly description: string;
+  readonly types: readonly string[];
+  /** One message per violation, empty when the resource complies. */
+  check(resource: Resource): string[];
+}
+
+export interface StackRule {
+  readonly id: string;
+  readonly control: string;
+  readonly description: string;
+  check(
+    resources: readonly Resource[],
+    config: RuleConfig,
+  ): { resource: string; message: string }[];
+}
+
+const SG = "aws:ec2/securityGroup:SecurityGroup";
+const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
+const EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule";
+const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
+const INSTANCE = "aws:ec2/instance:Instance";
+const APP_ROLES = ["primary", "replica"];
+const WORLD = ["0.0.0.0/0", "::/0"];
+
+const tagsOf = (r: Resource) => (r.props.tags ?? {}) as Record<string, string>;
+const num = (v: unknown) => (typeof v === "number" ? v : v === undefined ? undefined : Number(v));
+
+/** The ports a rule opens, as [from, to]; all ports when the protocol is "-1". */
+function portRange(r: Resource): [number, number] {
+  if (r.props.ipProtocol === "-1" || r.props.ipProtocol === "all") return [0, 65535];
+  return [num(r.props.fromPort) ?? 0, num(r.props.toPort) ?? 65535];
+}
+const opens = (r: Resource, port: number) => {
+  const [from, to] = portRange(r);
+  return from <= port && port <= to;
+};
+
+export const RESOURCE_RULES: readonly ResourceRule[] = [
+  {
+    id: "world-ingress-only-https-on-lb",
+    control: "FSBP EC2.18/EC2.19, CKV_AWS_24/25/260",
+    description:
+      "Ingress from 0.0.0.0/0 or ::/0 only to ports 80 and 443, and only on the load balancer's group",
+    types: [INGRESS],
+    check: (r) => {
+      const source = [r.props.cidrIpv4, r.props.cidrIpv6].find((c) => WORLD.includes(String(c)));
+      if (!source) return [];
+      const [from, to] = portRange(r);
+      const problems: string[] = [];
+      if (!(from === to && (from === 80 || from === 443)))
+        problems.push(`opens ports ${from}-${to} to ${source}`);
+      if (tagsOf(r).Role !== "loadbalancer")
+        problems.push(`opens ${source} on a group whose Role is ${tagsOf(r).Role ?? "unset"}`);
+      return problems;
+    },
+  },
+  {
+    id: "no-ssh-or-rdp",
+    control: "FSBP EC2.13/EC2.14, CKV_AWS_24/25",
+    description:
+      "No rule for port 22 or 3389, from anywhere (access is through SSM Session Manager)",
+    types: [INGRESS, EGRESS, LEGACY_RULE],
+    check: (r) => [22, 3389].filter((port) => opens(r, port)).map((port) => `opens port ${port}`),
+  },
+  {
+    id: "database-only-from-groups",
+    control: "webstack east-west rule",
+    description:
+      "The database port is opened only to referenced security groups, never to address ranges",
+    types: [INGRESS],
+    check: (r) =>
+      opens(r, 3306) &&
+      (r.props.referencedSecurityGroupId === undefined ||
+        r.props.cidrIpv4 ||
+        r.props.cidrIpv6 ||
+        r.props.prefixListId)
+        ? ["opens port 3306 to an address range instead of a referenced security group"]
+        : [],
+  },
+  {
+    id: "no-inline-rules",
+    control: "AWS provider guidance: never mix inline and standalone rules",
+    description:
+      "Security groups have no inline rules, and no legacy aws.ec2.SecurityGroupRule is used",
+    types: [SG, LEGACY_RULE],
+    check: (r) => {
+      if (r.type === LEGACY_RULE)
+        return ["uses aws.ec2.SecurityGroupRule; use aws.vpc.SecurityGroupIngressRule/EgressRule"];
+      return (["ingress", "egress"] as const)
+        .filter((k) => Array.isArray(r.props[k]) && (r.props[k] as unknown[]).length > 0)
+        .map((k) => `has inline ${k} rules`);
+    },
+  },
+  {
+    id: "described",
+    control: "FSBP EC2 hygiene, CKV_AWS_23",
+    description: "Every security group and rule has a description",
+    types: [SG, INGRESS, EGRESS],
+    check: (r) =>
+      typeof r.props.description === "string" && r.props.description.trim()
+        ? []
+        : ["has no description"],
+  },
+  {
+    id: "imdsv2-required",
+    control: "FSBP EC2.8, CKV_AWS_79",
+    description: "Instances require IMDSv2 (session tokens)",
+    types: [INSTANCE],
+    check: (r) =>
+      (r.props.metadataOptions as Record<string, unknown> | undefined)?.httpTokens === "required"
+        ? []
+        : ["does not require IMDSv2 (metadataOptions.httpTokens must be required)"],
+  },
+  {
+    id: "encrypted-volumes",
+    control: "FSBP EC2.3/EC2.7, CKV_AWS_8",
+    description: "Root volumes and EBS volumes are encrypted",
+    types: [INSTANCE, "aws:ebs/volume:Volume"],
+    check: (r) => {
+      const encrypted =
+        r.type === INSTANCE
+          ? (r.props.rootBlockDevice as Record<string, unknown> | undefined)?.encrypted
+          : r.props.encrypted;
+      return encrypted === true
+        ? []
+        : [r.type === INSTANCE ? "has an unencrypted root volume" : "is not encrypted"];
+    },
+  },
+  {
+    id: "no-public-ip-on-app-nodes",
+    control: "FSBP EC2.9, CKV_AWS_88",
+    description: "App nodes (Role primary or replica) have no public IP",
+    types: [INSTANCE],
+    check: (r) =>
+      APP_ROLES.includes(tagsOf(r).Role) && r.props.associatePublicIpAddress !== false
+        ? [`is an app node (Role ${tagsOf(r).Role}) without associatePublicIpAddress: false`]
+        : [],
+  },
+  {
+    id: "subnets-map-no-public-ips",
+    control: "FSBP EC2.15, CKV_AWS_130",
+    description: "No subnet hands out public IPs on launch",
+    types: ["aws:ec2/subnet:Subnet"],
+    check: (r) => (r.props.mapPublicIpOnLaunch === true ? ["maps public IPs on launch"] : []),
+  },
+  {
+    id: "default-security-group-closed",
+    control: "FSBP EC2.2, CKV2_AWS_12",
+    description: "The VPC's default security group has no rules",
+    types: ["aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"],
+    check: (r) =>
+      (["ingress", "egress"] as const)
+        .filter((k) => Array.isArray(r.props[k]) && (r.props[k] as unknown[]).length > 0)
+        .map((k) => `has ${k} rules`),
+  },
+  {
+    id: "log-retention",
+    control: "CKV_AWS_338, FSBP CloudWatch hygiene",
+    description: "Log groups keep logs for a set number of days",
+    types: ["aws:cloudwatch/logGroup:LogGroup"],
+    check: (r) => ((num(r.props.retentionInDays) ?? 0) > 0 ? [] : ["has no retention"]),
+  },
+];
+
+const byType = (resources: readonly Resource[], type: string) =>
+  resources.filter((r) => r.type === type);
+
+/** A JavaScript RegExp from a pattern that may start with the inline flag (?i). */
+function compile(pattern: string): RegExp {
+  return pattern.startsWith("(?i)") ? new RegExp(pattern.slice(4), "i") : new RegExp(pattern);
+}
+
+export const STACK_RULES: readonly StackRule[] = [
+  {
+    id: "vpc-flow-logs",
+    control: "FSBP EC2.6, CKV2_AWS_11",
+    description: "Every VPC has flow logs capturing all traffic",
+    check: (resources) => {
+      const logs = byType(resources, "aws:ec2/flowLog:FlowLog").filter(
+        (f) => f.props.trafficType === "ALL",
+      );
+      return byType(resources, "aws:ec2/vpc:Vpc")
+        .filter((vpc) => !logs.some((f) => f.linked("vpcId").includes(vpc)))
+        .map((vpc) => ({ resource: vpc.name, message: "has no flow log capturing ALL traffic" }));
+    },
+  },
+  {
+    id: "instances-managed-by-ssm",
+    control: "FSBP SSM.1",
+    description:
+      "Every instance has an instance profile whose role carries AmazonSSMManagedInstanceCore",
+    check: (resources) => {
+      const ssmRoles = byType(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        .filter((a) =>
+          String(a.props.policyArn ?? "").endsWith(":policy/AmazonSSMManagedInstanceCore"),
+        )
+        .flatMap((a) => a.linked("role"));
+      return byType(resources, INSTANCE)
+        .filter((i) => {
+          const roles = i.linked("iamInstanceProfile").flatMap((p) => p.linked("role"));
+          return !roles.some((role) => ssmRoles.includes(role));
+        })
+        .map((i) => ({
+          resource: i.name,
+          message: "has no instance profile whose role is managed by SSM",
+        }));
+    },
+  },
+  {
+    id: "no-secrets-in-user-data",
+    control: "AWS EC2 user-data guidance, CKV_AWS_46",
+    description:
+      "User-data holds no secret: no generated secret value, nothing matching the secret patterns",
+    check: (resources, config) => {
+      const generated = [
+        ...byType(resources, "random:index/randomPassword:RandomPassword").map(
+          (r) => r.props.result,
+        ),
+        ...byType(resources, "tls:index/privateKey:PrivateKey").map((r) => r.props.privateKeyPem),
+      ].filter((v): v is string => typeof v === "string" && v.length >= 8);
+      const patterns = config.secretPatterns.map(compile);
+      return byType(resources, INSTANCE).flatMap((instance) => {
+        let text: string;
+        try {
+          text = decodeUserData(instance.props);
+        } catch {
+          return []; // no user-data, or not known yet at preview
+        }
+        const found = [
+          ...generated
+            .filter((secret) => text.includes(secret))
+            .map(() => "contains a generated secret value"),
+          ...patterns
+            .filter((p) => p.test(text))
+            .map((p) => `matches the secret pattern ${p.source}`),
+        ];
+        return found.map((message) => ({
+          resource: instance.name,
+          message: `user-data ${message}`,
+        }));
+      });
+    },
+  },
+];
+
+export interface Violation {
+  readonly rule: string;
+  readonly resource: string;
+  readonly message: string;
+}
+
+/** Runs every rule over a stack's resources; the message names the resource and the control. */
+export function evaluate(
+  resources: readonly Resource[],
+  config: RuleConfig = { secretPatterns: DEFAULT_SECRET_PATTERNS },
+): Violation[] {
+  const violations: Violation[] = [];
+  for (const rule of RESOURCE_RULES) {
+    for (const r of resources.filter((res) => rule.types.includes(res.type))) {
+      for (const message of rule.check(r)) {
+        violations.push({
+          rule: rule.id,
+          resource: r.name,
+          message: `${r.name}: ${message} (${rule.control})`,
+        });
+      }
+    }
+  }
+  for (const rule of STACK_RULES) {
+    for (const v of rule.check(resources, config)) {
+      violations.push({
+        rule: rule.id,
+        resource: v.resource,
+        message: `${v.resource}: ${v.message} (${rule.control})`,
+      });
+    }
+  }
+  return violations;
+}
