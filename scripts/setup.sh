@@ -10,7 +10,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-DEBIAN_PACKAGES=(cloud-init shellcheck nginx haproxy rsyslog python3-boto3 python3-yaml openssl util-linux iproute2)
+DEBIAN_PACKAGES=(cloud-init shellcheck nginx haproxy rsyslog nftables python3-boto3 python3-yaml openssl util-linux iproute2)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
