@@ -79,13 +79,24 @@ def write(path, value, owner, group, mode):
         raise
 
 
+RETRYABLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalServerError",
+                   "InternalFailure", "ServiceUnavailable", "RequestTimeout"}
+
+
+def retryable(error):
+    """Connection trouble and throttling pass; a refusal (access denied, bad input) never does."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        return error.response.get("Error", {}).get("Code") in RETRYABLE_CODES
+    return isinstance(error, (OSError, botocore.exceptions.BotoCoreError))
+
+
 def with_retries(action, what):
     delay = 2
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return action()
         except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-            if attempt == ATTEMPTS:
+            if attempt == ATTEMPTS or not retryable(error):
                 raise
             log(f"{what} failed ({type(error).__name__}), attempt {attempt} of {ATTEMPTS}; retrying in {delay} s")
             time.sleep(delay)
@@ -232,7 +243,11 @@ def main(argv, client_factory=boto3.client):
     else:
         log(USAGE)
         return 2
-    return run(client_factory(service, region_name=with_retries(region, "reading the region")))
+    try:
+        return run(client_factory(service, region_name=with_retries(region, "reading the region")))
+    except botocore.exceptions.ClientError as error:
+        log(f"{error.response.get('Error', {}).get('Code')}: {error.response.get('Error', {}).get('Message')}")
+        return 1
 
 
 if __name__ == "__main__":

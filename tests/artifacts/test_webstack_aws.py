@@ -279,6 +279,33 @@ class WebstackAwsTest(unittest.TestCase):
                 self.module.boot_status_command("lb", client, run=run)
             stubber.assert_no_pending_responses()
 
+    def test_a_refusal_is_not_retried_and_ends_the_command(self):
+        self.module.ATTEMPTS = 3
+        try:
+            entries = [self.entry("/webstack/t/s2/tls-key", "x", "0600")]
+            self.stubber.add_client_error("get_parameters", "AccessDeniedException", "not authorized")
+            with self.stubber:
+                code, stderr = self.run_main(self.manifest(entries))
+            self.assertEqual(code, 1)
+            self.assertIn("AccessDeniedException: not authorized", stderr)
+            self.assertNotIn("retrying", stderr)
+        finally:
+            self.module.ATTEMPTS = 1
+
+    def test_throttling_is_retried(self):
+        self.module.ATTEMPTS = 2
+        sleep, self.module.time.sleep = self.module.time.sleep, lambda _: None
+        try:
+            self.stubber.add_client_error("get_parameters", "ThrottlingException", "slow down")
+            self.stubber.add_response("get_parameters", {"Parameters": [{"Name": "/p", "Value": "v", "Type": "String"}]})
+            with self.stubber:
+                code, stderr = self.run_main(self.manifest([self.entry("/p", "p", "0600")]))
+            self.assertEqual(code, 0)
+            self.assertIn("retrying", stderr)
+        finally:
+            self.module.ATTEMPTS = 1
+            self.module.time.sleep = sleep
+
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.run_args(["webstack-aws", "fetch"])
         self.assertEqual(code, 2)

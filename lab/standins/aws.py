@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Lab stand-ins for the AWS endpoints a node calls at boot, answering at their real addresses
+inside a lab network namespace (never outside one):
+
+- instance metadata (IMDSv2 only) on 169.254.169.254:80: session token, region, instance id,
+  identity document, and the role's credentials;
+- SSM Parameter Store over HTTPS (JSON 1.1 protocol): GetParameter(s), GetParametersByPath and
+  PutParameter, each allowed only under the node's own paths, as its IAM policy allows.
+
+Usage: aws.py STATE.json    where STATE.json is
+  {"region", "instanceId", "role", "paths": [allowed prefixes], "listen": ssm address,
+   "cert", "key" (the SSM endpoint's TLS pair), "parameters": {name: {"Type", "Value"}}}
+Every request is logged to stdout (names only, never values), so tests can prove who answered.
+"""
+import http.server
+import json
+import ssl
+import sys
+import threading
+import time
+import uuid
+
+STATE = json.load(open(sys.argv[1]))
+TOKENS = set()
+LOCK = threading.Lock()
+
+
+def log(*parts):
+    print(" ".join(str(p) for p in parts), flush=True)
+
+
+class Metadata(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body="", content_type="text/plain"):
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_PUT(self):
+        if self.path != "/latest/api/token" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            return self.reply(400)
+        token = uuid.uuid4().hex
+        with LOCK:
+            TOKENS.add(token)
+        log("imds", "PUT", self.path)
+        self.reply(200, token)
+
+    def do_GET(self):
+        # IMDSv2 only, as the instances require (httpTokens: required).
+        if self.headers.get("X-aws-ec2-metadata-token") not in TOKENS:
+            log("imds", "GET-without-token", self.path)
+            return self.reply(401)
+        log("imds", "GET", self.path)
+        role = STATE["role"]
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        answers = {
+            "/latest/meta-data/placement/region": STATE["region"],
+            "/latest/meta-data/instance-id": STATE["instanceId"],
+            "/latest/meta-data/iam/security-credentials/": role,
+            f"/latest/meta-data/iam/security-credentials/{role}": json.dumps({
+                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIALABSTANDIN000001",
+                "SecretAccessKey": "lab-stand-in-secret", "Token": "lab-stand-in-token",
+                "Expiration": expires, "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }),
+            "/latest/dynamic/instance-identity/document": json.dumps({
+                "region": STATE["region"], "instanceId": STATE["instanceId"], "accountId": "123456789012",
+            }),
+        }
+        if self.path in answers:
+            return self.reply(200, answers[self.path])
+        self.reply(404)
+
+    def log_message(self, *args):
+        pass
+
+
+def allowed(name):
+    return any(name.startswith(prefix) for prefix in STATE["paths"])
+
+
+class Ssm(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, kind, message, code=400):
+        self.reply(code, {"__type": kind, "message": message})
+
+    def parameter(self, name):
+        p = STATE["parameters"][name]
+        return {"Name": name, "Type": p["Type"], "Value": p["Value"], "Version": 1, "DataType": "text"}
+
+    def do_POST(self):
+        target = self.headers.get("X-Amz-Target", "")
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        operation = target.split(".")[-1]
+        names = body.get("Names") or ([body["Name"]] if "Name" in body else [body.get("Path", "")])
+        log("ssm", operation, *names)
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=ASIALABSTANDIN"):
+            return self.error("UnrecognizedClientException", "not signed with the node's role credentials")
+        denied = [n for n in names if not allowed(n)]
+        if denied:
+            return self.error("AccessDeniedException", f"not authorized to access {', '.join(denied)}")
+        if operation == "GetParameter":
+            if body["Name"] not in STATE["parameters"]:
+                return self.error("ParameterNotFound", body["Name"])
+            return self.reply(200, {"Parameter": self.parameter(body["Name"])})
+        if operation == "GetParameters":
+            found = [n for n in names if n in STATE["parameters"]]
+            result = {"Parameters": [self.parameter(n) for n in found]}
+            missing = [n for n in names if n not in STATE["parameters"]]
+            if missing:
+                result["InvalidParameters"] = missing
+            return self.reply(200, result)
+        if operation == "GetParametersByPath":
+            prefix = body["Path"].rstrip("/") + "/"
+            return self.reply(200, {"Parameters": [self.parameter(n) for n in STATE["parameters"] if n.startswith(prefix)]})
+        if operation == "PutParameter":
+            with LOCK:
+                STATE["parameters"][body["Name"]] = {"Type": body.get("Type", "String"), "Value": body["Value"]}
+            return self.reply(200, {"Version": 2, "Tier": "Standard"})
+        self.error("InvalidAction", operation)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(server):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+serve(http.server.ThreadingHTTPServer(("169.254.169.254", 80), Metadata))
+ssm = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(STATE["cert"], STATE["key"])
+ssm.socket = context.wrap_socket(ssm.socket, server_side=True)
+log("ready")
+ssm.serve_forever()

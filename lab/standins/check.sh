@@ -1,0 +1,41 @@
+#!/bin/bash
+# Runs the node tool against the AWS stand-ins inside a scratch network namespace that has only a
+# loopback interface: nothing can leave it, and 169.254.169.254 there is the stand-in's.
+# Usage: check.sh DIR   (DIR holds state.json, ca.pem and the manifests; run as root)
+# Prints each step's exit code and output, then the stand-in's request log.
+set -euo pipefail
+dir=$(realpath "$1")
+ns=wsaws-$$
+here=$(dirname "$(realpath "$0")")
+tool=$(realpath "$here/../../cloud-init/files/webstack-aws.py")
+cleanup() {
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "/etc/netns/$ns"
+  rmdir /etc/netns 2>/dev/null || true # only when empty: other namespaces may use it
+}
+trap cleanup EXIT
+ip netns add "$ns"
+mkdir -p "/etc/netns/$ns"
+listen=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$dir/state.json")
+printf '127.0.0.1 localhost\n%s ssm.eu-west-1.amazonaws.com\n' "$listen" >"/etc/netns/$ns/hosts"
+ip -n "$ns" link set lo up
+ip -n "$ns" addr add 169.254.169.254/32 dev lo
+ip -n "$ns" addr add "$listen/32" dev lo
+ip netns exec "$ns" timeout 60 /usr/bin/python3 "$here/aws.py" "$dir/state.json" >"$dir/standin.log" 2>&1 &
+for _ in $(seq 50); do grep -q ready "$dir/standin.log" 2>/dev/null && break; sleep 0.1; done
+step() {
+  local name=$1
+  shift
+  set +e
+  output=$(ip netns exec "$ns" env AWS_CA_BUNDLE="$dir/ca.pem" /usr/bin/python3 "$tool" "$@" 2>&1)
+  code=$?
+  set -e
+  printf '== %s exit=%s\n%s\n' "$name" "$code" "$output"
+}
+step fetch fetch "$dir/manifest.json"
+step fetch-denied fetch "$dir/manifest-denied.json"
+step put put /webstack/lab/s1/stored "$dir/stored.txt" key-1
+step put-denied put /webstack/lab/lb/stored "$dir/stored.txt" key-1
+printf '== stand-in log\n'
+cat "$dir/standin.log"

@@ -1,0 +1,143 @@
+// The lab's AWS stand-ins, with the real node tool as the client: region and role credentials from
+// IMDSv2, SSM over TLS at its real hostname, and IAM-like scoping to the node's own paths.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "./harness";
+
+const works = (command: string, args: string[]) =>
+  spawnSync(command, args, { stdio: "ignore" }).status === 0;
+const CAN_RUN =
+  process.getuid?.() === 0 &&
+  works("/usr/bin/python3", ["-c", "import boto3"]) &&
+  works("openssl", ["version"]);
+if (!CAN_RUN && !process.env.CI)
+  console.warn("skipping the AWS stand-in check: it needs root and python3-boto3");
+const runTest = CAN_RUN || process.env.CI ? test : test.skip;
+
+function openssl(dir: string, ...args: string[]) {
+  const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(r.stderr);
+}
+
+runTest(
+  "the node tool fetches and stores its own parameters through the stand-ins, and nothing else",
+  () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-standins-"));
+    try {
+      const ecdsa = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+      openssl(
+        dir,
+        "req",
+        "-x509",
+        ...ecdsa,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=lab CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+      );
+      openssl(
+        dir,
+        "req",
+        ...ecdsa,
+        "-subj",
+        "/CN=ssm.eu-west-1.amazonaws.com",
+        "-keyout",
+        "ssm.key",
+        "-out",
+        "ssm.csr",
+      );
+      fs.writeFileSync(
+        path.join(dir, "ext.cnf"),
+        "subjectAltName=DNS:ssm.eu-west-1.amazonaws.com\nextendedKeyUsage=serverAuth\n",
+      );
+      openssl(
+        dir,
+        "x509",
+        "-req",
+        "-in",
+        "ssm.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "ssm.pem",
+        "-extfile",
+        "ext.cnf",
+      );
+      fs.writeFileSync(
+        path.join(dir, "state.json"),
+        JSON.stringify({
+          region: "eu-west-1",
+          instanceId: "i-lab0s1",
+          role: "s1-identity-role",
+          paths: ["/webstack/lab/s1/", "/webstack/lab/shared/"],
+          listen: "203.0.113.5", // TEST-NET-3, on the namespace's loopback only
+          cert: path.join(dir, "ssm.pem"),
+          key: path.join(dir, "ssm.key"),
+          parameters: {
+            "/webstack/lab/s1/db-app-password": { Type: "SecureString", Value: "lab-password-1" },
+            "/webstack/lab/s2/db-app-password": { Type: "SecureString", Value: "not-for-s1" },
+          },
+        }),
+      );
+      const entry = (parameter: string, file: string) => [
+        { parameter, path: path.join(dir, "out", file), mode: "0600", owner: "root:root" },
+      ];
+      fs.writeFileSync(
+        path.join(dir, "manifest.json"),
+        JSON.stringify(entry("/webstack/lab/s1/db-app-password", "db-app-password")),
+      );
+      fs.writeFileSync(
+        path.join(dir, "manifest-denied.json"),
+        JSON.stringify(entry("/webstack/lab/s2/db-app-password", "stolen")),
+      );
+      fs.writeFileSync(path.join(dir, "stored.txt"), "stored-value");
+
+      const run = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "standins", "check.sh"), dir], {
+        encoding: "utf8",
+        timeout: 90_000,
+      });
+      expect(run.status).toBe(0);
+      const sections = Object.fromEntries(
+        run.stdout
+          .split(/^== /m)
+          .filter(Boolean)
+          .map((s) => [s.split("\n")[0], s.split("\n").slice(1).join("\n").trim()]),
+      );
+      expect(sections["fetch exit=0"]).toBe("webstack-aws: wrote 1 files from 1 parameters");
+      expect(fs.readFileSync(path.join(dir, "out", "db-app-password"), "utf8")).toBe(
+        "lab-password-1",
+      );
+      expect(sections["fetch-denied exit=1"]).toBe(
+        "webstack-aws: AccessDeniedException: not authorized to access /webstack/lab/s2/db-app-password",
+      );
+      expect(fs.existsSync(path.join(dir, "out", "stolen"))).toBe(false);
+      expect(sections["put exit=0"]).toBe("webstack-aws: stored /webstack/lab/s1/stored");
+      expect(sections["put-denied exit=1"]).toContain("AccessDeniedException");
+      // The stand-in answered: tokens first, the role's credentials, never a token-less read.
+      const log = sections["stand-in log"].split("\n");
+      expect(log).toContain("imds PUT /latest/api/token");
+      expect(log).toContain("imds GET /latest/meta-data/iam/security-credentials/s1-identity-role");
+      expect(log).toContain("ssm GetParameters /webstack/lab/s1/db-app-password");
+      expect(log.filter((l) => l.includes("GET-without-token"))).toEqual([]);
+      expect(run.stdout).not.toContain("not-for-s1");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  120_000,
+);
