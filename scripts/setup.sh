@@ -10,7 +10,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-DEBIAN_PACKAGES=(cloud-init shellcheck nginx haproxy rsyslog nftables python3-boto3 python3-yaml openssl util-linux iproute2)
+DEBIAN_PACKAGES=(cloud-init shellcheck nginx haproxy rsyslog nftables debootstrap python3-boto3 python3-yaml openssl util-linux iproute2)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -34,5 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund
+# The nodes' own OS (Debian 13), for the artifact checks with the nodes' versions: built once, cached.
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  echo "setup: Debian 13 rootfs at $(bash lab/rootfs.sh)"
+fi
 # The policy pack has its own dependencies (Pulumi loads it from policy/).
 npm ci --prefix policy --no-audit --no-fund

@@ -32,6 +32,8 @@ const TOOLS = {
   nginx: works("nginx", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
   haproxy: works("haproxy", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
   rsyslog: works("rsyslogd", ["-v"]),
+  // The nodes' own OS, built (or reused from its cache) by lab/rootfs.sh; see the last describe.
+  "debian-13-rootfs": process.getuid?.() === 0 && works("debootstrap", ["--version"]),
   "python3-boto3": works(PYTHON, ["-c", "import boto3"]),
 };
 
@@ -45,7 +47,7 @@ function withTool(tool: keyof typeof TOOLS): jest.It {
       })) as unknown as jest.It;
   }
   console.warn(
-    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy rsyslog python3-boto3; nginx -t and haproxy -c run as root)`,
+    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy rsyslog debootstrap python3-boto3; nginx -t and haproxy -c run as root)`,
   );
   return test.skip;
 }
@@ -317,5 +319,52 @@ describe("python", () => {
       expect(result.output).toMatch(/\nOK\s*$/);
       expect(result.code).toBe(0);
     },
+  );
+});
+
+describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0)", () => {
+  const rootfs = () => {
+    const built = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "rootfs.sh")], {
+      encoding: "utf8",
+      timeout: 600_000,
+    });
+    if (built.status !== 0) throw new Error(`lab/rootfs.sh failed: ${built.stderr}`);
+    return built.stdout.trim();
+  };
+  const check = (files: string[]) =>
+    run("bash", [path.join(ARTIFACTS, "rootfs-check.sh"), rootfs(), ...files]);
+
+  withTool("debian-13-rootfs")(
+    "every rendered document, site, HAProxy config and log rule passes",
+    () => {
+      const result = check(documents.map((d) => d.file));
+      const lines = result.output.trim().split("\n");
+      expect(lines.filter((l) => !l.endsWith(" ok"))).toEqual([]);
+      expect(result.code).toBe(0);
+      // Each document's checks ran: cloud-init for all, nginx for app nodes, HAProxy and rsyslog for the LB.
+      expect(lines).toHaveLength(
+        documents.length + appDocuments().length + 2 * lbDocuments().length,
+      );
+    },
+    600_000,
+  );
+
+  withTool("debian-13-rootfs")(
+    "the same checks fail on a broken site and a broken HAProxy config",
+    () => {
+      const broken = path.join(SCRATCH, "broken-lb.yaml");
+      const lb = lbDocuments()[0].text.replace("balance roundrobin", "balance nosuchalgo");
+      fs.writeFileSync(broken, lb);
+      const brokenApp = path.join(SCRATCH, "broken-app.yaml");
+      fs.writeFileSync(
+        brokenApp,
+        appDocuments()[0].text.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;"),
+      );
+      const result = check([broken, brokenApp]);
+      expect(result.code).toBe(1);
+      expect(result.output).toMatch(/^broken-lb haproxy FAILED/m);
+      expect(result.output).toMatch(/^broken-app nginx FAILED/m);
+    },
+    600_000,
   );
 });
