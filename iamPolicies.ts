@@ -150,3 +150,27 @@ export function exportSiteCertificatePolicy(certificateArn: string): PolicyDocum
     Resource: certificateArn,
   });
 }
+
+/**
+ * Key policy of the alarm topic's KMS key: the account administers it through IAM, and CloudWatch
+ * may use it to publish this account's alarms (the AWS-managed aws/sns key does not allow that).
+ */
+export function alarmTopicKeyPolicy(account: AwsAccount): PolicyDocument {
+  return policy(
+    {
+      Sid: "AccountAdministersThroughIam",
+      Effect: "Allow",
+      Principal: { AWS: `arn:${account.partition}:iam::${account.accountId}:root` },
+      Action: "kms:*",
+      Resource: "*",
+    },
+    {
+      Sid: "CloudWatchPublishesAlarms",
+      Effect: "Allow",
+      Principal: { Service: "cloudwatch.amazonaws.com" },
+      Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
+      Resource: "*",
+      Condition: { StringEquals: { "aws:SourceAccount": account.accountId } },
+    },
+  );
+}

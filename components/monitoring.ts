@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { NodeName } from "../topology";
 import { Tagger } from "../tags";
-import { AwsAccount } from "../iamPolicies";
+import { AwsAccount, alarmTopicKeyPolicy } from "../iamPolicies";
 import { AlarmSpec, PERIOD, alarmSpecs, dashboardBody } from "../metrics";
 
 export interface MonitoringArgs {
@@ -81,7 +81,23 @@ export class Monitoring extends pulumi.ComponentResource {
     const child = { parent: this };
     const tags = (what: string) => args.tags("shared", what);
 
-    const topic = new aws.sns.Topic(`${name}-alarms`, { tags: tags("alarms") }, child);
+    // SNS.1: the topic is encrypted at rest, with a key CloudWatch is allowed to use.
+    const topicKey = new aws.kms.Key(
+      `${name}-alarms-key`,
+      {
+        description: `webstack ${args.stack}: encrypts the alarm topic`,
+        enableKeyRotation: true,
+        deletionWindowInDays: 30,
+        policy: pulumi.output(args.account).apply((a) => JSON.stringify(alarmTopicKeyPolicy(a))),
+        tags: tags("alarms-key"),
+      },
+      child,
+    );
+    const topic = new aws.sns.Topic(
+      `${name}-alarms`,
+      { kmsMasterKeyId: topicKey.arn, tags: tags("alarms") },
+      child,
+    );
     if (args.alarmEmail) {
       // AWS e-mails a confirmation link first; nothing arrives until it is followed.
       new aws.sns.TopicSubscription(

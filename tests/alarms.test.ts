@@ -148,6 +148,29 @@ describe("the program's alarms", () => {
     expect(plan.outputs.alarmTopicArn).toBe(topic);
   });
 
+  test("the topic is encrypted with a rotating key that CloudWatch may use for this account only (SNS.1)", () => {
+    const key = one(plan, T.kmsKey, "monitoring-alarms-key");
+    expect(ofType(plan, "aws:sns/topic:Topic")[0].inputs.kmsMasterKeyId).toBe(key.outputs.arn);
+    expect(key.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
+    expect(JSON.parse(String(key.inputs.policy)).Statement).toEqual([
+      {
+        Sid: "AccountAdministersThroughIam",
+        Effect: "Allow",
+        Principal: { AWS: "arn:aws:iam::123456789012:root" },
+        Action: "kms:*",
+        Resource: "*",
+      },
+      {
+        Sid: "CloudWatchPublishesAlarms",
+        Effect: "Allow",
+        Principal: { Service: "cloudwatch.amazonaws.com" },
+        Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
+        Resource: "*",
+        Condition: { StringEquals: { "aws:SourceAccount": "123456789012" } },
+      },
+    ]);
+  });
+
   test("the e-mail subscription exists only with alarmEmail", async () => {
     expect(
       ofType(plan, "aws:sns/topicSubscription:TopicSubscription").map((s) => s.inputs),
