@@ -41,6 +41,8 @@ export interface AppNodeParams {
 export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
 export const NODE_ENV_PATH = "/etc/webstack/node.env";
 export const SECRETS_MANIFEST_PATH = "/etc/webstack/secrets.json";
+/** The certificate and key entries alone, re-fetched daily to pick up a renewal. */
+export const TLS_MANIFEST_PATH = "/etc/webstack/tls-manifest.json";
 
 const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+,-]*$/;
 
@@ -132,6 +134,33 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         path: "/usr/local/sbin/webstack-boot",
         content: shippedFile("app-node-boot.sh"),
         permissions: "0755",
+      },
+      {
+        path: TLS_MANIFEST_PATH,
+        content: `${JSON.stringify(
+          secretsManifest(p).filter(
+            (e) =>
+              e.parameter === p.parameters["tls-cert"] || e.parameter === p.parameters["tls-key"],
+          ),
+          null,
+          2,
+        )}\n`,
+        permissions: "0600",
+      },
+      {
+        path: "/usr/local/sbin/webstack-refresh-tls",
+        content: shippedFile("refresh-tls.sh"),
+        permissions: "0755",
+      },
+      {
+        path: "/etc/systemd/system/webstack-refresh-tls.service",
+        content: shippedFile("webstack-refresh-tls.service"),
+        permissions: "0644",
+      },
+      {
+        path: "/etc/systemd/system/webstack-refresh-tls.timer",
+        content: shippedFile("webstack-refresh-tls.timer"),
+        permissions: "0644",
       },
       { path: "/srv/webstack/app.py", content: shippedFile("app.py"), permissions: "0644" },
       {

@@ -355,10 +355,29 @@ describe("the app node's document", () => {
     expect(scripts.map((f) => f.path).sort()).toEqual([
       "/usr/local/sbin/webstack-boot",
       "/usr/local/sbin/webstack-db-bootstrap",
+      "/usr/local/sbin/webstack-refresh-tls",
     ]);
     for (const s of scripts) expect(s.content).toContain("\nset -euo pipefail\n");
     // Failures are never swallowed.
     expect(text).not.toMatch(/\|\|\s*true/);
+  });
+
+  test("a daily timer re-fetches only the certificate and key, and reloads TLS only if they changed", () => {
+    const manifest = JSON.parse(file("/etc/webstack/tls-manifest.json"));
+    expect(manifest.map((e: { parameter: string }) => e.parameter).sort()).toEqual([
+      "/webstack/t/s1/tls-cert",
+      "/webstack/t/s1/tls-cert",
+      "/webstack/t/s1/tls-key",
+      "/webstack/t/s1/tls-key",
+    ]);
+    expect(file("/etc/systemd/system/webstack-refresh-tls.timer")).toContain("OnCalendar=daily");
+    const script = file("/usr/local/sbin/webstack-refresh-tls");
+    expect(script).toContain('if [ "$before" = "$after" ]; then exit 0; fi');
+    expect(script).toContain("FLUSH SSL");
+    expect(script).toContain("ALTER INSTANCE RELOAD TLS");
+    expect(file("/usr/local/sbin/webstack-boot")).toContain(
+      "systemctl enable --now webstack-refresh-tls.timer",
+    );
   });
 
   test("the secrets manifest lists parameter names and where they land, never values", () => {

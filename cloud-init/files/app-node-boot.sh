@@ -35,5 +35,7 @@ ln -sfn /etc/nginx/sites-available/webstack /etc/nginx/sites-enabled/webstack
 rm -f /etc/nginx/sites-enabled/default
 nginx -t
 systemctl restart nginx
+# From now on a re-issued certificate is picked up without a new boot.
+systemctl enable --now webstack-refresh-tls.timer
 
 log "done"
