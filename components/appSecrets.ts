@@ -1,11 +1,11 @@
 // The app tier's secrets: generated DB passwords and the nodes' TLS keys, as SSM parameters per node.
 import * as pulumi from "@pulumi/pulumi";
-import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import { APP_NODE_PARAMETERS, AppNodeParameter, parameterName } from "../naming";
 import { NodeName, NodeSpec } from "../topology";
 import { Tagger } from "../tags";
 import { NodeCertificate } from "./pki";
+import { ssmParameter } from "./parameter";
 
 export interface AppSecretsArgs {
   readonly stack: string;
@@ -83,15 +83,13 @@ export class AppSecrets extends pulumi.ComponentResource {
       for (const key of APP_NODE_PARAMETERS) {
         const parameter = parameterName(args.stack, node.name, key);
         const { value, secret, what } = values[key];
-        new aws.ssm.Parameter(
+        ssmParameter(
           `${name}-${node.name}-${key}`,
           {
             name: parameter,
             description: `webstack ${args.stack} ${node.name}: ${what}`,
-            type: secret ? "SecureString" : "String",
+            value,
             keyId: secret ? args.parameterKeyId : undefined,
-            value: secret ? pulumi.secret(value) : value,
-            tier: "Standard",
             tags: args.tags(node.role, `${node.name}-${key}`),
           },
           child,

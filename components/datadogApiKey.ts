@@ -1,9 +1,9 @@
 // The Datadog API key as a SecureString every node may read (shared/), never in user-data.
 import * as pulumi from "@pulumi/pulumi";
-import * as aws from "@pulumi/aws";
 import { SecretValue } from "../config";
 import { parameterName } from "../naming";
 import { Tagger } from "../tags";
+import { ssmParameter } from "./parameter";
 
 export interface DatadogApiKeyArgs {
   readonly stack: string;
@@ -19,15 +19,13 @@ export class DatadogApiKey extends pulumi.ComponentResource {
   constructor(name: string, args: DatadogApiKeyArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:monitoring:DatadogApiKey", name, {}, opts);
     this.parameterName = parameterName(args.stack, "shared", "datadog-api-key");
-    new aws.ssm.Parameter(
+    ssmParameter(
       `${name}-api-key`,
       {
         name: this.parameterName,
         description: `webstack ${args.stack}: the Datadog API key`,
-        type: "SecureString",
+        value: args.apiKey.reveal(),
         keyId: args.parameterKeyId,
-        value: pulumi.secret(args.apiKey.reveal()),
-        tier: "Standard",
         tags: args.tags("shared", "datadog-api-key"),
       },
       { parent: this },

@@ -8,6 +8,7 @@ import { CertificateMode } from "../config";
 import { parameterName } from "../naming";
 import { Tagger } from "../tags";
 import { CertificateSetup } from "../cloud-init/loadBalancer";
+import { ssmParameter } from "./parameter";
 import {
   AwsAccount,
   PolicyDocument,
@@ -57,15 +58,13 @@ export class PublicCertificate extends pulumi.ComponentResource {
       what: string,
       opts: pulumi.CustomResourceOptions = child,
     ) =>
-      new aws.ssm.Parameter(
+      ssmParameter(
         `${name}-${key}`,
         {
           name: param(key),
           description: `webstack ${args.stack} lb: ${what}`,
-          type: "SecureString",
+          value,
           keyId: args.parameterKeyId,
-          value: pulumi.secret(value),
-          tier: "Standard",
           tags: tags(key),
         },
         opts,
@@ -90,14 +89,12 @@ export class PublicCertificate extends pulumi.ComponentResource {
           },
           child,
         );
-        new aws.ssm.Parameter(
+        ssmParameter(
           `${name}-${SITE_CERT}`,
           {
             name: param(SITE_CERT),
             description: `webstack ${args.stack} lb: the self-signed site certificate (public)`,
-            type: "String",
             value: cert.certPem,
-            tier: "Standard",
             tags: tags(SITE_CERT),
           },
           child,
