@@ -9,6 +9,13 @@ import {
   renderDatabasePart,
 } from "./database";
 import { renderShipped, shippedFile } from "./template";
+import {
+  CA_CERT_PATH,
+  ManifestEntry,
+  SECRETS_MANIFEST_PATH,
+  renderEnvFile,
+  rootFile,
+} from "./nodeFiles";
 
 /** Parameters an app node reads from SSM at boot, by purpose. */
 export interface AppNodeParameterNames {
@@ -37,45 +44,16 @@ export interface AppNodeParams {
   readonly extraParts?: readonly CloudConfigPart[];
 }
 
-/** The one documented place of the private CA's certificate on every node. */
-export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
 export const NODE_ENV_PATH = "/etc/webstack/node.env";
-export const SECRETS_MANIFEST_PATH = "/etc/webstack/secrets.json";
 /** The certificate and key entries alone, re-fetched daily to pick up a renewal. */
 export const TLS_MANIFEST_PATH = "/etc/webstack/tls-manifest.json";
-
-const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+,-]*$/;
-
-/** KEY=value lines a shell sources; values are plain words by construction, never secrets. */
-export function renderEnvFile(values: Readonly<Record<string, string>>): string {
-  return Object.entries(values)
-    .map(([key, value]) => {
-      if (!SAFE_ENV_VALUE.test(value))
-        throw new Error(`${key}: ${JSON.stringify(value)} is not a plain word`);
-      return `${key}=${value}\n`;
-    })
-    .join("");
-}
-
-export interface ManifestEntry {
-  readonly parameter: string;
-  readonly path: string;
-  readonly mode: string;
-  readonly owner: string;
-}
 
 /** Where each fetched parameter lands: the web side's copy and the database's own copy. */
 export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
   const names = p.parameters;
-  const root = (parameter: string, path: string, mode = "0600"): ManifestEntry => ({
-    parameter,
-    path,
-    mode,
-    owner: "root:root",
-  });
   return [
-    root(names["tls-cert"], "/etc/webstack/tls/node.crt", "0644"),
-    root(names["tls-key"], "/etc/webstack/tls/node.key"),
+    rootFile(names["tls-cert"], "/etc/webstack/tls/node.crt", "0644"),
+    rootFile(names["tls-key"], "/etc/webstack/tls/node.key"),
     {
       parameter: names["tls-cert"],
       path: `${DB_TLS_DIR}/node.crt`,
@@ -88,9 +66,9 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
       mode: "0600",
       owner: "mysql:mysql",
     },
-    root(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
-    root(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
-    root(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
+    rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
+    rootFile(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
+    rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
   ];
 }
 

@@ -1,6 +1,6 @@
 // The Datadog agent on a node (when enabled): its config, the integrations, and the installer unit.
 import YAML from "yaml";
-import { ManifestEntry, renderEnvFile } from "./appNode";
+import { renderEnvFile, rootFile } from "./nodeFiles";
 import { CloudConfigPart } from "./cloudConfig";
 import { Engine } from "./database";
 import { MonitoredNode } from "./monitoring";
@@ -85,12 +85,8 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
 }
 
 export function renderDatadogPart(p: DatadogParams): CloudConfigPart {
-  const secret = (parameter: string, name: string): ManifestEntry => ({
-    parameter,
-    path: `/etc/webstack/secrets/${name}`,
-    mode: "0600",
-    owner: "root:root",
-  });
+  const secret = (parameter: string, name: string) =>
+    rootFile(parameter, `/etc/webstack/secrets/${name}`);
   const manifest = [
     secret(p.apiKeyParameter, "datadog-api-key"),
     ...(p.monitorPasswordParameter

@@ -1,5 +1,11 @@
 // The composer of the load balancer's user-data: HAProxy, the public certificate (three modes), boot.
-import { CA_CERT_PATH, ManifestEntry, renderEnvFile, SECRETS_MANIFEST_PATH } from "./appNode";
+import {
+  CA_CERT_PATH,
+  ManifestEntry,
+  SECRETS_MANIFEST_PATH,
+  renderEnvFile,
+  rootFile,
+} from "./nodeFiles";
 import { CloudConfigPart, WriteFile, composeCloudConfig } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
 import { renderShipped, shippedFile } from "./template";
@@ -47,13 +53,6 @@ export interface LoadBalancerParams {
   readonly extraParts?: readonly CloudConfigPart[];
 }
 
-const root = (parameter: string, path: string, mode: string): ManifestEntry => ({
-  parameter,
-  path,
-  mode,
-  owner: "root:root",
-});
-
 function certificateEnvironment(c: CertificateSetup): Record<string, string> {
   switch (c.mode) {
     case "self-signed":
@@ -76,13 +75,13 @@ export function lbSecretsManifest(c: CertificateSetup): ManifestEntry[] {
   switch (c.mode) {
     case "self-signed":
       return [
-        root(c.parameters.cert, `${SITE_DIR}/cert.pem`, "0644"),
-        root(c.parameters.key, `${SITE_DIR}/key.pem`, "0600"),
+        rootFile(c.parameters.cert, `${SITE_DIR}/cert.pem`, "0644"),
+        rootFile(c.parameters.key, `${SITE_DIR}/key.pem`, "0600"),
       ];
     case "letsencrypt":
-      return [root(c.parameters.sitePem, `${SITE_DIR}/persisted.pem`, "0600")];
+      return [rootFile(c.parameters.sitePem, `${SITE_DIR}/persisted.pem`, "0600")];
     case "acm":
-      return [root(c.parameters.passphrase, "/etc/webstack/secrets/acm-passphrase", "0600")];
+      return [rootFile(c.parameters.passphrase, "/etc/webstack/secrets/acm-passphrase", "0600")];
   }
 }
 

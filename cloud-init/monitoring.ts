@@ -1,6 +1,6 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
 import { CloudConfigPart } from "./cloudConfig";
-import { renderEnvFile } from "./appNode";
+import { renderEnvFile } from "./nodeFiles";
 import { Engine } from "./database";
 import { renderShipped, shippedFile } from "./template";
 

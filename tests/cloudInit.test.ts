@@ -1,11 +1,7 @@
 // Renderers: the lines that matter for each engine and role, the composer, templates, encoding.
 import YAML from "yaml";
-import {
-  AppNodeParams,
-  renderAppNodeUserData,
-  renderEnvFile,
-  secretsManifest,
-} from "../cloud-init/appNode";
+import { AppNodeParams, renderAppNodeUserData, secretsManifest } from "../cloud-init/appNode";
+import { renderEnvFile } from "../cloud-init/nodeFiles";
 import { composeCloudConfig } from "../cloud-init/cloudConfig";
 import {
   DatabaseParams,

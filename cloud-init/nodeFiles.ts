@@ -1,0 +1,32 @@
+// What every node's user-data shares: the CA's place, the parameters manifest, env files.
+
+/** The one documented place of the private CA's certificate on every node. */
+export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
+/** What the node's boot fetches from SSM, and where each value lands. */
+export const SECRETS_MANIFEST_PATH = "/etc/webstack/secrets.json";
+
+/** One parameter → file entry of a manifest the node tool (`webstack-aws fetch`) reads. */
+export interface ManifestEntry {
+  readonly parameter: string;
+  readonly path: string;
+  readonly mode: string;
+  readonly owner: string;
+}
+
+/** A file only root reads (or anyone, with mode 0644 for public values). */
+export function rootFile(parameter: string, path: string, mode = "0600"): ManifestEntry {
+  return { parameter, path, mode, owner: "root:root" };
+}
+
+const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+,-]*$/;
+
+/** KEY=value lines a shell sources; values are plain words by construction, never secrets. */
+export function renderEnvFile(values: Readonly<Record<string, string>>): string {
+  return Object.entries(values)
+    .map(([key, value]) => {
+      if (!SAFE_ENV_VALUE.test(value))
+        throw new Error(`${key}: ${JSON.stringify(value)} is not a plain word`);
+      return `${key}=${value}\n`;
+    })
+    .join("");
+}
