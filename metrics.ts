@@ -73,19 +73,22 @@ export const PERIOD = 60;
 export type Comparison =
   "GreaterThanThreshold" | "GreaterThanOrEqualToThreshold" | "LessThanThreshold";
 
-/** One metric of an alarm: namespace, name, dimensions, statistic. */
-export interface MetricRef {
+/**
+ * One metric of an alarm: namespace, name, dimensions, statistic. `Id` is how instance ids are
+ * held: plain strings in tests, Pulumi inputs in the program.
+ */
+export interface MetricRef<Id = string> {
   readonly namespace: string;
   readonly name: string;
-  readonly dimensions: Readonly<Record<string, string>>;
+  readonly dimensions: Readonly<Record<string, Id | string>>;
   readonly stat: string;
 }
 
 /** One alarm, as data: a single metric, or metric math over several (`expression` over m1, m2 …). */
-export interface AlarmSpec {
+export interface AlarmSpec<Id = string> {
   readonly key: string;
   readonly description: string;
-  readonly metrics: readonly MetricRef[];
+  readonly metrics: readonly MetricRef<Id>[];
   readonly expression?: string;
   readonly comparison: Comparison;
   readonly threshold: number;
@@ -96,25 +99,25 @@ export interface AlarmSpec {
   readonly recover?: boolean;
 }
 
-export interface AlarmInputs {
-  readonly instanceIds: Readonly<Record<NodeName, string>>;
+export interface AlarmInputs<Id = string> {
+  readonly instanceIds: Readonly<Record<NodeName, Id>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
   readonly cpuPercent?: number;
 }
 
-const custom = (
+const custom = <Id>(
   name: string,
   node: NodeName,
   stat: string,
   extra: Record<string, string> = {},
-): MetricRef => ({
+): MetricRef<Id> => ({
   namespace: NAMESPACE,
   name,
   dimensions: { Node: node, ...extra },
   stat,
 });
-const ec2 = (name: string, instanceId: string, stat: string): MetricRef => ({
+const ec2 = <Id>(name: string, instanceId: Id, stat: string): MetricRef<Id> => ({
   namespace: "AWS/EC2",
   name,
   dimensions: { InstanceId: instanceId },
@@ -122,13 +125,13 @@ const ec2 = (name: string, instanceId: string, stat: string): MetricRef => ({
 });
 
 /** Every alarm of the stack. */
-export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
+export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
   const nodes: NodeName[] = ["lb", "s1", "s2"];
   return [
     {
       key: "lb-qps-high",
       description: `Requests per second at the load balancer above ${i.qpsThreshold}`,
-      metrics: [custom("Requests", "lb", "Sum")],
+      metrics: [custom<Id>("Requests", "lb", "Sum")],
       expression: "m1 / PERIOD(m1)",
       comparison: "GreaterThanThreshold",
       threshold: i.qpsThreshold,
@@ -138,7 +141,7 @@ export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
     {
       key: "lb-5xx-rate",
       description: "More than 5% of the load balancer's responses are 5xx",
-      metrics: [custom("Http5xx", "lb", "Sum"), custom("Requests", "lb", "Sum")],
+      metrics: [custom<Id>("Http5xx", "lb", "Sum"), custom<Id>("Requests", "lb", "Sum")],
       expression: "IF(m2 > 0, 100 * m1 / m2, 0)",
       comparison: "GreaterThanThreshold",
       threshold: 5,
@@ -148,7 +151,7 @@ export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
     {
       key: "lb-backend-down",
       description: "HAProxy has a backend marked down",
-      metrics: [custom("BackendsUp", "lb", "Minimum")],
+      metrics: [custom<Id>("BackendsUp", "lb", "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 2,
       evaluationPeriods: 2,
@@ -157,7 +160,7 @@ export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
     {
       key: "s1-replica-not-running",
       description: "The replica (s1) is not replicating",
-      metrics: [custom("ReplicaRunning", "s1", "Minimum")],
+      metrics: [custom<Id>("ReplicaRunning", "s1", "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 1,
       evaluationPeriods: 3,
@@ -166,22 +169,22 @@ export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
     {
       key: "s1-replica-lag",
       description: `The replica (s1) is more than ${i.replicaLagSeconds} s behind the primary`,
-      metrics: [custom("ReplicaLagSeconds", "s1", "Maximum")],
+      metrics: [custom<Id>("ReplicaLagSeconds", "s1", "Maximum")],
       comparison: "GreaterThanThreshold",
       threshold: i.replicaLagSeconds,
       evaluationPeriods: 3,
       missing: "notBreaching",
     },
-    ...(["s1", "s2"] as const).map((node): AlarmSpec => ({
+    ...(["s1", "s2"] as const).map((node): AlarmSpec<Id> => ({
       key: `${node}-database-down`,
       description: `The database on ${node} does not answer`,
-      metrics: [custom("DatabaseUp", node, "Minimum")],
+      metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 1,
       evaluationPeriods: 2,
       missing: "breaching",
     })),
-    ...nodes.flatMap((node): AlarmSpec[] => [
+    ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,
         description: `CPU of ${node} above ${i.cpuPercent ?? 80}% for 5 minutes`,
@@ -229,7 +232,7 @@ export function alarmSpecs(i: AlarmInputs): AlarmSpec[] {
       {
         key: `${node}-boot-failed`,
         description: `cloud-init reported an error while booting ${node}`,
-        metrics: [custom("BootFailed", node, "Maximum")],
+        metrics: [custom<Id>("BootFailed", node, "Maximum")],
         comparison: "GreaterThanOrEqualToThreshold",
         threshold: 1,
         evaluationPeriods: 1,

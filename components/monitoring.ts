@@ -19,30 +19,10 @@ export interface MonitoringArgs {
 
 const PERCENTILE = /^p\d+(\.\d+)?$/;
 
-interface AlarmMetricArgs {
-  readonly namespace?: string;
-  readonly metricName?: string;
-  readonly dimensions?: Readonly<Record<string, string>>;
-  readonly period?: number;
-  readonly statistic?: string;
-  readonly extendedStatistic?: string;
-  readonly metricQueries?: {
-    id: string;
-    expression?: string;
-    label?: string;
-    returnData: boolean;
-    metric?: {
-      namespace: string;
-      metricName: string;
-      dimensions: Record<string, string>;
-      period: number;
-      stat: string;
-    };
-  }[];
-}
-
 /** A spec's metric(s) as MetricAlarm arguments: one metric, or metric math over m1, m2 … */
-function alarmMetricArgs(spec: AlarmSpec): AlarmMetricArgs {
+function alarmMetricArgs(
+  spec: AlarmSpec<pulumi.Input<string>>,
+): Partial<aws.cloudwatch.MetricAlarmArgs> {
   if (!spec.expression) {
     const [m] = spec.metrics;
     return {
@@ -107,51 +87,34 @@ export class Monitoring extends pulumi.ComponentResource {
       );
     }
 
-    const alarms = pulumi
-      .all([pulumi.output(args.instanceIds), args.account])
-      .apply(([instanceIds, account]) => ({
-        specs: alarmSpecs({
-          instanceIds,
-          qpsThreshold: args.qpsThreshold,
-          replicaLagSeconds: args.replicaLagSeconds,
-        }),
-        recoverArn: `arn:${account.partition}:automate:${account.region}:ec2:recover`,
-      }));
-    // Alarm rows are known without the instance ids (only dimensions need them): one resource each.
-    const keys = alarmSpecs({
-      instanceIds: { lb: "", s1: "", s2: "" },
+    const recoverArn = pulumi
+      .output(args.account)
+      .apply((a) => `arn:${a.partition}:automate:${a.region}:ec2:recover`);
+    const specs = alarmSpecs<pulumi.Input<string>>({
+      instanceIds: args.instanceIds,
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
-    }).map((spec) => spec.key);
-    const alarmResources = keys.map((key) => {
-      const spec = alarms.apply((a) => a.specs.find((s) => s.key === key)!);
-      const metricArgs = spec.apply(alarmMetricArgs);
-      return new aws.cloudwatch.MetricAlarm(
-        `${name}-${key}`,
-        {
-          name: `webstack-${args.stack}-${key}`,
-          alarmDescription: spec.description,
-          comparisonOperator: spec.comparison,
-          threshold: spec.threshold,
-          evaluationPeriods: spec.evaluationPeriods,
-          datapointsToAlarm: spec.evaluationPeriods,
-          treatMissingData: spec.missing,
-          namespace: metricArgs.namespace,
-          metricName: metricArgs.metricName,
-          dimensions: metricArgs.dimensions,
-          period: metricArgs.period,
-          statistic: metricArgs.statistic,
-          extendedStatistic: metricArgs.extendedStatistic,
-          metricQueries: metricArgs.metricQueries,
-          alarmActions: pulumi
-            .all([spec, alarms, topic.arn])
-            .apply(([s, a, topicArn]) => (s.recover ? [topicArn, a.recoverArn] : [topicArn])),
-          okActions: [topic.arn],
-          tags: tags(`alarm-${key}`),
-        },
-        child,
-      );
     });
+    const alarmResources = specs.map(
+      (spec) =>
+        new aws.cloudwatch.MetricAlarm(
+          `${name}-${spec.key}`,
+          {
+            name: `webstack-${args.stack}-${spec.key}`,
+            alarmDescription: spec.description,
+            comparisonOperator: spec.comparison,
+            threshold: spec.threshold,
+            evaluationPeriods: spec.evaluationPeriods,
+            datapointsToAlarm: spec.evaluationPeriods,
+            treatMissingData: spec.missing,
+            ...alarmMetricArgs(spec),
+            alarmActions: spec.recover ? [topic.arn, recoverArn] : [topic.arn],
+            okActions: [topic.arn],
+            tags: tags(`alarm-${spec.key}`),
+          },
+          child,
+        ),
+    );
 
     this.dashboardName = `webstack-${args.stack.replace(/[^A-Za-z0-9_-]/g, "-")}`;
     new aws.cloudwatch.Dashboard(
