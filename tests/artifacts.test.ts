@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import YAML from "yaml";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
-import { T, PROJECT_DIR, ofType, planConfig } from "./harness";
+import { IS_ROOT, T, PROJECT_DIR, commandWorks, ofType, planConfig, testNeeding } from "./harness";
 
 const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
 const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
@@ -23,34 +23,22 @@ function run(command: string, args: string[], input?: string) {
   return { code: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}` };
 }
 
-const works = (command: string, args: string[]) =>
-  spawnSync(command, args, { stdio: "ignore" }).status === 0;
 const TOOLS = {
   "cloud-init":
-    works(PYTHON, ["-c", "import cloudinit, yaml"]) && works("cloud-init", ["--version"]),
-  shellcheck: works("shellcheck", ["--version"]),
-  nginx: works("nginx", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
-  haproxy: works("haproxy", ["-v"]) && works("openssl", ["version"]) && process.getuid?.() === 0,
-  rsyslog: works("rsyslogd", ["-v"]),
+    commandWorks(PYTHON, ["-c", "import cloudinit, yaml"]) &&
+    commandWorks("cloud-init", ["--version"]),
+  shellcheck: commandWorks("shellcheck", ["--version"]),
+  nginx: commandWorks("nginx", ["-v"]) && commandWorks("openssl", ["version"]) && IS_ROOT,
+  haproxy: commandWorks("haproxy", ["-v"]) && commandWorks("openssl", ["version"]) && IS_ROOT,
+  rsyslog: commandWorks("rsyslogd", ["-v"]),
   // The nodes' own OS, built (or reused from its cache) by lab/rootfs.sh; see the last describe.
-  "debian-13-rootfs": process.getuid?.() === 0 && works("debootstrap", ["--version"]),
-  "python3-boto3": works(PYTHON, ["-c", "import boto3"]),
+  "debian-13-rootfs": IS_ROOT && commandWorks("debootstrap", ["--version"]),
+  "python3-boto3": commandWorks(PYTHON, ["-c", "import boto3"]),
 };
 
 /** A test that needs a Debian tool: skipped with a note where it is missing, failed under CI. */
-function withTool(tool: keyof typeof TOOLS): jest.It {
-  if (TOOLS[tool]) return test;
-  if (process.env.CI) {
-    return ((name: string) =>
-      test(name, () => {
-        throw new Error(`${tool} is missing: .ci/run installs it from Debian's packages`);
-      })) as unknown as jest.It;
-  }
-  console.warn(
-    `skipping checks that need ${tool} (apt-get install cloud-init shellcheck nginx haproxy rsyslog debootstrap python3-boto3; nginx -t and haproxy -c run as root)`,
-  );
-  return test.skip;
-}
+const withTool = (tool: keyof typeof TOOLS): jest.It =>
+  testNeeding(`${tool} (scripts/setup.sh installs it; the server checks run as root)`, TOOLS[tool]);
 
 interface Rendered {
   readonly name: string;

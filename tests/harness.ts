@@ -1,4 +1,5 @@
 // Shared mock harness: runs the real program under the offline plan's mocks and queries the result.
+import { spawnSync } from "child_process";
 import * as path from "path";
 import { Plan, PlannedResource, runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
@@ -89,4 +90,31 @@ export function byId(plan: Plan, id: unknown): PlannedResource {
   if (found.length !== 1)
     throw new Error(`expected one resource with id ${String(id)}, found ${found.length}`);
   return found[0];
+}
+
+/** Whether a command runs here (for tests that need a machine tool). */
+export function commandWorks(command: string, args: string[]): boolean {
+  return spawnSync(command, args, { stdio: "ignore" }).status === 0;
+}
+
+export const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * `test` when what a test needs is here. Otherwise: skipped with a note on a developer's machine,
+ * but failed under CI, where .ci/run (scripts/setup.sh) provides everything.
+ */
+export function testNeeding(what: string, available: boolean): jest.It {
+  if (available) return test;
+  if (process.env.CI) {
+    const fail = () => {
+      throw new Error(`${what} is missing: .ci/run (scripts/setup.sh) provides it`);
+    };
+    const failing = ((name: string) => test(name, fail)) as unknown as jest.It;
+    (failing as unknown as { each: unknown }).each =
+      (table: readonly unknown[]) => (name: string) =>
+        test.each(table as unknown[][])(name, fail);
+    return failing;
+  }
+  console.warn(`skipping tests that need ${what}`);
+  return test.skip;
 }

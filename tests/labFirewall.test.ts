@@ -6,19 +6,16 @@ import * as os from "os";
 import * as path from "path";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { buildTopology, flowsInto, flowsOutOf, NodeName } from "../topology";
-import { PROJECT_DIR } from "./harness";
+import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
 const topology = buildTopology("10.40.0.0/16");
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-nft-"));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
 
-const works = (command: string, args: string[]) =>
-  spawnSync(command, args, { stdio: "ignore" }).status === 0;
-const CAN_PROBE =
-  process.getuid?.() === 0 && works("nft", ["--version"]) && works("unshare", ["--version"]);
-if (!CAN_PROBE && !process.env.CI)
-  console.warn("skipping nftables checks: they need root and nftables (apt-get install nftables)");
-const probeTest = CAN_PROBE || process.env.CI ? test : test.skip;
+const probeTest = testNeeding(
+  "root and nftables",
+  IS_ROOT && commandWorks("nft", ["--version"]) && commandWorks("unshare", ["--version"]),
+);
 
 function rulesetFile(node: NodeName): string {
   const file = path.join(SCRATCH, `${node}.nft`);

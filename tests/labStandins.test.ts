@@ -4,17 +4,14 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "./harness";
+import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
-const works = (command: string, args: string[]) =>
-  spawnSync(command, args, { stdio: "ignore" }).status === 0;
-const CAN_RUN =
-  process.getuid?.() === 0 &&
-  works("/usr/bin/python3", ["-c", "import boto3"]) &&
-  works("openssl", ["version"]);
-if (!CAN_RUN && !process.env.CI)
-  console.warn("skipping the AWS stand-in check: it needs root and python3-boto3");
-const runTest = CAN_RUN || process.env.CI ? test : test.skip;
+const runTest = testNeeding(
+  "root and python3-boto3",
+  IS_ROOT &&
+    commandWorks("/usr/bin/python3", ["-c", "import boto3"]) &&
+    commandWorks("openssl", ["version"]),
+);
 
 function openssl(dir: string, ...args: string[]) {
   const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });

@@ -10,15 +10,11 @@ import {
 } from "../cloud-init/monitoring";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
-import { PROJECT_DIR, T, ofType, one, planConfig } from "./harness";
+import { PROJECT_DIR, T, ofType, one, planConfig, testNeeding } from "./harness";
 
 const SCHEMA_FILE = path.join(PROJECT_DIR, "..", "shared", "data", "cloudwatch-agent-schema.json");
-const HAVE_SCHEMA = fs.existsSync(SCHEMA_FILE);
-if (!HAVE_SCHEMA)
-  console.warn(
-    `skipping the agent schema check: ${SCHEMA_FILE} is absent (it is beside the repo in CI)`,
-  );
-const withSchema = HAVE_SCHEMA ? test : test.skip;
+// Beside the repository in CI (../shared/data); absent elsewhere, the schema check is skipped.
+const withSchema = testNeeding(`the agent's schema at ${SCHEMA_FILE}`, fs.existsSync(SCHEMA_FILE));
 
 const GROUPS = {
   lb: { "cloud-init": "/webstack/t/lb/cloud-init", haproxy: "/webstack/t/lb/haproxy" },
