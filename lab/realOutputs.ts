@@ -203,3 +203,49 @@ export const realOutputs: OutputOverride = (args: pulumi.runtime.MockResourceArg
   const compute = COMPUTE[args.type];
   return compute ? compute(revealSecrets(args.inputs as Inputs)) : undefined;
 };
+
+export interface LabTlsPair {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/**
+ * The lab's own CA and server certificates for its stand-ins (SSM, Pebble), computed like the
+ * plan's: the nodes trust this CA as EC2 nodes trust the public CAs.
+ */
+export function labCertificates(names: Record<string, string[]>): {
+  ca: LabTlsPair;
+  servers: Record<string, LabTlsPair>;
+} {
+  const ecdsa = { algorithm: "ECDSA", ecdsaCurve: "P256" };
+  const caKey = String(privateKey(ecdsa).privateKeyPem);
+  const caCert = String(
+    selfSignedCert({
+      privateKeyPem: caKey,
+      subject: { organization: "webstack lab", commonName: "webstack lab stand-ins CA" },
+      isCaCertificate: true,
+      maxPathLength: 0,
+      allowedUses: ["cert_signing", "crl_signing"],
+      validityPeriodHours: 24 * 30,
+    }).certPem,
+  );
+  const servers = Object.fromEntries(
+    Object.entries(names).map(([server, dnsNames]) => {
+      const key = String(privateKey(ecdsa).privateKeyPem);
+      const request = certRequest({
+        privateKeyPem: key,
+        subject: { commonName: dnsNames[0] },
+        dnsNames,
+      });
+      const cert = locallySignedCert({
+        certRequestPem: request.certRequestPem,
+        caCertPem: caCert,
+        caPrivateKeyPem: caKey,
+        allowedUses: ["digital_signature", "server_auth"],
+        validityPeriodHours: 24 * 30,
+      });
+      return [server, { certPem: String(cert.certPem), keyPem: key }];
+    }),
+  );
+  return { ca: { certPem: caCert, keyPem: caKey }, servers };
+}

@@ -11,26 +11,10 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 DEBIAN_PACKAGES=(cloud-init shellcheck nginx haproxy rsyslog nftables debootstrap python3-boto3 python3-yaml openssl util-linux iproute2)
-missing=()
-for package in "${DEBIAN_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "setup: install ${missing[*]} (Debian packages) as root, or the artifact checks are skipped" >&2
-  else
-    # Installed for their checkers only: no package may start a service (nginx would bind :80).
-    created_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-      chmod 755 /usr/sbin/policy-rc.d
-      created_policy=1
-    fi
-    trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    echo "setup: installed ${missing[*]}"
-  fi
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/install-debian-packages.sh "${DEBIAN_PACKAGES[@]}" | sed 's/^/setup: /'
+else
+  bash scripts/install-debian-packages.sh "${DEBIAN_PACKAGES[@]}" || echo "setup: the artifact checks that need them are skipped" >&2
 fi
 
 npm ci --no-audit --no-fund

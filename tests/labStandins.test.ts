@@ -79,9 +79,18 @@ runTest(
         path.join(dir, "state.json"),
         JSON.stringify({
           region: "eu-west-1",
-          instanceId: "i-lab0s1",
-          role: "s1-identity-role",
-          paths: ["/webstack/lab/s1/", "/webstack/lab/shared/"],
+          // The client reaches the stand-in on the namespace's loopback, from the metadata address.
+          instances: {
+            "169.254.169.254": {
+              instanceId: "i-lab0s1",
+              role: "s1-identity-role",
+              accessKeyId: "ASIALABS1",
+            },
+          },
+          principals: {
+            ASIALABS1: ["/webstack/lab/s1/", "/webstack/lab/shared/"],
+            ASIALABS2: ["/webstack/lab/s2/", "/webstack/lab/shared/"],
+          },
           listen: "203.0.113.5", // TEST-NET-3, on the namespace's loopback only
           cert: path.join(dir, "ssm.pem"),
           key: path.join(dir, "ssm.key"),
@@ -127,8 +136,10 @@ runTest(
       expect(sections["put-denied exit=1"]).toContain("AccessDeniedException");
       // The stand-in answered: tokens first, the role's credentials, never a token-less read.
       const log = sections["stand-in log"].split("\n");
-      expect(log).toContain("imds PUT /latest/api/token");
-      expect(log).toContain("imds GET /latest/meta-data/iam/security-credentials/s1-identity-role");
+      expect(log).toContain("imds 169.254.169.254 PUT /latest/api/token");
+      expect(log).toContain(
+        "imds 169.254.169.254 GET /latest/meta-data/iam/security-credentials/s1-identity-role",
+      );
       expect(log).toContain("ssm GetParameters /webstack/lab/s1/db-app-password");
       expect(log.filter((l) => l.includes("GET-without-token"))).toEqual([]);
       expect(run.stdout).not.toContain("not-for-s1");

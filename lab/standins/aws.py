@@ -2,14 +2,18 @@
 """Lab stand-ins for the AWS endpoints a node calls at boot, answering at their real addresses
 inside a lab network namespace (never outside one):
 
-- instance metadata (IMDSv2 only) on 169.254.169.254:80: session token, region, instance id,
-  identity document, and the role's credentials;
-- SSM Parameter Store over HTTPS (JSON 1.1 protocol): GetParameter(s), GetParametersByPath and
-  PutParameter, each allowed only under the node's own paths, as its IAM policy allows.
+- imds: instance metadata (IMDSv2 only) on 169.254.169.254:80, outside the nodes' namespaces (a
+  node must stay free to bind :80 itself, as on EC2): it answers each node by its source address
+  with its session token, region, instance id, identity document and role credentials (an access
+  key id that names the node);
+- ssm: SSM Parameter Store over HTTPS (JSON 1.1 protocol), one for the whole lab:
+  GetParameter(s), GetParametersByPath and PutParameter, each allowed only under the paths of the
+  role whose access key signed the request, as the nodes' IAM policies allow.
 
-Usage: aws.py STATE.json    where STATE.json is
-  {"region", "instanceId", "role", "paths": [allowed prefixes], "listen": ssm address,
-   "cert", "key" (the SSM endpoint's TLS pair), "parameters": {name: {"Type", "Value"}}}
+Usage: aws.py imds STATE.json | aws.py ssm STATE.json    where STATE.json holds
+  imds: {"region", "instances": {node address: {"instanceId", "role", "accessKeyId"}}}
+  ssm:  {"listen": address, "cert", "key" (the endpoint's TLS pair),
+         "principals": {accessKeyId: [allowed names, and prefixes ending in "/"]}, "parameters": {name: {"Type", "Value"}}}
 Every request is logged to stdout (names only, never values), so tests can prove who answered.
 """
 import http.server
@@ -20,8 +24,9 @@ import threading
 import time
 import uuid
 
-STATE = json.load(open(sys.argv[1]))
-TOKENS = set()
+MODE = sys.argv[1]
+STATE = json.load(open(sys.argv[2]))
+TOKENS = {}  # token -> the address it was issued to: a token is good only for its own instance
 LOCK = threading.Lock()
 
 
@@ -41,31 +46,35 @@ class Metadata(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         if self.path != "/latest/api/token" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
             return self.reply(400)
+        if self.client_address[0] not in STATE["instances"]:
+            return self.reply(403)
         token = uuid.uuid4().hex
         with LOCK:
-            TOKENS.add(token)
-        log("imds", "PUT", self.path)
+            TOKENS[token] = self.client_address[0]
+        log("imds", self.client_address[0], "PUT", self.path)
         self.reply(200, token)
 
     def do_GET(self):
         # IMDSv2 only, as the instances require (httpTokens: required).
-        if self.headers.get("X-aws-ec2-metadata-token") not in TOKENS:
-            log("imds", "GET-without-token", self.path)
+        caller = self.client_address[0]
+        if TOKENS.get(self.headers.get("X-aws-ec2-metadata-token")) != caller:
+            log("imds", caller, "GET-without-token", self.path)
             return self.reply(401)
-        log("imds", "GET", self.path)
-        role = STATE["role"]
+        log("imds", caller, "GET", self.path)
+        instance = STATE["instances"][caller]
+        role = instance["role"]
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
         answers = {
             "/latest/meta-data/placement/region": STATE["region"],
-            "/latest/meta-data/instance-id": STATE["instanceId"],
+            "/latest/meta-data/instance-id": instance["instanceId"],
             "/latest/meta-data/iam/security-credentials/": role,
             f"/latest/meta-data/iam/security-credentials/{role}": json.dumps({
-                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIALABSTANDIN000001",
+                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": instance["accessKeyId"],
                 "SecretAccessKey": "lab-stand-in-secret", "Token": "lab-stand-in-token",
                 "Expiration": expires, "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }),
             "/latest/dynamic/instance-identity/document": json.dumps({
-                "region": STATE["region"], "instanceId": STATE["instanceId"], "accountId": "123456789012",
+                "region": STATE["region"], "instanceId": instance["instanceId"], "accountId": "123456789012",
             }),
         }
         if self.path in answers:
@@ -76,8 +85,11 @@ class Metadata(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def allowed(name):
-    return any(name.startswith(prefix) for prefix in STATE["paths"])
+def signer(authorization):
+    """The access key id of a SigV4 Authorization header: Credential=AKID/date/region/service/..."""
+    if not authorization.startswith("AWS4-HMAC-SHA256 Credential="):
+        return None
+    return authorization.split("Credential=", 1)[1].split("/", 1)[0]
 
 
 class Ssm(http.server.BaseHTTPRequestHandler):
@@ -102,9 +114,11 @@ class Ssm(http.server.BaseHTTPRequestHandler):
         operation = target.split(".")[-1]
         names = body.get("Names") or ([body["Name"]] if "Name" in body else [body.get("Path", "")])
         log("ssm", operation, *names)
-        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=ASIALABSTANDIN"):
-            return self.error("UnrecognizedClientException", "not signed with the node's role credentials")
-        denied = [n for n in names if not allowed(n)]
+        paths = STATE["principals"].get(signer(self.headers.get("Authorization", "")))
+        if paths is None:
+            return self.error("UnrecognizedClientException", "not signed with a node's role credentials")
+        # As the role's policy: "parameter/X/*" allows everything under X/, "parameter/X" only X.
+        denied = [n for n in names if not any(n == p or (p.endswith("/") and n.startswith(p)) for p in paths)]
         if denied:
             return self.error("AccessDeniedException", f"not authorized to access {', '.join(denied)}")
         if operation == "GetParameter":
@@ -131,14 +145,14 @@ class Ssm(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serve(server):
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-
-serve(http.server.ThreadingHTTPServer(("169.254.169.254", 80), Metadata))
-ssm = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(STATE["cert"], STATE["key"])
-ssm.socket = context.wrap_socket(ssm.socket, server_side=True)
+if MODE == "imds":
+    server = http.server.ThreadingHTTPServer(("169.254.169.254", 80), Metadata)
+elif MODE == "ssm":
+    server = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(STATE["cert"], STATE["key"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+else:
+    sys.exit(__doc__)
 log("ready")
-ssm.serve_forever()
+server.serve_forever()

@@ -22,8 +22,10 @@ printf '127.0.0.1 localhost\n%s ssm.eu-west-1.amazonaws.com\n' "$listen" >"/etc/
 ip -n "$ns" link set lo up
 ip -n "$ns" addr add 169.254.169.254/32 dev lo
 ip -n "$ns" addr add "$listen/32" dev lo
-ip netns exec "$ns" timeout 60 /usr/bin/python3 "$here/aws.py" "$dir/state.json" >"$dir/standin.log" 2>&1 &
-for _ in $(seq 50); do grep -q ready "$dir/standin.log" 2>/dev/null && break; sleep 0.1; done
+for mode in imds ssm; do
+  ip netns exec "$ns" timeout 60 /usr/bin/python3 "$here/aws.py" "$mode" "$dir/state.json" >>"$dir/standin.log" 2>&1 &
+done
+for _ in $(seq 50); do [ "$(grep -c ready "$dir/standin.log" 2>/dev/null)" = 2 ] && break; sleep 0.1; done
 step() {
   local name=$1
   shift

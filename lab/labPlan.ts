@@ -1,0 +1,193 @@
+// What the lab builds, as data: its configuration, network, names, and what it takes from the plan
+// (user-data, SSM parameters, IAM scopes). Pure: lab/lab.ts carries it out.
+import * as YAML from "yaml";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { Plan, PlannedResource } from "../plan/plan";
+import { revealSecrets } from "../plan/secrets";
+import { NODE_NAMES, NodeName, Topology, intToIpv4, ipv4ToInt } from "../topology";
+
+export const LAB_STACK = "lab";
+export const LAB_REGION = "eu-west-1";
+export const LAB_DOMAIN = "www.example.com";
+/** Pebble's hostname (`.test` is reserved: it can never mean a real host). */
+export const ACME_HOST = "acme.lab.test";
+
+/** The lab's stack configuration: MariaDB, Let's Encrypt against the lab's Pebble. */
+export const LAB_CONFIG: Readonly<Record<string, string>> = {
+  "aws:region": LAB_REGION,
+  "webstack:domain": LAB_DOMAIN,
+  "webstack:certificate": "letsencrypt",
+  "webstack:acmeEmail": "ops@example.com",
+  "webstack:acmeDirectory": `https://${ACME_HOST}/dir`,
+  "webstack:dbEngine": "mariadb",
+  "webstack:protectData": "false",
+  "webstack:datadog": "false",
+};
+
+/**
+ * What must differ from AWS, in one place (the README lists the same). Everything else — the
+ * user-data, its package installs, instance metadata, SSM — runs as on EC2.
+ */
+export const LAB_DIFFERENCES: readonly string[] = [
+  "Vendor downloads (the CloudWatch agent package, Datadog's APT repository) are not reachable: " +
+    "their installer units keep retrying in the background and the boot completes without them.",
+  "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
+  "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
+    "Debian's own signed indexes; the nodes trust the lab's CA (for the SSM and Pebble stand-ins) " +
+    "as EC2 nodes trust public CAs.",
+  "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
+  `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
+  "The data volume is a loop device at the EBS volume's NVMe by-id path.",
+];
+
+/** Namespaces: one per node, plus "internet" (client, Pebble, mirror, SSM, resolver, the bridge). */
+export const INTERNET_NS = "wslab-internet";
+export const nodeNamespace = (node: NodeName) => `wslab-${node}`;
+export const BRIDGE = "wslab0";
+
+export interface LabNetwork {
+  /** The VPC's range and the lab's "internet" range: both blackholed on the host while up. */
+  readonly ranges: readonly string[];
+  /** Prefix length the lab's single bridge segment uses for the VPC addresses. */
+  readonly vpcPrefixLength: number;
+  /** VPC router (.1, the nodes' gateway) and resolver (.2), held by the internet namespace. */
+  readonly router: string;
+  readonly resolver: string;
+  /** Addresses of the internet-side services. */
+  readonly mirror: string;
+  readonly ssm: string;
+  readonly pebble: string;
+  readonly nodes: Readonly<Record<NodeName, string>>;
+  /** Name → address, as the lab's resolver answers. */
+  readonly hosts: Readonly<Record<string, string>>;
+}
+
+export const INTERNET_RANGE = "10.41.0.0/24";
+
+export function labNetwork(topology: Topology, region: string = LAB_REGION): LabNetwork {
+  const [base, bits] = topology.vpcCidr.split("/");
+  const vpc = ipv4ToInt(base);
+  const internet = ipv4ToInt(INTERNET_RANGE.split("/")[0]);
+  const nodes = Object.fromEntries(
+    NODE_NAMES.map((n) => [n, topology.nodes[n].privateIp]),
+  ) as Record<NodeName, string>;
+  const service = (host: number) => intToIpv4(internet + host);
+  const mirror = service(80);
+  const ssm = service(43);
+  const pebble = service(14);
+  return {
+    ranges: [topology.vpcCidr, INTERNET_RANGE],
+    vpcPrefixLength: Number(bits),
+    router: intToIpv4(vpc + 1),
+    resolver: intToIpv4(vpc + 2),
+    mirror,
+    ssm,
+    pebble,
+    nodes,
+    hosts: {
+      "deb.debian.org": mirror,
+      [`ssm.${region}.amazonaws.com`]: ssm,
+      [ACME_HOST]: pebble,
+      [LAB_DOMAIN]: nodes.lb,
+      ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, nodes[n]])),
+    },
+  };
+}
+
+/** Everything a node needs from the plan. */
+export interface LabNode {
+  readonly name: NodeName;
+  readonly userData: string;
+  readonly instanceId: string;
+  readonly role: string;
+  /** The packages its user-data installs. */
+  readonly packages: readonly string[];
+  /** Its data volume's id (app nodes), as the user-data names the device. */
+  readonly dataVolumeId?: string;
+  /** SSM names and "prefix/" scopes its role's policy allows. */
+  readonly ssmScopes: readonly string[];
+}
+
+const instanceOf = (plan: Plan, node: NodeName) =>
+  onlyOne(
+    plan.resources.filter(
+      (r) => r.type === "aws:ec2/instance:Instance" && r.name === `${node}-instance`,
+    ),
+    `${node}'s instance`,
+  );
+
+function onlyOne(found: PlannedResource[], what: string): PlannedResource {
+  if (found.length !== 1)
+    throw new Error(`lab: expected one ${what} in the plan, found ${found.length}`);
+  return found[0];
+}
+
+/** The node's SSM scopes, from its role's policy: "parameter/X/*" → "X/", "parameter/X" → "X". */
+export function ssmScopes(policyJson: string): string[] {
+  const policy = JSON.parse(policyJson) as {
+    Statement: { Action: string | string[]; Resource: string | string[] }[];
+  };
+  const scopes = policy.Statement.filter((s) =>
+    ([] as string[]).concat(s.Action).some((a) => a.startsWith("ssm:")),
+  ).flatMap((s) => ([] as string[]).concat(s.Resource));
+  return [
+    ...new Set(
+      scopes.map((arn) => {
+        const name = arn.slice(arn.indexOf(":parameter/") + ":parameter".length);
+        return name.endsWith("/*") ? name.slice(0, -1) : name;
+      }),
+    ),
+  ];
+}
+
+/** The packages a cloud-config installs (`packages:` entries are names here). */
+export function packagesOf(userData: string): string[] {
+  return ((YAML.parse(userData) as { packages?: string[] }).packages ?? []).map(String);
+}
+
+export function labNodes(plan: Plan): LabNode[] {
+  return NODE_NAMES.map((name) => {
+    const instance = instanceOf(plan, name);
+    const userData = decodeUserData(instance.inputs);
+    const policies = plan.resources.filter(
+      (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name.startsWith(`${name}-identity-`),
+    );
+    const attachment = plan.resources.find(
+      (r) =>
+        r.type === "aws:ec2/volumeAttachment:VolumeAttachment" &&
+        r.name === `${name}-data-attachment`,
+    );
+    return {
+      name,
+      userData,
+      instanceId: String(instance.id),
+      role: String(
+        onlyOne(
+          plan.resources.filter(
+            (r) => r.type === "aws:iam/role:Role" && r.name === `${name}-identity-role`,
+          ),
+          `${name}'s role`,
+        ).id,
+      ),
+      packages: packagesOf(userData),
+      dataVolumeId: attachment ? String(attachment.inputs.volumeId) : undefined,
+      ssmScopes: [...new Set(policies.flatMap((p) => ssmScopes(String(p.inputs.policy))))],
+    };
+  });
+}
+
+/** The SSM parameters the plan creates, with their real values, as the SSM stand-in serves them. */
+export function ssmParameters(plan: Plan): Record<string, { Type: string; Value: string }> {
+  return Object.fromEntries(
+    plan.resources
+      .filter((r) => r.type === "aws:ssm/parameter:Parameter")
+      .map((r) => {
+        const inputs = revealSecrets(r.inputs) as { name: string; type: string; value: string };
+        return [inputs.name, { Type: inputs.type, Value: inputs.value }];
+      }),
+  );
+}
+
+/** The device name a volume gets on a Nitro instance, as the user-data waits for it. */
+export const nvmeDevicePath = (volumeId: string) =>
+  `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
