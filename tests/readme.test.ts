@@ -59,11 +59,13 @@ test("the firewall table lists exactly the topology's flows", () => {
 });
 
 test("CI and the pull-request workflow run the README's test command", () => {
+  expect(README).toContain("npm ci && npm run lab -- up   # the lab");
   expect(README).toContain("bash scripts/setup.sh   # as root");
   expect(README).toContain("npm test                # config");
   const ci = fs.readFileSync(path.join(PROJECT_DIR, ".ci", "run"), "utf8");
   expect(ci).toMatch(/^bash scripts\/setup\.sh$/m);
   expect(ci).toMatch(/^npm test\b/m);
+  expect(ci).toMatch(/^npm run test:lab\b/m);
   const workflow = YAML.parse(
     fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
   );

@@ -1,0 +1,128 @@
+// What the lab takes from the plan and how it lays out its network: pure, no root needed.
+import * as YAML from "yaml";
+import { parseConfig } from "../config";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
+import {
+  LAB_CONFIG,
+  LAB_DOMAIN,
+  LabNode,
+  labNetwork,
+  labNodes,
+  nvmeDevicePath,
+  packagesOf,
+  ssmParameters,
+  ssmScopes,
+} from "../lab/labPlan";
+import { realOutputs } from "../lab/realOutputs";
+import { unfilteredAddresses } from "../lab/nftables";
+import { Plan, runPlan } from "../plan/plan";
+import { buildTopology } from "../topology";
+import { T, ofType, one } from "./harness";
+
+let plan: Plan;
+let nodes: LabNode[];
+beforeAll(async () => {
+  plan = await runPlan({ stack: "lab", config: LAB_CONFIG, override: realOutputs });
+  nodes = labNodes(plan);
+}, 60_000);
+
+const node = (name: string) => nodes.find((n) => n.name === name)!;
+
+test("the lab's configuration is valid: MariaDB, Let's Encrypt against the lab's Pebble", () => {
+  const config = parseConfig(LAB_CONFIG);
+  expect(config.dbEngine).toBe("mariadb");
+  expect(config.certificate).toBe("letsencrypt");
+  expect(config.acmeDirectory).toBe("https://acme.lab.test/dir");
+});
+
+test("each node boots exactly the user-data the plan gives its instance", () => {
+  expect(nodes.map((n) => n.name)).toEqual(["lb", "s1", "s2"]);
+  for (const n of nodes) {
+    const instance = one(plan, T.instance, `${n.name}-instance`);
+    expect(n.userData).toBe(decodeUserData(instance.inputs));
+    expect(n.userData.startsWith("#cloud-config\n")).toBe(true);
+    expect(n.instanceId).toBe(instance.id);
+  }
+});
+
+test("the packages the mirror must hold are the user-data's own package lists", () => {
+  for (const n of nodes) expect(n.packages).toEqual(YAML.parse(n.userData).packages);
+  expect(node("lb").packages).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
+  expect(node("s2").packages).toEqual(expect.arrayContaining(["nginx", "mariadb-server"]));
+  expect(packagesOf("#cloud-config\nhostname: x\n")).toEqual([]);
+});
+
+test("app nodes get their data volume at the NVMe path their user-data waits for; the LB none", () => {
+  expect(node("lb").dataVolumeId).toBeUndefined();
+  for (const name of ["s1", "s2"]) {
+    const volume = one(plan, T.volumeAttachment, `${name}-data-attachment`).inputs.volumeId;
+    expect(node(name).dataVolumeId).toBe(volume);
+    expect(node(name).userData).toContain(nvmeDevicePath(String(volume)));
+  }
+  expect(nvmeDevicePath("vol-0abc")).toBe(
+    "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc",
+  );
+});
+
+test("the SSM stand-in scopes each node as its role's policy does", () => {
+  expect([...node("s1").ssmScopes].sort()).toEqual(
+    [
+      "/webstack/lab/s1",
+      "/webstack/lab/s1/",
+      "/webstack/lab/shared",
+      "/webstack/lab/shared/",
+    ].sort(),
+  );
+  expect(node("s1").ssmScopes).not.toContain("/webstack/lab/s2/");
+  // The LB may also store the certificate it obtains (Let's Encrypt mode).
+  expect(node("lb").ssmScopes).toContain("/webstack/lab/lb/");
+  expect(
+    ssmScopes(
+      JSON.stringify({
+        Statement: [
+          { Action: "kms:Decrypt", Resource: "arn:aws:kms:eu-west-1:1:key/k" },
+          { Action: ["ssm:PutParameter"], Resource: ["arn:aws:ssm:eu-west-1:1:parameter/a/b"] },
+        ],
+      }),
+    ),
+  ).toEqual(["/a/b"]);
+});
+
+test("the SSM stand-in serves the plan's parameters with their real values", () => {
+  const parameters = ssmParameters(plan);
+  expect(Object.keys(parameters).sort()).toEqual(
+    ofType(plan, T.ssmParameter)
+      .map((p) => String(p.inputs.name))
+      .sort(),
+  );
+  const app = parameters["/webstack/lab/s1/db-app-password"];
+  expect(app.Type).toBe("SecureString");
+  expect(app.Value).toBe(one(plan, T.randomPassword, "app-secrets-db-app").outputs.result);
+  expect(app.Value).not.toMatch(/^mock-/);
+  const key = parameters["/webstack/lab/s2/tls-key"].Value;
+  expect(key).toContain("BEGIN");
+  expect(key).not.toContain("mock-");
+});
+
+test("the lab network: nodes at their fixed addresses, the VPC's router and resolver, names for the stand-ins", () => {
+  const topology = buildTopology("10.40.0.0/16");
+  const network = labNetwork(topology);
+  expect(network.nodes).toEqual({ lb: "10.40.0.10", s1: "10.40.192.10", s2: "10.40.128.10" });
+  expect(network.router).toBe("10.40.0.1");
+  expect(network.resolver).toBe("10.40.0.2");
+  // The resolver is the address security groups never filter.
+  expect(unfilteredAddresses(topology.vpcCidr)).toContain(network.resolver);
+  expect(network.ranges).toEqual(["10.40.0.0/16", "10.41.0.0/24"]);
+  expect(network.hosts).toEqual({
+    "deb.debian.org": network.mirror,
+    "ssm.eu-west-1.amazonaws.com": network.ssm,
+    "acme.lab.test": network.pebble,
+    [LAB_DOMAIN]: "10.40.0.10",
+    "lb.webstack.internal": "10.40.0.10",
+    "s1.webstack.internal": "10.40.192.10",
+    "s2.webstack.internal": "10.40.128.10",
+  });
+  for (const address of [network.mirror, network.ssm, network.pebble]) {
+    expect(address).toMatch(/^10\.41\.0\.\d+$/);
+  }
+});
