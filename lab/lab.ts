@@ -92,7 +92,8 @@ function saveState(state: LabState): void {
   fs.writeFileSync(STATE_FILE, JSON.stringify(state, null, 2));
 }
 
-function alive(pid: number, match: string): boolean {
+/** Whether a recorded process still runs (its PID, with its own command line: not a reused PID). */
+export function alive(pid: number, match: string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(match);
   } catch {
@@ -436,11 +437,27 @@ function containerLeader(state: LabState, node: NodeName): number | undefined {
   return undefined;
 }
 
-/** Runs a command inside a node's container (all its namespaces). */
-export function inNode(node: NodeName, command: string[], state = readState()): string {
+/** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
+export function execInNode(node: NodeName, command: string[], input?: string) {
+  const state = readState();
   const leader = state && containerLeader(state, node);
   if (!leader) throw new LabError(`${node} is not running`);
-  return run("nsenter", ["-t", String(leader), "-a", ...command]);
+  return spawnSync("nsenter", ["-t", String(leader), "-a", ...command], {
+    encoding: "utf8",
+    input,
+    timeout: 120_000,
+  });
+}
+
+/** Runs a command inside a node's container; throws with its output when it fails. */
+export function inNode(node: NodeName, command: string[]): string {
+  const r = execInNode(node, command);
+  if (r.status !== 0) {
+    throw new LabError(
+      `${node}: ${command.join(" ")} failed (${r.status}): ${r.stderr}${r.stdout}`,
+    );
+  }
+  return r.stdout;
 }
 
 function cloudInitStatus(state: LabState, node: NodeName): string {
@@ -590,8 +607,8 @@ function healthy(state: LabState): boolean {
   return state.processes.every((p) => alive(p.pid, p.match));
 }
 
-/** The certificate the LB serves, as a client in the internet namespace sees it. */
-function servedCertificate(): string {
+/** The certificate the LB serves, as a client in the internet namespace sees it (issuer; serial too). */
+export function servedCertificate(withSerial = false): string {
   const r = spawnSync(
     "ip",
     [
@@ -600,7 +617,7 @@ function servedCertificate(): string {
       INTERNET_NS,
       "bash",
       "-c",
-      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -issuer`,
+      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -issuer${withSerial ? " -serial" : ""}`,
     ],
     { encoding: "utf8", timeout: 15_000 },
   );

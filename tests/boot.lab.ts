@@ -1,10 +1,11 @@
 // The lab, end to end: `up` boots the rendered user-data for real, a client on the "internet" gets
 // an answer from a backend through the LB over the certificate Pebble issued, `down` leaves nothing.
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
-import { inNode, leftovers, STATE_DIR } from "../lab/lab";
+import { alive, execInNode, inNode, leftovers, servedCertificate, STATE_DIR } from "../lab/lab";
 import { NODE_NAMES } from "../topology";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
@@ -94,6 +95,340 @@ labTest("while up, the host blackholes the lab's ranges", () => {
   }
 });
 
+// ---- Edge: what a user on the internet sees ------------------------------------------------
+
+labTest("HTTP answers 301 to the same HTTPS URL, except the ACME challenge path", () => {
+  const code = (url: string) =>
+    fromClient("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", url).stdout;
+  expect(code(`http://${LAB_DOMAIN}/some/page?q=1`)).toBe(
+    `301 https://${LAB_DOMAIN}/some/page?q=1`,
+  );
+  // Handed to certbot's port (nothing listens between issuances): anything but a redirect.
+  expect(code(`http://${LAB_DOMAIN}/.well-known/acme-challenge/probe`)).toMatch(/^(404|503) $/);
+});
+
+labTest("every HTTPS answer carries HSTS", () => {
+  const headers = fromClient(
+    "-D",
+    "-",
+    "-o",
+    "/dev/null",
+    "--cacert",
+    acmeRoot,
+    `https://${LAB_DOMAIN}/`,
+  );
+  expect(headers.stdout).toMatch(/^strict-transport-security: max-age=\d{7,}/im);
+});
+
+/** A TLS handshake at one protocol version, from a client willing to speak it. */
+function handshake(version: string) {
+  return spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      INTERNET_NS,
+      "openssl",
+      "s_client",
+      "-connect",
+      `${LAB_DOMAIN}:443`,
+      "-servername",
+      LAB_DOMAIN,
+      `-${version}`,
+      "-cipher",
+      "DEFAULT@SECLEVEL=0",
+    ],
+    { encoding: "utf8", input: "", timeout: 15_000 },
+  );
+}
+
+labTest("TLS 1.2 and 1.3 are accepted, TLS 1.1 and 1.0 refused", () => {
+  expect(handshake("tls1_2").stdout).toMatch(/Protocol\s*:\s*TLSv1\.2/);
+  expect(handshake("tls1_3").stdout).toMatch(/TLSv1\.3/);
+  for (const old of ["tls1_1", "tls1"]) {
+    const r = handshake(old);
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toContain("no peer certificate available");
+  }
+});
+
+labTest("round-robin alternates s1 and s2 under sequential requests", () => {
+  const served = Array.from({ length: 10 }, () => {
+    const r = fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/`);
+    return (JSON.parse(r.stdout) as { node: string }).node;
+  });
+  for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
+});
+
+// ---- ACME: the LB's certificate from Pebble, through its own challenge path --------------------
+
+const pebbleLog = () => fs.readFileSync(path.join(STATE_DIR, "logs", "pebble.log"), "utf8");
+const validations = () =>
+  pebbleLog()
+    .split("\n")
+    .filter((l) =>
+      l.includes(
+        `Attempting to validate w/ HTTP: http://${LAB_DOMAIN}:80/.well-known/acme-challenge/`,
+      ),
+    ).length;
+const servedSerial = () => servedCertificate(true);
+
+labTest(
+  "the served certificate was issued by Pebble after an HTTP-01 validation through the LB",
+  () => {
+    expect(validations()).toBeGreaterThan(0);
+    expect(servedSerial()).toMatch(/issuer=.*Pebble Intermediate CA/);
+  },
+);
+
+labTest(
+  "a forced renewal goes through the same path, and the LB serves the new certificate without a failed request",
+  () => {
+    const before = servedSerial();
+    const validationsBefore = validations();
+    const stop = path.join(STATE_DIR, "client-stop");
+    // A bounded client loop (at most 600 requests, 120 s) running while certbot renews.
+    const loop = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        INTERNET_NS,
+        "bash",
+        "-c",
+        `ok=0; failed=0; for i in $(seq 600); do [ -e ${stop} ] && break; ` +
+          `if curl -sS -o /dev/null --max-time 5 --cacert ${acmeRoot} https://${LAB_DOMAIN}/; then ok=$((ok+1)); else failed=$((failed+1)); fi; done; echo "$ok $failed"`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"], timeout: 120_000 },
+    );
+    let counts = "";
+    loop.stdout.on("data", (d) => (counts += String(d)));
+    const done = new Promise((resolve) => loop.on("exit", resolve));
+    const renew = execInNode("lb", [
+      "certbot",
+      "renew",
+      "--cert-name",
+      "webstack",
+      "--force-renewal",
+      "--no-random-sleep-on-renew",
+    ]);
+    expect(renew.status).toBe(0);
+    return (async () => {
+      // Keep the client going a little past the reload, then stop it.
+      await new Promise((r) => setTimeout(r, 2000));
+      fs.writeFileSync(stop, "");
+      await done;
+      const [ok, failed] = counts.trim().split(" ").map(Number);
+      console.log(`during the renewal: ${ok} requests answered, ${failed} failed`);
+      expect(ok).toBeGreaterThan(10);
+      expect(failed).toBe(0);
+      const after = servedSerial();
+      expect(after).toMatch(/issuer=.*Pebble Intermediate CA/);
+      expect(after).not.toBe(before);
+      // Pebble validated again, over HTTP to the LB's ACME path.
+      expect(validations()).toBeGreaterThan(validationsBefore);
+    })();
+  },
+  180_000,
+);
+
+// ---- Backend TLS: HAProxy checks the chain and the name of each backend's certificate ---------
+
+/** s1's state in HAProxy's own stats (svname s1: UP, DOWN, …). */
+const s1State = () => {
+  const csv = inNode("lb", ["curl", "-s", "http://127.0.0.1:8404/stats;csv"]);
+  const header = csv.split("\n")[0].replace(/^# /, "").split(",");
+  const row = csv
+    .split("\n")
+    .find((l) => l.split(",")[1] === "s1")!
+    .split(",");
+  return row[header.indexOf("status")];
+};
+
+function foreignCertificate(): { cert: string; key: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
+  try {
+    const r = spawnSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=s1.webstack.internal",
+      "-addext",
+      "subjectAltName=DNS:s1.webstack.internal,IP:10.40.192.10",
+      "-keyout",
+      `${dir}/k`,
+      "-out",
+      `${dir}/c`,
+    ]);
+    expect(r.status).toBe(0);
+    return { cert: fs.readFileSync(`${dir}/c`, "utf8"), key: fs.readFileSync(`${dir}/k`, "utf8") };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const TLS_DIR = "/etc/webstack/tls";
+const replaceS1Certificate = (cert: string, key: string) => {
+  expect(execInNode("s1", ["sh", "-c", `cat > ${TLS_DIR}/node.crt`], cert).status).toBe(0);
+  expect(execInNode("s1", ["sh", "-c", `cat > ${TLS_DIR}/node.key`], key).status).toBe(0);
+  inNode("s1", ["systemctl", "reload", "nginx"]);
+};
+
+describe.each([
+  ["a certificate from another CA, for s1's own name", () => foreignCertificate()],
+  [
+    "our CA's certificate for another name (s2's)",
+    () => ({
+      cert: inNode("s2", ["cat", `${TLS_DIR}/node.crt`]),
+      key: inNode("s2", ["cat", `${TLS_DIR}/node.key`]),
+    }),
+  ],
+])("a backend presenting %s", (_, certificate) => {
+  labTest(
+    "is marked down and gets no traffic; with its own back, it serves again",
+    async () => {
+      const original = {
+        cert: inNode("s1", ["cat", `${TLS_DIR}/node.crt`]),
+        key: inNode("s1", ["cat", `${TLS_DIR}/node.key`]),
+      };
+      expect(s1State()).toBe("UP");
+      const swapped = certificate();
+      replaceS1Certificate(swapped.cert, swapped.key);
+      try {
+        await eventually("HAProxy marking s1 down", 20, () =>
+          s1State().startsWith("DOWN") ? true : undefined,
+        );
+        const served = Array.from(
+          { length: 8 },
+          () =>
+            (
+              JSON.parse(fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/`).stdout) as {
+                node: string;
+              }
+            ).node,
+        );
+        expect(new Set(served)).toEqual(new Set(["s2"]));
+      } finally {
+        replaceS1Certificate(original.cert, original.key);
+      }
+      await eventually("s1 back up", 30, () => (s1State() === "UP" ? true : undefined));
+    },
+    90_000,
+  );
+});
+
+// ---- Replication: s2 primary, s1 replica ---------------------------------------------------------
+
+const sql = (node: "s1" | "s2", query: string) =>
+  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
+
+async function eventually<T>(
+  what: string,
+  seconds: number,
+  probe: () => T | undefined,
+): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function write(note: string): number {
+  const r = fromClient(
+    "-X",
+    "POST",
+    "--data",
+    note,
+    "--cacert",
+    acmeRoot,
+    `https://${LAB_DOMAIN}/items`,
+  );
+  const body = JSON.parse(r.stdout) as { id: number; written_to: string };
+  expect(body.written_to).toBe("primary");
+  return body.id;
+}
+
+labTest(
+  "a write through the app lands on the primary and is read back from the replica",
+  async () => {
+    const note = `lab-${Date.now()}`;
+    const id = write(note);
+    expect(sql("s2", `SELECT note FROM items WHERE id = ${id}`)).toBe(note);
+    await eventually("the row on the replica", 10, () =>
+      sql("s1", `SELECT note FROM items WHERE id = ${id}`) === note ? true : undefined,
+    );
+    // Both backends serve the read from the replica.
+    const readers = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const r = fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/items/${id}`);
+      const body = JSON.parse(r.stdout) as { node: string; read_from: string; note: string };
+      expect(body).toMatchObject({ read_from: "replica", note });
+      readers.add(body.node);
+    }
+    expect([...readers].sort()).toEqual(["s1", "s2"]);
+  },
+);
+
+labTest("the replica is read-only for the application user; the primary is not", () => {
+  const asApp = (node: "s1" | "s2") =>
+    execInNode(node, [
+      "sh",
+      "-c",
+      'mariadb --user=app --password="$(cat /etc/webstack/secrets/db-app-password)" webstack ' +
+        "-e \"INSERT INTO items (note, written_by) VALUES ('read-only probe', 'lab')\"",
+    ]);
+  const replica = asApp("s1");
+  expect(replica.status).not.toBe(0);
+  expect(replica.stderr).toContain("ERROR 1290");
+  expect(asApp("s2").status).toBe(0);
+});
+
+labTest("replication runs over TLS, verifying the primary's certificate", () => {
+  const status = inNode("s1", ["mariadb", "-e", "SHOW REPLICA STATUS\\G"]);
+  for (const field of [
+    "Slave_IO_Running: Yes",
+    "Slave_SQL_Running: Yes",
+    "Master_SSL_Allowed: Yes",
+    "Master_SSL_Verify_Server_Cert: Yes",
+    "Master_Host: 10.40.128.10",
+  ]) {
+    expect(status).toContain(field);
+  }
+  expect(sql("s2", "SHOW GRANTS FOR 'replication'@'10.40.192.10'")).toContain("REQUIRE SSL");
+});
+
+labTest(
+  "a replica stopped and started again catches up by itself",
+  async () => {
+    inNode("s1", ["systemctl", "stop", "mariadb"]);
+    const note = `while-replica-down-${Date.now()}`;
+    const id = write(note);
+    inNode("s1", ["systemctl", "start", "mariadb"]);
+    await eventually("the replica catching up", 60, () =>
+      execInNode("s1", [
+        "mariadb",
+        "-N",
+        "webstack",
+        "-e",
+        `SELECT note FROM items WHERE id = ${id}`,
+      ]).stdout.trim() === note
+        ? true
+        : undefined,
+    );
+  },
+  120_000,
+);
+
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
   const status = lab("status");
   expect(status.status).toBe(0);
@@ -109,15 +444,14 @@ labTest(
   "down stops and removes everything; a second down is safe",
   () => {
     const state = JSON.parse(fs.readFileSync(path.join(STATE_DIR, "lab.json"), "utf8")) as {
-      processes: { pid: number }[];
+      processes: { pid: number; match: string }[];
     };
     expect(state.processes.length).toBeGreaterThanOrEqual(8);
     const down = lab("down");
     expect(down.status).toBe(0);
     expect(leftovers(undefined)).toEqual([]);
-    // Nothing the lab started runs on (a recycled PID would be someone else's: compare start times).
-    for (const { pid } of state.processes)
-      expect(fs.existsSync(`/proc/${pid}`) ? pid : "gone").toBe("gone");
+    // Nothing the lab started runs on (a PID with another command line is someone else's).
+    expect(state.processes.filter((p) => alive(p.pid, p.match))).toEqual([]);
     expect(fs.existsSync(STATE_DIR)).toBe(false);
     for (const range of ["10.40.0.0/16", "10.41.0.0/24"]) {
       expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toBe("");
