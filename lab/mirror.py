@@ -133,6 +133,10 @@ def main():
             f.write(inputs + "\n")
         shutil.rmtree(mirror, ignore_errors=True)
         os.rename(work, mirror)
+        # Older mirrors are stale: the packages or the rootfs they complete changed.
+        for old in os.listdir(CACHE):
+            if old.startswith("mirror-") and os.path.join(CACHE, old) != mirror:
+                shutil.rmtree(os.path.join(CACHE, old), ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(mirror)

@@ -51,4 +51,6 @@ fi
 echo "$inputs" >"$work/root/.complete"
 rm -rf "$root"
 mv "$work/root" "$root"
+# Older builds of this flavour are stale: their inputs changed.
+find "$CACHE" -mindepth 1 -maxdepth 1 -name "rootfs-$FLAVOUR-*" ! -path "$root" -exec rm -rf {} +
 echo "$root"
