@@ -12,6 +12,8 @@ import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
   ManifestEntry,
+  NODE_CERT_PATH,
+  NODE_KEY_PATH,
   SECRETS_MANIFEST_PATH,
   renderEnvFile,
   rootFile,
@@ -52,8 +54,8 @@ export const TLS_MANIFEST_PATH = "/etc/webstack/tls-manifest.json";
 export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
   const names = p.parameters;
   return [
-    rootFile(names["tls-cert"], "/etc/webstack/tls/node.crt", "0644"),
-    rootFile(names["tls-key"], "/etc/webstack/tls/node.key"),
+    rootFile(names["tls-cert"], NODE_CERT_PATH, "0644"),
+    rootFile(names["tls-key"], NODE_KEY_PATH),
     {
       parameter: names["tls-cert"],
       path: `${DB_TLS_DIR}/node.crt`,

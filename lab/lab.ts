@@ -1,6 +1,6 @@
 // The lab: boots the user-data the program renders with real cloud-init on Debian 13, in
 // systemd-nspawn containers inside network namespaces at the nodes' own addresses (see labPlan.ts).
-import { ChildProcess, spawn, spawnSync, SpawnSyncOptions } from "child_process";
+import { spawn, spawnSync, SpawnSyncOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
@@ -74,7 +74,11 @@ function run(command: string, args: string[], options: SpawnSyncOptions = {}): s
   return String(result.stdout ?? "");
 }
 
-/** Runs a command inside a lab namespace: every lab connection starts in one. */
+/** Runs a command inside a lab namespace, its exit status the caller's: every lab connection starts in one. */
+export const inNamespace = (ns: string, command: string[], options: SpawnSyncOptions = {}) =>
+  spawnSync("ip", ["netns", "exec", ns, ...command], { ...options, encoding: "utf8" });
+
+/** Runs a command inside a lab namespace; throws with its output when it fails. */
 export const runIn = (
   ns: string,
   command: string,
@@ -108,7 +112,7 @@ function startProcess(
   ns: string | undefined,
   command: string[],
   env: Record<string, string> = {},
-): ChildProcess {
+): void {
   const logFile = fs.openSync(path.join(STATE_DIR, "logs", `${name}.log`), "a");
   const argv = ns ? ["ip", "netns", "exec", ns, ...command] : command;
   const child = spawn(argv[0], argv.slice(1), {
@@ -121,10 +125,9 @@ function startProcess(
   // `ip netns exec` execs the command: the PID is the command's, and so is its cmdline.
   state.processes.push({ name, pid: child.pid!, match: command[command.length - 1] });
   saveState(state);
-  return child;
 }
 
-async function waitFor(what: string, seconds: number, check: () => boolean): Promise<void> {
+export async function waitFor(what: string, seconds: number, check: () => boolean): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
   while (!check()) {
     if (Date.now() > deadline)
@@ -134,9 +137,8 @@ async function waitFor(what: string, seconds: number, check: () => boolean): Pro
 }
 
 const listening = (ns: string, address: string, port: number) =>
-  spawnSync("ip", ["netns", "exec", ns, "bash", "-c", `exec 3<>/dev/tcp/${address}/${port}`], {
-    timeout: 5000,
-  }).status === 0;
+  inNamespace(ns, ["bash", "-c", `exec 3<>/dev/tcp/${address}/${port}`], { timeout: 5000 })
+    .status === 0;
 
 function nodeDir(node: NodeName): string {
   return path.join(STATE_DIR, "nodes", node);
@@ -438,8 +440,12 @@ function containerLeader(state: LabState, node: NodeName): number | undefined {
 }
 
 /** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
-export function execInNode(node: NodeName, command: string[], input?: string) {
-  const state = readState();
+export function execInNode(
+  node: NodeName,
+  command: string[],
+  input?: string,
+  state: LabState | undefined = readState(),
+) {
   const leader = state && containerLeader(state, node);
   if (!leader) throw new LabError(`${node} is not running`);
   return spawnSync("nsenter", ["-t", String(leader), "-a", ...command], {
@@ -461,12 +467,8 @@ export function inNode(node: NodeName, command: string[]): string {
 }
 
 function cloudInitStatus(state: LabState, node: NodeName): string {
-  const leader = containerLeader(state, node);
-  if (!leader) return "not running";
-  const r = spawnSync("nsenter", ["-t", String(leader), "-a", "cloud-init", "status"], {
-    encoding: "utf8",
-    timeout: 20_000,
-  });
+  if (!containerLeader(state, node)) return "not running";
+  const r = execInNode(node, ["cloud-init", "status"], undefined, state);
   const reported = /status: (\S+)/.exec(r.stdout ?? "")?.[1] ?? "unknown";
   // Exit 2 is "done" with recoverable errors: not a clean boot.
   return reported === "done" && r.status === 2 ? "degraded" : reported;
@@ -511,20 +513,11 @@ async function waitForCertificate(state: LabState): Promise<void> {
       servedCertificate().includes("Pebble"),
     );
   } catch (err) {
-    const journal = spawnSync(
-      "nsenter",
-      [
-        "-t",
-        String(containerLeader(state, "lb")),
-        "-a",
-        "journalctl",
-        "-u",
-        "webstack-certificate*",
-        "--no-pager",
-        "-n",
-        "40",
-      ],
-      { encoding: "utf8" },
+    const journal = execInNode(
+      "lb",
+      ["journalctl", "-u", "webstack-certificate*", "--no-pager", "-n", "40"],
+      undefined,
+      state,
     ).stdout;
     throw new LabError(`${(err as Error).message}\n${journal}`);
   }
@@ -609,17 +602,14 @@ function healthy(state: LabState): boolean {
 
 /** The certificate the LB serves, as a client in the internet namespace sees it (issuer; serial too). */
 export function servedCertificate(withSerial = false): string {
-  const r = spawnSync(
-    "ip",
+  const r = inNamespace(
+    INTERNET_NS,
     [
-      "netns",
-      "exec",
-      INTERNET_NS,
       "bash",
       "-c",
       `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -issuer${withSerial ? " -serial" : ""}`,
     ],
-    { encoding: "utf8", timeout: 15_000 },
+    { timeout: 15_000 },
   );
   return (r.stdout ?? "").trim() || "(none)";
 }
@@ -682,12 +672,10 @@ export async function down(): Promise<void> {
   if (!state) {
     log("nothing to take down");
   } else {
-    // Containers first (a clean poweroff), then the stand-ins they were talking to.
-    const ordered = [...state.processes].sort(
-      (a, b) => Number(b.name.startsWith("node-")) - Number(a.name.startsWith("node-")),
-    );
-    await Promise.all(ordered.filter((p) => p.name.startsWith("node-")).map(stopProcess));
-    for (const p of ordered.filter((p) => !p.name.startsWith("node-"))) await stopProcess(p);
+    // Containers first (a clean poweroff, all at once), then the stand-ins they were talking to.
+    const isNode = (p: { name: string }) => p.name.startsWith("node-");
+    await Promise.all(state.processes.filter(isNode).map(stopProcess));
+    for (const p of state.processes.filter((p) => !isNode(p))) await stopProcess(p);
     for (const mount of [...state.mounts].reverse()) {
       // Anything the container left mounted below its root goes first.
       const below = fs

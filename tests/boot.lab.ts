@@ -4,9 +4,20 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
-import { alive, execInNode, inNode, leftovers, servedCertificate, STATE_DIR } from "../lab/lab";
-import { NODE_NAMES } from "../topology";
+import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork } from "../lab/labPlan";
+import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
+import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
+import {
+  alive,
+  execInNode,
+  inNamespace,
+  inNode,
+  leftovers,
+  servedCertificate,
+  STATE_DIR,
+  waitFor,
+} from "../lab/lab";
+import { buildTopology, NODE_NAMES } from "../topology";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
 const labTest = testNeeding(
@@ -26,16 +37,13 @@ function lab(command: string) {
 
 /** A request from the client namespace: every lab connection starts inside a lab namespace. */
 function fromClient(...args: string[]) {
-  return spawnSync(
-    "ip",
-    ["netns", "exec", INTERNET_NS, "curl", "-sS", "--max-time", "10", ...args],
-    {
-      encoding: "utf8",
-    },
-  );
+  return inNamespace(INTERNET_NS, ["curl", "-sS", "--max-time", "10", ...args]);
 }
 
 const acmeRoot = path.join(STATE_DIR, "internet", "acme-root.pem");
+// The lab's own addresses, from the topology the program uses (vpcCidr is the default one).
+const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
+const NETWORK = labNetwork(TOPOLOGY);
 let upOutput = "";
 
 labTest(
@@ -88,7 +96,7 @@ labTest(
 );
 
 labTest("while up, the host blackholes the lab's ranges", () => {
-  for (const range of ["10.40.0.0/16", "10.41.0.0/24"]) {
+  for (const range of NETWORK.ranges) {
     expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toMatch(
       /^blackhole /,
     );
@@ -122,12 +130,9 @@ labTest("every HTTPS answer carries HSTS", () => {
 
 /** A TLS handshake at one protocol version, from a client willing to speak it. */
 function handshake(version: string) {
-  return spawnSync(
-    "ip",
+  return inNamespace(
+    INTERNET_NS,
     [
-      "netns",
-      "exec",
-      INTERNET_NS,
       "openssl",
       "s_client",
       "-connect",
@@ -138,7 +143,7 @@ function handshake(version: string) {
       "-cipher",
       "DEFAULT@SECLEVEL=0",
     ],
-    { encoding: "utf8", input: "", timeout: 15_000 },
+    { input: "", timeout: 15_000 },
   );
 }
 
@@ -236,7 +241,7 @@ labTest(
 
 /** s1's state in HAProxy's own stats (svname s1: UP, DOWN, …). */
 const s1State = () => {
-  const csv = inNode("lb", ["curl", "-s", "http://127.0.0.1:8404/stats;csv"]);
+  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
   const header = csv.split("\n")[0].replace(/^# /, "").split(",");
   const row = csv
     .split("\n")
@@ -259,9 +264,9 @@ function foreignCertificate(): { cert: string; key: string } {
       "-days",
       "1",
       "-subj",
-      "/CN=s1.webstack.internal",
+      `/CN=${TOPOLOGY.nodes.s1.internalName}`,
       "-addext",
-      "subjectAltName=DNS:s1.webstack.internal,IP:10.40.192.10",
+      `subjectAltName=DNS:${TOPOLOGY.nodes.s1.internalName},IP:${TOPOLOGY.nodes.s1.privateIp}`,
       "-keyout",
       `${dir}/k`,
       "-out",
@@ -274,10 +279,9 @@ function foreignCertificate(): { cert: string; key: string } {
   }
 }
 
-const TLS_DIR = "/etc/webstack/tls";
 const replaceS1Certificate = (cert: string, key: string) => {
-  expect(execInNode("s1", ["sh", "-c", `cat > ${TLS_DIR}/node.crt`], cert).status).toBe(0);
-  expect(execInNode("s1", ["sh", "-c", `cat > ${TLS_DIR}/node.key`], key).status).toBe(0);
+  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_CERT_PATH}`], cert).status).toBe(0);
+  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_KEY_PATH}`], key).status).toBe(0);
   inNode("s1", ["systemctl", "reload", "nginx"]);
 };
 
@@ -286,8 +290,8 @@ describe.each([
   [
     "our CA's certificate for another name (s2's)",
     () => ({
-      cert: inNode("s2", ["cat", `${TLS_DIR}/node.crt`]),
-      key: inNode("s2", ["cat", `${TLS_DIR}/node.key`]),
+      cert: inNode("s2", ["cat", NODE_CERT_PATH]),
+      key: inNode("s2", ["cat", NODE_KEY_PATH]),
     }),
   ],
 ])("a backend presenting %s", (_, certificate) => {
@@ -295,16 +299,14 @@ describe.each([
     "is marked down and gets no traffic; with its own back, it serves again",
     async () => {
       const original = {
-        cert: inNode("s1", ["cat", `${TLS_DIR}/node.crt`]),
-        key: inNode("s1", ["cat", `${TLS_DIR}/node.key`]),
+        cert: inNode("s1", ["cat", NODE_CERT_PATH]),
+        key: inNode("s1", ["cat", NODE_KEY_PATH]),
       };
       expect(s1State()).toBe("UP");
       const swapped = certificate();
       replaceS1Certificate(swapped.cert, swapped.key);
       try {
-        await eventually("HAProxy marking s1 down", 20, () =>
-          s1State().startsWith("DOWN") ? true : undefined,
-        );
+        await waitFor("HAProxy marking s1 down", 20, () => s1State().startsWith("DOWN"));
         const served = Array.from(
           { length: 8 },
           () =>
@@ -318,7 +320,7 @@ describe.each([
       } finally {
         replaceS1Certificate(original.cert, original.key);
       }
-      await eventually("s1 back up", 30, () => (s1State() === "UP" ? true : undefined));
+      await waitFor("s1 back up", 30, () => s1State() === "UP");
     },
     90_000,
   );
@@ -328,20 +330,6 @@ describe.each([
 
 const sql = (node: "s1" | "s2", query: string) =>
   inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
-
-async function eventually<T>(
-  what: string,
-  seconds: number,
-  probe: () => T | undefined,
-): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 function write(note: string): number {
   const r = fromClient(
@@ -364,8 +352,10 @@ labTest(
     const note = `lab-${Date.now()}`;
     const id = write(note);
     expect(sql("s2", `SELECT note FROM items WHERE id = ${id}`)).toBe(note);
-    await eventually("the row on the replica", 10, () =>
-      sql("s1", `SELECT note FROM items WHERE id = ${id}`) === note ? true : undefined,
+    await waitFor(
+      "the row on the replica",
+      10,
+      () => sql("s1", `SELECT note FROM items WHERE id = ${id}`) === note,
     );
     // Both backends serve the read from the replica.
     const readers = new Set<string>();
@@ -400,11 +390,13 @@ labTest("replication runs over TLS, verifying the primary's certificate", () => 
     "Slave_SQL_Running: Yes",
     "Master_SSL_Allowed: Yes",
     "Master_SSL_Verify_Server_Cert: Yes",
-    "Master_Host: 10.40.128.10",
+    `Master_Host: ${TOPOLOGY.nodes.s2.privateIp}`,
   ]) {
     expect(status).toContain(field);
   }
-  expect(sql("s2", "SHOW GRANTS FOR 'replication'@'10.40.192.10'")).toContain("REQUIRE SSL");
+  expect(sql("s2", `SHOW GRANTS FOR 'replication'@'${TOPOLOGY.nodes.s1.privateIp}'`)).toContain(
+    "REQUIRE SSL",
+  );
 });
 
 labTest(
@@ -414,16 +406,17 @@ labTest(
     const note = `while-replica-down-${Date.now()}`;
     const id = write(note);
     inNode("s1", ["systemctl", "start", "mariadb"]);
-    await eventually("the replica catching up", 60, () =>
-      execInNode("s1", [
-        "mariadb",
-        "-N",
-        "webstack",
-        "-e",
-        `SELECT note FROM items WHERE id = ${id}`,
-      ]).stdout.trim() === note
-        ? true
-        : undefined,
+    await waitFor(
+      "the replica catching up",
+      60,
+      () =>
+        execInNode("s1", [
+          "mariadb",
+          "-N",
+          "webstack",
+          "-e",
+          `SELECT note FROM items WHERE id = ${id}`,
+        ]).stdout.trim() === note,
     );
   },
   120_000,
@@ -453,7 +446,7 @@ labTest(
     // Nothing the lab started runs on (a PID with another command line is someone else's).
     expect(state.processes.filter((p) => alive(p.pid, p.match))).toEqual([]);
     expect(fs.existsSync(STATE_DIR)).toBe(false);
-    for (const range of ["10.40.0.0/16", "10.41.0.0/24"]) {
+    for (const range of NETWORK.ranges) {
       expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toBe("");
     }
     const again = lab("down");
