@@ -180,6 +180,26 @@ export function flowsOutOf(node: NodeName, flows: readonly Flow[] = FLOWS): Flow
   return flows.filter((flow) => flow.from === node);
 }
 
+/**
+ * Whether the security groups let `from` open a TCP connection to `to` on `port`: the source's
+ * egress and the destination's ingress must both allow it, and a rule for the internet
+ * (0.0.0.0/0) matches any address, the other nodes' included — as in AWS.
+ */
+export function admits(
+  from: Peer,
+  to: NodeName,
+  port: number,
+  flows: readonly Flow[] = FLOWS,
+): boolean {
+  const ingress = flowsInto(to, flows).some(
+    (f) => f.port === port && (f.from === from || f.from === "internet"),
+  );
+  const egress =
+    from === "internet" ||
+    flowsOutOf(from, flows).some((f) => f.port === port && (f.to === to || f.to === "internet"));
+  return ingress && egress;
+}
+
 /** One security-group rule: a flow seen from one group (a node-to-node flow gives two). */
 export interface SecurityGroupRule {
   /** Stable resource key: renaming it replaces the rule. */

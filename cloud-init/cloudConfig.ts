@@ -33,6 +33,12 @@ export interface NodeHeader {
 }
 
 /**
+ * No SSH server on any node, not only none reachable: the image's sshd is stopped and masked at
+ * every boot, before anything else (security groups never open port 22 either).
+ */
+export const SSH_OFF: Command = ["systemctl", "mask", "--now", "ssh.service", "ssh.socket"];
+
+/**
  * Merges the parts in order: packages are de-duplicated, files must not collide, commands keep
  * their order. The header comment and `#cloud-config` line come first, as cloud-init requires.
  */
@@ -45,7 +51,7 @@ export function composeCloudConfig(header: NodeHeader, parts: readonly CloudConf
     seen.add(file.path);
   }
   const apt = Object.assign({}, ...parts.map((p) => p.apt ?? {}));
-  const bootcmd = parts.flatMap((p) => p.bootcmd ?? []);
+  const bootcmd = [SSH_OFF, ...parts.flatMap((p) => p.bootcmd ?? [])];
   const commands = parts.flatMap((p) => p.runcmd ?? []);
   // runcmd is one sh script whose status is its last command's: with several commands, a failed
   // boot step would pass unnoticed unless the script stops at the first failure.
@@ -60,7 +66,10 @@ export function composeCloudConfig(header: NodeHeader, parts: readonly CloudConf
     manage_etc_hosts: true,
     // No SSH: access is through SSM Session Manager; never accept passwords either way.
     ssh_pwauth: false,
-    ...(bootcmd.length > 0 ? { bootcmd } : {}),
+    // …and no sshd to print host keys for: the console log stays the boot's own.
+    ssh: { emit_keys_to_console: false },
+    no_ssh_fingerprints: true,
+    bootcmd,
     write_files: writeFiles.map((f) => ({
       path: f.path,
       content: f.content,

@@ -1,22 +1,26 @@
 #!/bin/bash
 # Applies one node's generated ruleset in a scratch namespace and probes it from a peer namespace
-# holding other nodes' addresses. Prints "SOURCE PORT open|filtered" per probe. Bounded: one-second
+# holding other nodes' addresses. Prints "SOURCE PORT open|closed|filtered" per probe. Bounded: one-second
 # connects, listeners that stop with the namespaces. Leaves nothing behind (trap).
 # Usage: firewall-probe.sh RULESET NODE_IP VPC_CIDR PORTS SOURCE_IP...   (run as root)
 set -euo pipefail
 ruleset=$1 node_ip=$2 vpc=$3 ports=$4
 shift 4
-id=$$
+id=$$ added_route=
 a=wsfw-$id-node b=wsfw-$id-peer
 cleanup() {
   ip netns pids "$a" 2>/dev/null | xargs -r kill 2>/dev/null || true
   ip netns del "$a" 2>/dev/null || true
   ip netns del "$b" 2>/dev/null || true
-  ip route del blackhole "$vpc" 2>/dev/null || true
+  if [ -n "$added_route" ]; then ip route del blackhole "$vpc" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 # A stray packet from this machine toward the lab range dies here instead of leaving it.
-ip route add blackhole "$vpc"
+# (A running lab already holds it: then it stays the lab's.)
+if [ -z "$(ip route show "$vpc")" ]; then
+  ip route add blackhole "$vpc"
+  added_route=1
+fi
 ip netns add "$a"
 ip netns add "$b"
 ip link add "n$id" type veth peer name "p$id"
@@ -36,15 +40,9 @@ s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16)
 while True: s.accept()[0].close()" "$port" &
 done
 sleep 0.5
+targets=()
+for port in ${ports//,/ }; do targets+=("$node_ip:$port"); done
 for source in "$@"; do
-  for port in ${ports//,/ }; do
-    if ip netns exec "$b" python3 -c "
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1, source_address=(sys.argv[3], 0))" \
-      "$node_ip" "$port" "$source" 2>/dev/null; then
-      echo "$source $port open"
-    else
-      echo "$source $port filtered"
-    fi
-  done
+  ip netns exec "$b" /usr/bin/python3 "$(dirname "$0")/connect-probe.py" --timeout 1 \
+    --source "$source" "${targets[@]}" | sed "s/^$node_ip:\([0-9]*\) /$source \1 /"
 done

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
-import { buildTopology, NODE_NAMES, NodeName } from "../topology";
+import { buildTopology, NODE_NAMES, NodeName, SecurityGroupRule, Topology } from "../topology";
 import {
   ACME_HOST,
   BRIDGE,
@@ -21,7 +21,9 @@ import {
   labNodes,
   nodeNamespace,
   nvmeDevicePath,
+  planFirewallRules,
   ssmParameters,
+  withFailingBootStep,
 } from "./labPlan";
 import { renderNftables } from "./nftables";
 import { labCertificates, realOutputs } from "./realOutputs";
@@ -189,7 +191,8 @@ function createNetwork(state: LabState, network: LabNetwork): void {
   }
   // Instance metadata answers from the lab's side, not from the node's own stack: a node must stay
   // free to bind :80 (HAProxy does), and the nodes reach it through their gateway.
-  for (const address of [network.mirror, network.ssm, network.pebble, "169.254.169.254"]) {
+  const services = [network.mirror, network.ssm, network.pebble, network.client, "169.254.169.254"];
+  for (const address of services) {
     run("ip", ["-n", inet, "addr", "add", `${address}/32`, "dev", "lo"]);
   }
   for (const node of NODE_NAMES) {
@@ -221,11 +224,10 @@ function createNetwork(state: LabState, network: LabNetwork): void {
   fs.writeFileSync(path.join(etc, "hosts"), "127.0.0.1 localhost\n");
 }
 
-function applyFirewalls(topologyCidr: string): void {
-  const topology = buildTopology(topologyCidr);
+function applyFirewalls(topology: Topology, rules: SecurityGroupRule[]): void {
   for (const node of NODE_NAMES) {
     const file = path.join(nodeDir(node), "nftables.conf");
-    fs.writeFileSync(file, renderNftables(topology, node));
+    fs.writeFileSync(file, renderNftables(topology, node, rules));
     runIn(nodeNamespace(node), "nft", ["-f", file]);
   }
 }
@@ -495,10 +497,13 @@ async function waitForNodes(state: LabState): Promise<void> {
   });
   const failed = [...finished].filter(([, status]) => status !== "done");
   if (failed.length > 0) {
-    const details = failed.map(
-      ([node, status]) =>
-        `--- ${node}: cloud-init ${status}; the end of its /var/log/cloud-init-output.log:\n${nodeLogTail(node)}`,
-    );
+    const details = failed.map(([node, status]) => {
+      const summary = execInNode(node, ["cloud-init", "status", "--long"], undefined, state);
+      return (
+        `--- ${node}: cloud-init ${status}; the end of its /var/log/cloud-init-output.log:\n${nodeLogTail(node)}\n` +
+        `--- ${node}: cloud-init status --long:\n${summary.stdout}${summary.stderr}`
+      );
+    });
     throw new LabError(`nodes did not boot cleanly:\n${details.join("\n")}`);
   }
 }
@@ -531,6 +536,16 @@ async function waitForCertificate(state: LabState): Promise<void> {
   fs.writeFileSync(ACME_ROOT, root);
 }
 
+/**
+ * Fault injection for the lab's own tests: WEBSTACK_LAB_BREAK_BOOT=<node> adds a failing boot
+ * step to that node's user-data, which must make `up` fail and print the node's log.
+ */
+function breakBootIfAsked(node: LabNode): LabNode {
+  if (process.env.WEBSTACK_LAB_BREAK_BOOT !== node.name) return node;
+  log(`${node.name}: a failing boot step added to its user-data (WEBSTACK_LAB_BREAK_BOOT)`);
+  return { ...node, userData: withFailingBootStep(node.userData) };
+}
+
 export async function up(): Promise<void> {
   checkHost();
   const existing = readState();
@@ -547,9 +562,9 @@ export async function up(): Promise<void> {
   installHostPackages();
   log("plan: the program under mocks, with real keys, certificates and passwords");
   const plan = await runPlan({ stack: LAB_STACK, config: LAB_CONFIG, override: realOutputs });
-  const nodes = labNodes(plan);
-  const vpcCidr = String(plan.outputs.vpcCidr);
-  const network = labNetwork(buildTopology(vpcCidr));
+  const nodes = labNodes(plan).map(breakBootIfAsked);
+  const topology = buildTopology(String(plan.outputs.vpcCidr));
+  const network = labNetwork(topology);
   log("Debian 13 rootfs (cached)");
   const base = run("bash", [path.join(LAB_DIR, "rootfs.sh"), "base"]).trim();
   log("Debian mirror with the user-data's packages (cached)");
@@ -574,8 +589,8 @@ export async function up(): Promise<void> {
   log(`network: blackhole ${network.ranges.join(", ")} on the host; namespaces and bridge`);
   blackholeRanges(state, network);
   createNetwork(state, network);
-  log("firewalls: nftables per node from the flows, before anything starts");
-  applyFirewalls(vpcCidr);
+  log("firewalls: nftables per node from the plan's security-group rules, before anything starts");
+  applyFirewalls(topology, planFirewallRules(plan));
   log("internet: resolver, Debian mirror, SSM stand-in, Pebble");
   const caFile = await startInternet(state, network, mirror, nodes, ssmParameters(plan));
   await startMetadata(state, network, nodes);

@@ -4,7 +4,15 @@ import * as YAML from "yaml";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan, PlannedResource } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
-import { NODE_NAMES, NodeName, Topology, intToIpv4, ipv4ToInt } from "../topology";
+import {
+  NODE_NAMES,
+  NodeName,
+  Peer,
+  SecurityGroupRule,
+  Topology,
+  intToIpv4,
+  ipv4ToInt,
+} from "../topology";
 
 export const LAB_STACK = "lab";
 export const LAB_REGION = "eu-west-1";
@@ -57,6 +65,8 @@ export interface LabNetwork {
   readonly mirror: string;
   readonly ssm: string;
   readonly pebble: string;
+  /** The client's address on the internet (connections from "the internet" start from it). */
+  readonly client: string;
   readonly nodes: Readonly<Record<NodeName, string>>;
   /** Name → address, as the lab's resolver answers. */
   readonly hosts: Readonly<Record<string, string>>;
@@ -83,6 +93,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     mirror,
     ssm,
     pebble,
+    client: service(100),
     nodes,
     hosts: {
       "deb.debian.org": mirror,
@@ -191,3 +202,82 @@ export function ssmParameters(plan: Plan): Record<string, { Type: string; Value:
 /** The device name a volume gets on a Nitro instance, as the user-data waits for it. */
 export const nvmeDevicePath = (volumeId: string) =>
   `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
+
+const RULE_TYPES = {
+  ingress: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+  egress: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+} as const;
+
+/** The groups on a node's network interface: the instance's own, or its primary ENI's. */
+function securityGroupsOf(plan: Plan, node: NodeName): string[] {
+  const instance = instanceOf(plan, node).inputs;
+  const eniId = (instance.primaryNetworkInterface as { networkInterfaceId?: string } | undefined)
+    ?.networkInterfaceId;
+  const groups = eniId
+    ? onlyOne(
+        plan.resources.filter(
+          (r) => r.type === "aws:ec2/networkInterface:NetworkInterface" && r.id === eniId,
+        ),
+        `${node}'s network interface`,
+      ).inputs.securityGroups
+    : instance.vpcSecurityGroupIds;
+  return ((groups ?? []) as unknown[]).map(String);
+}
+
+/**
+ * The security-group rules the plan creates, as the lab's firewalls apply them: each rule belongs
+ * to the node whose instance carries its group; a peer is another node's group or 0.0.0.0/0.
+ * Anything the lab cannot reproduce faithfully (port ranges, other CIDRs, other protocols) throws.
+ */
+export function planFirewallRules(plan: Plan): SecurityGroupRule[] {
+  const nodeOfGroup = new Map<string, NodeName>();
+  for (const node of NODE_NAMES) {
+    for (const group of securityGroupsOf(plan, node)) nodeOfGroup.set(group, node);
+  }
+  const nodeOf = (group: unknown, rule: string) => {
+    const node = nodeOfGroup.get(String(group));
+    if (!node) throw new Error(`lab: ${rule} refers to ${String(group)}, on no node's instance`);
+    return node;
+  };
+  return (["ingress", "egress"] as const).flatMap((direction) =>
+    plan.resources
+      .filter((r) => r.type === RULE_TYPES[direction])
+      .map((r): SecurityGroupRule => {
+        const i = r.inputs;
+        const unsupported = (what: string) =>
+          new Error(`lab: ${r.name}: ${what} has no nftables equivalent in the lab`);
+        if (i.ipProtocol !== "tcp") throw unsupported(`protocol ${String(i.ipProtocol)}`);
+        if (i.fromPort !== i.toPort)
+          throw unsupported(`port range ${String(i.fromPort)}-${String(i.toPort)}`);
+        let peer: Peer;
+        if (i.referencedSecurityGroupId !== undefined)
+          peer = nodeOf(i.referencedSecurityGroupId, r.name);
+        else if (i.cidrIpv4 === "0.0.0.0/0") peer = "internet";
+        else throw unsupported(`peer ${String(i.cidrIpv4 ?? i.cidrIpv6 ?? i.prefixListId)}`);
+        return {
+          key: r.name,
+          group: nodeOf(i.securityGroupId, r.name),
+          direction,
+          peer,
+          port: Number(i.fromPort),
+          protocol: "tcp",
+          description: String(i.description ?? ""),
+        };
+      }),
+  );
+}
+
+/** What the failing boot step prints, so a test can find it in the node's log. */
+export const BROKEN_BOOT_MARKER = "webstack-lab: a deliberately failing boot step";
+
+/**
+ * The user-data with one more boot step that fails (the lab's fault injection, for proving that a
+ * broken boot fails `lab up` with the node's log). Everything else in the document is kept.
+ */
+export function withFailingBootStep(userData: string): string {
+  const document = YAML.parseDocument(userData);
+  const runcmd = document.get("runcmd") as YAML.YAMLSeq | undefined;
+  if (!runcmd) throw new Error("lab: the user-data has no runcmd to break");
+  runcmd.add(`echo '${BROKEN_BOOT_MARKER}' >&2; exit 7`);
+  return document.toString({ lineWidth: 0, blockQuote: "literal" });
+}

@@ -1,6 +1,14 @@
-// The lab's firewalls: each node's security group, as an nftables ruleset generated from the same
-// flow rows the program turns into security-group rules.
-import { Flow, NodeName, Topology, flowsInto, flowsOutOf, intToIpv4, ipv4ToInt } from "../topology";
+// The lab's firewalls: each node's security group, as an nftables ruleset generated from the
+// security-group rules the program creates (by default, the ones it derives from the flows).
+import {
+  NodeName,
+  Peer,
+  SecurityGroupRule,
+  Topology,
+  intToIpv4,
+  ipv4ToInt,
+  securityGroupRules,
+} from "../topology";
 
 /**
  * Addresses security groups never filter (EC2 answers them on the instance's own link): instance
@@ -11,21 +19,31 @@ export function unfilteredAddresses(vpcCidr: string): string[] {
   return ["169.254.169.254", "169.254.169.123", "169.254.169.253", resolver];
 }
 
-/** A flow's far end as an nftables address: a node's fixed IP, or anything (0.0.0.0/0). */
-function peerAddress(topology: Topology, peer: Flow["from"]): string | undefined {
+/** A rule's far end as an nftables address: a node's fixed IP, or anything (0.0.0.0/0). */
+function peerAddress(topology: Topology, peer: Peer): string | undefined {
   return peer === "internet" ? undefined : topology.nodes[peer].privateIp;
 }
 
-function accept(direction: "saddr" | "daddr", address: string | undefined, flow: Flow): string {
+function accept(topology: Topology, rule: SecurityGroupRule): string {
+  const address = peerAddress(topology, rule.peer);
+  const direction = rule.direction === "ingress" ? "saddr" : "daddr";
   const match = address ? `ip ${direction} ${address} ` : "";
-  return `    ${match}${flow.protocol} dport ${flow.port} accept comment "${flow.why.replace(/"/g, "'")}"`;
+  return `    ${match}${rule.protocol} dport ${rule.port} accept comment "${rule.description.replace(/"/g, "'")}"`;
 }
 
 /** The ruleset of one node: stateful like a security group, default drop both ways. */
-export function renderNftables(topology: Topology, node: NodeName): string {
+export function renderNftables(
+  topology: Topology,
+  node: NodeName,
+  rules: readonly SecurityGroupRule[] = securityGroupRules(topology.flows),
+): string {
   const exempt = unfilteredAddresses(topology.vpcCidr).join(", ");
+  const own = (direction: SecurityGroupRule["direction"]) =>
+    rules
+      .filter((r) => r.group === node && r.direction === direction)
+      .map((r) => accept(topology, r));
   return [
-    `# webstack lab: ${node}'s security group, generated from topology.ts's flows.`,
+    `# webstack lab: ${node}'s security group, generated from the program's security-group rules.`,
     "table inet webstack",
     "delete table inet webstack",
     "table inet webstack {",
@@ -34,16 +52,14 @@ export function renderNftables(topology: Topology, node: NodeName): string {
     '    iif "lo" accept',
     "    ct state established,related accept",
     `    ip saddr { ${exempt} } accept`,
-    ...flowsInto(node, topology.flows).map((f) =>
-      accept("saddr", peerAddress(topology, f.from), f),
-    ),
+    ...own("ingress"),
     "  }",
     "  chain output {",
     "    type filter hook output priority filter; policy drop;",
     '    oif "lo" accept',
     "    ct state established,related accept",
     `    ip daddr { ${exempt} } accept`,
-    ...flowsOutOf(node, topology.flows).map((f) => accept("daddr", peerAddress(topology, f.to), f)),
+    ...own("egress"),
     "  }",
     "}",
     "",

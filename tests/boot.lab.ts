@@ -4,7 +4,14 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork } from "../lab/labPlan";
+import {
+  BROKEN_BOOT_MARKER,
+  INTERNET_NS,
+  LAB_CONFIG,
+  LAB_DOMAIN,
+  labNetwork,
+  nodeNamespace,
+} from "../lab/labPlan";
 import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import {
@@ -17,7 +24,7 @@ import {
   STATE_DIR,
   waitFor,
 } from "../lab/lab";
-import { buildTopology, NODE_NAMES } from "../topology";
+import { admits, buildTopology, FLOWS, flowsInto, NODE_NAMES, NodeName, Peer } from "../topology";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
 const labTest = testNeeding(
@@ -26,11 +33,12 @@ const labTest = testNeeding(
 );
 
 /** The lab's own CLI, as a user runs it. */
-function lab(command: string) {
+function lab(command: string, env: Record<string, string> = {}) {
   const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
     cwd: PROJECT_DIR,
     encoding: "utf8",
     timeout: 25 * 60_000,
+    env: { ...process.env, ...env },
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
@@ -41,6 +49,8 @@ function fromClient(...args: string[]) {
 }
 
 const acmeRoot = path.join(STATE_DIR, "internet", "acme-root.pem");
+const PYTHON = "/usr/bin/python3";
+const PROBE = path.join(PROJECT_DIR, "lab", "connect-probe.py");
 // The lab's own addresses, from the topology the program uses (vpcCidr is the default one).
 const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
 const NETWORK = labNetwork(TOPOLOGY);
@@ -65,10 +75,15 @@ labTest(
   25 * 60_000,
 );
 
-labTest("every node's cloud-init status is done, without recoverable errors", () => {
+labTest("every node's cloud-init status is done, with no error or warning in its log", () => {
   expect(upOutput).not.toBe("");
   for (const node of NODE_NAMES) {
+    // Exit 0: done, without the recoverable errors that exit 2 reports.
     expect(inNode(node, ["cloud-init", "status"]).trim()).toBe("status: done");
+    const logged = inNode(node, ["cat", "/var/log/cloud-init.log"]).split("\n");
+    expect(logged.length).toBeGreaterThan(100);
+    const problems = logged.filter((l) => /\[(ERROR|WARNING|CRITICAL)\]|Traceback/.test(l));
+    expect({ node, problems }).toEqual({ node, problems: [] });
   }
 });
 
@@ -422,6 +437,81 @@ labTest(
   120_000,
 );
 
+// ---- Firewalls: every (source, node, port), expected from the topology's flows ------------------
+
+interface Listener {
+  readonly protocol: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Every listening TCP and UDP socket in a node's network namespace. */
+function listeners(node: NodeName): Listener[] {
+  const r = inNamespace(nodeNamespace(node), ["ss", "-H", "-t", "-u", "-l", "-n"]);
+  expect(r.status).toBe(0);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [protocol, , , , local] = line.split(/\s+/);
+      const at = local.lastIndexOf(":");
+      return { protocol, address: local.slice(0, at), port: Number(local.slice(at + 1)) };
+    });
+}
+
+const onLoopback = (l: Listener) =>
+  /^(127\.|\[::1\]|\[::ffff:127\.)/.test(l.address) || l.address.endsWith("%lo");
+
+labTest("no node listens beyond loopback on a port the flows do not explain", () => {
+  for (const node of NODE_NAMES) {
+    const explained = new Set(flowsInto(node).map((f) => `${f.protocol}:${f.port}`));
+    const open = listeners(node).filter((l) => !onLoopback(l));
+    expect(open.length).toBeGreaterThan(0);
+    const unexplained = open.filter((l) => !explained.has(`${l.protocol}:${l.port}`));
+    expect({ node, unexplained }).toEqual({ node, unexplained: [] });
+  }
+});
+
+labTest(
+  "firewall matrix: from every namespace to every node on every listening port, exactly the flows open",
+  () => {
+    const ports = new Set<number>(FLOWS.map((f) => f.port));
+    for (const node of NODE_NAMES)
+      for (const l of listeners(node)) if (l.protocol === "tcp") ports.add(l.port);
+    const sources: Peer[] = ["internet", ...NODE_NAMES];
+    const expected: Record<string, string> = {};
+    const actual: Record<string, string> = {};
+    for (const source of sources) {
+      const targets = NODE_NAMES.filter((n) => n !== source).flatMap((node) =>
+        [...ports].map((port) => `${NETWORK.nodes[node]}:${port}`),
+      );
+      const r =
+        source === "internet"
+          ? inNamespace(INTERNET_NS, [PYTHON, PROBE, "--source", NETWORK.client, ...targets])
+          : inNamespace(nodeNamespace(source), [PYTHON, PROBE, ...targets]);
+      expect(r.stderr).toBe("");
+      for (const line of r.stdout.trim().split("\n")) {
+        const [target, state] = line.split(" ");
+        const [address, port] = target.split(":");
+        const node = NODE_NAMES.find((n) => NETWORK.nodes[n] === address)!;
+        const key = `${source} -> ${node}:${port}`;
+        actual[key] = state;
+        expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
+      }
+    }
+    const open = Object.values(expected).filter((s) => s === "open").length;
+    console.log(
+      `firewall matrix: ${Object.keys(actual).length} probes over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
+    );
+    // Every node from the internet, every other node from each node.
+    const pairs = NODE_NAMES.length + NODE_NAMES.length * (NODE_NAMES.length - 1);
+    expect(Object.keys(actual)).toHaveLength(pairs * ports.size);
+    expect(actual).toEqual(expected);
+  },
+  60_000,
+);
+
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
   const status = lab("status");
   expect(status.status).toBe(0);
@@ -454,4 +544,26 @@ labTest(
     expect(again.output).toContain("lab: nothing to take down");
   },
   120_000,
+);
+
+labTest(
+  "a failing boot step makes up fail and print that node's log; down removes what it set up",
+  () => {
+    const up = lab("up", { WEBSTACK_LAB_BREAK_BOOT: "s1" });
+    try {
+      expect(up.status).not.toBe(0);
+      expect(up.output).toContain("lab: s1: cloud-init error");
+      const report = up.output.slice(up.output.indexOf("--- s1: cloud-init error"));
+      expect(report).toMatch(
+        /^--- s1: cloud-init error; the end of its \/var\/log\/cloud-init-output\.log:/,
+      );
+      expect(report).toContain(BROKEN_BOOT_MARKER);
+      // The other nodes booted: only s1 is reported.
+      expect(up.output).not.toMatch(/^--- (lb|s2):/m);
+    } finally {
+      expect(lab("down").status).toBe(0);
+    }
+    expect(leftovers(undefined)).toEqual([]);
+  },
+  25 * 60_000,
 );

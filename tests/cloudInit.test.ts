@@ -283,6 +283,10 @@ describe("the app node's document", () => {
     });
   });
 
+  test("no SSH server: sshd stopped and masked first thing at every boot", () => {
+    expect(doc.bootcmd[0]).toEqual(["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]);
+  });
+
   test("Nginx: TLS 1.2+ on 443 with the node's certificate, stub_status on loopback only", () => {
     const site = lines(file("/etc/nginx/sites-available/webstack")).map((l) => l.trim());
     expect(site).toEqual(
@@ -325,8 +329,8 @@ describe("the app node's document", () => {
   });
 
   test("the data volume is mounted from bootcmd, before packages create the data directory", () => {
-    expect(doc.bootcmd).toHaveLength(1);
-    const [shell, flag, script, name, device, mountpoint] = doc.bootcmd[0] as string[];
+    expect(doc.bootcmd).toHaveLength(2);
+    const [shell, flag, script, name, device, mountpoint] = doc.bootcmd[1] as string[];
     expect([shell, flag, name, device, mountpoint]).toEqual([
       "bash",
       "-c",

@@ -191,6 +191,8 @@ describe("the LB's user-data", () => {
       expect(paths).toContain("/etc/webstack/haproxy.cfg");
       expect(paths.filter((p) => p.startsWith("/etc/haproxy/"))).toEqual([]);
       expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-lb-boot"]]);
+      // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
+      expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
       expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));
       expect(file("/etc/webstack/tls/ca.crt")).toBe(CA);
       expect(file("/etc/webstack/lb.env")).toContain(`CERT_MODE=${mode}\n`);

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
-import { buildTopology, flowsInto, flowsOutOf, NodeName } from "../topology";
+import { admits, buildTopology, flowsInto, flowsOutOf, NodeName, PORTS } from "../topology";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
 const topology = buildTopology("10.40.0.0/16");
@@ -71,6 +71,20 @@ const OPEN: Record<NodeName, string[]> = {
   s1: ["lb:443", "s2:3306"],
   s2: ["lb:443", "s1:3306"],
 };
+
+test("the security-group model the lab's matrix expects agrees with the hand-written table", () => {
+  const sources = ["lb", "s1", "s2", "outside"] as const;
+  for (const node of ["lb", "s1", "s2"] as NodeName[]) {
+    const open = sources
+      .filter((source) => source !== node)
+      .flatMap((source) =>
+        [...Object.values(PORTS), 22, 8080]
+          .filter((port) => admits(source === "outside" ? "internet" : source, node, port))
+          .map((port) => `${source}:${port}`),
+      );
+    expect({ node, open: open.sort() }).toEqual({ node, open: [...OPEN[node]].sort() });
+  }
+});
 
 describe("probed across namespaces", () => {
   probeTest.each(["lb", "s1", "s2"] as NodeName[])(

@@ -8,15 +8,18 @@ import {
   LabNode,
   labNetwork,
   labNodes,
+  BROKEN_BOOT_MARKER,
   nvmeDevicePath,
   packagesOf,
+  planFirewallRules,
   ssmParameters,
   ssmScopes,
+  withFailingBootStep,
 } from "../lab/labPlan";
 import { realOutputs } from "../lab/realOutputs";
-import { unfilteredAddresses } from "../lab/nftables";
+import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
-import { buildTopology } from "../topology";
+import { buildTopology, SecurityGroupRule, securityGroupRules } from "../topology";
 import { T, ofType, one } from "./harness";
 
 let plan: Plan;
@@ -122,7 +125,52 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
     "s1.webstack.internal": "10.40.192.10",
     "s2.webstack.internal": "10.40.128.10",
   });
-  for (const address of [network.mirror, network.ssm, network.pebble]) {
-    expect(address).toMatch(/^10\.41\.0\.\d+$/);
+  const services = [network.mirror, network.ssm, network.pebble, network.client];
+  for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);
+  expect(new Set(services).size).toBe(services.length);
+});
+
+test("the lab's firewalls are the plan's security-group rules, which render as the flows do", () => {
+  const topology = buildTopology("10.40.0.0/16");
+  const rules = planFirewallRules(plan);
+  const shape = (r: SecurityGroupRule) =>
+    `${r.group} ${r.direction} ${r.peer} ${r.protocol}/${r.port}`;
+  expect(rules.map(shape).sort()).toEqual(securityGroupRules().map(shape).sort());
+  expect(rules).toHaveLength(
+    ofType(plan, T.ingressRule).length + ofType(plan, T.egressRule).length,
+  );
+  for (const node of ["lb", "s1", "s2"] as const) {
+    expect(renderNftables(topology, node, rules)).toBe(renderNftables(topology, node));
+  }
+});
+
+test("a security-group rule the lab cannot reproduce stops the lab instead of being dropped", () => {
+  const widen = (change: Record<string, unknown>): Plan => ({
+    ...plan,
+    resources: plan.resources.map((r) =>
+      r.name === "firewalls-s2-in-tcp3306-from-s1"
+        ? { ...r, inputs: { ...r.inputs, ...change } }
+        : r,
+    ),
+  });
+  expect(() => planFirewallRules(widen({ toPort: 3310 }))).toThrow(
+    "lab: firewalls-s2-in-tcp3306-from-s1: port range 3306-3310 has no nftables equivalent in the lab",
+  );
+  expect(() =>
+    planFirewallRules(widen({ referencedSecurityGroupId: undefined, cidrIpv4: "10.0.0.0/8" })),
+  ).toThrow("peer 10.0.0.0/8 has no nftables equivalent");
+  expect(() => planFirewallRules(widen({ securityGroupId: "sg-elsewhere" }))).toThrow(
+    "refers to sg-elsewhere, on no node's instance",
+  );
+});
+
+test("fault injection: a failing boot step appended to the user-data, the rest kept", () => {
+  for (const n of nodes) {
+    const broken = withFailingBootStep(n.userData);
+    expect(broken.startsWith(n.userData.split("\n").slice(0, 2).join("\n") + "\n")).toBe(true);
+    const original = YAML.parse(n.userData);
+    const parsed = YAML.parse(broken);
+    expect(parsed.runcmd).toEqual([...original.runcmd, `echo '${BROKEN_BOOT_MARKER}' >&2; exit 7`]);
+    expect({ ...parsed, runcmd: undefined }).toEqual({ ...original, runcmd: undefined });
   }
 });
