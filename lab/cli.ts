@@ -1,18 +1,28 @@
-// `npm run lab -- up | status | down`: the stack on this machine, booted for real (see lab/lab.ts).
+// `npm run lab -- up | status | down | bench [--json]`: the stack on this machine, booted for real
+// (see lab/lab.ts), and its benchmark (lab/bench.ts).
+import { bench } from "./bench";
 import { down, LabError, status, up } from "./lab";
 import { ConfigError } from "../config";
 
-const COMMANDS: Record<string, () => Promise<void>> = { up, status, down };
-const USAGE = "usage: npm run lab -- up | status | down   (as root, on Linux)";
+const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
+  up,
+  status,
+  down,
+  bench,
+};
+/** The options each command takes. */
+const OPTIONS: Record<string, readonly string[]> = { bench: ["--json"] };
+const USAGE = "usage: npm run lab -- up | status | down | bench [--json]   (as root, on Linux)";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const command = COMMANDS[argv[0] ?? ""];
-  if (!command || argv.length !== 1) {
+  const options = argv.slice(1);
+  if (!command || options.some((o) => !(OPTIONS[argv[0]] ?? []).includes(o))) {
     console.error(USAGE);
     return 2;
   }
   try {
-    await command();
+    await command(options);
     return 0;
   } catch (err) {
     if (err instanceof LabError || err instanceof ConfigError) {

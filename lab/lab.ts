@@ -45,6 +45,7 @@ const HOST_PACKAGES = [
   "e2fsprogs",
   "python3",
   "curl",
+  "wrk", // the benchmark's closed-loop client
 ];
 const BOOT_TIMEOUT_S = Number(process.env.WEBSTACK_LAB_BOOT_TIMEOUT ?? 900);
 

@@ -17,6 +17,7 @@ import {
   withFailingBootStep,
 } from "../lab/labPlan";
 import { realOutputs } from "../lab/realOutputs";
+import { naiveHaproxyConfig } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
 import { buildTopology, SecurityGroupRule, securityGroupRules } from "../topology";
@@ -173,4 +174,30 @@ test("fault injection: a failing boot step appended to the user-data, the rest k
     expect(parsed.runcmd).toEqual([...original.runcmd, `echo '${BROKEN_BOOT_MARKER}' >&2; exit 7`]);
     expect({ ...parsed, runcmd: undefined }).toEqual({ ...original, runcmd: undefined });
   }
+});
+
+test("the benchmark's naive peer: the LB's own certificate and verified backends, without our tuning", () => {
+  const lbDocument = YAML.parse(node("lb").userData) as {
+    write_files: { path: string; content: string }[];
+  };
+  const ours = lbDocument.write_files.find((f) => f.path === "/etc/webstack/haproxy.cfg")!.content;
+  const naive = naiveHaproxyConfig(ours).split("\n");
+  const oursLines = ours.split("\n").map((l) => l.trim());
+  expect(naive).toEqual(
+    expect.arrayContaining([
+      "    http-reuse never",
+      "    timeout server 50s",
+      expect.stringMatching(/^ {4}bind :443 ssl crt \S+$/),
+      expect.stringMatching(/^ {4}default-server check ssl verify required ca-file \S+$/),
+    ]),
+  );
+  // The same servers (names, addresses, SNI checks) as ours.
+  expect(naive.filter((l) => l.trim().startsWith("server ")).map((l) => l.trim())).toEqual(
+    oursLines.filter((l) => /^server s\d /.test(l)),
+  );
+  for (const tuning of ["retries", "retry-on", "option redispatch", "http-reuse safe"]) {
+    expect(naive.some((l) => l.trim().startsWith(tuning))).toBe(false);
+    expect(oursLines.some((l) => l.startsWith(tuning))).toBe(true);
+  }
+  expect(() => naiveHaproxyConfig("global\n")).toThrow("not the one the program renders");
 });

@@ -1,12 +1,15 @@
 """webstack's app: says which node served, writes to the primary, reads from the replica.
 
-Reads fall back to the primary when the replica is down; /healthz checks only this node's own
-app and read path, so one database down never takes both backends out of the load balancer.
+Reads fall back to the primary when the replica is down (a failed replica is skipped for a few
+seconds); writes wait out a primary restart. /healthz asks this node's own database first, then
+the other: one database down never takes both backends out of the load balancer, and a dead peer
+never slows a health check.
 Configuration comes from the environment (systemd EnvironmentFile, written at boot).
 """
 import json
 import os
 import re
+import time
 
 import pymysql
 
@@ -20,27 +23,71 @@ PRIMARY = os.environ["DB_PRIMARY"]
 REPLICA = os.environ["DB_REPLICA"]
 ITEM_PATH = re.compile(r"^/items/(\d+)$")
 MAX_NOTE = 200
+# Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
+# CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN.
+NOT_APPLIED = {2003, 2006, 1053}
+REPLICA_BACKOFF_S = 5
+replica_down_until = 0.0
+
+
+# A write waits out a primary restart for this long (HAProxy gives up on a server after 1.5 s).
+WRITE_PATIENCE_S = 1.0
+# A peer that does not accept within this is gone (its instance, its link): sub-ms in a VPC.
+CONNECT_TIMEOUT_S = 0.5
 
 
 def connect(target):
     common = dict(user="app", password=PASSWORD, database="webstack", autocommit=True,
-                  connect_timeout=2, read_timeout=5, write_timeout=5, charset="utf8mb4")
+                  connect_timeout=CONNECT_TIMEOUT_S, read_timeout=5, write_timeout=5, charset="utf8mb4")
     if target == "local":
         return pymysql.connect(unix_socket=SOCKET, **common)
     # A peer is reached over TLS only, its certificate checked against the private CA and its IP.
     return pymysql.connect(host=target, port=3306, ssl={"ca": CA_FILE, "check_hostname": True}, **common)
 
 
-def read(query, args=()):
-    """Runs a read on the replica, or on the primary when the replica cannot be reached."""
+def write_item(note):
+    """Inserts on the primary, waiting out a restart for WRITE_PATIENCE_S at most.
+
+    Retried only when the statement cannot have been applied: the connection failed, the
+    statement never reached the server, or the server refused it while shutting down.
+    """
+    deadline = time.monotonic() + WRITE_PATIENCE_S
+    while True:
+        try:
+            with connect(PRIMARY) as connection, connection.cursor() as cursor:
+                cursor.execute("INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE))
+                return cursor.lastrowid
+        except pymysql.err.OperationalError as error:
+            # Another attempt must fit in the patience left, a connect timeout included.
+            if error.args[0] not in NOT_APPLIED or time.monotonic() + CONNECT_TIMEOUT_S > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def read(query, args=(), local_first=False):
+    """Runs a read on the replica, or on the primary when the replica cannot be reached.
+
+    A replica that failed is skipped for REPLICA_BACKOFF_S: a dead peer costs one connect
+    timeout per worker, not one per request. With local_first, this node's own database is
+    asked first (the health check: the node's own path, never a slow peer).
+    """
+    global replica_down_until
+    sources = [("replica", REPLICA), ("primary", PRIMARY)]
+    if local_first:
+        sources.sort(key=lambda source: source[1] != "local")
     errors = []
-    for name, target in (("replica", REPLICA), ("primary", PRIMARY)):
+    for name, target in sources:
+        if name == "replica" and time.monotonic() < replica_down_until:
+            errors.append("replica: failed less than %d s ago" % REPLICA_BACKOFF_S)
+            continue
         try:
             with connect(target) as connection, connection.cursor() as cursor:
                 cursor.execute(query, args)
                 return name, cursor.fetchall()
         except pymysql.err.OperationalError as error:
             errors.append(f"{name}: {error.args[0]}")
+            if name == "replica":
+                replica_down_until = time.monotonic() + REPLICA_BACKOFF_S
     raise ConnectionError("; ".join(errors))
 
 
@@ -58,14 +105,12 @@ def application(environ, start_response):
         if path == "/" and method == "GET":
             return respond(start_response, "200 OK", served)
         if path == "/healthz" and method == "GET":
-            source, _ = read("SELECT 1")
+            source, _ = read("SELECT 1", local_first=True)
             return respond(start_response, "200 OK", {**served, "status": "ok", "read_from": source})
         if path == "/items" and method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             note = environ["wsgi.input"].read(min(length, MAX_NOTE * 4)).decode("utf-8", "replace")[:MAX_NOTE]
-            with connect(PRIMARY) as connection, connection.cursor() as cursor:
-                cursor.execute("INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE))
-                item = cursor.lastrowid
+            item = write_item(note)
             return respond(start_response, "201 Created", {**served, "id": item, "written_to": "primary"})
         match = ITEM_PATH.match(path)
         if match and method == "GET":

@@ -1,0 +1,353 @@
+// `npm run lab -- bench [--json]`: latency at a fixed rate and maximum rate through the LB and
+// directly to one backend (same client, same run), ours against a naive HAProxy configuration,
+// the replica's visibility delay, and the offline plan time. Prints numbers; asserts nothing.
+import * as fs from "fs";
+import * as path from "path";
+import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
+import { runPlan } from "../plan/plan";
+import { readStackConfig, stackFile } from "../plan/stackConfig";
+import { buildTopology } from "../topology";
+import { execInNode, inNamespace, inNode, LabError, STATE_DIR, up, waitFor } from "./lab";
+import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "./labPlan";
+
+const LAB_DIR = __dirname;
+const PROJECT_DIR = path.dirname(LAB_DIR);
+const PYTHON = "/usr/bin/python3";
+/** The fixed request rate both paths sustain on this 2-core machine, and how long each run lasts. */
+const FIXED_RATE = 100;
+const FIXED_SECONDS = 10;
+/** Closed-loop maximum rate: wrk's threads and connections, and how long. */
+const MAX_RATE_ARGS = ["-t2", "-c16", "-d8s", "--latency"];
+const REPLICA_RATE = 200;
+const REPLICA_SECONDS = 10;
+const PLAN_RUNS = 5;
+
+/**
+ * The naive peer: what a user typically writes first — no backend connection reuse, the timeouts
+ * every tutorial shows, no retries, a TCP+TLS check. Benchmark code only, never rendered for a
+ * node. It keeps what makes the comparison fair: the same certificate, TLS to verified backends.
+ */
+export function naiveHaproxyConfig(ours: string): string {
+  const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)?.[1];
+  const caFile = /ca-file (\S+)/.exec(ours)?.[1];
+  const servers = ours.split("\n").filter((l) => /^\s+server s\d /.test(l));
+  if (!certificate || !caFile || servers.length !== 2)
+    throw new LabError("bench: the LB's HAProxy config is not the one the program renders");
+  return [
+    "# webstack bench: the naive peer (benchmark only)",
+    "global",
+    "    log /dev/log local0",
+    "    user haproxy",
+    "    group haproxy",
+    "    daemon",
+    "defaults",
+    "    mode http",
+    "    log global",
+    "    timeout connect 5s",
+    "    timeout client 50s",
+    "    timeout server 50s",
+    "frontend https",
+    `    bind :443 ssl crt ${certificate}`,
+    "    default_backend app",
+    "backend app",
+    "    balance roundrobin",
+    "    http-reuse never",
+    `    default-server check ssl verify required ca-file ${caFile}`,
+    ...servers,
+    "frontend stats",
+    `    bind 127.0.0.1:${HAPROXY_STATS_PORT}`,
+    "    stats enable",
+    "    stats uri /stats",
+    "",
+  ].join("\n");
+}
+
+interface Latency {
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly failed: number;
+  readonly sent: number;
+}
+
+interface MaxRate {
+  readonly requests_per_s: number;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly errors: number;
+}
+
+interface Target {
+  readonly name: string;
+  readonly host: string;
+  readonly cafile: string;
+}
+
+function fixedRate(target: Target, path_: "static" | "db", readIds: number[]): Latency {
+  const r = inNamespace(
+    INTERNET_NS,
+    [
+      PYTHON,
+      path.join(LAB_DIR, "load.py"),
+      "--host",
+      target.host,
+      "--cafile",
+      target.cafile,
+      "--rate",
+      String(FIXED_RATE),
+      "--duration",
+      String(FIXED_SECONDS),
+      "--count",
+      String(FIXED_RATE * FIXED_SECONDS),
+      "--mix",
+      path_ === "static" ? "root=1" : "read=1",
+      "--read-ids",
+      readIds.join(","),
+    ],
+    { timeout: (FIXED_SECONDS + 60) * 1000 },
+  );
+  if (r.status !== 0) throw new LabError(`bench: load.py failed: ${r.stderr}`);
+  const report = JSON.parse(r.stdout) as Latency;
+  return { p50_ms: report.p50_ms, p99_ms: report.p99_ms, failed: report.failed, sent: report.sent };
+}
+
+/** wrk's "50%  1.23ms" lines, in milliseconds. */
+function wrkPercentile(output: string, pct: string): number {
+  const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)$`, "m").exec(output);
+  if (!m) return NaN;
+  const scale = { us: 0.001, ms: 1, s: 1000 }[m[2] as "us" | "ms" | "s"];
+  return Math.round(Number(m[1]) * scale * 100) / 100;
+}
+
+function maxRate(target: Target, path_: "static" | "db", readIds: number[]): MaxRate {
+  const url = `https://${target.host}${path_ === "static" ? "/" : `/items/${readIds[0]}`}`;
+  const r = inNamespace(INTERNET_NS, ["wrk", ...MAX_RATE_ARGS, url], { timeout: 60_000 });
+  if (r.status !== 0) throw new LabError(`bench: wrk failed: ${r.stderr}${r.stdout}`);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+    r.stdout,
+  );
+  const errors = non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return {
+    requests_per_s: Math.round(rps),
+    p50_ms: wrkPercentile(r.stdout, "50"),
+    p99_ms: wrkPercentile(r.stdout, "99"),
+    errors,
+  };
+}
+
+/** Both backends UP in HAProxy's stats (after a reload). */
+async function backendsUp(): Promise<void> {
+  await waitFor("both backends up", 30, () => {
+    const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
+    return csv.split("\n").filter((l) => /^app,s\d,/.test(l) && l.includes(",UP,")).length === 2;
+  });
+}
+
+function reloadHaproxy(config: string): void {
+  const r = execInNode(
+    "lb",
+    [
+      "sh",
+      "-c",
+      "cat > /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
+    ],
+    config,
+  );
+  if (r.status !== 0) throw new LabError(`bench: HAProxy reload failed: ${r.stderr}`);
+}
+
+/** Lets the client namespace reach s1's Nginx directly while `run` runs (a bench-only rule). */
+async function withDirectAccess<T>(source: string, run: () => Promise<T>): Promise<T> {
+  const ns = nodeNamespace("s1");
+  const added = inNamespace(ns, [
+    "nft",
+    "--echo",
+    "--handle",
+    "insert",
+    "rule",
+    "inet",
+    "webstack",
+    "input",
+    "ip",
+    "saddr",
+    source,
+    "tcp",
+    "dport",
+    "443",
+    "accept",
+    "comment",
+    '"bench: direct client"',
+  ]);
+  const handle = /# handle (\d+)/.exec(added.stdout)?.[1];
+  if (added.status !== 0 || !handle)
+    throw new LabError(`bench: nft insert failed: ${added.stderr}`);
+  try {
+    return await run();
+  } finally {
+    inNamespace(ns, ["nft", "delete", "rule", "inet", "webstack", "input", "handle", handle]);
+  }
+}
+
+async function planSeconds(): Promise<{ median_ms: number; min_ms: number; runs: number }> {
+  const stack = readStackConfig(stackFile(PROJECT_DIR, "dev"));
+  const times: number[] = [];
+  for (let i = 0; i < PLAN_RUNS; i++) {
+    const t0 = process.hrtime.bigint();
+    await runPlan({ stack: "dev", config: stack.values, secretKeys: stack.secretKeys });
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  times.sort((a, b) => a - b);
+  return {
+    median_ms: Math.round(times[Math.floor(times.length / 2)]),
+    min_ms: Math.round(times[0]),
+    runs: PLAN_RUNS,
+  };
+}
+
+export async function bench(argv: readonly string[]): Promise<void> {
+  const json = argv.includes("--json");
+  const say = (m: string) =>
+    json ? process.stderr.write(`bench: ${m}\n`) : console.log(`bench: ${m}`);
+  // The bench runs on a lab that is up; `up` reuses a running one.
+  const log = console.log;
+  console.log = (...args: unknown[]) => process.stderr.write(`${args.join(" ")}\n`);
+  try {
+    await up();
+  } finally {
+    console.log = log;
+  }
+  const network = labNetwork(buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16"));
+  const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
+  fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
+  const lb: Target = {
+    name: "LB",
+    host: LAB_DOMAIN,
+    cafile: path.join(STATE_DIR, "internet", "acme-root.pem"),
+  };
+  const direct: Target = { name: "s1 direct", host: "s1.webstack.internal", cafile: caFile };
+  const readIds = Array.from({ length: 20 }, (_, i) => {
+    const r = inNamespace(INTERNET_NS, [
+      "curl",
+      "-sS",
+      "--max-time",
+      "10",
+      "--cacert",
+      lb.cafile,
+      "-X",
+      "POST",
+      "--data",
+      `bench-${i}`,
+      `https://${LAB_DOMAIN}/items`,
+    ]);
+    return (JSON.parse(r.stdout) as { id: number }).id;
+  });
+
+  const rows: {
+    config: string;
+    target: string;
+    path: string;
+    fixed: Latency;
+    max: MaxRate;
+  }[] = [];
+  const measure = (config: string, target: Target) => {
+    for (const p of ["static", "db"] as const) {
+      say(`${config} HAProxy config, ${target.name}, ${p} path`);
+      rows.push({
+        config,
+        target: target.name,
+        path: p,
+        fixed: fixedRate(target, p, readIds),
+        max: maxRate(target, p, readIds),
+      });
+    }
+  };
+
+  // Direct from the client's own address (the internet namespace's address toward the VPC).
+  await withDirectAccess(network.router, async () => {
+    measure("ours", lb);
+    measure("-", direct);
+  });
+  const ours = inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"]);
+  reloadHaproxy(naiveHaproxyConfig(ours));
+  try {
+    await backendsUp();
+    measure("naive", lb);
+  } finally {
+    reloadHaproxy(ours);
+    await backendsUp();
+  }
+
+  say(`replica visibility delay at ${REPLICA_RATE} writes/s`);
+  const delay = execInNode(
+    "s1",
+    [PYTHON, "-", String(REPLICA_RATE), String(REPLICA_SECONDS)],
+    fs.readFileSync(path.join(LAB_DIR, "replica-delay.py"), "utf8"),
+  );
+  if (delay.status !== 0) throw new LabError(`bench: replica-delay.py failed: ${delay.stderr}`);
+  const probe = JSON.parse(delay.stdout) as { tag: string };
+  // The probe rows go (as root on the primary: the app user cannot delete), on the replica too.
+  inNode("s2", ["mariadb", "webstack", "-e", `DELETE FROM items WHERE note LIKE '${probe.tag}%'`]);
+  const replica = JSON.parse(delay.stdout) as {
+    write_rate: number;
+    p50_ms: number;
+    p99_ms: number;
+    max_ms: number;
+    seen: number;
+    writes: number;
+  };
+
+  say("offline plan time");
+  const plan = await planSeconds();
+
+  const find = (config: string, target: string, p: string) =>
+    rows.find((r) => r.config === config && r.target === target && r.path === p)!;
+  const ratios = Object.fromEntries(
+    (["static", "db"] as const).map((p) => [
+      p,
+      {
+        lb_p99_over_direct_p99:
+          Math.round(
+            (find("ours", "LB", p).fixed.p99_ms / find("-", "s1 direct", p).fixed.p99_ms) * 100,
+          ) / 100,
+        ours_max_over_naive_max:
+          Math.round(
+            (find("ours", "LB", p).max.requests_per_s / find("naive", "LB", p).max.requests_per_s) *
+              100,
+          ) / 100,
+      },
+    ]),
+  );
+  const result = {
+    fixed_rate_per_s: FIXED_RATE,
+    fixed_seconds: FIXED_SECONDS,
+    max_rate_tool: `wrk ${MAX_RATE_ARGS.join(" ")}`,
+    rows,
+    ratios,
+    replica_delay: { target_writes_per_s: REPLICA_RATE, ...replica },
+    plan,
+  };
+  if (json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  const pad = (s: string | number, n: number) => String(s).padEnd(n);
+  console.log(
+    [
+      "",
+      `${pad("HAProxy", 8)}${pad("target", 11)}${pad("path", 8)}${pad(`p50@${FIXED_RATE}/s`, 12)}${pad(`p99@${FIXED_RATE}/s`, 12)}${pad("failed", 8)}${pad("max req/s", 11)}${pad("p50@max", 9)}${pad("p99@max", 9)}errors`,
+      ...rows.map(
+        (r) =>
+          `${pad(r.config, 8)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(`${r.fixed.p50_ms} ms`, 12)}${pad(`${r.fixed.p99_ms} ms`, 12)}${pad(r.fixed.failed, 8)}${pad(r.max.requests_per_s, 11)}${pad(`${r.max.p50_ms} ms`, 9)}${pad(`${r.max.p99_ms} ms`, 9)}${r.max.errors}`,
+      ),
+      "",
+      ...(["static", "db"] as const).map(
+        (p) =>
+          `${pad(p, 7)} LB p99 / direct p99: ${ratios[p].lb_p99_over_direct_p99} (goal <= 2)   ours / naive max rate: ${ratios[p].ours_max_over_naive_max} (goal >= 1.3)`,
+      ),
+      `replica visibility delay at ${replica.write_rate} writes/s (goal ${REPLICA_RATE}): p50 ${replica.p50_ms} ms, p99 ${replica.p99_ms} ms, max ${replica.max_ms} ms (${replica.seen}/${replica.writes} seen; goal p99 < 50 ms)`,
+      `offline plan of the whole program (dev stack): median ${plan.median_ms} ms, min ${plan.min_ms} ms over ${plan.runs} runs`,
+      "",
+    ].join("\n"),
+  );
+}

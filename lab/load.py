@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""A bounded, open-loop HTTPS load from a lab namespace: a fixed request rate, capped in count and
+duration, over a few keep-alive connections, as browsers make them.
+
+Each request is due at a fixed time (start + i / rate); its latency counts from then, so a stall
+delays every request queued behind it instead of hiding them. A request whose reused connection
+turns out closed before any byte of the answer is sent again once on a new connection, as HTTP
+clients do (RFC 9112, 9.3.1); it is counted under "resent". Everything else that is not the
+expected status is a failure.
+
+Prints one JSON object: sent, ok, failed, resent, longest stall and percentiles (ms), the first
+failures, the rows written (id and note) and which backend answered how often.
+Usage: load.py --host NAME --cafile FILE --rate N --duration S --count N
+               [--mix root=1,read=1,write=1] [--read-ids 1,2,3] [--connections N] [--stop-file F]
+"""
+import argparse
+import http.client
+import json
+import os
+import queue
+import random
+import socket
+import ssl
+import threading
+import time
+
+
+def parse_mix(text):
+    mix = {}
+    for part in text.split(","):
+        kind, weight = part.split("=")
+        if kind not in ("root", "read", "write"):
+            raise SystemExit(f"load.py: unknown request kind {kind} (root, read or write)")
+        mix[kind] = int(weight)
+    return mix
+
+
+class Worker(threading.Thread):
+    def __init__(self, args, context, jobs, results):
+        super().__init__(daemon=True)
+        self.args, self.context, self.jobs, self.results = args, context, jobs, results
+        self.connection = None
+        self.used = 0
+
+    def connect(self):
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = http.client.HTTPSConnection(
+            self.args.host, 443, context=self.context, timeout=self.args.timeout
+        )
+        self.used = 0
+
+    def exchange(self, method, path, body):
+        self.connection.request(method, path, body=body, headers={"Content-Type": "text/plain"})
+        response = self.connection.getresponse()
+        payload = response.read()
+        self.used += 1
+        if response.getheader("connection", "").lower() == "close":
+            self.connect()
+        return response.status, payload
+
+    def run(self):
+        self.connect()
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            index, due, kind, method, path, body, expect = job
+            result = {"index": index, "kind": kind, "due": due}
+            resent = False
+            try:
+                try:
+                    reused = self.used > 0
+                    status, payload = self.exchange(method, path, body)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # A keep-alive connection closed by the server before any answer: send again.
+                    resent = True
+                    self.connect()
+                    status, payload = self.exchange(method, path, body)
+                result["status"] = status
+                if status != expect:
+                    result["error"] = f"{method} {path}: HTTP {status} {payload[:200]!r}"
+                else:
+                    answer = json.loads(payload)
+                    result["node"] = answer.get("node")
+                    if kind == "write":
+                        result["row"] = {"id": answer["id"], "note": body}
+                    if kind == "read":
+                        result["read_from"] = answer.get("read_from")
+            except (OSError, http.client.HTTPException, ValueError) as error:
+                result["error"] = f"{method} {path}: {type(error).__name__}: {error}"
+                self.connect()
+            result["done"] = time.monotonic()
+            result["resent"] = resent
+            self.results.append(result)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--cafile", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--mix", default="root=1")
+    parser.add_argument("--read-ids", default="")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--stop-file")
+    parser.add_argument("--tag", default=str(os.getpid()))
+    args = parser.parse_args()
+    if args.rate <= 0 or args.rate > 1000 or args.duration > 300 or args.count > 100_000:
+        raise SystemExit("load.py: bounds are rate <= 1000/s, duration <= 300 s, count <= 100000")
+    mix = parse_mix(args.mix)
+    read_ids = [int(i) for i in args.read_ids.split(",") if i]
+    if mix.get("read") and not read_ids:
+        raise SystemExit("load.py: reads need --read-ids")
+    kinds = [kind for kind, weight in mix.items() for _ in range(weight)]
+
+    context = ssl.create_default_context(cafile=args.cafile)
+    jobs, results = queue.Queue(), []
+    workers = [Worker(args, context, jobs, results) for _ in range(args.connections)]
+    for worker in workers:
+        worker.start()
+
+    rng = random.Random(args.tag)
+    start = time.monotonic()
+    sent = 0
+    while sent < args.count:
+        due = start + sent / args.rate
+        if due - start > args.duration or (args.stop_file and os.path.exists(args.stop_file)):
+            break
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        kind = kinds[sent % len(kinds)]
+        if kind == "root":
+            job = ("GET", "/", None, 200)
+        elif kind == "read":
+            job = ("GET", f"/items/{rng.choice(read_ids)}", None, 200)
+        else:
+            job = ("POST", "/items", f"load-{args.tag}-{sent}", 201)
+        jobs.put((sent, due, kind, *job))
+        sent += 1
+    for _ in workers:
+        jobs.put(None)
+    for worker in workers:
+        worker.join(args.timeout * 2 + 5)
+
+    latencies = sorted((r["done"] - r["due"]) * 1000 for r in results)
+    failures = [r["error"] for r in results if "error" in r]
+    nodes = {}
+    for r in results:
+        if r.get("node"):
+            nodes[r["node"]] = nodes.get(r["node"], 0) + 1
+    pct = lambda p: round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else None
+    print(json.dumps({
+        "sent": sent,
+        "answered": len(results),
+        "ok": len(results) - len(failures),
+        "failed": len(failures) + (sent - len(results)),
+        "resent": sum(1 for r in results if r["resent"]),
+        "seconds": round(time.monotonic() - start, 2),
+        "longest_stall_ms": round(latencies[-1], 1) if latencies else None,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "failures": failures[:10],
+        "nodes": nodes,
+        "read_from": {
+            source: sum(1 for r in results if r.get("read_from") == source)
+            for source in ("replica", "primary")
+        },
+        "rows": sorted((r["row"] for r in results if "row" in r), key=lambda row: row["id"]),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+// The stack under faults: each test runs a bounded load from the client namespace while one part
+// fails and comes back, and asserts 0 failed requests, 0 rows lost and a bounded longest stall.
+import { spawn, spawnSync } from "child_process";
+import * as path from "path";
+import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
+import { execInNode, inNamespace, inNode, STATE_DIR, waitFor } from "../lab/lab";
+import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
+import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
+
+const labTest = testNeeding(
+  "root and Linux network namespaces",
+  IS_ROOT && commandWorks("ip", ["netns", "list"]),
+);
+
+const ACME_ROOT = path.join(STATE_DIR, "internet", "acme-root.pem");
+/** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
+const STOPPED_SERVICE_STALL_MS = 1500;
+const CUT_LINK_STALL_MS = 3000;
+
+function lab(command: string) {
+  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
+    cwd: PROJECT_DIR,
+    encoding: "utf8",
+    timeout: 25 * 60_000,
+  });
+  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+interface LoadReport {
+  sent: number;
+  answered: number;
+  ok: number;
+  failed: number;
+  resent: number;
+  seconds: number;
+  longest_stall_ms: number;
+  p50_ms: number;
+  p99_ms: number;
+  failures: string[];
+  nodes: Record<string, number>;
+  read_from: Record<string, number>;
+  rows: { id: number; note: string }[];
+}
+
+interface Load {
+  readonly rate: number;
+  readonly seconds: number;
+  readonly mix: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let readIds: number[] = [];
+
+/**
+ * Runs `fault` while a bounded load runs from the client namespace (it starts 2 s into the load
+ * and must end before the load does), then returns the load's report.
+ */
+async function underLoad(
+  name: string,
+  load: Load,
+  fault: () => Promise<void>,
+): Promise<LoadReport> {
+  const child = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      INTERNET_NS,
+      "/usr/bin/python3",
+      path.join(PROJECT_DIR, "lab", "load.py"),
+      "--host",
+      LAB_DOMAIN,
+      "--cafile",
+      ACME_ROOT,
+      "--rate",
+      String(load.rate),
+      "--duration",
+      String(load.seconds),
+      "--count",
+      String(Math.ceil(load.rate * load.seconds)),
+      "--mix",
+      load.mix,
+      "--read-ids",
+      readIds.join(","),
+      "--tag",
+      `${name}-${Date.now()}`,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], timeout: (load.seconds + 60) * 1000 },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += String(d)));
+  child.stderr.on("data", (d) => (err += String(d)));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const started = Date.now();
+  await sleep(2000);
+  await fault();
+  const faultSeconds = (Date.now() - started) / 1000;
+  const code = await exited;
+  if (code !== 0) throw new Error(`load.py exited ${code}: ${err}`);
+  const report = JSON.parse(out) as LoadReport;
+  expect(faultSeconds).toBeLessThan(load.seconds); // the whole fault happened under load
+  console.log(
+    `${name}: ${report.sent} requests at ${load.rate}/s, ${report.failed} failed, ` +
+      `${report.resent} resent on a closed keep-alive connection, longest stall ` +
+      `${report.longest_stall_ms} ms (p50 ${report.p50_ms} ms, p99 ${report.p99_ms} ms); ` +
+      `answered by ${JSON.stringify(report.nodes)}, reads from ${JSON.stringify(report.read_from)}, ` +
+      `${report.rows.length} rows written` +
+      (report.failures.length ? `\n  failures: ${report.failures.join("\n  ")}` : ""),
+  );
+  return report;
+}
+
+/** The strict bounds every fault test holds to. */
+function expectServed(report: LoadReport, stallMs: number) {
+  expect(report.failures).toEqual([]);
+  expect(report.failed).toBe(0);
+  expect(report.answered).toBe(report.sent);
+  expect(report.sent).toBeGreaterThan(100);
+  expect(report.longest_stall_ms).toBeLessThan(stallMs);
+}
+
+/** A backend's state in HAProxy's own stats (UP, DOWN, …). */
+function backendState(node: "s1" | "s2"): string {
+  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
+  const header = csv.split("\n")[0].replace(/^# /, "").split(",");
+  const row = csv.split("\n").find((l) => l.split(",")[1] === node);
+  return row ? row.split(",")[header.indexOf("status")] : "absent";
+}
+
+const sql = (node: "s1" | "s2", query: string) =>
+  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
+
+/** Every acknowledged row, with its note, on the node's database. */
+function missingRows(node: "s1" | "s2", rows: { id: number; note: string }[]): string[] {
+  if (rows.length === 0) return [];
+  const found = new Map(
+    sql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("\t") as [string, string]),
+  );
+  return rows.filter((r) => found.get(String(r.id)) !== r.note).map((r) => `${r.id}:${r.note}`);
+}
+
+async function replicaCaughtUp(rows: { id: number; note: string }[]): Promise<void> {
+  await waitFor("the replica holding every acknowledged row", 60, () => {
+    try {
+      return missingRows("s1", rows).length === 0;
+    } catch {
+      return false; // the replica restarting
+    }
+  });
+}
+
+const checksum = (node: "s1" | "s2") => sql(node, "CHECKSUM TABLE items").split("\t")[1];
+
+const MIXED = "root=1,read=2,write=1";
+const READS = "root=1,read=1";
+
+beforeAll(() => {
+  if (!IS_ROOT) return;
+  lab("up"); // a running, healthy lab is reused as is
+  // Rows every read in the load asks for, already on the replica.
+  const ids = Array.from({ length: 20 }, (_, i) => {
+    const r = inNamespace(INTERNET_NS, [
+      "curl",
+      "-sS",
+      "--max-time",
+      "10",
+      "--cacert",
+      ACME_ROOT,
+      "-X",
+      "POST",
+      "--data",
+      `seed-${i}`,
+      `https://${LAB_DOMAIN}/items`,
+    ]);
+    return (JSON.parse(r.stdout) as { id: number }).id;
+  });
+  readIds = ids;
+}, 30 * 60_000);
+
+afterAll(() => {
+  if (IS_ROOT) lab("down");
+}, 5 * 60_000);
+
+labTest(
+  "a backend's nginx stopped, then started: no failed request, s1 serves again",
+  async () => {
+    const report = await underLoad(
+      "nginx stopped on s1",
+      { rate: 40, seconds: 16, mix: READS },
+      async () => {
+        inNode("s1", ["systemctl", "stop", "nginx"]);
+        await waitFor("HAProxy marking s1 down", 10, () => backendState("s1").startsWith("DOWN"));
+        await sleep(2000);
+        inNode("s1", ["systemctl", "start", "nginx"]);
+        await waitFor("s1 back up", 15, () => backendState("s1") === "UP");
+        await sleep(1000);
+      },
+    );
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    expect(report.nodes.s1).toBeGreaterThan(0);
+  },
+  120_000,
+);
+
+labTest(
+  "a backend's link cut (the instance gone), then restored: no failed request",
+  async () => {
+    // The bridge port of s1's link: down, packets to s1 vanish without an answer, as when an
+    // instance dies; up, it is back with its state (connections HAProxy had are long gone).
+    const link = (state: "up" | "down") =>
+      expect(inNamespace(INTERNET_NS, ["ip", "link", "set", "s1", state]).status).toBe(0);
+    const report = await underLoad(
+      "s1's link cut",
+      { rate: 40, seconds: 25, mix: READS },
+      async () => {
+        link("down");
+        try {
+          await waitFor("HAProxy marking s1 down", 15, () => backendState("s1").startsWith("DOWN"));
+          await sleep(2000);
+        } finally {
+          link("up");
+        }
+        await waitFor("s1 back up", 20, () => backendState("s1") === "UP");
+        await sleep(1000);
+      },
+    );
+    expectServed(report, CUT_LINK_STALL_MS);
+  },
+  120_000,
+);
+
+labTest(
+  "the replica's database stopped: reads fall back to the primary; started again, it catches up",
+  async () => {
+    const report = await underLoad(
+      "replica database stopped",
+      { rate: 40, seconds: 16, mix: MIXED },
+      async () => {
+        inNode("s1", ["systemctl", "stop", "mariadb"]);
+        await sleep(4000);
+        inNode("s1", ["systemctl", "start", "mariadb"]);
+        await sleep(1000);
+      },
+    );
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    expect(report.read_from.primary).toBeGreaterThan(0);
+    expect(missingRows("s2", report.rows)).toEqual([]);
+    await replicaCaughtUp(report.rows);
+  },
+  180_000,
+);
+
+labTest(
+  "the primary's database restarted: the replica reconnects by itself, both hold identical data",
+  async () => {
+    const report = await underLoad(
+      "primary database restarted",
+      { rate: 40, seconds: 16, mix: MIXED },
+      async () => {
+        inNode("s2", ["systemctl", "restart", "mariadb"]);
+        await sleep(2000);
+      },
+    );
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    expect(missingRows("s2", report.rows)).toEqual([]);
+    await replicaCaughtUp(report.rows);
+    await waitFor("the replica's threads running", 60, () => {
+      const status = inNode("s1", ["mariadb", "-e", "SHOW REPLICA STATUS\\G"]);
+      return /Slave_IO_Running: Yes/.test(status) && /Slave_SQL_Running: Yes/.test(status);
+    });
+    await waitFor(
+      "identical checksums of the app's table",
+      30,
+      () => checksum("s1") === checksum("s2"),
+    );
+  },
+  180_000,
+);
+
+labTest(
+  "HAProxy reloaded under load, for a config change and for a renewed certificate: no failed request",
+  async () => {
+    const before = inNamespace(INTERNET_NS, [
+      "bash",
+      "-c",
+      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
+    ]).stdout;
+    const report = await underLoad(
+      "HAProxy reloads",
+      { rate: 40, seconds: 30, mix: READS },
+      async () => {
+        // A config change: HAProxy's own file, one more comment line, validated and reloaded.
+        inNode("lb", [
+          "sh",
+          "-c",
+          "echo '# reload under load' >> /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
+        ]);
+        await sleep(2000);
+        // A renewal: certbot, then its deploy hook installs the certificate and reloads HAProxy.
+        const renew = execInNode("lb", [
+          "certbot",
+          "renew",
+          "--cert-name",
+          "webstack",
+          "--force-renewal",
+          "--no-random-sleep-on-renew",
+        ]);
+        expect(renew.status).toBe(0);
+        await sleep(2000);
+      },
+    );
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    const after = inNamespace(INTERNET_NS, [
+      "bash",
+      "-c",
+      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
+    ]).stdout;
+    expect(after).toMatch(/^serial=/);
+    expect(after).not.toBe(before);
+  },
+  180_000,
+);
