@@ -7,7 +7,16 @@ import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
 import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { buildTopology } from "../topology";
-import { execInNode, inNamespace, inNode, LabError, STATE_DIR, up, waitFor } from "./lab";
+import {
+  execInNode,
+  inNamespace,
+  inNode,
+  LabError,
+  STATE_DIR,
+  up,
+  waitFor,
+  writeItems,
+} from "./lab";
 import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "./labPlan";
 
 const LAB_DIR = __dirname;
@@ -226,22 +235,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
     cafile: path.join(STATE_DIR, "internet", "acme-root.pem"),
   };
   const direct: Target = { name: "s1 direct", host: "s1.webstack.internal", cafile: caFile };
-  const readIds = Array.from({ length: 20 }, (_, i) => {
-    const r = inNamespace(INTERNET_NS, [
-      "curl",
-      "-sS",
-      "--max-time",
-      "10",
-      "--cacert",
-      lb.cafile,
-      "-X",
-      "POST",
-      "--data",
-      `bench-${i}`,
-      `https://${LAB_DOMAIN}/items`,
-    ]);
-    return (JSON.parse(r.stdout) as { id: number }).id;
-  });
+  const readIds = writeItems(20, "bench");
 
   const rows: {
     config: string;

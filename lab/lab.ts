@@ -630,6 +630,36 @@ export function servedCertificate(withSerial = false): string {
   return (r.stdout ?? "").trim() || "(none)";
 }
 
+/** Items written through the LB from the client namespace, as a user would; returns their ids. */
+export function writeItems(count: number, tag: string): number[] {
+  return Array.from({ length: count }, (_, i) => {
+    const r = runIn(INTERNET_NS, "curl", [
+      "-sS",
+      "--max-time",
+      "10",
+      "--cacert",
+      ACME_ROOT,
+      "-X",
+      "POST",
+      "--data",
+      `${tag}-${i}`,
+      `https://${LAB_DOMAIN}/items`,
+    ]);
+    return (JSON.parse(r) as { id: number }).id;
+  });
+}
+
+/** certbot's forced renewal on the LB: through Pebble, then the deploy hook reloads HAProxy. */
+export const forceRenewal = () =>
+  execInNode("lb", [
+    "certbot",
+    "renew",
+    "--cert-name",
+    "webstack",
+    "--force-renewal",
+    "--no-random-sleep-on-renew",
+  ]);
+
 export async function status(): Promise<void> {
   checkHost();
   const state = readState();

@@ -17,6 +17,7 @@ import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import {
   alive,
   execInNode,
+  forceRenewal,
   inNamespace,
   inNode,
   leftovers,
@@ -224,14 +225,7 @@ labTest(
     let counts = "";
     loop.stdout.on("data", (d) => (counts += String(d)));
     const done = new Promise((resolve) => loop.on("exit", resolve));
-    const renew = execInNode("lb", [
-      "certbot",
-      "renew",
-      "--cert-name",
-      "webstack",
-      "--force-renewal",
-      "--no-random-sleep-on-renew",
-    ]);
+    const renew = forceRenewal();
     expect(renew.status).toBe(0);
     return (async () => {
       // Keep the client going a little past the reload, then stop it.

@@ -3,7 +3,7 @@
 import { spawn, spawnSync } from "child_process";
 import * as path from "path";
 import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
-import { execInNode, inNamespace, inNode, STATE_DIR, waitFor } from "../lab/lab";
+import { forceRenewal, inNamespace, inNode, STATE_DIR, waitFor, writeItems } from "../lab/lab";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
@@ -163,23 +163,7 @@ beforeAll(() => {
   if (!IS_ROOT) return;
   lab("up"); // a running, healthy lab is reused as is
   // Rows every read in the load asks for, already on the replica.
-  const ids = Array.from({ length: 20 }, (_, i) => {
-    const r = inNamespace(INTERNET_NS, [
-      "curl",
-      "-sS",
-      "--max-time",
-      "10",
-      "--cacert",
-      ACME_ROOT,
-      "-X",
-      "POST",
-      "--data",
-      `seed-${i}`,
-      `https://${LAB_DOMAIN}/items`,
-    ]);
-    return (JSON.parse(r.stdout) as { id: number }).id;
-  });
-  readIds = ids;
+  readIds = writeItems(20, "seed");
 }, 30 * 60_000);
 
 afterAll(() => {
@@ -302,14 +286,7 @@ labTest(
         ]);
         await sleep(2000);
         // A renewal: certbot, then its deploy hook installs the certificate and reloads HAProxy.
-        const renew = execInNode("lb", [
-          "certbot",
-          "renew",
-          "--cert-name",
-          "webstack",
-          "--force-renewal",
-          "--no-random-sleep-on-renew",
-        ]);
+        const renew = forceRenewal();
         expect(renew.status).toBe(0);
         await sleep(2000);
       },
