@@ -8,10 +8,16 @@ import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { buildTopology } from "../topology";
 import {
+  ACME_ROOT,
+  backendStates,
   execInNode,
   inNamespace,
   inNode,
+  LAB_DIR,
   LabError,
+  PROJECT_DIR,
+  PYTHON,
+  reloadHaproxy,
   STATE_DIR,
   up,
   waitFor,
@@ -19,9 +25,6 @@ import {
 } from "./lab";
 import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "./labPlan";
 
-const LAB_DIR = __dirname;
-const PROJECT_DIR = path.dirname(LAB_DIR);
-const PYTHON = "/usr/bin/python3";
 /** The fixed request rate both paths sustain on this 2-core machine, and how long each run lasts. */
 const FIXED_RATE = 100;
 const FIXED_SECONDS = 10;
@@ -147,23 +150,9 @@ function maxRate(target: Target, path_: "static" | "db", readIds: number[]): Max
 
 /** Both backends UP in HAProxy's stats (after a reload). */
 async function backendsUp(): Promise<void> {
-  await waitFor("both backends up", 30, () => {
-    const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
-    return csv.split("\n").filter((l) => /^app,s\d,/.test(l) && l.includes(",UP,")).length === 2;
-  });
-}
-
-function reloadHaproxy(config: string): void {
-  const r = execInNode(
-    "lb",
-    [
-      "sh",
-      "-c",
-      "cat > /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
-    ],
-    config,
+  await waitFor("both backends up", 30, () =>
+    Object.values(backendStates()).every((state) => state === "UP"),
   );
-  if (r.status !== 0) throw new LabError(`bench: HAProxy reload failed: ${r.stderr}`);
 }
 
 /** Lets the client namespace reach s1's Nginx directly while `run` runs (a bench-only rule). */
@@ -232,7 +221,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const lb: Target = {
     name: "LB",
     host: LAB_DOMAIN,
-    cafile: path.join(STATE_DIR, "internet", "acme-root.pem"),
+    cafile: ACME_ROOT,
   };
   const direct: Target = { name: "s1 direct", host: "s1.webstack.internal", cafile: caFile };
   const readIds = writeItems(20, "bench");

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
+import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
 import { buildTopology, NODE_NAMES, NodeName, SecurityGroupRule, Topology } from "../topology";
 import {
   ACME_HOST,
@@ -28,11 +29,13 @@ import {
 import { renderNftables } from "./nftables";
 import { labCertificates, realOutputs } from "./realOutputs";
 
-const LAB_DIR = __dirname;
-const PROJECT_DIR = path.dirname(LAB_DIR);
+export const LAB_DIR = __dirname;
+export const PROJECT_DIR = path.dirname(LAB_DIR);
 export const STATE_DIR = process.env.WEBSTACK_LAB_STATE ?? "/var/lib/webstack-lab";
 const STATE_FILE = path.join(STATE_DIR, "lab.json");
-const PYTHON = "/usr/bin/python3"; // Debian's: its modules (boto3) import only here
+/** Pebble's root of the run (it makes a new one at every start): what the client trusts. */
+export const ACME_ROOT = path.join(STATE_DIR, "internet", "acme-root.pem");
+export const PYTHON = "/usr/bin/python3"; // Debian's: its modules (boto3) import only here
 const HOST_PACKAGES = [
   "systemd-container",
   "debootstrap",
@@ -509,8 +512,6 @@ async function waitForNodes(state: LabState): Promise<void> {
   }
 }
 
-const ACME_ROOT = path.join(STATE_DIR, "internet", "acme-root.pem");
-
 /** The LB's certificate from Pebble (its timer retries issuance until the ACME server answers). */
 async function waitForCertificate(state: LabState): Promise<void> {
   log("lb: waiting for its Let's Encrypt certificate from Pebble");
@@ -648,6 +649,38 @@ export function writeItems(count: number, tag: string): number[] {
     return (JSON.parse(r) as { id: number }).id;
   });
 }
+
+/** Each backend's state in HAProxy's own stats on the LB: {s1: "UP", s2: "DOWN 1/2", …}. */
+export function backendStates(): Record<string, string> {
+  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
+  const [header, ...rows] = csv.trim().split("\n");
+  const columns = header.replace(/^# /, "").split(",");
+  const status = columns.indexOf("status");
+  return Object.fromEntries(
+    rows
+      .map((row) => row.split(","))
+      .filter((cells) => cells[0] === "app" && cells[1] !== "BACKEND")
+      .map((cells) => [cells[1], cells[status]]),
+  );
+}
+
+/** HAProxy's config on the LB replaced (validated first), then HAProxy reloaded. */
+export function reloadHaproxy(config: string): void {
+  const r = execInNode(
+    "lb",
+    [
+      "sh",
+      "-c",
+      "cat > /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
+    ],
+    config,
+  );
+  if (r.status !== 0) throw new LabError(`HAProxy reload failed: ${r.stderr}${r.stdout}`);
+}
+
+/** A query as root on a node's database; its tab-separated rows, without headers. */
+export const nodeSql = (node: NodeName, query: string) =>
+  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
 
 /** certbot's forced renewal on the LB: through Pebble, then the deploy hook reloads HAProxy. */
 export const forceRenewal = () =>

@@ -12,45 +12,35 @@ import {
   labNetwork,
   nodeNamespace,
 } from "../lab/labPlan";
-import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import {
+  ACME_ROOT,
   alive,
+  backendStates,
   execInNode,
   forceRenewal,
   inNamespace,
   inNode,
   leftovers,
+  nodeSql,
+  PYTHON,
   servedCertificate,
   STATE_DIR,
   waitFor,
 } from "../lab/lab";
 import { admits, buildTopology, FLOWS, flowsInto, NODE_NAMES, NodeName, Peer } from "../topology";
-import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
+import { IS_ROOT, PROJECT_DIR, commandWorks, labCli, testNeeding } from "./harness";
 
 const labTest = testNeeding(
   "root and Linux network namespaces",
   IS_ROOT && commandWorks("ip", ["netns", "list"]),
 );
 
-/** The lab's own CLI, as a user runs it. */
-function lab(command: string, env: Record<string, string> = {}) {
-  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
-    cwd: PROJECT_DIR,
-    encoding: "utf8",
-    timeout: 25 * 60_000,
-    env: { ...process.env, ...env },
-  });
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
-
 /** A request from the client namespace: every lab connection starts inside a lab namespace. */
 function fromClient(...args: string[]) {
   return inNamespace(INTERNET_NS, ["curl", "-sS", "--max-time", "10", ...args]);
 }
 
-const acmeRoot = path.join(STATE_DIR, "internet", "acme-root.pem");
-const PYTHON = "/usr/bin/python3";
 const PROBE = path.join(PROJECT_DIR, "lab", "connect-probe.py");
 // The lab's own addresses, from the topology the program uses (vpcCidr is the default one).
 const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
@@ -60,14 +50,14 @@ let upOutput = "";
 labTest(
   "up boots every node and ends with the summary",
   () => {
-    lab("down"); // a lab left by an earlier run must not make this one pass
-    const up = lab("up");
+    labCli("down"); // a lab left by an earlier run must not make this one pass
+    const up = labCli("up");
     upOutput = up.output;
     if (up.status !== 0) throw new Error(`lab up failed:\n${up.output}`);
     const took = /lab: up in (\d+) s/.exec(up.output);
     expect(took).not.toBeNull();
     console.log(`lab up took ${took![1]} s`);
-    expect(up.output).toContain(`curl --cacert ${acmeRoot} https://${LAB_DOMAIN}/`);
+    expect(up.output).toContain(`curl --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/`);
     for (const node of NODE_NAMES)
       expect(up.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
     expect(up.output).toContain("Stack outputs:");
@@ -93,7 +83,7 @@ labTest(
   () => {
     const backends = new Set<string>();
     for (let i = 0; i < 4; i++) {
-      const r = fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/`);
+      const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`);
       expect(r.stderr).toBe("");
       const body = JSON.parse(r.stdout) as { node: string; role: string };
       expect(["s1", "s2"]).toContain(body.node);
@@ -138,7 +128,7 @@ labTest("every HTTPS answer carries HSTS", () => {
     "-o",
     "/dev/null",
     "--cacert",
-    acmeRoot,
+    ACME_ROOT,
     `https://${LAB_DOMAIN}/`,
   );
   expect(headers.stdout).toMatch(/^strict-transport-security: max-age=\d{7,}/im);
@@ -175,7 +165,7 @@ labTest("TLS 1.2 and 1.3 are accepted, TLS 1.1 and 1.0 refused", () => {
 
 labTest("round-robin alternates s1 and s2 under sequential requests", () => {
   const served = Array.from({ length: 10 }, () => {
-    const r = fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/`);
+    const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`);
     return (JSON.parse(r.stdout) as { node: string }).node;
   });
   for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
@@ -218,7 +208,7 @@ labTest(
         "bash",
         "-c",
         `ok=0; failed=0; for i in $(seq 600); do [ -e ${stop} ] && break; ` +
-          `if curl -sS -o /dev/null --max-time 5 --cacert ${acmeRoot} https://${LAB_DOMAIN}/; then ok=$((ok+1)); else failed=$((failed+1)); fi; done; echo "$ok $failed"`,
+          `if curl -sS -o /dev/null --max-time 5 --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/; then ok=$((ok+1)); else failed=$((failed+1)); fi; done; echo "$ok $failed"`,
       ],
       { stdio: ["ignore", "pipe", "inherit"], timeout: 120_000 },
     );
@@ -248,16 +238,8 @@ labTest(
 
 // ---- Backend TLS: HAProxy checks the chain and the name of each backend's certificate ---------
 
-/** s1's state in HAProxy's own stats (svname s1: UP, DOWN, …). */
-const s1State = () => {
-  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
-  const header = csv.split("\n")[0].replace(/^# /, "").split(",");
-  const row = csv
-    .split("\n")
-    .find((l) => l.split(",")[1] === "s1")!
-    .split(",");
-  return row[header.indexOf("status")];
-};
+/** s1's state in HAProxy's own stats (UP, DOWN, …). */
+const s1State = () => backendStates().s1;
 
 function foreignCertificate(): { cert: string; key: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
@@ -320,7 +302,7 @@ describe.each([
           { length: 8 },
           () =>
             (
-              JSON.parse(fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/`).stdout) as {
+              JSON.parse(fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`).stdout) as {
                 node: string;
               }
             ).node,
@@ -337,9 +319,6 @@ describe.each([
 
 // ---- Replication: s2 primary, s1 replica ---------------------------------------------------------
 
-const sql = (node: "s1" | "s2", query: string) =>
-  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
-
 function write(note: string): number {
   const r = fromClient(
     "-X",
@@ -347,7 +326,7 @@ function write(note: string): number {
     "--data",
     note,
     "--cacert",
-    acmeRoot,
+    ACME_ROOT,
     `https://${LAB_DOMAIN}/items`,
   );
   const body = JSON.parse(r.stdout) as { id: number; written_to: string };
@@ -360,16 +339,16 @@ labTest(
   async () => {
     const note = `lab-${Date.now()}`;
     const id = write(note);
-    expect(sql("s2", `SELECT note FROM items WHERE id = ${id}`)).toBe(note);
+    expect(nodeSql("s2", `SELECT note FROM items WHERE id = ${id}`)).toBe(note);
     await waitFor(
       "the row on the replica",
       10,
-      () => sql("s1", `SELECT note FROM items WHERE id = ${id}`) === note,
+      () => nodeSql("s1", `SELECT note FROM items WHERE id = ${id}`) === note,
     );
     // Both backends serve the read from the replica.
     const readers = new Set<string>();
     for (let i = 0; i < 4; i++) {
-      const r = fromClient("--cacert", acmeRoot, `https://${LAB_DOMAIN}/items/${id}`);
+      const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/items/${id}`);
       const body = JSON.parse(r.stdout) as { node: string; read_from: string; note: string };
       expect(body).toMatchObject({ read_from: "replica", note });
       readers.add(body.node);
@@ -403,7 +382,7 @@ labTest("replication runs over TLS, verifying the primary's certificate", () => 
   ]) {
     expect(status).toContain(field);
   }
-  expect(sql("s2", `SHOW GRANTS FOR 'replication'@'${TOPOLOGY.nodes.s1.privateIp}'`)).toContain(
+  expect(nodeSql("s2", `SHOW GRANTS FOR 'replication'@'${TOPOLOGY.nodes.s1.privateIp}'`)).toContain(
     "REQUIRE SSL",
   );
 });
@@ -507,12 +486,12 @@ labTest(
 );
 
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
-  const status = lab("status");
+  const status = labCli("status");
   expect(status.status).toBe(0);
   for (const node of NODE_NAMES)
     expect(status.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
   expect(status.output).toMatch(/LB certificate: issuer=.*Pebble/);
-  const again = lab("up");
+  const again = labCli("up");
   expect(again.status).toBe(0);
   expect(again.output).toContain("lab: already up");
 });
@@ -524,7 +503,7 @@ labTest(
       processes: { pid: number; match: string }[];
     };
     expect(state.processes.length).toBeGreaterThanOrEqual(8);
-    const down = lab("down");
+    const down = labCli("down");
     expect(down.status).toBe(0);
     expect(leftovers(undefined)).toEqual([]);
     // Nothing the lab started runs on (a PID with another command line is someone else's).
@@ -533,7 +512,7 @@ labTest(
     for (const range of NETWORK.ranges) {
       expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toBe("");
     }
-    const again = lab("down");
+    const again = labCli("down");
     expect(again.status).toBe(0);
     expect(again.output).toContain("lab: nothing to take down");
   },
@@ -543,7 +522,7 @@ labTest(
 labTest(
   "a failing boot step makes up fail and print that node's log; down removes what it set up",
   () => {
-    const up = lab("up", { WEBSTACK_LAB_BREAK_BOOT: "s1" });
+    const up = labCli("up", { WEBSTACK_LAB_BREAK_BOOT: "s1" });
     try {
       expect(up.status).not.toBe(0);
       expect(up.output).toContain("lab: s1: cloud-init error");
@@ -555,7 +534,7 @@ labTest(
       // The other nodes booted: only s1 is reported.
       expect(up.output).not.toMatch(/^--- (lb|s2):/m);
     } finally {
-      expect(lab("down").status).toBe(0);
+      expect(labCli("down").status).toBe(0);
     }
     expect(leftovers(undefined)).toEqual([]);
   },

@@ -1,30 +1,35 @@
 // The stack under faults: each test runs a bounded load from the client namespace while one part
 // fails and comes back, and asserts 0 failed requests, 0 rows lost and a bounded longest stall.
-import { spawn, spawnSync } from "child_process";
+import { spawn } from "child_process";
 import * as path from "path";
-import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
-import { forceRenewal, inNamespace, inNode, STATE_DIR, waitFor, writeItems } from "../lab/lab";
+import {
+  ACME_ROOT,
+  backendStates,
+  forceRenewal,
+  inNamespace,
+  inNode,
+  nodeSql,
+  PYTHON,
+  reloadHaproxy,
+  servedCertificate,
+  waitFor,
+  writeItems,
+} from "../lab/lab";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
-import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
+import { IS_ROOT, PROJECT_DIR, commandWorks, labCli, testNeeding } from "./harness";
 
 const labTest = testNeeding(
   "root and Linux network namespaces",
   IS_ROOT && commandWorks("ip", ["netns", "list"]),
 );
 
-const ACME_ROOT = path.join(STATE_DIR, "internet", "acme-root.pem");
 /** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
 const STOPPED_SERVICE_STALL_MS = 1500;
 const CUT_LINK_STALL_MS = 3000;
 
 function lab(command: string) {
-  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
-    cwd: PROJECT_DIR,
-    encoding: "utf8",
-    timeout: 25 * 60_000,
-  });
-  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.stdout}${r.stderr}`);
-  return r.stdout;
+  const r = labCli(command);
+  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.output}`);
 }
 
 interface LoadReport {
@@ -67,7 +72,7 @@ async function underLoad(
       "netns",
       "exec",
       INTERNET_NS,
-      "/usr/bin/python3",
+      PYTHON,
       path.join(PROJECT_DIR, "lab", "load.py"),
       "--host",
       LAB_DOMAIN,
@@ -121,22 +126,13 @@ function expectServed(report: LoadReport, stallMs: number) {
   expect(report.longest_stall_ms).toBeLessThan(stallMs);
 }
 
-/** A backend's state in HAProxy's own stats (UP, DOWN, …). */
-function backendState(node: "s1" | "s2"): string {
-  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
-  const header = csv.split("\n")[0].replace(/^# /, "").split(",");
-  const row = csv.split("\n").find((l) => l.split(",")[1] === node);
-  return row ? row.split(",")[header.indexOf("status")] : "absent";
-}
-
-const sql = (node: "s1" | "s2", query: string) =>
-  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
+const backendState = (node: "s1" | "s2") => backendStates()[node] ?? "absent";
 
 /** Every acknowledged row, with its note, on the node's database. */
 function missingRows(node: "s1" | "s2", rows: { id: number; note: string }[]): string[] {
   if (rows.length === 0) return [];
   const found = new Map(
-    sql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
+    nodeSql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
       .split("\n")
       .filter(Boolean)
       .map((l) => l.split("\t") as [string, string]),
@@ -154,7 +150,7 @@ async function replicaCaughtUp(rows: { id: number; note: string }[]): Promise<vo
   });
 }
 
-const checksum = (node: "s1" | "s2") => sql(node, "CHECKSUM TABLE items").split("\t")[1];
+const checksum = (node: "s1" | "s2") => nodeSql(node, "CHECKSUM TABLE items").split("\t")[1];
 
 const MIXED = "root=1,read=2,write=1";
 const READS = "root=1,read=1";
@@ -272,21 +268,13 @@ labTest(
 labTest(
   "HAProxy reloaded under load, for a config change and for a renewed certificate: no failed request",
   async () => {
-    const before = inNamespace(INTERNET_NS, [
-      "bash",
-      "-c",
-      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
-    ]).stdout;
+    const before = servedCertificate(true);
     const report = await underLoad(
       "HAProxy reloads",
       { rate: 40, seconds: 30, mix: READS },
       async () => {
         // A config change: HAProxy's own file, one more comment line, validated and reloaded.
-        inNode("lb", [
-          "sh",
-          "-c",
-          "echo '# reload under load' >> /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
-        ]);
+        reloadHaproxy(`${inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"])}# reload under load\n`);
         await sleep(2000);
         // A renewal: certbot, then its deploy hook installs the certificate and reloads HAProxy.
         const renew = forceRenewal();
@@ -295,12 +283,8 @@ labTest(
       },
     );
     expectServed(report, STOPPED_SERVICE_STALL_MS);
-    const after = inNamespace(INTERNET_NS, [
-      "bash",
-      "-c",
-      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
-    ]).stdout;
-    expect(after).toMatch(/^serial=/);
+    const after = servedCertificate(true);
+    expect(after).toMatch(/^serial=/m);
     expect(after).not.toBe(before);
   },
   180_000,

@@ -7,6 +7,17 @@ import { revealSecrets } from "../plan/secrets";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
+/** The lab's own CLI (`npm run lab -- COMMAND`), as a user runs it; its status and all it printed. */
+export function labCli(command: string, env: Record<string, string> = {}) {
+  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
+    cwd: PROJECT_DIR,
+    encoding: "utf8",
+    timeout: 25 * 60_000,
+    env: { ...process.env, ...env },
+  });
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
 /** Resource type tokens the tests look for. */
 export const T = {
   stack: "pulumi:pulumi:Stack",
