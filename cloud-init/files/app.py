@@ -1,9 +1,11 @@
 """webstack's app: says which node served, writes to the primary, reads from the replica.
 
-Reads fall back to the primary when the replica is down (a failed replica is skipped for a few
-seconds); writes wait out a primary restart. /healthz asks this node's own database first, then
-the other: one database down never takes both backends out of the load balancer, and a dead peer
-never slows a health check.
+Each Gunicorn worker (sync: one request at a time) keeps one connection per database, opened on
+first use and dropped after any error: a read through the load balancer costs a query, not a TLS
+handshake with the peer's database. Reads fall back to the primary when the replica fails (a
+failed replica is skipped for a few seconds); writes wait out a primary restart. /healthz asks
+this node's own database first, then the other: one database down never takes both backends out
+of the load balancer, and a dead peer never slows a health check.
 Configuration comes from the environment (systemd EnvironmentFile, written at boot).
 """
 import json
@@ -19,8 +21,7 @@ PASSWORD = os.environ["DB_APP_PASSWORD"]
 CA_FILE = os.environ["DB_CA_FILE"]
 SOCKET = os.environ.get("DB_SOCKET", "/run/mysqld/mysqld.sock")
 # "local" means this node's own server, over its unix socket; anything else is a peer's address.
-PRIMARY = os.environ["DB_PRIMARY"]
-REPLICA = os.environ["DB_REPLICA"]
+TARGETS = {"primary": os.environ["DB_PRIMARY"], "replica": os.environ["DB_REPLICA"]}
 ITEM_PATH = re.compile(r"^/items/(\d+)$")
 MAX_NOTE = 200
 # Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
@@ -29,20 +30,60 @@ NOT_APPLIED = {2003, 2006, 1053}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 
-
 # A write waits out a primary restart for this long (HAProxy gives up on a server after 1.5 s).
 WRITE_PATIENCE_S = 1.0
 # A peer that does not accept within this is gone (its instance, its link): sub-ms in a VPC.
 CONNECT_TIMEOUT_S = 0.5
+# How long a statement's answer may take. The replica answers primary-key lookups: one that is
+# silent for 0.5 s is gone (a cut link), and the read goes to the primary within HAProxy's
+# patience. The primary gets HAProxy's own 1.5 s: past that nobody waits for the answer.
+READ_TIMEOUT_S = {"replica": 0.5, "primary": 1.5}
+
+# This worker's connections, by role.
+connections = {}
 
 
-def connect(target):
+def connect(role):
+    target = TARGETS[role]
     common = dict(user="app", password=PASSWORD, database="webstack", autocommit=True,
-                  connect_timeout=CONNECT_TIMEOUT_S, read_timeout=5, write_timeout=5, charset="utf8mb4")
+                  connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S[role], write_timeout=5,
+                  charset="utf8mb4")
     if target == "local":
         return pymysql.connect(unix_socket=SOCKET, **common)
     # A peer is reached over TLS only, its certificate checked against the private CA and its IP.
     return pymysql.connect(host=target, port=3306, ssl={"ca": CA_FILE, "check_hostname": True}, **common)
+
+
+def drop(role):
+    connection = connections.pop(role, None)
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:  # already broken: nothing to say goodbye to
+            pass
+
+
+def run(role, statement, args=(), ping=False):
+    """Runs one statement on this worker's connection to the role's database: (lastrowid, rows).
+
+    The connection is opened on first use and dropped after any error, so the next statement
+    starts afresh. With ping, a kept connection is checked first and replaced if it went stale (a
+    server restart): the statement is sent only on a connection that just answered.
+    """
+    if ping and role in connections:
+        try:
+            connections[role].ping(reconnect=False)
+        except pymysql.err.Error:
+            drop(role)
+    if role not in connections:
+        connections[role] = connect(role)
+    try:
+        with connections[role].cursor() as cursor:
+            cursor.execute(statement, args)
+            return cursor.lastrowid, cursor.fetchall()
+    except Exception:
+        drop(role)
+        raise
 
 
 def write_item(note):
@@ -54,9 +95,9 @@ def write_item(note):
     deadline = time.monotonic() + WRITE_PATIENCE_S
     while True:
         try:
-            with connect(PRIMARY) as connection, connection.cursor() as cursor:
-                cursor.execute("INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE))
-                return cursor.lastrowid
+            item, _ = run("primary", "INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE),
+                          ping=True)
+            return item
         except pymysql.err.OperationalError as error:
             # Another attempt must fit in the patience left, a connect timeout included.
             if error.args[0] not in NOT_APPLIED or time.monotonic() + CONNECT_TIMEOUT_S > deadline:
@@ -67,26 +108,25 @@ def write_item(note):
 def read(query, args=(), local_first=False):
     """Runs a read on the replica, or on the primary when the replica cannot be reached.
 
-    A replica that failed is skipped for REPLICA_BACKOFF_S: a dead peer costs one connect
-    timeout per worker, not one per request. With local_first, this node's own database is
-    asked first (the health check: the node's own path, never a slow peer).
+    A replica that failed is skipped for REPLICA_BACKOFF_S: a dead peer costs one timeout per
+    worker, not one per request. With local_first, this node's own database is asked first (the
+    health check: the node's own path, never a slow peer).
     """
     global replica_down_until
-    sources = [("replica", REPLICA), ("primary", PRIMARY)]
+    roles = ["replica", "primary"]
     if local_first:
-        sources.sort(key=lambda source: source[1] != "local")
+        roles.sort(key=lambda role: TARGETS[role] != "local")
     errors = []
-    for name, target in sources:
-        if name == "replica" and time.monotonic() < replica_down_until:
+    for role in roles:
+        if role == "replica" and time.monotonic() < replica_down_until:
             errors.append("replica: failed less than %d s ago" % REPLICA_BACKOFF_S)
             continue
         try:
-            with connect(target) as connection, connection.cursor() as cursor:
-                cursor.execute(query, args)
-                return name, cursor.fetchall()
+            _, rows = run(role, query, args)
+            return role, rows
         except pymysql.err.OperationalError as error:
-            errors.append(f"{name}: {error.args[0]}")
-            if name == "replica":
+            errors.append(f"{role}: {error.args[0]}")
+            if role == "replica":
                 replica_down_until = time.monotonic() + REPLICA_BACKOFF_S
     raise ConnectionError("; ".join(errors))
 

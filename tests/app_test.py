@@ -1,0 +1,317 @@
+"""The app's database handling (cloud-init/files/app.py), against a scripted stand-in for pymysql.
+
+Run by tests/app.test.ts with the app.py the program renders (APP_PY, a file) and each node's
+database targets as rendered (NODES, JSON: node -> {"primary": ..., "replica": ...}). Prints one
+JSON object, {test name: null or the failure}. Time is a fake clock: timeouts advance it.
+"""
+import importlib.util
+import io
+import json
+import os
+import sys
+import types
+import unittest
+
+APP_PY = os.environ["APP_PY"]
+NODES = json.loads(os.environ["NODES"])
+HAPROXY_SERVER_TIMEOUT_S = float(os.environ["HAPROXY_SERVER_TIMEOUT_S"])
+
+
+class Error(Exception):
+    pass
+
+
+class OperationalError(Error):
+    pass
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class Server:
+    """One database server as a node's app sees it: up, refusing connections, or silent (a cut link).
+
+    A restart invalidates every connection opened before it. INSERTs land in a table shared by
+    all servers (replication is instant here); `attempts` counts INSERTs that reached the server.
+    """
+
+    def __init__(self, lab, target):
+        self.lab, self.target = lab, target
+        self.state = "up"
+        self.up_at = None  # refusing until the clock reaches this
+        self.generation = 0
+        self.connects = 0
+        self.connect_args = []
+        self.statements = []
+        self.attempts = 0
+        self.fail_next = []
+
+    def available(self):
+        if self.up_at is not None and self.lab.clock.now >= self.up_at:
+            self.state, self.up_at = "up", None
+        return self.state
+
+    def restart(self):
+        self.generation += 1
+
+
+class Connection:
+    def __init__(self, server, args):
+        self.server, self.args = server, args
+        self.generation = server.generation
+        self.closed = False
+
+    def check(self):
+        if self.closed:
+            raise Error("Already closed")
+        state = self.server.available()
+        if state == "silent":
+            self.server.lab.clock.now += self.args["read_timeout"]
+            raise OperationalError(2013, "Lost connection to MySQL server during query (timed out)")
+        if state == "down" or self.generation != self.server.generation:
+            raise OperationalError(2013, "Lost connection to MySQL server during query")
+
+    def ping(self, reconnect=True):
+        assert reconnect is False, "the app replaces stale connections itself"
+        self.check()
+
+    def cursor(self):
+        return Cursor(self)
+
+    def close(self):
+        self.closed = True
+
+
+class Cursor:
+    def __init__(self, connection):
+        self.connection = connection
+        self.lastrowid, self.rows = 0, ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, statement, args=()):
+        self.connection.check()
+        server, table = self.connection.server, self.connection.server.lab.table
+        if statement.startswith("INSERT"):
+            server.attempts += 1
+        if server.fail_next:
+            raise OperationalError(server.fail_next.pop(0), "scripted")
+        server.statements.append(statement.split()[0])
+        if statement.startswith("INSERT"):
+            table.append((len(table) + 1, args[0], args[1], "2026-11-25 12:00:00"))
+            self.lastrowid = len(table)
+        elif "WHERE id" in statement:
+            self.rows = tuple(row for row in table if row[0] == args[0])
+        else:
+            self.rows = ((1,),)
+
+    def fetchall(self):
+        return self.rows
+
+
+class Lab:
+    """The databases one node's app talks to, and that app loaded with the fake pymysql."""
+
+    loaded = 0
+
+    def __init__(self, node):
+        self.clock, self.table = Clock(), []
+        targets = NODES[node]
+        self.servers = {target: Server(self, target) for target in targets.values()}
+        self.primary, self.replica = self.servers[targets["primary"]], self.servers[targets["replica"]]
+        pymysql = types.ModuleType("pymysql")
+        pymysql.connect = self.connect
+        pymysql.err = types.SimpleNamespace(Error=Error, OperationalError=OperationalError)
+        sys.modules["pymysql"] = pymysql
+        os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE="x", DB_APP_PASSWORD="pw", DB_CA_FILE="/ca.crt",
+                          DB_PRIMARY=targets["primary"], DB_REPLICA=targets["replica"])
+        Lab.loaded += 1
+        spec = importlib.util.spec_from_file_location(f"webstack_app_{Lab.loaded}", APP_PY)
+        self.app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.app)
+        self.app.time = self.clock
+
+    def connect(self, **args):
+        server = self.servers["local" if "unix_socket" in args else args["host"]]
+        server.connects += 1
+        server.connect_args.append(args)
+        state = server.available()
+        if state == "silent":
+            self.clock.now += args["connect_timeout"]
+        if state != "up":
+            raise OperationalError(2003, "Can't connect to MySQL server")
+        return Connection(server, args)
+
+    def get(self, path, method="GET", body=b""):
+        answer = {}
+
+        def start_response(status, headers):
+            answer["status"] = int(status.split()[0])
+
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)),
+                   "wsgi.input": io.BytesIO(body)}
+        payload = b"".join(self.app.application(environ, start_response))
+        return answer["status"], json.loads(payload)
+
+
+def node_with_local(role):
+    return next(node for node, targets in NODES.items() if targets[role] == "local")
+
+
+class AppDatabaseTest(unittest.TestCase):
+    def setUp(self):
+        # The node whose replica is a peer (reads cross the network) and the one whose primary is.
+        self.lab = Lab(node_with_local("primary"))
+
+    def test_reads_use_the_replica_over_one_kept_connection(self):
+        for _ in range(3):
+            self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
+        self.assertEqual(self.lab.replica.connects, 1)
+        self.assertEqual(self.lab.replica.statements, ["SELECT"] * 3)
+        self.assertEqual(self.lab.primary.connects, 0)
+
+    def test_peers_are_reached_over_verified_tls_and_the_own_server_over_its_socket(self):
+        self.lab.app.read("SELECT 1")
+        self.lab.app.write_item("x")
+        (peer,), (own,) = self.lab.replica.connect_args, self.lab.primary.connect_args
+        self.assertEqual(peer["ssl"], {"ca": "/ca.crt", "check_hostname": True})
+        self.assertEqual(peer["port"], 3306)
+        self.assertNotIn("unix_socket", peer)
+        self.assertNotIn("ssl", own)
+        self.assertIn("unix_socket", own)
+
+    def test_writes_go_to_the_primary_over_one_kept_connection(self):
+        self.assertEqual([self.lab.app.write_item(n) for n in "ab"], [1, 2])
+        self.assertEqual(self.lab.primary.connects, 1)
+        self.assertEqual(self.lab.primary.statements, ["INSERT"] * 2)
+        self.assertEqual(self.lab.replica.connects, 0)
+
+    def test_a_stale_primary_connection_is_replaced_before_the_insert_is_sent(self):
+        self.lab.app.write_item("before")
+        self.lab.primary.restart()
+        self.assertEqual(self.lab.app.write_item("after"), 2)
+        self.assertEqual(self.lab.primary.connects, 2)
+        self.assertEqual(self.lab.primary.attempts, 2)  # one INSERT each, none lost or doubled
+
+    def test_a_write_waits_out_a_primary_restart(self):
+        self.lab.primary.state, self.lab.primary.up_at = "down", self.lab.clock.now + 0.3
+        start = self.lab.clock.now
+        self.assertEqual(self.lab.app.write_item("x"), 1)
+        self.assertGreaterEqual(self.lab.clock.now - start, 0.3)
+        self.assertEqual(self.lab.primary.attempts, 1)
+
+    def test_a_write_refused_at_shutdown_is_retried(self):
+        self.lab.primary.fail_next = [1053]
+        self.assertEqual(self.lab.app.write_item("x"), 1)
+        self.assertEqual(self.lab.primary.attempts, 2)
+
+    def test_a_write_gives_up_within_its_patience(self):
+        self.lab.primary.state = "down"
+        start = self.lab.clock.now
+        with self.assertRaises(OperationalError) as raised:
+            self.lab.app.write_item("x")
+        self.assertEqual(raised.exception.args[0], 2003)
+        self.assertLessEqual(self.lab.clock.now - start, self.lab.app.WRITE_PATIENCE_S)
+        self.assertGreater(self.lab.primary.connects, 1)
+
+    def test_an_ambiguous_write_error_is_not_retried(self):
+        # Lost during the INSERT: it may have been applied, so it must not be sent again.
+        self.lab.primary.fail_next = [2013]
+        with self.assertRaises(OperationalError):
+            self.lab.app.write_item("x")
+        self.assertEqual(self.lab.primary.attempts, 1)
+        self.assertEqual(self.lab.get("/items", "POST", b"y")[0], 201)  # the next write starts afresh
+        self.assertEqual(self.lab.primary.connects, 2)
+
+    def test_reads_fall_back_to_the_primary_and_skip_a_failed_replica_for_a_while(self):
+        self.lab.replica.state = "down"
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.lab.clock.now += 1
+        self.lab.replica.state = "up"
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertEqual(self.lab.replica.connects, 1)  # skipped, not retried
+        self.lab.clock.now += self.lab.app.REPLICA_BACKOFF_S
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
+
+    def test_a_replica_restart_costs_one_fallback_read(self):
+        self.lab.app.read("SELECT 1")
+        self.lab.replica.restart()
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.lab.clock.now += self.lab.app.REPLICA_BACKOFF_S
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
+        self.assertEqual(self.lab.replica.connects, 2)
+
+    def test_a_silent_replica_costs_one_read_timeout_per_worker_within_haproxys_patience(self):
+        self.lab.app.read("SELECT 1")
+        self.lab.replica.state = "silent"  # its link cut: no answer, no refusal
+        start = self.lab.clock.now
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        first = self.lab.clock.now - start
+        self.assertGreater(first, 0)
+        self.assertLess(first, HAPROXY_SERVER_TIMEOUT_S)
+        start = self.lab.clock.now
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertEqual(self.lab.clock.now - start, 0)
+
+    def test_a_silent_replica_that_is_not_yet_connected_costs_one_connect_timeout(self):
+        self.lab.replica.state = "silent"
+        start = self.lab.clock.now
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertLess(self.lab.clock.now - start, HAPROXY_SERVER_TIMEOUT_S)
+
+    def test_the_health_check_asks_the_own_database_first(self):
+        self.assertEqual(self.lab.get("/healthz"), (200, {"node": self.lab.app.NODE, "role": "x", "status": "ok",
+                                                          "read_from": "primary"}))
+        self.assertEqual(self.lab.replica.connects, 0)
+        self.lab.primary.state = "down"
+        self.assertEqual(self.lab.get("/healthz")[1]["read_from"], "replica")
+        other = Lab(node_with_local("replica"))
+        self.assertEqual(other.get("/healthz")[1]["read_from"], "replica")
+        self.assertEqual(other.primary.connects, 0)
+
+    def test_no_database_answers_503_naming_both(self):
+        self.lab.replica.state = self.lab.primary.state = "down"
+        status, body = self.lab.get("/items/1")
+        self.assertEqual(status, 503)
+        self.assertEqual(body["error"], "replica: 2003; primary: 2003")
+
+    def test_routes(self):
+        status, body = self.lab.get("/items", "POST", "é".encode() * 300)
+        self.assertEqual((status, body["id"], body["written_to"]), (201, 1, "primary"))
+        status, body = self.lab.get("/items/1")
+        self.assertEqual((status, body["read_from"], body["note"]), (200, "replica", "é" * 200))
+        self.assertEqual(self.lab.get("/items/2")[0], 404)
+        self.assertEqual(self.lab.get("/nope")[0], 404)
+        self.assertEqual(self.lab.get("/items/1", "DELETE")[0], 404)
+
+
+class Results(unittest.TestResult):
+    def __init__(self):
+        super().__init__()
+        self.outcomes = {}
+
+    def addSuccess(self, test):
+        self.outcomes[test._testMethodName] = None
+
+    def addFailure(self, test, err):
+        self.outcomes[test._testMethodName] = self._exc_info_to_string(err, test)
+
+    addError = addFailure
+
+
+if __name__ == "__main__":
+    results = Results()
+    unittest.defaultTestLoader.loadTestsFromTestCase(AppDatabaseTest).run(results)
+    print(json.dumps(results.outcomes))
