@@ -17,7 +17,7 @@ import {
   withFailingBootStep,
 } from "../lab/labPlan";
 import { realOutputs } from "../lab/realOutputs";
-import { naiveHaproxyConfig } from "../lab/bench";
+import { medianOfRounds, naiveHaproxyConfig } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
 import { buildTopology, SecurityGroupRule, securityGroupRules } from "../topology";
@@ -185,8 +185,8 @@ test("the benchmark's naive peer: the LB's own certificate and verified backends
   const oursLines = ours.split("\n").map((l) => l.trim());
   expect(naive).toEqual(
     expect.arrayContaining([
-      "    http-reuse never",
-      "    timeout server 50s",
+      "    option http-server-close",
+      "    timeout server 1m",
       expect.stringMatching(/^ {4}bind :443 ssl crt \S+$/),
       expect.stringMatching(/^ {4}default-server check ssl verify required ca-file \S+$/),
     ]),
@@ -199,5 +199,22 @@ test("the benchmark's naive peer: the LB's own certificate and verified backends
     expect(naive.some((l) => l.trim().startsWith(tuning))).toBe(false);
     expect(oursLines.some((l) => l.startsWith(tuning))).toBe(true);
   }
+  expect(oursLines).not.toContain("option http-server-close");
   expect(() => naiveHaproxyConfig("global\n")).toThrow("not the one the program renders");
+});
+
+test("the benchmark's fixed-rate row: the median round's percentiles, every round's p99, all requests", () => {
+  const round = (p50_ms: number, p99_ms: number, failed = 0) => ({
+    p50_ms,
+    p99_ms,
+    failed,
+    sent: 1000,
+  });
+  expect(medianOfRounds([round(1.2, 9.5), round(1.0, 3.1, 1), round(1.4, 4.0)])).toEqual({
+    p50_ms: 1.2,
+    p99_ms: 4.0,
+    failed: 1,
+    sent: 3000,
+    rounds_p99_ms: [9.5, 3.1, 4.0],
+  });
 });
