@@ -122,13 +122,23 @@ interface MaxRate {
   readonly errors: number;
 }
 
+type Path = (typeof PATHS)[number];
+
+/** One HAProxy config and target: its fixed-rate rounds and maximum rate, per path. */
+interface Series {
+  readonly config: string;
+  readonly target: Target;
+  readonly fixed: Record<Path, Latency[]>;
+  readonly max: Partial<Record<Path, MaxRate>>;
+}
+
 interface Target {
   readonly name: string;
   readonly host: string;
   readonly cafile: string;
 }
 
-function fixedRate(target: Target, path_: "static" | "db", readIds: number[]): Latency {
+function fixedRate(target: Target, path_: Path, readIds: number[]): Latency {
   const r = inNamespace(
     INTERNET_NS,
     [
@@ -164,7 +174,7 @@ function wrkPercentile(output: string, pct: string): number {
   return Math.round(Number(m[1]) * scale * 100) / 100;
 }
 
-function maxRate(target: Target, path_: "static" | "db", readIds: number[]): MaxRate {
+function maxRate(target: Target, path_: Path, readIds: number[]): MaxRate {
   const url = `https://${target.host}${path_ === "static" ? "/" : `/items/${readIds[0]}`}`;
   const r = inNamespace(INTERNET_NS, ["wrk", ...MAX_RATE_ARGS, url], { timeout: 60_000 });
   if (r.status !== 0) throw new LabError(`bench: wrk failed: ${r.stderr}${r.stdout}`);
@@ -262,61 +272,54 @@ export async function bench(argv: readonly string[]): Promise<void> {
 
   // Fixed-rate runs alternate between the targets, round after round, and each row reports the
   // median of its rounds: drift on the shared cores (a timer, a log flush) spreads over all.
-  const fixedRuns = new Map<string, Latency[]>();
-  const maxRates = new Map<string, MaxRate>();
-  const key = (config: string, target: Target, p: string) => `${config}|${target.name}|${p}`;
-  const fixedRound = (config: string, target: Target) => {
-    for (const p of PATHS) {
-      const runs = fixedRuns.get(key(config, target, p)) ?? [];
-      fixedRuns.set(key(config, target, p), [...runs, fixedRate(target, p, readIds)]);
-    }
-  };
-  const maxRound = (config: string, target: Target) => {
-    for (const p of PATHS) {
-      say(`${config} HAProxy config, ${target.name}, ${p} path: maximum rate`);
-      maxRates.set(key(config, target, p), maxRate(target, p, readIds));
-    }
-  };
-  const rounds = (runs: [string, Target][]) => {
+  const series = (config: string, target: Target): Series => ({
+    config,
+    target,
+    fixed: { static: [], db: [] },
+    max: {},
+  });
+  const oursLb = series("ours", lb);
+  const s1Direct = series("-", direct);
+  const naiveLb = series("naive", lb);
+  const rounds = (group: Series[]) => {
     for (let round = 1; round <= FIXED_ROUNDS; round++) {
       say(
-        `${runs.map(([config, target]) => `${config} HAProxy config, ${target.name}`).join(" / ")}: ${FIXED_RATE}/s, round ${round} of ${FIXED_ROUNDS}`,
+        `${group.map((s) => `${s.config} HAProxy config, ${s.target.name}`).join(" / ")}: ${FIXED_RATE}/s, round ${round} of ${FIXED_ROUNDS}`,
       );
-      for (const [config, target] of runs) fixedRound(config, target);
+      for (const s of group)
+        for (const p of PATHS) s.fixed[p].push(fixedRate(s.target, p, readIds));
+    }
+  };
+  const maxRates = (s: Series) => {
+    for (const p of PATHS) {
+      say(`${s.config} HAProxy config, ${s.target.name}, ${p} path: maximum rate`);
+      s.max[p] = maxRate(s.target, p, readIds);
     }
   };
 
   // Direct from the client's own address (the internet namespace's address toward the VPC).
   await withDirectAccess(network.router, async () => {
-    rounds([
-      ["ours", lb],
-      ["-", direct],
-    ]);
-    maxRound("ours", lb);
-    maxRound("-", direct);
+    rounds([oursLb, s1Direct]);
+    maxRates(oursLb);
+    maxRates(s1Direct);
   });
   const ours = inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"]);
   reloadHaproxy(naiveHaproxyConfig(ours));
   try {
     await backendsUp();
-    rounds([["naive", lb]]);
-    maxRound("naive", lb);
+    rounds([naiveLb]);
+    maxRates(naiveLb);
   } finally {
     reloadHaproxy(ours);
     await backendsUp();
   }
-  const order: [string, Target][] = [
-    ["ours", lb],
-    ["-", direct],
-    ["naive", lb],
-  ];
-  const rows = order.flatMap(([config, target]) =>
+  const rows = [oursLb, s1Direct, naiveLb].flatMap((s) =>
     PATHS.map((p) => ({
-      config,
-      target: target.name,
+      config: s.config,
+      target: s.target.name,
       path: p,
-      fixed: medianOfRounds(fixedRuns.get(key(config, target, p))!),
-      max: maxRates.get(key(config, target, p))!,
+      fixed: medianOfRounds(s.fixed[p]),
+      max: s.max[p]!,
     })),
   );
 

@@ -5,41 +5,29 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import YAML from "yaml";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { NODE_ENV_PATH } from "../cloud-init/appNode";
-import { Plan } from "../plan/plan";
-import { PROJECT_DIR, T, one, planStack } from "./harness";
+import { PROJECT_DIR, planStack, userDataFile } from "./harness";
 
 const PYTHON_TESTS = path.join(PROJECT_DIR, "tests", "app_test.py");
 const NAMES = [...fs.readFileSync(PYTHON_TESTS, "utf8").matchAll(/^ {4}def (test_\w+)\(/gm)].map(
   (m) => m[1],
 );
 
-function fileOf(plan: Plan, node: string, at: string): string {
-  const doc = YAML.parse(decodeUserData(one(plan, T.instance, `${node}-instance`).inputs)) as {
-    write_files: { path: string; content: string }[];
-  };
-  const found = doc.write_files.find((f) => f.path === at);
-  if (!found) throw new Error(`${node}: no ${at} in its user-data`);
-  return found.content;
-}
-
 let outcomes: Record<string, string | null>;
 
 beforeAll(async () => {
   const plan = await planStack("dev");
-  const app = fileOf(plan, "s1", "/srv/webstack/app.py");
-  expect(fileOf(plan, "s2", "/srv/webstack/app.py")).toBe(app);
+  const app = userDataFile(plan, "s1", "/srv/webstack/app.py");
+  expect(userDataFile(plan, "s2", "/srv/webstack/app.py")).toBe(app);
   const nodes = Object.fromEntries(
     ["s1", "s2"].map((node) => {
-      const env = fileOf(plan, node, NODE_ENV_PATH);
+      const env = userDataFile(plan, node, NODE_ENV_PATH);
       const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(env)?.[1];
       return [node, { primary: value("APP_DB_PRIMARY"), replica: value("APP_DB_REPLICA") }];
     }),
   );
   const serverTimeout = /^\s*timeout server (\d+)ms$/m.exec(
-    fileOf(plan, "lb", "/etc/webstack/haproxy.cfg"),
+    userDataFile(plan, "lb", "/etc/webstack/haproxy.cfg"),
   )?.[1];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-app-"));
   try {

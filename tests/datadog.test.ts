@@ -9,7 +9,7 @@ import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
-import { T, ofType, one, planConfig } from "./harness";
+import { T, ofType, one, planConfig, userDataFile } from "./harness";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
 const BASE = { domain: "www.example.com", datadogSite: "datadoghq.eu" };
@@ -26,10 +26,6 @@ beforeAll(async () => {
 
 const documentOf = (plan: Plan, node: string) =>
   decodeUserData(one(plan, T.instance, `${node}-instance`).inputs);
-const fileOf = (plan: Plan, node: string, at: string) =>
-  (YAML.parse(documentOf(plan, node)).write_files as { path: string; content: string }[]).find(
-    (f) => f.path === at,
-  )?.content;
 
 describe("turning Datadog on", () => {
   test("adds exactly one resource: the API key as a SecureString every node may read", () => {
@@ -75,7 +71,7 @@ describe("turning Datadog on", () => {
   test("the API key is in no user-data and no output; the nodes read it from SSM", () => {
     for (const node of ["lb", "s1", "s2"]) {
       expect(documentOf(on, node)).not.toContain(API_KEY);
-      const manifest = JSON.parse(fileOf(on, node, "/etc/webstack/datadog/secrets.json")!);
+      const manifest = JSON.parse(userDataFile(on, node, "/etc/webstack/datadog/secrets.json"));
       expect(manifest[0]).toEqual({
         parameter: "/webstack/test/shared/datadog-api-key",
         path: "/etc/webstack/secrets/datadog-api-key",
@@ -87,27 +83,29 @@ describe("turning Datadog on", () => {
   });
 
   test("site and tags from config; the MySQL check reads the monitoring user's own password", () => {
-    expect(YAML.parse(fileOf(on, "s2", "/etc/webstack/datadog/datadog.yaml")!)).toEqual({
+    expect(YAML.parse(userDataFile(on, "s2", "/etc/webstack/datadog/datadog.yaml"))).toEqual({
       site: "datadoghq.eu",
       tags: ["env:test", "role:primary", "node:s2", "service:webstack"],
       logs_enabled: true,
       use_dogstatsd: true,
       dogstatsd_port: 8125,
     });
-    const manifest = JSON.parse(fileOf(on, "s2", "/etc/webstack/datadog/secrets.json")!);
+    const manifest = JSON.parse(userDataFile(on, "s2", "/etc/webstack/datadog/secrets.json"));
     expect(manifest[1].parameter).toBe("/webstack/test/s2/db-monitor-password");
-    expect(JSON.parse(fileOf(on, "lb", "/etc/webstack/datadog/secrets.json")!)).toHaveLength(1);
+    expect(JSON.parse(userDataFile(on, "lb", "/etc/webstack/datadog/secrets.json"))).toHaveLength(
+      1,
+    );
   });
 
   test("the installer trusts only Datadog's pinned keys, and retries", () => {
-    const env = fileOf(on, "lb", "/etc/webstack/datadog.env")!;
+    const env = userDataFile(on, "lb", "/etc/webstack/datadog.env");
     expect(env).toContain(`DATADOG_KEY_FINGERPRINTS=${DATADOG_KEY_FINGERPRINTS.join(",")}\n`);
     expect(env).toContain("DATADOG_REPO_URL=https://apt.datadoghq.com/\n");
     expect(DATADOG_KEY_FINGERPRINTS.every((f) => /^[0-9A-F]{40}$/.test(f))).toBe(true);
-    const installer = fileOf(on, "lb", "/usr/local/sbin/webstack-install-datadog-agent")!;
+    const installer = userDataFile(on, "lb", "/usr/local/sbin/webstack-install-datadog-agent");
     expect(installer).toContain('gpg --batch --export $fingerprints >"$work/keyring.gpg"');
     expect(installer).toContain('echo "deb [signed-by=$keyring] $DATADOG_REPO_URL stable 7"');
-    expect(fileOf(on, "lb", "/etc/systemd/system/webstack-datadog-agent.service")).toContain(
+    expect(userDataFile(on, "lb", "/etc/systemd/system/webstack-datadog-agent.service")).toContain(
       "Restart=on-failure",
     );
   });

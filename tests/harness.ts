@@ -1,6 +1,8 @@
 // Shared mock harness: runs the real program under the offline plan's mocks and queries the result.
 import { spawnSync } from "child_process";
 import * as path from "path";
+import YAML from "yaml";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan, PlannedResource, runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
@@ -95,6 +97,16 @@ export function one(plan: Plan, type: string, name: string): PlannedResource {
   return found[0];
 }
 
+/** A file a planned node's user-data writes (`write_files`); fails the test when it is missing. */
+export function userDataFile(plan: Plan, node: string, at: string): string {
+  const doc = YAML.parse(decodeUserData(one(plan, T.instance, `${node}-instance`).inputs)) as {
+    write_files: { path: string; content: string }[];
+  };
+  const found = doc.write_files.find((f) => f.path === at);
+  if (!found) throw new Error(`${node}: no ${at} in its user-data`);
+  return found.content;
+}
+
 /** The resource a given id belongs to (ids are what inputs reference). */
 export function byId(plan: Plan, id: unknown): PlannedResource {
   const found = plan.resources.filter((r) => r.id !== undefined && r.id === id);
@@ -128,4 +140,15 @@ export function testNeeding(what: string, available: boolean): jest.It {
   }
   console.warn(`skipping tests that need ${what}`);
   return test.skip;
+}
+
+let labTestOrSkip: jest.It | undefined;
+
+/** `test` for the lab's tests, which need root and Linux network namespaces (checked on first use). */
+export function labTest(name: string, fn: jest.ProvidesCallback, timeout?: number): void {
+  labTestOrSkip ??= testNeeding(
+    "root and Linux network namespaces",
+    IS_ROOT && commandWorks("ip", ["netns", "list"]),
+  );
+  labTestOrSkip(name, fn, timeout);
 }
