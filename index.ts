@@ -2,11 +2,19 @@
 // nodes → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { loadConfig } from "./config";
-import { APP_NODE_NAMES, NodeName, buildTopology, mapNodes } from "./topology";
-import { makeTagger } from "./tags";
-import { logGroupName, parameterPath } from "./naming";
-import { currentAccount } from "./account";
+import { loadConfig } from "./platform/pulumiConfig";
+import {
+  APP_NODE_NAMES,
+  AppNodeName,
+  NodeName,
+  PORTS,
+  buildTopology,
+  mapNodes,
+} from "./model/topology";
+import { makeTagger } from "./model/tags";
+import { logGroupName, parameterPath } from "./model/naming";
+import { NodeMonitoring } from "./cloud-init/monitoring";
+import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
 import { ParameterKey } from "./components/parameterKey";
@@ -68,7 +76,7 @@ export = async () => {
           tags,
         })
       : undefined;
-  const monitoringOf = (node: NodeName) => ({
+  const monitoringOf = (node: NodeName): NodeMonitoring => ({
     logGroups: logGroups.names[node],
     cloudWatchAgentUrl: config.cloudWatchAgentUrl,
     engine: config.dbEngine,
@@ -116,7 +124,7 @@ export = async () => {
         }),
       ];
     }),
-  ) as Record<(typeof APP_NODE_NAMES)[number], AppNode>;
+  ) as Record<AppNodeName, AppNode>;
 
   const zoneId = config.hostedZone
     ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
@@ -199,7 +207,10 @@ export = async () => {
         ];
       }),
     ),
-    dbEndpoints: { primary: `${primary.privateIp}:3306`, replica: `${replica.privateIp}:3306` },
+    dbEndpoints: {
+      primary: `${primary.privateIp}:${PORTS.mysql}`,
+      replica: `${replica.privateIp}:${PORTS.mysql}`,
+    },
     internalCaCertPem: pki.caCertPem,
     url: lb.url,
     dnsName: lb.dnsName,

@@ -1,4 +1,9 @@
-// The composer of an app node's user-data (s1, s2): Nginx, Gunicorn + app, database, secrets, boot.
+// The composer of an app node's user-data (s1, s2): Nginx, Gunicorn + app, database, secrets,
+// monitoring, boot.
+import { Architecture, ebsDevicePath } from "../model/aws";
+import { DbEngine } from "../model/config";
+import { AppNodeParameter } from "../model/naming";
+import { AppNodeSpec, LOOPBACK_PORTS } from "../model/topology";
 import { CloudConfigPart, Command, composeCloudConfig } from "./cloudConfig";
 import {
   DB_DATA_DIR,
@@ -8,6 +13,7 @@ import {
   databaseEnvironment,
   renderDatabasePart,
 } from "./database";
+import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
@@ -19,31 +25,41 @@ import {
   rootFile,
 } from "./nodeFiles";
 
-/** Parameters an app node reads from SSM at boot, by purpose. */
-export interface AppNodeParameterNames {
-  readonly "db-app-password": string;
-  readonly "db-replication-password": string;
-  readonly "db-monitor-password": string;
-  readonly "tls-key": string;
-  readonly "tls-cert": string;
-}
+/** The SSM parameters an app node reads at boot, by purpose (see APP_NODE_PARAMETERS). */
+export type AppNodeParameterNames = Readonly<Record<AppNodeParameter, string>>;
 
 export interface AppNodeParams {
-  readonly node: string;
-  readonly fqdn: string;
-  readonly privateIp: string;
-  readonly database: DatabaseParams;
+  /** This node: its name, role (primary or replica), address and database server id. */
+  readonly node: AppNodeSpec;
+  /** The primary's address (the replica's source; the app writes there). */
+  readonly primaryIp: string;
   /** The replica's address (the app reads there first). */
   readonly replicaIp: string;
+  /** Every app node's address: remote app and replication users are created for each. */
+  readonly appNodeIps: readonly string[];
+  readonly engine: DbEngine;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
   readonly caCertPem: string;
-  /** Block device of the database's own volume, as the node sees it. */
-  readonly dataDevice: string;
+  /** The database's own EBS volume; the node finds it at its NVMe device path. */
+  readonly dataVolumeId: string;
   readonly parameters: AppNodeParameterNames;
-  /** Loopback port of Nginx's stub_status (the QPS source). */
-  readonly statusPort: number;
-  /** Extra parts (monitoring): merged first, so their commands run before the boot script. */
-  readonly extraParts?: readonly CloudConfigPart[];
+  /** The instance's architecture (the agents' packages). */
+  readonly architecture: Architecture;
+  /** Logs and metrics: merged first, so their commands run before the boot script. */
+  readonly monitoring: NodeMonitoring;
+}
+
+/** The database renderer's view of an app node. */
+export function databaseParams(p: AppNodeParams): DatabaseParams {
+  return {
+    engine: p.engine,
+    role: p.node.role,
+    node: p.node.name,
+    serverId: p.node.dbServerId,
+    bindAddress: p.node.privateIp,
+    primaryIp: p.primaryIp,
+    appNodeIps: p.appNodeIps,
+  };
 }
 
 export const NODE_ENV_PATH = "/etc/webstack/node.env";
@@ -80,10 +96,10 @@ function dataVolumeCommand(device: string): Command {
 }
 
 export function renderAppNodeUserData(p: AppNodeParams): string {
-  const db = p.database;
+  const db = databaseParams(p);
   const engine = ENGINES[db.engine];
   const environment = {
-    NODE: p.node,
+    NODE: p.node.name,
     ...databaseEnvironment(db),
     // "local" = this node's own server over its socket.
     APP_DB_PRIMARY: db.role === "primary" ? "local" : db.primaryIp,
@@ -91,7 +107,7 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
   };
   const own: CloudConfigPart = {
     packages: ["nginx", "gunicorn", "python3-pymysql", "python3-boto3", "ca-certificates"],
-    bootcmd: [dataVolumeCommand(p.dataDevice)],
+    bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
     writeFiles: [
       { path: NODE_ENV_PATH, content: renderEnvFile(environment), permissions: "0644" },
       { path: CA_CERT_PATH, content: p.caCertPem, permissions: "0644" },
@@ -157,9 +173,9 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         // Enabled by the boot script once the key exists: Nginx must not start without it.
         path: "/etc/nginx/sites-available/webstack",
         content: renderShipped("nginx-site.conf", {
-          NODE: p.node,
-          NODE_FQDN: p.fqdn,
-          STATUS_PORT: p.statusPort,
+          NODE: p.node.name,
+          NODE_FQDN: p.node.internalName,
+          STATUS_PORT: LOOPBACK_PORTS.nginxStatus,
         }),
         permissions: "0644",
       },
@@ -168,10 +184,14 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
   };
   return composeCloudConfig(
     {
-      hostname: p.node,
-      fqdn: p.fqdn,
-      description: `webstack ${p.node} (${db.role}): rendered by webstack; do not edit on the node`,
+      hostname: p.node.name,
+      fqdn: p.node.internalName,
+      description: `webstack ${p.node.name} (${db.role}): rendered by webstack; do not edit on the node`,
     },
-    [...(p.extraParts ?? []), own, renderDatabasePart(db)],
+    [
+      ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
+      own,
+      renderDatabasePart(db),
+    ],
   );
 }

@@ -1,14 +1,13 @@
 // The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL.
+import { DbEngine } from "../model/config";
+import { AppNodeName, DbRole, PORTS } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
 
-export type Engine = "mariadb" | "mysql";
-export type DbRole = "primary" | "replica";
-
 export interface DatabaseParams {
-  readonly engine: Engine;
+  readonly engine: DbEngine;
   readonly role: DbRole;
   /** Node name, for comments. */
-  readonly node: string;
+  readonly node: AppNodeName;
   /** Distinct per server; also the GTID domain on MariaDB. */
   readonly serverId: number;
   /** The server listens on this address only (plus its unix socket). */
@@ -69,7 +68,7 @@ const MARIADB: EngineProfile = {
   replicaSql: (p) =>
     [
       "CHANGE MASTER TO",
-      `  MASTER_HOST = '${p.primaryIp}', MASTER_PORT = 3306,`,
+      `  MASTER_HOST = '${p.primaryIp}', MASTER_PORT = ${PORTS.mysql},`,
       "  MASTER_USER = 'replication', MASTER_PASSWORD = '@REPLICATION_PASSWORD@',",
       "  MASTER_USE_GTID = slave_pos,",
       `  MASTER_SSL = 1, MASTER_SSL_CA = '${DB_TLS_DIR}/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT = 1,`,
@@ -111,7 +110,7 @@ const MYSQL: EngineProfile = {
   replicaSql: (p) =>
     [
       "CHANGE REPLICATION SOURCE TO",
-      `  SOURCE_HOST = '${p.primaryIp}', SOURCE_PORT = 3306,`,
+      `  SOURCE_HOST = '${p.primaryIp}', SOURCE_PORT = ${PORTS.mysql},`,
       "  SOURCE_USER = 'replication', SOURCE_PASSWORD = '@REPLICATION_PASSWORD@',",
       "  SOURCE_AUTO_POSITION = 1,",
       `  SOURCE_SSL = 1, SOURCE_SSL_CA = '${DB_TLS_DIR}/ca.crt', SOURCE_SSL_VERIFY_SERVER_CERT = 1,`,
@@ -121,7 +120,10 @@ const MYSQL: EngineProfile = {
   clientTls: [`ssl-ca=${DB_TLS_DIR}/ca.crt`, "ssl-mode=VERIFY_IDENTITY"],
 };
 
-export const ENGINES: Readonly<Record<Engine, EngineProfile>> = { mariadb: MARIADB, mysql: MYSQL };
+export const ENGINES: Readonly<Record<DbEngine, EngineProfile>> = {
+  mariadb: MARIADB,
+  mysql: MYSQL,
+};
 
 /** Server settings written before the package installs: identity, binlog, GTID, bind address. */
 export function renderServerConfig(p: DatabaseParams): string {

@@ -1,9 +1,9 @@
 // The Datadog agent on a node (when enabled): its config, the integrations, and the installer unit.
 import YAML from "yaml";
 import { renderEnvFile, rootFile } from "./nodeFiles";
+import { DbEngine } from "../model/config";
+import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
-import { Engine } from "./database";
-import { MonitoredNode } from "./monitoring";
 import { shippedFile } from "./template";
 
 /** Datadog's APT signing keys (repository metadata and packages), by full fingerprint. */
@@ -13,10 +13,8 @@ export const DATADOG_KEY_FINGERPRINTS = [
   "D75CEA17048B9ACBF186794B32637D44F14F620E", // DATADOG_APT_KEY_F14F620E, until 2032
 ] as const;
 
-export interface DatadogParams {
-  readonly node: MonitoredNode;
-  readonly role: "loadbalancer" | "primary" | "replica";
-  readonly engine: Engine;
+/** The stack's Datadog settings a node's agent needs. */
+export interface DatadogAgent {
   readonly stack: string;
   readonly site: string;
   readonly repoUrl: string;
@@ -24,6 +22,12 @@ export interface DatadogParams {
   readonly apiKeyParameter: string;
   /** SSM parameter of the database monitoring user's password (app nodes). */
   readonly monitorPasswordParameter?: string;
+}
+
+export interface DatadogParams extends DatadogAgent {
+  readonly node: NodeName;
+  readonly role: NodeRole;
+  readonly engine: DbEngine;
 }
 
 const STAGING = "/etc/webstack/datadog";
@@ -53,7 +57,10 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
       haproxy: YAML.stringify({
         init_config: {},
         instances: [
-          { use_openmetrics: true, openmetrics_endpoint: "http://127.0.0.1:8404/metrics" },
+          {
+            use_openmetrics: true,
+            openmetrics_endpoint: `http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/metrics`,
+          },
         ],
         logs: [log("/var/log/haproxy.log", "haproxy")],
       }),
@@ -62,7 +69,9 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
   return {
     nginx: YAML.stringify({
       init_config: {},
-      instances: [{ nginx_status_url: "http://127.0.0.1:8080/nginx_status" }],
+      instances: [
+        { nginx_status_url: `http://127.0.0.1:${LOOPBACK_PORTS.nginxStatus}/nginx_status` },
+      ],
       logs: [
         log("/var/log/nginx/webstack-access.log", "nginx"),
         log("/var/log/nginx/webstack-error.log", "nginx"),

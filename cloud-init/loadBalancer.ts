@@ -1,4 +1,7 @@
-// The composer of the load balancer's user-data: HAProxy, the public certificate (three modes), boot.
+// The composer of the load balancer's user-data: HAProxy, the public certificate (three modes),
+// monitoring, boot.
+import { Architecture } from "../model/aws";
+import { LOOPBACK_PORTS, NodeSpec } from "../model/topology";
 import {
   CA_CERT_PATH,
   ManifestEntry,
@@ -8,12 +11,11 @@ import {
 } from "./nodeFiles";
 import { CloudConfigPart, WriteFile, composeCloudConfig } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
+import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { renderShipped, shippedFile } from "./template";
 
 /** Where HAProxy finds the public certificate and its key (one PEM). */
 export const SITE_PEM_PATH = "/etc/haproxy/certs/site.pem";
-export const CERTBOT_PORT = 8888;
-export const HAPROXY_STATS_PORT = 8404;
 const SITE_DIR = "/etc/webstack/site";
 
 /** How the public certificate arrives, with the parameters each mode reads. */
@@ -41,16 +43,18 @@ export type CertificateSetup =
     };
 
 export interface LoadBalancerParams {
-  readonly node: string;
-  readonly fqdn: string;
+  /** The lb node: its name, address and internal name. */
+  readonly node: NodeSpec;
   /** The FQDN served. */
   readonly domain: string;
   readonly backends: readonly HaproxyBackend[];
   /** PEM of the private CA (public): HAProxy verifies the backends with it. */
   readonly caCertPem: string;
   readonly certificate: CertificateSetup;
-  /** Extra parts (monitoring): merged first, so their commands run before the boot script. */
-  readonly extraParts?: readonly CloudConfigPart[];
+  /** The instance's architecture (the agents' packages). */
+  readonly architecture: Architecture;
+  /** Logs and metrics: merged first, so their commands run before the boot script. */
+  readonly monitoring: NodeMonitoring;
 }
 
 function certificateEnvironment(c: CertificateSetup): Record<string, string> {
@@ -61,7 +65,7 @@ function certificateEnvironment(c: CertificateSetup): Record<string, string> {
       return {
         ACME_EMAIL: c.acmeEmail,
         ACME_DIRECTORY: c.acmeDirectory,
-        CERTBOT_PORT: String(CERTBOT_PORT),
+        CERTBOT_PORT: String(LOOPBACK_PORTS.certbot),
         SITE_PEM_PARAMETER: c.parameters.sitePem,
         PARAMETER_KEY_ID: c.parameterKeyId,
       };
@@ -125,7 +129,7 @@ function certificatePart(c: CertificateSetup): CloudConfigPart {
 
 export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
   const environment = {
-    NODE: p.node,
+    NODE: p.node.name,
     CERT_MODE: p.certificate.mode,
     DOMAIN: p.domain,
     ...certificateEnvironment(p.certificate),
@@ -135,8 +139,8 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
     backends: p.backends,
     caFile: CA_CERT_PATH,
     certFile: SITE_PEM_PATH,
-    certbotPort: CERTBOT_PORT,
-    statsPort: HAPROXY_STATS_PORT,
+    certbotPort: LOOPBACK_PORTS.certbot,
+    statsPort: LOOPBACK_PORTS.haproxyStats,
   });
   const own: CloudConfigPart = {
     // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
@@ -176,10 +180,14 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
   };
   return composeCloudConfig(
     {
-      hostname: p.node,
-      fqdn: p.fqdn,
-      description: `webstack ${p.node} (load balancer, ${p.certificate.mode} certificate): rendered by webstack; do not edit on the node`,
+      hostname: p.node.name,
+      fqdn: p.node.internalName,
+      description: `webstack ${p.node.name} (load balancer, ${p.certificate.mode} certificate): rendered by webstack; do not edit on the node`,
     },
-    [...(p.extraParts ?? []), own, certificatePart(p.certificate)],
+    [
+      ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
+      own,
+      certificatePart(p.certificate),
+    ],
   );
 }

@@ -1,10 +1,11 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
+import { Architecture } from "../model/aws";
+import { DbEngine } from "../model/config";
+import { NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
+import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { renderEnvFile } from "./nodeFiles";
-import { Engine } from "./database";
 import { renderShipped, shippedFile } from "./template";
-
-export type MonitoredNode = "lb" | "s1" | "s2";
 
 /** One log file a node ships, and the name (under the node's prefix) of its log group. */
 export interface LogSource {
@@ -13,7 +14,7 @@ export interface LogSource {
 }
 
 /** Every log each kind of node ships: the one table the agent config and the log groups share. */
-export function logSources(node: MonitoredNode): LogSource[] {
+export function logSources(node: NodeName): LogSource[] {
   const common = [{ key: "cloud-init", path: "/var/log/cloud-init-output.log" }];
   if (node === "lb") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
   return [
@@ -27,7 +28,7 @@ export function logSources(node: MonitoredNode): LogSource[] {
 }
 
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
-export function monitoredProcesses(node: MonitoredNode, engine: Engine): string[] {
+export function monitoredProcesses(node: NodeName, engine: DbEngine): string[] {
   if (node === "lb") return ["haproxy"];
   return ["nginx", "gunicorn", engine === "mariadb" ? "mariadbd" : "mysqld"];
 }
@@ -38,10 +39,10 @@ export const CLOUDWATCH_AGENT_KEY_URL =
   "https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg";
 
 export interface MonitoringParams {
-  readonly node: MonitoredNode;
+  readonly node: NodeName;
   /** What the collector looks at: HAProxy's backends, or the database (and replication). */
-  readonly role: "loadbalancer" | "primary" | "replica";
-  readonly engine: Engine;
+  readonly role: NodeRole;
+  readonly engine: DbEngine;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
   /** The agent's .deb for this node's architecture. */
@@ -152,4 +153,32 @@ export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
       ],
     ],
   };
+}
+
+/** What a node needs to ship its logs and metrics, as plain values. */
+export interface NodeMonitoring {
+  /** Log group name per log source key (see `logSources`). */
+  readonly logGroups: Readonly<Record<string, string>>;
+  /** The CloudWatch agent's package URL; `{arch}` becomes the node's architecture. */
+  readonly cloudWatchAgentUrl: string;
+  /** The stack's database engine (its process and log names). */
+  readonly engine: DbEngine;
+  /** The Datadog agent, when enabled. */
+  readonly datadog?: DatadogAgent;
+}
+
+/** The monitoring parts of a node's user-data: CloudWatch always, Datadog when enabled. */
+export function renderNodeMonitoringParts(
+  node: NodeSpec,
+  architecture: Architecture,
+  m: NodeMonitoring,
+): CloudConfigPart[] {
+  const own = { node: node.name, role: node.role, engine: m.engine };
+  const cloudWatch = renderMonitoringPart({
+    ...own,
+    logGroups: m.logGroups,
+    agentPackageUrl: m.cloudWatchAgentUrl.replace("{arch}", architecture),
+  });
+  if (!m.datadog) return [cloudWatch];
+  return [cloudWatch, renderDatadogPart({ ...own, ...m.datadog })];
 }

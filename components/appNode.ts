@@ -1,16 +1,18 @@
 // One app node (s1 replica or s2 primary): Nginx + Gunicorn + the database, on its own data volume.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { DbEngine } from "../config";
-import { NodeSpec } from "../topology";
-import { Tagger } from "../tags";
+import { architectureOf } from "../model/aws";
+import { DbEngine } from "../model/config";
+import { AppNodeSpec, DbRole } from "../model/topology";
+import { Tagger } from "../model/tags";
 import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
+import { NodeMonitoring } from "../cloud-init/monitoring";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
-import { NodeMonitoringArgs, instanceDefaults, monitoringParts } from "./instanceDefaults";
+import { instanceDefaults } from "./instanceDefaults";
 
 export interface AppNodeArgs {
   /** This node (s1 or s2); its role says primary or replica. */
-  readonly node: NodeSpec;
+  readonly node: AppNodeSpec;
   /** The primary's and the replica's fixed addresses. */
   readonly primaryIp: string;
   readonly replicaIp: string;
@@ -33,31 +35,21 @@ export interface AppNodeArgs {
   /** Size of the database volume. @default 20 */
   readonly dataVolumeGiB?: number;
   /** Logs and metrics of this node. */
-  readonly monitoring: NodeMonitoringArgs;
-  /** Loopback port of Nginx's stub_status. @default 8080 */
-  readonly statusPort?: number;
+  readonly monitoring: NodeMonitoring;
   readonly tags: Tagger;
-}
-
-/**
- * How a Nitro instance names an attached EBS volume. Xen-based types (t2, m4 …) name it
- * differently; the config refuses them for app nodes.
- */
-export function ebsDevicePath(volumeId: string): string {
-  return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
 }
 
 export class AppNode extends pulumi.ComponentResource {
   readonly instanceId: pulumi.Output<string>;
   readonly privateIp: pulumi.Output<string>;
   readonly internalName: string;
-  readonly role: string;
+  readonly role: DbRole;
   readonly dataVolumeId: pulumi.Output<string>;
 
   constructor(name: string, args: AppNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:app:AppNode", name, {}, opts);
     const { node } = args;
-    const role = node.role === "primary" ? "primary" : "replica";
+    const architecture = architectureOf(args.instanceType);
     const tags = (what: string) => args.tags(node.role, `${node.name}-${what}`);
     // Stateful: the data outlives any instance, and neither goes away by accident.
     const stateful = { parent: this, protect: args.protectData };
@@ -74,27 +66,19 @@ export class AppNode extends pulumi.ComponentResource {
       stateful,
     );
 
-    const userData = pulumi.all([args.caCertPem, volume.id]).apply(([caCertPem, volumeId]) =>
+    const userData = pulumi.all([args.caCertPem, volume.id]).apply(([caCertPem, dataVolumeId]) =>
       encodeUserData(
         renderAppNodeUserData({
-          node: node.name,
-          fqdn: node.internalName,
-          privateIp: node.privateIp,
-          database: {
-            engine: args.engine,
-            role,
-            node: node.name,
-            serverId: Number(node.name.replace(/\D/g, "")),
-            bindAddress: node.privateIp,
-            primaryIp: args.primaryIp,
-            appNodeIps: args.appNodeIps,
-          },
+          node,
+          primaryIp: args.primaryIp,
           replicaIp: args.replicaIp,
+          appNodeIps: args.appNodeIps,
+          engine: args.engine,
           caCertPem,
-          dataDevice: ebsDevicePath(volumeId),
+          dataVolumeId,
           parameters: args.parameterNames,
-          statusPort: args.statusPort ?? 8080,
-          extraParts: monitoringParts(node.name as "s1" | "s2", args.instanceType, args.monitoring),
+          architecture,
+          monitoring: args.monitoring,
         }),
       ),
     );
@@ -105,6 +89,7 @@ export class AppNode extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
+            architecture,
             ami: args.ami,
             rootVolumeGiB: 16,
             rootTags: tags("root"),
@@ -145,7 +130,7 @@ export class AppNode extends pulumi.ComponentResource {
     this.instanceId = instance.id;
     this.privateIp = instance.privateIp;
     this.internalName = node.internalName;
-    this.role = role;
+    this.role = node.role;
     this.dataVolumeId = volume.id;
     this.registerOutputs({
       instanceId: this.instanceId,

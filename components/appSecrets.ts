@@ -1,9 +1,9 @@
 // The app tier's secrets: generated DB passwords and the nodes' TLS keys, as SSM parameters per node.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { APP_NODE_PARAMETERS, AppNodeParameter, parameterName } from "../naming";
-import { NodeName, NodeSpec } from "../topology";
-import { Tagger } from "../tags";
+import { APP_NODE_PARAMETERS, AppNodeParameter, parameterName } from "../model/naming";
+import { NodeName, NodeSpec } from "../model/topology";
+import { Tagger } from "../model/tags";
 import { NodeCertificate } from "./pki";
 import { ssmParameter } from "./parameter";
 

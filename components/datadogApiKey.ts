@@ -1,8 +1,8 @@
 // The Datadog API key as a SecureString every node may read (shared/), never in user-data.
 import * as pulumi from "@pulumi/pulumi";
-import { SecretValue } from "../config";
-import { parameterName } from "../naming";
-import { Tagger } from "../tags";
+import { SecretValue } from "../model/config";
+import { parameterName } from "../model/naming";
+import { Tagger } from "../model/tags";
 import { ssmParameter } from "./parameter";
 
 export interface DatadogApiKeyArgs {

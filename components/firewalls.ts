@@ -1,8 +1,8 @@
 // The seed's three firewalls: one security group per node, rules generated from the topology's flows.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Flow, NodeName, NodeSpec, mapNodes, securityGroupRules } from "../topology";
-import { Tagger } from "../tags";
+import { Flow, NodeName, NodeSpec, mapNodes, securityGroupRules } from "../model/topology";
+import { Tagger } from "../model/tags";
 
 export interface FirewallsArgs {
   readonly vpcId: pulumi.Input<string>;

@@ -1,16 +1,15 @@
-// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics,
-// user-data, and the monitoring part of that user-data.
+// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics and
+// its rendered user-data.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { architectureOf, debian13AmiId } from "../ami";
-import { DbEngine } from "../config";
-import { CloudConfigPart } from "../cloud-init/cloudConfig";
-import { MonitoredNode, renderMonitoringPart } from "../cloud-init/monitoring";
-import { renderDatadogPart } from "../cloud-init/datadog";
+import { Architecture } from "../model/aws";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
+import { debian13AmiId } from "../platform/ami";
 
 export interface InstanceDefaultsArgs {
   readonly instanceType: string;
+  /** The instance type's architecture: the image is looked up for it. */
+  readonly architecture: Architecture;
   /** Pinned AMI; otherwise the current Debian 13 AMI. */
   readonly ami?: string;
   readonly rootVolumeGiB: number;
@@ -25,7 +24,7 @@ export function instanceDefaults(
   parent: pulumi.Resource,
 ): Partial<aws.ec2.InstanceArgs> {
   return {
-    ami: debian13AmiId(args.instanceType, args.ami, { parent }),
+    ami: debian13AmiId(args.architecture, args.ami, { parent }),
     instanceType: args.instanceType,
     metadataOptions: {
       httpEndpoint: "enabled",
@@ -46,40 +45,4 @@ export function instanceDefaults(
       "userDataBase64" in u ? u.userDataBase64 : undefined,
     ),
   };
-}
-
-/** What a node needs to know to ship its metrics and logs. */
-export interface NodeMonitoringArgs {
-  /** Log group name per log source key (from NodeLogGroups). */
-  readonly logGroups: Readonly<Record<string, string>>;
-  /** The agent package URL; `{arch}` is resolved from the instance type. */
-  readonly cloudWatchAgentUrl: string;
-  readonly engine: DbEngine;
-  /** The Datadog agent, when enabled. */
-  readonly datadog?: {
-    readonly stack: string;
-    readonly site: string;
-    readonly repoUrl: string;
-    readonly apiKeyParameter: string;
-    /** The database monitoring user's password parameter (app nodes). */
-    readonly monitorPasswordParameter?: string;
-  };
-}
-
-/** The monitoring parts of a node's user-data: CloudWatch always, Datadog when enabled. */
-export function monitoringParts(
-  node: MonitoredNode,
-  instanceType: string,
-  m: NodeMonitoringArgs,
-): CloudConfigPart[] {
-  const role = node === "lb" ? "loadbalancer" : node === "s2" ? "primary" : "replica";
-  const cloudWatch = renderMonitoringPart({
-    node,
-    role,
-    engine: m.engine,
-    logGroups: m.logGroups,
-    agentPackageUrl: m.cloudWatchAgentUrl.replace("{arch}", architectureOf(instanceType)),
-  });
-  if (!m.datadog) return [cloudWatch];
-  return [cloudWatch, renderDatadogPart({ node, role, engine: m.engine, ...m.datadog })];
 }

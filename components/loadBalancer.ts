@@ -1,13 +1,15 @@
 // The HAProxy load balancer: an EC2 instance behind an Elastic IP, its certificate, and its DNS name.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeSpec } from "../topology";
-import { Tagger } from "../tags";
+import { architectureOf } from "../model/aws";
+import { NodeSpec } from "../model/topology";
+import { Tagger } from "../model/tags";
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
+import { NodeMonitoring } from "../cloud-init/monitoring";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { PublicCertificate } from "./publicCertificate";
-import { NodeMonitoringArgs, instanceDefaults, monitoringParts } from "./instanceDefaults";
+import { instanceDefaults } from "./instanceDefaults";
 
 export interface LoadBalancerArgs {
   /** The lb node: its fixed address and name. */
@@ -27,7 +29,7 @@ export interface LoadBalancerArgs {
   readonly backends: readonly HaproxyBackend[];
   readonly certificate: PublicCertificate;
   /** Logs and metrics of the LB. */
-  readonly monitoring: NodeMonitoringArgs;
+  readonly monitoring: NodeMonitoring;
   /** Route53 zone for the A record; no record without it. */
   readonly zoneId?: pulumi.Input<string>;
   readonly tags: Tagger;
@@ -42,7 +44,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
   constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:edge:LoadBalancer", name, {}, opts);
     const child = { parent: this };
-    const tags = (what: string) => args.tags("loadbalancer", `lb-${what}`);
+    const tags = (what: string) => args.tags(args.node.role, `${args.node.name}-${what}`);
+    const architecture = architectureOf(args.instanceType);
 
     // The address lives on its own interface, so the Elastic IP is there before the first boot
     // (cloud-init installs packages at once) and stays put when the instance is replaced.
@@ -77,13 +80,13 @@ export class LoadBalancer extends pulumi.ComponentResource {
       .apply(([caCertPem, certificate]) =>
         encodeUserData(
           renderLoadBalancerUserData({
-            node: args.node.name,
-            fqdn: args.node.internalName,
+            node: args.node,
             domain: args.domain,
             backends: args.backends,
             caCertPem,
             certificate,
-            extraParts: monitoringParts("lb", args.instanceType, args.monitoring),
+            architecture,
+            monitoring: args.monitoring,
           }),
         ),
       );
@@ -94,6 +97,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
+            architecture,
             ami: args.ami,
             rootVolumeGiB: 8,
             rootTags: tags("root"),

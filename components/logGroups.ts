@@ -1,11 +1,11 @@
 // Every log group the nodes ship to (retention, stable names), and what is counted from the logs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { logGroupName } from "../naming";
-import { NODE_NAMES, NodeName, NodeSpec } from "../topology";
-import { Tagger } from "../tags";
+import { logGroupName } from "../model/naming";
+import { NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
+import { Tagger } from "../model/tags";
 import { logSources } from "../cloud-init/monitoring";
-import { METRIC_FILTERS, NAMESPACE } from "../metrics";
+import { METRIC_FILTERS, NAMESPACE } from "./metrics";
 
 export interface NodeLogGroupsArgs {
   readonly stack: string;

@@ -1,10 +1,11 @@
 // Alarms (to an SNS topic, optionally e-mailed), EC2 auto-recovery of the LB, and the dashboard.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeName } from "../topology";
-import { Tagger } from "../tags";
-import { AwsAccount, alarmTopicKeyPolicy } from "../iamPolicies";
-import { AlarmSpec, PERIOD, alarmSpecs, dashboardBody } from "../metrics";
+import { NodeName } from "../model/topology";
+import { AwsAccount } from "../model/aws";
+import { Tagger } from "../model/tags";
+import { alarmTopicKeyPolicy } from "./iamPolicies";
+import { AlarmSpec, PERIOD, alarmSpecs, dashboardBody } from "./metrics";
 
 export interface MonitoringArgs {
   readonly stack: string;

@@ -1,9 +1,10 @@
 // The VPC: a public subnet for the LB, private subnets in two AZs behind one NAT, flow logs on.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { SUBNET_NAMES, SubnetName, Topology } from "../topology";
-import { Tagger } from "../tags";
-import { AwsAccount, flowLogsAssumeRolePolicy, flowLogsDeliveryPolicy } from "../iamPolicies";
+import { SUBNET_NAMES, SubnetName, Topology } from "../model/topology";
+import { AwsAccount } from "../model/aws";
+import { Tagger } from "../model/tags";
+import { flowLogsAssumeRolePolicy, flowLogsDeliveryPolicy } from "./iamPolicies";
 
 export interface NetworkArgs {
   /** The VPC range and its subnets (from `buildTopology`). */

@@ -1,15 +1,15 @@
 // One node's identity: an IAM role and instance profile with least privilege.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeSpec } from "../topology";
-import { Tagger } from "../tags";
+import { NodeSpec } from "../model/topology";
+import { AwsAccount } from "../model/aws";
+import { Tagger } from "../model/tags";
 import {
-  AwsAccount,
   NODE_MANAGED_POLICIES,
   ec2AssumeRolePolicy,
   managedPolicyArn,
   nodeParameterPolicy,
-} from "../iamPolicies";
+} from "./iamPolicies";
 
 export interface NodeIdentityArgs {
   /** The node this identity belongs to. */

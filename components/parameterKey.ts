@@ -1,8 +1,8 @@
 // The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { PROJECT } from "../naming";
-import { Tagger } from "../tags";
+import { PROJECT } from "../model/naming";
+import { Tagger } from "../model/tags";
 
 export interface ParameterKeyArgs {
   readonly stack: string;

@@ -1,7 +1,7 @@
 // The private PKI: an internal CA and one ECDSA server certificate per app node, for its fixed name and IP.
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { NodeName, NodeSpec } from "../topology";
+import { NodeName, NodeSpec } from "../model/topology";
 
 /** Validity of the internal CA: ten years; rotating it means re-issuing every leaf. */
 export const CA_VALIDITY_HOURS = 10 * 365 * 24;

@@ -4,17 +4,17 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
-import { CertificateMode } from "../config";
-import { parameterName } from "../naming";
-import { Tagger } from "../tags";
+import { CertificateMode } from "../model/config";
+import { parameterName } from "../model/naming";
+import { AwsAccount } from "../model/aws";
+import { Tagger } from "../model/tags";
 import { CertificateSetup } from "../cloud-init/loadBalancer";
 import { ssmParameter } from "./parameter";
 import {
-  AwsAccount,
   PolicyDocument,
   exportSiteCertificatePolicy,
   persistSiteCertificatePolicy,
-} from "../iamPolicies";
+} from "./iamPolicies";
 
 export interface PublicCertificateArgs {
   readonly mode: CertificateMode;

@@ -3,10 +3,9 @@
 // the replica's visibility delay, and the offline plan time. Prints numbers; asserts nothing.
 import * as fs from "fs";
 import * as path from "path";
-import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
 import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
-import { buildTopology } from "../topology";
+import { buildTopology, LOOPBACK_PORTS } from "../model/topology";
 import {
   ACME_ROOT,
   backendStates,
@@ -84,7 +83,7 @@ export function naiveHaproxyConfig(ours: string): string {
     `    default-server check ssl verify required ca-file ${caFile}`,
     ...servers,
     "frontend stats",
-    `    bind 127.0.0.1:${HAPROXY_STATS_PORT}`,
+    `    bind 127.0.0.1:${LOOPBACK_PORTS.haproxyStats}`,
     "    stats enable",
     "    stats uri /stats",
     "",

@@ -2,7 +2,7 @@
 // (see lab/lab.ts), and its benchmark (lab/bench.ts).
 import { bench } from "./bench";
 import { down, LabError, status, up } from "./lab";
-import { ConfigError } from "../config";
+import { ConfigError } from "../model/config";
 
 const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
   up,

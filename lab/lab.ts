@@ -5,8 +5,14 @@ import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
-import { HAPROXY_STATS_PORT } from "../cloud-init/loadBalancer";
-import { buildTopology, NODE_NAMES, NodeName, SecurityGroupRule, Topology } from "../topology";
+import {
+  buildTopology,
+  NODE_NAMES,
+  NodeName,
+  SecurityGroupRule,
+  Topology,
+  LOOPBACK_PORTS,
+} from "../model/topology";
 import {
   ACME_HOST,
   BRIDGE,
@@ -21,11 +27,11 @@ import {
   labNetwork,
   labNodes,
   nodeNamespace,
-  nvmeDevicePath,
   planFirewallRules,
   ssmParameters,
   withFailingBootStep,
 } from "./labPlan";
+import { ebsDevicePath } from "../model/aws";
 import { renderNftables } from "./nftables";
 import { labCertificates, realOutputs } from "./realOutputs";
 
@@ -401,7 +407,7 @@ function attachDataVolume(state: LabState, node: LabNode): string[] {
   const loop = run("losetup", ["--find", "--show", image]).trim();
   state.loops.push(loop);
   saveState(state);
-  return [`--bind=${loop}`, `--bind=${loop}:${nvmeDevicePath(node.dataVolumeId)}`];
+  return [`--bind=${loop}`, `--bind=${loop}:${ebsDevicePath(node.dataVolumeId)}`];
 }
 
 function bootNode(state: LabState, node: LabNode, root: string, binds: string[]): void {
@@ -652,7 +658,11 @@ export function writeItems(count: number, tag: string): number[] {
 
 /** Each backend's state in HAProxy's own stats on the LB: {s1: "UP", s2: "DOWN 1/2", …}. */
 export function backendStates(): Record<string, string> {
-  const csv = inNode("lb", ["curl", "-s", `http://127.0.0.1:${HAPROXY_STATS_PORT}/stats;csv`]);
+  const csv = inNode("lb", [
+    "curl",
+    "-s",
+    `http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats;csv`,
+  ]);
   const [header, ...rows] = csv.trim().split("\n");
   const columns = header.replace(/^# /, "").split(",");
   const status = columns.indexOf("status");

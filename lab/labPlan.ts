@@ -4,15 +4,9 @@ import * as YAML from "yaml";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan, PlannedResource } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
-import {
-  NODE_NAMES,
-  NodeName,
-  Peer,
-  SecurityGroupRule,
-  Topology,
-  intToIpv4,
-  ipv4ToInt,
-} from "../topology";
+import { NODE_NAMES, NodeName, Peer, SecurityGroupRule, Topology } from "../model/topology";
+import { hostOf, splitCidr } from "../model/ipv4";
+import { vpcResolver } from "../model/aws";
 
 export const LAB_STACK = "lab";
 export const LAB_REGION = "eu-west-1";
@@ -75,21 +69,19 @@ export interface LabNetwork {
 export const INTERNET_RANGE = "10.41.0.0/24";
 
 export function labNetwork(topology: Topology, region: string = LAB_REGION): LabNetwork {
-  const [base, bits] = topology.vpcCidr.split("/");
-  const vpc = ipv4ToInt(base);
-  const internet = ipv4ToInt(INTERNET_RANGE.split("/")[0]);
+  const { prefix } = splitCidr(topology.vpcCidr);
   const nodes = Object.fromEntries(
     NODE_NAMES.map((n) => [n, topology.nodes[n].privateIp]),
   ) as Record<NodeName, string>;
-  const service = (host: number) => intToIpv4(internet + host);
+  const service = (host: number) => hostOf(INTERNET_RANGE, host);
   const mirror = service(80);
   const ssm = service(43);
   const pebble = service(14);
   return {
     ranges: [topology.vpcCidr, INTERNET_RANGE],
-    vpcPrefixLength: Number(bits),
-    router: intToIpv4(vpc + 1),
-    resolver: intToIpv4(vpc + 2),
+    vpcPrefixLength: prefix,
+    router: hostOf(topology.vpcCidr, 1),
+    resolver: vpcResolver(topology.vpcCidr),
     mirror,
     ssm,
     pebble,
@@ -198,10 +190,6 @@ export function ssmParameters(plan: Plan): Record<string, { Type: string; Value:
       }),
   );
 }
-
-/** The device name a volume gets on a Nitro instance, as the user-data waits for it. */
-export const nvmeDevicePath = (volumeId: string) =>
-  `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
 
 const RULE_TYPES = {
   ingress: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",

@@ -1,21 +1,14 @@
 // The lab's firewalls: each node's security group, as an nftables ruleset generated from the
 // security-group rules the program creates (by default, the ones it derives from the flows).
-import {
-  NodeName,
-  Peer,
-  SecurityGroupRule,
-  Topology,
-  intToIpv4,
-  ipv4ToInt,
-  securityGroupRules,
-} from "../topology";
+import { NodeName, Peer, SecurityGroupRule, Topology, securityGroupRules } from "../model/topology";
+import { vpcResolver } from "../model/aws";
 
 /**
  * Addresses security groups never filter (EC2 answers them on the instance's own link): instance
  * metadata, Amazon Time Sync, the Route 53 resolver.
  */
 export function unfilteredAddresses(vpcCidr: string): string[] {
-  const resolver = intToIpv4(ipv4ToInt(vpcCidr.split("/")[0]) + 2);
+  const resolver = vpcResolver(vpcCidr);
   return ["169.254.169.254", "169.254.169.123", "169.254.169.253", resolver];
 }
 

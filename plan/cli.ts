@@ -1,6 +1,6 @@
 // `npm run plan -- --stack dev [--json] [--set key=value]…`: the offline plan for reviewers without AWS.
 import * as path from "path";
-import { ConfigError } from "../config";
+import { ConfigError } from "../model/config";
 import { Plan, PlanError, PlannedResource, runPlan } from "./plan";
 import { readStackConfig, StackConfigError, stackFile } from "./stackConfig";
 import { redactSecrets } from "./secrets";

@@ -1,6 +1,6 @@
 // Runs the real program under Pulumi mocks and records every resource and the stack outputs.
 import * as pulumi from "@pulumi/pulumi";
-import { PROJECT } from "../naming";
+import { PROJECT } from "../model/naming";
 import { OutputOverride, PlanMocks } from "./mocks";
 import { wrapSecret } from "./secrets";
 

@@ -2,7 +2,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { CONFIG_KEYS, KeySpec, NAMESPACE, RawConfig } from "../config";
+import { CONFIG_KEYS, KeySpec, RawConfig } from "../model/config";
+import { PROJECT } from "../model/naming";
 
 export interface StackConfig {
   /** Namespaced keys → string values (objects as JSON), as `pulumi.runtime.allConfig()` returns them. */
@@ -21,7 +22,7 @@ function asConfigString(value: unknown): string {
 
 /** Pulumi's short form: `domain` means `webstack:domain`; other namespaces are written out. */
 export function qualify(key: string): string {
-  return key.includes(":") ? key : `${NAMESPACE}:${key}`;
+  return key.includes(":") ? key : `${PROJECT}:${key}`;
 }
 
 /** Where the Pulumi CLI keeps a stack's config: Pulumi.<stack>.yaml beside Pulumi.yaml. */
@@ -42,7 +43,7 @@ export function readStackConfig(file: string, overrides: readonly string[] = [])
   const placeholders: string[] = [];
   const secretSpec = (key: string): KeySpec | undefined => {
     const [ns, name] = key.split(":");
-    const spec = ns === NAMESPACE ? CONFIG_KEYS[name as keyof typeof CONFIG_KEYS] : undefined;
+    const spec = ns === PROJECT ? CONFIG_KEYS[name as keyof typeof CONFIG_KEYS] : undefined;
     return spec?.secret ? spec : undefined;
   };
   const placeholder = (key: string) => {
@@ -71,7 +72,7 @@ export function readStackConfig(file: string, overrides: readonly string[] = [])
   }
   // Secrets the settings require but nobody without the stack's key can supply.
   for (const [name, spec] of Object.entries(CONFIG_KEYS)) {
-    const key = `${NAMESPACE}:${name}`;
+    const key = `${PROJECT}:${name}`;
     if (spec.secret && values[key] === undefined && spec.requiredWhen?.(values as RawConfig))
       placeholder(key);
   }

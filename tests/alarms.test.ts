@@ -1,6 +1,6 @@
 // Alarms, metric filters and the dashboard: thresholds from config, heartbeats that treat silence as
 // failure, auto-recovery on the LB, and a dashboard that only graphs metrics something publishes.
-import { METRIC_FILTERS, NAMESPACE, alarmSpecs, dashboardBody } from "../metrics";
+import { METRIC_FILTERS, NAMESPACE, alarmSpecs, dashboardBody } from "../components/metrics";
 import { logSources } from "../cloud-init/monitoring";
 import { Plan, PlannedResource } from "../plan/plan";
 import { T, ofType, one, planConfig } from "./harness";

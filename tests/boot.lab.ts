@@ -28,7 +28,15 @@ import {
   STATE_DIR,
   waitFor,
 } from "../lab/lab";
-import { admits, buildTopology, FLOWS, flowsInto, NODE_NAMES, NodeName, Peer } from "../topology";
+import {
+  admits,
+  buildTopology,
+  FLOWS,
+  flowsInto,
+  NODE_NAMES,
+  NodeName,
+  Peer,
+} from "../model/topology";
 import { PROJECT_DIR, labCli, labTest } from "./harness";
 
 /** A request from the client namespace: every lab connection starts inside a lab namespace. */

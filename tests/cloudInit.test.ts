@@ -1,12 +1,15 @@
 // Renderers: the lines that matter for each engine and role, the composer, templates, encoding.
 import YAML from "yaml";
-import { AppNodeParams, renderAppNodeUserData, secretsManifest } from "../cloud-init/appNode";
+import {
+  AppNodeParams,
+  databaseParams,
+  renderAppNodeUserData,
+  secretsManifest,
+} from "../cloud-init/appNode";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
 import { composeCloudConfig } from "../cloud-init/cloudConfig";
 import {
   DatabaseParams,
-  Engine,
-  DbRole,
   MYSQL_APT_KEY_FINGERPRINT,
   renderPrimarySql,
   renderReplicaSql,
@@ -15,43 +18,39 @@ import {
 } from "../cloud-init/database";
 import { fillTemplate } from "../cloud-init/template";
 import { decodeUserData, encodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
+import { DbEngine } from "../model/config";
+import { parameterName } from "../model/naming";
+import { DbRole, buildTopology } from "../model/topology";
+import { testMonitoring } from "./harness";
 
-const S1 = "10.40.192.10";
-const S2 = "10.40.128.10";
+const TOPOLOGY = buildTopology("10.40.0.0/16");
+const S1 = TOPOLOGY.nodes.s1.privateIp;
+const S2 = TOPOLOGY.nodes.s2.privateIp;
 
-function dbParams(engine: Engine, role: DbRole): DatabaseParams {
-  const node = role === "primary" ? "s2" : "s1";
+function nodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
+  const node = role === "primary" ? TOPOLOGY.nodes.s2 : TOPOLOGY.nodes.s1;
   return {
-    engine,
-    role,
     node,
-    serverId: role === "primary" ? 2 : 1,
-    bindAddress: role === "primary" ? S2 : S1,
     primaryIp: S2,
+    replicaIp: S1,
     appNodeIps: [S1, S2],
+    engine,
+    caCertPem: "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n",
+    dataVolumeId: "vol-0123456789abcdef0",
+    parameters: {
+      "db-app-password": parameterName("t", node.name, "db-app-password"),
+      "db-replication-password": parameterName("t", node.name, "db-replication-password"),
+      "db-monitor-password": parameterName("t", node.name, "db-monitor-password"),
+      "tls-key": parameterName("t", node.name, "tls-key"),
+      "tls-cert": parameterName("t", node.name, "tls-cert"),
+    },
+    architecture: "amd64",
+    monitoring: testMonitoring(node.name, engine),
   };
 }
 
-function nodeParams(engine: Engine, role: DbRole): AppNodeParams {
-  const node = role === "primary" ? "s2" : "s1";
-  return {
-    node,
-    fqdn: `${node}.webstack.internal`,
-    privateIp: role === "primary" ? S2 : S1,
-    database: dbParams(engine, role),
-    replicaIp: S1,
-    caCertPem: "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n",
-    dataDevice: "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
-    parameters: {
-      "db-app-password": `/webstack/t/${node}/db-app-password`,
-      "db-replication-password": `/webstack/t/${node}/db-replication-password`,
-      "db-monitor-password": `/webstack/t/${node}/db-monitor-password`,
-      "tls-key": `/webstack/t/${node}/tls-key`,
-      "tls-cert": `/webstack/t/${node}/tls-cert`,
-    },
-    statusPort: 8080,
-  };
-}
+const dbParams = (engine: DbEngine, role: DbRole): DatabaseParams =>
+  databaseParams(nodeParams(engine, role));
 
 interface Doc {
   write_files: { path: string; content: string; permissions: string; owner: string }[];
@@ -63,7 +62,7 @@ interface Doc {
 }
 
 function parse(
-  engine: Engine,
+  engine: DbEngine,
   role: DbRole,
 ): { text: string; doc: Doc; file: (path: string) => string } {
   const text = renderAppNodeUserData(nodeParams(engine, role));
@@ -83,7 +82,7 @@ describe.each([
   ["mariadb", "replica"],
   ["mysql", "primary"],
   ["mysql", "replica"],
-] as [Engine, DbRole][])("%s %s", (engine, role) => {
+] as [DbEngine, DbRole][])("%s %s", (engine, role) => {
   const p = dbParams(engine, role);
   const server = lines(renderServerConfig(p));
   const tls = lines(renderLateConfig(p));
@@ -209,7 +208,7 @@ describe("replication SQL", () => {
     expect(sql).not.toMatch(/CHANGE MASTER|START SLAVE/);
   });
 
-  test.each(["mariadb", "mysql"] as Engine[])(
+  test.each(["mariadb", "mysql"] as DbEngine[])(
     "%s primary: users on the primary only, remote ones TLS-only",
     (engine) => {
       const sql = lines(renderPrimarySql(dbParams(engine, "primary")));
@@ -235,13 +234,13 @@ describe("replication SQL", () => {
   );
 
   test("the replica's SQL creates no user (users replicate from the primary)", () => {
-    for (const engine of ["mariadb", "mysql"] as Engine[]) {
+    for (const engine of ["mariadb", "mysql"] as DbEngine[]) {
       expect(renderReplicaSql(dbParams(engine, "replica"))).not.toMatch(/CREATE USER/);
     }
   });
 
   test("no password in any SQL: placeholders filled on the node", () => {
-    for (const engine of ["mariadb", "mysql"] as Engine[]) {
+    for (const engine of ["mariadb", "mysql"] as DbEngine[]) {
       const sql =
         renderPrimarySql(dbParams(engine, "primary")) +
         renderReplicaSql(dbParams(engine, "replica"));
@@ -350,11 +349,16 @@ describe("the app node's document", () => {
   });
 
   test("one boot script runs after packages, and every shipped script stops at the first failure", () => {
-    expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-boot"]]);
+    // The boot script last, after the monitoring units (so even a failed boot reports itself);
+    // `set -eu`: a failed step fails the boot.
+    expect(doc.runcmd[0]).toBe("set -eu");
+    expect(doc.runcmd.at(-1)).toEqual(["/usr/local/sbin/webstack-boot"]);
+    expect(doc.runcmd.slice(1, -1).flat()).toContain("webstack-boot-status.service");
     const scripts = doc.write_files.filter((f) => f.content.startsWith("#!/bin/bash"));
     expect(scripts.map((f) => f.path).sort()).toEqual([
       "/usr/local/sbin/webstack-boot",
       "/usr/local/sbin/webstack-db-bootstrap",
+      "/usr/local/sbin/webstack-install-cloudwatch-agent",
       "/usr/local/sbin/webstack-refresh-tls",
     ]);
     for (const s of scripts) expect(s.content).toContain("\nset -euo pipefail\n");

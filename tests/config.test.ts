@@ -7,7 +7,7 @@ import {
   SecretValue,
   parseConfig,
   RawConfig,
-} from "../config";
+} from "../model/config";
 
 const MINIMAL = { "webstack:domain": "www.example.com" };
 const API_KEY = "0123456789abcdef0123456789abcdef";

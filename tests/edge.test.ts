@@ -10,12 +10,15 @@ import {
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
-import { T, ofType, one, planConfig } from "./harness";
+import { buildTopology } from "../model/topology";
+import { T, ofType, one, planConfig, testMonitoring } from "./harness";
 
-const BACKENDS = [
-  { name: "s1", address: "10.40.192.10", fqdn: "s1.webstack.internal" },
-  { name: "s2", address: "10.40.128.10", fqdn: "s2.webstack.internal" },
-];
+const TOPOLOGY = buildTopology("10.40.0.0/16");
+const BACKENDS = [TOPOLOGY.nodes.s1, TOPOLOGY.nodes.s2].map((n) => ({
+  name: n.name,
+  address: n.privateIp,
+  fqdn: n.internalName,
+}));
 const CONFIG_LINES = renderHaproxyConfig({
   domain: "www.example.com",
   backends: BACKENDS,
@@ -177,12 +180,13 @@ const SETUPS: Record<string, CertificateSetup> = {
 
 function lbDocument(mode: string) {
   const text = renderLoadBalancerUserData({
-    node: "lb",
-    fqdn: "lb.webstack.internal",
+    node: TOPOLOGY.nodes.lb,
     domain: "www.example.com",
     backends: BACKENDS,
     caCertPem: CA,
     certificate: SETUPS[mode],
+    architecture: "amd64",
+    monitoring: testMonitoring("lb"),
   });
   const doc = YAML.parse(text);
   const paths = doc.write_files.map((f: { path: string }) => f.path) as string[];
@@ -198,7 +202,11 @@ describe("the LB's user-data", () => {
       const { doc, paths, file } = lbDocument(mode);
       expect(paths).toContain("/etc/webstack/haproxy.cfg");
       expect(paths.filter((p) => p.startsWith("/etc/haproxy/"))).toEqual([]);
-      expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-lb-boot"]]);
+      // The boot script last, after the monitoring units (so even a failed boot reports itself);
+      // `set -eu`: a failed step fails the boot.
+      expect(doc.runcmd[0]).toBe("set -eu");
+      expect(doc.runcmd.at(-1)).toEqual(["/usr/local/sbin/webstack-lb-boot"]);
+      expect(doc.runcmd.slice(1, -1).flat()).toContain("webstack-boot-status.service");
       // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
       expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
       expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));

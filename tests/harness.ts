@@ -6,6 +6,10 @@ import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan, PlannedResource, runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
+import { NodeMonitoring, logSources } from "../cloud-init/monitoring";
+import { DbEngine } from "../model/config";
+import { logGroupName } from "../model/naming";
+import { NodeName } from "../model/topology";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
@@ -151,4 +155,15 @@ export function labTest(name: string, fn: jest.ProvidesCallback, timeout?: numbe
     IS_ROOT && commandWorks("ip", ["netns", "list"]),
   );
   labTestOrSkip(name, fn, timeout);
+}
+
+/** A node's monitoring values as the program passes them to a renderer (stack "t", no Datadog). */
+export function testMonitoring(node: NodeName, engine: DbEngine = "mariadb"): NodeMonitoring {
+  return {
+    logGroups: Object.fromEntries(
+      logSources(node).map((s) => [s.key, logGroupName("t", node, s.key)]),
+    ),
+    cloudWatchAgentUrl: "https://agent.example.com/{arch}/amazon-cloudwatch-agent.deb",
+    engine,
+  };
 }

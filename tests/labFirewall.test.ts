@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
-import { admits, buildTopology, flowsInto, flowsOutOf, NodeName, PORTS } from "../topology";
+import { admits, buildTopology, flowsInto, flowsOutOf, NodeName, PORTS } from "../model/topology";
 import { IS_ROOT, PROJECT_DIR, commandWorks, testNeeding } from "./harness";
 
 const topology = buildTopology("10.40.0.0/16");

@@ -1,6 +1,6 @@
 // What the lab takes from the plan and how it lays out its network: pure, no root needed.
 import * as YAML from "yaml";
-import { parseConfig } from "../config";
+import { parseConfig } from "../model/config";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import {
   LAB_CONFIG,
@@ -9,18 +9,18 @@ import {
   labNetwork,
   labNodes,
   BROKEN_BOOT_MARKER,
-  nvmeDevicePath,
   packagesOf,
   planFirewallRules,
   ssmParameters,
   ssmScopes,
   withFailingBootStep,
 } from "../lab/labPlan";
+import { ebsDevicePath } from "../model/aws";
 import { realOutputs } from "../lab/realOutputs";
 import { medianOfRounds, naiveHaproxyConfig } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
-import { buildTopology, SecurityGroupRule, securityGroupRules } from "../topology";
+import { buildTopology, SecurityGroupRule, securityGroupRules } from "../model/topology";
 import { T, ofType, one } from "./harness";
 
 let plan: Plan;
@@ -61,11 +61,9 @@ test("app nodes get their data volume at the NVMe path their user-data waits for
   for (const name of ["s1", "s2"]) {
     const volume = one(plan, T.volumeAttachment, `${name}-data-attachment`).inputs.volumeId;
     expect(node(name).dataVolumeId).toBe(volume);
-    expect(node(name).userData).toContain(nvmeDevicePath(String(volume)));
+    expect(node(name).userData).toContain(ebsDevicePath(String(volume)));
   }
-  expect(nvmeDevicePath("vol-0abc")).toBe(
-    "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc",
-  );
+  expect(ebsDevicePath("vol-0abc")).toBe("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc");
 });
 
 test("the SSM stand-in scopes each node as its role's policy does", () => {

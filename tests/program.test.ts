@@ -1,8 +1,8 @@
 // The real program under mocks: exact security-relevant inputs of the network, firewalls and identities.
-import { ConfigError } from "../config";
+import { ConfigError } from "../model/config";
 import { Plan, runPlan } from "../plan/plan";
 import { collectSecrets, redactSecrets } from "../plan/secrets";
-import { SG_DESCRIPTION } from "../topology";
+import { SG_DESCRIPTION } from "../model/topology";
 import { T, byId, ofType, one, planConfig, planStack } from "./harness";
 
 const CONFIG = { domain: "www.example.com", tags: '{"Environment": "test"}' };

@@ -2,8 +2,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
-import { CONFIG_KEYS } from "../config";
-import { FLOWS } from "../topology";
+import { CONFIG_KEYS } from "../model/config";
+import { FLOWS } from "../model/topology";
 import { PROJECT_DIR, planStack } from "./harness";
 
 const README = fs.readFileSync(path.join(PROJECT_DIR, "README.md"), "utf8");

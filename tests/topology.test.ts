@@ -5,10 +5,9 @@ import {
   buildTopology,
   flowsInto,
   flowsOutOf,
-  ipv4ToInt,
   securityGroupRules,
-  subnetOf,
-} from "../topology";
+} from "../model/topology";
+import { ipv4ToInt, subnetOf } from "../model/ipv4";
 
 describe("addresses", () => {
   // [vpc, public, private-a, private-b, lb, s1, s2], computed by hand.

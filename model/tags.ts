@@ -2,6 +2,9 @@
 import { NodeRole } from "./topology";
 import { PROJECT } from "./naming";
 
+/** Tags the tagging helper sets itself; config may not override them. */
+export const RESERVED_TAG_KEYS = ["Project", "Stack", "Role", "ManagedBy", "Name"] as const;
+
 /** What a resource serves: one node's role, or the stack as a whole. */
 export type TagRole = NodeRole | "network" | "shared";
 

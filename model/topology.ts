@@ -1,13 +1,19 @@
 // The stack's shape as data: subnets, the three nodes at fixed addresses, and every allowed flow.
+import { hostOf, subnetOf } from "./ipv4";
+
 export type NodeName = "lb" | "s1" | "s2";
+/** The nodes that run Nginx, Gunicorn and a database. */
+export type AppNodeName = Exclude<NodeName, "lb">;
 export type NodeRole = "loadbalancer" | "replica" | "primary";
+/** What an app node's database is: the one writer, or a read-only copy of it. */
+export type DbRole = Exclude<NodeRole, "loadbalancer">;
 export type SubnetName = "public" | "private-a" | "private-b";
 /** Anything a flow can start or end at: a node, or any address outside the VPC. */
 export type Peer = NodeName | "internet";
 
 export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
 /** The nodes that run Nginx, Gunicorn and a database; s2 is built first (the primary). */
-export const APP_NODE_NAMES = ["s2", "s1"] as const;
+export const APP_NODE_NAMES: readonly AppNodeName[] = ["s2", "s1"];
 export const SUBNET_NAMES: readonly SubnetName[] = ["public", "private-a", "private-b"];
 
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
@@ -17,6 +23,16 @@ export const INTERNAL_DOMAIN = "webstack.internal";
 const NODE_HOST_OFFSET = 10;
 
 export const PORTS = { http: 80, https: 443, mysql: 3306 } as const;
+
+/** Ports the nodes' own services answer on loopback only: never in a flow, never reachable. */
+export const LOOPBACK_PORTS = {
+  /** HAProxy's stats page and Prometheus endpoint (/metrics), on the LB. */
+  haproxyStats: 8404,
+  /** certbot's standalone server for ACME HTTP-01, behind HAProxy's ACL, on the LB. */
+  certbot: 8888,
+  /** Nginx's stub_status (the QPS source), on each app node. */
+  nginxStatus: 8080,
+} as const;
 
 export interface SubnetSpec {
   readonly name: SubnetName;
@@ -37,6 +53,14 @@ export interface NodeSpec {
   readonly description: string;
 }
 
+/** An app node: Nginx, Gunicorn and a database server. */
+export interface AppNodeSpec extends NodeSpec {
+  readonly name: AppNodeName;
+  readonly role: DbRole;
+  /** The database's server id: distinct per server (also its GTID domain on MariaDB). */
+  readonly dbServerId: number;
+}
+
 export interface Flow {
   readonly from: Peer;
   readonly to: Peer;
@@ -49,7 +73,7 @@ export interface Flow {
 export interface Topology {
   readonly vpcCidr: string;
   readonly subnets: Readonly<Record<SubnetName, SubnetSpec>>;
-  readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
+  readonly nodes: { readonly lb: NodeSpec } & Readonly<Record<AppNodeName, AppNodeSpec>>;
   readonly flows: readonly Flow[];
 }
 
@@ -69,7 +93,7 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
   },
-  ...(["s1", "s2"] as const).map((app): Flow => ({
+  ...(["s1", "s2"] as const satisfies readonly AppNodeName[]).map((app): Flow => ({
     from: "lb",
     to: app,
     port: PORTS.https,
@@ -111,21 +135,6 @@ export const FLOWS: readonly Flow[] = [
   ]),
 ];
 
-export function ipv4ToInt(address: string): number {
-  return address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
-}
-
-export function intToIpv4(value: number): string {
-  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join(".");
-}
-
-/** The `index`-th of the `2 ** extraBits` equal parts of `cidr`. */
-export function subnetOf(cidr: string, extraBits: number, index: number): string {
-  const [base, prefixText] = cidr.split("/");
-  const prefix = Number(prefixText) + extraBits;
-  return `${intToIpv4(ipv4ToInt(base) + index * 2 ** (32 - prefix))}/${prefix}`;
-}
-
 /**
  * The VPC is cut in four equal subnets: 0 public (first AZ), 1 kept free for a second public
  * subnet, 2 private-a (first AZ), 3 private-b (second AZ). s1 and s2 sit in different AZs.
@@ -156,17 +165,24 @@ export function buildTopology(vpcCidr: string): Topology {
     name,
     role,
     subnet: sub,
-    privateIp: intToIpv4(ipv4ToInt(subnets[sub].cidr.split("/")[0]) + NODE_HOST_OFFSET),
+    privateIp: hostOf(subnets[sub].cidr, NODE_HOST_OFFSET),
     internalName: `${name}.${INTERNAL_DOMAIN}`,
     description,
   });
+  const appNode = (
+    name: AppNodeName,
+    role: DbRole,
+    sub: SubnetName,
+    dbServerId: number,
+    description: string,
+  ): AppNodeSpec => ({ ...node(name, role, sub, description), name, role, dbServerId });
   return Object.freeze({
     vpcCidr,
     subnets: Object.freeze(subnets),
     nodes: Object.freeze({
       lb: node("lb", "loadbalancer", "public", "HAProxy load balancer"),
-      s1: node("s1", "replica", "private-b", "Nginx, Gunicorn and the database replica"),
-      s2: node("s2", "primary", "private-a", "Nginx, Gunicorn and the database primary"),
+      s1: appNode("s1", "replica", "private-b", 1, "Nginx, Gunicorn and the database replica"),
+      s2: appNode("s2", "primary", "private-a", 2, "Nginx, Gunicorn and the database primary"),
     }),
     flows: FLOWS,
   });

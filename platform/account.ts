@@ -1,7 +1,7 @@
 // Where the stack runs (partition, region, account), resolved once from the AWS provider.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { AwsAccount } from "./iamPolicies";
+import { AwsAccount } from "../model/aws";
 
 export function currentAccount(): pulumi.Output<AwsAccount> {
   return pulumi

@@ -1,5 +1,5 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
-import { NodeName } from "./topology";
+import { NodeName } from "../model/topology";
 
 /** Custom metrics (from log metric filters and the nodes' collector) live here. */
 export const NAMESPACE = "Webstack";

@@ -1,31 +1,29 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
-import * as util from "util";
-import * as pulumi from "@pulumi/pulumi";
+import { PROJECT } from "./naming";
+import {
+  Invalid,
+  INSTANCE_TYPE,
+  LOG_RETENTION_DAYS,
+  SecretValue,
+  boolean,
+  debPackageUrl,
+  email,
+  fqdn,
+  httpsUrl,
+  nitroInstanceType,
+  oneOf,
+  pattern,
+  positiveNumber,
+  retentionDays,
+  tagSet,
+  vpcCidr,
+  wholeNumber,
+} from "./configValues";
 
-export const NAMESPACE = "webstack";
+export { SecretValue } from "./configValues";
 
 export type CertificateMode = "self-signed" | "letsencrypt" | "acm";
 export type DbEngine = "mariadb" | "mysql";
-
-/** A secret config value: prints as "[secret]" everywhere; `reveal()` is the only way in. */
-export class SecretValue {
-  readonly #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  reveal(): string {
-    return this.#value;
-  }
-  toString(): string {
-    return "[secret]";
-  }
-  toJSON(): string {
-    return "[secret]";
-  }
-  [util.inspect.custom](): string {
-    return "[secret]";
-  }
-}
 
 /** The validated configuration every component receives. */
 export interface WebstackConfig {
@@ -77,15 +75,6 @@ export interface WebstackConfig {
 
 export type ConfigKey = keyof WebstackConfig;
 
-/** Tags the tagging helper sets itself; config may not override them. */
-export const RESERVED_TAG_KEYS = ["Project", "Stack", "Role", "ManagedBy", "Name"] as const;
-
-/** Retention values CloudWatch Logs accepts. */
-export const LOG_RETENTION_DAYS = [
-  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
-  3653,
-] as const;
-
 export const DATADOG_SITES = [
   "datadoghq.com",
   "us3.datadoghq.com",
@@ -102,8 +91,6 @@ export const CLOUDWATCH_AGENT_DEFAULT_URL =
 
 /** Raw config as Pulumi holds it: namespaced keys ("webstack:domain"), string values (objects as JSON). */
 export type RawConfig = Readonly<Record<string, string>>;
-
-class Invalid extends Error {}
 
 /** One config key: how it is parsed, documented and defaulted. */
 export interface KeySpec {
@@ -124,160 +111,6 @@ export interface KeySpec {
   readonly placeholder?: string;
   /** Turns the raw string into the typed value, or throws Invalid with what is wrong. */
   readonly parse: (raw: string) => unknown;
-}
-
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const TLD = /^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/;
-
-function fqdn(raw: string): string {
-  if (raw !== raw.toLowerCase()) throw new Invalid("must be lowercase");
-  if (raw.length > 253) throw new Invalid("is longer than 253 characters");
-  const labels = raw.split(".");
-  if (labels.length < 2 || !labels.every((l) => LABEL.test(l)) || !TLD.test(labels.at(-1)!)) {
-    throw new Invalid("is not a fully qualified domain name");
-  }
-  return raw;
-}
-
-function email(raw: string): string {
-  const match = /^([A-Za-z0-9._%+-]{1,64})@(.+)$/.exec(raw);
-  if (!match || match[1].startsWith(".") || match[1].endsWith(".") || match[1].includes("..")) {
-    throw new Invalid("is not an e-mail address");
-  }
-  try {
-    fqdn(match[2].toLowerCase());
-  } catch {
-    throw new Invalid("is not an e-mail address");
-  }
-  return raw;
-}
-
-function httpsUrl(raw: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new Invalid("is not a URL");
-  }
-  if (url.protocol !== "https:") throw new Invalid("is not an https:// URL");
-  if (url.username || url.password) throw new Invalid("must not carry credentials");
-  return raw;
-}
-
-function debPackageUrl(raw: string): string {
-  httpsUrl(raw);
-  if (!/^[A-Za-z0-9._/:{}-]+\.deb$/.test(raw))
-    throw new Invalid("is not the URL of a .deb package");
-  return raw;
-}
-
-function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
-  return (raw) => {
-    if (!(values as readonly string[]).includes(raw))
-      throw new Invalid("is not one of the accepted values");
-    return raw as T;
-  };
-}
-
-function boolean(raw: string): boolean {
-  if (raw === "true") return true;
-  if (raw === "false") return false;
-  throw new Invalid("is not a boolean");
-}
-
-function pattern(re: RegExp, what: string): (raw: string) => string {
-  return (raw) => {
-    if (!re.test(raw)) throw new Invalid(`is not ${what}`);
-    return raw;
-  };
-}
-
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/;
-/** Xen-based families: they expose EBS volumes as /dev/xvd*, not as NVMe devices. */
-const XEN_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|i2|i3|x1|x1e|d2|g3|g3s|p2|p3|f1|h1)\./;
-
-function nitroInstanceType(raw: string): string {
-  pattern(INSTANCE_TYPE, "an EC2 instance type")(raw);
-  if (XEN_FAMILIES.test(raw)) throw new Invalid("is a Xen-based (pre-Nitro) instance type");
-  return raw;
-}
-
-function positiveNumber(max: number): (raw: string) => number {
-  return (raw) => {
-    if (!/^\d+(\.\d+)?$/.test(raw)) throw new Invalid("is not a number");
-    const n = Number(raw);
-    if (n <= 0 || n > max) throw new Invalid(`is out of range (0, ${max}]`);
-    return n;
-  };
-}
-
-function wholeNumber(min: number, max: number): (raw: string) => number {
-  return (raw) => {
-    if (!/^\d+$/.test(raw)) throw new Invalid("is not a whole number");
-    const n = Number(raw);
-    if (n < min || n > max) throw new Invalid(`is out of range [${min}, ${max}]`);
-    return n;
-  };
-}
-
-function retentionDays(raw: string): number {
-  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(n)) {
-    throw new Invalid("is not a retention CloudWatch Logs accepts");
-  }
-  return n;
-}
-
-/** An RFC 1918 network between /16 and /24 with no host bits set. */
-function vpcCidr(raw: string): string {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(raw);
-  const octets = match ? match.slice(1, 5).map(Number) : [];
-  if (!match || octets.some((o, i) => o > 255 || String(o) !== match[i + 1])) {
-    throw new Invalid("is not an IPv4 CIDR block");
-  }
-  const prefix = Number(match[5]);
-  if (prefix < 16 || prefix > 24) throw new Invalid("has a prefix outside /16 to /24");
-  const address = octets.reduce((acc, o) => acc * 256 + o, 0);
-  const size = 2 ** (32 - prefix);
-  if (address % size !== 0) {
-    const network = address - (address % size);
-    const text = [24, 16, 8, 0].map((s) => Math.floor(network / 2 ** s) % 256).join(".");
-    throw new Invalid(`has host bits set (the network is ${text}/${prefix})`);
-  }
-  const [a, b] = octets;
-  const private1918 = a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
-  if (!private1918) throw new Invalid("is not a private (RFC 1918) range");
-  return raw;
-}
-
-const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
-
-function tags(raw: string): Record<string, string> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new Invalid("is not an object");
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new Invalid("is not an object");
-  }
-  const entries = Object.entries(parsed as Record<string, unknown>);
-  const bad: string[] = [];
-  for (const [key, value] of entries) {
-    if ((RESERVED_TAG_KEYS as readonly string[]).includes(key))
-      bad.push(`${key} is set by webstack`);
-    else if (key.length < 1 || key.length > 128 || !TAG_TEXT.test(key) || key.startsWith("aws:")) {
-      bad.push(`key ${JSON.stringify(key)} is not a valid tag key`);
-    } else if (typeof value !== "string" || value.length > 256 || !TAG_TEXT.test(value)) {
-      bad.push(`value of ${key} is not a tag value (a string of at most 256 characters)`);
-    }
-  }
-  if (entries.length > 50 - RESERVED_TAG_KEYS.length) {
-    bad.push(`more than ${50 - RESERVED_TAG_KEYS.length} tags`);
-  }
-  if (bad.length > 0) throw new Invalid(`is not a valid tag set: ${bad.join("; ")}`);
-  return Object.freeze(Object.fromEntries(entries)) as Record<string, string>;
 }
 
 /** Every key webstack accepts, in the order the README lists them. */
@@ -389,7 +222,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "(secret)",
     secret: true,
     requiredWhen: (raw) =>
-      raw[`${NAMESPACE}:datadog`] === "true" ? `${NAMESPACE}:datadog is true` : undefined,
+      raw[`${PROJECT}:datadog`] === "true" ? `${PROJECT}:datadog is true` : undefined,
     placeholder: "0".repeat(32),
     parse: (raw) => new SecretValue(pattern(/^[0-9a-f]{32}$/, "a Datadog API key")(raw)),
   },
@@ -419,7 +252,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
       "an object of string values, e.g. {Environment: prod}; AWS tag syntax, no reserved keys",
     example: '{"Environment": "prod", "CostCenter": "web"}',
     default: "{}",
-    parse: tags,
+    parse: tagSet,
   },
   cloudWatchAgentUrl: {
     doc: "Where nodes download the CloudWatch agent; its signature is always checked against AWS's key.",
@@ -442,7 +275,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
     super(
-      `invalid ${NAMESPACE} configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+      `invalid ${PROJECT} configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
         problems.map((p) => `  - ${p}`).join("\n"),
     );
     this.name = "ConfigError";
@@ -484,7 +317,8 @@ export interface ParseOptions {
 export function parseConfig(raw: RawConfig, options: ParseOptions = {}): WebstackConfig {
   const problems: string[] = [];
   const values: Partial<Record<ConfigKey, unknown>> = {};
-  const prefix = `${NAMESPACE}:`;
+  // Pulumi namespaces a project's own keys with the project's name.
+  const prefix = `${PROJECT}:`;
 
   for (const fullKey of Object.keys(raw).sort()) {
     if (!fullKey.startsWith(prefix)) continue;
@@ -545,7 +379,7 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
 /** Rules that relate two or more keys; only checked on keys that parsed. */
 function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig): string[] {
   const problems: string[] = [];
-  const k = (key: ConfigKey) => `${NAMESPACE}:${key}`;
+  const k = (key: ConfigKey) => `${PROJECT}:${key}`;
   const absent = (key: ConfigKey) => !raw[k(key)];
   const domain = v.domain as string | undefined;
   const zone = v.hostedZone as string | undefined;
@@ -566,15 +400,4 @@ function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig
     );
   }
   return problems;
-}
-
-/** Reads the stack's Pulumi config once; the only place that touches pulumi.Config. */
-export function loadConfig(): WebstackConfig {
-  const raw = pulumi.runtime.allConfig();
-  // isConfigSecret is marked internal; without it every secret key is taken as encrypted.
-  const isSecret = (pulumi.runtime as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
-  const secretKeys = isSecret
-    ? new Set(Object.keys(raw).filter((key) => isSecret(key)))
-    : undefined;
-  return parseConfig(raw, { secretKeys });
 }

@@ -1,15 +1,7 @@
 // IAM policy documents built in code, so tests and reviewers read the real statements.
-import { ParameterScope, parameterPath } from "./naming";
-import { NodeName } from "./topology";
-
-/** Where the stack runs; resolved once from the provider. */
-export interface AwsAccount {
-  readonly partition: string;
-  readonly region: string;
-  readonly accountId: string;
-  /** DNS suffix of the partition's endpoints, e.g. amazonaws.com. */
-  readonly dnsSuffix: string;
-}
+import { ParameterScope, parameterPath } from "../model/naming";
+import { NodeName } from "../model/topology";
+import { AwsAccount } from "../model/aws";
 
 export interface PolicyStatement {
   readonly Sid?: string;

@@ -1,0 +1,42 @@
+// AWS facts the program, the lab and the tests share, as plain values: the account a stack runs
+// in, its VPC resolver, instance architectures, and how a Nitro instance names an EBS volume.
+import { hostOf } from "./ipv4";
+
+/** Where the stack runs; resolved once from the provider (platform/account.ts). */
+export interface AwsAccount {
+  readonly partition: string;
+  readonly region: string;
+  readonly accountId: string;
+  /** DNS suffix of the partition's endpoints, e.g. amazonaws.com. */
+  readonly dnsSuffix: string;
+}
+
+/** The VPC's own DNS resolver (Route 53 Resolver): the network address plus two. */
+export function vpcResolver(vpcCidr: string): string {
+  return hostOf(vpcCidr, 2);
+}
+
+export type Architecture = "amd64" | "arm64";
+
+/** Graviton families carry a "g" after the generation digit: t4g, m7g, c7gn, r8g, x2gd, im4gn. */
+export function architectureOf(instanceType: string): Architecture {
+  const family = instanceType.split(".")[0];
+  const match = /^[a-z]+\d+([a-z-]*)$/.exec(family);
+  return match && match[1].includes("g") ? "arm64" : "amd64";
+}
+
+/** Xen-based families: they expose EBS volumes as /dev/xvd*, not as NVMe devices. */
+const XEN_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|i2|i3|x1|x1e|d2|g3|g3s|p2|p3|f1|h1)\./;
+
+/** Whether an instance type is Nitro-based, so that `ebsDevicePath` names its volumes. */
+export function isNitro(instanceType: string): boolean {
+  return !XEN_FAMILIES.test(instanceType);
+}
+
+/**
+ * How a Nitro instance names an attached EBS volume (the volume id without its dash, as the NVMe
+ * serial). Xen-based types name it differently; the config refuses them for app nodes.
+ */
+export function ebsDevicePath(volumeId: string): string {
+  return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
+}

@@ -1,0 +1,179 @@
+// How each config value is read: one parser per accepted form, each throwing Invalid with what is
+// wrong (model/config.ts adds the key and the accepted form to the message).
+import * as util from "util";
+import { intToIpv4, isPrivateIpv4, parseCidr } from "./ipv4";
+import { isNitro } from "./aws";
+import { RESERVED_TAG_KEYS } from "./tags";
+
+/** What is wrong with a value, as the rest of a sentence that starts with the value. */
+export class Invalid extends Error {}
+
+/** A secret config value: prints as "[secret]" everywhere; `reveal()` is the only way in. */
+export class SecretValue {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toString(): string {
+    return "[secret]";
+  }
+  toJSON(): string {
+    return "[secret]";
+  }
+  [util.inspect.custom](): string {
+    return "[secret]";
+  }
+}
+
+/** Retention values CloudWatch Logs accepts. */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+] as const;
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const TLD = /^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/;
+
+export function fqdn(raw: string): string {
+  if (raw !== raw.toLowerCase()) throw new Invalid("must be lowercase");
+  if (raw.length > 253) throw new Invalid("is longer than 253 characters");
+  const labels = raw.split(".");
+  if (labels.length < 2 || !labels.every((l) => LABEL.test(l)) || !TLD.test(labels.at(-1)!)) {
+    throw new Invalid("is not a fully qualified domain name");
+  }
+  return raw;
+}
+
+export function email(raw: string): string {
+  const match = /^([A-Za-z0-9._%+-]{1,64})@(.+)$/.exec(raw);
+  if (!match || match[1].startsWith(".") || match[1].endsWith(".") || match[1].includes("..")) {
+    throw new Invalid("is not an e-mail address");
+  }
+  try {
+    fqdn(match[2].toLowerCase());
+  } catch {
+    throw new Invalid("is not an e-mail address");
+  }
+  return raw;
+}
+
+export function httpsUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Invalid("is not a URL");
+  }
+  if (url.protocol !== "https:") throw new Invalid("is not an https:// URL");
+  if (url.username || url.password) throw new Invalid("must not carry credentials");
+  return raw;
+}
+
+export function debPackageUrl(raw: string): string {
+  httpsUrl(raw);
+  if (!/^[A-Za-z0-9._/:{}-]+\.deb$/.test(raw))
+    throw new Invalid("is not the URL of a .deb package");
+  return raw;
+}
+
+export function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    if (!(values as readonly string[]).includes(raw))
+      throw new Invalid("is not one of the accepted values");
+    return raw as T;
+  };
+}
+
+export function boolean(raw: string): boolean {
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  throw new Invalid("is not a boolean");
+}
+
+export function pattern(re: RegExp, what: string): (raw: string) => string {
+  return (raw) => {
+    if (!re.test(raw)) throw new Invalid(`is not ${what}`);
+    return raw;
+  };
+}
+
+export const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/;
+
+export function nitroInstanceType(raw: string): string {
+  pattern(INSTANCE_TYPE, "an EC2 instance type")(raw);
+  if (!isNitro(raw)) throw new Invalid("is a Xen-based (pre-Nitro) instance type");
+  return raw;
+}
+
+export function positiveNumber(max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^\d+(\.\d+)?$/.test(raw)) throw new Invalid("is not a number");
+    const n = Number(raw);
+    if (n <= 0 || n > max) throw new Invalid(`is out of range (0, ${max}]`);
+    return n;
+  };
+}
+
+export function wholeNumber(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^\d+$/.test(raw)) throw new Invalid("is not a whole number");
+    const n = Number(raw);
+    if (n < min || n > max) throw new Invalid(`is out of range [${min}, ${max}]`);
+    return n;
+  };
+}
+
+export function retentionDays(raw: string): number {
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(n)) {
+    throw new Invalid("is not a retention CloudWatch Logs accepts");
+  }
+  return n;
+}
+
+/** An RFC 1918 network between /16 and /24 with no host bits set. */
+export function vpcCidr(raw: string): string {
+  const cidr = parseCidr(raw);
+  if (!cidr) throw new Invalid("is not an IPv4 CIDR block");
+  if (cidr.prefix < 16 || cidr.prefix > 24) throw new Invalid("has a prefix outside /16 to /24");
+  if (cidr.address !== cidr.network) {
+    throw new Invalid(
+      `has host bits set (the network is ${intToIpv4(cidr.network)}/${cidr.prefix})`,
+    );
+  }
+  if (!isPrivateIpv4(cidr.address)) throw new Invalid("is not a private (RFC 1918) range");
+  return raw;
+}
+
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+export function tagSet(raw: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new Invalid("is not an object");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new Invalid("is not an object");
+  }
+  const entries = Object.entries(parsed as Record<string, unknown>);
+  const bad: string[] = [];
+  for (const [key, value] of entries) {
+    if ((RESERVED_TAG_KEYS as readonly string[]).includes(key))
+      bad.push(`${key} is set by webstack`);
+    else if (key.length < 1 || key.length > 128 || !TAG_TEXT.test(key) || key.startsWith("aws:")) {
+      bad.push(`key ${JSON.stringify(key)} is not a valid tag key`);
+    } else if (typeof value !== "string" || value.length > 256 || !TAG_TEXT.test(value)) {
+      bad.push(`value of ${key} is not a tag value (a string of at most 256 characters)`);
+    }
+  }
+  if (entries.length > 50 - RESERVED_TAG_KEYS.length) {
+    bad.push(`more than ${50 - RESERVED_TAG_KEYS.length} tags`);
+  }
+  if (bad.length > 0) throw new Invalid(`is not a valid tag set: ${bad.join("; ")}`);
+  return Object.freeze(Object.fromEntries(entries)) as Record<string, string>;
+}
