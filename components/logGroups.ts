@@ -1,11 +1,11 @@
 // Every log group the nodes ship to (retention, stable names), and what is counted from the logs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { logGroupName } from "../model/naming";
+import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { logSources } from "../cloud-init/monitoring";
-import { METRIC_FILTERS, NAMESPACE } from "./metrics";
+import { METRIC_FILTERS } from "./metrics";
 
 export interface NodeLogGroupsArgs {
   readonly stack: string;
@@ -48,7 +48,7 @@ export class NodeLogGroups extends pulumi.ComponentResource {
           logGroupName: groups.get(`${filter.node}/${filter.log}`)!.name,
           pattern: filter.pattern,
           metricTransformation: {
-            namespace: NAMESPACE,
+            namespace: METRIC_NAMESPACE,
             name: filter.metric,
             value: filter.value,
             unit: filter.unit,

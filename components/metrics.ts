@@ -1,8 +1,6 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
+import { METRIC_NAMESPACE } from "../model/naming";
 import { NodeName } from "../model/topology";
-
-/** Custom metrics (from log metric filters and the nodes' collector) live here. */
-export const NAMESPACE = "Webstack";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
 export interface MetricFilterSpec {
@@ -112,7 +110,7 @@ const custom = <Id>(
   stat: string,
   extra: Record<string, string> = {},
 ): MetricRef<Id> => ({
-  namespace: NAMESPACE,
+  namespace: METRIC_NAMESPACE,
   name,
   dimensions: { Node: node, ...extra },
   stat,
@@ -280,7 +278,7 @@ function graph(
 export function dashboardBody(d: DashboardInputs): string {
   const nodes: NodeName[] = ["lb", "s1", "s2"];
   const qps = nodes.flatMap((node, n) => [
-    [NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
+    [METRIC_NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
     [{ expression: `r${n} / PERIOD(r${n})`, label: `${node} requests/s`, id: `q${n}` }],
   ]);
   const perNode = (namespace: string, name: string, stat: string, extra: string[] = []) =>
@@ -296,7 +294,13 @@ export function dashboardBody(d: DashboardInputs): string {
     graph("Requests per second (LB and each web server)", qps, 0, 0, d.region),
     graph(
       "HTTP 5xx (count per minute)",
-      nodes.map((node) => [NAMESPACE, "Http5xx", "Node", node, { stat: "Sum", label: node }]),
+      nodes.map((node) => [
+        METRIC_NAMESPACE,
+        "Http5xx",
+        "Node",
+        node,
+        { stat: "Sum", label: node },
+      ]),
       12,
       0,
       d.region,
@@ -304,7 +308,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "LB response time (ms)",
       ["p50", "p99"].map((stat) => [
-        NAMESPACE,
+        METRIC_NAMESPACE,
         "ResponseTimeMs",
         "Node",
         "lb",
@@ -317,7 +321,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Backend health (1 = up)",
       ["s1", "s2"].map((server) => [
-        NAMESPACE,
+        METRIC_NAMESPACE,
         "BackendUp",
         "Node",
         "lb",
@@ -332,9 +336,15 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Replication (s1)",
       [
-        [NAMESPACE, "ReplicaLagSeconds", "Node", "s1", { stat: "Maximum", label: "lag (s)" }],
         [
-          NAMESPACE,
+          METRIC_NAMESPACE,
+          "ReplicaLagSeconds",
+          "Node",
+          "s1",
+          { stat: "Maximum", label: "lag (s)" },
+        ],
+        [
+          METRIC_NAMESPACE,
           "ReplicaRunning",
           "Node",
           "s1",

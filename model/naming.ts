@@ -1,7 +1,11 @@
 // Names other systems see (SSM paths, log groups): one convention, derived from project and stack.
 import { NodeName } from "./topology";
 
+/** The Pulumi project's name: also its config namespace, the SSM and log-group prefix, a tag. */
 export const PROJECT = "webstack";
+
+/** CloudWatch namespace of the custom metrics (log metric filters and the nodes' collector). */
+export const METRIC_NAMESPACE = "Webstack";
 
 /** Whose parameters: one node's, or the ones every node may read. */
 export type ParameterScope = NodeName | "shared";

@@ -1,6 +1,7 @@
 // Alarms, metric filters and the dashboard: thresholds from config, heartbeats that treat silence as
 // failure, auto-recovery on the LB, and a dashboard that only graphs metrics something publishes.
-import { METRIC_FILTERS, NAMESPACE, alarmSpecs, dashboardBody } from "../components/metrics";
+import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
+import { METRIC_NAMESPACE } from "../model/naming";
 import { logSources } from "../cloud-init/monitoring";
 import { Plan, PlannedResource } from "../plan/plan";
 import { T, ofType, one, planConfig } from "./harness";
@@ -75,7 +76,7 @@ describe("alarm rows", () => {
     ];
     const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
     for (const spec of specs) {
-      for (const m of spec.metrics.filter((m) => m.namespace === NAMESPACE))
+      for (const m of spec.metrics.filter((m) => m.namespace === METRIC_NAMESPACE))
         expect(published).toContain(m.name);
     }
   });
@@ -244,8 +245,10 @@ describe("the dashboard", () => {
       dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }),
     );
     const published = new Set([
-      ...METRIC_FILTERS.map((f) => `${NAMESPACE}/${f.metric}`),
-      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning"].map((m) => `${NAMESPACE}/${m}`),
+      ...METRIC_FILTERS.map((f) => `${METRIC_NAMESPACE}/${f.metric}`),
+      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning"].map(
+        (m) => `${METRIC_NAMESPACE}/${m}`,
+      ),
       "AWS/EC2/CPUUtilization",
       "CWAgent/mem_used_percent",
       "CWAgent/disk_used_percent",
