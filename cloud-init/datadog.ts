@@ -52,7 +52,7 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
     source,
     service: "webstack",
   });
-  if (p.node === "lb") {
+  if (p.role === "loadbalancer") {
     return {
       haproxy: YAML.stringify({
         init_config: {},

@@ -3,6 +3,7 @@ import { Architecture } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
+import { DB_DATA_DIR } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
@@ -28,8 +29,8 @@ export function logSources(node: NodeName): LogSource[] {
 }
 
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
-export function monitoredProcesses(node: NodeName, engine: DbEngine): string[] {
-  if (node === "lb") return ["haproxy"];
+export function monitoredProcesses(role: NodeRole, engine: DbEngine): string[] {
+  if (role === "loadbalancer") return ["haproxy"];
   return ["nginx", "gunicorn", engine === "mariadb" ? "mariadbd" : "mysqld"];
 }
 
@@ -51,7 +52,7 @@ export interface MonitoringParams {
 
 /** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
-  const disks = p.node === "lb" ? ["/"] : ["/", "/var/lib/mysql"];
+  const disks = p.role === "loadbalancer" ? ["/"] : ["/", DB_DATA_DIR];
   return {
     // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
     agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
@@ -63,7 +64,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
         mem: { measurement: ["used_percent"] },
         disk: { measurement: ["used_percent"], resources: disks, drop_device: true },
         swap: { measurement: ["used_percent"] },
-        procstat: monitoredProcesses(p.node, p.engine).map((exe) => ({
+        procstat: monitoredProcesses(p.role, p.engine).map((exe) => ({
           exe,
           measurement: ["cpu_usage", "memory_rss", "pid_count"],
         })),
