@@ -85,8 +85,8 @@ export = async () => {
       site: config.datadogSite,
       repoUrl: config.datadogRepoUrl,
       apiKeyParameter: datadog.parameterName,
-      monitorPasswordParameter:
-        node === "lb" ? undefined : appSecrets.parameterNames[node]?.["db-monitor-password"],
+      // App nodes only: the LB has no database and no parameters in AppSecrets.
+      monitorPasswordParameter: appSecrets.parameterNames[node]?.["db-monitor-password"],
     },
   });
   const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
