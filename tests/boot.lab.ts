@@ -13,21 +13,12 @@ import {
   nodeNamespace,
 } from "../lab/labPlan";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
-import {
-  ACME_ROOT,
-  alive,
-  backendStates,
-  execInNode,
-  forceRenewal,
-  inNamespace,
-  inNode,
-  leftovers,
-  nodeSql,
-  PYTHON,
-  servedCertificate,
-  STATE_DIR,
-  waitFor,
-} from "../lab/lab";
+import { PYTHON, waitFor } from "../lab/commands";
+import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
+import { inNamespace } from "../lab/namespaces";
+import { execInNode, inNode } from "../lab/nodes";
+import { backendStates, forceRenewal, nodeSql, servedCertificate } from "../lab/runningStack";
+import { leftovers } from "../lab/teardown";
 import {
   admits,
   buildTopology,
