@@ -6,7 +6,7 @@ import * as path from "path";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import { PYTHON } from "../lab/commands";
 import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "../lab/labPlan";
-import { ACME_ROOT, LabProcess, STATE_DIR } from "../lab/labState";
+import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
 import { admits, buildTopology, NODE_NAMES, NodeName, Peer } from "../model/topology";
@@ -235,9 +235,4 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
 }
 
 /** The processes the running lab recorded in its state file. */
-export const recordedProcesses = () =>
-  (
-    JSON.parse(fs.readFileSync(path.join(STATE_DIR, "lab.json"), "utf8")) as {
-      processes: LabProcess[];
-    }
-  ).processes;
+export const recordedProcesses = () => readState()?.processes ?? [];
