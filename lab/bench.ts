@@ -6,22 +6,12 @@ import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { buildTopology, LOOPBACK_PORTS } from "../model/topology";
-import {
-  ACME_ROOT,
-  backendStates,
-  execInNode,
-  inNamespace,
-  inNode,
-  LAB_DIR,
-  LabError,
-  PROJECT_DIR,
-  PYTHON,
-  reloadHaproxy,
-  STATE_DIR,
-  up,
-  waitFor,
-  writeItems,
-} from "./lab";
+import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
+import { up } from "./lab";
+import { ACME_ROOT, STATE_DIR } from "./labState";
+import { inNamespace } from "./namespaces";
+import { execInNode, inNode } from "./nodes";
+import { backendStates, reloadHaproxy, writeItems } from "./runningStack";
 import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "./labPlan";
 
 /** The fixed request rate both paths sustain on this 2-core machine, and how long each run lasts. */

@@ -1,7 +1,8 @@
 // `npm run lab -- up | status | down | bench [--json]`: the stack on this machine, booted for real
 // (see lab/lab.ts), and its benchmark (lab/bench.ts).
 import { bench } from "./bench";
-import { down, LabError, status, up } from "./lab";
+import { LabError } from "./commands";
+import { down, status, up } from "./lab";
 import { ConfigError } from "../model/config";
 
 const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {

@@ -1,8 +1,7 @@
 // What the lab builds, as data: its configuration, network, names, and what it takes from the plan
 // (user-data, SSM parameters, IAM scopes). Pure: lab/lab.ts carries it out.
 import * as YAML from "yaml";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
-import { Plan, PlannedResource } from "../plan/plan";
+import { Plan, PlannedResource, plannedUserData } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
 import { NODE_NAMES, NodeName, Peer, SecurityGroupRule, Topology } from "../model/topology";
 import { hostOf, splitCidr } from "../model/ipv4";
@@ -151,7 +150,7 @@ export function packagesOf(userData: string): string[] {
 export function labNodes(plan: Plan): LabNode[] {
   return NODE_NAMES.map((name) => {
     const instance = instanceOf(plan, name);
-    const userData = decodeUserData(instance.inputs);
+    const userData = plannedUserData(instance);
     const policies = plan.resources.filter(
       (r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name.startsWith(`${name}-identity-`),
     );

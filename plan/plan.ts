@@ -1,5 +1,6 @@
 // Runs the real program under Pulumi mocks and records every resource and the stack outputs.
 import * as pulumi from "@pulumi/pulumi";
+import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { PROJECT } from "../model/naming";
 import { OutputOverride, PlanMocks } from "./mocks";
 import { wrapSecret } from "./secrets";
@@ -47,6 +48,11 @@ export interface PlanOptions {
 }
 
 export class PlanError extends Error {}
+
+/** A planned instance's user-data as the instance boots it: the plain document, however shipped. */
+export function plannedUserData(instance: PlannedResource): string {
+  return decodeUserData(instance.inputs);
+}
 
 type Program = () => Promise<Record<string, unknown>>;
 

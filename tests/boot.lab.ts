@@ -1,53 +1,37 @@
 // The lab, end to end: `up` boots the rendered user-data for real, a client on the "internet" gets
 // an answer from a backend through the LB over the certificate Pebble issued, `down` leaves nothing.
-import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { waitFor } from "../lab/commands";
+import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
+import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
+import { inNode } from "../lab/nodes";
+import { backendStates, forceRenewal, nodeSql, servedCertificate } from "../lab/runningStack";
+import { leftovers } from "../lab/teardown";
+import { FLOWS, flowsInto, NODE_NAMES } from "../model/topology";
+import { labCli, labTest } from "./harness";
 import {
-  BROKEN_BOOT_MARKER,
-  INTERNET_NS,
-  LAB_CONFIG,
-  LAB_DOMAIN,
-  labNetwork,
-  nodeNamespace,
-} from "../lab/labPlan";
-import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
-import {
-  ACME_ROOT,
-  alive,
-  backendStates,
-  execInNode,
-  forceRenewal,
-  inNamespace,
-  inNode,
-  leftovers,
-  nodeSql,
-  PYTHON,
-  servedCertificate,
-  STATE_DIR,
-  waitFor,
-} from "../lab/lab";
-import {
-  admits,
-  buildTopology,
-  FLOWS,
-  flowsInto,
-  NODE_NAMES,
-  NodeName,
-  Peer,
-} from "../model/topology";
-import { PROJECT_DIR, labCli, labTest } from "./harness";
+  answeringNode,
+  firewallMatrix,
+  foreignCertificate,
+  fromClient,
+  getThroughLb,
+  handshake,
+  hostRoute,
+  insertAsApp,
+  listeners,
+  NETWORK,
+  nodeCertificate,
+  noteOn,
+  onLoopback,
+  pebbleValidations,
+  recordedProcesses,
+  replaceS1Certificate,
+  requestLoop,
+  TOPOLOGY,
+  writeThroughApp,
+} from "./labProbes";
 
-/** A request from the client namespace: every lab connection starts inside a lab namespace. */
-function fromClient(...args: string[]) {
-  return inNamespace(INTERNET_NS, ["curl", "-sS", "--max-time", "10", ...args]);
-}
-
-const PROBE = path.join(PROJECT_DIR, "lab", "connect-probe.py");
-// The lab's own addresses, from the topology the program uses (vpcCidr is the default one).
-const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
-const NETWORK = labNetwork(TOPOLOGY);
 let upOutput = "";
 
 labTest(
@@ -86,7 +70,7 @@ labTest(
   () => {
     const backends = new Set<string>();
     for (let i = 0; i < 4; i++) {
-      const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`);
+      const r = getThroughLb();
       expect(r.stderr).toBe("");
       const body = JSON.parse(r.stdout) as { node: string; role: string };
       expect(["s1", "s2"]).toContain(body.node);
@@ -106,9 +90,7 @@ labTest(
 
 labTest("while up, the host blackholes the lab's ranges", () => {
   for (const range of NETWORK.ranges) {
-    expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toMatch(
-      /^blackhole /,
-    );
+    expect(hostRoute(range)).toMatch(/^blackhole /);
   }
 });
 
@@ -125,36 +107,9 @@ labTest("HTTP answers 301 to the same HTTPS URL, except the ACME challenge path"
 });
 
 labTest("every HTTPS answer carries HSTS", () => {
-  const headers = fromClient(
-    "-D",
-    "-",
-    "-o",
-    "/dev/null",
-    "--cacert",
-    ACME_ROOT,
-    `https://${LAB_DOMAIN}/`,
-  );
+  const headers = getThroughLb("/", "-D", "-", "-o", "/dev/null");
   expect(headers.stdout).toMatch(/^strict-transport-security: max-age=\d{7,}/im);
 });
-
-/** A TLS handshake at one protocol version, from a client willing to speak it. */
-function handshake(version: string) {
-  return inNamespace(
-    INTERNET_NS,
-    [
-      "openssl",
-      "s_client",
-      "-connect",
-      `${LAB_DOMAIN}:443`,
-      "-servername",
-      LAB_DOMAIN,
-      `-${version}`,
-      "-cipher",
-      "DEFAULT@SECLEVEL=0",
-    ],
-    { input: "", timeout: 15_000 },
-  );
-}
 
 labTest("TLS 1.2 and 1.3 are accepted, TLS 1.1 and 1.0 refused", () => {
   expect(handshake("tls1_2").stdout).toMatch(/Protocol\s*:\s*TLSv1\.2/);
@@ -167,74 +122,42 @@ labTest("TLS 1.2 and 1.3 are accepted, TLS 1.1 and 1.0 refused", () => {
 });
 
 labTest("round-robin alternates s1 and s2 under sequential requests", () => {
-  const served = Array.from({ length: 10 }, () => {
-    const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`);
-    return (JSON.parse(r.stdout) as { node: string }).node;
-  });
+  const served = Array.from({ length: 10 }, answeringNode);
   for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
 });
 
 // ---- ACME: the LB's certificate from Pebble, through its own challenge path --------------------
 
-const pebbleLog = () => fs.readFileSync(path.join(STATE_DIR, "logs", "pebble.log"), "utf8");
-const validations = () =>
-  pebbleLog()
-    .split("\n")
-    .filter((l) =>
-      l.includes(
-        `Attempting to validate w/ HTTP: http://${LAB_DOMAIN}:80/.well-known/acme-challenge/`,
-      ),
-    ).length;
 const servedSerial = () => servedCertificate(true);
 
 labTest(
   "the served certificate was issued by Pebble after an HTTP-01 validation through the LB",
   () => {
-    expect(validations()).toBeGreaterThan(0);
+    expect(pebbleValidations()).toBeGreaterThan(0);
     expect(servedSerial()).toMatch(/issuer=.*Pebble Intermediate CA/);
   },
 );
 
 labTest(
   "a forced renewal goes through the same path, and the LB serves the new certificate without a failed request",
-  () => {
+  async () => {
     const before = servedSerial();
-    const validationsBefore = validations();
-    const stop = path.join(STATE_DIR, "client-stop");
-    // A bounded client loop (at most 600 requests, 120 s) running while certbot renews.
-    const loop = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        INTERNET_NS,
-        "bash",
-        "-c",
-        `ok=0; failed=0; for i in $(seq 600); do [ -e ${stop} ] && break; ` +
-          `if curl -sS -o /dev/null --max-time 5 --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/; then ok=$((ok+1)); else failed=$((failed+1)); fi; done; echo "$ok $failed"`,
-      ],
-      { stdio: ["ignore", "pipe", "inherit"], timeout: 120_000 },
-    );
-    let counts = "";
-    loop.stdout.on("data", (d) => (counts += String(d)));
-    const done = new Promise((resolve) => loop.on("exit", resolve));
+    const validationsBefore = pebbleValidations();
+    // A bounded client loop running while certbot renews.
+    const loop = requestLoop();
     const renew = forceRenewal();
     expect(renew.status).toBe(0);
-    return (async () => {
-      // Keep the client going a little past the reload, then stop it.
-      await new Promise((r) => setTimeout(r, 2000));
-      fs.writeFileSync(stop, "");
-      await done;
-      const [ok, failed] = counts.trim().split(" ").map(Number);
-      console.log(`during the renewal: ${ok} requests answered, ${failed} failed`);
-      expect(ok).toBeGreaterThan(10);
-      expect(failed).toBe(0);
-      const after = servedSerial();
-      expect(after).toMatch(/issuer=.*Pebble Intermediate CA/);
-      expect(after).not.toBe(before);
-      // Pebble validated again, over HTTP to the LB's ACME path.
-      expect(validations()).toBeGreaterThan(validationsBefore);
-    })();
+    // Keep the client going a little past the reload, then stop it.
+    await new Promise((r) => setTimeout(r, 2000));
+    const { ok, failed } = await loop.stop();
+    console.log(`during the renewal: ${ok} requests answered, ${failed} failed`);
+    expect(ok).toBeGreaterThan(10);
+    expect(failed).toBe(0);
+    const after = servedSerial();
+    expect(after).toMatch(/issuer=.*Pebble Intermediate CA/);
+    expect(after).not.toBe(before);
+    // Pebble validated again, over HTTP to the LB's ACME path.
+    expect(pebbleValidations()).toBeGreaterThan(validationsBefore);
   },
   180_000,
 );
@@ -244,75 +167,22 @@ labTest(
 /** s1's state in HAProxy's own stats (UP, DOWN, …). */
 const s1State = () => backendStates().s1;
 
-function foreignCertificate(): { cert: string; key: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
-  try {
-    const r = spawnSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${TOPOLOGY.nodes.s1.internalName}`,
-      "-addext",
-      `subjectAltName=DNS:${TOPOLOGY.nodes.s1.internalName},IP:${TOPOLOGY.nodes.s1.privateIp}`,
-      "-keyout",
-      `${dir}/k`,
-      "-out",
-      `${dir}/c`,
-    ]);
-    expect(r.status).toBe(0);
-    return { cert: fs.readFileSync(`${dir}/c`, "utf8"), key: fs.readFileSync(`${dir}/k`, "utf8") };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const replaceS1Certificate = (cert: string, key: string) => {
-  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_CERT_PATH}`], cert).status).toBe(0);
-  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_KEY_PATH}`], key).status).toBe(0);
-  inNode("s1", ["systemctl", "reload", "nginx"]);
-};
-
 describe.each([
   ["a certificate from another CA, for s1's own name", () => foreignCertificate()],
-  [
-    "our CA's certificate for another name (s2's)",
-    () => ({
-      cert: inNode("s2", ["cat", NODE_CERT_PATH]),
-      key: inNode("s2", ["cat", NODE_KEY_PATH]),
-    }),
-  ],
+  ["our CA's certificate for another name (s2's)", () => nodeCertificate("s2")],
 ])("a backend presenting %s", (_, certificate) => {
   labTest(
     "is marked down and gets no traffic; with its own back, it serves again",
     async () => {
-      const original = {
-        cert: inNode("s1", ["cat", NODE_CERT_PATH]),
-        key: inNode("s1", ["cat", NODE_KEY_PATH]),
-      };
+      const original = nodeCertificate("s1");
       expect(s1State()).toBe("UP");
-      const swapped = certificate();
-      replaceS1Certificate(swapped.cert, swapped.key);
+      replaceS1Certificate(certificate());
       try {
         await waitFor("HAProxy marking s1 down", 20, () => s1State().startsWith("DOWN"));
-        const served = Array.from(
-          { length: 8 },
-          () =>
-            (
-              JSON.parse(fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/`).stdout) as {
-                node: string;
-              }
-            ).node,
-        );
+        const served = Array.from({ length: 8 }, answeringNode);
         expect(new Set(served)).toEqual(new Set(["s2"]));
       } finally {
-        replaceS1Certificate(original.cert, original.key);
+        replaceS1Certificate(original);
       }
       await waitFor("s1 back up", 30, () => s1State() === "UP");
     },
@@ -322,26 +192,11 @@ describe.each([
 
 // ---- Replication: s2 primary, s1 replica ---------------------------------------------------------
 
-function write(note: string): number {
-  const r = fromClient(
-    "-X",
-    "POST",
-    "--data",
-    note,
-    "--cacert",
-    ACME_ROOT,
-    `https://${LAB_DOMAIN}/items`,
-  );
-  const body = JSON.parse(r.stdout) as { id: number; written_to: string };
-  expect(body.written_to).toBe("primary");
-  return body.id;
-}
-
 labTest(
   "a write through the app lands on the primary and is read back from the replica",
   async () => {
     const note = `lab-${Date.now()}`;
-    const id = write(note);
+    const id = writeThroughApp(note);
     expect(nodeSql("s2", `SELECT note FROM items WHERE id = ${id}`)).toBe(note);
     await waitFor(
       "the row on the replica",
@@ -351,7 +206,7 @@ labTest(
     // Both backends serve the read from the replica.
     const readers = new Set<string>();
     for (let i = 0; i < 4; i++) {
-      const r = fromClient("--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/items/${id}`);
+      const r = getThroughLb(`/items/${id}`);
       const body = JSON.parse(r.stdout) as { node: string; read_from: string; note: string };
       expect(body).toMatchObject({ read_from: "replica", note });
       readers.add(body.node);
@@ -361,17 +216,10 @@ labTest(
 );
 
 labTest("the replica is read-only for the application user; the primary is not", () => {
-  const asApp = (node: "s1" | "s2") =>
-    execInNode(node, [
-      "sh",
-      "-c",
-      'mariadb --user=app --password="$(cat /etc/webstack/secrets/db-app-password)" webstack ' +
-        "-e \"INSERT INTO items (note, written_by) VALUES ('read-only probe', 'lab')\"",
-    ]);
-  const replica = asApp("s1");
+  const replica = insertAsApp("s1");
   expect(replica.status).not.toBe(0);
   expect(replica.stderr).toContain("ERROR 1290");
-  expect(asApp("s2").status).toBe(0);
+  expect(insertAsApp("s2").status).toBe(0);
 });
 
 labTest("replication runs over TLS, verifying the primary's certificate", () => {
@@ -395,49 +243,14 @@ labTest(
   async () => {
     inNode("s1", ["systemctl", "stop", "mariadb"]);
     const note = `while-replica-down-${Date.now()}`;
-    const id = write(note);
+    const id = writeThroughApp(note);
     inNode("s1", ["systemctl", "start", "mariadb"]);
-    await waitFor(
-      "the replica catching up",
-      60,
-      () =>
-        execInNode("s1", [
-          "mariadb",
-          "-N",
-          "webstack",
-          "-e",
-          `SELECT note FROM items WHERE id = ${id}`,
-        ]).stdout.trim() === note,
-    );
+    await waitFor("the replica catching up", 60, () => noteOn("s1", id) === note);
   },
   120_000,
 );
 
 // ---- Firewalls: every (source, node, port), expected from the topology's flows ------------------
-
-interface Listener {
-  readonly protocol: string;
-  readonly address: string;
-  readonly port: number;
-}
-
-/** Every listening TCP and UDP socket in a node's network namespace. */
-function listeners(node: NodeName): Listener[] {
-  const r = inNamespace(nodeNamespace(node), ["ss", "-H", "-t", "-u", "-l", "-n"]);
-  expect(r.status).toBe(0);
-  return r.stdout
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => {
-      const [protocol, , , , local] = line.split(/\s+/);
-      const at = local.lastIndexOf(":");
-      return { protocol, address: local.slice(0, at), port: Number(local.slice(at + 1)) };
-    });
-}
-
-const onLoopback = (l: Listener) =>
-  /^(127\.|\[::1\]|\[::ffff:127\.)/.test(l.address) || l.address.endsWith("%lo");
 
 labTest("no node listens beyond loopback on a port the flows do not explain", () => {
   for (const node of NODE_NAMES) {
@@ -455,27 +268,7 @@ labTest(
     const ports = new Set<number>(FLOWS.map((f) => f.port));
     for (const node of NODE_NAMES)
       for (const l of listeners(node)) if (l.protocol === "tcp") ports.add(l.port);
-    const sources: Peer[] = ["internet", ...NODE_NAMES];
-    const expected: Record<string, string> = {};
-    const actual: Record<string, string> = {};
-    for (const source of sources) {
-      const targets = NODE_NAMES.filter((n) => n !== source).flatMap((node) =>
-        [...ports].map((port) => `${NETWORK.nodes[node]}:${port}`),
-      );
-      const r =
-        source === "internet"
-          ? inNamespace(INTERNET_NS, [PYTHON, PROBE, "--source", NETWORK.client, ...targets])
-          : inNamespace(nodeNamespace(source), [PYTHON, PROBE, ...targets]);
-      expect(r.stderr).toBe("");
-      for (const line of r.stdout.trim().split("\n")) {
-        const [target, state] = line.split(" ");
-        const [address, port] = target.split(":");
-        const node = NODE_NAMES.find((n) => NETWORK.nodes[n] === address)!;
-        const key = `${source} -> ${node}:${port}`;
-        actual[key] = state;
-        expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
-      }
-    }
+    const { actual, expected } = firewallMatrix(ports);
     const open = Object.values(expected).filter((s) => s === "open").length;
     console.log(
       `firewall matrix: ${Object.keys(actual).length} probes over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
@@ -502,18 +295,16 @@ labTest("status shows the summary; a second up is safe and changes nothing", () 
 labTest(
   "down stops and removes everything; a second down is safe",
   () => {
-    const state = JSON.parse(fs.readFileSync(path.join(STATE_DIR, "lab.json"), "utf8")) as {
-      processes: { pid: number; match: string }[];
-    };
-    expect(state.processes.length).toBeGreaterThanOrEqual(8);
+    const processes = recordedProcesses();
+    expect(processes.length).toBeGreaterThanOrEqual(8);
     const down = labCli("down");
     expect(down.status).toBe(0);
     expect(leftovers(undefined)).toEqual([]);
     // Nothing the lab started runs on (a PID with another command line is someone else's).
-    expect(state.processes.filter((p) => alive(p.pid, p.match))).toEqual([]);
+    expect(processes.filter((p) => alive(p.pid, p.match))).toEqual([]);
     expect(fs.existsSync(STATE_DIR)).toBe(false);
     for (const range of NETWORK.ranges) {
-      expect(spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout).toBe("");
+      expect(hostRoute(range)).toBe("");
     }
     const again = labCli("down");
     expect(again.status).toBe(0);

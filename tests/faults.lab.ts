@@ -2,19 +2,18 @@
 // fails and comes back, and asserts 0 failed requests, 0 rows lost and a bounded longest stall.
 import { spawn } from "child_process";
 import * as path from "path";
+import { PYTHON, waitFor } from "../lab/commands";
+import { ACME_ROOT } from "../lab/labState";
+import { inNamespace } from "../lab/namespaces";
+import { inNode } from "../lab/nodes";
 import {
-  ACME_ROOT,
   backendStates,
   forceRenewal,
-  inNamespace,
-  inNode,
   nodeSql,
-  PYTHON,
   reloadHaproxy,
   servedCertificate,
-  waitFor,
   writeItems,
-} from "../lab/lab";
+} from "../lab/runningStack";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
 import { IS_ROOT, PROJECT_DIR, labCli, labTest } from "./harness";
 

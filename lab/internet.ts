@@ -1,0 +1,161 @@
+// The lab's "internet": resolver, Debian mirror, SSM and metadata stand-ins, Pebble as the ACME CA.
+import * as fs from "fs";
+import * as path from "path";
+import { NodeName } from "../model/topology";
+import { LAB_DIR, LabError, log, PYTHON, run, waitFor } from "./commands";
+import { ACME_HOST, INTERNET_NS, LAB_REGION, LabNetwork, LabNode } from "./labPlan";
+import { ACME_ROOT, LabState, STATE_DIR, startProcess } from "./labState";
+import { listening, runIn } from "./namespaces";
+import { execInNode } from "./nodes";
+import { labCertificates } from "./realOutputs";
+import { servedCertificate } from "./runningStack";
+
+/** A Debian mirror (cached) holding the packages the nodes' user-data installs; its directory. */
+export function buildMirror(base: string, nodes: LabNode[]): string {
+  const packages = [...new Set(nodes.flatMap((n) => n.packages))].sort();
+  return run(PYTHON, [path.join(LAB_DIR, "mirror.py"), base, ...packages]).trim();
+}
+
+/** Starts the resolver, the mirror, the SSM stand-in and Pebble; returns the lab CA's file. */
+export async function startInternet(
+  state: LabState,
+  network: LabNetwork,
+  mirror: string,
+  nodes: LabNode[],
+  parameters: Record<string, { Type: string; Value: string }>,
+): Promise<string> {
+  const dir = path.join(STATE_DIR, "internet");
+  fs.mkdirSync(dir, { recursive: true });
+  const tls = labCertificates({
+    ssm: [`ssm.${LAB_REGION}.amazonaws.com`],
+    pebble: [ACME_HOST],
+  });
+  const write = (name: string, content: string, mode = 0o600) => {
+    fs.writeFileSync(path.join(dir, name), content, { mode });
+    return path.join(dir, name);
+  };
+  const caFile = write("lab-ca.crt", tls.ca.certPem, 0o644);
+  const hosts = Object.entries(network.hosts).map(([name, ip]) => `${ip} ${name}`);
+  write("hosts", `${hosts.join("\n")}\n`, 0o644);
+  startProcess(state, "dns", INTERNET_NS, [
+    "dnsmasq",
+    "--keep-in-foreground",
+    "--log-facility=-",
+    "--log-queries",
+    "--no-resolv",
+    "--no-hosts",
+    "--pid-file=",
+    "--bind-interfaces",
+    `--listen-address=${network.resolver}`,
+    `--addn-hosts=${path.join(dir, "hosts")}`,
+  ]);
+  startProcess(state, "mirror", INTERNET_NS, [
+    PYTHON,
+    "-m",
+    "http.server",
+    "80",
+    "--bind",
+    network.mirror,
+    "--directory",
+    mirror,
+  ]);
+  const ssmState = write(
+    "ssm.json",
+    JSON.stringify({
+      listen: network.ssm,
+      cert: write("ssm.crt", tls.servers.ssm.certPem, 0o644),
+      key: write("ssm.key", tls.servers.ssm.keyPem),
+      principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.ssmScopes])),
+      parameters,
+    }),
+  );
+  startProcess(state, "ssm", INTERNET_NS, [
+    PYTHON,
+    path.join(LAB_DIR, "standins", "aws.py"),
+    "ssm",
+    ssmState,
+  ]);
+  const pebbleConfig = write(
+    "pebble.json",
+    JSON.stringify({
+      pebble: {
+        listenAddress: `${network.pebble}:443`,
+        managementListenAddress: `${network.pebble}:15000`,
+        certificate: write("pebble.crt", tls.servers.pebble.certPem, 0o644),
+        privateKey: write("pebble.key", tls.servers.pebble.keyPem),
+        httpPort: 80,
+        tlsPort: 443,
+        ocspResponderURL: "",
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  startProcess(
+    state,
+    "pebble",
+    INTERNET_NS,
+    ["pebble", "-dnsserver", `${network.resolver}:53`, "-config", pebbleConfig],
+    { PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
+  );
+  const ports: [string, number, string][] = [
+    [network.mirror, 80, "the Debian mirror"],
+    [network.ssm, 443, "the SSM stand-in"],
+    [network.pebble, 443, "Pebble"],
+  ];
+  for (const [address, port, what] of ports) {
+    await waitFor(what, 20, () => listening(INTERNET_NS, address, port));
+  }
+  return caFile;
+}
+
+const accessKeyId = (node: NodeName) => `ASIALAB${node.toUpperCase()}ROLE`;
+
+/** Instance metadata for every node, on the nodes' side of the lab's "hypervisor" link. */
+export async function startMetadata(
+  state: LabState,
+  network: LabNetwork,
+  nodes: LabNode[],
+): Promise<void> {
+  const file = path.join(STATE_DIR, "internet", "imds.json");
+  const instances = nodes.map((n) => [
+    network.nodes[n.name],
+    { instanceId: n.instanceId, role: n.role, accessKeyId: accessKeyId(n.name) },
+  ]);
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ region: LAB_REGION, instances: Object.fromEntries(instances) }),
+  );
+  startProcess(state, "imds", INTERNET_NS, [
+    PYTHON,
+    path.join(LAB_DIR, "standins", "aws.py"),
+    "imds",
+    file,
+  ]);
+  await waitFor("the metadata stand-in", 20, () => listening(INTERNET_NS, "169.254.169.254", 80));
+}
+
+/** The LB's certificate from Pebble (its timer retries issuance until the ACME server answers). */
+export async function waitForCertificate(state: LabState): Promise<void> {
+  log("lb: waiting for its Let's Encrypt certificate from Pebble");
+  try {
+    await waitFor("the LB's certificate from Pebble", 180, () =>
+      servedCertificate().includes("Pebble"),
+    );
+  } catch (err) {
+    const journal = execInNode(
+      "lb",
+      ["journalctl", "-u", "webstack-certificate*", "--no-pager", "-n", "40"],
+      undefined,
+      state,
+    ).stdout;
+    throw new LabError(`${(err as Error).message}\n${journal}`);
+  }
+  // Pebble makes a new root at every start: the client trusts this one.
+  const root = runIn(INTERNET_NS, "curl", [
+    "-sSf",
+    "--cacert",
+    path.join(STATE_DIR, "internet", "lab-ca.crt"),
+    `https://${ACME_HOST}:15000/roots/0`,
+  ]);
+  fs.writeFileSync(ACME_ROOT, root);
+}

@@ -1,0 +1,185 @@
+// The nodes: Debian 13 overlays seeded with their user-data, booted by systemd-nspawn, and run in.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { ebsDevicePath } from "../model/aws";
+import { NODE_NAMES, NodeName } from "../model/topology";
+import { LAB_DIR, LabError, log, run, waitFor } from "./commands";
+import { LabNetwork, LabNode, nodeNamespace, withFailingBootStep } from "./labPlan";
+import { alive, LabState, nodeDir, readState, saveState, startProcess } from "./labState";
+
+const BOOT_TIMEOUT_S = Number(process.env.WEBSTACK_LAB_BOOT_TIMEOUT ?? 900);
+
+/** The Debian 13 rootfs every node's disk starts from (built once, cached); its directory. */
+export function baseRootfs(): string {
+  return run("bash", [path.join(LAB_DIR, "rootfs.sh"), "base"]).trim();
+}
+
+/**
+ * Fault injection for the lab's own tests: WEBSTACK_LAB_BREAK_BOOT=<node> adds a failing boot
+ * step to that node's user-data, which must make `up` fail and print the node's log.
+ */
+export function breakBootIfAsked(node: LabNode): LabNode {
+  if (process.env.WEBSTACK_LAB_BREAK_BOOT !== node.name) return node;
+  log(`${node.name}: a failing boot step added to its user-data (WEBSTACK_LAB_BREAK_BOOT)`);
+  return { ...node, userData: withFailingBootStep(node.userData) };
+}
+
+/** The node's disk: an overlay of the base rootfs, seeded for cloud-init's NoCloud datasource. */
+export function prepareRoot(
+  state: LabState,
+  node: LabNode,
+  base: string,
+  network: LabNetwork,
+  caFile: string,
+) {
+  const dir = nodeDir(node.name);
+  const root = path.join(dir, "root");
+  for (const d of ["upper", "work", "root"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  run("mount", [
+    "-t",
+    "overlay",
+    "overlay",
+    "-o",
+    `lowerdir=${base},upperdir=${dir}/upper,workdir=${dir}/work`,
+    root,
+  ]);
+  state.mounts.push(root);
+  saveState(state);
+  const seed = path.join(root, "var/lib/cloud/seed/nocloud");
+  fs.mkdirSync(seed, { recursive: true });
+  fs.writeFileSync(path.join(seed, "user-data"), node.userData, { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(seed, "meta-data"),
+    `instance-id: ${node.instanceId}\nlocal-hostname: ${node.name}\n`,
+  );
+  fs.writeFileSync(
+    path.join(root, "etc/cloud/cloud.cfg.d/90-webstack-lab.cfg"),
+    "# webstack lab: NoCloud seed; addresses are set by the lab, as EC2's DHCP would.\n" +
+      "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n",
+  );
+  // The VPC's resolver, as EC2's DHCP announces it.
+  fs.writeFileSync(path.join(root, "etc/resolv.conf"), `nameserver ${network.resolver}\n`);
+  fs.copyFileSync(caFile, path.join(root, "usr/local/share/ca-certificates/webstack-lab.crt"));
+  run("chroot", [root, "update-ca-certificates"]);
+  return root;
+}
+
+export function attachDataVolume(state: LabState, node: LabNode): string[] {
+  if (!node.dataVolumeId) return [];
+  const image = path.join(nodeDir(node.name), "data-volume.img");
+  fs.writeFileSync(image, "");
+  fs.truncateSync(image, 4 * 1024 ** 3); // sparse, like a fresh gp3 volume
+  const loop = run("losetup", ["--find", "--show", image]).trim();
+  state.loops.push(loop);
+  saveState(state);
+  return [`--bind=${loop}`, `--bind=${loop}:${ebsDevicePath(node.dataVolumeId)}`];
+}
+
+export function bootNode(state: LabState, node: LabNode, root: string, binds: string[]): void {
+  startProcess(state, `node-${node.name}`, undefined, [
+    "systemd-nspawn",
+    "--quiet",
+    "--boot",
+    "--register=no",
+    "--keep-unit",
+    `--machine=wslab-${node.name}`,
+    `--network-namespace-path=/run/netns/${nodeNamespace(node.name)}`,
+    "--resolv-conf=off",
+    "--timezone=off",
+    "--link-journal=no",
+    "--console=pipe",
+    ...binds,
+    `--directory=${root}`,
+  ]);
+}
+
+/** PID 1 of a node's container: nspawn's child running systemd. */
+function containerLeader(state: LabState, node: NodeName): number | undefined {
+  const nspawn = state.processes.find((p) => p.name === `node-${node}`);
+  if (!nspawn || !alive(nspawn.pid, nspawn.match)) return undefined;
+  const children = (pid: number) =>
+    fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  const queue = children(nspawn.pid);
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    try {
+      if (fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "systemd") return pid;
+      queue.push(...children(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
+export function execInNode(
+  node: NodeName,
+  command: string[],
+  input?: string,
+  state: LabState | undefined = readState(),
+) {
+  const leader = state && containerLeader(state, node);
+  if (!leader) throw new LabError(`${node} is not running`);
+  return spawnSync("nsenter", ["-t", String(leader), "-a", ...command], {
+    encoding: "utf8",
+    input,
+    timeout: 120_000,
+  });
+}
+
+/** Runs a command inside a node's container; throws with its output when it fails. */
+export function inNode(node: NodeName, command: string[]): string {
+  const r = execInNode(node, command);
+  if (r.status !== 0) {
+    throw new LabError(
+      `${node}: ${command.join(" ")} failed (${r.status}): ${r.stderr}${r.stdout}`,
+    );
+  }
+  return r.stdout;
+}
+
+export function cloudInitStatus(state: LabState, node: NodeName): string {
+  if (!containerLeader(state, node)) return "not running";
+  const r = execInNode(node, ["cloud-init", "status"], undefined, state);
+  const reported = /status: (\S+)/.exec(r.stdout ?? "")?.[1] ?? "unknown";
+  // Exit 2 is "done" with recoverable errors: not a clean boot.
+  return reported === "done" && r.status === 2 ? "degraded" : reported;
+}
+
+function nodeLogTail(node: NodeName): string {
+  const file = path.join(nodeDir(node), "root/var/log/cloud-init-output.log");
+  const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "(no cloud-init-output.log)";
+  return text.split("\n").slice(-60).join("\n");
+}
+
+export async function waitForNodes(state: LabState): Promise<void> {
+  const started = Date.now();
+  const finished = new Map<NodeName, string>();
+  await waitFor("cloud-init on every node", BOOT_TIMEOUT_S, () => {
+    for (const node of NODE_NAMES.filter((n) => !finished.has(n))) {
+      const status = cloudInitStatus(state, node);
+      if (["done", "error", "degraded", "disabled", "not running"].includes(status)) {
+        finished.set(node, status);
+        log(`${node}: cloud-init ${status} after ${Math.round((Date.now() - started) / 1000)} s`);
+      }
+    }
+    return finished.size === NODE_NAMES.length;
+  });
+  const failed = [...finished].filter(([, status]) => status !== "done");
+  if (failed.length > 0) {
+    const details = failed.map(([node, status]) => {
+      const summary = execInNode(node, ["cloud-init", "status", "--long"], undefined, state);
+      return (
+        `--- ${node}: cloud-init ${status}; the end of its /var/log/cloud-init-output.log:\n${nodeLogTail(node)}\n` +
+        `--- ${node}: cloud-init status --long:\n${summary.stdout}${summary.stderr}`
+      );
+    });
+    throw new LabError(`nodes did not boot cleanly:\n${details.join("\n")}`);
+  }
+}

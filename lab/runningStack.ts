@@ -1,0 +1,87 @@
+// What the lab, its tests and the bench do to the running stack, as a user or an operator would.
+import { LOOPBACK_PORTS, NodeName } from "../model/topology";
+import { LabError } from "./commands";
+import { INTERNET_NS, LAB_DOMAIN } from "./labPlan";
+import { ACME_ROOT } from "./labState";
+import { inNamespace, runIn } from "./namespaces";
+import { execInNode, inNode } from "./nodes";
+
+/** The certificate the LB serves, as a client in the internet namespace sees it (issuer; serial too). */
+export function servedCertificate(withSerial = false): string {
+  const r = inNamespace(
+    INTERNET_NS,
+    [
+      "bash",
+      "-c",
+      `openssl s_client -connect ${LAB_DOMAIN}:443 -servername ${LAB_DOMAIN} </dev/null 2>/dev/null | openssl x509 -noout -issuer${withSerial ? " -serial" : ""}`,
+    ],
+    { timeout: 15_000 },
+  );
+  return (r.stdout ?? "").trim() || "(none)";
+}
+
+/** Items written through the LB from the client namespace, as a user would; returns their ids. */
+export function writeItems(count: number, tag: string): number[] {
+  return Array.from({ length: count }, (_, i) => {
+    const r = runIn(INTERNET_NS, "curl", [
+      "-sS",
+      "--max-time",
+      "10",
+      "--cacert",
+      ACME_ROOT,
+      "-X",
+      "POST",
+      "--data",
+      `${tag}-${i}`,
+      `https://${LAB_DOMAIN}/items`,
+    ]);
+    return (JSON.parse(r) as { id: number }).id;
+  });
+}
+
+/** Each backend's state in HAProxy's own stats on the LB: {s1: "UP", s2: "DOWN 1/2", …}. */
+export function backendStates(): Record<string, string> {
+  const csv = inNode("lb", [
+    "curl",
+    "-s",
+    `http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats;csv`,
+  ]);
+  const [header, ...rows] = csv.trim().split("\n");
+  const columns = header.replace(/^# /, "").split(",");
+  const status = columns.indexOf("status");
+  return Object.fromEntries(
+    rows
+      .map((row) => row.split(","))
+      .filter((cells) => cells[0] === "app" && cells[1] !== "BACKEND")
+      .map((cells) => [cells[1], cells[status]]),
+  );
+}
+
+/** HAProxy's config on the LB replaced (validated first), then HAProxy reloaded. */
+export function reloadHaproxy(config: string): void {
+  const r = execInNode(
+    "lb",
+    [
+      "sh",
+      "-c",
+      "cat > /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy",
+    ],
+    config,
+  );
+  if (r.status !== 0) throw new LabError(`HAProxy reload failed: ${r.stderr}${r.stdout}`);
+}
+
+/** A query as root on a node's database; its tab-separated rows, without headers. */
+export const nodeSql = (node: NodeName, query: string) =>
+  inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
+
+/** certbot's forced renewal on the LB: through Pebble, then the deploy hook reloads HAProxy. */
+export const forceRenewal = () =>
+  execInNode("lb", [
+    "certbot",
+    "renew",
+    "--cert-name",
+    "webstack",
+    "--force-renewal",
+    "--no-random-sleep-on-renew",
+  ]);

@@ -1,0 +1,238 @@
+// What the lab tests probe on a booted lab, always from inside a lab namespace, and what they expect.
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
+import { PYTHON } from "../lab/commands";
+import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "../lab/labPlan";
+import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
+import { inNamespace } from "../lab/namespaces";
+import { execInNode, inNode } from "../lab/nodes";
+import { admits, buildTopology, NODE_NAMES, NodeName, Peer } from "../model/topology";
+import { PROJECT_DIR } from "./harness";
+
+/** The lab's own addresses, from the topology the program uses (vpcCidr is the default one). */
+export const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
+export const NETWORK = labNetwork(TOPOLOGY);
+
+/** A request from the client namespace: every lab connection starts inside a lab namespace. */
+export function fromClient(...args: string[]) {
+  return inNamespace(INTERNET_NS, ["curl", "-sS", "--max-time", "10", ...args]);
+}
+
+/** A GET through the LB over HTTPS, trusting Pebble's root (as a user trusts a public CA). */
+export const getThroughLb = (urlPath = "/", ...curlOptions: string[]) =>
+  fromClient(...curlOptions, "--cacert", ACME_ROOT, `https://${LAB_DOMAIN}${urlPath}`);
+
+/** The backend that answered a request for the site's root through the LB. */
+export const answeringNode = () => (JSON.parse(getThroughLb().stdout) as { node: string }).node;
+
+/** The host's route for a range ("" when there is none). */
+export const hostRoute = (range: string) =>
+  spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout;
+
+/** A TLS handshake at one protocol version, from a client willing to speak it. */
+export function handshake(version: string) {
+  return inNamespace(
+    INTERNET_NS,
+    [
+      "openssl",
+      "s_client",
+      "-connect",
+      `${LAB_DOMAIN}:443`,
+      "-servername",
+      LAB_DOMAIN,
+      `-${version}`,
+      "-cipher",
+      "DEFAULT@SECLEVEL=0",
+    ],
+    { input: "", timeout: 15_000 },
+  );
+}
+
+/** How many HTTP-01 validations Pebble attempted through the LB's ACME challenge path. */
+export const pebbleValidations = () =>
+  fs
+    .readFileSync(path.join(STATE_DIR, "logs", "pebble.log"), "utf8")
+    .split("\n")
+    .filter((l) =>
+      l.includes(
+        `Attempting to validate w/ HTTP: http://${LAB_DOMAIN}:80/.well-known/acme-challenge/`,
+      ),
+    ).length;
+
+/**
+ * A bounded client loop (at most 600 requests, 120 s) from the client namespace, requesting the
+ * site through the LB until `stop()`; `stop()` resolves to how many requests were answered or failed.
+ */
+export function requestLoop(): { stop(): Promise<{ ok: number; failed: number }> } {
+  const stopFile = path.join(STATE_DIR, "client-stop");
+  const loop = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      INTERNET_NS,
+      "bash",
+      "-c",
+      `ok=0; failed=0; for i in $(seq 600); do [ -e ${stopFile} ] && break; ` +
+        `if curl -sS -o /dev/null --max-time 5 --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/; then ok=$((ok+1)); else failed=$((failed+1)); fi; done; echo "$ok $failed"`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], timeout: 120_000 },
+  );
+  let counts = "";
+  loop.stdout.on("data", (d) => (counts += String(d)));
+  const done = new Promise((resolve) => loop.on("exit", resolve));
+  return {
+    async stop() {
+      fs.writeFileSync(stopFile, "");
+      await done;
+      const [ok, failed] = counts.trim().split(" ").map(Number);
+      return { ok, failed };
+    },
+  };
+}
+
+interface KeyPair {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** A self-signed certificate for s1's own name and address: right name, foreign CA. */
+export function foreignCertificate(): KeyPair {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
+  try {
+    const r = spawnSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      `/CN=${TOPOLOGY.nodes.s1.internalName}`,
+      "-addext",
+      `subjectAltName=DNS:${TOPOLOGY.nodes.s1.internalName},IP:${TOPOLOGY.nodes.s1.privateIp}`,
+      "-keyout",
+      `${dir}/k`,
+      "-out",
+      `${dir}/c`,
+    ]);
+    expect(r.status).toBe(0);
+    return { cert: fs.readFileSync(`${dir}/c`, "utf8"), key: fs.readFileSync(`${dir}/k`, "utf8") };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The certificate and key a node's Nginx serves to the LB. */
+export const nodeCertificate = (node: NodeName): KeyPair => ({
+  cert: inNode(node, ["cat", NODE_CERT_PATH]),
+  key: inNode(node, ["cat", NODE_KEY_PATH]),
+});
+
+/** s1's Nginx made to serve another certificate and key (reloaded). */
+export function replaceS1Certificate({ cert, key }: KeyPair): void {
+  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_CERT_PATH}`], cert).status).toBe(0);
+  expect(execInNode("s1", ["sh", "-c", `cat > ${NODE_KEY_PATH}`], key).status).toBe(0);
+  inNode("s1", ["systemctl", "reload", "nginx"]);
+}
+
+/** A row written through the app, which must say it wrote to the primary; its id. */
+export function writeThroughApp(note: string): number {
+  const r = fromClient(
+    "-X",
+    "POST",
+    "--data",
+    note,
+    "--cacert",
+    ACME_ROOT,
+    `https://${LAB_DOMAIN}/items`,
+  );
+  const body = JSON.parse(r.stdout) as { id: number; written_to: string };
+  expect(body.written_to).toBe("primary");
+  return body.id;
+}
+
+/** A row's note on a node's database, or "" while the database does not answer. */
+export const noteOn = (node: NodeName, id: number) =>
+  execInNode(node, [
+    "mariadb",
+    "-N",
+    "webstack",
+    "-e",
+    `SELECT note FROM items WHERE id = ${id}`,
+  ]).stdout.trim();
+
+/** An INSERT as the application's database user on a node (its exit status and errors). */
+export const insertAsApp = (node: NodeName) =>
+  execInNode(node, [
+    "sh",
+    "-c",
+    'mariadb --user=app --password="$(cat /etc/webstack/secrets/db-app-password)" webstack ' +
+      "-e \"INSERT INTO items (note, written_by) VALUES ('read-only probe', 'lab')\"",
+  ]);
+
+export interface Listener {
+  readonly protocol: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Every listening TCP and UDP socket in a node's network namespace. */
+export function listeners(node: NodeName): Listener[] {
+  const r = inNamespace(nodeNamespace(node), ["ss", "-H", "-t", "-u", "-l", "-n"]);
+  expect(r.status).toBe(0);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [protocol, , , , local] = line.split(/\s+/);
+      const at = local.lastIndexOf(":");
+      return { protocol, address: local.slice(0, at), port: Number(local.slice(at + 1)) };
+    });
+}
+
+export const onLoopback = (l: Listener) =>
+  /^(127\.|\[::1\]|\[::ffff:127\.)/.test(l.address) || l.address.endsWith("%lo");
+
+/**
+ * A TCP connection from every namespace to every other node on each port ("open" or "filtered",
+ * keyed "source -> node:port"), and what the topology's flows say each should be.
+ */
+export function firewallMatrix(ports: ReadonlySet<number>): {
+  actual: Record<string, string>;
+  expected: Record<string, string>;
+} {
+  const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
+  const sources: Peer[] = ["internet", ...NODE_NAMES];
+  const expected: Record<string, string> = {};
+  const actual: Record<string, string> = {};
+  for (const source of sources) {
+    const targets = NODE_NAMES.filter((n) => n !== source).flatMap((node) =>
+      [...ports].map((port) => `${NETWORK.nodes[node]}:${port}`),
+    );
+    const r =
+      source === "internet"
+        ? inNamespace(INTERNET_NS, [PYTHON, probe, "--source", NETWORK.client, ...targets])
+        : inNamespace(nodeNamespace(source), [PYTHON, probe, ...targets]);
+    expect(r.stderr).toBe("");
+    for (const line of r.stdout.trim().split("\n")) {
+      const [target, state] = line.split(" ");
+      const [address, port] = target.split(":");
+      const node = NODE_NAMES.find((n) => NETWORK.nodes[n] === address)!;
+      const key = `${source} -> ${node}:${port}`;
+      actual[key] = state;
+      expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
+    }
+  }
+  return { actual, expected };
+}
+
+/** The processes the running lab recorded in its state file. */
+export const recordedProcesses = () => readState()?.processes ?? [];
