@@ -1,0 +1,24 @@
+// The few terms the nodes' own scripts spell out themselves (Python and shell, not templates): each
+// must match the model's one definition, as the program renders the file.
+import { METRIC_NAMESPACE } from "../model/naming";
+import { LOOPBACK_PORTS, PORTS } from "../model/topology";
+import { Plan } from "../plan/plan";
+import { planStack, userDataFile } from "./harness";
+
+let plan: Plan;
+beforeAll(async () => {
+  plan = await planStack("dev");
+});
+
+test.each([
+  ["lb", "/usr/local/sbin/webstack-aws", `NAMESPACE = "${METRIC_NAMESPACE}"\n`],
+  [
+    "lb",
+    "/usr/local/sbin/webstack-aws",
+    `HAPROXY_STATS = "http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats;csv"\n`,
+  ],
+  ["s1", "/srv/webstack/app.py", `port=${PORTS.mysql},`],
+  ["s1", "/usr/local/sbin/webstack-db-bootstrap", `--port=${PORTS.mysql} `],
+])("%s's %s says %j", (node, file, spelling) => {
+  expect(userDataFile(plan, node, file)).toContain(spelling);
+});
