@@ -42,10 +42,7 @@ describe("turning Datadog on", () => {
     const added = on.resources
       .filter((r) => !off.resources.some((o) => o.urn === r.urn))
       .map((r) => r.type);
-    expect(added.sort()).toEqual([
-      "aws:ssm/parameter:Parameter",
-      "webstack:monitoring:DatadogApiKey",
-    ]);
+    expect(added.sort()).toEqual([T.ssmParameter, "webstack:monitoring:DatadogApiKey"]);
     const parameter = one(on, T.ssmParameter, "datadog-api-key");
     expect(parameter.inputs).toMatchObject({
       name: parameterName(on.stack, "shared", "datadog-api-key"),

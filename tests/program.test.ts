@@ -191,8 +191,9 @@ describe("stack files", () => {
   });
 
   test("--set style overrides reach the program", async () => {
-    const narrowed = await planStack("dev", ["vpcCidr=192.168.4.0/24"]);
-    const topology = buildTopology("192.168.4.0/24");
+    const range = "192.168.4.0/24";
+    const narrowed = await planStack("dev", [`vpcCidr=${range}`]);
+    const topology = buildTopology(range);
     expect(narrowed.outputs.privateIps).toEqual(mapNodes((node) => topology.nodes[node].privateIp));
   });
 });
