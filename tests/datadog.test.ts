@@ -5,7 +5,6 @@ import {
   renderDatadogChecks,
   renderDatadogConfig,
 } from "../cloud-init/datadog";
-import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { shippedFile } from "../cloud-init/template";
 import { parameterName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";
@@ -18,11 +17,11 @@ import {
   one,
   planConfig,
   planStack,
-  testMonitoring,
   userDataDocument,
   userDataFile,
   userDataText,
 } from "./harness";
+import { cloudWatchAgentConfig } from "./rendererFixtures";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
 const BASE = { domain: "www.example.com", datadogSite: "datadoghq.eu" };
@@ -166,14 +165,7 @@ describe("integrations", () => {
       YAML.parse(renderDatadogConfig({ ...params, node: "s1", role: "replica", engine: "mariadb" }))
         .dogstatsd_port,
     ).toBe(8125);
-    const cw = renderCloudWatchAgentConfig({
-      node: "s1",
-      role: "replica",
-      engine: "mariadb",
-      logGroups: testMonitoring("s1").logGroups,
-      agentPackageUrl: "x",
-    });
-    expect(JSON.stringify(cw)).not.toMatch(/statsd/);
+    expect(JSON.stringify(cloudWatchAgentConfig("s1"))).not.toMatch(/statsd/);
   });
 });
 

@@ -17,12 +17,12 @@ import {
   bootSequence,
   ofType,
   planConfig,
-  testMonitoring,
   testNeeding,
   userDataDocument,
   userDataFile,
   writtenFile,
 } from "./harness";
+import { cloudWatchAgentConfig } from "./rendererFixtures";
 
 const SCHEMA_FILE = path.join(PROJECT_DIR, "..", "shared", "data", "cloudwatch-agent-schema.json");
 // Beside the repository in CI (../shared/data); absent elsewhere, the schema check is skipped.
@@ -41,27 +41,9 @@ function validator() {
 }
 
 describe("the CloudWatch agent's config", () => {
-  const lb = renderCloudWatchAgentConfig({
-    node: "lb",
-    role: "loadbalancer",
-    engine: "mariadb",
-    logGroups: testMonitoring("lb").logGroups,
-    agentPackageUrl: "x",
-  });
-  const s1 = renderCloudWatchAgentConfig({
-    node: "s1",
-    role: "replica",
-    engine: "mariadb",
-    logGroups: testMonitoring("s1").logGroups,
-    agentPackageUrl: "x",
-  });
-  const mysql = renderCloudWatchAgentConfig({
-    node: "s1",
-    role: "replica",
-    engine: "mysql",
-    logGroups: testMonitoring("s1", "mysql").logGroups,
-    agentPackageUrl: "x",
-  });
+  const lb = cloudWatchAgentConfig("lb");
+  const s1 = cloudWatchAgentConfig("s1");
+  const mysql = cloudWatchAgentConfig("s1", "mysql");
 
   withSchema("is valid under the agent's own JSON schema, for every node and engine", () => {
     const validate = validator();

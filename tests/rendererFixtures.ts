@@ -1,11 +1,12 @@
-// Plain inputs the renderer tests share: a test CA, the app nodes as HAProxy backends, and an app
-// node's parameters and rendered document per engine and role, all on the default address plan.
+// Plain inputs the renderer tests share: a test CA, the app nodes as HAProxy backends, a node's
+// CloudWatch agent config, and an app node's parameters and document, on the default address plan.
 import YAML from "yaml";
 import { AppNodeParameterNames, AppNodeParams, renderAppNodeUserData } from "../cloud-init/appNode";
 import { HaproxyBackend } from "../cloud-init/haproxy";
+import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
-import { DbRole } from "../model/topology";
+import { DbRole, NodeName } from "../model/topology";
 import { CloudConfigDocument, TOPOLOGY, testMonitoring, writtenFile } from "./harness";
 
 export const TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
@@ -40,4 +41,15 @@ export function renderedAppNode(engine: DbEngine, role: DbRole) {
   const doc = YAML.parse(text) as CloudConfigDocument;
   const file = (path: string) => writtenFile(doc, path).content;
   return { text, doc, file };
+}
+
+/** A node's CloudWatch agent config, with testMonitoring's log groups. */
+export function cloudWatchAgentConfig(node: NodeName, engine: DbEngine = "mariadb") {
+  return renderCloudWatchAgentConfig({
+    node,
+    role: TOPOLOGY.nodes[node].role,
+    engine,
+    logGroups: testMonitoring(node, engine).logGroups,
+    agentPackageUrl: "https://agent.example.com/amazon-cloudwatch-agent.deb",
+  });
 }
