@@ -1,5 +1,4 @@
-// Alarms, metric filters and the dashboard: thresholds from config, heartbeats that treat silence as
-// failure, auto-recovery on the LB, and a dashboard that only graphs metrics something publishes.
+// Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";

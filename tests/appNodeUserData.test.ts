@@ -1,5 +1,4 @@
-// An app node's whole user-data: its identity, no SSH, Nginx and Gunicorn, the data volume, the
-// boot sequence, TLS refresh, and the secrets and environment files it reads at boot.
+// An app node's whole user-data: identity, no SSH, Nginx, Gunicorn, data volume, boot order, TLS.
 import { secretsManifest } from "../cloud-init/appNode";
 import { parameterName, parameterPath } from "../model/naming";
 import { TOPOLOGY, bootSequence } from "./harness";

@@ -1,5 +1,4 @@
-// The building blocks of every node's user-data: the cloud-config composer, templates, environment
-// files, and the encoding EC2 receives.
+// The user-data building blocks: the cloud-config composer, templates, env files, EC2's encoding.
 import YAML from "yaml";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
 import { composeCloudConfig } from "../cloud-init/cloudConfig";

@@ -1,5 +1,4 @@
-// The database part of an app node's user-data, per engine and role: server config, TLS,
-// read-only on the replica, replication and user SQL, and MySQL's package source.
+// An app node's database config per engine and role: server, TLS, read-only, replication, users.
 import { databaseParams } from "../cloud-init/appNode";
 import {
   DatabaseParams,

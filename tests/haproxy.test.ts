@@ -1,5 +1,4 @@
-// HAProxy's config, line by line: the ACME path and the redirect on 80, TLS on 443, backends
-// re-encrypted and verified by name, retries, timeouts, and stats on loopback only.
+// HAProxy's config line by line: ACME and redirect, TLS, verified backends, retries, stats.
 import { renderHaproxyConfig } from "../cloud-init/haproxy";
 import { PORTS } from "../model/topology";
 import { BACKENDS } from "./rendererFixtures";

@@ -1,5 +1,4 @@
-// Node identities under mocks: one role per node, assumable by EC2 only, reading and decrypting only
-// its own and the shared parameters, with the stack's customer-managed key.
+// Node identities under mocks: EC2-only roles that read and decrypt only their own parameters.
 import { NODE_NAMES } from "../model/topology";
 import { ParameterScope, parameterPath } from "../model/naming";
 import { Plan } from "../plan/plan";

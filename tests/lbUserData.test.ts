@@ -1,5 +1,4 @@
-// The LB's user-data in each certificate mode: HAProxy staged until a certificate exists, certbot
-// or ACM export retried by a timer, and a certificate installed only once HAProxy accepts it.
+// The LB's user-data per certificate mode: HAProxy staged, certificates obtained and installed.
 import YAML from "yaml";
 import {
   CertificateSetup,

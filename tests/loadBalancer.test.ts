@@ -1,6 +1,4 @@
-// The LB under mocks, per certificate mode: its Elastic IP and hardened instance, the DNS record,
-// the certificate's resources, exactly what the LB's role may do with it, and no secret in its
-// user-data.
+// The LB under mocks per certificate mode: address, instance, DNS, certificate access, no secret.
 import { parameterName } from "../model/naming";
 import { Plan } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";

@@ -1,5 +1,4 @@
-// Monitoring: the CloudWatch agent's config against the agent's own schema, the log groups, and
-// the installer that retries without holding up the boot.
+// Monitoring: the CloudWatch agent's config and log groups, an installer that never blocks boot.
 import * as fs from "fs";
 import * as path from "path";
 import Ajv from "ajv-draft-04";

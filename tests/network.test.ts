@@ -1,5 +1,4 @@
-// The network under mocks: the VPC, subnets and routes of the address plan, flow logs, and the
-// firewalls built from the flow table, rule by rule.
+// The network under mocks: VPC, subnets, routes, NAT, flow logs and the firewalls' rules.
 import { logGroupName } from "../model/naming";
 import { SG_DESCRIPTION } from "../model/topology";
 import { Plan } from "../plan/plan";

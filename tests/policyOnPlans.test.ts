@@ -1,5 +1,4 @@
-// The policy pack on the program's own plans: dev and prod pass every rule, and removing or
-// breaking a control in a recorded plan (or crafting a leak beside it) fails the right rule.
+// The policy pack on the program's plans: they pass, and each broken control fails its rule.
 import {
   DEFAULT_SECRET_PATTERNS,
   RESOURCE_RULES,

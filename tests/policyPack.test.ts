@@ -1,5 +1,4 @@
-// The policy pack as Pulumi runs it: its pinned dependencies, and its CrossGuard policies called
-// as Pulumi calls them.
+// The policy pack as Pulumi runs it: pinned dependencies, CrossGuard policies called as Pulumi.
 import * as fs from "fs";
 import * as path from "path";
 import { encodeUserData } from "../cloud-init/userDataEncoding";

@@ -1,5 +1,4 @@
-// Each resource rule of the policy pack rejects a crafted violation of its control, naming the
-// resource and the control.
+// Each resource rule rejects a crafted violation of its control, naming resource and control.
 import { RESOURCE_RULES, Resource, evaluate } from "../policy/rules";
 import { T } from "./harness";
 import { GOOD_INSTANCE, crafted } from "./policyFixtures";

@@ -1,5 +1,4 @@
-// The whole program under mocks: tags on every resource, the documented outputs, the plan's own
-// guarantees (parents, determinism, config errors first), secret config, and the stack files.
+// The whole program under mocks: tags, outputs, plan guarantees, secret config, stack files.
 import { ConfigError } from "../model/config";
 import { logGroupName, parameterPath } from "../model/naming";
 import { buildTopology, mapNodes } from "../model/topology";

@@ -1,5 +1,4 @@
-// Plain inputs the renderer tests share: a test CA, the app nodes as HAProxy backends, a node's
-// CloudWatch agent config, and an app node's parameters and document, on the default address plan.
+// Plain inputs the renderer tests share, on the default address plan: CA, backends, node configs.
 import YAML from "yaml";
 import { AppNodeParameterNames, AppNodeParams, renderAppNodeUserData } from "../cloud-init/appNode";
 import { HaproxyBackend } from "../cloud-init/haproxy";
