@@ -1,26 +1,30 @@
-// Alarms, metric filters and the dashboard: thresholds from config, heartbeats that treat silence as
-// failure, auto-recovery on the LB, and a dashboard that only graphs metrics something publishes.
+// Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
-import { METRIC_NAMESPACE } from "../model/naming";
+import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
+import { NODE_NAMES } from "../model/topology";
 import { logSources } from "../cloud-init/monitoring";
 import { Plan, PlannedResource } from "../plan/plan";
-import { T, ofType, one, planConfig } from "./harness";
+import { T, grantsOf, ofType, one, planConfig } from "./harness";
 
-const ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm";
-const FILTER = "aws:cloudwatch/logMetricFilter:LogMetricFilter";
 const IDS = { lb: "i-lb", s1: "i-s1", s2: "i-s2" };
+/** Not the mocks' default account: what names the account must come from the stack's own. */
+const ACCOUNT_ID = "111122223333";
 
 let plan: Plan;
 beforeAll(async () => {
-  plan = await planConfig({
-    domain: "www.example.com",
-    qpsAlarmThreshold: "750",
-    replicaLagAlarmSeconds: "45",
-    alarmEmail: "oncall@example.com",
-  });
+  plan = await planConfig(
+    {
+      domain: "www.example.com",
+      qpsAlarmThreshold: "750",
+      replicaLagAlarmSeconds: "45",
+      alarmEmail: "oncall@example.com",
+    },
+    { accountId: ACCOUNT_ID },
+  );
 });
 
-const alarm = (key: string): PlannedResource => one(plan, ALARM, `monitoring-${key}`);
+const alarm = (key: string): PlannedResource => one(plan, T.metricAlarm, `monitoring-${key}`);
+const topic = (): PlannedResource => ofType(plan, T.snsTopic)[0];
 
 describe("alarm rows", () => {
   const specs = alarmSpecs({ instanceIds: IDS, qpsThreshold: 750, replicaLagSeconds: 45 });
@@ -35,7 +39,7 @@ describe("alarm rows", () => {
         "s1-replica-lag",
         "s1-database-down",
         "s2-database-down",
-        ...["lb", "s1", "s2"].flatMap((n) => [
+        ...NODE_NAMES.flatMap((n) => [
           `${n}-cpu-high`,
           `${n}-status-check`,
           `${n}-no-metrics`,
@@ -121,7 +125,7 @@ describe("the program's alarms", () => {
   });
 
   test("per-node alarms follow the node's instance", () => {
-    for (const node of ["lb", "s1", "s2"]) {
+    for (const node of NODE_NAMES) {
       const id = one(plan, T.instance, `${node}-instance`).id;
       expect(alarm(`${node}-cpu-high`).inputs.dimensions).toEqual({ InstanceId: id });
       expect(alarm(`${node}-no-metrics`).inputs).toMatchObject({
@@ -134,60 +138,60 @@ describe("the program's alarms", () => {
   });
 
   test("every alarm notifies the topic, on alarm and on recovery; the LB's status check also recovers it", () => {
-    const topic = ofType(plan, "aws:sns/topic:Topic")[0].outputs.arn;
-    for (const a of ofType(plan, ALARM)) {
-      expect(a.inputs.okActions).toEqual([topic]);
+    const topicArn = topic().outputs.arn;
+    for (const a of ofType(plan, T.metricAlarm)) {
+      expect(a.inputs.okActions).toEqual([topicArn]);
       const expected =
         a.name === "monitoring-lb-status-check"
-          ? [topic, "arn:aws:automate:eu-west-1:ec2:recover"]
-          : [topic];
+          ? [topicArn, "arn:aws:automate:eu-west-1:ec2:recover"]
+          : [topicArn];
       expect({ alarm: a.name, actions: a.inputs.alarmActions }).toEqual({
         alarm: a.name,
         actions: expected,
       });
     }
-    expect(plan.outputs.alarmTopicArn).toBe(topic);
+    expect(plan.outputs.alarmTopicArn).toBe(topicArn);
   });
 
   test("the topic is encrypted with a rotating key that CloudWatch may use for this account only (SNS.1)", () => {
     const key = one(plan, T.kmsKey, "monitoring-alarms-key");
-    expect(ofType(plan, "aws:sns/topic:Topic")[0].inputs.kmsMasterKeyId).toBe(key.outputs.arn);
+    expect(topic().inputs.kmsMasterKeyId).toBe(key.outputs.arn);
     expect(key.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
-    expect(JSON.parse(String(key.inputs.policy)).Statement).toEqual([
-      {
-        Sid: "AccountAdministersThroughIam",
-        Effect: "Allow",
-        Principal: { AWS: "arn:aws:iam::123456789012:root" },
-        Action: "kms:*",
-        Resource: "*",
-      },
-      {
-        Sid: "CloudWatchPublishesAlarms",
-        Effect: "Allow",
-        Principal: { Service: "cloudwatch.amazonaws.com" },
-        Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
-        Resource: "*",
-        Condition: { StringEquals: { "aws:SourceAccount": "123456789012" } },
-      },
+    const grants = grantsOf(key.inputs.policy);
+    const accountRoot = `AWS:arn:aws:iam::${ACCOUNT_ID}:root`;
+    const cloudWatch = "Service:cloudwatch.amazonaws.com";
+    // No one but this account and CloudWatch.
+    expect([...new Set(grants.map((g) => g.principal))].sort()).toEqual([accountRoot, cloudWatch]);
+    // The account administers the key through IAM: every KMS action, to its root principal.
+    expect(grants.filter((g) => g.principal === accountRoot)).toEqual([
+      { principal: accountRoot, actions: ["kms:*"], resources: ["*"] },
     ]);
+    // CloudWatch only decrypts and makes data keys, and only for this account's alarms.
+    const toCloudWatch = grants.filter((g) => g.principal === cloudWatch);
+    expect(toCloudWatch.flatMap((g) => g.actions).sort()).toEqual([
+      "kms:Decrypt",
+      "kms:GenerateDataKey*",
+    ]);
+    for (const grant of toCloudWatch)
+      expect(grant.condition).toEqual({ StringEquals: { "aws:SourceAccount": ACCOUNT_ID } });
   });
 
   test("the e-mail subscription exists only with alarmEmail", async () => {
-    expect(
-      ofType(plan, "aws:sns/topicSubscription:TopicSubscription").map((s) => s.inputs),
-    ).toEqual([
+    expect(ofType(plan, T.snsSubscription).map((s) => s.inputs)).toEqual([
       {
-        topic: ofType(plan, "aws:sns/topic:Topic")[0].outputs.arn,
+        topic: topic().outputs.arn,
         protocol: "email",
         endpoint: "oncall@example.com",
       },
     ]);
     const without = await planConfig({ domain: "www.example.com" });
-    expect(ofType(without, "aws:sns/topicSubscription:TopicSubscription")).toEqual([]);
+    expect(ofType(without, T.snsSubscription)).toEqual([]);
   });
 
   test("metric filters count requests and 5xx at the LB and each web server, and time the LB", () => {
-    const filters = Object.fromEntries(ofType(plan, FILTER).map((f) => [f.name, f.inputs]));
+    const filters = Object.fromEntries(
+      ofType(plan, T.logMetricFilter).map((f) => [f.name, f.inputs]),
+    );
     expect(Object.keys(filters).sort()).toEqual(
       [
         "logs-lb-requests",
@@ -200,7 +204,7 @@ describe("the program's alarms", () => {
       ].sort(),
     );
     expect(filters["logs-lb-5xx"]).toEqual({
-      logGroupName: "/webstack/test/lb/haproxy",
+      logGroupName: logGroupName(plan.stack, "lb", "haproxy"),
       pattern: "{ $.status >= 500 }",
       metricTransformation: {
         namespace: "Webstack",
@@ -211,14 +215,14 @@ describe("the program's alarms", () => {
       },
     });
     expect(filters["logs-s2-requests"]).toMatchObject({
-      logGroupName: "/webstack/test/s2/nginx-access",
+      logGroupName: logGroupName(plan.stack, "s2", "nginx-access"),
     });
   });
 });
 
 describe("the dashboard", () => {
   test("is valid JSON with QPS, 5xx, latency, backend health, replication, CPU, memory, disk and alarms", () => {
-    const dashboard = ofType(plan, "aws:cloudwatch/dashboard:Dashboard")[0];
+    const dashboard = ofType(plan, T.dashboard)[0];
     expect(dashboard.inputs.dashboardName).toBe("webstack-test");
     const body = JSON.parse(String(dashboard.inputs.dashboardBody));
     expect(body.widgets.map((w: { properties: { title: string } }) => w.properties.title)).toEqual([
@@ -233,7 +237,7 @@ describe("the dashboard", () => {
       "Alarms",
     ]);
     expect(body.widgets.at(-1).properties.alarms).toEqual(
-      ofType(plan, ALARM).map((a) => a.outputs.arn),
+      ofType(plan, T.metricAlarm).map((a) => a.outputs.arn),
     );
     expect(plan.outputs.dashboardUrl).toBe(
       "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards:name=webstack-test",

@@ -1,9 +1,23 @@
 // The app tier under mocks: nodes, data volumes, PKI, secrets in SSM, and no secret in any user-data.
 import YAML from "yaml";
-import { Plan, PlannedResource } from "../plan/plan";
+import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
 import { decodeUserData, USER_DATA_LIMIT_BYTES } from "../cloud-init/userDataEncoding";
-import { T, byId, ofType, one, planConfig, planStack } from "./harness";
+import { ParameterScope, parameterName, parameterPath } from "../model/naming";
+import { AppNodeName, NODE_NAMES, PORTS } from "../model/topology";
+import {
+  T,
+  TOPOLOGY,
+  byId,
+  generatedSecrets,
+  ofType,
+  one,
+  planConfig,
+  planStack,
+  userDataDocument,
+  userDataText,
+  writtenFile,
+} from "./harness";
 
 const CONFIG = { domain: "www.example.com", protectData: "false" };
 let plan: Plan;
@@ -12,29 +26,17 @@ beforeAll(async () => {
   plan = await planConfig(CONFIG);
 });
 
-const userDataOf = (instance: PlannedResource) => decodeUserData(instance.inputs);
 const appInstances = (p: Plan) =>
   ofType(p, T.instance).filter((i) => /^s\d-instance$/.test(i.name));
 
-/** Every value the mocks generated as a secret: passwords and private keys. */
-function generatedSecrets(p: Plan): string[] {
-  const passwords = ofType(p, T.randomPassword).map((r) => String(r.outputs.result));
-  const keys = ofType(p, T.privateKey).flatMap((r) => [
-    String(r.outputs.privateKeyPem),
-    String(r.outputs.privateKeyPemPkcs8),
-    String(r.outputs.privateKeyOpenssh),
-  ]);
-  return [...passwords, ...keys];
-}
-
-/** The secret's distinctive part: a PEM's body, or the whole value. */
-const needle = (secret: string) =>
-  secret.split("\n").find((l) => l.startsWith("mock-secret")) ?? secret;
+/** An app node's place in the address plan: its subnet's resource name and its fixed address. */
+const placed = (node: AppNodeName) =>
+  [node, `network-${TOPOLOGY.nodes[node].subnet}`, TOPOLOGY.nodes[node].privateIp] as const;
 
 describe("app nodes", () => {
   test.each([
-    ["s2", "network-private-a", "10.40.128.10", "eu-west-1a"],
-    ["s1", "network-private-b", "10.40.192.10", "eu-west-1b"],
+    [...placed("s2"), "eu-west-1a"],
+    [...placed("s1"), "eu-west-1b"],
   ])(
     "%s: private subnet %s at %s, no public IP, its own firewall and role",
     (node, subnet, ip, az) => {
@@ -84,7 +86,7 @@ describe("app nodes", () => {
         instanceId: one(plan, T.instance, `${node}-instance`).id,
       });
       // The boot script waits for exactly this device.
-      expect(userDataOf(one(plan, T.instance, `${node}-instance`))).toContain(
+      expect(userDataText(plan, node)).toContain(
         `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volume.id!.replace("-", "")}`,
       );
     }
@@ -128,23 +130,24 @@ describe("app nodes", () => {
   });
 
   test("outputs: instance id, private IP, internal name and role per node; DB endpoints", () => {
+    const { s1, s2 } = TOPOLOGY.nodes;
     expect(plan.outputs.appNodes).toEqual({
       s2: {
         instanceId: one(plan, T.instance, "s2-instance").id,
-        privateIp: "10.40.128.10",
-        internalName: "s2.webstack.internal",
+        privateIp: s2.privateIp,
+        internalName: s2.internalName,
         role: "primary",
       },
       s1: {
         instanceId: one(plan, T.instance, "s1-instance").id,
-        privateIp: "10.40.192.10",
-        internalName: "s1.webstack.internal",
+        privateIp: s1.privateIp,
+        internalName: s1.internalName,
         role: "replica",
       },
     });
     expect(plan.outputs.dbEndpoints).toEqual({
-      primary: "10.40.128.10:3306",
-      replica: "10.40.192.10:3306",
+      primary: `${s2.privateIp}:${PORTS.mysql}`,
+      replica: `${s1.privateIp}:${PORTS.mysql}`,
     });
   });
 });
@@ -164,34 +167,32 @@ describe("private PKI", () => {
     });
   });
 
-  test.each([
-    ["s1", "10.40.192.10"],
-    ["s2", "10.40.128.10"],
-  ])("%s: a leaf for its fixed name and address, renewed early", (node, ip) => {
-    expect(one(plan, T.privateKey, `pki-${node}-key`).inputs).toEqual({
-      algorithm: "ECDSA",
-      ecdsaCurve: "P256",
-    });
-    expect(one(plan, T.certRequest, `pki-${node}-csr`).inputs).toMatchObject({
-      dnsNames: [`${node}.webstack.internal`],
-      ipAddresses: [ip],
-      subject: { commonName: `${node}.webstack.internal` },
-    });
-    expect(one(plan, T.locallySignedCert, `pki-${node}-cert`).inputs).toMatchObject({
-      validityPeriodHours: 8760,
-      earlyRenewalHours: 720,
-      allowedUses: ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
-      caCertPem: one(plan, T.selfSignedCert, "pki-ca").outputs.certPem,
-    });
-  });
+  test.each(["s1", "s2"] as const)(
+    "%s: a leaf for its fixed name and address, renewed early",
+    (node) => {
+      const { internalName, privateIp } = TOPOLOGY.nodes[node];
+      expect(one(plan, T.privateKey, `pki-${node}-key`).inputs).toEqual({
+        algorithm: "ECDSA",
+        ecdsaCurve: "P256",
+      });
+      expect(one(plan, T.certRequest, `pki-${node}-csr`).inputs).toMatchObject({
+        dnsNames: [internalName],
+        ipAddresses: [privateIp],
+        subject: { commonName: internalName },
+      });
+      expect(one(plan, T.locallySignedCert, `pki-${node}-cert`).inputs).toMatchObject({
+        validityPeriodHours: 8760,
+        earlyRenewalHours: 720,
+        allowedUses: ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
+        caCertPem: one(plan, T.selfSignedCert, "pki-ca").outputs.certPem,
+      });
+    },
+  );
 
   test("the CA certificate travels in user-data at its documented path", () => {
     const caPem = one(plan, T.selfSignedCert, "pki-ca").outputs.certPem;
     for (const node of ["s1", "s2"]) {
-      const doc = YAML.parse(userDataOf(one(plan, T.instance, `${node}-instance`)));
-      const ca = doc.write_files.find(
-        (f: { path: string }) => f.path === "/etc/webstack/tls/ca.crt",
-      );
+      const ca = writtenFile(userDataDocument(plan, node), "/etc/webstack/tls/ca.crt");
       expect(ca).toMatchObject({ content: caPem, permissions: "0644" });
     }
   });
@@ -208,10 +209,10 @@ describe("secrets", () => {
     for (const p of passwords) expect(p.inputs).toMatchObject({ length: 32, special: false });
   });
 
-  test.each(["s1", "s2"])(
+  test.each(["s1", "s2"] as const)(
     "%s's parameters: under its own path, encrypted with the stack's key",
     (node) => {
-      const keyId = ofType(plan, T.kmsKey)[0].outputs.keyId;
+      const keyId = one(plan, T.kmsKey, "parameters-key").outputs.keyId;
       const params = ofType(plan, T.ssmParameter).filter((p) =>
         p.name.startsWith(`app-secrets-${node}-`),
       );
@@ -219,11 +220,11 @@ describe("secrets", () => {
         params.map((p) => [p.inputs.name, p.inputs.type, p.inputs.keyId ?? null]).sort(),
       ).toEqual(
         [
-          [`/webstack/test/${node}/db-app-password`, "SecureString", keyId],
-          [`/webstack/test/${node}/db-monitor-password`, "SecureString", keyId],
-          [`/webstack/test/${node}/db-replication-password`, "SecureString", keyId],
-          [`/webstack/test/${node}/tls-cert`, "String", null],
-          [`/webstack/test/${node}/tls-key`, "SecureString", keyId],
+          [parameterName(plan.stack, node, "db-app-password"), "SecureString", keyId],
+          [parameterName(plan.stack, node, "db-monitor-password"), "SecureString", keyId],
+          [parameterName(plan.stack, node, "db-replication-password"), "SecureString", keyId],
+          [parameterName(plan.stack, node, "tls-cert"), "String", null],
+          [parameterName(plan.stack, node, "tls-key"), "SecureString", keyId],
         ].sort(),
       );
     },
@@ -239,10 +240,11 @@ describe("secrets", () => {
 
   test("the LB's role cannot read database secrets: none under shared/ or lb/", () => {
     const names = ofType(plan, T.ssmParameter).map((p) => String(p.inputs.name));
-    expect(names.filter((n) => /\/(shared|lb)\//.test(n) && /\/db-/.test(n))).toEqual([]);
-    expect(
-      names.filter((n) => /\/db-/.test(n)).every((n) => /\/webstack\/test\/s[12]\//.test(n)),
-    ).toBe(true);
+    const under = (scope: ParameterScope) => (name: string) =>
+      name.startsWith(`${parameterPath(plan.stack, scope)}/`);
+    const database = names.filter((n) => /\/db-/.test(n));
+    expect(database.filter((n) => under("shared")(n) || under("lb")(n))).toEqual([]);
+    expect(database.every((n) => under("s1")(n) || under("s2")(n))).toBe(true);
   });
 
   test("no generated secret appears in any user-data or stack output", async () => {
@@ -251,20 +253,21 @@ describe("secrets", () => {
       expect(secrets.length).toBeGreaterThanOrEqual(3 + 3 * 3);
       expect(new Set(secrets).size).toBe(secrets.length);
       // Every node's document, the LB's included.
-      const documents = ofType(p, T.instance).map(userDataOf);
-      expect(documents).toHaveLength(3);
+      const documents = NODE_NAMES.map((node) => userDataText(p, node));
+      expect(ofType(p, T.instance)).toHaveLength(documents.length);
       const outputs = JSON.stringify(revealSecrets(p.outputs));
       for (const secret of secrets) {
-        for (const doc of documents) expect(doc).not.toContain(needle(secret));
-        expect(outputs).not.toContain(needle(secret));
+        for (const doc of documents) expect(doc).not.toContain(secret);
+        expect(outputs).not.toContain(secret);
       }
     }
   });
 
   test("the SSM parameter names in user-data are the node's own", () => {
-    const doc = userDataOf(one(plan, T.instance, "s1-instance"));
-    expect(doc).toContain("/webstack/test/s1/tls-key");
-    expect(doc).not.toMatch(/\/webstack\/test\/(s2|lb|shared)\//);
+    const doc = userDataText(plan, "s1");
+    expect(doc).toContain(parameterName(plan.stack, "s1", "tls-key"));
+    for (const other of ["s2", "lb", "shared"] as const)
+      expect(doc).not.toContain(`${parameterPath(plan.stack, other)}/`);
   });
 });
 
@@ -279,7 +282,7 @@ describe("user-data", () => {
             ? Buffer.from(String(instance.inputs.userDataBase64), "base64").length
             : Buffer.byteLength(String(instance.inputs.userData));
         expect(shipped).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
-        const text = userDataOf(instance);
+        const text = decodeUserData(instance.inputs);
         if (Buffer.byteLength(text) > 12 * 1024) expect(instance.inputs.userData).toBeUndefined();
         expect(text.startsWith("#cloud-config\n")).toBe(true);
         const packages = YAML.parse(text).packages as string[];
@@ -289,8 +292,7 @@ describe("user-data", () => {
   );
 
   test("the replica waits for the primary at its fixed address", () => {
-    const doc = userDataOf(one(plan, T.instance, "s1-instance"));
-    expect(doc).toContain("DB_PRIMARY_IP=10.40.128.10");
+    expect(userDataText(plan, "s1")).toContain(`DB_PRIMARY_IP=${TOPOLOGY.nodes.s2.privateIp}`);
     expect(byId(plan, one(plan, T.instance, "s1-instance").inputs.subnetId).name).toBe(
       "network-private-b",
     );

@@ -5,8 +5,16 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import YAML from "yaml";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
-import { IS_ROOT, T, PROJECT_DIR, commandWorks, ofType, planConfig, testNeeding } from "./harness";
+import {
+  CloudConfigDocument,
+  IS_ROOT,
+  PROJECT_DIR,
+  commandWorks,
+  planConfig,
+  testNeeding,
+  userDataText,
+  writtenFile,
+} from "./harness";
 
 const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
 const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
@@ -44,10 +52,7 @@ interface Rendered {
   readonly name: string;
   readonly text: string;
   readonly file: string;
-  readonly doc: {
-    write_files: { path: string; content: string }[];
-    bootcmd?: (string | string[])[];
-  };
+  readonly doc: CloudConfigDocument;
 }
 
 const documents: Rendered[] = [];
@@ -79,10 +84,8 @@ const VARIANTS: {
 beforeAll(async () => {
   for (const { config, take, secretKeys } of VARIANTS) {
     const plan = await planConfig({ domain: "www.example.com", ...config }, { secretKeys });
-    for (const instance of ofType(plan, T.instance)) {
-      const name = take[instance.name.replace(/-instance$/, "")];
-      if (!name) continue;
-      const text = decodeUserData(instance.inputs);
+    for (const [node, name] of Object.entries(take)) {
+      const text = userDataText(plan, node);
       const file = path.join(SCRATCH, `${name}.yaml`);
       fs.writeFileSync(file, text);
       documents.push({ name, text, file, doc: YAML.parse(text) });
@@ -189,7 +192,7 @@ describe("shell scripts", () => {
   });
 });
 
-const fileOf = (d: Rendered, at: string) => d.doc.write_files.find((f) => f.path === at)!.content;
+const fileOf = (d: Rendered, at: string) => writtenFile(d.doc, at).content;
 
 function checkServerConfig(kind: "nginx" | "haproxy", content: string) {
   const file = path.join(SCRATCH, `${kind}-${Math.random().toString(36).slice(2)}.conf`);

@@ -5,11 +5,23 @@ import {
   renderDatadogChecks,
   renderDatadogConfig,
 } from "../cloud-init/datadog";
-import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { shippedFile } from "../cloud-init/template";
+import { parameterName } from "../model/naming";
+import { NODE_NAMES } from "../model/topology";
 import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
-import { T, ofType, one, planConfig, userDataFile } from "./harness";
+import {
+  T,
+  bootSequence,
+  ofType,
+  one,
+  planConfig,
+  planStack,
+  userDataDocument,
+  userDataFile,
+  userDataText,
+} from "./harness";
+import { cloudWatchAgentConfig } from "./rendererFixtures";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
 const BASE = { domain: "www.example.com", datadogSite: "datadoghq.eu" };
@@ -24,21 +36,15 @@ beforeAll(async () => {
   );
 });
 
-const documentOf = (plan: Plan, node: string) =>
-  decodeUserData(one(plan, T.instance, `${node}-instance`).inputs);
-
 describe("turning Datadog on", () => {
   test("adds exactly one resource: the API key as a SecureString every node may read", () => {
     const added = on.resources
       .filter((r) => !off.resources.some((o) => o.urn === r.urn))
       .map((r) => r.type);
-    expect(added.sort()).toEqual([
-      "aws:ssm/parameter:Parameter",
-      "webstack:monitoring:DatadogApiKey",
-    ]);
+    expect(added.sort()).toEqual([T.ssmParameter, "webstack:monitoring:DatadogApiKey"]);
     const parameter = one(on, T.ssmParameter, "datadog-api-key");
     expect(parameter.inputs).toMatchObject({
-      name: "/webstack/test/shared/datadog-api-key",
+      name: parameterName(on.stack, "shared", "datadog-api-key"),
       type: "SecureString",
     });
     expect(
@@ -47,9 +53,9 @@ describe("turning Datadog on", () => {
   });
 
   test("adds the agent to every node's user-data and changes nothing else there", () => {
-    for (const node of ["lb", "s1", "s2"]) {
-      const before = YAML.parse(documentOf(off, node));
-      const after = YAML.parse(documentOf(on, node));
+    for (const node of NODE_NAMES) {
+      const before = userDataDocument(off, node);
+      const after = userDataDocument(on, node);
       const paths = (d: { write_files: { path: string }[] }) => d.write_files.map((f) => f.path);
       const addedFiles = paths(after).filter((p: string) => !paths(before).includes(p));
       expect(
@@ -58,22 +64,21 @@ describe("turning Datadog on", () => {
         ),
       ).toBe(true);
       expect(paths(before).every((p: string) => paths(after).includes(p))).toBe(true);
-      expect(after.runcmd).toContainEqual([
-        "systemctl",
-        "enable",
-        "--now",
-        "--no-block",
-        "webstack-datadog-agent.service",
-      ]);
+      // Started without cloud-init waiting for it, before the boot script, like the other agents.
+      expect(bootSequence(after).started).toContainEqual({
+        unit: "webstack-datadog-agent.service",
+        waits: false,
+        beforeBootScript: true,
+      });
     }
   });
 
   test("the API key is in no user-data and no output; the nodes read it from SSM", () => {
-    for (const node of ["lb", "s1", "s2"]) {
-      expect(documentOf(on, node)).not.toContain(API_KEY);
+    for (const node of NODE_NAMES) {
+      expect(userDataText(on, node)).not.toContain(API_KEY);
       const manifest = JSON.parse(userDataFile(on, node, "/etc/webstack/datadog/secrets.json"));
       expect(manifest[0]).toEqual({
-        parameter: "/webstack/test/shared/datadog-api-key",
+        parameter: parameterName(on.stack, "shared", "datadog-api-key"),
         path: "/etc/webstack/secrets/datadog-api-key",
         mode: "0600",
         owner: "root:root",
@@ -91,7 +96,7 @@ describe("turning Datadog on", () => {
       dogstatsd_port: 8125,
     });
     const manifest = JSON.parse(userDataFile(on, "s2", "/etc/webstack/datadog/secrets.json"));
-    expect(manifest[1].parameter).toBe("/webstack/test/s2/db-monitor-password");
+    expect(manifest[1].parameter).toBe(parameterName(on.stack, "s2", "db-monitor-password"));
     expect(JSON.parse(userDataFile(on, "lb", "/etc/webstack/datadog/secrets.json"))).toHaveLength(
       1,
     );
@@ -144,15 +149,15 @@ describe("integrations", () => {
     expect(YAML.parse(checks.nginx).instances).toEqual([
       { nginx_status_url: "http://127.0.0.1:8080/nginx_status" },
     ]);
-    expect(YAML.parse(checks.mysql).instances).toEqual([
-      {
-        host: "localhost",
-        sock: "/run/mysqld/mysqld.sock",
-        username: "monitor",
-        password: "@MONITOR_PASSWORD@",
-        options: { replication: true },
-      },
-    ]);
+    const mysql = YAML.parse(checks.mysql).instances;
+    // The database's own monitoring user, over the local socket only, with replication metrics.
+    expect(mysql).toHaveLength(1);
+    expect(mysql[0]).toMatchObject({ host: "localhost", username: "monitor" });
+    expect(mysql[0].sock).toMatch(/^\/run\/mysqld\/[a-z]+\.sock$/);
+    expect(mysql[0].options).toEqual({ replication: true });
+    // Its password is a placeholder that the installer fills on the node, never a value.
+    expect(mysql[0].password).toMatch(/^@[A-Z_]+@$/);
+    expect(shippedFile("install-datadog-agent.sh")).toContain(`\${text//${mysql[0].password}/`);
   });
 
   test("only DogStatsD listens on UDP 8125: the CloudWatch agent runs no statsd", () => {
@@ -160,28 +165,15 @@ describe("integrations", () => {
       YAML.parse(renderDatadogConfig({ ...params, node: "s1", role: "replica", engine: "mariadb" }))
         .dogstatsd_port,
     ).toBe(8125);
-    const cw = renderCloudWatchAgentConfig({
-      node: "s1",
-      role: "replica",
-      engine: "mariadb",
-      logGroups: Object.fromEntries(
-        ["cloud-init", "nginx-access", "nginx-error", "app", "db-error", "db-slow"].map((k) => [
-          k,
-          k,
-        ]),
-      ),
-      agentPackageUrl: "x",
-    });
-    expect(JSON.stringify(cw)).not.toMatch(/statsd/);
+    expect(JSON.stringify(cloudWatchAgentConfig("s1"))).not.toMatch(/statsd/);
   });
 });
 
 test("prod (Datadog on, key a placeholder) plans the agent everywhere", async () => {
-  const { planStack } = await import("./harness");
   const prod = await planStack("prod");
   expect(ofType(prod, T.ssmParameter).map((p) => p.inputs.name)).toContain(
-    "/webstack/prod/shared/datadog-api-key",
+    parameterName(prod.stack, "shared", "datadog-api-key"),
   );
-  for (const node of ["lb", "s1", "s2"])
-    expect(documentOf(prod, node)).toContain("webstack-datadog-agent.service");
+  for (const node of NODE_NAMES)
+    expect(userDataText(prod, node)).toContain("webstack-datadog-agent.service");
 });

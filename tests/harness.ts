@@ -7,9 +7,9 @@ import { Plan, PlannedResource, runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
 import { NodeMonitoring, logSources } from "../cloud-init/monitoring";
-import { DbEngine } from "../model/config";
+import { CONFIG_KEYS, DbEngine } from "../model/config";
 import { logGroupName } from "../model/naming";
-import { NodeName } from "../model/topology";
+import { NodeName, buildTopology } from "../model/topology";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
@@ -62,18 +62,37 @@ export const T = {
   selfSignedCert: "tls:index/selfSignedCert:SelfSignedCert",
   certRequest: "tls:index/certRequest:CertRequest",
   locallySignedCert: "tls:index/locallySignedCert:LocallySignedCert",
+  snsTopic: "aws:sns/topic:Topic",
+  snsSubscription: "aws:sns/topicSubscription:TopicSubscription",
+  metricAlarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  logMetricFilter: "aws:cloudwatch/logMetricFilter:LogMetricFilter",
+  dashboard: "aws:cloudwatch/dashboard:Dashboard",
 } as const;
+
+/** The VPC range of every stack planConfig plans without a vpcCidr (the config's default). */
+export const DEFAULT_VPC_CIDR = String(CONFIG_KEYS.vpcCidr.default);
+
+/** The address plan of such a stack: where tests take the nodes' addresses and names from. */
+export const TOPOLOGY = buildTopology(DEFAULT_VPC_CIDR);
+
+/** The account every plan here runs in, unless a test names another. */
+export const ACCOUNT_ID = "123456789012";
 
 /** Plans a stack from its Pulumi.<stack>.yaml, with optional `key=value` overrides. */
 export function planStack(stack: string, overrides: string[] = []): Promise<Plan> {
   const config = readStackConfig(stackFile(PROJECT_DIR, stack), overrides);
-  return runPlan({ stack, config: config.values, secretKeys: config.secretKeys });
+  return runPlan({
+    stack,
+    config: config.values,
+    secretKeys: config.secretKeys,
+    accountId: ACCOUNT_ID,
+  });
 }
 
-/** Plans a stack from a config map; keys without a namespace are webstack's. */
+/** Plans a stack from a config map (keys without a namespace are webstack's), in a mocked account. */
 export function planConfig(
   config: Record<string, string>,
-  options: { stack?: string; secretKeys?: string[] } = {},
+  options: { stack?: string; secretKeys?: string[]; accountId?: string } = {},
 ): Promise<Plan> {
   const values = Object.fromEntries(
     Object.entries({ "aws:region": "eu-west-1", ...config }).map(([k, v]) => [
@@ -85,6 +104,7 @@ export function planConfig(
     stack: options.stack ?? "test",
     config: values,
     secretKeys: options.secretKeys,
+    accountId: options.accountId ?? ACCOUNT_ID,
   });
 }
 
@@ -101,14 +121,78 @@ export function one(plan: Plan, type: string, name: string): PlannedResource {
   return found[0];
 }
 
+/** One entry of a cloud-config's `write_files`. */
+export interface WrittenFile {
+  readonly path: string;
+  readonly content: string;
+  readonly permissions?: string;
+  readonly owner?: string;
+}
+
+/** A node's cloud-config document, as cloud-init parses it (the keys the tests read). */
+export interface CloudConfigDocument {
+  readonly write_files: WrittenFile[];
+  readonly packages?: string[];
+  readonly bootcmd?: (string | string[])[];
+  readonly runcmd?: (string | string[])[];
+  readonly [key: string]: unknown;
+}
+
+/** A planned node's user-data as text, decoded as EC2 hands it to cloud-init. */
+export function userDataText(plan: Plan, node: string): string {
+  return decodeUserData(one(plan, T.instance, `${node}-instance`).inputs);
+}
+
+/** A planned node's user-data, parsed. */
+export function userDataDocument(plan: Plan, node: string): CloudConfigDocument {
+  return YAML.parse(userDataText(plan, node)) as CloudConfigDocument;
+}
+
+/** The entry of a document's `write_files` for one path; fails the test when it is missing. */
+export function writtenFile(doc: CloudConfigDocument, at: string): WrittenFile {
+  const found = doc.write_files.find((f) => f.path === at);
+  if (!found) throw new Error(`no ${at} in the document's write_files`);
+  return found;
+}
+
 /** A file a planned node's user-data writes (`write_files`); fails the test when it is missing. */
 export function userDataFile(plan: Plan, node: string, at: string): string {
-  const doc = YAML.parse(decodeUserData(one(plan, T.instance, `${node}-instance`).inputs)) as {
-    write_files: { path: string; content: string }[];
+  return writtenFile(userDataDocument(plan, node), at).content;
+}
+
+/** A systemd unit that a document's runcmd enables and starts. */
+export interface StartedUnit {
+  readonly unit: string;
+  /** Whether cloud-init waits for the start to finish (no `--no-block`). */
+  readonly waits: boolean;
+  /** Whether it is started before the boot script (runcmd's last command) runs. */
+  readonly beforeBootScript: boolean;
+}
+
+/** What a document's runcmd does at first boot, read as behaviour rather than as argv. */
+export interface BootSequence {
+  /** A failed command fails the boot (`set -eu` first). */
+  readonly stopsAtFirstFailure: boolean;
+  /** Units enabled and started (`systemctl enable --now`), in order. */
+  readonly started: StartedUnit[];
+  /** The last command: the node's boot script. */
+  readonly bootScript: string;
+}
+
+export function bootSequence(doc: CloudConfigDocument): BootSequence {
+  const commands = (doc.runcmd ?? []).map((c) => (typeof c === "string" ? c.split(/\s+/) : c));
+  const last = commands.length - 1;
+  const started = commands.flatMap((argv, at) => {
+    if (argv[0] !== "systemctl" || argv[1] !== "enable" || !argv.includes("--now")) return [];
+    const units = argv.slice(2).filter((a) => !a.startsWith("--"));
+    const waits = !argv.includes("--no-block");
+    return units.map((unit) => ({ unit, waits, beforeBootScript: at < last }));
+  });
+  return {
+    stopsAtFirstFailure: commands[0]?.join(" ") === "set -eu",
+    started,
+    bootScript: commands[last]?.join(" ") ?? "",
   };
-  const found = doc.write_files.find((f) => f.path === at);
-  if (!found) throw new Error(`${node}: no ${at} in its user-data`);
-  return found.content;
 }
 
 /** The resource a given id belongs to (ids are what inputs reference). */
@@ -117,6 +201,64 @@ export function byId(plan: Plan, id: unknown): PlannedResource {
   if (found.length !== 1)
     throw new Error(`expected one resource with id ${String(id)}, found ${found.length}`);
   return found[0];
+}
+
+/**
+ * Every value the mocks generated as a secret (passwords, private keys in each encoding), by its
+ * distinctive part: a PEM's body line, or the whole value.
+ */
+export function generatedSecrets(plan: Plan): string[] {
+  const passwords = ofType(plan, T.randomPassword).map((r) => String(r.outputs.result));
+  const keys = ofType(plan, T.privateKey).flatMap((r) =>
+    [r.outputs.privateKeyPem, r.outputs.privateKeyPemPkcs8, r.outputs.privateKeyOpenssh].map(
+      String,
+    ),
+  );
+  return [...passwords, ...keys].map(
+    (secret) => secret.split("\n").find((l) => l.startsWith("mock-secret")) ?? secret,
+  );
+}
+
+/** One thing a policy document allows: to whom (key and trust policies), which actions, on what, when. */
+export interface Grant {
+  /** `AWS:<arn>` or `Service:<name>`; absent in an identity policy, which grants its holder. */
+  readonly principal?: string;
+  readonly actions: string[];
+  readonly resources?: string[];
+  readonly condition?: unknown;
+}
+
+const PLAIN_ALLOW_KEYS = ["Sid", "Effect", "Principal", "Action", "Resource", "Condition"];
+
+/**
+ * What a policy document (JSON text or object) allows: a row per statement and principal, with
+ * actions and resources sorted, whatever the statements' ids, order or grouping. Anything but a
+ * plain Allow (a Deny, NotAction, NotResource, NotPrincipal) throws rather than being passed over.
+ */
+export function grantsOf(policy: unknown): Grant[] {
+  const doc = (typeof policy === "string" ? JSON.parse(policy) : policy) as {
+    Statement: Record<string, unknown>[];
+  };
+  const sorted = (value: unknown) => [value].flat().map(String).sort();
+  const rows = doc.Statement.flatMap((s): Grant[] => {
+    if (s.Effect !== "Allow" || Object.keys(s).some((k) => !PLAIN_ALLOW_KEYS.includes(k)))
+      throw new Error(`grantsOf reads plain Allow statements only: ${JSON.stringify(s)}`);
+    const principals =
+      s.Principal === undefined
+        ? [undefined]
+        : typeof s.Principal === "string"
+          ? [s.Principal]
+          : Object.entries(s.Principal as Record<string, unknown>).flatMap(([kind, names]) =>
+              sorted(names).map((name) => `${kind}:${name}`),
+            );
+    return principals.map((principal) => ({
+      ...(principal !== undefined && { principal }),
+      actions: sorted(s.Action),
+      ...(s.Resource !== undefined && { resources: sorted(s.Resource) }),
+      ...(s.Condition !== undefined && { condition: s.Condition }),
+    }));
+  });
+  return rows.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 }
 
 /** Whether a command runs here (for tests that need a machine tool). */

@@ -1,30 +1,38 @@
-// Monitoring: the CloudWatch agent's config against the agent's own schema, the log groups, and
-// the installer that retries without holding up the boot.
+// Monitoring: the CloudWatch agent's config and log groups, an installer that never blocks boot.
 import * as fs from "fs";
 import * as path from "path";
 import Ajv from "ajv-draft-04";
-import YAML from "yaml";
 import {
   renderCloudWatchAgentConfig,
   CLOUDWATCH_AGENT_KEY_FINGERPRINT,
+  logSources,
 } from "../cloud-init/monitoring";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { logGroupName } from "../model/naming";
+import { NODE_NAMES } from "../model/topology";
 import { Plan } from "../plan/plan";
-import { PROJECT_DIR, T, ofType, one, planConfig, testNeeding } from "./harness";
+import {
+  PROJECT_DIR,
+  T,
+  bootSequence,
+  ofType,
+  planConfig,
+  testNeeding,
+  userDataDocument,
+  userDataFile,
+  writtenFile,
+} from "./harness";
+import { cloudWatchAgentConfig } from "./rendererFixtures";
 
 const SCHEMA_FILE = path.join(PROJECT_DIR, "..", "shared", "data", "cloudwatch-agent-schema.json");
 // Beside the repository in CI (../shared/data); absent elsewhere, the schema check is skipped.
 const withSchema = testNeeding(`the agent's schema at ${SCHEMA_FILE}`, fs.existsSync(SCHEMA_FILE));
 
-const GROUPS = {
-  lb: { "cloud-init": "/webstack/t/lb/cloud-init", haproxy: "/webstack/t/lb/haproxy" },
-  s1: Object.fromEntries(
-    ["cloud-init", "nginx-access", "nginx-error", "app", "db-error", "db-slow"].map((k) => [
-      k,
-      `/webstack/t/s1/${k}`,
-    ]),
-  ),
-};
+/** The units monitoring starts at first boot: the agent's installer, the collector, the boot report. */
+const MONITORING_UNITS = [
+  "webstack-boot-status.service",
+  "webstack-cloudwatch-agent.service",
+  "webstack-collector.timer",
+];
 
 function validator() {
   const ajv = new Ajv({ allErrors: true, strict: false });
@@ -32,27 +40,9 @@ function validator() {
 }
 
 describe("the CloudWatch agent's config", () => {
-  const lb = renderCloudWatchAgentConfig({
-    node: "lb",
-    role: "loadbalancer",
-    engine: "mariadb",
-    logGroups: GROUPS.lb,
-    agentPackageUrl: "x",
-  });
-  const s1 = renderCloudWatchAgentConfig({
-    node: "s1",
-    role: "replica",
-    engine: "mariadb",
-    logGroups: GROUPS.s1,
-    agentPackageUrl: "x",
-  });
-  const mysql = renderCloudWatchAgentConfig({
-    node: "s1",
-    role: "replica",
-    engine: "mysql",
-    logGroups: GROUPS.s1,
-    agentPackageUrl: "x",
-  });
+  const lb = cloudWatchAgentConfig("lb");
+  const s1 = cloudWatchAgentConfig("s1");
+  const mysql = cloudWatchAgentConfig("s1", "mysql");
 
   withSchema("is valid under the agent's own JSON schema, for every node and engine", () => {
     const validate = validator();
@@ -103,17 +93,19 @@ describe("the CloudWatch agent's config", () => {
     const list = (c: Record<string, unknown>) =>
       (c.logs as { logs_collected: { files: { collect_list: Record<string, string>[] } } })
         .logs_collected.files.collect_list;
+    // testMonitoring's groups are stack "t"'s.
+    const group = (node: string, source: string) => logGroupName("t", node, source);
     expect(list(lb).map((l) => [l.file_path, l.log_group_name])).toEqual([
-      ["/var/log/cloud-init-output.log", "/webstack/t/lb/cloud-init"],
-      ["/var/log/haproxy.log", "/webstack/t/lb/haproxy"],
+      ["/var/log/cloud-init-output.log", group("lb", "cloud-init")],
+      ["/var/log/haproxy.log", group("lb", "haproxy")],
     ]);
     expect(list(s1).map((l) => [l.file_path, l.log_group_name])).toEqual([
-      ["/var/log/cloud-init-output.log", "/webstack/t/s1/cloud-init"],
-      ["/var/log/nginx/webstack-access.log", "/webstack/t/s1/nginx-access"],
-      ["/var/log/nginx/webstack-error.log", "/webstack/t/s1/nginx-error"],
-      ["/var/log/webstack/app.log", "/webstack/t/s1/app"],
-      ["/var/log/mysql/error.log", "/webstack/t/s1/db-error"],
-      ["/var/log/mysql/slow.log", "/webstack/t/s1/db-slow"],
+      ["/var/log/cloud-init-output.log", group("s1", "cloud-init")],
+      ["/var/log/nginx/webstack-access.log", group("s1", "nginx-access")],
+      ["/var/log/nginx/webstack-error.log", group("s1", "nginx-error")],
+      ["/var/log/webstack/app.log", group("s1", "app")],
+      ["/var/log/mysql/error.log", group("s1", "db-error")],
+      ["/var/log/mysql/slow.log", group("s1", "db-slow")],
     ]);
     expect(list(s1).every((l) => l.log_stream_name === "{instance_id}")).toBe(true);
   });
@@ -141,32 +133,21 @@ describe("the program", () => {
     });
   });
 
-  const documentOf = (node: string) =>
-    YAML.parse(decodeUserData(one(plan, T.instance, `${node}-instance`).inputs));
-  const fileOf = (doc: { write_files: { path: string; content: string }[] }, at: string) =>
-    doc.write_files.find((f) => f.path === at)!.content;
-
   test("a log group per node and source, with the configured retention and a stable name", () => {
     const groups = ofType(plan, T.logGroup).filter((g) => g.name.startsWith("logs-"));
     expect(groups.map((g) => g.inputs.name).sort()).toEqual(
-      [
-        "/webstack/test/lb/cloud-init",
-        "/webstack/test/lb/haproxy",
-        ...["s1", "s2"].flatMap((n) =>
-          ["cloud-init", "nginx-access", "nginx-error", "app", "db-error", "db-slow"].map(
-            (k) => `/webstack/test/${n}/${k}`,
-          ),
-        ),
-      ].sort(),
+      NODE_NAMES.flatMap((node) =>
+        logSources(node).map((source) => logGroupName(plan.stack, node, source.key)),
+      ).sort(),
     );
     expect(groups.every((g) => g.inputs.retentionInDays === 90)).toBe(true);
     expect((plan.outputs.logGroups as Record<string, Record<string, string>>).s2.app).toBe(
-      "/webstack/test/s2/app",
+      logGroupName(plan.stack, "s2", "app"),
     );
   });
 
-  test.each(["lb", "s1", "s2"])("%s ships to exactly its own log groups", (node) => {
-    const config = JSON.parse(fileOf(documentOf(node), "/etc/webstack/cloudwatch-agent.json"));
+  test.each(NODE_NAMES)("%s ships to exactly its own log groups", (node) => {
+    const config = JSON.parse(userDataFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
     const shipped = config.logs.logs_collected.files.collect_list.map(
       (l: { log_group_name: string }) => l.log_group_name,
     );
@@ -178,7 +159,7 @@ describe("the program", () => {
   });
 
   test("the agent package for the node's architecture, checked against AWS's key by fingerprint", () => {
-    const env = (node: string) => fileOf(documentOf(node), "/etc/webstack/monitoring.env");
+    const env = (node: string) => userDataFile(plan, node, "/etc/webstack/monitoring.env");
     expect(env("lb")).toContain(
       "CLOUDWATCH_AGENT_URL=https://amazoncloudwatch-agent.s3.amazonaws.com/debian/arm64/latest/amazon-cloudwatch-agent.deb\n",
     );
@@ -186,7 +167,7 @@ describe("the program", () => {
     expect(env("s1")).toContain(
       `CLOUDWATCH_AGENT_KEY_FINGERPRINT=${CLOUDWATCH_AGENT_KEY_FINGERPRINT}\n`,
     );
-    const installer = fileOf(documentOf("s1"), "/usr/local/sbin/webstack-install-cloudwatch-agent");
+    const installer = userDataFile(plan, "s1", "/usr/local/sbin/webstack-install-cloudwatch-agent");
     expect(installer).toContain('if [ "$signer" != "$CLOUDWATCH_AGENT_KEY_FINGERPRINT" ]; then');
     expect(installer.indexOf("gpg --batch --status-fd 1 --verify")).toBeLessThan(
       installer.indexOf("dpkg -i -E"),
@@ -199,39 +180,35 @@ describe("the program", () => {
     ["s2", "collect primary s2 mariadb"],
     ["s1", "collect replica s1 mariadb"],
   ])("%s: a collector every minute (%s) and a boot-status report", (node, args) => {
-    const doc = documentOf(node);
-    expect(fileOf(doc, "/etc/systemd/system/webstack-collector.service")).toContain(
+    const file = (at: string) => userDataFile(plan, node, at);
+    expect(file("/etc/systemd/system/webstack-collector.service")).toContain(
       `ExecStart=/usr/local/sbin/webstack-aws ${args}\n`,
     );
-    expect(fileOf(doc, "/etc/systemd/system/webstack-collector.timer")).toContain(
-      "OnUnitActiveSec=60s\n",
-    );
-    const boot = fileOf(doc, "/etc/systemd/system/webstack-boot-status.service");
+    expect(file("/etc/systemd/system/webstack-collector.timer")).toContain("OnUnitActiveSec=60s\n");
+    const boot = file("/etc/systemd/system/webstack-boot-status.service");
     expect(boot).toContain(`ExecStart=/usr/local/sbin/webstack-aws boot-status ${node}\n`);
     expect(boot).toContain("After=cloud-final.service");
   });
 
   test("installed by a unit that retries until it works, started without holding up the boot", () => {
-    for (const node of ["lb", "s1", "s2"]) {
-      const doc = documentOf(node);
-      const unit = fileOf(doc, "/etc/systemd/system/webstack-cloudwatch-agent.service").split("\n");
-      expect(unit).toEqual(
+    for (const node of NODE_NAMES) {
+      const doc = userDataDocument(plan, node);
+      const unit = writtenFile(doc, "/etc/systemd/system/webstack-cloudwatch-agent.service");
+      expect(unit.content.split("\n")).toEqual(
         expect.arrayContaining(["Restart=on-failure", "RestartSec=60", "StartLimitIntervalSec=0"]),
       );
-      // Monitoring units first (so a failed boot still reports itself), then the boot script.
-      expect(doc.runcmd).toEqual([
-        "set -eu",
-        [
-          "systemctl",
-          "enable",
-          "--now",
-          "--no-block",
-          "webstack-cloudwatch-agent.service",
-          "webstack-collector.timer",
-          "webstack-boot-status.service",
-        ],
-        [node === "lb" ? "/usr/local/sbin/webstack-lb-boot" : "/usr/local/sbin/webstack-boot"],
-      ]);
+      // Each monitoring unit started without cloud-init waiting for it, and before the boot
+      // script, so that even a failed boot reports itself; a failed command fails the boot.
+      const boot = bootSequence(doc);
+      expect(boot.stopsAtFirstFailure).toBe(true);
+      const monitoring = boot.started.filter((s) => MONITORING_UNITS.includes(s.unit));
+      expect(monitoring.sort((a, b) => a.unit.localeCompare(b.unit))).toEqual(
+        MONITORING_UNITS.map((unit) => ({ unit, waits: false, beforeBootScript: true })),
+      );
+      expect(boot.started.filter((s) => s.waits)).toEqual([]);
+      const script = node === "lb" ? "webstack-lb-boot" : "webstack-boot";
+      expect(boot.bootScript).toBe(`/usr/local/sbin/${script}`);
+      expect(writtenFile(doc, boot.bootScript).permissions).toBe("0755");
     }
   });
 });

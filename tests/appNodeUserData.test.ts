@@ -1,0 +1,161 @@
+// An app node's whole user-data: identity, no SSH, Nginx, Gunicorn, data volume, boot order, TLS.
+import { secretsManifest } from "../cloud-init/appNode";
+import { parameterName, parameterPath } from "../model/naming";
+import { TOPOLOGY, bootSequence } from "./harness";
+import { appNodeParams, renderedAppNode } from "./rendererFixtures";
+
+const lines = (text: string) => text.split("\n");
+
+describe("the app node's document", () => {
+  const { text, doc, file } = renderedAppNode("mariadb", "replica");
+
+  test("starts with #cloud-config and names the node", () => {
+    expect(text.startsWith("#cloud-config\n# webstack s1 (replica): ")).toBe(true);
+    expect(doc).toMatchObject({
+      hostname: "s1",
+      fqdn: TOPOLOGY.nodes.s1.internalName,
+      ssh_pwauth: false,
+      package_update: true,
+    });
+  });
+
+  test("no SSH server: sshd stopped and masked first thing at every boot", () => {
+    expect(doc.bootcmd?.[0]).toEqual(["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]);
+  });
+
+  test("Nginx: TLS 1.2+ on 443 with the node's certificate, stub_status on loopback only", () => {
+    const site = lines(file("/etc/nginx/sites-available/webstack")).map((l) => l.trim());
+    expect(site).toEqual(
+      expect.arrayContaining([
+        "listen 443 ssl;",
+        `server_name ${TOPOLOGY.nodes.s1.internalName};`,
+        "ssl_certificate /etc/webstack/tls/node.crt;",
+        "ssl_certificate_key /etc/webstack/tls/node.key;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "location = /healthz {",
+        "listen 127.0.0.1:8080;",
+        "stub_status;",
+        "server unix:/run/webstack/app.sock;",
+      ]),
+    );
+    expect(site.filter((l) => l.startsWith("listen"))).toEqual([
+      "listen 443 ssl;",
+      "listen 127.0.0.1:8080;",
+    ]);
+  });
+
+  test("Gunicorn: a systemd service as www-data, on a unix socket, workers sized to the CPUs", () => {
+    const unit = lines(file("/etc/systemd/system/webstack-app.service"));
+    expect(unit).toEqual(
+      expect.arrayContaining([
+        "User=www-data",
+        "EnvironmentFile=/etc/webstack/app.env",
+        "ExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py app:application",
+        "After=network-online.target mariadb.service",
+        "NoNewPrivileges=true",
+      ]),
+    );
+    const conf = lines(file("/etc/webstack/gunicorn.conf.py"));
+    expect(conf).toEqual(
+      expect.arrayContaining([
+        'bind = "unix:/run/webstack/app.sock"',
+        "workers = multiprocessing.cpu_count() * 2 + 1",
+      ]),
+    );
+  });
+
+  test("the data volume is mounted from bootcmd, before packages create the data directory", () => {
+    expect(doc.bootcmd).toHaveLength(2);
+    const [shell, flag, script, name, device, mountpoint] = doc.bootcmd![1] as string[];
+    expect([shell, flag, name, device, mountpoint]).toEqual([
+      "bash",
+      "-c",
+      "webstack-data-volume",
+      "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
+      "/var/lib/mysql",
+    ]);
+    expect(script).toContain("set -euo pipefail");
+    expect(file("/etc/systemd/system/mariadb.service.d/webstack-data.conf")).toBe(
+      "[Unit]\nRequiresMountsFor=/var/lib/mysql\n",
+    );
+  });
+
+  test("the CA certificate travels at its documented path; no key does", () => {
+    expect(file("/etc/webstack/tls/ca.crt")).toContain("TEST-CA");
+    expect(text).not.toMatch(/PRIVATE KEY/);
+  });
+
+  test("one boot script runs after packages, and every shipped script stops at the first failure", () => {
+    // The boot script last, after the boot report's unit (so even a failed boot reports itself);
+    // a failed step fails the boot.
+    const boot = bootSequence(doc);
+    expect(boot.stopsAtFirstFailure).toBe(true);
+    expect(boot.bootScript).toBe("/usr/local/sbin/webstack-boot");
+    expect(boot.started.find((s) => s.unit === "webstack-boot-status.service")).toMatchObject({
+      beforeBootScript: true,
+    });
+    const scripts = doc.write_files.filter((f) => f.content.startsWith("#!/bin/bash"));
+    expect(scripts.map((f) => f.path).sort()).toEqual([
+      "/usr/local/sbin/webstack-boot",
+      "/usr/local/sbin/webstack-db-bootstrap",
+      "/usr/local/sbin/webstack-install-cloudwatch-agent",
+      "/usr/local/sbin/webstack-refresh-tls",
+    ]);
+    for (const s of scripts) expect(s.content).toContain("\nset -euo pipefail\n");
+    // Failures are never swallowed.
+    expect(text).not.toMatch(/\|\|\s*true/);
+  });
+
+  test("a daily timer re-fetches only the certificate and key, and reloads TLS only if they changed", () => {
+    const manifest = JSON.parse(file("/etc/webstack/tls-manifest.json"));
+    const [cert, key] = [parameterName("t", "s1", "tls-cert"), parameterName("t", "s1", "tls-key")];
+    expect(manifest.map((e: { parameter: string }) => e.parameter).sort()).toEqual([
+      cert,
+      cert,
+      key,
+      key,
+    ]);
+    expect(file("/etc/systemd/system/webstack-refresh-tls.timer")).toContain("OnCalendar=daily");
+    const script = file("/usr/local/sbin/webstack-refresh-tls");
+    expect(script).toContain('if [ "$before" = "$after" ]; then exit 0; fi');
+    expect(script).toContain("FLUSH SSL");
+    expect(script).toContain("ALTER INSTANCE RELOAD TLS");
+    expect(file("/usr/local/sbin/webstack-boot")).toContain(
+      "systemctl enable --now webstack-refresh-tls.timer",
+    );
+  });
+
+  test("the secrets manifest lists parameter names and where they land, never values", () => {
+    const manifest = JSON.parse(file("/etc/webstack/secrets.json"));
+    expect(manifest).toEqual(secretsManifest(appNodeParams("mariadb", "replica")));
+    expect(
+      manifest
+        .filter((e: { mode: string }) => e.mode !== "0600")
+        .map((e: { path: string }) => e.path),
+    ).toEqual(["/etc/webstack/tls/node.crt", "/etc/mysql/webstack/node.crt"]);
+    expect(
+      manifest.every((e: { parameter: string }) =>
+        e.parameter.startsWith(`${parameterPath("t", "s1")}/`),
+      ),
+    ).toBe(true);
+  });
+
+  test("the node environment: the replica reads locally and writes to the primary", () => {
+    expect(lines(file("/etc/webstack/node.env"))).toEqual(
+      expect.arrayContaining([
+        "NODE=s1",
+        "DB_ROLE=replica",
+        `DB_PRIMARY_IP=${TOPOLOGY.nodes.s2.privateIp}`,
+        `APP_DB_PRIMARY=${TOPOLOGY.nodes.s2.privateIp}`,
+        "APP_DB_REPLICA=local",
+      ]),
+    );
+    const primary = renderedAppNode("mariadb", "primary");
+    expect(lines(primary.file("/etc/webstack/node.env"))).toEqual(
+      expect.arrayContaining([
+        "APP_DB_PRIMARY=local",
+        `APP_DB_REPLICA=${TOPOLOGY.nodes.s1.privateIp}`,
+      ]),
+    );
+  });
+});

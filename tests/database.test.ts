@@ -1,0 +1,214 @@
+// An app node's database config per engine and role: server, TLS, read-only, replication, users.
+import { databaseParams } from "../cloud-init/appNode";
+import {
+  DatabaseParams,
+  MYSQL_APT_KEY_FINGERPRINT,
+  renderPrimarySql,
+  renderReplicaSql,
+  renderServerConfig,
+  renderLateConfig,
+} from "../cloud-init/database";
+import { DbEngine } from "../model/config";
+import { DbRole } from "../model/topology";
+import { TOPOLOGY } from "./harness";
+import { appNodeParams, renderedAppNode } from "./rendererFixtures";
+
+const S1 = TOPOLOGY.nodes.s1.privateIp;
+const S2 = TOPOLOGY.nodes.s2.privateIp;
+
+const dbParams = (engine: DbEngine, role: DbRole): DatabaseParams =>
+  databaseParams(appNodeParams(engine, role));
+
+const lines = (text: string) => text.split("\n");
+
+describe.each([
+  ["mariadb", "primary"],
+  ["mariadb", "replica"],
+  ["mysql", "primary"],
+  ["mysql", "replica"],
+] as [DbEngine, DbRole][])("%s %s", (engine, role) => {
+  const p = dbParams(engine, role);
+  const server = lines(renderServerConfig(p));
+  const tls = lines(renderLateConfig(p));
+  const { text, doc } = renderedAppNode(engine, role);
+
+  test("identity, binlog and bind address", () => {
+    expect(server).toEqual(
+      expect.arrayContaining([
+        `server_id = ${role === "primary" ? 2 : 1}`,
+        "log_bin = mysql-bin",
+        "binlog_format = ROW",
+        `bind_address = ${role === "primary" ? S2 : S1}`,
+        "skip_name_resolve = ON",
+      ]),
+    );
+  });
+
+  test("GTID settings", () => {
+    const expected =
+      engine === "mariadb"
+        ? [`gtid_domain_id = ${p.serverId}`, "gtid_strict_mode = ON", "log_slave_updates = ON"]
+        : ["gtid_mode = ON", "enforce_gtid_consistency = ON", "log_replica_updates = ON"];
+    expect(server).toEqual(expect.arrayContaining(expected));
+  });
+
+  test("the server section the engine reads", () => {
+    expect(server[2]).toBe(engine === "mariadb" ? "[mariadbd]" : "[mysqld]");
+    expect(tls[1]).toBe(engine === "mariadb" ? "[mariadbd]" : "[mysqld]");
+  });
+
+  test("read-only on the replica only, as the engine allows", () => {
+    const all = [...server, ...tls];
+    if (role === "primary") {
+      expect(all.filter((l) => /read_only/.test(l))).toEqual([]);
+    } else if (engine === "mariadb") {
+      // MariaDB refuses to start with super_read_only.
+      expect(server).toContain("read_only = ON");
+      expect(text).not.toMatch(/super_read_only/);
+    } else {
+      expect(tls).toEqual(expect.arrayContaining(["read_only = ON", "super_read_only = ON"]));
+    }
+  });
+
+  test("TLS required off the socket, with the node's certificate and the private CA", () => {
+    expect(tls).toEqual(
+      expect.arrayContaining([
+        "ssl_ca = /etc/mysql/webstack/ca.crt",
+        "ssl_cert = /etc/mysql/webstack/node.crt",
+        "ssl_key = /etc/mysql/webstack/node.key",
+        "tls_version = TLSv1.2,TLSv1.3",
+        "require_secure_transport = ON",
+        "log_error = /var/log/mysql/error.log",
+        "slow_query_log_file = /var/log/mysql/slow.log",
+      ]),
+    );
+    // Not before the boot script has made the log directory.
+    expect(server.filter((l) => l.includes("/var/log/mysql"))).toEqual([]);
+  });
+
+  test("a restarted replica resumes by itself: no skip_replica_start anywhere", () => {
+    expect(text).not.toMatch(/skip[-_](replica|slave)[-_]start/);
+  });
+
+  test("the server config is written before packages, the late config staged for the boot script", () => {
+    const paths = doc.write_files.map((f) => f.path);
+    const confDir = engine === "mariadb" ? "/etc/mysql/mariadb.conf.d" : "/etc/mysql/mysql.conf.d";
+    expect(paths).toContain(
+      engine === "mariadb" ? `${confDir}/60-webstack.cnf` : `${confDir}/webstack.cnf`,
+    );
+    expect(paths.filter((path) => path.startsWith(confDir))).toHaveLength(1);
+    expect(paths).toContain(
+      engine === "mariadb"
+        ? "/etc/webstack/db/61-webstack-late.cnf"
+        : "/etc/webstack/db/webstack-late.cnf",
+    );
+  });
+
+  test("only this role's SQL ships, readable by root alone", () => {
+    const sql = doc.write_files.filter((f) => f.path.endsWith(".sql"));
+    expect(sql.map((f) => [f.path, f.permissions])).toEqual([
+      [`/etc/webstack/db/${role}.sql`, "0600"],
+    ]);
+  });
+
+  test("packages", () => {
+    expect(doc.packages).toEqual(
+      expect.arrayContaining([
+        "nginx",
+        "gunicorn",
+        "python3-pymysql",
+        "python3-boto3",
+        ...(engine === "mariadb" ? ["mariadb-server"] : ["mysql-server"]),
+      ]),
+    );
+  });
+});
+
+describe("replication SQL", () => {
+  test("MariaDB: GTID slave_pos over TLS with the server certificate verified", () => {
+    expect(renderReplicaSql(dbParams("mariadb", "replica"))).toBe(
+      [
+        "-- webstack replica: GTID auto-position over verified TLS; run once, by the bootstrap.",
+        "CHANGE MASTER TO",
+        `  MASTER_HOST = '${S2}', MASTER_PORT = 3306,`,
+        "  MASTER_USER = 'replication', MASTER_PASSWORD = '@REPLICATION_PASSWORD@',",
+        "  MASTER_USE_GTID = slave_pos,",
+        "  MASTER_SSL = 1, MASTER_SSL_CA = '/etc/mysql/webstack/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT = 1,",
+        "  MASTER_CONNECT_RETRY = 5;",
+        "START REPLICA;",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("MySQL 8.4: CHANGE REPLICATION SOURCE with auto-position over verified TLS", () => {
+    const sql = renderReplicaSql(dbParams("mysql", "replica"));
+    expect(sql).toContain("CHANGE REPLICATION SOURCE TO");
+    expect(sql).toContain("  SOURCE_AUTO_POSITION = 1,");
+    expect(sql).toContain(
+      "  SOURCE_SSL = 1, SOURCE_SSL_CA = '/etc/mysql/webstack/ca.crt', SOURCE_SSL_VERIFY_SERVER_CERT = 1,",
+    );
+    // Removed in 8.4.
+    expect(sql).not.toMatch(/CHANGE MASTER|START SLAVE/);
+  });
+
+  test.each(["mariadb", "mysql"] as DbEngine[])(
+    "%s primary: users on the primary only, remote ones TLS-only",
+    (engine) => {
+      const sql = lines(renderPrimarySql(dbParams(engine, "primary")));
+      for (const ip of [S1, S2]) {
+        expect(sql).toContain(
+          `CREATE USER IF NOT EXISTS 'replication'@'${ip}' IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,
+        );
+        expect(sql).toContain(
+          `CREATE USER IF NOT EXISTS 'app'@'${ip}' IDENTIFIED BY '@APP_PASSWORD@' REQUIRE SSL;`,
+        );
+        expect(sql).toContain(`GRANT SELECT, INSERT ON webstack.* TO 'app'@'${ip}';`);
+      }
+      // The app user gets nothing that bypasses read-only (SUPER, READ ONLY ADMIN, ALL).
+      expect(sql.filter((l) => /TO 'app'/.test(l) && /SUPER|READ ONLY ADMIN|ALL/.test(l))).toEqual(
+        [],
+      );
+      expect(sql).toContain(
+        `GRANT ${engine === "mariadb" ? "PROCESS, BINLOG MONITOR, REPLICA MONITOR" : "PROCESS, REPLICATION CLIENT"} ON *.* TO 'monitor'@'localhost';`,
+      );
+      // Idempotent: every creation is conditional.
+      expect(sql.filter((l) => /^CREATE /.test(l) && !/IF NOT EXISTS/.test(l))).toEqual([]);
+    },
+  );
+
+  test("the replica's SQL creates no user (users replicate from the primary)", () => {
+    for (const engine of ["mariadb", "mysql"] as DbEngine[]) {
+      expect(renderReplicaSql(dbParams(engine, "replica"))).not.toMatch(/CREATE USER/);
+    }
+  });
+
+  test("no password in any SQL: placeholders filled on the node", () => {
+    for (const engine of ["mariadb", "mysql"] as DbEngine[]) {
+      const sql =
+        renderPrimarySql(dbParams(engine, "primary")) +
+        renderReplicaSql(dbParams(engine, "replica"));
+      expect(
+        sql.match(/IDENTIFIED BY '[^']*'|PASSWORD = '[^']*'/g)!.every((m) => /'@[A-Z_]+@'/.test(m)),
+      ).toBe(true);
+    }
+  });
+});
+
+describe("MySQL's package source", () => {
+  test("MySQL's APT repository for 8.4 LTS, its key pinned by full fingerprint, fetched over 443", () => {
+    const { doc } = renderedAppNode("mysql", "replica");
+    expect(doc.apt).toEqual({
+      sources: {
+        "mysql-8.4-lts": {
+          source:
+            "deb [signed-by=$KEY_FILE] http://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
+          keyid: MYSQL_APT_KEY_FINGERPRINT,
+          keyserver: "hkps://keyserver.ubuntu.com",
+        },
+      },
+    });
+    expect(MYSQL_APT_KEY_FINGERPRINT).toMatch(/^[0-9A-F]{40}$/);
+    expect(renderedAppNode("mariadb", "replica").doc.apt).toBeUndefined();
+  });
+});

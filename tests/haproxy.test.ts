@@ -1,0 +1,148 @@
+// HAProxy's config line by line: ACME and redirect, TLS, verified backends, retries, stats.
+import { renderHaproxyConfig } from "../cloud-init/haproxy";
+import { PORTS } from "../model/topology";
+import { BACKENDS } from "./rendererFixtures";
+
+const CONFIG_LINES = renderHaproxyConfig({
+  domain: "www.example.com",
+  backends: BACKENDS,
+  caFile: "/etc/webstack/tls/ca.crt",
+  certFile: "/etc/haproxy/certs/site.pem",
+  certbotPort: 8888,
+  statsPort: 8404,
+})
+  .split("\n")
+  .map((l) => l.trim());
+
+/** The lines of one section (`frontend http`, `backend app` …), up to the next section. */
+function section(header: string): string[] {
+  const start = CONFIG_LINES.indexOf(header);
+  expect(start).toBeGreaterThanOrEqual(0);
+  const rest = CONFIG_LINES.slice(start + 1);
+  const end = rest.findIndex((l) => /^(global|defaults|frontend|backend|listen)\b/.test(l));
+  return rest.slice(0, end < 0 ? undefined : end).filter((l) => l && !l.startsWith("#"));
+}
+
+describe("HAProxy config", () => {
+  test("port 80: the ACME path to certbot on loopback, everything else 301 to HTTPS", () => {
+    expect(section("frontend http")).toEqual([
+      "bind :80",
+      "acl acme path_beg /.well-known/acme-challenge/",
+      "http-request redirect scheme https code 301 unless acme",
+      "use_backend acme if acme",
+    ]);
+    expect(section("backend acme")).toEqual(["server certbot 127.0.0.1:8888"]);
+  });
+
+  test("port 443: the public certificate, TLS 1.2+, ALPN h2 and http/1.1, HSTS", () => {
+    expect(section("frontend https")).toEqual([
+      "bind :443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1",
+      "http-request set-header X-Forwarded-Proto https",
+      'http-response set-header Strict-Transport-Security "max-age=63072000"',
+      "default_backend app",
+    ]);
+    const global = section("global");
+    expect(global).toContain("ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets");
+    expect(global).toContain("ssl-default-server-options ssl-min-ver TLSv1.2");
+    // Forward secrecy and AEAD only.
+    const ciphers = global
+      .find((l) => l.startsWith("ssl-default-bind-ciphers "))!
+      .split(" ")[1]
+      .split(":");
+    expect(ciphers.every((c) => c.startsWith("ECDHE-") && /GCM|CHACHA20/.test(c))).toBe(true);
+  });
+
+  test("backends: round-robin, health checks on /healthz with fast detection", () => {
+    const app = section("backend app");
+    expect(app).toEqual(
+      expect.arrayContaining([
+        "balance roundrobin",
+        "option httpchk",
+        "http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host www.example.com",
+        "http-check expect status 200",
+        "http-reuse safe",
+      ]),
+    );
+    const defaults = app.find((l) => l.startsWith("default-server "))!.split(" ");
+    expect(defaults).toEqual(
+      expect.arrayContaining(["check", "inter", "1s", "fall", "2", "rise", "2"]),
+    );
+  });
+
+  test("re-encrypted to each backend, verified against the private CA and the backend's own name", () => {
+    const app = section("backend app");
+    expect(app.find((l) => l.startsWith("default-server "))).toContain(
+      "ssl verify required ca-file /etc/webstack/tls/ca.crt",
+    );
+    // Each app node at its fixed address on 443, sent its own name as SNI, in checks too.
+    const servers = app.filter((l) => l.startsWith("server ")).map((l) => l.split(" "));
+    expect(servers.map(([, name, target]) => [name, target])).toEqual(
+      BACKENDS.map((b) => [b.name, `${b.address}:${PORTS.https}`]),
+    );
+    servers.forEach((words, i) => {
+      const option = (name: string) => words[words.indexOf(name) + 1];
+      expect([option("sni"), option("check-sni")]).toEqual([
+        `str(${BACKENDS[i].fqdn})`,
+        BACKENDS[i].fqdn,
+      ]);
+    });
+    // Both active: no backup server.
+    expect(CONFIG_LINES.join("\n")).not.toMatch(/\bbackup\b/);
+  });
+
+  test("safe retries: redispatch, retry-on, and no layer-7 retry of a non-idempotent request", () => {
+    const defaults = section("defaults");
+    expect(defaults).toEqual(
+      expect.arrayContaining([
+        "retries 2",
+        "option redispatch 1",
+        "retry-on conn-failure empty-response response-timeout",
+      ]),
+    );
+    expect(section("backend app")).toContain(
+      "http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS",
+    );
+  });
+
+  test("a dead backend holds a client for one short timeout, then the other server answers", () => {
+    const defaults = section("defaults");
+    const timeout = (name: string) =>
+      defaults.find((l) => l.startsWith(`timeout ${name} `))!.split(" ")[2];
+    // The lab's fault tests hold a cut link under 3 s: one of these timeouts, then a retry; the
+    // app's slowest path (a write waiting out a primary restart, 1 s) fits in the server timeout.
+    expect([timeout("connect"), timeout("server"), timeout("check")]).toEqual([
+      "500ms",
+      "1500ms",
+      "500ms",
+    ]);
+    expect(defaults).toEqual(
+      expect.arrayContaining([
+        "retries 2",
+        "option redispatch 1",
+        "retry-on conn-failure empty-response response-timeout",
+        "option idle-close-on-response",
+      ]),
+    );
+    const server = section("backend app").find((l) => l.startsWith("default-server "))!;
+    expect(server).toContain("check inter 1s fastinter 250ms fall 2 rise 2");
+    // In-flight requests on a server marked down are retried, not cut.
+    expect(server).not.toContain("shutdown-sessions");
+  });
+
+  test("stats and the Prometheus endpoint on loopback only; logs through syslog to a file", () => {
+    expect(section("frontend stats")).toEqual([
+      "bind 127.0.0.1:8404",
+      "http-request set-log-level silent",
+      "http-request use-service prometheus-exporter if { path /metrics }",
+      "stats enable",
+      "stats uri /stats",
+      "stats refresh 10s",
+    ]);
+    expect(CONFIG_LINES.filter((l) => l.startsWith("bind "))).toEqual([
+      "bind :80",
+      "bind :443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1",
+      "bind 127.0.0.1:8404",
+    ]);
+    expect(section("global")).toContain("log /dev/log local0");
+  });
+});

@@ -1,0 +1,98 @@
+// Node identities under mocks: EC2-only roles that read and decrypt only their own parameters.
+import { NODE_NAMES } from "../model/topology";
+import { ParameterScope, parameterPath } from "../model/naming";
+import { Plan } from "../plan/plan";
+import { ACCOUNT_ID, T, grantsOf, ofType, one, planConfig } from "./harness";
+
+let plan: Plan;
+
+beforeAll(async () => {
+  plan = await planConfig({ domain: "www.example.com" });
+});
+
+/** Whether an IAM resource pattern (`*` for any run of characters) covers an ARN. */
+function covers(pattern: string, arn: string): boolean {
+  const escaped = pattern.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`).test(arn);
+}
+
+describe("node identities", () => {
+  test("one role per node, assumable by EC2 only, with an instance profile", () => {
+    for (const node of NODE_NAMES) {
+      const role = one(plan, T.role, `${node}-identity-role`);
+      expect(grantsOf(role.inputs.assumeRolePolicy)).toEqual([
+        { principal: "Service:ec2.amazonaws.com", actions: ["sts:AssumeRole"] },
+      ]);
+      expect(one(plan, T.instanceProfile, `${node}-identity-profile`).inputs.role).toBe(
+        role.outputs.name,
+      );
+    }
+  });
+
+  test("managed policies: Session Manager and the CloudWatch agent, nothing else", () => {
+    for (const node of NODE_NAMES) {
+      const roleName = one(plan, T.role, `${node}-identity-role`).outputs.name;
+      const attached = ofType(plan, T.rolePolicyAttachment).filter(
+        (a) => a.inputs.role === roleName,
+      );
+      expect(attached.map((a) => a.inputs.policyArn).sort()).toEqual([
+        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
+      ]);
+    }
+  });
+
+  test("s1 reads and decrypts only its own and the shared parameters", () => {
+    const keyArn = one(plan, T.kmsKey, "parameters-key").outputs.arn;
+    const arn = (path: string) => `arn:aws:ssm:eu-west-1:${ACCOUNT_ID}:parameter${path}`;
+    const scopes: ParameterScope[] = ["s1", "shared"];
+    const paths = scopes.map((scope) => arn(parameterPath(plan.stack, scope)));
+    const below = scopes.map((scope) => arn(`${parameterPath(plan.stack, scope)}/*`));
+    const grants = grantsOf(one(plan, T.rolePolicy, "s1-identity-parameters").inputs.policy);
+    expect(grants).toEqual([
+      {
+        actions: ["kms:Decrypt"],
+        resources: [keyArn],
+        // Through SSM only, and only for values SSM encrypted for those parameters.
+        condition: {
+          StringEquals: { "kms:ViaService": "ssm.eu-west-1.amazonaws.com" },
+          StringLike: { "kms:EncryptionContext:PARAMETER_ARN": below },
+        },
+      },
+      {
+        actions: ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+        // GetParametersByPath is authorised on the path itself.
+        resources: [...paths, ...below].sort(),
+      },
+    ]);
+    // Of the planned parameters, s1 can read and decrypt exactly the ones made for it (no shared
+    // one exists without Datadog).
+    const parameters = ofType(plan, T.ssmParameter);
+    const reached = (patterns: string[]) =>
+      parameters
+        .filter((p) => patterns.some((pattern) => covers(pattern, String(p.outputs.arn))))
+        .map((p) => p.name)
+        .sort();
+    const madeForS1 = parameters.filter((p) => p.name.startsWith("app-secrets-s1-"));
+    expect(madeForS1).toHaveLength(5);
+    expect(reached(grants[1].resources!)).toEqual(madeForS1.map((p) => p.name).sort());
+    expect(reached(below)).toEqual(madeForS1.map((p) => p.name).sort());
+  });
+
+  test.each(NODE_NAMES)("%s's policy names no other node's parameters", (node) => {
+    const text = one(plan, T.rolePolicy, `${node}-identity-parameters`).inputs.policy as string;
+    for (const other of NODE_NAMES.filter((n) => n !== node))
+      expect(text).not.toContain(parameterPath(plan.stack, other));
+    expect(text).not.toMatch(/"\*"|ssm:\*|kms:\*/);
+  });
+
+  test("the parameter key is customer-managed with rotation", () => {
+    const key = one(plan, T.kmsKey, "parameters-key");
+    expect(key.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
+    const [alias] = ofType(plan, T.kmsAlias);
+    expect(alias.inputs).toMatchObject({
+      name: "alias/webstack/test/parameters",
+      targetKeyId: key.outputs.keyId,
+    });
+  });
+});

@@ -1,0 +1,144 @@
+// The LB's user-data per certificate mode: HAProxy staged, certificates obtained and installed.
+import YAML from "yaml";
+import {
+  CertificateSetup,
+  lbSecretsManifest,
+  renderLoadBalancerUserData,
+} from "../cloud-init/loadBalancer";
+import { parameterName } from "../model/naming";
+import {
+  CloudConfigDocument,
+  TOPOLOGY,
+  bootSequence,
+  testMonitoring,
+  writtenFile,
+} from "./harness";
+import { BACKENDS, TEST_CA_PEM } from "./rendererFixtures";
+
+const SETUPS: Record<string, CertificateSetup> = {
+  "self-signed": {
+    mode: "self-signed",
+    parameters: {
+      cert: parameterName("t", "lb", "site-cert"),
+      key: parameterName("t", "lb", "site-key"),
+    },
+  },
+  letsencrypt: {
+    mode: "letsencrypt",
+    acmeEmail: "ops+acme@example.com",
+    acmeDirectory: "https://acme-staging-v02.api.letsencrypt.org/directory",
+    parameters: { sitePem: parameterName("t", "lb", "site-pem") },
+    parameterKeyId: "1234abcd-12ab-34cd-56ef-1234567890ab",
+  },
+  acm: {
+    mode: "acm",
+    certificateArn: "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
+    parameters: { passphrase: parameterName("t", "lb", "acm-passphrase") },
+  },
+};
+
+function lbDocument(mode: string) {
+  const text = renderLoadBalancerUserData({
+    node: TOPOLOGY.nodes.lb,
+    domain: "www.example.com",
+    backends: BACKENDS,
+    caCertPem: TEST_CA_PEM,
+    certificate: SETUPS[mode],
+    architecture: "amd64",
+    monitoring: testMonitoring("lb"),
+  });
+  const doc = YAML.parse(text) as CloudConfigDocument;
+  const paths = doc.write_files.map((f) => f.path);
+  const file = (p: string) => writtenFile(doc, p).content;
+  return { text, doc, paths, file };
+}
+
+describe("the LB's user-data", () => {
+  test.each(Object.keys(SETUPS))(
+    "%s: HAProxy staged, started by the boot script once a certificate exists",
+    (mode) => {
+      const { doc, paths, file } = lbDocument(mode);
+      expect(paths).toContain("/etc/webstack/haproxy.cfg");
+      expect(paths.filter((p) => p.startsWith("/etc/haproxy/"))).toEqual([]);
+      // The boot script last, after the boot report's unit (so even a failed boot reports
+      // itself); a failed step fails the boot.
+      const boot = bootSequence(doc);
+      expect(boot.stopsAtFirstFailure).toBe(true);
+      expect(boot.bootScript).toBe("/usr/local/sbin/webstack-lb-boot");
+      expect(boot.started.find((s) => s.unit === "webstack-boot-status.service")).toMatchObject({
+        beforeBootScript: true,
+      });
+      // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
+      expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
+      expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));
+      expect(file("/etc/webstack/tls/ca.crt")).toBe(TEST_CA_PEM);
+      expect(file("/etc/webstack/lb.env")).toContain(`CERT_MODE=${mode}\n`);
+      expect(JSON.parse(file("/etc/webstack/secrets.json"))).toEqual(
+        lbSecretsManifest(SETUPS[mode]),
+      );
+    },
+  );
+
+  test("self-signed: the pair from SSM, no timer, no certbot", () => {
+    const { doc, paths } = lbDocument("self-signed");
+    expect(paths).not.toContain("/etc/systemd/system/webstack-certificate.timer");
+    expect(doc.packages).not.toContain("certbot");
+    expect(lbSecretsManifest(SETUPS["self-signed"]).map((e) => [e.path, e.mode])).toEqual([
+      ["/etc/webstack/site/cert.pem", "0644"],
+      ["/etc/webstack/site/key.pem", "0600"],
+    ]);
+  });
+
+  test("letsencrypt: certbot through HAProxy's ACME path, retried by a timer, with a deploy hook", () => {
+    const { doc, file } = lbDocument("letsencrypt");
+    expect(doc.packages).toContain("certbot");
+    const issue = file("/usr/local/sbin/webstack-certificate");
+    expect(issue).toContain('--http-01-address 127.0.0.1 --http-01-port "$CERTBOT_PORT"');
+    expect(issue).toContain('--server "$ACME_DIRECTORY"');
+    expect(issue).toContain("--deploy-hook /usr/local/sbin/webstack-certbot-deploy");
+    expect(file("/etc/systemd/system/webstack-certificate.timer")).toContain(
+      "OnUnitActiveSec=5min",
+    );
+    const hook = file("/usr/local/sbin/webstack-certbot-deploy");
+    expect(hook).toContain(
+      'webstack-install-certificate "$RENEWED_LINEAGE/fullchain.pem" "$RENEWED_LINEAGE/privkey.pem"',
+    );
+    expect(hook).toContain(
+      'webstack-aws put "$SITE_PEM_PARAMETER" /etc/haproxy/certs/site.pem "$PARAMETER_KEY_ID"',
+    );
+    expect(file("/etc/webstack/lb.env").split("\n")).toEqual(
+      expect.arrayContaining([
+        "ACME_EMAIL=ops+acme@example.com",
+        "ACME_DIRECTORY=https://acme-staging-v02.api.letsencrypt.org/directory",
+        "CERTBOT_PORT=8888",
+        `SITE_PEM_PARAMETER=${parameterName("t", "lb", "site-pem")}`,
+      ]),
+    );
+  });
+
+  test("acm: exported with the node's role and re-exported twice a day", () => {
+    const { file } = lbDocument("acm");
+    expect(file("/usr/local/sbin/webstack-certificate")).toContain(
+      '/usr/local/sbin/webstack-aws acm-export "$ACM_CERTIFICATE_ARN" "$passphrase" "$work"',
+    );
+    expect(file("/etc/systemd/system/webstack-certificate.timer")).toContain("OnUnitActiveSec=12h");
+    expect(file("/etc/webstack/lb.env")).toContain(
+      "ACM_CERTIFICATE_ARN=arn:aws:acm:eu-west-1:123456789012:certificate/abc\n",
+    );
+  });
+
+  test("installing a certificate: written aside, key checked, haproxy -c, then a reload", () => {
+    const script = lbDocument("acm").file("/usr/local/sbin/webstack-install-certificate");
+    const order = [
+      "umask 077",
+      "mktemp /etc/haproxy/certs/.site",
+      "openssl pkey -pubout",
+      'mv "$next" "$target"',
+      "haproxy -c -q",
+      "systemctl reload haproxy",
+    ];
+    const positions = order.map((step) => script.indexOf(step));
+    expect(positions.every((p) => p >= 0)).toBe(true);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+  });
+});

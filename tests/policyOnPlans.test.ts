@@ -1,0 +1,156 @@
+// The policy pack on the program's plans: they pass, and each broken control fails its rule.
+import {
+  DEFAULT_SECRET_PATTERNS,
+  RESOURCE_RULES,
+  Resource,
+  STACK_RULES,
+  evaluate,
+} from "../policy/rules";
+import { encodeUserData } from "../cloud-init/userDataEncoding";
+import { Plan } from "../plan/plan";
+import { revealSecrets } from "../plan/secrets";
+import { T, planConfig, planStack } from "./harness";
+import { GOOD_INSTANCE, crafted } from "./policyFixtures";
+
+/** A recorded plan as the rules see a stack: properties, and links found through ids, names and ARNs. */
+function stackOf(plan: Plan): Resource[] {
+  const records = revealSecrets(plan.resources);
+  const handles = (r: (typeof records)[number]) =>
+    [r.id, r.outputs.name, r.outputs.arn, r.outputs.keyId].filter(
+      (v): v is string => typeof v === "string" && v !== "",
+    );
+  const resources: Resource[] = records.map((r) => ({
+    type: r.type,
+    name: r.name,
+    props: r.outputs,
+    linked: (prop) => {
+      const value = r.outputs[prop];
+      const wanted = (Array.isArray(value) ? value : [value]).filter((v) => typeof v === "string");
+      return resources.filter((_, i) => handles(records[i]).some((h) => wanted.includes(h)));
+    },
+  }));
+  return resources;
+}
+
+let dev: Resource[];
+let prod: Resource[];
+beforeAll(async () => {
+  dev = stackOf(await planStack("dev"));
+  prod = stackOf(await planStack("prod"));
+});
+
+describe("the program's own stacks", () => {
+  test.each(["dev", "prod"])("%s passes every policy", (stack) => {
+    expect(evaluate(stack === "dev" ? dev : prod)).toEqual([]);
+  });
+
+  test("every rule looks at resources the program creates", () => {
+    for (const rule of RESOURCE_RULES) {
+      expect({ rule: rule.id, applies: dev.some((r) => rule.types.includes(r.type)) }).toEqual({
+        rule: rule.id,
+        applies: true,
+      });
+    }
+  });
+});
+
+describe("stack rules reject crafted violations", () => {
+  const ruleMessages = (resources: Resource[], id: string) =>
+    evaluate(resources)
+      .filter((v) => v.rule === id)
+      .map((v) => v.message);
+
+  test("a VPC without flow logs", () => {
+    const stack = dev.filter((r) => r.type !== T.flowLog);
+    expect(ruleMessages(stack, "vpc-flow-logs")).toEqual([
+      "network-vpc: has no flow log capturing ALL traffic (FSBP EC2.6, CKV2_AWS_11)",
+    ]);
+  });
+
+  test("an instance whose role lacks the SSM policy", () => {
+    const stack = dev.filter(
+      (r) =>
+        !(
+          r.type === T.rolePolicyAttachment && r.name === "s1-identity-AmazonSSMManagedInstanceCore"
+        ),
+    );
+    expect(ruleMessages(stack, "instances-managed-by-ssm")).toEqual([
+      "s1-instance: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
+    ]);
+  });
+
+  test("user-data holding a generated secret, or anything matching a secret pattern", () => {
+    const password = dev.find((r) => r.type === T.randomPassword)!;
+    const leak = (text: string) =>
+      crafted(
+        T.instance,
+        { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
+        "leaky-instance",
+      );
+    const messages = (text: string) =>
+      ruleMessages([...dev, leak(text)], "no-secrets-in-user-data");
+    expect(messages(`# ${String(password.props.result)}`)).toEqual([
+      "leaky-instance: user-data contains a generated secret value (AWS EC2 user-data guidance, CKV_AWS_46)",
+    ]);
+    expect(messages("-----BEGIN EC PRIVATE KEY-----")[0]).toMatch(
+      /^leaky-instance: user-data matches the secret pattern -----BEGIN/,
+    );
+    expect(messages('db_password: "hunter2hunter2"')).toHaveLength(1);
+    expect(messages("AKIAABCDEFGHIJKLMNOP")).toHaveLength(1);
+    // Placeholders filled on the node are not secrets.
+    expect(messages("password: '@APP_PASSWORD@'")).toEqual([]);
+  });
+
+  test("the pattern list is configurable", () => {
+    const instance = crafted(
+      T.instance,
+      { ...GOOD_INSTANCE, ...encodeUserData("#cloud-config\n# internal-token-123\n") },
+      "i",
+    );
+    const rule = STACK_RULES.find((r) => r.id === "no-secrets-in-user-data")!;
+    expect(rule.check([instance], { secretPatterns: DEFAULT_SECRET_PATTERNS })).toEqual([]);
+    expect(rule.check([instance], { secretPatterns: ["internal-token-\\d+"] })).toHaveLength(1);
+  });
+});
+
+describe("breaking the program fails the policies (a recorded plan, mutated)", () => {
+  test("removing IMDSv2 from an instance", () => {
+    const mutated = dev.map((r) =>
+      r.name === "s2-instance"
+        ? { ...r, props: { ...r.props, metadataOptions: { httpTokens: "optional" } } }
+        : r,
+    );
+    expect(evaluate(mutated).map((v) => v.message)).toEqual([
+      "s2-instance: does not require IMDSv2 (metadataOptions.httpTokens must be required) (FSBP EC2.8, CKV_AWS_79)",
+    ]);
+  });
+
+  test("opening port 22", () => {
+    const rule = dev.find((r) => r.name === "firewalls-lb-in-tcp443-from-internet")!;
+    const mutated = [
+      ...dev,
+      {
+        ...rule,
+        name: "firewalls-lb-in-tcp22-from-internet",
+        props: { ...rule.props, fromPort: 22, toPort: 22 },
+      },
+    ];
+    expect(
+      evaluate(mutated)
+        .map((v) => v.rule)
+        .sort(),
+    ).toEqual(["no-ssh-or-rdp", "world-ingress-only-https-on-lb"]);
+  });
+
+  test("on a plan of a stack whose config widens nothing, the same holds", async () => {
+    const mysql = stackOf(
+      await planConfig({
+        domain: "www.example.com",
+        dbEngine: "mysql",
+        certificate: "acm",
+        hostedZone: "example.com",
+      }),
+    );
+    expect(evaluate(mysql)).toEqual([]);
+  });
+});

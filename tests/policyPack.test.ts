@@ -1,0 +1,101 @@
+// The policy pack as Pulumi runs it: pinned dependencies, CrossGuard policies called as Pulumi.
+import * as fs from "fs";
+import * as path from "path";
+import { encodeUserData } from "../cloud-init/userDataEncoding";
+import { PROJECT_DIR, T } from "./harness";
+import { GOOD_INSTANCE } from "./policyFixtures";
+
+test("the pack pins the program's @pulumi/pulumi", () => {
+  const pack = JSON.parse(
+    fs.readFileSync(path.join(PROJECT_DIR, "policy", "package.json"), "utf8"),
+  );
+  const program = JSON.parse(fs.readFileSync(path.join(PROJECT_DIR, "package.json"), "utf8"));
+  expect(pack.dependencies["@pulumi/pulumi"]).toBe(program.dependencies["@pulumi/pulumi"]);
+  expect(pack.dependencies["@pulumi/policy"]).toBe("~1.21.0");
+});
+
+describe("the pack's CrossGuard policies (called as Pulumi calls them)", () => {
+  // Loaded lazily: the module imports only types from @pulumi/policy.
+  const load = () => require("../policy/policies") as typeof import("../policy/policies");
+
+  test("a resource policy reports a violation naming the resource and the control", () => {
+    const { resourcePolicies } = load();
+    const imdsv2 = resourcePolicies.find((p) => p.name === "imdsv2-required")!;
+    const reported: string[] = [];
+    const validate = imdsv2.validateResource as (
+      args: unknown,
+      report: (m: string) => void,
+    ) => void;
+    validate(
+      {
+        type: T.instance,
+        name: "web",
+        props: { ...GOOD_INSTANCE, metadataOptions: { httpTokens: "optional" } },
+      },
+      (m) => reported.push(m),
+    );
+    validate({ type: T.instance, name: "ok", props: GOOD_INSTANCE }, (m) => reported.push(m));
+    expect(reported).toEqual([
+      "web: does not require IMDSv2 (metadataOptions.httpTokens must be required) (FSBP EC2.8, CKV_AWS_79)",
+    ]);
+    expect(resourcePolicies.every((p) => p.enforcementLevel === "mandatory")).toBe(true);
+  });
+
+  test("a stack policy follows property dependencies, as a preview provides them before ids exist", () => {
+    const { stackPolicies } = load();
+    const ssm = stackPolicies.find((p) => p.name === "instances-managed-by-ssm")!;
+    const node = (
+      urn: string,
+      type: string,
+      props: Record<string, unknown>,
+      deps: Record<string, unknown[]> = {},
+    ) => ({
+      urn,
+      type,
+      name: urn,
+      props,
+      propertyDependencies: deps,
+    });
+    const role = node("role", T.role, {});
+    const profile = node("profile", T.instanceProfile, {}, { role: [role] });
+    const attachment = node(
+      "ssm",
+      T.rolePolicyAttachment,
+      { policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
+      { role: [role] },
+    );
+    const managed = node("managed", T.instance, {}, { iamInstanceProfile: [profile] });
+    const orphan = node("orphan", T.instance, {});
+    const reported: string[] = [];
+    const validate = ssm.validateStack as (args: unknown, report: (m: string) => void) => void;
+    validate(
+      { resources: [role, profile, attachment, managed, orphan], getConfig: () => ({}) },
+      (m) => reported.push(m),
+    );
+    expect(reported).toEqual([
+      "orphan: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
+    ]);
+  });
+
+  test("the secret-pattern list comes from the pack's config", () => {
+    const { stackPolicies } = load();
+    const secrets = stackPolicies.find((p) => p.name === "no-secrets-in-user-data")!;
+    const instance = {
+      urn: "i",
+      type: T.instance,
+      name: "i",
+      props: encodeUserData("#cloud-config\n# token-42\n"),
+      propertyDependencies: {},
+    };
+    const run = (config: object) => {
+      const reported: string[] = [];
+      (secrets.validateStack as (args: unknown, report: (m: string) => void) => void)(
+        { resources: [instance], getConfig: () => config },
+        (m) => reported.push(m),
+      );
+      return reported;
+    };
+    expect(run({})).toEqual([]);
+    expect(run({ secretPatterns: ["token-\\d+"] })).toHaveLength(1);
+  });
+});

@@ -1,0 +1,138 @@
+// Each resource rule rejects a crafted violation of its control, naming resource and control.
+import { RESOURCE_RULES, Resource, evaluate } from "../policy/rules";
+import { T } from "./harness";
+import { GOOD_INSTANCE, crafted } from "./policyFixtures";
+
+// [rule, crafted violating resource, what the message must say]
+const VIOLATIONS: [string, Resource, string][] = [
+  [
+    "world-ingress-only-https-on-lb",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 8080,
+      toPort: 8080,
+      cidrIpv4: "0.0.0.0/0",
+      description: "x",
+      tags: { Role: "loadbalancer" },
+    }),
+    "opens ports 8080-8080 to 0.0.0.0/0",
+  ],
+  [
+    "world-ingress-only-https-on-lb",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 443,
+      toPort: 443,
+      cidrIpv6: "::/0",
+      description: "x",
+      tags: { Role: "primary" },
+    }),
+    "opens ::/0 on a group whose Role is primary",
+  ],
+  [
+    "no-ssh-or-rdp",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 22,
+      toPort: 22,
+      referencedSecurityGroupId: "sg-1",
+      description: "x",
+    }),
+    "opens port 22",
+  ],
+  [
+    "no-ssh-or-rdp",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 3380,
+      toPort: 3390,
+      referencedSecurityGroupId: "sg-1",
+      description: "x",
+    }),
+    "opens port 3389",
+  ],
+  [
+    "database-only-from-groups",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 3306,
+      toPort: 3306,
+      cidrIpv4: "10.0.0.0/8",
+      description: "x",
+    }),
+    "opens port 3306 to an address range",
+  ],
+  [
+    "no-inline-rules",
+    crafted(T.securityGroup, {
+      description: "x",
+      ingress: [{ fromPort: 443 }],
+    }),
+    "has inline ingress rules",
+  ],
+  [
+    "no-inline-rules",
+    crafted(T.legacySecurityGroupRule, {
+      type: "ingress",
+      fromPort: 443,
+      toPort: 443,
+    }),
+    "uses aws.ec2.SecurityGroupRule",
+  ],
+  [
+    "described",
+    crafted(T.egressRule, {
+      ipProtocol: "tcp",
+      fromPort: 443,
+      toPort: 443,
+      cidrIpv4: "0.0.0.0/0",
+    }),
+    "has no description",
+  ],
+  [
+    "imdsv2-required",
+    crafted(T.instance, { ...GOOD_INSTANCE, metadataOptions: { httpTokens: "optional" } }),
+    "does not require IMDSv2",
+  ],
+  [
+    "encrypted-volumes",
+    crafted(T.instance, { ...GOOD_INSTANCE, rootBlockDevice: { encrypted: false } }),
+    "has an unencrypted root volume",
+  ],
+  ["encrypted-volumes", crafted(T.volume, { encrypted: false }), "is not encrypted"],
+  [
+    "no-public-ip-on-app-nodes",
+    crafted(T.instance, { ...GOOD_INSTANCE, associatePublicIpAddress: true }),
+    "is an app node (Role replica)",
+  ],
+  [
+    "subnets-map-no-public-ips",
+    crafted(T.subnet, { mapPublicIpOnLaunch: true }),
+    "maps public IPs on launch",
+  ],
+  [
+    "default-security-group-closed",
+    crafted(T.defaultSecurityGroup, { egress: [{ protocol: "-1" }] }),
+    "has egress rules",
+  ],
+  ["log-retention", crafted(T.logGroup, { name: "/x" }), "has no retention"],
+];
+
+describe("each resource rule rejects a crafted violation, naming the resource and the control", () => {
+  test.each(VIOLATIONS)("%s: %#", (ruleId, resource, what) => {
+    const rule = RESOURCE_RULES.find((r) => r.id === ruleId)!;
+    const violations = evaluate([{ ...resource, name: "bad-resource" }]).filter(
+      (v) => v.rule === ruleId,
+    );
+    expect(violations).toHaveLength(1);
+    expect(violations[0].message).toContain("bad-resource: ");
+    expect(violations[0].message).toContain(what);
+    expect(violations[0].message).toContain(`(${rule.control})`);
+  });
+
+  test("every resource rule has a crafted violation", () => {
+    expect([...new Set(VIOLATIONS.map(([id]) => id))].sort()).toEqual(
+      RESOURCE_RULES.map((r) => r.id).sort(),
+    );
+  });
+});
