@@ -15,9 +15,9 @@ export interface LogSource {
 }
 
 /** Every log each kind of node ships: the one table the agent config and the log groups share. */
-export function logSources(node: NodeName): LogSource[] {
+export function logSources(role: NodeRole): LogSource[] {
   const common = [{ key: "cloud-init", path: "/var/log/cloud-init-output.log" }];
-  if (node === "lb") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
+  if (role === "loadbalancer") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
   return [
     ...common,
     { key: "nginx-access", path: "/var/log/nginx/webstack-access.log" },
@@ -73,7 +73,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
     logs: {
       logs_collected: {
         files: {
-          collect_list: logSources(p.node).map((source) => {
+          collect_list: logSources(p.role).map((source) => {
             const group = p.logGroups[source.key];
             if (!group) throw new Error(`no log group for ${p.node}'s ${source.key} log`);
             return {

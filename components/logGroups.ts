@@ -25,7 +25,7 @@ export class NodeLogGroups extends pulumi.ComponentResource {
     const groups = new Map<string, aws.cloudwatch.LogGroup>();
     for (const node of NODE_NAMES) {
       names[node] = {};
-      for (const source of logSources(node)) {
+      for (const source of logSources(args.nodes[node].role)) {
         const groupName = logGroupName(args.stack, node, source.key);
         const group = new aws.cloudwatch.LogGroup(
           `${name}-${node}-${source.key}`,

@@ -5,14 +5,14 @@ import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
-import { buildTopology, LOOPBACK_PORTS } from "../model/topology";
+import { LOOPBACK_PORTS } from "../model/topology";
 import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
 import { up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
 import { execInNode, inNode } from "./nodes";
 import { backendStates, reloadHaproxy, writeItems } from "./runningStack";
-import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "./labPlan";
+import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "./labPlan";
 
 /** The fixed request rate both paths sustain on this 2-core machine, and how long each run lasts. */
 const FIXED_RATE = 100;
@@ -248,7 +248,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
   } finally {
     console.log = log;
   }
-  const network = labNetwork(buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16"));
+  const network = labNetwork(LAB_TOPOLOGY);
   const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
   fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
   const lb: Target = {

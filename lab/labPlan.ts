@@ -3,7 +3,15 @@
 import * as YAML from "yaml";
 import { Plan, PlannedResource, plannedUserData } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
-import { NODE_NAMES, NodeName, Peer, SecurityGroupRule, Topology } from "../model/topology";
+import { CONFIG_KEYS } from "../model/config";
+import {
+  NODE_NAMES,
+  NodeName,
+  Peer,
+  SecurityGroupRule,
+  Topology,
+  buildTopology,
+} from "../model/topology";
 import { hostOf, splitCidr } from "../model/ipv4";
 import { vpcResolver } from "../model/aws";
 
@@ -24,6 +32,11 @@ export const LAB_CONFIG: Readonly<Record<string, string>> = {
   "webstack:protectData": "false",
   "webstack:datadog": "false",
 };
+
+/** The lab's address plan: the program's own topology for the lab's VPC range. */
+export const LAB_TOPOLOGY = buildTopology(
+  LAB_CONFIG["webstack:vpcCidr"] ?? String(CONFIG_KEYS.vpcCidr.default),
+);
 
 /**
  * What must differ from AWS, in one place (the README lists the same). Everything else — the

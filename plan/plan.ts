@@ -43,9 +43,12 @@ export interface PlanOptions {
   readonly secretKeys?: readonly string[];
   /** Outputs computed by the caller for some resources (see OutputOverride). */
   readonly override?: OutputOverride;
-  /** The account id the mocks answer with. @default "123456789012" */
+  /** The account id the mocks answer with. @default DEFAULT_ACCOUNT_ID */
   readonly accountId?: string;
 }
+
+/** The account the plan pretends to run in, unless told otherwise. */
+export const DEFAULT_ACCOUNT_ID = "123456789012";
 
 export class PlanError extends Error {}
 
@@ -119,7 +122,7 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
   if (!region)
     throw new PlanError("aws:region: missing; set it with pulumi config set aws:region <region>");
   const mocks = new PlanMocks(
-    { region, accountId: options.accountId ?? "123456789012" },
+    { region, accountId: options.accountId ?? DEFAULT_ACCOUNT_ID },
     options.override,
   );
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack, false);

@@ -2,8 +2,7 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
 import YAML from "yaml";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
-import { Plan, PlannedResource, runPlan } from "../plan/plan";
+import { Plan, PlannedResource, runPlan, DEFAULT_ACCOUNT_ID, plannedUserData } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
 import { NodeMonitoring, logSources } from "../cloud-init/monitoring";
@@ -76,7 +75,7 @@ export const DEFAULT_VPC_CIDR = String(CONFIG_KEYS.vpcCidr.default);
 export const TOPOLOGY = buildTopology(DEFAULT_VPC_CIDR);
 
 /** The account every plan here runs in, unless a test names another. */
-export const ACCOUNT_ID = "123456789012";
+export const ACCOUNT_ID = DEFAULT_ACCOUNT_ID;
 
 /** Plans a stack from its Pulumi.<stack>.yaml, with optional `key=value` overrides. */
 export function planStack(stack: string, overrides: string[] = []): Promise<Plan> {
@@ -140,7 +139,7 @@ export interface CloudConfigDocument {
 
 /** A planned node's user-data as text, decoded as EC2 hands it to cloud-init. */
 export function userDataText(plan: Plan, node: string): string {
-  return decodeUserData(one(plan, T.instance, `${node}-instance`).inputs);
+  return plannedUserData(one(plan, T.instance, `${node}-instance`));
 }
 
 /** A planned node's user-data, parsed. */
@@ -303,7 +302,7 @@ export function labTest(name: string, fn: jest.ProvidesCallback, timeout?: numbe
 export function testMonitoring(node: NodeName, engine: DbEngine = "mariadb"): NodeMonitoring {
   return {
     logGroups: Object.fromEntries(
-      logSources(node).map((s) => [s.key, logGroupName("t", node, s.key)]),
+      logSources(TOPOLOGY.nodes[node].role).map((s) => [s.key, logGroupName("t", node, s.key)]),
     ),
     cloudWatchAgentUrl: "https://agent.example.com/{arch}/amazon-cloudwatch-agent.deb",
     engine,

@@ -5,15 +5,15 @@ import * as os from "os";
 import * as path from "path";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import { PYTHON } from "../lab/commands";
-import { INTERNET_NS, LAB_CONFIG, LAB_DOMAIN, labNetwork, nodeNamespace } from "../lab/labPlan";
+import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import { admits, buildTopology, NODE_NAMES, NodeName, Peer } from "../model/topology";
+import { admits, NODE_NAMES, NodeName, Peer } from "../model/topology";
 import { PROJECT_DIR } from "./harness";
 
-/** The lab's own addresses, from the topology the program uses (vpcCidr is the default one). */
-export const TOPOLOGY = buildTopology(LAB_CONFIG["webstack:vpcCidr"] ?? "10.40.0.0/16");
+/** The lab's own addresses: the program's topology for the lab's VPC range. */
+export const TOPOLOGY = LAB_TOPOLOGY;
 export const NETWORK = labNetwork(TOPOLOGY);
 
 /** A request from the client namespace: every lab connection starts inside a lab namespace. */

@@ -20,6 +20,7 @@ import {
   userDataDocument,
   userDataFile,
   writtenFile,
+  TOPOLOGY,
 } from "./harness";
 import { cloudWatchAgentConfig } from "./rendererFixtures";
 
@@ -137,7 +138,9 @@ describe("the program", () => {
     const groups = ofType(plan, T.logGroup).filter((g) => g.name.startsWith("logs-"));
     expect(groups.map((g) => g.inputs.name).sort()).toEqual(
       NODE_NAMES.flatMap((node) =>
-        logSources(node).map((source) => logGroupName(plan.stack, node, source.key)),
+        logSources(TOPOLOGY.nodes[node].role).map((source) =>
+          logGroupName(plan.stack, node, source.key),
+        ),
       ).sort(),
     );
     expect(groups.every((g) => g.inputs.retentionInDays === 90)).toBe(true);
