@@ -7,7 +7,10 @@ import {
   APP_NODE_NAMES,
   AppNodeName,
   NodeName,
+  LB_NODE,
   PORTS,
+  PRIMARY_NODE,
+  REPLICA_NODE,
   buildTopology,
   mapNodes,
 } from "./model/topology";
@@ -98,7 +101,8 @@ export = async () => {
     parameterKeyId: parameterKey.keyId,
     tags,
   });
-  const { s1: replica, s2: primary } = topology.nodes;
+  const primary = topology.nodes[PRIMARY_NODE];
+  const replica = topology.nodes[REPLICA_NODE];
   const appNodes = Object.fromEntries(
     APP_NODE_NAMES.map((node) => {
       const spec = topology.nodes[node];
@@ -130,6 +134,7 @@ export = async () => {
     ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
     : undefined;
   const certificate = new PublicCertificate("certificate", {
+    node: topology.nodes.lb,
     mode: config.certificate,
     domain: config.domain,
     stack,
@@ -158,7 +163,7 @@ export = async () => {
     })),
     certificate,
     zoneId,
-    monitoring: monitoringOf("lb"),
+    monitoring: monitoringOf(LB_NODE),
     tags,
   });
 

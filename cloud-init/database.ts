@@ -31,6 +31,8 @@ interface EngineProfile {
   readonly packages: readonly string[];
   readonly apt?: Readonly<Record<string, unknown>>;
   readonly service: string;
+  /** The server's executable name (what process monitoring looks for). */
+  readonly daemon: string;
   readonly client: string;
   readonly confDir: string;
   /** File names in confDir: both must sort after the package's own files to win. */
@@ -50,6 +52,7 @@ interface EngineProfile {
 const MARIADB: EngineProfile = {
   packages: ["mariadb-server", "mariadb-client"],
   service: "mariadb",
+  daemon: "mariadbd",
   client: "mariadb",
   confDir: "/etc/mysql/mariadb.conf.d",
   baseConf: "60-webstack.cnf",
@@ -91,6 +94,7 @@ const MYSQL: EngineProfile = {
     },
   },
   service: "mysql",
+  daemon: "mysqld",
   client: "mysql",
   confDir: "/etc/mysql/mysql.conf.d",
   baseConf: "webstack.cnf",

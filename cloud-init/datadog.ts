@@ -4,6 +4,7 @@ import { renderEnvFile, rootFile } from "./nodeFiles";
 import { DbEngine } from "../model/config";
 import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
+import { DB_LOG_DIR } from "./database";
 import { shippedFile } from "./template";
 
 /** Datadog's APT signing keys (repository metadata and packages), by full fingerprint. */
@@ -88,7 +89,8 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
           options: { replication: true },
         },
       ],
-      logs: [log("/var/log/mysql/error.log", p.engine === "mariadb" ? "mariadb" : "mysql")],
+      // Datadog names the log sources as we name the engines.
+      logs: [log(`${DB_LOG_DIR}/error.log`, p.engine)],
     }),
   };
 }

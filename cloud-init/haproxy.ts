@@ -1,4 +1,5 @@
 // The HAProxy config of the load balancer: a pure function of the backends, the domain and the ports.
+import { PORTS } from "../model/topology";
 import { renderShipped } from "./template";
 
 export interface HaproxyBackend {
@@ -10,6 +11,8 @@ export interface HaproxyBackend {
 }
 
 export interface HaproxyParams {
+  /** The LB's node name, as its JSON access log states it (the metric filters count by it). */
+  readonly node: string;
   readonly domain: string;
   readonly backends: readonly HaproxyBackend[];
   /** The private CA that issued the backends' certificates. */
@@ -27,11 +30,12 @@ export interface HaproxyParams {
  * makes HAProxy check the name the backend presents, and `check-sni` does the same for checks.
  */
 export function renderServerLine(b: HaproxyBackend): string {
-  return `    server ${b.name} ${b.address}:443 sni str(${b.fqdn}) check-sni ${b.fqdn}`;
+  return `    server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn}`;
 }
 
 export function renderHaproxyConfig(p: HaproxyParams): string {
   return renderShipped("haproxy.cfg", {
+    NODE: p.node,
     DOMAIN: p.domain,
     CA_FILE: p.caFile,
     CERT_FILE: p.certFile,

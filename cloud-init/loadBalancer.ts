@@ -135,6 +135,7 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
     ...certificateEnvironment(p.certificate),
   };
   const haproxy = renderHaproxyConfig({
+    node: p.node.name,
     domain: p.domain,
     backends: p.backends,
     caFile: CA_CERT_PATH,

@@ -3,7 +3,7 @@ import { Architecture } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
-import { DB_DATA_DIR } from "./database";
+import { DB_DATA_DIR, DB_LOG_DIR, ENGINES } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
@@ -23,15 +23,15 @@ export function logSources(role: NodeRole): LogSource[] {
     { key: "nginx-access", path: "/var/log/nginx/webstack-access.log" },
     { key: "nginx-error", path: "/var/log/nginx/webstack-error.log" },
     { key: "app", path: "/var/log/webstack/app.log" },
-    { key: "db-error", path: "/var/log/mysql/error.log" },
-    { key: "db-slow", path: "/var/log/mysql/slow.log" },
+    { key: "db-error", path: `${DB_LOG_DIR}/error.log` },
+    { key: "db-slow", path: `${DB_LOG_DIR}/slow.log` },
   ];
 }
 
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
 export function monitoredProcesses(role: NodeRole, engine: DbEngine): string[] {
   if (role === "loadbalancer") return ["haproxy"];
-  return ["nginx", "gunicorn", engine === "mariadb" ? "mariadbd" : "mysqld"];
+  return ["nginx", "gunicorn", ENGINES[engine].daemon];
 }
 
 /** AWS's key that signs the agent's packages ("Amazon CloudWatch Agent"), by full fingerprint. */
@@ -93,7 +93,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
 function collectorArgs(p: MonitoringParams): string {
   return p.role === "loadbalancer"
     ? `loadbalancer ${p.node}`
-    : `${p.role} ${p.node} ${p.engine === "mariadb" ? "mariadb" : "mysql"}`;
+    : `${p.role} ${p.node} ${ENGINES[p.engine].client}`;
 }
 
 export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {

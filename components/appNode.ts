@@ -89,7 +89,6 @@ export class AppNode extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
-            architecture,
             ami: args.ami,
             rootVolumeGiB: 16,
             rootTags: tags("root"),

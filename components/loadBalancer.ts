@@ -97,7 +97,6 @@ export class LoadBalancer extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
-            architecture,
             ami: args.ami,
             rootVolumeGiB: 8,
             rootTags: tags("root"),

@@ -1,6 +1,6 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
 import { METRIC_NAMESPACE } from "../model/naming";
-import { NodeName } from "../model/topology";
+import { LB_NODE, NODE_NAMES, NODE_ROLES, NodeName, REPLICA_NODE } from "../model/topology";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
 export interface MetricFilterSpec {
@@ -15,19 +15,22 @@ export interface MetricFilterSpec {
   readonly unit: "Count" | "Milliseconds" | "Seconds";
 }
 
+/** The app nodes, in name order (s1, s2): filters, alarms and graphs list them so. */
+const APP_NODES = NODE_NAMES.filter((node) => NODE_ROLES[node] !== "loadbalancer");
+
 export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
   {
     key: "lb-requests",
-    node: "lb",
+    node: LB_NODE,
     log: "haproxy",
-    pattern: '{ $.node = "lb" }',
+    pattern: `{ $.node = "${LB_NODE}" }`,
     metric: "Requests",
     value: "1",
     unit: "Count",
   },
   {
     key: "lb-5xx",
-    node: "lb",
+    node: LB_NODE,
     log: "haproxy",
     pattern: "{ $.status >= 500 }",
     metric: "Http5xx",
@@ -36,14 +39,14 @@ export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
   },
   {
     key: "lb-response-time",
-    node: "lb",
+    node: LB_NODE,
     log: "haproxy",
     pattern: "{ $.total_ms >= 0 }",
     metric: "ResponseTimeMs",
     value: "$.total_ms",
     unit: "Milliseconds",
   },
-  ...(["s1", "s2"] as const).flatMap((node): MetricFilterSpec[] => [
+  ...APP_NODES.flatMap((node): MetricFilterSpec[] => [
     {
       key: `${node}-requests`,
       node,
@@ -124,12 +127,12 @@ const ec2 = <Id>(name: string, instanceId: Id, stat: string): MetricRef<Id> => (
 
 /** Every alarm of the stack. */
 export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
-  const nodes: NodeName[] = ["lb", "s1", "s2"];
+  const nodes = NODE_NAMES;
   return [
     {
       key: "lb-qps-high",
       description: `Requests per second at the load balancer above ${i.qpsThreshold}`,
-      metrics: [custom<Id>("Requests", "lb", "Sum")],
+      metrics: [custom<Id>("Requests", LB_NODE, "Sum")],
       expression: "m1 / PERIOD(m1)",
       comparison: "GreaterThanThreshold",
       threshold: i.qpsThreshold,
@@ -139,7 +142,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
     {
       key: "lb-5xx-rate",
       description: "More than 5% of the load balancer's responses are 5xx",
-      metrics: [custom<Id>("Http5xx", "lb", "Sum"), custom<Id>("Requests", "lb", "Sum")],
+      metrics: [custom<Id>("Http5xx", LB_NODE, "Sum"), custom<Id>("Requests", LB_NODE, "Sum")],
       expression: "IF(m2 > 0, 100 * m1 / m2, 0)",
       comparison: "GreaterThanThreshold",
       threshold: 5,
@@ -149,31 +152,31 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
     {
       key: "lb-backend-down",
       description: "HAProxy has a backend marked down",
-      metrics: [custom<Id>("BackendsUp", "lb", "Minimum")],
+      metrics: [custom<Id>("BackendsUp", LB_NODE, "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 2,
       evaluationPeriods: 2,
       missing: "breaching",
     },
     {
-      key: "s1-replica-not-running",
-      description: "The replica (s1) is not replicating",
-      metrics: [custom<Id>("ReplicaRunning", "s1", "Minimum")],
+      key: `${REPLICA_NODE}-replica-not-running`,
+      description: `The replica (${REPLICA_NODE}) is not replicating`,
+      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 1,
       evaluationPeriods: 3,
       missing: "breaching",
     },
     {
-      key: "s1-replica-lag",
-      description: `The replica (s1) is more than ${i.replicaLagSeconds} s behind the primary`,
-      metrics: [custom<Id>("ReplicaLagSeconds", "s1", "Maximum")],
+      key: `${REPLICA_NODE}-replica-lag`,
+      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
+      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
       comparison: "GreaterThanThreshold",
       threshold: i.replicaLagSeconds,
       evaluationPeriods: 3,
       missing: "notBreaching",
     },
-    ...(["s1", "s2"] as const).map((node): AlarmSpec<Id> => ({
+    ...APP_NODES.map((node): AlarmSpec<Id> => ({
       key: `${node}-database-down`,
       description: `The database on ${node} does not answer`,
       metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
@@ -195,12 +198,12 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       {
         key: `${node}-status-check`,
         description:
-          node === "lb"
+          NODE_ROLES[node] === "loadbalancer"
             ? "The LB's host failed its status check: EC2 recovers the instance (same address and volume)"
             : `${node} failed its status check`,
         metrics: [
           ec2(
-            node === "lb" ? "StatusCheckFailed_System" : "StatusCheckFailed",
+            NODE_ROLES[node] === "loadbalancer" ? "StatusCheckFailed_System" : "StatusCheckFailed",
             i.instanceIds[node],
             "Maximum",
           ),
@@ -209,7 +212,8 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         threshold: 1,
         evaluationPeriods: 2,
         missing: "notBreaching",
-        recover: node === "lb",
+        // The LB is cattle with its address on its own interface: recovery keeps both.
+        recover: NODE_ROLES[node] === "loadbalancer",
       },
       {
         key: `${node}-no-metrics`,
@@ -276,7 +280,7 @@ function graph(
 
 /** The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication, resources. */
 export function dashboardBody(d: DashboardInputs): string {
-  const nodes: NodeName[] = ["lb", "s1", "s2"];
+  const nodes = NODE_NAMES;
   const qps = nodes.flatMap((node, n) => [
     [METRIC_NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
     [{ expression: `r${n} / PERIOD(r${n})`, label: `${node} requests/s`, id: `q${n}` }],
@@ -311,7 +315,7 @@ export function dashboardBody(d: DashboardInputs): string {
         METRIC_NAMESPACE,
         "ResponseTimeMs",
         "Node",
-        "lb",
+        LB_NODE,
         { stat, label: stat },
       ]),
       0,
@@ -320,11 +324,11 @@ export function dashboardBody(d: DashboardInputs): string {
     ),
     graph(
       "Backend health (1 = up)",
-      ["s1", "s2"].map((server) => [
+      APP_NODES.map((server) => [
         METRIC_NAMESPACE,
         "BackendUp",
         "Node",
-        "lb",
+        LB_NODE,
         "Server",
         server,
         { stat: "Minimum", label: server },
@@ -334,20 +338,20 @@ export function dashboardBody(d: DashboardInputs): string {
       d.region,
     ),
     graph(
-      "Replication (s1)",
+      `Replication (${REPLICA_NODE})`,
       [
         [
           METRIC_NAMESPACE,
           "ReplicaLagSeconds",
           "Node",
-          "s1",
+          REPLICA_NODE,
           { stat: "Maximum", label: "lag (s)" },
         ],
         [
           METRIC_NAMESPACE,
           "ReplicaRunning",
           "Node",
-          "s1",
+          REPLICA_NODE,
           { stat: "Minimum", label: "running (1 = yes)" },
         ],
       ],

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 
 export interface ParameterArgs {
-  /** The parameter's name, under the path convention (see naming.ts). */
+  /** The parameter's name, under the path convention (see model/naming.ts). */
   readonly name: string;
   readonly description: string;
   readonly value: pulumi.Input<string>;

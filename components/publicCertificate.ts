@@ -6,6 +6,7 @@ import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { CertificateMode } from "../model/config";
 import { parameterName } from "../model/naming";
+import { NodeSpec } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import { CertificateSetup } from "../cloud-init/loadBalancer";
@@ -17,6 +18,8 @@ import {
 } from "./iamPolicies";
 
 export interface PublicCertificateArgs {
+  /** The node that serves the certificate (the LB): its parameters live under its path. */
+  readonly node: NodeSpec;
   readonly mode: CertificateMode;
   /** The FQDN served. */
   readonly domain: string;
@@ -50,8 +53,8 @@ export class PublicCertificate extends pulumi.ComponentResource {
   constructor(name: string, args: PublicCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:edge:PublicCertificate", name, {}, opts);
     const child = { parent: this };
-    const tags = (what: string) => args.tags("loadbalancer", `lb-${what}`);
-    const param = (key: string) => parameterName(args.stack, "lb", key);
+    const tags = (what: string) => args.tags(args.node.role, `${args.node.name}-${what}`);
+    const param = (key: string) => parameterName(args.stack, args.node.name, key);
     const secureParameter = (
       key: string,
       value: pulumi.Input<string>,

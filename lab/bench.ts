@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
-import { LOOPBACK_PORTS } from "../model/topology";
+import { LB_NODE, LOOPBACK_PORTS, PRIMARY_NODE } from "../model/topology";
 import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
 import { up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
@@ -292,7 +292,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
     maxRates(oursLb);
     maxRates(s1Direct);
   });
-  const ours = inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"]);
+  const ours = inNode(LB_NODE, ["cat", "/etc/haproxy/haproxy.cfg"]);
   reloadHaproxy(naiveHaproxyConfig(ours));
   try {
     await backendsUp();
@@ -321,7 +321,12 @@ export async function bench(argv: readonly string[]): Promise<void> {
   if (delay.status !== 0) throw new LabError(`bench: replica-delay.py failed: ${delay.stderr}`);
   const probe = JSON.parse(delay.stdout) as { tag: string };
   // The probe rows go (as root on the primary: the app user cannot delete), on the replica too.
-  inNode("s2", ["mariadb", "webstack", "-e", `DELETE FROM items WHERE note LIKE '${probe.tag}%'`]);
+  inNode(PRIMARY_NODE, [
+    "mariadb",
+    "webstack",
+    "-e",
+    `DELETE FROM items WHERE note LIKE '${probe.tag}%'`,
+  ]);
   const replica = JSON.parse(delay.stdout) as {
     write_rate: number;
     p50_ms: number;

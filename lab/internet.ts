@@ -1,7 +1,7 @@
 // The lab's "internet": resolver, Debian mirror, SSM and metadata stand-ins, Pebble as the ACME CA.
 import * as fs from "fs";
 import * as path from "path";
-import { NodeName } from "../model/topology";
+import { LB_NODE, NodeName } from "../model/topology";
 import { LAB_DIR, LabError, log, PYTHON, run, waitFor } from "./commands";
 import { ACME_HOST, INTERNET_NS, LAB_REGION, LabNetwork, LabNode } from "./labPlan";
 import { ACME_ROOT, LabState, STATE_DIR, startProcess } from "./labState";
@@ -9,6 +9,7 @@ import { listening, runIn } from "./namespaces";
 import { execInNode } from "./nodes";
 import { labCertificates } from "./realOutputs";
 import { servedCertificate } from "./runningStack";
+import { INSTANCE_METADATA_ADDRESS } from "../model/aws";
 
 /** A Debian mirror (cached) holding the packages the nodes' user-data installs; its directory. */
 export function buildMirror(base: string, nodes: LabNode[]): string {
@@ -131,7 +132,9 @@ export async function startMetadata(
     "imds",
     file,
   ]);
-  await waitFor("the metadata stand-in", 20, () => listening(INTERNET_NS, "169.254.169.254", 80));
+  await waitFor("the metadata stand-in", 20, () =>
+    listening(INTERNET_NS, INSTANCE_METADATA_ADDRESS, 80),
+  );
 }
 
 /** The LB's certificate from Pebble (its timer retries issuance until the ACME server answers). */
@@ -143,7 +146,7 @@ export async function waitForCertificate(state: LabState): Promise<void> {
     );
   } catch (err) {
     const journal = execInNode(
-      "lb",
+      LB_NODE,
       ["journalctl", "-u", "webstack-certificate*", "--no-pager", "-n", "40"],
       undefined,
       state,

@@ -1,5 +1,4 @@
-// What the lab builds, as data: its configuration, network, names, and what it takes from the plan
-// (user-data, SSM parameters, IAM scopes). Pure: lab/lab.ts carries it out.
+// What the lab builds, as data: its config, network, names, and what it takes from the plan.
 import * as YAML from "yaml";
 import { Plan, PlannedResource, plannedUserData } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";

@@ -7,6 +7,7 @@ import { run } from "./commands";
 import { BRIDGE, INTERNET_NS, LabNetwork, nodeNamespace } from "./labPlan";
 import { LabState, nodeDir, saveState } from "./labState";
 import { renderNftables } from "./nftables";
+import { INSTANCE_METADATA_ADDRESS } from "../model/aws";
 
 /** Runs a command inside a lab namespace, its exit status the caller's: every lab connection starts in one. */
 export const inNamespace = (ns: string, command: string[], options: SpawnSyncOptions = {}) =>
@@ -42,7 +43,13 @@ export function createNetwork(state: LabState, network: LabNetwork): void {
   }
   // Instance metadata answers from the lab's side, not from the node's own stack: a node must stay
   // free to bind :80 (HAProxy does), and the nodes reach it through their gateway.
-  const services = [network.mirror, network.ssm, network.pebble, network.client, "169.254.169.254"];
+  const services = [
+    network.mirror,
+    network.ssm,
+    network.pebble,
+    network.client,
+    INSTANCE_METADATA_ADDRESS,
+  ];
   for (const address of services) {
     run("ip", ["-n", inet, "addr", "add", `${address}/32`, "dev", "lo"]);
   }

@@ -1,7 +1,12 @@
 // The lab's firewalls: each node's security group, as an nftables ruleset generated from the
 // security-group rules the program creates (by default, the ones it derives from the flows).
 import { NodeName, Peer, SecurityGroupRule, Topology, securityGroupRules } from "../model/topology";
-import { vpcResolver } from "../model/aws";
+import {
+  INSTANCE_METADATA_ADDRESS,
+  LINK_LOCAL_RESOLVER_ADDRESS,
+  TIME_SYNC_ADDRESS,
+  vpcResolver,
+} from "../model/aws";
 
 /**
  * Addresses security groups never filter (EC2 answers them on the instance's own link): instance
@@ -9,7 +14,7 @@ import { vpcResolver } from "../model/aws";
  */
 export function unfilteredAddresses(vpcCidr: string): string[] {
   const resolver = vpcResolver(vpcCidr);
-  return ["169.254.169.254", "169.254.169.123", "169.254.169.253", resolver];
+  return [INSTANCE_METADATA_ADDRESS, TIME_SYNC_ADDRESS, LINK_LOCAL_RESOLVER_ADDRESS, resolver];
 }
 
 /** A rule's far end as an nftables address: a node's fixed IP, or anything (0.0.0.0/0). */

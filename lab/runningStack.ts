@@ -1,5 +1,5 @@
 // What the lab, its tests and the bench do to the running stack, as a user or an operator would.
-import { LOOPBACK_PORTS, NodeName } from "../model/topology";
+import { LB_NODE, LOOPBACK_PORTS, NodeName } from "../model/topology";
 import { LabError } from "./commands";
 import { INTERNET_NS, LAB_DOMAIN } from "./labPlan";
 import { ACME_ROOT } from "./labState";
@@ -41,7 +41,7 @@ export function writeItems(count: number, tag: string): number[] {
 
 /** Each backend's state in HAProxy's own stats on the LB: {s1: "UP", s2: "DOWN 1/2", …}. */
 export function backendStates(): Record<string, string> {
-  const csv = inNode("lb", [
+  const csv = inNode(LB_NODE, [
     "curl",
     "-s",
     `http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats;csv`,
@@ -60,7 +60,7 @@ export function backendStates(): Record<string, string> {
 /** HAProxy's config on the LB replaced (validated first), then HAProxy reloaded. */
 export function reloadHaproxy(config: string): void {
   const r = execInNode(
-    "lb",
+    LB_NODE,
     [
       "sh",
       "-c",
@@ -77,7 +77,7 @@ export const nodeSql = (node: NodeName, query: string) =>
 
 /** certbot's forced renewal on the LB: through Pebble, then the deploy hook reloads HAProxy. */
 export const forceRenewal = () =>
-  execInNode("lb", [
+  execInNode(LB_NODE, [
     "certbot",
     "renew",
     "--cert-name",

@@ -1,5 +1,4 @@
-// AWS facts the program, the lab and the tests share, as plain values: the account a stack runs
-// in, its VPC resolver, instance architectures, and how a Nitro instance names an EBS volume.
+// AWS facts the program, the lab and the tests share: account, link-local services, architectures.
 import { hostOf } from "./ipv4";
 
 /** Where the stack runs; resolved once from the provider (platform/account.ts). */
@@ -10,6 +9,13 @@ export interface AwsAccount {
   /** DNS suffix of the partition's endpoints, e.g. amazonaws.com. */
   readonly dnsSuffix: string;
 }
+
+/** Instance metadata (IMDS), answered on every instance's own link. */
+export const INSTANCE_METADATA_ADDRESS = "169.254.169.254";
+
+/** Amazon Time Sync and the Route 53 resolver's link-local address. */
+export const TIME_SYNC_ADDRESS = "169.254.169.123";
+export const LINK_LOCAL_RESOLVER_ADDRESS = "169.254.169.253";
 
 /** The VPC's own DNS resolver (Route 53 Resolver): the network address plus two. */
 export function vpcResolver(vpcCidr: string): string {

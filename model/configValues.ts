@@ -1,5 +1,4 @@
-// How each config value is read: one parser per accepted form, each throwing Invalid with what is
-// wrong (model/config.ts adds the key and the accepted form to the message).
+// One parser per accepted config value form; each throws Invalid saying what is wrong with a value.
 import * as util from "util";
 import { intToIpv4, isPrivateIpv4, parseCidr } from "./ipv4";
 import { isNitro } from "./aws";

@@ -1,5 +1,6 @@
 // The stack's shape as data: subnets, the three nodes at fixed addresses, and every allowed flow.
 import { hostOf, subnetOf } from "./ipv4";
+import { PROJECT } from "./naming";
 
 export type NodeName = "lb" | "s1" | "s2";
 /** The nodes that run Nginx, Gunicorn and a database. */
@@ -16,8 +17,26 @@ export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
 export const APP_NODE_NAMES: readonly AppNodeName[] = ["s2", "s1"];
 export const SUBNET_NAMES: readonly SubnetName[] = ["public", "private-a", "private-b"];
 
+/** Each node's role: the one place it is decided (s2 is the single writer). */
+export const NODE_ROLES = {
+  lb: "loadbalancer",
+  s1: "replica",
+  s2: "primary",
+} as const satisfies Record<NodeName, NodeRole>;
+
+function appNodeWithRole(role: DbRole): AppNodeName {
+  const found = APP_NODE_NAMES.filter((node) => NODE_ROLES[node] === role);
+  if (found.length !== 1) throw new Error(`topology: ${found.length} app nodes are the ${role}`);
+  return found[0];
+}
+
+/** The load balancer, the database's single writer, and its read-only replica. */
+export const LB_NODE = NODE_NAMES.find((node) => NODE_ROLES[node] === "loadbalancer")!;
+export const PRIMARY_NODE = appNodeWithRole("primary");
+export const REPLICA_NODE = appNodeWithRole("replica");
+
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
-export const INTERNAL_DOMAIN = "webstack.internal";
+export const INTERNAL_DOMAIN = `${PROJECT}.internal`;
 
 /** Host offset of each node inside its subnet (AWS reserves .0 to .3 and the last address). */
 const NODE_HOST_OFFSET = 10;
@@ -93,7 +112,7 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
   },
-  ...(["s1", "s2"] as const satisfies readonly AppNodeName[]).map((app): Flow => ({
+  ...[...APP_NODE_NAMES].sort().map((app): Flow => ({
     from: "lb",
     to: app,
     port: PORTS.https,
@@ -101,18 +120,18 @@ export const FLOWS: readonly Flow[] = [
     why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
   })),
   {
-    from: "s1",
-    to: "s2",
+    from: REPLICA_NODE,
+    to: PRIMARY_NODE,
     port: PORTS.mysql,
     protocol: "tcp",
-    why: "Replica s1 replicates from primary s2 (TLS); the app on s1 writes to the primary",
+    why: `Replica ${REPLICA_NODE} replicates from primary ${PRIMARY_NODE} (TLS); the app on ${REPLICA_NODE} writes to the primary`,
   },
   {
-    from: "s2",
-    to: "s1",
+    from: PRIMARY_NODE,
+    to: REPLICA_NODE,
     port: PORTS.mysql,
     protocol: "tcp",
-    why: "The app on s2 reads from the replica s1",
+    why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
   },
   ...NODE_NAMES.flatMap((node): Flow[] => [
     {
@@ -121,7 +140,7 @@ export const FLOWS: readonly Flow[] = [
       port: PORTS.https,
       protocol: "tcp",
       why:
-        node === "lb"
+        NODE_ROLES[node] === "loadbalancer"
           ? "HTTPS to AWS APIs (SSM, CloudWatch), the ACME server and agent packages"
           : "HTTPS through NAT to AWS APIs (SSM, CloudWatch) and agent packages",
     },
@@ -180,9 +199,9 @@ export function buildTopology(vpcCidr: string): Topology {
     vpcCidr,
     subnets: Object.freeze(subnets),
     nodes: Object.freeze({
-      lb: node("lb", "loadbalancer", "public", "HAProxy load balancer"),
-      s1: appNode("s1", "replica", "private-b", 1, "Nginx, Gunicorn and the database replica"),
-      s2: appNode("s2", "primary", "private-a", 2, "Nginx, Gunicorn and the database primary"),
+      lb: node("lb", NODE_ROLES.lb, "public", "HAProxy load balancer"),
+      s1: appNode("s1", NODE_ROLES.s1, "private-b", 1, "Nginx, Gunicorn and the database replica"),
+      s2: appNode("s2", NODE_ROLES.s2, "private-a", 2, "Nginx, Gunicorn and the database primary"),
     }),
     flows: FLOWS,
   });

@@ -1,4 +1,4 @@
-// The nodes' image: a pinned AMI from config, or the current official Debian 13 AMI for the architecture.
+// The nodes' image: a pinned AMI, or the current official Debian 13 AMI for the architecture.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { Architecture } from "../model/aws";

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Compares the offline plans of REV (default HEAD) and the working tree, for the shipped stacks and
-# a few variants: same URNs (a new name, type or parent replaces a resource on a real stack) and the
-# same inputs. Run it before committing a refactor. Usage: scripts/compare-plans.sh [REV]
+# a few variants: same URNs (a new name, type or parent replaces a resource on a real stack), the same
+# inputs and resource options, the same outputs. Run it before committing a refactor.
+# Usage: scripts/compare-plans.sh [REV]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:-HEAD}
@@ -19,6 +20,7 @@ variants=(
   "dev-mysql-arm64|dev|--set dbEngine=mysql --set appInstanceType=m7g.large --set lbInstanceType=t4g.small"
   "prod-acm|prod|--set certificate=acm"
   "prod-self-signed-pinned|prod|--set certificate=self-signed --set datadog=false --set protectData=false --set appAmi=ami-0123456789abcdef0"
+  "lab-like|dev|--set certificate=letsencrypt --set acmeEmail=ops@example.com --set acmeDirectory=https://acme.lab.test/dir --set protectData=false"
 )
 for tree in rev now; do
   dir=$([ "$tree" = rev ] && echo "$work/rev" || echo "$here")
@@ -37,21 +39,22 @@ let differ = 0;
 for (const name of names) {
   const load = (tree) => JSON.parse(fs.readFileSync(`${work}/${tree}/${name}.json`, "utf8"));
   const [before, after] = [load("rev"), load("now")];
-  const index = (plan) => new Map(plan.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+  const index = (plan) =>
+    new Map(plan.resources.map((r) => [r.urn, JSON.stringify([r.inputs, r.options])]));
   const [b, a] = [index(before), index(after)];
   const gone = [...b.keys()].filter((u) => !a.has(u));
   const added = [...a.keys()].filter((u) => !b.has(u));
   const changed = [...a.keys()].filter((u) => b.has(u) && b.get(u) !== a.get(u));
   const outputs = JSON.stringify(before.outputs) !== JSON.stringify(after.outputs);
   if (!gone.length && !added.length && !changed.length && !outputs) {
-    console.log(`${name}: same ${a.size} URNs, same inputs and outputs`);
+    console.log(`${name}: same ${a.size} URNs, inputs, options and outputs`);
     continue;
   }
   differ++;
   console.log(`${name}: DIFFERENT`);
   for (const u of gone) console.log(`  - ${u}`);
   for (const u of added) console.log(`  + ${u}`);
-  for (const u of changed) console.log(`  ~ ${u} (inputs)`);
+  for (const u of changed) console.log(`  ~ ${u} (inputs or options)`);
   if (outputs) console.log("  ~ stack outputs");
 }
 process.exit(differ ? 1 : 0);

@@ -1,9 +1,11 @@
 // HAProxy's config line by line: ACME and redirect, TLS, verified backends, retries, stats.
 import { renderHaproxyConfig } from "../cloud-init/haproxy";
 import { PORTS } from "../model/topology";
+import { TOPOLOGY } from "./harness";
 import { BACKENDS } from "./rendererFixtures";
 
 const CONFIG_LINES = renderHaproxyConfig({
+  node: TOPOLOGY.nodes.lb.name,
   domain: "www.example.com",
   backends: BACKENDS,
   caFile: "/etc/webstack/tls/ca.crt",
@@ -75,17 +77,13 @@ describe("HAProxy config", () => {
       "ssl verify required ca-file /etc/webstack/tls/ca.crt",
     );
     // Each app node at its fixed address on 443, sent its own name as SNI, in checks too.
-    const servers = app.filter((l) => l.startsWith("server ")).map((l) => l.split(" "));
-    expect(servers.map(([, name, target]) => [name, target])).toEqual(
-      BACKENDS.map((b) => [b.name, `${b.address}:${PORTS.https}`]),
+    // The whole line: nothing else (no `verify none`, no `backup`) may ride along.
+    expect(app.filter((l) => l.startsWith("server "))).toEqual(
+      BACKENDS.map(
+        (b) =>
+          `server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn}`,
+      ),
     );
-    servers.forEach((words, i) => {
-      const option = (name: string) => words[words.indexOf(name) + 1];
-      expect([option("sni"), option("check-sni")]).toEqual([
-        `str(${BACKENDS[i].fqdn})`,
-        BACKENDS[i].fqdn,
-      ]);
-    });
     // Both active: no backup server.
     expect(CONFIG_LINES.join("\n")).not.toMatch(/\bbackup\b/);
   });
@@ -145,4 +143,9 @@ describe("HAProxy config", () => {
     ]);
     expect(section("global")).toContain("log /dev/log local0");
   });
+});
+
+test("the JSON access log names the node, as the LB's metric filters select it", () => {
+  const format = CONFIG_LINES.find((l) => l.startsWith("log-format "))!;
+  expect(format).toContain(`{\\"node\\":\\"${TOPOLOGY.nodes.lb.name}\\",`);
 });

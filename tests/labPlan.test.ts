@@ -20,8 +20,14 @@ import { realOutputs } from "../lab/realOutputs";
 import { medianOfRounds, naiveHaproxyConfig } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
-import { buildTopology, SecurityGroupRule, securityGroupRules } from "../model/topology";
-import { T, ofType, one } from "./harness";
+import {
+  NODE_NAMES,
+  SecurityGroupRule,
+  buildTopology,
+  mapNodes,
+  securityGroupRules,
+} from "../model/topology";
+import { T, TOPOLOGY, ofType, one } from "./harness";
 
 let plan: Plan;
 let nodes: LabNode[];
@@ -107,9 +113,10 @@ test("the SSM stand-in serves the plan's parameters with their real values", () 
 });
 
 test("the lab network: nodes at their fixed addresses, the VPC's router and resolver, names for the stand-ins", () => {
-  const topology = buildTopology("10.40.0.0/16");
+  const topology = TOPOLOGY;
   const network = labNetwork(topology);
-  expect(network.nodes).toEqual({ lb: "10.40.0.10", s1: "10.40.192.10", s2: "10.40.128.10" });
+  const ip = mapNodes((node) => topology.nodes[node].privateIp);
+  expect(network.nodes).toEqual(ip);
   expect(network.router).toBe("10.40.0.1");
   expect(network.resolver).toBe("10.40.0.2");
   // The resolver is the address security groups never filter.
@@ -119,10 +126,8 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
     "deb.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,
     "acme.lab.test": network.pebble,
-    [LAB_DOMAIN]: "10.40.0.10",
-    "lb.webstack.internal": "10.40.0.10",
-    "s1.webstack.internal": "10.40.192.10",
-    "s2.webstack.internal": "10.40.128.10",
+    [LAB_DOMAIN]: ip.lb,
+    ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
   const services = [network.mirror, network.ssm, network.pebble, network.client];
   for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);

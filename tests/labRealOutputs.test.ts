@@ -7,7 +7,7 @@ import * as path from "path";
 import { randomPassword, realOutputs } from "../lab/realOutputs";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan, runPlan } from "../plan/plan";
-import { T, ofType, one } from "./harness";
+import { T, TOPOLOGY, ofType, one } from "./harness";
 
 let plan: Plan;
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-real-"));
@@ -42,8 +42,8 @@ test("every private key is a real, distinct key", () => {
 });
 
 test.each([
-  ["s1", "10.40.192.10"],
-  ["s2", "10.40.128.10"],
+  ["s1", TOPOLOGY.nodes.s1.privateIp],
+  ["s2", TOPOLOGY.nodes.s2.privateIp],
 ])(
   "%s's certificate chains to the private CA, for its name and address, with its own key",
   (node, ip) => {

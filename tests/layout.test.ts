@@ -22,6 +22,12 @@ export const IMPORT_RULES: Readonly<Record<Place, readonly string[]>> = {
   "lab/": ["plan/", "model/", "@pulumi/*", "yaml"],
 };
 
+/** The Node built-ins a place may import, where not all of them: the model does no I/O. */
+const BUILTINS: Readonly<Record<Place, readonly string[]>> = { "model/": ["util"] };
+
+/** Source files the scan reads: TypeScript and JavaScript in all their module flavours. */
+const SOURCE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
+
 /** One import of one file: the file, the specifier as written. */
 interface Import {
   readonly file: string;
@@ -29,7 +35,7 @@ interface Import {
 }
 
 const IMPORT =
-  /(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+["']([^"']+)["']|\b(?:require|import)\(\s*["']([^"']+)["']\s*\)|(?:^|\n)\s*import\s+["']([^"']+)["']/g;
+  /(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+["']([^"']+)["']|\b(?:require|require\.resolve|import)\(\s*["'`]([^"'`]+)["'`]\s*\)|(?:^|\n)\s*import\s+["']([^"']+)["']/g;
 
 /** Every module specifier a TypeScript source imports, type-only imports included. */
 export function importsOf(source: string): string[] {
@@ -42,8 +48,8 @@ function placeOf(file: string): Place {
   return rest.length === 0 ? first : `${first}/`;
 }
 
-/** What an import reaches: a place in the tree, a package (scope/name), or undefined for Node's own. */
-function targetOf(imp: Import): { place: Place } | { pkg: string } | undefined {
+/** What an import reaches: a place in the tree, a package (scope/name), or one of Node's own. */
+function targetOf(imp: Import): { place: Place } | { pkg: string } | { builtin: string } {
   if (imp.specifier.startsWith(".")) {
     const resolved = path.posix.normalize(
       path.posix.join(path.posix.dirname(imp.file), imp.specifier),
@@ -51,7 +57,7 @@ function targetOf(imp: Import): { place: Place } | { pkg: string } | undefined {
     return { place: placeOf(resolved.includes("/") ? resolved : `${resolved}.ts`) };
   }
   const bare = imp.specifier.replace(/^node:/, "");
-  if (builtinModules.includes(bare.split("/")[0])) return undefined;
+  if (builtinModules.includes(bare.split("/")[0])) return { builtin: bare.split("/")[0] };
   const parts = imp.specifier.split("/");
   return { pkg: imp.specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0] };
 }
@@ -68,23 +74,25 @@ export function importViolations(
     const from = placeOf(imp.file);
     const allowed = rules[from];
     const target = targetOf(imp);
-    if (!allowed || !target) return [];
+    if (!allowed) return [];
     const ok =
-      "place" in target
-        ? target.place === from || allowed.includes(target.place)
-        : allowedPackage(allowed, target.pkg);
+      "builtin" in target
+        ? !BUILTINS[from] || BUILTINS[from].includes(target.builtin)
+        : "place" in target
+          ? target.place === from || allowed.includes(target.place)
+          : allowedPackage(allowed, target.pkg);
     return ok ? [] : [`${imp.file} imports ${imp.specifier}`];
   });
 }
 
-/** The project's own TypeScript sources under the ruled places (never node_modules). */
+/** The project's own sources under the ruled places (never node_modules). */
 function projectSources(): string[] {
   const files: string[] = [];
   const walk = (dir: string) => {
     for (const entry of fs.readdirSync(path.join(PROJECT_DIR, dir), { withFileTypes: true })) {
       const rel = dir ? `${dir}/${entry.name}` : entry.name;
       if (entry.isDirectory() && entry.name !== "node_modules") walk(rel);
-      else if (entry.isFile() && rel.endsWith(".ts")) files.push(rel);
+      else if (entry.isFile() && SOURCE.test(rel)) files.push(rel);
     }
   };
   for (const place of Object.keys(IMPORT_RULES)) {
@@ -111,9 +119,29 @@ test("every folder imports only what the layout allows", () => {
   expect(importViolations(imports)).toEqual([]);
 });
 
-test("nothing at the root but index.ts is TypeScript: the model, look-ups and documents have folders", () => {
-  const rootTs = fs.readdirSync(PROJECT_DIR).filter((f) => f.endsWith(".ts"));
-  expect(rootTs).toEqual(["index.ts"]);
+test("nothing at the root but index.ts is program source: the model, look-ups and documents have folders", () => {
+  const rootSources = fs
+    .readdirSync(PROJECT_DIR)
+    .filter((f) => SOURCE.test(f) && !/^jest\..*config\.js$/.test(f));
+  expect(rootSources).toEqual(["index.ts"]);
+});
+
+test("every folder that holds source has a rule (tests/ may import anything)", () => {
+  const holdsSource = (dir: string): boolean =>
+    fs
+      .readdirSync(path.join(PROJECT_DIR, dir), { withFileTypes: true })
+      .some((e) =>
+        e.isDirectory()
+          ? e.name !== "node_modules" && holdsSource(`${dir}/${e.name}`)
+          : SOURCE.test(e.name),
+      );
+  const folders = fs
+    .readdirSync(PROJECT_DIR, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith(".") && e.name !== "node_modules")
+    .map((e) => e.name)
+    .filter(holdsSource)
+    .map((name) => `${name}/`);
+  expect(folders.filter((f) => f !== "tests/" && !(f in IMPORT_RULES))).toEqual([]);
 });
 
 describe("the checker", () => {
@@ -128,6 +156,13 @@ describe("the checker", () => {
       "cloud-init/haproxy.ts imports ../components/appNode",
     ],
     ['const x = require("../platform/ami");', "cloud-init/haproxy.ts imports ../platform/ami"],
+    ['import ami = require("../platform/ami");', "cloud-init/haproxy.ts imports ../platform/ami"],
+    [
+      'export * from "../components/appNode";',
+      "cloud-init/haproxy.ts imports ../components/appNode",
+    ],
+    ['const m = await import("@pulumi/aws");', "cloud-init/haproxy.ts imports @pulumi/aws"],
+    ['require.resolve("../index");', "cloud-init/haproxy.ts imports ../index"],
   ])("catches a renderer that says %s", (line, violation) => {
     const imports = importsOf(line).map((specifier) => ({
       file: "cloud-init/haproxy.ts",
@@ -147,6 +182,17 @@ describe("the checker", () => {
     const imports = importsOf(source).map((specifier) => ({ file: "cloud-init/x.ts", specifier }));
     expect(imports).toHaveLength(5);
     expect(importViolations(imports)).toEqual([]);
+  });
+
+  test("the model may use util, and no other of Node's modules: it does no I/O", () => {
+    const imports = ["util", "node:util", "fs", "node:child_process"].map((specifier) => ({
+      file: "model/x.ts",
+      specifier,
+    }));
+    expect(importViolations(imports)).toEqual([
+      "model/x.ts imports fs",
+      "model/x.ts imports node:child_process",
+    ]);
   });
 
   test("the lab reaches the program only through plan/ and the model", () => {
@@ -173,6 +219,7 @@ test("the README's Layout table states the same rules", () => {
     if (!place || cells.length < 5) continue;
     stated[place] = [...cells[3].matchAll(/`([^`]+)`/g)].map((m) => m[1]);
   }
+  expect(Object.keys(stated).sort()).toEqual([...Object.keys(IMPORT_RULES), "tests/"].sort());
   for (const [place, allowed] of Object.entries(IMPORT_RULES)) {
     expect({ place, allowed: [...(stated[place] ?? ["(not in the README)"])].sort() }).toEqual({
       place,

@@ -1,5 +1,4 @@
-// The few terms the nodes' own scripts spell out themselves (Python and shell, not templates): each
-// must match the model's one definition, as the program renders the file.
+// Terms the nodes' own scripts spell out themselves match the model, in the files as rendered.
 import { METRIC_NAMESPACE } from "../model/naming";
 import { LOOPBACK_PORTS, PORTS } from "../model/topology";
 import { Plan } from "../plan/plan";
