@@ -61,10 +61,12 @@ test("the firewall table lists exactly the topology's flows", () => {
 test("CI and the pull-request workflow run the README's test command", () => {
   // Two commands on a fresh machine: the lab, and the tests.
   const frontDoor = README.split("## On a fresh machine")[1].split("```sh\n")[1].split("```")[0];
-  expect(frontDoor.split("\n").filter(Boolean).map((l) => l.split("#")[0].trim())).toEqual([
-    "npm ci && npm run lab -- up",
-    "bash scripts/test.sh",
-  ]);
+  expect(
+    frontDoor
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("#")[0].trim()),
+  ).toEqual(["npm ci && npm run lab -- up", "bash scripts/test.sh"]);
   const ci = fs.readFileSync(path.join(PROJECT_DIR, ".ci", "run"), "utf8");
   expect(ci).toMatch(/^bash scripts\/test\.sh\b/m);
   expect(ci).toMatch(/^npm run test:lab\b/m);
