@@ -141,7 +141,15 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
     APP_DB_REPLICA: db.role === "replica" ? "local" : p.replicaIp,
   };
   const own: CloudConfigPart = {
-    packages: ["nginx", "gunicorn", "python3-pymysql", "python3-boto3", "ca-certificates"],
+    // logrotate for Gunicorn's rule below and the packages' own (Nginx, the database).
+    packages: [
+      "nginx",
+      "gunicorn",
+      "python3-pymysql",
+      "python3-boto3",
+      "ca-certificates",
+      "logrotate",
+    ],
     bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
     writeFiles: [
       { path: NODE_ENV_PATH, content: renderEnvFile(environment), permissions: "0644" },
@@ -197,6 +205,11 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
       {
         path: "/etc/webstack/gunicorn.conf.py",
         content: shippedFile("gunicorn.conf.py"),
+        permissions: "0644",
+      },
+      {
+        path: "/etc/logrotate.d/webstack",
+        content: shippedFile("logrotate-webstack"),
         permissions: "0644",
       },
       {

@@ -100,6 +100,29 @@ describe("the app node's document", () => {
     );
   });
 
+  test("logrotate rotates Gunicorn's logs and makes Gunicorn reopen them", () => {
+    const gunicorn = file("/etc/webstack/gunicorn.conf.py");
+    const logs = [...gunicorn.matchAll(/^(?:accesslog|errorlog) = "(.+)"$/gm)].map((m) => m[1]);
+    expect(logs).toHaveLength(2);
+    const rule = file("/etc/logrotate.d/webstack");
+    const patterns = /^(\S+) \{$/m.exec(rule)![1].split(" ");
+    const glob = (p: string) => new RegExp(`^${p.replace(/\./g, "\\.").replace(/\*/g, "[^/]*")}$`);
+    for (const log of logs)
+      expect({ log, covered: patterns.some((p) => glob(p).test(log)) }).toEqual({
+        log,
+        covered: true,
+      });
+    // The unit that runs Gunicorn, whose main process (the master) reopens the logs on USR1.
+    const unit = "webstack-app.service";
+    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^ExecStart=\/usr\/bin\/gunicorn /m);
+    const postrotate = /^\s*postrotate\n([\s\S]*?)^\s*endscript$/m.exec(rule)?.[1] ?? "";
+    expect(postrotate).toContain(`systemctl kill --kill-whom=main --signal=USR1 ${unit}`);
+    expect(rule).not.toMatch(/copytruncate/); // Gunicorn reopens: no line lost between copy and truncate
+    expect(rule).toMatch(/^\s*su www-data www-data$/m);
+    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^User=www-data$/m);
+    expect(doc.packages).toContain("logrotate");
+  });
+
   test("the data volume is mounted from bootcmd, before packages create the data directory", () => {
     expect(doc.bootcmd).toHaveLength(2);
     const [shell, flag, script, name, device, mountpoint] = doc.bootcmd![1] as string[];
