@@ -90,6 +90,41 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
   ];
 }
 
+/**
+ * The errors Nginx answers itself on an app node, and what each says. 494 (a header too large) is
+ * Nginx's internal code for a 400; 404 is only Nginx's own (an internal location asked from outside).
+ */
+const NGINX_JSON_ERRORS: readonly { readonly status: number; readonly error: string }[] = [
+  { status: 400, error: "bad request" },
+  { status: 404, error: "no such route" },
+  { status: 408, error: "request timeout" },
+  { status: 413, error: "request body too large" },
+  { status: 414, error: "request URI too long" },
+  { status: 500, error: "internal error" },
+  { status: 502, error: "the app is unavailable" },
+  { status: 503, error: "the app is unavailable" },
+  { status: 504, error: "the app did not answer in time" },
+];
+
+/** Nginx's error_page lines and the internal locations answering each error in JSON. */
+function renderNginxJsonErrors(node: AppNodeSpec): string {
+  const at = (status: number) => `/_webstack/error/${status}`;
+  return NGINX_JSON_ERRORS.flatMap(({ status, error }) => {
+    const body = JSON.stringify({ node: node.name, role: node.role, error });
+    // Inside '…' Nginx reads $ as a variable and \ as an escape: a body must hold neither.
+    if (/['\\$]/.test(body)) throw new Error(`Nginx error body cannot be quoted: ${body}`);
+    return [
+      `    error_page ${status === 400 ? "400 494 =400" : status} ${at(status)};`,
+      `    location = ${at(status)} {`,
+      "        internal;",
+      "        default_type application/json;",
+      "        add_header Cache-Control no-store always;",
+      `        return ${status} '${body}';`,
+      "    }",
+    ];
+  }).join("\n");
+}
+
 /** Runs the shipped data-volume script from bootcmd, before write_files and packages exist. */
 function dataVolumeCommand(device: string): Command {
   return ["bash", "-c", shippedFile("data-volume.sh"), "webstack-data-volume", device, DB_DATA_DIR];
@@ -106,7 +141,15 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
     APP_DB_REPLICA: db.role === "replica" ? "local" : p.replicaIp,
   };
   const own: CloudConfigPart = {
-    packages: ["nginx", "gunicorn", "python3-pymysql", "python3-boto3", "ca-certificates"],
+    // logrotate for Gunicorn's rule below and the packages' own (Nginx, the database).
+    packages: [
+      "nginx",
+      "gunicorn",
+      "python3-pymysql",
+      "python3-boto3",
+      "ca-certificates",
+      "logrotate",
+    ],
     bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
     writeFiles: [
       { path: NODE_ENV_PATH, content: renderEnvFile(environment), permissions: "0644" },
@@ -165,6 +208,11 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         permissions: "0644",
       },
       {
+        path: "/etc/logrotate.d/webstack",
+        content: shippedFile("logrotate-webstack"),
+        permissions: "0644",
+      },
+      {
         path: "/etc/systemd/system/webstack-app.service",
         content: renderShipped("webstack-app.service", { DB_SERVICE: engine.service }),
         permissions: "0644",
@@ -175,6 +223,7 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
         content: renderShipped("nginx-site.conf", {
           NODE: p.node.name,
           NODE_FQDN: p.node.internalName,
+          JSON_ERROR_PAGES: renderNginxJsonErrors(p.node),
           STATUS_PORT: LOOPBACK_PORTS.nginxStatus,
         }),
         permissions: "0644",

@@ -4,14 +4,15 @@
 #   base      what a Debian 13 AMI starts from (systemd, cloud-init, e2fsprogs, iproute2, OpenSSH —
 #             unreachable: no security group opens 22); the lab's nodes boot
 #             an overlay of it and install their packages from the user-data, for real.
-#   checkers  base plus the servers whose own checkers the artifact tests run (nginx -t, haproxy -c).
+#   checkers  base plus the servers whose own checkers the artifact tests run (nginx -t, haproxy -c,
+#             rsyslogd -N1, logrotate -d with the packages' own rules: nginx, haproxy, mariadb-server).
 # Usage: rootfs.sh [base|checkers]   (default checkers; run as root; needs debootstrap and Debian's mirror)
 set -euo pipefail
 FLAVOUR=${1:-checkers}
 SUITE=trixie
 MIRROR=${WEBSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE=systemd,systemd-sysv,dbus,cloud-init,python3-cffi-backend,locales,e2fsprogs,ca-certificates,iproute2,openssh-server
-CHECKERS="nginx haproxy rsyslog openssl"
+CHECKERS="nginx haproxy rsyslog openssl logrotate mariadb-server"
 CACHE=${WEBSTACK_LAB_CACHE:-/var/cache/webstack-lab}
 here=$(dirname "$(realpath "$0")")
 

@@ -44,6 +44,42 @@ describe("the app node's document", () => {
     ]);
   });
 
+  test("Nginx answers its own errors in JSON, with their status, like the app's answers", () => {
+    const site = file("/etc/nginx/sites-available/webstack");
+    const env = file("/etc/webstack/node.env");
+    const pages = new Map<number, string>();
+    for (const [, codes, uri] of site.matchAll(/^\s*error_page ((?:\d+ )+)(?:=\d+ )?(\S+);$/gm))
+      for (const code of codes.trim().split(" ")) pages.set(Number(code), uri);
+    // What Nginx itself answers here: bad or oversized requests, and a missing or slow Gunicorn.
+    for (const status of [400, 408, 413, 414, 494, 500, 502, 503, 504]) {
+      const uri = pages.get(status);
+      const block = new RegExp(`^\\s*location = ${uri} \\{\\n([\\s\\S]*?)\\n\\s*\\}$`, "m").exec(
+        site,
+      )?.[1];
+      const directives = lines(block ?? "").map((l) => l.trim());
+      const answer = /^return (\d+) '(.*)';$/.exec(
+        directives.find((l) => l.startsWith("return")) ?? "",
+      );
+      expect({ status, uri, directives, answer: answer?.[1] }).toEqual({
+        status,
+        uri: expect.stringMatching(/^\/_webstack\//),
+        directives: expect.arrayContaining([
+          "internal;",
+          "default_type application/json;",
+          "add_header Cache-Control no-store always;",
+        ]),
+        answer: String(status === 494 ? 400 : status),
+      });
+      expect(JSON.parse(answer![2])).toEqual({
+        node: "s1",
+        role: /^DB_ROLE=(.*)$/m.exec(env)![1],
+        error: expect.any(String),
+      });
+    }
+    // The app's own answers (404, 405, 503 …) reach the client as the app wrote them.
+    expect(site).not.toMatch(/intercept_errors on/);
+  });
+
   test("Gunicorn: a systemd service as www-data, on a unix socket, workers sized to the CPUs", () => {
     const unit = lines(file("/etc/systemd/system/webstack-app.service"));
     expect(unit).toEqual(
@@ -62,6 +98,29 @@ describe("the app node's document", () => {
         "workers = multiprocessing.cpu_count() * 2 + 1",
       ]),
     );
+  });
+
+  test("logrotate rotates Gunicorn's logs and makes Gunicorn reopen them", () => {
+    const gunicorn = file("/etc/webstack/gunicorn.conf.py");
+    const logs = [...gunicorn.matchAll(/^(?:accesslog|errorlog) = "(.+)"$/gm)].map((m) => m[1]);
+    expect(logs).toHaveLength(2);
+    const rule = file("/etc/logrotate.d/webstack");
+    const patterns = /^(\S+) \{$/m.exec(rule)![1].split(" ");
+    const glob = (p: string) => new RegExp(`^${p.replace(/\./g, "\\.").replace(/\*/g, "[^/]*")}$`);
+    for (const log of logs)
+      expect({ log, covered: patterns.some((p) => glob(p).test(log)) }).toEqual({
+        log,
+        covered: true,
+      });
+    // The unit that runs Gunicorn, whose main process (the master) reopens the logs on USR1.
+    const unit = "webstack-app.service";
+    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^ExecStart=\/usr\/bin\/gunicorn /m);
+    const postrotate = /^\s*postrotate\n([\s\S]*?)^\s*endscript$/m.exec(rule)?.[1] ?? "";
+    expect(postrotate).toContain(`systemctl kill --kill-whom=main --signal=USR1 ${unit}`);
+    expect(rule).not.toMatch(/copytruncate/); // Gunicorn reopens: no line lost between copy and truncate
+    expect(rule).toMatch(/^\s*su www-data www-data$/m);
+    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^User=www-data$/m);
+    expect(doc.packages).toContain("logrotate");
   });
 
   test("the data volume is mounted from bootcmd, before packages create the data directory", () => {

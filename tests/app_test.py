@@ -1,4 +1,5 @@
-"""The app's database handling (cloud-init/files/app.py), against a scripted stand-in for pymysql.
+"""The app (cloud-init/files/app.py): its database handling, against a scripted stand-in for pymysql,
+and its HTTP answers (methods, routes, errors).
 
 Run by tests/app.test.ts with the app.py the program renders (APP_PY, a file) and each node's
 database targets as rendered (NODES, JSON: node -> {"primary": ..., "replica": ...}). Prints one
@@ -151,19 +152,26 @@ class Lab:
         if state == "silent":
             self.clock.now += args["connect_timeout"]
         if state != "up":
-            raise OperationalError(2003, "Can't connect to MySQL server")
+            # As pymysql says it: the error names the server's address.
+            where = args.get("host", "localhost")
+            raise OperationalError(2003, f"Can't connect to MySQL server on {where!r} (timed out)")
         return Connection(server, args)
 
-    def get(self, path, method="GET", body=b""):
+    def request(self, path, method="GET", body=b""):
+        """(status, headers as a dict, the body's bytes) of one request."""
         answer = {}
 
         def start_response(status, headers):
-            answer["status"] = int(status.split()[0])
+            answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
 
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)),
                    "wsgi.input": io.BytesIO(body)}
         payload = b"".join(self.app.application(environ, start_response))
-        return answer["status"], json.loads(payload)
+        return answer["status"], answer["headers"], payload
+
+    def get(self, path, method="GET", body=b""):
+        status, _, payload = self.request(path, method, body)
+        return status, json.loads(payload)
 
 
 def node_with_local(role):
@@ -293,8 +301,54 @@ class AppDatabaseTest(unittest.TestCase):
         status, body = self.lab.get("/items/1")
         self.assertEqual((status, body["read_from"], body["note"]), (200, "replica", "é" * 200))
         self.assertEqual(self.lab.get("/items/2")[0], 404)
-        self.assertEqual(self.lab.get("/nope")[0], 404)
-        self.assertEqual(self.lab.get("/items/1", "DELETE")[0], 404)
+
+    def test_head_answers_as_get_without_a_body_on_every_get_route(self):
+        self.lab.get("/items", "POST", b"x")
+        for path in ("/", "/healthz", "/items/1", "/items/2"):
+            get_status, get_headers, get_body = self.lab.request(path)
+            head_status, head_headers, head_body = self.lab.request(path, "HEAD")
+            self.assertEqual((path, head_status, head_headers, head_body),
+                             (path, get_status, get_headers, b""))
+            self.assertEqual(int(head_headers["Content-Length"]), len(get_body))
+
+    def test_a_wrong_method_answers_405_in_json_with_allow(self):
+        for path, method, allow in (("/", "POST", "GET, HEAD"), ("/healthz", "DELETE", "GET, HEAD"),
+                                    ("/items/1", "DELETE", "GET, HEAD"), ("/items", "GET", "POST"),
+                                    ("/items", "HEAD", "POST")):
+            status, headers, body = self.lab.request(path, method)
+            self.assertEqual((path, method, status, headers["Allow"], headers["Content-Type"]),
+                             (path, method, 405, allow, "application/json"))
+            self.assertEqual(json.loads(body) if body else None,
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x",
+                                                            "error": "method not allowed"})
+        self.assertEqual(self.lab.primary.attempts + self.lab.replica.connects, 0)  # no database asked
+
+    def test_an_unknown_path_answers_404_in_json_whatever_the_method(self):
+        for method in ("GET", "POST", "DELETE", "HEAD"):
+            status, headers, body = self.lab.request("/nope", method)
+            self.assertEqual((method, status, headers["Content-Type"], "Allow" in headers),
+                             (method, 404, "application/json", False))
+            self.assertEqual(json.loads(body) if body else None,
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x",
+                                                            "error": "no such route"})
+
+    def test_a_failed_write_answers_a_generic_503_and_logs_the_detail(self):
+        lab = Lab(node_with_local("replica"))  # its primary is a peer, reached by address
+        lab.primary.state = "down"
+        with self.assertLogs("gunicorn.error", "ERROR") as logged:
+            status, body = lab.get("/items", "POST", b"x")
+            self.assertEqual((status, body), (503, {"node": lab.app.NODE, "role": "x",
+                                                    "error": "the primary database is unavailable"}))
+        self.assertIn(repr(lab.primary.target), "\n".join(logged.output))
+
+    def test_an_unexpected_error_answers_500_in_json_and_logs_the_traceback(self):
+        self.lab.app.write_item = lambda note: 1 / 0
+        with self.assertLogs("gunicorn.error", "ERROR") as logged:
+            status, headers, body = self.lab.request("/items", "POST", b"x")
+        self.assertEqual((status, headers["Content-Type"], json.loads(body)),
+                         (500, "application/json", {"node": self.lab.app.NODE, "role": "x",
+                                                    "error": "internal error"}))
+        self.assertIn("ZeroDivisionError", "\n".join(logged.output))
 
 
 class Results(unittest.TestResult):

@@ -313,7 +313,7 @@ describe("python", () => {
   );
 });
 
-describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0)", () => {
+describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0, logrotate 3.22)", () => {
   const rootfs = () => {
     const built = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "rootfs.sh")], {
       encoding: "utf8",
@@ -332,16 +332,18 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
       const lines = result.output.trim().split("\n");
       expect(lines.filter((l) => !l.endsWith(" ok"))).toEqual([]);
       expect(result.code).toBe(0);
-      // Each document's checks ran: cloud-init for all, nginx for app nodes, HAProxy and rsyslog for the LB.
+      // Each document's checks ran: cloud-init and logrotate for all, nginx for app nodes, HAProxy
+      // and rsyslog for the LB.
       expect(lines).toHaveLength(
-        documents.length + appDocuments().length + 2 * lbDocuments().length,
+        2 * documents.length + appDocuments().length + 2 * lbDocuments().length,
       );
+      expect(lines.filter((l) => / logrotate ok$/.test(l))).toHaveLength(documents.length);
     },
     600_000,
   );
 
   withTool("debian-13-rootfs")(
-    "the same checks fail on a broken site and a broken HAProxy config",
+    "the same checks fail on a broken site, a broken HAProxy config and a broken log rule",
     () => {
       const broken = path.join(SCRATCH, "broken-lb.yaml");
       const lb = lbDocuments()[0].text.replace("balance roundrobin", "balance nosuchalgo");
@@ -349,12 +351,15 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
       const brokenApp = path.join(SCRATCH, "broken-app.yaml");
       fs.writeFileSync(
         brokenApp,
-        appDocuments()[0].text.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;"),
+        appDocuments()[0]
+          .text.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;")
+          .replace("su www-data www-data", "su nosuchuser www-data"),
       );
       const result = check([broken, brokenApp]);
       expect(result.code).toBe(1);
       expect(result.output).toMatch(/^broken-lb haproxy FAILED/m);
       expect(result.output).toMatch(/^broken-app nginx FAILED/m);
+      expect(result.output).toMatch(/^broken-app logrotate FAILED error: .*nosuchuser/m);
     },
     600_000,
   );

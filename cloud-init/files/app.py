@@ -6,9 +6,13 @@ handshake with the peer's database. Reads fall back to the primary when the repl
 failed replica is skipped for a few seconds); writes wait out a primary restart. /healthz asks
 this node's own database first, then the other: one database down never takes both backends out
 of the load balancer, and a dead peer never slows a health check.
+Every answer is JSON: HEAD answers as GET without the body, a known path with another method
+405 with Allow, an unknown path 404. A failure's detail (a database's address, a traceback) goes to
+the app's log, never to the client.
 Configuration comes from the environment (systemd EnvironmentFile, written at boot).
 """
 import json
+import logging
 import os
 import re
 import time
@@ -41,6 +45,9 @@ READ_TIMEOUT_S = {"replica": 0.5, "primary": 1.5}
 
 # This worker's connections, by role.
 connections = {}
+
+# Gunicorn's error log (/var/log/webstack/app.log): its handler, its timestamps.
+log = logging.getLogger("gunicorn.error")
 
 
 def connect(role):
@@ -131,37 +138,66 @@ def read(query, args=(), local_first=False):
     raise ConnectionError("; ".join(errors))
 
 
-def respond(start_response, status, body):
+def respond(start_response, status, body, head=False, headers=()):
+    """Answers with a JSON body; for HEAD the same status and headers, without the body."""
     payload = json.dumps(body, default=str).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                            ("Cache-Control", "no-store")])
-    return [payload]
+                            ("Cache-Control", "no-store"), *headers])
+    return [b""] if head else [payload]
+
+
+def allowed_methods(path):
+    """The methods a path answers (HEAD wherever GET is), or None for a path that is no route."""
+    if path in ("/", "/healthz") or ITEM_PATH.match(path):
+        return ("GET", "HEAD")
+    if path == "/items":
+        return ("POST",)
+    return None
+
+
+def answer(method, path, environ, served):
+    """The (status, body) of a request to a route that allows its method (HEAD comes as GET)."""
+    if path == "/":
+        return "200 OK", served
+    if path == "/healthz":
+        source, _ = read("SELECT 1", local_first=True)
+        return "200 OK", {**served, "status": "ok", "read_from": source}
+    if path == "/items":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        note = environ["wsgi.input"].read(min(length, MAX_NOTE * 4)).decode("utf-8", "replace")[:MAX_NOTE]
+        try:
+            item = write_item(note)
+        except pymysql.err.OperationalError as error:
+            # The error names the primary's address: the client learns that writes failed, the log why.
+            log.error("POST /items: the primary failed: %s", error)
+            return "503 Service Unavailable", {**served, "error": "the primary database is unavailable"}
+        return "201 Created", {**served, "id": item, "written_to": "primary"}
+    source, rows = read("SELECT id, note, written_by, created_at FROM items WHERE id = %s",
+                        (int(ITEM_PATH.match(path).group(1)),))
+    if not rows:
+        return "404 Not Found", {**served, "read_from": source}
+    item_id, note, written_by, created = rows[0]
+    return "200 OK", {**served, "read_from": source, "id": item_id, "note": note, "written_by": written_by,
+                      "created_at": created}
 
 
 def application(environ, start_response):
     method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
     served = {"node": NODE, "role": ROLE}
+    head = method == "HEAD"
+    allowed = allowed_methods(path)
+    if allowed is None:
+        return respond(start_response, "404 Not Found", {**served, "error": "no such route"}, head)
+    if method not in allowed:
+        return respond(start_response, "405 Method Not Allowed", {**served, "error": "method not allowed"}, head,
+                       [("Allow", ", ".join(allowed))])
     try:
-        if path == "/" and method == "GET":
-            return respond(start_response, "200 OK", served)
-        if path == "/healthz" and method == "GET":
-            source, _ = read("SELECT 1", local_first=True)
-            return respond(start_response, "200 OK", {**served, "status": "ok", "read_from": source})
-        if path == "/items" and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            note = environ["wsgi.input"].read(min(length, MAX_NOTE * 4)).decode("utf-8", "replace")[:MAX_NOTE]
-            item = write_item(note)
-            return respond(start_response, "201 Created", {**served, "id": item, "written_to": "primary"})
-        match = ITEM_PATH.match(path)
-        if match and method == "GET":
-            source, rows = read("SELECT id, note, written_by, created_at FROM items WHERE id = %s",
-                                (int(match.group(1)),))
-            if not rows:
-                return respond(start_response, "404 Not Found", {**served, "read_from": source})
-            item_id, note, written_by, created = rows[0]
-            return respond(start_response, "200 OK", {**served, "read_from": source, "id": item_id,
-                                                      "note": note, "written_by": written_by,
-                                                      "created_at": created})
-        return respond(start_response, "404 Not Found", {**served, "error": "no such route"})
-    except (ConnectionError, pymysql.err.OperationalError) as error:
-        return respond(start_response, "503 Service Unavailable", {**served, "error": str(error)})
+        status, body = answer("GET" if head else method, path, environ, served)
+    except ConnectionError as error:
+        # Roles and error codes only ("replica: 2003; primary: 2003"): no address reaches the client.
+        log.error("%s %s: no database answered: %s", method, path, error)
+        status, body = "503 Service Unavailable", {**served, "error": str(error)}
+    except Exception:
+        log.exception("%s %s failed", method, path)
+        status, body = "500 Internal Server Error", {**served, "error": "internal error"}
+    return respond(start_response, status, body, head)

@@ -1,9 +1,10 @@
 """Runs inside the nodes' own OS (the lab's Debian 13 rootfs, in a throwaway overlay): feeds each
-rendered document's files to that OS's cloud-init, nginx, HAProxy and rsyslog.
+rendered document's files to that OS's cloud-init, nginx, HAProxy, rsyslog and logrotate.
 Usage: python3 rootfs_checks.py DOC.yaml...   Prints "<doc> <check> ok" or "<doc> <check> FAILED ...".
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,44 @@ def write(path, content, mode=0o644):
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(content)
     os.chmod(p, mode)
+
+
+# The log files each rendered config makes its server write, by the file that names them. MySQL's
+# late config is absent on purpose: its packages (Oracle's repository) are not in this rootfs.
+LOG_WRITERS = {
+    "/etc/webstack/gunicorn.conf.py": r'^(?:accesslog|errorlog) = "(/[^"]+)"$',
+    "/etc/nginx/sites-available/webstack": r"^\s*(?:access|error)_log (/[^\s;]+)",
+    "/etc/rsyslog.d/48-webstack-haproxy.conf": r'file="(/[^"]+)"',
+    "/etc/webstack/db/61-webstack-late.cnf": r"^(?:log_error|slow_query_log_file) = (/\S+)$",
+}
+# Log directories as the node makes them: the app unit's LogsDirectory=, the boot script's install -d.
+LOG_DIRS = {"/var/log/webstack": ("www-data", "www-data", 0o755), "/var/log/mysql": ("mysql", "adm", 0o2750)}
+
+
+def logrotate(files):
+    """Every log the document's servers write is rotated by exactly one rule, without an error."""
+    for path, content in files.items():
+        if path.startswith("/etc/logrotate.d/"):
+            write(path, content)
+    logs = sorted({log for path, pattern in LOG_WRITERS.items()
+                   for log in re.findall(pattern, files.get(path, ""), re.M)})
+    for log in logs:
+        directory = os.path.dirname(log)
+        owner, group, mode = LOG_DIRS.get(directory, ("root", "root", 0o755))
+        os.makedirs(directory, exist_ok=True)
+        shutil.chown(directory, owner, group)
+        os.chmod(directory, mode)
+        write(log, "a line\n")  # notifempty: an empty log is never rotated
+        shutil.chown(log, owner, group)
+    code, output = run("logrotate", "--debug", "--force", "/etc/logrotate.conf")
+    problems = [line for line in output.splitlines() if line.startswith("error:")]
+    for log in logs:
+        considered = output.count(f"considering log {log}\n")
+        if considered != 1 or f"renaming {log} to {log}.1\n" not in output:
+            problems.append(f"{log}: considered {considered} times, rotated: {f'renaming {log} to' in output}")
+    if not logs:
+        problems.append("no log file found in the document")
+    return (1 if problems or code else 0), "\n".join(problems) or output
 
 
 def throwaway_tls():
@@ -52,6 +91,7 @@ def checks(doc_path, files):
         write("/tmp/rsyslog-rule.conf", rule)
         write("/tmp/rsyslog.conf", 'module(load="imuxsock")\n$IncludeConfig /tmp/rsyslog-rule.conf\n')
         yield "rsyslog", run("rsyslogd", "-N1", "-f", "/tmp/rsyslog.conf")
+    yield "logrotate", logrotate(files)
 
 
 def main(paths):
