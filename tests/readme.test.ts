@@ -1,4 +1,5 @@
 // The README and the workflow are contracts: their tables must match the code they describe.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
@@ -56,6 +57,20 @@ test("the firewall table lists exactly the topology's flows", () => {
     from.split(", ").flatMap((f) => to.split(", ").map((t) => `${f}→${t}:${port}`)),
   );
   expect(documented.sort()).toEqual(FLOWS.map((f) => `${f.from}→${f.to}:${f.port}`).sort());
+});
+
+test("the README's diagram is what npm run plan -- --stack dev --diagram prints", () => {
+  const blocks = README.split("```mermaid\n").slice(1);
+  expect(blocks).toHaveLength(1);
+  const run = spawnSync(
+    path.join(PROJECT_DIR, "node_modules", ".bin", "tsx"),
+    ["plan/cli.ts", "--stack", "dev", "--diagram"],
+    { cwd: PROJECT_DIR, encoding: "utf8", timeout: 60_000 },
+  );
+  expect(run.stderr).toBe("");
+  expect(run.status).toBe(0);
+  // On failure, the command's output is the block to paste into the README.
+  expect(blocks[0].split("```")[0]).toBe(run.stdout);
 });
 
 test("CI and the pull-request workflow run the README's test command", () => {
