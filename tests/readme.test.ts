@@ -100,7 +100,7 @@ test("CI and the pull-request workflow run the README's test command", () => {
   ]);
 });
 
-test("the workflow previews dev and prod with pulumi/actions@v7 and comments on the pull request", () => {
+test("the workflow previews dev and prod with pulumi/actions@v7 and comments them and their diagrams", () => {
   const workflow = YAML.parse(
     fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
   );
@@ -115,10 +115,20 @@ test("the workflow previews dev and prod with pulumi/actions@v7 and comments on 
     "comment-on-pr": true,
     policyPacks: "policy",
   });
+  // Before the preview, each stack's diagram from the offline plan, in a comment of its own.
+  const names = preview.steps.map((s: { name?: string; uses?: string }) => s.name ?? s.uses);
+  const diagram = preview.steps.find((s: { name?: string }) => s.name === "Diagram of the stack");
+  expect(diagram.env.STACK).toBe("${{ matrix.stack }}");
+  expect(diagram.run).toContain('npm run -s plan -- --stack "$STACK" --diagram\n');
+  expect(diagram.run).toContain('} > "$RUNNER_TEMP/diagram.md"');
+  const comment = preview.steps[names.indexOf(diagram.name) + 1];
+  expect(comment.uses).toBe("actions/github-script@v7");
+  expect(comment.with.script).toContain("diagram.md");
+  expect(names.indexOf(diagram.name)).toBeLessThan(names.indexOf(step.uses));
   // Every secret and variable the workflow reads is documented in the README.
-  const names = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(
+  const read = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(
     (m) => m[1],
   );
-  for (const name of new Set(names.filter((n) => n !== "GITHUB_TOKEN")))
+  for (const name of new Set(read.filter((n) => n !== "GITHUB_TOKEN")))
     expect(README).toContain(`| \`${name}\` |`);
 });
