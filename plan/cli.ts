@@ -1,16 +1,18 @@
-// `npm run plan -- --stack dev [--json] [--set key=value]…`: the offline plan for reviewers without AWS.
+// `npm run plan -- --stack dev [--json | --diagram] [--set key=value]…`: the offline plan for reviewers without AWS.
 import * as path from "path";
 import { ConfigError } from "../model/config";
+import { DiagramError, renderDiagram } from "./diagram";
 import { Plan, PlanError, PlannedResource, runPlan } from "./plan";
 import { readStackConfig, StackConfigError, stackFile } from "./stackConfig";
 import { redactSecrets } from "./secrets";
 
 const USAGE =
-  "usage: npm run plan -- --stack <name> [--json] [--set key=value]... [--stack-file FILE]";
+  "usage: npm run plan -- --stack <name> [--json | --diagram] [--set key=value]... [--stack-file FILE]";
 
 interface CliArgs {
   readonly stack: string;
-  readonly json: boolean;
+  /** What to print: the resource tree and outputs, the JSON, or a Mermaid diagram of the stack. */
+  readonly format: "tree" | "json" | "diagram";
   readonly sets: string[];
   /** Config file to read instead of Pulumi.<stack>.yaml. */
   readonly stackFile?: string;
@@ -21,6 +23,7 @@ class UsageError extends Error {}
 export function parseArgs(argv: readonly string[]): CliArgs {
   let stack: string | undefined;
   let json = false;
+  let diagram = false;
   let file: string | undefined;
   const sets: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -33,13 +36,15 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     if (arg === "--stack") stack = value();
     else if (arg.startsWith("--stack=")) stack = arg.slice("--stack=".length);
     else if (arg === "--json") json = true;
+    else if (arg === "--diagram") diagram = true;
     else if (arg === "--set") sets.push(value());
     else if (arg.startsWith("--set=")) sets.push(arg.slice("--set=".length));
     else if (arg === "--stack-file") file = value();
     else throw new UsageError(`unknown argument ${arg}`);
   }
   if (!stack) throw new UsageError("--stack is required");
-  return { stack, json, sets, stackFile: file };
+  if (json && diagram) throw new UsageError("--json and --diagram are two outputs: choose one");
+  return { stack, format: json ? "json" : diagram ? "diagram" : "tree", sets, stackFile: file };
 }
 
 /** The resource tree, one line per resource: type and name, indented under its parent. */
@@ -86,10 +91,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       config: config.values,
       secretKeys: config.secretKeys,
     });
-    const text = args.json
-      ? JSON.stringify({ ...redactSecrets(plan), placeholders: config.placeholders }, null, 2) +
-        "\n"
-      : renderHuman(plan, config.placeholders);
+    const text =
+      args.format === "json"
+        ? JSON.stringify({ ...redactSecrets(plan), placeholders: config.placeholders }, null, 2) +
+          "\n"
+        : args.format === "diagram"
+          ? renderDiagram(redactSecrets(plan))
+          : renderHuman(plan, config.placeholders);
     process.stdout.write(text);
     return 0;
   } catch (err) {
@@ -97,7 +105,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`plan: ${err.message}\n${USAGE}\n`);
       return 2;
     }
-    if (err instanceof ConfigError || err instanceof StackConfigError || err instanceof PlanError) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof StackConfigError ||
+      err instanceof PlanError ||
+      err instanceof DiagramError
+    ) {
       process.stderr.write(`plan: ${err.message}\n`);
       return 1;
     }

@@ -167,6 +167,21 @@ describe("the CLI", () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--stack is required");
   });
+
+  test.each([
+    [
+      ["--stack", "dev", "--diagram", "--json"],
+      "plan: --json and --diagram are two outputs: choose one",
+    ],
+    [["--stack", "dev", "--mermaid"], "plan: unknown argument --mermaid"],
+  ])("%j is a usage error", (args, message) => {
+    const run = plan(...args);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toBe(
+      `${message}\nusage: npm run plan -- --stack <name> [--json | --diagram] [--set key=value]... [--stack-file FILE]\n`,
+    );
+  });
 });
 
 describe("stack files", () => {

@@ -1,4 +1,5 @@
 // The README and the workflow are contracts: their tables must match the code they describe.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
@@ -58,6 +59,20 @@ test("the firewall table lists exactly the topology's flows", () => {
   expect(documented.sort()).toEqual(FLOWS.map((f) => `${f.from}→${f.to}:${f.port}`).sort());
 });
 
+test("the README's diagram is what npm run plan -- --stack dev --diagram prints", () => {
+  const blocks = README.split("```mermaid\n").slice(1);
+  expect(blocks).toHaveLength(1);
+  const run = spawnSync(
+    path.join(PROJECT_DIR, "node_modules", ".bin", "tsx"),
+    ["plan/cli.ts", "--stack", "dev", "--diagram"],
+    { cwd: PROJECT_DIR, encoding: "utf8", timeout: 60_000 },
+  );
+  expect(run.stderr).toBe("");
+  expect(run.status).toBe(0);
+  // On failure, the command's output is the block to paste into the README.
+  expect(blocks[0].split("```")[0]).toBe(run.stdout);
+});
+
 test("CI and the pull-request workflow run the README's test command", () => {
   // Two commands on a fresh machine: the lab, and the tests.
   const frontDoor = README.split("## On a fresh machine")[1].split("```sh\n")[1].split("```")[0];
@@ -85,7 +100,7 @@ test("CI and the pull-request workflow run the README's test command", () => {
   ]);
 });
 
-test("the workflow previews dev and prod with pulumi/actions@v7 and comments on the pull request", () => {
+test("the workflow previews dev and prod with pulumi/actions@v7 and comments them and their diagrams", () => {
   const workflow = YAML.parse(
     fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
   );
@@ -100,10 +115,20 @@ test("the workflow previews dev and prod with pulumi/actions@v7 and comments on 
     "comment-on-pr": true,
     policyPacks: "policy",
   });
+  // Before the preview, each stack's diagram from the offline plan, in a comment of its own.
+  const names = preview.steps.map((s: { name?: string; uses?: string }) => s.name ?? s.uses);
+  const diagram = preview.steps.find((s: { name?: string }) => s.name === "Diagram of the stack");
+  expect(diagram.env.STACK).toBe("${{ matrix.stack }}");
+  expect(diagram.run).toContain('npm run -s plan -- --stack "$STACK" --diagram\n');
+  expect(diagram.run).toContain('} > "$RUNNER_TEMP/diagram.md"');
+  const comment = preview.steps[names.indexOf(diagram.name) + 1];
+  expect(comment.uses).toBe("actions/github-script@v7");
+  expect(comment.with.script).toContain("diagram.md");
+  expect(names.indexOf(diagram.name)).toBeLessThan(names.indexOf(step.uses));
   // Every secret and variable the workflow reads is documented in the README.
-  const names = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(
+  const read = [...JSON.stringify(workflow).matchAll(/(?:secrets|vars)\.([A-Z_]+)/g)].map(
     (m) => m[1],
   );
-  for (const name of new Set(names.filter((n) => n !== "GITHUB_TOKEN")))
+  for (const name of new Set(read.filter((n) => n !== "GITHUB_TOKEN")))
     expect(README).toContain(`| \`${name}\` |`);
 });
