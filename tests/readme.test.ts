@@ -95,9 +95,13 @@ test("CI and the pull-request workflow run the README's test command", () => {
   const workflow = YAML.parse(
     fs.readFileSync(path.join(PROJECT_DIR, ".github/workflows/pull-request.yml"), "utf8"),
   );
-  expect(workflow.jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean)).toEqual([
-    'sudo env "PATH=$PATH" CI=true bash scripts/test.sh',
+  const runs = workflow.jobs.test.steps.map((s: { run?: string }) => s.run).filter(Boolean);
+  expect(runs.at(-1)).toBe('sudo env "PATH=$PATH" CI=true bash scripts/test.sh');
+  // The agent's schema the monitoring tests need, where CI has it, checked against a pinned digest.
+  expect(runs.slice(0, -1)).toEqual([
+    expect.stringContaining("../shared/data/cloudwatch-agent-schema.json"),
   ]);
+  expect(runs[0]).toContain("sha256sum -c");
 });
 
 test("the workflow previews dev and prod with pulumi/actions@v7 and comments them and their diagrams", () => {
