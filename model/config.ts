@@ -313,6 +313,19 @@ export function closestKey(key: string): ConfigKey | undefined {
     : undefined;
 }
 
+/**
+ * The webstack key a key of another namespace was meant to be: its namespace is webstack's within
+ * two edits ("webstak", "Webstack") and its name is (close to) a webstack key. Other providers'
+ * namespaces (aws, pulumi, tls, random) are nowhere near, and stay theirs.
+ */
+export function misspeltNamespace(fullKey: string): ConfigKey | undefined {
+  const colon = fullKey.indexOf(":");
+  if (colon < 0) return undefined;
+  const namespace = fullKey.slice(0, colon);
+  if (namespace === PROJECT || editDistance(namespace.toLowerCase(), PROJECT) > 2) return undefined;
+  return closestKey(fullKey.slice(colon + 1));
+}
+
 export interface ParseOptions {
   /** Namespaced keys whose values Pulumi holds encrypted. */
   readonly secretKeys?: ReadonlySet<string>;
@@ -326,7 +339,11 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
   const prefix = `${PROJECT}:`;
 
   for (const fullKey of Object.keys(raw).sort()) {
-    if (!fullKey.startsWith(prefix)) continue;
+    if (!fullKey.startsWith(prefix)) {
+      const meant = misspeltNamespace(fullKey);
+      if (meant) problems.push(`${fullKey}: unknown namespace; did you mean ${prefix}${meant}?`);
+      continue;
+    }
     const key = fullKey.slice(prefix.length);
     if (!Object.hasOwn(CONFIG_KEYS, key)) {
       const near = closestKey(key);
