@@ -1,4 +1,5 @@
 // What every node's user-data shares: the CA's place, the parameters manifest, env files.
+import { ENV_FILE_VALUE } from "../model/envFile";
 
 /** The one documented place of the private CA's certificate on every node. */
 /** The node's own TLS pair (Nginx; the database keeps its own copy). */
@@ -21,13 +22,11 @@ export function rootFile(parameter: string, path: string, mode = "0600"): Manife
   return { parameter, path, mode, owner: "root:root" };
 }
 
-const SAFE_ENV_VALUE = /^[A-Za-z0-9._/:@+,-]*$/;
-
 /** KEY=value lines a shell sources; values are plain words by construction, never secrets. */
 export function renderEnvFile(values: Readonly<Record<string, string>>): string {
   return Object.entries(values)
     .map(([key, value]) => {
-      if (!SAFE_ENV_VALUE.test(value))
+      if (!ENV_FILE_VALUE.test(value))
         throw new Error(`${key}: ${JSON.stringify(value)} is not a plain word`);
       return `${key}=${value}\n`;
     })

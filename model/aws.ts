@@ -22,7 +22,9 @@ export function vpcResolver(vpcCidr: string): string {
   return hostOf(vpcCidr, 2);
 }
 
-export type Architecture = "amd64" | "arm64";
+/** The architectures of Debian's packages a node may run, as nodes name them. */
+export const ARCHITECTURES = ["amd64", "arm64"] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** Graviton families carry a "g" after the generation digit: t4g, m7g, c7gn, r8g, x2gd, im4gn. */
 export function architectureOf(instanceType: string): Architecture {

@@ -1,4 +1,5 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
+import { ENV_FILE_CHARACTERS } from "./envFile";
 import { PROJECT } from "./naming";
 import {
   Invalid,
@@ -10,6 +11,7 @@ import {
   email,
   fqdn,
   httpsUrl,
+  inEnvFile,
   nitroInstanceType,
   oneOf,
   pattern,
@@ -137,16 +139,18 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   acmeEmail: {
     doc: "ACME account contact; required when `certificate` is letsencrypt.",
-    accepted: 'an e-mail address such as "ops@example.com"',
+    accepted: `an e-mail address such as "ops@example.com", of ${ENV_FILE_CHARACTERS} only`,
     example: "ops@foobar.com",
-    parse: email,
+    // The LB's env file carries it (ACME_EMAIL).
+    parse: inEnvFile(email),
   },
   acmeDirectory: {
     doc: "ACME directory URL (Let's Encrypt production, staging, or any ACME server).",
-    accepted: "an https:// URL",
+    accepted: `an https:// URL of ${ENV_FILE_CHARACTERS} only`,
     example: "https://acme-staging-v02.api.letsencrypt.org/directory",
     default: LETS_ENCRYPT_PRODUCTION,
-    parse: httpsUrl,
+    // The LB's env file carries it (ACME_DIRECTORY).
+    parse: inEnvFile(httpsUrl),
   },
   lbInstanceType: {
     doc: "EC2 instance type of the HAProxy load balancer.",
@@ -256,7 +260,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   cloudWatchAgentUrl: {
     doc: "Where nodes download the CloudWatch agent; its signature is always checked against AWS's key.",
-    accepted: "an https:// URL of a .deb; {arch} becomes amd64 or arm64",
+    accepted: "an https:// URL of a .deb; {arch}, once at most, becomes amd64 or arm64",
     example:
       "https://amazoncloudwatch-agent-eu-west-1.s3.eu-west-1.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
     default: CLOUDWATCH_AGENT_DEFAULT_URL,
@@ -264,10 +268,11 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   datadogRepoUrl: {
     doc: "Datadog's APT repository or a mirror; its metadata must be signed by Datadog's pinned keys.",
-    accepted: "an https:// URL",
+    accepted: `an https:// URL of ${ENV_FILE_CHARACTERS} only`,
     example: "https://apt.datadoghq.com/",
     default: "https://apt.datadoghq.com/",
-    parse: httpsUrl,
+    // Every node's datadog.env carries it (DATADOG_REPO_URL).
+    parse: inEnvFile(httpsUrl),
   },
 };
 
@@ -308,6 +313,19 @@ export function closestKey(key: string): ConfigKey | undefined {
     : undefined;
 }
 
+/**
+ * The webstack key a key of another namespace was meant to be: its namespace is webstack's within
+ * two edits ("webstak", "Webstack") and its name is (close to) a webstack key. Other providers'
+ * namespaces (aws, pulumi, tls, random) are nowhere near, and stay theirs.
+ */
+export function misspeltNamespace(fullKey: string): ConfigKey | undefined {
+  const colon = fullKey.indexOf(":");
+  if (colon < 0) return undefined;
+  const namespace = fullKey.slice(0, colon);
+  if (namespace === PROJECT || editDistance(namespace.toLowerCase(), PROJECT) > 2) return undefined;
+  return closestKey(fullKey.slice(colon + 1));
+}
+
 export interface ParseOptions {
   /** Namespaced keys whose values Pulumi holds encrypted. */
   readonly secretKeys?: ReadonlySet<string>;
@@ -321,7 +339,11 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
   const prefix = `${PROJECT}:`;
 
   for (const fullKey of Object.keys(raw).sort()) {
-    if (!fullKey.startsWith(prefix)) continue;
+    if (!fullKey.startsWith(prefix)) {
+      const meant = misspeltNamespace(fullKey);
+      if (meant) problems.push(`${fullKey}: unknown namespace; did you mean ${prefix}${meant}?`);
+      continue;
+    }
     const key = fullKey.slice(prefix.length);
     if (!Object.hasOwn(CONFIG_KEYS, key)) {
       const near = closestKey(key);

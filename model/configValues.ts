@@ -1,7 +1,8 @@
 // One parser per accepted config value form; each throws Invalid saying what is wrong with a value.
 import * as util from "util";
 import { intToIpv4, isPrivateIpv4, parseCidr } from "./ipv4";
-import { isNitro } from "./aws";
+import { ARCHITECTURES, isNitro } from "./aws";
+import { firstUnsafeEnvCharacter } from "./envFile";
 import { RESERVED_TAG_KEYS } from "./tags";
 
 /** What is wrong with a value, as the rest of a sentence that starts with the value. */
@@ -71,10 +72,33 @@ export function httpsUrl(raw: string): string {
   return raw;
 }
 
+/**
+ * A value a node's env file carries as it is, as `parse` accepts it: the renderer refuses anything
+ * else, and it would do so only once resources exist.
+ */
+export function inEnvFile(parse: (raw: string) => string): (raw: string) => string {
+  return (raw) => {
+    const value = parse(raw);
+    const unsafe = firstUnsafeEnvCharacter(value);
+    if (unsafe !== undefined) {
+      throw new Invalid(`holds ${JSON.stringify(unsafe)}, which a node's env file cannot carry`);
+    }
+    return value;
+  };
+}
+
+/** The placeholder a package URL may hold, once: nodes put their architecture in its place. */
+const ARCH_PLACEHOLDER = "{arch}";
+
 export function debPackageUrl(raw: string): string {
   httpsUrl(raw);
   if (!/^[A-Za-z0-9._/:{}-]+\.deb$/.test(raw))
     throw new Invalid("is not the URL of a .deb package");
+  // A node replaces the first {arch} alone (String.replace), then writes the URL to an env file.
+  for (const arch of ARCHITECTURES) {
+    if (firstUnsafeEnvCharacter(raw.replace(ARCH_PLACEHOLDER, arch)) !== undefined)
+      throw new Invalid(`holds a brace other than one ${ARCH_PLACEHOLDER}`);
+  }
   return raw;
 }
 

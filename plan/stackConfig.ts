@@ -16,8 +16,93 @@ export interface StackConfig {
 
 export class StackConfigError extends Error {}
 
-function asConfigString(value: unknown): string {
+/**
+ * A value as the program receives it: strings as they are, anything else as JSON; a number JSON
+ * cannot hold (1e400, .inf, .nan) as written, so that an error shows it as given, not as "null".
+ */
+function asConfigString(node: unknown, document: YAML.Document): string {
+  if (YAML.isScalar(node) && typeof node.value === "number" && !Number.isFinite(node.value))
+    return node.source ?? String(node.value);
+  const value = YAML.isNode(node) ? node.toJS(document) : node;
   return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** A stack file's `config:` entries, as YAML nodes with the document they belong to. */
+interface ConfigSection {
+  readonly document: YAML.Document;
+  readonly pairs: readonly YAML.Pair[];
+}
+
+/**
+ * Reads the `config:` section; every reason the file cannot be read as Pulumi would (bad YAML, a
+ * key set twice, no map where one belongs) is reported at once, each with the file and line.
+ */
+function readConfigSection(file: string, text: string): ConfigSection {
+  const lines = new YAML.LineCounter();
+  const document = YAML.parseDocument(text, { lineCounter: lines });
+  const lineOf = (node: unknown) =>
+    lines.linePos(YAML.isNode(node) ? (node.range?.[0] ?? 0) : 0).line;
+  const written = (node: unknown) => asConfigString(node, document);
+  const kindOf = (node: unknown) =>
+    YAML.isSeq(node) ? "a list" : `the scalar ${JSON.stringify(written(node))}`;
+  const problems = document.errors.map((error) => {
+    const line = lines.linePos(error.pos[0]).line;
+    if (error.code !== "DUPLICATE_KEY")
+      return `${file}:${line}: ${error.message.split(" at line ")[0]}`;
+    const atError = (p: YAML.Pair) => YAML.isNode(p.key) && p.key.range?.[0] === error.pos[0];
+    const map = findMap(document, atError);
+    const name = written(map?.items.find(atError)?.key);
+    const first = map?.items.find((p) => written(p.key) === name);
+    return `${file}:${line}: ${name} is set twice (first on line ${lineOf(first?.key)})`;
+  });
+
+  const root = document.contents;
+  let pairs: YAML.Pair[] = [];
+  if (root !== null && !YAML.isMap(root)) {
+    problems.push(
+      `${file}:${lineOf(root)}: expected a map with a config: section, found ${kindOf(root)}`,
+    );
+  } else {
+    const section = root?.items.find((p) => written(p.key) === "config");
+    if (YAML.isMap(section?.value)) pairs = section.value.items;
+    else if (
+      section &&
+      (YAML.isScalar(section.value) ? section.value.value : section.value) !== null
+    )
+      problems.push(
+        `${file}:${lineOf(section.key)}: config: must map keys to values, found ${kindOf(section.value)}`,
+      );
+  }
+  // `domain` and `webstack:domain` are one key: the second would win silently.
+  const seen = new Map<string, YAML.Pair>();
+  for (const pair of pairs) {
+    const key = qualify(written(pair.key));
+    const first = seen.get(key);
+    if (first && written(first.key) !== written(pair.key))
+      problems.push(
+        `${file}:${lineOf(pair.key)}: ${key} is set twice ` +
+          `(first on line ${lineOf(first.key)}, as ${written(first.key)})`,
+      );
+    if (!first) seen.set(key, pair);
+  }
+  if (problems.length > 0) throw new StackConfigError(problems.join("\n"));
+  return { document, pairs };
+}
+
+/** The first map in the document with an entry that `matches`. */
+function findMap(
+  document: YAML.Document,
+  matches: (pair: YAML.Pair) => boolean,
+): YAML.YAMLMap | undefined {
+  let found: YAML.YAMLMap | undefined;
+  YAML.visit(document, {
+    Map(_, map) {
+      if (!map.items.some(matches)) return undefined;
+      found = map;
+      return YAML.visit.BREAK;
+    },
+  });
+  return found;
 }
 
 /** Pulumi's short form: `domain` means `webstack:domain`; other namespaces are written out. */
@@ -36,8 +121,7 @@ export function stackFile(projectDir: string, stack: string): string {
  */
 export function readStackConfig(file: string, overrides: readonly string[] = []): StackConfig {
   if (!fs.existsSync(file)) throw new StackConfigError(`no stack file ${file}`);
-  const document = YAML.parse(fs.readFileSync(file, "utf8")) ?? {};
-  const config: Record<string, unknown> = document.config ?? {};
+  const { document, pairs } = readConfigSection(file, fs.readFileSync(file, "utf8"));
   const values: Record<string, string> = {};
   const secretKeys = new Set<string>();
   const placeholders: string[] = [];
@@ -55,11 +139,11 @@ export function readStackConfig(file: string, overrides: readonly string[] = [])
     placeholders.push(key);
   };
 
-  for (const [rawKey, value] of Object.entries(config)) {
-    const key = qualify(rawKey);
-    const isEncrypted = typeof value === "object" && value !== null && "secure" in value;
+  for (const pair of pairs) {
+    const key = qualify(asConfigString(pair.key, document));
+    const isEncrypted = YAML.isMap(pair.value) && pair.value.has("secure");
     if (isEncrypted) placeholder(key);
-    else values[key] = asConfigString(value);
+    else values[key] = asConfigString(pair.value, document);
   }
   for (const pair of overrides) {
     const eq = pair.indexOf("=");

@@ -232,6 +232,34 @@ describe("unknown keys", () => {
   });
 });
 
+describe("misspelt namespaces", () => {
+  test.each([
+    ["webstak:vpcCidr", "webstack:vpcCidr"],
+    ["Webstack:protectData", "webstack:protectData"],
+    ["wepstack:datadog", "webstack:datadog"],
+    ["webstack_:domain", "webstack:domain"],
+    ["webstak:vpcCIDR", "webstack:vpcCidr"],
+  ])("%s is an error suggesting %s, not a default used silently", (key, meant) => {
+    expect(problemsOf({ ...MINIMAL, [key]: "x" })).toEqual([
+      `${key}: unknown namespace; did you mean ${meant}?`,
+    ]);
+  });
+
+  test.each([
+    ["aws:region", "eu-west-1"],
+    ["pulumi:tags", '{"Team": "web"}'],
+    ["pulumi:disable-default-providers", '["*"]'],
+    ["tls:proxy", "{}"],
+    ["random:anything", "x"],
+    // Near webstack's namespace, but naming nothing webstack has: some other package's key.
+    ["websock:timeout", "30"],
+    // A webstack key name under a namespace far from webstack's.
+    ["aws:domain", "x"],
+  ])("%s belongs to another namespace and is left alone", (key, value) => {
+    expect(() => parseConfig({ ...MINIMAL, [key]: value })).not.toThrow();
+  });
+});
+
 describe("cross-key rules", () => {
   test.each([
     ["www.foobar.com", "foobar.com"],

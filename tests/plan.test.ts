@@ -11,8 +11,9 @@ import {
   revealSecrets,
   wrapSecret,
 } from "../plan/secrets";
-import { readStackConfig, stackFile } from "../plan/stackConfig";
+import { StackConfigError, readStackConfig, stackFile } from "../plan/stackConfig";
 import { buildTopology, mapNodes } from "../model/topology";
+import { CONFIG_KEYS } from "../model/config";
 import { PROJECT_DIR } from "./harness";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
@@ -36,6 +37,14 @@ function tempStackFile(body: string): string {
   const file = path.join(dir, "Pulumi.scratch.yaml");
   fs.writeFileSync(file, body);
   return file;
+}
+
+/** What the CLI prints on stderr for a stack file of these lines, which it must refuse (exit 1). */
+function refusedPlan(lines: string[]): string {
+  const run = plan("--stack", "scratch", "--stack-file", tempStackFile([...lines, ""].join("\n")));
+  expect(run.code).toBe(1);
+  expect(run.stdout).toBe("");
+  return run.stderr;
 }
 
 describe("npm run plan -- --stack dev --json", () => {
@@ -125,21 +134,15 @@ describe("the CLI", () => {
   });
 
   test("a stack file with three wrong keys exits 1 listing all three", () => {
-    const file = tempStackFile(
-      [
-        "config:",
-        "  aws:region: eu-west-1",
-        "  webstack:domain: www.example.com",
-        "  webstack:vpcCidr: 10.40.0.0/8",
-        "  webstack:dbEngine: postgres",
-        "  webstack:logRetention: 30",
-        "",
-      ].join("\n"),
-    );
-    const run = plan("--stack", "scratch", "--stack-file", file);
-    expect(run.code).toBe(1);
-    expect(run.stdout).toBe("");
-    expect(run.stderr).toBe(
+    const stderr = refusedPlan([
+      "config:",
+      "  aws:region: eu-west-1",
+      "  webstack:domain: www.example.com",
+      "  webstack:vpcCidr: 10.40.0.0/8",
+      "  webstack:dbEngine: postgres",
+      "  webstack:logRetention: 30",
+    ]);
+    expect(stderr).toBe(
       [
         "plan: invalid webstack configuration (3 problems):",
         "  - webstack:logRetention: unknown key; did you mean webstack:logRetentionDays?",
@@ -159,6 +162,43 @@ describe("the CLI", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
       "plan: aws:region: missing; set it with pulumi config set aws:region <region>\n",
+    );
+  });
+
+  test("a stack file that sets a key twice exits 1 naming the file and the line, no stack trace", () => {
+    const file = tempStackFile(
+      "config:\n  aws:region: eu-west-1\n  webstack:domain: a.example.com\n  webstack:domain: b.example.com\n",
+    );
+    const run = plan("--stack", "scratch", "--stack-file", file);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`plan: ${file}:4: webstack:domain is set twice (first on line 3)\n`);
+  });
+
+  test.each([
+    [
+      "a number too large for JSON shows as given, not as null",
+      ["  webstack:qpsAlarmThreshold: 1e400"],
+      '  - webstack:qpsAlarmThreshold: "1e400" is not a number; expected a number greater than 0 and at most 1000000',
+    ],
+    [
+      "a key under a misspelt namespace is named",
+      ["  webstak:vpcCidr: 10.50.0.0/16"],
+      "  - webstak:vpcCidr: unknown namespace; did you mean webstack:vpcCidr?",
+    ],
+    [
+      "a value only the renderer used to refuse is named with its key",
+      ["  webstack:certificate: letsencrypt", "  webstack:acmeEmail: ops%team@example.com"],
+      `  - webstack:acmeEmail: "ops%team@example.com" holds "%", which a node's env file cannot carry; expected ${CONFIG_KEYS.acmeEmail.accepted}`,
+    ],
+  ])("%s, and the plan stops before any resource", (_, lines, problem) => {
+    const stderr = refusedPlan([
+      "config:",
+      "  aws:region: eu-west-1",
+      "  webstack:domain: www.example.com",
+      ...lines,
+    ]);
+    expect(stderr).toBe(
+      ["plan: invalid webstack configuration (1 problem):", problem, ""].join("\n"),
     );
   });
 
@@ -219,6 +259,76 @@ describe("stack files", () => {
     expect(config.values["webstack:datadogApiKey"]).toBe(API_KEY);
     expect(config.placeholders).toEqual([]);
     expect(config.secretKeys).toEqual(["webstack:datadogApiKey"]);
+  });
+
+  /** What readStackConfig refuses a file with, its path shown as FILE. */
+  function refusal(body: string): string {
+    const file = tempStackFile(body);
+    try {
+      readStackConfig(file);
+    } catch (err) {
+      if (err instanceof StackConfigError) return err.message.split(file).join("FILE");
+      throw err;
+    }
+    throw new Error("expected a StackConfigError");
+  }
+
+  const HEAD = "config:\n  aws:region: eu-west-1\n";
+
+  test.each([
+    [
+      "a key set twice",
+      `${HEAD}  webstack:domain: www.example.com\n  webstack:domain: www.other.com\n`,
+      "FILE:4: webstack:domain is set twice (first on line 3)",
+    ],
+    [
+      "a key set twice, once in Pulumi's short form",
+      `${HEAD}  domain: www.example.com\n  webstack:domain: www.other.com\n`,
+      "FILE:4: webstack:domain is set twice (first on line 3, as domain)",
+    ],
+    [
+      "a tag set twice",
+      `${HEAD}  webstack:tags:\n    Team: web\n    Team: ops\n`,
+      "FILE:5: Team is set twice (first on line 4)",
+    ],
+    [
+      "config: twice",
+      `${HEAD}config:\n  webstack:domain: www.example.com\n`,
+      "FILE:3: config is set twice (first on line 1)",
+    ],
+    [
+      "config: holding a list",
+      "# scratch\nconfig:\n  - aws:region: eu-west-1\n",
+      "FILE:2: config: must map keys to values, found a list",
+    ],
+    [
+      "config: holding a scalar",
+      "config: eu-west-1\n",
+      'FILE:1: config: must map keys to values, found the scalar "eu-west-1"',
+    ],
+    [
+      "a file that is a list",
+      "- config\n",
+      "FILE:1: expected a map with a config: section, found a list",
+    ],
+    [
+      "a file that is not YAML",
+      `${HEAD}  webstack:domain: [www.example.com\n`,
+      "FILE:4: Flow sequence in block collection must be sufficiently indented and end with a ]",
+    ],
+  ])("%s is refused with the file and the line", (_, body, message) => {
+    expect(refusal(body)).toBe(message);
+  });
+
+  test.each([
+    ["1e400", "1e400"],
+    [".inf", ".inf"],
+    [".nan", ".nan"],
+    ["2000", "2000"],
+    ["12.5", "12.5"],
+  ])("the number %s reaches the program as %j", (written, given) => {
+    const file = tempStackFile(`${HEAD}  webstack:qpsAlarmThreshold: ${written}\n`);
+    expect(readStackConfig(file).values["webstack:qpsAlarmThreshold"]).toBe(given);
   });
 
   test("no stack file in the repository holds an encrypted value", () => {
