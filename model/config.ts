@@ -1,6 +1,7 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
 import { ENV_FILE_CHARACTERS } from "./envFile";
 import { PROJECT } from "./naming";
+import { closestName, editDistance } from "./typos";
 import {
   Invalid,
   INSTANCE_TYPE,
@@ -287,30 +288,9 @@ export class ConfigError extends Error {
   }
 }
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}
-
 /** The known key closest to `key`, if any is close enough to be a likely typo. */
 export function closestKey(key: string): ConfigKey | undefined {
-  let best: { key: ConfigKey; distance: number } | undefined;
-  for (const known of Object.keys(CONFIG_KEYS) as ConfigKey[]) {
-    const distance = editDistance(key.toLowerCase(), known.toLowerCase());
-    if (!best || distance < best.distance) best = { key: known, distance };
-  }
-  return best && best.distance <= Math.max(2, Math.floor(best.key.length / 3))
-    ? best.key
-    : undefined;
+  return closestName(key, Object.keys(CONFIG_KEYS) as ConfigKey[]);
 }
 
 /**
