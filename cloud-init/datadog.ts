@@ -4,7 +4,7 @@ import { renderEnvFile, rootFile } from "./nodeFiles";
 import { DbEngine } from "../model/config";
 import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
-import { DB_LOG_DIR } from "./database";
+import { logPath } from "./logSources";
 import { shippedFile } from "./template";
 
 /** Datadog's APT signing keys (repository metadata and packages), by full fingerprint. */
@@ -63,7 +63,7 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
             openmetrics_endpoint: `http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/metrics`,
           },
         ],
-        logs: [log("/var/log/haproxy.log", "haproxy")],
+        logs: [log(logPath(p.role, "haproxy"), "haproxy")],
       }),
     };
   }
@@ -74,8 +74,8 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
         { nginx_status_url: `http://127.0.0.1:${LOOPBACK_PORTS.nginxStatus}/nginx_status` },
       ],
       logs: [
-        log("/var/log/nginx/webstack-access.log", "nginx"),
-        log("/var/log/nginx/webstack-error.log", "nginx"),
+        log(logPath(p.role, "nginx-access"), "nginx"),
+        log(logPath(p.role, "nginx-error"), "nginx"),
       ],
     }),
     mysql: YAML.stringify({
@@ -90,7 +90,7 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
         },
       ],
       // Datadog names the log sources as we name the engines.
-      logs: [log(`${DB_LOG_DIR}/error.log`, p.engine)],
+      logs: [log(logPath(p.role, "db-error"), p.engine)],
     }),
   };
 }

@@ -1,32 +1,13 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
-import { Architecture } from "../model/aws";
+import { Architecture, packageUrlFor } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { CloudConfigPart } from "./cloudConfig";
-import { DB_DATA_DIR, DB_LOG_DIR, ENGINES } from "./database";
+import { DB_DATA_DIR, ENGINES } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
+import { logSources } from "./logSources";
 import { renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
-
-/** One log file a node ships, and the name (under the node's prefix) of its log group. */
-export interface LogSource {
-  readonly key: string;
-  readonly path: string;
-}
-
-/** Every log each kind of node ships: the one table the agent config and the log groups share. */
-export function logSources(role: NodeRole): LogSource[] {
-  const common = [{ key: "cloud-init", path: "/var/log/cloud-init-output.log" }];
-  if (role === "loadbalancer") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
-  return [
-    ...common,
-    { key: "nginx-access", path: "/var/log/nginx/webstack-access.log" },
-    { key: "nginx-error", path: "/var/log/nginx/webstack-error.log" },
-    { key: "app", path: "/var/log/webstack/app.log" },
-    { key: "db-error", path: `${DB_LOG_DIR}/error.log` },
-    { key: "db-slow", path: `${DB_LOG_DIR}/slow.log` },
-  ];
-}
 
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
 export function monitoredProcesses(role: NodeRole, engine: DbEngine): string[] {
@@ -39,7 +20,7 @@ export const CLOUDWATCH_AGENT_KEY_FINGERPRINT = "937616F3450B7D806CBD9725D581673
 export const CLOUDWATCH_AGENT_KEY_URL =
   "https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg";
 
-export interface MonitoringParams {
+interface MonitoringParams {
   readonly node: NodeName;
   /** What the collector looks at: HAProxy's backends, or the database (and replication). */
   readonly role: NodeRole;
@@ -96,7 +77,7 @@ function collectorArgs(p: MonitoringParams): string {
     : `${p.role} ${p.node} ${ENGINES[p.engine].client}`;
 }
 
-export function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
+function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
   return {
     packages: ["curl", "gpg"],
     writeFiles: [
@@ -178,7 +159,7 @@ export function renderNodeMonitoringParts(
   const cloudWatch = renderMonitoringPart({
     ...own,
     logGroups: m.logGroups,
-    agentPackageUrl: m.cloudWatchAgentUrl.replace("{arch}", architecture),
+    agentPackageUrl: packageUrlFor(m.cloudWatchAgentUrl, architecture),
   });
   if (!m.datadog) return [cloudWatch];
   return [cloudWatch, renderDatadogPart({ ...own, ...m.datadog })];

@@ -1,10 +1,10 @@
 // What every node's user-data shares: the CA's place, the parameters manifest, env files.
 import { ENV_FILE_VALUE } from "../model/envFile";
 
-/** The one documented place of the private CA's certificate on every node. */
 /** The node's own TLS pair (Nginx; the database keeps its own copy). */
 export const NODE_CERT_PATH = "/etc/webstack/tls/node.crt";
 export const NODE_KEY_PATH = "/etc/webstack/tls/node.key";
+/** The one documented place of the private CA's certificate on every node. */
 export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
 /** What the node's boot fetches from SSM, and where each value lands. */
 export const SECRETS_MANIFEST_PATH = "/etc/webstack/secrets.json";

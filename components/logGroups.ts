@@ -4,7 +4,7 @@ import * as aws from "@pulumi/aws";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
-import { logSources } from "../cloud-init/monitoring";
+import { logSources } from "../cloud-init/logSources";
 import { METRIC_FILTERS } from "./metrics";
 
 export interface NodeLogGroupsArgs {

@@ -1,12 +1,19 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
 import { METRIC_NAMESPACE } from "../model/naming";
-import { LB_NODE, NODE_NAMES, NODE_ROLES, NodeName, REPLICA_NODE } from "../model/topology";
+import {
+  APP_NODES_BY_NAME,
+  LB_NODE,
+  NODE_NAMES,
+  NODE_ROLES,
+  NodeName,
+  REPLICA_NODE,
+} from "../model/topology";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
 export interface MetricFilterSpec {
   readonly key: string;
   readonly node: NodeName;
-  /** The log source (see cloud-init/monitoring.ts) whose group is filtered. */
+  /** The log source (see cloud-init/logSources.ts) whose group is filtered. */
   readonly log: string;
   readonly pattern: string;
   readonly metric: string;
@@ -14,9 +21,6 @@ export interface MetricFilterSpec {
   readonly value: string;
   readonly unit: "Count" | "Milliseconds" | "Seconds";
 }
-
-/** The app nodes, in name order (s1, s2): filters, alarms and graphs list them so. */
-const APP_NODES = NODE_NAMES.filter((node) => NODE_ROLES[node] !== "loadbalancer");
 
 export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
   {
@@ -46,7 +50,7 @@ export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
     value: "$.total_ms",
     unit: "Milliseconds",
   },
-  ...APP_NODES.flatMap((node): MetricFilterSpec[] => [
+  ...APP_NODES_BY_NAME.flatMap((node): MetricFilterSpec[] => [
     {
       key: `${node}-requests`,
       node,
@@ -176,7 +180,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 3,
       missing: "notBreaching",
     },
-    ...APP_NODES.map((node): AlarmSpec<Id> => ({
+    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
       key: `${node}-database-down`,
       description: `The database on ${node} does not answer`,
       metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
@@ -324,7 +328,7 @@ export function dashboardBody(d: DashboardInputs): string {
     ),
     graph(
       "Backend health (1 = up)",
-      APP_NODES.map((server) => [
+      APP_NODES_BY_NAME.map((server) => [
         METRIC_NAMESPACE,
         "BackendUp",
         "Node",

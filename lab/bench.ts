@@ -11,7 +11,7 @@ import { up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
 import { execInNode, inNode } from "./nodes";
-import { backendStates, reloadHaproxy, writeItems } from "./runningStack";
+import { backendStates, nodeSql, reloadHaproxy, writeItems } from "./runningStack";
 import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "./labPlan";
 
 /** The fixed request rate both paths sustain on this 2-core machine, and how long each run lasts. */
@@ -321,12 +321,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
   if (delay.status !== 0) throw new LabError(`bench: replica-delay.py failed: ${delay.stderr}`);
   const probe = JSON.parse(delay.stdout) as { tag: string };
   // The probe rows go (as root on the primary: the app user cannot delete), on the replica too.
-  inNode(PRIMARY_NODE, [
-    "mariadb",
-    "webstack",
-    "-e",
-    `DELETE FROM items WHERE note LIKE '${probe.tag}%'`,
-  ]);
+  nodeSql(PRIMARY_NODE, `DELETE FROM items WHERE note LIKE '${probe.tag}%'`);
   const replica = JSON.parse(delay.stdout) as {
     write_rate: number;
     p50_ms: number;

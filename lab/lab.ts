@@ -2,7 +2,6 @@
 import * as fs from "fs";
 import { runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
-import { buildTopology } from "../model/topology";
 import { LabError, log } from "./commands";
 import { blackholeRanges, checkHost, installHostPackages } from "./hostSetup";
 import { buildMirror, startInternet, startMetadata, waitForCertificate } from "./internet";
@@ -12,6 +11,7 @@ import {
   LAB_DIFFERENCES,
   LAB_DOMAIN,
   LAB_STACK,
+  LAB_TOPOLOGY,
   labNetwork,
   labNodes,
   planFirewallRules,
@@ -53,7 +53,7 @@ export async function up(): Promise<void> {
   log("plan: the program under mocks, with real keys, certificates and passwords");
   const plan = await runPlan({ stack: LAB_STACK, config: LAB_CONFIG, override: realOutputs });
   const nodes = labNodes(plan).map(breakBootIfAsked);
-  const topology = buildTopology(String(plan.outputs.vpcCidr));
+  const topology = LAB_TOPOLOGY;
   const network = labNetwork(topology);
   log("Debian 13 rootfs (cached)");
   const base = baseRootfs();

@@ -77,7 +77,7 @@ export interface LabNetwork {
   readonly hosts: Readonly<Record<string, string>>;
 }
 
-export const INTERNET_RANGE = "10.41.0.0/24";
+const INTERNET_RANGE = "10.41.0.0/24";
 
 export function labNetwork(topology: Topology, region: string = LAB_REGION): LabNetwork {
   const { prefix } = splitCidr(topology.vpcCidr);

@@ -26,7 +26,7 @@ export interface LabState {
 }
 
 /** A process the lab started: `match` is part of its command line, so a reused PID is not it. */
-export interface LabProcess {
+interface LabProcess {
   name: string;
   pid: number;
   match: string;

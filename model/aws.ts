@@ -26,6 +26,14 @@ export function vpcResolver(vpcCidr: string): string {
 export const ARCHITECTURES = ["amd64", "arm64"] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
+/** The placeholder a package URL may hold, once: a node puts its architecture in its place. */
+export const ARCH_PLACEHOLDER = "{arch}";
+
+/** A package URL for one architecture (the first placeholder replaced, as documented). */
+export function packageUrlFor(url: string, architecture: Architecture): string {
+  return url.replace(ARCH_PLACEHOLDER, architecture);
+}
+
 /** Graviton families carry a "g" after the generation digit: t4g, m7g, c7gn, r8g, x2gd, im4gn. */
 export function architectureOf(instanceType: string): Architecture {
   const family = instanceType.split(".")[0];

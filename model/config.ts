@@ -289,7 +289,7 @@ export class ConfigError extends Error {
 }
 
 /** The known key closest to `key`, if any is close enough to be a likely typo. */
-export function closestKey(key: string): ConfigKey | undefined {
+function closestKey(key: string): ConfigKey | undefined {
   return closestName(key, Object.keys(CONFIG_KEYS) as ConfigKey[]);
 }
 
@@ -298,7 +298,7 @@ export function closestKey(key: string): ConfigKey | undefined {
  * two edits ("webstak", "Webstack") and its name is (close to) a webstack key. Other providers'
  * namespaces (aws, pulumi, tls, random) are nowhere near, and stay theirs.
  */
-export function misspeltNamespace(fullKey: string): ConfigKey | undefined {
+function misspeltNamespace(fullKey: string): ConfigKey | undefined {
   const colon = fullKey.indexOf(":");
   if (colon < 0) return undefined;
   const namespace = fullKey.slice(0, colon);

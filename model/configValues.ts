@@ -1,7 +1,7 @@
 // One parser per accepted config value form; each throws Invalid saying what is wrong with a value.
 import * as util from "util";
 import { intToIpv4, isPrivateIpv4, parseCidr } from "./ipv4";
-import { ARCHITECTURES, isNitro } from "./aws";
+import { ARCHITECTURES, ARCH_PLACEHOLDER, isNitro, packageUrlFor } from "./aws";
 import { firstUnsafeEnvCharacter } from "./envFile";
 import { RESERVED_TAG_KEYS } from "./tags";
 
@@ -87,16 +87,13 @@ export function inEnvFile(parse: (raw: string) => string): (raw: string) => stri
   };
 }
 
-/** The placeholder a package URL may hold, once: nodes put their architecture in its place. */
-const ARCH_PLACEHOLDER = "{arch}";
-
 export function debPackageUrl(raw: string): string {
   httpsUrl(raw);
   if (!/^[A-Za-z0-9._/:{}-]+\.deb$/.test(raw))
     throw new Invalid("is not the URL of a .deb package");
-  // A node replaces the first {arch} alone (String.replace), then writes the URL to an env file.
+  // A node fills in its architecture (the first placeholder only), then writes an env file.
   for (const arch of ARCHITECTURES) {
-    if (firstUnsafeEnvCharacter(raw.replace(ARCH_PLACEHOLDER, arch)) !== undefined)
+    if (firstUnsafeEnvCharacter(packageUrlFor(raw, arch)) !== undefined)
       throw new Invalid(`holds a brace other than one ${ARCH_PLACEHOLDER}`);
   }
   return raw;

@@ -30,6 +30,9 @@ function appNodeWithRole(role: DbRole): AppNodeName {
   return found[0];
 }
 
+/** The app nodes in name order (s1, s2): flows, metric filters, alarms and graphs list them so. */
+export const APP_NODES_BY_NAME: readonly AppNodeName[] = [...APP_NODE_NAMES].sort();
+
 /** The load balancer, the database's single writer, and its read-only replica. */
 export const LB_NODE = NODE_NAMES.find((node) => NODE_ROLES[node] === "loadbalancer")!;
 export const PRIMARY_NODE = appNodeWithRole("primary");
@@ -112,7 +115,7 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
   },
-  ...[...APP_NODE_NAMES].sort().map((app): Flow => ({
+  ...APP_NODES_BY_NAME.map((app): Flow => ({
     from: "lb",
     to: app,
     port: PORTS.https,
@@ -175,14 +178,9 @@ export function buildTopology(vpcCidr: string): Topology {
     "private-a": subnet("private-a", 2, 0, false),
     "private-b": subnet("private-b", 3, 1, false),
   };
-  const node = (
-    name: NodeName,
-    role: NodeRole,
-    sub: SubnetName,
-    description: string,
-  ): NodeSpec => ({
+  const node = (name: NodeName, sub: SubnetName, description: string): NodeSpec => ({
     name,
-    role,
+    role: NODE_ROLES[name],
     subnet: sub,
     privateIp: hostOf(subnets[sub].cidr, NODE_HOST_OFFSET),
     internalName: `${name}.${INTERNAL_DOMAIN}`,
@@ -190,18 +188,17 @@ export function buildTopology(vpcCidr: string): Topology {
   });
   const appNode = (
     name: AppNodeName,
-    role: DbRole,
     sub: SubnetName,
     dbServerId: number,
     description: string,
-  ): AppNodeSpec => ({ ...node(name, role, sub, description), name, role, dbServerId });
+  ): AppNodeSpec => ({ ...node(name, sub, description), name, role: NODE_ROLES[name], dbServerId });
   return Object.freeze({
     vpcCidr,
     subnets: Object.freeze(subnets),
     nodes: Object.freeze({
-      lb: node("lb", NODE_ROLES.lb, "public", "HAProxy load balancer"),
-      s1: appNode("s1", NODE_ROLES.s1, "private-b", 1, "Nginx, Gunicorn and the database replica"),
-      s2: appNode("s2", NODE_ROLES.s2, "private-a", 2, "Nginx, Gunicorn and the database primary"),
+      lb: node("lb", "public", "HAProxy load balancer"),
+      s1: appNode("s1", "private-b", 1, "Nginx, Gunicorn and the database replica"),
+      s2: appNode("s2", "private-a", 2, "Nginx, Gunicorn and the database primary"),
     }),
     flows: FLOWS,
   });

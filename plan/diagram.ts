@@ -1,5 +1,5 @@
 // A Mermaid picture of a planned stack, read from its resources: nodes, firewalls, flows, data path, monitoring.
-import { NODE_NAMES, NodeName, NodeRole } from "../model/topology";
+import { NODE_NAMES, NodeName, NodeRole, Peer } from "../model/topology";
 import { Plan, PlannedResource } from "./plan";
 
 const TYPE = {
@@ -35,13 +35,10 @@ export interface PictureNode {
   readonly group: string;
 }
 
-/** Where a flow starts or ends: a node (by its security group) or an address outside the VPC. */
-export type PictureEnd = NodeName | "internet";
-
 /** Every port the security groups open from one end to another, in rule order. */
 export interface PictureFlow {
-  readonly from: PictureEnd;
-  readonly to: PictureEnd;
+  readonly from: Peer;
+  readonly to: Peer;
   readonly ports: readonly number[];
 }
 
@@ -112,12 +109,12 @@ export function describeStack(plan: Plan): StackPicture {
     if (!node) throw new DiagramError(`diagram: ${rule.name} names a group no node is in`);
     return node;
   };
-  const peerOf = (rule: PlannedResource): PictureEnd =>
+  const peerOf = (rule: PlannedResource): Peer =>
     rule.inputs.cidrIpv4 === ANYWHERE
       ? "internet"
       : nodeOf(rule, rule.inputs.referencedSecurityGroupId);
-  const flows: { from: PictureEnd; to: PictureEnd; ports: number[] }[] = [];
-  const addFlow = (from: PictureEnd, to: PictureEnd, port: number) => {
+  const flows: { from: Peer; to: Peer; ports: number[] }[] = [];
+  const addFlow = (from: Peer, to: Peer, port: number) => {
     const flow = flows.find((f) => f.from === from && f.to === to);
     if (!flow) flows.push({ from, to, ports: [port] });
     else if (!flow.ports.includes(port)) flow.ports.push(port);
@@ -171,7 +168,7 @@ export function renderMermaid(picture: StackPicture): string {
   const primary = only(byRole("primary"), "primaries");
   const replica = only(byRole("replica"), "replicas");
   const apps = nodes.filter((n) => n.role !== "loadbalancer");
-  const id = (end: PictureEnd, side: "in" | "out") =>
+  const id = (end: Peer, side: "in" | "out") =>
     end === "internet" ? `internet_${side}` : `sg_${end}`;
 
   const lines = [

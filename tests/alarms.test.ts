@@ -2,7 +2,7 @@
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";
-import { logSources } from "../cloud-init/monitoring";
+import { logSources } from "../cloud-init/logSources";
 import { Plan, PlannedResource } from "../plan/plan";
 import { T, TOPOLOGY, grantsOf, ofType, one, planConfig } from "./harness";
 

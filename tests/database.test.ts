@@ -47,7 +47,11 @@ describe.each([
   test("GTID settings", () => {
     const expected =
       engine === "mariadb"
-        ? [`gtid_domain_id = ${p.serverId}`, "gtid_strict_mode = ON", "log_slave_updates = ON"]
+        ? [
+            `gtid_domain_id = ${role === "primary" ? 2 : 1}`,
+            "gtid_strict_mode = ON",
+            "log_slave_updates = ON",
+          ]
         : ["gtid_mode = ON", "enforce_gtid_consistency = ON", "log_replica_updates = ON"];
     expect(server).toEqual(expect.arrayContaining(expected));
   });

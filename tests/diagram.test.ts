@@ -4,13 +4,7 @@ import * as path from "path";
 import { DiagramError, describeStack, renderDiagram } from "../plan/diagram";
 import { Plan, PlannedResource } from "../plan/plan";
 import { FLOWS, Flow, NODE_NAMES, NODE_ROLES } from "../model/topology";
-import { PROJECT_DIR, T, planStack } from "./harness";
-import { readStackConfig, stackFile } from "../plan/stackConfig";
-import { buildTopology } from "../model/topology";
-
-const DEV_TOPOLOGY = buildTopology(
-  readStackConfig(stackFile(PROJECT_DIR, "dev")).values["webstack:vpcCidr"],
-);
+import { DEV_TOPOLOGY, PROJECT_DIR, T, ofType, planStack } from "./harness";
 const PARSER = path.join(PROJECT_DIR, "tests", "artifacts", "mermaid-parse.mjs");
 
 /** Mermaid's own parser on a diagram: its type, or its error. */
@@ -54,9 +48,9 @@ describe("describeStack reads the plan", () => {
   test("monitoring: each node's log groups, the metric filters, alarms, topic and dashboard", () => {
     expect(describeStack(dev).monitoring).toEqual({
       logGroups: { lb: 2, s1: 6, s2: 6 },
-      logGroupsTotal: dev.resources.filter((r) => r.type === T.logGroup).length,
-      metricFilters: dev.resources.filter((r) => r.type === T.logMetricFilter).length,
-      alarms: dev.resources.filter((r) => r.type === T.metricAlarm).length,
+      logGroupsTotal: ofType(dev, T.logGroup).length,
+      metricFilters: ofType(dev, T.logMetricFilter).length,
+      alarms: ofType(dev, T.metricAlarm).length,
       topic: "webstack-dev-alarms",
       dashboard: "webstack-dev",
     });

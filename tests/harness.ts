@@ -5,7 +5,8 @@ import YAML from "yaml";
 import { Plan, PlannedResource, runPlan, DEFAULT_ACCOUNT_ID, plannedUserData } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
-import { NodeMonitoring, logSources } from "../cloud-init/monitoring";
+import { NodeMonitoring } from "../cloud-init/monitoring";
+import { logSources } from "../cloud-init/logSources";
 import { CONFIG_KEYS, DbEngine } from "../model/config";
 import { logGroupName } from "../model/naming";
 import { NodeName, buildTopology } from "../model/topology";
@@ -73,6 +74,11 @@ export const DEFAULT_VPC_CIDR = String(CONFIG_KEYS.vpcCidr.default);
 
 /** The address plan of such a stack: where tests take the nodes' addresses and names from. */
 export const TOPOLOGY = buildTopology(DEFAULT_VPC_CIDR);
+
+/** dev's address plan, from the range in its stack file. */
+export const DEV_TOPOLOGY = buildTopology(
+  readStackConfig(stackFile(PROJECT_DIR, "dev")).values["webstack:vpcCidr"],
+);
 
 /** The account every plan here runs in, unless a test names another. */
 export const ACCOUNT_ID = DEFAULT_ACCOUNT_ID;

@@ -27,7 +27,7 @@ import {
   mapNodes,
   securityGroupRules,
 } from "../model/topology";
-import { T, TOPOLOGY, ofType, one } from "./harness";
+import { T, ofType, one } from "./harness";
 
 let plan: Plan;
 let nodes: LabNode[];
@@ -113,15 +113,16 @@ test("the SSM stand-in serves the plan's parameters with their real values", () 
 });
 
 test("the lab network: nodes at their fixed addresses, the VPC's router and resolver, names for the stand-ins", () => {
-  const topology = TOPOLOGY;
+  // A range of its own, so the network must follow the topology it is given.
+  const topology = buildTopology("192.168.10.0/24");
   const network = labNetwork(topology);
   const ip = mapNodes((node) => topology.nodes[node].privateIp);
   expect(network.nodes).toEqual(ip);
-  expect(network.router).toBe("10.40.0.1");
-  expect(network.resolver).toBe("10.40.0.2");
+  expect(network.router).toBe("192.168.10.1");
+  expect(network.resolver).toBe("192.168.10.2");
   // The resolver is the address security groups never filter.
   expect(unfilteredAddresses(topology.vpcCidr)).toContain(network.resolver);
-  expect(network.ranges).toEqual(["10.40.0.0/16", "10.41.0.0/24"]);
+  expect(network.ranges).toEqual(["192.168.10.0/24", "10.41.0.0/24"]);
   expect(network.hosts).toEqual({
     "deb.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,

@@ -38,7 +38,7 @@ const IMPORT =
   /(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+["']([^"']+)["']|\b(?:require|require\.resolve|import)\(\s*["'`]([^"'`]+)["'`]\s*\)|(?:^|\n)\s*import\s+["']([^"']+)["']/g;
 
 /** Every module specifier a TypeScript source imports, type-only imports included. */
-export function importsOf(source: string): string[] {
+function importsOf(source: string): string[] {
   return [...source.matchAll(IMPORT)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
@@ -66,7 +66,7 @@ const allowedPackage = (allowed: readonly string[], pkg: string) =>
   allowed.includes(pkg) || allowed.some((a) => a.endsWith("/*") && pkg.startsWith(a.slice(0, -1)));
 
 /** Each import that breaks the rules, as "file imports specifier". */
-export function importViolations(
+function importViolations(
   imports: readonly Import[],
   rules: Readonly<Record<Place, readonly string[]>> = IMPORT_RULES,
 ): string[] {

@@ -5,8 +5,8 @@ import Ajv from "ajv-draft-04";
 import {
   renderCloudWatchAgentConfig,
   CLOUDWATCH_AGENT_KEY_FINGERPRINT,
-  logSources,
 } from "../cloud-init/monitoring";
+import { logSources } from "../cloud-init/logSources";
 import { logGroupName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";
 import { Plan } from "../plan/plan";

@@ -11,16 +11,12 @@ import {
   revealSecrets,
   wrapSecret,
 } from "../plan/secrets";
-import { StackConfigError, readStackConfig, stackFile } from "../plan/stackConfig";
-import { buildTopology, mapNodes } from "../model/topology";
+import { StackConfigError, readStackConfig } from "../plan/stackConfig";
+import { mapNodes } from "../model/topology";
 import { CONFIG_KEYS } from "../model/config";
-import { PROJECT_DIR } from "./harness";
+import { DEV_TOPOLOGY, PROJECT_DIR } from "./harness";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
-/** dev's address plan, from the range in its stack file. */
-const DEV_TOPOLOGY = buildTopology(
-  readStackConfig(stackFile(PROJECT_DIR, "dev")).values["webstack:vpcCidr"],
-);
 const TSX = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
 
 function plan(...args: string[]) {
