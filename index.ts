@@ -15,6 +15,7 @@ import {
   mapNodes,
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
+import { RequestLimits, requestTimeouts } from "./model/limits";
 import { logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { currentAccount } from "./platform/account";
@@ -103,6 +104,10 @@ export = async () => {
   });
   const primary = topology.nodes[PRIMARY_NODE];
   const replica = topology.nodes[REPLICA_NODE];
+  const limits: RequestLimits = {
+    timeouts: requestTimeouts(config.lbServerTimeoutSeconds),
+    maxBodyMiB: config.maxBodyMiB,
+  };
   const appNodes = Object.fromEntries(
     APP_NODE_NAMES.map((node) => {
       const spec = topology.nodes[node];
@@ -114,6 +119,7 @@ export = async () => {
           replicaIp: replica.privateIp,
           appNodeIps: appNodeSpecs.map((n) => n.privateIp),
           engine: config.dbEngine,
+          limits,
           instanceType: config.appInstanceType,
           ami: config.appAmi,
           subnetId: network.subnetIds[spec.subnet],
@@ -156,6 +162,7 @@ export = async () => {
     instanceProfileName: identities.lb.instanceProfileName,
     roleName: identities.lb.roleName,
     caCertPem: pki.caCertPem,
+    serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
     backends: [replica, primary].map((n) => ({
       name: n.name,
       address: n.privateIp,

@@ -2,6 +2,7 @@
 // monitoring, boot.
 import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
+import { RequestLimits } from "../model/limits";
 import { AppNodeParameter } from "../model/naming";
 import { AppNodeSpec, LOOPBACK_PORTS } from "../model/topology";
 import { CloudConfigPart, Command, composeCloudConfig } from "./cloudConfig";
@@ -38,6 +39,8 @@ export interface AppNodeParams {
   /** Every app node's address: remote app and replication users are created for each. */
   readonly appNodeIps: readonly string[];
   readonly engine: DbEngine;
+  /** How long a request may take and how large it may be: Nginx, Gunicorn and the app's share. */
+  readonly limits: RequestLimits;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
   readonly caCertPem: string;
   /** The database's own EBS volume; the node finds it at its NVMe device path. */
@@ -139,6 +142,8 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
     // "local" = this node's own server over its socket.
     APP_DB_PRIMARY: db.role === "primary" ? "local" : db.primaryIp,
     APP_DB_REPLICA: db.role === "replica" ? "local" : p.replicaIp,
+    // The longest the app waits for its primary database (model/limits.ts).
+    APP_DB_WAIT_SECONDS: String(p.limits.timeouts.appDatabaseSeconds),
   };
   const own: CloudConfigPart = {
     // logrotate for Gunicorn's rule below and the packages' own (Nginx, the database).
@@ -204,7 +209,9 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
       { path: "/srv/webstack/app.py", content: shippedFile("app.py"), permissions: "0644" },
       {
         path: "/etc/webstack/gunicorn.conf.py",
-        content: shippedFile("gunicorn.conf.py"),
+        content: renderShipped("gunicorn.conf.py", {
+          WORKER_TIMEOUT: p.limits.timeouts.gunicornWorkerSeconds,
+        }),
         permissions: "0644",
       },
       {
@@ -225,6 +232,8 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
           NODE_FQDN: p.node.internalName,
           JSON_ERROR_PAGES: renderNginxJsonErrors(p.node),
           STATUS_PORT: LOOPBACK_PORTS.nginxStatus,
+          MAX_BODY_MIB: p.limits.maxBodyMiB,
+          READ_TIMEOUT: p.limits.timeouts.nginxReadSeconds,
         }),
         permissions: "0644",
       },

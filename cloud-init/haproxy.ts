@@ -23,14 +23,19 @@ export interface HaproxyParams {
   readonly certbotPort: number;
   /** Loopback port of the stats page and the Prometheus endpoint (/metrics). */
   readonly statsPort: number;
+  /** How long HAProxy waits for a backend's answer (and for a client), in seconds. */
+  readonly serverTimeoutSeconds: number;
 }
 
 /**
  * `verify required` + `ca-file` alone would accept any certificate from the private CA: `sni`
  * makes HAProxy check the name the backend presents, and `check-sni` does the same for checks.
+ * `tcp-ut` (TCP_USER_TIMEOUT) gives up on a connection whose data or keep-alive probe the backend
+ * has not acknowledged for 2 s: a vanished backend, never a slow one. It must sit on each server
+ * line: HAProxy ignores it on `default-server`, which has no address family yet.
  */
 export function renderServerLine(b: HaproxyBackend): string {
-  return `    server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn}`;
+  return `    server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn} tcp-ut 2s`;
 }
 
 export function renderHaproxyConfig(p: HaproxyParams): string {
@@ -41,6 +46,7 @@ export function renderHaproxyConfig(p: HaproxyParams): string {
     CERT_FILE: p.certFile,
     CERTBOT_PORT: p.certbotPort,
     STATS_PORT: p.statsPort,
+    SERVER_TIMEOUT: p.serverTimeoutSeconds,
     SERVERS: p.backends.map(renderServerLine).join("\n"),
   });
 }

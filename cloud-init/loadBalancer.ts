@@ -51,6 +51,8 @@ export interface LoadBalancerParams {
   /** PEM of the private CA (public): HAProxy verifies the backends with it. */
   readonly caCertPem: string;
   readonly certificate: CertificateSetup;
+  /** How long HAProxy waits for a backend's answer, in seconds (RequestTimeouts.lbServerSeconds). */
+  readonly serverTimeoutSeconds: number;
   /** The instance's architecture (the agents' packages). */
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
@@ -142,6 +144,7 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
     certFile: SITE_PEM_PATH,
     certbotPort: LOOPBACK_PORTS.certbot,
     statsPort: LOOPBACK_PORTS.haproxyStats,
+    serverTimeoutSeconds: p.serverTimeoutSeconds,
   });
   const own: CloudConfigPart = {
     // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.

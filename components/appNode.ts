@@ -7,6 +7,7 @@ import { AppNodeSpec, DbRole } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
 import { NodeMonitoring } from "../cloud-init/monitoring";
+import { RequestLimits } from "../model/limits";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { instanceDefaults } from "./instanceDefaults";
 
@@ -19,6 +20,8 @@ export interface AppNodeArgs {
   /** Both app nodes' addresses (database users for each). */
   readonly appNodeIps: readonly string[];
   readonly engine: DbEngine;
+  /** How long a request may take and how large it may be, at every layer. */
+  readonly limits: RequestLimits;
   readonly instanceType: string;
   /** Pinned AMI; otherwise the current Debian 13 AMI. */
   readonly ami?: string;
@@ -74,6 +77,7 @@ export class AppNode extends pulumi.ComponentResource {
           replicaIp: args.replicaIp,
           appNodeIps: args.appNodeIps,
           engine: args.engine,
+          limits: args.limits,
           caCertPem,
           dataVolumeId,
           parameters: args.parameterNames,

@@ -27,6 +27,8 @@ export interface LoadBalancerArgs {
   /** PEM of the private CA (public): verifies the backends. */
   readonly caCertPem: pulumi.Input<string>;
   readonly backends: readonly HaproxyBackend[];
+  /** How long HAProxy waits for a backend's answer, in seconds. */
+  readonly serverTimeoutSeconds: number;
   readonly certificate: PublicCertificate;
   /** Logs and metrics of the LB. */
   readonly monitoring: NodeMonitoring;
@@ -85,6 +87,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
             backends: args.backends,
             caCertPem,
             certificate,
+            serverTimeoutSeconds: args.serverTimeoutSeconds,
             architecture,
             monitoring: args.monitoring,
           }),

@@ -40,7 +40,11 @@ const PLAN_RUNS = 5;
 export function naiveHaproxyConfig(ours: string): string {
   const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)?.[1];
   const caFile = /ca-file (\S+)/.exec(ours)?.[1];
-  const servers = ours.split("\n").filter((l) => /^\s+server s\d /.test(l));
+  // Our servers without our dead-backend detection (tcp-ut): names, addresses and SNI checks.
+  const servers = ours
+    .split("\n")
+    .filter((l) => /^\s+server s\d /.test(l))
+    .map((l) => l.replace(/ tcp-ut \S+/, ""));
   if (!certificate || !caFile || servers.length !== 2)
     throw new LabError("bench: the LB's HAProxy config is not the one the program renders");
   return [

@@ -1,5 +1,5 @@
 // The nodes: Debian 13 overlays seeded with their user-data, booted by systemd-nspawn, and run in.
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { ebsDevicePath } from "../model/aws";
@@ -131,6 +131,28 @@ export function execInNode(
     input,
     timeout: 120_000,
   });
+}
+
+/**
+ * Starts a command inside a node's container without waiting for it (bounded by `timeoutMs`);
+ * resolves with its exit status and output when it ends.
+ */
+export function startInNode(
+  node: NodeName,
+  command: string[],
+  timeoutMs: number,
+): Promise<{ status: number | null; output: string }> {
+  const state = readState();
+  const leader = state && containerLeader(state, node);
+  if (!leader) throw new LabError(`${node} is not running`);
+  const child = spawn("nsenter", ["-t", String(leader), "-a", ...command], {
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: timeoutMs,
+  });
+  let output = "";
+  child.stdout.on("data", (d) => (output += String(d)));
+  child.stderr.on("data", (d) => (output += String(d)));
+  return new Promise((resolve) => child.on("exit", (status) => resolve({ status, output })));
 }
 
 /** Runs a command inside a node's container; throws with its output when it fails. */

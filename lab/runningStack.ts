@@ -4,7 +4,7 @@ import { LabError } from "./commands";
 import { INTERNET_NS, LAB_DOMAIN } from "./labPlan";
 import { ACME_ROOT } from "./labState";
 import { inNamespace, runIn } from "./namespaces";
-import { execInNode, inNode } from "./nodes";
+import { execInNode, inNode, startInNode } from "./nodes";
 
 /** The certificate the LB serves, as a client in the internet namespace sees it (issuer; serial too). */
 export function servedCertificate(withSerial = false): string {
@@ -74,6 +74,19 @@ export function reloadHaproxy(config: string): void {
 /** A query as root on a node's database; its tab-separated rows, without headers. */
 export const nodeSql = (node: NodeName, query: string) =>
   inNode(node, ["mariadb", "--batch", "--skip-column-names", "webstack", "-e", query]).trim();
+
+/**
+ * Holds a write lock on the app's table on a node's database for `seconds`, as a long transaction
+ * would: statements on the table wait for it. Resolves once the lock is released.
+ */
+export async function holdTableLock(node: NodeName, seconds: number): Promise<void> {
+  const { status, output } = await startInNode(
+    node,
+    ["mariadb", "webstack", "-e", `LOCK TABLES items WRITE; DO SLEEP(${seconds}); UNLOCK TABLES;`],
+    (seconds + 30) * 1000,
+  );
+  if (status !== 0) throw new LabError(`${node}: holding the table lock failed: ${output}`);
+}
 
 /** certbot's forced renewal on the LB: through Pebble, then the deploy hook reloads HAProxy. */
 export const forceRenewal = () =>

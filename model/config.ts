@@ -1,5 +1,6 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
 import { ENV_FILE_CHARACTERS } from "./envFile";
+import { MIN_LB_SERVER_TIMEOUT_SECONDS } from "./limits";
 import { PROJECT } from "./naming";
 import { closestName, editDistance } from "./typos";
 import {
@@ -62,6 +63,13 @@ export interface WebstackConfig {
   readonly datadogSite: string;
   /** Datadog API key (a Pulumi secret; required when `datadog` is true). */
   readonly datadogApiKey?: SecretValue;
+  /**
+   * How long the LB waits for a backend's answer, in seconds; Nginx, Gunicorn and the app's database
+   * waits derive from it (model/limits.ts). @default 60
+   */
+  readonly lbServerTimeoutSeconds: number;
+  /** The largest request body the app nodes accept, in MiB. @default 10 */
+  readonly maxBodyMiB: number;
   /** E-mail subscribed to the alarm topic; no subscription without it. */
   readonly alarmEmail?: string;
   /** Requests per second at the LB above which the QPS alarm fires. @default 500 */
@@ -230,6 +238,20 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
       raw[`${PROJECT}:datadog`] === "true" ? `${PROJECT}:datadog is true` : undefined,
     placeholder: "0".repeat(32),
     parse: (raw) => new SecretValue(pattern(/^[0-9a-f]{32}$/, "a Datadog API key")(raw)),
+  },
+  lbServerTimeoutSeconds: {
+    doc: "How long a request may take: HAProxy waits this long for a backend; Nginx (1 s less), Gunicorn and the app's database waits (2 s less) follow.",
+    accepted: `a whole number of seconds from ${MIN_LB_SERVER_TIMEOUT_SECONDS} to 3600`,
+    example: "120",
+    default: "60",
+    parse: wholeNumber(MIN_LB_SERVER_TIMEOUT_SECONDS, 3600),
+  },
+  maxBodyMiB: {
+    doc: "The largest request body the app nodes' Nginx accepts; a larger one gets a JSON 413.",
+    accepted: "a whole number of MiB from 1 to 1024",
+    example: "50",
+    default: "10",
+    parse: wholeNumber(1, 1024),
   },
   alarmEmail: {
     doc: "E-mail address subscribed to the alarm topic.",

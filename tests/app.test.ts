@@ -23,11 +23,21 @@ beforeAll(async () => {
     ["s1", "s2"].map((node) => {
       const env = userDataFile(plan, node, NODE_ENV_PATH);
       const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(env)?.[1];
-      return [node, { primary: value("APP_DB_PRIMARY"), replica: value("APP_DB_REPLICA") }];
+      return [
+        node,
+        {
+          primary: value("APP_DB_PRIMARY"),
+          replica: value("APP_DB_REPLICA"),
+          db_wait: value("APP_DB_WAIT_SECONDS"),
+        },
+      ];
     }),
   );
-  const serverTimeout = /^\s*timeout server (\d+)ms$/m.exec(
+  const serverTimeout = /^\s*timeout server (\d+)s$/m.exec(
     userDataFile(plan, "lb", "/etc/webstack/haproxy.cfg"),
+  )?.[1];
+  const nginxReadTimeout = /^\s*proxy_read_timeout (\d+)s;$/m.exec(
+    userDataFile(plan, "s1", "/etc/nginx/sites-available/webstack"),
   )?.[1];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-app-"));
   try {
@@ -38,7 +48,8 @@ beforeAll(async () => {
         PATH: process.env.PATH,
         APP_PY: path.join(dir, "app.py"),
         NODES: JSON.stringify(nodes),
-        HAPROXY_SERVER_TIMEOUT_S: String(Number(serverTimeout) / 1000),
+        LB_SERVER_TIMEOUT_S: String(serverTimeout),
+        NGINX_READ_TIMEOUT_S: String(nginxReadTimeout),
       },
       timeout: 60_000,
     });

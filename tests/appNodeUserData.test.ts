@@ -100,6 +100,23 @@ describe("the app node's document", () => {
     );
   });
 
+  test("limits from the config: Nginx's body size and read timeout, Gunicorn's and the app's waits", () => {
+    // The fixture's limits: a 60 s LB server timeout, 10 MiB bodies.
+    const site = lines(file("/etc/nginx/sites-available/webstack")).map((l) => l.trim());
+    expect(site.filter((l) => /^(client_max_body_size|proxy_\w+_timeout) /.test(l))).toEqual([
+      "client_max_body_size 10m;",
+      "proxy_connect_timeout 2s;",
+      "proxy_read_timeout 59s;",
+    ]);
+    expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain("timeout = 60");
+    expect(file("/etc/webstack/node.env")).toMatch(/^APP_DB_WAIT_SECONDS=58$/m);
+    // The boot script hands it to the app, which reads it (app_test.py runs the app with it).
+    expect(file("/usr/local/sbin/webstack-boot")).toContain(
+      "printf 'WEBSTACK_DB_WAIT_S=%s\\n' \"$APP_DB_WAIT_SECONDS\"",
+    );
+    expect(file("/srv/webstack/app.py")).toContain('os.environ["WEBSTACK_DB_WAIT_S"]');
+  });
+
   test("logrotate rotates Gunicorn's logs and makes Gunicorn reopen them", () => {
     const gunicorn = file("/etc/webstack/gunicorn.conf.py");
     const logs = [...gunicorn.matchAll(/^(?:accesslog|errorlog) = "(.+)"$/gm)].map((m) => m[1]);

@@ -1,12 +1,19 @@
 // The lab, end to end: `up` boots the rendered user-data for real, a client on the "internet" gets
 // an answer from a backend through the LB over the certificate Pebble issued, `down` leaves nothing.
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { inNode } from "../lab/nodes";
-import { backendStates, forceRenewal, nodeSql, servedCertificate } from "../lab/runningStack";
+import {
+  backendStates,
+  forceRenewal,
+  holdTableLock,
+  nodeSql,
+  servedCertificate,
+} from "../lab/runningStack";
 import { leftovers } from "../lab/teardown";
 import { FLOWS, flowsInto, NODE_NAMES } from "../model/topology";
 import { labCli, labTest } from "./harness";
@@ -28,6 +35,7 @@ import {
   recordedProcesses,
   replaceS1Certificate,
   requestLoop,
+  timedThroughLb,
   TOPOLOGY,
   writeThroughApp,
 } from "./labProbes";
@@ -213,6 +221,71 @@ labTest(
     }
     expect([...readers].sort()).toEqual(["s1", "s2"]);
   },
+);
+
+// ---- Limits that fit real apps: a slow answer and a large body get through -------------------
+
+labTest(
+  "an answer that takes 5 s reaches the client through the LB: a read as 200, a write as 201",
+  async () => {
+    const id = writeThroughApp(`slow-${Date.now()}`);
+    await waitFor(
+      "the row on the replica",
+      10,
+      () => nodeSql("s1", `SELECT id FROM items WHERE id = ${id}`) !== "",
+    );
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // A long transaction holds the table on both databases for 6 s: the read gives up on the
+    // replica after its 0.5 s, then waits for the primary; the write waits for the primary.
+    const locks = Promise.all([holdTableLock("s1", 6), holdTableLock("s2", 6)]);
+    await sleep(500);
+    const read = timedThroughLb(`/items/${id}`, "--max-time", "30");
+    await locks;
+    const write = holdTableLock("s2", 6);
+    await sleep(500);
+    const written = timedThroughLb("/items", "--max-time", "30", "--data", "slow write");
+    await write;
+    console.log(`slow answers through the LB: read ${read.seconds} s, write ${written.seconds} s`);
+    expect([read.status, read.body]).toEqual([
+      200,
+      expect.objectContaining({ id, read_from: "primary" }),
+    ]);
+    expect([written.status, written.body]).toEqual([
+      201,
+      expect.objectContaining({ written_to: "primary" }),
+    ]);
+    for (const answer of [read, written]) expect(answer.seconds).toBeGreaterThan(4.5);
+  },
+  90_000,
+);
+
+labTest(
+  "a 5 MiB body passes the edge to the app, which refuses it itself; over maxBodyMiB, Nginx answers 413 in JSON",
+  () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-body-"));
+    try {
+      const body = (mib: number) => {
+        const file = path.join(dir, `${mib}MiB`);
+        fs.writeFileSync(file, Buffer.alloc(mib << 20, "x"));
+        return timedThroughLb("/items", "--max-time", "30", "--data-binary", `@${file}`);
+      };
+      // The app's own answer (a note is small): the body crossed HAProxy and Nginx whole.
+      const accepted = body(5);
+      expect([accepted.status, accepted.body]).toEqual([
+        413,
+        expect.objectContaining({ error: "a note is at most 800 bytes" }),
+      ]);
+      // The lab runs the default limit, 10 MiB: Nginx refuses more before the app sees it.
+      const refused = body(11);
+      expect([refused.status, refused.body]).toEqual([
+        413,
+        expect.objectContaining({ error: "request body too large" }),
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  90_000,
 );
 
 labTest("the replica is read-only for the application user; the primary is not", () => {

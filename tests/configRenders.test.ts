@@ -193,3 +193,23 @@ describe("every value the parser accepts renders", () => {
     60_000,
   );
 });
+
+test("the request limits in the config reach every layer on every node that has it", async () => {
+  const plan = await planConfig({
+    domain: "www.example.com",
+    lbServerTimeoutSeconds: "120",
+    maxBodyMiB: "50",
+  });
+  expect(userDataFile(plan, "lb", "/etc/webstack/haproxy.cfg")).toMatch(
+    /^ {4}timeout server 120s$/m,
+  );
+  for (const node of ["s1", "s2"]) {
+    const site = userDataFile(plan, node, "/etc/nginx/sites-available/webstack");
+    expect(site).toMatch(/^ {4}client_max_body_size 50m;$/m);
+    expect(site).toMatch(/^ {4}proxy_read_timeout 119s;$/m);
+    expect(userDataFile(plan, node, "/etc/webstack/gunicorn.conf.py")).toMatch(/^timeout = 120$/m);
+    expect(userDataFile(plan, node, "/etc/webstack/node.env")).toMatch(
+      /^APP_DB_WAIT_SECONDS=118$/m,
+    );
+  }
+});

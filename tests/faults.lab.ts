@@ -283,3 +283,23 @@ labTest(
   },
   180_000,
 );
+
+labTest(
+  "after the faults, every line of HAProxy's access log is JSON, retried and redispatched requests included",
+  () => {
+    const lines = inNode("lb", ["grep", "-h", '"frontend":', "/var/log/haproxy.log"])
+      .split("\n")
+      .filter(Boolean);
+    const entries = lines.map((line) => {
+      const json = line.slice(line.indexOf("{"));
+      try {
+        return JSON.parse(json) as { retries: number; redispatched: number };
+      } catch {
+        throw new Error(`not JSON: ${line}`);
+      }
+    });
+    expect(entries.length).toBeGreaterThan(1000);
+    // The link cut made HAProxy send requests to the other server: those lines parse too.
+    expect(entries.some((e) => e.redispatched > 0 || e.retries > 0)).toBe(true);
+  },
+);

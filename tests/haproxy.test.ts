@@ -12,6 +12,7 @@ const CONFIG_LINES = renderHaproxyConfig({
   certFile: "/etc/haproxy/certs/site.pem",
   certbotPort: 8888,
   statsPort: 8404,
+  serverTimeoutSeconds: 75,
 })
   .split("\n")
   .map((l) => l.trim());
@@ -81,7 +82,7 @@ describe("HAProxy config", () => {
     expect(app.filter((l) => l.startsWith("server "))).toEqual(
       BACKENDS.map(
         (b) =>
-          `server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn}`,
+          `server ${b.name} ${b.address}:${PORTS.https} sni str(${b.fqdn}) check-sni ${b.fqdn} tcp-ut 2s`,
       ),
     );
     // Both active: no backup server.
@@ -94,7 +95,7 @@ describe("HAProxy config", () => {
       expect.arrayContaining([
         "retries 2",
         "option redispatch 1",
-        "retry-on conn-failure empty-response response-timeout",
+        "retry-on conn-failure empty-response",
       ]),
     );
     expect(section("backend app")).toContain(
@@ -102,27 +103,39 @@ describe("HAProxy config", () => {
     );
   });
 
-  test("a dead backend holds a client for one short timeout, then the other server answers", () => {
+  test("a slow answer gets the configured time; a vanished backend is noticed by TCP and the request retried", () => {
     const defaults = section("defaults");
     const timeout = (name: string) =>
       defaults.find((l) => l.startsWith(`timeout ${name} `))!.split(" ")[2];
-    // The lab's fault tests hold a cut link under 3 s: one of these timeouts, then a retry; the
-    // app's slowest path (a write waiting out a primary restart, 1 s) fits in the server timeout.
-    expect([timeout("connect"), timeout("server"), timeout("check")]).toEqual([
+    // The server (and client) timeout is the configured one: no short timeout stands in for
+    // failure detection, and a response timeout is never retried (it would take twice as long).
+    expect([timeout("connect"), timeout("server"), timeout("client"), timeout("check")]).toEqual([
       "500ms",
-      "1500ms",
+      "75s",
+      "75s",
       "500ms",
     ]);
+    // A connection the backend fell silent on: probed after 1 s idle; tcp-ut (below) bounds both
+    // the probe and a request the backend never acknowledges to 2 s. The lab's fault tests hold a
+    // cut link under 3 s with these.
     expect(defaults).toEqual(
       expect.arrayContaining([
+        "option srvtcpka",
+        "srvtcpka-idle 1s",
+        "srvtcpka-intvl 1s",
         "retries 2",
         "option redispatch 1",
-        "retry-on conn-failure empty-response response-timeout",
+        "retry-on conn-failure empty-response",
         "option idle-close-on-response",
       ]),
     );
+    expect(defaults.join("\n")).not.toMatch(/response-timeout/);
     const server = section("backend app").find((l) => l.startsWith("default-server "))!;
-    expect(server).toContain("check inter 1s fastinter 250ms fall 2 rise 2");
+    expect(server).toContain("check inter 1s fastinter 250ms fall 2 rise 2 ssl ");
+    // tcp-ut on each server line: HAProxy drops it from default-server (no address family there).
+    expect(server).not.toContain("tcp-ut");
+    for (const line of section("backend app").filter((l) => l.startsWith("server ")))
+      expect(line).toMatch(/ tcp-ut 2s$/);
     // In-flight requests on a server marked down are retried, not cut.
     expect(server).not.toContain("shutdown-sessions");
   });
@@ -148,4 +161,32 @@ describe("HAProxy config", () => {
 test("the JSON access log names the node, as the LB's metric filters select it", () => {
   const format = CONFIG_LINES.find((l) => l.startsWith("log-format "))!;
   expect(format).toContain(`{\\"node\\":\\"${TOPOLOGY.nodes.lb.name}\\",`);
+});
+
+test("the JSON access log stays JSON whatever HAProxy prints for each variable", () => {
+  const format = JSON.parse(CONFIG_LINES.find((l) => l.startsWith("log-format "))!.slice(11));
+  // What HAProxy may print for each (haproxy's configuration manual, "Custom log format"): the
+  // aborted request's -1, a redispatch's "+1" (%rc), names with a "~" (an SSL frontend).
+  const printed: Record<string, string[]> = {
+    "%ft": ["https~"],
+    "%b": ["app", "<NOSRV>"],
+    "%s": ["s1", "<NOSRV>"],
+    "%ST": ["200", "-1"],
+    "%Ta": ["12", "-1"],
+    "%B": ["176", "0"],
+    "%rc": ["0", "+1"],
+    "%[txn.conn_retries]": ["0", "2"],
+    "%[txn.redispatched]": ["0", "1"],
+  };
+  const variables = [...String(format).matchAll(/%\[[^\]]+\]|%\w+/g)].map((m) => m[0]);
+  expect(variables.length).toBeGreaterThan(5);
+  for (const variable of variables) {
+    expect(Object.keys(printed)).toContain(variable);
+    for (const value of printed[variable]) {
+      const line = String(format)
+        .replace(variable, value)
+        .replace(/%\[[^\]]+\]|%\w+/g, "0");
+      expect(() => JSON.parse(line)).not.toThrow();
+    }
+  }
 });

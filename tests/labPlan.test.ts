@@ -195,14 +195,21 @@ test("the benchmark's naive peer: the LB's own certificate and verified backends
       expect.stringMatching(/^ {4}default-server check ssl verify required ca-file \S+$/),
     ]),
   );
-  // The same servers (names, addresses, SNI checks) as ours.
+  // The same servers (names, addresses, SNI checks) as ours, without our tcp-ut.
   expect(naive.filter((l) => l.trim().startsWith("server ")).map((l) => l.trim())).toEqual(
-    oursLines.filter((l) => /^server s\d /.test(l)),
+    oursLines.filter((l) => /^server s\d /.test(l)).map((l) => l.replace(/ tcp-ut 2s$/, "")),
   );
-  for (const tuning of ["retries", "retry-on", "option redispatch", "http-reuse safe"]) {
+  for (const tuning of [
+    "retries",
+    "retry-on",
+    "option redispatch",
+    "http-reuse safe",
+    "option srvtcpka",
+  ]) {
     expect(naive.some((l) => l.trim().startsWith(tuning))).toBe(false);
     expect(oursLines.some((l) => l.startsWith(tuning))).toBe(true);
   }
+  expect(naive.join("\n")).not.toContain("tcp-ut");
   expect(oursLines).not.toContain("option http-server-close");
   expect(() => naiveHaproxyConfig("global\n")).toThrow("not the one the program renders");
 });

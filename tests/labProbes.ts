@@ -25,6 +25,21 @@ export function fromClient(...args: string[]) {
 export const getThroughLb = (urlPath = "/", ...curlOptions: string[]) =>
   fromClient(...curlOptions, "--cacert", ACME_ROOT, `https://${LAB_DOMAIN}${urlPath}`);
 
+/** A request through the LB: its status, its body parsed as JSON and how long it took (curl's measure). */
+export function timedThroughLb(urlPath: string, ...curlOptions: string[]) {
+  const r = getThroughLb(urlPath, "-o", "-", "-w", "\n%{http_code} %{time_total}", ...curlOptions);
+  const lines = r.stdout.trimEnd().split("\n");
+  const [status, seconds] = lines.pop()!.split(" ").map(Number);
+  const text = lines.join("\n");
+  let body: Record<string, unknown> | string;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    body = text; // not JSON: kept as text for the failure message
+  }
+  return { status, seconds, body, stderr: r.stderr };
+}
+
 /** The backend that answered a request for the site's root through the LB. */
 export const answeringNode = () => (JSON.parse(getThroughLb().stdout) as { node: string }).node;
 

@@ -44,6 +44,7 @@ function lbDocument(mode: string) {
     backends: BACKENDS,
     caCertPem: TEST_CA_PEM,
     certificate: SETUPS[mode],
+    serverTimeoutSeconds: 60,
     architecture: "amd64",
     monitoring: testMonitoring("lb"),
   });

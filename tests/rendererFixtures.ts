@@ -4,6 +4,7 @@ import { AppNodeParameterNames, AppNodeParams, renderAppNodeUserData } from "../
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
+import { requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
 import { DbRole, NodeName } from "../model/topology";
 import { CloudConfigDocument, TOPOLOGY, testMonitoring, writtenFile } from "./harness";
@@ -24,6 +25,7 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     replicaIp: TOPOLOGY.nodes.s1.privateIp,
     appNodeIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
     engine,
+    limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
     dataVolumeId: "vol-0123456789abcdef0",
     parameters: Object.fromEntries(

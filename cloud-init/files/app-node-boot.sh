@@ -24,6 +24,7 @@ umask 077
 {
   printf 'WEBSTACK_NODE=%s\nWEBSTACK_ROLE=%s\n' "$NODE" "$DB_ROLE"
   printf 'DB_PRIMARY=%s\nDB_REPLICA=%s\n' "$APP_DB_PRIMARY" "$APP_DB_REPLICA"
+  printf 'WEBSTACK_DB_WAIT_S=%s\n' "$APP_DB_WAIT_SECONDS"
   printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\nDB_APP_PASSWORD=%s\n' "$(</etc/webstack/secrets/db-app-password)"
 } >/etc/webstack/app.env
 umask 022

@@ -7,7 +7,7 @@ failed replica is skipped for a few seconds); writes wait out a primary restart.
 this node's own database first, then the other: one database down never takes both backends out
 of the load balancer, and a dead peer never slows a health check.
 Every answer is JSON: HEAD answers as GET without the body, a known path with another method
-405 with Allow, an unknown path 404. A failure's detail (a database's address, a traceback) goes to
+405 with Allow, an unknown path 404, a body larger than a note 413, a note too long 422. A failure's detail (a database's address, a traceback) goes to
 the app's log, never to the client.
 Configuration comes from the environment (systemd EnvironmentFile, written at boot).
 """
@@ -34,14 +34,20 @@ NOT_APPLIED = {2003, 2006, 1053}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 
-# A write waits out a primary restart for this long (HAProxy gives up on a server after 1.5 s).
-WRITE_PATIENCE_S = 1.0
+# The longest this app waits for its primary: a little less than Nginx and HAProxy wait for the
+# app (model/limits.ts), so a slow database gets the app's own 503 rather than a proxy's 504.
+DB_WAIT_S = float(os.environ["WEBSTACK_DB_WAIT_S"])
+# A write waits out a primary restart (a few seconds) for this long.
+WRITE_PATIENCE_S = min(5.0, DB_WAIT_S)
 # A peer that does not accept within this is gone (its instance, its link): sub-ms in a VPC.
 CONNECT_TIMEOUT_S = 0.5
 # How long a statement's answer may take. The replica answers primary-key lookups: one that is
-# silent for 0.5 s is gone (a cut link), and the read goes to the primary within HAProxy's
-# patience. The primary gets HAProxy's own 1.5 s: past that nobody waits for the answer.
-READ_TIMEOUT_S = {"replica": 0.5, "primary": 1.5}
+# silent for 0.5 s is gone (a cut link), and the read goes to the primary at once. The primary
+# may take as long as the request may (a lock, a long write): past that nobody waits for it.
+READ_TIMEOUT_S = {"replica": 0.5, "primary": DB_WAIT_S}
+# Nginx accepts bodies up to its configured size (maxBodyMiB); a note, MAX_NOTE characters of UTF-8,
+# is this many bytes at most: a larger body is refused (413) once read.
+MAX_NOTE_BYTES = MAX_NOTE * 4
 
 # This worker's connections, by role.
 connections = {}
@@ -155,6 +161,21 @@ def allowed_methods(path):
     return None
 
 
+def read_body(environ):
+    """The body's first MAX_NOTE_BYTES + 1 bytes; the rest is read and dropped, so the proxy in front
+    always gets to send the whole body and then reads the answer."""
+    left = int(environ.get("CONTENT_LENGTH") or 0)
+    kept = b""
+    while left > 0:
+        chunk = environ["wsgi.input"].read(min(left, 65536))
+        if not chunk:
+            break
+        left -= len(chunk)
+        if len(kept) <= MAX_NOTE_BYTES:
+            kept += chunk[:MAX_NOTE_BYTES + 1 - len(kept)]
+    return kept
+
+
 def answer(method, path, environ, served):
     """The (status, body) of a request to a route that allows its method (HEAD comes as GET)."""
     if path == "/":
@@ -163,8 +184,12 @@ def answer(method, path, environ, served):
         source, _ = read("SELECT 1", local_first=True)
         return "200 OK", {**served, "status": "ok", "read_from": source}
     if path == "/items":
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        note = environ["wsgi.input"].read(min(length, MAX_NOTE * 4)).decode("utf-8", "replace")[:MAX_NOTE]
+        body = read_body(environ)
+        if len(body) > MAX_NOTE_BYTES:
+            return "413 Content Too Large", {**served, "error": f"a note is at most {MAX_NOTE_BYTES} bytes"}
+        note = body.decode("utf-8", "replace")
+        if len(note) > MAX_NOTE:
+            return "422 Unprocessable Content", {**served, "error": f"a note is at most {MAX_NOTE} characters"}
         try:
             item = write_item(note)
         except pymysql.err.OperationalError as error:

@@ -3,7 +3,8 @@ import multiprocessing
 
 bind = "unix:/run/webstack/app.sock"
 workers = multiprocessing.cpu_count() * 2 + 1
-timeout = 30
+# A sync worker silent this long (its request included) is killed: as long as HAProxy waits.
+timeout = {{WORKER_TIMEOUT}}
 graceful_timeout = 10
 keepalive = 5
 accesslog = "/var/log/webstack/app-access.log"
