@@ -33,8 +33,9 @@ import { Monitoring } from "./components/monitoring";
 import { DatadogApiKey } from "./components/datadogApiKey";
 
 export = async () => {
-  // Every config problem is reported here, before any resource exists.
-  const config = loadConfig();
+  // Every config problem, EC2's verdict on the instance types included, is reported here, before
+  // any resource exists.
+  const { config, architectures } = await loadConfig();
   const stack = pulumi.getStack();
   const topology = buildTopology(config.vpcCidr);
   const tags = makeTagger(stack, config.tags);
@@ -121,6 +122,7 @@ export = async () => {
           engine: config.dbEngine,
           limits,
           instanceType: config.appInstanceType,
+          architecture: architectures.app,
           ami: config.appAmi,
           subnetId: network.subnetIds[spec.subnet],
           availabilityZone: network.availabilityZones[spec.subnet],
@@ -156,6 +158,7 @@ export = async () => {
     node: topology.nodes.lb,
     domain: config.domain,
     instanceType: config.lbInstanceType,
+    architecture: architectures.lb,
     ami: config.lbAmi,
     subnetId: network.subnetIds.public,
     securityGroupId: firewalls.groupIds.lb,

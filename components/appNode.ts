@@ -1,7 +1,7 @@
 // One app node (s1 replica or s2 primary): Nginx + Gunicorn + the database, on its own data volume.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { architectureOf } from "../model/aws";
+import { Architecture } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { AppNodeSpec, DbRole } from "../model/topology";
 import { Tagger } from "../model/tags";
@@ -23,6 +23,8 @@ export interface AppNodeArgs {
   /** How long a request may take and how large it may be, at every layer. */
   readonly limits: RequestLimits;
   readonly instanceType: string;
+  /** The instance type's architecture, as EC2 reports it: the AMI's and the packages'. */
+  readonly architecture: Architecture;
   /** Pinned AMI; otherwise the current Debian 13 AMI. */
   readonly ami?: string;
   readonly subnetId: pulumi.Input<string>;
@@ -52,7 +54,6 @@ export class AppNode extends pulumi.ComponentResource {
   constructor(name: string, args: AppNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:app:AppNode", name, {}, opts);
     const { node } = args;
-    const architecture = architectureOf(args.instanceType);
     const tags = (what: string) => args.tags(node.role, `${node.name}-${what}`);
     // Stateful: the data outlives any instance, and neither goes away by accident.
     const stateful = { parent: this, protect: args.protectData };
@@ -81,7 +82,7 @@ export class AppNode extends pulumi.ComponentResource {
           caCertPem,
           dataVolumeId,
           parameters: args.parameterNames,
-          architecture,
+          architecture: args.architecture,
           monitoring: args.monitoring,
         }),
       ),
@@ -93,6 +94,7 @@ export class AppNode extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
+            architecture: args.architecture,
             ami: args.ami,
             rootVolumeGiB: 16,
             rootTags: tags("root"),

@@ -2,13 +2,14 @@
 // its rendered user-data.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { architectureOf } from "../model/aws";
+import { Architecture } from "../model/aws";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
 import { debian13AmiId } from "../platform/ami";
 
 export interface InstanceDefaultsArgs {
-  /** The image is looked up for its architecture. */
   readonly instanceType: string;
+  /** The instance type's architecture: the image is looked up for it. */
+  readonly architecture: Architecture;
   /** Pinned AMI; otherwise the current Debian 13 AMI. */
   readonly ami?: string;
   readonly rootVolumeGiB: number;
@@ -23,7 +24,7 @@ export function instanceDefaults(
   parent: pulumi.Resource,
 ): Partial<aws.ec2.InstanceArgs> {
   return {
-    ami: debian13AmiId(architectureOf(args.instanceType), args.ami, { parent }),
+    ami: debian13AmiId(args.architecture, args.ami, { parent }),
     instanceType: args.instanceType,
     metadataOptions: {
       httpEndpoint: "enabled",

@@ -1,7 +1,7 @@
 // The HAProxy load balancer: an EC2 instance behind an Elastic IP, its certificate, and its DNS name.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { architectureOf } from "../model/aws";
+import { Architecture } from "../model/aws";
 import { NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { HaproxyBackend } from "../cloud-init/haproxy";
@@ -17,6 +17,8 @@ export interface LoadBalancerArgs {
   /** The FQDN served. */
   readonly domain: string;
   readonly instanceType: string;
+  /** The instance type's architecture, as EC2 reports it: the AMI's and the packages'. */
+  readonly architecture: Architecture;
   /** Pinned AMI; otherwise the current Debian 13 AMI. */
   readonly ami?: string;
   readonly subnetId: pulumi.Input<string>;
@@ -47,7 +49,6 @@ export class LoadBalancer extends pulumi.ComponentResource {
     super("webstack:edge:LoadBalancer", name, {}, opts);
     const child = { parent: this };
     const tags = (what: string) => args.tags(args.node.role, `${args.node.name}-${what}`);
-    const architecture = architectureOf(args.instanceType);
 
     // The address lives on its own interface, so the Elastic IP is there before the first boot
     // (cloud-init installs packages at once) and stays put when the instance is replaced.
@@ -88,7 +89,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
             caCertPem,
             certificate,
             serverTimeoutSeconds: args.serverTimeoutSeconds,
-            architecture,
+            architecture: args.architecture,
             monitoring: args.monitoring,
           }),
         ),
@@ -100,6 +101,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
         ...instanceDefaults(
           {
             instanceType: args.instanceType,
+            architecture: args.architecture,
             ami: args.ami,
             rootVolumeGiB: 8,
             rootTags: tags("root"),

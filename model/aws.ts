@@ -1,4 +1,4 @@
-// AWS facts the program, the lab and the tests share: account, link-local services, architectures.
+// AWS facts the program, the lab and the tests share: account, link-local services, instance types.
 import { hostOf } from "./ipv4";
 
 /** Where the stack runs; resolved once from the provider (platform/account.ts). */
@@ -34,24 +34,82 @@ export function packageUrlFor(url: string, architecture: Architecture): string {
   return url.replace(ARCH_PLACEHOLDER, architecture);
 }
 
-/** Graviton families carry a "g" after the generation digit: t4g, m7g, c7gn, r8g, x2gd, im4gn. */
-export function architectureOf(instanceType: string): Architecture {
-  const family = instanceType.split(".")[0];
-  const match = /^[a-z]+\d+([a-z-]*)$/.exec(family);
-  return match && match[1].includes("g") ? "arm64" : "amd64";
+/** EC2's name of each architecture Debian 13 publishes AMIs for. */
+export const EC2_ARCHITECTURE: Readonly<Record<Architecture, string>> = {
+  amd64: "x86_64",
+  arm64: "arm64",
+};
+
+/**
+ * What EC2 says about an instance type (DescribeInstanceTypes, as `aws.ec2.getInstanceType`
+ * returns it): the facts webstack decides on.
+ */
+export interface InstanceTypeFacts {
+  readonly instanceType: string;
+  /** "nitro" or "xen"; empty on bare metal, which runs no hypervisor. */
+  readonly hypervisor: string;
+  /** "required": every EBS volume is an NVMe device, as `ebsDevicePath` names it. */
+  readonly ebsNvmeSupport: string;
+  /** EC2's names: i386, x86_64, arm64, x86_64_mac, arm64_mac. */
+  readonly supportedArchitectures: readonly string[];
 }
 
-/** Xen-based families: they expose EBS volumes as /dev/xvd*, not as NVMe devices. */
-const XEN_FAMILIES = /^(t1|t2|m1|m2|m3|m4|c1|c3|c4|r3|r4|i2|i3|x1|x1e|d2|g3|g3s|p2|p3|f1|h1)\./;
+/** What EC2 answered for one instance type: its facts, or why it does not know the type. */
+export type InstanceTypeAnswer =
+  { readonly facts: InstanceTypeFacts } | { readonly unknown: string };
 
-/** Whether an instance type is Nitro-based, so that `ebsDevicePath` names its volumes. */
-export function isNitro(instanceType: string): boolean {
-  return !XEN_FAMILIES.test(instanceType);
+/** EC2's answer for each instance type the configuration names. */
+export type InstanceTypeCatalog = ReadonlyMap<string, InstanceTypeAnswer>;
+
+/** What a node asks of its instance type beyond an architecture Debian 13 has AMIs for. */
+export interface InstanceNeeds {
+  /** The node attaches an EBS data volume and finds it at its NVMe path (`ebsDevicePath`). */
+  readonly ebsAsNvme: boolean;
+}
+
+/** The Debian architecture an instance type runs, from EC2's data; none if Debian has no AMI. */
+export function debianArchitectureOf(facts: InstanceTypeFacts): Architecture | undefined {
+  return ARCHITECTURES.find((arch) =>
+    facts.supportedArchitectures.includes(EC2_ARCHITECTURE[arch]),
+  );
+}
+
+/** What an instance type lacks for a node, each as the rest of a sentence about the type. */
+export function instanceTypeShortfalls(facts: InstanceTypeFacts, needs: InstanceNeeds): string[] {
+  const shortfalls: string[] = [];
+  if (!debianArchitectureOf(facts)) {
+    shortfalls.push(
+      `runs ${facts.supportedArchitectures.join(", ")} only, for which Debian 13 has no AMI`,
+    );
+  }
+  if (needs.ebsAsNvme && facts.ebsNvmeSupport !== "required") {
+    const hypervisor = facts.hypervisor || "none";
+    shortfalls.push(
+      "does not always expose EBS volumes as NVMe devices " +
+        `(EC2: ebsNvmeSupport ${facts.ebsNvmeSupport}, hypervisor ${hypervisor})`,
+    );
+  }
+  return shortfalls;
 }
 
 /**
- * How a Nitro instance names an attached EBS volume (the volume id without its dash, as the NVMe
- * serial). Xen-based types name it differently; the config refuses them for app nodes.
+ * EC2's reason when a failed getInstanceType says the type does not exist in the region (the
+ * provider's message carries the API error InvalidInstanceType, or no match at all); undefined
+ * for any other failure, which is not the configuration's fault.
+ */
+export function unknownInstanceTypeReason(message: string): string | undefined {
+  const invalid = /InvalidInstanceType: ([^\n]+)/.exec(message);
+  if (invalid) return invalid[1].trim();
+  if (message.includes("no matching EC2 Instance Type found")) {
+    return "no matching EC2 Instance Type found";
+  }
+  return undefined;
+}
+
+/**
+ * How an instance that exposes EBS volumes as NVMe devices names an attached one (the volume id
+ * without its dash, as the NVMe serial). Other types name it differently; the config refuses them
+ * for app nodes (`InstanceNeeds.ebsAsNvme`).
  */
 export function ebsDevicePath(volumeId: string): string {
   return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;

@@ -7,6 +7,7 @@ import {
   Invalid,
   INSTANCE_TYPE,
   LOG_RETENTION_DAYS,
+  ParseContext,
   SecretValue,
   boolean,
   debPackageUrl,
@@ -14,7 +15,7 @@ import {
   fqdn,
   httpsUrl,
   inEnvFile,
-  nitroInstanceType,
+  instanceType,
   oneOf,
   pattern,
   positiveNumber,
@@ -121,7 +122,7 @@ export interface KeySpec {
   /** For a secret: a well-formed stand-in the offline plan uses when the real value is unavailable. */
   readonly placeholder?: string;
   /** Turns the raw string into the typed value, or throws Invalid with what is wrong. */
-  readonly parse: (raw: string) => unknown;
+  readonly parse: (raw: string, context?: ParseContext) => unknown;
 }
 
 /** Every key webstack accepts, in the order the README lists them. */
@@ -162,18 +163,20 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: inEnvFile(httpsUrl),
   },
   lbInstanceType: {
-    doc: "EC2 instance type of the HAProxy load balancer.",
-    accepted: 'an EC2 instance type such as "t3.micro" or "m7g.large"',
+    doc: "EC2 instance type of the HAProxy load balancer; its AMI and packages follow the architecture EC2 reports for it.",
+    accepted:
+      'an EC2 instance type the stack\'s region offers, running x86_64 or arm64, such as "t3.micro" or "m7g.large"',
     example: "t3.small",
     default: "t3.micro",
-    parse: pattern(INSTANCE_TYPE, "an EC2 instance type"),
+    parse: instanceType({ ebsAsNvme: false }),
   },
   appInstanceType: {
-    doc: "EC2 instance type of each app + database node (Nitro: the data volume is NVMe).",
-    accepted: 'a Nitro-based EC2 instance type such as "t3.small" or "m7g.large"',
+    doc: "EC2 instance type of each app + database node; its AMI and packages follow the architecture EC2 reports for it, and its data volume is found as an NVMe device.",
+    accepted:
+      'an EC2 instance type the stack\'s region offers, running x86_64 or arm64, with EBS volumes always as NVMe (ebsNvmeSupport required), such as "t3.small" or "m7g.large"',
     example: "m7i.large",
     default: "t3.small",
-    parse: nitroInstanceType,
+    parse: instanceType({ ebsAsNvme: true }),
   },
   lbAmi: {
     doc: "Pinned AMI of the LB; by default the current official Debian 13 AMI is looked up.",
@@ -328,12 +331,26 @@ function misspeltNamespace(fullKey: string): ConfigKey | undefined {
   return closestKey(fullKey.slice(colon + 1));
 }
 
-export interface ParseOptions {
+export interface ParseOptions extends ParseContext {
   /** Namespaced keys whose values Pulumi holds encrypted. */
   readonly secretKeys?: ReadonlySet<string>;
 }
 
-/** Validates raw config; returns a frozen WebstackConfig or throws ConfigError listing every problem. */
+/** The keys that name an EC2 instance type, which EC2 is asked about before the config is parsed. */
+export const INSTANCE_TYPE_KEYS = ["lbInstanceType", "appInstanceType"] as const;
+
+/** The well-formed instance types a raw config names (defaults for unset keys), each once. */
+export function instanceTypesToLookUp(raw: RawConfig): string[] {
+  const named = INSTANCE_TYPE_KEYS.map(
+    (key) => raw[`${PROJECT}:${key}`] || String(CONFIG_KEYS[key].default),
+  );
+  return [...new Set(named.filter((name) => INSTANCE_TYPE.test(name)))];
+}
+
+/**
+ * Validates raw config; returns a frozen WebstackConfig or throws ConfigError listing every problem,
+ * with EC2's verdict on the instance types when `options.instanceTypes` holds its answers.
+ */
 export function parseConfig(raw: RawConfig, options: ParseOptions = {}): WebstackConfig {
   const problems: string[] = [];
   const values: Partial<Record<ConfigKey, unknown>> = {};
@@ -387,7 +404,7 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
       continue;
     }
     try {
-      values[key] = spec.parse(text);
+      values[key] = spec.parse(text, { instanceTypes: options.instanceTypes });
     } catch (err) {
       if (!(err instanceof Invalid)) throw err;
       const shown = spec.secret ? "the value (hidden)" : JSON.stringify(text);

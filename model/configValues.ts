@@ -1,12 +1,25 @@
 // One parser per accepted config value form; each throws Invalid saying what is wrong with a value.
 import * as util from "util";
 import { intToIpv4, isPrivateIpv4, parseCidr } from "./ipv4";
-import { ARCHITECTURES, ARCH_PLACEHOLDER, isNitro, packageUrlFor } from "./aws";
+import {
+  ARCHITECTURES,
+  ARCH_PLACEHOLDER,
+  InstanceNeeds,
+  InstanceTypeCatalog,
+  instanceTypeShortfalls,
+  packageUrlFor,
+} from "./aws";
 import { firstUnsafeEnvCharacter } from "./envFile";
 import { RESERVED_TAG_KEYS } from "./tags";
 
 /** What is wrong with a value, as the rest of a sentence that starts with the value. */
 export class Invalid extends Error {}
+
+/** What a parser may judge a value against besides its text: facts looked up at run time. */
+export interface ParseContext {
+  /** EC2's answer for each well-formed instance type the config names; without it, syntax only. */
+  readonly instanceTypes?: InstanceTypeCatalog;
+}
 
 /** A secret config value: prints as "[secret]" everywhere; `reveal()` is the only way in. */
 export class SecretValue {
@@ -122,10 +135,26 @@ export function pattern(re: RegExp, what: string): (raw: string) => string {
 
 export const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$/;
 
-export function nitroInstanceType(raw: string): string {
-  pattern(INSTANCE_TYPE, "an EC2 instance type")(raw);
-  if (!isNitro(raw)) throw new Invalid("is a Xen-based (pre-Nitro) instance type");
-  return raw;
+/**
+ * An instance type: well-formed, and, once EC2 has been asked (`context.instanceTypes`), one it
+ * offers in the region with what the node needs.
+ */
+export function instanceType(
+  needs: InstanceNeeds,
+): (raw: string, context?: ParseContext) => string {
+  return (raw, context = {}) => {
+    pattern(INSTANCE_TYPE, "an EC2 instance type")(raw);
+    if (!context.instanceTypes) return raw;
+    const answer = context.instanceTypes.get(raw);
+    // A well-formed type EC2 was not asked about is the caller's mistake, not the config's.
+    if (!answer) throw new Error(`instance type ${raw} was not looked up`);
+    if ("unknown" in answer) {
+      throw new Invalid(`is unknown to EC2 in the stack's region: ${answer.unknown}`);
+    }
+    const shortfalls = instanceTypeShortfalls(answer.facts, needs);
+    if (shortfalls.length > 0) throw new Invalid(shortfalls.join(" and "));
+    return raw;
+  };
 }
 
 export function positiveNumber(max: number): (raw: string) => number {

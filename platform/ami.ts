@@ -1,7 +1,7 @@
 // The nodes' image: a pinned AMI, or the current official Debian 13 AMI for the architecture.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Architecture } from "../model/aws";
+import { Architecture, EC2_ARCHITECTURE } from "../model/aws";
 
 /** Debian's own AWS account, which publishes the official cloud images. */
 export const DEBIAN_AMI_OWNER = "136693071363";
@@ -18,7 +18,7 @@ export function debian13AmiId(
       mostRecent: true,
       filters: [
         { name: "name", values: [`debian-13-${architecture}-*`] },
-        { name: "architecture", values: [architecture === "arm64" ? "arm64" : "x86_64"] },
+        { name: "architecture", values: [EC2_ARCHITECTURE[architecture]] },
         { name: "virtualization-type", values: ["hvm"] },
         { name: "root-device-type", values: ["ebs"] },
       ],

@@ -1,14 +1,42 @@
 // The stack's configuration as Pulumi holds it, read once and handed to the pure parser.
 import * as pulumi from "@pulumi/pulumi";
-import { WebstackConfig, parseConfig } from "../model/config";
+import { Architecture, InstanceTypeCatalog, debianArchitectureOf } from "../model/aws";
+import { WebstackConfig, instanceTypesToLookUp, parseConfig } from "../model/config";
+import { lookUpInstanceTypes } from "./instanceTypes";
 
-/** Reads the stack's Pulumi config once; the only place that touches pulumi.Config. */
-export function loadConfig(): WebstackConfig {
+/** The validated configuration, and what EC2's data on its instance types decided. */
+export interface LoadedConfig {
+  readonly config: WebstackConfig;
+  /** The Debian architecture of the LB and of the app nodes, as EC2 reports their types. */
+  readonly architectures: Readonly<{ lb: Architecture; app: Architecture }>;
+}
+
+/**
+ * Reads the stack's Pulumi config once (the only place that touches pulumi.Config), asks EC2 about
+ * its instance types, and throws one ConfigError with every problem before any resource exists.
+ */
+export async function loadConfig(): Promise<LoadedConfig> {
   const raw = pulumi.runtime.allConfig();
   // isConfigSecret is marked internal; without it every secret key is taken as encrypted.
   const isSecret = (pulumi.runtime as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
   const secretKeys = isSecret
     ? new Set(Object.keys(raw).filter((key) => isSecret(key)))
     : undefined;
-  return parseConfig(raw, { secretKeys });
+  const instanceTypes = await lookUpInstanceTypes(instanceTypesToLookUp(raw));
+  const config = parseConfig(raw, { secretKeys, instanceTypes });
+  return {
+    config,
+    architectures: {
+      lb: architectureOf(instanceTypes, config.lbInstanceType),
+      app: architectureOf(instanceTypes, config.appInstanceType),
+    },
+  };
+}
+
+/** The architecture of a type the parser accepted, so EC2 knows it and Debian has AMIs for it. */
+function architectureOf(instanceTypes: InstanceTypeCatalog, name: string): Architecture {
+  const answer = instanceTypes.get(name);
+  const architecture = answer && "facts" in answer ? debianArchitectureOf(answer.facts) : undefined;
+  if (!architecture) throw new Error(`the config accepted ${name} without an architecture for it`);
+  return architecture;
 }
