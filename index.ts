@@ -1,5 +1,5 @@
-// Composition root: config → topology → network → firewalls → identities → PKI and secrets → app
-// nodes → load balancer → monitoring → outputs.
+// Composition root: config → topology → network → firewalls → identities → PKI and secrets → images
+// → app nodes → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -25,6 +25,7 @@ import { ParameterKey } from "./components/parameterKey";
 import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
 import { AppSecrets } from "./components/appSecrets";
+import { NodeImage } from "./components/nodeImage";
 import { AppNode } from "./components/appNode";
 import { PublicCertificate } from "./components/publicCertificate";
 import { LoadBalancer } from "./components/loadBalancer";
@@ -103,6 +104,23 @@ export = async () => {
     parameterKeyId: parameterKey.keyId,
     tags,
   });
+  // Each kind of node keeps the image its stack recorded; only lbAmi/appAmi move it.
+  const images = {
+    lb: new NodeImage("lb-image", {
+      stack,
+      kind: "lb",
+      architecture: architectures.lb,
+      configured: config.lbAmi,
+      tags,
+    }),
+    app: new NodeImage("app-image", {
+      stack,
+      kind: "app",
+      architecture: architectures.app,
+      configured: config.appAmi,
+      tags,
+    }),
+  };
   const primary = topology.nodes[PRIMARY_NODE];
   const replica = topology.nodes[REPLICA_NODE];
   const limits: RequestLimits = {
@@ -123,7 +141,7 @@ export = async () => {
           limits,
           instanceType: config.appInstanceType,
           architecture: architectures.app,
-          ami: config.appAmi,
+          ami: images.app.amiId,
           subnetId: network.subnetIds[spec.subnet],
           availabilityZone: network.availabilityZones[spec.subnet],
           securityGroupId: firewalls.groupIds[node],
@@ -159,7 +177,7 @@ export = async () => {
     domain: config.domain,
     instanceType: config.lbInstanceType,
     architecture: architectures.lb,
-    ami: config.lbAmi,
+    ami: images.lb.amiId,
     subnetId: network.subnetIds.public,
     securityGroupId: firewalls.groupIds.lb,
     instanceProfileName: identities.lb.instanceProfileName,
@@ -234,6 +252,7 @@ export = async () => {
     logGroups: logGroups.names,
     dashboardUrl: monitoring.dashboardUrl,
     alarmTopicArn: monitoring.alarmTopicArn,
+    images: { lb: images.lb.report, app: images.app.report },
     loadBalancer: {
       instanceId: lb.instanceId,
       publicIp: lb.publicIp,

@@ -23,10 +23,10 @@ export interface AppNodeArgs {
   /** How long a request may take and how large it may be, at every layer. */
   readonly limits: RequestLimits;
   readonly instanceType: string;
-  /** The instance type's architecture, as EC2 reports it: the AMI's and the packages'. */
+  /** The instance type's architecture, as EC2 reports it: the packages' (the image is chosen for it). */
   readonly architecture: Architecture;
-  /** Pinned AMI; otherwise the current Debian 13 AMI. */
-  readonly ami?: string;
+  /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
+  readonly ami: pulumi.Input<string>;
   readonly subnetId: pulumi.Input<string>;
   /** The subnet's availability zone (the data volume must be in it). */
   readonly availabilityZone: pulumi.Input<string>;
@@ -91,17 +91,13 @@ export class AppNode extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ...instanceDefaults(
-          {
-            instanceType: args.instanceType,
-            architecture: args.architecture,
-            ami: args.ami,
-            rootVolumeGiB: 16,
-            rootTags: tags("root"),
-            userData,
-          },
-          this,
-        ),
+        ...instanceDefaults({
+          instanceType: args.instanceType,
+          ami: args.ami,
+          rootVolumeGiB: 16,
+          rootTags: tags("root"),
+          userData,
+        }),
         subnetId: args.subnetId,
         privateIp: node.privateIp,
         associatePublicIpAddress: false, // EC2.9
@@ -111,14 +107,12 @@ export class AppNode extends pulumi.ComponentResource {
         disableApiTermination: args.protectData,
         tags: tags("instance"),
       },
-      // A pet: a new AMI or user-data must not replace it unnoticed; the README's runbook rolls
-      // such a change out deliberately (the data volume re-attaches to the new instance). The
-      // fixed address cannot be held by two instances: a replacement deletes the old one first.
-      {
-        ...stateful,
-        ignoreChanges: ["ami", "userData", "userDataBase64"],
-        deleteBeforeReplace: true,
-      },
+      // A pet: a new user-data must not replace it unnoticed (a replacement, whatever its cause,
+      // boots the current one). Its image is the stack's record, so it changes only when appAmi
+      // does, as a replacement the preview shows; the README's runbooks roll either out one node
+      // at a time (the data volume re-attaches to the new instance). The fixed address cannot be
+      // held by two instances: a replacement deletes the old one first.
+      { ...stateful, ignoreChanges: ["userData", "userDataBase64"], deleteBeforeReplace: true },
     );
 
     new aws.ec2.VolumeAttachment(

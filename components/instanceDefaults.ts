@@ -1,17 +1,13 @@
-// What every webstack instance shares: the image, IMDSv2, an encrypted root, detailed metrics and
+// What every webstack instance shares: its image, IMDSv2, an encrypted root, detailed metrics and
 // its rendered user-data.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Architecture } from "../model/aws";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
-import { debian13AmiId } from "../platform/ami";
 
 export interface InstanceDefaultsArgs {
   readonly instanceType: string;
-  /** The instance type's architecture: the image is looked up for it. */
-  readonly architecture: Architecture;
-  /** Pinned AMI; otherwise the current Debian 13 AMI. */
-  readonly ami?: string;
+  /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
+  readonly ami: pulumi.Input<string>;
   readonly rootVolumeGiB: number;
   readonly rootTags: Record<string, string>;
   /** The rendered document, encoded (plain or gzipped). */
@@ -19,12 +15,9 @@ export interface InstanceDefaultsArgs {
 }
 
 /** The instance arguments whose values are security or operations decisions, made once. */
-export function instanceDefaults(
-  args: InstanceDefaultsArgs,
-  parent: pulumi.Resource,
-): Partial<aws.ec2.InstanceArgs> {
+export function instanceDefaults(args: InstanceDefaultsArgs): Partial<aws.ec2.InstanceArgs> {
   return {
-    ami: debian13AmiId(args.architecture, args.ami, { parent }),
+    ami: args.ami,
     instanceType: args.instanceType,
     metadataOptions: {
       httpEndpoint: "enabled",

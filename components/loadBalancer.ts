@@ -17,10 +17,10 @@ export interface LoadBalancerArgs {
   /** The FQDN served. */
   readonly domain: string;
   readonly instanceType: string;
-  /** The instance type's architecture, as EC2 reports it: the AMI's and the packages'. */
+  /** The instance type's architecture, as EC2 reports it: the packages' (the image is chosen for it). */
   readonly architecture: Architecture;
-  /** Pinned AMI; otherwise the current Debian 13 AMI. */
-  readonly ami?: string;
+  /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
+  readonly ami: pulumi.Input<string>;
   readonly subnetId: pulumi.Input<string>;
   readonly securityGroupId: pulumi.Input<string>;
   readonly instanceProfileName: pulumi.Input<string>;
@@ -98,24 +98,22 @@ export class LoadBalancer extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ...instanceDefaults(
-          {
-            instanceType: args.instanceType,
-            architecture: args.architecture,
-            ami: args.ami,
-            rootVolumeGiB: 8,
-            rootTags: tags("root"),
-            userData,
-          },
-          this,
-        ),
+        ...instanceDefaults({
+          instanceType: args.instanceType,
+          ami: args.ami,
+          rootVolumeGiB: 8,
+          rootTags: tags("root"),
+          userData,
+        }),
         primaryNetworkInterface: { networkInterfaceId: eni.id },
         iamInstanceProfile: args.instanceProfileName,
         // Cattle: the LB holds no state, so a new user-data means a new instance.
         userDataReplaceOnChange: true,
         tags: tags("instance"),
       },
-      // One interface, one instance: a replacement detaches it from the old instance first.
+      // One interface, one instance: the interface with the fixed address and the Elastic IP is
+      // the instance's primary one, which EC2 never detaches from a live instance, so a
+      // replacement (a new user-data or lbAmi) terminates the old LB first: a short outage.
       { parent: this, dependsOn: [association], deleteBeforeReplace: true },
     );
 

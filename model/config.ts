@@ -179,13 +179,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: instanceType({ ebsAsNvme: true }),
   },
   lbAmi: {
-    doc: "Pinned AMI of the LB; by default the current official Debian 13 AMI is looked up.",
+    doc: "AMI of the LB. Unset: the newest Debian 13 AMI at the stack's first deploy, recorded in `/webstack/<stack>/images/lb` and kept. Set: used and recorded; a change replaces the LB (a short outage).",
     accepted: 'an AMI id such as "ami-0123456789abcdef0"',
     example: "ami-0123456789abcdef0",
     parse: pattern(/^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/, "an AMI id"),
   },
   appAmi: {
-    doc: "Pinned AMI of the app nodes; by default the current official Debian 13 AMI is looked up.",
+    doc: "AMI of the app nodes. Unset: the newest Debian 13 AMI at the stack's first deploy, recorded in `/webstack/<stack>/images/app` and kept. Set: used and recorded; a change replaces s1 and s2, so roll it node by node (Runbooks).",
     accepted: 'an AMI id such as "ami-0123456789abcdef0"',
     example: "ami-0123456789abcdef0",
     parse: pattern(/^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/, "an AMI id"),

@@ -30,6 +30,17 @@ export const APP_NODE_PARAMETERS = [
 ] as const;
 export type AppNodeParameter = (typeof APP_NODE_PARAMETERS)[number];
 
+/** The kinds of node that share one image: the LB, and the app nodes (s1 and s2). */
+export type ImageKind = "lb" | "app";
+
+/**
+ * `/webstack/<stack>/images/<kind>`: the image a kind of node runs, as the stack recorded it; outside
+ * every node's paths, so no node's role reads it.
+ */
+export function imageRecordName(stack: string, kind: ImageKind): string {
+  return `/${PROJECT}/${stack}/images/${kind}`;
+}
+
 /** `/webstack/<stack>/<scope>/<key>`: one parameter's name. */
 export function parameterName(stack: string, scope: ParameterScope, key: string): string {
   return `${parameterPath(stack, scope)}/${key}`;

@@ -65,9 +65,11 @@ export function renderTree(resources: readonly PlannedResource[]): string {
   return lines.join("\n");
 }
 
-function renderHuman(plan: Plan, placeholders: readonly string[]): string {
+/** The resource tree, the outputs, and the program's warnings and the placeholders when there are any. */
+export function renderHuman(plan: Plan, placeholders: readonly string[]): string {
   const redacted = redactSecrets(plan);
   const outputs = Object.entries(redacted.outputs).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`);
+  const warnings = redacted.warnings.map((w) => `  ${w}`);
   const notes = placeholders.map((k) => `  ${k}: placeholder (the real value is a Pulumi secret)`);
   return [
     `Stack ${plan.stack}: ${plan.resources.length} resources (offline plan, mocked AWS)`,
@@ -76,6 +78,7 @@ function renderHuman(plan: Plan, placeholders: readonly string[]): string {
     "",
     "Outputs:",
     ...outputs,
+    ...(warnings.length > 0 ? ["", "Warnings:", ...warnings] : []),
     ...(notes.length > 0 ? ["", "Placeholders:", ...notes] : []),
     "",
   ].join("\n");

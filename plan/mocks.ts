@@ -26,6 +26,9 @@ export type OutputOverride = (
   args: pulumi.runtime.MockResourceArgs,
 ) => Record<string, unknown> | undefined;
 
+/** The release (date stamp) of the newest Debian image the mocked AMI look-up finds, unless told. */
+export const DEFAULT_IMAGE_RELEASE = "20261101-0000";
+
 /** A stable hex string derived from the parts, so plans of the same program are identical. */
 export function stableHex(length: number, ...parts: string[]): string {
   return crypto.createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, length);
@@ -67,6 +70,8 @@ export class PlanMocks implements pulumi.runtime.Mocks {
   constructor(
     private readonly account: PlanAccount,
     private readonly override?: OutputOverride,
+    /** A later release plays a run after Debian published a newer image. */
+    private readonly imageRelease: string = DEFAULT_IMAGE_RELEASE,
   ) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): {
@@ -138,9 +143,11 @@ export class PlanMocks implements pulumi.runtime.Mocks {
         const filters = (args.inputs.filters ?? []) as { name: string; values: string[] }[];
         const name = filters.find((f) => f.name === "name")?.values[0] ?? "image-*";
         const architecture = filters.find((f) => f.name === "architecture")?.values[0] ?? "x86_64";
+        // The default release keeps the ids every plan has had.
+        const release = this.imageRelease === DEFAULT_IMAGE_RELEASE ? [] : [this.imageRelease];
         return {
-          id: `ami-${stableHex(17, JSON.stringify(filters))}`,
-          name: name.replace("*", "20261101-0000"),
+          id: `ami-${stableHex(17, JSON.stringify(filters), ...release)}`,
+          name: name.replace("*", this.imageRelease),
           architecture,
           ownerId: String((args.inputs.owners as string[] | undefined)?.[0] ?? ""),
         };

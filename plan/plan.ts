@@ -33,6 +33,8 @@ export interface Plan {
   readonly stack: string;
   readonly resources: PlannedResource[];
   readonly outputs: Record<string, unknown>;
+  /** What the program warned about (`pulumi.log.warn`), as `pulumi up` would print it. */
+  readonly warnings: string[];
 }
 
 export interface PlanOptions {
@@ -45,6 +47,8 @@ export interface PlanOptions {
   readonly override?: OutputOverride;
   /** The account id the mocks answer with. @default DEFAULT_ACCOUNT_ID */
   readonly accountId?: string;
+  /** The release of the newest Debian image the AMI look-up finds. @default DEFAULT_IMAGE_RELEASE */
+  readonly imageRelease?: string;
 }
 
 /** The account the plan pretends to run in, unless told otherwise. */
@@ -124,6 +128,7 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
   const mocks = new PlanMocks(
     { region, accountId: options.accountId ?? DEFAULT_ACCOUNT_ID },
     options.override,
+    options.imageRelease,
   );
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack, false);
   pulumi.runtime.setAllConfig({ ...options.config }, [...(options.secretKeys ?? [])]);
@@ -139,12 +144,18 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
   let fail: (reason: unknown) => void = () => undefined;
   const failed = new Promise<never>((_, reject) => (fail = reject));
   process.on("unhandledRejection", fail);
+  // Without an engine, Pulumi prints warnings to the console; the plan keeps them instead.
+  const warnings: string[] = [];
+  const log = pulumi.log as { warn: typeof pulumi.log.warn };
+  const warn = log.warn;
+  log.warn = async (message: string) => void warnings.push(message);
   try {
     return await Promise.race([record(), failed]);
   } catch (err) {
     throw mocks.failures[0] ?? err;
   } finally {
     process.off("unhandledRejection", fail);
+    log.warn = warn;
   }
 
   async function record(): Promise<Plan> {
@@ -214,6 +225,6 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
       (a, b) =>
         (order.get(`${a.type}::${a.name}`) ?? -1) - (order.get(`${b.type}::${b.name}`) ?? -1),
     );
-    return { stack: options.stack, resources, outputs };
+    return { stack: options.stack, resources, outputs, warnings: [...warnings] };
   }
 }

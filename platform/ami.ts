@@ -1,4 +1,5 @@
-// The nodes' image: a pinned AMI, or the current official Debian 13 AMI for the architecture.
+// The newest official Debian 13 AMI for an architecture: looked up on every run, never followed by
+// a running stack on its own (components/nodeImage.ts records the image a stack runs).
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { Architecture, EC2_ARCHITECTURE } from "../model/aws";
@@ -6,12 +7,10 @@ import { Architecture, EC2_ARCHITECTURE } from "../model/aws";
 /** Debian's own AWS account, which publishes the official cloud images. */
 export const DEBIAN_AMI_OWNER = "136693071363";
 
-export function debian13AmiId(
+export function newestDebian13AmiId(
   architecture: Architecture,
-  pinned: string | undefined,
   opts: pulumi.InvokeOutputOptions,
 ): pulumi.Output<string> {
-  if (pinned) return pulumi.output(pinned);
   return aws.ec2.getAmiOutput(
     {
       owners: [DEBIAN_AMI_OWNER],

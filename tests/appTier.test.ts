@@ -92,10 +92,11 @@ describe("app nodes", () => {
     }
   });
 
-  test("the Debian 13 AMI is looked up for the instance's architecture", () => {
+  test("both run the app nodes' image, as the stack recorded it", () => {
     const ami = one(plan, T.instance, "s1-instance").inputs.ami as string;
     expect(ami).toMatch(/^ami-[0-9a-f]{17}$/);
     expect(ami).toBe(one(plan, T.instance, "s2-instance").inputs.ami);
+    expect(ami).toBe(one(plan, T.ssmParameter, "app-image-record").outputs.insecureValue);
   });
 
   test("a pinned AMI is used as given", async () => {
@@ -103,11 +104,11 @@ describe("app nodes", () => {
     expect(one(pinned, T.instance, "s1-instance").inputs.ami).toBe("ami-0123456789abcdef0");
   });
 
-  test("pets: AMI and user-data changes are ignored, a replacement frees the fixed address first; unprotected in dev", () => {
+  test("pets: user-data changes are ignored, an image change is not (the record keeps it still), a replacement frees the fixed address first; unprotected in dev", () => {
     for (const node of ["s1", "s2"]) {
       const instance = one(plan, T.instance, `${node}-instance`);
       expect(instance.options).toEqual({
-        ignoreChanges: ["ami", "userData", "userDataBase64"],
+        ignoreChanges: ["userData", "userDataBase64"],
         deleteBeforeReplace: true,
       });
       expect(instance.inputs.disableApiTermination).toBe(false);
@@ -121,7 +122,7 @@ describe("app nodes", () => {
       const instance = one(prod, T.instance, `${node}-instance`);
       expect(instance.options).toEqual({
         protect: true,
-        ignoreChanges: ["ami", "userData", "userDataBase64"],
+        ignoreChanges: ["userData", "userDataBase64"],
         deleteBeforeReplace: true,
       });
       expect(instance.inputs.disableApiTermination).toBe(true);

@@ -2,7 +2,14 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
 import YAML from "yaml";
-import { Plan, PlannedResource, runPlan, DEFAULT_ACCOUNT_ID, plannedUserData } from "../plan/plan";
+import {
+  Plan,
+  PlanOptions,
+  PlannedResource,
+  runPlan,
+  DEFAULT_ACCOUNT_ID,
+  plannedUserData,
+} from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
 import { NodeMonitoring } from "../cloud-init/monitoring";
@@ -52,6 +59,7 @@ export const T = {
   volume: "aws:ebs/volume:Volume",
   volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
   ssmParameter: "aws:ssm/parameter:Parameter",
+  nodeImage: "webstack:images:NodeImage",
   networkInterface: "aws:ec2/networkInterface:NetworkInterface",
   eipAssociation: "aws:ec2/eipAssociation:EipAssociation",
   route53Record: "aws:route53/record:Record",
@@ -97,7 +105,11 @@ export function planStack(stack: string, overrides: string[] = []): Promise<Plan
 /** Plans a stack from a config map (keys without a namespace are webstack's), in a mocked account. */
 export function planConfig(
   config: Record<string, string>,
-  options: { stack?: string; secretKeys?: string[]; accountId?: string } = {},
+  options: Pick<PlanOptions, "override" | "imageRelease"> & {
+    stack?: string;
+    secretKeys?: string[];
+    accountId?: string;
+  } = {},
 ): Promise<Plan> {
   const values = Object.fromEntries(
     Object.entries({ "aws:region": "eu-west-1", ...config }).map(([k, v]) => [
@@ -110,6 +122,8 @@ export function planConfig(
     config: values,
     secretKeys: options.secretKeys,
     accountId: options.accountId ?? ACCOUNT_ID,
+    override: options.override,
+    imageRelease: options.imageRelease,
   });
 }
 

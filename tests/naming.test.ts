@@ -2,6 +2,7 @@
 import {
   METRIC_NAMESPACE,
   PROJECT,
+  imageRecordName,
   logGroupName,
   parameterName,
   parameterPath,
@@ -20,6 +21,8 @@ test.each([
   [parameterPath("prod", "s1"), "/webstack/prod/s1"],
   [parameterPath("prod", "shared"), "/webstack/prod/shared"],
   [parameterName("prod", "lb", "site-pem"), "/webstack/prod/lb/site-pem"],
+  [imageRecordName("prod", "lb"), "/webstack/prod/images/lb"],
+  [imageRecordName("prod", "app"), "/webstack/prod/images/app"],
   [logGroupName("prod", "s2", "nginx-access"), "/webstack/prod/s2/nginx-access"],
   [logGroupName("prod", "vpc-flow-logs"), "/webstack/prod/vpc-flow-logs"],
 ])("%s", (name, expected) => {

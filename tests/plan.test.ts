@@ -48,6 +48,7 @@ describe("npm run plan -- --stack dev --json", () => {
     stack: string;
     resources: Record<string, unknown>[];
     outputs: Record<string, unknown>;
+    warnings: string[];
     placeholders: string[];
   };
 
@@ -64,10 +65,12 @@ describe("npm run plan -- --stack dev --json", () => {
     json = JSON.parse(run.stdout);
   });
 
-  test("prints {stack, resources, outputs}", () => {
+  test("prints {stack, resources, outputs, warnings, placeholders}", () => {
     expect(json.stack).toBe("dev");
     expect(Array.isArray(json.resources)).toBe(true);
     expect(json.outputs.vpcCidr).toBe(DEV_TOPOLOGY.vpcCidr);
+    // The mocked look-up finds the image the stack recorded: no newer image to warn of.
+    expect(json.warnings).toEqual([]);
     expect(json.placeholders).toEqual([]);
   });
 

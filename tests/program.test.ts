@@ -88,6 +88,7 @@ describe("outputs", () => {
         "dnsRecordManaged",
         "certificateMode",
         "loadBalancer",
+        "images",
         "logGroups",
         "dashboardUrl",
         "alarmTopicArn",
