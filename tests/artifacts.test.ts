@@ -37,7 +37,6 @@ const TOOLS = {
     commandWorks("cloud-init", ["--version"]),
   shellcheck: commandWorks("shellcheck", ["--version"]),
   nginx: commandWorks("nginx", ["-v"]) && commandWorks("openssl", ["version"]) && IS_ROOT,
-  haproxy: commandWorks("haproxy", ["-v"]) && commandWorks("openssl", ["version"]) && IS_ROOT,
   rsyslog: commandWorks("rsyslogd", ["-v"]),
   // The nodes' own OS, built (or reused from its cache) by lab/rootfs.sh; see the last describe.
   "debian-13-rootfs": IS_ROOT && commandWorks("debootstrap", ["--version"]),
@@ -156,8 +155,12 @@ describe("cloud-init", () => {
 function expectShippedCovered(suffix: string, contents: string[]): void {
   const dir = path.join(PROJECT_DIR, "cloud-init", "files");
   for (const name of fs.readdirSync(dir).filter((f) => f.endsWith(suffix))) {
-    const text = fs.readFileSync(path.join(dir, name), "utf8");
-    expect({ file: name, rendered: contents.includes(text) }).toEqual({
+    // A template's {{PLACEHOLDERS}} stand for any text on their line.
+    const shipped = fs.readFileSync(path.join(dir, name), "utf8").split(/\{\{[A-Z_]+\}\}/);
+    const pattern = new RegExp(
+      `^${shipped.map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^\\n]*")}$`,
+    );
+    expect({ file: name, rendered: contents.some((c) => pattern.test(c)) }).toEqual({
       file: name,
       rendered: true,
     });
@@ -194,7 +197,7 @@ describe("shell scripts", () => {
 
 const fileOf = (d: Rendered, at: string) => writtenFile(d.doc, at).content;
 
-function checkServerConfig(kind: "nginx" | "haproxy", content: string) {
+function checkServerConfig(kind: "nginx", content: string) {
   const file = path.join(SCRATCH, `${kind}-${Math.random().toString(36).slice(2)}.conf`);
   fs.writeFileSync(file, content);
   return run("bash", [path.join(ARTIFACTS, "server-config-check.sh"), kind, file]);
@@ -224,32 +227,8 @@ describe("nginx", () => {
   });
 });
 
-describe("haproxy", () => {
-  const configOf = (d: Rendered) => fileOf(d, "/etc/webstack/haproxy.cfg");
-
-  withTool("haproxy")(
-    "haproxy -c accepts the rendered config of every certificate mode, without a warning",
-    () => {
-      const lbs = lbDocuments();
-      expect(lbs).toHaveLength(4);
-      for (const d of lbs) {
-        const result = checkServerConfig("haproxy", configOf(d));
-        expect({ node: d.name, code: result.code, output: result.output }).toMatchObject({
-          node: d.name,
-          code: 0,
-          output: expect.stringContaining("Configuration file is valid"),
-        });
-      }
-    },
-  );
-
-  withTool("haproxy")("haproxy -c rejects a broken config", () => {
-    const config = configOf(lbDocuments()[0]).replace("balance roundrobin", "balance nosuchalgo");
-    const result = checkServerConfig("haproxy", config);
-    expect(result.code).not.toBe(0);
-    expect(result.output).toMatch(/balance only supports/);
-  });
-});
+// HAProxy: the config is written for the nodes' HAProxy 3.0 (txn.conn_retries in the log format,
+// for one), so only the nodes' own HAProxy judges it (the last describe); this machine's may be older.
 
 describe("rsyslog", () => {
   const check = (snippet: string) => {

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Checks a rendered Nginx site or HAProxy config as it will stand on the node, without touching
+# Checks a rendered Nginx site as it will stand on the node, without touching
 # this machine: a private mount and network namespace, /etc overlaid by a scratch layer holding
 # the file at its node path and throwaway TLS files where the config expects its certificates.
-# Usage: server-config-check.sh nginx|haproxy FILE   (run as root)
+# (HAProxy's config is written for the nodes' HAProxy 3.0: rootfs-check.sh checks it with that.)
+# Usage: server-config-check.sh nginx FILE   (run as root)
 set -euo pipefail
 kind=$1
 file=$(realpath "$2")
@@ -21,9 +22,8 @@ http {
 }
 CONF
     ;;
-  haproxy) ;;
   *)
-    echo "usage: server-config-check.sh nginx|haproxy FILE" >&2
+    echo "usage: server-config-check.sh nginx FILE" >&2
     exit 2
     ;;
 esac
@@ -33,19 +33,10 @@ unshare --mount --net --fork bash -euo pipefail -c '
   mount --make-rprivate /
   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
   ip link set lo up
-  mkdir -p /etc/webstack/tls /etc/haproxy/certs
+  mkdir -p /etc/webstack/tls
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=check \
     -keyout /etc/webstack/tls/node.key -out /etc/webstack/tls/node.crt 2>/dev/null
   cp /etc/webstack/tls/node.crt /etc/webstack/tls/ca.crt
-  cat /etc/webstack/tls/node.crt /etc/webstack/tls/node.key >/etc/haproxy/certs/site.pem
-  if [ "$kind" = nginx ]; then
-    mount --bind "$scratch/log" /var/log/nginx
-    nginx -t -c "$scratch/nginx.conf"
-  else
-    cp "$file" /etc/haproxy/haproxy.cfg
-    output=$(haproxy -c -f /etc/haproxy/haproxy.cfg 2>&1) || { echo "$output"; exit 1; }
-    echo "$output"
-    # A warning is a mistake too.
-    if grep -q WARNING <<<"$output"; then exit 1; fi
-  fi
+  mount --bind "$scratch/log" /var/log/nginx
+  nginx -t -c "$scratch/nginx.conf"
 ' server-config-check "$kind" "$file" "$scratch"
