@@ -1,5 +1,6 @@
-// Composition root: config → topology → network → firewalls → identities → PKI and secrets → images
-// → app nodes → load balancer → monitoring → outputs.
+// Composition root: config → topology → network → firewalls → key and bucket → identities → PKI and
+// secrets → images → certificate → bundles (what runs on each node) → app nodes → load balancer →
+// monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -16,12 +17,14 @@ import {
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
 import { RequestLimits, requestTimeouts } from "./model/limits";
-import { logGroupName, parameterPath } from "./model/naming";
+import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
 import { ParameterKey } from "./components/parameterKey";
+import { StackBucket } from "./components/stackBucket";
+import { NodeBundles } from "./components/nodeBundles";
 import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
 import { AppSecrets } from "./components/appSecrets";
@@ -56,6 +59,12 @@ export = async () => {
     tags,
   });
   const parameterKey = new ParameterKey("parameters", { stack, tags });
+  const bucket = new StackBucket("files", {
+    stack,
+    keyArn: parameterKey.keyArn,
+    protectData: config.protectData,
+    tags,
+  });
   const identities = mapNodes(
     (node) =>
       new NodeIdentity(`${node}-identity`, {
@@ -63,6 +72,7 @@ export = async () => {
         stack,
         account,
         parameterKeyArn: parameterKey.keyArn,
+        bucketArn: bucket.bucketArn,
         tags,
       }),
   );
@@ -127,35 +137,6 @@ export = async () => {
     timeouts: requestTimeouts(config.lbServerTimeoutSeconds),
     maxBodyMiB: config.maxBodyMiB,
   };
-  const appNodes = Object.fromEntries(
-    APP_NODE_NAMES.map((node) => {
-      const spec = topology.nodes[node];
-      return [
-        node,
-        new AppNode(node, {
-          node: spec,
-          primaryIp: primary.privateIp,
-          replicaIp: replica.privateIp,
-          appNodeIps: appNodeSpecs.map((n) => n.privateIp),
-          engine: config.dbEngine,
-          limits,
-          instanceType: config.appInstanceType,
-          architecture: architectures.app,
-          ami: images.app.amiId,
-          subnetId: network.subnetIds[spec.subnet],
-          availabilityZone: network.availabilityZones[spec.subnet],
-          securityGroupId: firewalls.groupIds[node],
-          instanceProfileName: identities[node].instanceProfileName,
-          caCertPem: pki.caCertPem,
-          parameterNames: appSecrets.parameterNames[node]!,
-          protectData: config.protectData,
-          monitoring: monitoringOf(node),
-          tags,
-        }),
-      ];
-    }),
-  ) as Record<AppNodeName, AppNode>;
-
   const zoneId = config.hostedZone
     ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
     : undefined;
@@ -172,26 +153,78 @@ export = async () => {
     account,
     tags,
   });
+
+  // What runs on each node; every node-level setting lands here, and reaches running nodes in place.
+  const bundles = new NodeBundles("bundles", {
+    stack,
+    bucketName: bucket.bucketName,
+    keyArn: parameterKey.keyArn,
+    caCertPem: pki.caCertPem,
+    appNodes: APP_NODE_NAMES.map((node) => ({
+      stack,
+      node: topology.nodes[node],
+      primaryIp: primary.privateIp,
+      replicaIp: replica.privateIp,
+      appNodeIps: appNodeSpecs.map((n) => n.privateIp),
+      engine: config.dbEngine,
+      limits,
+      parameters: appSecrets.parameterNames[node]!,
+      architecture: architectures.app,
+      monitoring: monitoringOf(node),
+    })),
+    loadBalancer: {
+      stack,
+      node: topology.nodes.lb,
+      domain: config.domain,
+      backends: [replica, primary].map((n) => ({
+        name: n.name,
+        address: n.privateIp,
+        fqdn: n.internalName,
+      })),
+      serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
+      architecture: architectures.lb,
+      monitoring: monitoringOf(LB_NODE),
+    },
+    certificate: certificate.setup,
+    tags,
+  });
+
+  const appNodes = Object.fromEntries(
+    APP_NODE_NAMES.map((node) => {
+      const spec = topology.nodes[node];
+      return [
+        node,
+        new AppNode(node, {
+          stack,
+          node: spec,
+          engine: config.dbEngine,
+          instanceType: config.appInstanceType,
+          ami: images.app.amiId,
+          subnetId: network.subnetIds[spec.subnet],
+          availabilityZone: network.availabilityZones[spec.subnet],
+          securityGroupId: firewalls.groupIds[node],
+          instanceProfileName: identities[node].instanceProfileName,
+          bundlePointer: bundles.pointers[node],
+          protectData: config.protectData,
+          tags,
+        }),
+      ];
+    }),
+  ) as Record<AppNodeName, AppNode>;
+
   const lb = new LoadBalancer("lb", {
+    stack,
     node: topology.nodes.lb,
     domain: config.domain,
     instanceType: config.lbInstanceType,
-    architecture: architectures.lb,
     ami: images.lb.amiId,
     subnetId: network.subnetIds.public,
     securityGroupId: firewalls.groupIds.lb,
     instanceProfileName: identities.lb.instanceProfileName,
     roleName: identities.lb.roleName,
-    caCertPem: pki.caCertPem,
-    serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
-    backends: [replica, primary].map((n) => ({
-      name: n.name,
-      address: n.privateIp,
-      fqdn: n.internalName,
-    })),
     certificate,
+    bundlePointer: bundles.pointers.lb,
     zoneId,
-    monitoring: monitoringOf(LB_NODE),
     tags,
   });
 
@@ -226,6 +259,14 @@ export = async () => {
       shared: parameterPath(stack, "shared"),
     },
     parameterKeyArn: parameterKey.keyArn,
+    bundleBucket: bucket.bucketName,
+    bundleRelease: bundles.release,
+    bundles: mapNodes((node) => ({
+      pointer: bundles.refs[node].pointer,
+      status: bundleStatusName(stack, node),
+      key: bundles.refs[node].key,
+      sha256: bundles.refs[node].sha256,
+    })),
     appNodes: Object.fromEntries(
       APP_NODE_NAMES.map((node) => {
         const n = appNodes[node];

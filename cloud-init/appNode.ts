@@ -1,20 +1,33 @@
-// The composer of an app node's user-data (s1, s2): Nginx, Gunicorn + app, database, secrets,
-// monitoring, boot.
+// The composers of an app node's (s1, s2) two documents: its bootstrap (user-data: data volume,
+// packages, server settings) and its bundle (Nginx, Gunicorn + app, database, secrets manifest,
+// monitoring, boot).
 import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { RequestLimits } from "../model/limits";
 import { AppNodeParameter } from "../model/naming";
-import { AppNodeSpec, LOOPBACK_PORTS } from "../model/topology";
-import { CloudConfigPart, Command, composeCloudConfig } from "./cloudConfig";
+import { AppNodeSpec, LOOPBACK_PORTS, PORTS } from "../model/topology";
+import {
+  Argv,
+  BundleFile,
+  BundlePart,
+  BundlePayload,
+  afterOf,
+  composeBundle,
+  httpCheck,
+  unitFile,
+} from "./bundle";
+import { BootstrapPart, Command, composeBootstrap } from "./cloudConfig";
 import {
   DB_DATA_DIR,
   DB_TLS_DIR,
   DatabaseParams,
+  DatabaseServer,
   ENGINES,
+  databaseBootstrapPart,
+  databaseBundlePart,
   databaseEnvironment,
-  renderDatabasePart,
 } from "./database";
-import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { MONITORING_PACKAGES, NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
@@ -29,7 +42,10 @@ import {
 /** The SSM parameters an app node reads at boot, by purpose (see APP_NODE_PARAMETERS). */
 export type AppNodeParameterNames = Readonly<Record<AppNodeParameter, string>>;
 
+/** What an app node runs: everything its bundle is made of. */
 export interface AppNodeParams {
+  /** The stack: its nodes' parameter names (the replica's bundle status, for the primary). */
+  readonly stack: string;
   /** This node: its name, role (primary or replica), address and database server id. */
   readonly node: AppNodeSpec;
   /** The primary's address (the replica's source; the app writes there). */
@@ -43,8 +59,6 @@ export interface AppNodeParams {
   readonly limits: RequestLimits;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
   readonly caCertPem: string;
-  /** The database's own EBS volume; the node finds it at its NVMe device path. */
-  readonly dataVolumeId: string;
   readonly parameters: AppNodeParameterNames;
   /** The instance's architecture (the agents' packages). */
   readonly architecture: Architecture;
@@ -52,14 +66,30 @@ export interface AppNodeParams {
   readonly monitoring: NodeMonitoring;
 }
 
+/** What an app node's bootstrap needs: nothing a bundle changes in place. */
+export interface AppNodeBootstrapParams {
+  readonly stack: string;
+  readonly node: AppNodeSpec;
+  readonly engine: DbEngine;
+  /** The database's own EBS volume; the node finds it at its NVMe device path. */
+  readonly dataVolumeId: string;
+}
+
+/** The database server's own settings on an app node. */
+function databaseServer(node: AppNodeSpec, engine: DbEngine): DatabaseServer {
+  return {
+    engine,
+    role: node.role,
+    node: node.name,
+    serverId: node.dbServerId,
+    bindAddress: node.privateIp,
+  };
+}
+
 /** The database renderer's view of an app node. */
 export function databaseParams(p: AppNodeParams): DatabaseParams {
   return {
-    engine: p.engine,
-    role: p.node.role,
-    node: p.node.name,
-    serverId: p.node.dbServerId,
-    bindAddress: p.node.privateIp,
+    ...databaseServer(p.node, p.engine),
     primaryIp: p.primaryIp,
     appNodeIps: p.appNodeIps,
   };
@@ -128,12 +158,73 @@ function renderNginxJsonErrors(node: AppNodeSpec): string {
   }).join("\n");
 }
 
-/** Runs the shipped data-volume script from bootcmd, before write_files and packages exist. */
+/**
+ * Runs the shipped data-volume script from bootcmd, before write_files and packages exist; inline,
+ * so without its comment lines (the shipped file keeps them): the bootstrap stays small.
+ */
 function dataVolumeCommand(device: string): Command {
-  return ["bash", "-c", shippedFile("data-volume.sh"), "webstack-data-volume", device, DB_DATA_DIR];
+  const script = shippedFile("data-volume.sh")
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n");
+  return ["bash", "-c", script, "webstack-data-volume", device, DB_DATA_DIR];
 }
 
-export function renderAppNodeUserData(p: AppNodeParams): string {
+/** The header both documents of an app node share in spirit: which node, which role. */
+function appNodeHeader(node: AppNodeSpec) {
+  return {
+    hostname: node.name,
+    fqdn: node.internalName,
+    description: `webstack ${node.name} (${node.role}): bootstrap rendered by webstack; its files come from its bundle`,
+  };
+}
+
+/** The app node's packages: Nginx, Gunicorn and the app's libraries, the monitoring tools, the database. */
+export function renderAppNodeBootstrap(p: AppNodeBootstrapParams): string {
+  const own: BootstrapPart = {
+    // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
+    packages: [
+      "nginx",
+      "gunicorn",
+      "python3-pymysql",
+      "python3-boto3",
+      "ca-certificates",
+      "logrotate",
+      ...MONITORING_PACKAGES,
+    ],
+    bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
+  };
+  return composeBootstrap(appNodeHeader(p.node), { stack: p.stack, node: p.node.name }, [
+    own,
+    databaseBootstrapPart(databaseServer(p.node, p.engine)),
+  ]);
+}
+
+/** A change Gunicorn takes without dropping a request: HUP, new workers, the old ones finish. */
+const RELOAD_APP: Argv = ["systemctl", "reload", "webstack-app.service"];
+/** Python files are parsed before anything runs them (no byte code written). */
+const parsesAsPython = (path: string): Argv => [
+  "python3",
+  "-c",
+  "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+  path,
+];
+
+/**
+ * The app node's own health: its Nginx, with its certificate verified against the CA for its own
+ * name, answering /healthz from the app and its read path (what HAProxy checks too).
+ */
+export function appNodeHealthCheck(node: AppNodeSpec): Argv {
+  return httpCheck(
+    `https://${node.internalName}/healthz`,
+    "--cacert",
+    CA_CERT_PATH,
+    "--resolve",
+    `${node.internalName}:${PORTS.https}:127.0.0.1`,
+  );
+}
+
+export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
   const db = databaseParams(p);
   const engine = ENGINES[db.engine];
   const environment = {
@@ -142,43 +233,31 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
     // "local" = this node's own server over its socket.
     APP_DB_PRIMARY: db.role === "primary" ? "local" : db.primaryIp,
     APP_DB_REPLICA: db.role === "replica" ? "local" : p.replicaIp,
-    // The longest the app waits for its primary database (model/limits.ts).
-    APP_DB_WAIT_SECONDS: String(p.limits.timeouts.appDatabaseSeconds),
   };
-  const own: CloudConfigPart = {
-    // logrotate for Gunicorn's rule below and the packages' own (Nginx, the database).
-    packages: [
-      "nginx",
-      "gunicorn",
-      "python3-pymysql",
-      "python3-boto3",
-      "ca-certificates",
-      "logrotate",
-    ],
-    bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
-    writeFiles: [
-      { path: NODE_ENV_PATH, content: renderEnvFile(environment), permissions: "0644" },
-      { path: CA_CERT_PATH, content: p.caCertPem, permissions: "0644" },
+  const script = (path: string, name: string): BundleFile => ({
+    path,
+    content: shippedFile(name),
+    mode: "0755",
+  });
+  const python = (path: string, content: string): BundleFile => ({
+    path,
+    content,
+    mode: "0644",
+    validate: parsesAsPython(path),
+    onChange: RELOAD_APP,
+  });
+  const own: BundlePart = {
+    // Read at first boot (the boot script, the bootstrap) or by each run of their readers.
+    files: [
+      { path: NODE_ENV_PATH, content: renderEnvFile(environment), mode: "0644" },
+      { path: CA_CERT_PATH, content: p.caCertPem, mode: "0644" },
       {
         path: SECRETS_MANIFEST_PATH,
         content: `${JSON.stringify(secretsManifest(p), null, 2)}\n`,
-        permissions: "0600",
+        mode: "0600",
       },
-      {
-        path: "/usr/local/sbin/webstack-aws",
-        content: shippedFile("webstack-aws.py"),
-        permissions: "0755",
-      },
-      {
-        path: "/usr/local/sbin/webstack-db-bootstrap",
-        content: shippedFile("db-bootstrap.sh"),
-        permissions: "0755",
-      },
-      {
-        path: "/usr/local/sbin/webstack-boot",
-        content: shippedFile("app-node-boot.sh"),
-        permissions: "0755",
-      },
+      script("/usr/local/sbin/webstack-db-bootstrap", "db-bootstrap.sh"),
+      script("/usr/local/sbin/webstack-boot", "app-node-boot.sh"),
       {
         path: TLS_MANIFEST_PATH,
         content: `${JSON.stringify(
@@ -189,41 +268,37 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
           null,
           2,
         )}\n`,
-        permissions: "0600",
+        mode: "0600",
       },
-      {
-        path: "/usr/local/sbin/webstack-refresh-tls",
-        content: shippedFile("refresh-tls.sh"),
-        permissions: "0755",
-      },
-      {
-        path: "/etc/systemd/system/webstack-refresh-tls.service",
-        content: shippedFile("webstack-refresh-tls.service"),
-        permissions: "0644",
-      },
-      {
-        path: "/etc/systemd/system/webstack-refresh-tls.timer",
-        content: shippedFile("webstack-refresh-tls.timer"),
-        permissions: "0644",
-      },
-      { path: "/srv/webstack/app.py", content: shippedFile("app.py"), permissions: "0644" },
-      {
-        path: "/etc/webstack/gunicorn.conf.py",
-        content: renderShipped("gunicorn.conf.py", {
+      script("/usr/local/sbin/webstack-refresh-tls", "refresh-tls.sh"),
+      unitFile("webstack-refresh-tls.service", shippedFile("webstack-refresh-tls.service")),
+      unitFile(
+        "webstack-refresh-tls.timer",
+        shippedFile("webstack-refresh-tls.timer"),
+        "try-restart",
+        "webstack-refresh-tls.timer",
+      ),
+      python("/srv/webstack/app.py", shippedFile("app.py")),
+      python(
+        "/etc/webstack/gunicorn.conf.py",
+        renderShipped("gunicorn.conf.py", {
           WORKER_TIMEOUT: p.limits.timeouts.gunicornWorkerSeconds,
+          DB_WAIT_SECONDS: p.limits.timeouts.appDatabaseSeconds,
         }),
-        permissions: "0644",
-      },
+      ),
       {
         path: "/etc/logrotate.d/webstack",
         content: shippedFile("logrotate-webstack"),
-        permissions: "0644",
+        mode: "0644",
+        validate: ["logrotate", "--debug", "/etc/logrotate.d/webstack"],
       },
-      {
-        path: "/etc/systemd/system/webstack-app.service",
-        content: renderShipped("webstack-app.service", { DB_SERVICE: engine.service }),
-        permissions: "0644",
-      },
+      // A new unit (rare: a code change) restarts Gunicorn; everything else reloads it.
+      unitFile(
+        "webstack-app.service",
+        renderShipped("webstack-app.service", { DB_SERVICE: engine.service }),
+        "try-restart",
+        "webstack-app.service",
+      ),
       {
         // Enabled by the boot script once the key exists: Nginx must not start without it.
         path: "/etc/nginx/sites-available/webstack",
@@ -235,21 +310,23 @@ export function renderAppNodeUserData(p: AppNodeParams): string {
           MAX_BODY_MIB: p.limits.maxBodyMiB,
           READ_TIMEOUT: p.limits.timeouts.nginxReadSeconds,
         }),
-        permissions: "0644",
+        mode: "0644",
+        validate: ["nginx", "-t"],
+        onChange: ["systemctl", "reload", "nginx"],
       },
     ],
-    runcmd: [["/usr/local/sbin/webstack-boot"]],
+    firstApply: [["/usr/local/sbin/webstack-boot"]],
   };
-  return composeCloudConfig(
+  return composeBundle(
     {
-      hostname: p.node.name,
-      fqdn: p.node.internalName,
-      description: `webstack ${p.node.name} (${db.role}): rendered by webstack; do not edit on the node`,
+      node: p.node.name,
+      after: afterOf(p.stack, p.node.name),
+      healthCheck: appNodeHealthCheck(p.node),
     },
     [
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       own,
-      renderDatabasePart(db),
+      databaseBundlePart(db),
     ],
   );
 }

@@ -1,5 +1,10 @@
-// Composes renderer parts into one #cloud-config document, serialized with `yaml`.
+// A node's user-data: the bootstrap (issue 17), one #cloud-config serialized with `yaml`, composed
+// from the parts that must exist before the node's bundle can: boot commands, packages, early files.
 import YAML from "yaml";
+import { METRIC_NAMESPACE, bundlePointerName, bundleStatusName } from "../model/naming";
+import { NodeName } from "../model/topology";
+import { renderEnvFile } from "./nodeFiles";
+import { shippedFile } from "./template";
 
 export interface WriteFile {
   readonly path: string;
@@ -13,14 +18,16 @@ export interface WriteFile {
 /** A command: a string runs through the shell, an array is exec'd as is. */
 export type Command = string | readonly string[];
 
-/** What one renderer contributes to a node's user-data. */
-export interface CloudConfigPart {
+/**
+ * What one renderer contributes to a node's bootstrap. Nothing here may follow a setting that a
+ * bundle applies in place: a change to the bootstrap replaces the LB and never reaches s1 or s2.
+ */
+export interface BootstrapPart {
   readonly packages?: readonly string[];
-  readonly writeFiles?: readonly WriteFile[];
   /** Runs early in every boot, before write_files and packages. */
   readonly bootcmd?: readonly Command[];
-  /** Runs once, after packages are installed. */
-  readonly runcmd?: readonly Command[];
+  /** Written before the packages install: what a package's first start must already find. */
+  readonly bootFiles?: readonly WriteFile[];
   /** cloud-init `apt` settings (extra sources). */
   readonly apt?: Readonly<Record<string, unknown>>;
 }
@@ -38,24 +45,47 @@ export interface NodeHeader {
  */
 export const SSH_OFF: Command = ["systemctl", "mask", "--now", "ssh.service", "ssh.socket"];
 
+/** What the bootstrap and the node's applier read: the node, its two parameters, the metrics' namespace. */
+export const BUNDLE_ENV_PATH = "/etc/webstack/bundle.env";
+/** Fetches the node's bundle at first boot, checks it and hands it to `webstack-aws apply`. */
+export const BOOTSTRAP_PATH = "/usr/local/sbin/webstack-bootstrap";
+
+/** /etc/webstack/bundle.env, as issue 17's contract spells it. */
+export function renderBundleEnv(stack: string, node: NodeName): string {
+  return renderEnvFile({
+    NODE: node,
+    BUNDLE_PARAMETER: bundlePointerName(stack, node),
+    STATUS_PARAMETER: bundleStatusName(stack, node),
+    METRIC_NAMESPACE,
+  });
+}
+
 /**
- * Merges the parts in order: packages are de-duplicated, files must not collide, commands keep
- * their order. The header comment and `#cloud-config` line come first, as cloud-init requires.
+ * The bootstrap: the parts merged in order (packages once, no two parts writing one file, boot
+ * commands after SSH is off), the bundle's env and the bootstrap script, which runs last. The
+ * header comment and `#cloud-config` line come first, as cloud-init requires.
  */
-export function composeCloudConfig(header: NodeHeader, parts: readonly CloudConfigPart[]): string {
+export function composeBootstrap(
+  header: NodeHeader,
+  bundle: { readonly stack: string; readonly node: NodeName },
+  parts: readonly BootstrapPart[],
+): string {
   const packages = [...new Set(parts.flatMap((p) => p.packages ?? []))];
-  const writeFiles = parts.flatMap((p) => p.writeFiles ?? []);
+  const writeFiles: WriteFile[] = [
+    {
+      path: BUNDLE_ENV_PATH,
+      content: renderBundleEnv(bundle.stack, bundle.node),
+      permissions: "0644",
+    },
+    { path: BOOTSTRAP_PATH, content: shippedFile("webstack-bootstrap.py"), permissions: "0755" },
+    ...parts.flatMap((p) => p.bootFiles ?? []),
+  ];
   const seen = new Set<string>();
   for (const file of writeFiles) {
     if (seen.has(file.path)) throw new Error(`two parts write ${file.path}`);
     seen.add(file.path);
   }
   const apt = Object.assign({}, ...parts.map((p) => p.apt ?? {}));
-  const bootcmd = [SSH_OFF, ...parts.flatMap((p) => p.bootcmd ?? [])];
-  const commands = parts.flatMap((p) => p.runcmd ?? []);
-  // runcmd is one sh script whose status is its last command's: with several commands, a failed
-  // boot step would pass unnoticed unless the script stops at the first failure.
-  const runcmd = commands.length > 1 ? ["set -eu", ...commands] : commands;
 
   const document: Record<string, unknown> = {
     // A minimal rootfs (the lab) has no other locale; EC2's Debian image has it too.
@@ -69,18 +99,28 @@ export function composeCloudConfig(header: NodeHeader, parts: readonly CloudConf
     // …and no sshd to print host keys for: the console log stays the boot's own.
     ssh: { emit_keys_to_console: false },
     no_ssh_fingerprints: true,
-    bootcmd,
+    bootcmd: [SSH_OFF, ...parts.flatMap((p) => p.bootcmd ?? [])],
+    // cloud-init's default owner is root:root: named only when it is another.
     write_files: writeFiles.map((f) => ({
       path: f.path,
       content: f.content,
       permissions: f.permissions,
-      owner: f.owner ?? "root:root",
+      ...(f.owner && f.owner !== "root:root" ? { owner: f.owner } : {}),
     })),
     ...(Object.keys(apt).length > 0 ? { apt } : {}),
     package_update: true,
     packages,
-    ...(runcmd.length > 0 ? { runcmd } : {}),
+    // One command: its status is the boot's (a refused first apply fails it, loudly).
+    runcmd: [[BOOTSTRAP_PATH]],
   };
-  const body = YAML.stringify(document, { lineWidth: 0, blockQuote: "literal" });
+  // Lists of one-line words (a command, the packages) in flow style: the bootstrap stays small.
+  const yaml = new YAML.Document(document);
+  YAML.visit(yaml, {
+    Seq(_, seq) {
+      if (seq.items.every((i) => YAML.isScalar(i) && !String(i.value).includes("\n")))
+        seq.flow = true;
+    },
+  });
+  const body = yaml.toString({ lineWidth: 0, blockQuote: "literal" });
   return `#cloud-config\n# ${header.description}\n${body}`;
 }

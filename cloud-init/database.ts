@@ -1,7 +1,9 @@
 // The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL.
 import { DbEngine } from "../model/config";
 import { AppNodeName, DbRole, PORTS } from "../model/topology";
-import { CloudConfigPart } from "./cloudConfig";
+import { BundlePart } from "./bundle";
+import { BootstrapPart } from "./cloudConfig";
+import { shippedFile } from "./template";
 
 export interface DatabaseParams {
   readonly engine: DbEngine;
@@ -17,6 +19,12 @@ export interface DatabaseParams {
   /** Both app nodes' addresses: remote app and replication users are created for each. */
   readonly appNodeIps: readonly string[];
 }
+
+/** What the server's own settings need: its engine, role, identity and address. */
+export type DatabaseServer = Pick<
+  DatabaseParams,
+  "engine" | "role" | "node" | "serverId" | "bindAddress"
+>;
 
 /** Where the node keeps the database's TLS files (the engines' AppArmor profiles allow /etc/mysql). */
 export const DB_TLS_DIR = "/etc/mysql/webstack";
@@ -40,7 +48,7 @@ interface EngineProfile {
   readonly lateConf: string;
   readonly section: string;
   /** Binlog, GTID and replica settings that must be in place before the first start. */
-  readonly replicationLines: (p: DatabaseParams) => string[];
+  readonly replicationLines: (p: DatabaseServer) => string[];
   /** Read-only settings of the replica, and when they apply (see the profiles). */
   readonly readOnly: { readonly lines: readonly string[]; readonly late: boolean };
   readonly monitorGrants: string;
@@ -130,7 +138,7 @@ export const ENGINES: Readonly<Record<DbEngine, EngineProfile>> = {
 };
 
 /** Server settings written before the package installs: identity, binlog, GTID, bind address. */
-export function renderServerConfig(p: DatabaseParams): string {
+export function renderServerConfig(p: DatabaseServer): string {
   const e = ENGINES[p.engine];
   return [
     `# webstack ${p.node} (${p.role}): written before the server package installs, so binlog and GTID`,
@@ -228,30 +236,56 @@ export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
   };
 }
 
-export function renderDatabasePart(p: DatabaseParams): CloudConfigPart {
+/** Where the boot script and a bundle change install the late settings from. */
+export const DB_LATE_CONFIG_PATH = "/usr/local/sbin/webstack-db-late-config";
+
+/**
+ * The bootstrap's share: the engine's packages and the server settings (and the data volume's
+ * mount requirement) in place before the package installs and first starts the server.
+ */
+export function databaseBootstrapPart(p: DatabaseServer): BootstrapPart {
   const e = ENGINES[p.engine];
-  const sql =
-    p.role === "primary"
-      ? { path: "/etc/webstack/db/primary.sql", content: renderPrimarySql(p) }
-      : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
   return {
     packages: e.packages,
     apt: e.apt,
-    writeFiles: [
+    bootFiles: [
       { path: `${e.confDir}/${e.baseConf}`, content: renderServerConfig(p), permissions: "0644" },
-      { path: `/etc/webstack/db/${e.lateConf}`, content: renderLateConfig(p), permissions: "0644" },
-      {
-        path: "/etc/webstack/db/client-tls.cnf",
-        content: `${e.clientTls.join("\n")}\n`,
-        permissions: "0644",
-      },
-      { ...sql, permissions: "0600" },
       {
         // The server never starts on the root volume's empty directory.
         path: `/etc/systemd/system/${e.service}.service.d/webstack-data.conf`,
         content: `[Unit]\nRequiresMountsFor=${DB_DATA_DIR}\n`,
         permissions: "0644",
       },
+    ],
+  };
+}
+
+/**
+ * The bundle's share: the late settings (a change is installed and the server restarted: the
+ * replica first), the client's TLS options (read by each client run), and the SQL the bootstrap runs
+ * once at first boot.
+ */
+export function databaseBundlePart(p: DatabaseParams): BundlePart {
+  const e = ENGINES[p.engine];
+  const sql =
+    p.role === "primary"
+      ? { path: "/etc/webstack/db/primary.sql", content: renderPrimarySql(p) }
+      : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
+  return {
+    files: [
+      {
+        path: `/etc/webstack/db/${e.lateConf}`,
+        content: renderLateConfig(p),
+        mode: "0644",
+        onChange: [DB_LATE_CONFIG_PATH],
+      },
+      { path: DB_LATE_CONFIG_PATH, content: shippedFile("db-late-config.sh"), mode: "0755" },
+      {
+        path: "/etc/webstack/db/client-tls.cnf",
+        content: `${e.clientTls.join("\n")}\n`,
+        mode: "0644",
+      },
+      { ...sql, mode: "0600" },
     ],
   };
 }

@@ -3,7 +3,7 @@ import YAML from "yaml";
 import { renderEnvFile, rootFile } from "./nodeFiles";
 import { DbEngine } from "../model/config";
 import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
-import { CloudConfigPart } from "./cloudConfig";
+import { BundleFile, BundlePart, unitChanged } from "./bundle";
 import { logPath } from "./logSources";
 import { shippedFile } from "./template";
 
@@ -25,11 +25,14 @@ export interface DatadogAgent {
   readonly monitorPasswordParameter?: string;
 }
 
-export interface DatadogParams extends DatadogAgent {
+/** The node a Datadog switch belongs to. */
+export interface DatadogNode {
   readonly node: NodeName;
   readonly role: NodeRole;
   readonly engine: DbEngine;
 }
+
+export interface DatadogParams extends DatadogAgent, DatadogNode {}
 
 const STAGING = "/etc/webstack/datadog";
 
@@ -95,7 +98,51 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
   };
 }
 
-export function renderDatadogPart(p: DatadogParams): CloudConfigPart {
+const DATADOG_UNIT = "webstack-datadog-agent.service";
+/** Any change re-runs the installer unit, which turns the agent on or off as datadog.env says. */
+const DATADOG_CHANGED = unitChanged("restart", "--no-block", DATADOG_UNIT);
+
+/**
+ * Datadog's switch, in every bundle: datadog.env says on or off, and its unit (enabled at first
+ * boot, re-run whenever a Datadog file changes) installs, configures and starts the agent, or stops
+ * and disables an agent a former bundle installed. The agent's settings ship only when it is on.
+ */
+export function renderDatadogPart(own: DatadogNode, agent?: DatadogAgent): BundlePart {
+  const file = (path: string, content: string, mode = "0644"): BundleFile => ({
+    path,
+    content,
+    mode,
+    onChange: DATADOG_CHANGED,
+  });
+  const settings = agent ? datadogSettings({ ...own, ...agent }) : [];
+  return {
+    files: [
+      file(
+        "/etc/webstack/datadog.env",
+        renderEnvFile(
+          agent
+            ? {
+                DATADOG_ENABLED: "true",
+                DATADOG_REPO_URL: agent.repoUrl,
+                DATADOG_KEY_FINGERPRINTS: DATADOG_KEY_FINGERPRINTS.join(","),
+              }
+            : { DATADOG_ENABLED: "false" },
+        ),
+      ),
+      ...settings.map((s) => file(s.path, s.content, s.mode)),
+      file(
+        "/usr/local/sbin/webstack-install-datadog-agent",
+        shippedFile("install-datadog-agent.sh"),
+        "0755",
+      ),
+      file(`/etc/systemd/system/${DATADOG_UNIT}`, shippedFile(DATADOG_UNIT)),
+    ],
+    firstApply: [["systemctl", "enable", "--now", "--no-block", DATADOG_UNIT]],
+  };
+}
+
+/** The agent's staged settings: datadog.yaml (no key), what to fetch from SSM, the integrations. */
+function datadogSettings(p: DatadogParams): { path: string; content: string; mode: string }[] {
   const secret = (parameter: string, name: string) =>
     rootFile(parameter, `/etc/webstack/secrets/${name}`);
   const manifest = [
@@ -104,39 +151,17 @@ export function renderDatadogPart(p: DatadogParams): CloudConfigPart {
       ? [secret(p.monitorPasswordParameter, "db-monitor-password")]
       : []),
   ];
-  return {
-    packages: ["curl", "gpg"],
-    writeFiles: [
-      {
-        path: "/etc/webstack/datadog.env",
-        content: renderEnvFile({
-          DATADOG_REPO_URL: p.repoUrl,
-          DATADOG_KEY_FINGERPRINTS: DATADOG_KEY_FINGERPRINTS.join(","),
-        }),
-        permissions: "0644",
-      },
-      { path: `${STAGING}/datadog.yaml`, content: renderDatadogConfig(p), permissions: "0644" },
-      {
-        path: `${STAGING}/secrets.json`,
-        content: `${JSON.stringify(manifest, null, 2)}\n`,
-        permissions: "0600",
-      },
-      ...Object.entries(renderDatadogChecks(p)).map(([check, content]) => ({
-        path: `${STAGING}/conf.d/${check}.yaml`,
-        content,
-        permissions: "0600",
-      })),
-      {
-        path: "/usr/local/sbin/webstack-install-datadog-agent",
-        content: shippedFile("install-datadog-agent.sh"),
-        permissions: "0755",
-      },
-      {
-        path: "/etc/systemd/system/webstack-datadog-agent.service",
-        content: shippedFile("webstack-datadog-agent.service"),
-        permissions: "0644",
-      },
-    ],
-    runcmd: [["systemctl", "enable", "--now", "--no-block", "webstack-datadog-agent.service"]],
-  };
+  return [
+    { path: `${STAGING}/datadog.yaml`, content: renderDatadogConfig(p), mode: "0644" },
+    {
+      path: `${STAGING}/secrets.json`,
+      content: `${JSON.stringify(manifest, null, 2)}\n`,
+      mode: "0600",
+    },
+    ...Object.entries(renderDatadogChecks(p)).map(([check, content]) => ({
+      path: `${STAGING}/conf.d/${check}.yaml`,
+      content,
+      mode: "0600",
+    })),
+  ];
 }

@@ -1,5 +1,5 @@
-// The composer of the load balancer's user-data: HAProxy, the public certificate (three modes),
-// monitoring, boot.
+// The composers of the load balancer's two documents: its bootstrap (user-data: packages) and its
+// bundle (HAProxy, the public certificate in one of three modes, monitoring, boot).
 import { Architecture } from "../model/aws";
 import { LOOPBACK_PORTS, NodeSpec } from "../model/topology";
 import {
@@ -9,13 +9,25 @@ import {
   renderEnvFile,
   rootFile,
 } from "./nodeFiles";
-import { CloudConfigPart, WriteFile, composeCloudConfig } from "./cloudConfig";
+import {
+  Argv,
+  BundleFile,
+  BundlePart,
+  BundlePayload,
+  afterOf,
+  composeBundle,
+  httpCheck,
+  unitFile,
+} from "./bundle";
+import { composeBootstrap } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
-import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { MONITORING_PACKAGES, NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { renderShipped, shippedFile } from "./template";
 
 /** Where HAProxy finds the public certificate and its key (one PEM). */
 export const SITE_PEM_PATH = "/etc/haproxy/certs/site.pem";
+/** Where HAProxy reads its config: the bundle writes it there, checked before any reload. */
+export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
 const SITE_DIR = "/etc/webstack/site";
 
 /** How the public certificate arrives, with the parameters each mode reads. */
@@ -42,7 +54,9 @@ export type CertificateSetup =
       readonly parameters: { readonly passphrase: string };
     };
 
+/** What the LB runs: everything its bundle is made of. */
 export interface LoadBalancerParams {
+  readonly stack: string;
   /** The lb node: its name, address and internal name. */
   readonly node: NodeSpec;
   /** The FQDN served. */
@@ -57,6 +71,17 @@ export interface LoadBalancerParams {
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
   readonly monitoring: NodeMonitoring;
+}
+
+/**
+ * What the LB's bootstrap names: besides the node, the domain and the certificate mode. A change to
+ * either needs a new certificate from a fresh boot, so it changes the bootstrap and replaces the LB.
+ */
+export interface LoadBalancerBootstrapParams {
+  readonly stack: string;
+  readonly node: NodeSpec;
+  readonly domain: string;
+  readonly certificateMode: CertificateSetup["mode"];
 }
 
 function certificateEnvironment(c: CertificateSetup): Record<string, string> {
@@ -91,45 +116,76 @@ export function lbSecretsManifest(c: CertificateSetup): ManifestEntry[] {
   }
 }
 
+/** A change HAProxy takes without dropping a connection (master-worker: the old process drains). */
+const RELOAD_HAPROXY: Argv = ["systemctl", "reload", "haproxy"];
+/** HAProxy's config check where HAProxy reads it (a no-op before the first certificate exists). */
+const CHECK_HAPROXY_PATH = "/usr/local/sbin/webstack-check-haproxy";
+
 /** The timer that retries and refreshes the certificate, and the script it runs, per mode. */
-function certificatePart(c: CertificateSetup): CloudConfigPart {
+function certificatePart(c: CertificateSetup): BundlePart {
   if (c.mode === "self-signed") return {};
-  const timer = (name: string, interval: string): WriteFile[] => [
-    {
-      path: "/etc/systemd/system/webstack-certificate.service",
-      content: renderShipped("webstack-certificate.service", { MODE: c.mode }),
-      permissions: "0644",
-    },
-    {
-      path: "/etc/systemd/system/webstack-certificate.timer",
-      content: renderShipped("webstack-certificate.timer", { MODE: c.mode, INTERVAL: interval }),
-      permissions: "0644",
-    },
-    {
-      path: "/usr/local/sbin/webstack-certificate",
-      content: shippedFile(name),
-      permissions: "0755",
-    },
+  const timer = (name: string, interval: string): BundleFile[] => [
+    unitFile(
+      "webstack-certificate.service",
+      renderShipped("webstack-certificate.service", { MODE: c.mode }),
+    ),
+    unitFile(
+      "webstack-certificate.timer",
+      renderShipped("webstack-certificate.timer", { MODE: c.mode, INTERVAL: interval }),
+      "try-restart",
+      "webstack-certificate.timer",
+    ),
+    { path: "/usr/local/sbin/webstack-certificate", content: shippedFile(name), mode: "0755" },
   ];
   if (c.mode === "letsencrypt") {
     return {
-      packages: ["certbot"],
-      writeFiles: [
+      files: [
         // Until issuance works: every five minutes; then it returns at once (certbot renews).
         ...timer("certificate-letsencrypt.sh", "5min"),
         {
           path: "/usr/local/sbin/webstack-certbot-deploy",
           content: shippedFile("certbot-deploy.sh"),
-          permissions: "0755",
+          mode: "0755",
         },
       ],
     };
   }
   // ACM renews by itself: exporting twice a day brings a renewal to HAProxy within hours.
-  return { writeFiles: timer("certificate-acm.sh", "12h") };
+  return { files: timer("certificate-acm.sh", "12h") };
 }
 
-export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
+/** The LB's packages: HAProxy, its log's rsyslog, the tools of its boot, certbot for Let's Encrypt. */
+export function renderLoadBalancerBootstrap(p: LoadBalancerBootstrapParams): string {
+  return composeBootstrap(
+    {
+      hostname: p.node.name,
+      fqdn: p.node.internalName,
+      description: `webstack ${p.node.name} (load balancer, ${p.certificateMode} certificate for ${p.domain}): bootstrap rendered by webstack; its files come from its bundle`,
+    },
+    { stack: p.stack, node: p.node.name },
+    [
+      {
+        // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
+        packages: [
+          "haproxy",
+          "rsyslog",
+          "python3-boto3",
+          "openssl",
+          "ca-certificates",
+          ...MONITORING_PACKAGES,
+          ...(p.certificateMode === "letsencrypt" ? ["certbot"] : []),
+        ],
+      },
+    ],
+  );
+}
+
+/** The LB's own health: HAProxy answering its stats page on loopback (the process that serves). */
+export function loadBalancerHealthCheck(): Argv {
+  return httpCheck(`http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats`);
+}
+
+export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
   const environment = {
     NODE: p.node.name,
     CERT_MODE: p.certificate.mode,
@@ -146,47 +202,54 @@ export function renderLoadBalancerUserData(p: LoadBalancerParams): string {
     statsPort: LOOPBACK_PORTS.haproxyStats,
     serverTimeoutSeconds: p.serverTimeoutSeconds,
   });
-  const own: CloudConfigPart = {
-    // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
-    packages: ["haproxy", "rsyslog", "python3-boto3", "openssl", "ca-certificates"],
-    writeFiles: [
-      { path: "/etc/webstack/lb.env", content: renderEnvFile(environment), permissions: "0644" },
-      { path: CA_CERT_PATH, content: p.caCertPem, permissions: "0644" },
+  const script = (path: string, name: string): BundleFile => ({
+    path,
+    content: shippedFile(name),
+    mode: "0755",
+  });
+  const own: BundlePart = {
+    files: [
+      // Read by the boot and by each certificate run; mode and domain live in the bootstrap too.
+      { path: "/etc/webstack/lb.env", content: renderEnvFile(environment), mode: "0644" },
+      {
+        path: CA_CERT_PATH,
+        content: p.caCertPem,
+        mode: "0644",
+        validate: [CHECK_HAPROXY_PATH],
+        onChange: RELOAD_HAPROXY,
+      },
       {
         path: SECRETS_MANIFEST_PATH,
         content: `${JSON.stringify(lbSecretsManifest(p.certificate), null, 2)}\n`,
-        permissions: "0600",
+        mode: "0600",
       },
-      {
-        path: "/usr/local/sbin/webstack-aws",
-        content: shippedFile("webstack-aws.py"),
-        permissions: "0755",
-      },
-      {
-        path: "/usr/local/sbin/webstack-install-certificate",
-        content: shippedFile("install-certificate.sh"),
-        permissions: "0755",
-      },
-      {
-        path: "/usr/local/sbin/webstack-lb-boot",
-        content: shippedFile("lb-boot.sh"),
-        permissions: "0755",
-      },
+      script("/usr/local/sbin/webstack-install-certificate", "install-certificate.sh"),
+      script("/usr/local/sbin/webstack-lb-boot", "lb-boot.sh"),
+      script(CHECK_HAPROXY_PATH, "check-haproxy.sh"),
       {
         path: "/etc/rsyslog.d/48-webstack-haproxy.conf",
         content: shippedFile("rsyslog-haproxy.conf"),
-        permissions: "0644",
+        mode: "0644",
+        validate: ["rsyslogd", "-N1"],
+        onChange: ["systemctl", "restart", "rsyslog"],
       },
-      // Installed by the boot script once a certificate exists: HAProxy must not start without one.
-      { path: "/etc/webstack/haproxy.cfg", content: haproxy, permissions: "0644" },
+      // HAProxy started from it only once a certificate exists (the boot script); later changes
+      // are checked, then reloaded.
+      {
+        path: HAPROXY_CONFIG_PATH,
+        content: haproxy,
+        mode: "0644",
+        validate: [CHECK_HAPROXY_PATH],
+        onChange: RELOAD_HAPROXY,
+      },
     ],
-    runcmd: [["/usr/local/sbin/webstack-lb-boot"]],
+    firstApply: [["/usr/local/sbin/webstack-lb-boot"]],
   };
-  return composeCloudConfig(
+  return composeBundle(
     {
-      hostname: p.node.name,
-      fqdn: p.node.internalName,
-      description: `webstack ${p.node.name} (load balancer, ${p.certificate.mode} certificate): rendered by webstack; do not edit on the node`,
+      node: p.node.name,
+      after: afterOf(p.stack, p.node.name),
+      healthCheck: loadBalancerHealthCheck(),
     },
     [
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),

@@ -2,7 +2,7 @@
 import { Architecture, packageUrlFor } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
-import { CloudConfigPart } from "./cloudConfig";
+import { BundleFile, BundlePart, unitChanged, unitFile } from "./bundle";
 import { DB_DATA_DIR, ENGINES } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { logSources } from "./logSources";
@@ -77,59 +77,69 @@ function collectorArgs(p: MonitoringParams): string {
     : `${p.role} ${p.node} ${ENGINES[p.engine].client}`;
 }
 
-function renderMonitoringPart(p: MonitoringParams): CloudConfigPart {
+const CLOUDWATCH_UNIT = "webstack-cloudwatch-agent.service";
+/**
+ * Any change to the agent's files re-runs its installer unit, which re-reads the config and restarts
+ * the agent, without waiting for it (a vendor outage must not hold up an apply).
+ */
+const CLOUDWATCH_CHANGED = unitChanged("restart", "--no-block", CLOUDWATCH_UNIT);
+
+/** What the bootstrap installs for monitoring on every node: the installers' download and check tools. */
+export const MONITORING_PACKAGES: readonly string[] = ["curl", "gpg"];
+
+function renderMonitoringPart(p: MonitoringParams): BundlePart {
+  const agentFile = (path: string, content: string, mode = "0644"): BundleFile => ({
+    path,
+    content,
+    mode,
+    onChange: CLOUDWATCH_CHANGED,
+  });
   return {
-    packages: ["curl", "gpg"],
-    writeFiles: [
-      {
-        path: "/etc/webstack/cloudwatch-agent.json",
-        content: `${JSON.stringify(renderCloudWatchAgentConfig(p), null, 2)}\n`,
-        permissions: "0644",
-      },
-      {
-        path: "/etc/webstack/monitoring.env",
-        content: renderEnvFile({
+    files: [
+      agentFile(
+        "/etc/webstack/cloudwatch-agent.json",
+        `${JSON.stringify(renderCloudWatchAgentConfig(p), null, 2)}\n`,
+      ),
+      agentFile(
+        "/etc/webstack/monitoring.env",
+        renderEnvFile({
           CLOUDWATCH_AGENT_URL: p.agentPackageUrl,
           CLOUDWATCH_AGENT_KEY_URL,
           CLOUDWATCH_AGENT_KEY_FINGERPRINT,
         }),
-        permissions: "0644",
-      },
-      {
-        path: "/usr/local/sbin/webstack-install-cloudwatch-agent",
-        content: shippedFile("install-cloudwatch-agent.sh"),
-        permissions: "0755",
-      },
-      {
-        path: "/etc/systemd/system/webstack-cloudwatch-agent.service",
-        content: shippedFile("webstack-cloudwatch-agent.service"),
-        permissions: "0644",
-      },
-      {
-        path: "/etc/systemd/system/webstack-collector.service",
-        content: renderShipped("webstack-collector.service", { ARGS: collectorArgs(p) }),
-        permissions: "0644",
-      },
-      {
-        path: "/etc/systemd/system/webstack-collector.timer",
-        content: shippedFile("webstack-collector.timer"),
-        permissions: "0644",
-      },
-      {
-        path: "/etc/systemd/system/webstack-boot-status.service",
-        content: renderShipped("webstack-boot-status.service", { NODE: p.node }),
-        permissions: "0644",
-      },
+      ),
+      agentFile(
+        "/usr/local/sbin/webstack-install-cloudwatch-agent",
+        shippedFile("install-cloudwatch-agent.sh"),
+        "0755",
+      ),
+      agentFile(`/etc/systemd/system/${CLOUDWATCH_UNIT}`, shippedFile(CLOUDWATCH_UNIT)),
+      // The timer's next run reads a changed service; a changed timer is restarted.
+      unitFile(
+        "webstack-collector.service",
+        renderShipped("webstack-collector.service", { ARGS: collectorArgs(p) }),
+      ),
+      unitFile(
+        "webstack-collector.timer",
+        shippedFile("webstack-collector.timer"),
+        "try-restart",
+        "webstack-collector.timer",
+      ),
+      // Runs once per boot, after cloud-init: a change counts from the next boot.
+      unitFile(
+        "webstack-boot-status.service",
+        renderShipped("webstack-boot-status.service", { NODE: p.node }),
+      ),
     ],
     // Without waiting: each unit retries on its own, and none holds up (or depends on) the boot.
     // These come before the boot script, so even a failed boot reports itself.
-    runcmd: [
+    firstApply: [
       [
         "systemctl",
         "enable",
         "--now",
         "--no-block",
-        "webstack-cloudwatch-agent.service",
+        CLOUDWATCH_UNIT,
         "webstack-collector.timer",
         "webstack-boot-status.service",
       ],
@@ -149,18 +159,20 @@ export interface NodeMonitoring {
   readonly datadog?: DatadogAgent;
 }
 
-/** The monitoring parts of a node's user-data: CloudWatch always, Datadog when enabled. */
+/**
+ * The monitoring parts of a node's bundle: CloudWatch, and Datadog's switch, on or off (a bundle
+ * never deletes a file, so turning Datadog off is a change the node acts on too).
+ */
 export function renderNodeMonitoringParts(
   node: NodeSpec,
   architecture: Architecture,
   m: NodeMonitoring,
-): CloudConfigPart[] {
+): BundlePart[] {
   const own = { node: node.name, role: node.role, engine: m.engine };
   const cloudWatch = renderMonitoringPart({
     ...own,
     logGroups: m.logGroups,
     agentPackageUrl: packageUrlFor(m.cloudWatchAgentUrl, architecture),
   });
-  if (!m.datadog) return [cloudWatch];
-  return [cloudWatch, renderDatadogPart({ ...own, ...m.datadog })];
+  return [cloudWatch, renderDatadogPart(own, m.datadog)];
 }

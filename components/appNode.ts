@@ -1,30 +1,21 @@
-// One app node (s1 replica or s2 primary): Nginx + Gunicorn + the database, on its own data volume.
+// One app node (s1 replica or s2 primary): the instance on its own data volume, booted by the
+// bootstrap; what it runs (Nginx, Gunicorn, the database) comes from its bundle.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Architecture } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { AppNodeSpec, DbRole } from "../model/topology";
 import { Tagger } from "../model/tags";
-import { AppNodeParameterNames, renderAppNodeUserData } from "../cloud-init/appNode";
-import { NodeMonitoring } from "../cloud-init/monitoring";
-import { RequestLimits } from "../model/limits";
+import { renderAppNodeBootstrap } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { instanceDefaults } from "./instanceDefaults";
 
 export interface AppNodeArgs {
+  readonly stack: string;
   /** This node (s1 or s2); its role says primary or replica. */
   readonly node: AppNodeSpec;
-  /** The primary's and the replica's fixed addresses. */
-  readonly primaryIp: string;
-  readonly replicaIp: string;
-  /** Both app nodes' addresses (database users for each). */
-  readonly appNodeIps: readonly string[];
+  /** The database engine: its packages and server settings are installed at first boot. */
   readonly engine: DbEngine;
-  /** How long a request may take and how large it may be, at every layer. */
-  readonly limits: RequestLimits;
   readonly instanceType: string;
-  /** The instance type's architecture, as EC2 reports it: the packages' (the image is chosen for it). */
-  readonly architecture: Architecture;
   /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
   readonly ami: pulumi.Input<string>;
   readonly subnetId: pulumi.Input<string>;
@@ -32,15 +23,12 @@ export interface AppNodeArgs {
   readonly availabilityZone: pulumi.Input<string>;
   readonly securityGroupId: pulumi.Input<string>;
   readonly instanceProfileName: pulumi.Input<string>;
-  /** PEM of the private CA (public). */
-  readonly caCertPem: pulumi.Input<string>;
-  readonly parameterNames: AppNodeParameterNames;
+  /** The node's bundle pointer (components/nodeBundles.ts): its first boot fetches what it names. */
+  readonly bundlePointer: pulumi.Resource;
   /** Protect instance and data volume from deletion and replacement. */
   readonly protectData: boolean;
   /** Size of the database volume. @default 20 */
   readonly dataVolumeGiB?: number;
-  /** Logs and metrics of this node. */
-  readonly monitoring: NodeMonitoring;
   readonly tags: Tagger;
 }
 
@@ -70,21 +58,9 @@ export class AppNode extends pulumi.ComponentResource {
       stateful,
     );
 
-    const userData = pulumi.all([args.caCertPem, volume.id]).apply(([caCertPem, dataVolumeId]) =>
+    const userData = volume.id.apply((dataVolumeId) =>
       encodeUserData(
-        renderAppNodeUserData({
-          node,
-          primaryIp: args.primaryIp,
-          replicaIp: args.replicaIp,
-          appNodeIps: args.appNodeIps,
-          engine: args.engine,
-          limits: args.limits,
-          caCertPem,
-          dataVolumeId,
-          parameters: args.parameterNames,
-          architecture: args.architecture,
-          monitoring: args.monitoring,
-        }),
+        renderAppNodeBootstrap({ stack: args.stack, node, engine: args.engine, dataVolumeId }),
       ),
     );
 
@@ -107,12 +83,18 @@ export class AppNode extends pulumi.ComponentResource {
         disableApiTermination: args.protectData,
         tags: tags("instance"),
       },
-      // A pet: a new user-data must not replace it unnoticed (a replacement, whatever its cause,
-      // boots the current one). Its image is the stack's record, so it changes only when appAmi
-      // does, as a replacement the preview shows; the README's runbooks roll either out one node
-      // at a time (the data volume re-attaches to the new instance). The fixed address cannot be
-      // held by two instances: a replacement deletes the old one first.
-      { ...stateful, ignoreChanges: ["userData", "userDataBase64"], deleteBeforeReplace: true },
+      // A pet: what it runs changes through its bundle, in place. A new bootstrap must not replace
+      // it unnoticed (a replacement, whatever its cause, boots the current one). Its image is the
+      // stack's record, so it changes only when appAmi does, as a replacement the preview shows;
+      // the README's runbooks roll either out one node at a time (the data volume re-attaches to
+      // the new instance). The fixed address cannot be held by two instances: a replacement
+      // deletes the old one first. Its first boot fetches its bundle: the pointer must exist.
+      {
+        ...stateful,
+        ignoreChanges: ["userData", "userDataBase64"],
+        deleteBeforeReplace: true,
+        dependsOn: [args.bundlePointer],
+      },
     );
 
     new aws.ec2.VolumeAttachment(

@@ -1,12 +1,12 @@
 // IAM policy documents built in code, so tests and reviewers read the real statements.
-import { ParameterScope, parameterPath } from "../model/naming";
-import { NodeName } from "../model/topology";
+import { ParameterScope, bundlePrefix, bundleStatusName, parameterPath } from "../model/naming";
+import { NodeName, appliesAfter } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 
 export interface PolicyStatement {
   readonly Sid?: string;
   readonly Effect: "Allow" | "Deny";
-  readonly Principal?: Record<string, string | string[]>;
+  readonly Principal?: "*" | Record<string, string | string[]>;
   readonly Action: string | string[];
   readonly Resource?: string | string[];
   readonly Condition?: Record<string, Record<string, string | string[]>>;
@@ -77,6 +77,73 @@ export function nodeParameterPolicy(
       },
     },
   );
+}
+
+/**
+ * A node's share of the bundles (issue 17), against a compromised node too: it reads its own
+ * bundles only (no listing), decrypts only through S3 for this bucket (with the bucket key, S3's
+ * encryption context is the bucket's ARN, so the prefix is S3's to enforce), reports its own status
+ * only, and reads the status of the nodes it waits for. Its pointer is under its own parameter
+ * path, which nodeParameterPolicy already lets it read.
+ */
+export function nodeBundlePolicy(
+  account: AwsAccount,
+  stack: string,
+  node: NodeName,
+  bucketArn: string,
+  keyArn: string,
+): PolicyDocument {
+  const waitsFor = appliesAfter(node);
+  return policy(
+    {
+      Sid: "ReadOwnBundles",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: `${bucketArn}/${bundlePrefix(node)}*`,
+    },
+    {
+      Sid: "DecryptBundlesThroughS3",
+      Effect: "Allow",
+      Action: "kms:Decrypt",
+      Resource: keyArn,
+      Condition: {
+        StringEquals: {
+          "kms:ViaService": `s3.${account.region}.${account.dnsSuffix}`,
+          "kms:EncryptionContext:aws:s3:arn": bucketArn,
+        },
+      },
+    },
+    {
+      Sid: "ReportOwnBundleStatus",
+      Effect: "Allow",
+      Action: "ssm:PutParameter",
+      Resource: parameterArn(account, bundleStatusName(stack, node)),
+    },
+    ...(waitsFor.length > 0
+      ? [
+          {
+            Sid: "ReadStatusOfNodesAppliedFirst",
+            Effect: "Allow" as const,
+            Action: "ssm:GetParameter",
+            Resource: waitsFor.map((other) =>
+              parameterArn(account, bundleStatusName(stack, other)),
+            ),
+          },
+        ]
+      : []),
+  );
+}
+
+/** The stack bucket answers over TLS only (S3.5): anything else is denied, whoever asks. */
+export function tlsOnlyBucketPolicy(bucketArn: string): PolicyDocument {
+  return policy({
+    Sid: "DenyInsecureTransport",
+    Effect: "Deny",
+    Principal: "*",
+    Action: "s3:*",
+    Resource: [bucketArn, `${bucketArn}/*`],
+    Condition: { Bool: { "aws:SecureTransport": "false" } },
+  });
 }
 
 /** VPC flow logs assume this role only for this account's flow logs (confused-deputy guard). */

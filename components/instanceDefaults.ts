@@ -1,5 +1,5 @@
 // What every webstack instance shares: its image, IMDSv2, an encrypted root, detailed metrics and
-// its rendered user-data.
+// its rendered bootstrap (user-data).
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { EncodedUserData } from "../cloud-init/userDataEncoding";
@@ -10,8 +10,8 @@ export interface InstanceDefaultsArgs {
   readonly ami: pulumi.Input<string>;
   readonly rootVolumeGiB: number;
   readonly rootTags: Record<string, string>;
-  /** The rendered document, encoded (plain or gzipped). */
-  readonly userData: pulumi.Output<EncodedUserData>;
+  /** The rendered bootstrap, encoded (plain or gzipped). */
+  readonly userData: pulumi.Input<EncodedUserData>;
 }
 
 /** The instance arguments whose values are security or operations decisions, made once. */
@@ -33,9 +33,9 @@ export function instanceDefaults(args: InstanceDefaultsArgs): Partial<aws.ec2.In
       tags: args.rootTags,
     },
     monitoring: true, // detailed (1-minute) CloudWatch metrics
-    userData: args.userData.apply((u) => ("userData" in u ? u.userData : undefined)),
-    userDataBase64: args.userData.apply((u) =>
-      "userDataBase64" in u ? u.userDataBase64 : undefined,
-    ),
+    userData: pulumi.output(args.userData).apply((u) => ("userData" in u ? u.userData : undefined)),
+    userDataBase64: pulumi
+      .output(args.userData)
+      .apply((u) => ("userDataBase64" in u ? u.userDataBase64 : undefined)),
   };
 }

@@ -1,24 +1,21 @@
-// The HAProxy load balancer: an EC2 instance behind an Elastic IP, its certificate, and its DNS name.
+// The HAProxy load balancer: an EC2 instance behind an Elastic IP, its certificate's permissions,
+// and its DNS name; what it runs (HAProxy, the certificate's timers) comes from its bundle.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Architecture } from "../model/aws";
 import { NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
-import { HaproxyBackend } from "../cloud-init/haproxy";
-import { renderLoadBalancerUserData } from "../cloud-init/loadBalancer";
-import { NodeMonitoring } from "../cloud-init/monitoring";
+import { renderLoadBalancerBootstrap } from "../cloud-init/loadBalancer";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { PublicCertificate } from "./publicCertificate";
 import { instanceDefaults } from "./instanceDefaults";
 
 export interface LoadBalancerArgs {
+  readonly stack: string;
   /** The lb node: its fixed address and name. */
   readonly node: NodeSpec;
   /** The FQDN served. */
   readonly domain: string;
   readonly instanceType: string;
-  /** The instance type's architecture, as EC2 reports it: the packages' (the image is chosen for it). */
-  readonly architecture: Architecture;
   /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
   readonly ami: pulumi.Input<string>;
   readonly subnetId: pulumi.Input<string>;
@@ -26,14 +23,9 @@ export interface LoadBalancerArgs {
   readonly instanceProfileName: pulumi.Input<string>;
   /** The LB's role: gets this certificate mode's extra permissions. */
   readonly roleName: pulumi.Input<string>;
-  /** PEM of the private CA (public): verifies the backends. */
-  readonly caCertPem: pulumi.Input<string>;
-  readonly backends: readonly HaproxyBackend[];
-  /** How long HAProxy waits for a backend's answer, in seconds. */
-  readonly serverTimeoutSeconds: number;
   readonly certificate: PublicCertificate;
-  /** Logs and metrics of the LB. */
-  readonly monitoring: NodeMonitoring;
+  /** The LB's bundle pointer (components/nodeBundles.ts): its first boot fetches what it names. */
+  readonly bundlePointer: pulumi.Resource;
   /** Route53 zone for the A record; no record without it. */
   readonly zoneId?: pulumi.Input<string>;
   readonly tags: Tagger;
@@ -78,22 +70,14 @@ export class LoadBalancer extends pulumi.ComponentResource {
       );
     }
 
-    const userData = pulumi
-      .all([args.caCertPem, args.certificate.setup])
-      .apply(([caCertPem, certificate]) =>
-        encodeUserData(
-          renderLoadBalancerUserData({
-            node: args.node,
-            domain: args.domain,
-            backends: args.backends,
-            caCertPem,
-            certificate,
-            serverTimeoutSeconds: args.serverTimeoutSeconds,
-            architecture: args.architecture,
-            monitoring: args.monitoring,
-          }),
-        ),
-      );
+    const userData = encodeUserData(
+      renderLoadBalancerBootstrap({
+        stack: args.stack,
+        node: args.node,
+        domain: args.domain,
+        certificateMode: args.certificate.mode,
+      }),
+    );
 
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
@@ -107,14 +91,20 @@ export class LoadBalancer extends pulumi.ComponentResource {
         }),
         primaryNetworkInterface: { networkInterfaceId: eni.id },
         iamInstanceProfile: args.instanceProfileName,
-        // Cattle: the LB holds no state, so a new user-data means a new instance.
+        // Cattle: the LB holds no state, so a new bootstrap (a new domain or certificate mode)
+        // means a new instance; everything else changes in place through its bundle.
         userDataReplaceOnChange: true,
         tags: tags("instance"),
       },
       // One interface, one instance: the interface with the fixed address and the Elastic IP is
       // the instance's primary one, which EC2 never detaches from a live instance, so a
-      // replacement (a new user-data or lbAmi) terminates the old LB first: a short outage.
-      { parent: this, dependsOn: [association], deleteBeforeReplace: true },
+      // replacement (a new bootstrap or lbAmi) terminates the old LB first: a short outage. Its
+      // first boot fetches its bundle: the pointer must exist.
+      {
+        parent: this,
+        dependsOn: [association, args.bundlePointer],
+        deleteBeforeReplace: true,
+      },
     );
 
     if (args.zoneId) {

@@ -8,6 +8,7 @@ import {
   NODE_MANAGED_POLICIES,
   ec2AssumeRolePolicy,
   managedPolicyArn,
+  nodeBundlePolicy,
   nodeParameterPolicy,
 } from "./iamPolicies";
 
@@ -17,8 +18,10 @@ export interface NodeIdentityArgs {
   readonly stack: string;
   /** Where the stack runs; parameter ARNs are built from it. */
   readonly account: pulumi.Input<AwsAccount>;
-  /** ARN of the KMS key that encrypts the stack's parameters. */
+  /** ARN of the KMS key that encrypts the stack's parameters (and its bucket's objects). */
   readonly parameterKeyArn: pulumi.Input<string>;
+  /** ARN of the stack's bucket, where the node's bundles are. */
+  readonly bucketArn: pulumi.Input<string>;
   readonly tags: Tagger;
 }
 
@@ -64,6 +67,18 @@ export class NodeIdentity extends pulumi.ComponentResource {
           .all([args.account, args.parameterKeyArn])
           .apply(([account, keyArn]) =>
             JSON.stringify(nodeParameterPolicy(account, args.stack, node.name, keyArn)),
+          ),
+      },
+      child,
+    );
+    new aws.iam.RolePolicy(
+      `${name}-bundles`,
+      {
+        role: role.id,
+        policy: pulumi
+          .all([args.account, args.bucketArn, args.parameterKeyArn])
+          .apply(([account, bucketArn, keyArn]) =>
+            JSON.stringify(nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn)),
           ),
       },
       child,

@@ -44,7 +44,8 @@ const ACM_PASSPHRASE = "acm-passphrase";
 export const SITE_PEM_UNSET = "none";
 
 export class PublicCertificate extends pulumi.ComponentResource {
-  /** What the LB's user-data needs to get the certificate. */
+  readonly mode: CertificateMode;
+  /** What the LB's bundle needs to get the certificate. */
   readonly setup: pulumi.Output<CertificateSetup>;
   /** Extra permissions of the LB's role for this mode (none for self-signed). */
   readonly lbPolicy?: pulumi.Output<PolicyDocument>;
@@ -52,6 +53,7 @@ export class PublicCertificate extends pulumi.ComponentResource {
 
   constructor(name: string, args: PublicCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:edge:PublicCertificate", name, {}, opts);
+    this.mode = args.mode;
     const child = { parent: this };
     const tags = (what: string) => args.tags(args.node.role, `${args.node.name}-${what}`);
     const param = (key: string) => parameterName(args.stack, args.node.name, key);

@@ -120,6 +120,8 @@ export interface LabNode {
   readonly dataVolumeId?: string;
   /** SSM names and "prefix/" scopes its role's policy allows. */
   readonly ssmScopes: readonly string[];
+  /** "bucket/key" and "bucket/prefix/" its role may GetObject (its own bundles). */
+  readonly s3Scopes: readonly string[];
 }
 
 const instanceOf = (plan: Plan, node: NodeName) =>
@@ -136,22 +138,54 @@ function onlyOne(found: PlannedResource[], what: string): PlannedResource {
   return found[0];
 }
 
-/** The node's SSM scopes, from its role's policy: "parameter/X/*" → "X/", "parameter/X" → "X". */
-export function ssmScopes(policyJson: string): string[] {
+/** The resources of a policy's statements that allow an action of a service ("ssm:", "s3:"). */
+function resourcesAllowing(policyJson: string, service: string): string[] {
   const policy = JSON.parse(policyJson) as {
     Statement: { Action: string | string[]; Resource: string | string[] }[];
   };
-  const scopes = policy.Statement.filter((s) =>
-    ([] as string[]).concat(s.Action).some((a) => a.startsWith("ssm:")),
+  return policy.Statement.filter((s) =>
+    ([] as string[]).concat(s.Action).some((a) => a.startsWith(service)),
   ).flatMap((s) => ([] as string[]).concat(s.Resource));
-  return [
-    ...new Set(
-      scopes.map((arn) => {
-        const name = arn.slice(arn.indexOf(":parameter/") + ":parameter".length);
-        return name.endsWith("/*") ? name.slice(0, -1) : name;
-      }),
-    ),
-  ];
+}
+
+/** A name, or "prefix/" for a pattern "prefix/*". */
+const scopeOf = (name: string) => (name.endsWith("/*") ? name.slice(0, -1) : name);
+
+/** The node's SSM scopes, from its role's policy: "parameter/X/*" → "X/", "parameter/X" → "X". */
+export function ssmScopes(policyJson: string): string[] {
+  const names = resourcesAllowing(policyJson, "ssm:").map((arn) =>
+    arn.slice(arn.indexOf(":parameter/") + ":parameter".length),
+  );
+  return [...new Set(names.map(scopeOf))];
+}
+
+/** The node's S3 scopes, from its role's policy: "arn:aws:s3:::B/P/*" → "B/P/", "…:::B/K" → "B/K". */
+export function s3Scopes(policyJson: string): string[] {
+  const names = resourcesAllowing(policyJson, "s3:").map((arn) =>
+    arn.slice("arn:aws:s3:::".length),
+  );
+  return [...new Set(names.map(scopeOf))];
+}
+
+/** One object the plan uploads (a node's bundle), as the S3 stand-in must serve it. */
+export interface LabObject {
+  readonly bucket: string;
+  readonly key: string;
+  /** The exact bytes (UTF-8) the plan uploads. */
+  readonly body: string;
+  readonly contentType: string;
+}
+
+/** Every object the plan puts in the stack's bucket: the nodes' bundles. */
+export function bucketObjects(plan: Plan): LabObject[] {
+  return plan.resources
+    .filter((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")
+    .map((r) => ({
+      bucket: String(r.inputs.bucket),
+      key: String(r.inputs.key),
+      body: String(r.inputs.content),
+      contentType: String(r.inputs.contentType),
+    }));
 }
 
 /** The packages a cloud-config installs (`packages:` entries are names here). */
@@ -186,6 +220,7 @@ export function labNodes(plan: Plan): LabNode[] {
       packages: packagesOf(userData),
       dataVolumeId: attachment ? String(attachment.inputs.volumeId) : undefined,
       ssmScopes: [...new Set(policies.flatMap((p) => ssmScopes(String(p.inputs.policy))))],
+      s3Scopes: [...new Set(policies.flatMap((p) => s3Scopes(String(p.inputs.policy))))],
     };
   });
 }

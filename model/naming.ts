@@ -45,3 +45,18 @@ export function imageRecordName(stack: string, kind: ImageKind): string {
 export function parameterName(stack: string, scope: ParameterScope, key: string): string {
   return `${parameterPath(stack, scope)}/${key}`;
 }
+
+/** `/webstack/<stack>/<node>/bundle`: Pulumi's pointer to the node's current bundle (String, JSON). */
+export function bundlePointerName(stack: string, node: NodeName): string {
+  return parameterName(stack, node, "bundle");
+}
+
+/** `/webstack/<stack>/<node>/bundle-status`: what the node reached with its last bundle (it writes it). */
+export function bundleStatusName(stack: string, node: NodeName): string {
+  return parameterName(stack, node, "bundle-status");
+}
+
+/** `bundles/<node>/`: the bucket prefix of a node's bundles; only that node's role reads below it. */
+export function bundlePrefix(node: NodeName): string {
+  return `bundles/${node}/`;
+}

@@ -38,6 +38,14 @@ export const LB_NODE = NODE_NAMES.find((node) => NODE_ROLES[node] === "loadbalan
 export const PRIMARY_NODE = appNodeWithRole("primary");
 export const REPLICA_NODE = appNodeWithRole("replica");
 
+/**
+ * The nodes whose bundle a node waits for before it applies its own (same release, applied): the
+ * primary follows the replica, so a bad change stops on the node whose loss costs reads only.
+ */
+export function appliesAfter(node: NodeName): readonly NodeName[] {
+  return node === PRIMARY_NODE ? [REPLICA_NODE] : [];
+}
+
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
 export const INTERNAL_DOMAIN = `${PROJECT}.internal`;
 

@@ -290,6 +290,25 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           id: String(inputs.dashboardName),
           dashboardArn: `arn:aws:cloudwatch::${accountId}:dashboard/${String(inputs.dashboardName)}`,
         };
+      case "aws:s3/bucket:Bucket": {
+        // Pulumi autonames the bucket from its logical name (a bucket name is global).
+        const bucket =
+          (inputs.bucket as string | undefined) ?? `${name}-${stableHex(7, type, name)}`;
+        return {
+          id: bucket,
+          bucket,
+          arn: `arn:aws:s3:::${bucket}`,
+          bucketDomainName: `${bucket}.s3.amazonaws.com`,
+          bucketRegionalDomainName: `${bucket}.s3.${region}.amazonaws.com`,
+          region,
+        };
+      }
+      case "aws:s3/bucketObjectv2:BucketObjectv2":
+        return {
+          id: String(inputs.key),
+          versionId: stableHex(32, name, String(inputs.key)),
+          etag: stableHex(32, String(inputs.content ?? "")),
+        };
       case "aws:ssm/parameter:Parameter":
         return {
           id: inputs.name,

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { NODE_ENV_PATH } from "../cloud-init/appNode";
-import { PROJECT_DIR, planStack, userDataFile } from "./harness";
+import { PROJECT_DIR, planStack, bundleFile } from "./harness";
 
 const PYTHON_TESTS = path.join(PROJECT_DIR, "tests", "app_test.py");
 const NAMES = [...fs.readFileSync(PYTHON_TESTS, "utf8").matchAll(/^ {4}def (test_\w+)\(/gm)].map(
@@ -17,27 +17,29 @@ let outcomes: Record<string, string | null>;
 
 beforeAll(async () => {
   const plan = await planStack("dev");
-  const app = userDataFile(plan, "s1", "/srv/webstack/app.py");
-  expect(userDataFile(plan, "s2", "/srv/webstack/app.py")).toBe(app);
+  const app = bundleFile(plan, "s1", "/srv/webstack/app.py");
+  expect(bundleFile(plan, "s2", "/srv/webstack/app.py")).toBe(app);
   const nodes = Object.fromEntries(
     ["s1", "s2"].map((node) => {
-      const env = userDataFile(plan, node, NODE_ENV_PATH);
+      const env = bundleFile(plan, node, NODE_ENV_PATH);
       const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(env)?.[1];
+      // Gunicorn hands the app its database wait (its config's raw_env).
+      const gunicorn = bundleFile(plan, node, "/etc/webstack/gunicorn.conf.py");
       return [
         node,
         {
           primary: value("APP_DB_PRIMARY"),
           replica: value("APP_DB_REPLICA"),
-          db_wait: value("APP_DB_WAIT_SECONDS"),
+          db_wait: /"WEBSTACK_DB_WAIT_S=(\d+)"/.exec(gunicorn)?.[1],
         },
       ];
     }),
   );
   const serverTimeout = /^\s*timeout server (\d+)s$/m.exec(
-    userDataFile(plan, "lb", "/etc/webstack/haproxy.cfg"),
+    bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg"),
   )?.[1];
   const nginxReadTimeout = /^\s*proxy_read_timeout (\d+)s;$/m.exec(
-    userDataFile(plan, "s1", "/etc/nginx/sites-available/webstack"),
+    bundleFile(plan, "s1", "/etc/nginx/sites-available/webstack"),
   )?.[1];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-app-"));
   try {

@@ -1,13 +1,14 @@
-// An app node's whole user-data: identity, no SSH, Nginx, Gunicorn, data volume, boot order, TLS.
+// An app node's two documents: its bootstrap (identity, no SSH, data volume, packages, server
+// settings) and its bundle (Nginx, Gunicorn, boot order, TLS, how each change is taken into use).
 import { secretsManifest } from "../cloud-init/appNode";
 import { parameterName, parameterPath } from "../model/naming";
-import { TOPOLOGY, bootSequence } from "./harness";
-import { TEST_CA_PEM, appNodeParams, renderedAppNode } from "./rendererFixtures";
+import { TOPOLOGY, bootSequence, writtenFile } from "./harness";
+import { TEST_CA_PEM, appNodeParams, bundleEntryOf, renderedAppNode } from "./rendererFixtures";
 
 const lines = (text: string) => text.split("\n");
 
-describe("the app node's document", () => {
-  const { text, doc, file } = renderedAppNode("mariadb", "replica");
+describe("the app node's documents", () => {
+  const { text, doc, bundle, file } = renderedAppNode("mariadb", "replica");
 
   test("starts with #cloud-config and names the node", () => {
     expect(text.startsWith("#cloud-config\n# webstack s1 (replica): ")).toBe(true);
@@ -109,12 +110,15 @@ describe("the app node's document", () => {
       "proxy_read_timeout 59s;",
     ]);
     expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain("timeout = 60");
-    expect(file("/etc/webstack/node.env")).toMatch(/^APP_DB_WAIT_SECONDS=58$/m);
-    // The boot script hands it to the app, which reads it (app_test.py runs the app with it).
-    expect(file("/usr/local/sbin/webstack-boot")).toContain(
-      "printf 'WEBSTACK_DB_WAIT_S=%s\\n' \"$APP_DB_WAIT_SECONDS\"",
+    // Gunicorn hands the app's database wait to its workers, a reload's new ones included; the
+    // app reads it (app_test.py runs the app with it).
+    expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain(
+      'raw_env = ["WEBSTACK_DB_WAIT_S=58"]',
     );
     expect(file("/srv/webstack/app.py")).toContain('os.environ["WEBSTACK_DB_WAIT_S"]');
+    expect(file("/usr/local/sbin/webstack-boot")).not.toContain("WEBSTACK_DB_WAIT_S");
+    // A reload lets the old workers finish a request that may take as long as HAProxy waits.
+    expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain("graceful_timeout = 60");
   });
 
   test("logrotate rotates Gunicorn's logs and makes Gunicorn reopen them", () => {
@@ -151,35 +155,155 @@ describe("the app node's document", () => {
       "/var/lib/mysql",
     ]);
     expect(script).toContain("set -euo pipefail");
-    expect(file("/etc/systemd/system/mariadb.service.d/webstack-data.conf")).toBe(
-      "[Unit]\nRequiresMountsFor=/var/lib/mysql\n",
-    );
+    expect(writtenFile(doc, "/etc/systemd/system/mariadb.service.d/webstack-data.conf")).toEqual({
+      path: "/etc/systemd/system/mariadb.service.d/webstack-data.conf",
+      content: "[Unit]\nRequiresMountsFor=/var/lib/mysql\n",
+      permissions: "0644",
+    });
   });
 
   test("the CA certificate travels at its documented path; no key does", () => {
     expect(file("/etc/webstack/tls/ca.crt")).toBe(TEST_CA_PEM);
     expect(text).not.toMatch(/PRIVATE KEY/);
+    expect(JSON.stringify(bundle)).not.toMatch(/PRIVATE KEY/);
   });
 
-  test("one boot script runs after packages, and every shipped script stops at the first failure", () => {
-    // The boot script last, after the boot report's unit (so even a failed boot reports itself);
-    // a failed step fails the boot.
-    const boot = bootSequence(doc);
-    expect(boot.stopsAtFirstFailure).toBe(true);
+  test("the bootstrap: what must precede the packages, the bundle's env, and the bootstrap alone runs", () => {
+    expect(doc.write_files.map((f) => f.path)).toEqual([
+      "/etc/webstack/bundle.env",
+      "/usr/local/sbin/webstack-bootstrap",
+      "/etc/mysql/mariadb.conf.d/60-webstack.cnf",
+      "/etc/systemd/system/mariadb.service.d/webstack-data.conf",
+    ]);
+    expect(writtenFile(doc, "/etc/webstack/bundle.env").content).toBe(
+      [
+        "NODE=s1",
+        "BUNDLE_PARAMETER=/webstack/t/s1/bundle",
+        "STATUS_PARAMETER=/webstack/t/s1/bundle-status",
+        "METRIC_NAMESPACE=Webstack",
+        "",
+      ].join("\n"),
+    );
+    expect(writtenFile(doc, "/usr/local/sbin/webstack-bootstrap").permissions).toBe("0755");
+    expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
+  });
+
+  test("one boot script on the first apply, after the agents' units; the apply timer last; every shipped script stops at the first failure", () => {
+    // The boot script after the boot report's unit (so even a failed boot reports itself); the
+    // applier stops at a failed step, which fails the boot.
+    const boot = bootSequence(bundle);
     expect(boot.bootScript).toBe("/usr/local/sbin/webstack-boot");
     expect(boot.started.find((s) => s.unit === "webstack-boot-status.service")).toMatchObject({
       beforeBootScript: true,
     });
-    const scripts = doc.write_files.filter((f) => f.content.startsWith("#!/bin/bash"));
+    expect(boot.last).toBe("systemctl enable --now webstack-apply.timer");
+    const scripts = bundle.files.filter((f) => f.content.startsWith("#!/bin/bash"));
     expect(scripts.map((f) => f.path).sort()).toEqual([
       "/usr/local/sbin/webstack-boot",
       "/usr/local/sbin/webstack-db-bootstrap",
+      "/usr/local/sbin/webstack-db-late-config",
       "/usr/local/sbin/webstack-install-cloudwatch-agent",
+      "/usr/local/sbin/webstack-install-datadog-agent",
       "/usr/local/sbin/webstack-refresh-tls",
+      "/usr/local/sbin/webstack-unit-changed",
     ]);
-    for (const s of scripts) expect(s.content).toContain("\nset -euo pipefail\n");
+    for (const s of scripts) {
+      expect(s.content).toContain("\nset -euo pipefail\n");
+      expect(s.mode).toBe("0755");
+    }
     // Failures are never swallowed.
     expect(text).not.toMatch(/\|\|\s*true/);
+    expect(JSON.stringify(bundle)).not.toMatch(/\|\|\s*true/);
+  });
+
+  test.each([
+    // Nginx: checked as it will read the site, then reloaded (old workers finish their requests).
+    ["/etc/nginx/sites-available/webstack", ["nginx", "-t"], ["systemctl", "reload", "nginx"]],
+    // Gunicorn: HUP, new workers with the new code and settings, the old ones drain.
+    [
+      "/srv/webstack/app.py",
+      [
+        "python3",
+        "-c",
+        "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+        "/srv/webstack/app.py",
+      ],
+      ["systemctl", "reload", "webstack-app.service"],
+    ],
+    ["/etc/logrotate.d/webstack", ["logrotate", "--debug", "/etc/logrotate.d/webstack"], undefined],
+    // The database reads its late settings only at a start: the replica restarts first.
+    [
+      "/etc/webstack/db/61-webstack-late.cnf",
+      undefined,
+      ["/usr/local/sbin/webstack-db-late-config"],
+    ],
+    [
+      "/etc/systemd/system/webstack-app.service",
+      undefined,
+      ["/usr/local/sbin/webstack-unit-changed", "try-restart", "webstack-app.service"],
+    ],
+    [
+      "/etc/systemd/system/webstack-refresh-tls.timer",
+      undefined,
+      ["/usr/local/sbin/webstack-unit-changed", "try-restart", "webstack-refresh-tls.timer"],
+    ],
+    [
+      "/etc/webstack/cloudwatch-agent.json",
+      undefined,
+      [
+        "/usr/local/sbin/webstack-unit-changed",
+        "restart",
+        "--no-block",
+        "webstack-cloudwatch-agent.service",
+      ],
+    ],
+    [
+      "/etc/webstack/datadog.env",
+      undefined,
+      [
+        "/usr/local/sbin/webstack-unit-changed",
+        "restart",
+        "--no-block",
+        "webstack-datadog-agent.service",
+      ],
+    ],
+    // Read at first boot only, or by each run of what reads them.
+    ["/etc/webstack/node.env", undefined, undefined],
+    ["/etc/webstack/secrets.json", undefined, undefined],
+    ["/usr/local/sbin/webstack-aws", undefined, undefined],
+  ])("%s: validate %j, on change %j", (path, validate, onChange) => {
+    const entry = bundleEntryOf(bundle, path);
+    expect([entry.validate, entry.onChange]).toEqual([validate, onChange]);
+  });
+
+  test("the gunicorn config is checked like the app, and reloaded the same way", () => {
+    const entry = bundleEntryOf(bundle, "/etc/webstack/gunicorn.conf.py");
+    expect(entry.validate?.slice(-1)).toEqual(["/etc/webstack/gunicorn.conf.py"]);
+    expect(entry.onChange).toEqual(["systemctl", "reload", "webstack-app.service"]);
+  });
+
+  test("healthy: its own Nginx answers /healthz under its own name, verified against the CA", () => {
+    const fqdn = TOPOLOGY.nodes.s1.internalName;
+    expect(bundle.healthCheck).toEqual([
+      "curl",
+      "-fsS",
+      "-o",
+      "/dev/null",
+      "--max-time",
+      "5",
+      "--cacert",
+      "/etc/webstack/tls/ca.crt",
+      "--resolve",
+      `${fqdn}:443:127.0.0.1`,
+      `https://${fqdn}/healthz`,
+    ]);
+  });
+
+  test("the replica waits for nobody; the primary for the replica's status", () => {
+    expect(bundle.after).toEqual([]);
+    expect(renderedAppNode("mariadb", "primary").bundle.after).toEqual([
+      { node: "s1", status: "/webstack/t/s1/bundle-status" },
+    ]);
   });
 
   test("a daily timer re-fetches only the certificate and key, and reloads TLS only if they changed", () => {

@@ -1,22 +1,24 @@
-// The app tier under mocks: nodes, data volumes, PKI, secrets in SSM, and no secret in any user-data.
+// The app tier under mocks: nodes, data volumes, PKI, secrets in SSM, and no secret in any
+// user-data, bundle or output.
 import YAML from "yaml";
 import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
-import { decodeUserData, USER_DATA_LIMIT_BYTES } from "../cloud-init/userDataEncoding";
+import { decodeUserData, USER_DATA_GOAL_BYTES } from "../cloud-init/userDataEncoding";
 import { ParameterScope, parameterName, parameterPath } from "../model/naming";
 import { AppNodeName, NODE_NAMES, PORTS } from "../model/topology";
 import {
   T,
   TOPOLOGY,
+  bundleEntry,
+  bundleFile,
+  bundleObject,
   byId,
   generatedSecrets,
   ofType,
   one,
   planConfig,
   planStack,
-  userDataDocument,
   userDataText,
-  writtenFile,
 } from "./harness";
 
 const CONFIG = { domain: "www.example.com", protectData: "false" };
@@ -104,12 +106,13 @@ describe("app nodes", () => {
     expect(one(pinned, T.instance, "s1-instance").inputs.ami).toBe("ami-0123456789abcdef0");
   });
 
-  test("pets: user-data changes are ignored, an image change is not (the record keeps it still), a replacement frees the fixed address first; unprotected in dev", () => {
+  test("pets: user-data changes are ignored, an image change is not (the record keeps it still), a replacement frees the fixed address first, the bundle comes first; unprotected in dev", () => {
     for (const node of ["s1", "s2"]) {
       const instance = one(plan, T.instance, `${node}-instance`);
       expect(instance.options).toEqual({
         ignoreChanges: ["userData", "userDataBase64"],
         deleteBeforeReplace: true,
+        dependsOn: [one(plan, T.ssmParameter, `bundles-${node}-pointer`).urn],
       });
       expect(instance.inputs.disableApiTermination).toBe(false);
       expect(one(plan, T.volume, `${node}-data`).options).toEqual({});
@@ -124,6 +127,7 @@ describe("app nodes", () => {
         protect: true,
         ignoreChanges: ["userData", "userDataBase64"],
         deleteBeforeReplace: true,
+        dependsOn: [one(prod, T.ssmParameter, `bundles-${node}-pointer`).urn],
       });
       expect(instance.inputs.disableApiTermination).toBe(true);
       expect(one(prod, T.volume, `${node}-data`).options).toEqual({ protect: true });
@@ -190,11 +194,11 @@ describe("private PKI", () => {
     },
   );
 
-  test("the CA certificate travels in user-data at its documented path", () => {
+  test("the CA certificate travels in each node's bundle at its documented path", () => {
     const caPem = one(plan, T.selfSignedCert, "pki-ca").outputs.certPem;
-    for (const node of ["s1", "s2"]) {
-      const ca = writtenFile(userDataDocument(plan, node), "/etc/webstack/tls/ca.crt");
-      expect(ca).toMatchObject({ content: caPem, permissions: "0644" });
+    for (const node of NODE_NAMES) {
+      const ca = bundleEntry(plan, node, "/etc/webstack/tls/ca.crt");
+      expect(ca).toMatchObject({ content: caPem, mode: "0644", owner: "root:root" });
     }
   });
 });
@@ -248,33 +252,44 @@ describe("secrets", () => {
     expect(database.every((n) => under("s1")(n) || under("s2")(n))).toBe(true);
   });
 
-  test("no generated secret appears in any user-data or stack output", async () => {
+  test("no generated secret appears in any user-data, bundle or stack output", async () => {
     for (const p of [plan, await planConfig({ ...CONFIG, dbEngine: "mysql" })]) {
       const secrets = generatedSecrets(p);
       expect(secrets.length).toBeGreaterThanOrEqual(3 + 3 * 3);
       expect(new Set(secrets).size).toBe(secrets.length);
-      // Every node's document, the LB's included.
-      const documents = NODE_NAMES.map((node) => userDataText(p, node));
-      expect(ofType(p, T.instance)).toHaveLength(documents.length);
+      // Every node's bootstrap and bundle, the LB's included; the pointers too.
+      const documents = NODE_NAMES.flatMap((node) => [
+        userDataText(p, node),
+        String(bundleObject(p, node).inputs.content),
+      ]);
+      expect(ofType(p, T.instance)).toHaveLength(NODE_NAMES.length);
+      expect(ofType(p, T.bucketObject)).toHaveLength(NODE_NAMES.length);
+      const pointers = ofType(p, T.ssmParameter)
+        .filter((r) => r.name.endsWith("-pointer"))
+        .map((r) => String(r.inputs.value));
+      expect(pointers).toHaveLength(NODE_NAMES.length);
       const outputs = JSON.stringify(revealSecrets(p.outputs));
       for (const secret of secrets) {
-        for (const doc of documents) expect(doc).not.toContain(secret);
+        for (const doc of [...documents, ...pointers]) expect(doc).not.toContain(secret);
         expect(outputs).not.toContain(secret);
       }
     }
   });
 
-  test("the SSM parameter names in user-data are the node's own", () => {
-    const doc = userDataText(plan, "s1");
-    expect(doc).toContain(parameterName(plan.stack, "s1", "tls-key"));
-    for (const other of ["s2", "lb", "shared"] as const)
-      expect(doc).not.toContain(`${parameterPath(plan.stack, other)}/`);
+  test("the SSM parameter names in s1's documents are its own", () => {
+    for (const doc of [userDataText(plan, "s1"), String(bundleObject(plan, "s1").inputs.content)]) {
+      for (const other of ["s2", "lb", "shared"] as const)
+        expect(doc).not.toContain(`${parameterPath(plan.stack, other)}/`);
+    }
+    expect(bundleFile(plan, "s1", "/etc/webstack/secrets.json")).toContain(
+      parameterName(plan.stack, "s1", "tls-key"),
+    );
   });
 });
 
 describe("user-data", () => {
   test.each(["mariadb", "mysql"])(
-    "%s: within EC2's 16 KB, gzipped past 12 KB, and valid YAML",
+    "%s: the bootstrap within 4 KB as sent, gzipped past 4 KB, and valid YAML",
     async (engine) => {
       const p = engine === "mariadb" ? plan : await planConfig({ ...CONFIG, dbEngine: engine });
       for (const instance of appInstances(p)) {
@@ -282,9 +297,10 @@ describe("user-data", () => {
           instance.inputs.userDataBase64 !== undefined
             ? Buffer.from(String(instance.inputs.userDataBase64), "base64").length
             : Buffer.byteLength(String(instance.inputs.userData));
-        expect(shipped).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
+        expect(shipped).toBeLessThanOrEqual(USER_DATA_GOAL_BYTES);
         const text = decodeUserData(instance.inputs);
-        if (Buffer.byteLength(text) > 12 * 1024) expect(instance.inputs.userData).toBeUndefined();
+        if (Buffer.byteLength(text) > USER_DATA_GOAL_BYTES)
+          expect(instance.inputs.userData).toBeUndefined();
         expect(text.startsWith("#cloud-config\n")).toBe(true);
         const packages = YAML.parse(text).packages as string[];
         expect(packages).toContain(engine === "mariadb" ? "mariadb-server" : "mysql-server");
@@ -293,7 +309,9 @@ describe("user-data", () => {
   );
 
   test("the replica waits for the primary at its fixed address", () => {
-    expect(userDataText(plan, "s1")).toContain(`DB_PRIMARY_IP=${TOPOLOGY.nodes.s2.privateIp}`);
+    expect(bundleFile(plan, "s1", "/etc/webstack/node.env")).toContain(
+      `DB_PRIMARY_IP=${TOPOLOGY.nodes.s2.privateIp}`,
+    );
     expect(byId(plan, one(plan, T.instance, "s1-instance").inputs.subnetId).name).toBe(
       "network-private-b",
     );

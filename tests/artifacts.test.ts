@@ -1,5 +1,7 @@
 // Artifact checks: the documents the program renders, through their real consumers — cloud-init's
-// schema, shellcheck, nginx -t, Python — and a broken input for each check, to show it can fail.
+// schema on each bootstrap; shellcheck, nginx -t, rsyslogd, Python and the nodes' own servers on
+// each node's effective document (its bootstrap with its bundle's files) — and a broken input for
+// each check, to show it can fail.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -9,7 +11,9 @@ import {
   CloudConfigDocument,
   IS_ROOT,
   PROJECT_DIR,
+  bundleOf,
   commandWorks,
+  effectiveDocument,
   planConfig,
   testNeeding,
   userDataText,
@@ -49,8 +53,12 @@ const withTool = (tool: keyof typeof TOOLS): jest.It =>
 
 interface Rendered {
   readonly name: string;
+  /** The bootstrap, as EC2 hands it to cloud-init, and where it is written. */
   readonly text: string;
   readonly file: string;
+  /** The bootstrap with the bundle's files: what the node holds after its first apply. */
+  readonly effective: string;
+  readonly effectiveFile: string;
   readonly doc: CloudConfigDocument;
 }
 
@@ -85,9 +93,12 @@ beforeAll(async () => {
     const plan = await planConfig({ domain: "www.example.com", ...config }, { secretKeys });
     for (const [node, name] of Object.entries(take)) {
       const text = userDataText(plan, node);
-      const file = path.join(SCRATCH, `${name}.yaml`);
+      const file = path.join(SCRATCH, `bootstrap-${name}.yaml`);
       fs.writeFileSync(file, text);
-      documents.push({ name, text, file, doc: YAML.parse(text) });
+      const effective = effectiveDocument(text, bundleOf(plan, node));
+      const effectiveFile = path.join(SCRATCH, `${name}.yaml`);
+      fs.writeFileSync(effectiveFile, effective);
+      documents.push({ name, text, file, effective, effectiveFile, doc: YAML.parse(effective) });
     }
   }
   expect(documents.map((d) => d.name).sort()).toEqual([
@@ -122,13 +133,11 @@ const shellcheck = (script: string) =>
 
 describe("cloud-init", () => {
   withTool("cloud-init")(
-    "every rendered document passes cloud-init's schema and has known top-level keys only",
+    "every bootstrap (and effective document) passes cloud-init's schema and has known top-level keys only",
     () => {
-      const result = run(PYTHON, [
-        path.join(ARTIFACTS, "check-cloud-config.py"),
-        ...documents.map((d) => d.file),
-      ]);
-      expect(result.output).toBe(documents.map((d) => `${d.file}: valid\n`).join(""));
+      const files = documents.flatMap((d) => [d.file, d.effectiveFile]);
+      const result = run(PYTHON, [path.join(ARTIFACTS, "check-cloud-config.py"), ...files]);
+      expect(result.output).toBe(files.map((f) => `${f}: valid\n`).join(""));
       expect(result.code).toBe(0);
     },
   );
@@ -151,16 +160,26 @@ describe("cloud-init", () => {
   );
 });
 
+/** Text without its full-line comments (a shebang stays): a script inlined without them is the same code. */
+const withoutComments = (text: string) =>
+  text
+    .split("\n")
+    .filter((line) => !/^\s*#(?!!)/.test(line))
+    .join("\n");
+
 /** Every shipped file of a kind must reach some document: a check that sees none proves nothing. */
 function expectShippedCovered(suffix: string, contents: string[]): void {
   const dir = path.join(PROJECT_DIR, "cloud-init", "files");
+  const rendered = contents.map(withoutComments);
   for (const name of fs.readdirSync(dir).filter((f) => f.endsWith(suffix))) {
     // A template's {{PLACEHOLDERS}} stand for any text on their line.
-    const shipped = fs.readFileSync(path.join(dir, name), "utf8").split(/\{\{[A-Z_]+\}\}/);
+    const shipped = withoutComments(fs.readFileSync(path.join(dir, name), "utf8")).split(
+      /\{\{[A-Z_]+\}\}/,
+    );
     const pattern = new RegExp(
       `^${shipped.map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^\\n]*")}$`,
     );
-    expect({ file: name, rendered: contents.some((c) => pattern.test(c)) }).toEqual({
+    expect({ file: name, rendered: rendered.some((c) => pattern.test(c)) }).toEqual({
       file: name,
       rendered: true,
     });
@@ -305,9 +324,9 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
     run("bash", [path.join(ARTIFACTS, "rootfs-check.sh"), rootfs(), ...files]);
 
   withTool("debian-13-rootfs")(
-    "every rendered document, site, HAProxy config and log rule passes",
+    "every effective document, site, HAProxy config and log rule passes",
     () => {
-      const result = check(documents.map((d) => d.file));
+      const result = check(documents.map((d) => d.effectiveFile));
       const lines = result.output.trim().split("\n");
       expect(lines.filter((l) => !l.endsWith(" ok"))).toEqual([]);
       expect(result.code).toBe(0);
@@ -325,13 +344,13 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
     "the same checks fail on a broken site, a broken HAProxy config and a broken log rule",
     () => {
       const broken = path.join(SCRATCH, "broken-lb.yaml");
-      const lb = lbDocuments()[0].text.replace("balance roundrobin", "balance nosuchalgo");
+      const lb = lbDocuments()[0].effective.replace("balance roundrobin", "balance nosuchalgo");
       fs.writeFileSync(broken, lb);
       const brokenApp = path.join(SCRATCH, "broken-app.yaml");
       fs.writeFileSync(
         brokenApp,
         appDocuments()[0]
-          .text.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;")
+          .effective.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;")
           .replace("su www-data www-data", "su nosuchuser www-data"),
       );
       const result = check([broken, brokenApp]);

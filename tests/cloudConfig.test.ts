@@ -1,36 +1,65 @@
-// The user-data building blocks: the cloud-config composer, templates, env files, EC2's encoding.
+// The building blocks: the bootstrap and bundle composers, templates, env files, EC2's encoding.
 import YAML from "yaml";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
-import { composeCloudConfig } from "../cloud-init/cloudConfig";
+import { composeBootstrap } from "../cloud-init/cloudConfig";
+import { composeBundle } from "../cloud-init/bundle";
 import { fillTemplate } from "../cloud-init/template";
 import { decodeUserData, encodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
 
 describe("building blocks", () => {
-  test("the composer refuses two parts writing one file, and merges packages once", () => {
+  const header = { hostname: "h", fqdn: "h.x", description: "d" };
+  const node = { stack: "t", node: "s1" as const };
+
+  test("the bootstrap composer refuses two parts writing one file, and merges packages once", () => {
     const file = { path: "/etc/x", content: "x", permissions: "0644" };
     expect(() =>
-      composeCloudConfig({ hostname: "h", fqdn: "h.x", description: "d" }, [
-        { writeFiles: [file] },
-        { writeFiles: [file] },
-      ]),
+      composeBootstrap(header, node, [{ bootFiles: [file] }, { bootFiles: [file] }]),
     ).toThrow("two parts write /etc/x");
-    const doc = YAML.parse(
-      composeCloudConfig({ hostname: "h", fqdn: "h.x", description: "d" }, [
-        { packages: ["a", "b"] },
-        { packages: ["b", "c"] },
+    expect(() =>
+      composeBootstrap(header, node, [
+        { bootFiles: [{ ...file, path: "/etc/webstack/bundle.env" }] },
       ]),
+    ).toThrow("two parts write /etc/webstack/bundle.env");
+    const doc = YAML.parse(
+      composeBootstrap(header, node, [{ packages: ["a", "b"] }, { packages: ["b", "c"] }]),
     );
     expect(doc.packages).toEqual(["a", "b", "c"]);
   });
 
-  test("several commands: runcmd stops at the first failure", () => {
-    const header = { hostname: "h", fqdn: "h.x", description: "d" };
-    const one = YAML.parse(composeCloudConfig(header, [{ runcmd: [["/boot"]] }]));
-    expect(one.runcmd).toEqual([["/boot"]]);
-    const two = YAML.parse(
-      composeCloudConfig(header, [{ runcmd: [["/boot"]] }, { runcmd: ["echo later"] }]),
+  test("the bootstrap runs one command, the bootstrap, after SSH is off and the parts' boot commands", () => {
+    const doc = YAML.parse(composeBootstrap(header, node, [{ bootcmd: [["/early"]] }]));
+    expect(doc.bootcmd).toEqual([
+      ["systemctl", "mask", "--now", "ssh.service", "ssh.socket"],
+      ["/early"],
+    ]);
+    expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
+  });
+
+  test("the bundle composer refuses two parts writing one file; first-apply steps keep their order, the apply timer last", () => {
+    const file = { path: "/etc/x", content: "x", mode: "0644" };
+    const frame = { node: "s1" as const, after: [] };
+    expect(() => composeBundle(frame, [{ files: [file] }, { files: [file] }])).toThrow(
+      "two parts write /etc/x",
     );
-    expect(two.runcmd).toEqual(["set -eu", ["/boot"], "echo later"]);
+    expect(() =>
+      composeBundle(frame, [{ files: [{ ...file, path: "/usr/local/sbin/webstack-aws" }] }]),
+    ).toThrow("two parts write /usr/local/sbin/webstack-aws");
+    const bundle = composeBundle(frame, [
+      { firstApply: [["/a"]] },
+      { firstApply: [["/b"], ["/c"]] },
+    ]);
+    expect(bundle.firstApply).toEqual([
+      ["/a"],
+      ["/b"],
+      ["/c"],
+      ["systemctl", "enable", "--now", "webstack-apply.timer"],
+    ]);
+    expect(bundle.files.map((f) => f.path)).toEqual([
+      "/usr/local/sbin/webstack-aws",
+      "/usr/local/sbin/webstack-unit-changed",
+      "/etc/systemd/system/webstack-apply.service",
+      "/etc/systemd/system/webstack-apply.timer",
+    ]);
   });
 
   test("templates: every placeholder filled, every value used", () => {
@@ -46,8 +75,10 @@ describe("building blocks", () => {
     );
   });
 
-  test("user-data: plain up to 12 KB, gzipped above, refused past 16 KB gzipped", () => {
-    const small = "#cloud-config\n" + "a".repeat(1000);
+  test("user-data: plain up to 4 KB, gzipped above, refused past 16 KB gzipped", () => {
+    const small = "#cloud-config\n" + "a".repeat(4096 - 14);
+    expect(encodeUserData(small)).toEqual({ userData: small });
+    expect("userDataBase64" in encodeUserData(`${small}a`)).toBe(true);
     expect(encodeUserData(small)).toEqual({ userData: small });
     const big = "#cloud-config\n" + "line of text\n".repeat(2000);
     const encoded = encodeUserData(big);

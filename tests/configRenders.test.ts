@@ -3,7 +3,7 @@
 import { ARCHITECTURES } from "../model/aws";
 import { CONFIG_KEYS, ConfigError, ConfigKey, parseConfig } from "../model/config";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
-import { planConfig, userDataFile } from "./harness";
+import { planConfig, bundleFile } from "./harness";
 
 const API_KEY = "0123456789abcdef0123456789abcdef";
 
@@ -183,7 +183,7 @@ describe("every value the parser accepts renders", () => {
       });
       for (const [key, value] of Object.entries(values)) {
         const { node, file, name } = CARRIED[key];
-        const lines = userDataFile(plan, node, file).split("\n");
+        const lines = bundleFile(plan, node, file).split("\n");
         const forms = carriedForms(key, value);
         expect(forms.map((form) => `${name}=${form}`)).toContainEqual(
           lines.find((l) => l.startsWith(`${name}=`)),
@@ -200,16 +200,13 @@ test("the request limits in the config reach every layer on every node that has 
     lbServerTimeoutSeconds: "120",
     maxBodyMiB: "50",
   });
-  expect(userDataFile(plan, "lb", "/etc/webstack/haproxy.cfg")).toMatch(
-    /^ {4}timeout server 120s$/m,
-  );
+  expect(bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg")).toMatch(/^ {4}timeout server 120s$/m);
   for (const node of ["s1", "s2"]) {
-    const site = userDataFile(plan, node, "/etc/nginx/sites-available/webstack");
+    const site = bundleFile(plan, node, "/etc/nginx/sites-available/webstack");
     expect(site).toMatch(/^ {4}client_max_body_size 50m;$/m);
     expect(site).toMatch(/^ {4}proxy_read_timeout 119s;$/m);
-    expect(userDataFile(plan, node, "/etc/webstack/gunicorn.conf.py")).toMatch(/^timeout = 120$/m);
-    expect(userDataFile(plan, node, "/etc/webstack/node.env")).toMatch(
-      /^APP_DB_WAIT_SECONDS=118$/m,
-    );
+    const gunicorn = bundleFile(plan, node, "/etc/webstack/gunicorn.conf.py");
+    expect(gunicorn).toMatch(/^timeout = 120$/m);
+    expect(gunicorn).toMatch(/^raw_env = \["WEBSTACK_DB_WAIT_S=118"\]$/m);
   }
 });

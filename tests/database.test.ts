@@ -30,7 +30,7 @@ describe.each([
   const p = dbParams(engine, role);
   const server = lines(renderServerConfig(p));
   const tls = lines(renderLateConfig(p));
-  const { text, doc } = renderedAppNode(engine, role);
+  const { text, doc, bundle } = renderedAppNode(engine, role);
 
   test("identity, binlog and bind address", () => {
     expect(server).toEqual(
@@ -92,27 +92,30 @@ describe.each([
 
   test("a restarted replica resumes by itself: no skip_replica_start anywhere", () => {
     expect(text).not.toMatch(/skip[-_](replica|slave)[-_]start/);
+    expect(JSON.stringify(bundle)).not.toMatch(/skip[-_](replica|slave)[-_]start/);
   });
 
-  test("the server config is written before packages, the late config staged for the boot script", () => {
-    const paths = doc.write_files.map((f) => f.path);
+  test("the server config is in the bootstrap, before packages; the late config in the bundle, installed by the boot script or a change", () => {
     const confDir = engine === "mariadb" ? "/etc/mysql/mariadb.conf.d" : "/etc/mysql/mysql.conf.d";
-    expect(paths).toContain(
+    const bootPaths = doc.write_files.map((f) => f.path);
+    expect(bootPaths).toContain(
       engine === "mariadb" ? `${confDir}/60-webstack.cnf` : `${confDir}/webstack.cnf`,
     );
-    expect(paths.filter((path) => path.startsWith(confDir))).toHaveLength(1);
-    expect(paths).toContain(
+    expect(bootPaths.filter((path) => path.startsWith(confDir))).toHaveLength(1);
+    const bundlePaths = bundle.files.map((f) => f.path);
+    expect(bundlePaths.filter((path) => path.startsWith(confDir))).toEqual([]);
+    const late =
       engine === "mariadb"
         ? "/etc/webstack/db/61-webstack-late.cnf"
-        : "/etc/webstack/db/webstack-late.cnf",
-    );
+        : "/etc/webstack/db/webstack-late.cnf";
+    expect(bundle.files.find((f) => f.path === late)?.onChange).toEqual([
+      "/usr/local/sbin/webstack-db-late-config",
+    ]);
   });
 
   test("only this role's SQL ships, readable by root alone", () => {
-    const sql = doc.write_files.filter((f) => f.path.endsWith(".sql"));
-    expect(sql.map((f) => [f.path, f.permissions])).toEqual([
-      [`/etc/webstack/db/${role}.sql`, "0600"],
-    ]);
+    const sql = bundle.files.filter((f) => f.path.endsWith(".sql"));
+    expect(sql.map((f) => [f.path, f.mode])).toEqual([[`/etc/webstack/db/${role}.sql`, "0600"]]);
   });
 
   test("packages", () => {

@@ -13,12 +13,13 @@ import { redactSecrets, revealSecrets } from "../plan/secrets";
 import {
   T,
   bootSequence,
+  bundleFile,
+  bundleObject,
+  bundleOf,
   ofType,
   one,
   planConfig,
   planStack,
-  userDataDocument,
-  userDataFile,
   userDataText,
 } from "./harness";
 import { cloudWatchAgentConfig } from "./rendererFixtures";
@@ -52,31 +53,57 @@ describe("turning Datadog on", () => {
     ).toBe("[secret]");
   });
 
-  test("adds the agent to every node's user-data and changes nothing else there", () => {
+  test("changes every node's bundle, never its bootstrap: datadog.env says on, the agent's settings are added", () => {
     for (const node of NODE_NAMES) {
-      const before = userDataDocument(off, node);
-      const after = userDataDocument(on, node);
-      const paths = (d: { write_files: { path: string }[] }) => d.write_files.map((f) => f.path);
-      const addedFiles = paths(after).filter((p: string) => !paths(before).includes(p));
-      expect(
-        addedFiles.every(
-          (p: string) => p.startsWith("/etc/webstack/datadog") || p.includes("datadog-agent"),
-        ),
-      ).toBe(true);
-      expect(paths(before).every((p: string) => paths(after).includes(p))).toBe(true);
-      // Started without cloud-init waiting for it, before the boot script, like the other agents.
-      expect(bootSequence(after).started).toContainEqual({
-        unit: "webstack-datadog-agent.service",
-        waits: false,
-        beforeBootScript: true,
-      });
+      expect(userDataText(on, node)).toBe(userDataText(off, node));
+      const [before, after] = [bundleOf(off, node), bundleOf(on, node)];
+      const changed = after.files
+        .filter(
+          (f) => JSON.stringify(f) !== JSON.stringify(before.files.find((b) => b.path === f.path)),
+        )
+        .map((f) => f.path);
+      expect(changed.every((p) => p.startsWith("/etc/webstack/datadog"))).toBe(true);
+      expect(changed).toContain("/etc/webstack/datadog.env");
+      expect(before.files.every((b) => after.files.some((f) => f.path === b.path))).toBe(true);
+      expect(bundleFile(off, node, "/etc/webstack/datadog.env")).toBe("DATADOG_ENABLED=false\n");
+      expect(bundleFile(on, node, "/etc/webstack/datadog.env")).toMatch(/^DATADOG_ENABLED=true$/m);
+      // On or off, the switch's unit starts at first boot without the boot waiting for it, before
+      // the boot script, like the other agents; any Datadog file's change re-runs it.
+      for (const bundle of [before, after]) {
+        expect(bootSequence(bundle).started).toContainEqual({
+          unit: "webstack-datadog-agent.service",
+          waits: false,
+          beforeBootScript: true,
+        });
+        for (const f of bundle.files.filter((f) => /datadog/.test(f.path)))
+          expect([f.path, f.onChange]).toEqual([
+            f.path,
+            [
+              "/usr/local/sbin/webstack-unit-changed",
+              "restart",
+              "--no-block",
+              "webstack-datadog-agent.service",
+            ],
+          ]);
+      }
     }
   });
 
-  test("the API key is in no user-data and no output; the nodes read it from SSM", () => {
+  test("off again: the installer stops and disables an agent a former bundle installed", () => {
+    const installer = bundleFile(off, "lb", "/usr/local/sbin/webstack-install-datadog-agent");
+    const offBranch = installer.indexOf('if [ "$DATADOG_ENABLED" != true ]; then');
+    expect(offBranch).toBeGreaterThan(0);
+    expect(installer.indexOf("systemctl disable --now datadog-agent")).toBeGreaterThan(offBranch);
+    expect(installer.indexOf("systemctl disable --now datadog-agent")).toBeLessThan(
+      installer.indexOf("apt-get update"),
+    );
+  });
+
+  test("the API key is in no user-data, no bundle and no output; the nodes read it from SSM", () => {
     for (const node of NODE_NAMES) {
       expect(userDataText(on, node)).not.toContain(API_KEY);
-      const manifest = JSON.parse(userDataFile(on, node, "/etc/webstack/datadog/secrets.json"));
+      expect(String(bundleObject(on, node).inputs.content)).not.toContain(API_KEY);
+      const manifest = JSON.parse(bundleFile(on, node, "/etc/webstack/datadog/secrets.json"));
       expect(manifest[0]).toEqual({
         parameter: parameterName(on.stack, "shared", "datadog-api-key"),
         path: "/etc/webstack/secrets/datadog-api-key",
@@ -88,29 +115,27 @@ describe("turning Datadog on", () => {
   });
 
   test("site and tags from config; the MySQL check reads the monitoring user's own password", () => {
-    expect(YAML.parse(userDataFile(on, "s2", "/etc/webstack/datadog/datadog.yaml"))).toEqual({
+    expect(YAML.parse(bundleFile(on, "s2", "/etc/webstack/datadog/datadog.yaml"))).toEqual({
       site: "datadoghq.eu",
       tags: ["env:test", "role:primary", "node:s2", "service:webstack"],
       logs_enabled: true,
       use_dogstatsd: true,
       dogstatsd_port: 8125,
     });
-    const manifest = JSON.parse(userDataFile(on, "s2", "/etc/webstack/datadog/secrets.json"));
+    const manifest = JSON.parse(bundleFile(on, "s2", "/etc/webstack/datadog/secrets.json"));
     expect(manifest[1].parameter).toBe(parameterName(on.stack, "s2", "db-monitor-password"));
-    expect(JSON.parse(userDataFile(on, "lb", "/etc/webstack/datadog/secrets.json"))).toHaveLength(
-      1,
-    );
+    expect(JSON.parse(bundleFile(on, "lb", "/etc/webstack/datadog/secrets.json"))).toHaveLength(1);
   });
 
   test("the installer trusts only Datadog's pinned keys, and retries", () => {
-    const env = userDataFile(on, "lb", "/etc/webstack/datadog.env");
+    const env = bundleFile(on, "lb", "/etc/webstack/datadog.env");
     expect(env).toContain(`DATADOG_KEY_FINGERPRINTS=${DATADOG_KEY_FINGERPRINTS.join(",")}\n`);
     expect(env).toContain("DATADOG_REPO_URL=https://apt.datadoghq.com/\n");
     expect(DATADOG_KEY_FINGERPRINTS.every((f) => /^[0-9A-F]{40}$/.test(f))).toBe(true);
-    const installer = userDataFile(on, "lb", "/usr/local/sbin/webstack-install-datadog-agent");
+    const installer = bundleFile(on, "lb", "/usr/local/sbin/webstack-install-datadog-agent");
     expect(installer).toContain('gpg --batch --export $fingerprints >"$work/keyring.gpg"');
     expect(installer).toContain('echo "deb [signed-by=$keyring] $DATADOG_REPO_URL stable 7"');
-    expect(userDataFile(on, "lb", "/etc/systemd/system/webstack-datadog-agent.service")).toContain(
+    expect(bundleFile(on, "lb", "/etc/systemd/system/webstack-datadog-agent.service")).toContain(
       "Restart=on-failure",
     );
   });
@@ -175,5 +200,5 @@ test("prod (Datadog on, key a placeholder) plans the agent everywhere", async ()
     parameterName(prod.stack, "shared", "datadog-api-key"),
   );
   for (const node of NODE_NAMES)
-    expect(userDataText(prod, node)).toContain("webstack-datadog-agent.service");
+    expect(bundleFile(prod, node, "/etc/webstack/datadog.env")).toMatch(/^DATADOG_ENABLED=true$/m);
 });

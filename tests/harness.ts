@@ -59,6 +59,15 @@ export const T = {
   volume: "aws:ebs/volume:Volume",
   volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
   ssmParameter: "aws:ssm/parameter:Parameter",
+  bucket: "aws:s3/bucket:Bucket",
+  bucketObject: "aws:s3/bucketObjectv2:BucketObjectv2",
+  bucketPublicAccessBlock: "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+  bucketOwnershipControls: "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+  bucketVersioning: "aws:s3/bucketVersioning:BucketVersioning",
+  bucketEncryption:
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+  bucketLifecycle: "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+  bucketPolicy: "aws:s3/bucketPolicy:BucketPolicy",
   nodeImage: "webstack:images:NodeImage",
   networkInterface: "aws:ec2/networkInterface:NetworkInterface",
   eipAssociation: "aws:ec2/eipAssociation:EipAssociation",
@@ -157,6 +166,72 @@ export interface CloudConfigDocument {
   readonly [key: string]: unknown;
 }
 
+/** One file of a bundle, as the node's applier reads it (owner filled in). */
+export interface PlannedBundleFile {
+  readonly path: string;
+  readonly content: string;
+  readonly mode: string;
+  readonly owner: string;
+  readonly validate?: string[];
+  readonly onChange?: string[];
+}
+
+/** A node's bundle, parsed from the object the plan uploads (issue 17's format 1). */
+export interface PlannedBundle {
+  readonly format: number;
+  readonly node: string;
+  readonly release: string;
+  readonly after: { node: string; status: string }[];
+  readonly files: PlannedBundleFile[];
+  readonly firstApply: string[][];
+  readonly healthCheck?: string[];
+}
+
+/** The bucket object holding a node's current bundle. */
+export function bundleObject(plan: Plan, node: string): PlannedResource {
+  return one(plan, T.bucketObject, `bundles-${node}`);
+}
+
+/** A planned node's bundle: the object's exact bytes, parsed. */
+export function bundleOf(plan: Plan, node: string): PlannedBundle {
+  return JSON.parse(String(bundleObject(plan, node).inputs.content)) as PlannedBundle;
+}
+
+/** One file of a planned node's bundle; fails the test when it is missing. */
+export function bundleEntry(plan: Plan, node: string, at: string): PlannedBundleFile {
+  return entryOf(bundleOf(plan, node), at);
+}
+
+/** The entry of a bundle for one path; fails the test when it is missing. */
+export function entryOf(bundle: PlannedBundle, at: string): PlannedBundleFile {
+  const found = bundle.files.find((f) => f.path === at);
+  if (!found) throw new Error(`no ${at} in ${bundle.node}'s bundle`);
+  return found;
+}
+
+/** A file's content in a planned node's bundle; fails the test when it is missing. */
+export function bundleFile(plan: Plan, node: string, at: string): string {
+  return bundleEntry(plan, node, at).content;
+}
+
+/**
+ * What a node runs after its first apply, as one cloud-config: its bootstrap with the bundle's
+ * files added to write_files (for the checks that read documents: schema, the servers' own checks).
+ */
+export function effectiveDocument(userData: string, bundle: PlannedBundle): string {
+  const doc = YAML.parse(userData) as CloudConfigDocument;
+  const bundleFiles = bundle.files.map((f) => ({
+    path: f.path,
+    content: f.content,
+    permissions: f.mode,
+    ...(f.owner !== "root:root" ? { owner: f.owner } : {}),
+  }));
+  return `#cloud-config\n${YAML.stringify(
+    { ...doc, write_files: [...doc.write_files, ...bundleFiles] },
+    { lineWidth: 0, blockQuote: "literal" },
+  )}`;
+}
+
 /** A planned node's user-data as text, decoded as EC2 hands it to cloud-init. */
 export function userDataText(plan: Plan, node: string): string {
   return plannedUserData(one(plan, T.instance, `${node}-instance`));
@@ -174,43 +249,42 @@ export function writtenFile(doc: CloudConfigDocument, at: string): WrittenFile {
   return found;
 }
 
-/** A file a planned node's user-data writes (`write_files`); fails the test when it is missing. */
-export function userDataFile(plan: Plan, node: string, at: string): string {
-  return writtenFile(userDataDocument(plan, node), at).content;
-}
-
-/** A systemd unit that a document's runcmd enables and starts. */
+/** A systemd unit that a bundle's first apply enables and starts. */
 export interface StartedUnit {
   readonly unit: string;
-  /** Whether cloud-init waits for the start to finish (no `--no-block`). */
+  /** Whether the first apply waits for the start to finish (no `--no-block`). */
   readonly waits: boolean;
-  /** Whether it is started before the boot script (runcmd's last command) runs. */
+  /** Whether it is started before the node's boot script runs. */
   readonly beforeBootScript: boolean;
 }
 
-/** What a document's runcmd does at first boot, read as behaviour rather than as argv. */
+/** What a bundle's first apply does at first boot, read as behaviour rather than as argv. */
 export interface BootSequence {
-  /** A failed command fails the boot (`set -eu` first). */
-  readonly stopsAtFirstFailure: boolean;
   /** Units enabled and started (`systemctl enable --now`), in order. */
   readonly started: StartedUnit[];
-  /** The last command: the node's boot script. */
+  /** The node's boot script: the one step that runs a program of its own (not systemctl). */
   readonly bootScript: string;
+  /** The last step. */
+  readonly last: string;
 }
 
-export function bootSequence(doc: CloudConfigDocument): BootSequence {
-  const commands = (doc.runcmd ?? []).map((c) => (typeof c === "string" ? c.split(/\s+/) : c));
-  const last = commands.length - 1;
-  const started = commands.flatMap((argv, at) => {
+export function bootSequence(bundle: {
+  readonly firstApply: readonly (readonly string[])[];
+}): BootSequence {
+  const commands = bundle.firstApply;
+  const scripts = commands.filter((argv) => argv[0] !== "systemctl");
+  if (scripts.length !== 1) throw new Error(`expected one boot script, found ${scripts.length}`);
+  const at = commands.indexOf(scripts[0]);
+  const started = commands.flatMap((argv, i) => {
     if (argv[0] !== "systemctl" || argv[1] !== "enable" || !argv.includes("--now")) return [];
     const units = argv.slice(2).filter((a) => !a.startsWith("--"));
     const waits = !argv.includes("--no-block");
-    return units.map((unit) => ({ unit, waits, beforeBootScript: at < last }));
+    return units.map((unit) => ({ unit, waits, beforeBootScript: i < at }));
   });
   return {
-    stopsAtFirstFailure: commands[0]?.join(" ") === "set -eu",
     started,
-    bootScript: commands[last]?.join(" ") ?? "",
+    bootScript: scripts[0].join(" "),
+    last: commands[commands.length - 1]?.join(" ") ?? "",
   };
 }
 

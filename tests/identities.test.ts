@@ -65,16 +65,18 @@ describe("node identities", () => {
         resources: [...paths, ...below].sort(),
       },
     ]);
-    // Of the planned parameters, s1 can read and decrypt exactly the ones made for it (no shared
-    // one exists without Datadog).
+    // Of the planned parameters, s1 can read and decrypt exactly the ones made for it, its bundle
+    // pointer included (no shared one exists without Datadog).
     const parameters = ofType(plan, T.ssmParameter);
     const reached = (patterns: string[]) =>
       parameters
         .filter((p) => patterns.some((pattern) => covers(pattern, String(p.outputs.arn))))
         .map((p) => p.name)
         .sort();
-    const madeForS1 = parameters.filter((p) => p.name.startsWith("app-secrets-s1-"));
-    expect(madeForS1).toHaveLength(5);
+    const madeForS1 = parameters.filter(
+      (p) => p.name.startsWith("app-secrets-s1-") || p.name === "bundles-s1-pointer",
+    );
+    expect(madeForS1).toHaveLength(6);
     expect(reached(grants[1].resources!)).toEqual(madeForS1.map((p) => p.name).sort());
     expect(reached(below)).toEqual(madeForS1.map((p) => p.name).sort());
   });
@@ -85,6 +87,58 @@ describe("node identities", () => {
       expect(text).not.toContain(parameterPath(plan.stack, other));
     expect(text).not.toMatch(/"\*"|ssm:\*|kms:\*/);
   });
+
+  test.each(NODE_NAMES)(
+    "%s's bundles: its own prefix only, decrypted through S3 only, its own status written, the status it waits for read",
+    (node) => {
+      const bucketArn = String(one(plan, T.bucket, "files-bucket").outputs.arn);
+      const keyArn = one(plan, T.kmsKey, "parameters-key").outputs.arn;
+      const ssm = (name: string) => `arn:aws:ssm:eu-west-1:${ACCOUNT_ID}:parameter${name}`;
+      const grants = grantsOf(one(plan, T.rolePolicy, `${node}-identity-bundles`).inputs.policy);
+      expect(grants).toEqual(
+        [
+          {
+            actions: ["kms:Decrypt"],
+            resources: [keyArn],
+            // With the bucket key, S3's encryption context is the bucket's ARN: the prefix is
+            // S3's to enforce, and the key serves this bucket through S3 only.
+            condition: {
+              StringEquals: {
+                "kms:ViaService": "s3.eu-west-1.amazonaws.com",
+                "kms:EncryptionContext:aws:s3:arn": bucketArn,
+              },
+            },
+          },
+          { actions: ["s3:GetObject"], resources: [`${bucketArn}/bundles/${node}/*`] },
+          {
+            actions: ["ssm:PutParameter"],
+            resources: [ssm(`/webstack/test/${node}/bundle-status`)],
+          },
+          // The primary applies after the replica: it reads the replica's status, nothing more.
+          ...(node === "s2"
+            ? [
+                {
+                  actions: ["ssm:GetParameter"],
+                  resources: [ssm("/webstack/test/s1/bundle-status")],
+                },
+              ]
+            : []),
+        ].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+      );
+      // No listing: a node cannot learn what other keys exist.
+      expect(JSON.stringify(grants)).not.toMatch(/s3:ListBucket|s3:\*|"\*"/);
+      // Its pointer is below its own parameter path, which it already reads.
+      const pointer = String(one(plan, T.ssmParameter, `bundles-${node}-pointer`).outputs.arn);
+      const reads = grantsOf(one(plan, T.rolePolicy, `${node}-identity-parameters`).inputs.policy)
+        .filter((g) => g.actions.includes("ssm:GetParameter"))
+        .flatMap((g) => g.resources ?? []);
+      expect(reads.some((pattern) => covers(pattern, pointer))).toBe(true);
+      for (const other of NODE_NAMES.filter((n) => n !== node)) {
+        const theirs = String(one(plan, T.ssmParameter, `bundles-${other}-pointer`).outputs.arn);
+        expect(reads.some((pattern) => covers(pattern, theirs))).toBe(false);
+      }
+    },
+  );
 
   test("the parameter key is customer-managed with rotation", () => {
     const key = one(plan, T.kmsKey, "parameters-key");

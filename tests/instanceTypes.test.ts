@@ -16,7 +16,7 @@ import {
 } from "../model/config";
 import { KNOWN_INSTANCE_TYPES, describeInstanceType } from "../plan/instanceTypes";
 import { Plan, runPlan } from "../plan/plan";
-import { T, one, planConfig, userDataFile } from "./harness";
+import { T, one, planConfig, bundleFile } from "./harness";
 
 const DOMAIN = "www.example.com";
 
@@ -227,9 +227,7 @@ describe("the program asks EC2 before any resource", () => {
     });
 
     const agentArch = (plan: Plan, node: string) =>
-      /\/debian\/(\w+)\/latest\//.exec(
-        userDataFile(plan, node, "/etc/webstack/monitoring.env"),
-      )?.[1];
+      /\/debian\/(\w+)\/latest\//.exec(bundleFile(plan, node, "/etc/webstack/monitoring.env"))?.[1];
     const archs = (plan: Plan) => ["lb", "s1", "s2"].map((node) => agentArch(plan, node));
     const ami = (plan: Plan, node: string) => one(plan, T.instance, `${node}-instance`).inputs.ami;
 

@@ -1,4 +1,5 @@
 // What the lab takes from the plan and how it lays out its network: pure, no root needed.
+import { createHash } from "crypto";
 import * as YAML from "yaml";
 import { parseConfig } from "../model/config";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
@@ -9,9 +10,11 @@ import {
   labNetwork,
   labNodes,
   BROKEN_BOOT_MARKER,
+  bucketObjects,
   packagesOf,
   planFirewallRules,
   ssmParameters,
+  s3Scopes,
   ssmScopes,
   withFailingBootStep,
 } from "../lab/labPlan";
@@ -27,7 +30,7 @@ import {
   mapNodes,
   securityGroupRules,
 } from "../model/topology";
-import { T, ofType, one } from "./harness";
+import { T, bundleFile, ofType, one } from "./harness";
 
 let plan: Plan;
 let nodes: LabNode[];
@@ -77,11 +80,14 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
     [
       "/webstack/lab/s1",
       "/webstack/lab/s1/",
+      "/webstack/lab/s1/bundle-status",
       "/webstack/lab/shared",
       "/webstack/lab/shared/",
     ].sort(),
   );
   expect(node("s1").ssmScopes).not.toContain("/webstack/lab/s2/");
+  // The primary applies after the replica: it reads the replica's bundle status.
+  expect(node("s2").ssmScopes).toContain("/webstack/lab/s1/bundle-status");
   // The LB may also store the certificate it obtains (Let's Encrypt mode).
   expect(node("lb").ssmScopes).toContain("/webstack/lab/lb/");
   expect(
@@ -94,6 +100,33 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
       }),
     ),
   ).toEqual(["/a/b"]);
+});
+
+test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped to its own prefix", () => {
+  const objects = bucketObjects(plan);
+  const bucket = String(one(plan, T.bucket, "files-bucket").outputs.bucket);
+  expect(objects.map((o) => [o.bucket, o.key.replace(/[0-9a-f]{64}/, "<sha256>")])).toEqual([
+    [bucket, "bundles/lb/<sha256>.json"],
+    [bucket, "bundles/s1/<sha256>.json"],
+    [bucket, "bundles/s2/<sha256>.json"],
+  ]);
+  for (const o of objects) {
+    expect(createHash("sha256").update(o.body, "utf8").digest("hex")).toBe(
+      /([0-9a-f]{64})\.json$/.exec(o.key)![1],
+    );
+    expect(o.contentType).toBe("application/json");
+  }
+  for (const n of nodes) expect(n.s3Scopes).toEqual([`${bucket}/bundles/${n.name}/`]);
+  // The pointers the nodes read are plain parameters the SSM stand-in serves.
+  const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);
+  expect(objects).toContainEqual(
+    expect.objectContaining({ bucket: pointer.bucket, key: pointer.key }),
+  );
+  expect(
+    s3Scopes(
+      JSON.stringify({ Statement: [{ Action: "s3:GetObject", Resource: "arn:aws:s3:::b/k" }] }),
+    ),
+  ).toEqual(["b/k"]);
 });
 
 test("the SSM stand-in serves the plan's parameters with their real values", () => {
@@ -181,10 +214,7 @@ test("fault injection: a failing boot step appended to the user-data, the rest k
 });
 
 test("the benchmark's naive peer: the LB's own certificate and verified backends, without our tuning", () => {
-  const lbDocument = YAML.parse(node("lb").userData) as {
-    write_files: { path: string; content: string }[];
-  };
-  const ours = lbDocument.write_files.find((f) => f.path === "/etc/webstack/haproxy.cfg")!.content;
+  const ours = bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg");
   const naive = naiveHaproxyConfig(ours).split("\n");
   const oursLines = ours.split("\n").map((l) => l.trim());
   expect(naive).toEqual(

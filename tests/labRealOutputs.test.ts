@@ -5,9 +5,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { randomPassword, realOutputs } from "../lab/realOutputs";
-import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { NODE_NAMES } from "../model/topology";
 import { Plan, runPlan } from "../plan/plan";
-import { T, TOPOLOGY, ofType, one } from "./harness";
+import { T, TOPOLOGY, bundleFile, bundleObject, ofType, one, userDataText } from "./harness";
 
 let plan: Plan;
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-real-"));
@@ -113,16 +113,15 @@ test("randomPassword honours lengths, classes and minimums", () => {
   );
 });
 
-test("the real CA travels in user-data; no real secret does", () => {
+test("the real CA travels in every bundle; no real secret in any bundle or user-data", () => {
   const caPem = String(one(plan, T.selfSignedCert, "pki-ca").outputs.certPem);
   const secrets = [
     ...ofType(plan, T.randomPassword).map((p) => String(p.outputs.result)),
     ...ofType(plan, T.privateKey).map((k) => String(k.outputs.privateKeyPem).split("\n")[1]),
   ];
-  for (const instance of ofType(plan, T.instance)) {
-    const text = decodeUserData(instance.inputs);
-    if (instance.name !== "lb-instance" || text.includes("ca.crt"))
-      expect(text).toContain(caPem.split("\n")[1]);
-    for (const secret of secrets) expect(text).not.toContain(secret);
+  for (const node of NODE_NAMES) {
+    expect(bundleFile(plan, node, "/etc/webstack/tls/ca.crt")).toBe(caPem);
+    const texts = [userDataText(plan, node), String(bundleObject(plan, node).inputs.content)];
+    for (const text of texts) for (const secret of secrets) expect(text).not.toContain(secret);
   }
 });

@@ -1,19 +1,15 @@
-// The LB's user-data per certificate mode: HAProxy staged, certificates obtained and installed.
+// The LB's bootstrap and bundle per certificate mode: HAProxy checked and reloaded, certificates
+// obtained and installed.
 import YAML from "yaml";
 import {
   CertificateSetup,
   lbSecretsManifest,
-  renderLoadBalancerUserData,
+  renderLoadBalancerBootstrap,
+  renderLoadBalancerBundle,
 } from "../cloud-init/loadBalancer";
 import { parameterName } from "../model/naming";
-import {
-  CloudConfigDocument,
-  TOPOLOGY,
-  bootSequence,
-  testMonitoring,
-  writtenFile,
-} from "./harness";
-import { BACKENDS, TEST_CA_PEM } from "./rendererFixtures";
+import { CloudConfigDocument, TOPOLOGY, bootSequence, testMonitoring } from "./harness";
+import { BACKENDS, TEST_CA_PEM, bundleEntryOf } from "./rendererFixtures";
 
 const SETUPS: Record<string, CertificateSetup> = {
   "self-signed": {
@@ -38,7 +34,14 @@ const SETUPS: Record<string, CertificateSetup> = {
 };
 
 function lbDocument(mode: string) {
-  const text = renderLoadBalancerUserData({
+  const text = renderLoadBalancerBootstrap({
+    stack: "t",
+    node: TOPOLOGY.nodes.lb,
+    domain: "www.example.com",
+    certificateMode: SETUPS[mode].mode,
+  });
+  const bundle = renderLoadBalancerBundle({
+    stack: "t",
     node: TOPOLOGY.nodes.lb,
     domain: "www.example.com",
     backends: BACKENDS,
@@ -49,29 +52,32 @@ function lbDocument(mode: string) {
     monitoring: testMonitoring("lb"),
   });
   const doc = YAML.parse(text) as CloudConfigDocument;
-  const paths = doc.write_files.map((f) => f.path);
-  const file = (p: string) => writtenFile(doc, p).content;
-  return { text, doc, paths, file };
+  const paths = bundle.files.map((f) => f.path);
+  const file = (p: string) => bundleEntryOf(bundle, p).content;
+  return { text, doc, bundle, paths, file };
 }
 
-describe("the LB's user-data", () => {
+describe("the LB's bootstrap and bundle", () => {
   test.each(Object.keys(SETUPS))(
-    "%s: HAProxy staged, started by the boot script once a certificate exists",
+    "%s: HAProxy's config where HAProxy reads it, started by the boot script once a certificate exists",
     (mode) => {
-      const { doc, paths, file } = lbDocument(mode);
-      expect(paths).toContain("/etc/webstack/haproxy.cfg");
-      expect(paths.filter((p) => p.startsWith("/etc/haproxy/"))).toEqual([]);
-      // The boot script last, after the boot report's unit (so even a failed boot reports
-      // itself); a failed step fails the boot.
-      const boot = bootSequence(doc);
-      expect(boot.stopsAtFirstFailure).toBe(true);
+      const { doc, bundle, paths, file } = lbDocument(mode);
+      expect(paths.filter((p) => p.startsWith("/etc/haproxy/"))).toEqual([
+        "/etc/haproxy/haproxy.cfg",
+      ]);
+      // The boot script after the boot report's unit (so even a failed boot reports itself); the
+      // applier stops at a failed step, which fails the boot.
+      const boot = bootSequence(bundle);
       expect(boot.bootScript).toBe("/usr/local/sbin/webstack-lb-boot");
       expect(boot.started.find((s) => s.unit === "webstack-boot-status.service")).toMatchObject({
         beforeBootScript: true,
       });
+      expect(boot.last).toBe("systemctl enable --now webstack-apply.timer");
       // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
       expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
       expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));
+      expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
+      expect(bundle.after).toEqual([]);
       expect(file("/etc/webstack/tls/ca.crt")).toBe(TEST_CA_PEM);
       expect(file("/etc/webstack/lb.env")).toContain(`CERT_MODE=${mode}\n`);
       expect(JSON.parse(file("/etc/webstack/secrets.json"))).toEqual(
@@ -79,6 +85,51 @@ describe("the LB's user-data", () => {
       );
     },
   );
+
+  test("HAProxy: checked where it reads its config (once a certificate exists), then reloaded seamlessly", () => {
+    const { bundle, file } = lbDocument("letsencrypt");
+    for (const path of ["/etc/haproxy/haproxy.cfg", "/etc/webstack/tls/ca.crt"]) {
+      const entry = bundleEntryOf(bundle, path);
+      expect([path, entry.validate, entry.onChange]).toEqual([
+        path,
+        ["/usr/local/sbin/webstack-check-haproxy"],
+        ["systemctl", "reload", "haproxy"],
+      ]);
+    }
+    const check = file("/usr/local/sbin/webstack-check-haproxy");
+    expect(check).toContain("exec haproxy -c -f /etc/haproxy/haproxy.cfg\n");
+    expect(check).toContain("if [ ! -e /etc/haproxy/certs/site.pem ]; then");
+    const rsyslog = bundleEntryOf(bundle, "/etc/rsyslog.d/48-webstack-haproxy.conf");
+    expect([rsyslog.validate, rsyslog.onChange]).toEqual([
+      ["rsyslogd", "-N1"],
+      ["systemctl", "restart", "rsyslog"],
+    ]);
+    expect(
+      bundleEntryOf(bundle, "/etc/systemd/system/webstack-certificate.timer").onChange,
+    ).toEqual([
+      "/usr/local/sbin/webstack-unit-changed",
+      "try-restart",
+      "webstack-certificate.timer",
+    ]);
+    // HAProxy itself answers on loopback: the process that serves has loaded what it was given.
+    expect(bundle.healthCheck).toEqual([
+      "curl",
+      "-fsS",
+      "-o",
+      "/dev/null",
+      "--max-time",
+      "5",
+      "http://127.0.0.1:8404/stats",
+    ]);
+  });
+
+  test("the bootstrap names the domain and the mode: a change to either replaces the LB", () => {
+    const [selfSigned, acm] = [lbDocument("self-signed").text, lbDocument("acm").text];
+    expect(selfSigned.split("\n")[1]).toBe(
+      "# webstack lb (load balancer, self-signed certificate for www.example.com): bootstrap rendered by webstack; its files come from its bundle",
+    );
+    expect(acm).not.toBe(selfSigned);
+  });
 
   test("self-signed: the pair from SSM, no timer, no certbot", () => {
     const { doc, paths } = lbDocument("self-signed");

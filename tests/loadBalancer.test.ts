@@ -5,6 +5,7 @@ import { revealSecrets } from "../plan/secrets";
 import {
   T,
   TOPOLOGY,
+  bundleObject,
   generatedSecrets,
   grantsOf,
   ofType,
@@ -48,7 +49,11 @@ describe("the program, per certificate mode", () => {
         networkInterfaceId: eni.id,
       });
       const instance = one(plan, T.instance, "lb-instance");
-      expect(instance.options).toEqual({ dependsOn: [association.urn], deleteBeforeReplace: true });
+      // Its first boot fetches its bundle: the pointer exists before the instance does.
+      expect(instance.options).toEqual({
+        dependsOn: [association.urn, one(plan, T.ssmParameter, "bundles-lb-pointer").urn],
+        deleteBeforeReplace: true,
+      });
       expect(instance.inputs).toMatchObject({
         primaryNetworkInterface: { networkInterfaceId: eni.id },
         iamInstanceProfile: one(plan, T.instanceProfile, "lb-identity-profile").outputs.name,
@@ -157,16 +162,23 @@ describe("the program, per certificate mode", () => {
   });
 
   test.each(["self-signed", "letsencrypt", "acm"])(
-    "%s: nothing secret in the LB's user-data",
+    "%s: nothing secret in the LB's user-data or bundle",
     (mode) => {
       const plan = plans[mode];
-      const text = userDataText(plan, "lb");
+      const [text, bundle] = [
+        userDataText(plan, "lb"),
+        String(bundleObject(plan, "lb").inputs.content),
+      ];
       const secrets = generatedSecrets(plan);
       expect(secrets.length).toBeGreaterThan(0);
-      for (const secret of secrets) expect(text).not.toContain(secret);
+      for (const secret of secrets) {
+        expect(text).not.toContain(secret);
+        expect(bundle).not.toContain(secret);
+      }
       expect(text).not.toMatch(/PRIVATE KEY/);
-      // The backends' CA travels; the LB's parameters are named, never valued.
-      expect(text).toContain(
+      expect(bundle).not.toMatch(/PRIVATE KEY/);
+      // The backends' CA travels in the bundle; the LB's parameters are named, never valued.
+      expect(bundle).toContain(
         String(one(plan, T.selfSignedCert, "pki-ca").outputs.certPem).split("\n")[1],
       );
       expect(JSON.stringify(revealSecrets(plan.outputs))).not.toMatch(/mock-secret/);

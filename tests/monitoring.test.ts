@@ -14,12 +14,12 @@ import {
   PROJECT_DIR,
   T,
   bootSequence,
+  bundleEntry,
+  bundleFile,
+  bundleOf,
   ofType,
   planConfig,
   testNeeding,
-  userDataDocument,
-  userDataFile,
-  writtenFile,
   TOPOLOGY,
 } from "./harness";
 import { cloudWatchAgentConfig } from "./rendererFixtures";
@@ -150,7 +150,7 @@ describe("the program", () => {
   });
 
   test.each(NODE_NAMES)("%s ships to exactly its own log groups", (node) => {
-    const config = JSON.parse(userDataFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
+    const config = JSON.parse(bundleFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
     const shipped = config.logs.logs_collected.files.collect_list.map(
       (l: { log_group_name: string }) => l.log_group_name,
     );
@@ -162,7 +162,7 @@ describe("the program", () => {
   });
 
   test("the agent package for the node's architecture, checked against AWS's key by fingerprint", () => {
-    const env = (node: string) => userDataFile(plan, node, "/etc/webstack/monitoring.env");
+    const env = (node: string) => bundleFile(plan, node, "/etc/webstack/monitoring.env");
     expect(env("lb")).toContain(
       "CLOUDWATCH_AGENT_URL=https://amazoncloudwatch-agent.s3.amazonaws.com/debian/arm64/latest/amazon-cloudwatch-agent.deb\n",
     );
@@ -170,7 +170,7 @@ describe("the program", () => {
     expect(env("s1")).toContain(
       `CLOUDWATCH_AGENT_KEY_FINGERPRINT=${CLOUDWATCH_AGENT_KEY_FINGERPRINT}\n`,
     );
-    const installer = userDataFile(plan, "s1", "/usr/local/sbin/webstack-install-cloudwatch-agent");
+    const installer = bundleFile(plan, "s1", "/usr/local/sbin/webstack-install-cloudwatch-agent");
     expect(installer).toContain('if [ "$signer" != "$CLOUDWATCH_AGENT_KEY_FINGERPRINT" ]; then');
     expect(installer.indexOf("gpg --batch --status-fd 1 --verify")).toBeLessThan(
       installer.indexOf("dpkg -i -E"),
@@ -183,7 +183,7 @@ describe("the program", () => {
     ["s2", "collect primary s2 mariadb"],
     ["s1", "collect replica s1 mariadb"],
   ])("%s: a collector every minute (%s) and a boot-status report", (node, args) => {
-    const file = (at: string) => userDataFile(plan, node, at);
+    const file = (at: string) => bundleFile(plan, node, at);
     expect(file("/etc/systemd/system/webstack-collector.service")).toContain(
       `ExecStart=/usr/local/sbin/webstack-aws ${args}\n`,
     );
@@ -195,23 +195,34 @@ describe("the program", () => {
 
   test("installed by a unit that retries until it works, started without holding up the boot", () => {
     for (const node of NODE_NAMES) {
-      const doc = userDataDocument(plan, node);
-      const unit = writtenFile(doc, "/etc/systemd/system/webstack-cloudwatch-agent.service");
-      expect(unit.content.split("\n")).toEqual(
+      const bundle = bundleOf(plan, node);
+      const unit = bundleFile(plan, node, "/etc/systemd/system/webstack-cloudwatch-agent.service");
+      expect(unit.split("\n")).toEqual(
         expect.arrayContaining(["Restart=on-failure", "RestartSec=60", "StartLimitIntervalSec=0"]),
       );
-      // Each monitoring unit started without cloud-init waiting for it, and before the boot
-      // script, so that even a failed boot reports itself; a failed command fails the boot.
-      const boot = bootSequence(doc);
-      expect(boot.stopsAtFirstFailure).toBe(true);
+      // Each monitoring unit started without the first apply waiting for it, and before the boot
+      // script, so that even a failed boot reports itself.
+      const boot = bootSequence(bundle);
       const monitoring = boot.started.filter((s) => MONITORING_UNITS.includes(s.unit));
       expect(monitoring.sort((a, b) => a.unit.localeCompare(b.unit))).toEqual(
         MONITORING_UNITS.map((unit) => ({ unit, waits: false, beforeBootScript: true })),
       );
-      expect(boot.started.filter((s) => s.waits)).toEqual([]);
+      expect(boot.started.filter((s) => s.waits && s.beforeBootScript)).toEqual([]);
       const script = node === "lb" ? "webstack-lb-boot" : "webstack-boot";
       expect(boot.bootScript).toBe(`/usr/local/sbin/${script}`);
-      expect(writtenFile(doc, boot.bootScript).permissions).toBe("0755");
+      expect(bundleEntry(plan, node, boot.bootScript).mode).toBe("0755");
+      // A change to any of the agent's files re-runs its installer, not waited for.
+      for (const path of [
+        "/etc/webstack/cloudwatch-agent.json",
+        "/etc/webstack/monitoring.env",
+        "/etc/systemd/system/webstack-cloudwatch-agent.service",
+      ])
+        expect(bundleEntry(plan, node, path).onChange).toEqual([
+          "/usr/local/sbin/webstack-unit-changed",
+          "restart",
+          "--no-block",
+          "webstack-cloudwatch-agent.service",
+        ]);
     }
   });
 });

@@ -2,7 +2,7 @@
 import { METRIC_NAMESPACE } from "../model/naming";
 import { LOOPBACK_PORTS, PORTS } from "../model/topology";
 import { Plan } from "../plan/plan";
-import { planStack, userDataFile } from "./harness";
+import { planStack, bundleFile } from "./harness";
 
 let plan: Plan;
 beforeAll(async () => {
@@ -19,5 +19,5 @@ test.each([
   ["s1", "/srv/webstack/app.py", `port=${PORTS.mysql},`],
   ["s1", "/usr/local/sbin/webstack-db-bootstrap", `--port=${PORTS.mysql} `],
 ])("%s's %s says %j", (node, file, spelling) => {
-  expect(userDataFile(plan, node, file)).toContain(spelling);
+  expect(bundleFile(plan, node, file)).toContain(spelling);
 });

@@ -28,6 +28,15 @@ describe("tags", () => {
     T.snsSubscription,
     T.dashboard,
     T.logMetricFilter,
+    // A bucket's settings are parts of the bucket, which is tagged.
+    T.bucketPublicAccessBlock,
+    T.bucketOwnershipControls,
+    T.bucketVersioning,
+    T.bucketEncryption,
+    T.bucketLifecycle,
+    T.bucketPolicy,
+    // S3 objects take ten tags at most: the bucket's say whose they are.
+    T.bucketObject,
   ]);
 
   test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
@@ -80,6 +89,9 @@ describe("outputs", () => {
         "instanceProfiles",
         "parameterPaths",
         "parameterKeyArn",
+        "bundleBucket",
+        "bundleRelease",
+        "bundles",
         "appNodes",
         "dbEndpoints",
         "internalCaCertPem",

@@ -1,13 +1,19 @@
 // Plain inputs the renderer tests share, on the default address plan: CA, backends, node configs.
 import YAML from "yaml";
-import { AppNodeParameterNames, AppNodeParams, renderAppNodeUserData } from "../cloud-init/appNode";
+import {
+  AppNodeParameterNames,
+  AppNodeParams,
+  renderAppNodeBootstrap,
+  renderAppNodeBundle,
+} from "../cloud-init/appNode";
+import { BundlePayload } from "../cloud-init/bundle";
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
 import { requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
 import { DbRole, NodeName } from "../model/topology";
-import { CloudConfigDocument, TOPOLOGY, testMonitoring, writtenFile } from "./harness";
+import { CloudConfigDocument, TOPOLOGY, testMonitoring } from "./harness";
 
 export const TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
 
@@ -20,6 +26,7 @@ export const BACKENDS: readonly HaproxyBackend[] = [TOPOLOGY.nodes.s1, TOPOLOGY.
 export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
   const node = role === "primary" ? TOPOLOGY.nodes.s2 : TOPOLOGY.nodes.s1;
   return {
+    stack: "t",
     node,
     primaryIp: TOPOLOGY.nodes.s2.privateIp,
     replicaIp: TOPOLOGY.nodes.s1.privateIp,
@@ -27,7 +34,6 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     engine,
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
-    dataVolumeId: "vol-0123456789abcdef0",
     parameters: Object.fromEntries(
       APP_NODE_PARAMETERS.map((key) => [key, parameterName("t", node.name, key)]),
     ) as AppNodeParameterNames,
@@ -36,12 +42,32 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
   };
 }
 
-/** An app node's user-data as text and parsed, with its written files by path. */
+/** The data volume the fixtures' app nodes boot with. */
+export const TEST_VOLUME_ID = "vol-0123456789abcdef0";
+
+/** A bundle's entry for one path; fails the test when it is missing. */
+export function bundleEntryOf(bundle: BundlePayload, path: string) {
+  const found = bundle.files.find((f) => f.path === path);
+  if (!found) throw new Error(`no ${path} in ${bundle.node}'s bundle`);
+  return found;
+}
+
+/**
+ * An app node's two documents: its bootstrap as text and parsed, and its bundle, with the
+ * bundle's files by path.
+ */
 export function renderedAppNode(engine: DbEngine, role: DbRole) {
-  const text = renderAppNodeUserData(appNodeParams(engine, role));
+  const params = appNodeParams(engine, role);
+  const text = renderAppNodeBootstrap({
+    stack: params.stack,
+    node: params.node,
+    engine,
+    dataVolumeId: TEST_VOLUME_ID,
+  });
   const doc = YAML.parse(text) as CloudConfigDocument;
-  const file = (path: string) => writtenFile(doc, path).content;
-  return { text, doc, file };
+  const bundle = renderAppNodeBundle(params);
+  const file = (path: string) => bundleEntryOf(bundle, path).content;
+  return { text, doc, bundle, file };
 }
 
 /** A node's CloudWatch agent config, with testMonitoring's log groups. */

@@ -1,5 +1,5 @@
 #!/bin/bash
-# An app node's boot, after packages: secrets → database TLS → bootstrap → app → Nginx.
+# An app node's boot, its bundle's first apply: secrets → database TLS → bootstrap → app → Nginx.
 # Every step fails loudly: cloud-init then reports the boot as failed.
 set -euo pipefail
 # shellcheck source=/dev/null
@@ -11,10 +11,7 @@ log "fetching this node's parameters"
 /usr/local/sbin/webstack-aws fetch /etc/webstack/secrets.json
 
 log "database TLS and log files"
-install -D -m 0644 /etc/webstack/tls/ca.crt /etc/mysql/webstack/ca.crt
-install -d -m 2750 -o mysql -g adm /var/log/mysql
-install -m 0644 "/etc/webstack/db/$DB_LATE_CONF" "$DB_CONF_DIR/$DB_LATE_CONF"
-systemctl restart "$DB_SERVICE"
+/usr/local/sbin/webstack-db-late-config
 
 log "database bootstrap"
 /usr/local/sbin/webstack-db-bootstrap
@@ -24,7 +21,6 @@ umask 077
 {
   printf 'WEBSTACK_NODE=%s\nWEBSTACK_ROLE=%s\n' "$NODE" "$DB_ROLE"
   printf 'DB_PRIMARY=%s\nDB_REPLICA=%s\n' "$APP_DB_PRIMARY" "$APP_DB_REPLICA"
-  printf 'WEBSTACK_DB_WAIT_S=%s\n' "$APP_DB_WAIT_SECONDS"
   printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\nDB_APP_PASSWORD=%s\n' "$(</etc/webstack/secrets/db-app-password)"
 } >/etc/webstack/app.env
 umask 022

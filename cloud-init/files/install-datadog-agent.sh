@@ -1,12 +1,18 @@
 #!/bin/bash
-# Installs Datadog Agent 7 from Datadog's APT repository, trusting only Datadog's signing keys
-# pinned by fingerprint, then configures it with the API key read from SSM (never from user-data).
-# A unit re-runs this until it works: a vendor outage never fails the boot.
+# Datadog on (datadog.env): installs Agent 7 from Datadog's APT repository, trusting only Datadog's
+# signing keys pinned by fingerprint, then configures it with the API key read from SSM (never from
+# a bundle). A unit re-runs this until it works: a vendor outage never fails the boot.
+# Datadog off: an agent a former bundle installed is stopped and disabled.
 set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/webstack/datadog.env
 keyring=/usr/share/keyrings/datadog-archive-keyring.gpg
-if ! dpkg-query -W -f='${Status}' datadog-agent 2>/dev/null | grep -q "install ok installed"; then
+installed() { dpkg-query -W -f='${Status}' datadog-agent 2>/dev/null | grep -q "install ok installed"; }
+if [ "$DATADOG_ENABLED" != true ]; then
+  if installed; then systemctl disable --now datadog-agent; fi
+  exit 0
+fi
+if ! installed; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   export GNUPGHOME="$work/gnupg"

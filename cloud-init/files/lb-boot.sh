@@ -1,6 +1,6 @@
 #!/bin/bash
-# The load balancer's boot, after packages: its parameters → a certificate → HAProxy → the
-# certificate timer. Every step fails loudly: cloud-init then reports the boot as failed.
+# The load balancer's boot, its bundle's first apply: its parameters → a certificate → HAProxy →
+# the certificate timer. Every step fails loudly: cloud-init then reports the boot as failed.
 set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/webstack/lb.env
@@ -44,7 +44,7 @@ esac
 
 log "haproxy"
 systemctl restart rsyslog
-install -m 0644 /etc/webstack/haproxy.cfg /etc/haproxy/haproxy.cfg
+# The bundle wrote HAProxy's config; with a certificate in place, it can be checked in full.
 haproxy -c -q -f /etc/haproxy/haproxy.cfg
 systemctl enable haproxy
 systemctl restart haproxy

@@ -81,7 +81,7 @@ def checks(doc_path, files):
             old.unlink()
         write("/etc/nginx/sites-enabled/webstack", site)
         yield "nginx", run("nginx", "-t")
-    config = files.get("/etc/webstack/haproxy.cfg")
+    config = files.get("/etc/haproxy/haproxy.cfg")
     if config is not None:
         write("/etc/haproxy/haproxy.cfg", config)
         code, output = run("haproxy", "-c", "-V", "-f", "/etc/haproxy/haproxy.cfg")

@@ -1,0 +1,188 @@
+// A node's bundle (issue 17, format 1): the files it runs, how each is checked and taken into use,
+// its first-boot steps and health check, as the exact JSON bytes that are uploaded and pointed at.
+import * as crypto from "crypto";
+import { NodeName, appliesAfter } from "../model/topology";
+import { bundlePrefix, bundleStatusName } from "../model/naming";
+import { shippedFile } from "./template";
+
+/** A command, exec'd as is by the node's applier: never through a shell. */
+export type Argv = readonly string[];
+
+/** One file of a bundle: written when its content, mode or owner differ from the node's. */
+export interface BundleFile {
+  readonly path: string;
+  readonly content: string;
+  /** Octal mode as a string, e.g. "0644". */
+  readonly mode: string;
+  /** @default "root:root" */
+  readonly owner?: string;
+  /** Runs once the changed files are written, before any action; a failure refuses the bundle. */
+  readonly validate?: Argv;
+  /** Runs once (per distinct command, in bundle order) when this file changed; not on a first apply. */
+  readonly onChange?: Argv;
+}
+
+/** Another node's status this node's apply waits for: the same release, applied. */
+export interface BundleAfter {
+  readonly node: NodeName;
+  readonly status: string;
+}
+
+/** A bundle without its release: what a node's own settings make of it. */
+export interface BundlePayload {
+  readonly node: NodeName;
+  readonly after: readonly BundleAfter[];
+  readonly files: readonly BundleFile[];
+  /** Run in order on the node's first apply (its first boot), instead of the files' onChange. */
+  readonly firstApply: readonly Argv[];
+  /** Must pass after the actions for the bundle to count as applied. */
+  readonly healthCheck?: Argv;
+}
+
+/** The statuses a node's apply waits for (the primary: the replica's), as its bundle lists them. */
+export function afterOf(stack: string, node: NodeName): BundleAfter[] {
+  return appliesAfter(node).map((other) => ({
+    node: other,
+    status: bundleStatusName(stack, other),
+  }));
+}
+
+/** What one renderer contributes to a node's bundle. */
+export interface BundlePart {
+  readonly files?: readonly BundleFile[];
+  /** Steps of the node's first apply (its first boot), in order; one failing refuses the bundle. */
+  readonly firstApply?: readonly Argv[];
+}
+
+/** The one format the nodes' applier reads. */
+export const BUNDLE_FORMAT = 1;
+
+/** The node tool: shipped in every bundle, installed by the bootstrap, runs every apply. */
+export const NODE_TOOL_PATH = "/usr/local/sbin/webstack-aws";
+const UNIT_CHANGED_PATH = "/usr/local/sbin/webstack-unit-changed";
+const SYSTEMD_DIR = "/etc/systemd/system";
+
+/** The onChange of a unit file: systemd reads its units again, then `systemctl ARGS…` (if any). */
+export function unitChanged(...systemctlArgs: string[]): Argv {
+  return [UNIT_CHANGED_PATH, ...systemctlArgs];
+}
+
+/** A systemd unit file, taken into use when it changes by `systemctl ARGS…` after a reload. */
+export function unitFile(name: string, content: string, ...systemctlArgs: string[]): BundleFile {
+  return {
+    path: `${SYSTEMD_DIR}/${name}`,
+    content,
+    mode: "0644",
+    onChange: unitChanged(...systemctlArgs),
+  };
+}
+
+/** The apply machinery every bundle carries: the node tool, its timer, the unit helper. */
+function applyPart(): BundlePart {
+  return {
+    files: [
+      { path: NODE_TOOL_PATH, content: shippedFile("webstack-aws.py"), mode: "0755" },
+      { path: UNIT_CHANGED_PATH, content: shippedFile("unit-changed.sh"), mode: "0755" },
+      unitFile("webstack-apply.service", shippedFile("webstack-apply.service")),
+      unitFile(
+        "webstack-apply.timer",
+        shippedFile("webstack-apply.timer"),
+        "restart",
+        "webstack-apply.timer",
+      ),
+    ],
+  };
+}
+
+/** A health check over HTTP(S): fails on an error status or after 5 s, printing only the error. */
+export function httpCheck(url: string, ...curlOptions: string[]): Argv {
+  return ["curl", "-fsS", "-o", "/dev/null", "--max-time", "5", ...curlOptions, url];
+}
+
+/** What the node composers add to the parts' files and first-boot steps. */
+export interface BundleFrame {
+  readonly node: NodeName;
+  readonly after: readonly BundleAfter[];
+  readonly healthCheck?: Argv;
+}
+
+/**
+ * A node's bundle from its parts: their files (no two parts may write one path) and their first-boot
+ * steps in order, then the apply timer, enabled last: from then on the node follows its pointer.
+ */
+export function composeBundle(frame: BundleFrame, parts: readonly BundlePart[]): BundlePayload {
+  const files = [...parts, applyPart()].flatMap((p) => p.files ?? []);
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (seen.has(file.path)) throw new Error(`two parts write ${file.path}`);
+    seen.add(file.path);
+  }
+  return {
+    node: frame.node,
+    after: frame.after,
+    files,
+    firstApply: [
+      ...parts.flatMap((p) => p.firstApply ?? []),
+      ["systemctl", "enable", "--now", "webstack-apply.timer"],
+    ],
+    ...(frame.healthCheck ? { healthCheck: frame.healthCheck } : {}),
+  };
+}
+
+/** The bundle's JSON: the contract's keys in its order, owners filled in; no release for a payload. */
+function bundleJson(payload: BundlePayload, release?: string): string {
+  return JSON.stringify({
+    format: BUNDLE_FORMAT,
+    node: payload.node,
+    ...(release !== undefined ? { release } : {}),
+    after: payload.after,
+    files: payload.files.map((f) => ({
+      path: f.path,
+      content: f.content,
+      mode: f.mode,
+      owner: f.owner ?? "root:root",
+      ...(f.validate ? { validate: f.validate } : {}),
+      ...(f.onChange ? { onChange: f.onChange } : {}),
+    })),
+    firstApply: payload.firstApply,
+    ...(payload.healthCheck ? { healthCheck: payload.healthCheck } : {}),
+  });
+}
+
+export const sha256Hex = (text: string): string =>
+  crypto.createHash("sha256").update(text, "utf8").digest("hex");
+
+/** One node's published bundle: its bytes, their sha256, and its content-addressed key. */
+export interface PublishedBundle {
+  readonly node: NodeName;
+  readonly text: string;
+  readonly sha256: string;
+  readonly key: string;
+}
+
+/**
+ * Every node's bundle with the stack's release: the sha256 of the sorted payload sha256s, one per
+ * line (no trailing newline), so it changes when any node's payload does and names one rollout.
+ */
+export function publishBundles(payloads: readonly BundlePayload[]): {
+  readonly release: string;
+  readonly bundles: readonly PublishedBundle[];
+} {
+  const release = sha256Hex(
+    payloads
+      .map((p) => sha256Hex(bundleJson(p)))
+      .sort()
+      .join("\n"),
+  );
+  const bundles = payloads.map((p) => {
+    const text = bundleJson(p, release);
+    const sha256 = sha256Hex(text);
+    return { node: p.node, text, sha256, key: `${bundlePrefix(p.node)}${sha256}.json` };
+  });
+  return { release, bundles };
+}
+
+/** The pointer parameter's value: where the node's current bundle is, and its sha256. */
+export function renderBundlePointer(bucket: string, key: string, sha256: string): string {
+  return JSON.stringify({ bucket, key, sha256 });
+}

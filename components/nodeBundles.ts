@@ -1,0 +1,107 @@
+// What runs on each node (issue 17): every node's bundle rendered, released together, uploaded
+// content-addressed to the stack's bucket, and pointed at by the node's SSM parameter.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { bundlePointerName } from "../model/naming";
+import { NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
+import { Tagger } from "../model/tags";
+import { AppNodeParams, renderAppNodeBundle } from "../cloud-init/appNode";
+import { publishBundles, renderBundlePointer } from "../cloud-init/bundle";
+import {
+  CertificateSetup,
+  LoadBalancerParams,
+  renderLoadBalancerBundle,
+} from "../cloud-init/loadBalancer";
+import { ssmParameter } from "./parameter";
+
+export interface NodeBundlesArgs {
+  readonly stack: string;
+  /** The stack's bucket (components/stackBucket.ts). */
+  readonly bucketName: pulumi.Input<string>;
+  /** The key the bucket encrypts with: each object says so itself too. */
+  readonly keyArn: pulumi.Input<string>;
+  /** PEM of the private CA (public): every node's bundle carries it. */
+  readonly caCertPem: pulumi.Input<string>;
+  /** What each app node runs, but the CA. */
+  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem">[];
+  /** What the LB runs, but the CA and its certificate's setup. */
+  readonly loadBalancer: Omit<LoadBalancerParams, "caCertPem" | "certificate">;
+  /** How the LB's certificate arrives (known once the certificate's resources are). */
+  readonly certificate: pulumi.Input<CertificateSetup>;
+  readonly tags: Tagger;
+}
+
+/** Where a node's current bundle is: what ops look at, and what the node reads. */
+export interface BundleRef {
+  readonly pointer: string;
+  readonly key: pulumi.Output<string>;
+  readonly sha256: pulumi.Output<string>;
+}
+
+export class NodeBundles extends pulumi.ComponentResource {
+  /** Each node's pointer parameter: its instance is created once its bundle is published. */
+  readonly pointers: Readonly<Record<NodeName, aws.ssm.Parameter>>;
+  readonly refs: Readonly<Record<NodeName, BundleRef>>;
+  /** The release every node's current bundle names: one rollout, whichever nodes it changes. */
+  readonly release: pulumi.Output<string>;
+
+  constructor(name: string, args: NodeBundlesArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:bundles:NodeBundles", name, {}, opts);
+    const child = { parent: this };
+
+    const published = pulumi
+      .all([args.caCertPem, args.certificate])
+      .apply(([caCertPem, certificate]) =>
+        publishBundles([
+          renderLoadBalancerBundle({ ...args.loadBalancer, caCertPem, certificate }),
+          ...args.appNodes.map((n) => renderAppNodeBundle({ ...n, caCertPem })),
+        ]),
+      );
+
+    const pointers = {} as Record<NodeName, aws.ssm.Parameter>;
+    const refs = {} as Record<NodeName, BundleRef>;
+    for (const node of NODE_NAMES) {
+      const bundle = published.apply(({ bundles }) => {
+        const found = bundles.find((b) => b.node === node);
+        if (!found) throw new Error(`no bundle rendered for ${node}`);
+        return found;
+      });
+      // A new key per content: the object is replaced (the old one deleted once the pointer
+      // moved) and S3 never serves one key with two contents. No tags: S3 objects take ten at
+      // most; the bucket's say whose they are.
+      const object = new aws.s3.BucketObjectv2(
+        `${name}-${node}`,
+        {
+          bucket: args.bucketName,
+          key: bundle.key,
+          content: bundle.text,
+          contentType: "application/json",
+          serverSideEncryption: "aws:kms",
+          kmsKeyId: args.keyArn,
+          bucketKeyEnabled: true,
+        },
+        child,
+      );
+      const pointer = bundlePointerName(args.stack, node);
+      pointers[node] = ssmParameter(
+        `${name}-${node}-pointer`,
+        {
+          name: pointer,
+          description: `webstack ${args.stack} ${node}: its current bundle (bucket, key, sha256)`,
+          // From the object's key: the pointer moves only once the object exists.
+          value: pulumi
+            .all([args.bucketName, object.key, bundle.sha256])
+            .apply(([bucket, key, sha256]) => renderBundlePointer(bucket, key, sha256)),
+          tags: args.tags(NODE_ROLES[node], `${node}-bundle-pointer`),
+        },
+        child,
+      );
+      refs[node] = { pointer, key: object.key, sha256: bundle.sha256 };
+    }
+
+    this.pointers = pointers;
+    this.refs = refs;
+    this.release = published.release;
+    this.registerOutputs({ release: this.release });
+  }
+}
