@@ -244,6 +244,16 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 1,
         missing: "notBreaching",
       },
+      {
+        // The node's applier publishes it (issue 17); the status parameter says why.
+        key: `${node}-bundle-refused`,
+        description: `${node} refused a bundle (its old files keep serving): see /webstack/<stack>/${node}/bundle-status`,
+        metrics: [custom<Id>("BundleRefused", node, "Maximum")],
+        comparison: "GreaterThanThreshold",
+        threshold: 0,
+        evaluationPeriods: 1,
+        missing: "notBreaching",
+      },
     ]),
   ];
 }
@@ -282,7 +292,10 @@ function graph(
   };
 }
 
-/** The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication, resources. */
+/**
+ * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
+ * resources, bundles.
+ */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = NODE_NAMES;
   const qps = nodes.flatMap((node, n) => [
@@ -372,10 +385,25 @@ export function dashboardBody(d: DashboardInputs): string {
       18,
       d.region,
     ),
+    graph(
+      "Bundles applied and refused (count per minute)",
+      nodes.flatMap((node) =>
+        ["BundleApplied", "BundleRefused"].map((metric) => [
+          METRIC_NAMESPACE,
+          metric,
+          "Node",
+          node,
+          { stat: "Sum", label: `${node} ${metric === "BundleApplied" ? "applied" : "refused"}` },
+        ]),
+      ),
+      0,
+      24,
+      d.region,
+    ),
     {
       type: "alarm",
       x: 0,
-      y: 24,
+      y: 30,
       width: 24,
       height: 6,
       properties: { title: "Alarms", alarms: d.alarmArns },

@@ -44,6 +44,7 @@ describe("alarm rows", () => {
           `${n}-status-check`,
           `${n}-no-metrics`,
           `${n}-boot-failed`,
+          `${n}-bundle-refused`,
         ]),
       ].sort(),
     );
@@ -77,6 +78,8 @@ describe("alarm rows", () => {
       "ReplicaRunning",
       "ReplicaLagSeconds",
       "BootFailed",
+      // webstack-aws apply (issue 17), per node.
+      "BundleRefused",
     ];
     const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
     for (const spec of specs) {
@@ -123,6 +126,21 @@ describe("the program's alarms", () => {
       dimensions: { Node: "s1" },
       statistic: "Maximum",
     });
+  });
+
+  test("a refused bundle alarms at once, per node; no bundle applied is no alarm", () => {
+    for (const node of NODE_NAMES) {
+      expect(alarm(`${node}-bundle-refused`).inputs).toMatchObject({
+        namespace: "Webstack",
+        metricName: "BundleRefused",
+        dimensions: { Node: node },
+        statistic: "Maximum",
+        comparisonOperator: "GreaterThanThreshold",
+        threshold: 0,
+        evaluationPeriods: 1,
+        treatMissingData: "notBreaching",
+      });
+    }
   });
 
   test("per-node alarms follow the node's instance", () => {
@@ -235,6 +253,7 @@ describe("the dashboard", () => {
       "CPU (%)",
       "Memory used (%)",
       "Root disk used (%)",
+      "Bundles applied and refused (count per minute)",
       "Alarms",
     ]);
     expect(body.widgets.at(-1).properties.alarms).toEqual(
@@ -251,7 +270,7 @@ describe("the dashboard", () => {
     );
     const published = new Set([
       ...METRIC_FILTERS.map((f) => `${METRIC_NAMESPACE}/${f.metric}`),
-      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning"].map(
+      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning", "BundleApplied", "BundleRefused"].map(
         (m) => `${METRIC_NAMESPACE}/${m}`,
       ),
       "AWS/EC2/CPUUtilization",
