@@ -48,6 +48,7 @@ const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
 const EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule";
 const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const INSTANCE = "aws:ec2/instance:Instance";
+const BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
 const APP_ROLES = ["primary", "replica"];
 const WORLD = ["0.0.0.0/0", "::/0"];
 
@@ -236,10 +237,11 @@ export const STACK_RULES: readonly StackRule[] = [
     },
   },
   {
+    // The id predates bundles; policy configs name it, so it stays.
     id: "no-secrets-in-user-data",
     control: "AWS EC2 user-data guidance, CKV_AWS_46",
     description:
-      "User-data holds no secret: no generated secret value, nothing matching the secret patterns",
+      "User-data and the bundles uploaded for the nodes hold no secret: no generated secret value, nothing matching the secret patterns",
     check: (resources, config) => {
       const generated = [
         ...byType(resources, "random:index/randomPassword:RandomPassword").map(
@@ -248,13 +250,7 @@ export const STACK_RULES: readonly StackRule[] = [
         ...byType(resources, "tls:index/privateKey:PrivateKey").map((r) => r.props.privateKeyPem),
       ].filter((v): v is string => typeof v === "string" && v.length >= 8);
       const patterns = config.secretPatterns.map(compile);
-      return byType(resources, INSTANCE).flatMap((instance) => {
-        let text: string;
-        try {
-          text = decodeUserData(instance.props);
-        } catch {
-          return []; // no user-data, or not known yet at preview
-        }
+      const leaks = (resource: Resource, what: string, text: string) => {
         const found = [
           ...generated
             .filter((secret) => text.includes(secret))
@@ -263,11 +259,20 @@ export const STACK_RULES: readonly StackRule[] = [
             .filter((p) => p.test(text))
             .map((p) => `matches the secret pattern ${p.source}`),
         ];
-        return found.map((message) => ({
-          resource: instance.name,
-          message: `user-data ${message}`,
-        }));
+        return found.map((message) => ({ resource: resource.name, message: `${what} ${message}` }));
+      };
+      const userData = byType(resources, INSTANCE).flatMap((instance) => {
+        try {
+          return leaks(instance, "user-data", decodeUserData(instance.props));
+        } catch {
+          return []; // no user-data, or not known yet at preview
+        }
       });
+      // A bundle's content is unknown at preview until its inputs are; it is checked at update.
+      const bundles = byType(resources, BUCKET_OBJECT)
+        .filter((o) => typeof o.props.content === "string")
+        .flatMap((o) => leaks(o, "object", String(o.props.content)));
+      return [...userData, ...bundles];
     },
   },
 ];

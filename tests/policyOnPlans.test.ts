@@ -101,6 +101,28 @@ describe("stack rules reject crafted violations", () => {
     expect(messages("password: '@APP_PASSWORD@'")).toEqual([]);
   });
 
+  test("a bundle (an S3 object) holding a generated secret, or anything matching a secret pattern", () => {
+    const password = dev.find((r) => r.type === T.randomPassword)!;
+    const bundle = (text: string) =>
+      crafted(T.bucketObject, { key: "bundles/s1/x.json", content: text }, "leaky-bundle");
+    const messages = (text: string) =>
+      ruleMessages([...dev, bundle(text)], "no-secrets-in-user-data");
+    expect(
+      messages(JSON.stringify({ files: [{ content: String(password.props.result) }] })),
+    ).toEqual([
+      "leaky-bundle: object contains a generated secret value (AWS EC2 user-data guidance, CKV_AWS_46)",
+    ]);
+    expect(messages("-----BEGIN PRIVATE KEY-----")[0]).toMatch(
+      /^leaky-bundle: object matches the secret pattern -----BEGIN/,
+    );
+    // Not known yet (a preview): nothing to judge.
+    expect(
+      ruleMessages([...dev, crafted(T.bucketObject, {}, "unknown")], "no-secrets-in-user-data"),
+    ).toEqual([]);
+    // The program's own bundles are among what the rule reads.
+    expect(dev.filter((r) => r.type === T.bucketObject)).toHaveLength(3);
+  });
+
   test("the pattern list is configurable", () => {
     const instance = crafted(
       T.instance,
