@@ -1,4 +1,5 @@
-// The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack.
+// The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack, and the
+// objects of its bucket (components/stackBucket.ts).
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { PROJECT } from "../model/naming";
@@ -12,7 +13,9 @@ export interface ParameterKeyArgs {
 /**
  * Not the AWS-managed aws/ssm key: that one lets every principal in the account decrypt, so a
  * node's role could not be kept from another node's secrets. With this key, decryption follows
- * the IAM policies, which scope it per node by the parameter's ARN.
+ * the IAM policies, which scope it per node by the parameter's ARN (and, for the bucket, to S3 for
+ * that bucket). Its description still names the parameters alone: changing it would update the key
+ * on every stack for a word.
  */
 export class ParameterKey extends pulumi.ComponentResource {
   readonly keyArn: pulumi.Output<string>;
