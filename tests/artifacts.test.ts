@@ -295,20 +295,15 @@ describe("python", () => {
     expect(compile("def broken(:\n").code).not.toBe(0);
   });
 
-  withTool("python3-boto3")(
-    "the node AWS tool's own unit tests pass (no real metadata service)",
-    () => {
-      const result = run(PYTHON, [
-        "-m",
-        "unittest",
-        "-v",
-        path.join(ARTIFACTS, "test_webstack_aws.py"),
-      ]);
-      expect(result.output).toMatch(/Ran \d+ tests/);
-      expect(result.output).toMatch(/\nOK\s*$/);
-      expect(result.code).toBe(0);
-    },
-  );
+  withTool("python3-boto3").each([
+    ["the node AWS tool's own unit tests", "test_webstack_aws.py"],
+    ["the bundle applier's and the bootstrap's unit tests (issue 17)", "test_webstack_apply.py"],
+  ])("%s pass (no real metadata service, no real /etc)", (_, file) => {
+    const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
+    expect(result.output).toMatch(/Ran \d+ tests/);
+    expect(result.output).toMatch(/\nOK\s*$/);
+    expect(result.code).toBe(0);
+  });
 });
 
 describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0, logrotate 3.22)", () => {

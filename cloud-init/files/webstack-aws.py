@@ -10,13 +10,22 @@ Usage: webstack-aws fetch MANIFEST.json                     parameters into file
        webstack-aws collect loadbalancer|primary|replica NODE [DB_CLIENT]
                                                             what logs cannot say, as metrics
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
+       webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, written,
+                                                            validated, acted on, health-checked, reported;
+                                                            PATH: one already verified (the bootstrap's)
 """
 import csv
+import datetime
+import fcntl
 import grp
+import hashlib
 import io
 import json
 import os
 import pwd
+import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -63,20 +72,25 @@ def fetch(client, names):
     return values
 
 
-def write(path, value, owner, group, mode):
-    """Writes atomically: a temporary file with the final owner and mode, then a rename."""
+def install(path, data, uid, gid, mode):
+    """Writes bytes atomically: a temporary file with the final owner and mode, then a rename."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".fetch-")
     try:
         os.fchmod(fd, mode)
-        os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
+        os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.rename(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def write(path, value, owner, group, mode):
+    """Text, with its owner and group by name, written atomically."""
+    install(path, value.encode(), pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid, mode)
 
 
 RETRYABLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalServerError",
@@ -220,31 +234,249 @@ def boot_status_command(node, client, run=subprocess.run):
     return 0
 
 
+BUNDLE_ENV = "/etc/webstack/bundle.env"
+BUNDLE_STATE = "/var/lib/webstack/bundle"
+HEALTH_ATTEMPTS = 5
+HEALTH_DELAY = 6  # seconds: about half a minute in all for services to settle after a reload
+OUTPUT_LINES = 5  # of a failed command's output, in the status's reason
+REASON_CHARACTERS = 1000  # a String parameter holds 4 KB
+
+
+class Refused(Exception):
+    """A bundle this node will not run; the message is the status's reason."""
+
+
+def under(root, path):
+    return os.path.join(root, path.lstrip("/"))
+
+
+def read_json(path):
+    try:
+        with open(path, "rb") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def parameter_json(ssm, name):
+    """A String parameter's JSON value; None while it does not exist."""
+    try:
+        return json.loads(with_retries(lambda: ssm.get_parameter(Name=name), "GetParameter")["Parameter"]["Value"])
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return None
+        raise
+
+
+def copy_file(source, target):
+    """Copies bytes, mode and owner atomically; False where there is no source."""
+    try:
+        status = os.stat(source)
+        with open(source, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return False
+    install(target, data, status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode))
+    return True
+
+
+def differs(path, data, uid, gid, mode):
+    try:
+        status = os.stat(path)
+        with open(path, "rb") as handle:
+            same = handle.read() == data
+    except FileNotFoundError:
+        return True
+    return not same or (stat.S_IMODE(status.st_mode), status.st_uid, status.st_gid) != (mode, uid, gid)
+
+
+def distinct(commands):
+    unique = []
+    for argv in commands:
+        if argv and argv not in unique:
+            unique.append(argv)
+    return unique
+
+
+def check(run, argv, what):
+    """Runs an argv (no shell); its output goes to the log, and its last lines into a refusal."""
+    log(f"{what}: {shlex.join(argv)}")
+    try:
+        result = run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        code, output = result.returncode, result.stdout or ""
+    except OSError as error:
+        code, output = 127, str(error)
+    sys.stderr.write(output)
+    if code != 0:
+        tail = "\n".join(output.strip().splitlines()[-OUTPUT_LINES:])
+        raise Refused(f"{what} failed: {shlex.join(argv)} exited {code}: {tail}"[:REASON_CHARACTERS])
+
+
+def write_files(bundle, root, backups, run):
+    """Step 4: writes the files that differ from disk, then validates them; on any failure the old
+    files are back (a new one removed) before the services saw anything. The changed entries."""
+    changed, saved = [], []
+    for entry in bundle["files"]:
+        user, _, group = entry["owner"].partition(":")
+        try:
+            owner = (pwd.getpwnam(user).pw_uid, grp.getgrnam(group or user).gr_gid)
+        except KeyError as error:
+            raise Refused(f"{entry['path']}: unknown owner {entry['owner']}") from error
+        wanted = (under(root, entry["path"]), entry["content"].encode(), *owner, int(entry["mode"], 8))
+        if differs(*wanted):
+            changed.append((entry, wanted))
+    shutil.rmtree(backups, ignore_errors=True)
+    try:
+        for entry, wanted in changed:
+            backup = under(backups, entry["path"])
+            saved.append((wanted[0], backup if copy_file(wanted[0], backup) else None))
+            install(*wanted)
+            log(f"wrote {entry['path']}")
+        for argv in distinct(entry.get("validate") for entry, _ in changed):
+            check(run, argv, "validate")
+    except BaseException:
+        for path, backup in reversed(saved):
+            if backup:
+                copy_file(backup, path)
+            elif os.path.exists(path):
+                os.unlink(path)
+            log(f"restored {path}")
+        raise
+    return [entry for entry, _ in changed]
+
+
+def health_check(argv, run):
+    """Step 6: a few tries, while services settle after a reload."""
+    for attempt in range(1, HEALTH_ATTEMPTS + 1):
+        try:
+            return check(run, argv, "health check")
+        except Refused:
+            if attempt == HEALTH_ATTEMPTS:
+                raise
+            log(f"health check attempt {attempt} of {HEALTH_ATTEMPTS} failed; retrying in {HEALTH_DELAY} s")
+            time.sleep(HEALTH_DELAY)
+
+
+def status_of(sha, release, reason=None):
+    status = {"sha256": sha, "release": release, "state": "refused" if reason else "applied"}
+    if reason:
+        status["reason"] = reason[:REASON_CHARACTERS]
+    status["at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return status
+
+
+def report(env, ssm, cloudwatch, status):
+    """The status parameter, and BundleApplied or BundleRefused."""
+    value = json.dumps(status)
+    with_retries(
+        lambda: ssm.put_parameter(Name=env["STATUS_PARAMETER"], Value=value, Type="String", Overwrite=True),
+        "PutParameter",
+    )
+    data = [metric("BundleApplied" if status["state"] == "applied" else "BundleRefused", env["NODE"], 1)]
+    with_retries(
+        lambda: cloudwatch.put_metric_data(Namespace=env["METRIC_NAMESPACE"], MetricData=data), "PutMetricData"
+    )
+
+
+def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
+    state = under(root, BUNDLE_STATE)
+    applied = read_json(os.path.join(state, "applied.json"))
+    if bundle_path:
+        with open(bundle_path, "rb") as handle:
+            data = handle.read()
+        pointer = {"sha256": hashlib.sha256(data).hexdigest()}
+    else:
+        pointer = parameter_json(ssm, env["BUNDLE_PARAMETER"])
+        if pointer is None:
+            log(f"no bundle yet: {env['BUNDLE_PARAMETER']} does not exist")
+            return 1
+    sha = pointer["sha256"]
+    if applied and applied.get("sha256") == sha and applied.get("state") == "applied":
+        log(f"bundle {sha[:12]} is applied; nothing to do")
+        return 0
+    if not bundle_path:
+        data = with_retries(
+            lambda: s3.get_object(Bucket=pointer["bucket"], Key=pointer["key"])["Body"].read(), "GetObject"
+        )
+    release = ""
+    try:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha:
+            raise Refused(f"sha256 mismatch: the object's is {actual}, the pointer's {sha}")
+        bundle = json.loads(data)
+        release = bundle["release"]
+        if bundle["format"] != 1 or bundle["node"] != env["NODE"]:
+            raise Refused(f"a format {bundle['format']} bundle for {bundle['node']}; this is {env['NODE']}")
+        # Not on the first apply: the replica's first boot waits for the primary's database.
+        for other in bundle["after"] if applied else []:
+            theirs = parameter_json(ssm, other["status"]) or {}
+            if (theirs.get("release"), theirs.get("state")) != (release, "applied"):
+                log(f"bundle {sha[:12]}: waiting for {other['node']}")
+                return 0
+        log(f"applying bundle {sha[:12]} (release {release[:12]}){'' if applied else ', the first'}")
+        changed = write_files(bundle, root, os.path.join(state, "backup"), run)
+        if applied:
+            actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
+        else:
+            actions = [("firstApply", argv) for argv in bundle.get("firstApply", [])]
+        for what, argv in actions:
+            check(run, argv, what)
+        if bundle.get("healthCheck"):
+            health_check(bundle["healthCheck"], run)
+    except (Refused, ValueError, KeyError, TypeError) as error:
+        reason = str(error) if isinstance(error, Refused) else f"not a valid bundle: {error!r}"
+        log(f"refused bundle {sha[:12]}: {reason}")
+        report(env, ssm, cloudwatch, status_of(sha, release, reason))
+        return 1
+    status = status_of(sha, release)
+    install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
+    install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
+    report(env, ssm, cloudwatch, status)
+    log(f"applied bundle {sha[:12]}")
+    return 0
+
+
+def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run):
+    """Steps 1-7 of issue 17's apply; one at a time (the first apply and the timer's never overlap)."""
+    with open(under(root, BUNDLE_ENV)) as handle:
+        env = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+    state = under(root, BUNDLE_STATE)
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    with open(os.path.join(state, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run)
+
+
 USAGE = (
     "usage: webstack-aws fetch MANIFEST.json | put NAME FILE KMS_KEY_ID | acm-export ARN PASSPHRASE_FILE OUT_DIR"
-    " | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
+    " | collect ROLE NODE [DB_CLIENT] | boot-status NODE | apply [--bundle PATH]"
 )
 
 
-def main(argv, client_factory=boto3.client):
+def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run):
+    """root and run_command: where the files of a bundle go and what runs its commands (tests)."""
     command, args = argv[1:2], argv[2:]
     if command == ["fetch"] and len(args) == 1:
-        service, run = "ssm", lambda client: fetch_command(args[0], client)
+        services, run = ["ssm"], lambda client: fetch_command(args[0], client)
     elif command == ["put"] and len(args) == 3:
-        service, run = "ssm", lambda client: put_command(*args, client)
+        services, run = ["ssm"], lambda client: put_command(*args, client)
     elif command == ["acm-export"] and len(args) == 3:
-        service, run = "acm", lambda client: acm_export_command(*args, client)
+        services, run = ["acm"], lambda client: acm_export_command(*args, client)
     elif command == ["collect"] and args[:1] == ["loadbalancer"] and len(args) == 2:
-        service, run = "cloudwatch", lambda client: collect_command(args[0], args[1], None, client)
+        services, run = ["cloudwatch"], lambda client: collect_command(args[0], args[1], None, client)
     elif command == ["collect"] and args[:1] in (["primary"], ["replica"]) and len(args) == 3:
-        service, run = "cloudwatch", lambda client: collect_command(*args, client)
+        services, run = ["cloudwatch"], lambda client: collect_command(*args, client)
     elif command == ["boot-status"] and len(args) == 1:
-        service, run = "cloudwatch", lambda client: boot_status_command(args[0], client)
+        services, run = ["cloudwatch"], lambda client: boot_status_command(args[0], client)
+    elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):
+        services = ["ssm", "s3", "cloudwatch"]
+        run = lambda *clients: apply_command(args[1] if args else None, *clients, root, run_command)  # noqa: E731
     else:
         log(USAGE)
         return 2
     try:
-        return run(client_factory(service, region_name=with_retries(region, "reading the region")))
+        region_name = with_retries(region, "reading the region")
+        return run(*[client_factory(service, region_name=region_name) for service in services])
     except botocore.exceptions.ClientError as error:
         log(f"{error.response.get('Error', {}).get('Code')}: {error.response.get('Error', {}).get('Message')}")
         return 1

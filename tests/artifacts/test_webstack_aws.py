@@ -60,7 +60,9 @@ def load_script():
     return module
 
 
-class WebstackAwsTest(unittest.TestCase):
+class WithFakeImds:
+    """A test class mixin: the stand-in IMDSv2 runs, and the tool (`cls.module`) is loaded against it."""
+
     @classmethod
     def setUpClass(cls):
         cls.server = http.server.HTTPServer(("127.0.0.1", 0), FakeImds)
@@ -72,7 +74,10 @@ class WebstackAwsTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.shutdown()
+        cls.server.server_close()
 
+
+class WebstackAwsTest(WithFakeImds, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
         self.user = pwd.getpwuid(os.getuid()).pw_name

@@ -1,0 +1,445 @@
+"""Unit tests of issue 17's node side: `webstack-aws apply` and the first-boot bootstrap.
+
+A temporary directory stands for the node's root, fakes for SSM, S3, CloudWatch and the commands a
+bundle runs; the region comes from test_webstack_aws.py's stand-in IMDSv2 on 127.0.0.1.
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_apply.py
+"""
+import contextlib
+import grp
+import hashlib
+import io
+import json
+import os
+import pathlib
+import pwd
+import re
+import runpy
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+from unittest import mock
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_webstack_aws import WithFakeImds  # noqa: E402 (also keeps boto3 off the real metadata service)
+
+import boto3  # noqa: E402
+import botocore.exceptions  # noqa: E402
+
+FILES = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files"
+POINTER = "/webstack/test/s2/bundle"
+STATUS = "/webstack/test/s2/bundle-status"
+S1_STATUS = "/webstack/test/s1/bundle-status"
+NAMESPACE = "Webstack-test"
+BUCKET = "webstack-test-bundles"
+SITE = "/etc/nginx/sites-available/webstack"
+APP = "/srv/webstack/app.py"
+GUNICORN = "/etc/webstack/gunicorn.conf.py"
+TOOL = "/usr/local/sbin/webstack-aws"
+BOOT = ["/usr/local/sbin/webstack-boot"]
+ENABLE_TIMER = ["systemctl", "enable", "--now", "webstack-apply.timer"]
+NGINX_T = ["nginx", "-t"]
+RELOAD_NGINX = ["systemctl", "reload", "nginx"]
+RESTART_APP = ["systemctl", "restart", "webstack-app"]
+HEALTH = ["curl", "-fsk", "https://127.0.0.1/healthz"]
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def not_found(name):
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": "ParameterNotFound", "Message": name}}, "GetParameter"
+    )
+
+
+class FakeSsm:
+    def __init__(self):
+        self.values, self.puts = {}, []
+
+    def get_parameter(self, Name):
+        if Name not in self.values:
+            raise not_found(Name)
+        return {"Parameter": {"Name": Name, "Value": self.values[Name], "Type": "String"}}
+
+    def put_parameter(self, **request):
+        self.puts.append(request)
+        self.values[request["Name"]] = request["Value"]
+        return {"Version": len(self.puts)}
+
+
+class FakeS3:
+    def __init__(self):
+        self.objects, self.gets = {}, 0
+
+    def get_object(self, Bucket, Key):
+        self.gets += 1
+        return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
+
+
+class FakeCloudWatch:
+    def __init__(self):
+        self.metrics = []
+
+    def put_metric_data(self, Namespace, MetricData):
+        self.metrics += [(Namespace, m["MetricName"], m["Dimensions"], m["Value"]) for m in MetricData]
+
+
+class FakeCommands:
+    """Records every argv; `results` maps an argv to (exit code, output) or a function giving them."""
+
+    def __init__(self):
+        self.calls, self.results = [], {}
+
+    def __call__(self, argv, **options):
+        assert options == {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}, options
+        self.calls.append(list(argv))
+        result = self.results.get(tuple(argv), (0, ""))
+        code, output = result() if callable(result) else result
+        return subprocess.CompletedProcess(argv, code, output, None)
+
+
+class NodeTestCase(WithFakeImds, unittest.TestCase):
+    """A node root with bundle.env, fake clients, and bundles published behind the pointer."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.root = self.dir.name
+        self.owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+        env = f"NODE=s2\nBUNDLE_PARAMETER={POINTER}\nSTATUS_PARAMETER={STATUS}\nMETRIC_NAMESPACE={NAMESPACE}\n"
+        self.write("/etc/webstack/bundle.env", env)
+        self.ssm, self.s3, self.cloudwatch, self.commands = FakeSsm(), FakeS3(), FakeCloudWatch(), FakeCommands()
+        self.regions = []
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def at(self, path):
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def write(self, path, text):
+        os.makedirs(os.path.dirname(self.at(path)), exist_ok=True)
+        pathlib.Path(self.at(path)).write_text(text)
+
+    def read(self, path):
+        return pathlib.Path(self.at(path)).read_text()
+
+    def mode(self, path):
+        return stat.S_IMODE(os.stat(self.at(path)).st_mode)
+
+    def factory(self, service, region_name):
+        self.regions.append(region_name)
+        return {"ssm": self.ssm, "s3": self.s3, "cloudwatch": self.cloudwatch}[service]
+
+    def file(self, path, content, mode="0644", **commands):
+        return {"path": path, "content": content, "mode": mode, "owner": self.owner, **commands}
+
+    def bundle(self, files, release="r1", node="s2", after=None, health=HEALTH):
+        bundle = {
+            "format": 1,
+            "node": node,
+            "release": hashlib.sha256(release.encode()).hexdigest(),
+            "after": after or [],
+            "files": files,
+            "firstApply": [BOOT, ENABLE_TIMER],
+        }
+        if health:
+            bundle["healthCheck"] = health
+        return bundle
+
+    def publish(self, bundle):
+        data = json.dumps(bundle, indent=2).encode()
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"bundles/s2/{sha}.json"
+        self.s3.objects[(BUCKET, key)] = data
+        self.ssm.values[POINTER] = json.dumps({"bucket": BUCKET, "key": key, "sha256": sha})
+        return sha
+
+    def apply(self, *args):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = self.module.main(
+                ["webstack-aws", "apply", *args], self.factory, root=self.root, run_command=self.commands
+            )
+        return code, stderr.getvalue()
+
+    def applied(self, files, **options):
+        """A first apply already done, with its commands forgotten."""
+        self.publish(self.bundle(files, **options))
+        self.assertEqual(self.apply()[0], 0)
+        self.commands.calls.clear()
+        self.ssm.puts.clear()
+        self.cloudwatch.metrics.clear()
+
+    def assert_status(self, sha, bundle, state, reason=None):
+        """The one status put, exactly as the contract writes it, and its metric."""
+        self.assertEqual(len(self.ssm.puts), 1)
+        put = self.ssm.puts[0]
+        self.assertEqual(
+            {k: v for k, v in put.items() if k != "Value"}, {"Name": STATUS, "Type": "String", "Overwrite": True}
+        )
+        status = json.loads(put["Value"])
+        keys = ["sha256", "release", "state", "reason", "at"] if reason else ["sha256", "release", "state", "at"]
+        self.assertEqual(list(status), keys)
+        self.assertEqual(status["sha256"], sha)
+        self.assertEqual(status["release"], bundle["release"] if bundle else "")
+        self.assertEqual(status["state"], state)
+        self.assertRegex(status["at"], ISO_UTC)
+        if reason:
+            self.assertIn(reason, status["reason"])
+        name = "BundleApplied" if state == "applied" else "BundleRefused"
+        self.assertEqual(self.cloudwatch.metrics, [(NAMESPACE, name, [{"Name": "Node", "Value": "s2"}], 1)])
+        return status
+
+
+class ApplyTest(NodeTestCase):
+    def site(self, content="server {}\n", mode="0644"):
+        return self.file(SITE, content, mode, validate=NGINX_T, onChange=RELOAD_NGINX)
+
+    def app(self, content="app = 1\n", mode="0644"):
+        return self.file(APP, content, mode, onChange=RESTART_APP)
+
+    def gunicorn(self, content="workers = 2\n", mode="0644"):
+        return self.file(GUNICORN, content, mode, onChange=RESTART_APP)
+
+    def test_first_apply_writes_files_runs_first_apply_in_order_not_on_change_and_reports_applied(self):
+        bundle = self.bundle([self.site(), self.app("SECRET-LOOKING CONTENT\n", "0600")])
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        self.assertEqual(self.regions, ["eu-west-1"] * 3)
+        self.assertEqual(self.commands.calls, [NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
+        self.assertEqual(self.read(SITE), "server {}\n")
+        self.assertEqual((self.read(APP), self.mode(APP)), ("SECRET-LOOKING CONTENT\n", 0o600))
+        status = self.assert_status(sha, bundle, "applied")
+        self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/applied.json")), status)
+        self.assertEqual(self.read("/var/lib/webstack/bundle/current.json"), json.dumps(bundle, indent=2))
+        self.assertNotIn("SECRET-LOOKING", stderr)
+        self.assertIn("applied bundle", stderr)
+
+    def test_the_same_bundle_twice_runs_nothing_the_second_time(self):
+        self.applied([self.site(), self.app()])
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        self.assertEqual((self.commands.calls, self.ssm.puts, self.cloudwatch.metrics, self.s3.gets), ([], [], [], 1))
+        self.assertIn("nothing to do", stderr)
+
+    def test_a_changed_file_runs_only_its_on_change_once(self):
+        key = self.file("/etc/webstack/db.key", "KEY\n", "0600", onChange=["systemctl", "restart", "mariadb"])
+        self.applied([self.site(), self.app(), self.gunicorn(), key])
+        bundle = self.bundle([self.site(), self.app("app = 2\n"), self.gunicorn(mode="0640"), key], release="r2")
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [RESTART_APP, HEALTH])
+        self.assertEqual((self.read(APP), self.mode(GUNICORN)), ("app = 2\n", 0o640))
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_bundle_refused_before_is_tried_again(self):
+        bundle = self.bundle([self.site()])
+        sha = self.publish(bundle)
+        self.write("/var/lib/webstack/bundle/applied.json", json.dumps({"sha256": sha, "state": "refused"}))
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [NGINX_T, RELOAD_NGINX, HEALTH])
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_failed_validation_restores_old_files_removes_new_ones_and_refuses(self):
+        self.applied([self.site("server { v1 }\n"), self.app()])
+        seen = []
+
+        def nginx_t():
+            seen.append((self.read(SITE), os.path.exists(self.at("/etc/nginx/conf.d/new.conf"))))
+            return 1, "".join(f"line {i}\n" for i in range(1, 8)) + "nginx: configuration file test failed\n"
+
+        self.commands.results[tuple(NGINX_T)] = nginx_t
+        new = self.file("/etc/nginx/conf.d/new.conf", "map {}\n", validate=NGINX_T, onChange=RELOAD_NGINX)
+        bundle = self.bundle([self.site("server { v2 }\n", "0600"), self.app("app = 2\n"), new], release="r2")
+        applied_before = self.read("/var/lib/webstack/bundle/applied.json")
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 1)
+        self.assertEqual(seen, [("server { v2 }\n", True)])
+        self.assertEqual(self.commands.calls, [NGINX_T])
+        self.assertEqual((self.read(SITE), self.mode(SITE), self.read(APP)), ("server { v1 }\n", 0o644, "app = 1\n"))
+        self.assertFalse(os.path.exists(self.at("/etc/nginx/conf.d/new.conf")))
+        self.assertEqual([n for n in os.listdir(os.path.dirname(self.at(SITE))) if n != "webstack"], [])
+        status = self.assert_status(sha, bundle, "refused", "validate failed: nginx -t exited 1:")
+        tail = "line 4\nline 5\nline 6\nline 7\nnginx: configuration file test failed"
+        self.assertTrue(status["reason"].endswith(f"exited 1: {tail}"), status["reason"])
+        self.assertNotIn("line 3", status["reason"])
+        self.assertEqual(self.read("/var/lib/webstack/bundle/applied.json"), applied_before)
+        self.assertIn("refused bundle", stderr)
+
+    def test_a_bundle_whose_sha256_is_not_the_pointers_is_refused_and_writes_nothing(self):
+        sha = self.publish(self.bundle([self.site()]))
+        (key,) = self.s3.objects
+        self.s3.objects[key] = self.s3.objects[key].replace(b"server {}", b"server {x}")
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.commands.calls, [])
+        self.assertFalse(os.path.exists(self.at(SITE)))
+        self.assert_status(sha, None, "refused", "sha256 mismatch")
+
+    def test_a_bundle_for_another_node_is_refused(self):
+        bundle = self.bundle([self.site()], node="s1")
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.commands.calls, [])
+        self.assertFalse(os.path.exists(self.at(SITE)))
+        self.assert_status(sha, bundle, "refused", "for s1; this is s2")
+
+    def test_after_not_yet_satisfied_waits_with_nothing_written(self):
+        self.applied([self.site(), self.app()])
+        after = [{"node": "s1", "status": S1_STATUS}]
+        bundle = self.bundle([self.site(), self.app("app = 2\n")], release="r2", after=after)
+        self.publish(bundle)
+        other_states = [
+            None,  # s1 has never reported
+            {"release": self.bundle([], release="r1")["release"], "state": "applied"},
+            {"release": bundle["release"], "state": "refused", "reason": "x"},
+        ]
+        for s1 in other_states:
+            if s1:
+                self.ssm.values[S1_STATUS] = json.dumps({"sha256": "0" * 64, **s1, "at": "2025-01-01T00:00:00Z"})
+            code, stderr = self.apply()
+            self.assertEqual((code, self.read(APP)), (0, "app = 1\n"))
+            self.assertEqual((self.commands.calls, self.ssm.puts, self.cloudwatch.metrics), ([], [], []))
+            self.assertIn("waiting for s1", stderr)
+
+    def test_after_satisfied_applies(self):
+        self.applied([self.site(), self.app()])
+        after = [{"node": "s1", "status": S1_STATUS}]
+        bundle = self.bundle([self.site(), self.app("app = 2\n")], release="r2", after=after)
+        sha = self.publish(bundle)
+        s1 = {"sha256": "0" * 64, "release": bundle["release"], "state": "applied", "at": "2025-01-01T00:00:00Z"}
+        self.ssm.values[S1_STATUS] = json.dumps(s1)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual((self.read(APP), self.commands.calls), ("app = 2\n", [RESTART_APP, HEALTH]))
+        self.assert_status(sha, bundle, "applied")
+
+    def test_after_is_not_waited_for_on_the_first_apply(self):
+        # The replica's first boot waits for the primary's database: waiting here would deadlock.
+        bundle = self.bundle([self.site()], after=[{"node": "s1", "status": S1_STATUS}])
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_failing_health_check_is_retried_then_refuses(self):
+        self.applied([self.site(), self.app()])
+        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 503\n")
+        bundle = self.bundle([self.site(), self.app("app = 2\n")], release="r2")
+        sha = self.publish(bundle)
+        with (
+            mock.patch.object(self.module, "HEALTH_ATTEMPTS", 3),
+            mock.patch.object(self.module.time, "sleep") as sleep,
+        ):
+            code, _ = self.apply()
+        self.assertEqual(code, 1)
+        self.assertEqual(self.commands.calls, [RESTART_APP, HEALTH, HEALTH, HEALTH])
+        self.assertEqual(sleep.call_count, 2)
+        self.assert_status(sha, bundle, "refused", "health check failed: curl -fsk https://127.0.0.1/healthz exited 22")
+
+    def test_a_health_check_that_passes_on_a_retry_applies(self):
+        answers = iter([(7, "curl: (7) Failed to connect\n"), (0, "")])
+        self.commands.results[tuple(HEALTH)] = lambda: next(answers)
+        bundle = self.bundle([self.site()])
+        sha = self.publish(bundle)
+        with mock.patch.object(self.module.time, "sleep"):
+            self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [NGINX_T, BOOT, ENABLE_TIMER, HEALTH, HEALTH])
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_saved_bundle_is_applied_without_reading_the_pointer(self):
+        bundle = self.bundle([self.site()])
+        data = json.dumps(bundle).encode()
+        self.write("/var/lib/webstack/bundle/incoming.json", data.decode())
+        self.assertEqual(self.apply("--bundle", self.at("/var/lib/webstack/bundle/incoming.json"))[0], 0)
+        self.assertEqual((self.s3.gets, self.read(SITE)), (0, "server {}\n"))
+        self.assert_status(hashlib.sha256(data).hexdigest(), bundle, "applied")
+
+    def test_a_wrong_command_line_is_a_usage_error(self):
+        code, stderr = self.apply("--bundle")
+        self.assertEqual(code, 2)
+        self.assertIn("apply [--bundle PATH]", stderr)
+
+
+class Exec(Exception):
+    """os.execv never returns; the fake ends the script with this instead."""
+
+
+class BootstrapTest(NodeTestCase):
+    def run_bootstrap(self, exec_=None):
+        execs, ended = [], None
+
+        def execv(path, argv):
+            execs.append((path, argv))
+            if exec_:
+                exec_(argv)
+            raise Exec()
+
+        stderr = io.StringIO()
+        with (
+            mock.patch.dict(os.environ, {"WEBSTACK_ROOT": self.root}),
+            mock.patch.object(boto3, "client", self.factory),
+            mock.patch.object(os, "execv", execv),
+            mock.patch("time.sleep") as sleep,
+            contextlib.redirect_stderr(stderr),
+        ):
+            try:
+                runpy.run_path(str(FILES / "webstack-bootstrap.py"), run_name="__main__")
+            except (Exec, SystemExit) as end:
+                ended = end
+        return ended, execs, sleep.call_count, stderr.getvalue()
+
+    def test_bootstrap_fetches_checks_installs_the_tool_and_execs_apply(self):
+        self.publish(self.bundle([self.file(TOOL, "#!/usr/bin/python3\nTOOL\n", "0755")]))
+        (bundle_bytes,) = self.s3.objects.values()
+        ended, execs, sleeps, _ = self.run_bootstrap()
+        saved = "/var/lib/webstack/bundle/incoming.json"
+        self.assertIsInstance(ended, Exec)
+        self.assertEqual(execs, [(self.at(TOOL), [self.at(TOOL), "apply", "--bundle", self.at(saved)])])
+        self.assertEqual(self.regions, ["eu-west-1", "eu-west-1"])
+        self.assertEqual((pathlib.Path(self.at(saved)).read_bytes(), self.mode(saved)), (bundle_bytes, 0o600))
+        self.assertEqual((self.read(TOOL), self.mode(TOOL)), ("#!/usr/bin/python3\nTOOL\n", 0o755))
+        self.assertEqual(sleeps, 0)
+
+    def test_the_bootstrap_hands_the_saved_bundle_to_a_first_apply(self):
+        bundle = self.bundle([self.file(TOOL, "TOOL\n", "0755"), self.file(SITE, "server {}\n", validate=NGINX_T)])
+        sha = self.publish(bundle)
+        codes = []
+        run_tool = lambda argv: codes.append(  # noqa: E731
+            self.module.main(argv, self.factory, root=self.root, run_command=self.commands)
+        )
+        self.run_bootstrap(run_tool)
+        self.assertEqual((codes, self.s3.gets, self.read(SITE)), ([0], 1, "server {}\n"))
+        self.assertEqual(self.commands.calls, [NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
+        self.assert_status(sha, bundle, "applied")
+
+    def test_bootstrap_retries_while_the_pointer_is_not_there_yet(self):
+        self.publish(self.bundle([self.file(TOOL, "TOOL\n", "0755")]))
+        present, asked = self.ssm.get_parameter, []
+
+        def first_missing(Name):
+            asked.append(Name)
+            if len(asked) == 1:
+                raise not_found(Name)
+            return present(Name)
+
+        self.ssm.get_parameter = first_missing
+        ended, execs, sleeps, stderr = self.run_bootstrap()
+        self.assertIsInstance(ended, Exec)
+        self.assertEqual((len(execs), sleeps, asked), (1, 1, [POINTER, POINTER]))
+        self.assertIn("ParameterNotFound", stderr)
+
+    def test_bootstrap_never_execs_a_bundle_whose_sha256_differs(self):
+        self.publish(self.bundle([self.file(TOOL, "TOOL\n", "0755")]))
+        (key,) = self.s3.objects
+        self.s3.objects[key] = self.s3.objects[key].replace(b"TOOL", b"EVIL")
+        ended, execs, _, _ = self.run_bootstrap()
+        self.assertIsInstance(ended, SystemExit)
+        self.assertIn("sha256 mismatch", str(ended.code))
+        self.assertEqual(execs, [])
+        self.assertFalse(os.path.exists(self.at(TOOL)))
+        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/incoming.json")))
+
+
+if __name__ == "__main__":
+    unittest.main()
