@@ -365,17 +365,21 @@ def status_of(sha, release, reason=None):
     return status
 
 
-def report(env, ssm, cloudwatch, status):
-    """The status parameter, and BundleApplied or BundleRefused."""
+def report(env, ssm, cloudwatch, status, state):
+    """The outcome, where each reader looks: status.json on the node, the status parameter (the
+    primary's `after` reads the replica's), and BundleApplied or BundleRefused for the alarm. The
+    metric is sent once, without retries: a CloudWatch outage must not hold up or fail an apply."""
     value = json.dumps(status)
+    install(os.path.join(state, "status.json"), value.encode(), os.getuid(), os.getgid(), 0o600)
     with_retries(
         lambda: ssm.put_parameter(Name=env["STATUS_PARAMETER"], Value=value, Type="String", Overwrite=True),
         "PutParameter",
     )
     data = [metric("BundleApplied" if status["state"] == "applied" else "BundleRefused", env["NODE"], 1)]
-    with_retries(
-        lambda: cloudwatch.put_metric_data(Namespace=env["METRIC_NAMESPACE"], MetricData=data), "PutMetricData"
-    )
+    try:
+        cloudwatch.put_metric_data(Namespace=env["METRIC_NAMESPACE"], MetricData=data)
+    except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        log(f"PutMetricData failed ({type(error).__name__}); the status parameter says it all the same")
 
 
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
@@ -426,12 +430,12 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     except (Refused, ValueError, KeyError, TypeError) as error:
         reason = str(error) if isinstance(error, Refused) else f"not a valid bundle: {error!r}"
         log(f"refused bundle {sha[:12]}: {reason}")
-        report(env, ssm, cloudwatch, status_of(sha, release, reason))
+        report(env, ssm, cloudwatch, status_of(sha, release, reason), state)
         return 1
     status = status_of(sha, release)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
-    report(env, ssm, cloudwatch, status)
+    report(env, ssm, cloudwatch, status, state)
     log(f"applied bundle {sha[:12]}")
     return 0
 

@@ -212,9 +212,24 @@ class ApplyTest(NodeTestCase):
         self.assertEqual((self.read(APP), self.mode(APP)), ("SECRET-LOOKING CONTENT\n", 0o600))
         status = self.assert_status(sha, bundle, "applied")
         self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/applied.json")), status)
+        self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json")), status)
         self.assertEqual(self.read("/var/lib/webstack/bundle/current.json"), json.dumps(bundle, indent=2))
         self.assertNotIn("SECRET-LOOKING", stderr)
         self.assertIn("applied bundle", stderr)
+
+    def test_cloudwatch_unreachable_does_not_fail_or_hold_up_an_apply(self):
+        def unreachable(**_):
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://monitoring")
+
+        self.cloudwatch.put_metric_data = unreachable
+        bundle = self.bundle([self.site()])
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        status = json.loads(self.read("/var/lib/webstack/bundle/status.json"))
+        self.assertEqual((status["sha256"], status["state"]), (sha, "applied"))
+        self.assertEqual([json.loads(p["Value"]) for p in self.ssm.puts], [status])
+        self.assertIn("PutMetricData failed (EndpointConnectionError)", stderr)
 
     def test_the_same_bundle_twice_runs_nothing_the_second_time(self):
         self.applied([self.site(), self.app()])
@@ -266,6 +281,8 @@ class ApplyTest(NodeTestCase):
         self.assertTrue(status["reason"].endswith(f"exited 1: {tail}"), status["reason"])
         self.assertNotIn("line 3", status["reason"])
         self.assertEqual(self.read("/var/lib/webstack/bundle/applied.json"), applied_before)
+        # The node's own record of the outcome says why, as the status parameter does.
+        self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json")), status)
         self.assertIn("refused bundle", stderr)
 
     def test_a_bundle_whose_sha256_is_not_the_pointers_is_refused_and_writes_nothing(self):
