@@ -1,8 +1,9 @@
-// `npm run lab -- up | status | down | bench [--json]`: the stack on this machine, booted for real
+// `npm run lab -- up | status | down | bench [--json] | apply [--set key=value …]`: the stack on this
+// machine, booted for real
 // (see lab/lab.ts), and its benchmark (lab/bench.ts).
 import { bench } from "./bench";
 import { LabError } from "./commands";
-import { down, status, up } from "./lab";
+import { apply, down, status, up } from "./lab";
 import { ConfigError } from "../model/config";
 
 const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
@@ -10,15 +11,20 @@ const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
   status,
   down,
   bench,
+  apply,
 };
 /** The options each command takes. */
 const OPTIONS: Record<string, readonly string[]> = { bench: ["--json"] };
-const USAGE = "usage: npm run lab -- up | status | down | bench [--json]   (as root, on Linux)";
+/** Commands whose options are their own to check (apply's --set key=value pairs). */
+const FREE_OPTIONS = new Set(["apply"]);
+const USAGE =
+  "usage: npm run lab -- up | status | down | bench [--json] | apply [--set key=value …]   (as root, on Linux)";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const command = COMMANDS[argv[0] ?? ""];
   const options = argv.slice(1);
-  if (!command || options.some((o) => !(OPTIONS[argv[0]] ?? []).includes(o))) {
+  const checked = !FREE_OPTIONS.has(argv[0] ?? "");
+  if (!command || (checked && options.some((o) => !(OPTIONS[argv[0]] ?? []).includes(o)))) {
     console.error(USAGE);
     return 2;
   }

@@ -1,9 +1,9 @@
-// The lab's "internet": resolver, Debian mirror, SSM and metadata stand-ins, Pebble as the ACME CA.
+// The lab's "internet": resolver, Debian mirror, SSM, S3 and metadata stand-ins, Pebble as the ACME CA.
 import * as fs from "fs";
 import * as path from "path";
 import { LB_NODE, NodeName } from "../model/topology";
 import { LAB_DIR, LabError, log, PYTHON, run, waitFor } from "./commands";
-import { ACME_HOST, INTERNET_NS, LAB_REGION, LabNetwork, LabNode } from "./labPlan";
+import { ACME_HOST, INTERNET_NS, LAB_REGION, LabNetwork, LabNode, s3Endpoint } from "./labPlan";
 import { ACME_ROOT, LabState, STATE_DIR, startProcess } from "./labState";
 import { listening, runIn } from "./namespaces";
 import { execInNode } from "./nodes";
@@ -17,26 +17,78 @@ export function buildMirror(base: string, nodes: LabNode[]): string {
   return run(PYTHON, [path.join(LAB_DIR, "mirror.py"), base, ...packages]).trim();
 }
 
-/** Starts the resolver, the mirror, the SSM stand-in and Pebble; returns the lab CA's file. */
+/** What the program publishes for the nodes: SSM parameters and S3 objects ("bucket/key"). */
+export interface Published {
+  readonly parameters: Record<string, { Type: string; Value: string }>;
+  readonly objects: Record<string, string>;
+}
+
+const INTERNET_DIR = path.join(STATE_DIR, "internet");
+
+/** Writes a file of the internet's state (0600 unless told), atomically: a stand-in may read it. */
+function writeState(name: string, content: string, mode = 0o600): string {
+  const file = path.join(INTERNET_DIR, name);
+  fs.writeFileSync(`${file}.new`, content, { mode });
+  fs.renameSync(`${file}.new`, file);
+  return file;
+}
+
+/** The SSM and S3 stand-ins' state: what they serve, and to which role. */
+function standInStates(network: LabNetwork, nodes: LabNode[], published: Published) {
+  return {
+    ssm: {
+      listen: network.ssm,
+      cert: path.join(INTERNET_DIR, "aws.crt"),
+      key: path.join(INTERNET_DIR, "aws.key"),
+      principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.ssmScopes])),
+      parameters: published.parameters,
+    },
+    s3: {
+      listen: network.s3,
+      cert: path.join(INTERNET_DIR, "aws.crt"),
+      key: path.join(INTERNET_DIR, "aws.key"),
+      suffix: s3Endpoint(LAB_REGION),
+      principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.s3Scopes])),
+      objects: published.objects,
+    },
+  };
+}
+
+/**
+ * Hands a new plan's parameters and objects to the running stand-ins (`lab apply`): they take
+ * them in on their next request, keeping what the nodes wrote themselves.
+ */
+export function publish(network: LabNetwork, nodes: LabNode[], published: Published): void {
+  const states = standInStates(network, nodes, published);
+  writeState("ssm.json", JSON.stringify(states.ssm));
+  writeState("s3.json", JSON.stringify(states.s3));
+}
+
+/** Starts the resolver, the mirror, the SSM and S3 stand-ins and Pebble; returns the lab CA's file. */
 export async function startInternet(
   state: LabState,
   network: LabNetwork,
   mirror: string,
   nodes: LabNode[],
-  parameters: Record<string, { Type: string; Value: string }>,
+  published: Published,
 ): Promise<string> {
-  const dir = path.join(STATE_DIR, "internet");
+  const dir = INTERNET_DIR;
   fs.mkdirSync(dir, { recursive: true });
+  const endpoint = s3Endpoint(LAB_REGION);
   const tls = labCertificates({
-    ssm: [`ssm.${LAB_REGION}.amazonaws.com`],
+    // One pair for the AWS endpoints: SSM, S3 and its virtual-hosted buckets.
+    aws: [`ssm.${LAB_REGION}.amazonaws.com`, endpoint, `*.${endpoint}`],
     pebble: [ACME_HOST],
   });
-  const write = (name: string, content: string, mode = 0o600) => {
-    fs.writeFileSync(path.join(dir, name), content, { mode });
-    return path.join(dir, name);
-  };
+  const write = (name: string, content: string, mode = 0o600) => writeState(name, content, mode);
   const caFile = write("lab-ca.crt", tls.ca.certPem, 0o644);
-  const hosts = Object.entries(network.hosts).map(([name, ip]) => `${ip} ${name}`);
+  write("aws.crt", tls.servers.aws.certPem, 0o644);
+  write("aws.key", tls.servers.aws.keyPem);
+  const buckets = [...new Set(Object.keys(published.objects).map((o) => o.split("/")[0]))];
+  const hosts = [
+    ...Object.entries(network.hosts).map(([name, ip]) => `${ip} ${name}`),
+    ...buckets.map((bucket) => `${network.s3} ${bucket}.${endpoint}`),
+  ];
   write("hosts", `${hosts.join("\n")}\n`, 0o644);
   startProcess(state, "dns", INTERNET_NS, [
     "dnsmasq",
@@ -60,22 +112,15 @@ export async function startInternet(
     "--directory",
     mirror,
   ]);
-  const ssmState = write(
-    "ssm.json",
-    JSON.stringify({
-      listen: network.ssm,
-      cert: write("ssm.crt", tls.servers.ssm.certPem, 0o644),
-      key: write("ssm.key", tls.servers.ssm.keyPem),
-      principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.ssmScopes])),
-      parameters,
-    }),
-  );
-  startProcess(state, "ssm", INTERNET_NS, [
-    PYTHON,
-    path.join(LAB_DIR, "standins", "aws.py"),
-    "ssm",
-    ssmState,
-  ]);
+  publish(network, nodes, published);
+  for (const service of ["ssm", "s3"]) {
+    startProcess(state, service, INTERNET_NS, [
+      PYTHON,
+      path.join(LAB_DIR, "standins", "aws.py"),
+      service,
+      path.join(dir, `${service}.json`),
+    ]);
+  }
   const pebbleConfig = write(
     "pebble.json",
     JSON.stringify({
@@ -101,6 +146,7 @@ export async function startInternet(
   const ports: [string, number, string][] = [
     [network.mirror, 80, "the Debian mirror"],
     [network.ssm, 443, "the SSM stand-in"],
+    [network.s3, 443, "the S3 stand-in"],
     [network.pebble, 443, "Pebble"],
   ];
   for (const [address, port, what] of ports) {

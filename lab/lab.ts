@@ -4,7 +4,7 @@ import { runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
 import { blackholeRanges, checkHost, installHostPackages } from "./hostSetup";
-import { buildMirror, startInternet, startMetadata, waitForCertificate } from "./internet";
+import { buildMirror, publish, startInternet, startMetadata, waitForCertificate } from "./internet";
 import {
   INTERNET_NS,
   LAB_CONFIG,
@@ -15,9 +15,15 @@ import {
   labNetwork,
   labNodes,
   planFirewallRules,
+  s3Objects,
   ssmParameters,
+  withBrokenBundleFile,
 } from "./labPlan";
 import { ACME_ROOT, alive, healthy, newState, readState, saveState, STATE_DIR } from "./labState";
+import * as path from "path";
+import { execInNode } from "./nodes";
+import { Plan } from "../plan/plan";
+import { NODE_NAMES, NodeName } from "../model/topology";
 import { applyFirewalls, createNetwork } from "./namespaces";
 import {
   attachDataVolume,
@@ -28,7 +34,7 @@ import {
   prepareRoot,
   waitForNodes,
 } from "./nodes";
-import { realOutputs } from "./realOutputs";
+import { rememberedOutputs } from "./realOutputs";
 import { servedCertificate } from "./runningStack";
 import { leftovers, tearDown } from "./teardown";
 
@@ -51,7 +57,8 @@ export async function up(): Promise<void> {
   log("host packages");
   installHostPackages();
   log("plan: the program under mocks, with real keys, certificates and passwords");
-  const plan = await runPlan({ stack: LAB_STACK, config: LAB_CONFIG, override: realOutputs });
+  fs.mkdirSync(STATE_DIR, { recursive: true });
+  const plan = await planLab();
   const nodes = labNodes(plan).map(breakBootIfAsked);
   const topology = LAB_TOPOLOGY;
   const network = labNetwork(topology);
@@ -66,8 +73,11 @@ export async function up(): Promise<void> {
   createNetwork(state, network);
   log("firewalls: nftables per node from the plan's security-group rules, before anything starts");
   applyFirewalls(topology, planFirewallRules(plan));
-  log("internet: resolver, Debian mirror, SSM stand-in, Pebble");
-  const caFile = await startInternet(state, network, mirror, nodes, ssmParameters(plan));
+  log("internet: resolver, Debian mirror, SSM and S3 stand-ins, Pebble");
+  const caFile = await startInternet(state, network, mirror, nodes, {
+    parameters: ssmParameters(plan),
+    objects: s3Objects(plan),
+  });
   await startMetadata(state, network, nodes);
   for (const node of nodes) {
     const root = prepareRoot(state, node, base, network, caFile);
@@ -135,4 +145,129 @@ export async function down(): Promise<void> {
     fs.rmSync(STATE_DIR, { recursive: true, force: true });
     log("down: processes stopped, mounts, loop devices, namespaces and routes removed");
   }
+}
+
+/** Where the lab keeps what a stack keeps in its state and config: real outputs, config set later. */
+const REAL_OUTPUTS = path.join(STATE_DIR, "real-outputs.json");
+const SET_CONFIG = path.join(STATE_DIR, "config.json");
+
+/** A Datadog API key for the lab (a secret's shape; the agent cannot reach Datadog from here). */
+const LAB_DATADOG_API_KEY = "0".repeat(32);
+
+/** The lab's plan: LAB_CONFIG with what `apply --set` changed since `up`, the same real outputs. */
+async function planLab(): Promise<Plan> {
+  const sets = fs.existsSync(SET_CONFIG)
+    ? (JSON.parse(fs.readFileSync(SET_CONFIG, "utf8")) as Record<string, string>)
+    : {};
+  const config: Record<string, string> = { ...LAB_CONFIG, ...sets };
+  const secretKeys: string[] = [];
+  if (config["webstack:datadog"] === "true" && !config["webstack:datadogApiKey"]) {
+    config["webstack:datadogApiKey"] = LAB_DATADOG_API_KEY;
+    secretKeys.push("webstack:datadogApiKey");
+  }
+  return runPlan({
+    stack: LAB_STACK,
+    config,
+    secretKeys,
+    override: rememberedOutputs(REAL_OUTPUTS),
+  });
+}
+
+/** What a node last reached with a bundle, applied or refused (the applier's status.json), if anything. */
+interface BundleStatus {
+  readonly sha256: string;
+  readonly state: "applied" | "refused";
+  readonly reason?: string;
+  readonly at: string;
+}
+
+function bundleStatus(node: NodeName): BundleStatus | undefined {
+  const r = execInNode(node, ["cat", "/var/lib/webstack/bundle/status.json"]);
+  if (r.status !== 0) return undefined;
+  try {
+    return JSON.parse(r.stdout) as BundleStatus;
+  } catch {
+    return undefined; // being written
+  }
+}
+
+/**
+ * `apply [--set key=value …]`: the running lab's `pulumi up`. The program is planned again with the
+ * changed config (kept for later applies, as a stack's config is) and the same keys; the new bundles
+ * and their parameters are published to the stand-ins; then each node is followed until it has
+ * applied its bundle (or refused it: exit non-zero). An instance the plan would replace or whose
+ * user-data changed is named: the lab cannot replace an instance, and never does it silently.
+ */
+export async function apply(options: readonly string[]): Promise<void> {
+  checkHost();
+  const state = readState();
+  if (!state?.upSeconds || !state.network)
+    throw new LabError("the lab is not up: npm run lab -- up");
+  const sets = fs.existsSync(SET_CONFIG)
+    ? (JSON.parse(fs.readFileSync(SET_CONFIG, "utf8")) as Record<string, string>)
+    : {};
+  for (let i = 0; i < options.length; i++) {
+    const pair = options[i] === "--set" ? options[++i] : undefined;
+    const match = pair ? /^([A-Za-z][\w:]*)=(.*)$/s.exec(pair) : null;
+    if (!match)
+      throw new LabError(`apply takes --set key=value …, not ${options[i] ?? "(nothing)"}`);
+    sets[match[1].includes(":") ? match[1] : `webstack:${match[1]}`] = match[2];
+  }
+  const before = labNodes(await planLab());
+  fs.writeFileSync(SET_CONFIG, JSON.stringify(sets, null, 2));
+  log(`plan with ${JSON.stringify(sets)}`);
+  const plan = await planLab();
+  const nodes = labNodes(plan);
+  for (const node of nodes) {
+    const old = before.find((n) => n.name === node.name);
+    if (old && old.userData !== node.userData) {
+      log(
+        `${node.name}: its user-data changed: on AWS this replaces the LB or is ignored by an app node`,
+      );
+    }
+  }
+  const parameters = ssmParameters(plan);
+  const objects = s3Objects(plan);
+  const broken = process.env.WEBSTACK_LAB_BREAK_BUNDLE; // <node>:<path>, the lab's own tests
+  if (broken) {
+    const [node, file] = [
+      broken.slice(0, broken.indexOf(":")),
+      broken.slice(broken.indexOf(":") + 1),
+    ];
+    log(`${node}: ${file} broken in its bundle (WEBSTACK_LAB_BREAK_BUNDLE)`);
+    withBrokenBundleFile({ parameters, objects }, `/webstack/${LAB_STACK}/${node}/bundle`, file);
+  }
+  publish(state.network, nodes, { parameters, objects });
+  const wanted = Object.fromEntries(
+    NODE_NAMES.map((node) => {
+      const pointer = parameters[`/webstack/${LAB_STACK}/${node}/bundle`];
+      if (!pointer) throw new LabError(`the plan has no bundle parameter for ${node}`);
+      return [node, (JSON.parse(pointer.Value) as { sha256: string }).sha256];
+    }),
+  ) as Record<NodeName, string>;
+  const started = Date.now();
+  const done = new Map<NodeName, BundleStatus>();
+  while (done.size < NODE_NAMES.length) {
+    for (const node of NODE_NAMES) {
+      if (done.has(node)) continue;
+      const status = bundleStatus(node);
+      if (status?.sha256 !== wanted[node]) continue;
+      done.set(node, status);
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      log(
+        status.state === "applied"
+          ? `${node}: applied ${wanted[node].slice(0, 12)} at ${status.at} (seen after ${seconds} s)`
+          : `${node}: REFUSED ${wanted[node].slice(0, 12)}: ${status.reason ?? "(no reason)"}`,
+      );
+    }
+    if (done.size < NODE_NAMES.length) {
+      if (Date.now() - started > 180_000) {
+        const late = NODE_NAMES.filter((n) => !done.has(n));
+        throw new LabError(`not applied within 180 s: ${late.join(", ")}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+  const refused = [...done].filter(([, s]) => s.state !== "applied").map(([n]) => n);
+  if (refused.length > 0) throw new LabError(`refused by ${refused.join(", ")}`);
 }

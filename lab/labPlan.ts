@@ -1,4 +1,5 @@
 // What the lab builds, as data: its config, network, names, and what it takes from the plan.
+import * as crypto from "crypto";
 import * as YAML from "yaml";
 import { Plan, PlannedResource, plannedUserData } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
@@ -69,6 +70,7 @@ export interface LabNetwork {
   /** Addresses of the internet-side services. */
   readonly mirror: string;
   readonly ssm: string;
+  readonly s3: string;
   readonly pebble: string;
   /** The client's address on the internet (connections from "the internet" start from it). */
   readonly client: string;
@@ -87,6 +89,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
   const service = (host: number) => hostOf(INTERNET_RANGE, host);
   const mirror = service(80);
   const ssm = service(43);
+  const s3 = service(33);
   const pebble = service(14);
   return {
     ranges: [topology.vpcCidr, INTERNET_RANGE],
@@ -95,12 +98,14 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     resolver: vpcResolver(topology.vpcCidr),
     mirror,
     ssm,
+    s3,
     pebble,
     client: service(100),
     nodes,
     hosts: {
       "deb.debian.org": mirror,
       [`ssm.${region}.amazonaws.com`]: ssm,
+      [s3Endpoint(region)]: s3,
       [ACME_HOST]: pebble,
       [LAB_DOMAIN]: nodes.lb,
       ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, nodes[n]])),
@@ -120,9 +125,12 @@ export interface LabNode {
   readonly dataVolumeId?: string;
   /** SSM names and "prefix/" scopes its role's policy allows. */
   readonly ssmScopes: readonly string[];
-  /** "bucket/key" and "bucket/prefix/" its role may GetObject (its own bundles). */
+  /** The objects its role may get: "bucket/key", or "bucket/prefix*". */
   readonly s3Scopes: readonly string[];
 }
+
+/** S3's regional endpoint; a bucket is reached at "<bucket>.<endpoint>" (virtual-hosted style). */
+export const s3Endpoint = (region: string = LAB_REGION) => `s3.${region}.amazonaws.com`;
 
 const instanceOf = (plan: Plan, node: NodeName) =>
   onlyOne(
@@ -159,33 +167,28 @@ export function ssmScopes(policyJson: string): string[] {
   return [...new Set(names.map(scopeOf))];
 }
 
-/** The node's S3 scopes, from its role's policy: "arn:aws:s3:::B/P/*" → "B/P/", "…:::B/K" → "B/K". */
+/** The objects a node's role may get, from its policy's s3:GetObject statements. */
 export function s3Scopes(policyJson: string): string[] {
-  const names = resourcesAllowing(policyJson, "s3:").map((arn) =>
-    arn.slice("arn:aws:s3:::".length),
+  const policy = JSON.parse(policyJson) as {
+    Statement: { Effect?: string; Action: string | string[]; Resource: string | string[] }[];
+  };
+  return policy.Statement.filter(
+    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).includes("s3:GetObject"),
+  )
+    .flatMap((s) => ([] as string[]).concat(s.Resource))
+    .map((arn) => arn.slice(arn.indexOf(":::") + 3));
+}
+
+/** The objects the plan uploads, by "bucket/key", with their content, as the S3 stand-in serves them. */
+export function s3Objects(plan: Plan): Record<string, string> {
+  return Object.fromEntries(
+    plan.resources
+      .filter((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")
+      .map((r) => {
+        const inputs = revealSecrets(r.inputs) as { bucket: string; key: string; content: string };
+        return [`${inputs.bucket}/${inputs.key}`, inputs.content];
+      }),
   );
-  return [...new Set(names.map(scopeOf))];
-}
-
-/** One object the plan uploads (a node's bundle), as the S3 stand-in must serve it. */
-export interface LabObject {
-  readonly bucket: string;
-  readonly key: string;
-  /** The exact bytes (UTF-8) the plan uploads. */
-  readonly body: string;
-  readonly contentType: string;
-}
-
-/** Every object the plan puts in the stack's bucket: the nodes' bundles. */
-export function bucketObjects(plan: Plan): LabObject[] {
-  return plan.resources
-    .filter((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")
-    .map((r) => ({
-      bucket: String(r.inputs.bucket),
-      key: String(r.inputs.key),
-      body: String(r.inputs.content),
-      contentType: String(r.inputs.contentType),
-    }));
 }
 
 /** The packages a cloud-config installs (`packages:` entries are names here). */
@@ -314,4 +317,38 @@ export function withFailingBootStep(userData: string): string {
   if (!runcmd) throw new Error("lab: the user-data has no runcmd to break");
   runcmd.add(`echo '${BROKEN_BOOT_MARKER}' >&2; exit 7`);
   return document.toString({ lineWidth: 0, blockQuote: "literal" });
+}
+
+/**
+ * Fault injection for the lab's own tests: WEBSTACK_LAB_BREAK_BUNDLE=<node>:<path> makes `apply`
+ * publish that node's bundle with a line no program accepts appended to the file at <path>, as a bad
+ * release would: re-addressed (new sha256, new key) and pointed to, like any bundle.
+ */
+export function withBrokenBundleFile(
+  published: {
+    parameters: Record<string, { Type: string; Value: string }>;
+    objects: Record<string, string>;
+  },
+  pointerName: string,
+  filePath: string,
+): void {
+  const pointer = JSON.parse(published.parameters[pointerName].Value) as {
+    bucket: string;
+    key: string;
+    sha256: string;
+  };
+  const bundle = JSON.parse(published.objects[`${pointer.bucket}/${pointer.key}`]) as {
+    files: { path: string; content: string }[];
+  };
+  const file = bundle.files.find((f) => f.path === filePath);
+  if (!file) throw new Error(`lab: the bundle behind ${pointerName} has no ${filePath}`);
+  file.content += "\nwebstack-lab: a line no program accepts\n";
+  const content = JSON.stringify(bundle);
+  const sha256 = crypto.createHash("sha256").update(content).digest("hex");
+  const key = pointer.key.replace(/[0-9a-f]{64}\.json$/, `${sha256}.json`);
+  published.objects[`${pointer.bucket}/${key}`] = content;
+  published.parameters[pointerName] = {
+    ...published.parameters[pointerName],
+    Value: JSON.stringify({ ...pointer, key, sha256 }),
+  };
 }

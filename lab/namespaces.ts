@@ -46,6 +46,7 @@ export function createNetwork(state: LabState, network: LabNetwork): void {
   const services = [
     network.mirror,
     network.ssm,
+    network.s3,
     network.pebble,
     network.client,
     INSTANCE_METADATA_ADDRESS,

@@ -6,7 +6,15 @@ import { ebsDevicePath } from "../model/aws";
 import { NODE_NAMES, NodeName } from "../model/topology";
 import { LAB_DIR, LabError, log, run, waitFor } from "./commands";
 import { LabNetwork, LabNode, nodeNamespace, withFailingBootStep } from "./labPlan";
-import { alive, LabState, nodeDir, readState, saveState, startProcess } from "./labState";
+import {
+  alive,
+  LabState,
+  nodeDir,
+  readState,
+  saveState,
+  startProcess,
+  stopProcess,
+} from "./labState";
 
 const BOOT_TIMEOUT_S = Number(process.env.WEBSTACK_LAB_BOOT_TIMEOUT ?? 900);
 
@@ -92,6 +100,41 @@ export function bootNode(state: LabState, node: LabNode, root: string, binds: st
     ...binds,
     `--directory=${root}`,
   ]);
+}
+
+/**
+ * A node stopped, as an EC2 instance is: its container's systemd powers off cleanly (nspawn passes
+ * SIGTERM on as a shutdown request). Returns what starts it again (startNode).
+ */
+export async function stopNode(node: NodeName): Promise<string[]> {
+  const state = readState();
+  const index = state?.processes.findIndex((p) => p.name === `node-${node}`) ?? -1;
+  if (!state || index < 0) throw new LabError(`${node} is not running`);
+  const nspawn = state.processes[index];
+  const argv = fs.readFileSync(`/proc/${nspawn.pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  await stopProcess(nspawn);
+  state.processes.splice(index, 1);
+  saveState(state);
+  return argv;
+}
+
+/**
+ * A stopped node started again by the same nspawn command, on the same disk and data volume:
+ * cloud-init sees the same instance (only per-boot steps run) and enabled units start. Resolves
+ * once the node's systemd has finished starting.
+ */
+export async function startNode(node: NodeName, argv: string[]): Promise<void> {
+  const state = readState();
+  if (!state) throw new LabError("the lab is not up");
+  startProcess(state, `node-${node}`, undefined, argv);
+  await waitFor(`${node} booted again`, 120, () => {
+    const leader = containerLeader(state, node);
+    if (!leader) return false;
+    const r = spawnSync("nsenter", ["-t", String(leader), "-a", "systemctl", "is-system-running"], {
+      encoding: "utf8",
+    });
+    return ["running", "degraded"].includes(r.stdout.trim());
+  });
 }
 
 /** PID 1 of a node's container: nspawn's child running systemd. */

@@ -249,3 +249,23 @@ export function labCertificates(names: Record<string, string[]>): {
   );
   return { ca: { certPem: caCert, keyPem: caKey }, servers };
 }
+
+/**
+ * The lab's override with a memory, as a stack's state is: the first plan's real outputs are kept
+ * in `file` (0600: keys and passwords, like the stand-ins' own state) and a later plan (`lab apply`)
+ * gets the same keys, certificates and passwords for the same resources, as `pulumi up` would.
+ */
+export function rememberedOutputs(file: string): OutputOverride {
+  const remembered: Record<string, Inputs> = fs.existsSync(file)
+    ? (JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, Inputs>)
+    : {};
+  return (args: pulumi.runtime.MockResourceArgs) => {
+    if (!COMPUTE[args.type]) return undefined;
+    const id = `${args.type}::${args.name}`;
+    if (!remembered[id]) {
+      remembered[id] = realOutputs(args) as Inputs;
+      fs.writeFileSync(file, JSON.stringify(remembered), { mode: 0o600 });
+    }
+    return remembered[id];
+  };
+}

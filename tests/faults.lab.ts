@@ -5,7 +5,7 @@ import * as path from "path";
 import { PYTHON, waitFor } from "../lab/commands";
 import { ACME_ROOT } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
-import { inNode } from "../lab/nodes";
+import { execInNode, inNode, startNode, stopNode } from "../lab/nodes";
 import {
   backendStates,
   forceRenewal,
@@ -15,6 +15,7 @@ import {
   writeItems,
 } from "../lab/runningStack";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
+import { NODE_NAMES, NodeName } from "../model/topology";
 import { IS_ROOT, PROJECT_DIR, labCli, labTest } from "./harness";
 
 /** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
@@ -302,4 +303,137 @@ labTest(
     // The link cut made HAProxy send requests to the other server: those lines parse too.
     expect(entries.some((e) => e.redispatched > 0 || e.retries > 0)).toBe(true);
   },
+);
+
+// ---- Changes reach running nodes in place: bundles, applied under load --------------------------
+
+/** Where HAProxy reads its config on the LB, as the LB's bundle delivers it. */
+const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
+
+/** What a node last reached with its bundle (the applier's own record). */
+const appliedOn = (node: NodeName) =>
+  JSON.parse(inNode(node, ["cat", "/var/lib/webstack/bundle/status.json"])) as {
+    sha256: string;
+    state: string;
+    reason?: string;
+    at: string;
+  };
+
+/** When the node's PID 1 started: unchanged means the instance was neither replaced nor rebooted. */
+const bootedAt = (node: NodeName) => inNode(node, ["ps", "-o", "lstart=", "-p", "1"]).trim();
+
+/** `lab apply`'s line per node: "<node>: applied <sha> at <time> (seen after <s> s)". */
+function convergence(output: string): Record<string, number> {
+  return Object.fromEntries(
+    [...output.matchAll(/lab: (\w+): applied \w+ at \S+ \(seen after ([\d.]+) s\)/g)].map((m) => [
+      m[1],
+      Number(m[2]),
+    ]),
+  );
+}
+
+labTest(
+  "one apply changes an HAProxy setting, an Nginx setting and turns Datadog on, under load: every node converges within 60 s, the replica before the primary, no failed request, no instance replaced",
+  async () => {
+    const booted = Object.fromEntries(NODE_NAMES.map((n) => [n, bootedAt(n)]));
+    let result = { status: null as number | null, output: "" };
+    const report = await underLoad("apply", { rate: 40, seconds: 100, mix: MIXED }, async () => {
+      result = labCli([
+        "apply",
+        "--set",
+        "lbServerTimeoutSeconds=90",
+        "--set",
+        "maxBodyMiB=20",
+        "--set",
+        "datadog=true",
+      ]);
+    });
+    console.log(`apply:\n${result.output}`);
+    expect(result.status).toBe(0);
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    const seconds = convergence(result.output);
+    expect(Object.keys(seconds).sort()).toEqual([...NODE_NAMES].sort());
+    for (const node of NODE_NAMES) expect(seconds[node]).toBeLessThanOrEqual(60);
+    expect(Date.parse(appliedOn("s1").at)).toBeLessThan(Date.parse(appliedOn("s2").at));
+    // In place: the same instances, still booted since before, their user-data unchanged.
+    expect(Object.fromEntries(NODE_NAMES.map((n) => [n, bootedAt(n)]))).toEqual(booted);
+    expect(result.output).not.toContain("user-data changed");
+    // And in effect: HAProxy's, Nginx's and Datadog's.
+    expect(inNode("lb", ["cat", HAPROXY_CFG])).toMatch(/^ {4}timeout server 90s$/m);
+    for (const node of ["s1", "s2"] as const) {
+      expect(inNode(node, ["cat", "/etc/nginx/sites-available/webstack"])).toMatch(
+        /^ {4}client_max_body_size 20m;$/m,
+      );
+    }
+    for (const node of NODE_NAMES) {
+      expect(
+        execInNode(node, [
+          "systemctl",
+          "is-enabled",
+          "webstack-datadog-agent.service",
+        ]).stdout.trim(),
+      ).toBe("enabled");
+    }
+    expect(missingRows("s2", report.rows)).toEqual([]);
+    await replicaCaughtUp(report.rows);
+  },
+  600_000,
+);
+
+labTest(
+  "a bundle whose HAProxy config fails haproxy -c is refused on the LB: the old config keeps serving, the LB says why, apply exits non-zero",
+  async () => {
+    const before = inNode("lb", ["cat", HAPROXY_CFG]);
+    let result = { status: null as number | null, output: "" };
+    const report = await underLoad("refused", { rate: 40, seconds: 60, mix: READS }, async () => {
+      result = labCli("apply", { WEBSTACK_LAB_BREAK_BUNDLE: `lb:${HAPROXY_CFG}` });
+    });
+    console.log(`apply of a broken bundle:\n${result.output}`);
+    expect(result.status).toBe(1);
+    expect(result.output).toMatch(/lb: REFUSED \w+: .*haproxy/);
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    expect(inNode("lb", ["cat", HAPROXY_CFG])).toBe(before);
+    expect(appliedOn("lb")).toMatchObject({
+      state: "refused",
+      reason: expect.stringMatching(/haproxy/),
+    });
+    // The good bundle again: applied.
+    expect(labCli("apply").status).toBe(0);
+    expect(appliedOn("lb").state).toBe("applied");
+  },
+  600_000,
+);
+
+labTest(
+  "a node that was stopped while a change was published comes back on the latest bundle; the primary waits for it",
+  async () => {
+    const argv = await stopNode("s1");
+    const apply = spawn(
+      "npx",
+      ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), "apply", "--set", "maxBodyMiB=30"],
+      {
+        cwd: PROJECT_DIR,
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: 300_000,
+      },
+    );
+    let output = "";
+    apply.stdout.on("data", (d) => (output += String(d)));
+    apply.stderr.on("data", (d) => (output += String(d)));
+    const exited = new Promise<number | null>((resolve) => apply.on("exit", resolve));
+    // The primary holds back while its replica is away.
+    await sleep(40_000);
+    expect(output).not.toMatch(/lab: s2: applied/);
+    await startNode("s1", argv);
+    expect(await exited).toBe(0);
+    console.log(`apply while s1 was stopped:\n${output}`);
+    for (const node of ["s1", "s2"] as const) {
+      expect(inNode(node, ["cat", "/etc/nginx/sites-available/webstack"])).toMatch(
+        /^ {4}client_max_body_size 30m;$/m,
+      );
+    }
+    expect(Date.parse(appliedOn("s1").at)).toBeLessThan(Date.parse(appliedOn("s2").at));
+    await waitFor("s1 back up", 60, () => backendState("s1") === "UP");
+  },
+  600_000,
 );

@@ -21,8 +21,9 @@ import { NodeName, buildTopology } from "../model/topology";
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
 /** The lab's own CLI (`npm run lab -- COMMAND`), as a user runs it; its status and all it printed. */
-export function labCli(command: string, env: Record<string, string> = {}) {
-  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), command], {
+export function labCli(command: string | string[], env: Record<string, string> = {}) {
+  const args = typeof command === "string" ? [command] : command;
+  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), ...args], {
     cwd: PROJECT_DIR,
     encoding: "utf8",
     timeout: 25 * 60_000,

@@ -10,12 +10,13 @@ import {
   labNetwork,
   labNodes,
   BROKEN_BOOT_MARKER,
-  bucketObjects,
   packagesOf,
   planFirewallRules,
   ssmParameters,
+  s3Objects,
   s3Scopes,
   ssmScopes,
+  withBrokenBundleFile,
   withFailingBootStep,
 } from "../lab/labPlan";
 import { ebsDevicePath } from "../model/aws";
@@ -103,7 +104,11 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
 });
 
 test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped to its own prefix", () => {
-  const objects = bucketObjects(plan);
+  const objects = Object.entries(s3Objects(plan)).map(([name, body]) => ({
+    bucket: name.slice(0, name.indexOf("/")),
+    key: name.slice(name.indexOf("/") + 1),
+    body,
+  }));
   const bucket = String(one(plan, T.bucket, "files-bucket").outputs.bucket);
   expect(objects.map((o) => [o.bucket, o.key.replace(/[0-9a-f]{64}/, "<sha256>")])).toEqual([
     [bucket, "bundles/lb/<sha256>.json"],
@@ -114,19 +119,28 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
     expect(createHash("sha256").update(o.body, "utf8").digest("hex")).toBe(
       /([0-9a-f]{64})\.json$/.exec(o.key)![1],
     );
-    expect(o.contentType).toBe("application/json");
   }
-  for (const n of nodes) expect(n.s3Scopes).toEqual([`${bucket}/bundles/${n.name}/`]);
+  for (const n of nodes) expect(n.s3Scopes).toEqual([`${bucket}/bundles/${n.name}/*`]);
   // The pointers the nodes read are plain parameters the SSM stand-in serves.
   const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);
   expect(objects).toContainEqual(
     expect.objectContaining({ bucket: pointer.bucket, key: pointer.key }),
   );
+});
+
+test("the S3 stand-in's grants are each role's s3:GetObject resources, as bucket/key patterns", () => {
   expect(
     s3Scopes(
-      JSON.stringify({ Statement: [{ Action: "s3:GetObject", Resource: "arn:aws:s3:::b/k" }] }),
+      JSON.stringify({
+        Statement: [
+          { Action: "s3:GetObject", Resource: "arn:aws:s3:::bucket-1/bundles/s1/*" },
+          { Action: ["s3:PutObject"], Resource: "arn:aws:s3:::bucket-1/elsewhere/*" },
+          { Effect: "Deny", Action: "s3:GetObject", Resource: "arn:aws:s3:::bucket-1/*" },
+          { Action: ["ssm:GetParameter"], Resource: "arn:aws:ssm:eu-west-1:1:parameter/a" },
+        ],
+      }),
     ),
-  ).toEqual(["b/k"]);
+  ).toEqual(["bucket-1/bundles/s1/*"]);
 });
 
 test("the SSM stand-in serves the plan's parameters with their real values", () => {
@@ -159,11 +173,12 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
   expect(network.hosts).toEqual({
     "deb.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,
+    "s3.eu-west-1.amazonaws.com": network.s3,
     "acme.lab.test": network.pebble,
     [LAB_DOMAIN]: ip.lb,
     ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
-  const services = [network.mirror, network.ssm, network.pebble, network.client];
+  const services = [network.mirror, network.ssm, network.s3, network.pebble, network.client];
   for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);
   expect(new Set(services).size).toBe(services.length);
 });
@@ -258,4 +273,34 @@ test("the benchmark's fixed-rate row: the median round's percentiles, every roun
     sent: 3000,
     rounds_p99_ms: [9.5, 3.1, 4.0],
   });
+});
+
+test("a broken bundle for the lab's tests: one file spoilt, re-addressed and pointed to", () => {
+  const bundle = { format: 1, node: "lb", files: [{ path: "/etc/x.cfg", content: "good" }] };
+  const content = JSON.stringify(bundle);
+  const sha = createHash("sha256").update(content).digest("hex");
+  const published = {
+    parameters: {
+      "/webstack/lab/lb/bundle": {
+        Type: "String",
+        Value: JSON.stringify({ bucket: "b", key: `bundles/lb/${sha}.json`, sha256: sha }),
+      },
+    },
+    objects: { [`b/bundles/lb/${sha}.json`]: content },
+  };
+  withBrokenBundleFile(published, "/webstack/lab/lb/bundle", "/etc/x.cfg");
+  const pointer = JSON.parse(published.parameters["/webstack/lab/lb/bundle"].Value) as {
+    key: string;
+    sha256: string;
+  };
+  expect(pointer.sha256).not.toBe(sha);
+  expect(pointer.key).toBe(`bundles/lb/${pointer.sha256}.json`);
+  const spoilt = published.objects[`b/${pointer.key}`];
+  expect(createHash("sha256").update(spoilt).digest("hex")).toBe(pointer.sha256);
+  expect(JSON.parse(spoilt).files[0].content).toMatch(/^good\n.*no program accepts/);
+  // The good one is still there, as an older object version would be.
+  expect(published.objects[`b/bundles/lb/${sha}.json`]).toBe(content);
+  expect(() => withBrokenBundleFile(published, "/webstack/lab/lb/bundle", "/etc/none")).toThrow(
+    "has no /etc/none",
+  );
 });

@@ -53,9 +53,10 @@ runTest(
         "-out",
         "ssm.csr",
       );
+      // One certificate for both endpoints: SSM's name, S3's and its virtual-hosted buckets'.
       fs.writeFileSync(
         path.join(dir, "ext.cnf"),
-        "subjectAltName=DNS:ssm.eu-west-1.amazonaws.com\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=DNS:ssm.eu-west-1.amazonaws.com,DNS:s3.eu-west-1.amazonaws.com,DNS:*.s3.eu-west-1.amazonaws.com\nextendedKeyUsage=serverAuth\n",
       );
       openssl(
         dir,
@@ -100,6 +101,24 @@ runTest(
           },
         }),
       );
+      fs.writeFileSync(
+        path.join(dir, "s3.json"),
+        JSON.stringify({
+          listen: "203.0.113.6",
+          cert: path.join(dir, "ssm.pem"),
+          key: path.join(dir, "ssm.key"),
+          suffix: "s3.eu-west-1.amazonaws.com",
+          // As the roles' s3:GetObject statements: each node its own bundles.
+          principals: {
+            ASIALABS1: ["lab-bucket/bundles/s1/*"],
+            ASIALABS2: ["lab-bucket/bundles/s2/*"],
+          },
+          objects: {
+            "lab-bucket/bundles/s1/one.json": "bundle one",
+            "lab-bucket/bundles/s2/two.json": "not for s1",
+          },
+        }),
+      );
       const entry = (parameter: string, file: string) => [
         { parameter, path: path.join(dir, "out", file), mode: "0600", owner: "root:root" },
       ];
@@ -134,6 +153,11 @@ runTest(
       expect(fs.existsSync(path.join(dir, "out", "stolen"))).toBe(false);
       expect(sections["put exit=0"]).toBe("webstack-aws: stored /webstack/lab/s1/stored");
       expect(sections["put-denied exit=1"]).toContain("AccessDeniedException");
+      expect(sections["s3-own exit=0"]).toBe("bundle one");
+      expect(sections["s3-other exit=1"]).toBe("AccessDenied");
+      // A missing key, as S3 answers a caller without s3:ListBucket.
+      expect(sections["s3-missing exit=1"]).toBe("AccessDenied");
+      expect(sections["s3-published exit=0"]).toBe("published later");
       // The stand-in answered: tokens first, the role's credentials, never a token-less read.
       const log = sections["stand-in log"].split("\n");
       expect(log).toContain("imds 169.254.169.254 PUT /latest/api/token");
@@ -143,6 +167,8 @@ runTest(
       expect(log).toContain("ssm GetParameters /webstack/lab/s1/db-app-password");
       expect(log.filter((l) => l.includes("GET-without-token"))).toEqual([]);
       expect(run.stdout).not.toContain("not-for-s1");
+      expect(run.stdout).not.toContain("not for s1");
+      expect(log).toContain("s3 GET lab-bucket/bundles/s1/one.json");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -8,14 +8,21 @@ inside a lab network namespace (never outside one):
   key id that names the node);
 - ssm: SSM Parameter Store over HTTPS (JSON 1.1 protocol), one for the whole lab:
   GetParameter(s), GetParametersByPath and PutParameter, each allowed only under the paths of the
-  role whose access key signed the request, as the nodes' IAM policies allow.
+  role whose access key signed the request, as the nodes' IAM policies allow;
+- s3: S3 over HTTPS, virtual-hosted (bucket.s3.REGION.amazonaws.com) or path style: GetObject and
+  HeadObject, each allowed only for the object ARNs of the signing role's s3:GetObject statements.
 
-Usage: aws.py imds STATE.json | aws.py ssm STATE.json    where STATE.json holds
+Usage: aws.py imds STATE.json | aws.py ssm STATE.json | aws.py s3 STATE.json    where STATE.json holds
   imds: {"region", "instances": {node address: {"instanceId", "role", "accessKeyId"}}}
   ssm:  {"listen": address, "cert", "key" (the endpoint's TLS pair),
          "principals": {accessKeyId: [allowed names, and prefixes ending in "/"]}, "parameters": {name: {"Type", "Value"}}}
+  s3:   {"listen", "cert", "key", "suffix": "s3.REGION.amazonaws.com",
+         "principals": {accessKeyId: ["bucket/key", or "bucket/prefix*"]}, "objects": {"bucket/key": content}}
+A later version of STATE.json (written by `lab apply`: new plan, new bundles) is read on the next
+request: published parameters and objects are added or replaced, what the nodes wrote is kept.
 Every request is logged to stdout (names only, never values), so tests can prove who answered.
 """
+import os
 import http.server
 import json
 import ssl
@@ -25,7 +32,9 @@ import time
 import uuid
 
 MODE = sys.argv[1]
-STATE = json.load(open(sys.argv[2]))
+STATE_FILE = sys.argv[2]
+STATE = json.load(open(STATE_FILE))
+STATE_MTIME = os.stat(STATE_FILE).st_mtime_ns
 TOKENS = {}  # token -> the address it was issued to: a token is good only for its own instance
 LOCK = threading.Lock()
 
@@ -85,6 +94,22 @@ class Metadata(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def refresh():
+    """Takes in a newer STATE.json: published parameters and objects, and principals."""
+    global STATE_MTIME
+    with LOCK:
+        mtime = os.stat(STATE_FILE).st_mtime_ns
+        if mtime == STATE_MTIME:
+            return
+        STATE_MTIME = mtime
+        newer = json.load(open(STATE_FILE))
+        STATE["principals"] = newer["principals"]
+        for section in ("parameters", "objects"):
+            if section in newer:
+                STATE[section].update(newer[section])
+        log(MODE, "state reloaded")
+
+
 def signer(authorization):
     """The access key id of a SigV4 Authorization header: Credential=AKID/date/region/service/..."""
     if not authorization.startswith("AWS4-HMAC-SHA256 Credential="):
@@ -109,6 +134,7 @@ class Ssm(http.server.BaseHTTPRequestHandler):
         return {"Name": name, "Type": p["Type"], "Value": p["Value"], "Version": 1, "DataType": "text"}
 
     def do_POST(self):
+        refresh()
         target = self.headers.get("X-Amz-Target", "")
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         operation = target.split(".")[-1]
@@ -145,10 +171,60 @@ class Ssm(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class S3(http.server.BaseHTTPRequestHandler):
+    """GetObject and HeadObject, as a role's s3:GetObject statements allow; S3's XML errors."""
+
+    def error(self, code, kind, message):
+        data = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{kind}</Code><Message>{message}</Message></Error>".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def object_name(self):
+        """bucket/key from a virtual-hosted or a path-style request."""
+        host = self.headers.get("Host", "").split(":")[0]
+        path = self.path.split("?")[0].lstrip("/")
+        suffix = "." + STATE["suffix"]
+        if host.endswith(suffix):
+            return host[: -len(suffix)] + "/" + path
+        return path
+
+    def do_GET(self):
+        refresh()
+        name = self.object_name()
+        log("s3", self.command, name)
+        allowed = STATE["principals"].get(signer(self.headers.get("Authorization", "")))
+        if allowed is None:
+            return self.error(403, "InvalidAccessKeyId", "not signed with a node's role credentials")
+        # As the role's policy: "bucket/prefix*" allows the keys under the prefix, else one key.
+        if not any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allowed):
+            return self.error(403, "AccessDenied", "Access Denied")
+        content = STATE["objects"].get(name)
+        if content is None:
+            # What S3 answers a caller without s3:ListBucket (no node has it): not NoSuchKey.
+            return self.error(403, "AccessDenied", "Access Denied")
+        data = content.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", '"%s"' % uuid.uuid5(uuid.NAMESPACE_URL, content).hex)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
 if MODE == "imds":
     server = http.server.ThreadingHTTPServer(("169.254.169.254", 80), Metadata)
-elif MODE == "ssm":
-    server = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm)
+elif MODE in ("ssm", "s3"):
+    server = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm if MODE == "ssm" else S3)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(STATE["cert"], STATE["key"])
     server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the node tool against the AWS stand-ins inside a scratch network namespace that has only a
 # loopback interface: nothing can leave it, and 169.254.169.254 there is the stand-in's.
-# Usage: check.sh DIR   (DIR holds state.json, ca.pem and the manifests; run as root)
+# Usage: check.sh DIR   (DIR holds state.json, s3.json, ca.pem and the manifests; run as root)
 # Prints each step's exit code and output, then the stand-in's request log.
 set -euo pipefail
 dir=$(realpath "$1")
@@ -18,14 +18,18 @@ trap cleanup EXIT
 ip netns add "$ns"
 mkdir -p "/etc/netns/$ns"
 listen=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$dir/state.json")
-printf '127.0.0.1 localhost\n%s ssm.eu-west-1.amazonaws.com\n' "$listen" >"/etc/netns/$ns/hosts"
+s3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$dir/s3.json")
+printf '127.0.0.1 localhost\n%s ssm.eu-west-1.amazonaws.com\n%s s3.eu-west-1.amazonaws.com lab-bucket.s3.eu-west-1.amazonaws.com\n' \
+  "$listen" "$s3" >"/etc/netns/$ns/hosts"
 ip -n "$ns" link set lo up
 ip -n "$ns" addr add 169.254.169.254/32 dev lo
 ip -n "$ns" addr add "$listen/32" dev lo
+ip -n "$ns" addr add "$s3/32" dev lo
 for mode in imds ssm; do
   ip netns exec "$ns" timeout 60 /usr/bin/python3 "$here/aws.py" "$mode" "$dir/state.json" >>"$dir/standin.log" 2>&1 &
 done
-for _ in $(seq 50); do [ "$(grep -c ready "$dir/standin.log" 2>/dev/null)" = 2 ] && break; sleep 0.1; done
+ip netns exec "$ns" timeout 60 /usr/bin/python3 "$here/aws.py" s3 "$dir/s3.json" >>"$dir/standin.log" 2>&1 &
+for _ in $(seq 50); do [ "$(grep -c ready "$dir/standin.log" 2>/dev/null)" = 3 ] && break; sleep 0.1; done
 step() {
   local name=$1
   shift
@@ -39,5 +43,31 @@ step fetch fetch "$dir/manifest.json"
 step fetch-denied fetch "$dir/manifest-denied.json"
 step put put /webstack/lab/s1/stored "$dir/stored.txt" key-1
 step put-denied put /webstack/lab/lb/stored "$dir/stored.txt" key-1
+# S3 with boto3 as a node calls it: the region from IMDSv2, the role's credentials, virtual-hosted.
+s3get() {
+  local name=$1 key=$2
+  set +e
+  output=$(ip netns exec "$ns" env AWS_CA_BUNDLE="$dir/ca.pem" /usr/bin/python3 -c '
+import sys, boto3, botocore.exceptions
+try:
+    print(boto3.client("s3", region_name="eu-west-1").get_object(Bucket="lab-bucket", Key=sys.argv[1])["Body"].read().decode())
+except botocore.exceptions.ClientError as e:
+    print(e.response["Error"]["Code"]); sys.exit(1)' "$key" 2>&1)
+  code=$?
+  set -e
+  printf '== %s exit=%s\n%s\n' "$name" "$code" "$output"
+}
+s3get s3-own bundles/s1/one.json
+s3get s3-other bundles/s2/two.json
+s3get s3-missing bundles/s1/none.json
+# `lab apply` publishes a newer state: the next request sees it.
+sleep 0.05
+python3 -c '
+import json, sys
+state = json.load(open(sys.argv[1]))
+state["objects"]["lab-bucket/bundles/s1/three.json"] = "published later"
+json.dump(state, open(sys.argv[1] + ".new", "w"))' "$dir/s3.json"
+mv "$dir/s3.json.new" "$dir/s3.json"
+s3get s3-published bundles/s1/three.json
 printf '== stand-in log\n'
 cat "$dir/standin.log"
