@@ -182,7 +182,13 @@ interface BundleStatus {
 }
 
 function bundleStatus(node: NodeName): BundleStatus | undefined {
-  const r = execInNode(node, ["cat", "/var/lib/webstack/bundle/status.json"]);
+  let r;
+  try {
+    r = execInNode(node, ["cat", "/var/lib/webstack/bundle/status.json"]);
+  } catch (err) {
+    if (err instanceof LabError) return undefined; // stopped: it applies once it runs again
+    throw err;
+  }
   if (r.status !== 0) return undefined;
   try {
     return JSON.parse(r.stdout) as BundleStatus;

@@ -47,7 +47,7 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "their installer units keep retrying in the background and the boot completes without them.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
   "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
-    "Debian's own signed indexes; the nodes trust the lab's CA (for the SSM and Pebble stand-ins) " +
+    "Debian's own signed indexes; the nodes trust the lab's CA (for the SSM, S3 and Pebble stand-ins) " +
     "as EC2 nodes trust public CAs.",
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,

@@ -5,7 +5,7 @@ import * as path from "path";
 import { PYTHON, waitFor } from "../lab/commands";
 import { ACME_ROOT } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
-import { execInNode, inNode, startNode, stopNode } from "../lab/nodes";
+import { inNode, startNode, stopNode } from "../lab/nodes";
 import {
   backendStates,
   forceRenewal,
@@ -366,13 +366,7 @@ labTest(
       );
     }
     for (const node of NODE_NAMES) {
-      expect(
-        execInNode(node, [
-          "systemctl",
-          "is-enabled",
-          "webstack-datadog-agent.service",
-        ]).stdout.trim(),
-      ).toBe("enabled");
+      expect(inNode(node, ["cat", "/etc/webstack/datadog.env"])).toMatch(/^DATADOG_ENABLED=true$/m);
     }
     expect(missingRows("s2", report.rows)).toEqual([]);
     await replicaCaughtUp(report.rows);

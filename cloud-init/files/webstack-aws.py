@@ -396,6 +396,12 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
             return 1
     sha = pointer["sha256"]
     if applied and applied.get("sha256") == sha and applied.get("state") == "applied":
+        last = read_json(os.path.join(state, "status.json"))
+        if last and last.get("sha256") != sha:
+            # Pointed back to the bundle its files still hold (a refused one restored them): say so.
+            log(f"bundle {sha[:12]} is applied again (its files never left); reporting it")
+            report(env, ssm, cloudwatch, status_of(sha, applied.get("release", "")), state)
+            return 0
         log(f"bundle {sha[:12]} is applied; nothing to do")
         return 0
     if not bundle_path:

@@ -285,6 +285,28 @@ class ApplyTest(NodeTestCase):
         self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json")), status)
         self.assertIn("refused bundle", stderr)
 
+    def test_pointed_back_after_a_refusal_reports_the_applied_bundle_again_and_runs_nothing(self):
+        good = self.bundle([self.site("server { v1 }\n")])
+        good_sha = self.publish(good)
+        self.assertEqual(self.apply()[0], 0)
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: configuration file test failed\n")
+        self.publish(self.bundle([self.site("server { broken }\n")], release="r2"))
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json"))["state"], "refused")
+        self.commands.calls.clear()
+        self.publish(good)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        self.assertEqual(self.commands.calls, [])
+        status = json.loads(self.read("/var/lib/webstack/bundle/status.json"))
+        self.assertEqual((status["sha256"], status["state"], status["release"]), (good_sha, "applied", good["release"]))
+        self.assertEqual(json.loads(self.ssm.puts[-1]["Value"]), status)
+        self.assertIn("applied again", stderr)
+        # And then, nothing more to say.
+        puts = len(self.ssm.puts)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(len(self.ssm.puts), puts)
+
     def test_a_bundle_whose_sha256_is_not_the_pointers_is_refused_and_writes_nothing(self):
         sha = self.publish(self.bundle([self.site()]))
         (key,) = self.s3.objects
