@@ -240,6 +240,10 @@ HEALTH_ATTEMPTS = 5
 HEALTH_DELAY = 6  # seconds: about half a minute in all for services to settle after a reload
 OUTPUT_LINES = 5  # of a failed command's output, in the status's reason
 REASON_CHARACTERS = 1000  # a String parameter holds 4 KB
+# A node waiting for another (`after`) keeps looking this long within one run, so it follows within
+# seconds instead of a timer period later; then the timer's next run looks again.
+AFTER_WAIT = 25
+AFTER_POLL = 2
 
 
 class Refused(Exception):
@@ -312,9 +316,11 @@ def check(run, argv, what):
         raise Refused(f"{what} failed: {shlex.join(argv)} exited {code}: {tail}"[:REASON_CHARACTERS])
 
 
-def write_files(bundle, root, backups, run):
+def write_files(bundle, root, backups, run, previous):
     """Step 4: writes the files that differ from disk, then validates them; on any failure the old
-    files are back (a new one removed) before the services saw anything. The changed entries."""
+    files are back (a new one removed) before the services saw anything. The changed entries: those
+    written, and those that differ from the last applied bundle (`previous`, by path) although the
+    disk already holds them, so an onChange that failed last time runs again."""
     changed, saved = [], []
     for entry in bundle["files"]:
         user, _, group = entry["owner"].partition(":")
@@ -323,11 +329,15 @@ def write_files(bundle, root, backups, run):
         except KeyError as error:
             raise Refused(f"{entry['path']}: unknown owner {entry['owner']}") from error
         wanted = (under(root, entry["path"]), entry["content"].encode(), *owner, int(entry["mode"], 8))
-        if differs(*wanted):
+        last = previous.get(entry["path"])
+        unapplied = last is not None and any(last.get(k) != entry[k] for k in ("content", "mode", "owner"))
+        if differs(*wanted) or unapplied:
             changed.append((entry, wanted))
     shutil.rmtree(backups, ignore_errors=True)
     try:
         for entry, wanted in changed:
+            if not differs(*wanted):
+                continue  # already on disk: only its validate and onChange are still owed
             backup = under(backups, entry["path"])
             saved.append((wanted[0], backup if copy_file(wanted[0], backup) else None))
             install(*wanted)
@@ -418,19 +428,31 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         if bundle["format"] != 1 or bundle["node"] != env["NODE"]:
             raise Refused(f"a format {bundle['format']} bundle for {bundle['node']}; this is {env['NODE']}")
         # Not on the first apply: the replica's first boot waits for the primary's database.
+        deadline = time.monotonic() + AFTER_WAIT
         for other in bundle["after"] if applied else []:
-            theirs = parameter_json(ssm, other["status"]) or {}
-            if (theirs.get("release"), theirs.get("state")) != (release, "applied"):
-                log(f"bundle {sha[:12]}: waiting for {other['node']}")
-                return 0
-        log(f"applying bundle {sha[:12]} (release {release[:12]}){'' if applied else ', the first'}")
-        changed = write_files(bundle, root, os.path.join(state, "backup"), run)
-        if applied:
-            actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
-        else:
+            while True:
+                theirs = parameter_json(ssm, other["status"]) or {}
+                if (theirs.get("release"), theirs.get("state")) == (release, "applied"):
+                    break
+                if time.monotonic() >= deadline:
+                    log(f"bundle {sha[:12]}: waiting for {other['node']}")
+                    return 0
+                time.sleep(AFTER_POLL)
+        # firstApply runs once: a first apply that failed its health check is retried as a change.
+        first_done = os.path.join(state, "first-apply.done")
+        first = not applied and not os.path.exists(first_done)
+        log(f"applying bundle {sha[:12]} (release {release[:12]}){', the first' if first else ''}")
+        last_bundle = read_json(os.path.join(state, "current.json")) or {}
+        previous = {entry["path"]: entry for entry in last_bundle.get("files", [])}
+        changed = write_files(bundle, root, os.path.join(state, "backup"), run, previous)
+        if first:
             actions = [("firstApply", argv) for argv in bundle.get("firstApply", [])]
+        else:
+            actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
         for what, argv in actions:
             check(run, argv, what)
+        if first:
+            install(first_done, b"", os.getuid(), os.getgid(), 0o600)
         if bundle.get("healthCheck"):
             health_check(bundle["healthCheck"], run)
     except (Refused, ValueError, KeyError, TypeError) as error:

@@ -337,7 +337,8 @@ class ApplyTest(NodeTestCase):
         for s1 in other_states:
             if s1:
                 self.ssm.values[S1_STATUS] = json.dumps({"sha256": "0" * 64, **s1, "at": "2025-01-01T00:00:00Z"})
-            code, stderr = self.apply()
+            with mock.patch.object(self.module, "AFTER_WAIT", 0):
+                code, stderr = self.apply()
             self.assertEqual((code, self.read(APP)), (0, "app = 1\n"))
             self.assertEqual((self.commands.calls, self.ssm.puts, self.cloudwatch.metrics), ([], [], []))
             self.assertIn("waiting for s1", stderr)
@@ -351,6 +352,24 @@ class ApplyTest(NodeTestCase):
         self.ssm.values[S1_STATUS] = json.dumps(s1)
         self.assertEqual(self.apply()[0], 0)
         self.assertEqual((self.read(APP), self.commands.calls), ("app = 2\n", [RESTART_APP, HEALTH]))
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_node_waiting_for_another_follows_within_the_same_run(self):
+        self.applied([self.site(), self.app()])
+        after = [{"node": "s1", "status": S1_STATUS}]
+        bundle = self.bundle([self.site(), self.app("app = 2\n")], release="r2", after=after)
+        sha = self.publish(bundle)
+        s1 = {"sha256": "0" * 64, "release": bundle["release"], "state": "applied", "at": "2025-01-01T00:00:00Z"}
+        clock = iter(range(0, 1000))
+
+        def s1_applies_later(_seconds):
+            if next(clock) == 2:  # the replica reports a few polls in
+                self.ssm.values[S1_STATUS] = json.dumps(s1)
+
+        with mock.patch.object(self.module.time, "sleep", side_effect=s1_applies_later) as sleep:
+            self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(sleep.call_count, 3)
+        self.assertEqual(self.read(APP), "app = 2\n")
         self.assert_status(sha, bundle, "applied")
 
     def test_after_is_not_waited_for_on_the_first_apply(self):
@@ -375,6 +394,28 @@ class ApplyTest(NodeTestCase):
         self.assertEqual(self.commands.calls, [RESTART_APP, HEALTH, HEALTH, HEALTH])
         self.assertEqual(sleep.call_count, 2)
         self.assert_status(sha, bundle, "refused", "health check failed: curl -fsk https://127.0.0.1/healthz exited 22")
+
+    def test_an_on_change_that_failed_runs_again_on_the_next_tick(self):
+        self.applied([self.site("server { v1 }\n")])
+        self.commands.results[tuple(RELOAD_NGINX)] = (1, "Job for nginx.service failed.\n")
+        self.publish(self.bundle([self.site("server { v2 }\n")], release="r2"))
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.read(SITE), "server { v2 }\n")  # validated: it stays, the reload is owed
+        self.commands.calls.clear()
+        del self.commands.results[tuple(RELOAD_NGINX)]
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [NGINX_T, RELOAD_NGINX, HEALTH])
+
+    def test_first_apply_steps_run_once_even_when_its_health_check_failed(self):
+        self.commands.results[tuple(HEALTH)] = (7, "curl: (7) Failed to connect\n")
+        self.publish(self.bundle([self.site()]))
+        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 1):
+            self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.commands.calls, [NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
+        self.commands.calls.clear()
+        del self.commands.results[tuple(HEALTH)]
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [HEALTH])  # no second boot script, nothing changed
 
     def test_a_health_check_that_passes_on_a_retry_applies(self):
         answers = iter([(7, "curl: (7) Failed to connect\n"), (0, "")])
