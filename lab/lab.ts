@@ -1,6 +1,8 @@
 // The lab's `up`, `status` and `down`: the order of the steps; each step lives in its own module.
 import * as fs from "fs";
-import { runPlan } from "../plan/plan";
+import * as path from "path";
+import { NODE_NAMES, NodeName } from "../model/topology";
+import { Plan, runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
 import { blackholeRanges, checkHost, installHostPackages } from "./hostSetup";
@@ -20,10 +22,6 @@ import {
   withBrokenBundleFile,
 } from "./labPlan";
 import { ACME_ROOT, alive, healthy, newState, readState, saveState, STATE_DIR } from "./labState";
-import * as path from "path";
-import { execInNode } from "./nodes";
-import { Plan } from "../plan/plan";
-import { NODE_NAMES, NodeName } from "../model/topology";
 import { applyFirewalls, createNetwork } from "./namespaces";
 import {
   attachDataVolume,
@@ -31,6 +29,7 @@ import {
   bootNode,
   breakBootIfAsked,
   cloudInitStatus,
+  execInNode,
   prepareRoot,
   waitForNodes,
 } from "./nodes";
@@ -58,7 +57,7 @@ export async function up(): Promise<void> {
   installHostPackages();
   log("plan: the program under mocks, with real keys, certificates and passwords");
   fs.mkdirSync(STATE_DIR, { recursive: true });
-  const plan = await planLab();
+  const plan = await planLab(readSets());
   const nodes = labNodes(plan).map(breakBootIfAsked);
   const topology = LAB_TOPOLOGY;
   const network = labNetwork(topology);
@@ -154,11 +153,15 @@ const SET_CONFIG = path.join(STATE_DIR, "config.json");
 /** A Datadog API key for the lab (a secret's shape; the agent cannot reach Datadog from here). */
 const LAB_DATADOG_API_KEY = "0".repeat(32);
 
-/** The lab's plan: LAB_CONFIG with what `apply --set` changed since `up`, the same real outputs. */
-async function planLab(): Promise<Plan> {
-  const sets = fs.existsSync(SET_CONFIG)
+/** What `apply --set` changed since `up`, by full config key. */
+function readSets(): Record<string, string> {
+  return fs.existsSync(SET_CONFIG)
     ? (JSON.parse(fs.readFileSync(SET_CONFIG, "utf8")) as Record<string, string>)
     : {};
+}
+
+/** The lab's plan: LAB_CONFIG with `sets` over it, the same real outputs. */
+async function planLab(sets: Record<string, string>): Promise<Plan> {
   const config: Record<string, string> = { ...LAB_CONFIG, ...sets };
   const secretKeys: string[] = [];
   if (config["webstack:datadog"] === "true" && !config["webstack:datadogApiKey"]) {
@@ -209,9 +212,8 @@ export async function apply(options: readonly string[]): Promise<void> {
   const state = readState();
   if (!state?.upSeconds || !state.network)
     throw new LabError("the lab is not up: npm run lab -- up");
-  const sets = fs.existsSync(SET_CONFIG)
-    ? (JSON.parse(fs.readFileSync(SET_CONFIG, "utf8")) as Record<string, string>)
-    : {};
+  const sets = readSets();
+  const before = labNodes(await planLab(sets));
   for (let i = 0; i < options.length; i++) {
     const pair = options[i] === "--set" ? options[++i] : undefined;
     const match = pair ? /^([A-Za-z][\w:]*)=(.*)$/s.exec(pair) : null;
@@ -219,10 +221,10 @@ export async function apply(options: readonly string[]): Promise<void> {
       throw new LabError(`apply takes --set key=value …, not ${options[i] ?? "(nothing)"}`);
     sets[match[1].includes(":") ? match[1] : `webstack:${match[1]}`] = match[2];
   }
-  const before = labNodes(await planLab());
-  fs.writeFileSync(SET_CONFIG, JSON.stringify(sets, null, 2));
   log(`plan with ${JSON.stringify(sets)}`);
-  const plan = await planLab();
+  const plan = await planLab(sets);
+  // Kept only once the program accepted them: a refused --set is not remembered.
+  fs.writeFileSync(SET_CONFIG, JSON.stringify(sets, null, 2));
   const nodes = labNodes(plan);
   for (const node of nodes) {
     const old = before.find((n) => n.name === node.name);

@@ -146,13 +146,13 @@ function onlyOne(found: PlannedResource[], what: string): PlannedResource {
   return found[0];
 }
 
-/** The resources of a policy's statements that allow an action of a service ("ssm:", "s3:"). */
-function resourcesAllowing(policyJson: string, service: string): string[] {
+/** The resources of a policy's Allow statements with an action that `wanted` picks. */
+function resourcesAllowing(policyJson: string, wanted: (action: string) => boolean): string[] {
   const policy = JSON.parse(policyJson) as {
-    Statement: { Action: string | string[]; Resource: string | string[] }[];
+    Statement: { Effect?: string; Action: string | string[]; Resource: string | string[] }[];
   };
-  return policy.Statement.filter((s) =>
-    ([] as string[]).concat(s.Action).some((a) => a.startsWith(service)),
+  return policy.Statement.filter(
+    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).some(wanted),
   ).flatMap((s) => ([] as string[]).concat(s.Resource));
 }
 
@@ -161,7 +161,7 @@ const scopeOf = (name: string) => (name.endsWith("/*") ? name.slice(0, -1) : nam
 
 /** The node's SSM scopes, from its role's policy: "parameter/X/*" → "X/", "parameter/X" → "X". */
 export function ssmScopes(policyJson: string): string[] {
-  const names = resourcesAllowing(policyJson, "ssm:").map((arn) =>
+  const names = resourcesAllowing(policyJson, (a) => a.startsWith("ssm:")).map((arn) =>
     arn.slice(arn.indexOf(":parameter/") + ":parameter".length),
   );
   return [...new Set(names.map(scopeOf))];
@@ -169,14 +169,9 @@ export function ssmScopes(policyJson: string): string[] {
 
 /** The objects a node's role may get, from its policy's s3:GetObject statements. */
 export function s3Scopes(policyJson: string): string[] {
-  const policy = JSON.parse(policyJson) as {
-    Statement: { Effect?: string; Action: string | string[]; Resource: string | string[] }[];
-  };
-  return policy.Statement.filter(
-    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).includes("s3:GetObject"),
-  )
-    .flatMap((s) => ([] as string[]).concat(s.Resource))
-    .map((arn) => arn.slice(arn.indexOf(":::") + 3));
+  return resourcesAllowing(policyJson, (a) => a === "s3:GetObject").map((arn) =>
+    arn.slice(arn.indexOf(":::") + 3),
+  );
 }
 
 /** The objects the plan uploads, by "bucket/key", with their content, as the S3 stand-in serves them. */

@@ -371,7 +371,8 @@ def status_of(sha, release, reason=None):
     status = {"sha256": sha, "release": release, "state": "refused" if reason else "applied"}
     if reason:
         status["reason"] = reason[:REASON_CHARACTERS]
-    status["at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Milliseconds: the primary applies within a second of its replica, and the order is the point.
+    status["at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return status
 
 

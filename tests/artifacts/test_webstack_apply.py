@@ -43,7 +43,7 @@ NGINX_T = ["nginx", "-t"]
 RELOAD_NGINX = ["systemctl", "reload", "nginx"]
 RESTART_APP = ["systemctl", "restart", "webstack-app"]
 HEALTH = ["curl", "-fsk", "https://127.0.0.1/healthz"]
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def not_found(name):
