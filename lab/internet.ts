@@ -1,9 +1,18 @@
 // The lab's "internet": resolver, Debian mirror, SSM, S3 and metadata stand-ins, Pebble as the ACME CA.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { LB_NODE, NodeName } from "../model/topology";
 import { LAB_DIR, LabError, log, PYTHON, run, waitFor } from "./commands";
-import { ACME_HOST, INTERNET_NS, LAB_REGION, LabNetwork, LabNode, s3Endpoint } from "./labPlan";
+import {
+  ACME_HOST,
+  INTERNET_NS,
+  LAB_REGION,
+  LabNetwork,
+  LabNode,
+  S3Object,
+  s3Endpoint,
+} from "./labPlan";
 import { ACME_ROOT, LabState, STATE_DIR, startProcess } from "./labState";
 import { listening, runIn } from "./namespaces";
 import { execInNode } from "./nodes";
@@ -20,7 +29,7 @@ export function buildMirror(base: string, nodes: LabNode[]): string {
 /** What the program publishes for the nodes: SSM parameters and S3 objects ("bucket/key"). */
 export interface Published {
   readonly parameters: Record<string, { Type: string; Value: string }>;
-  readonly objects: Record<string, string>;
+  readonly objects: Record<string, S3Object>;
 }
 
 const INTERNET_DIR = path.join(STATE_DIR, "internet");
@@ -55,11 +64,30 @@ function standInStates(network: LabNetwork, nodes: LabNode[], published: Publish
 }
 
 /**
+ * The objects with each file copied into the internet's state, named by its sha256: the stand-in
+ * serves it for as long as the lab runs, wherever the plan wrote it.
+ */
+function keptFiles(published: Published): Published {
+  const dir = path.join(INTERNET_DIR, "objects");
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const objects = Object.fromEntries(
+    Object.entries(published.objects).map(([name, object]) => {
+      if (typeof object === "string") return [name, object];
+      const data = fs.readFileSync(object.file);
+      const kept = path.join(dir, crypto.createHash("sha256").update(data).digest("hex"));
+      if (!fs.existsSync(kept)) fs.writeFileSync(kept, data, { mode: 0o600 });
+      return [name, { file: kept }];
+    }),
+  );
+  return { ...published, objects };
+}
+
+/**
  * Hands a new plan's parameters and objects to the running stand-ins (`lab apply`): they take
  * them in on their next request, keeping what the nodes wrote themselves.
  */
 export function publish(network: LabNetwork, nodes: LabNode[], published: Published): void {
-  const states = standInStates(network, nodes, published);
+  const states = standInStates(network, nodes, keptFiles(published));
   writeState("ssm.json", JSON.stringify(states.ssm));
   writeState("s3.json", JSON.stringify(states.s3));
 }

@@ -1,7 +1,7 @@
 // The lab's `up`, `status` and `down`: the order of the steps; each step lives in its own module.
 import * as fs from "fs";
 import * as path from "path";
-import { NODE_NAMES, NodeName } from "../model/topology";
+import { NODE_NAMES, NodeName, appliesAfter } from "../model/topology";
 import { Plan, runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
@@ -182,6 +182,8 @@ interface BundleStatus {
   readonly state: "applied" | "refused";
   readonly reason?: string;
   readonly at: string;
+  /** The app release the node runs (app nodes, issue 18). */
+  readonly app?: string;
 }
 
 function bundleStatus(node: NodeName): BundleStatus | undefined {
@@ -219,7 +221,10 @@ export async function apply(options: readonly string[]): Promise<void> {
     const match = pair ? /^([A-Za-z][\w:]*)=(.*)$/s.exec(pair) : null;
     if (!match)
       throw new LabError(`apply takes --set key=value …, not ${options[i] ?? "(nothing)"}`);
-    sets[match[1].includes(":") ? match[1] : `webstack:${match[1]}`] = match[2];
+    const key = match[1].includes(":") ? match[1] : `webstack:${match[1]}`;
+    // An empty value returns the key to the lab's own config (or the program's default).
+    if (match[2] === "") delete sets[key];
+    else sets[key] = match[2];
   }
   log(`plan with ${JSON.stringify(sets)}`);
   const plan = await planLab(sets);
@@ -253,29 +258,60 @@ export async function apply(options: readonly string[]): Promise<void> {
       return [node, (JSON.parse(pointer.Value) as { sha256: string }).sha256];
     }),
   ) as Record<NodeName, string>;
+  await follow(wanted);
+}
+
+/** How long `apply` follows the nodes: a release builds a venv and checks itself on each in turn. */
+const FOLLOW_SECONDS = 240;
+
+/**
+ * Follows each node's status until it reports its wanted bundle, applied or refused. A node that
+ * waits for a node that refused never applies (the primary holds back when its replica refused):
+ * it is named, and following ends there.
+ */
+async function follow(wanted: Record<NodeName, string>): Promise<void> {
   const started = Date.now();
   const done = new Map<NodeName, BundleStatus>();
-  while (done.size < NODE_NAMES.length) {
+  const refused = () => [...done].filter(([, s]) => s.state !== "applied").map(([n]) => n);
+  const held = () =>
+    NODE_NAMES.filter((n) => !done.has(n) && appliesAfter(n).some((o) => refused().includes(o)));
+  while (done.size + held().length < NODE_NAMES.length) {
     for (const node of NODE_NAMES) {
       if (done.has(node)) continue;
       const status = bundleStatus(node);
       if (status?.sha256 !== wanted[node]) continue;
       done.set(node, status);
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      const app = status.app ? `, app release ${status.app.slice(0, 12)}` : "";
       log(
         status.state === "applied"
-          ? `${node}: applied ${wanted[node].slice(0, 12)} at ${status.at} (seen after ${seconds} s)`
+          ? `${node}: applied ${wanted[node].slice(0, 12)}${app} at ${status.at} (seen after ${seconds} s)`
           : `${node}: REFUSED ${wanted[node].slice(0, 12)}: ${status.reason ?? "(no reason)"}`,
       );
     }
-    if (done.size < NODE_NAMES.length) {
-      if (Date.now() - started > 180_000) {
+    if (done.size + held().length < NODE_NAMES.length) {
+      if (Date.now() - started > FOLLOW_SECONDS * 1000) {
         const late = NODE_NAMES.filter((n) => !done.has(n));
-        throw new LabError(`not applied within 180 s: ${late.join(", ")}`);
+        throw new LabError(`not applied within ${FOLLOW_SECONDS} s: ${late.join(", ")}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
-  const refused = [...done].filter(([, s]) => s.state !== "applied").map(([n]) => n);
-  if (refused.length > 0) throw new LabError(`refused by ${refused.join(", ")}`);
+  for (const node of held()) log(`${node}: holds back: ${appliesAfter(node).join(", ")} refused`);
+  log(`rollout followed for ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (refused().length > 0) throw new LabError(`refused by ${refused().join(", ")}`);
+}
+
+/**
+ * `release DIR [--set key=value …]`: DIR published as the running lab's app (appSource), as `pulumi up` would after
+ * `pulumi config set appSource DIR`; the rollout followed per node (s1 first, then s2).
+ */
+export async function release(options: readonly string[]): Promise<void> {
+  const [source, ...sets] = options;
+  if (!source || source.startsWith("-"))
+    throw new LabError("release takes a directory: release DIR [--set key=value …]");
+  const dir = path.resolve(source);
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+    throw new LabError(`release: ${dir} is not a directory`);
+  await apply(["--set", `appSource=${dir}`, ...sets]);
 }

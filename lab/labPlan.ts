@@ -174,14 +174,25 @@ export function s3Scopes(policyJson: string): string[] {
   );
 }
 
+/** An object as the S3 stand-in serves it: text, or the bytes of a file (an app release's archive). */
+export type S3Object = string | { readonly file: string };
+
 /** The objects the plan uploads, by "bucket/key", with their content, as the S3 stand-in serves them. */
-export function s3Objects(plan: Plan): Record<string, string> {
+export function s3Objects(plan: Plan): Record<string, S3Object> {
   return Object.fromEntries(
     plan.resources
       .filter((r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2")
       .map((r) => {
-        const inputs = revealSecrets(r.inputs) as { bucket: string; key: string; content: string };
-        return [`${inputs.bucket}/${inputs.key}`, inputs.content];
+        const inputs = revealSecrets(r.inputs) as {
+          bucket: string;
+          key: string;
+          content?: string;
+          source?: { asset: "file"; path: string };
+        };
+        const object = inputs.source ? { file: inputs.source.path } : inputs.content;
+        if (object === undefined)
+          throw new Error(`lab: ${inputs.key} has neither content nor a file`);
+        return [`${inputs.bucket}/${inputs.key}`, object];
       }),
   );
 }
@@ -322,7 +333,7 @@ export function withFailingBootStep(userData: string): string {
 export function withBrokenBundleFile(
   published: {
     parameters: Record<string, { Type: string; Value: string }>;
-    objects: Record<string, string>;
+    objects: Record<string, S3Object>;
   },
   pointerName: string,
   filePath: string,
@@ -332,7 +343,9 @@ export function withBrokenBundleFile(
     key: string;
     sha256: string;
   };
-  const bundle = JSON.parse(published.objects[`${pointer.bucket}/${pointer.key}`]) as {
+  const text = published.objects[`${pointer.bucket}/${pointer.key}`];
+  if (typeof text !== "string") throw new Error(`lab: ${pointer.key} is not a bundle`);
+  const bundle = JSON.parse(text) as {
     files: { path: string; content: string }[];
   };
   const file = bundle.files.find((f) => f.path === filePath);

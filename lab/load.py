@@ -9,7 +9,8 @@ clients do (RFC 9112, 9.3.1); it is counted under "resent". Everything else that
 expected status is a failure.
 
 Prints one JSON object: sent, ok, failed, resent, longest stall and percentiles (ms), the first
-failures, the rows written (id and note) and which backend answered how often.
+failures, the rows written (id and note), which backend answered how often and which app release
+(the "release" of each answer).
 Usage: load.py --host NAME --cafile FILE --rate N --duration S --count N
                [--mix root=1,read=1,write=1] [--read-ids 1,2,3] [--connections N] [--stop-file F]
 """
@@ -85,6 +86,7 @@ class Worker(threading.Thread):
                 else:
                     answer = json.loads(payload)
                     result["node"] = answer.get("node")
+                    result["release"] = answer.get("release")
                     if kind == "write":
                         result["row"] = {"id": answer["id"], "note": body}
                     if kind == "read":
@@ -151,10 +153,12 @@ def main():
 
     latencies = sorted((r["done"] - r["due"]) * 1000 for r in results)
     failures = [r["error"] for r in results if "error" in r]
-    nodes = {}
+    nodes, releases = {}, {}
     for r in results:
         if r.get("node"):
             nodes[r["node"]] = nodes.get(r["node"], 0) + 1
+        if r.get("release"):
+            releases[r["release"]] = releases.get(r["release"], 0) + 1
     pct = lambda p: round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else None
     print(json.dumps({
         "sent": sent,
@@ -168,6 +172,7 @@ def main():
         "p99_ms": pct(0.99),
         "failures": failures[:10],
         "nodes": nodes,
+        "releases": releases,
         "read_from": {
             source: sum(1 for r in results if r.get("read_from") == source)
             for source in ("replica", "primary")

@@ -39,6 +39,33 @@ export function writeItems(count: number, tag: string): number[] {
   });
 }
 
+/** A GET through the LB from the client namespace, as a user would: the answer's JSON. */
+export function getThroughLb(path: string): Record<string, unknown> {
+  const r = runIn(INTERNET_NS, "curl", [
+    "-fsS",
+    "--max-time",
+    "10",
+    "--cacert",
+    ACME_ROOT,
+    `https://${LAB_DOMAIN}${path}`,
+  ]);
+  return JSON.parse(r) as Record<string, unknown>;
+}
+
+/** A GET to a node's app itself, over Gunicorn's socket: that node's release answers. */
+export function getFromApp(node: NodeName, path: string): Record<string, unknown> {
+  const r = inNode(node, [
+    "curl",
+    "-fsS",
+    "--max-time",
+    "10",
+    "--unix-socket",
+    "/run/webstack/app.sock",
+    `http://${node}${path}`,
+  ]);
+  return JSON.parse(r) as Record<string, unknown>;
+}
+
 /** Each backend's state in HAProxy's own stats on the LB: {s1: "UP", s2: "DOWN 1/2", …}. */
 export function backendStates(): Record<string, string> {
   const csv = inNode(LB_NODE, [

@@ -79,6 +79,19 @@ function settled<T>(output: pulumi.Output<T>): Promise<T> {
   });
 }
 
+/** A resource's inputs with each top-level asset as `{ asset: "file", path }`. */
+async function settleAssets(inputs: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const entries = await Promise.all(
+    Object.entries(inputs).map(async ([key, value]) => {
+      const asset = value as { __pulumiAsset?: boolean; path?: unknown } | null;
+      if (typeof asset !== "object" || asset === null || !asset.__pulumiAsset) return [key, value];
+      if (asset.path === undefined) throw new PlanError(`${key}: only file assets are planned`);
+      return [key, { asset: "file", path: await asset.path }];
+    }),
+  );
+  return Object.fromEntries(entries);
+}
+
 /** Resolves Outputs and promises in the program's return value, keeping secrets wrapped. */
 async function resolveDeep(value: unknown): Promise<unknown> {
   if (pulumi.Output.isInstance(value)) {
@@ -203,6 +216,12 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
       );
     };
 
+    // A file asset (an app release's archive) arrives with its path as a promise: the path, plainly.
+    const inputsOf = new Map(
+      await Promise.all(
+        mocks.resources.map(async (m) => [m, await settleAssets(m.inputs)] as const),
+      ),
+    );
     const resources = mocks.resources.map((m): PlannedResource => {
       const s = byKey.get(`${m.type}::${m.name}`);
       const isStack = m.type === "pulumi:pulumi:Stack";
@@ -214,7 +233,7 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
         name: m.name,
         ...(s ? { parent: urnOf.get(s.parent)! } : {}),
         ...(m.id !== undefined ? { id: m.id } : {}),
-        inputs: m.inputs,
+        inputs: inputsOf.get(m)!,
         outputs: m.outputs,
         options: s ? optionsOf(s) : {},
       };

@@ -1,160 +1,37 @@
 // The stack under faults: each test runs a bounded load from the client namespace while one part
 // fails and comes back, and asserts 0 failed requests, 0 rows lost and a bounded longest stall.
-import { spawn } from "child_process";
-import * as path from "path";
-import { PYTHON, waitFor } from "../lab/commands";
-import { ACME_ROOT } from "../lab/labState";
+import { waitFor } from "../lab/commands";
 import { inNamespace } from "../lab/namespaces";
 import { inNode, startNode, stopNode } from "../lab/nodes";
+import { forceRenewal, reloadHaproxy, servedCertificate, writeItems } from "../lab/runningStack";
+import { INTERNET_NS } from "../lab/labPlan";
+import { NODE_NAMES } from "../model/topology";
+import { IS_ROOT, labCli, labTest } from "./harness";
 import {
-  backendStates,
-  forceRenewal,
-  nodeSql,
-  reloadHaproxy,
-  servedCertificate,
-  writeItems,
-} from "../lab/runningStack";
-import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
-import { NODE_NAMES, NodeName } from "../model/topology";
-import { IS_ROOT, PROJECT_DIR, labCli, labTest } from "./harness";
-
-/** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
-const STOPPED_SERVICE_STALL_MS = 1500;
-const CUT_LINK_STALL_MS = 3000;
-
-function lab(command: string) {
-  const r = labCli(command);
-  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.output}`);
-}
-
-interface LoadReport {
-  sent: number;
-  answered: number;
-  ok: number;
-  failed: number;
-  resent: number;
-  seconds: number;
-  longest_stall_ms: number;
-  p50_ms: number;
-  p99_ms: number;
-  failures: string[];
-  nodes: Record<string, number>;
-  read_from: Record<string, number>;
-  rows: { id: number; note: string }[];
-}
-
-interface Load {
-  readonly rate: number;
-  readonly seconds: number;
-  readonly mix: string;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-let readIds: number[] = [];
-
-/**
- * Runs `fault` while a bounded load runs from the client namespace (it starts 2 s into the load
- * and must end before the load does), then returns the load's report.
- */
-async function underLoad(
-  name: string,
-  load: Load,
-  fault: () => Promise<void>,
-): Promise<LoadReport> {
-  const child = spawn(
-    "ip",
-    [
-      "netns",
-      "exec",
-      INTERNET_NS,
-      PYTHON,
-      path.join(PROJECT_DIR, "lab", "load.py"),
-      "--host",
-      LAB_DOMAIN,
-      "--cafile",
-      ACME_ROOT,
-      "--rate",
-      String(load.rate),
-      "--duration",
-      String(load.seconds),
-      "--count",
-      String(Math.ceil(load.rate * load.seconds)),
-      "--mix",
-      load.mix,
-      "--read-ids",
-      readIds.join(","),
-      "--tag",
-      `${name}-${Date.now()}`,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], timeout: (load.seconds + 60) * 1000 },
-  );
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += String(d)));
-  child.stderr.on("data", (d) => (err += String(d)));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-  const started = Date.now();
-  await sleep(2000);
-  await fault();
-  const faultSeconds = (Date.now() - started) / 1000;
-  const code = await exited;
-  if (code !== 0) throw new Error(`load.py exited ${code}: ${err}`);
-  const report = JSON.parse(out) as LoadReport;
-  expect(faultSeconds).toBeLessThan(load.seconds); // the whole fault happened under load
-  console.log(
-    `${name}: ${report.sent} requests at ${load.rate}/s, ${report.failed} failed, ` +
-      `${report.resent} resent on a closed keep-alive connection, longest stall ` +
-      `${report.longest_stall_ms} ms (p50 ${report.p50_ms} ms, p99 ${report.p99_ms} ms); ` +
-      `answered by ${JSON.stringify(report.nodes)}, reads from ${JSON.stringify(report.read_from)}, ` +
-      `${report.rows.length} rows written` +
-      (report.failures.length ? `\n  failures: ${report.failures.join("\n  ")}` : ""),
-  );
-  return report;
-}
-
-/** The strict bounds every fault test holds to. */
-function expectServed(report: LoadReport, stallMs: number) {
-  expect(report.failures).toEqual([]);
-  expect(report.failed).toBe(0);
-  expect(report.answered).toBe(report.sent);
-  expect(report.sent).toBeGreaterThan(100);
-  expect(report.longest_stall_ms).toBeLessThan(stallMs);
-}
-
-const backendState = (node: "s1" | "s2") => backendStates()[node] ?? "absent";
-
-/** Every acknowledged row, with its note, on the node's database. */
-function missingRows(node: "s1" | "s2", rows: { id: number; note: string }[]): string[] {
-  if (rows.length === 0) return [];
-  const found = new Map(
-    nodeSql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => l.split("\t") as [string, string]),
-  );
-  return rows.filter((r) => found.get(String(r.id)) !== r.note).map((r) => `${r.id}:${r.note}`);
-}
-
-async function replicaCaughtUp(rows: { id: number; note: string }[]): Promise<void> {
-  await waitFor("the replica holding every acknowledged row", 60, () => {
-    try {
-      return missingRows("s1", rows).length === 0;
-    } catch {
-      return false; // the replica restarting
-    }
-  });
-}
-
-const checksum = (node: "s1" | "s2") => nodeSql(node, "CHECKSUM TABLE items").split("\t")[1];
-
-const MIXED = "root=1,read=2,write=1";
-const READS = "root=1,read=1";
+  CUT_LINK_STALL_MS,
+  MIXED,
+  READS,
+  STOPPED_SERVICE_STALL_MS,
+  appliedOn,
+  backendState,
+  bootedAt,
+  checksum,
+  convergence,
+  expectServed,
+  lab,
+  labCliInBackground,
+  missingRows,
+  replicaCaughtUp,
+  seedReads,
+  sleep,
+  underLoad,
+} from "./labLoad";
 
 beforeAll(() => {
   if (!IS_ROOT) return;
   lab("up"); // a running, healthy lab is reused as is
   // Rows every read in the load asks for, already on the replica.
-  readIds = writeItems(20, "seed");
+  seedReads(writeItems(20, "seed"));
 }, 30 * 60_000);
 
 afterAll(() => {
@@ -310,28 +187,6 @@ labTest(
 /** Where HAProxy reads its config on the LB, as the LB's bundle delivers it. */
 const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 
-/** What a node last reached with its bundle (the applier's own record). */
-const appliedOn = (node: NodeName) =>
-  JSON.parse(inNode(node, ["cat", "/var/lib/webstack/bundle/status.json"])) as {
-    sha256: string;
-    state: string;
-    reason?: string;
-    at: string;
-  };
-
-/** When the node's PID 1 started: unchanged means the instance was neither replaced nor rebooted. */
-const bootedAt = (node: NodeName) => inNode(node, ["ps", "-o", "lstart=", "-p", "1"]).trim();
-
-/** `lab apply`'s line per node: "<node>: applied <sha> at <time> (seen after <s> s)". */
-function convergence(output: string): Record<string, number> {
-  return Object.fromEntries(
-    [...output.matchAll(/lab: (\w+): applied \w+ at \S+ \(seen after ([\d.]+) s\)/g)].map((m) => [
-      m[1],
-      Number(m[2]),
-    ]),
-  );
-}
-
 labTest(
   "one apply changes an HAProxy setting, an Nginx setting and turns Datadog on, under load: every node converges within 60 s, the replica before the primary, no failed request, no instance replaced",
   async () => {
@@ -402,25 +257,13 @@ labTest(
   "a node that was stopped while a change was published comes back on the latest bundle; the primary waits for it",
   async () => {
     const argv = await stopNode("s1");
-    const apply = spawn(
-      "npx",
-      ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), "apply", "--set", "maxBodyMiB=30"],
-      {
-        cwd: PROJECT_DIR,
-        stdio: ["ignore", "pipe", "pipe"],
-        timeout: 300_000,
-      },
-    );
-    let output = "";
-    apply.stdout.on("data", (d) => (output += String(d)));
-    apply.stderr.on("data", (d) => (output += String(d)));
-    const exited = new Promise<number | null>((resolve) => apply.on("exit", resolve));
+    const apply = labCliInBackground(["apply", "--set", "maxBodyMiB=30"]);
     // The primary holds back while its replica is away.
     await sleep(40_000);
-    expect(output).not.toMatch(/lab: s2: applied/);
+    expect(apply.output()).not.toMatch(/lab: s2: applied/);
     await startNode("s1", argv);
-    expect(await exited).toBe(0);
-    console.log(`apply while s1 was stopped:\n${output}`);
+    expect(await apply.exited).toBe(0);
+    console.log(`apply while s1 was stopped:\n${apply.output()}`);
     for (const node of ["s1", "s2"] as const) {
       expect(inNode(node, ["cat", "/etc/nginx/sites-available/webstack"])).toMatch(
         /^ {4}client_max_body_size 30m;$/m,

@@ -116,6 +116,7 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
     [bucket, "bundles/s2/<sha256>.json"],
   ]);
   for (const o of objects) {
+    if (typeof o.body !== "string") throw new Error(`${o.key}: a bundle is text`);
     expect(createHash("sha256").update(o.body, "utf8").digest("hex")).toBe(
       /([0-9a-f]{64})\.json$/.exec(o.key)![1],
     );

@@ -1,5 +1,6 @@
 // The lab's AWS stand-ins, with the real node tool as the client: region and role credentials from
 // IMDSv2, SSM over TLS at its real hostname, and IAM-like scoping to the node's own paths.
+import * as crypto from "crypto";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -110,12 +111,14 @@ runTest(
           suffix: "s3.eu-west-1.amazonaws.com",
           // As the roles' s3:GetObject statements: each node its own bundles.
           principals: {
-            ASIALABS1: ["lab-bucket/bundles/s1/*"],
+            ASIALABS1: ["lab-bucket/bundles/s1/*", "lab-bucket/releases/*"],
             ASIALABS2: ["lab-bucket/bundles/s2/*"],
           },
           objects: {
             "lab-bucket/bundles/s1/one.json": "bundle one",
             "lab-bucket/bundles/s2/two.json": "not for s1",
+            // An app release: bytes, not text, served from the file the lab keeps.
+            "lab-bucket/releases/r1.tar.gz": { file: path.join(dir, "r1.tar.gz") },
           },
         }),
       );
@@ -131,6 +134,8 @@ runTest(
         JSON.stringify(entry("/webstack/lab/s2/db-app-password", "stolen")),
       );
       fs.writeFileSync(path.join(dir, "stored.txt"), "stored-value");
+      const release = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
+      fs.writeFileSync(path.join(dir, "r1.tar.gz"), release);
 
       const run = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "standins", "check.sh"), dir], {
         encoding: "utf8",
@@ -158,6 +163,9 @@ runTest(
       // A missing key, as S3 answers a caller without s3:ListBucket.
       expect(sections["s3-missing exit=1"]).toBe("AccessDenied");
       expect(sections["s3-published exit=0"]).toBe("published later");
+      expect(sections["s3-release exit=0"]).toBe(
+        `sha256:${crypto.createHash("sha256").update(release).digest("hex")}`,
+      );
       // The stand-in answered: tokens first, the role's credentials, never a token-less read.
       const log = sections["stand-in log"].split("\n");
       expect(log).toContain("imds 169.254.169.254 PUT /latest/api/token");

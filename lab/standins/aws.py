@@ -17,11 +17,12 @@ Usage: aws.py imds STATE.json | aws.py ssm STATE.json | aws.py s3 STATE.json    
   ssm:  {"listen": address, "cert", "key" (the endpoint's TLS pair),
          "principals": {accessKeyId: [allowed names, and prefixes ending in "/"]}, "parameters": {name: {"Type", "Value"}}}
   s3:   {"listen", "cert", "key", "suffix": "s3.REGION.amazonaws.com",
-         "principals": {accessKeyId: ["bucket/key", or "bucket/prefix*"]}, "objects": {"bucket/key": content}}
+         "principals": {accessKeyId: ["bucket/key", or "bucket/prefix*"]}, "objects": {"bucket/key": content, or {"file": PATH} for bytes}}
 A later version of STATE.json (written by `lab apply`: new plan, new bundles) is read on the next
 request: published parameters and objects are added or replaced, what the nodes wrote is kept.
 Every request is logged to stdout (names only, never values), so tests can prove who answered.
 """
+import hashlib
 import os
 import http.server
 import json
@@ -206,11 +207,17 @@ class S3(http.server.BaseHTTPRequestHandler):
         if content is None:
             # What S3 answers a caller without s3:ListBucket (no node has it): not NoSuchKey.
             return self.error(403, "AccessDenied", "Access Denied")
-        data = content.encode()
+        if isinstance(content, dict):  # an app release's archive, kept as a file
+            with open(content["file"], "rb") as handle:
+                data = handle.read()
+            kind, tag = "application/gzip", hashlib.md5(data).hexdigest()
+        else:
+            data = content.encode()
+            kind, tag = "application/json", uuid.uuid5(uuid.NAMESPACE_URL, content).hex
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", '"%s"' % uuid.uuid5(uuid.NAMESPACE_URL, content).hex)
+        self.send_header("ETag", '"%s"' % tag)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

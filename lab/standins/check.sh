@@ -50,7 +50,9 @@ s3get() {
   output=$(ip netns exec "$ns" env AWS_CA_BUNDLE="$dir/ca.pem" /usr/bin/python3 -c '
 import sys, boto3, botocore.exceptions
 try:
-    print(boto3.client("s3", region_name="eu-west-1").get_object(Bucket="lab-bucket", Key=sys.argv[1])["Body"].read().decode())
+    body = boto3.client("s3", region_name="eu-west-1").get_object(Bucket="lab-bucket", Key=sys.argv[1])["Body"].read()
+    # Text as text; bytes (an app release) by their sha256.
+    print(body.decode() if sys.argv[1].endswith(".json") else "sha256:" + __import__("hashlib").sha256(body).hexdigest())
 except botocore.exceptions.ClientError as e:
     print(e.response["Error"]["Code"]); sys.exit(1)' "$key" 2>&1)
   code=$?
@@ -60,6 +62,7 @@ except botocore.exceptions.ClientError as e:
 s3get s3-own bundles/s1/one.json
 s3get s3-other bundles/s2/two.json
 s3get s3-missing bundles/s1/none.json
+s3get s3-release releases/r1.tar.gz
 # `lab apply` publishes a newer state: the next request sees it.
 sleep 0.05
 python3 -c '

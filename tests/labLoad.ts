@@ -1,0 +1,185 @@
+// The lab tests' load and the records they read: a bounded load from the client namespace while
+// something happens, and what each node last reached with its bundle.
+import { spawn } from "child_process";
+import * as path from "path";
+import { PYTHON, waitFor } from "../lab/commands";
+import { ACME_ROOT } from "../lab/labState";
+import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
+import { inNode } from "../lab/nodes";
+import { backendStates, nodeSql } from "../lab/runningStack";
+import { NodeName } from "../model/topology";
+import { PROJECT_DIR, labCli } from "./harness";
+
+/** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
+export const STOPPED_SERVICE_STALL_MS = 1500;
+export const CUT_LINK_STALL_MS = 3000;
+
+export function lab(command: string) {
+  const r = labCli(command);
+  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.output}`);
+}
+
+export interface LoadReport {
+  sent: number;
+  answered: number;
+  ok: number;
+  failed: number;
+  resent: number;
+  seconds: number;
+  longest_stall_ms: number;
+  p50_ms: number;
+  p99_ms: number;
+  failures: string[];
+  nodes: Record<string, number>;
+  /** Answers by the app release that gave them (the demo app says which: issue 18). */
+  releases: Record<string, number>;
+  read_from: Record<string, number>;
+  rows: { id: number; note: string }[];
+}
+
+export interface Load {
+  readonly rate: number;
+  readonly seconds: number;
+  readonly mix: string;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Rows every read in a load asks for (seeded once per lab by the test file). */
+let readIds: number[] = [];
+export const seedReads = (ids: number[]) => (readIds = ids);
+
+/**
+ * Runs `fault` while a bounded load runs from the client namespace (it starts 2 s into the load
+ * and must end before the load does), then returns the load's report.
+ */
+export async function underLoad(
+  name: string,
+  load: Load,
+  fault: () => Promise<void>,
+): Promise<LoadReport> {
+  const child = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      INTERNET_NS,
+      PYTHON,
+      path.join(PROJECT_DIR, "lab", "load.py"),
+      "--host",
+      LAB_DOMAIN,
+      "--cafile",
+      ACME_ROOT,
+      "--rate",
+      String(load.rate),
+      "--duration",
+      String(load.seconds),
+      "--count",
+      String(Math.ceil(load.rate * load.seconds)),
+      "--mix",
+      load.mix,
+      "--read-ids",
+      readIds.join(","),
+      "--tag",
+      `${name}-${Date.now()}`,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], timeout: (load.seconds + 60) * 1000 },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += String(d)));
+  child.stderr.on("data", (d) => (err += String(d)));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const started = Date.now();
+  await sleep(2000);
+  await fault();
+  const faultSeconds = (Date.now() - started) / 1000;
+  const code = await exited;
+  if (code !== 0) throw new Error(`load.py exited ${code}: ${err}`);
+  const report = JSON.parse(out) as LoadReport;
+  expect(faultSeconds).toBeLessThan(load.seconds); // the whole fault happened under load
+  console.log(
+    `${name}: ${report.sent} requests at ${load.rate}/s, ${report.failed} failed, ` +
+      `${report.resent} resent on a closed keep-alive connection, longest stall ` +
+      `${report.longest_stall_ms} ms (p50 ${report.p50_ms} ms, p99 ${report.p99_ms} ms); ` +
+      `answered by ${JSON.stringify(report.nodes)}, reads from ${JSON.stringify(report.read_from)}, ` +
+      `${report.rows.length} rows written` +
+      (report.failures.length ? `\n  failures: ${report.failures.join("\n  ")}` : ""),
+  );
+  return report;
+}
+
+/** The strict bounds every fault test holds to. */
+export function expectServed(report: LoadReport, stallMs: number) {
+  expect(report.failures).toEqual([]);
+  expect(report.failed).toBe(0);
+  expect(report.answered).toBe(report.sent);
+  expect(report.sent).toBeGreaterThan(100);
+  expect(report.longest_stall_ms).toBeLessThan(stallMs);
+}
+
+export const backendState = (node: "s1" | "s2") => backendStates()[node] ?? "absent";
+
+/** Every acknowledged row, with its note, on the node's database. */
+export function missingRows(node: "s1" | "s2", rows: { id: number; note: string }[]): string[] {
+  if (rows.length === 0) return [];
+  const found = new Map(
+    nodeSql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("\t") as [string, string]),
+  );
+  return rows.filter((r) => found.get(String(r.id)) !== r.note).map((r) => `${r.id}:${r.note}`);
+}
+
+export async function replicaCaughtUp(rows: { id: number; note: string }[]): Promise<void> {
+  await waitFor("the replica holding every acknowledged row", 60, () => {
+    try {
+      return missingRows("s1", rows).length === 0;
+    } catch {
+      return false; // the replica restarting
+    }
+  });
+}
+
+export const checksum = (node: "s1" | "s2") => nodeSql(node, "CHECKSUM TABLE items").split("\t")[1];
+
+export const MIXED = "root=1,read=2,write=1";
+export const READS = "root=1,read=1";
+
+/** What a node last reached with its bundle (the applier's own record). */
+export const appliedOn = (node: NodeName) =>
+  JSON.parse(inNode(node, ["cat", "/var/lib/webstack/bundle/status.json"])) as {
+    sha256: string;
+    state: string;
+    reason?: string;
+    at: string;
+    app?: string;
+  };
+
+/** When the node's PID 1 started: unchanged means the instance was neither replaced nor rebooted. */
+export const bootedAt = (node: NodeName) => inNode(node, ["ps", "-o", "lstart=", "-p", "1"]).trim();
+
+/** `lab apply`'s line per node: "<node>: applied <sha>[, app release <id>] at <time> (seen after <s> s)". */
+export function convergence(output: string): Record<string, number> {
+  return Object.fromEntries(
+    [
+      ...output.matchAll(
+        /lab: (\w+): applied \w+(?:, app release \w+)? at \S+ \(seen after ([\d.]+) s\)/g,
+      ),
+    ].map((m) => [m[1], Number(m[2])]),
+  );
+}
+
+/** A lab command run in the background (the test goes on meanwhile): its exit and its output so far. */
+export function labCliInBackground(args: string[]) {
+  const child = spawn("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), ...args], {
+    cwd: PROJECT_DIR,
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 400_000,
+  });
+  let output = "";
+  child.stdout.on("data", (d) => (output += String(d)));
+  child.stderr.on("data", (d) => (output += String(d)));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  return { exited, output: () => output };
+}
