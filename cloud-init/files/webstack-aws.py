@@ -523,7 +523,8 @@ def prepare_release(app, root, s3, run):
         os.symlink(os.path.basename(partial), final)
         try:
             venv = f"{final}/venv"
-            check(run, ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv], "release venv", ReleaseRefused)
+            make_venv = ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv]
+            check(run, make_venv, "release venv", ReleaseRefused)
             if has_requirements(os.path.join(partial, "requirements.txt")):
                 pip = [f"{venv}/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
                        "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
@@ -753,7 +754,7 @@ def switch_back(root, previous, run):
     stopped it). Whatever happens is logged: the refusal says why the release was refused."""
     point_current(root, previous)
     code, output = capture(run, ["systemctl", "reload-or-restart", APP_UNIT])
-    log(f"switched back to release {(previous or 'none')[:12]}; systemctl reload-or-restart exited {code} {output.strip()}")
+    log(f"switched back to release {(previous or 'none')[:12]}; reload-or-restart exited {code} {output.strip()}")
 
 
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
