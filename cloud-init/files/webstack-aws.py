@@ -600,10 +600,14 @@ def app_module(root):
     raise ReleaseRefused(f"{APP_UNIT_FILE} has no ExecStart")
 
 
-def app_workers(root, run):
-    """The pids of the app's Gunicorn workers: its main process's children."""
+def main_pid(root, run):
+    """The app's Gunicorn master (the unit's MainPID); 0 while it does not run."""
     code, output = capture(run, ["systemctl", "show", "-p", "MainPID", "--value", APP_UNIT])
-    main = int(output.strip()) if code == 0 and output.strip().isdigit() else 0
+    return int(output.strip()) if code == 0 and output.strip().isdigit() else 0
+
+
+def app_workers(root, main):
+    """The pids of the app's Gunicorn workers: its master's children."""
     if main == 0:
         return []
     try:
@@ -623,11 +627,15 @@ def app_workers(root, run):
 
 
 def wait_for_workers(root, run, release_dir):
-    """Until every worker runs in the release (the new ones chdir there; the old ones have finished)."""
+    """Until every worker runs in the release (the new ones chdir there; the old ones have finished).
+    A master that stopped (new workers that cannot start stop it) fails at once: no waiting it out."""
     wanted = os.path.realpath(release_dir)
     deadline = time.monotonic() + SWITCH_WAIT
+    master = main_pid(root, run)
     while True:
-        workers = app_workers(root, run)
+        if master == 0 or main_pid(root, run) != master:
+            raise ReleaseRefused(f"the app's Gunicorn stopped on release {os.path.basename(wanted)[:12]}")
+        workers = app_workers(root, master)
         places = {os.path.realpath(under(root, f"/proc/{pid}/cwd")) for pid in workers}
         if workers and places == {wanted}:
             log(f"all {len(workers)} workers run release {os.path.basename(wanted)[:12]}")

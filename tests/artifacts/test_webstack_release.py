@@ -224,7 +224,8 @@ class SwitchTest(ReleaseTestCase):
         code, _, status = self.deploy(new)
         self.assertEqual(code, 0)
         self.assertEqual(seen, {"preflight": old, "health": new})
-        self.assertEqual(self.commands.calls, [self.venv(new), self.preflight(new), RELOAD, SHOW_MAIN_PID, HEALTH])
+        self.assertEqual(self.commands.calls,
+                         [self.venv(new), self.preflight(new), RELOAD, SHOW_MAIN_PID, SHOW_MAIN_PID, HEALTH])
         self.assertEqual((self.current(), status["state"], status["app"]), (new, "applied", new))
         self.assertEqual(self.metric_names(), ["BundleApplied"])
 
@@ -241,7 +242,7 @@ class SwitchTest(ReleaseTestCase):
         with mock.patch.object(self.module.time, "sleep", side_effect=old_workers_finish) as sleep:
             self.assertEqual(self.deploy(new)[0], 0)
         self.assertEqual(sleep.call_count, 3)
-        self.assertEqual(self.commands.calls.count(SHOW_MAIN_PID), 4)
+        self.assertEqual(self.commands.calls.count(SHOW_MAIN_PID), 5)
 
     def test_a_failing_preflight_leaves_current_and_says_why(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
@@ -286,13 +287,24 @@ class SwitchTest(ReleaseTestCase):
         self.assertIn(f"did not all move to release {new[:12]}", status["reason"])
         self.assertEqual(self.commands.calls[-1], ROLL_BACK)
 
+    def test_a_gunicorn_that_stops_after_the_reload_switches_back_at_once(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        masters = iter([f"{MAIN_PID}\n", "0\n"])  # new workers that cannot start stop the master
+        self.commands.results[tuple(SHOW_MAIN_PID)] = lambda: (0, next(masters))
+        with mock.patch.object(self.module.time, "sleep") as sleep:
+            code, _, status = self.deploy(new)
+        self.assertEqual((code, self.current(), sleep.call_count), (1, old, 0))
+        self.assertIn(f"the app's Gunicorn stopped on release {new[:12]}", status["reason"])
+        self.assertEqual(self.commands.calls[-1], ROLL_BACK)
+
     def test_workers_are_found_by_their_parent_where_proc_has_no_children_file(self):
         self.write(f"/proc/{MAIN_PID}/stat", f"{MAIN_PID} (gunicorn) S 1 1\n")
         self.write("/proc/201/stat", f"201 (gunicorn: work) S {MAIN_PID} 1\n")
         self.write("/proc/202/stat", f"202 (a) b) S {MAIN_PID} 1\n")
         self.write("/proc/300/stat", "300 (bash) S 1 1\n")
         self.write("/proc/self/stat", "1 (x) S 1 1\n")
-        self.assertEqual(sorted(self.module.app_workers(self.root, self.commands)), [201, 202])
+        self.assertEqual(sorted(self.module.app_workers(self.root, MAIN_PID)), [201, 202])
 
     def test_three_releases_are_kept(self):
         releases = [self.release({**DEMO, f"v{n}": b""}) for n in range(5)]
