@@ -176,10 +176,14 @@ function expectShippedCovered(suffix: string, contents: string[]): void {
     const shipped = withoutComments(fs.readFileSync(path.join(dir, name), "utf8")).split(
       /\{\{[A-Z_]+\}\}/,
     );
-    const pattern = new RegExp(
-      `^${shipped.map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^\\n]*")}$`,
-    );
-    expect({ file: name, rendered: rendered.some((c) => pattern.test(c)) }).toEqual({
+    // Without placeholders it is the same text (as a regular expression, a large file is too large for V8).
+    const pattern =
+      shipped.length > 1 &&
+      new RegExp(
+        `^${shipped.map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("[^\\n]*")}$`,
+      );
+    const matches = (c: string) => (pattern ? pattern.test(c) : c === shipped[0]);
+    expect({ file: name, rendered: rendered.some(matches) }).toEqual({
       file: name,
       rendered: true,
     });
@@ -298,6 +302,7 @@ describe("python", () => {
   withTool("python3-boto3").each([
     ["the node AWS tool's own unit tests", "test_webstack_aws.py"],
     ["the bundle applier's and the bootstrap's unit tests (issue 17)", "test_webstack_apply.py"],
+    ["the release steps' unit tests (issue 18)", "test_webstack_release.py"],
   ])("%s pass (no real metadata service, no real /etc)", (_, file) => {
     const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
     expect(result.output).toMatch(/Ran \d+ tests/);

@@ -1,5 +1,6 @@
 #!/bin/bash
-# An app node's boot, its bundle's first apply: secrets → database TLS → bootstrap → app → Nginx.
+# An app node's boot, its bundle's first apply: secrets → database TLS → bootstrap → app (its
+# secrets, then Gunicorn) → Nginx.
 # Every step fails loudly: cloud-init then reports the boot as failed.
 set -euo pipefail
 # shellcheck source=/dev/null
@@ -24,6 +25,11 @@ umask 077
   printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\nDB_APP_PASSWORD=%s\n' "$(</etc/webstack/secrets/db-app-password)"
 } >/etc/webstack/app.env
 umask 022
+# The app's secrets (appSecrets), a file each that only www-data reads; Gunicorn's config puts them
+# in the app's environment. The release is in place: the first apply pointed /srv/webstack/current
+# at it before this script ran.
+install -d -m 0750 -o root -g www-data /etc/webstack/app-secrets
+/usr/local/sbin/webstack-aws fetch /etc/webstack/app-secrets.json
 systemctl daemon-reload
 systemctl enable --now webstack-app.service
 

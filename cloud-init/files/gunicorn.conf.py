@@ -1,16 +1,70 @@
 # Gunicorn for webstack's app: workers sized to the instance, a unix socket only Nginx uses.
+# Gunicorn runs this file when it starts and again on every reload (HUP): everything here is worked
+# out at each load, so a reload takes the release `current` points to, the app's settings and its
+# secrets as they are now. New workers start with it; the old ones finish what they serve.
+import json
 import multiprocessing
+import os
+import site
+import sys
+
+RELEASES = "/srv/webstack/releases/"
+# The release: current's (issue 18), or the one a preflight names before current points to it.
+release_dir = os.path.realpath(os.environ.get("WEBSTACK_RELEASE_DIR") or "/srv/webstack/current")
+chdir = release_dir
+# Its code and its venv's packages first; the release before's leave the path (the venv shares
+# Debian's packages, --system-site-packages, which stay on the path as they were).
+site_packages = os.path.join(
+    release_dir, "venv", "lib", f"python{sys.version_info.major}.{sys.version_info.minor}", "site-packages"
+)
+sys.path[:] = [release_dir, site_packages] + [p for p in sys.path if not p.startswith(RELEASES)]
+if os.path.isdir(site_packages):
+    site.addsitedir(site_packages)  # its .pth files
+
+
+def settings_env():
+    """The app's settings (appEnv), /etc/webstack/app-settings.json: {"env": {NAME: value}}."""
+    try:
+        with open("/etc/webstack/app-settings.json") as handle:
+            return json.load(handle)["env"]
+    except FileNotFoundError:
+        return {}
+
+
+def secrets_env(directory="/etc/webstack/app-secrets"):
+    """The app's secrets (appSecrets): one file each, named after its variable, www-data's (0400)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for name in names:
+        if not name.startswith("."):  # webstack-aws fetch's temporary files
+            with open(os.path.join(directory, name)) as handle:
+                values[name] = handle.read()
+    return values
+
 
 bind = "unix:/run/webstack/app.sock"
 workers = multiprocessing.cpu_count() * 2 + 1
 # A sync worker silent this long (its request included) is killed: as long as HAProxy waits.
 timeout = {{WORKER_TIMEOUT}}
-# On a reload (HUP: a bundle changed this file or the app) the old workers finish what they serve.
+# On a reload (HUP: a new release, or a bundle changed this file or the app's settings) the old
+# workers finish what they serve.
 graceful_timeout = {{WORKER_TIMEOUT}}
 keepalive = 5
 accesslog = "/var/log/webstack/app-access.log"
 errorlog = "/var/log/webstack/app.log"
 loglevel = "info"
-# The longest the app waits for its primary database. Set here, not in the unit's environment, so
-# that a reload's new workers see a new value.
-raw_env = ["WEBSTACK_DB_WAIT_S={{DB_WAIT_SECONDS}}"]
+# The app's environment, set here rather than in the unit's so that a reload's new workers see new
+# values: its settings, its secrets, which release it is, and the longest it waits for its primary
+# database.
+raw_env = [
+    f"{name}={value}"
+    for name, value in {
+        **settings_env(),
+        **secrets_env(),
+        "WEBSTACK_RELEASE": os.path.basename(release_dir),
+        "WEBSTACK_DB_WAIT_S": "{{DB_WAIT_SECONDS}}",
+    }.items()
+]

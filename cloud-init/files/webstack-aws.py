@@ -3,7 +3,8 @@
 
 The region comes from instance metadata (IMDSv2), because the SDK does not read it from there.
 Secret values are never printed.
-Usage: webstack-aws fetch MANIFEST.json                     parameters into files, as the manifest says
+Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into files, as the manifest says;
+                                                            then UNIT reloaded if it is running
        webstack-aws put NAME FILE KMS_KEY_ID                one file stored as a SecureString parameter
        webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
                                                             cert.pem, chain.pem, key.enc.pem
@@ -13,21 +14,35 @@ Usage: webstack-aws fetch MANIFEST.json                     parameters into file
        webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, written,
                                                             validated, acted on, health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
+       webstack-aws preflight RELEASE_DIR APP_MODULE        a throwaway Gunicorn of a release must answer
+                                                            GET /healthz (issue 18; apply runs it)
+
+Releases (issue 18): a bundle's `app` is a release of the team's WSGI app, an archive in S3 named by its
+sha256. apply unpacks it into /srv/webstack/releases/<id>/ with its venv; the primary runs the release
+command once per release (webstack-release-command RELEASE_DIR COMMAND) and says so in an SSM
+parameter the replica waits for; a preflight Gunicorn must answer; then /srv/webstack/current moves
+to it, Gunicorn reloads, every worker must run in it and the health check pass, or current moves back.
 """
+import contextlib
 import csv
 import datetime
 import fcntl
 import grp
 import hashlib
+import http.client
 import io
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -117,7 +132,10 @@ def with_retries(action, what):
             delay = min(delay * 2, 60)
 
 
-def fetch_command(manifest_path, client):
+def fetch_command(manifest_path, client, reload_unit=None, run=subprocess.run):
+    """Entries: parameter, path, mode, owner; any other key (an app secret's `version`) only makes
+    the manifest change when the value does. reload_unit: reloaded after, if it runs (at first boot
+    the app does not yet)."""
     with open(manifest_path) as handle:
         manifest = json.load(handle)
     names = sorted({entry["parameter"] for entry in manifest})
@@ -130,6 +148,12 @@ def fetch_command(manifest_path, client):
         owner, _, group = entry.get("owner", "root:root").partition(":")
         write(entry["path"], values[entry["parameter"]], owner, group or owner, int(entry["mode"], 8))
     log(f"wrote {len(manifest)} files from {len(names)} parameters")
+    if reload_unit and capture(run, ["systemctl", "is-active", "--quiet", reload_unit])[0] == 0:
+        code, output = capture(run, ["systemctl", "reload", reload_unit])
+        if code != 0:
+            log(f"systemctl reload {reload_unit} exited {code}: {output.strip()}")
+            return 1
+        log(f"reloaded {reload_unit}")
     return 0
 
 
@@ -250,6 +274,10 @@ class Refused(Exception):
     """A bundle this node will not run; the message is the status's reason."""
 
 
+class ReleaseRefused(Refused):
+    """A bundle refused because of its release (issue 18): ReleaseFailed too, for its alarm."""
+
+
 def under(root, path):
     return os.path.join(root, path.lstrip("/"))
 
@@ -302,18 +330,23 @@ def distinct(commands):
     return unique
 
 
-def check(run, argv, what):
-    """Runs an argv (no shell); its output goes to the log, and its last lines into a refusal."""
-    log(f"{what}: {shlex.join(argv)}")
+def capture(run, argv):
+    """(exit code, output) of an argv (no shell), stdout and stderr together."""
     try:
         result = run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        code, output = result.returncode, result.stdout or ""
+        return result.returncode, result.stdout or ""
     except OSError as error:
-        code, output = 127, str(error)
+        return 127, str(error)
+
+
+def check(run, argv, what, refusal=Refused):
+    """Runs an argv (no shell); its output goes to the log, and its last lines into a refusal."""
+    log(f"{what}: {shlex.join(argv)}")
+    code, output = capture(run, argv)
     sys.stderr.write(output)
     if code != 0:
         tail = "\n".join(output.strip().splitlines()[-OUTPUT_LINES:])
-        raise Refused(f"{what} failed: {shlex.join(argv)} exited {code}: {tail}"[:REASON_CHARACTERS])
+        raise refusal(f"{what} failed: {shlex.join(argv)} exited {code}: {tail}"[:REASON_CHARACTERS])
 
 
 def write_files(bundle, root, backups, run, previous):
@@ -367,30 +400,369 @@ def health_check(argv, run):
             time.sleep(HEALTH_DELAY)
 
 
-def status_of(sha, release, reason=None):
-    status = {"sha256": sha, "release": release, "state": "refused" if reason else "applied"}
+def now():
+    # Milliseconds: the primary applies within a second of its replica, and the order is the point.
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_of(sha, release, reason=None, app=None):
+    status = {"sha256": sha, "release": release}
+    if app:
+        status["app"] = app
+    status["state"] = "refused" if reason else "applied"
     if reason:
         status["reason"] = reason[:REASON_CHARACTERS]
-    # Milliseconds: the primary applies within a second of its replica, and the order is the point.
-    status["at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    status["at"] = now()
     return status
 
 
-def report(env, ssm, cloudwatch, status, state):
-    """The outcome, where each reader looks: status.json on the node, the status parameter (the
-    primary's `after` reads the replica's), and BundleApplied or BundleRefused for the alarm. The
-    metric is sent once, without retries: a CloudWatch outage must not hold up or fail an apply."""
-    value = json.dumps(status)
-    install(os.path.join(state, "status.json"), value.encode(), os.getuid(), os.getgid(), 0o600)
+def put_json(ssm, name, value):
     with_retries(
-        lambda: ssm.put_parameter(Name=env["STATUS_PARAMETER"], Value=value, Type="String", Overwrite=True),
-        "PutParameter",
+        lambda: ssm.put_parameter(Name=name, Value=json.dumps(value), Type="String", Overwrite=True), "PutParameter"
     )
+
+
+def report(env, ssm, cloudwatch, status, state, release_failed=False):
+    """The outcome, where each reader looks: status.json on the node, the status parameter (the
+    primary's `after` reads the replica's), and BundleApplied or BundleRefused (and ReleaseFailed)
+    for the alarms. The metric is sent once, without retries: a CloudWatch outage must not hold up
+    or fail an apply."""
+    install(os.path.join(state, "status.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
+    put_json(ssm, env["STATUS_PARAMETER"], status)
     data = [metric("BundleApplied" if status["state"] == "applied" else "BundleRefused", env["NODE"], 1)]
+    if release_failed:
+        data.append(metric("ReleaseFailed", env["NODE"], 1))
     try:
         cloudwatch.put_metric_data(Namespace=env["METRIC_NAMESPACE"], MetricData=data)
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         log(f"PutMetricData failed ({type(error).__name__}); the status parameter says it all the same")
+
+
+# Releases (issue 18). A release directory is whole or absent; `current` is a symlink replaced by a
+# rename, so Gunicorn (which follows it on every load of its config) never sees half of one.
+APP_UNIT = "webstack-app.service"
+APP_UNIT_FILE = "/etc/systemd/system/webstack-app.service"
+APP_USER = "www-data"
+APP_ENV = "/etc/webstack/app.env"
+APP_LOG = "/var/log/webstack/app.log"
+RELEASES = "/srv/webstack/releases"
+CURRENT = "/srv/webstack/current"
+RELEASE_HISTORY = "releases.json"  # in the state directory: the releases made current, oldest first
+KEEP_RELEASES = 3  # the current one and the two before it
+TOOL = "/usr/local/sbin/webstack-aws"
+RELEASE_COMMAND = "/usr/local/sbin/webstack-release-command"
+GUNICORN = "/usr/bin/gunicorn"
+GUNICORN_CONFIG = "/etc/webstack/gunicorn.conf.py"
+PREFLIGHT_WAIT = 30  # seconds for a preflight Gunicorn to answer GET /healthz with 2xx
+PREFLIGHT_POLL = 0.5
+# After a reload, the old workers finish their requests (graceful_timeout: as long as a request may
+# take) before every worker runs in the new release.
+SWITCH_WAIT = 150
+SWITCH_POLL = 1
+RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
+# Gunicorn's own log lines, "[2025-01-01 00:00:00 +0000] [123] [INFO] ...": not the app's words.
+GUNICORN_LINE = re.compile(r"^\[[^]]*\] \[\d+\] \[([A-Z]+)\] ")
+
+
+def remove(path):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def unpack(data, directory):
+    """A release archive into directory: regular files and directories under it, nothing else (the
+    archive the Pulumi program packs holds nothing else); tarfile's "data" filter where the Python
+    has it (Debian 13's does; Debian 12's 3.11.2, which runs the tests, does not)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            inside = os.path.normpath(os.path.join(directory, member.name))
+            if not (member.isfile() or member.isdir()):
+                raise tarfile.TarError(f"{member.name}: neither a file nor a directory")
+            if os.path.isabs(member.name) or not (inside + "/").startswith(os.path.join(directory, "")):
+                raise tarfile.TarError(f"{member.name}: outside the release directory")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(directory, filter="data")
+        else:
+            archive.extractall(directory)
+
+
+def has_requirements(path):
+    try:
+        with open(path) as handle:
+            return any(line.strip() and not line.strip().startswith("#") for line in handle)
+    except FileNotFoundError:
+        return False
+
+
+def prepare_release(app, root, s3, run):
+    """The release's directory, made unless it is there: the archive from S3, its sha256 checked
+    against the id, unpacked into <id>.partial with its venv, then renamed. While the venv is made,
+    <id> is a link to <id>.partial, so the venv's scripts name the path they will have."""
+    release = app["release"]
+    if not RELEASE_ID.match(release):
+        raise ReleaseRefused(f"not a release id: {release!r}")
+    final = under(root, f"{RELEASES}/{release}")
+    if os.path.isdir(final) and not os.path.islink(final):
+        return final
+    try:
+        data = with_retries(lambda: s3.get_object(Bucket=app["bucket"], Key=app["key"])["Body"].read(), "GetObject")
+    except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise ReleaseRefused(f"release {release[:12]}: s3://{app['bucket']}/{app['key']}: {error}") from error
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != release:
+        raise ReleaseRefused(f"release {release[:12]}: sha256 mismatch, the archive's is {actual}")
+    partial = final + ".partial"
+    for leftover in (partial, final):  # of a run that stopped half-way
+        remove(leftover)
+    os.makedirs(partial, mode=0o755)
+    os.chmod(partial, 0o755)  # root's, readable by the app's user whatever the umask
+    try:
+        unpack(data, partial)
+        os.symlink(os.path.basename(partial), final)
+        try:
+            venv = f"{final}/venv"
+            make_venv = ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv]
+            check(run, make_venv, "release venv", ReleaseRefused)
+            if has_requirements(os.path.join(partial, "requirements.txt")):
+                pip = [f"{venv}/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+                       "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
+                check(run, pip, "release requirements", ReleaseRefused)
+        finally:
+            os.unlink(final)
+    except (tarfile.TarError, EOFError, OSError, Refused) as error:
+        remove(partial)
+        if isinstance(error, ReleaseRefused):
+            raise
+        raise ReleaseRefused(f"release {release[:12]}: the archive does not unpack: {error}") from error
+    os.rename(partial, final)
+    log(f"release {release[:12]} prepared")
+    return final
+
+
+def run_release_command(app, root, release_dir, ssm, run, state):
+    """The primary's release command, once per release (a marker once it succeeded); its outcome in
+    the status parameter the replica waits for. A failure refuses, and runs again on the next try."""
+    release, command = app["release"], app["command"]
+    marker = os.path.join(state, "release-commands", release)
+    if os.path.exists(marker):
+        return
+    argv = [under(root, RELEASE_COMMAND), release_dir, command["run"]]
+    try:
+        check(run, argv, "release command", ReleaseRefused)
+    except ReleaseRefused as error:
+        put_json(ssm, command["status"], {"release": release, "state": "failed", "reason": str(error), "at": now()})
+        raise
+    put_json(ssm, command["status"], {"release": release, "state": "done", "at": now()})
+    install(marker, b"", os.getuid(), os.getgid(), 0o600)
+
+
+def awaited(ssm, name, ready, deadline):
+    """A status parameter's value once ready(value) holds; None when the deadline comes first."""
+    while True:
+        value = parameter_json(ssm, name) or {}
+        if ready(value):
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(AFTER_POLL)
+
+
+def current_release(root):
+    try:
+        return os.path.basename(os.readlink(under(root, CURRENT)))
+    except OSError:  # none yet (or not a link: then the switch fails, loudly)
+        return None
+
+
+def point_current(root, release):
+    """current → releases/<release>, atomically: a new link renamed over the old one."""
+    link = under(root, CURRENT)
+    temporary = link + ".new"
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    if release is None:
+        if os.path.lexists(link):
+            os.unlink(link)
+        return
+    os.symlink(f"releases/{release}", temporary)
+    os.rename(temporary, link)
+    log(f"current is release {release[:12]}")
+
+
+def app_module(root):
+    """The app's module:callable, the last word of the app unit's ExecStart (as the bundle wrote it)."""
+    with open(under(root, APP_UNIT_FILE)) as handle:
+        for line in handle:
+            if line.startswith("ExecStart="):
+                return shlex.split(line.partition("=")[2])[-1]
+    raise ReleaseRefused(f"{APP_UNIT_FILE} has no ExecStart")
+
+
+def main_pid(root, run):
+    """The app's Gunicorn master (the unit's MainPID); 0 while it does not run."""
+    code, output = capture(run, ["systemctl", "show", "-p", "MainPID", "--value", APP_UNIT])
+    return int(output.strip()) if code == 0 and output.strip().isdigit() else 0
+
+
+def app_workers(root, main):
+    """The pids of the app's Gunicorn workers: its master's children."""
+    if main == 0:
+        return []
+    try:
+        with open(under(root, f"/proc/{main}/task/{main}/children")) as handle:
+            return [int(pid) for pid in handle.read().split()]
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: each process's parent
+        children = []
+        for name in os.listdir(under(root, "/proc")):
+            try:
+                with open(under(root, f"/proc/{name}/stat")) as handle:
+                    parent = int(handle.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if name.isdigit() and parent == main:
+                children.append(int(name))
+        return children
+
+
+def wait_for_workers(root, run, release_dir):
+    """Until every worker runs in the release (the new ones chdir there; the old ones have finished).
+    A master that stopped (new workers that cannot start stop it) fails at once: no waiting it out."""
+    wanted = os.path.realpath(release_dir)
+    deadline = time.monotonic() + SWITCH_WAIT
+    master = main_pid(root, run)
+    while True:
+        if master == 0 or main_pid(root, run) != master:
+            raise ReleaseRefused(f"the app's Gunicorn stopped on release {os.path.basename(wanted)[:12]}")
+        workers = app_workers(root, master)
+        places = {os.path.realpath(under(root, f"/proc/{pid}/cwd")) for pid in workers}
+        if workers and places == {wanted}:
+            log(f"all {len(workers)} workers run release {os.path.basename(wanted)[:12]}")
+            return
+        if time.monotonic() >= deadline:
+            raise ReleaseRefused(
+                f"the app's workers did not all move to release {os.path.basename(wanted)[:12]} within {SWITCH_WAIT} s"
+            )
+        time.sleep(SWITCH_POLL)
+
+
+def remember_and_prune(root, state, release):
+    """The release joins the history; releases other than the last KEEP_RELEASES made current go."""
+    path = os.path.join(state, RELEASE_HISTORY)
+    history = [r for r in read_json(path) or [] if r != release] + [release]
+    keep = history[-KEEP_RELEASES:]
+    install(path, json.dumps(keep).encode(), os.getuid(), os.getgid(), 0o600)
+    releases = under(root, RELEASES)
+    for name in sorted(os.listdir(releases)):
+        if name not in keep:
+            remove(os.path.join(releases, name))
+            log(f"removed release {name[:12]}")
+
+
+def append_to_app_log(root, prefix, text):
+    """Lines into the app's log, as its owner's file (created as the app's user if it is not there)."""
+    path = under(root, APP_LOG)
+    if not os.path.exists(path):
+        user = pwd.getpwnam(APP_USER)
+        install(path, b"", user.pw_uid, user.pw_gid, 0o644)
+    with open(path, "a") as handle:
+        handle.writelines(f"{prefix}{line}\n" for line in text.splitlines())
+
+
+def reason_line(output):
+    """What a failed Gunicorn said last: the last line that is not its own log line (a traceback's
+    last line), else its last warning or error, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    own = [GUNICORN_LINE.match(line) for line in lines]
+    for line, match in reversed(list(zip(lines, own))):
+        if not match:
+            return line
+    for line, match in reversed(list(zip(lines, own))):
+        if match.group(1) not in ("INFO", "DEBUG"):
+            return line[match.end():]
+    return lines[-1] if lines else "(no output)"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def healthz_answer(process, socket_path):
+    """None once GET /healthz answers 2xx within PREFLIGHT_WAIT; else what happened instead."""
+    deadline = time.monotonic() + PREFLIGHT_WAIT
+    failure = f"no answer to GET /healthz within {PREFLIGHT_WAIT} s"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"Gunicorn exited {process.returncode}"
+        connection = UnixHTTPConnection(socket_path, timeout=PREFLIGHT_WAIT)
+        try:
+            connection.request("GET", "/healthz")
+            status = connection.getresponse().status
+            if 200 <= status < 300:
+                return None
+            failure = f"GET /healthz answered {status}"
+        except OSError:  # not listening yet
+            pass
+        finally:
+            connection.close()
+        time.sleep(PREFLIGHT_POLL)
+    return failure
+
+
+def preflight_command(release_dir, module, root="/", popen=subprocess.Popen):
+    """A throwaway Gunicorn of a release before it is switched to: as the app's user, with its
+    environment, one worker, on a socket in a directory of its own; GET /healthz must answer 2xx.
+    On failure its output goes to the app's log, and its last words to stdout (the reason)."""
+    release = os.path.basename(release_dir.rstrip("/"))
+    user = pwd.getpwnam(APP_USER)
+    with open(under(root, APP_ENV)) as handle:
+        app_env = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+    env = {"PATH": "/usr/bin:/bin", **app_env, "WEBSTACK_RELEASE_DIR": release_dir}
+    directory = tempfile.mkdtemp(prefix="webstack-preflight-")
+    try:
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        socket_path, output_path = os.path.join(directory, "app.sock"), os.path.join(directory, "output")
+        argv = [GUNICORN, "--config", under(root, GUNICORN_CONFIG), "--workers", "1", "--bind", f"unix:{socket_path}",
+                "--error-logfile", "-", "--access-logfile", "/dev/null", "--graceful-timeout", "5", module]
+        with open(output_path, "ab") as output:
+            process = popen(argv, env=env, cwd=release_dir, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                            user=user.pw_uid, group=user.pw_gid, extra_groups=[], start_new_session=True)
+        try:
+            failure = healthz_answer(process, socket_path)
+            with open(output_path, errors="replace") as handle:
+                said = handle.read()  # before it is told to stop: its last words are about the failure
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if failure is None:
+        log(f"preflight of release {release[:12]}: GET /healthz answered")
+        return 0
+    append_to_app_log(root, f"preflight {release[:12]}: ", said)
+    print(f"{failure}: {reason_line(said)}")
+    return 1
+
+
+def switch_back(root, previous, run):
+    """After a failed switch: current as it was, the app reloaded (or started, if the new release
+    stopped it). Whatever happens is logged: the refusal says why the release was refused."""
+    point_current(root, previous)
+    code, output = capture(run, ["systemctl", "reload-or-restart", APP_UNIT])
+    log(f"switched back to release {(previous or 'none')[:12]}; reload-or-restart exited {code} {output.strip()}")
 
 
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
@@ -411,7 +783,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         if last and last.get("sha256") != sha:
             # Pointed back to the bundle its files still hold (a refused one restored them): say so.
             log(f"bundle {sha[:12]} is applied again (its files never left); reporting it")
-            report(env, ssm, cloudwatch, status_of(sha, applied.get("release", "")), state)
+            report(env, ssm, cloudwatch, status_of(sha, applied.get("release", ""), app=applied.get("app")), state)
             return 0
         log(f"bundle {sha[:12]} is applied; nothing to do")
         return 0
@@ -419,49 +791,84 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         data = with_retries(
             lambda: s3.get_object(Bucket=pointer["bucket"], Key=pointer["key"])["Body"].read(), "GetObject"
         )
-    release = ""
+    release, app = "", None
     try:
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha:
             raise Refused(f"sha256 mismatch: the object's is {actual}, the pointer's {sha}")
         bundle = json.loads(data)
-        release = bundle["release"]
+        release, app = bundle["release"], bundle.get("app")
         if bundle["format"] != 1 or bundle["node"] != env["NODE"]:
             raise Refused(f"a format {bundle['format']} bundle for {bundle['node']}; this is {env['NODE']}")
-        # Not on the first apply: the replica's first boot waits for the primary's database.
-        deadline = time.monotonic() + AFTER_WAIT
-        for other in bundle["after"] if applied else []:
-            while True:
-                theirs = parameter_json(ssm, other["status"]) or {}
-                if (theirs.get("release"), theirs.get("state")) == (release, "applied"):
-                    break
-                if time.monotonic() >= deadline:
-                    log(f"bundle {sha[:12]}: waiting for {other['node']}")
-                    return 0
-                time.sleep(AFTER_POLL)
         # firstApply runs once: a first apply that failed its health check is retried as a change.
         first_done = os.path.join(state, "first-apply.done")
         first = not applied and not os.path.exists(first_done)
+        # A release (issue 18) is made ready before anything waits; the primary's release command
+        # runs before it waits for the replica, which waits for the command (not at first boot).
+        release_dir = prepare_release(app, root, s3, run) if app else None
+        if app and app.get("command") and not first:
+            run_release_command(app, root, release_dir, ssm, run, state)
+        # Not on the first apply: the replica's first boot waits for the primary's database.
+        deadline = time.monotonic() + AFTER_WAIT
+        if app and app.get("awaitCommand") and applied:
+            primary = app["awaitCommand"]
+            theirs = awaited(
+                ssm, primary["status"],
+                lambda s: s.get("release") == app["release"] and s.get("state") in ("done", "failed"), deadline,
+            )
+            if theirs is None:
+                log(f"bundle {sha[:12]}: waiting for {primary['node']}'s release command")
+                return 0
+            if theirs["state"] == "failed":
+                raise ReleaseRefused(f"the release command failed on {primary['node']}: {theirs.get('reason', '')}")
+        for other in bundle["after"] if applied else []:
+            ready = lambda s: (s.get("release"), s.get("state")) == (release, "applied")  # noqa: E731
+            if awaited(ssm, other["status"], ready, deadline) is None:
+                log(f"bundle {sha[:12]}: waiting for {other['node']}")
+                return 0
         log(f"applying bundle {sha[:12]} (release {release[:12]}){', the first' if first else ''}")
         last_bundle = read_json(os.path.join(state, "current.json")) or {}
         previous = {entry["path"]: entry for entry in last_bundle.get("files", [])}
         changed = write_files(bundle, root, os.path.join(state, "backup"), run, previous)
-        if first:
-            actions = [("firstApply", argv) for argv in bundle.get("firstApply", [])]
-        else:
-            actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
-        for what, argv in actions:
-            check(run, argv, what)
-        if first:
-            install(first_done, b"", os.getuid(), os.getgid(), 0o600)
-        if bundle.get("healthCheck"):
-            health_check(bundle["healthCheck"], run)
+        # The app's release: at first boot current is there before the boot script starts the app;
+        # later a new one must pass a preflight before current moves to it.
+        before, switched = current_release(root), False
+        if app and first:
+            point_current(root, app["release"])
+        elif app and before != app["release"]:
+            check(run, [under(root, TOOL), "preflight", release_dir, app_module(root)], "preflight", ReleaseRefused)
+            point_current(root, app["release"])
+            switched = True
+        try:
+            if first:
+                actions = [("firstApply", argv) for argv in bundle.get("firstApply", [])]
+            else:
+                actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
+            for what, argv in actions:
+                check(run, argv, what)
+            if first:
+                install(first_done, b"", os.getuid(), os.getgid(), 0o600)
+            if app and app.get("command") and first:
+                run_release_command(app, root, release_dir, ssm, run, state)
+            if switched:
+                check(run, ["systemctl", "reload", APP_UNIT], "reload", ReleaseRefused)
+                wait_for_workers(root, run, release_dir)
+            if bundle.get("healthCheck"):
+                health_check(bundle["healthCheck"], run)
+        except Refused as error:
+            if not switched:
+                raise
+            switch_back(root, before, run)
+            raise ReleaseRefused(f"{error} (back on release {(before or 'none')[:12]})") from error
+        if app:
+            remember_and_prune(root, state, app["release"])
     except (Refused, ValueError, KeyError, TypeError) as error:
         reason = str(error) if isinstance(error, Refused) else f"not a valid bundle: {error!r}"
         log(f"refused bundle {sha[:12]}: {reason}")
-        report(env, ssm, cloudwatch, status_of(sha, release, reason), state)
+        app_id = app.get("release") if isinstance(app, dict) else None
+        report(env, ssm, cloudwatch, status_of(sha, release, reason, app_id), state, isinstance(error, ReleaseRefused))
         return 1
-    status = status_of(sha, release)
+    status = status_of(sha, release, app=app["release"] if app else None)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
     report(env, ssm, cloudwatch, status, state)
@@ -481,16 +888,20 @@ def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run
 
 
 USAGE = (
-    "usage: webstack-aws fetch MANIFEST.json | put NAME FILE KMS_KEY_ID | acm-export ARN PASSPHRASE_FILE OUT_DIR"
-    " | collect ROLE NODE [DB_CLIENT] | boot-status NODE | apply [--bundle PATH]"
+    "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
+    " | acm-export ARN PASSPHRASE_FILE OUT_DIR | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
+    " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE"
 )
 
 
 def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run):
     """root and run_command: where the files of a bundle go and what runs its commands (tests)."""
     command, args = argv[1:2], argv[2:]
-    if command == ["fetch"] and len(args) == 1:
-        services, run = ["ssm"], lambda client: fetch_command(args[0], client)
+    if command == ["preflight"] and len(args) == 2:
+        return preflight_command(*args, root=root)  # no AWS call
+    if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
+        services = ["ssm"]
+        run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731
     elif command == ["put"] and len(args) == 3:
         services, run = ["ssm"], lambda client: put_command(*args, client)
     elif command == ["acm-export"] and len(args) == 3:

@@ -1,0 +1,493 @@
+"""Unit tests of issue 18's node side: a bundle's `app` release in `webstack-aws apply`, the preflight
+and `fetch --reload`.
+
+The harness is test_webstack_apply.py's: a temporary directory stands for the node's root (its /srv,
+/etc and a fake /proc), fakes for SSM, S3, CloudWatch and every command (`run`), which records argv.
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_release.py
+"""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pwd
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import unittest
+from unittest import mock
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_webstack_apply import BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
+
+COMMAND_STATUS = "/webstack/test/s2/release-command"
+UNIT = "/etc/systemd/system/webstack-app.service"
+RELEASES = "/srv/webstack/releases"
+CURRENT = "/srv/webstack/current"
+SHOW_MAIN_PID = ["systemctl", "show", "-p", "MainPID", "--value", "webstack-app.service"]
+RELOAD = ["systemctl", "reload", "webstack-app.service"]
+ROLL_BACK = ["systemctl", "reload-or-restart", "webstack-app.service"]
+MAIN_PID, WORKERS = 100, (201, 202)
+DEMO = {"app.py": b"def application(environ, start_response):\n    pass\n"}
+
+
+def archive(files, extra=()):
+    """A release archive as the Pulumi program packs it (plus `extra` TarInfo members), and its id."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def noting(note, result=(0, "")):
+    """A command's scripted result that first notes something (how the node looked when it ran)."""
+
+    def command():
+        note()
+        return result
+
+    return command
+
+
+class ReleaseTestCase(NodeTestCase):
+    def setUp(self):
+        super().setUp()
+        gunicorn = "/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py app:application"
+        self.write(UNIT, f"[Service]\nExecStart={gunicorn}\n")
+        self.commands.results[tuple(SHOW_MAIN_PID)] = (0, f"{MAIN_PID}\n")
+        self.commands.results[tuple(RELOAD)] = self.gunicorn_reloads
+        self.bundles = 0
+
+    # The node's processes: Gunicorn's workers, each in the release current pointed to when it started.
+    def workers_in(self, release):
+        self.write(f"/proc/{MAIN_PID}/task/{MAIN_PID}/children", " ".join(map(str, WORKERS)) + "\n")
+        for pid in WORKERS:
+            cwd = self.at(f"/proc/{pid}/cwd")
+            os.makedirs(os.path.dirname(cwd), exist_ok=True)
+            if os.path.lexists(cwd):
+                os.unlink(cwd)
+            os.symlink(self.at(f"{RELEASES}/{release}"), cwd)
+
+    def gunicorn_reloads(self):
+        self.workers_in(self.current())
+        return 0, ""
+
+    def current(self):
+        return os.path.basename(os.readlink(self.at(CURRENT))) if os.path.lexists(self.at(CURRENT)) else None
+
+    def release(self, files=DEMO, extra=()):
+        data, release = archive(files, extra)
+        self.s3.objects[(BUCKET, f"releases/{release}.tar.gz")] = data
+        return release
+
+    def app_bundle(self, release, node="s2", command=None, await_command=False, health=HEALTH):
+        self.bundles += 1  # each bundle differs, as a new release's would
+        bundle = self.bundle([self.file("/etc/webstack/n", f"{self.bundles}\n")], release=f"r{self.bundles}",
+                             node=node, health=health)
+        bundle["app"] = {"release": release, "bucket": BUCKET, "key": f"releases/{release}.tar.gz"}
+        if command:
+            bundle["app"]["command"] = {"run": command, "status": COMMAND_STATUS}
+        if await_command:
+            bundle["app"]["awaitCommand"] = {"node": "s2", "status": COMMAND_STATUS}
+        return bundle
+
+    def deploy(self, release, **options):
+        """A bundle with the release published and applied: (exit code, stderr, its status)."""
+        bundle = self.app_bundle(release, **options)
+        self.publish(bundle)
+        code, stderr = self.apply()
+        status = json.loads(self.read("/var/lib/webstack/bundle/status.json"))
+        return code, stderr, status
+
+    def live(self, release):
+        """A first apply of the release done, with the app's workers in it and the records cleared."""
+        self.assertEqual(self.deploy(release)[0], 0)
+        self.workers_in(release)
+        self.commands.calls.clear()
+        self.ssm.puts.clear()
+        self.cloudwatch.metrics.clear()
+
+    def metric_names(self):
+        return [name for _, name, _, _ in self.cloudwatch.metrics]
+
+    def preflight(self, release):
+        tool = self.at("/usr/local/sbin/webstack-aws")
+        return [tool, "preflight", self.at(f"{RELEASES}/{release}"), "app:application"]
+
+    def venv(self, release):
+        return ["/usr/bin/python3", "-m", "venv", "--system-site-packages", self.at(f"{RELEASES}/{release}/venv")]
+
+    def release_command(self, release, command):
+        return [self.at("/usr/local/sbin/webstack-release-command"), self.at(f"{RELEASES}/{release}"), command]
+
+
+class PrepareTest(ReleaseTestCase):
+    def test_a_release_is_unpacked_with_its_venv_without_pip_when_nothing_is_required(self):
+        release = self.release({**DEMO, "requirements.txt": b"# pymysql: Debian's python3-pymysql\n\n"})
+        code, _, status = self.deploy(release)
+        self.assertEqual(code, 0)
+        self.assertEqual(self.read(f"{RELEASES}/{release}/app.py"), DEMO["app.py"].decode())
+        self.assertEqual(self.mode(f"{RELEASES}/{release}"), 0o755)
+        self.assertEqual(sorted(os.listdir(self.at(RELEASES))), [release])  # no .partial, no link left
+        self.assertEqual(self.commands.calls[0], self.venv(release))
+        self.assertFalse([argv for argv in self.commands.calls if "pip" in argv[0]])
+        self.assertEqual(status["app"], release)
+
+    def test_requirements_are_installed_from_the_releases_wheels_only(self):
+        seen = []
+        release = self.release({**DEMO, "requirements.txt": b"flask==3.0\n", "wheels/flask-3.0-py3-none-any.whl": b"w"})
+        final = self.at(f"{RELEASES}/{release}")
+        pip = [f"{final}/venv/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+               "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
+        # While the venv is made the release has its final name (its scripts' shebangs say so).
+        venv_result = noting(lambda: seen.append(os.path.exists(f"{final}/app.py")))
+        self.commands.results[tuple(self.venv(release))] = venv_result
+        self.assertEqual(self.deploy(release)[0], 0)
+        self.assertEqual(self.commands.calls[:2], [self.venv(release), pip])
+        self.assertEqual(seen, [True])
+
+    def test_an_archive_whose_sha256_is_not_its_id_is_refused_before_anything_runs(self):
+        release = self.release()
+        key = (BUCKET, f"releases/{release}.tar.gz")
+        self.s3.objects[key] = self.s3.objects[key] + b"tampered"
+        code, _, status = self.deploy(release)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.commands.calls, [])
+        self.assertIn("sha256 mismatch", status["reason"])
+        self.assertEqual((status["state"], status["app"]), ("refused", release))
+        self.assertFalse(os.path.exists(self.at(RELEASES)) and os.listdir(self.at(RELEASES)))
+        self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
+
+    def test_an_archive_with_a_path_outside_its_directory_or_a_link_is_refused_and_leaves_nothing(self):
+        escaping = tarfile.TarInfo("../../escaped.py")
+        escaping.size = 1
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        cases = [((escaping,), "outside the release directory"), ((link,), "neither a file nor a directory")]
+        for extra, says in cases:
+            release = self.release(DEMO, extra)
+            code, _, status = self.deploy(release)
+            self.assertEqual(code, 1)
+            self.assertIn(f"release {release[:12]}: the archive does not unpack: ", status["reason"])
+            self.assertIn(says, status["reason"])
+            self.assertEqual(os.listdir(self.at(RELEASES)), [])
+            self.assertFalse(os.path.exists(self.at("/srv/escaped.py")))
+            self.assertEqual(self.commands.calls, [])
+
+    def test_a_failing_venv_is_refused_and_leaves_nothing(self):
+        release = self.release()
+        self.commands.results[tuple(self.venv(release))] = (1, "Error: ensurepip is not available\n")
+        code, _, status = self.deploy(release)
+        self.assertEqual(code, 1)
+        self.assertIn("release venv failed", status["reason"])
+        self.assertIn("ensurepip is not available", status["reason"])
+        self.assertEqual(os.listdir(self.at(RELEASES)), [])
+        self.assertIn("ReleaseFailed", self.metric_names())
+
+    def test_a_prepared_release_is_not_downloaded_again(self):
+        release = self.release()
+        self.assertEqual(self.deploy(release)[0], 0)
+        gets = self.s3.gets
+        self.commands.calls.clear()
+        self.assertEqual(self.deploy(release)[0], 0)  # another bundle, the same release
+        self.assertEqual(self.s3.gets, gets + 1)  # the bundle only
+        self.assertNotIn(self.venv(release), self.commands.calls)
+
+
+class SwitchTest(ReleaseTestCase):
+    def test_the_first_apply_points_current_at_the_release_before_the_boot_script_starts_the_app(self):
+        release = self.release()
+        seen = []
+        self.commands.results[tuple(BOOT)] = noting(lambda: seen.append(self.current()))
+        code, _, status = self.deploy(release)
+        self.assertEqual(code, 0)
+        self.assertEqual(seen, [release])
+        self.assertEqual(os.readlink(self.at(CURRENT)), f"releases/{release}")
+        self.assertEqual(self.commands.calls, [self.venv(release), BOOT, ENABLE_TIMER, HEALTH])  # no preflight
+        self.assertEqual(list(status), ["sha256", "release", "app", "state", "at"])
+        self.assertEqual(json.loads(self.ssm.values[STATUS])["app"], release)
+
+    def test_a_new_release_is_switched_to_after_its_preflight_and_every_worker_runs_it(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        seen = {}
+        self.commands.results[tuple(self.preflight(new))] = noting(lambda: seen.setdefault("preflight", self.current()))
+        self.commands.results[tuple(HEALTH)] = noting(lambda: seen.setdefault("health", self.current()))
+        code, _, status = self.deploy(new)
+        self.assertEqual(code, 0)
+        self.assertEqual(seen, {"preflight": old, "health": new})
+        self.assertEqual(self.commands.calls,
+                         [self.venv(new), self.preflight(new), RELOAD, SHOW_MAIN_PID, SHOW_MAIN_PID, HEALTH])
+        self.assertEqual((self.current(), status["state"], status["app"]), (new, "applied", new))
+        self.assertEqual(self.metric_names(), ["BundleApplied"])
+
+    def test_the_switch_waits_until_the_old_workers_are_gone(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        self.commands.results[tuple(RELOAD)] = (0, "")  # the old workers still serve
+        polls = iter(range(100))
+
+        def old_workers_finish(_seconds):
+            if next(polls) == 2:
+                self.workers_in(new)
+
+        with mock.patch.object(self.module.time, "sleep", side_effect=old_workers_finish) as sleep:
+            self.assertEqual(self.deploy(new)[0], 0)
+        self.assertEqual(sleep.call_count, 3)
+        self.assertEqual(self.commands.calls.count(SHOW_MAIN_PID), 5)
+
+    def test_a_failing_preflight_leaves_current_and_says_why(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        why = "Gunicorn exited 3: ModuleNotFoundError: No module named 'flask'"
+        self.commands.results[tuple(self.preflight(new))] = (1, f"{why}\n")
+        code, _, status = self.deploy(new)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.current(), old)
+        self.assertEqual(self.commands.calls, [self.venv(new), self.preflight(new)])  # no reload
+        self.assertEqual((status["state"], status["app"]), ("refused", new))
+        self.assertTrue(status["reason"].startswith("preflight failed: "), status["reason"])
+        self.assertTrue(status["reason"].endswith(f"exited 1: {why}"), status["reason"])
+        self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
+
+    def test_a_failing_health_check_after_the_switch_switches_back(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 500\n")
+        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 1):
+            code, _, status = self.deploy(new)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.current(), old)
+        self.assertEqual(self.commands.calls[-3:], [SHOW_MAIN_PID, HEALTH, ROLL_BACK])
+        self.assertIn("health check failed", status["reason"])
+        self.assertIn(f"(back on release {old[:12]})", status["reason"])
+        self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
+        # Pointed back to the bundle that is live, the node says it runs it again.
+        self.commands.calls.clear()
+        self.publish(json.loads(self.read("/var/lib/webstack/bundle/current.json")))
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+        self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json"))["app"], old)
+
+    def test_workers_that_never_move_switch_back(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        self.commands.results[tuple(RELOAD)] = (0, "")  # the new workers never come
+        with mock.patch.object(self.module, "SWITCH_WAIT", 0):
+            code, _, status = self.deploy(new)
+        self.assertEqual((code, self.current()), (1, old))
+        self.assertIn(f"did not all move to release {new[:12]}", status["reason"])
+        self.assertEqual(self.commands.calls[-1], ROLL_BACK)
+
+    def test_a_gunicorn_that_stops_after_the_reload_switches_back_at_once(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        masters = iter([f"{MAIN_PID}\n", "0\n"])  # new workers that cannot start stop the master
+        self.commands.results[tuple(SHOW_MAIN_PID)] = lambda: (0, next(masters))
+        with mock.patch.object(self.module.time, "sleep") as sleep:
+            code, _, status = self.deploy(new)
+        self.assertEqual((code, self.current(), sleep.call_count), (1, old, 0))
+        self.assertIn(f"the app's Gunicorn stopped on release {new[:12]}", status["reason"])
+        self.assertEqual(self.commands.calls[-1], ROLL_BACK)
+
+    def test_workers_are_found_by_their_parent_where_proc_has_no_children_file(self):
+        self.write(f"/proc/{MAIN_PID}/stat", f"{MAIN_PID} (gunicorn) S 1 1\n")
+        self.write("/proc/201/stat", f"201 (gunicorn: work) S {MAIN_PID} 1\n")
+        self.write("/proc/202/stat", f"202 (a) b) S {MAIN_PID} 1\n")
+        self.write("/proc/300/stat", "300 (bash) S 1 1\n")
+        self.write("/proc/self/stat", "1 (x) S 1 1\n")
+        self.assertEqual(sorted(self.module.app_workers(self.root, MAIN_PID)), [201, 202])
+
+    def test_three_releases_are_kept(self):
+        releases = [self.release({**DEMO, f"v{n}": b""}) for n in range(5)]
+        self.live(releases[0])
+        for release in releases[1:]:
+            self.assertEqual(self.deploy(release)[0], 0)
+            self.workers_in(release)
+        self.assertEqual(sorted(os.listdir(self.at(RELEASES))), sorted(releases[2:]))
+        self.assertEqual(self.current(), releases[4])
+
+
+class ReleaseCommandTest(ReleaseTestCase):
+    def command_status(self):
+        return [json.loads(p["Value"]) for p in self.ssm.puts if p["Name"] == COMMAND_STATUS]
+
+    def test_the_primary_runs_the_command_after_the_first_boot_then_once_per_release_before_its_switch(self):
+        first, second = self.release(), self.release({**DEMO, "v2": b""})
+        code, _, _ = self.deploy(first, command="flask db upgrade")
+        self.assertEqual(code, 0)
+        self.assertEqual(self.commands.calls, [self.venv(first), BOOT, ENABLE_TIMER,
+                                               self.release_command(first, "flask db upgrade"), HEALTH])
+        (done,) = self.command_status()
+        self.assertEqual((list(done), done["release"], done["state"]), (["release", "state", "at"], first, "done"))
+        self.workers_in(first)
+        self.commands.calls.clear()
+        self.assertEqual(self.deploy(second, command="flask db upgrade")[0], 0)
+        self.assertEqual(self.commands.calls[:3], [self.venv(second), self.release_command(second, "flask db upgrade"),
+                                                   self.preflight(second)])
+        self.commands.calls.clear()
+        self.assertEqual(self.deploy(second, command="flask db upgrade")[0], 0)  # the same release again
+        self.assertNotIn(self.release_command(second, "flask db upgrade"), self.commands.calls)
+
+    def test_a_failing_command_is_reported_refuses_and_runs_again_next_time(self):
+        first, second = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(first)
+        argv = self.release_command(second, "migrate")
+        self.commands.results[tuple(argv)] = (1, f"release {second[:12]}: duplicate column\n")
+        code, _, status = self.deploy(second, command="migrate")
+        self.assertEqual((code, self.current()), (1, first))
+        self.assertEqual(self.commands.calls, [self.venv(second), argv])
+        (failed,) = self.command_status()
+        self.assertEqual((failed["release"], failed["state"]), (second, "failed"))
+        self.assertIn("duplicate column", failed["reason"])
+        self.assertIn("release command failed", status["reason"])
+        self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
+        del self.commands.results[tuple(argv)]
+        self.commands.calls.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls[0], argv)
+        self.assertEqual(self.command_status()[-1]["state"], "done")
+
+    def test_the_replica_waits_for_the_primarys_command_and_refuses_when_it_failed(self):
+        self.write("/etc/webstack/bundle.env", self.read("/etc/webstack/bundle.env").replace("NODE=s2", "NODE=s1"))
+        first, second = self.release(), self.release({**DEMO, "v2": b""})
+        code, _, _ = self.deploy(first, node="s1", await_command=True)  # the first boot does not wait
+        self.assertEqual(code, 0)
+        self.workers_in(first)
+        bundle = self.app_bundle(second, node="s1", await_command=True)
+        self.publish(bundle)
+        for primary in (None, {"release": first, "state": "done", "at": "x"}):
+            if primary:
+                self.ssm.values[COMMAND_STATUS] = json.dumps(primary)
+            self.commands.calls.clear()
+            with mock.patch.object(self.module, "AFTER_WAIT", 0):
+                code, stderr = self.apply()
+            self.assertEqual((code, self.current()), (0, first))
+            self.assertIn("waiting for s2's release command", stderr)
+            self.assertEqual(self.commands.calls, [self.venv(second)] if primary is None else [])
+        failed = {"release": second, "state": "failed", "reason": "it broke", "at": "x"}
+        self.ssm.values[COMMAND_STATUS] = json.dumps(failed)
+        code, _ = self.apply()
+        status = json.loads(self.read("/var/lib/webstack/bundle/status.json"))
+        self.assertEqual((code, self.current(), status["state"]), (1, first, "refused"))
+        self.assertEqual(status["reason"], "the release command failed on s2: it broke")
+        self.ssm.values[COMMAND_STATUS] = json.dumps({"release": second, "state": "done", "at": "x"})
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.current(), second)
+
+
+FAKE_GUNICORN = textwrap.dedent('''\
+    #!/usr/bin/python3
+    """Gunicorn as the preflight starts it: --bind unix:PATH; the release (cwd) says how it behaves."""
+    import http.server, os, socketserver, sys
+    socket_path = sys.argv[sys.argv.index("--bind") + 1].removeprefix("unix:")
+    assert os.environ["WEBSTACK_RELEASE_DIR"] == os.getcwd() and os.environ["WEBSTACK_NODE"] == "s2"
+    print("[2025-01-01 00:00:00 +0000] [1] [INFO] Starting gunicorn 23.0.0", file=sys.stderr, flush=True)
+    if os.path.exists("broken"):
+        print("Traceback (most recent call last):\\nModuleNotFoundError: No module named 'flask'", file=sys.stderr)
+        print("[2025-01-01 00:00:00 +0000] [1] [ERROR] Reason: Worker failed to boot.", file=sys.stderr)
+        sys.exit(3)
+    status = 503 if os.path.exists("unhealthy") else 200
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if status != 200:
+                said = f"[2025-01-01 00:00:00 +0000] [2] [ERROR] GET {self.path}: no database answered"
+                print(said, file=sys.stderr, flush=True)
+            self.send_response(status if self.path == "/healthz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    socketserver.UnixStreamServer(socket_path, Handler).serve_forever()
+''')
+
+
+class PreflightTest(ReleaseTestCase):
+    """The preflight itself, with a stand-in Gunicorn: a real process on a real unix socket."""
+
+    def run_preflight(self, marker=None, wait=5):
+        release_dir = self.at(f"{RELEASES}/{'a' * 64}")
+        os.makedirs(release_dir)
+        if marker:
+            self.write(f"{RELEASES}/{'a' * 64}/{marker}", "")
+        self.write("/etc/webstack/app.env", "WEBSTACK_NODE=s2\n")
+        gunicorn = self.at("/usr/bin/gunicorn")
+        self.write("/usr/bin/gunicorn", FAKE_GUNICORN)
+        os.chmod(gunicorn, 0o755)
+
+        def popen(argv, user, group, extra_groups, **options):  # switching users needs root
+            self.assertEqual((user, group, extra_groups), (os.getuid(), os.getgid(), []))
+            return subprocess.Popen(argv, **options)
+
+        stdout = io.StringIO()
+        with (
+            mock.patch.object(self.module, "GUNICORN", gunicorn),
+            mock.patch.object(self.module, "APP_USER", pwd.getpwuid(os.getuid()).pw_name),
+            mock.patch.object(self.module, "PREFLIGHT_WAIT", wait),
+            mock.patch.object(self.module, "PREFLIGHT_POLL", 0.05),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            code = self.module.preflight_command(release_dir, "app:application", root=self.root, popen=popen)
+        log = self.read("/var/log/webstack/app.log") if os.path.exists(self.at("/var/log/webstack/app.log")) else ""
+        return code, stdout.getvalue(), log
+
+    def test_a_release_that_answers_passes_and_leaves_nothing_behind(self):
+        before = set(os.listdir(tempfile.gettempdir()))
+        self.assertEqual(self.run_preflight(), (0, "", ""))
+        self.assertEqual({n for n in set(os.listdir(tempfile.gettempdir())) - before if "preflight" in n}, set())
+
+    def test_a_release_that_does_not_start_says_its_last_words(self):
+        code, stdout, log = self.run_preflight("broken")
+        self.assertEqual(code, 1)
+        self.assertEqual(stdout, "Gunicorn exited 3: ModuleNotFoundError: No module named 'flask'\n")
+        self.assertIn(f"preflight {'a' * 12}: ModuleNotFoundError: No module named 'flask'\n", log)
+        self.assertIn(f"preflight {'a' * 12}: [2025-01-01 00:00:00 +0000] [1] [ERROR] Reason: Worker failed", log)
+
+    def test_a_release_whose_health_check_fails_says_what_it_logged(self):
+        code, stdout, _ = self.run_preflight("unhealthy", wait=1)
+        self.assertEqual((code, stdout), (1, "GET /healthz answered 503: GET /healthz: no database answered\n"))
+
+
+class FetchReloadTest(ReleaseTestCase):
+    def fetch(self, *args):
+        manifest = self.at("/etc/webstack/app-secrets.json")
+        path = self.at("/etc/webstack/app-secrets/API_KEY")
+        self.write("/etc/webstack/app-secrets.json", json.dumps([
+            {"parameter": "/webstack/test/app-secrets/API_KEY", "path": path, "mode": "0400", "owner": self.owner,
+             "version": 3},
+        ]))
+        self.ssm.get_parameters = lambda Names, WithDecryption: {
+            "Parameters": [{"Name": n, "Value": "s3cret"} for n in Names], "InvalidParameters": []}
+        with contextlib.redirect_stderr(io.StringIO()):
+            code = self.module.main(["webstack-aws", "fetch", manifest, *args], self.factory, root=self.root,
+                                    run_command=self.commands)
+        return code, self.read("/etc/webstack/app-secrets/API_KEY"), self.mode("/etc/webstack/app-secrets/API_KEY")
+
+    def test_fetch_writes_the_secrets_ignoring_their_version_and_reloads_a_running_app(self):
+        self.commands.results[tuple(RELOAD)] = (0, "")
+        is_active = ["systemctl", "is-active", "--quiet", "webstack-app.service"]
+        self.assertEqual(self.fetch("--reload", "webstack-app.service"), (0, "s3cret", 0o400))
+        self.assertEqual(self.commands.calls, [is_active, RELOAD])
+        self.commands.calls.clear()
+        self.commands.results[tuple(is_active)] = (3, "")  # at first boot the app does not run yet
+        self.assertEqual(self.fetch("--reload", "webstack-app.service")[0], 0)
+        self.assertEqual(self.commands.calls, [is_active])
+        self.commands.calls.clear()
+        self.assertEqual(self.fetch()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
