@@ -278,7 +278,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         "try-restart",
         "webstack-refresh-tls.timer",
       ),
-      python("/srv/webstack/app.py", shippedFile("app.py")),
+      python("/srv/webstack/app.py", shippedFile("../../app/app.py")),
       python(
         "/etc/webstack/gunicorn.conf.py",
         renderShipped("gunicorn.conf.py", {
