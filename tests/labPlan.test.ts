@@ -84,6 +84,9 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
       "/webstack/lab/s1/bundle-status",
       "/webstack/lab/shared",
       "/webstack/lab/shared/",
+      // The app's secret variables and the primary's release command status (issue 18).
+      "/webstack/lab/app-secrets/",
+      "/webstack/lab/s2/release-command",
     ].sort(),
   );
   expect(node("s1").ssmScopes).not.toContain("/webstack/lab/s2/");
@@ -111,16 +114,24 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
   }));
   const bucket = String(one(plan, T.bucket, "files-bucket").outputs.bucket);
   expect(objects.map((o) => [o.bucket, o.key.replace(/[0-9a-f]{64}/, "<sha256>")])).toEqual([
+    // The app's release (issue 18) is a file asset, not inline content: the lab's S3 stand-in
+    // does not serve it yet.
+    [bucket, "releases/<sha256>.tar.gz"],
     [bucket, "bundles/lb/<sha256>.json"],
     [bucket, "bundles/s1/<sha256>.json"],
     [bucket, "bundles/s2/<sha256>.json"],
   ]);
-  for (const o of objects) {
+  for (const o of objects.filter((o) => o.key.startsWith("bundles/"))) {
     expect(createHash("sha256").update(o.body, "utf8").digest("hex")).toBe(
       /([0-9a-f]{64})\.json$/.exec(o.key)![1],
     );
   }
-  for (const n of nodes) expect(n.s3Scopes).toEqual([`${bucket}/bundles/${n.name}/*`]);
+  for (const n of nodes)
+    expect(n.s3Scopes).toEqual([
+      `${bucket}/bundles/${n.name}/*`,
+      // The app nodes read the app's releases (issue 18).
+      ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
+    ]);
   // The pointers the nodes read are plain parameters the SSM stand-in serves.
   const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);
   expect(objects).toContainEqual(
