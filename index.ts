@@ -1,6 +1,6 @@
 // Composition root: config → topology → network → firewalls → key and bucket → identities → PKI and
-// secrets → images → certificate → bundles (what runs on each node) → app nodes → load balancer →
-// monitoring → outputs.
+// secrets → the app's release → images → certificate → bundles (what runs on each node) → app
+// nodes → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -28,6 +28,8 @@ import { NodeBundles } from "./components/nodeBundles";
 import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
 import { AppSecrets } from "./components/appSecrets";
+import { AppRelease } from "./components/appRelease";
+import { AppSecretVariables } from "./components/appSecretVariables";
 import { NodeImage } from "./components/nodeImage";
 import { AppNode } from "./components/appNode";
 import { PublicCertificate } from "./components/publicCertificate";
@@ -39,7 +41,7 @@ import { DatadogApiKey } from "./components/datadogApiKey";
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
   // any resource exists.
-  const { config, architectures } = await loadConfig();
+  const { config, architectures, release } = await loadConfig();
   const stack = pulumi.getStack();
   const topology = buildTopology(config.vpcCidr);
   const tags = makeTagger(stack, config.tags);
@@ -114,6 +116,18 @@ export = async () => {
     parameterKeyId: parameterKey.keyId,
     tags,
   });
+  // The team's app: the packed directory in the bucket, its secret variables in SSM.
+  const appRelease = new AppRelease("app-release", {
+    archive: release,
+    bucketName: bucket.bucketName,
+    keyArn: parameterKey.keyArn,
+  });
+  const appVariables = new AppSecretVariables("app-variables", {
+    stack,
+    secrets: config.appSecrets,
+    parameterKeyId: parameterKey.keyId,
+    tags,
+  });
   // Each kind of node keeps the image its stack recorded; only lbAmi/appAmi move it.
   const images = {
     lb: new NodeImage("lb-image", {
@@ -172,6 +186,15 @@ export = async () => {
       architecture: architectures.app,
       monitoring: monitoringOf(node),
     })),
+    release: {
+      id: appRelease.id,
+      bucket: bucket.bucketName,
+      key: appRelease.key,
+      module: config.appModule,
+      env: config.appEnv,
+      secrets: appVariables.refs,
+      command: config.releaseCommand,
+    },
     loadBalancer: {
       stack,
       node: topology.nodes.lb,
@@ -261,6 +284,7 @@ export = async () => {
     parameterKeyArn: parameterKey.keyArn,
     bundleBucket: bucket.bucketName,
     bundleRelease: bundles.release,
+    appRelease: appRelease.id,
     bundles: mapNodes((node) => ({
       pointer: bundles.refs[node].pointer,
       status: bundleStatusName(stack, node),

@@ -4,13 +4,15 @@
 import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { RequestLimits } from "../model/limits";
-import { AppNodeParameter } from "../model/naming";
-import { AppNodeSpec, LOOPBACK_PORTS, PORTS } from "../model/topology";
+import { AppNodeParameter, releaseCommandStatusName } from "../model/naming";
+import { AppNodeSpec, LOOPBACK_PORTS, PORTS, PRIMARY_NODE } from "../model/topology";
 import {
   Argv,
+  BundleApp,
   BundleFile,
   BundlePart,
   BundlePayload,
+  NODE_TOOL_PATH,
   afterOf,
   composeBundle,
   httpCheck,
@@ -42,6 +44,29 @@ import {
 /** The SSM parameters an app node reads at boot, by purpose (see APP_NODE_PARAMETERS). */
 export type AppNodeParameterNames = Readonly<Record<AppNodeParameter, string>>;
 
+/** One secret variable of the app: its parameter, and the version that shows a new value. */
+export interface AppSecretRef {
+  readonly name: string;
+  readonly parameter: string;
+  readonly version: number;
+}
+
+/** The team's app an app node runs (issue 18). */
+export interface AppReleaseParams {
+  /** The release id: the sha256 of its archive. */
+  readonly id: string;
+  /** The bucket and key of its archive (`releases/<id>.tar.gz`). */
+  readonly bucket: string;
+  readonly key: string;
+  /** The WSGI callable Gunicorn serves, `module.path:callable`. */
+  readonly module: string;
+  /** The app's plain environment variables. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly secrets: readonly AppSecretRef[];
+  /** Run once per release on the primary, before any node serves it. */
+  readonly command?: string;
+}
+
 /** What an app node runs: everything its bundle is made of. */
 export interface AppNodeParams {
   /** The stack: its nodes' parameter names (the replica's bundle status, for the primary). */
@@ -64,6 +89,8 @@ export interface AppNodeParams {
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
   readonly monitoring: NodeMonitoring;
+  /** The app release and its settings. */
+  readonly release: AppReleaseParams;
 }
 
 /** What an app node's bootstrap needs: nothing a bundle changes in place. */
@@ -120,6 +147,7 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
     rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
     rootFile(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
     rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
+    rootFile(names["db-migrate-password"], "/etc/webstack/secrets/db-migrate-password"),
   ];
 }
 
@@ -188,6 +216,8 @@ export function renderAppNodeBootstrap(p: AppNodeBootstrapParams): string {
       "gunicorn",
       "python3-pymysql",
       "python3-boto3",
+      // ensurepip for each release's venv.
+      "python3-venv",
       "ca-certificates",
       "logrotate",
       ...MONITORING_PACKAGES,
@@ -255,6 +285,8 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         path: SECRETS_MANIFEST_PATH,
         content: `${JSON.stringify(secretsManifest(p), null, 2)}\n`,
         mode: "0600",
+        // A new entry (the migrate password, issue 18) reaches a running node's files too.
+        onChange: [NODE_TOOL_PATH, "fetch", SECRETS_MANIFEST_PATH],
       },
       script("/usr/local/sbin/webstack-db-bootstrap", "db-bootstrap.sh"),
       script("/usr/local/sbin/webstack-boot", "app-node-boot.sh"),
@@ -278,7 +310,6 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         "try-restart",
         "webstack-refresh-tls.timer",
       ),
-      python("/srv/webstack/app.py", shippedFile("app.py")),
       python(
         "/etc/webstack/gunicorn.conf.py",
         renderShipped("gunicorn.conf.py", {
@@ -292,10 +323,13 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         mode: "0644",
         validate: ["logrotate", "--debug", "/etc/logrotate.d/webstack"],
       },
-      // A new unit (rare: a code change) restarts Gunicorn; everything else reloads it.
+      // A new unit (a code change, another appModule) restarts Gunicorn; everything else reloads it.
       unitFile(
         "webstack-app.service",
-        renderShipped("webstack-app.service", { DB_SERVICE: engine.service }),
+        renderShipped("webstack-app.service", {
+          DB_SERVICE: engine.service,
+          APP_MODULE: p.release.module,
+        }),
         "try-restart",
         "webstack-app.service",
       ),
@@ -321,12 +355,88 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
+      app: bundleApp(p),
       healthCheck: appNodeHealthCheck(p.node),
     },
     [
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       own,
       databaseBundlePart(db),
+      appReleasePart(p),
     ],
   );
+}
+
+export const APP_SETTINGS_PATH = "/etc/webstack/app-settings.json";
+export const APP_SECRETS_MANIFEST_PATH = "/etc/webstack/app-secrets.json";
+/** Where the app's secret variables land, one file per name, readable by the app's user only. */
+export const APP_SECRETS_DIR = "/etc/webstack/app-secrets";
+export const RELEASE_COMMAND_PATH = "/usr/local/sbin/webstack-release-command";
+
+/** The app's secret variables as a fetch manifest; a new version rewrites it, so they are fetched. */
+export function appSecretsManifest(secrets: readonly AppSecretRef[]): ManifestEntry[] {
+  return secrets.map((s) => ({
+    parameter: s.parameter,
+    path: `${APP_SECRETS_DIR}/${s.name}`,
+    mode: "0400",
+    owner: "www-data:www-data",
+    version: s.version,
+  }));
+}
+
+/**
+ * The bundle's `app` key: the release and where it is; the primary runs the release command and
+ * reports, the replica waits for that report. Without a command, neither.
+ */
+export function bundleApp(p: AppNodeParams): BundleApp {
+  const status = releaseCommandStatusName(p.stack, PRIMARY_NODE);
+  const command = p.release.command;
+  return {
+    release: p.release.id,
+    bucket: p.release.bucket,
+    key: p.release.key,
+    ...(command !== undefined && p.node.role === "primary"
+      ? { command: { run: command, status } }
+      : {}),
+    ...(command !== undefined && p.node.role === "replica"
+      ? { awaitCommand: { node: PRIMARY_NODE, status } }
+      : {}),
+  };
+}
+
+/**
+ * The files a release runs with: the app's variables (read by Gunicorn at each start and reload),
+ * its secrets' manifest (fetched, then the app reloaded), and the release command's runner.
+ */
+function appReleasePart(p: AppNodeParams): BundlePart {
+  const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+  return {
+    files: [
+      {
+        path: APP_SETTINGS_PATH,
+        content: json({ env: p.release.env }),
+        mode: "0644",
+        onChange: RELOAD_APP,
+      },
+      {
+        // Names, parameters and versions, no value: Gunicorn (the app's user) reads which
+        // variables the app has from it, so a secret taken out leaves the app's environment.
+        path: APP_SECRETS_MANIFEST_PATH,
+        content: json(appSecretsManifest(p.release.secrets)),
+        mode: "0644",
+        onChange: [
+          NODE_TOOL_PATH,
+          "fetch",
+          APP_SECRETS_MANIFEST_PATH,
+          "--reload",
+          "webstack-app.service",
+        ],
+      },
+      {
+        path: RELEASE_COMMAND_PATH,
+        content: renderShipped("release-command.sh", { DB_CLIENT: ENGINES[p.engine].client }),
+        mode: "0755",
+      },
+    ],
+  };
 }

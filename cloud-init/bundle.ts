@@ -28,6 +28,31 @@ export interface BundleAfter {
   readonly status: string;
 }
 
+/** The release command on the primary: what it runs, and where it reports how that went. */
+export interface ReleaseCommand {
+  /** A command line for `/bin/sh -c`, run once per release. */
+  readonly run: string;
+  readonly status: string;
+}
+
+/** The primary's release command a replica waits for before it takes the release. */
+export interface AwaitedCommand {
+  readonly node: NodeName;
+  readonly status: string;
+}
+
+/** The app release an app node runs (issue 18): where its archive is, and its command's part. */
+export interface BundleApp {
+  /** The sha256 of the archive: the node checks it after the download. */
+  readonly release: string;
+  readonly bucket: string;
+  readonly key: string;
+  /** The primary's only, and only with a release command. */
+  readonly command?: ReleaseCommand;
+  /** The replica's only, and only with a release command. */
+  readonly awaitCommand?: AwaitedCommand;
+}
+
 /** A bundle without its release: what a node's own settings make of it. */
 export interface BundlePayload {
   readonly node: NodeName;
@@ -35,6 +60,8 @@ export interface BundlePayload {
   readonly files: readonly BundleFile[];
   /** Run in order on the node's first apply (its first boot), instead of the files' onChange. */
   readonly firstApply: readonly Argv[];
+  /** The app release to prepare and switch to (app nodes only). */
+  readonly app?: BundleApp;
   /** Must pass after the actions for the bundle to count as applied. */
   readonly healthCheck?: Argv;
 }
@@ -103,6 +130,7 @@ export function httpCheck(url: string, ...curlOptions: string[]): Argv {
 export interface BundleFrame {
   readonly node: NodeName;
   readonly after: readonly BundleAfter[];
+  readonly app?: BundleApp;
   readonly healthCheck?: Argv;
 }
 
@@ -125,7 +153,21 @@ export function composeBundle(frame: BundleFrame, parts: readonly BundlePart[]):
       ...parts.flatMap((p) => p.firstApply ?? []),
       ["systemctl", "enable", "--now", "webstack-apply.timer"],
     ],
+    ...(frame.app ? { app: frame.app } : {}),
     ...(frame.healthCheck ? { healthCheck: frame.healthCheck } : {}),
+  };
+}
+
+/** The bundle's `app` key, in the contract's order of keys. */
+function appJson(app: BundleApp) {
+  return {
+    release: app.release,
+    bucket: app.bucket,
+    key: app.key,
+    ...(app.command ? { command: { run: app.command.run, status: app.command.status } } : {}),
+    ...(app.awaitCommand
+      ? { awaitCommand: { node: app.awaitCommand.node, status: app.awaitCommand.status } }
+      : {}),
   };
 }
 
@@ -145,6 +187,7 @@ function bundleJson(payload: BundlePayload, release?: string): string {
       ...(f.onChange ? { onChange: f.onChange } : {}),
     })),
     firstApply: payload.firstApply,
+    ...(payload.app ? { app: appJson(payload.app) } : {}),
     ...(payload.healthCheck ? { healthCheck: payload.healthCheck } : {}),
   });
 }

@@ -15,6 +15,8 @@ export interface ManifestEntry {
   readonly path: string;
   readonly mode: string;
   readonly owner: string;
+  /** The parameter's version, where a new value must change the manifest (and so re-fetch it). */
+  readonly version?: number;
 }
 
 /** A file only root reads (or anyone, with mode 0644 for public values). */

@@ -18,8 +18,8 @@ export interface AppSecretsArgs {
   readonly tags: Tagger;
 }
 
-/** Database users whose passwords are generated. */
-const DB_USERS = ["app", "replication", "monitor"] as const;
+/** Database users whose passwords are generated; `migrate` runs a release's command (issue 18). */
+const DB_USERS = ["app", "replication", "monitor", "migrate"] as const;
 
 /**
  * Copies per node rather than one shared parameter: a node's role reads only its own path (and
@@ -67,6 +67,11 @@ export class AppSecrets extends pulumi.ComponentResource {
           value: passwords.monitor,
           secret: true,
           what: "password of the monitoring user",
+        },
+        "db-migrate-password": {
+          value: passwords.migrate,
+          secret: true,
+          what: "password of the release command's database user",
         },
         "tls-key": {
           value: cert.keyPem,

@@ -1,6 +1,14 @@
 // IAM policy documents built in code, so tests and reviewers read the real statements.
-import { ParameterScope, bundlePrefix, bundleStatusName, parameterPath } from "../model/naming";
-import { NodeName, appliesAfter } from "../model/topology";
+import {
+  ParameterScope,
+  RELEASE_PREFIX,
+  appSecretsPath,
+  bundlePrefix,
+  bundleStatusName,
+  parameterPath,
+  releaseCommandStatusName,
+} from "../model/naming";
+import { AppNodeName, NodeName, PRIMARY_NODE, appliesAfter } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 
 export interface PolicyStatement {
@@ -45,6 +53,28 @@ function parameterArn(account: AwsAccount, path: string): string {
 }
 
 /**
+ * Decryption of some parameters' values only, scoped by the encryption context SSM sets
+ * (PARAMETER_ARN): no other parameter, and no other service, gets the key's help.
+ */
+function decryptParametersThroughSsm(
+  sid: string,
+  account: AwsAccount,
+  parameterKeyArn: string,
+  parameterArns: string | string[],
+): PolicyStatement {
+  return {
+    Sid: sid,
+    Effect: "Allow",
+    Action: "kms:Decrypt",
+    Resource: parameterKeyArn,
+    Condition: {
+      StringEquals: { "kms:ViaService": `ssm.${account.region}.${account.dnsSuffix}` },
+      StringLike: { "kms:EncryptionContext:PARAMETER_ARN": parameterArns },
+    },
+  };
+}
+
+/**
  * Read access to one node's parameters and the shared ones, nothing else. Decryption is scoped
  * by the encryption context SSM sets (PARAMETER_ARN), so a node cannot decrypt another's values
  * even through another API path.
@@ -66,16 +96,7 @@ export function nodeParameterPolicy(
       // GetParametersByPath is authorised on the path itself; the others on each parameter.
       Resource: [...paths, ...below],
     },
-    {
-      Sid: "DecryptOwnAndSharedParameters",
-      Effect: "Allow",
-      Action: "kms:Decrypt",
-      Resource: parameterKeyArn,
-      Condition: {
-        StringEquals: { "kms:ViaService": `ssm.${account.region}.${account.dnsSuffix}` },
-        StringLike: { "kms:EncryptionContext:PARAMETER_ARN": below },
-      },
-    },
+    decryptParametersThroughSsm("DecryptOwnAndSharedParameters", account, parameterKeyArn, below),
   );
 }
 
@@ -131,6 +152,51 @@ export function nodeBundlePolicy(
           },
         ]
       : []),
+  );
+}
+
+/**
+ * An app node's share of the app's releases (issue 18): it reads every release (no listing; the
+ * bundle's policy already lets S3 decrypt for it) and the app's secret variables, decrypted
+ * through SSM for those parameters only. The primary reports its release command's outcome; the
+ * replica reads it before it takes a release. The LB gets none of this.
+ */
+export function nodeReleasePolicy(
+  account: AwsAccount,
+  stack: string,
+  node: AppNodeName,
+  bucketArn: string,
+  parameterKeyArn: string,
+): PolicyDocument {
+  const secrets = parameterArn(account, `${appSecretsPath(stack)}/*`);
+  const commandStatus = parameterArn(account, releaseCommandStatusName(stack, PRIMARY_NODE));
+  return policy(
+    {
+      Sid: "ReadAppReleases",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: `${bucketArn}/${RELEASE_PREFIX}*`,
+    },
+    {
+      Sid: "ReadAppSecrets",
+      Effect: "Allow",
+      Action: ["ssm:GetParameter", "ssm:GetParameters"],
+      Resource: secrets,
+    },
+    decryptParametersThroughSsm("DecryptAppSecrets", account, parameterKeyArn, secrets),
+    node === PRIMARY_NODE
+      ? {
+          Sid: "ReportReleaseCommand",
+          Effect: "Allow",
+          Action: "ssm:PutParameter",
+          Resource: commandStatus,
+        }
+      : {
+          Sid: "ReadReleaseCommandStatus",
+          Effect: "Allow",
+          Action: "ssm:GetParameter",
+          Resource: commandStatus,
+        },
   );
 }
 

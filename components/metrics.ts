@@ -254,6 +254,20 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 1,
         missing: "notBreaching",
       },
+      // The app nodes' applier publishes it with BundleRefused when the refusal was the release's.
+      ...(NODE_ROLES[node] === "loadbalancer"
+        ? []
+        : [
+            {
+              key: `${node}-release-failed`,
+              description: `${node} refused an app release (the previous one keeps serving): see /webstack/<stack>/${node}/bundle-status`,
+              metrics: [custom<Id>("ReleaseFailed", node, "Maximum")],
+              comparison: "GreaterThanThreshold" as const,
+              threshold: 0,
+              evaluationPeriods: 1,
+              missing: "notBreaching" as const,
+            },
+          ]),
     ]),
   ];
 }
@@ -291,6 +305,13 @@ function graph(
     },
   };
 }
+
+/** What a node's applier counts, as the dashboard labels it; releases on the app nodes only. */
+const BUNDLE_OUTCOMES = {
+  BundleApplied: "applied",
+  BundleRefused: "refused",
+  ReleaseFailed: "release failed",
+} as const;
 
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
@@ -386,15 +407,17 @@ export function dashboardBody(d: DashboardInputs): string {
       d.region,
     ),
     graph(
-      "Bundles applied and refused (count per minute)",
+      "Bundles applied and refused, app releases failed (count per minute)",
       nodes.flatMap((node) =>
-        ["BundleApplied", "BundleRefused"].map((metric) => [
-          METRIC_NAMESPACE,
-          metric,
-          "Node",
-          node,
-          { stat: "Sum", label: `${node} ${metric === "BundleApplied" ? "applied" : "refused"}` },
-        ]),
+        Object.entries(BUNDLE_OUTCOMES)
+          .filter(([metric]) => metric !== "ReleaseFailed" || NODE_ROLES[node] !== "loadbalancer")
+          .map(([metric, label]) => [
+            METRIC_NAMESPACE,
+            metric,
+            "Node",
+            node,
+            { stat: "Sum", label: `${node} ${label}` },
+          ]),
       ),
       0,
       24,

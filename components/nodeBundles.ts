@@ -5,7 +5,7 @@ import * as aws from "@pulumi/aws";
 import { bundlePointerName } from "../model/naming";
 import { NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
 import { Tagger } from "../model/tags";
-import { AppNodeParams, renderAppNodeBundle } from "../cloud-init/appNode";
+import { AppNodeParams, AppReleaseParams, renderAppNodeBundle } from "../cloud-init/appNode";
 import { publishBundles, renderBundlePointer } from "../cloud-init/bundle";
 import {
   CertificateSetup,
@@ -22,8 +22,10 @@ export interface NodeBundlesArgs {
   readonly keyArn: pulumi.Input<string>;
   /** PEM of the private CA (public): every node's bundle carries it. */
   readonly caCertPem: pulumi.Input<string>;
-  /** What each app node runs, but the CA. */
-  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem">[];
+  /** What each app node runs, but the CA and the app release. */
+  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem" | "release">[];
+  /** The app release every app node runs (known once its archive and secrets are). */
+  readonly release: { readonly [K in keyof AppReleaseParams]: pulumi.Input<AppReleaseParams[K]> };
   /** What the LB runs, but the CA and its certificate's setup. */
   readonly loadBalancer: Omit<LoadBalancerParams, "caCertPem" | "certificate">;
   /** How the LB's certificate arrives (known once the certificate's resources are). */
@@ -50,11 +52,11 @@ export class NodeBundles extends pulumi.ComponentResource {
     const child = { parent: this };
 
     const published = pulumi
-      .all([args.caCertPem, args.certificate])
-      .apply(([caCertPem, certificate]) =>
+      .all([args.caCertPem, args.certificate, pulumi.output(args.release)])
+      .apply(([caCertPem, certificate, release]) =>
         publishBundles([
           renderLoadBalancerBundle({ ...args.loadBalancer, caCertPem, certificate }),
-          ...args.appNodes.map((n) => renderAppNodeBundle({ ...n, caCertPem })),
+          ...args.appNodes.map((n) => renderAppNodeBundle({ ...n, caCertPem, release })),
         ]),
       );
 

@@ -6,10 +6,12 @@ import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import {
   NODE_MANAGED_POLICIES,
+  PolicyDocument,
   ec2AssumeRolePolicy,
   managedPolicyArn,
   nodeBundlePolicy,
   nodeParameterPolicy,
+  nodeReleasePolicy,
 } from "./iamPolicies";
 
 export interface NodeIdentityArgs {
@@ -59,30 +61,36 @@ export class NodeIdentity extends pulumi.ComponentResource {
         child,
       );
     }
-    new aws.iam.RolePolicy(
-      `${name}-parameters`,
-      {
-        role: role.id,
-        policy: pulumi
-          .all([args.account, args.parameterKeyArn])
-          .apply(([account, keyArn]) =>
-            JSON.stringify(nodeParameterPolicy(account, args.stack, node.name, keyArn)),
-          ),
-      },
-      child,
+    // One inline policy per concern, each built from the account, the bucket and the key.
+    const inlinePolicy = (
+      concern: string,
+      document: (account: AwsAccount, bucketArn: string, keyArn: string) => PolicyDocument,
+    ) =>
+      new aws.iam.RolePolicy(
+        `${name}-${concern}`,
+        {
+          role: role.id,
+          policy: pulumi
+            .all([args.account, args.bucketArn, args.parameterKeyArn])
+            .apply(([account, bucketArn, keyArn]) =>
+              JSON.stringify(document(account, bucketArn, keyArn)),
+            ),
+        },
+        child,
+      );
+    inlinePolicy("parameters", (account, _, keyArn) =>
+      nodeParameterPolicy(account, args.stack, node.name, keyArn),
     );
-    new aws.iam.RolePolicy(
-      `${name}-bundles`,
-      {
-        role: role.id,
-        policy: pulumi
-          .all([args.account, args.bucketArn, args.parameterKeyArn])
-          .apply(([account, bucketArn, keyArn]) =>
-            JSON.stringify(nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn)),
-          ),
-      },
-      child,
+    inlinePolicy("bundles", (account, bucketArn, keyArn) =>
+      nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn),
     );
+    // The app's releases and secret variables: the app nodes only.
+    const appNode = node.name;
+    if (appNode !== "lb") {
+      inlinePolicy("releases", (account, bucketArn, keyArn) =>
+        nodeReleasePolicy(account, args.stack, appNode, bucketArn, keyArn),
+      );
+    }
     const profile = new aws.iam.InstanceProfile(
       `${name}-profile`,
       { role: role.name, tags },

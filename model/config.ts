@@ -2,13 +2,19 @@
 import { ENV_FILE_CHARACTERS } from "./envFile";
 import { MIN_LB_SERVER_TIMEOUT_SECONDS } from "./limits";
 import { PROJECT } from "./naming";
+import { APP_ARCHIVE_LIMIT_MIB, AppSourceListing, appSourceProblems } from "./appSource";
 import { closestName, editDistance } from "./typos";
 import {
   Invalid,
   INSTANCE_TYPE,
   LOG_RETENTION_DAYS,
   ParseContext,
+  APP_MODULE,
+  MAX_APP_VARIABLES,
+  MAX_RELEASE_COMMAND_LENGTH,
   SecretValue,
+  appSecretVariables,
+  appVariables,
   boolean,
   debPackageUrl,
   email,
@@ -16,9 +22,11 @@ import {
   httpsUrl,
   inEnvFile,
   instanceType,
+  localPath,
   oneOf,
   pattern,
   positiveNumber,
+  releaseCommand,
   retentionDays,
   tagSet,
   vpcCidr,
@@ -83,6 +91,16 @@ export interface WebstackConfig {
   readonly cloudWatchAgentUrl: string;
   /** Datadog's APT repository (or a mirror of it). @default "https://apt.datadoghq.com/" */
   readonly datadogRepoUrl: string;
+  /** The app directory, relative to the project directory or absolute. @default "app" */
+  readonly appSource: string;
+  /** The WSGI callable Gunicorn serves, `module.path:callable`. @default "app:application" */
+  readonly appModule: string;
+  /** The app's environment variables (not secret: the bundles carry them). @default {} */
+  readonly appEnv: Readonly<Record<string, string>>;
+  /** The app's secret environment variables, each an SSM SecureString. @default {} */
+  readonly appSecrets: Readonly<Record<string, SecretValue>>;
+  /** Run once per release on the primary (`/bin/sh -c`) before any node serves it. */
+  readonly releaseCommand?: string;
 }
 
 export type ConfigKey = keyof WebstackConfig;
@@ -300,6 +318,44 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     // Every node's datadog.env carries it (DATADOG_REPO_URL).
     parse: inEnvFile(httpsUrl),
   },
+  appSource: {
+    doc: `The app directory a release is packed from (see Deploy your app); at most ${APP_ARCHIVE_LIMIT_MIB} MiB packed.`,
+    accepted:
+      "a directory, relative to the project directory or absolute, holding the module of `appModule`, wheels/ for requirements.txt, and no symlinks",
+    example: "../shop/web",
+    default: "app",
+    parse: localPath,
+  },
+  appModule: {
+    doc: "The WSGI callable Gunicorn serves; a change restarts the app, anything else reloads it.",
+    accepted: 'module.path:callable of Python identifiers, such as "shop.wsgi:application"',
+    example: "shop.wsgi:application",
+    default: "app:application",
+    parse: pattern(APP_MODULE, "module.path:callable"),
+  },
+  appEnv: {
+    doc: "The app's environment variables (not secret: the bundles carry them).",
+    accepted: `an object of at most ${MAX_APP_VARIABLES} NAME: string entries; names [A-Z][A-Z0-9_]*, not starting WEBSTACK_, DB_, AWS_ or GUNICORN_, not PATH, HOME, USER, LANG, PYTHONPATH or PYTHONHOME`,
+    example: '{"SHOP_CURRENCY": "EUR"}',
+    default: "{}",
+    parse: appVariables,
+  },
+  appSecrets: {
+    doc: "The app's secret environment variables, each an SSM SecureString only s1 and s2 read.",
+    accepted:
+      "an object like `appEnv`'s, with non-empty values and names not in `appEnv`, set with `pulumi config set --secret`",
+    example: "(secret)",
+    default: "{}",
+    secret: true,
+    placeholder: "{}",
+    parse: appSecretVariables,
+  },
+  releaseCommand: {
+    doc: "Run once per release on the primary (s2), in the release, before any node serves it (migrations; see Deploy your app).",
+    accepted: `one shell command line of at most ${MAX_RELEASE_COMMAND_LENGTH} characters`,
+    example: "python -m shop.migrate",
+    parse: releaseCommand,
+  },
 };
 
 /** Every problem found in a configuration, each naming its key and the accepted form. */
@@ -334,6 +390,8 @@ function misspeltNamespace(fullKey: string): ConfigKey | undefined {
 export interface ParseOptions extends ParseContext {
   /** Namespaced keys whose values Pulumi holds encrypted. */
   readonly secretKeys?: ReadonlySet<string>;
+  /** What is in `appSource`'s directory (see appSourceToRead); without it, syntax only. */
+  readonly appSource?: AppSourceListing;
 }
 
 /** The keys that name an EC2 instance type, which EC2 is asked about before the config is parsed. */
@@ -345,6 +403,11 @@ export function instanceTypesToLookUp(raw: RawConfig): string[] {
     (key) => raw[`${PROJECT}:${key}`] || String(CONFIG_KEYS[key].default),
   );
   return [...new Set(named.filter((name) => INSTANCE_TYPE.test(name)))];
+}
+
+/** The app directory a raw config names (the default when unset), as given: relative or absolute. */
+export function appSourceToRead(raw: RawConfig): string {
+  return raw[`${PROJECT}:appSource`] || String(CONFIG_KEYS.appSource.default);
 }
 
 /**
@@ -413,6 +476,14 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
   }
 
   problems.push(...crossKeyProblems(values, raw));
+  if (options.appSource && values.appSource !== undefined && values.appModule !== undefined) {
+    for (const { key, message } of appSourceProblems(
+      options.appSource,
+      values.appSource as string,
+      values.appModule as string,
+    ))
+      problems.push(`${prefix}${key}: ${message}; expected ${CONFIG_KEYS[key].accepted}`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(values) as unknown as WebstackConfig;
 }
@@ -438,6 +509,15 @@ function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig
   if (v.certificate === "acm" && absent("hostedZone")) {
     problems.push(
       `${k("hostedZone")}: missing; ${k("certificate")} acm validates the certificate by DNS in a Route53 zone`,
+    );
+  }
+  const env = v.appEnv as Record<string, string> | undefined;
+  const secrets = v.appSecrets as Record<string, unknown> | undefined;
+  const both = env && secrets ? Object.keys(secrets).filter((name) => name in env) : [];
+  if (both.length > 0) {
+    problems.push(
+      `${k("appSecrets")}: ${both.join(", ")} also set in ${k("appEnv")}; ` +
+        "expected each name in one of them only",
     );
   }
   return problems;

@@ -199,7 +199,8 @@ export function vpcCidr(raw: string): string {
 
 const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 
-export function tagSet(raw: string): Record<string, string> {
+/** The entries of a JSON object (how Pulumi hands over a structured value). */
+function jsonObjectEntries(raw: string): [string, unknown][] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -209,7 +210,11 @@ export function tagSet(raw: string): Record<string, string> {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new Invalid("is not an object");
   }
-  const entries = Object.entries(parsed as Record<string, unknown>);
+  return Object.entries(parsed as Record<string, unknown>);
+}
+
+export function tagSet(raw: string): Record<string, string> {
+  const entries = jsonObjectEntries(raw);
   const bad: string[] = [];
   for (const [key, value] of entries) {
     if ((RESERVED_TAG_KEYS as readonly string[]).includes(key))
@@ -225,4 +230,82 @@ export function tagSet(raw: string): Record<string, string> {
   }
   if (bad.length > 0) throw new Invalid(`is not a valid tag set: ${bad.join("; ")}`);
   return Object.freeze(Object.fromEntries(entries)) as Record<string, string>;
+}
+
+/** The app's environment variables: names a process, the node or its tools do not claim. */
+const APP_VARIABLE_NAME = /^[A-Z][A-Z0-9_]*$/;
+const RESERVED_VARIABLE_PREFIXES = ["WEBSTACK_", "DB_", "AWS_", "GUNICORN_"] as const;
+const RESERVED_VARIABLES = ["PATH", "HOME", "USER", "LANG", "PYTHONPATH", "PYTHONHOME"] as const;
+export const MAX_APP_VARIABLES = 50;
+/** SSM's largest standard-tier value: an app secret is one parameter. */
+export const MAX_APP_VARIABLE_LENGTH = 4096;
+
+/** What is wrong with a variable's name, if anything. */
+function variableNameProblem(name: string): string | undefined {
+  if (!APP_VARIABLE_NAME.test(name))
+    return `${JSON.stringify(name)} is not an upper-case name ([A-Z][A-Z0-9_]*)`;
+  const prefix = RESERVED_VARIABLE_PREFIXES.find((p) => name.startsWith(p));
+  if (prefix) return `${name} starts with ${prefix}, which webstack keeps for itself`;
+  if ((RESERVED_VARIABLES as readonly string[]).includes(name))
+    return `${name} is the process's own and cannot be set`;
+  return undefined;
+}
+
+/**
+ * A JSON object of variable name → string value. Values are checked for what a process
+ * environment and SSM can hold, and never shown: they may be secret.
+ */
+function variableSet(raw: string, minLength: number): Record<string, string> {
+  const entries = jsonObjectEntries(raw);
+  const bad: string[] = [];
+  for (const [name, value] of entries) {
+    const nameProblem = variableNameProblem(name);
+    if (nameProblem) bad.push(nameProblem);
+    else if (
+      typeof value !== "string" ||
+      value.length < minLength ||
+      value.length > MAX_APP_VARIABLE_LENGTH ||
+      value.includes("\0")
+    ) {
+      bad.push(
+        `the value of ${name} is not a string of ${minLength} to ${MAX_APP_VARIABLE_LENGTH} characters without NUL`,
+      );
+    }
+  }
+  if (entries.length > MAX_APP_VARIABLES) bad.push(`more than ${MAX_APP_VARIABLES} variables`);
+  if (bad.length > 0) throw new Invalid(`is not a valid set of variables: ${bad.join("; ")}`);
+  return Object.freeze(Object.fromEntries(entries)) as Record<string, string>;
+}
+
+/** The app's plain environment: visible in the bundles and on the nodes. */
+export function appVariables(raw: string): Record<string, string> {
+  return variableSet(raw, 0);
+}
+
+/** The app's secret environment: each value one SSM SecureString (which cannot be empty). */
+export function appSecretVariables(raw: string): Record<string, SecretValue> {
+  const values = variableSet(raw, 1);
+  return Object.freeze(
+    Object.fromEntries(Object.entries(values).map(([name, v]) => [name, new SecretValue(v)])),
+  );
+}
+
+/** `module.path:callable`, as Gunicorn's command line names a WSGI app. */
+export const APP_MODULE =
+  /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A path on this machine: any text a file system accepts. */
+export function localPath(raw: string): string {
+  if (raw.includes("\0")) throw new Invalid("holds a NUL character");
+  return raw;
+}
+
+export const MAX_RELEASE_COMMAND_LENGTH = 1000;
+
+/** One shell command line (`/bin/sh -c`), run once per release on the primary. */
+export function releaseCommand(raw: string): string {
+  if (/[\r\n\0]/.test(raw)) throw new Invalid("holds a line break or NUL");
+  if (raw.length > MAX_RELEASE_COMMAND_LENGTH)
+    throw new Invalid(`is longer than ${MAX_RELEASE_COMMAND_LENGTH} characters`);
+  return raw;
 }

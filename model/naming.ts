@@ -25,6 +25,7 @@ export const APP_NODE_PARAMETERS = [
   "db-app-password",
   "db-replication-password",
   "db-monitor-password",
+  "db-migrate-password",
   "tls-key",
   "tls-cert",
 ] as const;
@@ -59,4 +60,30 @@ export function bundleStatusName(stack: string, node: NodeName): string {
 /** `bundles/<node>/`: the bucket prefix of a node's bundles; only that node's role reads below it. */
 export function bundlePrefix(node: NodeName): string {
   return `bundles/${node}/`;
+}
+
+/** `releases/`: the bucket prefix of the app's releases; only the app nodes' roles read below it. */
+export const RELEASE_PREFIX = "releases/";
+
+/** `releases/<id>.tar.gz`: a release's object, named by the sha256 of its bytes. */
+export function releaseKey(id: string): string {
+  return `${RELEASE_PREFIX}${id}.tar.gz`;
+}
+
+/** `/webstack/<stack>/app-secrets`: the app's secret variables, which only the app nodes read. */
+export function appSecretsPath(stack: string): string {
+  return `/${PROJECT}/${stack}/app-secrets`;
+}
+
+/** `/webstack/<stack>/app-secrets/<NAME>`: one secret variable of the app. */
+export function appSecretName(stack: string, name: string): string {
+  return `${appSecretsPath(stack)}/${name}`;
+}
+
+/**
+ * `/webstack/<stack>/<primary>/release-command`: how the release command went on the primary
+ * (it writes it; the replica waits for it before taking the release).
+ */
+export function releaseCommandStatusName(stack: string, primary: NodeName): string {
+  return parameterName(stack, primary, "release-command");
 }

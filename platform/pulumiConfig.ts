@@ -1,7 +1,14 @@
 // The stack's configuration as Pulumi holds it, read once and handed to the pure parser.
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { Architecture, InstanceTypeCatalog, debianArchitectureOf } from "../model/aws";
-import { WebstackConfig, instanceTypesToLookUp, parseConfig } from "../model/config";
+import {
+  WebstackConfig,
+  appSourceToRead,
+  instanceTypesToLookUp,
+  parseConfig,
+} from "../model/config";
+import { ReleaseArchive, readAppSource, writeReleaseArchive } from "./appArchive";
 import { lookUpInstanceTypes } from "./instanceTypes";
 
 /** The validated configuration, and what EC2's data on its instance types decided. */
@@ -9,11 +16,24 @@ export interface LoadedConfig {
   readonly config: WebstackConfig;
   /** The Debian architecture of the LB and of the app nodes, as EC2 reports their types. */
   readonly architectures: Readonly<{ lb: Architecture; app: Architecture }>;
+  /** The app directory, packed: the release the app nodes roll out. */
+  readonly release: ReleaseArchive;
+}
+
+/**
+ * Where a relative `appSource` starts: the directory of Pulumi.yaml, which the engine reports as an
+ * absolute path. Without an engine (the offline plan, the tests) Pulumi answers a relative
+ * stand-in: the working directory, where they run from.
+ */
+function projectDirectory(): string {
+  const root = pulumi.runtime.getRootDirectory();
+  return path.isAbsolute(root) ? root : process.cwd();
 }
 
 /**
  * Reads the stack's Pulumi config once (the only place that touches pulumi.Config), asks EC2 about
- * its instance types, and throws one ConfigError with every problem before any resource exists.
+ * its instance types, reads and packs the app directory, and throws one ConfigError with every
+ * problem before any resource exists.
  */
 export async function loadConfig(): Promise<LoadedConfig> {
   const raw = pulumi.runtime.allConfig();
@@ -23,13 +43,17 @@ export async function loadConfig(): Promise<LoadedConfig> {
     ? new Set(Object.keys(raw).filter((key) => isSecret(key)))
     : undefined;
   const instanceTypes = await lookUpInstanceTypes(instanceTypesToLookUp(raw));
-  const config = parseConfig(raw, { secretKeys, instanceTypes });
+  const app = readAppSource(path.resolve(projectDirectory(), appSourceToRead(raw)));
+  const config = parseConfig(raw, { secretKeys, instanceTypes, appSource: app.listing });
+  // The parser refuses a path that is not a directory, so an accepted config has an archive.
+  if (!app.archive) throw new Error(`the config accepted ${app.listing.path} without an archive`);
   return {
     config,
     architectures: {
       lb: architectureOf(instanceTypes, config.lbInstanceType),
       app: architectureOf(instanceTypes, config.appInstanceType),
     },
+    release: writeReleaseArchive(app.archive),
   };
 }
 

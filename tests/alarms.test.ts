@@ -46,6 +46,8 @@ describe("alarm rows", () => {
           `${n}-boot-failed`,
           `${n}-bundle-refused`,
         ]),
+        "s1-release-failed",
+        "s2-release-failed",
       ].sort(),
     );
   });
@@ -78,8 +80,9 @@ describe("alarm rows", () => {
       "ReplicaRunning",
       "ReplicaLagSeconds",
       "BootFailed",
-      // webstack-aws apply (issue 17), per node.
+      // webstack-aws apply (issue 17), per node; a refused release on the app nodes (issue 18).
       "BundleRefused",
+      "ReleaseFailed",
     ];
     const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
     for (const spec of specs) {
@@ -128,11 +131,16 @@ describe("the program's alarms", () => {
     });
   });
 
-  test("a refused bundle alarms at once, per node; no bundle applied is no alarm", () => {
-    for (const node of NODE_NAMES) {
-      expect(alarm(`${node}-bundle-refused`).inputs).toMatchObject({
+  test.each([
+    // A refused bundle, per node; no bundle applied is no alarm.
+    ["bundle-refused", "BundleRefused", NODE_NAMES],
+    // A refused app release, per app node: the LB runs no release.
+    ["release-failed", "ReleaseFailed", ["s1", "s2"]],
+  ])("%s alarms at once on %s, on %j", (key, metric, nodes) => {
+    for (const node of nodes) {
+      expect(alarm(`${node}-${key}`).inputs).toMatchObject({
         namespace: "Webstack",
-        metricName: "BundleRefused",
+        metricName: metric,
         dimensions: { Node: node },
         statistic: "Maximum",
         comparisonOperator: "GreaterThanThreshold",
@@ -141,6 +149,8 @@ describe("the program's alarms", () => {
         treatMissingData: "notBreaching",
       });
     }
+    const alarmed = ofType(plan, T.metricAlarm).filter((a) => a.name.endsWith(key));
+    expect(alarmed).toHaveLength(nodes.length);
   });
 
   test("per-node alarms follow the node's instance", () => {
@@ -253,7 +263,7 @@ describe("the dashboard", () => {
       "CPU (%)",
       "Memory used (%)",
       "Root disk used (%)",
-      "Bundles applied and refused (count per minute)",
+      "Bundles applied and refused, app releases failed (count per minute)",
       "Alarms",
     ]);
     expect(body.widgets.at(-1).properties.alarms).toEqual(
@@ -270,9 +280,14 @@ describe("the dashboard", () => {
     );
     const published = new Set([
       ...METRIC_FILTERS.map((f) => `${METRIC_NAMESPACE}/${f.metric}`),
-      ...["BackendUp", "ReplicaLagSeconds", "ReplicaRunning", "BundleApplied", "BundleRefused"].map(
-        (m) => `${METRIC_NAMESPACE}/${m}`,
-      ),
+      ...[
+        "BackendUp",
+        "ReplicaLagSeconds",
+        "ReplicaRunning",
+        "BundleApplied",
+        "BundleRefused",
+        "ReleaseFailed",
+      ].map((m) => `${METRIC_NAMESPACE}/${m}`),
       "AWS/EC2/CPUUtilization",
       "CWAgent/mem_used_percent",
       "CWAgent/disk_used_percent",

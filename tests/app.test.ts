@@ -1,6 +1,6 @@
-// The app's database handling — kept connections, write retries, replica fallback and backoff,
-// health checks — run in Python (tests/app_test.py) against a scripted pymysql, on the app.py and
-// the database targets the program renders for each node.
+// The demo app's database handling — kept connections, write retries, replica fallback and
+// backoff, health checks — run in Python (tests/app_test.py) against a scripted pymysql, on
+// app/app.py (the default release) and the database targets the program renders for each node.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -17,8 +17,7 @@ let outcomes: Record<string, string | null>;
 
 beforeAll(async () => {
   const plan = await planStack("dev");
-  const app = bundleFile(plan, "s1", "/srv/webstack/app.py");
-  expect(bundleFile(plan, "s2", "/srv/webstack/app.py")).toBe(app);
+  const app = fs.readFileSync(path.join(PROJECT_DIR, "app", "app.py"), "utf8");
   const nodes = Object.fromEntries(
     ["s1", "s2"].map((node) => {
       const env = bundleFile(plan, node, NODE_ENV_PATH);

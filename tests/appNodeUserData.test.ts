@@ -1,8 +1,10 @@
 // An app node's two documents: its bootstrap (identity, no SSH, data volume, packages, server
 // settings) and its bundle (Nginx, Gunicorn, boot order, TLS, how each change is taken into use).
+import * as fs from "fs";
+import * as path from "path";
 import { secretsManifest } from "../cloud-init/appNode";
 import { parameterName, parameterPath } from "../model/naming";
-import { TOPOLOGY, bootSequence, writtenFile } from "./harness";
+import { PROJECT_DIR, TOPOLOGY, bootSequence, writtenFile } from "./harness";
 import { TEST_CA_PEM, appNodeParams, bundleEntryOf, renderedAppNode } from "./rendererFixtures";
 
 const lines = (text: string) => text.split("\n");
@@ -115,7 +117,9 @@ describe("the app node's documents", () => {
     expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain(
       'raw_env = ["WEBSTACK_DB_WAIT_S=58"]',
     );
-    expect(file("/srv/webstack/app.py")).toContain('os.environ["WEBSTACK_DB_WAIT_S"]');
+    expect(fs.readFileSync(path.join(PROJECT_DIR, "app", "app.py"), "utf8")).toContain(
+      'os.environ["WEBSTACK_DB_WAIT_S"]',
+    );
     expect(file("/usr/local/sbin/webstack-boot")).not.toContain("WEBSTACK_DB_WAIT_S");
     // A reload lets the old workers finish a request that may take as long as HAProxy waits.
     expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain("graceful_timeout = 60");
@@ -205,6 +209,7 @@ describe("the app node's documents", () => {
       "/usr/local/sbin/webstack-install-cloudwatch-agent",
       "/usr/local/sbin/webstack-install-datadog-agent",
       "/usr/local/sbin/webstack-refresh-tls",
+      "/usr/local/sbin/webstack-release-command",
       "/usr/local/sbin/webstack-unit-changed",
     ]);
     for (const s of scripts) {
@@ -219,16 +224,25 @@ describe("the app node's documents", () => {
   test.each([
     // Nginx: checked as it will read the site, then reloaded (old workers finish their requests).
     ["/etc/nginx/sites-available/webstack", ["nginx", "-t"], ["systemctl", "reload", "nginx"]],
-    // Gunicorn: HUP, new workers with the new code and settings, the old ones drain.
+    // Gunicorn: HUP, new workers with the new settings, the old ones drain.
+    ["/etc/webstack/app-settings.json", undefined, ["systemctl", "reload", "webstack-app.service"]],
+    // A new secret's version: fetched again, then the app reloaded to read it.
     [
-      "/srv/webstack/app.py",
+      "/etc/webstack/app-secrets.json",
+      undefined,
       [
-        "python3",
-        "-c",
-        "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
-        "/srv/webstack/app.py",
+        "/usr/local/sbin/webstack-aws",
+        "fetch",
+        "/etc/webstack/app-secrets.json",
+        "--reload",
+        "webstack-app.service",
       ],
-      ["systemctl", "reload", "webstack-app.service"],
+    ],
+    // A new parameter (the migrate password) reaches a running node's files.
+    [
+      "/etc/webstack/secrets.json",
+      undefined,
+      ["/usr/local/sbin/webstack-aws", "fetch", "/etc/webstack/secrets.json"],
     ],
     ["/etc/logrotate.d/webstack", ["logrotate", "--debug", "/etc/logrotate.d/webstack"], undefined],
     // The database reads its late settings only at a start: the replica restarts first.
@@ -269,8 +283,8 @@ describe("the app node's documents", () => {
     ],
     // Read at first boot only, or by each run of what reads them.
     ["/etc/webstack/node.env", undefined, undefined],
-    ["/etc/webstack/secrets.json", undefined, undefined],
     ["/usr/local/sbin/webstack-aws", undefined, undefined],
+    ["/usr/local/sbin/webstack-release-command", undefined, undefined],
   ])("%s: validate %j, on change %j", (path, validate, onChange) => {
     const entry = bundleEntryOf(bundle, path);
     expect([entry.validate, entry.onChange]).toEqual([validate, onChange]);

@@ -208,6 +208,7 @@ describe("secrets", () => {
     const passwords = ofType(plan, T.randomPassword);
     expect(passwords.map((p) => p.name).sort()).toEqual([
       "app-secrets-db-app",
+      "app-secrets-db-migrate",
       "app-secrets-db-monitor",
       "app-secrets-db-replication",
     ]);
@@ -226,6 +227,7 @@ describe("secrets", () => {
       ).toEqual(
         [
           [parameterName(plan.stack, node, "db-app-password"), "SecureString", keyId],
+          [parameterName(plan.stack, node, "db-migrate-password"), "SecureString", keyId],
           [parameterName(plan.stack, node, "db-monitor-password"), "SecureString", keyId],
           [parameterName(plan.stack, node, "db-replication-password"), "SecureString", keyId],
           [parameterName(plan.stack, node, "tls-cert"), "String", null],
@@ -252,9 +254,14 @@ describe("secrets", () => {
     expect(database.every((n) => under("s1")(n) || under("s2")(n))).toBe(true);
   });
 
-  test("no generated secret appears in any user-data, bundle or stack output", async () => {
-    for (const p of [plan, await planConfig({ ...CONFIG, dbEngine: "mysql" })]) {
-      const secrets = generatedSecrets(p);
+  test("no generated secret, nor an app secret, appears in any user-data, bundle or stack output", async () => {
+    const appSecret = "sk_live_0123456789abcdef";
+    const withAppSecret = await planConfig(
+      { ...CONFIG, dbEngine: "mysql", appSecrets: JSON.stringify({ SHOP_API_KEY: appSecret }) },
+      { secretKeys: ["webstack:appSecrets"] },
+    );
+    for (const p of [plan, withAppSecret]) {
+      const secrets = [...generatedSecrets(p), ...(p === withAppSecret ? [appSecret] : [])];
       expect(secrets.length).toBeGreaterThanOrEqual(3 + 3 * 3);
       expect(new Set(secrets).size).toBe(secrets.length);
       // Every node's bootstrap and bundle, the LB's included; the pointers too.
@@ -263,7 +270,9 @@ describe("secrets", () => {
         String(bundleObject(p, node).inputs.content),
       ]);
       expect(ofType(p, T.instance)).toHaveLength(NODE_NAMES.length);
-      expect(ofType(p, T.bucketObject)).toHaveLength(NODE_NAMES.length);
+      expect(ofType(p, T.bucketObject).filter((o) => o.name.startsWith("bundles-"))).toHaveLength(
+        NODE_NAMES.length,
+      );
       const pointers = ofType(p, T.ssmParameter)
         .filter((r) => r.name.endsWith("-pointer"))
         .map((r) => String(r.inputs.value));

@@ -1,7 +1,7 @@
-"""The app (cloud-init/files/app.py): its database handling, against a scripted stand-in for pymysql,
+"""The demo app (app/app.py): its database handling, against a scripted stand-in for pymysql,
 and its HTTP answers (methods, routes, errors).
 
-Run by tests/app.test.ts with the app.py the program renders (APP_PY, a file) and each node's
+Run by tests/app.test.ts with the app's app.py (APP_PY, a file) and each node's
 database targets and database wait as rendered (NODES, JSON: node -> {"primary": ..., "replica": ...,
 "db_wait": ...}) and the proxies' timeouts as rendered. Prints one
 JSON object, {test name: null or the failure}. Time is a fake clock: timeouts advance it.

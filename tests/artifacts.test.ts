@@ -296,6 +296,9 @@ describe("python", () => {
     for (const f of files) {
       expect({ path: f.path, ...compile(f.content) }).toMatchObject({ path: f.path, code: 0 });
     }
+    // The demo app is the default release (app/), no longer a file of the bundles.
+    const app = fs.readFileSync(path.join(PROJECT_DIR, "app", "app.py"), "utf8");
+    expect({ path: "app/app.py", ...compile(app) }).toMatchObject({ path: "app/app.py", code: 0 });
     expect(compile("def broken(:\n").code).not.toBe(0);
   });
 

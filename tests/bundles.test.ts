@@ -41,6 +41,8 @@ describe("the bundle of each node (format 1)", () => {
       "after",
       "files",
       "firstApply",
+      // The app nodes' release (issue 18).
+      ...(node === "lb" ? [] : ["app"]),
       "healthCheck",
     ]);
     expect(bundle).toMatchObject({
@@ -226,8 +228,10 @@ describe("every node's bootstrap: within 4 KB as sent, the same whatever a bundl
     }
   });
 
-  test("no secret in any bundle of prod (Datadog on, its key a placeholder)", async () => {
-    const prod = await planStack("prod");
+  test("no secret in any bundle of prod (Datadog on, its key a placeholder; an app secret)", async () => {
+    const prod = await planStack("prod", [
+      'appSecrets={"SHOP_API_KEY": "sk_live_0123456789abcdef"}',
+    ]);
     const secrets = [
       ...generatedSecrets(prod),
       ...ofType(prod, T.ssmParameter)
@@ -240,6 +244,7 @@ describe("every node's bootstrap: within 4 KB as sent, the same whatever a bundl
         ),
     ].filter((s) => s.length >= 16);
     expect(secrets.length).toBeGreaterThan(10);
+    expect(secrets).toContain("sk_live_0123456789abcdef");
     for (const node of NODE_NAMES) {
       const content = String(bundleObject(prod, node).inputs.content);
       for (const secret of secrets) expect(content).not.toContain(secret);

@@ -8,13 +8,19 @@ import {
   parseConfig,
   RawConfig,
 } from "../model/config";
+import { AppSourceListing } from "../model/appSource";
 
 const MINIMAL = { "webstack:domain": "www.example.com" };
 const API_KEY = "0123456789abcdef0123456789abcdef";
 
-function problemsOf(raw: RawConfig, secretKeys?: string[]): readonly string[] {
+/** The problems of a config, judged with what its app directory holds when `appSource` is given. */
+function problemsOf(
+  raw: RawConfig,
+  secretKeys?: string[],
+  appSource?: AppSourceListing,
+): readonly string[] {
   try {
-    parseConfig(raw, { secretKeys: secretKeys ? new Set(secretKeys) : undefined });
+    parseConfig(raw, { secretKeys: secretKeys ? new Set(secretKeys) : undefined, appSource });
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -54,6 +60,11 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   cloudWatchAgentUrl:
     "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/{arch}/latest/amazon-cloudwatch-agent.deb",
   datadogRepoUrl: "https://apt.datadoghq.com/",
+  appSource: "app",
+  appModule: "app:application",
+  appEnv: {},
+  appSecrets: {},
+  releaseCommand: undefined,
 };
 
 describe("defaults", () => {
@@ -132,6 +143,43 @@ const REJECTED: [ConfigKey, string, string][] = [
     '{"Owner": 5}',
     "is not a valid tag set: value of Owner is not a tag value (a string of at most 256 characters)",
   ],
+  ["appSource", "app\u0000", "holds a NUL character"],
+  ["appModule", "app", "is not module.path:callable"],
+  ["appModule", "shop-web:app", "is not module.path:callable"],
+  ["appModule", "shop.:app", "is not module.path:callable"],
+  ["appModule", "shop:app()", "is not module.path:callable"],
+  ["appEnv", "SHOP_CURRENCY=EUR", "is not an object"],
+  ["appEnv", '["EUR"]', "is not an object"],
+  [
+    "appEnv",
+    '{"shop_currency": "EUR"}',
+    'is not a valid set of variables: "shop_currency" is not an upper-case name ([A-Z][A-Z0-9_]*)',
+  ],
+  [
+    "appEnv",
+    '{"DB_HOST": "x", "WEBSTACK_NODE": "x", "AWS_REGION": "x", "GUNICORN_CMD_ARGS": "x"}',
+    "is not a valid set of variables: DB_HOST starts with DB_, which webstack keeps for itself; " +
+      "WEBSTACK_NODE starts with WEBSTACK_, which webstack keeps for itself; " +
+      "AWS_REGION starts with AWS_, which webstack keeps for itself; " +
+      "GUNICORN_CMD_ARGS starts with GUNICORN_, which webstack keeps for itself",
+  ],
+  [
+    "appEnv",
+    '{"PYTHONPATH": "/tmp"}',
+    "is not a valid set of variables: PYTHONPATH is the process's own and cannot be set",
+  ],
+  [
+    "appEnv",
+    '{"SHOP_WORKERS": 4}',
+    "is not a valid set of variables: the value of SHOP_WORKERS is not a string of 0 to 4096 characters without NUL",
+  ],
+  [
+    "appEnv",
+    JSON.stringify(Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`V${i}`, "x"]))),
+    "is not a valid set of variables: more than 50 variables",
+  ],
+  ["releaseCommand", "python -m shop.migrate\npython -m shop.seed", "holds a line break or NUL"],
+  ["releaseCommand", "x".repeat(1001), "is longer than 1000 characters"],
 ];
 
 describe("rejected values", () => {
@@ -156,8 +204,35 @@ describe("rejected values", () => {
     expect(problems.join("\n")).not.toContain(bad);
   });
 
+  test("appSecrets: bad names are named, values never echoed", () => {
+    const value = "sk_live_do-not-print";
+    const problems = problemsOf(
+      withKeys({ appSecrets: JSON.stringify({ DB_TOKEN: value, SHOP_KEY: "", PATH: value }) }),
+      ["webstack:appSecrets"],
+    );
+    expect(problems).toEqual([
+      "webstack:appSecrets: the value (hidden) is not a valid set of variables: " +
+        "DB_TOKEN starts with DB_, which webstack keeps for itself; " +
+        "the value of SHOP_KEY is not a string of 1 to 4096 characters without NUL; " +
+        "PATH is the process's own and cannot be set; expected " +
+        CONFIG_KEYS.appSecrets.accepted,
+    ]);
+    expect(problems.join("\n")).not.toContain(value);
+  });
+
+  test("appSecrets in plain text is refused, and not echoed", () => {
+    expect(problemsOf(withKeys({ appSecrets: '{"SHOP_KEY": "k1"}' }), [])).toEqual([
+      "webstack:appSecrets: stored in plain text (value hidden); store it encrypted with " +
+        "pulumi config set --secret appSecrets <value>",
+    ]);
+  });
+
   test("every key has at least one rejected value", () => {
-    const covered = new Set<string>([...REJECTED.map(([key]) => key), "datadogApiKey"]);
+    const covered = new Set<string>([
+      ...REJECTED.map(([key]) => key),
+      "datadogApiKey",
+      "appSecrets",
+    ]);
     expect([...covered].sort()).toEqual(Object.keys(CONFIG_KEYS).sort());
   });
 });
@@ -181,6 +256,15 @@ describe("accepted values", () => {
     ["lbServerTimeoutSeconds", "3600", 3600],
     ["maxBodyMiB", "1024", 1024],
     ["datadogSite", "ddog-gov.com", "ddog-gov.com"],
+    ["appSource", "/srv/teams/shop", "/srv/teams/shop"],
+    ["appModule", "shop.wsgi:application", "shop.wsgi:application"],
+    ["appModule", "_private.app_2:make_app", "_private.app_2:make_app"],
+    ["appEnv", '{"SHOP_CURRENCY": "EUR", "A": ""}', { SHOP_CURRENCY: "EUR", A: "" }],
+    [
+      "releaseCommand",
+      "python -m shop.migrate && echo done",
+      "python -m shop.migrate && echo done",
+    ],
     [
       "tags",
       '{"Environment": "prod", "Cost Center": "web/1"}',
@@ -212,6 +296,34 @@ describe("all problems at once", () => {
       "webstack:dbEngine",
       "webstack:vpcCidr",
       "webstack:logRetentionDays",
+    ]);
+  });
+
+  test("the app's keys and its directory: every problem in one error", () => {
+    const problems = problemsOf(
+      withKeys({
+        appModule: "shop.wsgi:application",
+        appEnv: '{"db_url": "x"}',
+        releaseCommand: "a\nb",
+        appSource: "shop",
+      }),
+      undefined,
+      {
+        path: "/work/shop",
+        isDirectory: true,
+        files: ["requirements.txt", "shop/__init__.py"],
+        unsupported: ["static/logo.png"],
+        requirements: "flask==3.1\n",
+        archiveBytes: 101 * 1024 * 1024,
+      },
+    );
+    expect(problems.map((p) => p.split(":").slice(0, 2).join(":"))).toEqual([
+      "webstack:appEnv",
+      "webstack:releaseCommand",
+      "webstack:appModule",
+      "webstack:appSource",
+      "webstack:appSource",
+      "webstack:appSource",
     ]);
   });
 
@@ -314,6 +426,32 @@ describe("cross-key rules", () => {
 
   test("self-signed needs nothing more", () => {
     expect(parseConfig(withKeys({ certificate: "self-signed" })).certificate).toBe("self-signed");
+  });
+});
+
+describe("cross-key rules of the app", () => {
+  test("a name in both appEnv and appSecrets", () => {
+    expect(
+      problemsOf(
+        withKeys({
+          appEnv: '{"SHOP_KEY": "a", "SHOP_MODE": "b"}',
+          appSecrets: '{"SHOP_KEY": "s", "SHOP_MODE": "t", "SHOP_TOKEN": "u"}',
+        }),
+        ["webstack:appSecrets"],
+      ),
+    ).toEqual([
+      "webstack:appSecrets: SHOP_KEY, SHOP_MODE also set in webstack:appEnv; expected each name in one of them only",
+    ]);
+  });
+
+  test("secret values are wrapped", () => {
+    const config = parseConfig(withKeys({ appSecrets: '{"SHOP_KEY": "k1"}' }), {
+      secretKeys: new Set(["webstack:appSecrets"]),
+    });
+    expect(Object.keys(config.appSecrets)).toEqual(["SHOP_KEY"]);
+    expect(config.appSecrets.SHOP_KEY).toBeInstanceOf(SecretValue);
+    expect(config.appSecrets.SHOP_KEY.reveal()).toBe("k1");
+    expect(util.inspect(config)).not.toContain("k1");
   });
 });
 

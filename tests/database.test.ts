@@ -179,6 +179,11 @@ describe("replication SQL", () => {
       expect(sql).toContain(
         `GRANT ${engine === "mariadb" ? "PROCESS, BINLOG MONITOR, REPLICA MONITOR" : "PROCESS, REPLICATION CLIENT"} ON *.* TO 'monitor'@'localhost';`,
       );
+      // A release's command (issue 18): all of the schema, from this node's socket only.
+      expect(sql.filter((l) => /'migrate'/.test(l))).toEqual([
+        "CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '@MIGRATE_PASSWORD@';",
+        "GRANT ALL ON webstack.* TO 'migrate'@'localhost';",
+      ]);
       // Idempotent: every creation is conditional.
       expect(sql.filter((l) => /^CREATE /.test(l) && !/IF NOT EXISTS/.test(l))).toEqual([]);
     },

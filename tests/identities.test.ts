@@ -76,7 +76,7 @@ describe("node identities", () => {
     const madeForS1 = parameters.filter(
       (p) => p.name.startsWith("app-secrets-s1-") || p.name === "bundles-s1-pointer",
     );
-    expect(madeForS1).toHaveLength(6);
+    expect(madeForS1).toHaveLength(7);
     expect(reached(grants[1].resources!)).toEqual(madeForS1.map((p) => p.name).sort());
     expect(reached(below)).toEqual(madeForS1.map((p) => p.name).sort());
   });

@@ -1,4 +1,5 @@
 // What the lab takes from the plan and how it lays out its network: pure, no root needed.
+import * as fs from "fs";
 import { createHash } from "crypto";
 import * as YAML from "yaml";
 import { parseConfig } from "../model/config";
@@ -84,6 +85,9 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
       "/webstack/lab/s1/bundle-status",
       "/webstack/lab/shared",
       "/webstack/lab/shared/",
+      // The app's secret variables and the primary's release command status (issue 18).
+      "/webstack/lab/app-secrets/",
+      "/webstack/lab/s2/release-command",
     ].sort(),
   );
   expect(node("s1").ssmScopes).not.toContain("/webstack/lab/s2/");
@@ -111,17 +115,29 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
   }));
   const bucket = String(one(plan, T.bucket, "files-bucket").outputs.bucket);
   expect(objects.map((o) => [o.bucket, o.key.replace(/[0-9a-f]{64}/, "<sha256>")])).toEqual([
+    // The app's release (issue 18): a file asset, served from the file the plan wrote.
+    [bucket, "releases/<sha256>.tar.gz"],
     [bucket, "bundles/lb/<sha256>.json"],
     [bucket, "bundles/s1/<sha256>.json"],
     [bucket, "bundles/s2/<sha256>.json"],
   ]);
-  for (const o of objects) {
+  for (const o of objects.filter((o) => o.key.startsWith("bundles/"))) {
     if (typeof o.body !== "string") throw new Error(`${o.key}: a bundle is text`);
     expect(createHash("sha256").update(o.body, "utf8").digest("hex")).toBe(
       /([0-9a-f]{64})\.json$/.exec(o.key)![1],
     );
   }
-  for (const n of nodes) expect(n.s3Scopes).toEqual([`${bucket}/bundles/${n.name}/*`]);
+  const release = objects.find((o) => o.key.startsWith("releases/"))!;
+  if (typeof release.body === "string") throw new Error("a release is a file");
+  const archive = fs.readFileSync(release.body.file);
+  expect(`releases/${createHash("sha256").update(archive).digest("hex")}.tar.gz`).toBe(release.key);
+  expect(release.key).toBe(`releases/${String(plan.outputs.appRelease)}.tar.gz`);
+  for (const n of nodes)
+    expect(n.s3Scopes).toEqual([
+      `${bucket}/bundles/${n.name}/*`,
+      // The app nodes read the app's releases (issue 18).
+      ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
+    ]);
   // The pointers the nodes read are plain parameters the SSM stand-in serves.
   const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);
   expect(objects).toContainEqual(

@@ -87,14 +87,14 @@ test("the LB's self-signed certificate names the domain", () => {
 
 test("passwords: 32 letters and digits, distinct, each class present", () => {
   const passwords = ofType(plan, T.randomPassword).map((p) => String(p.outputs.result));
-  expect(passwords).toHaveLength(3);
+  expect(passwords).toHaveLength(4);
   for (const p of passwords) {
     expect(p).toMatch(/^[A-Za-z0-9]{32}$/);
     expect(p).toMatch(/[a-z]/);
     expect(p).toMatch(/[A-Z]/);
     expect(p).toMatch(/[0-9]/);
   }
-  expect(new Set(passwords).size).toBe(3);
+  expect(new Set(passwords).size).toBe(4);
 });
 
 test("randomPassword honours lengths, classes and minimums", () => {

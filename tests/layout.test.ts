@@ -14,7 +14,7 @@ type Place = string;
 export const IMPORT_RULES: Readonly<Record<Place, readonly string[]>> = {
   "index.ts": ["model/", "platform/", "components/", "cloud-init/", "@pulumi/*"],
   "model/": [],
-  "platform/": ["model/", "@pulumi/*"],
+  "platform/": ["model/", "@pulumi/*", "tar"],
   "components/": ["model/", "platform/", "cloud-init/", "@pulumi/*"],
   "cloud-init/": ["model/", "yaml"],
   "plan/": ["index.ts", "model/", "cloud-init/", "@pulumi/*", "yaml"],

@@ -91,6 +91,7 @@ describe("outputs", () => {
         "parameterKeyArn",
         "bundleBucket",
         "bundleRelease",
+        "appRelease",
         "bundles",
         "appNodes",
         "dbEndpoints",

@@ -3,6 +3,7 @@ import YAML from "yaml";
 import {
   AppNodeParameterNames,
   AppNodeParams,
+  AppReleaseParams,
   renderAppNodeBootstrap,
   renderAppNodeBundle,
 } from "../cloud-init/appNode";
@@ -22,6 +23,19 @@ export const BACKENDS: readonly HaproxyBackend[] = [TOPOLOGY.nodes.s1, TOPOLOGY.
   (n) => ({ name: n.name, address: n.privateIp, fqdn: n.internalName }),
 );
 
+/** A release id (64 hex digits) the fixtures' app nodes run. */
+export const TEST_RELEASE_ID = "ab".repeat(32);
+
+/** The app release the fixtures' app nodes run: the default module, no variables, no command. */
+export const TEST_RELEASE: AppReleaseParams = {
+  id: TEST_RELEASE_ID,
+  bucket: "webstack-t-files",
+  key: `releases/${TEST_RELEASE_ID}.tar.gz`,
+  module: "app:application",
+  env: {},
+  secrets: [],
+};
+
 /** What the program passes to the app node renderer for a node of this role (stack "t"). */
 export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
   const node = role === "primary" ? TOPOLOGY.nodes.s2 : TOPOLOGY.nodes.s1;
@@ -39,6 +53,7 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     ) as AppNodeParameterNames,
     architecture: "amd64",
     monitoring: testMonitoring(node.name, engine),
+    release: TEST_RELEASE,
   };
 }
 

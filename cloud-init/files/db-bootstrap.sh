@@ -15,6 +15,7 @@ render_sql() {
   sql=${sql//@APP_PASSWORD@/$(secret db-app-password)}
   sql=${sql//@REPLICATION_PASSWORD@/$(secret db-replication-password)}
   sql=${sql//@MONITOR_PASSWORD@/$(secret db-monitor-password)}
+  sql=${sql//@MIGRATE_PASSWORD@/$(secret db-migrate-password)}
   printf '%s\n' "$sql"
 }
 

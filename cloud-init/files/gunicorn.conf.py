@@ -31,17 +31,19 @@ def settings_env():
         return {}
 
 
-def secrets_env(directory="/etc/webstack/app-secrets"):
-    """The app's secrets (appSecrets): one file each, named after its variable, www-data's (0400)."""
+def secrets_env(manifest="/etc/webstack/app-secrets.json"):
+    """The app's secrets (appSecrets): the variables its manifest names (a secret taken out of
+    appSecrets leaves the app's environment at the next reload, even if its file stays), each read
+    from its own file, www-data's (0400)."""
     try:
-        names = sorted(os.listdir(directory))
+        with open(manifest) as handle:
+            paths = [entry["path"] for entry in json.load(handle)]
     except FileNotFoundError:
         return {}
     values = {}
-    for name in names:
-        if not name.startswith("."):  # webstack-aws fetch's temporary files
-            with open(os.path.join(directory, name)) as handle:
-                values[name] = handle.read()
+    for path in paths:
+        with open(path) as handle:
+            values[os.path.basename(path)] = handle.read()
     return values
 
 

@@ -491,3 +491,58 @@ class FetchReloadTest(ReleaseTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GunicornConfigTest(unittest.TestCase):
+    """gunicorn.conf.py as Gunicorn runs it at each start and reload: the release's path first, the
+    app's settings and the secrets its manifest names (only those) in the workers' environment."""
+
+    CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files", "gunicorn.conf.py")
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", self.root]))
+
+    def put(self, path, text):
+        os.makedirs(os.path.dirname(self.root + path), exist_ok=True)
+        with open(self.root + path, "w") as handle:
+            handle.write(text)
+
+    def load(self, release):
+        """The config's globals, its absolute paths read under the temporary root."""
+        with open(self.CONFIG) as handle:
+            source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
+        root = self.root
+        rooted = lambda path, *args, **kwargs: open(root + path if path.startswith("/etc/") else path, *args, **kwargs)  # noqa: E731,E501
+        saved = list(sys.path)
+        self.addCleanup(lambda: sys.path.__setitem__(slice(None), saved))
+        sys.path.insert(0, "/srv/webstack/releases/an-older-one")
+        scope = {"open": rooted, "__name__": "gunicorn_config"}
+        with mock.patch.dict(os.environ, {"WEBSTACK_RELEASE_DIR": release}):
+            exec(compile(source, self.CONFIG, "exec"), scope)
+        return scope, list(sys.path)
+
+    def test_the_release_settings_and_the_manifests_secrets(self):
+        release = os.path.join(self.root, "srv", "webstack", "releases", "a" * 64)
+        os.makedirs(release)
+        self.put("/etc/webstack/app-settings.json", json.dumps({"env": {"GREETING": "hi"}}))
+        self.put("/etc/webstack/app-secrets/API_KEY", "s3cret")
+        self.put("/etc/webstack/app-secrets/REMOVED", "gone from appSecrets, its file left behind")
+        self.put("/etc/webstack/app-secrets.json", json.dumps([
+            {"parameter": "/webstack/t/app-secrets/API_KEY", "path": "/etc/webstack/app-secrets/API_KEY",
+             "mode": "0400", "owner": "www-data:www-data", "version": 3},
+        ]))
+        scope, path = self.load(release)
+        self.assertEqual(scope["chdir"], release)
+        self.assertEqual(path[0], release)
+        self.assertNotIn("/srv/webstack/releases/an-older-one", path)
+        self.assertEqual(sorted(scope["raw_env"]), [
+            "API_KEY=s3cret", "GREETING=hi", "WEBSTACK_DB_WAIT_S=58", f"WEBSTACK_RELEASE={'a' * 64}",
+        ])
+        self.assertEqual(scope["timeout"], 60)
+
+    def test_no_settings_or_secrets_yet(self):
+        release = os.path.join(self.root, "r")
+        os.makedirs(release)
+        scope, _ = self.load(release)
+        self.assertEqual(sorted(scope["raw_env"]), ["WEBSTACK_DB_WAIT_S=58", "WEBSTACK_RELEASE=r"])

@@ -9,7 +9,9 @@ of the load balancer, and a dead peer never slows a health check.
 Every answer is JSON: HEAD answers as GET without the body, a known path with another method
 405 with Allow, an unknown path 404, a body larger than a note 413, a note too long 422. A failure's detail (a database's address, a traceback) goes to
 the app's log, never to the client.
-Configuration comes from the environment (systemd EnvironmentFile, written at boot).
+Configuration comes from the environment (systemd EnvironmentFile, written at boot; Gunicorn's
+config adds the release, the app's settings and secrets). Every answer names the node, its role
+and the release that gave it.
 """
 import json
 import logging
@@ -21,6 +23,8 @@ import pymysql
 
 NODE = os.environ["WEBSTACK_NODE"]
 ROLE = os.environ["WEBSTACK_ROLE"]
+# The release this worker runs (Gunicorn's config names it): every answer says which.
+RELEASE = os.environ.get("WEBSTACK_RELEASE", "")
 PASSWORD = os.environ["DB_APP_PASSWORD"]
 CA_FILE = os.environ["DB_CA_FILE"]
 SOCKET = os.environ.get("DB_SOCKET", "/run/mysqld/mysqld.sock")
@@ -208,7 +212,7 @@ def answer(method, path, environ, served):
 
 def application(environ, start_response):
     method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
-    served = {"node": NODE, "role": ROLE}
+    served = {"node": NODE, "role": ROLE, "release": RELEASE}
     head = method == "HEAD"
     allowed = allowed_methods(path)
     if allowed is None:

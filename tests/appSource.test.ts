@@ -1,0 +1,285 @@
+// The app directory (issue 18): what the parser refuses in it, and the release packed from it —
+// deterministic, and read back by Python's tarfile as the nodes extract it.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import {
+  AppSourceListing,
+  appSourceProblems,
+  normalizeDistributionName,
+  requirementNames,
+  wheelDistribution,
+} from "../model/appSource";
+import { ConfigError, parseConfig } from "../model/config";
+import { readAppSource, releaseIdOf, writeReleaseArchive } from "../platform/appArchive";
+import { PROJECT_DIR } from "./harness";
+
+let tmp: string;
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-app-source-"));
+});
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Writes files (path → content; a mode with `[content, mode]`) under a new directory of tmp. */
+function appDir(files: Record<string, string | [string, number]>, name = "app"): string {
+  const root = path.join(tmp, name);
+  fs.mkdirSync(root, { recursive: true });
+  for (const [file, spec] of Object.entries(files)) {
+    const [content, mode] = typeof spec === "string" ? [spec, 0o644] : spec;
+    fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    fs.writeFileSync(path.join(root, file), content);
+    fs.chmodSync(path.join(root, file), mode);
+  }
+  return root;
+}
+
+/** What parseConfig says about an app directory, for appModule `module`. */
+function problemsFor(dir: string, module = "app:application"): string[] {
+  try {
+    parseConfig(
+      {
+        "webstack:domain": "www.example.com",
+        "webstack:appSource": dir,
+        "webstack:appModule": module,
+      },
+      { appSource: readAppSource(dir).listing },
+    );
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+}
+
+const ACCEPTED_SOURCE =
+  "expected a directory, relative to the project directory or absolute, holding the module of " +
+  "`appModule`, wheels/ for requirements.txt, and no symlinks";
+
+describe("what the parser refuses in an app directory", () => {
+  test("the repository's own app/ is accepted", () => {
+    expect(problemsFor(path.join(PROJECT_DIR, "app"))).toEqual([]);
+  });
+
+  test("a missing directory", () => {
+    const dir = path.join(tmp, "nowhere");
+    expect(problemsFor(dir)).toEqual([
+      `webstack:appSource: ${JSON.stringify(dir)} (${dir}) is not a directory; ${ACCEPTED_SOURCE}`,
+    ]);
+  });
+
+  test("a file where the directory should be", () => {
+    fs.writeFileSync(path.join(tmp, "app.py"), "");
+    expect(problemsFor(path.join(tmp, "app.py"))[0]).toMatch(/ is not a directory; /);
+  });
+
+  test.each([
+    ["shop.wsgi:application", { "shop/wsgi.py": "" }],
+    ["shop.wsgi:application", { "shop/wsgi/__init__.py": "" }],
+    ["app:application", { "app.py": "" }],
+  ])("%s is found in %j", (module, files) => {
+    expect(problemsFor(appDir(files), module)).toEqual([]);
+  });
+
+  test("no module file for appModule", () => {
+    const dir = appDir({ "shop/web.py": "" });
+    expect(problemsFor(dir, "shop.wsgi:application")).toEqual([
+      `webstack:appModule: "shop.wsgi:application" has no module file in ${JSON.stringify(dir)} ` +
+        `(${dir}): expected shop/wsgi.py or shop/wsgi/__init__.py; expected module.path:callable ` +
+        'of Python identifiers, such as "shop.wsgi:application"',
+    ]);
+  });
+
+  test("requirements without their wheels, by normalized name", () => {
+    const dir = appDir({
+      "app.py": "",
+      "requirements.txt": [
+        "# the web part",
+        "Flask-SQLAlchemy>=3.1  # ORM",
+        "requests[socks] == 2.32.3 ; python_version >= '3.11'",
+        "--hash=sha256:0000",
+        "zope.interface",
+        "",
+      ].join("\n"),
+      "wheels/flask_sqlalchemy-3.1.1-py3-none-any.whl": "",
+      "wheels/README": "",
+    });
+    expect(problemsFor(dir)).toEqual([
+      `webstack:appSource: ${JSON.stringify(dir)} (${dir}): requirements.txt asks for requests, ` +
+        "zope.interface, which wheels/ holds no wheel of; build them with pip wheel -r " +
+        `requirements.txt -w wheels; ${ACCEPTED_SOURCE}`,
+    ]);
+  });
+
+  test("requirements all in wheels/, and a requirements.txt of comments only, are accepted", () => {
+    expect(
+      problemsFor(
+        appDir({
+          "app.py": "",
+          "requirements.txt": "Zope.Interface==7.2\n",
+          "wheels/zope_interface-7.2-cp313-cp313-manylinux_2_17_x86_64.whl": "",
+        }),
+      ),
+    ).toEqual([]);
+    expect(problemsFor(appDir({ "app.py": "", "requirements.txt": "# none\n" }, "b"))).toEqual([]);
+  });
+
+  test("a requirement by URL cannot be installed from wheels/", () => {
+    const dir = appDir({
+      "app.py": "",
+      "requirements.txt": "git+https://example.com/shop.git\n",
+    });
+    expect(problemsFor(dir)).toEqual([
+      `webstack:appSource: ${JSON.stringify(dir)} (${dir}): requirements.txt asks for ` +
+        '"git+https://example.com/shop.git", which is not a distribution by name; expected names ' +
+        `(with versions) that wheels/ provides; ${ACCEPTED_SOURCE}`,
+    ]);
+  });
+
+  test("symlinks and special files", () => {
+    const dir = appDir({ "app.py": "", "static/logo.svg": "<svg/>" });
+    fs.symlinkSync("/etc/passwd", path.join(dir, "static", "passwd"));
+    fs.symlinkSync("static", path.join(dir, "assets"));
+    spawnSync("mkfifo", [path.join(dir, "pipe")]);
+    expect(problemsFor(dir)).toEqual([
+      `webstack:appSource: ${JSON.stringify(dir)} (${dir}) holds symlinks or special files ` +
+        "(assets, pipe, static/passwd), which a release cannot carry; expected regular files " +
+        `and directories only; ${ACCEPTED_SOURCE}`,
+    ]);
+  });
+
+  test("an archive over the limit", () => {
+    const listing: AppSourceListing = {
+      path: "/w/app",
+      isDirectory: true,
+      files: ["app.py"],
+      unsupported: [],
+      archiveBytes: 100 * 1024 * 1024 + 1,
+    };
+    expect(appSourceProblems(listing, "app", "app:application")).toEqual([
+      { key: "appSource", message: '"app" (/w/app) packs to 100.0 MiB, over the 100 MiB limit' },
+    ]);
+    expect(
+      appSourceProblems({ ...listing, archiveBytes: 100 * 1024 * 1024 }, "app", "app:application"),
+    ).toEqual([]);
+  });
+});
+
+describe("requirements and wheels, by name", () => {
+  test.each([
+    ["Flask_SQLAlchemy", "flask-sqlalchemy"],
+    ["zope.interface", "zope-interface"],
+    ["A-_.b", "a-b"],
+  ])("%s normalizes to %s", (name, normalized) => {
+    expect(normalizeDistributionName(name)).toBe(normalized);
+  });
+
+  test.each([
+    ["flask_sqlalchemy-3.1.1-py3-none-any.whl", "flask-sqlalchemy"],
+    ["cryptography-44.0.0-1-cp39-abi3-manylinux_2_28_x86_64.whl", "cryptography"],
+    ["not-a-wheel.whl", undefined],
+  ])("%s holds %s", (file, name) => {
+    expect(wheelDistribution(file)).toBe(name);
+  });
+
+  test("names, continued lines, options and URLs", () => {
+    expect(
+      requirementNames(
+        "a==1 \\\n  --hash=sha256:00\nb>2;python_version>'3'\n-r more.txt\n./local\n",
+      ),
+    ).toEqual({ names: ["a", "b"], unnamed: ["./local"] });
+  });
+});
+
+/** The archive's entries as Python's tarfile reads them, extracted with the nodes' filter. */
+function pythonList(archive: string): unknown {
+  const script = [
+    "import json, sys, tarfile, tempfile",
+    "with tarfile.open(sys.argv[1], 'r:gz') as t:",
+    "    members = t.getmembers()",
+    "    rows = [[m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.uname, m.gname, m.mtime, m.pax_headers, m.size] for m in members]",
+    "    t.extractall(tempfile.mkdtemp(), filter='data')",
+    "print(json.dumps(rows))",
+  ].join("\n");
+  const run = spawnSync("python3", ["-c", script, archive], { encoding: "utf8" });
+  if (run.status !== 0) throw new Error(run.stderr);
+  return JSON.parse(run.stdout);
+}
+
+describe("the release archive", () => {
+  const FILES: Record<string, string | [string, number]> = {
+    "app.py": "def application(environ, start_response): ...\n",
+    "bin/migrate": ["#!/bin/sh\n", 0o700],
+    "shop/__init__.py": "",
+    "shop/__pycache__/x.cpython-313.pyc": "byte code",
+    "shop/old.pyc": "byte code",
+    ".git/HEAD": "ref: refs/heads/main\n",
+    "venv/bin/python": "",
+    ".venv/pyvenv.cfg": "",
+    "static/site.css": ["body {}\n", 0o664],
+  };
+
+  test("entries sorted, relative, skipped ones out; modes 0644/0755, owner 0:0, mtime 0, no pax", () => {
+    const { archive } = readAppSource(appDir(FILES));
+    const file = path.join(tmp, "release.tar.gz");
+    fs.writeFileSync(file, archive!);
+    const row = (name: string, type: string, mode: string, size: number) => [
+      name,
+      type,
+      mode,
+      0,
+      0,
+      "",
+      "",
+      0,
+      {},
+      size,
+    ];
+    expect(pythonList(file)).toEqual([
+      row("app.py", "0", "0o644", 46),
+      row("bin", "5", "0o755", 0),
+      row("bin/migrate", "0", "0o755", 10),
+      row("shop", "5", "0o755", 0),
+      row("shop/__init__.py", "0", "0o644", 0),
+      row("static", "5", "0o755", 0),
+      row("static/site.css", "0", "0o644", 8),
+    ]);
+  });
+
+  test("the same directory packs to the same id, wherever it is and whatever its times", () => {
+    const first = readAppSource(appDir(FILES, "one")).archive!;
+    const elsewhere = appDir(FILES, "two");
+    fs.utimesSync(path.join(elsewhere, "app.py"), new Date(2001, 1, 1), new Date(2001, 1, 1));
+    expect(releaseIdOf(readAppSource(elsewhere).archive!)).toBe(releaseIdOf(first));
+    expect(releaseIdOf(first)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test.each([
+    ["a changed file", (dir: string) => fs.appendFileSync(path.join(dir, "app.py"), "#\n")],
+    ["a new file", (dir: string) => fs.writeFileSync(path.join(dir, "shop/db.py"), "")],
+    ["a file made executable", (dir: string) => fs.chmodSync(path.join(dir, "app.py"), 0o755)],
+  ])("%s is another id", (_, change) => {
+    const dir = appDir(FILES);
+    const before = releaseIdOf(readAppSource(dir).archive!);
+    change(dir);
+    expect(releaseIdOf(readAppSource(dir).archive!)).not.toBe(before);
+  });
+
+  test("byte code and local venvs do not change the id", () => {
+    const dir = appDir(FILES);
+    const before = releaseIdOf(readAppSource(dir).archive!);
+    fs.writeFileSync(path.join(dir, "shop/__pycache__/y.pyc"), "more");
+    fs.writeFileSync(path.join(dir, "venv/bin/pip"), "");
+    expect(releaseIdOf(readAppSource(dir).archive!)).toBe(before);
+  });
+
+  test("written under the temporary directory, named by its id", () => {
+    const { archive } = readAppSource(appDir(FILES));
+    const written = writeReleaseArchive(archive!);
+    expect(written).toEqual({
+      id: releaseIdOf(archive!),
+      path: path.join(os.tmpdir(), "webstack-releases", `${releaseIdOf(archive!)}.tar.gz`),
+    });
+    expect(fs.readFileSync(written.path).equals(archive!)).toBe(true);
+  });
+});
