@@ -46,7 +46,11 @@ describe("the release", () => {
     expect(object.inputs).toEqual({
       bucket: one(plain, T.bucket, "files-bucket").outputs.bucket,
       key: `releases/${RELEASE}.tar.gz`,
-      source: expect.objectContaining({ __pulumiAsset: true }),
+      // The plan gives a file asset as its path (plan/plan.ts): the file the program packed.
+      source: {
+        asset: "file",
+        path: path.join(os.tmpdir(), "webstack-releases", `${RELEASE}.tar.gz`),
+      },
       contentType: "application/gzip",
       serverSideEncryption: "aws:kms",
       kmsKeyId: one(plain, T.kmsKey, "parameters-key").outputs.arn,
