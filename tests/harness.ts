@@ -185,6 +185,8 @@ export interface PlannedBundle {
   readonly after: { node: string; status: string }[];
   readonly files: PlannedBundleFile[];
   readonly firstApply: string[][];
+  /** The app nodes' release (issue 18). */
+  readonly app?: Record<string, unknown>;
   readonly healthCheck?: string[];
 }
 
