@@ -169,6 +169,12 @@ labTest(
         .filter((l) => l.includes(`release ${v4!.slice(0, 12)}: added items.label`));
     expect(ran("s2")).toHaveLength(1);
     expect(ran("s1")).toHaveLength(0);
+    // Before any node switched: the primary's record of the command (written once it succeeded)
+    // is older than the replica having switched, the first of the two to switch.
+    const ranAt = Number(
+      inNode("s2", ["stat", "-c", "%.3Y", `/var/lib/webstack/bundle/release-commands/${v4}`]),
+    );
+    expect(ranAt * 1000).toBeLessThan(Date.parse(appliedOn("s1").at));
   },
   600_000,
 );
