@@ -29,7 +29,7 @@ beforeAll(async () => {
         {
           primary: value("APP_DB_PRIMARY"),
           replica: value("APP_DB_REPLICA"),
-          db_wait: /"WEBSTACK_DB_WAIT_S=(\d+)"/.exec(gunicorn)?.[1],
+          db_wait: /"WEBSTACK_DB_WAIT_S": "(\d+)"/.exec(gunicorn)?.[1],
         },
       ];
     }),

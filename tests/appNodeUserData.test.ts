@@ -115,7 +115,7 @@ describe("the app node's documents", () => {
     // Gunicorn hands the app's database wait to its workers, a reload's new ones included; the
     // app reads it (app_test.py runs the app with it).
     expect(lines(file("/etc/webstack/gunicorn.conf.py"))).toContain(
-      'raw_env = ["WEBSTACK_DB_WAIT_S=58"]',
+      '        "WEBSTACK_DB_WAIT_S": "58",',
     );
     expect(fs.readFileSync(path.join(PROJECT_DIR, "app", "app.py"), "utf8")).toContain(
       'os.environ["WEBSTACK_DB_WAIT_S"]',

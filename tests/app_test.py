@@ -15,6 +15,8 @@ import types
 import unittest
 
 APP_PY = os.environ["APP_PY"]
+# The release Gunicorn names in the environment (its config): every answer carries it.
+RELEASE = "ab" * 32
 NODES = json.loads(os.environ["NODES"])
 # The rendered timeouts: HAProxy's server timeout, Nginx's read timeout, the app's database wait.
 LB_SERVER_TIMEOUT_S = float(os.environ["LB_SERVER_TIMEOUT_S"])
@@ -142,7 +144,8 @@ class Lab:
         pymysql.connect = self.connect
         pymysql.err = types.SimpleNamespace(Error=Error, OperationalError=OperationalError)
         sys.modules["pymysql"] = pymysql
-        os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE="x", DB_APP_PASSWORD="pw", DB_CA_FILE="/ca.crt",
+        os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE="x", WEBSTACK_RELEASE=RELEASE, DB_APP_PASSWORD="pw",
+                          DB_CA_FILE="/ca.crt",
                           DB_PRIMARY=targets["primary"], DB_REPLICA=targets["replica"],
                           WEBSTACK_DB_WAIT_S=targets["db_wait"])
         Lab.loaded += 1
@@ -287,8 +290,8 @@ class AppDatabaseTest(unittest.TestCase):
         self.assertLess(self.lab.clock.now - start, SILENT_REPLICA_BUDGET_S)
 
     def test_the_health_check_asks_the_own_database_first(self):
-        self.assertEqual(self.lab.get("/healthz"), (200, {"node": self.lab.app.NODE, "role": "x", "status": "ok",
-                                                          "read_from": "primary"}))
+        self.assertEqual(self.lab.get("/healthz"), (200, {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
+                                                          "status": "ok", "read_from": "primary"}))
         self.assertEqual(self.lab.replica.connects, 0)
         self.lab.primary.state = "down"
         self.assertEqual(self.lab.get("/healthz")[1]["read_from"], "replica")
@@ -355,7 +358,7 @@ class AppDatabaseTest(unittest.TestCase):
             self.assertEqual((path, method, status, headers["Allow"], headers["Content-Type"]),
                              (path, method, 405, allow, "application/json"))
             self.assertEqual(json.loads(body) if body else None,
-                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x",
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
                                                             "error": "method not allowed"})
         self.assertEqual(self.lab.primary.attempts + self.lab.replica.connects, 0)  # no database asked
 
@@ -365,7 +368,7 @@ class AppDatabaseTest(unittest.TestCase):
             self.assertEqual((method, status, headers["Content-Type"], "Allow" in headers),
                              (method, 404, "application/json", False))
             self.assertEqual(json.loads(body) if body else None,
-                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x",
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
                                                             "error": "no such route"})
 
     def test_a_failed_write_answers_a_generic_503_and_logs_the_detail(self):
@@ -373,7 +376,7 @@ class AppDatabaseTest(unittest.TestCase):
         lab.primary.state = "down"
         with self.assertLogs("gunicorn.error", "ERROR") as logged:
             status, body = lab.get("/items", "POST", b"x")
-            self.assertEqual((status, body), (503, {"node": lab.app.NODE, "role": "x",
+            self.assertEqual((status, body), (503, {"node": lab.app.NODE, "role": "x", "release": RELEASE,
                                                     "error": "the primary database is unavailable"}))
         self.assertIn(repr(lab.primary.target), "\n".join(logged.output))
 
@@ -382,7 +385,7 @@ class AppDatabaseTest(unittest.TestCase):
         with self.assertLogs("gunicorn.error", "ERROR") as logged:
             status, headers, body = self.lab.request("/items", "POST", b"x")
         self.assertEqual((status, headers["Content-Type"], json.loads(body)),
-                         (500, "application/json", {"node": self.lab.app.NODE, "role": "x",
+                         (500, "application/json", {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
                                                     "error": "internal error"}))
         self.assertIn("ZeroDivisionError", "\n".join(logged.output))
 

@@ -207,6 +207,6 @@ test("the request limits in the config reach every layer on every node that has 
     expect(site).toMatch(/^ {4}proxy_read_timeout 119s;$/m);
     const gunicorn = bundleFile(plan, node, "/etc/webstack/gunicorn.conf.py");
     expect(gunicorn).toMatch(/^timeout = 120$/m);
-    expect(gunicorn).toMatch(/^raw_env = \["WEBSTACK_DB_WAIT_S=118"\]$/m);
+    expect(gunicorn).toMatch(/^ {8}"WEBSTACK_DB_WAIT_S": "118",$/m);
   }
 });

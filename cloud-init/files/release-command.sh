@@ -31,8 +31,13 @@ SQL
 
 # The command's environment, built in a subshell that starts from nothing.
 run_command() {
-  local name value line
-  while IFS= read -r name; do unset "$name" 2>/dev/null || true; done < <(compgen -e)
+  local name value line flags
+  while IFS= read -r name; do
+    # Bash's own read-only variables (SHELLOPTS, BASHOPTS, …) cannot go; they hold nothing of ours.
+    flags=$(declare -p "$name")
+    flags=${flags#declare -}
+    if [[ ${flags%% *} != *r* ]]; then unset "$name"; fi
+  done < <(compgen -e)
   export PATH="$release_dir/venv/bin:/usr/bin:/bin"
   while IFS= read -r line; do
     if [[ $line == *=* ]]; then export "${line%%=*}=${line#*=}"; fi

@@ -497,7 +497,8 @@ class GunicornConfigTest(unittest.TestCase):
     """gunicorn.conf.py as Gunicorn runs it at each start and reload: the release's path first, the
     app's settings and the secrets its manifest names (only those) in the workers' environment."""
 
-    CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files", "gunicorn.conf.py")
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    CONFIG = os.path.join(HERE, "..", "..", "cloud-init", "files", "gunicorn.conf.py")
 
     def setUp(self):
         self.root = tempfile.mkdtemp()
@@ -513,7 +514,9 @@ class GunicornConfigTest(unittest.TestCase):
         with open(self.CONFIG) as handle:
             source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
         root = self.root
-        rooted = lambda path, *args, **kwargs: open(root + path if path.startswith("/etc/") else path, *args, **kwargs)  # noqa: E731,E501
+        def rooted(path, *args, **kwargs):
+            return open(root + path if path.startswith("/etc/") else path, *args, **kwargs)
+
         saved = list(sys.path)
         self.addCleanup(lambda: sys.path.__setitem__(slice(None), saved))
         sys.path.insert(0, "/srv/webstack/releases/an-older-one")
