@@ -207,21 +207,31 @@ function appNodeHeader(node: AppNodeSpec) {
   };
 }
 
-/** The app node's packages: Nginx, Gunicorn and the app's libraries, the monitoring tools, the database. */
+/**
+ * The app node's packages: Nginx, Gunicorn and the app's libraries, the monitoring tools, the
+ * database. One list: its bootstrap installs it at creation, its bundles name it, so a package added
+ * here reaches a running node too (user-data changes never reach s1 and s2).
+ */
+export function appNodePackages(engine: DbEngine): readonly string[] {
+  return [
+    "nginx",
+    "gunicorn",
+    "python3-pymysql",
+    "python3-boto3",
+    // ensurepip for each release's venv.
+    "python3-venv",
+    "ca-certificates",
+    // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
+    "logrotate",
+    ...MONITORING_PACKAGES,
+    ...ENGINES[engine].packages,
+  ];
+}
+
+/** The app node's bootstrap: its packages, its data volume, the database's settings and source. */
 export function renderAppNodeBootstrap(p: AppNodeBootstrapParams): string {
   const own: BootstrapPart = {
-    // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
-    packages: [
-      "nginx",
-      "gunicorn",
-      "python3-pymysql",
-      "python3-boto3",
-      // ensurepip for each release's venv.
-      "python3-venv",
-      "ca-certificates",
-      "logrotate",
-      ...MONITORING_PACKAGES,
-    ],
+    packages: appNodePackages(p.engine),
     bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
   };
   return composeBootstrap(appNodeHeader(p.node), { stack: p.stack, node: p.node.name }, [
@@ -355,6 +365,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
+      packages: appNodePackages(p.engine),
       app: bundleApp(p),
       healthCheck: appNodeHealthCheck(p.node),
     },

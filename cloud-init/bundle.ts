@@ -57,6 +57,8 @@ export interface BundleApp {
 export interface BundlePayload {
   readonly node: NodeName;
   readonly after: readonly BundleAfter[];
+  /** The Debian packages its files need (sorted, once each): installed first where one is missing. */
+  readonly packages: readonly string[];
   readonly files: readonly BundleFile[];
   /** Run in order on the node's first apply (its first boot), instead of the files' onChange. */
   readonly firstApply: readonly Argv[];
@@ -130,6 +132,8 @@ export function httpCheck(url: string, ...curlOptions: string[]): Argv {
 export interface BundleFrame {
   readonly node: NodeName;
   readonly after: readonly BundleAfter[];
+  /** The packages the node's bootstrap installs: the same list, so a running node gets a new one. */
+  readonly packages: readonly string[];
   readonly app?: BundleApp;
   readonly healthCheck?: Argv;
 }
@@ -148,6 +152,7 @@ export function composeBundle(frame: BundleFrame, parts: readonly BundlePart[]):
   return {
     node: frame.node,
     after: frame.after,
+    packages: [...new Set(frame.packages)].sort(),
     files,
     firstApply: [
       ...parts.flatMap((p) => p.firstApply ?? []),
@@ -171,13 +176,18 @@ function appJson(app: BundleApp) {
   };
 }
 
-/** The bundle's JSON: the contract's keys in its order, owners filled in; no release for a payload. */
+/**
+ * The bundle's JSON: the contract's keys in its order, owners filled in; no release for a payload.
+ * `packages` came later within format 1: the applier reads each key by name, so one that predates
+ * it ignores the key (and installs nothing) instead of refusing the bundle.
+ */
 function bundleJson(payload: BundlePayload, release?: string): string {
   return JSON.stringify({
     format: BUNDLE_FORMAT,
     node: payload.node,
     ...(release !== undefined ? { release } : {}),
     after: payload.after,
+    packages: payload.packages,
     files: payload.files.map((f) => ({
       path: f.path,
       content: f.content,

@@ -243,13 +243,13 @@ export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
 export const DB_LATE_CONFIG_PATH = "/usr/local/sbin/webstack-db-late-config";
 
 /**
- * The bootstrap's share: the engine's packages and the server settings (and the data volume's
- * mount requirement) in place before the package installs and first starts the server.
+ * The bootstrap's share: the engine's APT source and the server settings (and the data volume's
+ * mount requirement) in place before the package installs and first starts the server. The
+ * engine's packages are in the app node's one list (appNodePackages), which its bundles name too.
  */
 export function databaseBootstrapPart(p: DatabaseServer): BootstrapPart {
   const e = ENGINES[p.engine];
   return {
-    packages: e.packages,
     apt: e.apt,
     bootFiles: [
       { path: `${e.confDir}/${e.baseConf}`, content: renderServerConfig(p), permissions: "0644" },

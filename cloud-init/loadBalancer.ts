@@ -154,7 +154,23 @@ function certificatePart(c: CertificateSetup): BundlePart {
   return { files: timer("certificate-acm.sh", "12h") };
 }
 
-/** The LB's packages: HAProxy, its log's rsyslog, the tools of its boot, certbot for Let's Encrypt. */
+/**
+ * The LB's packages: HAProxy, its log's rsyslog, the tools of its boot, certbot for Let's Encrypt.
+ * One list: its bootstrap installs it, its bundles name it (a running LB gets a package added here).
+ */
+export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]): readonly string[] {
+  return [
+    "haproxy",
+    // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
+    "rsyslog",
+    "python3-boto3",
+    "openssl",
+    "ca-certificates",
+    ...MONITORING_PACKAGES,
+    ...(certificateMode === "letsencrypt" ? ["certbot"] : []),
+  ];
+}
+
 export function renderLoadBalancerBootstrap(p: LoadBalancerBootstrapParams): string {
   return composeBootstrap(
     {
@@ -163,20 +179,7 @@ export function renderLoadBalancerBootstrap(p: LoadBalancerBootstrapParams): str
       description: `webstack ${p.node.name} (load balancer, ${p.certificateMode} certificate for ${p.domain}): bootstrap rendered by webstack; its files come from its bundle`,
     },
     { stack: p.stack, node: p.node.name },
-    [
-      {
-        // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
-        packages: [
-          "haproxy",
-          "rsyslog",
-          "python3-boto3",
-          "openssl",
-          "ca-certificates",
-          ...MONITORING_PACKAGES,
-          ...(p.certificateMode === "letsencrypt" ? ["certbot"] : []),
-        ],
-      },
-    ],
+    [{ packages: loadBalancerPackages(p.certificateMode) }],
   );
 }
 
@@ -249,6 +252,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
+      packages: loadBalancerPackages(p.certificate.mode),
       healthCheck: loadBalancerHealthCheck(),
     },
     [

@@ -148,6 +148,19 @@ describe("the app node's documents", () => {
     expect(doc.packages).toContain("logrotate");
   });
 
+  test.each([
+    ["mariadb", "primary"],
+    ["mysql", "replica"],
+  ] as const)(
+    "%s %s: the bundle names the bootstrap's packages, python3-venv too",
+    (engine, role) => {
+      const { doc, bundle } = renderedAppNode(engine, role);
+      expect(doc.packages).toContain("python3-venv");
+      // A running node (a pet: user-data changes never reach it) installs one added later.
+      expect(bundle.packages).toEqual([...(doc.packages ?? [])].sort());
+    },
+  );
+
   test("the data volume is mounted from bootcmd, before packages create the data directory", () => {
     expect(doc.bootcmd).toHaveLength(2);
     const [shell, flag, script, name, device, mountpoint] = doc.bootcmd![1] as string[];

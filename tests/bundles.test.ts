@@ -14,6 +14,7 @@ import {
   one,
   planConfig,
   planStack,
+  userDataDocument,
 } from "./harness";
 
 const BASE = { domain: "www.example.com" };
@@ -39,6 +40,7 @@ describe("the bundle of each node (format 1)", () => {
       "node",
       "release",
       "after",
+      "packages",
       "files",
       "firstApply",
       // The app nodes' release (issue 18).
@@ -142,6 +144,38 @@ describe("the bundle of each node (format 1)", () => {
         sha256: sha256(String(object.inputs.content)),
       });
     }
+  });
+});
+
+describe("each bundle names its bootstrap's packages, so a running node gets a new one", () => {
+  test.each([
+    ["self-signed, MariaDB", () => Promise.resolve(plan)],
+    [
+      "letsencrypt",
+      () => planConfig({ ...BASE, certificate: "letsencrypt", acmeEmail: "ops@example.com" }),
+    ],
+    ["mysql", () => planConfig({ ...BASE, dbEngine: "mysql" })],
+  ])("%s: exactly the bootstrap's list, sorted", async (_, make) => {
+    const p = await make();
+    for (const node of NODE_NAMES) {
+      const bootstrap = userDataDocument(p, node).packages ?? [];
+      expect(bootstrap.length).toBeGreaterThan(5);
+      expect({ node, packages: bundleOf(p, node).packages }).toEqual({
+        node,
+        packages: [...bootstrap].sort(),
+      });
+    }
+  });
+
+  test("the app nodes' include python3-venv (a release's venv), the LB's HAProxy", () => {
+    for (const node of ["s1", "s2"])
+      expect(bundleOf(plan, node).packages).toEqual(
+        expect.arrayContaining(["python3-venv", "nginx", "gunicorn", "mariadb-server"]),
+      );
+    expect(bundleOf(plan, "lb").packages).toEqual(
+      expect.arrayContaining(["haproxy", "rsyslog", "curl"]),
+    );
+    expect(bundleOf(plan, "lb").packages).not.toContain("python3-venv");
   });
 });
 

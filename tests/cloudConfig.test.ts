@@ -37,7 +37,7 @@ describe("building blocks", () => {
 
   test("the bundle composer refuses two parts writing one file; first-apply steps keep their order, the apply timer last", () => {
     const file = { path: "/etc/x", content: "x", mode: "0644" };
-    const frame = { node: "s1" as const, after: [] };
+    const frame = { node: "s1" as const, after: [], packages: [] };
     expect(() => composeBundle(frame, [{ files: [file] }, { files: [file] }])).toThrow(
       "two parts write /etc/x",
     );
@@ -60,6 +60,11 @@ describe("building blocks", () => {
       "/etc/systemd/system/webstack-apply.service",
       "/etc/systemd/system/webstack-apply.timer",
     ]);
+  });
+
+  test("the bundle names its packages sorted, each once", () => {
+    const frame = { node: "s1" as const, after: [], packages: ["nginx", "curl", "nginx", "gpg"] };
+    expect(composeBundle(frame, []).packages).toEqual(["curl", "gpg", "nginx"]);
   });
 
   test("templates: every placeholder filled, every value used", () => {

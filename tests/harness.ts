@@ -183,6 +183,8 @@ export interface PlannedBundle {
   readonly node: string;
   readonly release: string;
   readonly after: { node: string; status: string }[];
+  /** The Debian packages the node's applier installs where missing (its bootstrap's list). */
+  readonly packages: string[];
   readonly files: PlannedBundleFile[];
   readonly firstApply: string[][];
   /** The app nodes' release (issue 18). */

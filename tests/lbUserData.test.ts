@@ -76,6 +76,8 @@ describe("the LB's bootstrap and bundle", () => {
       // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
       expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
       expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));
+      // The bundle names the same packages: a running LB installs one added later.
+      expect(bundle.packages).toEqual([...(doc.packages ?? [])].sort());
       expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
       expect(bundle.after).toEqual([]);
       expect(file("/etc/webstack/tls/ca.crt")).toBe(TEST_CA_PEM);

@@ -11,11 +11,16 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
        webstack-aws collect loadbalancer|primary|replica NODE [DB_CLIENT]
                                                             what logs cannot say, as metrics
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
-       webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, written,
-                                                            validated, acted on, health-checked, reported;
+       webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, its missing
+                                                            packages installed, written, validated, acted on,
+                                                            health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
        webstack-aws preflight RELEASE_DIR APP_MODULE        a throwaway Gunicorn of a release must answer
                                                             GET /healthz (issue 18; apply runs it)
+
+Packages: a bundle names the Debian packages its files need (its node's bootstrap list); apply installs
+any that is missing (apt-get) before it prepares a release or writes a file, so a package added after a
+node was created reaches it too (the app nodes ignore new user-data).
 
 Releases (issue 18): a bundle's `app` is a release of the team's WSGI app, an archive in S3 named by its
 sha256. apply unpacks it into /srv/webstack/releases/<id>/ with its venv; the primary runs the release
@@ -347,6 +352,33 @@ def check(run, argv, what, refusal=Refused):
     if code != 0:
         tail = "\n".join(output.strip().splitlines()[-OUTPUT_LINES:])
         raise refusal(f"{what} failed: {shlex.join(argv)} exited {code}: {tail}"[:REASON_CHARACTERS])
+
+
+# A Debian package name (Debian policy 5.6.1), whole: never an option or anything apt reads as more.
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+
+
+def installed(run, name):
+    """Whether dpkg has the package installed; a non-zero exit (an unknown package) says it is not."""
+    code, output = capture(run, ["dpkg-query", "-W", "-f=${Status}", name])
+    return code == 0 and output.strip() == "install ok installed"
+
+
+def ensure_packages(packages, run):
+    """The bundle's packages, the missing ones installed (after an apt-get update), before a release
+    is prepared or a file written; a failure refuses the bundle. All installed: apt never runs."""
+    if not isinstance(packages, list):
+        raise Refused(f"packages: not a list: {packages!r}")
+    for name in packages:
+        if not isinstance(name, str) or not PACKAGE_NAME.fullmatch(name):
+            raise Refused(f"packages: not a Debian package name: {name!r}")
+    missing = [name for name in packages if not installed(run, name)]
+    if not missing:
+        return
+    log(f"packages missing: {' '.join(missing)}")
+    check(run, [*APT_GET, "update"], "apt-get update")
+    check(run, [*APT_GET, "install", "-y", "--no-install-recommends", *missing], "apt-get install")
 
 
 def write_files(bundle, root, backups, run, previous):
@@ -803,6 +835,11 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         # firstApply runs once: a first apply that failed its health check is retried as a change.
         first_done = os.path.join(state, "first-apply.done")
         first = not applied and not os.path.exists(first_done)
+        # Checked on the first apply too: cloud-init has just installed the bootstrap's packages (the
+        # same list), so it costs a dpkg-query per package and installs nothing; were one missing (a
+        # mirror failing at boot), it is installed here, before the boot script needs it. apt never
+        # overlaps cloud-init's own: the first apply runs from runcmd, after its packages.
+        ensure_packages(bundle.get("packages", []), run)
         # A release (issue 18) is made ready before anything waits; the primary's release command
         # runs before it waits for the replica, which waits for the command (not at first boot).
         release_dir = prepare_release(app, root, s3, run) if app else None

@@ -43,6 +43,8 @@ NGINX_T = ["nginx", "-t"]
 RELOAD_NGINX = ["systemctl", "reload", "nginx"]
 RESTART_APP = ["systemctl", "restart", "webstack-app"]
 HEALTH = ["curl", "-fsk", "https://127.0.0.1/healthz"]
+APT_UPDATE = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"]
+INSTALLED = (0, "install ok installed")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -133,12 +135,13 @@ class NodeTestCase(WithFakeImds, unittest.TestCase):
     def file(self, path, content, mode="0644", **commands):
         return {"path": path, "content": content, "mode": mode, "owner": self.owner, **commands}
 
-    def bundle(self, files, release="r1", node="s2", after=None, health=HEALTH):
+    def bundle(self, files, release="r1", node="s2", after=None, health=HEALTH, packages=None):
         bundle = {
             "format": 1,
             "node": node,
             "release": hashlib.sha256(release.encode()).hexdigest(),
             "after": after or [],
+            **({"packages": packages} if packages is not None else {}),
             "files": files,
             "firstApply": [BOOT, ENABLE_TIMER],
         }
@@ -434,6 +437,97 @@ class ApplyTest(NodeTestCase):
         self.assertEqual(self.apply("--bundle", self.at("/var/lib/webstack/bundle/incoming.json"))[0], 0)
         self.assertEqual((self.s3.gets, self.read(SITE)), (0, "server {}\n"))
         self.assert_status(hashlib.sha256(data).hexdigest(), bundle, "applied")
+
+    @staticmethod
+    def dpkg_query(name):
+        return ["dpkg-query", "-W", "-f=${Status}", name]
+
+    @staticmethod
+    def apt_install(*names):
+        return ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", *names]
+
+    def test_packages_all_installed_runs_no_apt(self):
+        self.applied([self.site()])
+        for name in ("nginx", "python3-venv"):
+            self.commands.results[tuple(self.dpkg_query(name))] = INSTALLED
+        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["nginx", "python3-venv"])
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(
+            self.commands.calls,
+            [self.dpkg_query("nginx"), self.dpkg_query("python3-venv"), NGINX_T, RELOAD_NGINX, HEALTH],
+        )
+        self.assert_status(sha, bundle, "applied")
+
+    def test_missing_packages_are_installed_after_an_update_before_any_file_is_written(self):
+        self.applied([self.site()])
+        seen = []
+        self.commands.results[tuple(self.dpkg_query("nginx"))] = INSTALLED
+        # Known but removed (its config files kept), and never heard of: both are missing.
+        self.commands.results[tuple(self.dpkg_query("logrotate"))] = (0, "deinstall ok config-files")
+        self.commands.results[tuple(self.dpkg_query("python3-venv"))] = (
+            1, "dpkg-query: no packages found matching python3-venv\n",
+        )
+        install = self.apt_install("logrotate", "python3-venv")
+        self.commands.results[tuple(install)] = lambda: seen.append(self.read(SITE)) or (0, "")
+        packages = ["logrotate", "nginx", "python3-venv"]
+        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=packages)
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        self.assertEqual(
+            self.commands.calls,
+            [*map(self.dpkg_query, packages), APT_UPDATE, install, NGINX_T, RELOAD_NGINX, HEALTH],
+        )
+        self.assertEqual(seen, ["server {}\n"])  # installed while the old files were still in place
+        self.assertEqual(self.read(SITE), "server { v2 }\n")
+        self.assertIn("packages missing: logrotate python3-venv", stderr)
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_failing_apt_get_refuses_and_writes_no_file(self):
+        self.applied([self.site()])
+        install = self.apt_install("python3-venv")
+        self.commands.results[tuple(install)] = (
+            100, "Reading package lists...\nE: Unable to locate package python3-venv\n",
+        )
+        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["python3-venv"])
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.commands.calls, [self.dpkg_query("python3-venv"), APT_UPDATE, install])
+        self.assertEqual(self.read(SITE), "server {}\n")
+        status = self.assert_status(sha, bundle, "refused", "apt-get install failed: env DEBIAN_FRONTEND=")
+        self.assertTrue(status["reason"].endswith("exited 100: Reading package lists...\nE: Unable to locate "
+                                                  "package python3-venv"), status["reason"])
+
+    def test_a_failing_apt_get_update_refuses_before_installing(self):
+        self.commands.results[tuple(APT_UPDATE)] = (100, "E: The repository is not signed.\n")
+        bundle = self.bundle([self.site()], packages=["nginx"])
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual(self.commands.calls, [self.dpkg_query("nginx"), APT_UPDATE])
+        self.assertFalse(os.path.exists(self.at(SITE)))
+        self.assert_status(sha, bundle, "refused", "apt-get update failed")
+
+    def test_the_first_apply_checks_packages_too_and_installs_none_when_all_are_there(self):
+        self.commands.results[tuple(self.dpkg_query("nginx"))] = INSTALLED
+        bundle = self.bundle([self.site()], packages=["nginx"])
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [self.dpkg_query("nginx"), NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_bad_package_name_refuses_and_runs_nothing(self):
+        self.applied([self.site()])
+        for bad in ["-o=APT::Get::AllowUnauthenticated=1", "Nginx", "nginx\n", "a", "nginx; reboot", "", 7]:
+            with self.subTest(bad=bad):
+                self.ssm.puts.clear()
+                self.cloudwatch.metrics.clear()
+                bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["nginx", bad])
+                sha = self.publish(bundle)
+                self.assertEqual(self.apply()[0], 1)
+                self.assertEqual(self.commands.calls, [])
+                self.assertEqual(self.read(SITE), "server {}\n")
+                self.assert_status(sha, bundle, "refused", f"packages: not a Debian package name: {bad!r}")
 
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.apply("--bundle")

@@ -192,6 +192,24 @@ class PrepareTest(ReleaseTestCase):
         self.assertEqual(os.listdir(self.at(RELEASES)), [])
         self.assertIn("ReleaseFailed", self.metric_names())
 
+    def test_a_missing_python3_venv_is_installed_before_the_releases_venv_is_made(self):
+        # A node created before its bootstrap named python3-venv: the bundle's packages bring it.
+        release = self.release()
+        self.live(release)
+        new = self.release({**DEMO, "v2": b""})
+        bundle = self.app_bundle(new)
+        bundle["packages"] = ["python3-venv"]
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        install = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends",
+                   "python3-venv"]
+        self.assertEqual(self.commands.calls[:4], [
+            ["dpkg-query", "-W", "-f=${Status}", "python3-venv"],
+            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"],
+            install,
+            self.venv(new),
+        ])
+
     def test_a_prepared_release_is_not_downloaded_again(self):
         release = self.release()
         self.assertEqual(self.deploy(release)[0], 0)
