@@ -11,6 +11,11 @@ import sys
 RELEASES = "/srv/webstack/releases/"
 # The release: current's (issue 18), or the one a preflight names before current points to it.
 release_dir = os.path.realpath(os.environ.get("WEBSTACK_RELEASE_DIR") or "/srv/webstack/current")
+release = os.path.basename(release_dir)
+if not os.path.isdir(release_dir):
+    # A node from before releases, until its first one: the app it had, in /srv/webstack itself
+    # (the tool that writes this file may be the older one, which knows no release).
+    release_dir, release = "/srv/webstack", ""
 chdir = release_dir
 # Its code and its venv's packages first; the release before's leave the path (the venv shares
 # Debian's packages, --system-site-packages, which stay on the path as they were).
@@ -66,7 +71,7 @@ raw_env = [
     for name, value in {
         **settings_env(),
         **secrets_env(),
-        "WEBSTACK_RELEASE": os.path.basename(release_dir),
+        "WEBSTACK_RELEASE": release,
         "WEBSTACK_DB_WAIT_S": "{{DB_WAIT_SECONDS}}",
     }.items()
 ]

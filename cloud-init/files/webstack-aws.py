@@ -797,6 +797,20 @@ def switch_back(root, previous, run):
     log(f"switched back to release {(previous or 'none')[:12]}; reload-or-restart exited {code} {output.strip()}")
 
 
+# The bundle keys this tool acts on beyond issue 17's, recorded with each bundle it applies: a bundle
+# applied by an older tool (which wrote this one as one of its files, then ignored these keys) is
+# applied again by this one. A later tool that heeds a new key adds it here.
+HEEDED = "heeded.json"
+HEEDED_KEYS = ["app", "packages"]
+
+
+def unheeded_keys(state):
+    """The keys of the last applied bundle that the tool which applied it did not act on."""
+    last_bundle = read_json(os.path.join(state, "current.json")) or {}
+    heeded = read_json(os.path.join(state, HEEDED)) or []
+    return [key for key in HEEDED_KEYS if key in last_bundle and key not in heeded]
+
+
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     state = under(root, BUNDLE_STATE)
     applied = read_json(os.path.join(state, "applied.json"))
@@ -810,7 +824,12 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
             log(f"no bundle yet: {env['BUNDLE_PARAMETER']} does not exist")
             return 1
     sha = pointer["sha256"]
-    if applied and applied.get("sha256") == sha and applied.get("state") == "applied":
+    unheeded = unheeded_keys(state)
+    if applied and applied.get("sha256") == sha and applied.get("state") == "applied" and unheeded:
+        # An older tool applied it and wrote this one, but ignored what it did not know (a release,
+        # packages): this tool applies the same bundle again, in full.
+        log(f"bundle {sha[:12]} was applied by a tool that ignored {', '.join(unheeded)}; applying it again")
+    elif applied and applied.get("sha256") == sha and applied.get("state") == "applied":
         last = read_json(os.path.join(state, "status.json"))
         if last and last.get("sha256") != sha:
             # Pointed back to the bundle its files still hold (a refused one restored them): say so.
@@ -908,6 +927,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     status = status_of(sha, release, app=app["release"] if app else None)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
+    install(os.path.join(state, HEEDED), json.dumps(HEEDED_KEYS).encode(), os.getuid(), os.getgid(), 0o600)
     report(env, ssm, cloudwatch, status, state)
     log(f"applied bundle {sha[:12]}")
     return 0

@@ -247,6 +247,28 @@ class SwitchTest(ReleaseTestCase):
         self.assertEqual((self.current(), status["state"], status["app"]), (new, "applied", new))
         self.assertEqual(self.metric_names(), ["BundleApplied"])
 
+    def test_a_bundle_an_older_tool_applied_without_its_release_is_applied_again_in_full(self):
+        old, release = self.release({**DEMO, "old": b""}), self.release()
+        self.live(old)
+        self.assertEqual(self.deploy(release)[0], 0)
+        # As if the older tool (issue 17's) had applied this bundle: its files written, "applied",
+        # but no release taken (current as before) and no record of the keys it heeded. The same
+        # pointer on the next run: this tool takes the release now.
+        os.remove(self.at("/var/lib/webstack/bundle/heeded.json"))
+        os.unlink(self.at(CURRENT))
+        os.symlink(f"releases/{old}", self.at(CURRENT))
+        self.workers_in(old)
+        self.commands.calls.clear()
+        code, stderr = self.apply()
+        self.assertEqual(code, 0)
+        self.assertRegex(stderr, r"was applied by a tool that ignored app\b.*; applying it again")
+        self.assertEqual(self.current(), release)
+        self.assertIn(self.preflight(release), self.commands.calls)
+        # Heeded now: the next run has nothing to do.
+        self.commands.calls.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+
     def test_the_switch_waits_until_the_old_workers_are_gone(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
@@ -567,3 +589,9 @@ class GunicornConfigTest(unittest.TestCase):
         os.makedirs(release)
         scope, _ = self.load(release)
         self.assertEqual(sorted(scope["raw_env"]), ["WEBSTACK_DB_WAIT_S=58", "WEBSTACK_RELEASE=r"])
+
+    def test_a_node_from_before_releases_runs_the_app_it_had_until_its_first(self):
+        scope, path = self.load(os.path.join(self.root, "srv", "webstack", "current"))  # no such link yet
+        self.assertEqual(scope["chdir"], "/srv/webstack")
+        self.assertEqual(path[0], "/srv/webstack")
+        self.assertIn("WEBSTACK_RELEASE=", scope["raw_env"])
