@@ -356,7 +356,9 @@ def check(run, argv, what, refusal=Refused):
 
 # A Debian package name (Debian policy 5.6.1), whole: never an option or anything apt reads as more.
 PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+# Waits up to two minutes for a dpkg lock another apt holds (unattended upgrades, say) rather than
+# refusing the bundle at once.
+APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", "DPkg::Lock::Timeout=120"]
 
 
 def installed(run, name):

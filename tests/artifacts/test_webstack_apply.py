@@ -43,7 +43,8 @@ NGINX_T = ["nginx", "-t"]
 RELOAD_NGINX = ["systemctl", "reload", "nginx"]
 RESTART_APP = ["systemctl", "restart", "webstack-app"]
 HEALTH = ["curl", "-fsk", "https://127.0.0.1/healthz"]
-APT_UPDATE = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"]
+APT = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", "DPkg::Lock::Timeout=120"]
+APT_UPDATE = [*APT, "update"]
 INSTALLED = (0, "install ok installed")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -444,7 +445,7 @@ class ApplyTest(NodeTestCase):
 
     @staticmethod
     def apt_install(*names):
-        return ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", *names]
+        return [*APT, "install", "-y", "--no-install-recommends", *names]
 
     def test_packages_all_installed_runs_no_apt(self):
         self.applied([self.site()])

@@ -20,7 +20,7 @@ import unittest
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_webstack_apply import BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
+from test_webstack_apply import APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
 
 COMMAND_STATUS = "/webstack/test/s2/release-command"
 UNIT = "/etc/systemd/system/webstack-app.service"
@@ -201,11 +201,10 @@ class PrepareTest(ReleaseTestCase):
         bundle["packages"] = ["python3-venv"]
         self.publish(bundle)
         self.assertEqual(self.apply()[0], 0)
-        install = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends",
-                   "python3-venv"]
+        install = [*APT, "install", "-y", "--no-install-recommends", "python3-venv"]
         self.assertEqual(self.commands.calls[:4], [
             ["dpkg-query", "-W", "-f=${Status}", "python3-venv"],
-            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"],
+            [*APT, "update"],
             install,
             self.venv(new),
         ])
