@@ -1,6 +1,7 @@
 // webstack's security controls as pure predicates: the policy pack and the jest suite both run these.
 // No Pulumi import: a resource is its type, name, properties, and the resources a property refers to.
 import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { parseCidr } from "../model/ipv4";
 
 export interface Resource {
   readonly type: string;
@@ -49,8 +50,10 @@ const EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule";
 const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const INSTANCE = "aws:ec2/instance:Instance";
 const BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
+const VPC = "aws:ec2/vpc:Vpc";
 const APP_ROLES = ["primary", "replica"];
-const WORLD = ["0.0.0.0/0", "::/0"];
+/** Where a VPC's CIDR cannot be resolved: RFC 1918's private ranges. */
+const PRIVATE_IPV4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
 const tagsOf = (r: Resource) => (r.props.tags ?? {}) as Record<string, string>;
 const num = (v: unknown) => (typeof v === "number" ? v : v === undefined ? undefined : Number(v));
@@ -65,25 +68,59 @@ const opens = (r: Resource, port: number) => {
   return from <= port && port <= to;
 };
 
+/** Whether IPv4 block `inner` lies inside `outer` (both strictly written CIDRs). */
+function ipv4Inside(inner: string, outer: string): boolean {
+  const a = parseCidr(inner);
+  const b = parseCidr(outer);
+  if (!a || !b || a.prefix < b.prefix) return false;
+  const size = 2 ** (32 - b.prefix);
+  return Math.floor(a.network / size) === Math.floor(b.network / size);
+}
+
+/** An IPv6 CIDR as its eight 16-bit groups and prefix, or undefined (no embedded IPv4 form). */
+export function parseIpv6Cidr(
+  text: string,
+): { readonly groups: readonly number[]; readonly prefix: number } | undefined {
+  const match = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(text);
+  if (!match || Number(match[2]) > 128) return undefined;
+  const halves = match[1].split("::");
+  if (halves.length > 2) return undefined;
+  const split = (s: string) => (s === "" ? [] : s.split(":"));
+  const head = split(halves[0]);
+  const tail = halves.length === 2 ? split(halves[1]) : [];
+  if ([...head, ...tail].some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  return { groups: groups.map((g) => parseInt(g, 16)), prefix: Number(match[2]) };
+}
+
+/** Inside fc00::/7 (unique local) or exactly ::1/128; everything else is the world. */
+function ipv6Private(block: { readonly groups: readonly number[]; readonly prefix: number }) {
+  const loopback =
+    block.prefix === 128 && block.groups.slice(0, 7).every((g) => g === 0) && block.groups[7] === 1;
+  return loopback || (block.prefix >= 7 && (block.groups[0] & 0xfe00) === 0xfc00);
+}
+
+/**
+ * Why an ingress rule's source is the world, "" when it is not, undefined when it cannot be parsed.
+ * IPv4: the world is anything not inside the VPC's own CIDR (the group's vpcId, resolved), or,
+ * where the VPC cannot be resolved, not inside RFC 1918. IPv6: anything outside fc00::/7 and
+ * ::1/128 (the stack's VPC has no IPv6 block; an Amazon-provided one would count as the world).
+ */
+function worldReason(source: string, family: 4 | 6, vpcCidr: string | undefined) {
+  if (family === 6) {
+    const block = parseIpv6Cidr(source);
+    if (!block) return undefined;
+    return ipv6Private(block) ? "" : "outside fc00::/7 and ::1/128";
+  }
+  if (!parseCidr(source)) return undefined;
+  const inside = vpcCidr ? [vpcCidr] : PRIVATE_IPV4;
+  if (inside.some((block) => ipv4Inside(source, block))) return "";
+  return vpcCidr ? `outside the VPC's ${vpcCidr}` : "outside RFC 1918's private ranges";
+}
+
 export const RESOURCE_RULES: readonly ResourceRule[] = [
-  {
-    id: "world-ingress-only-https-on-lb",
-    control: "FSBP EC2.18/EC2.19, CKV_AWS_24/25/260",
-    description:
-      "Ingress from 0.0.0.0/0 or ::/0 only to ports 80 and 443, and only on the load balancer's group",
-    types: [INGRESS],
-    check: (r) => {
-      const source = [r.props.cidrIpv4, r.props.cidrIpv6].find((c) => WORLD.includes(String(c)));
-      if (!source) return [];
-      const [from, to] = portRange(r);
-      const problems: string[] = [];
-      if (!(from === to && (from === 80 || from === 443)))
-        problems.push(`opens ports ${from}-${to} to ${source}`);
-      if (tagsOf(r).Role !== "loadbalancer")
-        problems.push(`opens ${source} on a group whose Role is ${tagsOf(r).Role ?? "unset"}`);
-      return problems;
-    },
-  },
   {
     id: "no-ssh-or-rdp",
     control: "FSBP EC2.13/EC2.14, CKV_AWS_24/25",
@@ -201,6 +238,51 @@ function compile(pattern: string): RegExp {
 }
 
 export const STACK_RULES: readonly StackRule[] = [
+  {
+    // A stack rule: the node a rule opens is its security group's (securityGroupId, resolved),
+    // never the rule's own tags; and "inside" is the group's VPC's CIDR.
+    id: "world-ingress-only-https-on-lb",
+    control: "FSBP EC2.18/EC2.19, CKV_AWS_24/25/260",
+    description:
+      "Ingress from any range outside the VPC only to ports 80 and 443, and only on the load balancer's group; every ingress rule's group resolves to a security group of the stack",
+    check: (resources) =>
+      byType(resources, INGRESS).flatMap((rule) => {
+        const violation = (message: string) => [{ resource: rule.name, message }];
+        const groups = rule.linked("securityGroupId").filter((g) => g.type === SG);
+        if (groups.length !== 1)
+          return violation(
+            `attaches to a security group the policy cannot resolve (${String(rule.props.securityGroupId ?? "unset")})`,
+          );
+        const group = groups[0];
+        const vpcCidr = group.linked("vpcId").find((v) => v.type === VPC)?.props.cidrBlock;
+        const sources = [
+          [rule.props.cidrIpv4, 4],
+          [rule.props.cidrIpv6, 6],
+        ] as const;
+        const [from, to] = portRange(rule);
+        const ports = from === to ? `port ${from}` : `ports ${from}-${to}`;
+        return sources.flatMap(([source, family]) => {
+          if (typeof source !== "string") return []; // none, or unknown at preview
+          const reason = worldReason(
+            source,
+            family,
+            typeof vpcCidr === "string" ? vpcCidr : undefined,
+          );
+          if (reason === undefined)
+            return violation(`has an address range the policy cannot parse: ${source}`);
+          if (reason === "") return [];
+          const problems: string[] = [];
+          if (!(from === to && (from === 80 || from === 443)))
+            problems.push(`opens ${ports} to ${source} (${reason})`);
+          const role = tagsOf(group).Role;
+          if (role !== "loadbalancer")
+            problems.push(
+              `opens ${source} on security group ${group.name}, whose Role is ${role ?? "unset"}`,
+            );
+          return problems.flatMap(violation);
+        });
+      }),
+  },
   {
     id: "vpc-flow-logs",
     control: "FSBP EC2.6, CKV2_AWS_11",

@@ -135,6 +135,84 @@ describe("stack rules reject crafted violations", () => {
   });
 });
 
+describe("world ingress: any range outside the VPC, on the group the rule attaches to", () => {
+  const https = () => dev.find((r) => r.name === "firewalls-lb-in-tcp443-from-internet")!;
+  const groupId = (name: string) =>
+    String(dev.find((r) => r.name === name)!.props.arn)
+      .split("/")
+      .pop();
+  const s1Group = () => dev.find((r) => r.name === "firewalls-s1")!;
+  /** The LB's HTTPS rule with other properties; its group is found from its own securityGroupId. */
+  const withRule = (props: Record<string, unknown>): Resource[] => {
+    const rule = { ...https().props, ...props };
+    const linked = (prop: string) =>
+      prop === "securityGroupId"
+        ? dev.filter((g) => g.type === T.securityGroup && groupId(g.name) === rule.securityGroupId)
+        : https().linked(prop);
+    return [...dev, { ...https(), name: "crafted-rule", props: rule, linked }];
+  };
+  const worldMessages = (resources: Resource[]) =>
+    evaluate(resources)
+      .filter((v) => v.rule === "world-ingress-only-https-on-lb")
+      .map((v) => v.message);
+  const CONTROL = "(FSBP EC2.18/EC2.19, CKV_AWS_24/25/260)";
+
+  test.each([
+    ["0.0.0.0/1", 8404, "opens port 8404 to 0.0.0.0/1 (outside the VPC's 10.40.0.0/16)"],
+    ["192.168.0.0/16", 8404, "opens port 8404 to 192.168.0.0/16 (outside the VPC's 10.40.0.0/16)"],
+    ["10.0.0.0/8", 8404, "opens port 8404 to 10.0.0.0/8 (outside the VPC's 10.40.0.0/16)"],
+  ])("IPv4 %s on port %d is the world", (cidr, port, message) => {
+    expect(worldMessages(withRule({ cidrIpv4: cidr, fromPort: port, toPort: port }))).toEqual([
+      `crafted-rule: ${message} ${CONTROL}`,
+    ]);
+  });
+
+  test.each(["2000::/3", "::/1", "fe80::/10", "fc00::/6"])("IPv6 %s is the world", (cidr) => {
+    const messages = worldMessages(
+      withRule({ cidrIpv4: undefined, cidrIpv6: cidr, fromPort: 8404, toPort: 8404 }),
+    );
+    expect(messages).toEqual([
+      `crafted-rule: opens port 8404 to ${cidr} (outside fc00::/7 and ::1/128) ${CONTROL}`,
+    ]);
+  });
+
+  test.each([
+    ["cidrIpv4", "10.40.3.0/24"],
+    ["cidrIpv6", "fd12:3456::/48"],
+    ["cidrIpv6", "::1/128"],
+  ])("%s %s is inside: no world violation", (key, cidr) => {
+    expect(
+      worldMessages(withRule({ cidrIpv4: undefined, [key]: cidr, fromPort: 8404, toPort: 8404 })),
+    ).toEqual([]);
+  });
+
+  test.each(["0.0.0.0/33", "10.40.0.0", "256.0.0.0/8", "1:2:3/64", "::1::/64"])(
+    "an unparseable range %s is a violation",
+    (cidr) => {
+      const key = cidr.includes(":") ? "cidrIpv6" : "cidrIpv4";
+      expect(worldMessages(withRule({ cidrIpv4: undefined, [key]: cidr }))).toEqual([
+        `crafted-rule: has an address range the policy cannot parse: ${cidr} ${CONTROL}`,
+      ]);
+    },
+  );
+
+  test("a rule on s1's group tagged Role=loadbalancer is judged by s1's group", () => {
+    const messages = worldMessages(
+      withRule({ securityGroupId: groupId("firewalls-s1"), tags: { Role: "loadbalancer" } }),
+    );
+    expect(messages).toEqual([
+      `crafted-rule: opens 0.0.0.0/0 on security group firewalls-s1, whose Role is replica ${CONTROL}`,
+    ]);
+    expect(s1Group().props.tags).toMatchObject({ Role: "replica" });
+  });
+
+  test("a rule whose security group cannot be resolved is a violation", () => {
+    expect(worldMessages(withRule({ securityGroupId: "sg-0123456789abcdef0" }))).toEqual([
+      `crafted-rule: attaches to a security group the policy cannot resolve (sg-0123456789abcdef0) ${CONTROL}`,
+    ]);
+  });
+});
+
 describe("breaking the program fails the policies (a recorded plan, mutated)", () => {
   test("removing IMDSv2 from an instance", () => {
     const mutated = dev.map((r) =>

@@ -1,34 +1,11 @@
-// Each resource rule rejects a crafted violation of its control, naming resource and control.
+// Each resource rule rejects a crafted violation of its control, naming resource and control
+// (world ingress, a stack rule that resolves a rule's group, is in policyOnPlans.test.ts).
 import { RESOURCE_RULES, Resource, evaluate } from "../policy/rules";
 import { T } from "./harness";
 import { GOOD_INSTANCE, crafted } from "./policyFixtures";
 
 // [rule, crafted violating resource, what the message must say]
 const VIOLATIONS: [string, Resource, string][] = [
-  [
-    "world-ingress-only-https-on-lb",
-    crafted(T.ingressRule, {
-      ipProtocol: "tcp",
-      fromPort: 8080,
-      toPort: 8080,
-      cidrIpv4: "0.0.0.0/0",
-      description: "x",
-      tags: { Role: "loadbalancer" },
-    }),
-    "opens ports 8080-8080 to 0.0.0.0/0",
-  ],
-  [
-    "world-ingress-only-https-on-lb",
-    crafted(T.ingressRule, {
-      ipProtocol: "tcp",
-      fromPort: 443,
-      toPort: 443,
-      cidrIpv6: "::/0",
-      description: "x",
-      tags: { Role: "primary" },
-    }),
-    "opens ::/0 on a group whose Role is primary",
-  ],
   [
     "no-ssh-or-rdp",
     crafted(T.ingressRule, {
