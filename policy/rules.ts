@@ -1,5 +1,6 @@
 // webstack's security controls as pure predicates: the policy pack and the jest suite both run these.
 // No Pulumi import: a resource is its type, name, properties, and the resources a property refers to.
+import * as zlib from "zlib";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { parseCidr } from "../model/ipv4";
 
@@ -22,6 +23,9 @@ export const DEFAULT_SECRET_PATTERNS: readonly string[] = [
   "\\b(AKIA|ASIA)[0-9A-Z]{16}\\b",
   "(?i)aws_secret_access_key",
   "(?i)(password|passwd|secret|api_key|apikey)[\"']?\\s*[:=]\\s*[\"'](?!@)[^\"'\\s]{8,}[\"']",
+  // Unquoted (datadog.yaml's `api_key: <hex>`, env lines `DB_APP_PASSWORD=…`); a placeholder
+  // (@…@), a variable ($…, {{…}}, <…>, %…%) or a path is not a value.
+  "(?i)(password|passwd|secret|api_key|apikey)[\"']?\\s*[:=]\\s*(?![\\s\"'@$<{%/])[^\\s\"']{8,}",
 ];
 
 export interface ResourceRule {
@@ -50,6 +54,7 @@ const EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule";
 const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const INSTANCE = "aws:ec2/instance:Instance";
 const BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
+const SSM_PARAMETER = "aws:ssm/parameter:Parameter";
 const VPC = "aws:ec2/vpc:Vpc";
 const APP_ROLES = ["primary", "replica"];
 /** Where a VPC's CIDR cannot be resolved: RFC 1918's private ranges. */
@@ -232,6 +237,29 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
 const byType = (resources: readonly Resource[], type: string) =>
   resources.filter((r) => r.type === type);
 
+/**
+ * Text hidden in base64 runs: cloud-init's write_files `encoding: b64`/`base64`, and gzip+base64
+ * (`gz+b64`, `gzip+base64`), single-line or as a block of base64 lines. Only runs that decode to
+ * text count, so a random password (itself base64-like) is not turned into noise.
+ */
+function decodedRuns(text: string): string[] {
+  const joined = text.replace(/\n[ \t]*(?=[A-Za-z0-9+/]+=*[ \t]*$)/gm, "");
+  const run = /[A-Za-z0-9+/]{16,}={0,2}/g;
+  const runs = new Set([...(text.match(run) ?? []), ...(joined.match(run) ?? [])]);
+  return [...runs].flatMap((run) => {
+    let bytes = Buffer.from(run, "base64");
+    if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+      try {
+        bytes = zlib.gunzipSync(bytes);
+      } catch {
+        return [];
+      }
+    }
+    const decoded = bytes.toString("utf8");
+    return /^[\t\n\r\x20-\x7e\u00a0-\uffef]+$/.test(decoded) ? [decoded] : [];
+  });
+}
+
 /** A JavaScript RegExp from a pattern that may start with the inline flag (?i). */
 function compile(pattern: string): RegExp {
   return pattern.startsWith("(?i)") ? new RegExp(pattern.slice(4), "i") : new RegExp(pattern);
@@ -324,24 +352,40 @@ export const STACK_RULES: readonly StackRule[] = [
     control: "AWS EC2 user-data guidance, CKV_AWS_46",
     description:
       "User-data and the bundles uploaded for the nodes hold no secret: no generated secret value, nothing matching the secret patterns",
+    // What the pack sees: every resource's inputs, secrets included in plain text (CrossGuard
+    // unwraps them), so generated values (random passwords, TLS keys) and SecureString
+    // parameters' values are compared with user-data. What it cannot see: the stack's config
+    // itself — a config secret is seen only where the program puts it into a resource (the
+    // Datadog key's SecureString), and nothing whose value is unknown at preview.
     check: (resources, config) => {
-      const generated = [
-        ...byType(resources, "random:index/randomPassword:RandomPassword").map(
-          (r) => r.props.result,
-        ),
-        ...byType(resources, "tls:index/privateKey:PrivateKey").map((r) => r.props.privateKeyPem),
-      ].filter((v): v is string => typeof v === "string" && v.length >= 8);
+      const secrets = new Map<string, string>(); // value → how a message names it
+      const remember = (value: unknown, label: string) => {
+        if (typeof value === "string" && value.length >= 8 && !secrets.has(value))
+          secrets.set(value, label);
+      };
+      for (const r of byType(resources, "random:index/randomPassword:RandomPassword"))
+        remember(r.props.result, "a generated secret value");
+      for (const r of byType(resources, "tls:index/privateKey:PrivateKey"))
+        remember(r.props.privateKeyPem, "a generated secret value");
+      for (const r of byType(resources, SSM_PARAMETER).filter(
+        (p) => p.props.type === "SecureString",
+      ))
+        remember(r.props.value, `the value of the secret ${r.name}`);
       const patterns = config.secretPatterns.map(compile);
-      const leaks = (resource: Resource, what: string, text: string) => {
+      const leaks = (resource: Resource, what: string, plain: string) => {
+        const texts = [plain, ...decodedRuns(plain)];
         const found = [
-          ...generated
-            .filter((secret) => text.includes(secret))
-            .map(() => "contains a generated secret value"),
+          ...[...secrets]
+            .filter(([secret]) => texts.some((t) => t.includes(secret)))
+            .map(([, label]) => `contains ${label}`),
           ...patterns
-            .filter((p) => p.test(text))
+            .filter((p) => texts.some((t) => p.test(t)))
             .map((p) => `matches the secret pattern ${p.source}`),
         ];
-        return found.map((message) => ({ resource: resource.name, message: `${what} ${message}` }));
+        return [...new Set(found)].map((message) => ({
+          resource: resource.name,
+          message: `${what} ${message}`,
+        }));
       };
       const userData = byType(resources, INSTANCE).flatMap((instance) => {
         try {

@@ -6,6 +6,7 @@ import {
   STACK_RULES,
   evaluate,
 } from "../policy/rules";
+import * as zlib from "zlib";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
@@ -121,6 +122,47 @@ describe("stack rules reject crafted violations", () => {
     ).toEqual([]);
     // The program's own bundles are among what the rule reads (and the app's release, a file).
     expect(dev.filter((r) => r.type === T.bucketObject)).toHaveLength(4);
+  });
+
+  test("unquoted secrets, the stack's secret values, and base64 or gzip+base64 write_files", () => {
+    const password = String(dev.find((r) => r.type === T.randomPassword)!.props.result);
+    const apiKey = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    const parameter = crafted(
+      T.ssmParameter,
+      { name: "/webstack/dev/shared/datadog-api-key", type: "SecureString", value: apiKey },
+      "datadog-api-key",
+    );
+    const leak = (text: string) =>
+      crafted(
+        T.instance,
+        { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
+        "leaky-instance",
+      );
+    const messages = (text: string) =>
+      ruleMessages([...dev, parameter, leak(text)], "no-secrets-in-user-data").map((m) =>
+        m.replace(/ \(AWS EC2 user-data guidance, CKV_AWS_46\)$/, ""),
+      );
+    const writeFile = (encoding: string, content: string) =>
+      `write_files:\n  - path: /etc/datadog-agent/datadog.yaml\n    encoding: ${encoding}\n    content: ${content}`;
+    const b64 = (text: string) => Buffer.from(text).toString("base64");
+    const gzb64 = (text: string) => zlib.gzipSync(Buffer.from(text)).toString("base64");
+
+    expect(messages("api_key: 0123456789abcdef0123456789abcdef")).toHaveLength(1);
+    expect(messages("DB_APP_PASSWORD=s3cretValue99")).toHaveLength(1);
+    expect(messages(`# ${apiKey}`)).toEqual([
+      "leaky-instance: user-data contains the value of the secret datadog-api-key",
+    ]);
+    expect(messages(writeFile("b64", b64("password: hunter2hunter2\n")))).toHaveLength(1);
+    expect(messages(writeFile("base64", b64(`key ${password}\n`)))).toEqual([
+      "leaky-instance: user-data contains a generated secret value",
+    ]);
+    expect(messages(writeFile("gz+b64", gzb64(`api_key: ${apiKey}\n`)))).toEqual([
+      "leaky-instance: user-data contains the value of the secret datadog-api-key",
+      expect.stringMatching(/^leaky-instance: user-data matches the secret pattern /),
+    ]);
+    // Placeholders filled on the node, and harmless base64, are not secrets.
+    expect(messages("DB_APP_PASSWORD=@DB_APP_PASSWORD@")).toEqual([]);
+    expect(messages(writeFile("b64", b64("listen 443 ssl;\n")))).toEqual([]);
   });
 
   test("the pattern list is configurable", () => {
