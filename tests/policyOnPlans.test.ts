@@ -56,6 +56,13 @@ describe("the program's own stacks", () => {
 });
 
 describe("stack rules reject crafted violations", () => {
+  /** An instance whose cloud-config holds `text`. */
+  const leak = (text: string) =>
+    crafted(
+      T.instance,
+      { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
+      "leaky-instance",
+    );
   const ruleMessages = (resources: Resource[], id: string) =>
     evaluate(resources)
       .filter((v) => v.rule === id)
@@ -82,12 +89,6 @@ describe("stack rules reject crafted violations", () => {
 
   test("user-data holding a generated secret, or anything matching a secret pattern", () => {
     const password = dev.find((r) => r.type === T.randomPassword)!;
-    const leak = (text: string) =>
-      crafted(
-        T.instance,
-        { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
-        "leaky-instance",
-      );
     const messages = (text: string) =>
       ruleMessages([...dev, leak(text)], "no-secrets-in-user-data");
     expect(messages(`# ${String(password.props.result)}`)).toEqual([
@@ -132,12 +133,6 @@ describe("stack rules reject crafted violations", () => {
       { name: "/webstack/dev/shared/datadog-api-key", type: "SecureString", value: apiKey },
       "datadog-api-key",
     );
-    const leak = (text: string) =>
-      crafted(
-        T.instance,
-        { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
-        "leaky-instance",
-      );
     const messages = (text: string) =>
       ruleMessages([...dev, parameter, leak(text)], "no-secrets-in-user-data").map((m) =>
         m.replace(/ \(AWS EC2 user-data guidance, CKV_AWS_46\)$/, ""),
