@@ -55,6 +55,8 @@ const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const INSTANCE = "aws:ec2/instance:Instance";
 const BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
 const SSM_PARAMETER = "aws:ssm/parameter:Parameter";
+const EIP = "aws:ec2/eip:Eip";
+const EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation";
 const VPC = "aws:ec2/vpc:Vpc";
 const APP_ROLES = ["primary", "replica"];
 /** Where a VPC's CIDR cannot be resolved: RFC 1918's private ranges. */
@@ -186,16 +188,21 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
   {
     id: "encrypted-volumes",
     control: "FSBP EC2.3/EC2.7, CKV_AWS_8",
-    description: "Root volumes and EBS volumes are encrypted",
+    description:
+      "Root volumes, an instance's EBS block devices, and EBS volumes are encrypted (encrypted: true)",
     types: [INSTANCE, "aws:ebs/volume:Volume"],
     check: (r) => {
-      const encrypted =
-        r.type === INSTANCE
-          ? (r.props.rootBlockDevice as Record<string, unknown> | undefined)?.encrypted
-          : r.props.encrypted;
-      return encrypted === true
-        ? []
-        : [r.type === INSTANCE ? "has an unencrypted root volume" : "is not encrypted"];
+      if (r.type !== INSTANCE) return r.props.encrypted === true ? [] : ["is not encrypted"];
+      const root = (r.props.rootBlockDevice as Record<string, unknown> | undefined)?.encrypted;
+      const devices = (
+        Array.isArray(r.props.ebsBlockDevices) ? r.props.ebsBlockDevices : []
+      ) as Record<string, unknown>[];
+      return [
+        ...(root === true ? [] : ["has an unencrypted root volume"]),
+        ...devices
+          .filter((d) => d.encrypted !== true)
+          .map((d) => `has an unencrypted EBS block device ${String(d.deviceName ?? "")}`),
+      ];
     },
   },
   {
@@ -344,6 +351,38 @@ export const STACK_RULES: readonly StackRule[] = [
           resource: i.name,
           message: "has no instance profile whose role is managed by SSM",
         }));
+    },
+  },
+  {
+    id: "elastic-ips-only-on-lb",
+    control: "FSBP EC2.9, CKV_AWS_88",
+    description:
+      "An Elastic IP (aws.ec2.Eip's instance or networkInterface, aws.ec2.EipAssociation's instanceId or networkInterfaceId) goes only to the load balancer (Role loadbalancer)",
+    check: (resources) => {
+      const targets: Record<string, readonly string[]> = {
+        [EIP]: ["instance", "networkInterface"],
+        [EIP_ASSOCIATION]: ["instanceId", "networkInterfaceId"],
+      };
+      return resources
+        .filter((r) => r.type in targets)
+        .flatMap((r) =>
+          targets[r.type]
+            .filter((prop) => r.props[prop] !== undefined)
+            .flatMap((prop) => {
+              const linked = r.linked(prop);
+              if (linked.length === 0)
+                return [
+                  `gives an Elastic IP to ${String(r.props[prop])}, which the policy cannot resolve`,
+                ];
+              return linked
+                .filter((t) => tagsOf(t).Role !== "loadbalancer")
+                .map(
+                  (t) =>
+                    `gives an Elastic IP to ${t.name}, whose Role is ${tagsOf(t).Role ?? "unset"}`,
+                );
+            })
+            .map((message) => ({ resource: r.name, message })),
+        );
     },
   },
   {

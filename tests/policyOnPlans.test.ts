@@ -160,6 +160,28 @@ describe("stack rules reject crafted violations", () => {
     expect(messages(writeFile("b64", b64("listen 443 ssl;\n")))).toEqual([]);
   });
 
+  test("an Elastic IP on an app node, by instance or by association", () => {
+    const s1 = dev.find((r) => r.name === "s1-instance")!;
+    const linkedTo =
+      (links: Record<string, Resource[]>) =>
+      (prop: string): Resource[] =>
+        links[prop] ?? [];
+    const eip = {
+      ...crafted(T.eip, { domain: "vpc", instance: "i-s1" }, "app-eip"),
+      linked: linkedTo({ instance: [s1] }),
+    };
+    const association = {
+      ...crafted(T.eipAssociation, { allocationId: "eipalloc-1", instanceId: "i-s1" }, "app-assoc"),
+      linked: linkedTo({ instanceId: [s1] }),
+    };
+    const lost = crafted(T.eipAssociation, { instanceId: "i-elsewhere" }, "lost-assoc");
+    expect(ruleMessages([...dev, eip, association, lost], "elastic-ips-only-on-lb")).toEqual([
+      "app-eip: gives an Elastic IP to s1-instance, whose Role is replica (FSBP EC2.9, CKV_AWS_88)",
+      "app-assoc: gives an Elastic IP to s1-instance, whose Role is replica (FSBP EC2.9, CKV_AWS_88)",
+      "lost-assoc: gives an Elastic IP to i-elsewhere, which the policy cannot resolve (FSBP EC2.9, CKV_AWS_88)",
+    ]);
+  });
+
   test("the pattern list is configurable", () => {
     const instance = crafted(
       T.instance,

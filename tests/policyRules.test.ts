@@ -76,6 +76,17 @@ const VIOLATIONS: [string, Resource, string][] = [
     crafted(T.instance, { ...GOOD_INSTANCE, rootBlockDevice: { encrypted: false } }),
     "has an unencrypted root volume",
   ],
+  [
+    "encrypted-volumes",
+    crafted(T.instance, {
+      ...GOOD_INSTANCE,
+      ebsBlockDevices: [
+        { deviceName: "/dev/sdf", encrypted: true },
+        { deviceName: "/dev/sdg", volumeSize: 100 },
+      ],
+    }),
+    "has an unencrypted EBS block device /dev/sdg",
+  ],
   ["encrypted-volumes", crafted(T.volume, { encrypted: false }), "is not encrypted"],
   [
     "no-public-ip-on-app-nodes",
