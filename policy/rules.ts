@@ -55,6 +55,7 @@ const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const INSTANCE = "aws:ec2/instance:Instance";
 const BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2";
 const SSM_PARAMETER = "aws:ssm/parameter:Parameter";
+const BUCKET = "aws:s3/bucket:Bucket";
 const EIP = "aws:ec2/eip:Eip";
 const EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation";
 const VPC = "aws:ec2/vpc:Vpc";
@@ -239,6 +240,19 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
     types: ["aws:cloudwatch/logGroup:LogGroup"],
     check: (r) => ((num(r.props.retentionInDays) ?? 0) > 0 ? [] : ["has no retention"]),
   },
+  {
+    id: "objects-sse-kms",
+    control: "FSBP S3.17, CKV_AWS_186",
+    description:
+      "Every S3 object the stack uploads is encrypted with SSE-KMS (serverSideEncryption aws:kms)",
+    types: [BUCKET_OBJECT],
+    check: (r) =>
+      r.props.serverSideEncryption === "aws:kms"
+        ? []
+        : [
+            `is not encrypted with SSE-KMS (serverSideEncryption is ${String(r.props.serverSideEncryption ?? "unset")}, not aws:kms)`,
+          ],
+  },
 ];
 
 const byType = (resources: readonly Resource[], type: string) =>
@@ -264,6 +278,38 @@ function decodedRuns(text: string): string[] {
     }
     const decoded = bytes.toString("utf8");
     return /^[\t\n\r\x20-\x7e\u00a0-\uffef]+$/.test(decoded) ? [decoded] : [];
+  });
+}
+
+const T_PUBLIC_ACCESS = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock";
+const T_ENCRYPTION =
+  "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration";
+const T_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy";
+
+/** Whether a bucket policy denies every action, to everyone, on requests without TLS. */
+function deniesPlainHttp(policy: string): boolean {
+  let document: { Statement?: unknown };
+  try {
+    document = JSON.parse(policy) as { Statement?: unknown };
+  } catch {
+    return false;
+  }
+  const statements = (
+    Array.isArray(document.Statement) ? document.Statement : [document.Statement]
+  ) as Record<string, unknown>[];
+  const list = (v: unknown) => (Array.isArray(v) ? v : [v]);
+  return statements.some((s) => {
+    const principal = s?.Principal;
+    const everyone =
+      principal === "*" ||
+      list((principal as Record<string, unknown> | undefined)?.AWS).includes("*");
+    const condition = (s?.Condition as Record<string, Record<string, unknown>> | undefined)?.Bool;
+    return (
+      s?.Effect === "Deny" &&
+      everyone &&
+      list(s.Action).includes("s3:*") &&
+      String(condition?.["aws:SecureTransport"]) === "false"
+    );
   });
 }
 
@@ -383,6 +429,43 @@ export const STACK_RULES: readonly StackRule[] = [
             })
             .map((message) => ({ resource: r.name, message })),
         );
+    },
+  },
+  {
+    id: "buckets-private-kms-tls-only",
+    control: "FSBP S3.1/S3.8, S3.5, S3.17",
+    description:
+      "Every bucket has a public access block with all four settings true, default encryption SSE-KMS (aws:kms), and a bucket policy denying s3:* to everyone when aws:SecureTransport is false",
+    check: (resources) => {
+      const of = (type: string, bucket: Resource) =>
+        byType(resources, type).filter((r) => r.linked("bucket").includes(bucket));
+      const blocks = [
+        "blockPublicAcls",
+        "blockPublicPolicy",
+        "ignorePublicAcls",
+        "restrictPublicBuckets",
+      ];
+      return byType(resources, BUCKET).flatMap((bucket) => {
+        const problems: string[] = [];
+        if (!of(T_PUBLIC_ACCESS, bucket).some((b) => blocks.every((k) => b.props[k] === true)))
+          problems.push("has no public access block with all four settings true");
+        const kms = of(T_ENCRYPTION, bucket).some((c) =>
+          ((c.props.rules ?? []) as Record<string, Record<string, unknown> | undefined>[]).some(
+            (rule) => rule.applyServerSideEncryptionByDefault?.sseAlgorithm === "aws:kms",
+          ),
+        );
+        if (!kms) problems.push("has no default encryption with SSE-KMS (aws:kms)");
+        // A policy unknown at preview (it names the bucket's ARN) is judged at update.
+        if (
+          !of(T_BUCKET_POLICY, bucket).some(
+            (p) => typeof p.props.policy !== "string" || deniesPlainHttp(p.props.policy),
+          )
+        )
+          problems.push(
+            "has no bucket policy denying every request without TLS (aws:SecureTransport false)",
+          );
+        return problems.map((message) => ({ resource: bucket.name, message }));
+      });
     },
   },
   {

@@ -182,6 +182,38 @@ describe("stack rules reject crafted violations", () => {
     ]);
   });
 
+  test("a bucket open to the public, not SSE-KMS, or taking requests without TLS", () => {
+    const change = (name: string, props: Record<string, unknown>) =>
+      dev.map((r) => (r.name === name ? { ...r, props: { ...r.props, ...props } } : r));
+    const messages = (stack: Resource[]) =>
+      ruleMessages(stack, "buckets-private-kms-tls-only").map((m) =>
+        m.replace(/ \(FSBP S3\.1\/S3\.8, S3\.5, S3\.17\)$/, ""),
+      );
+    expect(messages(change("files-public-access", { restrictPublicBuckets: false }))).toEqual([
+      "files-bucket: has no public access block with all four settings true",
+    ]);
+    expect(
+      messages(
+        change("files-encryption", {
+          rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }],
+        }),
+      ),
+    ).toEqual(["files-bucket: has no default encryption with SSE-KMS (aws:kms)"]);
+    expect(
+      messages(
+        change("files-tls-only", {
+          policy: JSON.stringify({
+            Version: "2012-10-17",
+            Statement: [{ Effect: "Allow", Principal: "*", Action: "s3:GetObject" }],
+          }),
+        }),
+      ),
+    ).toEqual([
+      "files-bucket: has no bucket policy denying every request without TLS (aws:SecureTransport false)",
+    ]);
+    expect(messages(dev.filter((r) => r.type !== T.bucketPolicy))).toHaveLength(1);
+  });
+
   test("the pattern list is configurable", () => {
     const instance = crafted(
       T.instance,

@@ -104,6 +104,11 @@ const VIOLATIONS: [string, Resource, string][] = [
     "has egress rules",
   ],
   ["log-retention", crafted(T.logGroup, { name: "/x" }), "has no retention"],
+  [
+    "objects-sse-kms",
+    crafted(T.bucketObject, { key: "bundles/x.json", serverSideEncryption: "AES256" }),
+    "is not encrypted with SSE-KMS (serverSideEncryption is AES256, not aws:kms)",
+  ],
 ];
 
 describe("each resource rule rejects a crafted violation, naming the resource and the control", () => {
