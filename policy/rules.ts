@@ -63,6 +63,19 @@ const APP_ROLES = ["primary", "replica"];
 /** Where a VPC's CIDR cannot be resolved: RFC 1918's private ranges. */
 const PRIVATE_IPV4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
+/**
+ * A property's value, or UNKNOWN when a preview does not know it yet: CrossGuard's props throw on
+ * reading an unknown value, which would skip the whole stack policy (advisory) instead of one value.
+ */
+const UNKNOWN = Symbol("unknown at preview");
+function known(r: Resource, prop: string): unknown {
+  try {
+    return r.props[prop];
+  } catch {
+    return UNKNOWN;
+  }
+}
+
 const tagsOf = (r: Resource) => (r.props.tags ?? {}) as Record<string, string>;
 const num = (v: unknown) => (typeof v === "number" ? v : v === undefined ? undefined : Number(v));
 
@@ -332,13 +345,14 @@ export const STACK_RULES: readonly StackRule[] = [
         const groups = rule.linked("securityGroupId").filter((g) => g.type === SG);
         if (groups.length !== 1)
           return violation(
-            `attaches to a security group the policy cannot resolve (${String(rule.props.securityGroupId ?? "unset")})`,
+            `attaches to a security group the policy cannot resolve (${String(known(rule, "securityGroupId") ?? "unset")})`,
           );
         const group = groups[0];
-        const vpcCidr = group.linked("vpcId").find((v) => v.type === VPC)?.props.cidrBlock;
+        const vpc = group.linked("vpcId").find((v) => v.type === VPC);
+        const vpcCidr = vpc ? known(vpc, "cidrBlock") : undefined;
         const sources = [
-          [rule.props.cidrIpv4, 4],
-          [rule.props.cidrIpv6, 6],
+          [known(rule, "cidrIpv4"), 4],
+          [known(rule, "cidrIpv6"), 6],
         ] as const;
         const [from, to] = portRange(rule);
         const ports = from === to ? `port ${from}` : `ports ${from}-${to}`;
@@ -413,12 +427,12 @@ export const STACK_RULES: readonly StackRule[] = [
         .filter((r) => r.type in targets)
         .flatMap((r) =>
           targets[r.type]
-            .filter((prop) => r.props[prop] !== undefined)
+            .filter((prop) => known(r, prop) !== undefined)
             .flatMap((prop) => {
               const linked = r.linked(prop);
               if (linked.length === 0)
                 return [
-                  `gives an Elastic IP to ${String(r.props[prop])}, which the policy cannot resolve`,
+                  `gives an Elastic IP to ${String(known(r, prop))}, which the policy cannot resolve`,
                 ];
               return linked
                 .filter((t) => tagsOf(t).Role !== "loadbalancer")
@@ -457,9 +471,10 @@ export const STACK_RULES: readonly StackRule[] = [
         if (!kms) problems.push("has no default encryption with SSE-KMS (aws:kms)");
         // A policy unknown at preview (it names the bucket's ARN) is judged at update.
         if (
-          !of(T_BUCKET_POLICY, bucket).some(
-            (p) => typeof p.props.policy !== "string" || deniesPlainHttp(p.props.policy),
-          )
+          !of(T_BUCKET_POLICY, bucket).some((p) => {
+            const policy = known(p, "policy");
+            return policy === UNKNOWN || (typeof policy === "string" && deniesPlainHttp(policy));
+          })
         )
           problems.push(
             "has no bucket policy denying every request without TLS (aws:SecureTransport false)",
@@ -486,13 +501,13 @@ export const STACK_RULES: readonly StackRule[] = [
           secrets.set(value, label);
       };
       for (const r of byType(resources, "random:index/randomPassword:RandomPassword"))
-        remember(r.props.result, "a generated secret value");
+        remember(known(r, "result"), "a generated secret value");
       for (const r of byType(resources, "tls:index/privateKey:PrivateKey"))
-        remember(r.props.privateKeyPem, "a generated secret value");
+        remember(known(r, "privateKeyPem"), "a generated secret value");
       for (const r of byType(resources, SSM_PARAMETER).filter(
         (p) => p.props.type === "SecureString",
       ))
-        remember(r.props.value, `the value of the secret ${r.name}`);
+        remember(known(r, "value"), `the value of the secret ${r.name}`);
       const patterns = config.secretPatterns.map(compile);
       const leaks = (resource: Resource, what: string, plain: string) => {
         const texts = [plain, ...decodedRuns(plain)];
@@ -518,8 +533,8 @@ export const STACK_RULES: readonly StackRule[] = [
       });
       // A bundle's content is unknown at preview until its inputs are; it is checked at update.
       const bundles = byType(resources, BUCKET_OBJECT)
-        .filter((o) => typeof o.props.content === "string")
-        .flatMap((o) => leaks(o, "object", String(o.props.content)));
+        .filter((o) => typeof known(o, "content") === "string")
+        .flatMap((o) => leaks(o, "object", String(known(o, "content"))));
       return [...userData, ...bundles];
     },
   },
