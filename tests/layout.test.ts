@@ -18,7 +18,7 @@ export const IMPORT_RULES: Readonly<Record<Place, readonly string[]>> = {
   "components/": ["model/", "platform/", "cloud-init/", "@pulumi/*"],
   "cloud-init/": ["model/", "yaml"],
   "plan/": ["index.ts", "model/", "cloud-init/", "@pulumi/*", "yaml"],
-  "policy/": ["cloud-init/", "@pulumi/*"],
+  "policy/": ["model/", "cloud-init/", "@pulumi/*"],
   "lab/": ["plan/", "model/", "@pulumi/*", "yaml"],
 };
 

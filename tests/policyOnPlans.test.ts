@@ -6,6 +6,7 @@ import {
   STACK_RULES,
   evaluate,
 } from "../policy/rules";
+import * as zlib from "zlib";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
@@ -55,6 +56,13 @@ describe("the program's own stacks", () => {
 });
 
 describe("stack rules reject crafted violations", () => {
+  /** An instance whose cloud-config holds `text`. */
+  const leak = (text: string) =>
+    crafted(
+      T.instance,
+      { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
+      "leaky-instance",
+    );
   const ruleMessages = (resources: Resource[], id: string) =>
     evaluate(resources)
       .filter((v) => v.rule === id)
@@ -81,12 +89,6 @@ describe("stack rules reject crafted violations", () => {
 
   test("user-data holding a generated secret, or anything matching a secret pattern", () => {
     const password = dev.find((r) => r.type === T.randomPassword)!;
-    const leak = (text: string) =>
-      crafted(
-        T.instance,
-        { ...GOOD_INSTANCE, ...encodeUserData(`#cloud-config\n${text}\n`) },
-        "leaky-instance",
-      );
     const messages = (text: string) =>
       ruleMessages([...dev, leak(text)], "no-secrets-in-user-data");
     expect(messages(`# ${String(password.props.result)}`)).toEqual([
@@ -123,6 +125,95 @@ describe("stack rules reject crafted violations", () => {
     expect(dev.filter((r) => r.type === T.bucketObject)).toHaveLength(4);
   });
 
+  test("unquoted secrets, the stack's secret values, and base64 or gzip+base64 write_files", () => {
+    const password = String(dev.find((r) => r.type === T.randomPassword)!.props.result);
+    const apiKey = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    const parameter = crafted(
+      T.ssmParameter,
+      { name: "/webstack/dev/shared/datadog-api-key", type: "SecureString", value: apiKey },
+      "datadog-api-key",
+    );
+    const messages = (text: string) =>
+      ruleMessages([...dev, parameter, leak(text)], "no-secrets-in-user-data").map((m) =>
+        m.replace(/ \(AWS EC2 user-data guidance, CKV_AWS_46\)$/, ""),
+      );
+    const writeFile = (encoding: string, content: string) =>
+      `write_files:\n  - path: /etc/datadog-agent/datadog.yaml\n    encoding: ${encoding}\n    content: ${content}`;
+    const b64 = (text: string) => Buffer.from(text).toString("base64");
+    const gzb64 = (text: string) => zlib.gzipSync(Buffer.from(text)).toString("base64");
+
+    expect(messages("api_key: 0123456789abcdef0123456789abcdef")).toHaveLength(1);
+    expect(messages("DB_APP_PASSWORD=s3cretValue99")).toHaveLength(1);
+    expect(messages(`# ${apiKey}`)).toEqual([
+      "leaky-instance: user-data contains the value of the secret datadog-api-key",
+    ]);
+    expect(messages(writeFile("b64", b64("password: hunter2hunter2\n")))).toHaveLength(1);
+    expect(messages(writeFile("base64", b64(`key ${password}\n`)))).toEqual([
+      "leaky-instance: user-data contains a generated secret value",
+    ]);
+    expect(messages(writeFile("gz+b64", gzb64(`api_key: ${apiKey}\n`)))).toEqual([
+      "leaky-instance: user-data contains the value of the secret datadog-api-key",
+      expect.stringMatching(/^leaky-instance: user-data matches the secret pattern /),
+    ]);
+    // Placeholders filled on the node, and harmless base64, are not secrets.
+    expect(messages("DB_APP_PASSWORD=@DB_APP_PASSWORD@")).toEqual([]);
+    expect(messages(writeFile("b64", b64("listen 443 ssl;\n")))).toEqual([]);
+  });
+
+  test("an Elastic IP on an app node, by instance or by association", () => {
+    const s1 = dev.find((r) => r.name === "s1-instance")!;
+    const linkedTo =
+      (links: Record<string, Resource[]>) =>
+      (prop: string): Resource[] =>
+        links[prop] ?? [];
+    const eip = {
+      ...crafted(T.eip, { domain: "vpc", instance: "i-s1" }, "app-eip"),
+      linked: linkedTo({ instance: [s1] }),
+    };
+    const association = {
+      ...crafted(T.eipAssociation, { allocationId: "eipalloc-1", instanceId: "i-s1" }, "app-assoc"),
+      linked: linkedTo({ instanceId: [s1] }),
+    };
+    const lost = crafted(T.eipAssociation, { instanceId: "i-elsewhere" }, "lost-assoc");
+    expect(ruleMessages([...dev, eip, association, lost], "elastic-ips-only-on-lb")).toEqual([
+      "app-eip: gives an Elastic IP to s1-instance, whose Role is replica (FSBP EC2.9, CKV_AWS_88)",
+      "app-assoc: gives an Elastic IP to s1-instance, whose Role is replica (FSBP EC2.9, CKV_AWS_88)",
+      "lost-assoc: gives an Elastic IP to i-elsewhere, which the policy cannot resolve (FSBP EC2.9, CKV_AWS_88)",
+    ]);
+  });
+
+  test("a bucket open to the public, not SSE-KMS, or taking requests without TLS", () => {
+    const change = (name: string, props: Record<string, unknown>) =>
+      dev.map((r) => (r.name === name ? { ...r, props: { ...r.props, ...props } } : r));
+    const messages = (stack: Resource[]) =>
+      ruleMessages(stack, "buckets-private-kms-tls-only").map((m) =>
+        m.replace(/ \(FSBP S3\.1\/S3\.8, S3\.5, S3\.17\)$/, ""),
+      );
+    expect(messages(change("files-public-access", { restrictPublicBuckets: false }))).toEqual([
+      "files-bucket: has no public access block with all four settings true",
+    ]);
+    expect(
+      messages(
+        change("files-encryption", {
+          rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }],
+        }),
+      ),
+    ).toEqual(["files-bucket: has no default encryption with SSE-KMS (aws:kms)"]);
+    expect(
+      messages(
+        change("files-tls-only", {
+          policy: JSON.stringify({
+            Version: "2012-10-17",
+            Statement: [{ Effect: "Allow", Principal: "*", Action: "s3:GetObject" }],
+          }),
+        }),
+      ),
+    ).toEqual([
+      "files-bucket: has no bucket policy denying every request without TLS (aws:SecureTransport false)",
+    ]);
+    expect(messages(dev.filter((r) => r.type !== T.bucketPolicy))).toHaveLength(1);
+  });
+
   test("the pattern list is configurable", () => {
     const instance = crafted(
       T.instance,
@@ -132,6 +223,84 @@ describe("stack rules reject crafted violations", () => {
     const rule = STACK_RULES.find((r) => r.id === "no-secrets-in-user-data")!;
     expect(rule.check([instance], { secretPatterns: DEFAULT_SECRET_PATTERNS })).toEqual([]);
     expect(rule.check([instance], { secretPatterns: ["internal-token-\\d+"] })).toHaveLength(1);
+  });
+});
+
+describe("world ingress: any range outside the VPC, on the group the rule attaches to", () => {
+  const https = () => dev.find((r) => r.name === "firewalls-lb-in-tcp443-from-internet")!;
+  const groupId = (name: string) =>
+    String(dev.find((r) => r.name === name)!.props.arn)
+      .split("/")
+      .pop();
+  const s1Group = () => dev.find((r) => r.name === "firewalls-s1")!;
+  /** The LB's HTTPS rule with other properties; its group is found from its own securityGroupId. */
+  const withRule = (props: Record<string, unknown>): Resource[] => {
+    const rule = { ...https().props, ...props };
+    const linked = (prop: string) =>
+      prop === "securityGroupId"
+        ? dev.filter((g) => g.type === T.securityGroup && groupId(g.name) === rule.securityGroupId)
+        : https().linked(prop);
+    return [...dev, { ...https(), name: "crafted-rule", props: rule, linked }];
+  };
+  const worldMessages = (resources: Resource[]) =>
+    evaluate(resources)
+      .filter((v) => v.rule === "world-ingress-only-https-on-lb")
+      .map((v) => v.message);
+  const CONTROL = "(FSBP EC2.18/EC2.19, CKV_AWS_24/25/260)";
+
+  test.each([
+    ["0.0.0.0/1", 8404, "opens port 8404 to 0.0.0.0/1 (outside the VPC's 10.40.0.0/16)"],
+    ["192.168.0.0/16", 8404, "opens port 8404 to 192.168.0.0/16 (outside the VPC's 10.40.0.0/16)"],
+    ["10.0.0.0/8", 8404, "opens port 8404 to 10.0.0.0/8 (outside the VPC's 10.40.0.0/16)"],
+  ])("IPv4 %s on port %d is the world", (cidr, port, message) => {
+    expect(worldMessages(withRule({ cidrIpv4: cidr, fromPort: port, toPort: port }))).toEqual([
+      `crafted-rule: ${message} ${CONTROL}`,
+    ]);
+  });
+
+  test.each(["2000::/3", "::/1", "fe80::/10", "fc00::/6"])("IPv6 %s is the world", (cidr) => {
+    const messages = worldMessages(
+      withRule({ cidrIpv4: undefined, cidrIpv6: cidr, fromPort: 8404, toPort: 8404 }),
+    );
+    expect(messages).toEqual([
+      `crafted-rule: opens port 8404 to ${cidr} (outside fc00::/7 and ::1/128) ${CONTROL}`,
+    ]);
+  });
+
+  test.each([
+    ["cidrIpv4", "10.40.3.0/24"],
+    ["cidrIpv6", "fd12:3456::/48"],
+    ["cidrIpv6", "::1/128"],
+  ])("%s %s is inside: no world violation", (key, cidr) => {
+    expect(
+      worldMessages(withRule({ cidrIpv4: undefined, [key]: cidr, fromPort: 8404, toPort: 8404 })),
+    ).toEqual([]);
+  });
+
+  test.each(["0.0.0.0/33", "10.40.0.0", "256.0.0.0/8", "1:2:3/64", "::1::/64"])(
+    "an unparseable range %s is a violation",
+    (cidr) => {
+      const key = cidr.includes(":") ? "cidrIpv6" : "cidrIpv4";
+      expect(worldMessages(withRule({ cidrIpv4: undefined, [key]: cidr }))).toEqual([
+        `crafted-rule: has an address range the policy cannot parse: ${cidr} ${CONTROL}`,
+      ]);
+    },
+  );
+
+  test("a rule on s1's group tagged Role=loadbalancer is judged by s1's group", () => {
+    const messages = worldMessages(
+      withRule({ securityGroupId: groupId("firewalls-s1"), tags: { Role: "loadbalancer" } }),
+    );
+    expect(messages).toEqual([
+      `crafted-rule: opens 0.0.0.0/0 on security group firewalls-s1, whose Role is replica ${CONTROL}`,
+    ]);
+    expect(s1Group().props.tags).toMatchObject({ Role: "replica" });
+  });
+
+  test("a rule whose security group cannot be resolved is a violation", () => {
+    expect(worldMessages(withRule({ securityGroupId: "sg-0123456789abcdef0" }))).toEqual([
+      `crafted-rule: attaches to a security group the policy cannot resolve (sg-0123456789abcdef0) ${CONTROL}`,
+    ]);
   });
 });
 

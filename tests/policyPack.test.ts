@@ -17,6 +17,13 @@ test("the pack pins the program's @pulumi/pulumi", () => {
 describe("the pack's CrossGuard policies (called as Pulumi calls them)", () => {
   // Loaded lazily: the module imports only types from @pulumi/policy.
   const load = () => require("../policy/policies") as typeof import("../policy/policies");
+  /** A resource as CrossGuard passes it to a stack policy. */
+  const resource = (
+    urn: string,
+    type: string,
+    props: Record<string, unknown>,
+    deps: Record<string, unknown[]> = {},
+  ) => ({ urn, type, name: urn, props, propertyDependencies: deps });
 
   test("a resource policy reports a violation naming the resource and the control", () => {
     const { resourcePolicies } = load();
@@ -44,28 +51,16 @@ describe("the pack's CrossGuard policies (called as Pulumi calls them)", () => {
   test("a stack policy follows property dependencies, as a preview provides them before ids exist", () => {
     const { stackPolicies } = load();
     const ssm = stackPolicies.find((p) => p.name === "instances-managed-by-ssm")!;
-    const node = (
-      urn: string,
-      type: string,
-      props: Record<string, unknown>,
-      deps: Record<string, unknown[]> = {},
-    ) => ({
-      urn,
-      type,
-      name: urn,
-      props,
-      propertyDependencies: deps,
-    });
-    const role = node("role", T.role, {});
-    const profile = node("profile", T.instanceProfile, {}, { role: [role] });
-    const attachment = node(
+    const role = resource("role", T.role, {});
+    const profile = resource("profile", T.instanceProfile, {}, { role: [role] });
+    const attachment = resource(
       "ssm",
       T.rolePolicyAttachment,
       { policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
       { role: [role] },
     );
-    const managed = node("managed", T.instance, {}, { iamInstanceProfile: [profile] });
-    const orphan = node("orphan", T.instance, {});
+    const managed = resource("managed", T.instance, {}, { iamInstanceProfile: [profile] });
+    const orphan = resource("orphan", T.instance, {});
     const reported: string[] = [];
     const validate = ssm.validateStack as (args: unknown, report: (m: string) => void) => void;
     validate(
@@ -97,5 +92,71 @@ describe("the pack's CrossGuard policies (called as Pulumi calls them)", () => {
     };
     expect(run({})).toEqual([]);
     expect(run({ secretPatterns: ["token-\\d+"] })).toHaveLength(1);
+  });
+
+  test("at preview, an unknown value is skipped, not the whole stack policy", () => {
+    const { stackPolicies } = load();
+    // What CrossGuard passes at preview: props behind a proxy that throws on an unknown value.
+    const proxy = require("@pulumi/policy/proxy") as {
+      unknownCheckingProxy: <X>(x: X) => X;
+      unknownStringValue: string;
+    };
+    const unknown = proxy.unknownStringValue;
+    const node = (...args: Parameters<typeof resource>) => {
+      const r = resource(...args);
+      return { ...r, props: proxy.unknownCheckingProxy(r.props) };
+    };
+    const bucket = node("bucket", T.bucket, {});
+    const onBucket = { bucket: [bucket] };
+    const resources = [
+      bucket,
+      node(
+        "public-access",
+        T.bucketPublicAccessBlock,
+        {
+          bucket: unknown,
+          blockPublicAcls: true,
+          blockPublicPolicy: true,
+          ignorePublicAcls: true,
+          restrictPublicBuckets: true,
+        },
+        onBucket,
+      ),
+      node(
+        "encryption",
+        T.bucketEncryption,
+        {
+          bucket: unknown,
+          rules: [
+            {
+              applyServerSideEncryptionByDefault: {
+                sseAlgorithm: "aws:kms",
+                kmsMasterKeyId: unknown,
+              },
+            },
+          ],
+        },
+        onBucket,
+      ),
+      node("tls-only", T.bucketPolicy, { bucket: unknown, policy: unknown }, onBucket),
+      node("key", T.ssmParameter, { type: "SecureString", value: unknown }),
+      node("bundle", T.bucketObject, { content: unknown, serverSideEncryption: "aws:kms" }),
+      node("i", T.instance, {
+        userData: "#cloud-config\n# api_key: 0123456789abcdef0123456789abcdef\n",
+      }),
+    ];
+    const run = (name: string) => {
+      const reported: string[] = [];
+      const policy = stackPolicies.find((p) => p.name === name)!;
+      (policy.validateStack as (args: unknown, report: (m: string) => void) => void)(
+        { resources, getConfig: () => ({}) },
+        (m) => reported.push(m),
+      );
+      return reported;
+    };
+    expect(run("buckets-private-kms-tls-only")).toEqual([]);
+    expect(run("no-secrets-in-user-data")).toEqual([
+      expect.stringMatching(/^i: user-data matches the secret pattern /),
+    ]);
   });
 });

@@ -1,34 +1,11 @@
-// Each resource rule rejects a crafted violation of its control, naming resource and control.
+// Each resource rule rejects a crafted violation of its control, naming resource and control
+// (world ingress, a stack rule that resolves a rule's group, is in policyOnPlans.test.ts).
 import { RESOURCE_RULES, Resource, evaluate } from "../policy/rules";
 import { T } from "./harness";
 import { GOOD_INSTANCE, crafted } from "./policyFixtures";
 
 // [rule, crafted violating resource, what the message must say]
 const VIOLATIONS: [string, Resource, string][] = [
-  [
-    "world-ingress-only-https-on-lb",
-    crafted(T.ingressRule, {
-      ipProtocol: "tcp",
-      fromPort: 8080,
-      toPort: 8080,
-      cidrIpv4: "0.0.0.0/0",
-      description: "x",
-      tags: { Role: "loadbalancer" },
-    }),
-    "opens ports 8080-8080 to 0.0.0.0/0",
-  ],
-  [
-    "world-ingress-only-https-on-lb",
-    crafted(T.ingressRule, {
-      ipProtocol: "tcp",
-      fromPort: 443,
-      toPort: 443,
-      cidrIpv6: "::/0",
-      description: "x",
-      tags: { Role: "primary" },
-    }),
-    "opens ::/0 on a group whose Role is primary",
-  ],
   [
     "no-ssh-or-rdp",
     crafted(T.ingressRule, {
@@ -99,6 +76,17 @@ const VIOLATIONS: [string, Resource, string][] = [
     crafted(T.instance, { ...GOOD_INSTANCE, rootBlockDevice: { encrypted: false } }),
     "has an unencrypted root volume",
   ],
+  [
+    "encrypted-volumes",
+    crafted(T.instance, {
+      ...GOOD_INSTANCE,
+      ebsBlockDevices: [
+        { deviceName: "/dev/sdf", encrypted: true },
+        { deviceName: "/dev/sdg", volumeSize: 100 },
+      ],
+    }),
+    "has an unencrypted EBS block device /dev/sdg",
+  ],
   ["encrypted-volumes", crafted(T.volume, { encrypted: false }), "is not encrypted"],
   [
     "no-public-ip-on-app-nodes",
@@ -116,6 +104,11 @@ const VIOLATIONS: [string, Resource, string][] = [
     "has egress rules",
   ],
   ["log-retention", crafted(T.logGroup, { name: "/x" }), "has no retention"],
+  [
+    "objects-sse-kms",
+    crafted(T.bucketObject, { key: "bundles/x.json", serverSideEncryption: "AES256" }),
+    "is not encrypted with SSE-KMS (serverSideEncryption is AES256, not aws:kms)",
+  ],
 ];
 
 describe("each resource rule rejects a crafted violation, naming the resource and the control", () => {
