@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { PROJECT } from "../model/naming";
 import { OutputOverride, PlanMocks } from "./mocks";
-import { wrapSecret } from "./secrets";
+import { isWrappedSecret, wrapSecret } from "./secrets";
 
 /** Resource options the engine would see; only the ones set (or inherited, for protect) appear. */
 export interface PlannedOptions {
@@ -77,6 +77,24 @@ function settled<T>(output: pulumi.Output<T>): Promise<T> {
     output.apply(resolve);
     (output as unknown as { promise(): Promise<T> }).promise().catch(reject);
   });
+}
+
+/**
+ * The outputs with those the resource declares secret (`additionalSecretOutputs`: a TLS key's PEM,
+ * a random password's result, as their SDK classes set it) wrapped as secrets, as Pulumi keeps them
+ * in state: the mocks compute them in plain text.
+ */
+function withSecretOutputs(
+  outputs: Record<string, unknown>,
+  opts: pulumi.ResourceOptions,
+): Record<string, unknown> {
+  const secret = new Set((opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? []);
+  return Object.fromEntries(
+    Object.entries(outputs).map(([key, value]) => [
+      key,
+      secret.has(key) && !isWrappedSecret(value) ? wrapSecret(value) : value,
+    ]),
+  );
 }
 
 /** A resource's inputs with each top-level asset as `{ asset: "file", path }`. */
@@ -234,7 +252,7 @@ export async function runPlan(options: PlanOptions): Promise<Plan> {
         ...(s ? { parent: urnOf.get(s.parent)! } : {}),
         ...(m.id !== undefined ? { id: m.id } : {}),
         inputs: inputsOf.get(m)!,
-        outputs: m.outputs,
+        outputs: s ? withSecretOutputs(m.outputs, s.opts) : m.outputs,
         options: s ? optionsOf(s) : {},
       };
     });

@@ -1,6 +1,14 @@
 // Secret values in a recorded plan: Pulumi's wire form, shown redacted or revealed.
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
+// Pulumi's wire form of a secret is internal: were it gone, no secret would be recognised and every
+// one would print. Stop instead.
+if (!specialSigKey || !specialSecretSig || typeof specialSigKey !== "string")
+  throw new Error(
+    "@pulumi/pulumi/runtime/rpc no longer exports specialSigKey and specialSecretSig: the plan " +
+      "cannot tell secrets apart and stops (keep @pulumi/pulumi at the version package.json pins)",
+  );
+
 export const REDACTED = "[secret]";
 
 export interface WrappedSecret {

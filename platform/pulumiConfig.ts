@@ -31,17 +31,30 @@ function projectDirectory(): string {
 }
 
 /**
+ * The config keys stored encrypted. `isConfigSecret` is marked internal: without it no key can be
+ * told encrypted from plain, so the program stops rather than accept a secret in plain text.
+ */
+export function encryptedKeys(
+  raw: Record<string, string>,
+  runtime: { isConfigSecret?: unknown } = pulumi.runtime as { isConfigSecret?: unknown },
+): Set<string> {
+  const isSecret = runtime.isConfigSecret;
+  if (typeof isSecret !== "function")
+    throw new Error(
+      "@pulumi/pulumi has no runtime.isConfigSecret: webstack cannot tell an encrypted config " +
+        "value from a plain one and stops (keep @pulumi/pulumi at the version package.json pins)",
+    );
+  return new Set(Object.keys(raw).filter((key) => (isSecret as (key: string) => boolean)(key)));
+}
+
+/**
  * Reads the stack's Pulumi config once (the only place that touches pulumi.Config), asks EC2 about
  * its instance types, reads and packs the app directory, and throws one ConfigError with every
  * problem before any resource exists.
  */
 export async function loadConfig(): Promise<LoadedConfig> {
   const raw = pulumi.runtime.allConfig();
-  // isConfigSecret is marked internal; without it every secret key is taken as encrypted.
-  const isSecret = (pulumi.runtime as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
-  const secretKeys = isSecret
-    ? new Set(Object.keys(raw).filter((key) => isSecret(key)))
-    : undefined;
+  const secretKeys = encryptedKeys(raw);
   const instanceTypes = await lookUpInstanceTypes(instanceTypesToLookUp(raw));
   const app = readAppSource(path.resolve(projectDirectory(), appSourceToRead(raw)));
   const config = parseConfig(raw, { secretKeys, instanceTypes, appSource: app.listing });

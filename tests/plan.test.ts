@@ -14,7 +14,9 @@ import {
 import { StackConfigError, readStackConfig } from "../plan/stackConfig";
 import { mapNodes } from "../model/topology";
 import { CONFIG_KEYS } from "../model/config";
-import { DEV_TOPOLOGY, PROJECT_DIR } from "./harness";
+import { PlannedResource } from "../plan/plan";
+import { encryptedKeys } from "../platform/pulumiConfig";
+import { DEV_TOPOLOGY, PROJECT_DIR, T } from "./harness";
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
 const TSX = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
@@ -120,6 +122,21 @@ describe("the CLI", () => {
       (r: { name: string }) => r.name === "network-flow-logs",
     );
     expect(flowLogs.inputs.retentionInDays).toBe(90);
+  });
+
+  test("--json prints every generated private key and password as [secret] (issue 19)", () => {
+    const run = plan("--stack", "dev", "--json");
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toMatch(/PRIVATE KEY/);
+    const generated = (JSON.parse(run.stdout) as { resources: PlannedResource[] }).resources.filter(
+      (r) => r.type === T.privateKey || r.type === T.randomPassword,
+    );
+    expect(generated.length).toBeGreaterThan(5);
+    for (const r of generated) {
+      const secret = r.type === T.privateKey ? ["privateKeyPem", "privateKeyOpenssh"] : ["result"];
+      for (const key of secret)
+        expect({ [r.name]: r.outputs[key] }).toEqual({ [r.name]: REDACTED });
+    }
   });
 
   test("prod without its encrypted key runs on a marked placeholder", () => {
@@ -334,6 +351,29 @@ describe("stack files", () => {
     for (const name of fs.readdirSync(PROJECT_DIR).filter((f) => /^Pulumi\..+\.yaml$/.test(f))) {
       expect(fs.readFileSync(path.join(PROJECT_DIR, name), "utf8")).not.toMatch(/secure:/);
     }
+  });
+});
+
+describe("fail closed when Pulumi's internals move (issue 19)", () => {
+  test("no isConfigSecret: the program stops rather than take every secret key as encrypted", () => {
+    expect(() => encryptedKeys({ "webstack:datadogApiKey": "x" }, {})).toThrow(
+      /no runtime\.isConfigSecret: webstack cannot tell an encrypted config value from a plain one/,
+    );
+    const secret = (key: string) => key === "webstack:datadogApiKey";
+    expect([
+      ...encryptedKeys(
+        { "webstack:datadogApiKey": "x", "aws:region": "y" },
+        { isConfigSecret: secret },
+      ),
+    ]).toEqual(["webstack:datadogApiKey"]);
+  });
+
+  test("no secret signature in Pulumi's rpc module: the plan's secrets module refuses to load", () => {
+    jest.isolateModules(() => {
+      jest.doMock("@pulumi/pulumi/runtime/rpc", () => ({}));
+      expect(() => require("../plan/secrets")).toThrow(/no longer exports specialSigKey/);
+    });
+    jest.dontMock("@pulumi/pulumi/runtime/rpc");
   });
 });
 
