@@ -31,6 +31,9 @@ interface MonitoringParams {
   readonly agentPackageUrl: string;
 }
 
+/** The CloudWatch namespace of the agent's own metrics (the nodes' roles may write it). */
+export const AGENT_METRIC_NAMESPACE = "CWAgent";
+
 /** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
   const disks = p.role === "loadbalancer" ? ["/"] : ["/", DB_DATA_DIR];
@@ -38,7 +41,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
     // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
     agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
     metrics: {
-      namespace: "CWAgent",
+      namespace: AGENT_METRIC_NAMESPACE,
       append_dimensions: { InstanceId: "${aws:InstanceId}" },
       metrics_collected: {
         cpu: { measurement: ["usage_active", "usage_iowait"], totalcpu: true, resources: ["*"] },

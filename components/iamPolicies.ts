@@ -38,14 +38,74 @@ export function ec2AssumeRolePolicy(): PolicyDocument {
   });
 }
 
-/** AWS-managed policies every node's role carries: Session Manager access and the CloudWatch agent. */
-export const NODE_MANAGED_POLICIES = [
-  "AmazonSSMManagedInstanceCore",
-  "CloudWatchAgentServerPolicy",
+/**
+ * What the SSM agent needs for Session Manager (SSM.1, no SSH): registering the instance and
+ * opening Session Manager's control and data channels, as AWS documents for a custom instance
+ * profile ("Create a custom IAM instance profile for Session Manager"). Not
+ * AmazonSSMManagedInstanceCore: that also lets the node read every String parameter in the account
+ * (ssm:GetParameter(s) on "*") and serves Run Command (ec2messages:*), which the stack does not
+ * use. The node reads its own parameters through nodeParameterPolicy only.
+ */
+export const SESSION_MANAGER_ACTIONS = [
+  "ssm:UpdateInstanceInformation",
+  "ssmmessages:CreateControlChannel",
+  "ssmmessages:CreateDataChannel",
+  "ssmmessages:OpenControlChannel",
+  "ssmmessages:OpenDataChannel",
 ] as const;
 
-export function managedPolicyArn(partition: string, policyName: string): string {
-  return `arn:${partition}:iam::aws:policy/${policyName}`;
+export function sessionManagerPolicy(): PolicyDocument {
+  return policy({
+    Sid: "SessionManagerAgent",
+    Effect: "Allow",
+    Action: [...SESSION_MANAGER_ACTIONS],
+    // IAM cannot scope these: ssmmessages has no resource type, and the agent calls
+    // UpdateInstanceInformation for the instance it runs on, which the policy cannot name (the
+    // role exists before the instance). Resource "*" is the only form that works.
+    Resource: "*",
+  });
+}
+
+/**
+ * What the CloudWatch agent and the node's own tool write: log events into the node's own log
+ * groups (Pulumi creates them and sets their retention: no logs:CreateLogGroup and no
+ * logs:PutRetentionPolicy), and metrics into the namespaces the node writes. Not
+ * CloudWatchAgentServerPolicy: that allows creating any log group, changing any group's
+ * retention (the flow logs' included) and writing metrics in any namespace.
+ *
+ * No ec2:DescribeTags or ec2:DescribeVolumes: the agent needs them only for tag-based dimensions
+ * (ec2_metadata_tags, AutoScalingGroupName) and EBS volume dimensions, which its config does not
+ * ask for; the InstanceId dimension comes from the instance metadata (IMDS).
+ */
+export function nodeAgentPolicy(
+  account: AwsAccount,
+  logGroupNames: readonly string[],
+  metricNamespaces: readonly string[],
+): PolicyDocument {
+  const group = (name: string) =>
+    `arn:${account.partition}:logs:${account.region}:${account.accountId}:log-group:${name}`;
+  return policy(
+    {
+      Sid: "WriteOwnLogGroups",
+      Effect: "Allow",
+      Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+      // DescribeLogStreams is authorised on the group (":*"), the others on its streams.
+      Resource: logGroupNames.flatMap((name) => [
+        `${group(name)}:*`,
+        `${group(name)}:log-stream:*`,
+      ]),
+    },
+    {
+      Sid: "PutMetricsInOwnNamespaces",
+      Effect: "Allow",
+      Action: "cloudwatch:PutMetricData",
+      // PutMetricData has no resource type: the namespace is the only scope IAM offers, and no
+      // condition key reaches the metric's dimensions (a node can write another node's
+      // InstanceId or Node dimension in these namespaces).
+      Resource: "*",
+      Condition: { StringEquals: { "cloudwatch:namespace": [...metricNamespaces] } },
+    },
+  );
 }
 
 function parameterArn(account: AwsAccount, path: string): string {

@@ -15,6 +15,13 @@ export interface NodeLogGroupsArgs {
   readonly tags: Tagger;
 }
 
+/** A node's log group per log source key: the groups NodeLogGroups creates, its role writes to. */
+export function nodeLogGroupNames(stack: string, node: NodeSpec): Record<string, string> {
+  return Object.fromEntries(
+    logSources(node.role).map((source) => [source.key, logGroupName(stack, node.name, source.key)]),
+  );
+}
+
 export class NodeLogGroups extends pulumi.ComponentResource {
   /** Log group name per node and log source key (plain strings: the agents' config uses them). */
   readonly names: Readonly<Record<NodeName, Record<string, string>>>;
@@ -26,7 +33,7 @@ export class NodeLogGroups extends pulumi.ComponentResource {
     for (const node of NODE_NAMES) {
       names[node] = {};
       for (const source of logSources(args.nodes[node].role)) {
-        const groupName = logGroupName(args.stack, node, source.key);
+        const groupName = nodeLogGroupNames(args.stack, args.nodes[node])[source.key];
         const group = new aws.cloudwatch.LogGroup(
           `${name}-${node}-${source.key}`,
           {

@@ -4,15 +4,18 @@ import * as aws from "@pulumi/aws";
 import { NodeSpec } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
+import { METRIC_NAMESPACE } from "../model/naming";
+import { AGENT_METRIC_NAMESPACE } from "../cloud-init/monitoring";
 import {
-  NODE_MANAGED_POLICIES,
   PolicyDocument,
   ec2AssumeRolePolicy,
-  managedPolicyArn,
+  nodeAgentPolicy,
   nodeBundlePolicy,
   nodeParameterPolicy,
   nodeReleasePolicy,
+  sessionManagerPolicy,
 } from "./iamPolicies";
+import { nodeLogGroupNames } from "./logGroups";
 
 export interface NodeIdentityArgs {
   /** The node this identity belongs to. */
@@ -48,19 +51,13 @@ export class NodeIdentity extends pulumi.ComponentResource {
       },
       child,
     );
-    // SSM.1 (Session Manager instead of SSH) and the CloudWatch agent.
-    for (const policyName of NODE_MANAGED_POLICIES) {
-      new aws.iam.RolePolicyAttachment(
-        `${name}-${policyName}`,
-        {
-          role: role.name,
-          policyArn: pulumi
-            .output(args.account)
-            .apply((a) => managedPolicyArn(a.partition, policyName)),
-        },
-        child,
-      );
-    }
+    // SSM.1: Session Manager instead of SSH. No AWS-managed policy: this document names nothing
+    // from the account, so it is known at preview (the policy pack checks it there).
+    new aws.iam.RolePolicy(
+      `${name}-session-manager`,
+      { role: role.id, policy: JSON.stringify(sessionManagerPolicy()) },
+      child,
+    );
     // One inline policy per concern, each built from the account, the bucket and the key.
     const inlinePolicy = (
       concern: string,
@@ -80,6 +77,13 @@ export class NodeIdentity extends pulumi.ComponentResource {
       );
     inlinePolicy("parameters", (account, _, keyArn) =>
       nodeParameterPolicy(account, args.stack, node.name, keyArn),
+    );
+    // The CloudWatch agent's logs and metrics, and the node tool's metrics (METRIC_NAMESPACE).
+    inlinePolicy("agent", (account) =>
+      nodeAgentPolicy(account, Object.values(nodeLogGroupNames(args.stack, node)), [
+        AGENT_METRIC_NAMESPACE,
+        METRIC_NAMESPACE,
+      ]),
     );
     inlinePolicy("bundles", (account, bucketArn, keyArn) =>
       nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn),

@@ -159,9 +159,21 @@ function resourcesAllowing(policyJson: string, wanted: (action: string) => boole
 /** A name, or "prefix/" for a pattern "prefix/*". */
 const scopeOf = (name: string) => (name.endsWith("/*") ? name.slice(0, -1) : name);
 
+/**
+ * The SSM actions the stand-in serves and scopes by parameter name. Other ssm: actions (the
+ * Session Manager agent's ssm:UpdateInstanceInformation on "*") name no parameter: they are no
+ * read scope.
+ */
+const SSM_PARAMETER_ACTIONS = [
+  "ssm:GetParameter",
+  "ssm:GetParameters",
+  "ssm:GetParametersByPath",
+  "ssm:PutParameter",
+];
+
 /** The node's SSM scopes, from its role's policy: "parameter/X/*" → "X/", "parameter/X" → "X". */
 export function ssmScopes(policyJson: string): string[] {
-  const names = resourcesAllowing(policyJson, (a) => a.startsWith("ssm:")).map((arn) =>
+  const names = resourcesAllowing(policyJson, (a) => SSM_PARAMETER_ACTIONS.includes(a)).map((arn) =>
     arn.slice(arn.indexOf(":parameter/") + ":parameter".length),
   );
   return [...new Set(names.map(scopeOf))];

@@ -299,19 +299,23 @@ const T_ENCRYPTION =
   "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration";
 const T_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy";
 
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [v]);
+
+/** A policy document's statements; none when it is not JSON. */
+function statementsOf(policy: string): Record<string, unknown>[] {
+  try {
+    return list((JSON.parse(policy) as { Statement?: unknown }).Statement) as Record<
+      string,
+      unknown
+    >[];
+  } catch {
+    return [];
+  }
+}
+
 /** Whether a bucket policy denies every action, to everyone, on requests without TLS. */
 function deniesPlainHttp(policy: string): boolean {
-  let document: { Statement?: unknown };
-  try {
-    document = JSON.parse(policy) as { Statement?: unknown };
-  } catch {
-    return false;
-  }
-  const statements = (
-    Array.isArray(document.Statement) ? document.Statement : [document.Statement]
-  ) as Record<string, unknown>[];
-  const list = (v: unknown) => (Array.isArray(v) ? v : [v]);
-  return statements.some((s) => {
+  return statementsOf(policy).some((s) => {
     const principal = s?.Principal;
     const everyone =
       principal === "*" ||
@@ -324,6 +328,19 @@ function deniesPlainHttp(policy: string): boolean {
       String(condition?.["aws:SecureTransport"]) === "false"
     );
   });
+}
+
+const ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy";
+/** What the SSM agent needs to register the instance and open Session Manager's channels. */
+const SESSION_MANAGER_NEEDS = ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel"];
+
+/** Whether a role policy's Allow statements on "*" grant what Session Manager's agent needs. */
+function allowsSessionManager(policy: string): boolean {
+  const allowed = statementsOf(policy)
+    .filter((s) => s?.Effect === "Allow" && s.Condition === undefined)
+    .filter((s) => list(s.Resource).includes("*"))
+    .flatMap((s) => list(s.Action).map(String));
+  return SESSION_MANAGER_NEEDS.every((action) => allowed.includes(action));
 }
 
 /** A JavaScript RegExp from a pattern that may start with the inline flag (?i). */
@@ -395,13 +412,15 @@ export const STACK_RULES: readonly StackRule[] = [
     id: "instances-managed-by-ssm",
     control: "FSBP SSM.1",
     description:
-      "Every instance has an instance profile whose role carries AmazonSSMManagedInstanceCore",
+      "Every instance has an instance profile whose role has an inline policy (aws.iam.RolePolicy) allowing Session Manager's agent: ssm:UpdateInstanceInformation and ssmmessages:CreateControlChannel",
     check: (resources) => {
-      const ssmRoles = byType(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-        .filter((a) =>
-          String(a.props.policyArn ?? "").endsWith(":policy/AmazonSSMManagedInstanceCore"),
-        )
-        .flatMap((a) => a.linked("role"));
+      // A policy unknown at preview (one that names the account) is judged at update.
+      const ssmRoles = byType(resources, ROLE_POLICY)
+        .filter((p) => {
+          const policy = known(p, "policy");
+          return policy === UNKNOWN || (typeof policy === "string" && allowsSessionManager(policy));
+        })
+        .flatMap((p) => p.linked("role"));
       return byType(resources, INSTANCE)
         .filter((i) => {
           const roles = i.linked("iamInstanceProfile").flatMap((p) => p.linked("role"));

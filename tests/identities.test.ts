@@ -16,6 +16,14 @@ function covers(pattern: string, arn: string): boolean {
   return new RegExp(`^${escaped.join(".*")}$`).test(arn);
 }
 
+/** Every inline policy of a node's role, whichever way it names the role (its id or its name). */
+function policiesOf(node: string) {
+  const role = one(plan, T.role, `${node}-identity-role`);
+  return ofType(plan, T.rolePolicy).filter((p) =>
+    [role.outputs.id, role.outputs.name].includes(p.inputs.role),
+  );
+}
+
 describe("node identities", () => {
   test("one role per node, assumable by EC2 only, with an instance profile", () => {
     for (const node of NODE_NAMES) {
@@ -29,16 +37,96 @@ describe("node identities", () => {
     }
   });
 
-  test("managed policies: Session Manager and the CloudWatch agent, nothing else", () => {
+  test("no managed policy: every grant is an inline policy of the node's own", () => {
+    expect(ofType(plan, T.rolePolicyAttachment)).toEqual([]);
     for (const node of NODE_NAMES) {
-      const roleName = one(plan, T.role, `${node}-identity-role`).outputs.name;
-      const attached = ofType(plan, T.rolePolicyAttachment).filter(
-        (a) => a.inputs.role === roleName,
+      const concerns = policiesOf(node)
+        .map((p) => p.name.replace(`${node}-identity-`, ""))
+        .sort();
+      expect(concerns).toEqual(
+        node === "lb"
+          ? ["agent", "bundles", "parameters", "session-manager"]
+          : ["agent", "bundles", "parameters", "releases", "session-manager"],
       );
-      expect(attached.map((a) => a.inputs.policyArn).sort()).toEqual([
-        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-        "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
+    }
+  });
+
+  test.each(NODE_NAMES)(
+    "%s's Session Manager policy: the agent's channels and registration, no parameter read",
+    (node) => {
+      const grants = grantsOf(
+        one(plan, T.rolePolicy, `${node}-identity-session-manager`).inputs.policy,
+      );
+      expect(grants).toEqual([
+        {
+          actions: [
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+          ],
+          // These actions have no resource type IAM can scope them to.
+          resources: ["*"],
+        },
       ]);
+    },
+  );
+
+  test.each(NODE_NAMES)(
+    "%s's agent policy: its own log groups' streams, metrics in its namespaces only",
+    (node) => {
+      const role = node === "lb" ? "loadbalancer" : "app";
+      const keys =
+        role === "loadbalancer"
+          ? ["cloud-init", "haproxy"]
+          : ["app", "cloud-init", "db-error", "db-slow", "nginx-access", "nginx-error"];
+      const groups = ofType(plan, T.logGroup)
+        .filter((g) => g.name.startsWith(`logs-${node}-`))
+        .map((g) => String(g.inputs.name))
+        .sort();
+      expect(groups).toEqual(keys.map((key) => `/webstack/test/${node}/${key}`));
+      const arn = (rest: string) => `arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:${rest}`;
+      const grants = grantsOf(one(plan, T.rolePolicy, `${node}-identity-agent`).inputs.policy);
+      expect(grants).toEqual([
+        {
+          actions: ["cloudwatch:PutMetricData"],
+          // PutMetricData has no resource type: the namespace condition is its only scope.
+          resources: ["*"],
+          condition: { StringEquals: { "cloudwatch:namespace": ["CWAgent", "Webstack"] } },
+        },
+        {
+          actions: ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+          resources: groups
+            .flatMap((group) => [arn(`${group}:*`), arn(`${group}:log-stream:*`)])
+            .sort(),
+        },
+      ]);
+    },
+  );
+
+  test("no role creates log groups, changes their retention, writes others' logs, or reads parameters everywhere", () => {
+    for (const node of NODE_NAMES) {
+      const grants = policiesOf(node).flatMap((p) => grantsOf(p.inputs.policy));
+      for (const grant of grants) {
+        const text = JSON.stringify(grant.actions);
+        expect(text).not.toMatch(/logs:CreateLogGroup|logs:PutRetentionPolicy|logs:\*|"\*"/);
+        expect(text).not.toMatch(/logs:Delete|cloudwatch:\*|ssm:\*|ssm:DescribeParameters/);
+        if (grant.actions.some((a) => a.startsWith("ssm:Get")))
+          expect(grant.resources).not.toContain("*");
+        if (grant.actions.some((a) => a.startsWith("logs:")))
+          for (const resource of grant.resources ?? [])
+            expect(resource).toMatch(
+              new RegExp(
+                `^arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:/webstack/test/${node}/[a-z-]+:`,
+              ),
+            );
+        if (grant.actions.includes("cloudwatch:PutMetricData"))
+          expect(grant.condition).toEqual({
+            StringEquals: { "cloudwatch:namespace": ["CWAgent", "Webstack"] },
+          });
+      }
+      expect(grants.some((g) => g.actions.includes("cloudwatch:PutMetricData"))).toBe(true);
     }
   });
 

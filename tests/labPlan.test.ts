@@ -101,10 +101,17 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
         Statement: [
           { Action: "kms:Decrypt", Resource: "arn:aws:kms:eu-west-1:1:key/k" },
           { Action: ["ssm:PutParameter"], Resource: ["arn:aws:ssm:eu-west-1:1:parameter/a/b"] },
+          // Session Manager's registration names no parameter: "*" is no read scope.
+          {
+            Action: ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel"],
+            Resource: "*",
+          },
+          { Action: "ssm:DescribeParameters", Resource: "*" },
         ],
       }),
     ),
   ).toEqual(["/a/b"]);
+  for (const n of ["lb", "s1", "s2"]) expect(node(n).ssmScopes).not.toContain("*");
 });
 
 test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped to its own prefix", () => {

@@ -77,14 +77,64 @@ describe("stack rules reject crafted violations", () => {
 
   test("an instance whose role lacks the SSM policy", () => {
     const stack = dev.filter(
-      (r) =>
-        !(
-          r.type === T.rolePolicyAttachment && r.name === "s1-identity-AmazonSSMManagedInstanceCore"
-        ),
+      (r) => !(r.type === T.rolePolicy && r.name === "s1-identity-session-manager"),
     );
     expect(ruleMessages(stack, "instances-managed-by-ssm")).toEqual([
       "s1-instance: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
     ]);
+  });
+
+  test("an instance whose Session Manager policy lacks a channel, or is scoped where IAM cannot scope it", () => {
+    const withPolicy = (statement: Record<string, unknown>) =>
+      dev.map((r) =>
+        r.type === T.rolePolicy && r.name === "s1-identity-session-manager"
+          ? {
+              ...r,
+              props: {
+                ...r.props,
+                policy: JSON.stringify({ Version: "2012-10-17", Statement: [statement] }),
+              },
+            }
+          : r,
+      );
+    const broken = [
+      { Effect: "Allow", Action: "ssm:UpdateInstanceInformation", Resource: "*" },
+      {
+        Effect: "Deny",
+        Action: ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel"],
+        Resource: "*",
+      },
+      {
+        Effect: "Allow",
+        Action: ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel"],
+        Resource: "arn:aws:ssm:eu-west-1:123456789012:managed-instance/mi-0",
+      },
+    ];
+    for (const statement of broken)
+      expect(ruleMessages(withPolicy(statement), "instances-managed-by-ssm")).toEqual([
+        "s1-instance: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
+      ]);
+    // The AWS-managed policy no longer stands in for it.
+    const s1Role = dev.find((r) => r.type === T.role && r.name === "s1-identity-role")!;
+    const managed: Resource = {
+      ...crafted(
+        T.rolePolicyAttachment,
+        { policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
+        "s1-managed",
+      ),
+      linked: (prop) => (prop === "role" ? [s1Role] : []),
+    };
+    expect(
+      ruleMessages(
+        [
+          ...dev.filter(
+            (r) => !(r.type === T.rolePolicy && r.name === "s1-identity-session-manager"),
+          ),
+          managed,
+        ],
+        "instances-managed-by-ssm",
+      ),
+    ).toEqual(["s1-instance: has no instance profile whose role is managed by SSM (FSBP SSM.1)"]);
   });
 
   test("user-data holding a generated secret, or anything matching a secret pattern", () => {

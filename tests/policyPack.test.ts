@@ -53,22 +53,57 @@ describe("the pack's CrossGuard policies (called as Pulumi calls them)", () => {
     const ssm = stackPolicies.find((p) => p.name === "instances-managed-by-ssm")!;
     const role = resource("role", T.role, {});
     const profile = resource("profile", T.instanceProfile, {}, { role: [role] });
-    const attachment = resource(
+    const sessionManager = resource(
       "ssm",
-      T.rolePolicyAttachment,
-      { policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
+      T.rolePolicy,
+      {
+        policy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel"],
+              Resource: "*",
+            },
+          ],
+        }),
+      },
       { role: [role] },
     );
     const managed = resource("managed", T.instance, {}, { iamInstanceProfile: [profile] });
     const orphan = resource("orphan", T.instance, {});
+    // The AWS-managed policy no longer counts: the role needs the inline Session Manager policy.
+    const oldRole = resource("old-role", T.role, {});
+    const oldProfile = resource("old-profile", T.instanceProfile, {}, { role: [oldRole] });
+    const attachment = resource(
+      "old-ssm",
+      T.rolePolicyAttachment,
+      { policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
+      { role: [oldRole] },
+    );
+    const old = resource("old", T.instance, {}, { iamInstanceProfile: [oldProfile] });
     const reported: string[] = [];
     const validate = ssm.validateStack as (args: unknown, report: (m: string) => void) => void;
     validate(
-      { resources: [role, profile, attachment, managed, orphan], getConfig: () => ({}) },
+      {
+        resources: [
+          role,
+          profile,
+          sessionManager,
+          managed,
+          orphan,
+          oldRole,
+          oldProfile,
+          attachment,
+          old,
+        ],
+        getConfig: () => ({}),
+      },
       (m) => reported.push(m),
     );
     expect(reported).toEqual([
       "orphan: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
+      "old: has no instance profile whose role is managed by SSM (FSBP SSM.1)",
     ]);
   });
 
