@@ -122,6 +122,22 @@ export function databaseParams(p: AppNodeParams): DatabaseParams {
   };
 }
 
+/** The app's own system user (issue 19): Gunicorn, its preflight, the release command and pip. */
+export const APP_USER = "webstack-app";
+/** Where the app's secret variables land, one file per name, readable by the app's user only. */
+export const APP_SECRETS_DIR = "/etc/webstack/app-secrets";
+
+/** One of the app's secret variables as a fetch manifest entry: a file its user alone reads. */
+function appSecretFile(parameter: string, name: string, version?: number): ManifestEntry {
+  return {
+    parameter,
+    path: `${APP_SECRETS_DIR}/${name}`,
+    mode: "0400",
+    owner: `${APP_USER}:${APP_USER}`,
+    ...(version !== undefined ? { version } : {}),
+  };
+}
+
 export const NODE_ENV_PATH = "/etc/webstack/node.env";
 /** The certificate and key entries alone, re-fetched daily to pick up a renewal. */
 export const TLS_MANIFEST_PATH = "/etc/webstack/tls-manifest.json";
@@ -145,6 +161,8 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
       owner: "mysql:mysql",
     },
     rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
+    // The app's own copy, its user's alone: Gunicorn's config reads it (issue 19).
+    appSecretFile(names["db-app-password"], "DB_APP_PASSWORD"),
     rootFile(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
     rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
     rootFile(names["db-migrate-password"], "/etc/webstack/secrets/db-migrate-password"),
@@ -320,6 +338,18 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         "try-restart",
         "webstack-refresh-tls.timer",
       ),
+      // A new unit (a code change, another appModule) restarts Gunicorn; everything else reloads it.
+      // The unit comes before Gunicorn's config: a change of user (issue 19) restarts Gunicorn as
+      // the new user before any reload, which the old user's Gunicorn could not take.
+      unitFile(
+        "webstack-app.service",
+        renderShipped("webstack-app.service", {
+          DB_SERVICE: engine.service,
+          APP_MODULE: p.release.module,
+        }),
+        "try-restart",
+        "webstack-app.service",
+      ),
       python(
         "/etc/webstack/gunicorn.conf.py",
         renderShipped("gunicorn.conf.py", {
@@ -333,16 +363,6 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         mode: "0644",
         validate: ["logrotate", "--debug", "/etc/logrotate.d/webstack"],
       },
-      // A new unit (a code change, another appModule) restarts Gunicorn; everything else reloads it.
-      unitFile(
-        "webstack-app.service",
-        renderShipped("webstack-app.service", {
-          DB_SERVICE: engine.service,
-          APP_MODULE: p.release.module,
-        }),
-        "try-restart",
-        "webstack-app.service",
-      ),
       {
         // Enabled by the boot script once the key exists: Nginx must not start without it.
         path: "/etc/nginx/sites-available/webstack",
@@ -370,6 +390,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       healthCheck: appNodeHealthCheck(p.node),
     },
     [
+      appUserPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       own,
       databaseBundlePart(db),
@@ -378,21 +399,42 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
   );
 }
 
+export const SYSUSERS_PATH = "/etc/sysusers.d/webstack.conf";
+export const TMPFILES_PATH = "/etc/tmpfiles.d/webstack.conf";
+
+/**
+ * The app's own user and its secrets' directory (issue 19), first in the bundle. Each file's
+ * validate applies it (systemd-sysusers, systemd-tmpfiles, both idempotent), so the user exists
+ * before any other file is checked (logrotate's `su` names it) or acted on: at first boot, and on a
+ * node booted before the app had its own user, whose www-data secret files the tmpfiles rule hands
+ * to the app's user. At every boot systemd applies both again.
+ */
+function appUserPart(): BundlePart {
+  return {
+    files: [
+      {
+        path: SYSUSERS_PATH,
+        content: shippedFile("webstack-sysusers.conf"),
+        mode: "0644",
+        validate: ["systemd-sysusers", SYSUSERS_PATH],
+      },
+      {
+        path: TMPFILES_PATH,
+        content: shippedFile("webstack-tmpfiles.conf"),
+        mode: "0644",
+        validate: ["systemd-tmpfiles", "--create", TMPFILES_PATH],
+      },
+    ],
+  };
+}
+
 export const APP_SETTINGS_PATH = "/etc/webstack/app-settings.json";
 export const APP_SECRETS_MANIFEST_PATH = "/etc/webstack/app-secrets.json";
-/** Where the app's secret variables land, one file per name, readable by the app's user only. */
-export const APP_SECRETS_DIR = "/etc/webstack/app-secrets";
 export const RELEASE_COMMAND_PATH = "/usr/local/sbin/webstack-release-command";
 
 /** The app's secret variables as a fetch manifest; a new version rewrites it, so they are fetched. */
 export function appSecretsManifest(secrets: readonly AppSecretRef[]): ManifestEntry[] {
-  return secrets.map((s) => ({
-    parameter: s.parameter,
-    path: `${APP_SECRETS_DIR}/${s.name}`,
-    mode: "0400",
-    owner: "www-data:www-data",
-    version: s.version,
-  }));
+  return secrets.map((s) => appSecretFile(s.parameter, s.name, s.version));
 }
 
 /**

@@ -83,17 +83,26 @@ describe("the app node's documents", () => {
     expect(site).not.toMatch(/intercept_errors on/);
   });
 
-  test("Gunicorn: a systemd service as www-data, on a unix socket, workers sized to the CPUs", () => {
+  test("Gunicorn: a systemd service as the app's own user, on a unix socket only Nginx reaches, workers sized to the CPUs", () => {
     const unit = lines(file("/etc/systemd/system/webstack-app.service"));
     expect(unit).toEqual(
       expect.arrayContaining([
-        "User=www-data",
+        "User=webstack-app",
+        "Group=webstack-app",
         "EnvironmentFile=/etc/webstack/app.env",
         "ExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py app:application",
         "After=network-online.target mariadb.service",
-        "NoNewPrivileges=true",
+        "NoNewPrivileges=yes",
+        // The socket's directory: the app's, group www-data's (Nginx's workers), no one else's.
+        "RuntimeDirectory=webstack",
+        "RuntimeDirectoryMode=0750",
+        "ExecStartPre=+/usr/bin/chgrp www-data /run/webstack",
       ]),
     );
+    expect(unit.filter((l) => /^(User|Group)=/.test(l))).toEqual([
+      "User=webstack-app",
+      "Group=webstack-app",
+    ]);
     const conf = lines(file("/etc/webstack/gunicorn.conf.py"));
     expect(conf).toEqual(
       expect.arrayContaining([
@@ -143,8 +152,9 @@ describe("the app node's documents", () => {
     const postrotate = /^\s*postrotate\n([\s\S]*?)^\s*endscript$/m.exec(rule)?.[1] ?? "";
     expect(postrotate).toContain(`systemctl kill --kill-whom=main --signal=USR1 ${unit}`);
     expect(rule).not.toMatch(/copytruncate/); // Gunicorn reopens: no line lost between copy and truncate
-    expect(rule).toMatch(/^\s*su www-data www-data$/m);
-    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^User=www-data$/m);
+    expect(rule).toMatch(/^\s*su webstack-app webstack-app$/m);
+    expect(rule).toMatch(/^\s*create 0644 webstack-app webstack-app$/m);
+    expect(file(`/etc/systemd/system/${unit}`)).toMatch(/^User=webstack-app$/m);
     expect(doc.packages).toContain("logrotate");
   });
 
@@ -359,7 +369,21 @@ describe("the app node's documents", () => {
       manifest
         .filter((e: { mode: string }) => e.mode !== "0600")
         .map((e: { path: string }) => e.path),
-    ).toEqual(["/etc/webstack/tls/node.crt", "/etc/mysql/webstack/node.crt"]);
+    ).toEqual([
+      "/etc/webstack/tls/node.crt",
+      "/etc/mysql/webstack/node.crt",
+      "/etc/webstack/app-secrets/DB_APP_PASSWORD",
+    ]);
+    // Every file is root's, but for the database's copies and the app's own copy of its password.
+    expect(
+      manifest
+        .map((e: { path: string; owner: string }) => [e.path, e.owner])
+        .filter(([, owner]: string[]) => owner !== "root:root"),
+    ).toEqual([
+      ["/etc/mysql/webstack/node.crt", "mysql:mysql"],
+      ["/etc/mysql/webstack/node.key", "mysql:mysql"],
+      ["/etc/webstack/app-secrets/DB_APP_PASSWORD", "webstack-app:webstack-app"],
+    ]);
     expect(
       manifest.every((e: { parameter: string }) =>
         e.parameter.startsWith(`${parameterPath("t", "s1")}/`),

@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import YAML from "yaml";
+import { UNIT_EXPOSURE } from "../model/exposure";
 import {
   CloudConfigDocument,
   IS_ROOT,
@@ -327,18 +328,39 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
     run("bash", [path.join(ARTIFACTS, "rootfs-check.sh"), rootfs(), ...files]);
 
   withTool("debian-13-rootfs")(
-    "every effective document, site, HAProxy config and log rule passes",
+    "every effective document, site, HAProxy config, log rule, user and service passes",
     () => {
       const result = check(documents.map((d) => d.effectiveFile));
       const lines = result.output.trim().split("\n");
       expect(lines.filter((l) => !l.endsWith(" ok"))).toEqual([]);
       expect(result.code).toBe(0);
-      // Each document's checks ran: cloud-init and logrotate for all, nginx for app nodes, HAProxy
-      // and rsyslog for the LB.
+      // Each document's checks ran: cloud-init, logrotate and its services' exposure for all;
+      // nginx, the app's user (sysusers) and its secrets' directory (tmpfiles) for app nodes;
+      // HAProxy and rsyslog for the LB.
       expect(lines).toHaveLength(
-        2 * documents.length + appDocuments().length + 2 * lbDocuments().length,
+        3 * documents.length + 3 * appDocuments().length + 2 * lbDocuments().length,
       );
       expect(lines.filter((l) => / logrotate ok$/.test(l))).toHaveLength(documents.length);
+      // The nodes' own systemd (257) scores every service within its ceiling (issue 19).
+      const scored = lines.flatMap((l) => {
+        const [, doc, levels] = /^(\S+) security (.*) ok$/.exec(l) ?? [];
+        return levels
+          ? levels.split(" ").map((pair) => {
+              const [unit, level] = pair.split("=");
+              const ceiling = UNIT_EXPOSURE.find((u) => u.unit === unit)?.ceiling;
+              return { doc, unit, exposure: Number(level), ceiling };
+            })
+          : [];
+      });
+      console.log(
+        `systemd-analyze security --offline, Debian 13:\n${scored
+          .map((s) => `  ${s.doc.padEnd(16)} ${s.unit.padEnd(34)} ${s.exposure.toFixed(1)}`)
+          .join("\n")}`,
+      );
+      expect(new Set(scored.map((s) => s.doc)).size).toBe(documents.length);
+      expect(scored.filter((s) => !(s.ceiling !== undefined && s.exposure <= s.ceiling))).toEqual(
+        [],
+      );
     },
     600_000,
   );
@@ -354,7 +376,7 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
         brokenApp,
         appDocuments()[0]
           .effective.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv9;")
-          .replace("su www-data www-data", "su nosuchuser www-data"),
+          .replace("su webstack-app webstack-app", "su nosuchuser webstack-app"),
       );
       const result = check([broken, brokenApp]);
       expect(result.code).toBe(1);

@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
 import { CONFIG_KEYS } from "../model/config";
+import { UNIT_EXPOSURE } from "../model/exposure";
 import { FLOWS } from "../model/topology";
 import { PROJECT_DIR, planStack } from "./harness";
 
@@ -50,6 +51,14 @@ test("the outputs table names exactly the stack's outputs", async () => {
   const plan = await planStack("dev");
   const documented = tableAfter("## Outputs").map((row) => row[0].replace(/`/g, ""));
   expect(documented.sort()).toEqual(Object.keys(plan.outputs).sort());
+});
+
+test("the sandbox's exposure table lists every service with its ceiling", () => {
+  const documented = tableAfter("**Exposure**").map(([unit, , , , ceiling]) => [
+    unit.replace(/`/g, ""),
+    Number(ceiling),
+  ]);
+  expect(documented).toEqual(UNIT_EXPOSURE.map((u) => [u.unit, u.ceiling]));
 });
 
 test("the firewall table lists exactly the topology's flows", () => {

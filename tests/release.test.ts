@@ -209,7 +209,7 @@ describe("the app nodes' bundles", () => {
           parameter: `/webstack/test/app-secrets/${name}`,
           path: `/etc/webstack/app-secrets/${name}`,
           mode: "0400",
-          owner: "www-data:www-data",
+          owner: "webstack-app:webstack-app",
           version: 1,
         })),
       );

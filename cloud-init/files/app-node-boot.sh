@@ -18,17 +18,15 @@ log "database bootstrap"
 /usr/local/sbin/webstack-db-bootstrap
 
 log "app"
-umask 077
+# The node's variables, no secret among them: the database password (fetched above into
+# /etc/webstack/app-secrets/, the app's user's alone) is read by Gunicorn's config, like the app's
+# own secrets (appSecrets), fetched next. The first apply made the app's user and that directory,
+# and pointed /srv/webstack/current at the release, before this script ran.
 {
   printf 'WEBSTACK_NODE=%s\nWEBSTACK_ROLE=%s\n' "$NODE" "$DB_ROLE"
   printf 'DB_PRIMARY=%s\nDB_REPLICA=%s\n' "$APP_DB_PRIMARY" "$APP_DB_REPLICA"
-  printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\nDB_APP_PASSWORD=%s\n' "$(</etc/webstack/secrets/db-app-password)"
+  printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\n'
 } >/etc/webstack/app.env
-umask 022
-# The app's secrets (appSecrets), a file each that only www-data reads; Gunicorn's config puts them
-# in the app's environment. The release is in place: the first apply pointed /srv/webstack/current
-# at it before this script ran.
-install -d -m 0750 -o root -g www-data /etc/webstack/app-secrets
 /usr/local/sbin/webstack-aws fetch /etc/webstack/app-secrets.json
 systemctl daemon-reload
 systemctl enable --now webstack-app.service

@@ -36,19 +36,30 @@ def settings_env():
         return {}
 
 
+# The database password: a file of the app's secrets, never a variable of the unit's (issue 19).
+DB_PASSWORD_FILE = "/etc/webstack/app-secrets/DB_APP_PASSWORD"
+
+
 def secrets_env(manifest="/etc/webstack/app-secrets.json"):
-    """The app's secrets (appSecrets): the variables its manifest names (a secret taken out of
-    appSecrets leaves the app's environment at the next reload, even if its file stays), each read
-    from its own file, www-data's (0400)."""
+    """The app's secrets: the database password and the variables its manifest names (appSecrets;
+    a secret taken out of appSecrets leaves the app's environment at the next reload, even if its
+    file stays), each read from its own file, the app's user's alone (0400). Set here, they reach
+    the workers' os.environ, not any process's environment block (/proc/PID/environ)."""
     try:
         with open(manifest) as handle:
             paths = [entry["path"] for entry in json.load(handle)]
     except FileNotFoundError:
-        return {}
+        paths = []
     values = {}
-    for path in paths:
-        with open(path) as handle:
-            values[os.path.basename(path)] = handle.read()
+    for path in [DB_PASSWORD_FILE, *paths]:
+        try:
+            with open(path) as handle:
+                values[os.path.basename(path)] = handle.read()
+        except FileNotFoundError:
+            # Not fetched yet on a node booted before the app had its own user: its preflight
+            # still passes the password on from app.env, once.
+            if path != DB_PASSWORD_FILE:
+                raise
     return values
 
 

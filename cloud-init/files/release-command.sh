@@ -3,11 +3,12 @@
 # `webstack-aws apply` once per release, before any node switches to the release (issue 18).
 # Usage: webstack-release-command RELEASE_DIR COMMAND
 #   RELEASE_DIR  /srv/webstack/releases/<id>, prepared (unpacked, its venv made)
-#   COMMAND      run with /bin/sh -c, in RELEASE_DIR, as www-data
+#   COMMAND      run with /bin/sh -c, in RELEASE_DIR, as the app's user (webstack-app), with no new
+#                privileges
 # As root it first makes sure the database user `migrate` exists with its password and may change
 # the schema (over the local socket; the statements replicate). The command then runs with only
 # this environment: PATH (the release's venv first), the app's (app.env, its settings, its
-# secrets), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD and WEBSTACK_RELEASE. No value is ever put in a
+# secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD and WEBSTACK_RELEASE. No value is ever put in a
 # process's arguments. Its output goes to the app's log, each line prefixed `release <id12>: `,
 # and to stdout (apply's journal and, on failure, its refusal); its exit status is this script's.
 set -euo pipefail
@@ -57,11 +58,11 @@ for name, value in json.load(open(sys.argv[1])).get("env", {}).items():
   done
   export DB_MIGRATE_USER=migrate DB_MIGRATE_PASSWORD="$migrate_password" WEBSTACK_RELEASE="$release"
   cd "$release_dir"
-  exec setpriv --reuid=www-data --regid=www-data --init-groups -- /bin/sh -c "$command"
+  exec setpriv --reuid=webstack-app --regid=webstack-app --init-groups --no-new-privs -- /bin/sh -c "$command"
 }
 
-# Gunicorn's log file: if it is not there yet, it is made as Gunicorn would (www-data's).
-if [ ! -e "$app_log" ]; then install -m 0644 -o www-data -g www-data /dev/null "$app_log"; fi
+# Gunicorn's log file: if it is not there yet, it is made as Gunicorn would (the app's user's).
+if [ ! -e "$app_log" ]; then install -m 0644 -o webstack-app -g webstack-app /dev/null "$app_log"; fi
 set +e
 (run_command) </dev/null 2>&1 | sed -u "s/^/release ${release:0:12}: /" | tee -a "$app_log"
 status=${PIPESTATUS[0]}

@@ -247,6 +247,8 @@ def collect_command(role, node, db_client, client, read_stats=None, run=subproce
         data += [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
     else:
         data = database_metrics(role, node, db_client, run)
+    # What it read, in its journal: the lab reads it there (CloudWatch has no stand-in).
+    log("collected " + " ".join(f"{m['MetricName']}={m['Value']}" for m in data))
     with_retries(lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=data), "PutMetricData")
     return 0
 
@@ -476,8 +478,11 @@ def report(env, ssm, cloudwatch, status, state, release_failed=False):
 # rename, so Gunicorn (which follows it on every load of its config) never sees half of one.
 APP_UNIT = "webstack-app.service"
 APP_UNIT_FILE = "/etc/systemd/system/webstack-app.service"
-APP_USER = "www-data"
+# The app's own user (issue 19): whatever runs the release's code runs as it.
+APP_USER = "webstack-app"
 APP_ENV = "/etc/webstack/app.env"
+# The database password, the app's user's file: Gunicorn's config reads it; never an inherited variable.
+APP_DB_PASSWORD = "/etc/webstack/app-secrets/DB_APP_PASSWORD"
 APP_LOG = "/var/log/webstack/app.log"
 RELEASES = "/srv/webstack/releases"
 CURRENT = "/srv/webstack/current"
@@ -530,10 +535,57 @@ def has_requirements(path):
         return False
 
 
+# What pip runs of a release (a local path or `-e .` in requirements.txt builds with the release's
+# own setup.py) runs as the app's user, in a transient unit of its own: no network, no new
+# privileges, nothing writable but the venv, and no process left behind when pip exits.
+PIP_SANDBOX = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+               "PrivateDevices=yes", "RestrictAddressFamilies=AF_UNIX"]
+
+
+def as_app(writable, argv):
+    """argv as the app's user, sandboxed, with only `writable` writable; its output and exit status
+    are systemd-run's."""
+    properties = [*PIP_SANDBOX, f"ReadWritePaths={writable}"]
+    return ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+            f"--uid={APP_USER}", f"--gid={APP_USER}", *[f"--property={p}" for p in properties], "--", *argv]
+
+
+def own_tree(top, uid, gid):
+    """Everything under top (top too) owned by uid:gid, through file descriptors, never following a
+    link (os.fwalk): group and other lose write, setuid, setgid and sticky bits go. A file with
+    another hard link, or anything but a file, a directory or a link, refuses the release."""
+    try:
+        own_entries(top, uid, gid)
+    except OSError as error:
+        raise ReleaseRefused(f"the release's venv: {error}") from error
+
+
+def own_entries(top, uid, gid):
+    for _, dirs, files, dirfd in os.fwalk(top, follow_symlinks=False):
+        os.fchown(dirfd, uid, gid)
+        os.fchmod(dirfd, stat.S_IMODE(os.fstat(dirfd).st_mode) & 0o755)
+        for name in dirs + files:
+            status = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISLNK(status.st_mode):
+                os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+            elif stat.S_ISREG(status.st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+                try:
+                    if os.fstat(fd).st_nlink != 1:
+                        raise ReleaseRefused(f"the release's venv holds {name}, a file with another hard link")
+                    os.fchown(fd, uid, gid)
+                    os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & 0o755)
+                finally:
+                    os.close(fd)
+            elif not stat.S_ISDIR(status.st_mode):
+                raise ReleaseRefused(f"the release's venv holds {name}, neither a file, a directory nor a link")
+
+
 def prepare_release(app, root, s3, run):
     """The release's directory, made unless it is there: the archive from S3, its sha256 checked
     against the id, unpacked into <id>.partial with its venv, then renamed. While the venv is made,
-    <id> is a link to <id>.partial, so the venv's scripts name the path they will have."""
+    <id> is a link to <id>.partial, so the venv's scripts name the path they will have. Its
+    requirements are installed by the app's user (as_app), the venv handed over and back."""
     release = app["release"]
     if not RELEASE_ID.match(release):
         raise ReleaseRefused(f"not a release id: {release!r}")
@@ -562,7 +614,12 @@ def prepare_release(app, root, s3, run):
             if has_requirements(os.path.join(partial, "requirements.txt")):
                 pip = [f"{venv}/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
                        "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
-                check(run, pip, "release requirements", ReleaseRefused)
+                user = pwd.getpwnam(APP_USER)
+                own_tree(f"{partial}/venv", user.pw_uid, user.pw_gid)
+                try:
+                    check(run, as_app(f"{partial}/venv", pip), "release requirements", ReleaseRefused)
+                finally:
+                    own_tree(f"{partial}/venv", os.getuid(), os.getgid())
         finally:
             os.unlink(final)
     except (tarfile.TarError, EOFError, OSError, Refused) as error:
@@ -759,6 +816,11 @@ def preflight_command(release_dir, module, root="/", popen=subprocess.Popen):
     user = pwd.getpwnam(APP_USER)
     with open(under(root, APP_ENV)) as handle:
         app_env = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+    if os.path.exists(under(root, APP_DB_PASSWORD)):
+        # A node booted before the app had its own user still has the password in app.env: the
+        # config reads it from its file, so no environment block holds it (until the file is
+        # fetched, the preflight passes it on, as the unit did).
+        app_env.pop("DB_APP_PASSWORD", None)
     env = {"PATH": "/usr/bin:/bin", **app_env, "WEBSTACK_RELEASE_DIR": release_dir}
     directory = tempfile.mkdtemp(prefix="webstack-preflight-")
     try:

@@ -1,11 +1,16 @@
 """Runs inside the nodes' own OS (the lab's Debian 13 rootfs, in a throwaway overlay): feeds each
-rendered document's files to that OS's cloud-init, nginx, HAProxy, rsyslog and logrotate.
-Usage: python3 rootfs_checks.py DOC.yaml...   Prints "<doc> <check> ok" or "<doc> <check> FAILED ...".
+rendered document's files to that OS's cloud-init, systemd (sysusers, tmpfiles, the services' exposure),
+nginx, HAProxy, rsyslog and logrotate.
+Usage: python3 rootfs_checks.py DOC.yaml...   Prints "<doc> <check> ok" or "<doc> <check> FAILED ...";
+the exposure check "<doc> security <unit>=<level>... ok", which the caller judges.
 """
+import grp
 import os
 import pathlib
+import pwd
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -35,7 +40,10 @@ LOG_WRITERS = {
     "/etc/webstack/db/61-webstack-late.cnf": r"^(?:log_error|slow_query_log_file) = (/\S+)$",
 }
 # Log directories as the node makes them: the app unit's LogsDirectory=, the boot script's install -d.
-LOG_DIRS = {"/var/log/webstack": ("www-data", "www-data", 0o755), "/var/log/mysql": ("mysql", "adm", 0o2750)}
+LOG_DIRS = {"/var/log/webstack": ("webstack-app", "webstack-app", 0o755), "/var/log/mysql": ("mysql", "adm", 0o2750)}
+SYSUSERS = "/etc/sysusers.d/webstack.conf"
+TMPFILES = "/etc/tmpfiles.d/webstack.conf"
+UNITS = "/etc/systemd/system/"
 
 
 def logrotate(files):
@@ -73,8 +81,42 @@ def throwaway_tls():
     write("/etc/haproxy/certs/site.pem", pem, 0o600)
 
 
+def tmpfiles(files):
+    """The rule applied as the node applies it; the app's secrets' directory is then the app's."""
+    write(TMPFILES, files[TMPFILES])
+    code, output = run("systemd-tmpfiles", "--create", TMPFILES)
+    status = os.stat("/etc/webstack/app-secrets")
+    owner = (oct(stat.S_IMODE(status.st_mode)), pwd.getpwuid(status.st_uid).pw_name, grp.getgrgid(status.st_gid).gr_name)
+    if code == 0 and owner != ("0o750", "root", "webstack-app"):
+        return 1, f"/etc/webstack/app-secrets is {owner}"
+    return code, output
+
+
+def security(files):
+    """Each service's overall exposure as this systemd scores its file offline: "unit=level ..."."""
+    units = {path[len(UNITS):]: content for path, content in files.items()
+             if path.startswith(UNITS) and path.endswith(".service")}
+    directory = pathlib.Path("/tmp/units")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir()
+    for name, content in units.items():
+        write(directory / name, content)
+    code, output = run("systemd-analyze", "security", "--offline=yes", *sorted(str(directory / n) for n in units))
+    levels = re.findall(r"Overall exposure level for (\S+): (\d+\.\d)", output)
+    # A directive this systemd does not know, or a value it cannot parse, is ignored with a warning.
+    if code != 0 or len(levels) != len(units) or re.search(r"Unknown key|Failed to parse", output):
+        return 1, output
+    return 0, " ".join(f"{unit}={level}" for unit, level in levels)
+
+
 def checks(doc_path, files):
     yield "cloud-init", run("python3", str(HERE / "check-cloud-config.py"), doc_path)
+    if SYSUSERS in files:
+        # The app's user, before anything names it (logrotate's su).
+        write(SYSUSERS, files[SYSUSERS])
+        yield "sysusers", run("systemd-sysusers", SYSUSERS)
+    if TMPFILES in files:
+        yield "tmpfiles", tmpfiles(files)
     site = files.get("/etc/nginx/sites-available/webstack")
     if site is not None:
         for old in pathlib.Path("/etc/nginx/sites-enabled").glob("*"):
@@ -92,6 +134,7 @@ def checks(doc_path, files):
         write("/tmp/rsyslog.conf", 'module(load="imuxsock")\n$IncludeConfig /tmp/rsyslog-rule.conf\n')
         yield "rsyslog", run("rsyslogd", "-N1", "-f", "/tmp/rsyslog.conf")
     yield "logrotate", logrotate(files)
+    yield "security", security(files)
 
 
 def main(paths):
@@ -101,7 +144,9 @@ def main(paths):
         files = {f["path"]: f.get("content", "") for f in yaml.safe_load(open(path))["write_files"]}
         name = pathlib.Path(path).stem
         for check, (code, output) in checks(path, files):
-            if code == 0:
+            if code == 0 and check == "security":
+                print(f"{name} {check} {output} ok")
+            elif code == 0:
                 print(f"{name} {check} ok")
             else:
                 failed = True

@@ -258,10 +258,13 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             {"MetricName": "ReplicaRunning", "Dimensions": node, "Value": 1, "Unit": "Count"},
             {"MetricName": "ReplicaLagSeconds", "Dimensions": node, "Value": 0, "Unit": "Seconds"},
         ])
-        with stubber:
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
             self.module.collect_command("replica", "s1", "mariadb", client, run=run)
         self.assertEqual(calls[0][:3], ["mariadb", "--protocol=socket", "--user=root"])
         stubber.assert_no_pending_responses()
+        # What it read, in its journal (the lab's proof that its sandbox lets it ask the database).
+        self.assertIn("webstack-aws: collected DatabaseUp=1 ReplicaRunning=1 ReplicaLagSeconds=0\n", stderr.getvalue())
 
     def test_collect_reports_a_database_that_does_not_answer(self):
         run = lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", "ERROR 2002")  # noqa: E731

@@ -10,7 +10,9 @@ import hashlib
 import io
 import json
 import os
+import pathlib
 import pwd
+import stat
 import subprocess
 import sys
 import tarfile
@@ -30,6 +32,9 @@ SHOW_MAIN_PID = ["systemctl", "show", "-p", "MainPID", "--value", "webstack-app.
 RELOAD = ["systemctl", "reload", "webstack-app.service"]
 ROLL_BACK = ["systemctl", "reload-or-restart", "webstack-app.service"]
 MAIN_PID, WORKERS = 100, (201, 202)
+# The app's user stands in for webstack-app (which this machine has not): handing a venv to another
+# user needs root, which CI is; anyone else hands it to themselves.
+APP_USER = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
 DEMO = {"app.py": b"def application(environ, start_response):\n    pass\n"}
 
 
@@ -65,6 +70,9 @@ class ReleaseTestCase(NodeTestCase):
         self.commands.results[tuple(SHOW_MAIN_PID)] = (0, f"{MAIN_PID}\n")
         self.commands.results[tuple(RELOAD)] = self.gunicorn_reloads
         self.bundles = 0
+        patch = mock.patch.object(self.module, "APP_USER", APP_USER)
+        patch.start()
+        self.addCleanup(patch.stop)
 
     # The node's processes: Gunicorn's workers, each in the release current pointed to when it started.
     def workers_in(self, release):
@@ -141,18 +149,94 @@ class PrepareTest(ReleaseTestCase):
         self.assertFalse([argv for argv in self.commands.calls if "pip" in argv[0]])
         self.assertEqual(status["app"], release)
 
-    def test_requirements_are_installed_from_the_releases_wheels_only(self):
-        seen = []
+    def with_requirements(self):
+        """A release with a requirement and its wheel; its venv made as `python3 -m venv` would (a
+        directory, a link to the system's python), and the pip command that installs into it."""
         release = self.release({**DEMO, "requirements.txt": b"flask==3.0\n", "wheels/flask-3.0-py3-none-any.whl": b"w"})
         final = self.at(f"{RELEASES}/{release}")
+
+        def make_venv():
+            os.makedirs(f"{final}/venv/bin")
+            os.symlink("/usr/bin/python3", f"{final}/venv/bin/python")
+            return 0, ""
+
+        self.commands.results[tuple(self.venv(release))] = make_venv
         pip = [f"{final}/venv/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
                "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
-        # While the venv is made the release has its final name (its scripts' shebangs say so).
-        venv_result = noting(lambda: seen.append(os.path.exists(f"{final}/app.py")))
-        self.commands.results[tuple(self.venv(release))] = venv_result
+        return release, final, self.module.as_app(f"{final}.partial/venv", pip)
+
+    def test_requirements_are_installed_from_the_releases_wheels_only_as_the_apps_user_in_a_sandbox(self):
+        release, final, pip = self.with_requirements()
+        seen = []
+        # While pip runs the release has its final name (its scripts' shebangs say so), and the venv,
+        # the one place it writes, is the app's user's.
+        self.commands.results[tuple(pip)] = noting(lambda: seen.append(
+            (os.path.exists(f"{final}/app.py"), os.stat(f"{final}/venv/bin").st_uid)))
         self.assertEqual(self.deploy(release)[0], 0)
         self.assertEqual(self.commands.calls[:2], [self.venv(release), pip])
-        self.assertEqual(seen, [True])
+        self.assertEqual(seen, [(True, pwd.getpwnam(APP_USER).pw_uid)])
+        self.assertEqual(pip[:8], ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+                                   f"--uid={APP_USER}", f"--gid={APP_USER}"])
+        self.assertEqual([a for a in pip if a.startswith("--property=")], [
+            "--property=NoNewPrivileges=yes", "--property=ProtectSystem=strict", "--property=ProtectHome=yes",
+            "--property=PrivateTmp=yes", "--property=PrivateDevices=yes",
+            "--property=RestrictAddressFamilies=AF_UNIX", f"--property=ReadWritePaths={final}.partial/venv",
+        ])
+        self.assertEqual(pip[pip.index("--") + 1], f"{final}/venv/bin/pip")
+
+    def test_the_venv_pip_wrote_is_the_appliers_again_with_no_special_bit_or_shared_write(self):
+        release, final, pip = self.with_requirements()
+
+        def install():
+            venv = f"{final}/venv"
+            os.makedirs(f"{venv}/lib/site-packages/flask")
+            pathlib.Path(f"{venv}/lib/site-packages/flask/__init__.py").write_text("")
+            pathlib.Path(f"{venv}/bin/flask").write_text("#!/bin/sh\n")
+            os.chmod(f"{venv}/bin/flask", 0o6777)  # setuid, setgid, writable by all
+            os.chmod(f"{venv}/lib/site-packages/flask", 0o3777)
+            os.symlink("/etc/passwd", f"{venv}/lib/escape")  # a link is owned, never followed
+            return 0, ""
+
+        self.commands.results[tuple(pip)] = install
+        self.assertEqual(self.deploy(release)[0], 0)
+        venv = f"{final}/venv"
+        for path in (venv, f"{venv}/bin", f"{venv}/bin/flask", f"{venv}/lib/site-packages/flask",
+                     f"{venv}/lib/site-packages/flask/__init__.py", f"{venv}/lib/escape", f"{venv}/bin/python"):
+            owner = os.lstat(path)
+            self.assertEqual((path, owner.st_uid, owner.st_gid), (path, os.getuid(), os.getgid()))
+        self.assertEqual(stat.S_IMODE(os.stat(f"{venv}/bin/flask").st_mode), 0o755)
+        self.assertEqual(stat.S_IMODE(os.stat(f"{venv}/lib/site-packages/flask").st_mode), 0o755)
+        self.assertEqual(os.readlink(f"{venv}/lib/escape"), "/etc/passwd")
+
+    def test_a_venv_with_a_hard_link_or_a_fifo_is_refused_and_leaves_nothing(self):
+        for what, says in (("link", "a file with another hard link"), ("fifo", "neither a file, a directory nor a link")):
+            release, final, pip = self.with_requirements()
+
+            def install(what=what, final=final):
+                elsewhere = self.at("/var/log/webstack/app.log")  # the app's user's: pip could link it in
+                os.makedirs(os.path.dirname(elsewhere), exist_ok=True)
+                pathlib.Path(elsewhere).write_text("")
+                if what == "link":
+                    os.link(elsewhere, f"{final}/venv/bin/app.log")
+                else:
+                    os.mkfifo(f"{final}/venv/bin/pipe")
+                return 0, ""
+
+            self.commands.results[tuple(pip)] = install
+            code, _, status = self.deploy(release)
+            self.assertEqual(code, 1)
+            self.assertIn(says, status["reason"])
+            self.assertFalse(os.path.exists(final) or os.path.exists(f"{final}.partial"))
+            self.assertIn("ReleaseFailed", self.metric_names())
+
+    def test_failing_requirements_are_refused_with_pips_words_and_leave_nothing(self):
+        release, final, pip = self.with_requirements()
+        self.commands.results[tuple(pip)] = (1, "ERROR: No matching distribution found for flask==3.0\n")
+        code, _, status = self.deploy(release)
+        self.assertEqual(code, 1)
+        self.assertIn("release requirements failed", status["reason"])
+        self.assertIn("No matching distribution found for flask==3.0", status["reason"])
+        self.assertFalse(os.path.exists(final) or os.path.exists(f"{final}.partial"))
 
     def test_an_archive_whose_sha256_is_not_its_id_is_refused_before_anything_runs(self):
         release = self.release()
@@ -426,9 +510,11 @@ class ReleaseCommandTest(ReleaseTestCase):
 FAKE_GUNICORN = textwrap.dedent('''\
     #!/usr/bin/python3
     """Gunicorn as the preflight starts it: --bind unix:PATH; the release (cwd) says how it behaves."""
-    import http.server, os, socketserver, sys
+    import http.server, json, os, socketserver, sys
     socket_path = sys.argv[sys.argv.index("--bind") + 1].removeprefix("unix:")
     assert os.environ["WEBSTACK_RELEASE_DIR"] == os.getcwd() and os.environ["WEBSTACK_NODE"] == "s2"
+    with open("environment.json", "w") as handle:  # what it was started with, for the test to read
+        json.dump(dict(os.environ), handle)
     print("[2025-01-01 00:00:00 +0000] [1] [INFO] Starting gunicorn 23.0.0", file=sys.stderr, flush=True)
     if os.path.exists("broken"):
         print("Traceback (most recent call last):\\nModuleNotFoundError: No module named 'flask'", file=sys.stderr)
@@ -455,12 +541,12 @@ FAKE_GUNICORN = textwrap.dedent('''\
 class PreflightTest(ReleaseTestCase):
     """The preflight itself, with a stand-in Gunicorn: a real process on a real unix socket."""
 
-    def run_preflight(self, marker=None, wait=5):
+    def run_preflight(self, marker=None, wait=5, app_env="WEBSTACK_NODE=s2\n"):
         release_dir = self.at(f"{RELEASES}/{'a' * 64}")
         os.makedirs(release_dir)
         if marker:
             self.write(f"{RELEASES}/{'a' * 64}/{marker}", "")
-        self.write("/etc/webstack/app.env", "WEBSTACK_NODE=s2\n")
+        self.write("/etc/webstack/app.env", app_env)
         gunicorn = self.at("/usr/bin/gunicorn")
         self.write("/usr/bin/gunicorn", FAKE_GUNICORN)
         os.chmod(gunicorn, 0o755)
@@ -497,6 +583,23 @@ class PreflightTest(ReleaseTestCase):
     def test_a_release_whose_health_check_fails_says_what_it_logged(self):
         code, stdout, _ = self.run_preflight("unhealthy", wait=1)
         self.assertEqual((code, stdout), (1, "GET /healthz answered 503: GET /healthz: no database answered\n"))
+
+    def started_with(self):
+        with open(self.at(f"{RELEASES}/{'a' * 64}/environment.json")) as handle:
+            return json.load(handle)
+
+    def test_the_database_password_is_never_in_its_environment_once_the_apps_file_holds_it(self):
+        # A node booted before the app had its own user: the password is still in app.env.
+        old_env = "WEBSTACK_NODE=s2\nDB_APP_PASSWORD=pw\n"
+        self.write("/etc/webstack/app-secrets/DB_APP_PASSWORD", "pw")
+        self.assertEqual(self.run_preflight(app_env=old_env)[0], 0)
+        environment = self.started_with()
+        self.assertNotIn("DB_APP_PASSWORD", environment)
+        self.assertEqual(environment["WEBSTACK_NODE"], "s2")
+
+    def test_until_the_apps_file_is_fetched_the_password_in_app_env_is_passed_on(self):
+        self.assertEqual(self.run_preflight(app_env="WEBSTACK_NODE=s2\nDB_APP_PASSWORD=pw\n")[0], 0)
+        self.assertEqual(self.started_with()["DB_APP_PASSWORD"], "pw")
 
 
 class FetchReloadTest(ReleaseTestCase):
@@ -570,16 +673,19 @@ class GunicornConfigTest(unittest.TestCase):
         self.put("/etc/webstack/app-settings.json", json.dumps({"env": {"GREETING": "hi"}}))
         self.put("/etc/webstack/app-secrets/API_KEY", "s3cret")
         self.put("/etc/webstack/app-secrets/REMOVED", "gone from appSecrets, its file left behind")
+        self.put("/etc/webstack/app-secrets/DB_APP_PASSWORD", "the database's")
         self.put("/etc/webstack/app-secrets.json", json.dumps([
             {"parameter": "/webstack/t/app-secrets/API_KEY", "path": "/etc/webstack/app-secrets/API_KEY",
-             "mode": "0400", "owner": "www-data:www-data", "version": 3},
+             "mode": "0400", "owner": "webstack-app:webstack-app", "version": 3},
         ]))
         scope, path = self.load(release)
         self.assertEqual(scope["chdir"], release)
         self.assertEqual(path[0], release)
         self.assertNotIn("/srv/webstack/releases/an-older-one", path)
+        # The database password comes from its file too (issue 19), not from the unit's environment.
         self.assertEqual(sorted(scope["raw_env"]), [
-            "API_KEY=s3cret", "GREETING=hi", "WEBSTACK_DB_WAIT_S=58", f"WEBSTACK_RELEASE={'a' * 64}",
+            "API_KEY=s3cret", "DB_APP_PASSWORD=the database's", "GREETING=hi", "WEBSTACK_DB_WAIT_S=58",
+            f"WEBSTACK_RELEASE={'a' * 64}",
         ])
         self.assertEqual(scope["timeout"], 60)
 
