@@ -1,9 +1,10 @@
-// `npm run lab -- up | status | down | bench [--json] | apply [--set key=value …] | release DIR
-// [--set …]`: the stack on this machine, booted for real (see lab/lab.ts), changed in place as
-// `pulumi up` would, and its benchmark (lab/bench.ts).
+// `npm run lab -- up | status | down | bench [--json] | security [--json] | apply [--set key=value …]
+// | release DIR [--set …]`: the stack on this machine, booted for real (see lab/lab.ts), changed in
+// place as `pulumi up` would, its benchmark (lab/bench.ts) and its services' exposure (lab/security.ts).
 import { bench } from "./bench";
 import { LabError } from "./commands";
 import { apply, down, release, status, up } from "./lab";
+import { security } from "./security";
 import { ConfigError } from "../model/config";
 
 const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
@@ -11,15 +12,16 @@ const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
   status,
   down,
   bench,
+  security,
   apply,
   release,
 };
 /** The options each command takes. */
-const OPTIONS: Record<string, readonly string[]> = { bench: ["--json"] };
+const OPTIONS: Record<string, readonly string[]> = { bench: ["--json"], security: ["--json"] };
 /** Commands whose options are their own to check (apply's --set key=value pairs, release's DIR). */
 const FREE_OPTIONS = new Set(["apply", "release"]);
 const USAGE =
-  "usage: npm run lab -- up | status | down | bench [--json] | apply [--set key=value …] | release DIR [--set key=value …]   (as root, on Linux)";
+  "usage: npm run lab -- up | status | down | bench [--json] | security [--json] | apply [--set key=value …] | release DIR [--set key=value …]   (as root, on Linux)";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const command = COMMANDS[argv[0] ?? ""];

@@ -6,7 +6,8 @@ import * as path from "path";
 import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
-import { inNode } from "../lab/nodes";
+import { execInNode, inNode } from "../lab/nodes";
+import { nodeExposure } from "../lab/security";
 import {
   backendStates,
   forceRenewal,
@@ -15,7 +16,7 @@ import {
   servedCertificate,
 } from "../lab/runningStack";
 import { leftovers } from "../lab/teardown";
-import { FLOWS, flowsInto, NODE_NAMES } from "../model/topology";
+import { FLOWS, flowsInto, LB_NODE, NODE_NAMES, NodeName } from "../model/topology";
 import { labCli, labTest } from "./harness";
 import {
   answeringNode,
@@ -352,6 +353,214 @@ labTest(
     expect(actual).toEqual(expected);
   },
   60_000,
+);
+
+// ---- The app's sandbox (issue 19): its user, its secrets, its services' exposure -----------------
+
+const APP_NODES = ["s1", "s2"] as const;
+
+/** A command run inside a node as another user (its own groups only); its exit status and output. */
+const asUser = (node: NodeName, user: string, group: string, command: string[]) =>
+  execInNode(node, [
+    "setpriv",
+    `--reuid=${user}`,
+    `--regid=${group}`,
+    "--init-groups",
+    "--",
+    ...command,
+  ]);
+
+/** The app's Gunicorn processes on a node: the unit's main process (the master) and its workers. */
+function gunicornProcesses(node: NodeName): number[] {
+  const master = Number(
+    inNode(node, ["systemctl", "show", "--property=MainPID", "--value", "webstack-app.service"]),
+  );
+  const workers = inNode(node, ["cat", `/proc/${master}/task/${master}/children`])
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
+  return [master, ...workers];
+}
+
+/** A unit's journal since the node booted, messages only. */
+const journal = (node: NodeName, unit: string) =>
+  inNode(node, ["journalctl", "--no-pager", "--boot", "--output=cat", `--unit=${unit}`]);
+
+labTest(
+  "Gunicorn runs as the app's own user, and none of its processes has the database password in its environment",
+  () => {
+    for (const node of APP_NODES) {
+      const password = inNode(node, ["cat", "/etc/webstack/secrets/db-app-password"]);
+      expect(password.length).toBeGreaterThan(8);
+      const pids = gunicornProcesses(node);
+      expect(pids.length).toBeGreaterThan(1);
+      for (const pid of pids) {
+        const uid = /^Uid:\s+(\d+)\s/m.exec(inNode(node, ["cat", `/proc/${pid}/status`]))?.[1];
+        const user = inNode(node, ["getent", "passwd", String(uid)]).split(":")[0];
+        const environ = inNode(node, ["cat", `/proc/${pid}/environ`]).split("\0");
+        expect({ node, pid, user, names: environ.map((e) => e.split("=")[0]) }).toEqual({
+          node,
+          pid,
+          user: "webstack-app",
+          names: expect.not.arrayContaining(["DB_APP_PASSWORD"]),
+        });
+        expect({ node, pid, password: environ.some((e) => e.includes(password)) }).toEqual({
+          node,
+          pid,
+          password: false,
+        });
+      }
+    }
+  },
+);
+
+labTest(
+  "Nginx's user cannot read the app's secrets, the app's user cannot read the TLS key, and only Nginx's group reaches Gunicorn's socket",
+  () => {
+    for (const node of APP_NODES) {
+      const secret = "/etc/webstack/app-secrets/DB_APP_PASSWORD";
+      expect(asUser(node, "webstack-app", "webstack-app", ["cat", secret]).status).toBe(0);
+      expect(asUser(node, "www-data", "www-data", ["cat", secret]).status).not.toBe(0);
+      const key = asUser(node, "webstack-app", "webstack-app", [
+        "cat",
+        "/etc/webstack/tls/node.key",
+      ]);
+      expect(key.stderr).toContain("Permission denied");
+      const healthz = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"];
+      const socket = [...healthz, "/run/webstack/app.sock", `http://${node}/healthz`];
+      expect(asUser(node, "www-data", "www-data", socket).stdout).toBe("200");
+      const other = asUser(node, "nobody", "nogroup", socket);
+      expect(other.status).not.toBe(0);
+      expect(other.stderr).toMatch(/Permission denied|Couldn't connect/);
+    }
+  },
+);
+
+labTest("the app cannot reach instance metadata (the node's role); the node itself can", () => {
+  // A probe started by the node's systemd (a transient service, inside the node's cgroup tree),
+  // which moves itself into the app's cgroup, where the unit's IPAddressDeny= applies (systemd's BPF
+  // firewall); the same probe left in its own service is the node itself.
+  const probe = (inApp: boolean) =>
+    execInNode("s1", [
+      "systemd-run",
+      "--quiet",
+      "--wait",
+      "--pipe",
+      "--collect",
+      "sh",
+      "-c",
+      `${inApp ? "echo $$ > /sys/fs/cgroup/system.slice/webstack-app.service/cgroup.procs && " : ""}` +
+        "exec curl -sS -o /dev/null -w %{http_code} --max-time 3 -X PUT " +
+        "-H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token",
+    ]);
+  expect(probe(false).stdout).toBe("200");
+  const inApp = probe(true);
+  // Where the node's systemd cannot attach its firewall it says so in the app's journal.
+  const firewall = journal("s1", "webstack-app.service")
+    .split("\n")
+    .filter((l) => /firewall|BPF/i.test(l));
+  expect({ failed: inApp.status !== 0, stdout: inApp.stdout, firewall }).toEqual({
+    failed: true, // curl: could not connect
+    stdout: "000",
+    firewall: [],
+  });
+});
+
+labTest(
+  "the node's helpers do their work in their sandboxes: collect, report the boot, refresh TLS, obtain the certificate",
+  async () => {
+    // The collector reads what it reports (CloudWatch has no stand-in: its push then retries).
+    const collected = {
+      lb: /collected BackendsUp=2 /,
+      s1: /collected DatabaseUp=1 ReplicaRunning=1 /,
+      s2: /collected DatabaseUp=1$/m,
+    };
+    for (const node of NODE_NAMES) {
+      inNode(node, ["systemctl", "start", "--no-block", "webstack-collector.service"]);
+      await waitFor(`${node}'s collector`, 30, () =>
+        collected[node].test(journal(node, "webstack-collector.service")),
+      );
+      inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
+      // cloud-init's verdict, read in its sandbox.
+      expect(journal(node, "webstack-boot-status.service")).toContain(
+        "cloud-init finished cleanly (exit 0)",
+      );
+    }
+    // A certificate that is not SSM's: refresh-tls puts SSM's back, checks Nginx, reloads it and
+    // the database's TLS.
+    const original = nodeCertificate("s1");
+    const other = nodeCertificate("s2");
+    expect(
+      execInNode("s1", ["sh", "-c", "cat > /etc/webstack/tls/node.crt"], other.cert).status,
+    ).toBe(0);
+    const refresh = execInNode("s1", ["systemctl", "start", "webstack-refresh-tls.service"]);
+    expect({
+      status: refresh.status,
+      journal: journal("s1", "webstack-refresh-tls.service"),
+    }).toEqual({
+      status: 0,
+      journal: expect.stringContaining("new certificate; reloading nginx and the database's TLS"),
+    });
+    expect(nodeCertificate("s1")).toEqual(original);
+    // Let's Encrypt's certificate, obtained by the LB's certificate unit through Pebble.
+    expect(
+      execInNode(LB_NODE, ["test", "-s", "/etc/letsencrypt/live/webstack/fullchain.pem"]).status,
+    ).toBe(0);
+    expect(
+      inNode(LB_NODE, [
+        "systemctl",
+        "show",
+        "--property=Result",
+        "--value",
+        "webstack-certificate.service",
+      ]).trim(),
+    ).toBe("success");
+  },
+  120_000,
+);
+
+labTest(
+  "each node's services as its own systemd scores them: webstack's within their ceilings, the packaged ones as Debian ships them",
+  () => {
+    const rows = NODE_NAMES.flatMap((node) => nodeExposure(node).map((s) => ({ node, ...s })));
+    console.log(
+      rows
+        .map((r) => `${r.node} ${r.unit} ${r.exposure.toFixed(1)} ${r.ceiling ?? "Debian's"}`)
+        .join("\n"),
+    );
+    // Every node runs the app's helpers; the app nodes the app; the packaged servers where they belong.
+    const units = (node: NodeName) => rows.filter((r) => r.node === node).map((r) => r.unit);
+    expect(units("s1")).toEqual(
+      expect.arrayContaining([
+        "webstack-app.service",
+        "webstack-refresh-tls.service",
+        "mariadb.service",
+        "nginx.service",
+      ]),
+    );
+    expect(units(LB_NODE)).toEqual(
+      expect.arrayContaining(["webstack-certificate.service", "haproxy.service"]),
+    );
+    const over = rows.filter((r) => r.ceiling !== undefined && !(r.exposure <= r.ceiling));
+    expect(over).toEqual([]);
+    // Debian's units: webstack's only drop-in (in /etc) is the database's mount requirement.
+    const ours = rows
+      .filter((r) => r.ceiling === undefined)
+      .flatMap((r) => r.dropIns ?? [])
+      .filter((p) => p.startsWith("/etc/"));
+    expect(
+      ours.filter((p) => p !== "/etc/systemd/system/mariadb.service.d/webstack-data.conf"),
+    ).toEqual([]);
+    // The command prints the same.
+    const printed = labCli("security");
+    expect(printed.status).toBe(0);
+    for (const r of rows)
+      expect(printed.output).toMatch(
+        new RegExp(`^  ${r.node} +${r.unit.replace(".", "\\.")} +${r.exposure.toFixed(1)} `, "m"),
+      );
+  },
+  120_000,
 );
 
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
