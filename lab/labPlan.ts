@@ -14,6 +14,7 @@ import {
 } from "../model/topology";
 import { hostOf, splitCidr } from "../model/ipv4";
 import { vpcResolver } from "../model/aws";
+import { DEBIAN_ARCHIVE_HOSTS } from "../cloud-init/aptSources";
 
 export const LAB_STACK = "lab";
 export const LAB_REGION = "eu-west-1";
@@ -47,7 +48,7 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "their installer units keep retrying in the background and the boot completes without them.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
   "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
-    "Debian's own signed indexes; the nodes trust the lab's CA (for the SSM, S3 and Pebble stand-ins) " +
+    "Debian's own signed indexes; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble stand-ins) " +
     "as EC2 nodes trust public CAs.",
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
@@ -103,7 +104,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     client: service(100),
     nodes,
     hosts: {
-      "deb.debian.org": mirror,
+      ...Object.fromEntries(DEBIAN_ARCHIVE_HOSTS.map((host) => [host, mirror])),
       [`ssm.${region}.amazonaws.com`]: ssm,
       [s3Endpoint(region)]: s3,
       [ACME_HOST]: pebble,

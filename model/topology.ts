@@ -240,6 +240,11 @@ export function admits(
   return ingress && egress;
 }
 
+/** Whether a node's security group lets it open a TCP connection to the internet on `port`. */
+export function admitsOut(from: NodeName, port: number, flows: readonly Flow[] = FLOWS): boolean {
+  return flowsOutOf(from, flows).some((f) => f.port === port && f.to === "internet");
+}
+
 /** One security-group rule: a flow seen from one group (a node-to-node flow gives two). */
 export interface SecurityGroupRule {
   /** Stable resource key: renaming it replaces the rule. */

@@ -6,7 +6,8 @@ import * as path from "path";
 import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
-import { inNode } from "../lab/nodes";
+import { execInNode, inNode } from "../lab/nodes";
+import { debianSources } from "../cloud-init/aptSources";
 import {
   backendStates,
   forceRenewal,
@@ -19,6 +20,7 @@ import { FLOWS, flowsInto, NODE_NAMES } from "../model/topology";
 import { labCli, labTest } from "./harness";
 import {
   answeringNode,
+  egressMatrix,
   firewallMatrix,
   foreignCertificate,
   fromClient,
@@ -26,6 +28,7 @@ import {
   handshake,
   hostRoute,
   insertAsApp,
+  INTERNET_SERVICES,
   listeners,
   NETWORK,
   nodeCertificate,
@@ -352,6 +355,57 @@ labTest(
     expect(actual).toEqual(expected);
   },
   60_000,
+);
+
+labTest(
+  "egress matrix: from every node to each internet service, only what its security group lets out",
+  () => {
+    // The ports the flows name, the services' own and two nothing should use (SSH, SMTP).
+    const ports = new Set<number>([...FLOWS.map((f) => f.port), 22, 25, 15000]);
+    const { actual, expected } = egressMatrix(ports);
+    const open = Object.values(actual).filter((s) => s === "open").length;
+    console.log(
+      `egress matrix: ${Object.keys(actual).length} probes from ${NODE_NAMES.join(", ")} to ${Object.keys(INTERNET_SERVICES).join(", ")} over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
+    );
+    expect(actual).toEqual(expected);
+    // Whatever the flow table says: plain HTTP is out (the mirror answers on 80, the node cannot
+    // reach it), HTTPS is in.
+    for (const node of NODE_NAMES) {
+      expect({ node, http: actual[`${node} -> mirror:80`] }).toEqual({ node, http: "filtered" });
+      expect({ node, https: actual[`${node} -> mirror:443`] }).toEqual({ node, https: "open" });
+    }
+  },
+  60_000,
+);
+
+labTest(
+  "APT over HTTPS: every node's sources are the program's, and apt-get update succeeds with port 80 closed",
+  () => {
+    for (const node of NODE_NAMES) {
+      const sources = inNode(node, [
+        "sh",
+        "-c",
+        "cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null; true",
+      ]);
+      expect({ node, plainHttp: sources.match(/^(URIs:|deb) .*http:\/\/.*$/gm) }).toEqual({
+        node,
+        plainHttp: null,
+      });
+      expect({
+        node,
+        debian: inNode(node, ["cat", "/etc/apt/sources.list.d/debian.sources"]),
+      }).toEqual({ node, debian: debianSources() });
+      const update = execInNode(node, ["apt-get", "-o", "DPkg::Lock::Timeout=60", "update", "-q"]);
+      expect({ node, status: update.status, errors: update.stdout.match(/^(E|W): .*$/gm) }).toEqual(
+        {
+          node,
+          status: 0,
+          errors: null,
+        },
+      );
+    }
+  },
+  180_000,
 );
 
 labTest("status shows the summary; a second up is safe and changes nothing", () => {

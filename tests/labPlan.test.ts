@@ -196,6 +196,7 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
   expect(network.ranges).toEqual(["192.168.10.0/24", "10.41.0.0/24"]);
   expect(network.hosts).toEqual({
     "deb.debian.org": network.mirror,
+    "security.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,
     "s3.eu-west-1.amazonaws.com": network.s3,
     "acme.lab.test": network.pebble,

@@ -9,7 +9,7 @@ import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import { admits, NODE_NAMES, NodeName, Peer } from "../model/topology";
+import { admits, admitsOut, NODE_NAMES, NodeName, Peer } from "../model/topology";
 import { PROJECT_DIR } from "./harness";
 
 /** The lab's own addresses: the program's topology for the lab's VPC range. */
@@ -244,6 +244,61 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
       const key = `${source} -> ${node}:${port}`;
       actual[key] = state;
       expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
+    }
+  }
+  return { actual, expected };
+}
+
+/** The internet's services a node may try to reach, by name: each at its own address. */
+export const INTERNET_SERVICES = {
+  mirror: NETWORK.mirror,
+  ssm: NETWORK.ssm,
+  s3: NETWORK.s3,
+  pebble: NETWORK.pebble,
+} as const;
+
+/** The TCP ports listening on the internet namespace's addresses, as "address:port". */
+function internetListeners(): Set<string> {
+  const r = inNamespace(INTERNET_NS, ["ss", "-Hltn"]);
+  expect(r.stderr).toBe("");
+  // "LISTEN 0 128 10.41.0.80:443 0.0.0.0:*": the fourth column.
+  return new Set(
+    r.stdout
+      .trim()
+      .split("\n")
+      .map((line) => line.split(/\s+/)[3]),
+  );
+}
+
+/**
+ * The egress matrix: from each node to each of the internet's services on each port, what the
+ * node's security group lets out. Allowed and listening: open; allowed, nothing listening: closed
+ * (the stand-in's reset reached the node); not allowed: filtered.
+ */
+export function egressMatrix(ports: ReadonlySet<number>): {
+  actual: Record<string, string>;
+  expected: Record<string, string>;
+} {
+  const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
+  const listening = internetListeners();
+  const expected: Record<string, string> = {};
+  const actual: Record<string, string> = {};
+  const services = Object.entries(INTERNET_SERVICES);
+  for (const node of NODE_NAMES) {
+    const targets = services.flatMap(([, address]) => [...ports].map((p) => `${address}:${p}`));
+    const r = inNamespace(nodeNamespace(node), [PYTHON, probe, ...targets]);
+    expect(r.stderr).toBe("");
+    for (const line of r.stdout.trim().split("\n")) {
+      const [target, state] = line.split(" ");
+      const [address, port] = target.split(":");
+      const [service] = services.find(([, a]) => a === address)!;
+      const key = `${node} -> ${service}:${port}`;
+      actual[key] = state;
+      expected[key] = !admitsOut(node, Number(port))
+        ? "filtered"
+        : listening.has(target)
+          ? "open"
+          : "closed";
     }
   }
   return { actual, expected };

@@ -1,5 +1,7 @@
 // Topology: addresses derived from the VPC range, and the flow table the firewalls are built from.
 import {
+  Flow,
+  admitsOut,
   FLOWS,
   SG_DESCRIPTION,
   buildTopology,
@@ -169,4 +171,15 @@ describe("securityGroupRules", () => {
     expect(rules.map((r) => r.key)).toContain("s2-in-tcp3306-from-s1");
     expect(rules.map((r) => r.key)).toContain("lb-out-tcp443-to-s1");
   });
+});
+
+test("admitsOut: a node reaches the internet on the ports its egress flows name, and no other", () => {
+  const flows: Flow[] = [
+    { from: "s1", to: "internet", port: 443, protocol: "tcp", why: "HTTPS out" },
+    { from: "lb", to: "s1", port: 443, protocol: "tcp", why: "to s1" },
+  ];
+  expect(admitsOut("s1", 443, flows)).toBe(true);
+  expect(admitsOut("s1", 80, flows)).toBe(false);
+  // A flow to another node is not a way to the internet.
+  expect(admitsOut("lb", 443, flows)).toBe(false);
 });
