@@ -135,7 +135,7 @@ export function composeBootstrap(
       permissions: f.permissions,
       ...(f.owner && f.owner !== "root:root" ? { owner: f.owner } : {}),
     })),
-    // Before package_update: apt fetches the archive's indexes over HTTPS (no port 80 anywhere).
+    // Before package_update: apt fetches the archive's indexes over HTTPS (no node has port 80 outbound).
     apt: composeApt(parts),
     package_update: true,
     packages,
