@@ -144,25 +144,18 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
   },
-  ...NODE_NAMES.flatMap((node): Flow[] => [
-    {
-      from: node,
-      to: "internet",
-      port: PORTS.https,
-      protocol: "tcp",
-      why:
-        NODE_ROLES[node] === "loadbalancer"
-          ? "HTTPS to AWS APIs (SSM, CloudWatch), the ACME server and agent packages"
-          : "HTTPS through NAT to AWS APIs (SSM, CloudWatch) and agent packages",
-    },
-    {
-      from: node,
-      to: "internet",
-      port: PORTS.http,
-      protocol: "tcp",
-      why: "HTTP to the Debian package mirror (apt verifies signatures)",
-    },
-  ]),
+  // 443 only: APT fetches Debian's archive over HTTPS too (cloud-init/aptSources.ts), so no node
+  // has port 80 outbound; the LB's port 80 is inbound only (redirects, ACME HTTP-01).
+  ...NODE_NAMES.map((node): Flow => ({
+    from: node,
+    to: "internet",
+    port: PORTS.https,
+    protocol: "tcp",
+    why:
+      NODE_ROLES[node] === "loadbalancer"
+        ? "HTTPS to AWS APIs (SSM, S3, CloudWatch), the Debian archive, the ACME server and agent packages"
+        : "HTTPS through NAT to AWS APIs (SSM, S3, CloudWatch), the Debian archive and agent packages",
+  })),
 ];
 
 /**

@@ -3,6 +3,7 @@ import {
   Flow,
   admitsOut,
   FLOWS,
+  NODE_NAMES,
   SG_DESCRIPTION,
   buildTopology,
   flowsInto,
@@ -105,17 +106,25 @@ describe("flows", () => {
       flowsOutOf("lb")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s1:443", "s2:443"]);
+    ).toEqual(["internet:443", "s1:443", "s2:443"]);
     expect(
       flowsOutOf("s1")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s2:3306"]);
+    ).toEqual(["internet:443", "s2:3306"]);
     expect(
       flowsOutOf("s2")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s1:3306"]);
+    ).toEqual(["internet:443", "s1:3306"]);
+  });
+
+  test("no node has egress on port 80: APT and every download go over HTTPS", () => {
+    for (const node of NODE_NAMES)
+      expect(flowsOutOf(node).filter((f) => f.port === 80)).toEqual([]);
+    expect(FLOWS.filter((f) => f.port === 80)).toEqual([
+      expect.objectContaining({ from: "internet", to: "lb" }),
+    ]);
   });
 
   test("no SSH or RDP anywhere: access is through SSM Session Manager", () => {
@@ -156,13 +165,10 @@ describe("securityGroupRules", () => {
         .sort(),
     ).toEqual([
       "lb egress 443",
-      "lb egress 80",
       "lb ingress 443",
       "lb ingress 80",
       "s1 egress 443",
-      "s1 egress 80",
       "s2 egress 443",
-      "s2 egress 80",
     ]);
   });
 
