@@ -13,15 +13,30 @@ import threading
 
 
 class Files(http.server.SimpleHTTPRequestHandler):
+    # Keep-alive, every answer with its length: apt reads an answer to its end, not to the
+    # connection's close (an HTTP/1.0 close without TLS's close_notify is an error to OpenSSL 3).
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    def shutdown_request(self, request):
+        # A clean TLS close (close_notify) before the TCP one.
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.unwrap()
+            except (OSError, ValueError):
+                pass
+        super().shutdown_request(request)
 
 
 def main():
     directory, address, cert, key = sys.argv[1:5]
     handler = functools.partial(Files, directory=directory)
-    plain = http.server.ThreadingHTTPServer((address, 80), handler)
-    secure = http.server.ThreadingHTTPServer((address, 443), handler)
+    plain = Server((address, 80), handler)
+    secure = Server((address, 443), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
