@@ -177,6 +177,17 @@ export interface PlannedBundleFile {
   readonly onChange?: string[];
 }
 
+/** A bundle's `app`: the release, where it is, its WSGI callable and its release command's part. */
+export interface PlannedBundleApp {
+  readonly release: string;
+  readonly bucket: string;
+  readonly key: string;
+  /** module.path:callable, the config's appModule. */
+  readonly module: string;
+  readonly command?: { run: string; status: string };
+  readonly awaitCommand?: { node: string; status: string };
+}
+
 /** A node's bundle, parsed from the object the plan uploads (issue 17's format 1). */
 export interface PlannedBundle {
   readonly format: number;
@@ -188,7 +199,7 @@ export interface PlannedBundle {
   readonly files: PlannedBundleFile[];
   readonly firstApply: string[][];
   /** The app nodes' release (issue 18). */
-  readonly app?: Record<string, unknown>;
+  readonly app?: PlannedBundleApp;
   readonly healthCheck?: string[];
 }
 
