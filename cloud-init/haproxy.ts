@@ -39,6 +39,12 @@ export interface HaproxyParams {
   readonly connections: LbConnectionLimits;
 }
 
+/**
+ * The name of the HTTPS frontend (haproxy.cfg): an answer HAProxy gives there itself, such as the
+ * per-client limit's 429, logs it as its backend.
+ */
+export const HTTPS_FRONTEND = "https";
+
 /** The body of the LB's 429, in the shape of the app's and Nginx's JSON errors. */
 export const RATE_LIMITED_ERROR = "too many requests";
 

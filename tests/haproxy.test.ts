@@ -1,6 +1,6 @@
 // HAProxy's config line by line: ACME and redirect, TLS, the per-client limit, connection limits,
 // verified backends, retries, stats.
-import { HaproxyParams, renderHaproxyConfig } from "../cloud-init/haproxy";
+import { HTTPS_FRONTEND, HaproxyParams, renderHaproxyConfig } from "../cloud-init/haproxy";
 import { lbConnectionLimits } from "../model/limits";
 import { PORTS } from "../model/topology";
 import { TOPOLOGY } from "./harness";
@@ -227,6 +227,20 @@ describe("the per-client request limit (rateLimitPerClient)", () => {
     ]);
     // Port 80 (redirects, ACME challenges) is not limited.
     expect(section("frontend http").join("\n")).not.toMatch(/track-sc|stick-table|429/);
+  });
+
+  test("a 429 logs the https frontend as its backend and status 429: what RateLimited counts", () => {
+    expect(section(`frontend ${HTTPS_FRONTEND}`)).toContain(RATE_LIMITED);
+    const format = CONFIG_LINES.find((l) => l.startsWith("log-format "))!.slice(11);
+    // What HAProxy 3.0 prints for an answer it gave in a frontend: %b that frontend, %s <NOSRV>.
+    const line = JSON.parse(
+      JSON.parse(format)
+        .replace("%b", HTTPS_FRONTEND)
+        .replace("%s", "<NOSRV>")
+        .replace("%ST", "429")
+        .replace(/%\[[^\]]+\]|%\w+/g, "0"),
+    );
+    expect(line).toMatchObject({ status: 429, backend: "https", server: "<NOSRV>" });
   });
 
   test("the 429's body is JSON in the shape of the app's errors, naming the LB", () => {
