@@ -41,7 +41,7 @@ import { DatadogApiKey } from "./components/datadogApiKey";
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
   // any resource exists.
-  const { config, architectures, release } = await loadConfig();
+  const { config, architectures, lbMemoryMiB, release } = await loadConfig();
   const stack = pulumi.getStack();
   const topology = buildTopology(config.vpcCidr);
   const tags = makeTagger(stack, config.tags);
@@ -205,6 +205,8 @@ export = async () => {
         fqdn: n.internalName,
       })),
       serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
+      rateLimitPerClient: config.rateLimitPerClient,
+      memoryMiB: lbMemoryMiB,
       architecture: architectures.lb,
       monitoring: monitoringOf(LB_NODE),
     },

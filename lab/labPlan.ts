@@ -75,6 +75,11 @@ export interface LabNetwork {
   readonly pebble: string;
   /** The client's address on the internet (connections from "the internet" start from it). */
   readonly client: string;
+  /**
+   * A second client's address on the internet, not held by `up`: a test that needs two clients
+   * at once (the LB's per-client limit) adds it for its run (`withSecondClient`).
+   */
+  readonly secondClient: string;
   readonly nodes: Readonly<Record<NodeName, string>>;
   /** Name → address, as the lab's resolver answers. */
   readonly hosts: Readonly<Record<string, string>>;
@@ -102,6 +107,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     s3,
     pebble,
     client: service(100),
+    secondClient: service(101),
     nodes,
     hosts: {
       ...Object.fromEntries(DEBIAN_ARCHIVE_HOSTS.map((host) => [host, mirror])),

@@ -52,6 +52,8 @@ export interface InstanceTypeFacts {
   readonly ebsNvmeSupport: string;
   /** EC2's names: i386, x86_64, arm64, x86_64_mac, arm64_mac. */
   readonly supportedArchitectures: readonly string[];
+  /** The instance's memory in MiB (MemoryInfo.SizeInMiB): the LB's HAProxy sizes its limits by it. */
+  readonly memorySize: number;
 }
 
 /** What EC2 answered for one instance type: its facts, or why it does not know the type. */

@@ -1,6 +1,10 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
 import { ENV_FILE_CHARACTERS } from "./envFile";
-import { MIN_LB_SERVER_TIMEOUT_SECONDS } from "./limits";
+import {
+  MAX_RATE_LIMIT_PER_CLIENT,
+  MIN_LB_SERVER_TIMEOUT_SECONDS,
+  RATE_LIMIT_WINDOW_SECONDS,
+} from "./limits";
 import { PROJECT } from "./naming";
 import { APP_ARCHIVE_LIMIT_MIB, AppSourceListing, appSourceProblems } from "./appSource";
 import { closestName, editDistance } from "./typos";
@@ -79,6 +83,11 @@ export interface WebstackConfig {
   readonly lbServerTimeoutSeconds: number;
   /** The largest request body the app nodes accept, in MiB. @default 10 */
   readonly maxBodyMiB: number;
+  /**
+   * Requests one client address may send the LB per RATE_LIMIT_WINDOW_SECONDS; 0: no per-client
+   * limit. @default 1000
+   */
+  readonly rateLimitPerClient: number;
   /** E-mail subscribed to the alarm topic; no subscription without it. */
   readonly alarmEmail?: string;
   /** Requests per second at the LB above which the QPS alarm fires. @default 500 */
@@ -273,6 +282,14 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "50",
     default: "10",
     parse: wholeNumber(1, 1024),
+  },
+  rateLimitPerClient: {
+    doc: `Requests one client address may send per ${RATE_LIMIT_WINDOW_SECONDS} s; past it, HAProxy answers a JSON 429 with Retry-After itself. 0 turns the limit off (behind a CDN or another proxy, every request comes from a few addresses).`,
+    accepted: `a whole number of requests from 0 (no limit) to ${MAX_RATE_LIMIT_PER_CLIENT}`,
+    example: "3000",
+    // 100 requests/s: room for many users behind one NAT address.
+    default: "1000",
+    parse: wholeNumber(0, MAX_RATE_LIMIT_PER_CLIENT),
   },
   alarmEmail: {
     doc: "E-mail address subscribed to the alarm topic.",

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { RATE_LIMITED_ERROR } from "../cloud-init/haproxy";
 import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
@@ -15,9 +16,13 @@ import {
   nodeSql,
   servedCertificate,
 } from "../lab/runningStack";
+import { withSecondClient } from "../lab/namespaces";
 import { leftovers } from "../lab/teardown";
+import { CONFIG_KEYS } from "../model/config";
+import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
 import { FLOWS, flowsInto, NODE_NAMES } from "../model/topology";
 import { labCli, labTest } from "./harness";
+import { LoadReport, startLoad } from "./labLoad";
 import {
   answeringNode,
   egressMatrix,
@@ -29,6 +34,7 @@ import {
   hostRoute,
   insertAsApp,
   INTERNET_SERVICES,
+  lbLogEntries,
   listeners,
   NETWORK,
   nodeCertificate,
@@ -38,6 +44,7 @@ import {
   recordedProcesses,
   replaceS1Certificate,
   requestLoop,
+  rootRequestsServed,
   timedThroughLb,
   TOPOLOGY,
   writeThroughApp,
@@ -136,6 +143,66 @@ labTest("round-robin alternates s1 and s2 under sequential requests", () => {
   const served = Array.from({ length: 10 }, answeringNode);
   for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
 });
+
+labTest(
+  "past the per-client limit one client gets JSON 429s with Retry-After from the LB alone, while another, at the same time, gets none",
+  async () => {
+    // The lab runs the default: rateLimitPerClient 1000 per 10 s.
+    const limit = Number(CONFIG_KEYS.rateLimitPerClient.default);
+    expect(inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"])).toContain(
+      `if { sc_http_req_rate(0) gt ${limit} }`,
+    );
+    const servedBefore = rootRequestsServed();
+    const refusedBefore = lbLogEntries(429).length;
+    // Two clients from two addresses on the internet, for 12 s: A at 150/s reaches the limit after
+    // about 6.7 s, B at 5/s never does.
+    const [a, b] = await withSecondClient(NETWORK, () => {
+      const load = { seconds: 12, mix: "root=1", limitedOk: true };
+      const over = startLoad("client A", { ...load, rate: 150, source: NETWORK.client });
+      const under = startLoad("client B", { ...load, rate: 5, source: NETWORK.secondClient });
+      return Promise.all([over.report(), under.report()]);
+    });
+    const line = (who: string, r: LoadReport) =>
+      `${who}: ${r.sent} sent in ${r.seconds} s, ${r.ok} answered 200, ${r.limited} answered 429 ` +
+      `(the first due at ${r.first_limited_s ?? "-"} s; Retry-After ${JSON.stringify(r.limited_retry_after)}), ` +
+      `${r.failed} failed; by status ${JSON.stringify(r.statuses)}` +
+      (r.failures.length ? `\n  failures: ${r.failures.join("\n  ")}` : "");
+    console.log(
+      `per-client limit ${limit} per 10 s:\n${line(`A ${NETWORK.client} at 150/s`, a)}\n` +
+        line(`B ${NETWORK.secondClient} at 5/s`, b),
+    );
+    // A: the limit's worth of answers, then 429s, each saying when to come back and why, in JSON
+    // from the LB; nothing else went wrong. HAProxy counts the request it judges, and the refused
+    // ones too: over 10 s exactly `limit` were answered here (a few more would be the rate's
+    // rounding, not a leak).
+    expect(a.failures).toEqual([]);
+    expect(a.failed).toBe(0);
+    expect(a.ok).toBeGreaterThanOrEqual(limit);
+    expect(a.ok).toBeLessThanOrEqual(limit + 10);
+    expect(a.limited).toBe(a.sent - a.ok);
+    expect(a.limited).toBeGreaterThan(0);
+    expect(a.limited_retry_after).toEqual([RATE_LIMIT_RETRY_AFTER_SECONDS]);
+    expect(a.limited_errors).toEqual([RATE_LIMITED_ERROR]);
+    expect(a.limited_nodes).toEqual(["lb"]);
+    // B, from another address while A was refused: every request answered, none refused.
+    expect(b).toMatchObject({ sent: 60, ok: 60, limited: 0, failed: 0, failures: [] });
+    expect(a.first_limited_s!).toBeLessThan(b.seconds);
+    // The refused requests reached no backend: the app nodes served exactly the 200s.
+    expect(rootRequestsServed() - servedBefore).toBe(a.ok + b.ok);
+    // The LB logged each 429 as its own answer (the frontend as backend, no server), in JSON: what
+    // the RateLimited metric filter counts.
+    await waitFor(
+      "the LB's log of every 429",
+      10,
+      () => lbLogEntries(429).length - refusedBefore >= a.limited,
+    );
+    const refused = lbLogEntries(429).slice(refusedBefore);
+    expect(refused).toHaveLength(a.limited);
+    for (const entry of refused)
+      expect(entry).toMatchObject({ status: 429, backend: "https", server: "<NOSRV>" });
+  },
+  90_000,
+);
 
 // ---- ACME: the LB's certificate from Pebble, through its own challenge path --------------------
 

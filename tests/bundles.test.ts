@@ -204,6 +204,7 @@ describe("a node-level setting reaches the nodes through their bundles only", ()
   test.each([
     ["lbServerTimeoutSeconds", { lbServerTimeoutSeconds: "120" }],
     ["maxBodyMiB", { maxBodyMiB: "50" }],
+    ["rateLimitPerClient", { rateLimitPerClient: "0" }],
   ])("%s: only the bundle objects and pointers change; no instance input", async (_, setting) => {
     const changedPlan = await planConfig({ ...BASE, ...setting });
     const { changed, added, gone } = compare(plan, changedPlan);

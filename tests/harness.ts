@@ -378,6 +378,29 @@ export function commandWorks(command: string, args: string[]): boolean {
 export const IS_ROOT = process.getuid?.() === 0;
 
 /**
+ * A one-day self-signed ECDSA P-256 certificate for `name`, made by openssl in `dir` (key.pem,
+ * cert.pem); `subjectAltName` as openssl takes it ("DNS:a,IP:10.0.0.1").
+ */
+export function selfSignedCertificate(
+  dir: string,
+  name: string,
+  subjectAltName: string,
+): { keyFile: string; certFile: string } {
+  const [keyFile, certFile] = ["key.pem", "cert.pem"].map((f) => path.join(dir, f));
+  const r = spawnSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+      ...["-days", "1", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${subjectAltName}`],
+      ...["-keyout", keyFile, "-out", certFile],
+    ],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+  return { keyFile, certFile };
+}
+
+/**
  * `test` when what a test needs is here. Otherwise: skipped with a note on a developer's machine,
  * but failed under CI, where .ci/run (scripts/setup.sh) provides everything.
  */

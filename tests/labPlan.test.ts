@@ -203,7 +203,8 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
     [LAB_DOMAIN]: ip.lb,
     ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
-  const services = [network.mirror, network.ssm, network.s3, network.pebble, network.client];
+  const names = ["mirror", "ssm", "s3", "pebble", "client", "secondClient"] as const;
+  const services = names.map((name) => network[name]);
   for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);
   expect(new Set(services).size).toBe(services.length);
 });

@@ -3,14 +3,24 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { logPath } from "../cloud-init/logSources";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import { PYTHON } from "../lab/commands";
 import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import { admits, admitsOut, NODE_NAMES, NodeName, Peer } from "../model/topology";
-import { PROJECT_DIR } from "./harness";
+import {
+  admits,
+  admitsOut,
+  APP_NODE_NAMES,
+  LB_NODE,
+  NODE_NAMES,
+  NODE_ROLES,
+  NodeName,
+  Peer,
+} from "../model/topology";
+import { PROJECT_DIR, selfSignedCertificate } from "./harness";
 
 /** The lab's own addresses: the program's topology for the lab's VPC range. */
 export const TOPOLOGY = LAB_TOPOLOGY;
@@ -42,6 +52,28 @@ export function timedThroughLb(urlPath: string, ...curlOptions: string[]) {
 
 /** The backend that answered a request for the site's root through the LB. */
 export const answeringNode = () => (JSON.parse(getThroughLb().stdout) as { node: string }).node;
+
+/** Requests for the site's root (`GET /`) the app nodes' Nginx answered, by their access logs. */
+export function rootRequestsServed(): number {
+  return APP_NODE_NAMES.reduce((sum, node) => {
+    const log = logPath(NODE_ROLES[node], "nginx-access");
+    // grep -c exits 1 when it counts 0: its count is the answer either way.
+    const r = execInNode(node, ["grep", "-c", '"uri":"/",', log]);
+    if (r.status !== 0 && r.status !== 1) throw new Error(`${node}: grep ${log}: ${r.stderr}`);
+    return sum + Number(r.stdout.trim());
+  }, 0);
+}
+
+/** The LB's access-log entries (its JSON lines) for answers of one status, oldest first. */
+export function lbLogEntries(status: number): Record<string, unknown>[] {
+  const log = logPath(NODE_ROLES[LB_NODE], "haproxy");
+  const r = execInNode(LB_NODE, ["grep", "-h", `"status":${status},`, log]);
+  if (r.status !== 0 && r.status !== 1) throw new Error(`lb: grep ${log}: ${r.stderr}`);
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line.slice(line.indexOf("{"))) as Record<string, unknown>);
+}
 
 /** The host's route for a range ("" when there is none). */
 export const hostRoute = (range: string) =>
@@ -118,27 +150,16 @@ interface KeyPair {
 export function foreignCertificate(): KeyPair {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
   try {
-    const r = spawnSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${TOPOLOGY.nodes.s1.internalName}`,
-      "-addext",
-      `subjectAltName=DNS:${TOPOLOGY.nodes.s1.internalName},IP:${TOPOLOGY.nodes.s1.privateIp}`,
-      "-keyout",
-      `${dir}/k`,
-      "-out",
-      `${dir}/c`,
-    ]);
-    expect(r.status).toBe(0);
-    return { cert: fs.readFileSync(`${dir}/c`, "utf8"), key: fs.readFileSync(`${dir}/k`, "utf8") };
+    const s1 = TOPOLOGY.nodes.s1;
+    const made = selfSignedCertificate(
+      dir,
+      s1.internalName,
+      `DNS:${s1.internalName},IP:${s1.privateIp}`,
+    );
+    return {
+      cert: fs.readFileSync(made.certFile, "utf8"),
+      key: fs.readFileSync(made.keyFile, "utf8"),
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
