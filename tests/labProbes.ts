@@ -9,7 +9,7 @@ import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import { admits, NODE_NAMES, NodeName, Peer } from "../model/topology";
+import { admits, NODE_NAMES, NodeName } from "../model/topology";
 import { PROJECT_DIR } from "./harness";
 
 /** The lab's own addresses: the program's topology for the lab's VPC range. */
@@ -225,7 +225,7 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
   expected: Record<string, string>;
 } {
   const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
-  const sources: Peer[] = ["internet", ...NODE_NAMES];
+  const sources: (NodeName | "internet")[] = ["internet", ...NODE_NAMES];
   const expected: Record<string, string> = {};
   const actual: Record<string, string> = {};
   for (const source of sources) {
