@@ -116,3 +116,25 @@ export function unknownInstanceTypeReason(message: string): string | undefined {
 export function ebsDevicePath(volumeId: string): string {
   return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
 }
+
+/**
+ * The AWS services the nodes reach through interface endpoints (config `vpcEndpoints`): Systems
+ * Manager and Session Manager's channel (ssmmessages), KMS, CloudWatch Logs and metrics
+ * (monitoring). ec2messages is not among them: Run Command is not used.
+ */
+export const INTERFACE_ENDPOINT_SERVICES = [
+  "ssm",
+  "ssmmessages",
+  "kms",
+  "logs",
+  "monitoring",
+] as const;
+export type InterfaceEndpointService = (typeof INTERFACE_ENDPOINT_SERVICES)[number];
+
+/** S3 is reached through a gateway endpoint: routes in the VPC's route tables, free of charge. */
+export const GATEWAY_ENDPOINT_SERVICE = "s3";
+
+/** A VPC endpoint service's name in a region (the form the commercial and GovCloud regions use). */
+export function endpointServiceName(region: string, service: string): string {
+  return `com.amazonaws.${region}.${service}`;
+}

@@ -66,6 +66,11 @@ export interface WebstackConfig {
   readonly dbEngine: DbEngine;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
   readonly vpcCidr: string;
+  /**
+   * S3 gateway and SSM, Session Manager, KMS, CloudWatch Logs and metrics interface endpoints in
+   * the VPC (interface endpoints are billed per endpoint per AZ-hour). @default false
+   */
+  readonly vpcEndpoints: boolean;
   /** Protect the stateful nodes from deletion and replacement. @default true */
   readonly protectData: boolean;
   /** Retention of every log group the stack creates, in days. @default 30 */
@@ -230,6 +235,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "10.40.0.0/16",
     default: "10.40.0.0/16",
     parse: vpcCidr,
+  },
+  vpcEndpoints: {
+    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
+    accepted: "true or false",
+    example: "true",
+    default: "false",
+    parse: boolean,
   },
   protectData: {
     doc: "Protect the database nodes and their volumes against deletion and replacement.",

@@ -130,6 +130,16 @@ describe("the Mermaid diagram", () => {
     expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
   });
 
+  test("Mermaid's parser accepts prod's too, with the VPC endpoints' group", async () => {
+    const diagram = renderDiagram(await planStack("prod"));
+    expect(diagram).toContain(
+      '  subgraph sg_endpoints["security group webstack-prod-sg-endpoints"]',
+    );
+    const parsed = mermaidParse(diagram);
+    expect(parsed.error).toBe("");
+    expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
+  });
+
   test.each([
     ["a subgraph never closed", (d: string) => d.replace(/\n  end\n/, "\n")],
     ["an edge label never closed", (d: string) => d.replace('-->|"tcp 443"|', '-->|"tcp 443"')],

@@ -46,6 +46,7 @@ export const T = {
   flowLog: "aws:ec2/flowLog:FlowLog",
   defaultSecurityGroup: "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
   securityGroup: "aws:ec2/securityGroup:SecurityGroup",
+  vpcEndpoint: "aws:ec2/vpcEndpoint:VpcEndpoint",
   legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   egressRule: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",

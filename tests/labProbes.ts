@@ -18,7 +18,6 @@ import {
   NODE_NAMES,
   NODE_ROLES,
   NodeName,
-  Peer,
 } from "../model/topology";
 import { PROJECT_DIR, selfSignedCertificate } from "./harness";
 
@@ -246,7 +245,7 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
   expected: Record<string, string>;
 } {
   const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
-  const sources: Peer[] = ["internet", ...NODE_NAMES];
+  const sources: (NodeName | "internet")[] = ["internet", ...NODE_NAMES];
   const expected: Record<string, string> = {};
   const actual: Record<string, string> = {};
   for (const source of sources) {

@@ -2,8 +2,12 @@
 import {
   Flow,
   admitsOut,
+  ENDPOINT_FLOWS,
   FLOWS,
   NODE_NAMES,
+  admits,
+  groupsOf,
+  stackFlows,
   SG_DESCRIPTION,
   buildTopology,
   flowsInto,
@@ -136,7 +140,47 @@ describe("flows", () => {
   });
 
   test("every reason is a valid AWS rule description", () => {
-    for (const flow of FLOWS) expect(flow.why).toMatch(SG_DESCRIPTION);
+    for (const flow of [...FLOWS, ...ENDPOINT_FLOWS]) expect(flow.why).toMatch(SG_DESCRIPTION);
+  });
+});
+
+describe("the VPC endpoints in the flow table (vpcEndpoints)", () => {
+  const on = stackFlows({ vpcEndpoints: true });
+
+  test("off: the flow table is FLOWS, three groups; on: each node reaches the endpoints on 443, four groups", () => {
+    expect(stackFlows({ vpcEndpoints: false })).toBe(FLOWS);
+    expect(buildTopology("10.40.0.0/16").flows).toBe(FLOWS);
+    expect(groupsOf(FLOWS)).toEqual(["lb", "s1", "s2"]);
+    expect(on.filter((f) => !FLOWS.includes(f)).map((f) => `${f.from}→${f.to}:${f.port}`)).toEqual([
+      "lb→endpoints:443",
+      "s1→endpoints:443",
+      "s2→endpoints:443",
+    ]);
+    expect(buildTopology("10.40.0.0/16", { vpcEndpoints: true }).flows).toEqual(on);
+    expect(groupsOf(on)).toEqual(["lb", "s1", "s2", "endpoints"]);
+  });
+
+  test("the endpoints' group: ingress on 443 from each node's group, no egress; each node's egress to it", () => {
+    const rules = securityGroupRules(on).filter(
+      (r) => r.group === "endpoints" || r.peer === "endpoints",
+    );
+    expect(rules.map((r) => `${r.key} ${r.direction} ${r.port}`)).toEqual([
+      "endpoints-in-tcp443-from-lb ingress 443",
+      "lb-out-tcp443-to-endpoints egress 443",
+      "endpoints-in-tcp443-from-s1 ingress 443",
+      "s1-out-tcp443-to-endpoints egress 443",
+      "endpoints-in-tcp443-from-s2 ingress 443",
+      "s2-out-tcp443-to-endpoints egress 443",
+    ]);
+  });
+
+  test("admitted: a node to the endpoints on 443 only; the endpoints open nothing, the internet cannot reach them", () => {
+    for (const node of NODE_NAMES) {
+      expect(admits(node, "endpoints", 443, on)).toBe(true);
+      expect(admits(node, "endpoints", 80, on)).toBe(false);
+      expect(admits("endpoints", node, 443, on)).toBe(false);
+    }
+    expect(admits("internet", "endpoints", 443, on)).toBe(false);
   });
 });
 
