@@ -627,9 +627,18 @@ def point_current(root, release):
     log(f"current is release {release[:12]}")
 
 
-def app_module(app):
-    """The release's WSGI callable, module.path:callable, as the bundle's `app` names it."""
+APP_UNIT_FILE = "/etc/systemd/system/webstack-app.service"
+
+
+def app_module(app, files):
+    """The release's WSGI callable, module.path:callable, as the bundle's `app` names it; a bundle
+    made before `app` named it (a stack pointed back to an older program) names it only as the last
+    word of its own app unit's ExecStart, which is read then."""
     module = app.get("module") if isinstance(app, dict) else None
+    if isinstance(app, dict) and "module" not in app:
+        unit = next((f.get("content", "") for f in files if f.get("path") == APP_UNIT_FILE), "")
+        starts = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+        module = shlex.split(starts[0].partition("=")[2])[-1] if starts else None
     if not isinstance(module, str) or not APP_MODULE.fullmatch(module):
         raise ReleaseRefused(f"the bundle's app names no module.path:callable as its module: {module!r}")
     return module
@@ -855,7 +864,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         if bundle["format"] != 1 or bundle["node"] != env["NODE"]:
             raise Refused(f"a format {bundle['format']} bundle for {bundle['node']}; this is {env['NODE']}")
         # What a new release's preflight serves: checked before anything is installed or fetched.
-        module = app_module(app) if app else None
+        module = app_module(app, bundle.get("files", [])) if app else None
         # firstApply runs once: a first apply that failed its health check is retried as a change.
         first_done = os.path.join(state, "first-apply.done")
         first = not applied and not os.path.exists(first_done)

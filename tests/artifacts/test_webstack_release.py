@@ -302,6 +302,19 @@ class SwitchTest(ReleaseTestCase):
         self.assertIn(self.preflight(new, "shop.wsgi:application"), self.commands.calls)
         self.assertEqual(self.current(), new)
 
+    def test_a_bundle_made_before_app_named_its_module_takes_it_from_its_own_unit(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        bundle = self.app_bundle(new)
+        del bundle["app"]["module"]
+        bundle["files"].append(self.file(
+            "/etc/systemd/system/webstack-app.service",
+            "[Service]\nExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py shop.wsgi:application\n"))
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertIn(self.preflight(new, "shop.wsgi:application"), self.commands.calls)
+        self.assertEqual(self.current(), new)
+
     def test_an_app_without_a_module_path_and_callable_is_refused_before_anything_runs(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
