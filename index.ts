@@ -1,6 +1,6 @@
-// Composition root: config → topology → network → firewalls → key and bucket → identities → PKI and
-// secrets → the app's release → images → certificate → bundles (what runs on each node) → app
-// nodes → load balancer → monitoring → outputs.
+// Composition root: config → topology → network → firewalls → VPC endpoints → key and bucket →
+// identities → PKI and secrets → the app's release → images → certificate → bundles (what runs on
+// each node) → app nodes → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -12,6 +12,7 @@ import {
   PORTS,
   PRIMARY_NODE,
   REPLICA_NODE,
+  SUBNET_NAMES,
   buildTopology,
   mapNodes,
 } from "./model/topology";
@@ -22,6 +23,7 @@ import { NodeMonitoring } from "./cloud-init/monitoring";
 import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
+import { VpcEndpoints } from "./components/vpcEndpoints";
 import { ParameterKey } from "./components/parameterKey";
 import { StackBucket } from "./components/stackBucket";
 import { NodeBundles } from "./components/nodeBundles";
@@ -41,9 +43,9 @@ import { DatadogApiKey } from "./components/datadogApiKey";
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
   // any resource exists.
-  const { config, architectures, release } = await loadConfig();
+  const { config, architectures, lbMemoryMiB, release } = await loadConfig();
   const stack = pulumi.getStack();
-  const topology = buildTopology(config.vpcCidr);
+  const topology = buildTopology(config.vpcCidr, { vpcEndpoints: config.vpcEndpoints });
   const tags = makeTagger(stack, config.tags);
   const account = currentAccount();
 
@@ -60,6 +62,19 @@ export = async () => {
     flows: topology.flows,
     tags,
   });
+  // The nodes' AWS traffic inside the VPC (off by default: interface endpoints cost by the hour).
+  if (config.vpcEndpoints) {
+    new VpcEndpoints("endpoints", {
+      vpcId: network.vpcId,
+      region: account.region,
+      routeTableIds: [network.routeTableIds.public, network.routeTableIds.private],
+      subnetIds: SUBNET_NAMES.filter((s) => !topology.subnets[s].public).map(
+        (s) => network.subnetIds[s],
+      ),
+      securityGroupId: firewalls.endpointsGroupId!,
+      tags,
+    });
+  }
   const parameterKey = new ParameterKey("parameters", { stack, tags });
   const bucket = new StackBucket("files", {
     stack,
@@ -205,6 +220,8 @@ export = async () => {
         fqdn: n.internalName,
       })),
       serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
+      rateLimitPerClient: config.rateLimitPerClient,
+      memoryMiB: lbMemoryMiB,
       architecture: architectures.lb,
       monitoring: monitoringOf(LB_NODE),
     },

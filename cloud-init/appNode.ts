@@ -438,7 +438,7 @@ export function appSecretsManifest(secrets: readonly AppSecretRef[]): ManifestEn
 }
 
 /**
- * The bundle's `app` key: the release and where it is; the primary runs the release command and
+ * The bundle's `app` key: the release, where it is and its WSGI callable; the primary runs the release command and
  * reports, the replica waits for that report. Without a command, neither.
  */
 export function bundleApp(p: AppNodeParams): BundleApp {
@@ -448,6 +448,7 @@ export function bundleApp(p: AppNodeParams): BundleApp {
     release: p.release.id,
     bucket: p.release.bucket,
     key: p.release.key,
+    module: p.release.module,
     ...(command !== undefined && p.node.role === "primary"
       ? { command: { run: command, status } }
       : {}),

@@ -11,6 +11,11 @@ export const DEBIAN_ARCHIVE = "https://deb.debian.org/debian";
 /** Debian's security archive, over HTTPS too. */
 export const DEBIAN_SECURITY = "https://security.debian.org/debian-security";
 
+/** The hosts the nodes fetch packages from (the lab's mirror answers at each). */
+export const DEBIAN_ARCHIVE_HOSTS = [DEBIAN_ARCHIVE, DEBIAN_SECURITY].map(
+  (uri) => new URL(uri).hostname,
+);
+
 /** The suites each archive serves a node: the release with its updates, and security updates. */
 export const DEBIAN_SUITES = {
   archive: [DEBIAN_RELEASE, `${DEBIAN_RELEASE}-updates`],

@@ -47,6 +47,8 @@ export interface BundleApp {
   readonly release: string;
   readonly bucket: string;
   readonly key: string;
+  /** The WSGI callable, module.path:callable (`appModule`): what the node's preflight serves. */
+  readonly module: string;
   /** The primary's only, and only with a release command. */
   readonly command?: ReleaseCommand;
   /** The replica's only, and only with a release command. */
@@ -169,6 +171,7 @@ function appJson(app: BundleApp) {
     release: app.release,
     bucket: app.bucket,
     key: app.key,
+    module: app.module,
     ...(app.command ? { command: { run: app.command.run, status: app.command.status } } : {}),
     ...(app.awaitCommand
       ? { awaitCommand: { node: app.awaitCommand.node, status: app.awaitCommand.status } }

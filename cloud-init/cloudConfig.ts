@@ -1,8 +1,10 @@
 // A node's user-data: the bootstrap (issue 17), one #cloud-config serialized with `yaml`, composed
-// from the parts that must exist before the node's bundle can: boot commands, packages, early files.
+// from the parts that must exist before the node's bundle can: boot commands, APT sources, packages,
+// early files.
 import YAML from "yaml";
 import { METRIC_NAMESPACE, bundlePointerName, bundleStatusName } from "../model/naming";
 import { NodeName } from "../model/topology";
+import { debianAptConfig } from "./aptSources";
 import { renderEnvFile } from "./nodeFiles";
 import { shippedFile } from "./template";
 
@@ -28,7 +30,10 @@ export interface BootstrapPart {
   readonly bootcmd?: readonly Command[];
   /** Written before the packages install: what a package's first start must already find. */
   readonly bootFiles?: readonly WriteFile[];
-  /** cloud-init `apt` settings (extra sources). */
+  /**
+   * cloud-init `apt` settings: extra `sources` by name (merged with other parts'), any other key
+   * once across the parts and Debian's own settings (debianAptConfig).
+   */
   readonly apt?: Readonly<Record<string, unknown>>;
 }
 
@@ -61,8 +66,32 @@ export function renderBundleEnv(stack: string, node: NodeName): string {
 }
 
 /**
+ * Every node's `apt` settings: Debian's sources over HTTPS first, then the parts' (MySQL's
+ * repository). `sources` are merged by name; a name or any other key set twice is refused, so no
+ * part silently replaces another's source or Debian's archive.
+ */
+export function composeApt(parts: readonly BootstrapPart[]): Record<string, unknown> {
+  const apt: Record<string, unknown> = {};
+  const sources: Record<string, unknown> = {};
+  for (const settings of [debianAptConfig(), ...parts.map((p) => p.apt ?? {})]) {
+    for (const [key, value] of Object.entries(settings)) {
+      if (key === "sources") {
+        for (const [name, source] of Object.entries(value as Record<string, unknown>)) {
+          if (name in sources) throw new Error(`two parts add the apt source ${name}`);
+          sources[name] = source;
+        }
+      } else {
+        if (key in apt) throw new Error(`two parts set apt.${key}`);
+        apt[key] = value;
+      }
+    }
+  }
+  return Object.keys(sources).length > 0 ? { ...apt, sources } : apt;
+}
+
+/**
  * The bootstrap: the parts merged in order (packages once, no two parts writing one file, boot
- * commands after SSH is off), the bundle's env and the bootstrap script, which runs last. The
+ * commands after SSH is off, Debian's APT sources under the parts'), the bundle's env and the bootstrap script, which runs last. The
  * header comment and `#cloud-config` line come first, as cloud-init requires.
  */
 export function composeBootstrap(
@@ -85,7 +114,6 @@ export function composeBootstrap(
     if (seen.has(file.path)) throw new Error(`two parts write ${file.path}`);
     seen.add(file.path);
   }
-  const apt = Object.assign({}, ...parts.map((p) => p.apt ?? {}));
 
   const document: Record<string, unknown> = {
     // A minimal rootfs (the lab) has no other locale; EC2's Debian image has it too.
@@ -107,7 +135,8 @@ export function composeBootstrap(
       permissions: f.permissions,
       ...(f.owner && f.owner !== "root:root" ? { owner: f.owner } : {}),
     })),
-    ...(Object.keys(apt).length > 0 ? { apt } : {}),
+    // Before package_update: apt fetches the archive's indexes over HTTPS (no node has port 80 outbound).
+    apt: composeApt(parts),
     package_update: true,
     packages,
     // One command: its status is the boot's (a refused first apply fails it, loudly).

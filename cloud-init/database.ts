@@ -94,9 +94,10 @@ const MYSQL: EngineProfile = {
   apt: {
     sources: {
       "mysql-8.4-lts": {
-        source: "deb [signed-by=$KEY_FILE] http://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
+        // https and hkps: the firewalls let the nodes out on 443 only.
+        source:
+          "deb [signed-by=$KEY_FILE] https://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
         keyid: MYSQL_APT_KEY_FINGERPRINT,
-        // hkps: the firewall lets nodes out on 443 only (and 80 for package mirrors).
         keyserver: "hkps://keyserver.ubuntu.com",
       },
     },

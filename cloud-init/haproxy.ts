@@ -1,4 +1,10 @@
-// The HAProxy config of the load balancer: a pure function of the backends, the domain and the ports.
+// The HAProxy config of the load balancer: a pure function of the backends, the domain, the ports
+// and the limits.
+import {
+  LbConnectionLimits,
+  RATE_LIMIT_RETRY_AFTER_SECONDS,
+  RATE_LIMIT_WINDOW_SECONDS,
+} from "../model/limits";
 import { PORTS } from "../model/topology";
 import { renderShipped } from "./template";
 
@@ -13,6 +19,8 @@ export interface HaproxyBackend {
 export interface HaproxyParams {
   /** The LB's node name, as its JSON access log states it (the metric filters count by it). */
   readonly node: string;
+  /** The LB's role, as its own JSON errors state it (the app nodes' errors name theirs). */
+  readonly role: string;
   readonly domain: string;
   readonly backends: readonly HaproxyBackend[];
   /** The private CA that issued the backends' certificates. */
@@ -25,6 +33,45 @@ export interface HaproxyParams {
   readonly statsPort: number;
   /** How long HAProxy waits for a backend's answer (and for a client), in seconds. */
   readonly serverTimeoutSeconds: number;
+  /** Requests one client address may send per RATE_LIMIT_WINDOW_SECONDS; 0: no per-client limit. */
+  readonly rateLimitPerClient: number;
+  /** Connections HAProxy holds at once, in all and per frontend. */
+  readonly connections: LbConnectionLimits;
+}
+
+/**
+ * The name of the HTTPS frontend (haproxy.cfg): an answer HAProxy gives there itself, such as the
+ * per-client limit's 429, logs it as its backend.
+ */
+export const HTTPS_FRONTEND = "https";
+
+/** The body of the LB's 429, in the shape of the app's and Nginx's JSON errors. */
+export const RATE_LIMITED_ERROR = "too many requests";
+
+/**
+ * The per-client request limit of the HTTPS frontend: each client address tracked in a stick
+ * table, and past the limit a JSON 429 answered by HAProxy itself, before any backend sees it. The
+ * request being judged counts: the limit is the number of requests still served per window.
+ *
+ * - `type ipv6`: IPv4 clients are kept as IPv4-mapped addresses, so one table holds both.
+ * - `size 100k`: about 70 bytes each (HAProxy's 60 per ipv6 entry, 12 for the rate), 7 MiB at most;
+ *   past 100k addresses within the expiry the oldest entries go, and their clients start afresh.
+ * - `expire 30s` after an address's last request: longer than the two windows its rate spans.
+ */
+function renderRateLimit(p: Pick<HaproxyParams, "node" | "role" | "rateLimitPerClient">): string {
+  if (!Number.isInteger(p.rateLimitPerClient) || p.rateLimitPerClient < 0)
+    throw new Error(`a per-client limit is a whole number from 0: ${p.rateLimitPerClient}`);
+  if (p.rateLimitPerClient === 0)
+    return "    # No per-client request limit (rateLimitPerClient 0).";
+  const body = JSON.stringify({ node: p.node, role: p.role, error: RATE_LIMITED_ERROR });
+  // Inside '…' HAProxy takes every character as it is: a body must hold no quote of that kind.
+  if (body.includes("'")) throw new Error(`HAProxy's 429 body cannot be quoted: ${body}`);
+  return [
+    `    # At most ${p.rateLimitPerClient} requests per client address per ${RATE_LIMIT_WINDOW_SECONDS} s (rateLimitPerClient).`,
+    `    stick-table type ipv6 size 100k expire 30s store http_req_rate(${RATE_LIMIT_WINDOW_SECONDS}s)`,
+    "    http-request track-sc0 src",
+    `    http-request return status 429 content-type application/json string '${body}' hdr Retry-After ${RATE_LIMIT_RETRY_AFTER_SECONDS} hdr Cache-Control no-store if { sc_http_req_rate(0) gt ${p.rateLimitPerClient} }`,
+  ].join("\n");
 }
 
 /**
@@ -41,6 +88,11 @@ export function renderServerLine(b: HaproxyBackend): string {
 export function renderHaproxyConfig(p: HaproxyParams): string {
   return renderShipped("haproxy.cfg", {
     NODE: p.node,
+    MAXCONN: p.connections.total,
+    HTTP_MAXCONN: p.connections.http,
+    HTTPS_MAXCONN: p.connections.https,
+    STATS_MAXCONN: p.connections.stats,
+    RATE_LIMIT: renderRateLimit(p),
     DOMAIN: p.domain,
     CA_FILE: p.caFile,
     CERT_FILE: p.certFile,

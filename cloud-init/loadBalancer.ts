@@ -1,6 +1,7 @@
 // The composers of the load balancer's two documents: its bootstrap (user-data: packages) and its
 // bundle (HAProxy, the public certificate in one of three modes, monitoring, boot).
 import { Architecture } from "../model/aws";
+import { lbConnectionLimits } from "../model/limits";
 import { LOOPBACK_PORTS, NodeSpec } from "../model/topology";
 import {
   CA_CERT_PATH,
@@ -67,6 +68,10 @@ export interface LoadBalancerParams {
   readonly certificate: CertificateSetup;
   /** How long HAProxy waits for a backend's answer, in seconds (RequestTimeouts.lbServerSeconds). */
   readonly serverTimeoutSeconds: number;
+  /** Requests one client address may send per RATE_LIMIT_WINDOW_SECONDS (`rateLimitPerClient`); 0: none. */
+  readonly rateLimitPerClient: number;
+  /** The instance's memory in MiB, as EC2 reports its type: HAProxy's connection limits follow it. */
+  readonly memoryMiB: number;
   /** The instance's architecture (the agents' packages). */
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
@@ -197,6 +202,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
   };
   const haproxy = renderHaproxyConfig({
     node: p.node.name,
+    role: p.node.role,
     domain: p.domain,
     backends: p.backends,
     caFile: CA_CERT_PATH,
@@ -204,6 +210,8 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     certbotPort: LOOPBACK_PORTS.certbot,
     statsPort: LOOPBACK_PORTS.haproxyStats,
     serverTimeoutSeconds: p.serverTimeoutSeconds,
+    rateLimitPerClient: p.rateLimitPerClient,
+    connections: lbConnectionLimits(p.memoryMiB),
   });
   const script = (path: string, name: string): BundleFile => ({
     path,

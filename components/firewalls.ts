@@ -1,14 +1,24 @@
-// The seed's three firewalls: one security group per node, rules generated from the topology's flows.
+// The seed's three firewalls, one security group per node, and the VPC endpoints' group when the
+// stack has them; every rule generated from the topology's flows.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { Flow, NodeName, NodeSpec, mapNodes, securityGroupRules } from "../model/topology";
-import { Tagger } from "../model/tags";
+import {
+  ENDPOINTS,
+  Flow,
+  GroupName,
+  NodeName,
+  NodeSpec,
+  groupsOf,
+  mapNodes,
+  securityGroupRules,
+} from "../model/topology";
+import { TagRole, Tagger } from "../model/tags";
 
 export interface FirewallsArgs {
   readonly vpcId: pulumi.Input<string>;
   /** The nodes that each get a group (role and description come from here). */
   readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
-  /** Every allowed flow; nothing else is opened. */
+  /** Every allowed flow; nothing else is opened. A flow to the endpoints gives them a group. */
   readonly flows: readonly Flow[];
   readonly tags: Tagger;
 }
@@ -19,40 +29,52 @@ const INTERNET_IPV4 = "0.0.0.0/0";
 export class Firewalls extends pulumi.ComponentResource {
   /** Security group id per node. */
   readonly groupIds: Readonly<Record<NodeName, pulumi.Output<string>>>;
+  /** The VPC endpoints' security group, when the flows reach them (`vpcEndpoints`). */
+  readonly endpointsGroupId?: pulumi.Output<string>;
 
   constructor(name: string, args: FirewallsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:network:Firewalls", name, {}, opts);
     const child = { parent: this };
+    const roleOf = (group: GroupName): TagRole =>
+      group === ENDPOINTS ? "network" : args.nodes[group].role;
+    const describe = (group: GroupName) =>
+      group === ENDPOINTS
+        ? "webstack endpoints: the VPC interface endpoints, reached on 443 from the nodes only"
+        : `webstack ${group}: ${args.nodes[group].description}`;
 
     // No `name` (autonaming allows create-before-delete) and no inline rules: rules are
     // standalone resources below, one per (group, direction, port, peer).
-    const groups = mapNodes(
-      (node) =>
+    const groups = new Map(
+      groupsOf(args.flows).map((group) => [
+        group,
         new aws.ec2.SecurityGroup(
-          `${name}-${node}`,
+          `${name}-${group}`,
           {
             vpcId: args.vpcId,
-            description: `webstack ${node}: ${args.nodes[node].description}`,
+            description: describe(group),
             // Lets a group be deleted while the peer's rules still reference it.
             revokeRulesOnDelete: true,
-            tags: args.tags(args.nodes[node].role, `sg-${node}`),
+            tags: args.tags(roleOf(group), `sg-${group}`),
           },
           child,
         ),
+      ]),
     );
+    // groupsOf gives every end of a flow but the internet its group.
+    const groupId = (group: GroupName) => groups.get(group)!.id;
 
     for (const rule of securityGroupRules(args.flows)) {
       const peer =
         rule.peer === "internet"
           ? { cidrIpv4: INTERNET_IPV4 }
-          : { referencedSecurityGroupId: groups[rule.peer].id };
+          : { referencedSecurityGroupId: groupId(rule.peer) };
       const ruleArgs = {
-        securityGroupId: groups[rule.group].id,
+        securityGroupId: groupId(rule.group),
         ipProtocol: rule.protocol,
         fromPort: rule.port,
         toPort: rule.port,
         description: rule.description,
-        tags: args.tags(args.nodes[rule.group].role, `sg-${rule.key}`),
+        tags: args.tags(roleOf(rule.group), `sg-${rule.key}`),
         ...peer,
       };
       if (rule.direction === "ingress") {
@@ -62,7 +84,8 @@ export class Firewalls extends pulumi.ComponentResource {
       }
     }
 
-    this.groupIds = mapNodes((node) => groups[node].id);
-    this.registerOutputs({ groupIds: this.groupIds });
+    this.groupIds = mapNodes(groupId);
+    this.endpointsGroupId = groups.get(ENDPOINTS)?.id;
+    this.registerOutputs({ groupIds: this.groupIds, endpointsGroupId: this.endpointsGroupId });
   }
 }

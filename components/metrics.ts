@@ -1,4 +1,5 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
+import { HTTPS_FRONTEND } from "../cloud-init/haproxy";
 import { METRIC_NAMESPACE } from "../model/naming";
 import {
   APP_NODES_BY_NAME,
@@ -38,6 +39,17 @@ export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
     log: "haproxy",
     pattern: "{ $.status >= 500 }",
     metric: "Http5xx",
+    value: "1",
+    unit: "Count",
+  },
+  {
+    // The per-client limit's 429s: HAProxy answers them in the frontend, so they log it as their
+    // backend (a 429 from the app logs backend "app"). Not errors of the stack: never in Http5xx.
+    key: "lb-rate-limited",
+    node: LB_NODE,
+    log: "haproxy",
+    pattern: `{ ($.status = 429) && ($.backend = "${HTTPS_FRONTEND}") }`,
+    metric: "RateLimited",
     value: "1",
     unit: "Count",
   },
@@ -315,7 +327,7 @@ const BUNDLE_OUTCOMES = {
 
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
- * resources, bundles.
+ * resources, bundles, requests refused by the per-client limit.
  */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = NODE_NAMES;
@@ -420,6 +432,13 @@ export function dashboardBody(d: DashboardInputs): string {
           ]),
       ),
       0,
+      24,
+      d.region,
+    ),
+    graph(
+      "Requests refused by the per-client limit (429, count per minute)",
+      [[METRIC_NAMESPACE, "RateLimited", "Node", LB_NODE, { stat: "Sum", label: LB_NODE }]],
+      12,
       24,
       d.region,
     ),

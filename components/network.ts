@@ -18,10 +18,15 @@ export interface NetworkArgs {
   readonly tags: Tagger;
 }
 
+/** The VPC's route tables: the public subnets' (internet gateway) and the private ones' (NAT). */
+export type RouteTableKind = "public" | "private";
+
 export class Network extends pulumi.ComponentResource {
   readonly vpcId: pulumi.Output<string>;
   readonly subnetIds: Readonly<Record<SubnetName, pulumi.Output<string>>>;
   readonly availabilityZones: Readonly<Record<SubnetName, pulumi.Output<string>>>;
+  /** The route table of the public subnets and that of the private ones. */
+  readonly routeTableIds: Readonly<Record<RouteTableKind, pulumi.Output<string>>>;
   /** Public address the private subnets reach the internet from (for allow-lists elsewhere). */
   readonly natPublicIp: pulumi.Output<string>;
   readonly flowLogGroupName: pulumi.Output<string>;
@@ -108,12 +113,15 @@ export class Network extends pulumi.ComponentResource {
         subnets: SUBNET_NAMES.filter((s) => !args.topology.subnets[s].public),
       },
     };
-    for (const [kind, { target, subnets: members }] of Object.entries(routeTables)) {
+    const routeTableIds = {} as Record<RouteTableKind, pulumi.Output<string>>;
+    for (const kind of Object.keys(routeTables) as RouteTableKind[]) {
+      const { target, subnets: members } = routeTables[kind];
       const table = new aws.ec2.RouteTable(
         `${name}-${kind}-rt`,
         { vpcId: vpc.id, tags: tags(`rt-${kind}`) },
         child,
       );
+      routeTableIds[kind] = table.id;
       new aws.ec2.Route(
         `${name}-${kind}-default-route`,
         { routeTableId: table.id, destinationCidrBlock: "0.0.0.0/0", ...target },
@@ -179,6 +187,7 @@ export class Network extends pulumi.ComponentResource {
     this.availabilityZones = Object.fromEntries(
       SUBNET_NAMES.map((s) => [s, subnets[s].availabilityZone]),
     ) as Record<SubnetName, pulumi.Output<string>>;
+    this.routeTableIds = routeTableIds;
     this.natPublicIp = natIp.publicIp;
     this.flowLogGroupName = flowLogGroup.name;
     this.registerOutputs({

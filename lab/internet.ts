@@ -19,11 +19,17 @@ import { execInNode } from "./nodes";
 import { labCertificates } from "./realOutputs";
 import { servedCertificate } from "./runningStack";
 import { INSTANCE_METADATA_ADDRESS } from "../model/aws";
+import { DEBIAN_ARCHIVE_HOSTS, debianSources } from "../cloud-init/aptSources";
 
-/** A Debian mirror (cached) holding the packages the nodes' user-data installs; its directory. */
+/**
+ * A Debian mirror (cached) of the archives and suites the nodes' own APT sources name, holding the
+ * packages their user-data installs; its directory.
+ */
 export function buildMirror(base: string, nodes: LabNode[]): string {
   const packages = [...new Set(nodes.flatMap((n) => n.packages))].sort();
-  return run(PYTHON, [path.join(LAB_DIR, "mirror.py"), base, ...packages]).trim();
+  const sources = path.join(STATE_DIR, "debian.sources");
+  fs.writeFileSync(sources, debianSources());
+  return run(PYTHON, [path.join(LAB_DIR, "mirror.py"), base, sources, ...packages]).trim();
 }
 
 /** What the program publishes for the nodes: SSM parameters and S3 objects ("bucket/key"). */
@@ -107,6 +113,8 @@ export async function startInternet(
     // One pair for the AWS endpoints: SSM, S3 and its virtual-hosted buckets.
     aws: [`ssm.${LAB_REGION}.amazonaws.com`, endpoint, `*.${endpoint}`],
     pebble: [ACME_HOST],
+    // Debian's archives, at the hosts the nodes' APT sources name.
+    mirror: DEBIAN_ARCHIVE_HOSTS,
   });
   const write = (name: string, content: string, mode = 0o600) => writeState(name, content, mode);
   const caFile = write("lab-ca.crt", tls.ca.certPem, 0o644);
@@ -132,13 +140,11 @@ export async function startInternet(
   ]);
   startProcess(state, "mirror", INTERNET_NS, [
     PYTHON,
-    "-m",
-    "http.server",
-    "80",
-    "--bind",
-    network.mirror,
-    "--directory",
+    path.join(LAB_DIR, "standins", "archive.py"),
     mirror,
+    network.mirror,
+    write("mirror.crt", tls.servers.mirror.certPem, 0o644),
+    write("mirror.key", tls.servers.mirror.keyPem),
   ]);
   publish(network, nodes, published);
   for (const service of ["ssm", "s3"]) {
@@ -172,7 +178,8 @@ export async function startInternet(
     { PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
   );
   const ports: [string, number, string][] = [
-    [network.mirror, 80, "the Debian mirror"],
+    [network.mirror, 443, "the Debian mirror (HTTPS)"],
+    [network.mirror, 80, "the Debian mirror (HTTP)"],
     [network.ssm, 443, "the SSM stand-in"],
     [network.s3, 443, "the S3 stand-in"],
     [network.pebble, 443, "Pebble"],

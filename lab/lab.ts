@@ -160,6 +160,11 @@ function readSets(): Record<string, string> {
     : {};
 }
 
+/** What `apply --set` last gave a key (webstack's keys unprefixed), if anything. */
+export function appliedSetting(key: string): string | undefined {
+  return readSets()[key.includes(":") ? key : `webstack:${key}`];
+}
+
 /** The lab's plan: LAB_CONFIG with `sets` over it, the same real outputs. */
 async function planLab(sets: Record<string, string>): Promise<Plan> {
   const config: Record<string, string> = { ...LAB_CONFIG, ...sets };

@@ -14,6 +14,7 @@ import {
 } from "../model/topology";
 import { hostOf, splitCidr } from "../model/ipv4";
 import { vpcResolver } from "../model/aws";
+import { DEBIAN_ARCHIVE_HOSTS } from "../cloud-init/aptSources";
 
 export const LAB_STACK = "lab";
 export const LAB_REGION = "eu-west-1";
@@ -47,7 +48,7 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "their installer units keep retrying in the background and the boot completes without them.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
   "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
-    "Debian's own signed indexes; the nodes trust the lab's CA (for the SSM, S3 and Pebble stand-ins) " +
+    "Debian's own signed indexes; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble stand-ins) " +
     "as EC2 nodes trust public CAs.",
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
@@ -74,6 +75,11 @@ export interface LabNetwork {
   readonly pebble: string;
   /** The client's address on the internet (connections from "the internet" start from it). */
   readonly client: string;
+  /**
+   * A second client's address on the internet, not held by `up`: a test that needs two clients
+   * at once (the LB's per-client limit) adds it for its run (`withSecondClient`).
+   */
+  readonly secondClient: string;
   readonly nodes: Readonly<Record<NodeName, string>>;
   /** Name → address, as the lab's resolver answers. */
   readonly hosts: Readonly<Record<string, string>>;
@@ -101,9 +107,10 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     s3,
     pebble,
     client: service(100),
+    secondClient: service(101),
     nodes,
     hosts: {
-      "deb.debian.org": mirror,
+      ...Object.fromEntries(DEBIAN_ARCHIVE_HOSTS.map((host) => [host, mirror])),
       [`ssm.${region}.amazonaws.com`]: ssm,
       [s3Endpoint(region)]: s3,
       [ACME_HOST]: pebble,

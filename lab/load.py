@@ -5,14 +5,18 @@ duration, over a few keep-alive connections, as browsers make them.
 Each request is due at a fixed time (start + i / rate); its latency counts from then, so a stall
 delays every request queued behind it instead of hiding them. A request whose reused connection
 turns out closed before any byte of the answer is sent again once on a new connection, as HTTP
-clients do (RFC 9112, 9.3.1); it is counted under "resent". Everything else that is not the
-expected status is a failure.
+clients do (RFC 9112, 9.3.1); it is counted under "resent". With --limited-ok, a 429 that says when
+to come back (a Retry-After in seconds) and why (a JSON body with an "error") is counted under
+"limited": the LB's per-client limit answering as it should. Everything else that is not the
+expected status is a failure, a 429 without --limited-ok too.
 
-Prints one JSON object: sent, ok, failed, resent, longest stall and percentiles (ms), the first
-failures, the rows written (id and note), which backend answered how often and which app release
-(the "release" of each answer).
+Prints one JSON object: sent, ok, limited, failed, resent, longest stall and percentiles (ms), the
+answers by status, the first failures, the rows written (id and note), which backend answered how
+often and which app release (the "release" of each answer), and for the 429s their Retry-After
+values, errors and nodes and when the first was due.
 Usage: load.py --host NAME --cafile FILE --rate N --duration S --count N
                [--mix root=1,read=1,write=1] [--read-ids 1,2,3] [--connections N] [--stop-file F]
+               [--source ADDRESS] [--port N] [--limited-ok]
 """
 import argparse
 import http.client
@@ -36,6 +40,18 @@ def parse_mix(text):
     return mix
 
 
+def rate_limited(retry_after, payload):
+    """What a 429 says: {retry_after, error, node}, or None when it lacks a Retry-After in seconds
+    or a JSON body with an error (a client could not tell when to come back, or why)."""
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return None
+    if not (retry_after or "").isdigit() or not isinstance(answer, dict) or not answer.get("error"):
+        return None
+    return {"retry_after": int(retry_after), "error": answer["error"], "node": answer.get("node")}
+
+
 class Worker(threading.Thread):
     def __init__(self, args, context, jobs, results):
         super().__init__(daemon=True)
@@ -46,8 +62,11 @@ class Worker(threading.Thread):
     def connect(self):
         if self.connection is not None:
             self.connection.close()
+        # From --source when given: the lab's client namespace holds more than one address.
+        source = (self.args.source, 0) if self.args.source else None
         self.connection = http.client.HTTPSConnection(
-            self.args.host, 443, context=self.context, timeout=self.args.timeout
+            self.args.host, self.args.port, context=self.context, timeout=self.args.timeout,
+            source_address=source,
         )
         self.used = 0
 
@@ -56,9 +75,10 @@ class Worker(threading.Thread):
         response = self.connection.getresponse()
         payload = response.read()
         self.used += 1
+        retry_after = response.getheader("retry-after")
         if response.getheader("connection", "").lower() == "close":
             self.connect()
-        return response.status, payload
+        return response.status, payload, retry_after
 
     def run(self):
         self.connect()
@@ -72,16 +92,23 @@ class Worker(threading.Thread):
             try:
                 try:
                     reused = self.used > 0
-                    status, payload = self.exchange(method, path, body)
+                    status, payload, retry_after = self.exchange(method, path, body)
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     if not reused:
                         raise
                     # A keep-alive connection closed by the server before any answer: send again.
                     resent = True
                     self.connect()
-                    status, payload = self.exchange(method, path, body)
+                    status, payload, retry_after = self.exchange(method, path, body)
                 result["status"] = status
-                if status != expect:
+                if status == 429 and self.args.limited_ok:
+                    limited = rate_limited(retry_after, payload)
+                    if limited is None:
+                        result["error"] = (f"{method} {path}: HTTP 429 without a Retry-After in seconds "
+                                           f"and a JSON error: {retry_after!r} {payload[:200]!r}")
+                    else:
+                        result["limited"] = limited
+                elif status != expect:
                     result["error"] = f"{method} {path}: HTTP {status} {payload[:200]!r}"
                 else:
                     answer = json.loads(payload)
@@ -112,6 +139,10 @@ def main():
     parser.add_argument("--timeout", type=float, default=10)
     parser.add_argument("--stop-file")
     parser.add_argument("--tag", default=str(os.getpid()))
+    parser.add_argument("--source", help="the local address every connection starts from")
+    parser.add_argument("--port", type=int, default=443)
+    parser.add_argument("--limited-ok", action="store_true",
+                        help="count a 429 with a Retry-After and a JSON error as limited, not failed")
     args = parser.parse_args()
     if args.rate <= 0 or args.rate > 1000 or args.duration > 300 or args.count > 100_000:
         raise SystemExit("load.py: bounds are rate <= 1000/s, duration <= 300 s, count <= 100000")
@@ -153,6 +184,11 @@ def main():
 
     latencies = sorted((r["done"] - r["due"]) * 1000 for r in results)
     failures = [r["error"] for r in results if "error" in r]
+    limited = [r for r in results if "limited" in r]
+    statuses = {}
+    for r in results:
+        if "status" in r:
+            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     nodes, releases = {}, {}
     for r in results:
         if r.get("node"):
@@ -163,14 +199,20 @@ def main():
     print(json.dumps({
         "sent": sent,
         "answered": len(results),
-        "ok": len(results) - len(failures),
+        "ok": len(results) - len(failures) - len(limited),
+        "limited": len(limited),
         "failed": len(failures) + (sent - len(results)),
         "resent": sum(1 for r in results if r["resent"]),
         "seconds": round(time.monotonic() - start, 2),
         "longest_stall_ms": round(latencies[-1], 1) if latencies else None,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "statuses": statuses,
         "failures": failures[:10],
+        "limited_retry_after": sorted({r["limited"]["retry_after"] for r in limited}),
+        "limited_errors": sorted({r["limited"]["error"] for r in limited}),
+        "limited_nodes": sorted({str(r["limited"]["node"]) for r in limited}),
+        "first_limited_s": round(min(r["due"] for r in limited) - start, 2) if limited else None,
         "nodes": nodes,
         "releases": releases,
         "read_from": {

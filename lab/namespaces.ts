@@ -83,6 +83,25 @@ export function createNetwork(state: LabState, network: LabNetwork): void {
   fs.writeFileSync(path.join(etc, "hosts"), "127.0.0.1 localhost\n");
 }
 
+/**
+ * Runs `during` with the second client's address on the internet namespace's loopback, as `up`
+ * holds the first one's; removed after (and with the namespace by `down`, should `during` never
+ * return). The nodes reach it as they reach the first: through their gateway, that namespace.
+ */
+export async function withSecondClient<T>(
+  network: LabNetwork,
+  during: () => Promise<T>,
+): Promise<T> {
+  const address = `${network.secondClient}/32`;
+  // replace: an address an interrupted run left behind is taken as it is.
+  run("ip", ["-n", INTERNET_NS, "addr", "replace", address, "dev", "lo"]);
+  try {
+    return await during();
+  } finally {
+    run("ip", ["-n", INTERNET_NS, "addr", "del", address, "dev", "lo"]);
+  }
+}
+
 export function applyFirewalls(topology: Topology, rules: SecurityGroupRule[]): void {
   for (const node of NODE_NAMES) {
     const file = path.join(nodeDir(node), "nftables.conf");

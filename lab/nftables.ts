@@ -1,6 +1,13 @@
 // The lab's firewalls: each node's security group, as an nftables ruleset generated from the
 // security-group rules the program creates (by default, the ones it derives from the flows).
-import { NodeName, Peer, SecurityGroupRule, Topology, securityGroupRules } from "../model/topology";
+import {
+  ENDPOINTS,
+  NodeName,
+  Peer,
+  SecurityGroupRule,
+  Topology,
+  securityGroupRules,
+} from "../model/topology";
 import {
   INSTANCE_METADATA_ADDRESS,
   LINK_LOCAL_RESOLVER_ADDRESS,
@@ -19,7 +26,11 @@ export function unfilteredAddresses(vpcCidr: string): string[] {
 
 /** A rule's far end as an nftables address: a node's fixed IP, or anything (0.0.0.0/0). */
 function peerAddress(topology: Topology, peer: Peer): string | undefined {
-  return peer === "internet" ? undefined : topology.nodes[peer].privateIp;
+  if (peer === "internet") return undefined;
+  // The endpoints' addresses are EC2's to pick, and the lab has no stand-in for them.
+  if (peer === ENDPOINTS)
+    throw new Error("lab: the VPC endpoints (vpcEndpoints) have no lab equivalent");
+  return topology.nodes[peer].privateIp;
 }
 
 function accept(topology: Topology, rule: SecurityGroupRule): string {

@@ -33,6 +33,15 @@ trap 'rm -rf "$work"' EXIT
 if [ "$FLAVOUR" = base ]; then
   debootstrap --variant=minbase --include="$BASE" "$SUITE" "$work/root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+  # APT sources as Debian's cloud images ship them: deb822, /etc/apt/sources.list.d/debian.sources,
+  # the release, its updates and security updates (the images' go through a mirror list). The nodes'
+  # user-data replaces them with its own, over HTTPS, before any package installs.
+  rm -f "$work/root/etc/apt/sources.list"
+  printf '%s\n' "Types: deb" "URIs: $MIRROR" "Suites: $SUITE $SUITE-updates" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" "" \
+    "Types: deb" "URIs: http://security.debian.org/debian-security" "Suites: $SUITE-security" \
+    "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+    >"$work/root/etc/apt/sources.list.d/debian.sources"
   # Forget the mirror's indexes: a node fetches its own at boot (package_update).
   rm -rf "$work/root/var/lib/apt/lists/"* "$work/root/var/cache/apt/"*.bin
   mkdir -p "$work/root/var/lib/apt/lists/partial"

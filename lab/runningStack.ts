@@ -20,36 +20,33 @@ export function servedCertificate(withSerial = false): string {
   return (r.stdout ?? "").trim() || "(none)";
 }
 
+/**
+ * curl to the site through the LB from the client namespace, trusting Pebble's root (as a user
+ * trusts a public CA): its output. `failOnError` makes an HTTP error status a failure (`-f`).
+ */
+function curlThroughLb(urlPath: string, failOnError: boolean, ...requestOptions: string[]): string {
+  return runIn(INTERNET_NS, "curl", [
+    failOnError ? "-fsS" : "-sS",
+    "--max-time",
+    "10",
+    "--cacert",
+    ACME_ROOT,
+    ...requestOptions,
+    `https://${LAB_DOMAIN}${urlPath}`,
+  ]);
+}
+
 /** Items written through the LB from the client namespace, as a user would; returns their ids. */
 export function writeItems(count: number, tag: string): number[] {
   return Array.from({ length: count }, (_, i) => {
-    const r = runIn(INTERNET_NS, "curl", [
-      "-sS",
-      "--max-time",
-      "10",
-      "--cacert",
-      ACME_ROOT,
-      "-X",
-      "POST",
-      "--data",
-      `${tag}-${i}`,
-      `https://${LAB_DOMAIN}/items`,
-    ]);
+    const r = curlThroughLb("/items", false, "-X", "POST", "--data", `${tag}-${i}`);
     return (JSON.parse(r) as { id: number }).id;
   });
 }
 
 /** A GET through the LB from the client namespace, as a user would: the answer's JSON. */
 export function getThroughLb(path: string): Record<string, unknown> {
-  const r = runIn(INTERNET_NS, "curl", [
-    "-fsS",
-    "--max-time",
-    "10",
-    "--cacert",
-    ACME_ROOT,
-    `https://${LAB_DOMAIN}${path}`,
-  ]);
-  return JSON.parse(r) as Record<string, unknown>;
+  return JSON.parse(curlThroughLb(path, true)) as Record<string, unknown>;
 }
 
 /** A GET to a node's app itself, over Gunicorn's socket: that node's release answers. */

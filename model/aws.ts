@@ -52,6 +52,8 @@ export interface InstanceTypeFacts {
   readonly ebsNvmeSupport: string;
   /** EC2's names: i386, x86_64, arm64, x86_64_mac, arm64_mac. */
   readonly supportedArchitectures: readonly string[];
+  /** The instance's memory in MiB (MemoryInfo.SizeInMiB): the LB's HAProxy sizes its limits by it. */
+  readonly memorySize: number;
 }
 
 /** What EC2 answered for one instance type: its facts, or why it does not know the type. */
@@ -113,4 +115,26 @@ export function unknownInstanceTypeReason(message: string): string | undefined {
  */
 export function ebsDevicePath(volumeId: string): string {
   return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
+}
+
+/**
+ * The AWS services the nodes reach through interface endpoints (config `vpcEndpoints`): Systems
+ * Manager and Session Manager's channel (ssmmessages), KMS, CloudWatch Logs and metrics
+ * (monitoring). ec2messages is not among them: Run Command is not used.
+ */
+export const INTERFACE_ENDPOINT_SERVICES = [
+  "ssm",
+  "ssmmessages",
+  "kms",
+  "logs",
+  "monitoring",
+] as const;
+export type InterfaceEndpointService = (typeof INTERFACE_ENDPOINT_SERVICES)[number];
+
+/** S3 is reached through a gateway endpoint: routes in the VPC's route tables, free of charge. */
+export const GATEWAY_ENDPOINT_SERVICE = "s3";
+
+/** A VPC endpoint service's name in a region (the form the commercial and GovCloud regions use). */
+export function endpointServiceName(region: string, service: string): string {
+  return `com.amazonaws.${region}.${service}`;
 }

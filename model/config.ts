@@ -1,6 +1,10 @@
 // The stack's configuration: one table of keys, a pure parser that reports every problem at once.
 import { ENV_FILE_CHARACTERS } from "./envFile";
-import { MIN_LB_SERVER_TIMEOUT_SECONDS } from "./limits";
+import {
+  MAX_RATE_LIMIT_PER_CLIENT,
+  MIN_LB_SERVER_TIMEOUT_SECONDS,
+  RATE_LIMIT_WINDOW_SECONDS,
+} from "./limits";
 import { PROJECT } from "./naming";
 import { APP_ARCHIVE_LIMIT_MIB, AppSourceListing, appSourceProblems } from "./appSource";
 import { closestName, editDistance } from "./typos";
@@ -62,6 +66,11 @@ export interface WebstackConfig {
   readonly dbEngine: DbEngine;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
   readonly vpcCidr: string;
+  /**
+   * S3 gateway and SSM, Session Manager, KMS, CloudWatch Logs and metrics interface endpoints in
+   * the VPC (interface endpoints are billed per endpoint per AZ-hour). @default false
+   */
+  readonly vpcEndpoints: boolean;
   /** Protect the stateful nodes from deletion and replacement. @default true */
   readonly protectData: boolean;
   /** Retention of every log group the stack creates, in days. @default 30 */
@@ -79,6 +88,11 @@ export interface WebstackConfig {
   readonly lbServerTimeoutSeconds: number;
   /** The largest request body the app nodes accept, in MiB. @default 10 */
   readonly maxBodyMiB: number;
+  /**
+   * Requests one client address may send the LB per RATE_LIMIT_WINDOW_SECONDS; 0: no per-client
+   * limit. @default 1000
+   */
+  readonly rateLimitPerClient: number;
   /** E-mail subscribed to the alarm topic; no subscription without it. */
   readonly alarmEmail?: string;
   /** Requests per second at the LB above which the QPS alarm fires. @default 500 */
@@ -222,6 +236,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     default: "10.40.0.0/16",
     parse: vpcCidr,
   },
+  vpcEndpoints: {
+    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
+    accepted: "true or false",
+    example: "true",
+    default: "false",
+    parse: boolean,
+  },
   protectData: {
     doc: "Protect the database nodes and their volumes against deletion and replacement.",
     accepted: "true or false",
@@ -273,6 +294,14 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "50",
     default: "10",
     parse: wholeNumber(1, 1024),
+  },
+  rateLimitPerClient: {
+    doc: `Requests one client address may send per ${RATE_LIMIT_WINDOW_SECONDS} s; past it, HAProxy answers a JSON 429 with Retry-After itself. 0 turns the limit off (behind a CDN or another proxy, every request comes from a few addresses).`,
+    accepted: `a whole number of requests from 0 (no limit) to ${MAX_RATE_LIMIT_PER_CLIENT}`,
+    example: "3000",
+    // 100 requests/s: room for many users behind one NAT address.
+    default: "1000",
+    parse: wholeNumber(0, MAX_RATE_LIMIT_PER_CLIENT),
   },
   alarmEmail: {
     doc: "E-mail address subscribed to the alarm topic.",

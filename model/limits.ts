@@ -43,3 +43,62 @@ export interface RequestLimits {
   /** The largest request body Nginx accepts (`client_max_body_size`); larger gets a JSON 413. */
   readonly maxBodyMiB: number;
 }
+
+/**
+ * The window of the LB's per-client request limit (`rateLimitPerClient` requests per window): long
+ * enough to let a page's burst of requests through, short enough to stop a flood within seconds.
+ */
+export const RATE_LIMIT_WINDOW_SECONDS = 10;
+
+/** The highest per-client limit the config accepts: far above what one client sends the LB. */
+export const MAX_RATE_LIMIT_PER_CLIENT = 1_000_000;
+
+/**
+ * The Retry-After of a refused request. HAProxy's rate over the window is this window's count plus
+ * the last one's, weighted by the share of this window still to come: a client silent for one
+ * window may still count as over its limit (a burst at the start of the last one), silent for two
+ * it counts nothing.
+ */
+export const RATE_LIMIT_RETRY_AFTER_SECONDS = 2 * RATE_LIMIT_WINDOW_SECONDS;
+
+/** How many connections HAProxy holds at once on the LB: in all, and per frontend. */
+export interface LbConnectionLimits {
+  /** The global `maxconn`: every frontend's connections together. */
+  readonly total: number;
+  /** Port 443, the site. */
+  readonly https: number;
+  /** Port 80: redirects to HTTPS and ACME challenges only. */
+  readonly http: number;
+  /** The stats page and Prometheus endpoint on loopback (the collector, the health check, Datadog). */
+  readonly stats: number;
+}
+
+/**
+ * HAProxy's own figure: about 5000 concurrent TLS connections per GB of RAM with TLS on both sides,
+ * the memory for the kernel's buffers included (its manual, intro.txt, "3.6. Sizing").
+ */
+const TLS_CONNECTIONS_PER_GIB = 5000;
+/**
+ * Above 100000 connections one LB is the wrong design anyway; the cap keeps HAProxy's file
+ * descriptors (two per connection) far below the kernel's per-process ceiling (fs.nr_open, 1048576).
+ */
+const MAX_LB_CONNECTIONS = 100_000;
+const STATS_CONNECTIONS = 10;
+
+/**
+ * The LB's connection limits from its memory: HAProxy gets half of it (the rest is the OS, rsyslog,
+ * the agents and certbot), at HAProxy's figure per GiB: 2500 connections on a t3.micro (1 GiB),
+ * 20000 on an m7i.large (8 GiB). Past the limit the kernel queues new connections (the listen
+ * backlog) instead of HAProxy running out of memory. Port 80 gets a tenth, and the frontends
+ * together no more than the total, so a flood on one port cannot take the other's connections.
+ */
+export function lbConnectionLimits(memoryMiB: number): LbConnectionLimits {
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 256)
+    throw new Error(`an LB's memory is a whole number of MiB from 256: ${memoryMiB}`);
+  const total = Math.min(
+    MAX_LB_CONNECTIONS,
+    Math.floor(((memoryMiB / 2) * TLS_CONNECTIONS_PER_GIB) / 1024),
+  );
+  const http = Math.floor(total / 10);
+  return { total, https: total - http - STATS_CONNECTIONS, http, stats: STATS_CONNECTIONS };
+}

@@ -9,8 +9,15 @@ export type NodeRole = "loadbalancer" | "replica" | "primary";
 /** What an app node's database is: the one writer, or a read-only copy of it. */
 export type DbRole = Exclude<NodeRole, "loadbalancer">;
 export type SubnetName = "public" | "private-a" | "private-b";
-/** Anything a flow can start or end at: a node, or any address outside the VPC. */
-export type Peer = NodeName | "internet";
+/**
+ * The VPC's interface endpoints (config `vpcEndpoints`): a security group of their own and no
+ * instance; flows end there, none starts there.
+ */
+export const ENDPOINTS = "endpoints";
+/** Every security group the stack makes: one per node, and the endpoints' when they exist. */
+export type GroupName = NodeName | typeof ENDPOINTS;
+/** Anything a flow can start or end at: a security group, or any address outside the VPC. */
+export type Peer = GroupName | "internet";
 
 export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
 /** The nodes that run Nginx, Gunicorn and a database; s2 is built first (the primary). */
@@ -100,6 +107,12 @@ export interface Flow {
   readonly why: string;
 }
 
+/** The stack's choices the flow table depends on. */
+export interface TopologyOptions {
+  /** The VPC's endpoints exist (config `vpcEndpoints`): the nodes reach them on 443. */
+  readonly vpcEndpoints: boolean;
+}
+
 export interface Topology {
   readonly vpcCidr: string;
   readonly subnets: Readonly<Record<SubnetName, SubnetSpec>>;
@@ -144,32 +157,51 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
   },
-  ...NODE_NAMES.flatMap((node): Flow[] => [
-    {
-      from: node,
-      to: "internet",
-      port: PORTS.https,
-      protocol: "tcp",
-      why:
-        NODE_ROLES[node] === "loadbalancer"
-          ? "HTTPS to AWS APIs (SSM, CloudWatch), the ACME server and agent packages"
-          : "HTTPS through NAT to AWS APIs (SSM, CloudWatch) and agent packages",
-    },
-    {
-      from: node,
-      to: "internet",
-      port: PORTS.http,
-      protocol: "tcp",
-      why: "HTTP to the Debian package mirror (apt verifies signatures)",
-    },
-  ]),
+  // 443 only: APT fetches Debian's archive over HTTPS too (cloud-init/aptSources.ts), so no node
+  // has port 80 outbound; the LB's port 80 is inbound only (redirects, ACME HTTP-01).
+  ...NODE_NAMES.map((node): Flow => ({
+    from: node,
+    to: "internet",
+    port: PORTS.https,
+    protocol: "tcp",
+    why:
+      NODE_ROLES[node] === "loadbalancer"
+        ? "HTTPS to AWS APIs (SSM, S3, CloudWatch), the Debian archive, the ACME server and agent packages"
+        : "HTTPS through NAT to AWS APIs (SSM, S3, CloudWatch), the Debian archive and agent packages",
+  })),
 ];
+
+/**
+ * With `vpcEndpoints`: every node reaches the interface endpoints on 443 (their private DNS names
+ * the AWS APIs' own hostnames), and the endpoints' group admits these flows and nothing else.
+ */
+export const ENDPOINT_FLOWS: readonly Flow[] = NODE_NAMES.map((node): Flow => ({
+  from: node,
+  to: ENDPOINTS,
+  port: PORTS.https,
+  protocol: "tcp",
+  why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
+}));
+
+/** The flows of a stack: FLOWS, and ENDPOINT_FLOWS when it has the endpoints. */
+export function stackFlows(options: TopologyOptions): readonly Flow[] {
+  return options.vpcEndpoints ? [...FLOWS, ...ENDPOINT_FLOWS] : FLOWS;
+}
+
+/** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */
+export function groupsOf(flows: readonly Flow[]): GroupName[] {
+  const endpoints = flows.some((f) => f.from === ENDPOINTS || f.to === ENDPOINTS);
+  return endpoints ? [...NODE_NAMES, ENDPOINTS] : [...NODE_NAMES];
+}
 
 /**
  * The VPC is cut in four equal subnets: 0 public (first AZ), 1 kept free for a second public
  * subnet, 2 private-a (first AZ), 3 private-b (second AZ). s1 and s2 sit in different AZs.
  */
-export function buildTopology(vpcCidr: string): Topology {
+export function buildTopology(
+  vpcCidr: string,
+  options: TopologyOptions = { vpcEndpoints: false },
+): Topology {
   const subnet = (
     name: SubnetName,
     index: number,
@@ -208,15 +240,15 @@ export function buildTopology(vpcCidr: string): Topology {
       s1: appNode("s1", "private-b", 1, "Nginx, Gunicorn and the database replica"),
       s2: appNode("s2", "private-a", 2, "Nginx, Gunicorn and the database primary"),
     }),
-    flows: FLOWS,
+    flows: stackFlows(options),
   });
 }
 
-export function flowsInto(node: NodeName, flows: readonly Flow[] = FLOWS): Flow[] {
+export function flowsInto(node: GroupName, flows: readonly Flow[] = FLOWS): Flow[] {
   return flows.filter((flow) => flow.to === node);
 }
 
-export function flowsOutOf(node: NodeName, flows: readonly Flow[] = FLOWS): Flow[] {
+export function flowsOutOf(node: GroupName, flows: readonly Flow[] = FLOWS): Flow[] {
   return flows.filter((flow) => flow.from === node);
 }
 
@@ -227,7 +259,7 @@ export function flowsOutOf(node: NodeName, flows: readonly Flow[] = FLOWS): Flow
  */
 export function admits(
   from: Peer,
-  to: NodeName,
+  to: GroupName,
   port: number,
   flows: readonly Flow[] = FLOWS,
 ): boolean {
@@ -240,13 +272,18 @@ export function admits(
   return ingress && egress;
 }
 
+/** Whether a node's security group lets it open a TCP connection to the internet on `port`. */
+export function admitsOut(from: NodeName, port: number, flows: readonly Flow[] = FLOWS): boolean {
+  return flowsOutOf(from, flows).some((f) => f.port === port && f.to === "internet");
+}
+
 /** One security-group rule: a flow seen from one group (a node-to-node flow gives two). */
 export interface SecurityGroupRule {
   /** Stable resource key: renaming it replaces the rule. */
   readonly key: string;
-  readonly group: NodeName;
+  readonly group: GroupName;
   readonly direction: "ingress" | "egress";
-  /** The other end: a node's group (referenced by id) or the internet (0.0.0.0/0). */
+  /** The other end: a node's or the endpoints' group (referenced by id) or the internet (0.0.0.0/0). */
   readonly peer: Peer;
   readonly port: number;
   readonly protocol: "tcp";

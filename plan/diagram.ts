@@ -1,11 +1,12 @@
 // A Mermaid picture of a planned stack, read from its resources: nodes, firewalls, flows, data path, monitoring.
-import { NODE_NAMES, NodeName, NodeRole, Peer } from "../model/topology";
+import { ENDPOINTS, GroupName, NODE_NAMES, NodeName, NodeRole, Peer } from "../model/topology";
 import { Plan, PlannedResource } from "./plan";
 
 const TYPE = {
   instance: "aws:ec2/instance:Instance",
   networkInterface: "aws:ec2/networkInterface:NetworkInterface",
   securityGroup: "aws:ec2/securityGroup:SecurityGroup",
+  vpcEndpoint: "aws:ec2/vpcEndpoint:VpcEndpoint",
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   egressRule: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
   logGroup: "aws:cloudwatch/logGroup:LogGroup",
@@ -42,6 +43,14 @@ export interface PictureFlow {
   readonly ports: readonly number[];
 }
 
+/** The VPC's interface endpoints (`vpcEndpoints`), in their own security group. */
+export interface PictureEndpoints {
+  /** Name tag of their security group. */
+  readonly group: string;
+  /** The services they reach (the last part of each endpoint's service name), in plan order. */
+  readonly services: readonly string[];
+}
+
 export interface PictureMonitoring {
   /** Log groups per node (by the groups' Role tag), and the total the stack creates. */
   readonly logGroups: Readonly<Partial<Record<NodeName, number>>>;
@@ -59,6 +68,8 @@ export interface StackPicture {
   readonly stack: string;
   /** In the model's node order. */
   readonly nodes: readonly PictureNode[];
+  /** Absent when the stack has no interface endpoints. */
+  readonly endpoints?: PictureEndpoints;
   readonly flows: readonly PictureFlow[];
   readonly monitoring: PictureMonitoring;
 }
@@ -99,12 +110,34 @@ export function describeStack(plan: Plan): StackPicture {
   });
   nodes.sort((a, b) => NODE_NAMES.indexOf(a.name) - NODE_NAMES.indexOf(b.name));
 
-  const nodeOfGroup = new Map<string | undefined, NodeName>();
+  const nodeOfGroup = new Map<string | undefined, GroupName>();
   for (const group of groups) {
     const inside = nodes.filter((n) => n.group === tag(group, "Name"));
     if (inside.length > 0) nodeOfGroup.set(group.id, only(inside, `nodes in ${group.name}`).name);
   }
-  const nodeOf = (rule: PlannedResource, groupId: unknown): NodeName => {
+  // The interface endpoints' group is the one their security groups name.
+  const interfaces = ofType(plan, TYPE.vpcEndpoint).filter(
+    (e) => e.inputs.vpcEndpointType === "Interface",
+  );
+  const endpointGroupIds = [
+    ...new Set(
+      interfaces.flatMap((e) => (e.inputs.securityGroupIds as string[] | undefined) ?? []),
+    ),
+  ];
+  let endpoints: PictureEndpoints | undefined;
+  if (interfaces.length > 0) {
+    const group = groupById.get(only(endpointGroupIds, "security groups on the VPC endpoints"));
+    if (!group)
+      throw new DiagramError("diagram: the VPC endpoints' security group is not in the plan");
+    if (nodeOfGroup.has(group.id))
+      throw new DiagramError(`diagram: the VPC endpoints share ${group.name} with a node`);
+    nodeOfGroup.set(group.id, ENDPOINTS);
+    endpoints = {
+      group: tag(group, "Name")!,
+      services: interfaces.map((e) => String(e.inputs.serviceName).split(".").pop()!),
+    };
+  }
+  const nodeOf = (rule: PlannedResource, groupId: unknown): GroupName => {
     const node = nodeOfGroup.get(groupId as string);
     if (!node) throw new DiagramError(`diagram: ${rule.name} names a group no node is in`);
     return node;
@@ -137,6 +170,7 @@ export function describeStack(plan: Plan): StackPicture {
   return {
     stack: plan.stack,
     nodes,
+    ...(endpoints && { endpoints }),
     flows,
     monitoring: {
       logGroups: Object.fromEntries(
@@ -162,7 +196,7 @@ const ports = (list: readonly number[]) => `tcp ${list.join(", ")}`;
  * groups, labelled with their TCP ports), thick ones the data path, dotted ones monitoring.
  */
 export function renderMermaid(picture: StackPicture): string {
-  const { nodes, flows, monitoring: mon } = picture;
+  const { nodes, endpoints, flows, monitoring: mon } = picture;
   const byRole = (role: NodeRole) => nodes.filter((n) => n.role === role);
   const lb = only(byRole("loadbalancer"), "load balancers");
   const primary = only(byRole("primary"), "primaries");
@@ -191,6 +225,13 @@ export function renderMermaid(picture: StackPicture): string {
     }
     lines.push("  end");
   }
+  if (endpoints) {
+    lines.push(
+      `  subgraph sg_${ENDPOINTS}[${quoted(`security group ${endpoints.group}`)}]`,
+      `    ${ENDPOINTS}[${quoted(`VPC interface endpoints<br/>${endpoints.services.join(", ")}`)}]`,
+      "  end",
+    );
+  }
   lines.push(
     `  subgraph cloudwatch[${quoted("CloudWatch")}]`,
     `    cw_logs[${quoted(`${mon.logGroupsTotal} log groups<br/>${mon.metricFilters} metric filters → metrics`)}]`,
@@ -205,7 +246,7 @@ export function renderMermaid(picture: StackPicture): string {
   lines.push(
     "  %% Data path: round-robin over the backends; writes to the primary, reads from the replica.",
   );
-  for (const flow of flows.filter((f) => f.from === lb.name && f.to !== "internet")) {
+  for (const flow of flows.filter((f) => f.from === lb.name && apps.some((a) => a.name === f.to))) {
     lines.push(`  ${lb.name} ==>|${quoted("HTTPS")}| ${flow.to}`);
   }
   for (const app of apps) {

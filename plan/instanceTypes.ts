@@ -11,6 +11,7 @@ interface DescribedInstanceType {
   readonly BareMetal: boolean;
   readonly EbsInfo: { readonly NvmeSupport: string };
   readonly ProcessorInfo: { readonly SupportedArchitectures: string[] };
+  readonly MemoryInfo: { readonly SizeInMiB: number };
 }
 
 const FIXTURE = path.join(__dirname, "instanceTypes.yaml");
@@ -55,5 +56,6 @@ export function describeInstanceType(name: string): Record<string, unknown> {
     bareMetal: described.BareMetal,
     ebsNvmeSupport: described.EbsInfo.NvmeSupport,
     supportedArchitectures: described.ProcessorInfo.SupportedArchitectures,
+    memorySize: described.MemoryInfo.SizeInMiB,
   };
 }

@@ -19,6 +19,7 @@ async function lookUpInstanceType(name: string): Promise<InstanceTypeAnswer> {
         hypervisor: found.hypervisor ?? "",
         ebsNvmeSupport: found.ebsNvmeSupport,
         supportedArchitectures: found.supportedArchitectures,
+        memorySize: found.memorySize,
       },
     };
   } catch (err) {

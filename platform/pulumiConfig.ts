@@ -1,7 +1,12 @@
 // The stack's configuration as Pulumi holds it, read once and handed to the pure parser.
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Architecture, InstanceTypeCatalog, debianArchitectureOf } from "../model/aws";
+import {
+  Architecture,
+  InstanceTypeCatalog,
+  InstanceTypeFacts,
+  debianArchitectureOf,
+} from "../model/aws";
 import {
   WebstackConfig,
   appSourceToRead,
@@ -16,6 +21,8 @@ export interface LoadedConfig {
   readonly config: WebstackConfig;
   /** The Debian architecture of the LB and of the app nodes, as EC2 reports their types. */
   readonly architectures: Readonly<{ lb: Architecture; app: Architecture }>;
+  /** The LB's memory in MiB, as EC2 reports its type: HAProxy's connection limits follow it. */
+  readonly lbMemoryMiB: number;
   /** The app directory, packed: the release the app nodes roll out. */
   readonly release: ReleaseArchive;
 }
@@ -66,14 +73,22 @@ export async function loadConfig(): Promise<LoadedConfig> {
       lb: architectureOf(instanceTypes, config.lbInstanceType),
       app: architectureOf(instanceTypes, config.appInstanceType),
     },
+    lbMemoryMiB: factsOf(instanceTypes, config.lbInstanceType).memorySize,
     release: writeReleaseArchive(app.archive),
   };
 }
 
+/** EC2's facts on a type the parser accepted: EC2 knows it. */
+function factsOf(instanceTypes: InstanceTypeCatalog, name: string): InstanceTypeFacts {
+  const answer = instanceTypes.get(name);
+  if (!answer || !("facts" in answer))
+    throw new Error(`the config accepted ${name} without EC2's facts on it`);
+  return answer.facts;
+}
+
 /** The architecture of a type the parser accepted, so EC2 knows it and Debian has AMIs for it. */
 function architectureOf(instanceTypes: InstanceTypeCatalog, name: string): Architecture {
-  const answer = instanceTypes.get(name);
-  const architecture = answer && "facts" in answer ? debianArchitectureOf(answer.facts) : undefined;
+  const architecture = debianArchitectureOf(factsOf(instanceTypes, name));
   if (!architecture) throw new Error(`the config accepted ${name} without an architecture for it`);
   return architecture;
 }

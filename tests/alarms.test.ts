@@ -217,7 +217,7 @@ describe("the program's alarms", () => {
     expect(ofType(without, T.snsSubscription)).toEqual([]);
   });
 
-  test("metric filters count requests and 5xx at the LB and each web server, and time the LB", () => {
+  test("metric filters count requests and 5xx at the LB and each web server, time the LB and count its 429s", () => {
     const filters = Object.fromEntries(
       ofType(plan, T.logMetricFilter).map((f) => [f.name, f.inputs]),
     );
@@ -225,6 +225,7 @@ describe("the program's alarms", () => {
       [
         "logs-lb-requests",
         "logs-lb-5xx",
+        "logs-lb-rate-limited",
         "logs-lb-response-time",
         "logs-s1-requests",
         "logs-s1-5xx",
@@ -238,6 +239,18 @@ describe("the program's alarms", () => {
       metricTransformation: {
         namespace: "Webstack",
         name: "Http5xx",
+        value: "1",
+        unit: "Count",
+        dimensions: { Node: "$.node" },
+      },
+    });
+    // HAProxy's own 429s only (answered in the https frontend), as their own metric, not in 5xx.
+    expect(filters["logs-lb-rate-limited"]).toEqual({
+      logGroupName: logGroupName(plan.stack, "lb", "haproxy"),
+      pattern: '{ ($.status = 429) && ($.backend = "https") }',
+      metricTransformation: {
+        namespace: "Webstack",
+        name: "RateLimited",
         value: "1",
         unit: "Count",
         dimensions: { Node: "$.node" },
@@ -264,6 +277,7 @@ describe("the dashboard", () => {
       "Memory used (%)",
       "Root disk used (%)",
       "Bundles applied and refused, app releases failed (count per minute)",
+      "Requests refused by the per-client limit (429, count per minute)",
       "Alarms",
     ]);
     expect(body.widgets.at(-1).properties.alarms).toEqual(

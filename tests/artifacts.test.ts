@@ -65,7 +65,8 @@ interface Rendered {
 
 const documents: Rendered[] = [];
 
-// Which documents each configuration contributes: both engines' app nodes, the LB in each mode.
+// Which documents each configuration contributes: both engines' app nodes, the LB in each mode,
+// with and without the per-client limit, on a small and a large instance (its connection limits).
 const DATADOG = { datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
 const VARIANTS: {
   config: Record<string, string>;
@@ -81,9 +82,12 @@ const VARIANTS: {
     config: { certificate: "letsencrypt", acmeEmail: "ops@example.com" },
     take: { lb: "letsencrypt-lb" },
   },
-  { config: { certificate: "acm", hostedZone: "example.com" }, take: { lb: "acm-lb" } },
   {
-    config: DATADOG,
+    config: { certificate: "acm", hostedZone: "example.com", rateLimitPerClient: "0" },
+    take: { lb: "acm-lb" },
+  },
+  {
+    config: { ...DATADOG, lbInstanceType: "m7i.large" },
     take: { s2: "datadog-s2", lb: "datadog-lb" },
     secretKeys: ["webstack:datadogApiKey"],
   },

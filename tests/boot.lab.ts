@@ -3,10 +3,12 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { RATE_LIMITED_ERROR } from "../cloud-init/haproxy";
 import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { execInNode, inNode } from "../lab/nodes";
+import { debianSources } from "../cloud-init/aptSources";
 import { nodeExposure } from "../lab/security";
 import {
   backendStates,
@@ -15,11 +17,16 @@ import {
   nodeSql,
   servedCertificate,
 } from "../lab/runningStack";
+import { withSecondClient } from "../lab/namespaces";
 import { leftovers } from "../lab/teardown";
+import { CONFIG_KEYS } from "../model/config";
+import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
 import { FLOWS, flowsInto, LB_NODE, NODE_NAMES, NodeName } from "../model/topology";
 import { labCli, labTest } from "./harness";
+import { LoadReport, startLoad } from "./labLoad";
 import {
   answeringNode,
+  egressMatrix,
   firewallMatrix,
   foreignCertificate,
   fromClient,
@@ -27,6 +34,8 @@ import {
   handshake,
   hostRoute,
   insertAsApp,
+  INTERNET_SERVICES,
+  lbLogEntries,
   listeners,
   NETWORK,
   nodeCertificate,
@@ -36,6 +45,7 @@ import {
   recordedProcesses,
   replaceS1Certificate,
   requestLoop,
+  rootRequestsServed,
   timedThroughLb,
   TOPOLOGY,
   writeThroughApp,
@@ -134,6 +144,76 @@ labTest("round-robin alternates s1 and s2 under sequential requests", () => {
   const served = Array.from({ length: 10 }, answeringNode);
   for (let i = 1; i < served.length; i++) expect(served[i]).not.toBe(served[i - 1]);
 });
+
+labTest(
+  "past the per-client limit one client gets JSON 429s with Retry-After from the LB alone, while another, at the same time, gets none",
+  async () => {
+    // The lab runs the default: rateLimitPerClient 1000 per 10 s.
+    const limit = Number(CONFIG_KEYS.rateLimitPerClient.default);
+    expect(inNode("lb", ["cat", "/etc/haproxy/haproxy.cfg"])).toContain(
+      `if { sc_http_req_rate(0) gt ${limit} }`,
+    );
+    const servedBefore = rootRequestsServed();
+    const refusedBefore = lbLogEntries(429).length;
+    // Two clients from two addresses on the internet, for 9 s: A at 150/s reaches the limit after
+    // about 6.7 s, B at 5/s never does. A comes from the second address, which no earlier test
+    // used: its counter starts with its first request, so the whole run falls in one of HAProxy's
+    // 10 s periods. (HAProxy's rate is a sliding estimate over two periods: a client that was busy
+    // just before may get more, up to twice the limit over a span straddling two periods.)
+    const seconds = 9;
+    const [a, b] = await withSecondClient(NETWORK, () => {
+      const load = { seconds, mix: "root=1", limitedOk: true };
+      const over = startLoad("client A", { ...load, rate: 150, source: NETWORK.secondClient });
+      const under = startLoad("client B", { ...load, rate: 5, source: NETWORK.client });
+      return Promise.all([over.report(), under.report()]);
+    });
+    const line = (who: string, r: LoadReport) =>
+      `${who}: ${r.sent} sent in ${r.seconds} s, ${r.ok} answered 200, ${r.limited} answered 429 ` +
+      `(the first due at ${r.first_limited_s ?? "-"} s; Retry-After ${JSON.stringify(r.limited_retry_after)}), ` +
+      `${r.failed} failed; by status ${JSON.stringify(r.statuses)}` +
+      (r.failures.length ? `\n  failures: ${r.failures.join("\n  ")}` : "");
+    console.log(
+      `per-client limit ${limit} per 10 s:\n${line(`A ${NETWORK.secondClient} at 150/s`, a)}\n` +
+        line(`B ${NETWORK.client} at 5/s`, b),
+    );
+    // A: the limit's worth of answers, then 429s, each saying when to come back and why, in JSON
+    // from the LB; nothing else went wrong. HAProxy counts the request it judges, and the refused
+    // ones too: within its 10 s period exactly `limit` were answered here (a few more would be the rate's
+    // rounding, not a leak).
+    expect(a.failures).toEqual([]);
+    expect(a.failed).toBe(0);
+    expect(a.ok).toBeGreaterThanOrEqual(limit);
+    expect(a.ok).toBeLessThanOrEqual(limit + 10);
+    expect(a.limited).toBe(a.sent - a.ok);
+    expect(a.limited).toBeGreaterThan(0);
+    expect(a.limited_retry_after).toEqual([RATE_LIMIT_RETRY_AFTER_SECONDS]);
+    expect(a.limited_errors).toEqual([RATE_LIMITED_ERROR]);
+    expect(a.limited_nodes).toEqual(["lb"]);
+    // B, from another address while A was refused: every request answered, none refused.
+    expect(b).toMatchObject({
+      sent: 5 * seconds,
+      ok: 5 * seconds,
+      limited: 0,
+      failed: 0,
+      failures: [],
+    });
+    expect(a.first_limited_s!).toBeLessThan(b.seconds);
+    // The refused requests reached no backend: the app nodes served exactly the 200s.
+    expect(rootRequestsServed() - servedBefore).toBe(a.ok + b.ok);
+    // The LB logged each 429 as its own answer (the frontend as backend, no server), in JSON: what
+    // the RateLimited metric filter counts.
+    await waitFor(
+      "the LB's log of every 429",
+      10,
+      () => lbLogEntries(429).length - refusedBefore >= a.limited,
+    );
+    const refused = lbLogEntries(429).slice(refusedBefore);
+    expect(refused).toHaveLength(a.limited);
+    for (const entry of refused)
+      expect(entry).toMatchObject({ status: 429, backend: "https", server: "<NOSRV>" });
+  },
+  90_000,
+);
 
 // ---- ACME: the LB's certificate from Pebble, through its own challenge path --------------------
 
@@ -562,6 +642,57 @@ labTest(
       );
   },
   120_000,
+);
+
+labTest(
+  "egress matrix: from every node to each internet service, only what its security group lets out",
+  () => {
+    // The ports the flows name, the services' own and two nothing should use (SSH, SMTP).
+    const ports = new Set<number>([...FLOWS.map((f) => f.port), 22, 25, 15000]);
+    const { actual, expected } = egressMatrix(ports);
+    const open = Object.values(actual).filter((s) => s === "open").length;
+    console.log(
+      `egress matrix: ${Object.keys(actual).length} probes from ${NODE_NAMES.join(", ")} to ${Object.keys(INTERNET_SERVICES).join(", ")} over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
+    );
+    expect(actual).toEqual(expected);
+    // Whatever the flow table says: plain HTTP is out (the mirror answers on 80, the node cannot
+    // reach it), HTTPS is in.
+    for (const node of NODE_NAMES) {
+      expect({ node, http: actual[`${node} -> mirror:80`] }).toEqual({ node, http: "filtered" });
+      expect({ node, https: actual[`${node} -> mirror:443`] }).toEqual({ node, https: "open" });
+    }
+  },
+  60_000,
+);
+
+labTest(
+  "APT over HTTPS: every node's sources are the program's, and apt-get update succeeds with port 80 closed",
+  () => {
+    for (const node of NODE_NAMES) {
+      const sources = inNode(node, [
+        "sh",
+        "-c",
+        "cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null; true",
+      ]);
+      expect({ node, plainHttp: sources.match(/^(URIs:|deb) .*http:\/\/.*$/gm) }).toEqual({
+        node,
+        plainHttp: null,
+      });
+      expect({
+        node,
+        debian: inNode(node, ["cat", "/etc/apt/sources.list.d/debian.sources"]),
+      }).toEqual({ node, debian: debianSources() });
+      const update = execInNode(node, ["apt-get", "-o", "DPkg::Lock::Timeout=60", "update", "-q"]);
+      expect({ node, status: update.status, errors: update.stdout.match(/^(E|W): .*$/gm) }).toEqual(
+        {
+          node,
+          status: 0,
+          errors: null,
+        },
+      );
+    }
+  },
+  180_000,
 );
 
 labTest("status shows the summary; a second up is safe and changes nothing", () => {

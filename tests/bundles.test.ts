@@ -1,7 +1,9 @@
 // Issue 17 under mocks: each node's bundle as the contract fixes it, released together, pointed at;
 // node-level settings change bundles and pointers only; every bootstrap within 4 KB as sent.
 import { createHash } from "crypto";
-import { shippedSize } from "../cloud-init/userDataEncoding";
+import YAML from "yaml";
+import { DEBIAN_SOURCES_TEMPLATE } from "../cloud-init/aptSources";
+import { decodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
 import { NODE_NAMES } from "../model/topology";
 import { Plan, PlannedResource } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
@@ -202,6 +204,7 @@ describe("a node-level setting reaches the nodes through their bundles only", ()
   test.each([
     ["lbServerTimeoutSeconds", { lbServerTimeoutSeconds: "120" }],
     ["maxBodyMiB", { maxBodyMiB: "50" }],
+    ["rateLimitPerClient", { rateLimitPerClient: "0" }],
   ])("%s: only the bundle objects and pointers change; no instance input", async (_, setting) => {
     const changedPlan = await planConfig({ ...BASE, ...setting });
     const { changed, added, gone } = compare(plan, changedPlan);
@@ -234,7 +237,7 @@ describe("a node-level setting reaches the nodes through their bundles only", ()
   });
 });
 
-describe("every node's bootstrap: within 4 KB as sent, the same whatever a bundle changes", () => {
+describe("every node's bootstrap: within 4 KB as sent, APT over HTTPS only, the same whatever a bundle changes", () => {
   const VARIANTS: [string, () => Promise<Plan>][] = [
     ["dev", () => planStack("dev")],
     ["prod", () => planStack("prod")],
@@ -259,6 +262,20 @@ describe("every node's bootstrap: within 4 KB as sent, the same whatever a bundl
         node: instance.name,
         withinGoal: true,
       });
+      // Debian's archive and every extra source over HTTPS: the firewalls open no port 80 outbound.
+      const apt = YAML.parse(decodeUserData(instance.inputs)).apt;
+      expect({ node: instance.name, sourcesList: apt.sources_list }).toEqual({
+        node: instance.name,
+        sourcesList: DEBIAN_SOURCES_TEMPLATE,
+      });
+      const uris = [
+        ...[...apt.primary, ...apt.security].map((m: { uri: string }) => m.uri),
+        ...Object.values(apt.sources ?? {}).map(
+          (s) => (s as { source: string }).source.split(" ")[2],
+        ),
+      ];
+      expect(uris.filter((uri) => !uri.startsWith("https://"))).toEqual([]);
+      expect(uris).toContain("https://deb.debian.org/debian");
     }
   });
 

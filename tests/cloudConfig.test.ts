@@ -2,6 +2,7 @@
 import YAML from "yaml";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
 import { composeBootstrap } from "../cloud-init/cloudConfig";
+import { DEBIAN_SOURCES_TEMPLATE, debianAptConfig, debianSources } from "../cloud-init/aptSources";
 import { composeBundle } from "../cloud-init/bundle";
 import { fillTemplate } from "../cloud-init/template";
 import { decodeUserData, encodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
@@ -33,6 +34,63 @@ describe("building blocks", () => {
       ["/early"],
     ]);
     expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
+  });
+
+  test("every bootstrap replaces the image's APT sources with Debian's over HTTPS; a part's source is added beside them", () => {
+    const debian = {
+      preserve_sources_list: false,
+      primary: [{ arches: ["default"], uri: "https://deb.debian.org/debian" }],
+      security: [{ arches: ["default"], uri: "https://security.debian.org/debian-security" }],
+      sources_list: DEBIAN_SOURCES_TEMPLATE,
+    };
+    expect(YAML.parse(composeBootstrap(header, node, [{ packages: ["a"] }])).apt).toEqual(debian);
+    const vendor = { source: "deb [signed-by=$KEY_FILE] https://vendor.example/apt $RELEASE main" };
+    const doc = YAML.parse(
+      composeBootstrap(header, node, [
+        { apt: { sources: { vendor } } },
+        { apt: { sources: { other: vendor } } },
+      ]),
+    );
+    expect(doc.apt).toEqual({ ...debian, sources: { vendor, other: vendor } });
+    // cloud-init's apt module runs before package_update: the first index fetch is over HTTPS.
+    expect(Object.keys(doc).indexOf("apt")).toBeLessThan(
+      Object.keys(doc).indexOf("package_update"),
+    );
+  });
+
+  test("the bootstrap composer refuses an APT source added twice, and an apt key a part would take from Debian's", () => {
+    const source = { source: "deb https://vendor.example/apt trixie main" };
+    expect(() =>
+      composeBootstrap(header, node, [
+        { apt: { sources: { vendor: source } } },
+        { apt: { sources: { vendor: source } } },
+      ]),
+    ).toThrow("two parts add the apt source vendor");
+    expect(() =>
+      composeBootstrap(header, node, [
+        { apt: { primary: [{ arches: ["default"], uri: "http://x" }] } },
+      ]),
+    ).toThrow("two parts set apt.primary");
+  });
+
+  test("Debian's sources as a node ends up with them: deb822, HTTPS only, the release, its updates and security", () => {
+    expect(debianSources()).toBe(
+      [
+        "Types: deb",
+        "URIs: https://deb.debian.org/debian",
+        "Suites: trixie trixie-updates",
+        "Components: main",
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg",
+        "",
+        "Types: deb",
+        "URIs: https://security.debian.org/debian-security",
+        "Suites: trixie-security",
+        "Components: main",
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg",
+        "",
+      ].join("\n"),
+    );
+    expect(debianAptConfig().sources_list).toBe(DEBIAN_SOURCES_TEMPLATE);
   });
 
   test("the bundle composer refuses two parts writing one file; first-apply steps keep their order, the apply timer last", () => {

@@ -199,8 +199,13 @@ test("the request limits in the config reach every layer on every node that has 
     domain: "www.example.com",
     lbServerTimeoutSeconds: "120",
     maxBodyMiB: "50",
+    rateLimitPerClient: "3000",
   });
-  expect(bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg")).toMatch(/^ {4}timeout server 120s$/m);
+  const haproxy = bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg");
+  expect(haproxy).toMatch(/^ {4}timeout server 120s$/m);
+  expect(haproxy).toMatch(
+    /^ {4}http-request return status 429 .* if \{ sc_http_req_rate\(0\) gt 3000 \}$/m,
+  );
   for (const node of ["s1", "s2"]) {
     const site = bundleFile(plan, node, "/etc/nginx/sites-available/webstack");
     expect(site).toMatch(/^ {4}client_max_body_size 50m;$/m);

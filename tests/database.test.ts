@@ -1,5 +1,6 @@
 // An app node's database config per engine and role: server, TLS, read-only, replication, users.
 import { databaseParams } from "../cloud-init/appNode";
+import { debianAptConfig } from "../cloud-init/aptSources";
 import {
   DatabaseParams,
   MYSQL_APT_KEY_FINGERPRINT,
@@ -208,19 +209,20 @@ describe("replication SQL", () => {
 });
 
 describe("MySQL's package source", () => {
-  test("MySQL's APT repository for 8.4 LTS, its key pinned by full fingerprint, fetched over 443", () => {
+  test("MySQL's APT repository for 8.4 LTS over HTTPS, its key pinned by full fingerprint, fetched over 443, beside Debian's sources", () => {
     const { doc } = renderedAppNode("mysql", "replica");
     expect(doc.apt).toEqual({
+      ...debianAptConfig(),
       sources: {
         "mysql-8.4-lts": {
           source:
-            "deb [signed-by=$KEY_FILE] http://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
+            "deb [signed-by=$KEY_FILE] https://repo.mysql.com/apt/debian $RELEASE mysql-8.4-lts",
           keyid: MYSQL_APT_KEY_FINGERPRINT,
           keyserver: "hkps://keyserver.ubuntu.com",
         },
       },
     });
     expect(MYSQL_APT_KEY_FINGERPRINT).toMatch(/^[0-9A-F]{40}$/);
-    expect(renderedAppNode("mariadb", "replica").doc.apt).toBeUndefined();
+    expect(renderedAppNode("mariadb", "replica").doc.apt).toEqual(debianAptConfig());
   });
 });

@@ -86,9 +86,9 @@ describe("the Mermaid diagram", () => {
       '  sg_lb -->|"tcp 443"| sg_s2',
       '  sg_s1 -->|"tcp 3306"| sg_s2',
       '  sg_s2 -->|"tcp 3306"| sg_s1',
-      '  sg_lb -->|"tcp 443, 80"| internet_out',
-      '  sg_s1 -->|"tcp 443, 80"| internet_out',
-      '  sg_s2 -->|"tcp 443, 80"| internet_out',
+      '  sg_lb -->|"tcp 443"| internet_out',
+      '  sg_s1 -->|"tcp 443"| internet_out',
+      '  sg_s2 -->|"tcp 443"| internet_out',
       '  lb ==>|"HTTPS"| s1',
       '  lb ==>|"HTTPS"| s2',
       '  s1 ==>|"writes"| db_s2',
@@ -126,6 +126,16 @@ describe("the Mermaid diagram", () => {
 
   test("Mermaid's parser accepts it as a flowchart", () => {
     const parsed = mermaidParse(renderDiagram(dev));
+    expect(parsed.error).toBe("");
+    expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
+  });
+
+  test("Mermaid's parser accepts prod's too, with the VPC endpoints' group", async () => {
+    const diagram = renderDiagram(await planStack("prod"));
+    expect(diagram).toContain(
+      '  subgraph sg_endpoints["security group webstack-prod-sg-endpoints"]',
+    );
+    const parsed = mermaidParse(diagram);
     expect(parsed.error).toBe("");
     expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
   });

@@ -1,11 +1,14 @@
-// HAProxy's config line by line: ACME and redirect, TLS, verified backends, retries, stats.
-import { renderHaproxyConfig } from "../cloud-init/haproxy";
+// HAProxy's config line by line: ACME and redirect, TLS, the per-client limit, connection limits,
+// verified backends, retries, stats.
+import { HTTPS_FRONTEND, HaproxyParams, renderHaproxyConfig } from "../cloud-init/haproxy";
+import { lbConnectionLimits } from "../model/limits";
 import { PORTS } from "../model/topology";
 import { TOPOLOGY } from "./harness";
 import { BACKENDS } from "./rendererFixtures";
 
-const CONFIG_LINES = renderHaproxyConfig({
+const PARAMS: HaproxyParams = {
   node: TOPOLOGY.nodes.lb.name,
+  role: TOPOLOGY.nodes.lb.role,
   domain: "www.example.com",
   backends: BACKENDS,
   caFile: "/etc/webstack/tls/ca.crt",
@@ -13,23 +16,36 @@ const CONFIG_LINES = renderHaproxyConfig({
   certbotPort: 8888,
   statsPort: 8404,
   serverTimeoutSeconds: 75,
-})
-  .split("\n")
-  .map((l) => l.trim());
+  rateLimitPerClient: 700,
+  // A t3.micro's 1 GiB.
+  connections: lbConnectionLimits(1024),
+};
+
+const linesOf = (p: HaproxyParams) =>
+  renderHaproxyConfig(p)
+    .split("\n")
+    .map((l) => l.trim());
+const CONFIG_LINES = linesOf(PARAMS);
 
 /** The lines of one section (`frontend http`, `backend app` …), up to the next section. */
-function section(header: string): string[] {
-  const start = CONFIG_LINES.indexOf(header);
+function section(header: string, lines: string[] = CONFIG_LINES): string[] {
+  const start = lines.indexOf(header);
   expect(start).toBeGreaterThanOrEqual(0);
-  const rest = CONFIG_LINES.slice(start + 1);
+  const rest = lines.slice(start + 1);
   const end = rest.findIndex((l) => /^(global|defaults|frontend|backend|listen)\b/.test(l));
   return rest.slice(0, end < 0 ? undefined : end).filter((l) => l && !l.startsWith("#"));
 }
+
+const RATE_LIMITED =
+  `http-request return status 429 content-type application/json ` +
+  `string '{"node":"lb","role":"loadbalancer","error":"too many requests"}' ` +
+  "hdr Retry-After 20 hdr Cache-Control no-store if { sc_http_req_rate(0) gt 700 }";
 
 describe("HAProxy config", () => {
   test("port 80: the ACME path to certbot on loopback, everything else 301 to HTTPS", () => {
     expect(section("frontend http")).toEqual([
       "bind :80",
+      "maxconn 250",
       "acl acme path_beg /.well-known/acme-challenge/",
       "http-request redirect scheme https code 301 unless acme",
       "use_backend acme if acme",
@@ -37,13 +53,19 @@ describe("HAProxy config", () => {
     expect(section("backend acme")).toEqual(["server certbot 127.0.0.1:8888"]);
   });
 
-  test("port 443: the public certificate, TLS 1.2+, ALPN h2 and http/1.1, HSTS", () => {
+  test("port 443: the public certificate, TLS 1.2+, ALPN h2 and http/1.1, HSTS on every answer", () => {
     expect(section("frontend https")).toEqual([
       "bind :443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1",
+      "maxconn 2240",
+      "stick-table type ipv6 size 100k expire 30s store http_req_rate(10s)",
+      "http-request track-sc0 src",
+      RATE_LIMITED,
       "http-request set-header X-Forwarded-Proto https",
-      'http-response set-header Strict-Transport-Security "max-age=63072000"',
+      // http-after-response: HAProxy's own answers (the 429 above, a 503) carry it too.
+      'http-after-response set-header Strict-Transport-Security "max-age=63072000"',
       "default_backend app",
     ]);
+    expect(CONFIG_LINES.join("\n")).not.toMatch(/http-response set-header Strict/);
     const global = section("global");
     expect(global).toContain("ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets");
     expect(global).toContain("ssl-default-server-options ssl-min-ver TLSv1.2");
@@ -143,6 +165,7 @@ describe("HAProxy config", () => {
   test("stats and the Prometheus endpoint on loopback only; logs through syslog to a file", () => {
     expect(section("frontend stats")).toEqual([
       "bind 127.0.0.1:8404",
+      "maxconn 10",
       "http-request set-log-level silent",
       "http-request use-service prometheus-exporter if { path /metrics }",
       "stats enable",
@@ -169,7 +192,8 @@ test("the JSON access log stays JSON whatever HAProxy prints for each variable",
   // aborted request's -1, a redispatch's "+1" (%rc), names with a "~" (an SSL frontend).
   const printed: Record<string, string[]> = {
     "%ft": ["https~"],
-    "%b": ["app", "<NOSRV>"],
+    // An answer HAProxy gave itself (a 429, a redirect) names the frontend as its backend.
+    "%b": ["app", "https", "http"],
     "%s": ["s1", "<NOSRV>"],
     "%ST": ["200", "-1"],
     "%Ta": ["12", "-1"],
@@ -189,4 +213,102 @@ test("the JSON access log stays JSON whatever HAProxy prints for each variable",
       expect(() => JSON.parse(line)).not.toThrow();
     }
   }
+});
+
+describe("the per-client request limit (rateLimitPerClient)", () => {
+  test("tracks each client address and answers 429 past the configured number, before any backend", () => {
+    const https = section("frontend https");
+    // Tracked first, judged at once: no rule before it can send the request on.
+    expect(https.slice(1, 5)).toEqual([
+      "maxconn 2240",
+      "stick-table type ipv6 size 100k expire 30s store http_req_rate(10s)",
+      "http-request track-sc0 src",
+      RATE_LIMITED,
+    ]);
+    // Port 80 (redirects, ACME challenges) is not limited.
+    expect(section("frontend http").join("\n")).not.toMatch(/track-sc|stick-table|429/);
+  });
+
+  test("a 429 logs the https frontend as its backend and status 429: what RateLimited counts", () => {
+    expect(section(`frontend ${HTTPS_FRONTEND}`)).toContain(RATE_LIMITED);
+    const format = CONFIG_LINES.find((l) => l.startsWith("log-format "))!.slice(11);
+    // What HAProxy 3.0 prints for an answer it gave in a frontend: %b that frontend, %s <NOSRV>.
+    const line = JSON.parse(
+      JSON.parse(format)
+        .replace("%b", HTTPS_FRONTEND)
+        .replace("%s", "<NOSRV>")
+        .replace("%ST", "429")
+        .replace(/%\[[^\]]+\]|%\w+/g, "0"),
+    );
+    expect(line).toMatchObject({ status: 429, backend: "https", server: "<NOSRV>" });
+  });
+
+  test("the 429's body is JSON in the shape of the app's errors, naming the LB", () => {
+    const body = /string '([^']*)'/.exec(RATE_LIMITED)![1];
+    expect(JSON.parse(body)).toEqual({
+      node: TOPOLOGY.nodes.lb.name,
+      role: "loadbalancer",
+      error: "too many requests",
+    });
+  });
+
+  test.each([
+    [1, "gt 1 }"],
+    [1000, "gt 1000 }"],
+    [1_000_000, "gt 1000000 }"],
+  ])("%i requests per 10 s: the configured number is the threshold", (limit, threshold) => {
+    const https = section("frontend https", linesOf({ ...PARAMS, rateLimitPerClient: limit }));
+    expect(https.filter((l) => l.includes("status 429"))).toHaveLength(1);
+    expect(https.find((l) => l.includes("status 429"))).toMatch(new RegExp(` ${threshold}$`));
+  });
+
+  test("0: no table, no tracking, no 429 anywhere", () => {
+    const lines = linesOf({ ...PARAMS, rateLimitPerClient: 0 });
+    const text = lines.filter((l) => !l.startsWith("#")).join("\n");
+    expect(text).not.toMatch(/stick-table|track-sc|sc_http_req_rate|429|Retry-After/);
+    expect(lines).toContain("# No per-client request limit (rateLimitPerClient 0).");
+    // The rest of the frontend as with a limit.
+    expect(section("frontend https", lines)).toEqual(
+      section("frontend https").filter((l) => !/stick-table|track-sc|status 429/.test(l)),
+    );
+  });
+
+  test.each([-1, 1.5, NaN])("%p is refused by the renderer", (limit) => {
+    expect(() => renderHaproxyConfig({ ...PARAMS, rateLimitPerClient: limit })).toThrow(
+      /per-client limit/,
+    );
+  });
+});
+
+describe("connection limits (maxconn) from the LB's memory", () => {
+  test("global and per frontend, the frontends together within the global limit", () => {
+    expect(section("global")).toContain("maxconn 2500");
+    const frontends = ["frontend http", "frontend https", "frontend stats"].map((header) =>
+      Number(
+        section(header)
+          .find((l) => l.startsWith("maxconn "))!
+          .split(" ")[1],
+      ),
+    );
+    expect(frontends).toEqual([250, 2240, 10]);
+    expect(frontends.reduce((a, b) => a + b)).toBe(2500);
+    // Nothing in defaults: each frontend states its own.
+    expect(section("defaults").some((l) => l.startsWith("maxconn"))).toBe(false);
+  });
+
+  test.each([
+    // [MiB, total, https, http]
+    [512, 1250, 1115, 125],
+    [1024, 2500, 2240, 250],
+    [2048, 5000, 4490, 500],
+    [8192, 20000, 17990, 2000],
+    [15616, 38125, 34303, 3812],
+    [524288, 100000, 89990, 10000],
+  ])("%i MiB: %i connections, %i on 443, %i on 80, 10 for stats", (mib, total, https, http) => {
+    expect(lbConnectionLimits(mib)).toEqual({ total, https, http, stats: 10 });
+  });
+
+  test.each([0, 100, 1024.5])("%p MiB is no LB's memory", (mib) => {
+    expect(() => lbConnectionLimits(mib)).toThrow(/memory/);
+  });
 });

@@ -46,6 +46,7 @@ export const T = {
   flowLog: "aws:ec2/flowLog:FlowLog",
   defaultSecurityGroup: "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
   securityGroup: "aws:ec2/securityGroup:SecurityGroup",
+  vpcEndpoint: "aws:ec2/vpcEndpoint:VpcEndpoint",
   legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   egressRule: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
@@ -177,6 +178,17 @@ export interface PlannedBundleFile {
   readonly onChange?: string[];
 }
 
+/** A bundle's `app`: the release, where it is, its WSGI callable and its release command's part. */
+export interface PlannedBundleApp {
+  readonly release: string;
+  readonly bucket: string;
+  readonly key: string;
+  /** module.path:callable, the config's appModule. */
+  readonly module: string;
+  readonly command?: { run: string; status: string };
+  readonly awaitCommand?: { node: string; status: string };
+}
+
 /** A node's bundle, parsed from the object the plan uploads (issue 17's format 1). */
 export interface PlannedBundle {
   readonly format: number;
@@ -188,7 +200,7 @@ export interface PlannedBundle {
   readonly files: PlannedBundleFile[];
   readonly firstApply: string[][];
   /** The app nodes' release (issue 18). */
-  readonly app?: Record<string, unknown>;
+  readonly app?: PlannedBundleApp;
   readonly healthCheck?: string[];
 }
 
@@ -365,6 +377,29 @@ export function commandWorks(command: string, args: string[]): boolean {
 }
 
 export const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * A one-day self-signed ECDSA P-256 certificate for `name`, made by openssl in `dir` (key.pem,
+ * cert.pem); `subjectAltName` as openssl takes it ("DNS:a,IP:10.0.0.1").
+ */
+export function selfSignedCertificate(
+  dir: string,
+  name: string,
+  subjectAltName: string,
+): { keyFile: string; certFile: string } {
+  const [keyFile, certFile] = ["key.pem", "cert.pem"].map((f) => path.join(dir, f));
+  const r = spawnSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+      ...["-days", "1", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${subjectAltName}`],
+      ...["-keyout", keyFile, "-out", certFile],
+    ],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+  return { keyFile, certFile };
+}
 
 /**
  * `test` when what a test needs is here. Otherwise: skipped with a note on a developer's machine,

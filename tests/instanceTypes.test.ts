@@ -39,6 +39,7 @@ const I386_ONLY: InstanceTypeFacts = {
   hypervisor: "xen",
   ebsNvmeSupport: "unsupported",
   supportedArchitectures: ["i386"],
+  memorySize: 1024,
 };
 
 function rawWith(values: Record<string, string>): RawConfig {
@@ -235,6 +236,15 @@ describe("the program asks EC2 before any resource", () => {
       expect(archs(armApp)).toEqual(["amd64", "arm64", "arm64"]);
       expect(ami(armApp, "s1")).toBe(ami(armApp, "s2"));
       expect(ami(armApp, "s1")).not.toBe(ami(armApp, "lb"));
+    });
+
+    test("the LB's HAProxy holds as many connections as EC2's memory for its type allows", () => {
+      const maxconn = (plan: Plan) =>
+        /^global\n(?:.*\n)*? {4}maxconn (\d+)$/m.exec(
+          bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg"),
+        )?.[1];
+      // t3.micro (1 GiB), t4g.small (2 GiB): half the memory at 5000 TLS connections per GiB.
+      expect([maxconn(armApp), maxconn(armLb)]).toEqual(["2500", "5000"]);
     });
 
     test("i3.metal app nodes, t4g.small LB: amd64 and arm64 packages, the same two images", () => {

@@ -67,7 +67,8 @@ const IP = { lb: "10.40.0.10", s1: "10.40.192.10", s2: "10.40.128.10", outside: 
 /** Connections that must succeed, written out by hand from the seed's rules; all others must fail. */
 const OPEN: Record<NodeName, string[]> = {
   // 0.0.0.0/0 includes the other nodes, as it does for a security group.
-  lb: ["outside:80", "outside:443", "s1:80", "s1:443", "s2:80", "s2:443"],
+  // The app nodes have no port 80 outbound, so the LB's port 80 is the outside's only.
+  lb: ["outside:80", "outside:443", "s1:443", "s2:443"],
   s1: ["lb:443", "s2:3306"],
   s2: ["lb:443", "s1:3306"],
 };

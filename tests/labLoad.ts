@@ -23,13 +23,22 @@ export interface LoadReport {
   sent: number;
   answered: number;
   ok: number;
+  /** 429s with a Retry-After and a JSON error (with `limitedOk` only; a failure otherwise). */
+  limited: number;
   failed: number;
   resent: number;
   seconds: number;
   longest_stall_ms: number;
   p50_ms: number;
   p99_ms: number;
+  /** Answers by HTTP status. */
+  statuses: Record<string, number>;
   failures: string[];
+  /** What the 429s said: their Retry-After values, errors, nodes; when the first was due (s). */
+  limited_retry_after: number[];
+  limited_errors: string[];
+  limited_nodes: string[];
+  first_limited_s: number | null;
   nodes: Record<string, number>;
   /** Answers by the app release that gave them (the demo app says which: issue 18). */
   releases: Record<string, number>;
@@ -41,6 +50,10 @@ export interface Load {
   readonly rate: number;
   readonly seconds: number;
   readonly mix: string;
+  /** The client address its connections start from; the namespace's own address by default. */
+  readonly source?: string;
+  /** Counts a 429 with a Retry-After and a JSON error as limited instead of failed. */
+  readonly limitedOk?: boolean;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -48,15 +61,8 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let readIds: number[] = [];
 export const seedReads = (ids: number[]) => (readIds = ids);
 
-/**
- * Runs `fault` while a bounded load runs from the client namespace (it starts 2 s into the load
- * and must end before the load does), then returns the load's report.
- */
-export async function underLoad(
-  name: string,
-  load: Load,
-  fault: () => Promise<void>,
-): Promise<LoadReport> {
+/** Starts a bounded load from the client namespace; `report()` waits for its end and reads it. */
+export function startLoad(name: string, load: Load): { report(): Promise<LoadReport> } {
   const child = spawn(
     "ip",
     [
@@ -81,6 +87,8 @@ export async function underLoad(
       readIds.join(","),
       "--tag",
       `${name}-${Date.now()}`,
+      ...(load.source ? ["--source", load.source] : []),
+      ...(load.limitedOk ? ["--limited-ok"] : []),
     ],
     { stdio: ["ignore", "pipe", "pipe"], timeout: (load.seconds + 60) * 1000 },
   );
@@ -89,13 +97,30 @@ export async function underLoad(
   child.stdout.on("data", (d) => (out += String(d)));
   child.stderr.on("data", (d) => (err += String(d)));
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  return {
+    async report() {
+      const code = await exited;
+      if (code !== 0) throw new Error(`load.py exited ${code}: ${err}`);
+      return JSON.parse(out) as LoadReport;
+    },
+  };
+}
+
+/**
+ * Runs `fault` while a bounded load runs from the client namespace (it starts 2 s into the load
+ * and must end before the load does), then returns the load's report.
+ */
+export async function underLoad(
+  name: string,
+  load: Load,
+  fault: () => Promise<void>,
+): Promise<LoadReport> {
+  const running = startLoad(name, load);
   const started = Date.now();
   await sleep(2000);
   await fault();
   const faultSeconds = (Date.now() - started) / 1000;
-  const code = await exited;
-  if (code !== 0) throw new Error(`load.py exited ${code}: ${err}`);
-  const report = JSON.parse(out) as LoadReport;
+  const report = await running.report();
   expect(faultSeconds).toBeLessThan(load.seconds); // the whole fault happened under load
   console.log(
     `${name}: ${report.sent} requests at ${load.rate}/s, ${report.failed} failed, ` +

@@ -196,13 +196,15 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
   expect(network.ranges).toEqual(["192.168.10.0/24", "10.41.0.0/24"]);
   expect(network.hosts).toEqual({
     "deb.debian.org": network.mirror,
+    "security.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,
     "s3.eu-west-1.amazonaws.com": network.s3,
     "acme.lab.test": network.pebble,
     [LAB_DOMAIN]: ip.lb,
     ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
-  const services = [network.mirror, network.ssm, network.s3, network.pebble, network.client];
+  const names = ["mirror", "ssm", "s3", "pebble", "client", "secondClient"] as const;
+  const services = names.map((name) => network[name]);
   for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);
   expect(new Set(services).size).toBe(services.length);
 });

@@ -3,14 +3,23 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { logPath } from "../cloud-init/logSources";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import { PYTHON } from "../lab/commands";
 import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import { admits, NODE_NAMES, NodeName, Peer } from "../model/topology";
-import { PROJECT_DIR } from "./harness";
+import {
+  admits,
+  admitsOut,
+  APP_NODE_NAMES,
+  LB_NODE,
+  NODE_NAMES,
+  NODE_ROLES,
+  NodeName,
+} from "../model/topology";
+import { PROJECT_DIR, selfSignedCertificate } from "./harness";
 
 /** The lab's own addresses: the program's topology for the lab's VPC range. */
 export const TOPOLOGY = LAB_TOPOLOGY;
@@ -42,6 +51,28 @@ export function timedThroughLb(urlPath: string, ...curlOptions: string[]) {
 
 /** The backend that answered a request for the site's root through the LB. */
 export const answeringNode = () => (JSON.parse(getThroughLb().stdout) as { node: string }).node;
+
+/** Requests for the site's root (`GET /`) the app nodes' Nginx answered, by their access logs. */
+export function rootRequestsServed(): number {
+  return APP_NODE_NAMES.reduce((sum, node) => {
+    const log = logPath(NODE_ROLES[node], "nginx-access");
+    // grep -c exits 1 when it counts 0: its count is the answer either way.
+    const r = execInNode(node, ["grep", "-c", '"uri":"/",', log]);
+    if (r.status !== 0 && r.status !== 1) throw new Error(`${node}: grep ${log}: ${r.stderr}`);
+    return sum + Number(r.stdout.trim());
+  }, 0);
+}
+
+/** The LB's access-log entries (its JSON lines) for answers of one status, oldest first. */
+export function lbLogEntries(status: number): Record<string, unknown>[] {
+  const log = logPath(NODE_ROLES[LB_NODE], "haproxy");
+  const r = execInNode(LB_NODE, ["grep", "-h", `"status":${status},`, log]);
+  if (r.status !== 0 && r.status !== 1) throw new Error(`lb: grep ${log}: ${r.stderr}`);
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line.slice(line.indexOf("{"))) as Record<string, unknown>);
+}
 
 /** The host's route for a range ("" when there is none). */
 export const hostRoute = (range: string) =>
@@ -118,27 +149,16 @@ interface KeyPair {
 export function foreignCertificate(): KeyPair {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-foreign-"));
   try {
-    const r = spawnSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${TOPOLOGY.nodes.s1.internalName}`,
-      "-addext",
-      `subjectAltName=DNS:${TOPOLOGY.nodes.s1.internalName},IP:${TOPOLOGY.nodes.s1.privateIp}`,
-      "-keyout",
-      `${dir}/k`,
-      "-out",
-      `${dir}/c`,
-    ]);
-    expect(r.status).toBe(0);
-    return { cert: fs.readFileSync(`${dir}/c`, "utf8"), key: fs.readFileSync(`${dir}/k`, "utf8") };
+    const s1 = TOPOLOGY.nodes.s1;
+    const made = selfSignedCertificate(
+      dir,
+      s1.internalName,
+      `DNS:${s1.internalName},IP:${s1.privateIp}`,
+    );
+    return {
+      cert: fs.readFileSync(made.certFile, "utf8"),
+      key: fs.readFileSync(made.keyFile, "utf8"),
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -225,7 +245,7 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
   expected: Record<string, string>;
 } {
   const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
-  const sources: Peer[] = ["internet", ...NODE_NAMES];
+  const sources: (NodeName | "internet")[] = ["internet", ...NODE_NAMES];
   const expected: Record<string, string> = {};
   const actual: Record<string, string> = {};
   for (const source of sources) {
@@ -244,6 +264,61 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
       const key = `${source} -> ${node}:${port}`;
       actual[key] = state;
       expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
+    }
+  }
+  return { actual, expected };
+}
+
+/** The internet's services a node may try to reach, by name: each at its own address. */
+export const INTERNET_SERVICES = {
+  mirror: NETWORK.mirror,
+  ssm: NETWORK.ssm,
+  s3: NETWORK.s3,
+  pebble: NETWORK.pebble,
+} as const;
+
+/** The TCP ports listening on the internet namespace's addresses, as "address:port". */
+function internetListeners(): Set<string> {
+  const r = inNamespace(INTERNET_NS, ["ss", "-Hltn"]);
+  expect(r.stderr).toBe("");
+  // "LISTEN 0 128 10.41.0.80:443 0.0.0.0:*": the fourth column.
+  return new Set(
+    r.stdout
+      .trim()
+      .split("\n")
+      .map((line) => line.split(/\s+/)[3]),
+  );
+}
+
+/**
+ * The egress matrix: from each node to each of the internet's services on each port, what the
+ * node's security group lets out. Allowed and listening: open; allowed, nothing listening: closed
+ * (the stand-in's reset reached the node); not allowed: filtered.
+ */
+export function egressMatrix(ports: ReadonlySet<number>): {
+  actual: Record<string, string>;
+  expected: Record<string, string>;
+} {
+  const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
+  const listening = internetListeners();
+  const expected: Record<string, string> = {};
+  const actual: Record<string, string> = {};
+  const services = Object.entries(INTERNET_SERVICES);
+  for (const node of NODE_NAMES) {
+    const targets = services.flatMap(([, address]) => [...ports].map((p) => `${address}:${p}`));
+    const r = inNamespace(nodeNamespace(node), [PYTHON, probe, ...targets]);
+    expect(r.stderr).toBe("");
+    for (const line of r.stdout.trim().split("\n")) {
+      const [target, state] = line.split(" ");
+      const [address, port] = target.split(":");
+      const [service] = services.find(([, a]) => a === address)!;
+      const key = `${node} -> ${service}:${port}`;
+      actual[key] = state;
+      expected[key] = !admitsOut(node, Number(port))
+        ? "filtered"
+        : listening.has(target)
+          ? "open"
+          : "closed";
     }
   }
   return { actual, expected };

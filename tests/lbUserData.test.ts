@@ -48,6 +48,8 @@ function lbDocument(mode: string) {
     caCertPem: TEST_CA_PEM,
     certificate: SETUPS[mode],
     serverTimeoutSeconds: 60,
+    rateLimitPerClient: 1000,
+    memoryMiB: 1024,
     architecture: "amd64",
     monitoring: testMonitoring("lb"),
   });

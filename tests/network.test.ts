@@ -63,18 +63,15 @@ describe("firewalls", () => {
     ]);
   });
 
-  test("egress is explicit: HTTP(S) out, the LB to the app groups, 3306 between s1 and s2", () => {
+  test("egress is explicit: HTTPS out (no port 80: APT over HTTPS), the LB to the app groups, 3306 between s1 and s2", () => {
     expect(ofType(plan, T.egressRule).map(ruleRow).sort()).toEqual([
       "lb tcp 443-443 0.0.0.0/0",
       "lb tcp 443-443 sg:s1",
       "lb tcp 443-443 sg:s2",
-      "lb tcp 80-80 0.0.0.0/0",
       "s1 tcp 3306-3306 sg:s2",
       "s1 tcp 443-443 0.0.0.0/0",
-      "s1 tcp 80-80 0.0.0.0/0",
       "s2 tcp 3306-3306 sg:s1",
       "s2 tcp 443-443 0.0.0.0/0",
-      "s2 tcp 80-80 0.0.0.0/0",
     ]);
   });
 
@@ -94,7 +91,7 @@ describe("firewalls", () => {
 
   test("no rule for port 22, all ports or all protocols; no IPv6 rule; every rule described", () => {
     const rules = [...ofType(plan, T.ingressRule), ...ofType(plan, T.egressRule)];
-    expect(rules).toHaveLength(16);
+    expect(rules).toHaveLength(13);
     for (const r of rules) {
       expect(r.inputs.ipProtocol).toBe("tcp");
       expect(r.inputs.fromPort).toBe(r.inputs.toPort);

@@ -347,6 +347,22 @@ describe("world ingress: any range outside the VPC, on the group the rule attach
     expect(s1Group().props.tags).toMatchObject({ Role: "replica" });
   });
 
+  test("the VPC endpoints' group (prod: vpcEndpoints on) opened to the world on 443 is a violation", () => {
+    const rule = prod.find((r) => r.name === "firewalls-endpoints-in-tcp443-from-lb")!;
+    const opened = prod.map((r) =>
+      r === rule
+        ? {
+            ...r,
+            props: { ...r.props, cidrIpv4: "0.0.0.0/0", referencedSecurityGroupId: undefined },
+          }
+        : r,
+    );
+    expect(worldMessages(prod)).toEqual([]);
+    expect(worldMessages(opened)).toEqual([
+      `firewalls-endpoints-in-tcp443-from-lb: opens 0.0.0.0/0 on security group firewalls-endpoints, whose Role is network ${CONTROL}`,
+    ]);
+  });
+
   test("a rule whose security group cannot be resolved is a violation", () => {
     expect(worldMessages(withRule({ securityGroupId: "sg-0123456789abcdef0" }))).toEqual([
       `crafted-rule: attaches to a security group the policy cannot resolve (sg-0123456789abcdef0) ${CONTROL}`,

@@ -5,7 +5,7 @@ import * as path from "path";
 import YAML from "yaml";
 import { CONFIG_KEYS } from "../model/config";
 import { UNIT_EXPOSURE } from "../model/exposure";
-import { FLOWS } from "../model/topology";
+import { stackFlows } from "../model/topology";
 import { PROJECT_DIR, planStack } from "./harness";
 
 const README = fs.readFileSync(path.join(PROJECT_DIR, "README.md"), "utf8");
@@ -61,11 +61,12 @@ test("the sandbox's exposure table lists every service with its ceiling", () => 
   expect(documented).toEqual(UNIT_EXPOSURE.map((u) => [u.unit, u.ceiling]));
 });
 
-test("the firewall table lists exactly the topology's flows", () => {
+test("the firewall table lists exactly the topology's flows, the endpoints' (vpcEndpoints) included", () => {
   const documented = tableAfter("**Firewalls.**").flatMap(([from, to, port]) =>
     from.split(", ").flatMap((f) => to.split(", ").map((t) => `${f}→${t}:${port}`)),
   );
-  expect(documented.sort()).toEqual(FLOWS.map((f) => `${f.from}→${f.to}:${f.port}`).sort());
+  const flows = stackFlows({ vpcEndpoints: true });
+  expect(documented.sort()).toEqual(flows.map((f) => `${f.from}→${f.to}:${f.port}`).sort());
 });
 
 test("the README's diagram is what npm run plan -- --stack dev --diagram prints", () => {

@@ -138,26 +138,14 @@ describe("the nodes' roles", () => {
   const sorted = (grants: object[]) =>
     grants.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 
-  test("s2 (primary): reads releases and app secrets, reports its release command", () => {
-    expect(grantsOf(one(withApp, T.rolePolicy, "s2-identity-releases").inputs.policy)).toEqual(
+  test.each([
+    ["s2", "primary", "reports its release command", "ssm:PutParameter"],
+    ["s1", "replica", "and the primary's release command status", "ssm:GetParameter"],
+  ])("%s (%s): reads releases and app secrets, %s", (node, _role, _what, commandAction) => {
+    expect(grantsOf(one(withApp, T.rolePolicy, `${node}-identity-releases`).inputs.policy)).toEqual(
       sorted([
         ...shared(),
-        {
-          actions: ["ssm:PutParameter"],
-          resources: [ssm("/webstack/test/s2/release-command")],
-        },
-      ]),
-    );
-  });
-
-  test("s1 (replica): reads releases and app secrets, and the primary's release command status", () => {
-    expect(grantsOf(one(withApp, T.rolePolicy, "s1-identity-releases").inputs.policy)).toEqual(
-      sorted([
-        ...shared(),
-        {
-          actions: ["ssm:GetParameter"],
-          resources: [ssm("/webstack/test/s2/release-command")],
-        },
+        { actions: [commandAction], resources: [ssm("/webstack/test/s2/release-command")] },
       ]),
     );
   });
@@ -177,6 +165,7 @@ describe("the app nodes' bundles", () => {
     release,
     bucket: String(one(withApp, T.bucket, "files-bucket").outputs.bucket),
     key: `releases/${release}.tar.gz`,
+    module: "app:application",
   });
   const status = "/webstack/test/s2/release-command";
 
@@ -226,6 +215,8 @@ describe("the app nodes' bundles", () => {
     expect(bundleFile(moved, "s1", "/etc/systemd/system/webstack-app.service")).toContain(
       "/etc/webstack/gunicorn.conf.py app:other\n",
     );
+    // The bundle's app names it too: what the node's preflight of a new release serves.
+    expect(bundleOf(moved, "s1").app).toMatchObject({ module: "app:other" });
     for (const node of ["lb", "s1", "s2"])
       expect(bundleOf(plain, node).files.map((f) => f.path)).not.toContain("/srv/webstack/app.py");
   });

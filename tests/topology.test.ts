@@ -1,6 +1,13 @@
 // Topology: addresses derived from the VPC range, and the flow table the firewalls are built from.
 import {
+  Flow,
+  admitsOut,
+  ENDPOINT_FLOWS,
   FLOWS,
+  NODE_NAMES,
+  admits,
+  groupsOf,
+  stackFlows,
   SG_DESCRIPTION,
   buildTopology,
   flowsInto,
@@ -103,17 +110,25 @@ describe("flows", () => {
       flowsOutOf("lb")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s1:443", "s2:443"]);
+    ).toEqual(["internet:443", "s1:443", "s2:443"]);
     expect(
       flowsOutOf("s1")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s2:3306"]);
+    ).toEqual(["internet:443", "s2:3306"]);
     expect(
       flowsOutOf("s2")
         .map((f) => `${f.to}:${f.port}`)
         .sort(),
-    ).toEqual(["internet:443", "internet:80", "s1:3306"]);
+    ).toEqual(["internet:443", "s1:3306"]);
+  });
+
+  test("no node has egress on port 80: APT and every download go over HTTPS", () => {
+    for (const node of NODE_NAMES)
+      expect(flowsOutOf(node).filter((f) => f.port === 80)).toEqual([]);
+    expect(FLOWS.filter((f) => f.port === 80)).toEqual([
+      expect.objectContaining({ from: "internet", to: "lb" }),
+    ]);
   });
 
   test("no SSH or RDP anywhere: access is through SSM Session Manager", () => {
@@ -125,7 +140,47 @@ describe("flows", () => {
   });
 
   test("every reason is a valid AWS rule description", () => {
-    for (const flow of FLOWS) expect(flow.why).toMatch(SG_DESCRIPTION);
+    for (const flow of [...FLOWS, ...ENDPOINT_FLOWS]) expect(flow.why).toMatch(SG_DESCRIPTION);
+  });
+});
+
+describe("the VPC endpoints in the flow table (vpcEndpoints)", () => {
+  const on = stackFlows({ vpcEndpoints: true });
+
+  test("off: the flow table is FLOWS, three groups; on: each node reaches the endpoints on 443, four groups", () => {
+    expect(stackFlows({ vpcEndpoints: false })).toBe(FLOWS);
+    expect(buildTopology("10.40.0.0/16").flows).toBe(FLOWS);
+    expect(groupsOf(FLOWS)).toEqual(["lb", "s1", "s2"]);
+    expect(on.filter((f) => !FLOWS.includes(f)).map((f) => `${f.from}→${f.to}:${f.port}`)).toEqual([
+      "lb→endpoints:443",
+      "s1→endpoints:443",
+      "s2→endpoints:443",
+    ]);
+    expect(buildTopology("10.40.0.0/16", { vpcEndpoints: true }).flows).toEqual(on);
+    expect(groupsOf(on)).toEqual(["lb", "s1", "s2", "endpoints"]);
+  });
+
+  test("the endpoints' group: ingress on 443 from each node's group, no egress; each node's egress to it", () => {
+    const rules = securityGroupRules(on).filter(
+      (r) => r.group === "endpoints" || r.peer === "endpoints",
+    );
+    expect(rules.map((r) => `${r.key} ${r.direction} ${r.port}`)).toEqual([
+      "endpoints-in-tcp443-from-lb ingress 443",
+      "lb-out-tcp443-to-endpoints egress 443",
+      "endpoints-in-tcp443-from-s1 ingress 443",
+      "s1-out-tcp443-to-endpoints egress 443",
+      "endpoints-in-tcp443-from-s2 ingress 443",
+      "s2-out-tcp443-to-endpoints egress 443",
+    ]);
+  });
+
+  test("admitted: a node to the endpoints on 443 only; the endpoints open nothing, the internet cannot reach them", () => {
+    for (const node of NODE_NAMES) {
+      expect(admits(node, "endpoints", 443, on)).toBe(true);
+      expect(admits(node, "endpoints", 80, on)).toBe(false);
+      expect(admits("endpoints", node, 443, on)).toBe(false);
+    }
+    expect(admits("internet", "endpoints", 443, on)).toBe(false);
   });
 });
 
@@ -154,13 +209,10 @@ describe("securityGroupRules", () => {
         .sort(),
     ).toEqual([
       "lb egress 443",
-      "lb egress 80",
       "lb ingress 443",
       "lb ingress 80",
       "s1 egress 443",
-      "s1 egress 80",
       "s2 egress 443",
-      "s2 egress 80",
     ]);
   });
 
@@ -169,4 +221,15 @@ describe("securityGroupRules", () => {
     expect(rules.map((r) => r.key)).toContain("s2-in-tcp3306-from-s1");
     expect(rules.map((r) => r.key)).toContain("lb-out-tcp443-to-s1");
   });
+});
+
+test("admitsOut: a node reaches the internet on the ports its egress flows name, and no other", () => {
+  const flows: Flow[] = [
+    { from: "s1", to: "internet", port: 443, protocol: "tcp", why: "HTTPS out" },
+    { from: "lb", to: "s1", port: 443, protocol: "tcp", why: "to s1" },
+  ];
+  expect(admitsOut("s1", 443, flows)).toBe(true);
+  expect(admitsOut("s1", 80, flows)).toBe(false);
+  // A flow to another node is not a way to the internet.
+  expect(admitsOut("lb", 443, flows)).toBe(false);
 });

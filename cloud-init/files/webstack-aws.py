@@ -23,10 +23,11 @@ any that is missing (apt-get) before it prepares a release or writes a file, so 
 node was created reaches it too (the app nodes ignore new user-data).
 
 Releases (issue 18): a bundle's `app` is a release of the team's WSGI app, an archive in S3 named by its
-sha256. apply unpacks it into /srv/webstack/releases/<id>/ with its venv; the primary runs the release
-command once per release (webstack-release-command RELEASE_DIR COMMAND) and says so in an SSM
-parameter the replica waits for; a preflight Gunicorn must answer; then /srv/webstack/current moves
-to it, Gunicorn reloads, every worker must run in it and the health check pass, or current moves back.
+sha256, and the app's module.path:callable. apply unpacks it into /srv/webstack/releases/<id>/ with its
+venv; the primary runs the release command once per release (webstack-release-command RELEASE_DIR
+COMMAND) and says so in an SSM parameter the replica waits for; a preflight Gunicorn of it (serving
+that callable) must answer; then /srv/webstack/current moves to it, Gunicorn reloads, every worker must
+run in it and the health check pass, or current moves back.
 """
 import contextlib
 import csv
@@ -477,7 +478,6 @@ def report(env, ssm, cloudwatch, status, state, release_failed=False):
 # Releases (issue 18). A release directory is whole or absent; `current` is a symlink replaced by a
 # rename, so Gunicorn (which follows it on every load of its config) never sees half of one.
 APP_UNIT = "webstack-app.service"
-APP_UNIT_FILE = "/etc/systemd/system/webstack-app.service"
 # The app's own user (issue 19): whatever runs the release's code runs as it.
 APP_USER = "webstack-app"
 APP_ENV = "/etc/webstack/app.env"
@@ -499,6 +499,8 @@ PREFLIGHT_POLL = 0.5
 SWITCH_WAIT = 150
 SWITCH_POLL = 1
 RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
+# The config's appModule (model/configValues.ts): Gunicorn's argument, never one of its options.
+APP_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 # Gunicorn's own log lines, "[2025-01-01 00:00:00 +0000] [123] [INFO] ...": not the app's words.
 GUNICORN_LINE = re.compile(r"^\[[^]]*\] \[\d+\] \[([A-Z]+)\] ")
 
@@ -682,13 +684,21 @@ def point_current(root, release):
     log(f"current is release {release[:12]}")
 
 
-def app_module(root):
-    """The app's module:callable, the last word of the app unit's ExecStart (as the bundle wrote it)."""
-    with open(under(root, APP_UNIT_FILE)) as handle:
-        for line in handle:
-            if line.startswith("ExecStart="):
-                return shlex.split(line.partition("=")[2])[-1]
-    raise ReleaseRefused(f"{APP_UNIT_FILE} has no ExecStart")
+APP_UNIT_FILE = "/etc/systemd/system/webstack-app.service"
+
+
+def app_module(app, files):
+    """The release's WSGI callable, module.path:callable, as the bundle's `app` names it; a bundle
+    made before `app` named it (a stack pointed back to an older program) names it only as the last
+    word of its own app unit's ExecStart, which is read then."""
+    module = app.get("module") if isinstance(app, dict) else None
+    if isinstance(app, dict) and "module" not in app:
+        unit = next((f.get("content", "") for f in files if f.get("path") == APP_UNIT_FILE), "")
+        starts = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+        module = shlex.split(starts[0].partition("=")[2])[-1] if starts else None
+    if not isinstance(module, str) or not APP_MODULE.fullmatch(module):
+        raise ReleaseRefused(f"the bundle's app names no module.path:callable as its module: {module!r}")
+    return module
 
 
 def main_pid(root, run):
@@ -915,6 +925,8 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         release, app = bundle["release"], bundle.get("app")
         if bundle["format"] != 1 or bundle["node"] != env["NODE"]:
             raise Refused(f"a format {bundle['format']} bundle for {bundle['node']}; this is {env['NODE']}")
+        # What a new release's preflight serves: checked before anything is installed or fetched.
+        module = app_module(app, bundle.get("files", [])) if app else None
         # firstApply runs once: a first apply that failed its health check is retried as a change.
         first_done = os.path.join(state, "first-apply.done")
         first = not applied and not os.path.exists(first_done)
@@ -956,7 +968,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         if app and first:
             point_current(root, app["release"])
         elif app and before != app["release"]:
-            check(run, [under(root, TOOL), "preflight", release_dir, app_module(root)], "preflight", ReleaseRefused)
+            check(run, [under(root, TOOL), "preflight", release_dir, module], "preflight", ReleaseRefused)
             point_current(root, app["release"])
             switched = True
         try:

@@ -447,12 +447,18 @@ class ApplyTest(NodeTestCase):
     def apt_install(*names):
         return [*APT, "install", "-y", "--no-install-recommends", *names]
 
+    def with_packages(self, packages, installed=(), first=False):
+        """The site's bundle naming `packages`, published, with dpkg-query showing `installed` of them
+        installed: the site's first version if `first`, else its second. Returns (bundle, sha)."""
+        for name in installed:
+            self.commands.results[tuple(self.dpkg_query(name))] = INSTALLED
+        site, release = (self.site(), "r1") if first else (self.site("server { v2 }\n"), "r2")
+        bundle = self.bundle([site], release=release, packages=packages)
+        return bundle, self.publish(bundle)
+
     def test_packages_all_installed_runs_no_apt(self):
         self.applied([self.site()])
-        for name in ("nginx", "python3-venv"):
-            self.commands.results[tuple(self.dpkg_query(name))] = INSTALLED
-        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["nginx", "python3-venv"])
-        sha = self.publish(bundle)
+        bundle, sha = self.with_packages(["nginx", "python3-venv"], installed=["nginx", "python3-venv"])
         self.assertEqual(self.apply()[0], 0)
         self.assertEqual(
             self.commands.calls,
@@ -463,7 +469,6 @@ class ApplyTest(NodeTestCase):
     def test_missing_packages_are_installed_after_an_update_before_any_file_is_written(self):
         self.applied([self.site()])
         seen = []
-        self.commands.results[tuple(self.dpkg_query("nginx"))] = INSTALLED
         # Known but removed (its config files kept), and never heard of: both are missing.
         self.commands.results[tuple(self.dpkg_query("logrotate"))] = (0, "deinstall ok config-files")
         self.commands.results[tuple(self.dpkg_query("python3-venv"))] = (
@@ -472,8 +477,7 @@ class ApplyTest(NodeTestCase):
         install = self.apt_install("logrotate", "python3-venv")
         self.commands.results[tuple(install)] = lambda: seen.append(self.read(SITE)) or (0, "")
         packages = ["logrotate", "nginx", "python3-venv"]
-        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=packages)
-        sha = self.publish(bundle)
+        bundle, sha = self.with_packages(packages, installed=["nginx"])
         code, stderr = self.apply()
         self.assertEqual(code, 0)
         self.assertEqual(
@@ -491,8 +495,7 @@ class ApplyTest(NodeTestCase):
         self.commands.results[tuple(install)] = (
             100, "Reading package lists...\nE: Unable to locate package python3-venv\n",
         )
-        bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["python3-venv"])
-        sha = self.publish(bundle)
+        bundle, sha = self.with_packages(["python3-venv"])
         self.assertEqual(self.apply()[0], 1)
         self.assertEqual(self.commands.calls, [self.dpkg_query("python3-venv"), APT_UPDATE, install])
         self.assertEqual(self.read(SITE), "server {}\n")
@@ -502,17 +505,14 @@ class ApplyTest(NodeTestCase):
 
     def test_a_failing_apt_get_update_refuses_before_installing(self):
         self.commands.results[tuple(APT_UPDATE)] = (100, "E: The repository is not signed.\n")
-        bundle = self.bundle([self.site()], packages=["nginx"])
-        sha = self.publish(bundle)
+        bundle, sha = self.with_packages(["nginx"], first=True)
         self.assertEqual(self.apply()[0], 1)
         self.assertEqual(self.commands.calls, [self.dpkg_query("nginx"), APT_UPDATE])
         self.assertFalse(os.path.exists(self.at(SITE)))
         self.assert_status(sha, bundle, "refused", "apt-get update failed")
 
     def test_the_first_apply_checks_packages_too_and_installs_none_when_all_are_there(self):
-        self.commands.results[tuple(self.dpkg_query("nginx"))] = INSTALLED
-        bundle = self.bundle([self.site()], packages=["nginx"])
-        sha = self.publish(bundle)
+        bundle, sha = self.with_packages(["nginx"], installed=["nginx"], first=True)
         self.assertEqual(self.apply()[0], 0)
         self.assertEqual(self.commands.calls, [self.dpkg_query("nginx"), NGINX_T, BOOT, ENABLE_TIMER, HEALTH])
         self.assert_status(sha, bundle, "applied")
@@ -523,8 +523,7 @@ class ApplyTest(NodeTestCase):
             with self.subTest(bad=bad):
                 self.ssm.puts.clear()
                 self.cloudwatch.metrics.clear()
-                bundle = self.bundle([self.site("server { v2 }\n")], release="r2", packages=["nginx", bad])
-                sha = self.publish(bundle)
+                bundle, sha = self.with_packages(["nginx", bad])
                 self.assertEqual(self.apply()[0], 1)
                 self.assertEqual(self.commands.calls, [])
                 self.assertEqual(self.read(SITE), "server {}\n")

@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_webstack_apply import APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
 
 COMMAND_STATUS = "/webstack/test/s2/release-command"
-UNIT = "/etc/systemd/system/webstack-app.service"
 RELEASES = "/srv/webstack/releases"
 CURRENT = "/srv/webstack/current"
 SHOW_MAIN_PID = ["systemctl", "show", "-p", "MainPID", "--value", "webstack-app.service"]
@@ -35,6 +34,7 @@ MAIN_PID, WORKERS = 100, (201, 202)
 # The app's user stands in for webstack-app (which this machine has not): handing a venv to another
 # user needs root, which CI is; anyone else hands it to themselves.
 APP_USER = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+MODULE = "app:application"
 DEMO = {"app.py": b"def application(environ, start_response):\n    pass\n"}
 
 
@@ -65,8 +65,6 @@ def noting(note, result=(0, "")):
 class ReleaseTestCase(NodeTestCase):
     def setUp(self):
         super().setUp()
-        gunicorn = "/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py app:application"
-        self.write(UNIT, f"[Service]\nExecStart={gunicorn}\n")
         self.commands.results[tuple(SHOW_MAIN_PID)] = (0, f"{MAIN_PID}\n")
         self.commands.results[tuple(RELOAD)] = self.gunicorn_reloads
         self.bundles = 0
@@ -96,11 +94,11 @@ class ReleaseTestCase(NodeTestCase):
         self.s3.objects[(BUCKET, f"releases/{release}.tar.gz")] = data
         return release
 
-    def app_bundle(self, release, node="s2", command=None, await_command=False, health=HEALTH):
+    def app_bundle(self, release, node="s2", command=None, await_command=False, health=HEALTH, module=MODULE):
         self.bundles += 1  # each bundle differs, as a new release's would
         bundle = self.bundle([self.file("/etc/webstack/n", f"{self.bundles}\n")], release=f"r{self.bundles}",
                              node=node, health=health)
-        bundle["app"] = {"release": release, "bucket": BUCKET, "key": f"releases/{release}.tar.gz"}
+        bundle["app"] = {"release": release, "bucket": BUCKET, "key": f"releases/{release}.tar.gz", "module": module}
         if command:
             bundle["app"]["command"] = {"run": command, "status": COMMAND_STATUS}
         if await_command:
@@ -126,9 +124,9 @@ class ReleaseTestCase(NodeTestCase):
     def metric_names(self):
         return [name for _, name, _, _ in self.cloudwatch.metrics]
 
-    def preflight(self, release):
+    def preflight(self, release, module=MODULE):
         tool = self.at("/usr/local/sbin/webstack-aws")
-        return [tool, "preflight", self.at(f"{RELEASES}/{release}"), "app:application"]
+        return [tool, "preflight", self.at(f"{RELEASES}/{release}"), module]
 
     def venv(self, release):
         return ["/usr/bin/python3", "-m", "venv", "--system-site-packages", self.at(f"{RELEASES}/{release}/venv")]
@@ -380,6 +378,48 @@ class SwitchTest(ReleaseTestCase):
         self.assertTrue(status["reason"].startswith("preflight failed: "), status["reason"])
         self.assertTrue(status["reason"].endswith(f"exited 1: {why}"), status["reason"])
         self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
+
+    def test_the_preflight_serves_the_module_the_bundle_names(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        self.assertEqual(self.deploy(new, module="shop.wsgi:application")[0], 0)
+        self.assertIn(self.preflight(new, "shop.wsgi:application"), self.commands.calls)
+        self.assertEqual(self.current(), new)
+
+    def test_a_bundle_made_before_app_named_its_module_takes_it_from_its_own_unit(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        bundle = self.app_bundle(new)
+        del bundle["app"]["module"]
+        bundle["files"].append(self.file(
+            "/etc/systemd/system/webstack-app.service",
+            "[Service]\nExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py shop.wsgi:application\n"))
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.assertIn(self.preflight(new, "shop.wsgi:application"), self.commands.calls)
+        self.assertEqual(self.current(), new)
+
+    def test_an_app_without_a_module_path_and_callable_is_refused_before_anything_runs(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        for bad in [None, "", "app", "app:application\n", "-c x:y", "app:application --reload", ["app:application"]]:
+            with self.subTest(bad=bad):
+                self.commands.calls.clear()
+                self.cloudwatch.metrics.clear()
+                bundle = self.app_bundle(new, module=bad)
+                if bad is None:
+                    del bundle["app"]["module"]
+                self.publish(bundle)
+                gets = self.s3.gets
+                code, stderr = self.apply()
+                self.assertEqual(code, 1)
+                self.assertEqual((self.commands.calls, self.s3.gets), ([], gets + 1))  # the bundle only
+                self.assertEqual(self.current(), old)
+                status = json.loads(self.read("/var/lib/webstack/bundle/status.json"))
+                self.assertEqual((status["state"], status["app"]), ("refused", new))
+                self.assertEqual(status["reason"],
+                                 f"the bundle's app names no module.path:callable as its module: {bad!r}")
+                self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
 
     def test_a_failing_health_check_after_the_switch_switches_back(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
