@@ -220,7 +220,7 @@ export function cloudInitStatus(state: LabState, node: NodeName): string {
 function nodeLogTail(node: NodeName): string {
   const file = path.join(nodeDir(node), "root/var/log/cloud-init-output.log");
   const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "(no cloud-init-output.log)";
-  return text.split("\n").slice(-60).join("\n");
+  return text.split("\n").slice(-120).join("\n");
 }
 
 export async function waitForNodes(state: LabState): Promise<void> {

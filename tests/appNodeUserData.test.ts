@@ -93,11 +93,15 @@ describe("the app node's documents", () => {
         "ExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py app:application",
         "After=network-online.target mariadb.service",
         "NoNewPrivileges=yes",
-        // The socket's directory: the app's, group www-data's (Nginx's workers), no one else's.
-        "RuntimeDirectory=webstack",
-        "RuntimeDirectoryMode=0750",
-        "ExecStartPre=+/usr/bin/chgrp www-data /run/webstack",
+        // The socket's directory (tmpfiles.d: the app's, group www-data's), writable in its sandbox.
+        "ExecStartPre=+/usr/bin/systemd-tmpfiles --create --prefix=/run/webstack /etc/tmpfiles.d/webstack.conf",
+        "ReadWritePaths=/run/webstack",
       ]),
+    );
+    // systemd gives a RuntimeDirectory= back to User:Group before each command: Nginx's group would go.
+    expect(unit.filter((l) => /^RuntimeDirectory/.test(l))).toEqual([]);
+    expect(lines(file("/etc/tmpfiles.d/webstack.conf"))).toContain(
+      "d     /run/webstack               0750 webstack-app www-data     -",
     );
     expect(unit.filter((l) => /^(User|Group)=/.test(l))).toEqual([
       "User=webstack-app",

@@ -507,6 +507,15 @@ labTest(
         "/etc/webstack/tls/node.key",
       ]);
       expect(key.stderr).toContain("Permission denied");
+      // The socket's directory keeps Nginx's group whatever the unit has run (a reload included).
+      inNode(node, ["systemctl", "reload", "webstack-app.service"]);
+      expect({
+        node,
+        dir: inNode(node, ["stat", "-c", "%U:%G %a", "/run/webstack"]).trim(),
+      }).toEqual({
+        node,
+        dir: "webstack-app:www-data 750",
+      });
       const healthz = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"];
       const socket = [...healthz, "/run/webstack/app.sock", `http://${node}/healthz`];
       expect(asUser(node, "www-data", "www-data", socket).stdout).toBe("200");

@@ -108,7 +108,7 @@ describe("the app's own user", () => {
           .map((line) => `${f.path}: ${line}`),
       );
       expect(naming).toEqual([
-        "/etc/systemd/system/webstack-app.service: ExecStartPre=+/usr/bin/chgrp www-data /run/webstack",
+        "/etc/tmpfiles.d/webstack.conf: d     /run/webstack               0750 webstack-app www-data     -",
       ]);
     }
   });

@@ -425,13 +425,17 @@ def write_files(bundle, root, backups, run, previous):
     return [entry for entry, _ in changed]
 
 
-def health_check(argv, run):
-    """Step 6: a few tries, while services settle after a reload."""
+def health_check(argv, run, diagnostics=()):
+    """Step 6: a few tries, while services settle after a reload. When the last fails, what each of
+    `diagnostics` says goes to the log (the boot's output, apply's journal) before the refusal."""
     for attempt in range(1, HEALTH_ATTEMPTS + 1):
         try:
             return check(run, argv, "health check")
         except Refused:
             if attempt == HEALTH_ATTEMPTS:
+                for command in diagnostics:
+                    code, output = capture(run, command)
+                    log(f"after the failed health check, {shlex.join(command)} (exit {code}):\n{output.rstrip()}")
                 raise
             log(f"health check attempt {attempt} of {HEALTH_ATTEMPTS} failed; retrying in {HEALTH_DELAY} s")
             time.sleep(HEALTH_DELAY)
@@ -699,6 +703,18 @@ def app_module(app, files):
     if not isinstance(module, str) or not APP_MODULE.fullmatch(module):
         raise ReleaseRefused(f"the bundle's app names no module.path:callable as its module: {module!r}")
     return module
+
+
+# What a failed health check of an app node leaves in the log: the app's unit as systemd sees it and
+# its last lines, Gunicorn's and Nginx's last errors, and who may reach Gunicorn's socket (a 502 is
+# Nginx failing to reach it).
+APP_DIAGNOSTICS = [
+    ["systemctl", "status", "--no-pager", "--full", "--lines=0", APP_UNIT],
+    ["journalctl", "--no-pager", "--quiet", f"--unit={APP_UNIT}", "--lines=15"],
+    ["tail", "-n", "10", APP_LOG],
+    ["tail", "-n", "5", "/var/log/nginx/error.log"],
+    ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"],
+]
 
 
 def main_pid(root, run):
@@ -986,7 +1002,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
                 check(run, ["systemctl", "reload", APP_UNIT], "reload", ReleaseRefused)
                 wait_for_workers(root, run, release_dir)
             if bundle.get("healthCheck"):
-                health_check(bundle["healthCheck"], run)
+                health_check(bundle["healthCheck"], run, APP_DIAGNOSTICS if app else ())
         except Refused as error:
             if not switched:
                 raise

@@ -314,6 +314,22 @@ class SwitchTest(ReleaseTestCase):
         self.assertEqual(list(status), ["sha256", "release", "app", "state", "at"])
         self.assertEqual(json.loads(self.ssm.values[STATUS])["app"], release)
 
+    def test_a_failed_health_check_of_an_app_node_logs_the_apps_unit_its_last_words_and_its_socket(self):
+        release = self.release()
+        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 502\n")
+        status_argv = ["systemctl", "status", "--no-pager", "--full", "--lines=0", "webstack-app.service"]
+        self.commands.results[tuple(status_argv)] = (3, "webstack-app.service - webstack app (Gunicorn)\n   Active: failed\n")
+        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 2), mock.patch.object(self.module.time, "sleep"):
+            code, stderr, status = self.deploy(release)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.commands.calls, [self.venv(release), BOOT, ENABLE_TIMER, HEALTH, HEALTH, status_argv, [
+            "journalctl", "--no-pager", "--quiet", "--unit=webstack-app.service", "--lines=15"],
+            ["tail", "-n", "10", "/var/log/webstack/app.log"], ["tail", "-n", "5", "/var/log/nginx/error.log"],
+            ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"]])
+        self.assertIn("(exit 3):\nwebstack-app.service - webstack app (Gunicorn)\n   Active: failed\n", stderr)
+        self.assertLess(stderr.index("Active: failed"), stderr.index("refused bundle"))
+        self.assertTrue(status["reason"].startswith("health check failed: "), status["reason"])
+
     def test_a_new_release_is_switched_to_after_its_preflight_and_every_worker_runs_it(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
@@ -429,7 +445,8 @@ class SwitchTest(ReleaseTestCase):
             code, _, status = self.deploy(new)
         self.assertEqual(code, 1)
         self.assertEqual(self.current(), old)
-        self.assertEqual(self.commands.calls[-3:], [SHOW_MAIN_PID, HEALTH, ROLL_BACK])
+        diagnostics = self.module.APP_DIAGNOSTICS  # logged while the failing release still runs
+        self.assertEqual(self.commands.calls[-3 - len(diagnostics):], [SHOW_MAIN_PID, HEALTH, *diagnostics, ROLL_BACK])
         self.assertIn("health check failed", status["reason"])
         self.assertIn(f"(back on release {old[:12]})", status["reason"])
         self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
