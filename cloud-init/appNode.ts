@@ -403,11 +403,12 @@ export const SYSUSERS_PATH = "/etc/sysusers.d/webstack.conf";
 export const TMPFILES_PATH = "/etc/tmpfiles.d/webstack.conf";
 
 /**
- * The app's own user and its secrets' directory (issue 19), first in the bundle. Each file's
- * validate applies it (systemd-sysusers, systemd-tmpfiles, both idempotent), so the user exists
- * before any other file is checked (logrotate's `su` names it) or acted on: at first boot, and on a
- * node booted before the app had its own user, whose www-data secret files the tmpfiles rule hands
- * to the app's user. At every boot systemd applies both again.
+ * The app's own user, its secrets' directory and its socket's (issue 19), first in the bundle. The
+ * applier makes the users of a sysusers.d file before anything else (a release's venv is handed to
+ * the user while it is prepared, before files are written); each file's validate applies it again
+ * (systemd-sysusers, systemd-tmpfiles, both idempotent) before any other file is checked (logrotate's
+ * `su` names the user): at first boot, and on a node booted before the app had its own user, whose
+ * www-data secret files the tmpfiles rule hands to the app's user. At every boot systemd applies both.
  */
 function appUserPart(): BundlePart {
   return {

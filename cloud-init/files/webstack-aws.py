@@ -386,6 +386,19 @@ def ensure_packages(packages, run):
     check(run, [*APT_GET, "install", "-y", "--no-install-recommends", *missing], "apt-get install")
 
 
+SYSUSERS_DIR = "/etc/sysusers.d/"
+
+
+def ensure_users(bundle, run):
+    """The users the bundle's sysusers.d files declare, made before anything else (systemd-sysusers,
+    idempotent): the app's user owns the venv pip fills while a release is prepared, which comes
+    before the files are written (and the file's own validate applies it then)."""
+    for entry in bundle.get("files", []):
+        if entry["path"].startswith(SYSUSERS_DIR):
+            lines = [line for line in entry["content"].splitlines() if line.strip() and not line.startswith("#")]
+            check(run, ["systemd-sysusers", "--inline", *lines], "users")
+
+
 def write_files(bundle, root, backups, run, previous):
     """Step 4: writes the files that differ from disk, then validates them; on any failure the old
     files are back (a new one removed) before the services saw anything. The changed entries: those
@@ -950,6 +963,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         # same list), so it costs a dpkg-query per package and installs nothing; were one missing (a
         # mirror failing at boot), it is installed here, before the boot script needs it. apt never
         # overlaps cloud-init's own: the first apply runs from runcmd, after its packages.
+        ensure_users(bundle, run)
         ensure_packages(bundle.get("packages", []), run)
         # A release (issue 18) is made ready before anything waits; the primary's release command
         # runs before it waits for the replica, which waits for the command (not at first boot).

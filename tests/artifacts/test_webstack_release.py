@@ -182,6 +182,28 @@ class PrepareTest(ReleaseTestCase):
         ])
         self.assertEqual(pip[pip.index("--") + 1], f"{final}/venv/bin/pip")
 
+    def test_the_first_apply_makes_the_apps_user_before_its_release_is_prepared(self):
+        release, final, pip = self.with_requirements()
+        line = f'u {APP_USER} - "webstack app (Gunicorn)" /nonexistent /usr/sbin/nologin'
+        sysusers = ["systemd-sysusers", "--inline", line]
+        made = []
+        self.commands.results[tuple(sysusers)] = noting(lambda: made.append(True))
+        real = pwd.getpwnam
+
+        def getpwnam(name):  # the app's user exists once systemd-sysusers has made it
+            if name == APP_USER and not made:
+                raise KeyError(f"getpwnam(): name not found: {name!r}")
+            return real(name)
+
+        bundle = self.app_bundle(release)
+        path = "/etc/sysusers.d/webstack.conf"
+        bundle["files"].insert(0, self.file(path, f"# the app's user\n{line}\n", validate=["systemd-sysusers", path]))
+        self.publish(bundle)
+        with mock.patch.object(pwd, "getpwnam", getpwnam):
+            code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(self.commands.calls[:3], [sysusers, self.venv(release), pip])
+
     def test_the_venv_pip_wrote_is_the_appliers_again_with_no_special_bit_or_shared_write(self):
         release, final, pip = self.with_requirements()
 
