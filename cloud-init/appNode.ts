@@ -126,6 +126,46 @@ export function databaseParams(p: AppNodeParams): DatabaseParams {
 export const APP_USER = "webstack-app";
 /** Where the app's secret variables land, one file per name, readable by the app's user only. */
 export const APP_SECRETS_DIR = "/etc/webstack/app-secrets";
+/** The app's copy of the database password: Gunicorn's config reads it, no environment block holds it. */
+export const APP_DB_PASSWORD_PATH = `${APP_SECRETS_DIR}/DB_APP_PASSWORD`;
+
+/**
+ * The app's sandbox (issue 19): the app unit's directives, and the properties of the transient
+ * units (`systemd-run --property=`) that run the release's code outside that unit — the preflight,
+ * the release command, pip — so that code never runs with less. It writes nothing but what each
+ * adds (`ReadWritePaths=`: the socket's directory, the logs, the venv pip fills).
+ */
+export const APP_SANDBOX: readonly string[] = [
+  "CapabilityBoundingSet=",
+  "AmbientCapabilities=",
+  "NoNewPrivileges=yes",
+  "ProtectSystem=strict",
+  "ProtectHome=yes",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "DevicePolicy=closed",
+  "ProtectKernelTunables=yes",
+  "ProtectKernelModules=yes",
+  "ProtectKernelLogs=yes",
+  "ProtectControlGroups=yes",
+  "ProtectClock=yes",
+  "ProtectHostname=yes",
+  "ProtectProc=invisible",
+  // The database (its socket, the peer's TCP), Nginx's socket, and whatever the team's app calls.
+  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+  // Instance metadata would hand it the node's role (every secret of the node): never reachable.
+  "IPAddressDeny=link-local fd00:ec2::254",
+  "RestrictNamespaces=yes",
+  "RestrictRealtime=yes",
+  "RestrictSUIDSGID=yes",
+  "LockPersonality=yes",
+  "SystemCallFilter=@system-service",
+  "SystemCallArchitectures=native",
+  "RemoveIPC=yes",
+  "KeyringMode=private",
+  // The node's own secrets (root's) are not even visible.
+  "InaccessiblePaths=-/etc/webstack/secrets",
+];
 
 /** One of the app's secret variables as a fetch manifest entry: a file its user alone reads. */
 function appSecretFile(parameter: string, name: string, version?: number): ManifestEntry {
@@ -346,6 +386,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         renderShipped("webstack-app.service", {
           DB_SERVICE: engine.service,
           APP_MODULE: p.release.module,
+          SANDBOX: APP_SANDBOX.join("\n"),
         }),
         "try-restart",
         "webstack-app.service",
@@ -450,6 +491,7 @@ export function bundleApp(p: AppNodeParams): BundleApp {
     bucket: p.release.bucket,
     key: p.release.key,
     module: p.release.module,
+    sandbox: [...APP_SANDBOX],
     ...(command !== undefined && p.node.role === "primary"
       ? { command: { run: command, status } }
       : {}),
@@ -489,7 +531,13 @@ function appReleasePart(p: AppNodeParams): BundlePart {
       },
       {
         path: RELEASE_COMMAND_PATH,
-        content: renderShipped("release-command.sh", { DB_CLIENT: ENGINES[p.engine].client }),
+        content: renderShipped("release-command.sh", {
+          DB_CLIENT: `/usr/bin/${ENGINES[p.engine].client}`,
+          APP_USER,
+          APP_SECRETS_DIR,
+          RELEASE_COMMAND_PATH,
+          SANDBOX_PROPERTIES: APP_SANDBOX.map((d) => `--property='${d}'`).join(" "),
+        }),
         mode: "0755",
       },
     ],

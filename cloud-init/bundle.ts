@@ -49,6 +49,8 @@ export interface BundleApp {
   readonly key: string;
   /** The WSGI callable, module.path:callable (`appModule`): what the node's preflight serves. */
   readonly module: string;
+  /** The app's sandbox (`APP_SANDBOX`): the preflight and pip run the release's code in it too. */
+  readonly sandbox: readonly string[];
   /** The primary's only, and only with a release command. */
   readonly command?: ReleaseCommand;
   /** The replica's only, and only with a release command. */
@@ -172,6 +174,7 @@ function appJson(app: BundleApp) {
     bucket: app.bucket,
     key: app.key,
     module: app.module,
+    sandbox: [...app.sandbox],
     ...(app.command ? { command: { run: app.command.run, status: app.command.status } } : {}),
     ...(app.awaitCommand
       ? { awaitCommand: { node: app.awaitCommand.node, status: app.awaitCommand.status } }

@@ -185,6 +185,8 @@ export interface PlannedBundleApp {
   readonly key: string;
   /** module.path:callable, the config's appModule. */
   readonly module: string;
+  /** The app's sandbox: the preflight and pip run in it. */
+  readonly sandbox: string[];
   readonly command?: { run: string; status: string };
   readonly awaitCommand?: { node: string; status: string };
 }

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { APP_SANDBOX } from "../cloud-init/appNode";
 import { Plan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { readAppSource, releaseIdOf } from "../platform/appArchive";
@@ -166,6 +167,7 @@ describe("the app nodes' bundles", () => {
     bucket: String(one(withApp, T.bucket, "files-bucket").outputs.bucket),
     key: `releases/${release}.tar.gz`,
     module: "app:application",
+    sandbox: [...APP_SANDBOX],
   });
   const status = "/webstack/test/s2/release-command";
 
@@ -223,11 +225,11 @@ describe("the app nodes' bundles", () => {
 
   test("the release command's runner, for the engine's client; python3-venv installed", async () => {
     expect(bundleFile(plain, "s2", "/usr/local/sbin/webstack-release-command")).toContain(
-      "\nmariadb --protocol=socket --user=root <<SQL\n",
+      "\n/usr/bin/mariadb --protocol=socket --user=root <<SQL\n",
     );
     const mysql = await planConfig({ ...BASE, dbEngine: "mysql" });
     expect(bundleFile(mysql, "s2", "/usr/local/sbin/webstack-release-command")).toContain(
-      "\nmysql --protocol=socket --user=root <<SQL\n",
+      "\n/usr/bin/mysql --protocol=socket --user=root <<SQL\n",
     );
     for (const node of ["s1", "s2"])
       expect(userDataDocument(plain, node).packages).toContain("python3-venv");

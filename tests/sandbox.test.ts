@@ -5,6 +5,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { APP_SANDBOX, APP_USER, RELEASE_COMMAND_PATH } from "../cloud-init/appNode";
 import { Plan } from "../plan/plan";
 import { EXPOSURE_GOAL, UNIT_EXPOSURE, parseExposure } from "../model/exposure";
 import { bundleOf, commandWorks, planConfig, PlannedBundle, testNeeding } from "./harness";
@@ -134,19 +135,25 @@ describe("the app's own user", () => {
     );
   });
 
-  test("whatever runs the release's code runs as the app's user, with no new privileges", () => {
-    const bundle = bundleOf(plans[0], "s2");
-    const file = (at: string) => bundle.files.find((f) => f.path === at)!.content;
-    expect(file("/usr/local/sbin/webstack-release-command")).toContain(
-      'exec setpriv --reuid=webstack-app --regid=webstack-app --init-groups --no-new-privs -- /bin/sh -c "$command"',
-    );
-    const tool = file("/usr/local/sbin/webstack-aws");
-    expect(tool).toMatch(/^APP_USER = "webstack-app"$/m);
-    // The preflight and pip's sandbox take that user (the Python tests run both).
-    expect(tool).toContain("user=user.pw_uid, group=user.pw_gid, extra_groups=[]");
-    expect(tool).toContain('f"--uid={APP_USER}", f"--gid={APP_USER}"');
-    // The applier's own unit passes no new privileges on to either.
-    expect(file("/etc/systemd/system/webstack-apply.service")).toMatch(/^NoNewPrivileges=yes$/m);
+  test("whatever runs the release's code runs in the app unit's own sandbox, rendered from one list", () => {
+    // What each does with it, the Python tests run: release-command.sh by bash, the preflight and pip
+    // through the applier (tests/artifacts/test_webstack_release.py).
+    for (const node of ["s1", "s2"]) {
+      const bundle = bundleOf(plans[0], node);
+      const file = (at: string) => bundle.files.find((f) => f.path === at)!.content;
+      const unit = file("/etc/systemd/system/webstack-app.service").split("\n");
+      const from = unit.findIndex((l) => l.startsWith("# The list is appNode.ts's APP_SANDBOX"));
+      const to = unit.findIndex((l) => l.startsWith("# Not set: PrivateUsers="));
+      expect(unit.slice(from + 1, to)).toEqual(APP_SANDBOX);
+      expect(bundle.app?.sandbox).toEqual(APP_SANDBOX);
+      const script = file(RELEASE_COMMAND_PATH);
+      const started = /\/usr\/bin\/systemd-run (.*?) -- \/bin\/bash/s.exec(script)?.[1] ?? "";
+      expect([...started.matchAll(/--property='([^']*)'/g)].map((m) => m[1])).toEqual([
+        ...APP_SANDBOX,
+      ]);
+      expect(started).toMatch(new RegExp(`--uid=${APP_USER} --gid=${APP_USER} `));
+    }
+    expect(APP_SANDBOX.filter((d) => d.includes("'"))).toEqual([]); // quoted as is in the script
   });
 });
 

@@ -3,43 +3,32 @@
 # `webstack-aws apply` once per release, before any node switches to the release (issue 18).
 # Usage: webstack-release-command RELEASE_DIR COMMAND
 #   RELEASE_DIR  /srv/webstack/releases/<id>, prepared (unpacked, its venv made)
-#   COMMAND      run with /bin/sh -c, in RELEASE_DIR, as the app's user (webstack-app), with no new
-#                privileges
+#   COMMAND      run with /bin/sh -c, in RELEASE_DIR, as the app's user ({{APP_USER}}), in the app's
+#                sandbox (a transient unit with the app unit's own properties: no instance metadata,
+#                no new privileges, nothing writable but the app's logs)
 # As root it first makes sure the database user `migrate` exists with its password and may change
-# the schema (over the local socket; the statements replicate). The command then runs with only
-# this environment: PATH (the release's venv first), the app's (app.env, its settings, its
-# secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD and WEBSTACK_RELEASE. No value is ever put in a
-# process's arguments. Its output goes to the app's log, each line prefixed `release <id12>: `,
-# and to stdout (apply's journal and, on failure, its refusal); its exit status is this script's.
+# the schema (over the local socket; the statements replicate). Root runs nothing of the release
+# and nothing by a name the release could ship (absolute paths, root's own PATH). The command then
+# runs with only this environment: PATH (the release's venv first), the app's (app.env, its
+# settings, its secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
+# and WEBSTACK_RELEASE. No value is ever put in a process's arguments: the migrate password reaches
+# the sandbox on its standard input. Its output goes to the app's log (written by the app's user,
+# inside the sandbox), each line prefixed `release <id12>: `, and to stdout (apply's journal and, on
+# failure, its refusal); its exit status is this script's.
 set -euo pipefail
-
-if [ "$#" -ne 2 ] || [ ! -d "$1" ]; then
-  echo "usage: webstack-release-command RELEASE_DIR COMMAND" >&2
-  exit 2
-fi
-release_dir=$1
-command=$2
-release=$(basename "$release_dir")
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 app_log=/var/log/webstack/app.log
-migrate_password=$(</etc/webstack/secrets/db-migrate-password)
 
-# The password is put in by bash and sent on stdin. ALTER USER: a new password takes effect too.
-{{DB_CLIENT}} --protocol=socket --user=root <<SQL
-CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
-ALTER USER 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
-GRANT ALL ON webstack.* TO 'migrate'@'localhost';
-SQL
-
-# The command's environment, built in a subshell that starts from nothing.
+# Inside the sandbox, as the app's user: the command's environment, built in a subshell that starts
+# from nothing; the venv's PATH only there, for the command alone.
 run_command() {
-  local name value line flags
+  local release_dir=$1 command=$2 release=$3 migrate_password=$4 name value line flags secret
   while IFS= read -r name; do
     # Bash's own read-only variables (SHELLOPTS, BASHOPTS, …) cannot go; they hold nothing of ours.
     flags=$(declare -p "$name")
     flags=${flags#declare -}
     if [[ ${flags%% *} != *r* ]]; then unset "$name"; fi
   done < <(compgen -e)
-  export PATH="$release_dir/venv/bin:/usr/bin:/bin"
   while IFS= read -r line; do
     if [[ $line == *=* ]]; then export "${line%%=*}=${line#*=}"; fi
   done </etc/webstack/app.env
@@ -50,22 +39,50 @@ run_command() {
 for name, value in json.load(open(sys.argv[1])).get("env", {}).items():
     sys.stdout.write(f"{name}\0{value}\0")' /etc/webstack/app-settings.json)
   fi
-  for secret in /etc/webstack/app-secrets/*; do
+  for secret in {{APP_SECRETS_DIR}}/*; do
     if [ -f "$secret" ]; then
-      value=$(cat "$secret"; printf x) # keeps trailing newlines, as Gunicorn's config reads it
-      export "$(basename "$secret")=${value%x}"
+      value=$(/usr/bin/cat "$secret"; printf x) # keeps trailing newlines, as Gunicorn's config reads it
+      export "${secret##*/}=${value%x}"
     fi
   done
   export DB_MIGRATE_USER=migrate DB_MIGRATE_PASSWORD="$migrate_password" WEBSTACK_RELEASE="$release"
+  export PATH="$release_dir/venv/bin:/usr/bin:/bin"
   cd "$release_dir"
-  exec setpriv --reuid=webstack-app --regid=webstack-app --init-groups --no-new-privs -- /bin/sh -c "$command"
+  exec /bin/sh -c "$command"
 }
 
-# Gunicorn's log file: if it is not there yet, it is made as Gunicorn would (the app's user's).
-if [ ! -e "$app_log" ]; then install -m 0644 -o webstack-app -g webstack-app /dev/null "$app_log"; fi
-set +e
-(run_command) </dev/null 2>&1 | sed -u "s/^/release ${release:0:12}: /" | tee -a "$app_log"
-status=${PIPESTATUS[0]}
-set -e
-echo "release ${release:0:12}: the release command exited $status" | tee -a "$app_log"
-exit "$status"
+if [ "${1:-}" = --inside ]; then
+  release_dir=$2 command=$3
+  release=${release_dir##*/}
+  IFS= read -r migrate_password
+  umask 0022
+  set +e
+  (run_command "$release_dir" "$command" "$release" "$migrate_password") </dev/null 2>&1 |
+    /usr/bin/sed -u "s/^/release ${release:0:12}: /" | /usr/bin/tee -a "$app_log"
+  status=${PIPESTATUS[0]}
+  set -e
+  echo "release ${release:0:12}: the release command exited $status" | /usr/bin/tee -a "$app_log"
+  exit "$status"
+fi
+
+if [ "$#" -ne 2 ] || [ ! -d "$1" ]; then
+  echo "usage: webstack-release-command RELEASE_DIR COMMAND" >&2
+  exit 2
+fi
+release_dir=$1
+command=$2
+migrate_password=$(</etc/webstack/secrets/db-migrate-password)
+
+# The password is put in by bash and sent on stdin. ALTER USER: a new password takes effect too.
+{{DB_CLIENT}} --protocol=socket --user=root <<SQL
+CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
+ALTER USER 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
+GRANT ALL ON webstack.* TO 'migrate'@'localhost';
+SQL
+
+# This script's other half, in the app's sandbox (LogsDirectory: its log, writable there alone).
+printf '%s\n' "$migrate_password" |
+  /usr/bin/systemd-run --quiet --wait --pipe --collect --service-type=exec \
+    --uid={{APP_USER}} --gid={{APP_USER}} --working-directory="$release_dir" \
+    {{SANDBOX_PROPERTIES}} --property=LogsDirectory=webstack \
+    -- /bin/bash {{RELEASE_COMMAND_PATH}} --inside "$release_dir" "$command"

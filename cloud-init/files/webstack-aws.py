@@ -15,7 +15,9 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             packages installed, written, validated, acted on,
                                                             health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
-       webstack-aws preflight RELEASE_DIR APP_MODULE        a throwaway Gunicorn of a release must answer
+       webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
+                                                            a throwaway Gunicorn of a release, in the app's
+                                                            sandbox (the bundle's app.sandbox), must answer
                                                             GET /healthz (issue 18; apply runs it)
 
 Packages: a bundle names the Debian packages its files need (its node's bootstrap list); apply installs
@@ -540,6 +542,9 @@ def unpack(data, directory):
                 raise tarfile.TarError(f"{member.name}: neither a file nor a directory")
             if os.path.isabs(member.name) or not (inside + "/").startswith(os.path.join(directory, "")):
                 raise tarfile.TarError(f"{member.name}: outside the release directory")
+            # The venv is the node's to make (root runs its python, which reads its .pth files).
+            if os.path.relpath(inside, directory).split(os.sep)[0] == "venv":
+                raise tarfile.TarError(f"{member.name}: the release's venv is made on the node, never shipped")
         if hasattr(tarfile, "data_filter"):
             archive.extractall(directory, filter="data")
         else:
@@ -554,19 +559,35 @@ def has_requirements(path):
         return False
 
 
-# What pip runs of a release (a local path or `-e .` in requirements.txt builds with the release's
-# own setup.py) runs as the app's user, in a transient unit of its own: no network, no new
-# privileges, nothing writable but the venv, and no process left behind when pip exits.
-PIP_SANDBOX = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-               "PrivateDevices=yes", "RestrictAddressFamilies=AF_UNIX"]
+# Whatever runs of a release outside the app's unit (the preflight's Gunicorn, pip, the release
+# command) runs as the app's user in a transient unit with the app unit's own sandbox: the bundle's
+# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). A bundle made before it
+# had one (a stack pointed back to an older program, whose app had no sandbox) gets this much.
+OLDER_BUNDLES_SANDBOX = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                         "PrivateDevices=yes"]
 
 
-def as_app(writable, argv):
-    """argv as the app's user, sandboxed, with only `writable` writable; its output and exit status
-    are systemd-run's."""
-    properties = [*PIP_SANDBOX, f"ReadWritePaths={writable}"]
+def app_sandbox(app):
+    sandbox = app.get("sandbox", OLDER_BUNDLES_SANDBOX)
+    if not isinstance(sandbox, list) or not all(isinstance(p, str) and "=" in p for p in sandbox):
+        raise ReleaseRefused(f"the bundle's app.sandbox is no list of systemd properties: {sandbox!r}")
+    return sandbox
+
+
+def in_app_sandbox(sandbox, argv, writable=(), options=()):
+    """argv as the app's user in a transient unit: the sandbox, with `writable` writable, no process
+    left behind when it ends; its output and exit status are systemd-run's."""
+    properties = [*sandbox, *[f"ReadWritePaths={path}" for path in writable]]
     return ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
-            f"--uid={APP_USER}", f"--gid={APP_USER}", *[f"--property={p}" for p in properties], "--", *argv]
+            f"--uid={APP_USER}", f"--gid={APP_USER}", *options, *[f"--property={p}" for p in properties],
+            "--", *argv]
+
+
+def as_app(writable, argv, sandbox):
+    """pip in the app's sandbox (it installs the release's wheels, the release's code), with no
+    network at all and nothing writable but the venv."""
+    offline = [p for p in sandbox if not p.startswith("RestrictAddressFamilies=")] + ["RestrictAddressFamilies=AF_UNIX"]
+    return in_app_sandbox(offline, argv, writable=[writable])
 
 
 def own_tree(top, uid, gid):
@@ -590,6 +611,8 @@ def own_entries(top, uid, gid):
             elif stat.S_ISREG(status.st_mode):
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
                 try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since its stat: pip still runs
+                        raise ReleaseRefused(f"the release's venv holds {name}, no longer a file")
                     if os.fstat(fd).st_nlink != 1:
                         raise ReleaseRefused(f"the release's venv holds {name}, a file with another hard link")
                     os.fchown(fd, uid, gid)
@@ -628,7 +651,7 @@ def prepare_release(app, root, s3, run):
         os.symlink(os.path.basename(partial), final)
         try:
             venv = f"{final}/venv"
-            make_venv = ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv]
+            make_venv = ["/usr/bin/python3", "-m", "venv", "--clear", "--system-site-packages", venv]
             check(run, make_venv, "release venv", ReleaseRefused)
             if has_requirements(os.path.join(partial, "requirements.txt")):
                 pip = [f"{venv}/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
@@ -636,7 +659,8 @@ def prepare_release(app, root, s3, run):
                 user = pwd.getpwnam(APP_USER)
                 own_tree(f"{partial}/venv", user.pw_uid, user.pw_gid)
                 try:
-                    check(run, as_app(f"{partial}/venv", pip), "release requirements", ReleaseRefused)
+                    check(run, as_app(f"{partial}/venv", pip, app_sandbox(app)), "release requirements",
+                          ReleaseRefused)
                 finally:
                     own_tree(f"{partial}/venv", os.getuid(), os.getgid())
         finally:
@@ -791,13 +815,31 @@ def remember_and_prune(root, state, release):
 
 
 def append_to_app_log(root, prefix, text):
-    """Lines into the app's log, as its owner's file (created as the app's user if it is not there)."""
+    """Lines into the app's log. Its directory is the app's user's, so root never follows a link
+    there nor writes a file another owns (a link or a hard link to one of root's files would have
+    root write into it): a new file is made and handed to the app's user, an existing one must be a
+    regular file of that user's with no other link; anything else is left alone, and said so."""
     path = under(root, APP_LOG)
-    if not os.path.exists(path):
-        user = pwd.getpwnam(APP_USER)
-        install(path, b"", user.pw_uid, user.pw_gid, 0o644)
-    with open(path, "a") as handle:
-        handle.writelines(f"{prefix}{line}\n" for line in text.splitlines())
+    user = pwd.getpwnam(APP_USER)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+    except FileExistsError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as error:  # a link (ELOOP), or nothing root may open
+            log(f"{APP_LOG} not written: {error}")
+            return
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != user.pw_uid or status.st_nlink != 1:
+            os.close(fd)
+            log(f"{APP_LOG} not written: not a file of {APP_USER}'s alone")
+            return
+    try:
+        os.write(fd, "".join(f"{prefix}{line}\n" for line in text.splitlines()).encode())
+    finally:
+        os.close(fd)
 
 
 def reason_line(output):
@@ -847,36 +889,38 @@ def healthz_answer(process, socket_path):
     return failure
 
 
-def preflight_command(release_dir, module, root="/", popen=subprocess.Popen):
-    """A throwaway Gunicorn of a release before it is switched to: as the app's user, with its
-    environment, one worker, on a socket in a directory of its own; GET /healthz must answer 2xx.
-    On failure its output goes to the app's log, and its last words to stdout (the reason)."""
+def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.Popen, run=subprocess.run):
+    """A throwaway Gunicorn of a release before it is switched to: in the app's sandbox (systemd-run,
+    as the app's user: no instance metadata), with its environment, one worker, on a socket in a
+    directory of its own; GET /healthz must answer 2xx. On failure its output goes to the app's log,
+    and its last words to stdout (the reason)."""
     release = os.path.basename(release_dir.rstrip("/"))
     user = pwd.getpwnam(APP_USER)
-    with open(under(root, APP_ENV)) as handle:
-        app_env = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+    # The node's variables from app.env, read by systemd; a node booted before the app had its own
+    # user still has the password there: once the app's file holds it (Gunicorn's config reads it),
+    # it is unset; until then the preflight passes it on, as the unit did.
+    environment = [f"--property=EnvironmentFile={under(root, APP_ENV)}", f"--setenv=WEBSTACK_RELEASE_DIR={release_dir}"]
     if os.path.exists(under(root, APP_DB_PASSWORD)):
-        # A node booted before the app had its own user still has the password in app.env: the
-        # config reads it from its file, so no environment block holds it (until the file is
-        # fetched, the preflight passes it on, as the unit did).
-        app_env.pop("DB_APP_PASSWORD", None)
-    env = {"PATH": "/usr/bin:/bin", **app_env, "WEBSTACK_RELEASE_DIR": release_dir}
-    directory = tempfile.mkdtemp(prefix="webstack-preflight-")
+        environment.append("--property=UnsetEnvironment=DB_APP_PASSWORD")
+    unit = f"webstack-preflight-{release[:12]}.service"
+    # Not under /tmp: the unit's /tmp is its own (PrivateTmp).
+    os.makedirs(under(root, "/run"), exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="webstack-preflight-", dir=under(root, "/run"))
     try:
         os.chown(directory, user.pw_uid, user.pw_gid)
         socket_path, output_path = os.path.join(directory, "app.sock"), os.path.join(directory, "output")
-        argv = [GUNICORN, "--config", under(root, GUNICORN_CONFIG), "--workers", "1", "--bind", f"unix:{socket_path}",
-                "--error-logfile", "-", "--access-logfile", "/dev/null", "--graceful-timeout", "5", module]
+        gunicorn = [GUNICORN, "--config", under(root, GUNICORN_CONFIG), "--workers", "1", "--bind", f"unix:{socket_path}",
+                    "--error-logfile", "-", "--access-logfile", "/dev/null", "--graceful-timeout", "5", module]
+        argv = in_app_sandbox(sandbox, gunicorn, writable=[directory],
+                              options=[f"--unit={unit}", f"--working-directory={release_dir}", *environment])
         with open(output_path, "ab") as output:
-            process = popen(argv, env=env, cwd=release_dir, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                            user=user.pw_uid, group=user.pw_gid, extra_groups=[], start_new_session=True)
+            process = popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
         try:
             failure = healthz_answer(process, socket_path)
             with open(output_path, errors="replace") as handle:
                 said = handle.read()  # before it is told to stop: its last words are about the failure
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            capture(run, ["systemctl", "stop", unit])  # a unit already gone: nothing to stop
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -998,7 +1042,8 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         if app and first:
             point_current(root, app["release"])
         elif app and before != app["release"]:
-            check(run, [under(root, TOOL), "preflight", release_dir, module], "preflight", ReleaseRefused)
+            preflight = [under(root, TOOL), "preflight", release_dir, module, *app_sandbox(app)]
+            check(run, preflight, "preflight", ReleaseRefused)
             point_current(root, app["release"])
             switched = True
         try:
@@ -1053,15 +1098,15 @@ def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run
 USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
-    " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE"
+    " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
 )
 
 
 def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run):
     """root and run_command: where the files of a bundle go and what runs its commands (tests)."""
     command, args = argv[1:2], argv[2:]
-    if command == ["preflight"] and len(args) == 2:
-        return preflight_command(*args, root=root)  # no AWS call
+    if command == ["preflight"] and len(args) >= 2:
+        return preflight_command(args[0], args[1], args[2:], root=root, run=run_command)  # no AWS call
     if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
         services = ["ssm"]
         run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731

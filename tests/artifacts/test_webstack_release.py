@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -35,6 +36,9 @@ MAIN_PID, WORKERS = 100, (201, 202)
 # user needs root, which CI is; anyone else hands it to themselves.
 APP_USER = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
 MODULE = "app:application"
+# The bundle's app.sandbox, part of one (the program renders appNode.ts APP_SANDBOX).
+SANDBOX = ["NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+           "IPAddressDeny=link-local fd00:ec2::254", "InaccessiblePaths=-/etc/webstack/secrets"]
 DEMO = {"app.py": b"def application(environ, start_response):\n    pass\n"}
 
 
@@ -98,7 +102,8 @@ class ReleaseTestCase(NodeTestCase):
         self.bundles += 1  # each bundle differs, as a new release's would
         bundle = self.bundle([self.file("/etc/webstack/n", f"{self.bundles}\n")], release=f"r{self.bundles}",
                              node=node, health=health)
-        bundle["app"] = {"release": release, "bucket": BUCKET, "key": f"releases/{release}.tar.gz", "module": module}
+        bundle["app"] = {"release": release, "bucket": BUCKET, "key": f"releases/{release}.tar.gz", "module": module,
+                         "sandbox": SANDBOX}
         if command:
             bundle["app"]["command"] = {"run": command, "status": COMMAND_STATUS}
         if await_command:
@@ -124,12 +129,13 @@ class ReleaseTestCase(NodeTestCase):
     def metric_names(self):
         return [name for _, name, _, _ in self.cloudwatch.metrics]
 
-    def preflight(self, release, module=MODULE):
+    def preflight(self, release, module=MODULE, sandbox=SANDBOX):
         tool = self.at("/usr/local/sbin/webstack-aws")
-        return [tool, "preflight", self.at(f"{RELEASES}/{release}"), module]
+        return [tool, "preflight", self.at(f"{RELEASES}/{release}"), module, *sandbox]
 
     def venv(self, release):
-        return ["/usr/bin/python3", "-m", "venv", "--system-site-packages", self.at(f"{RELEASES}/{release}/venv")]
+        return ["/usr/bin/python3", "-m", "venv", "--clear", "--system-site-packages",
+                self.at(f"{RELEASES}/{release}/venv")]
 
     def release_command(self, release, command):
         return [self.at("/usr/local/sbin/webstack-release-command"), self.at(f"{RELEASES}/{release}"), command]
@@ -161,7 +167,7 @@ class PrepareTest(ReleaseTestCase):
         self.commands.results[tuple(self.venv(release))] = make_venv
         pip = [f"{final}/venv/bin/pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
                "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
-        return release, final, self.module.as_app(f"{final}.partial/venv", pip)
+        return release, final, self.module.as_app(f"{final}.partial/venv", pip, SANDBOX)
 
     def test_requirements_are_installed_from_the_releases_wheels_only_as_the_apps_user_in_a_sandbox(self):
         release, final, pip = self.with_requirements()
@@ -175,10 +181,11 @@ class PrepareTest(ReleaseTestCase):
         self.assertEqual(seen, [(True, pwd.getpwnam(APP_USER).pw_uid)])
         self.assertEqual(pip[:8], ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
                                    f"--uid={APP_USER}", f"--gid={APP_USER}"])
+        # The app's sandbox, but with no network at all, and the venv writable.
         self.assertEqual([a for a in pip if a.startswith("--property=")], [
-            "--property=NoNewPrivileges=yes", "--property=ProtectSystem=strict", "--property=ProtectHome=yes",
-            "--property=PrivateTmp=yes", "--property=PrivateDevices=yes",
-            "--property=RestrictAddressFamilies=AF_UNIX", f"--property=ReadWritePaths={final}.partial/venv",
+            "--property=NoNewPrivileges=yes", "--property=IPAddressDeny=link-local fd00:ec2::254",
+            "--property=InaccessiblePaths=-/etc/webstack/secrets", "--property=RestrictAddressFamilies=AF_UNIX",
+            f"--property=ReadWritePaths={final}.partial/venv",
         ])
         self.assertEqual(pip[pip.index("--") + 1], f"{final}/venv/bin/pip")
 
@@ -275,7 +282,12 @@ class PrepareTest(ReleaseTestCase):
         escaping.size = 1
         link = tarfile.TarInfo("link")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        cases = [((escaping,), "outside the release directory"), ((link,), "neither a file nor a directory")]
+        # A venv of its own: root's python would read its .pth files when it makes the node's.
+        shipped_venv, pth = tarfile.TarInfo("venv"), tarfile.TarInfo("./venv/lib/python3/site-packages/evil.pth")
+        shipped_venv.type, pth.size = tarfile.DIRTYPE, 1
+        cases = [((escaping,), "outside the release directory"), ((link,), "neither a file nor a directory"),
+                 ((shipped_venv,), "venv: the release's venv is made on the node"),
+                 ((pth,), "evil.pth: the release's venv is made on the node")]
         for extra, says in cases:
             release = self.release(DEMO, extra)
             code, _, status = self.deploy(release)
@@ -285,6 +297,22 @@ class PrepareTest(ReleaseTestCase):
             self.assertEqual(os.listdir(self.at(RELEASES)), [])
             self.assertFalse(os.path.exists(self.at("/srv/escaped.py")))
             self.assertEqual(self.commands.calls, [])
+
+    def test_a_venv_entry_swapped_for_a_fifo_after_its_stat_is_refused_not_owned(self):
+        venv = self.at("/venv")
+        os.makedirs(venv)
+        os.mkfifo(f"{venv}/swapped")
+        real_stat = os.stat
+
+        def stat_before_the_swap(name, *args, **kwargs):  # what os.stat said a moment before
+            status = real_stat(name, *args, **kwargs)
+            if name == "swapped":
+                return os.stat_result((stat.S_IFREG | 0o644, *tuple(status)[1:]))
+            return status
+
+        with mock.patch.object(os, "stat", stat_before_the_swap):
+            with self.assertRaisesRegex(self.module.ReleaseRefused, "swapped, no longer a file"):
+                self.module.own_tree(venv, os.getuid(), os.getgid())
 
     def test_a_failing_venv_is_refused_and_leaves_nothing(self):
         release = self.release()
@@ -428,13 +456,15 @@ class SwitchTest(ReleaseTestCase):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
         bundle = self.app_bundle(new)
-        del bundle["app"]["module"]
+        del bundle["app"]["module"], bundle["app"]["sandbox"]
         bundle["files"].append(self.file(
             "/etc/systemd/system/webstack-app.service",
             "[Service]\nExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py shop.wsgi:application\n"))
         self.publish(bundle)
         self.assertEqual(self.apply()[0], 0)
-        self.assertIn(self.preflight(new, "shop.wsgi:application"), self.commands.calls)
+        # Nor a sandbox: its app had none, its preflight gets the least one.
+        older = self.module.OLDER_BUNDLES_SANDBOX
+        self.assertIn(self.preflight(new, "shop.wsgi:application", older), self.commands.calls)
         self.assertEqual(self.current(), new)
 
     def test_an_app_without_a_module_path_and_callable_is_refused_before_anything_runs(self):
@@ -516,6 +546,109 @@ class SwitchTest(ReleaseTestCase):
             self.workers_in(release)
         self.assertEqual(sorted(os.listdir(self.at(RELEASES))), sorted(releases[2:]))
         self.assertEqual(self.current(), releases[4])
+
+
+FAKE_SYSTEMD_RUN = textwrap.dedent('''\
+    #!/usr/bin/python3
+    """systemd-run as the release command calls it: records its options, command and stdin, then runs
+    the command in its --working-directory with a bare environment (no user switch: the test's own)."""
+    import json, subprocess, sys
+    args = sys.argv[1:]
+    options, command = args[:args.index("--")], args[args.index("--") + 1:]
+    data = sys.stdin.buffer.read()
+    with open(sys.argv[0] + ".json", "a") as handle:
+        handle.write(json.dumps({"options": options, "command": command, "stdin": data.decode()}) + "\\n")
+    cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
+    sys.exit(subprocess.run(command, input=data, cwd=cwd, env={"PATH": "/usr/bin:/bin"}).returncode)
+''')
+
+
+class ReleaseCommandScriptTest(unittest.TestCase):
+    """cloud-init/files/release-command.sh itself, run by bash: the node's paths (/etc/webstack,
+    /var/log/webstack, systemd-run, the database client) moved under a temporary root, nothing else."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files",
+                          "release-command.sh")
+    # Names root's half would run were it to look them up on a PATH the release controls.
+    TRAPS = ["cat", "basename", "setpriv", "sed", "tee", "systemd-run", "mariadb", "python3", "sh", "bash", "env",
+             "install", "printf", "id", "chown"]
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        root = self.root = self.dir.name
+        self.release = "f" * 64
+        self.release_dir = f"{root}/srv/webstack/releases/{self.release}"
+        for path, content in {
+            "etc/webstack/secrets/db-migrate-password": "migrate-pw",
+            "etc/webstack/app.env": "WEBSTACK_NODE=s2\n",
+            "etc/webstack/app-settings.json": json.dumps({"env": {"SETTING": "a value"}}),
+            "etc/webstack/app-secrets/DB_APP_PASSWORD": "app-pw\n",
+            "usr/bin/systemd-run": FAKE_SYSTEMD_RUN,
+            "usr/bin/mariadb": "#!/bin/sh\n/usr/bin/cat >\"$0.sql\"\necho \"$@\" >\"$0.argv\"\n",
+            # The command: what it was started with, then it says its word.
+            "srv/webstack/releases/" + self.release + "/venv/bin/migrate":
+                "#!/usr/bin/python3\nimport json, os\nprint(json.dumps(dict(os.environ)))\nprint('migrated')\n",
+            **{f"srv/webstack/releases/{self.release}/venv/bin/{name}": f"#!/bin/sh\necho {name} >>{root}/traps\n"
+               for name in self.TRAPS},
+        }.items():
+            pathlib.Path(root, path).parent.mkdir(parents=True, exist_ok=True)
+            pathlib.Path(root, path).write_text(content)
+            if "/bin/" in path:
+                os.chmod(os.path.join(root, path), 0o755)
+        os.makedirs(f"{root}/var/log/webstack")
+        with open(self.SCRIPT) as handle:
+            script = handle.read()
+        for name, value in {
+            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_SECRETS_DIR": "/etc/webstack/app-secrets",
+            "RELEASE_COMMAND_PATH": f"{root}/release-command",
+            "SANDBOX_PROPERTIES": "--property='NoNewPrivileges=yes' --property='RestrictAddressFamilies=AF_UNIX AF_INET'",
+        }.items():
+            script = script.replace("{{" + name + "}}", value)
+        for node_path in ("/etc/webstack/", "/var/log/webstack/", "/usr/bin/systemd-run"):
+            script = script.replace(node_path, root + node_path)
+        pathlib.Path(root, "release-command").write_text(script)
+
+    def run_command(self, command):
+        result = subprocess.run(["/bin/bash", f"{self.root}/release-command", self.release_dir, command],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={"PATH": f"{self.release_dir}/venv/bin:/usr/bin:/bin"})
+        with open(f"{self.root}/usr/bin/systemd-run.json") as handle:
+            [started] = [json.loads(line) for line in handle]
+        return result, started
+
+    def test_root_runs_nothing_of_the_release_and_the_command_runs_in_the_apps_sandbox(self):
+        result, started = self.run_command("migrate")
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertFalse(os.path.exists(f"{self.root}/traps"), "a name the release ships ran")
+        self.assertEqual(started["options"], [
+            "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec", "--uid=webstack-app",
+            "--gid=webstack-app", f"--working-directory={self.release_dir}", "--property=NoNewPrivileges=yes",
+            "--property=RestrictAddressFamilies=AF_UNIX AF_INET", "--property=LogsDirectory=webstack"])
+        self.assertEqual(started["command"],
+                         ["/bin/bash", f"{self.root}/release-command", "--inside", self.release_dir, "migrate"])
+        # The migrate password: on the sandbox's stdin and the SQL's, in no process's arguments.
+        self.assertEqual(started["stdin"], "migrate-pw\n")
+        self.assertIn("IDENTIFIED BY 'migrate-pw'", pathlib.Path(f"{self.root}/usr/bin/mariadb.sql").read_text())
+        self.assertEqual(pathlib.Path(f"{self.root}/usr/bin/mariadb.argv").read_text(), "--protocol=socket --user=root\n")
+
+    def test_the_command_sees_the_apps_environment_and_its_output_goes_to_the_log_and_stdout(self):
+        result, _ = self.run_command("migrate")
+        lines = result.stdout.splitlines()
+        prefix = f"release {self.release[:12]}: "
+        environment = json.loads(lines[0].removeprefix(prefix))
+        self.assertEqual(environment["PATH"], f"{self.release_dir}/venv/bin:/usr/bin:/bin")
+        self.assertEqual({k: environment.get(k) for k in (
+            "WEBSTACK_NODE", "SETTING", "DB_APP_PASSWORD", "DB_MIGRATE_USER", "DB_MIGRATE_PASSWORD", "WEBSTACK_RELEASE")},
+            {"WEBSTACK_NODE": "s2", "SETTING": "a value", "DB_APP_PASSWORD": "app-pw\n", "DB_MIGRATE_USER": "migrate",
+             "DB_MIGRATE_PASSWORD": "migrate-pw", "WEBSTACK_RELEASE": self.release})
+        self.assertEqual(lines[1:], [f"{prefix}migrated", f"{prefix}the release command exited 0"])
+        self.assertEqual(pathlib.Path(f"{self.root}/var/log/webstack/app.log").read_text(), result.stdout)
+
+    def test_its_exit_status_is_the_commands(self):
+        result, _ = self.run_command("echo failing; exit 3")
+        self.assertEqual(result.returncode, 3)
+        self.assertTrue(result.stdout.endswith(f"release {self.release[:12]}: the release command exited 3\n"))
 
 
 class ReleaseCommandTest(ReleaseTestCase):
@@ -617,6 +750,26 @@ FAKE_GUNICORN = textwrap.dedent('''\
 ''')
 
 
+def systemd_run(argv):
+    """What systemd-run would start, as this test can (no user switch, no sandbox): the command, its
+    directory and environment (EnvironmentFile, UnsetEnvironment, --setenv), and every option."""
+    split = argv.index("--")
+    options, command = argv[1:split], argv[split + 1:]
+    env, cwd, unset = {"PATH": "/usr/bin:/bin"}, None, []
+    for option in options:
+        if option.startswith("--property=EnvironmentFile="):
+            with open(option.split("=", 2)[2]) as handle:
+                env.update(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+        elif option.startswith("--property=UnsetEnvironment="):
+            unset.append(option.split("=", 2)[2])
+        elif option.startswith("--setenv="):
+            name, _, value = option.removeprefix("--setenv=").partition("=")
+            env[name] = value
+        elif option.startswith("--working-directory="):
+            cwd = option.split("=", 1)[1]
+    return command, cwd, {k: v for k, v in env.items() if k not in unset}, options
+
+
 class PreflightTest(ReleaseTestCase):
     """The preflight itself, with a stand-in Gunicorn: a real process on a real unix socket."""
 
@@ -629,10 +782,27 @@ class PreflightTest(ReleaseTestCase):
         gunicorn = self.at("/usr/bin/gunicorn")
         self.write("/usr/bin/gunicorn", FAKE_GUNICORN)
         os.chmod(gunicorn, 0o755)
+        self.started, self.stopped = [], []
 
-        def popen(argv, user, group, extra_groups, **options):  # switching users needs root
-            self.assertEqual((user, group, extra_groups), (os.getuid(), os.getgid(), []))
-            return subprocess.Popen(argv, **options)
+        def popen(argv, **options):  # systemd-run, emulated: switching users needs root
+            command, cwd, env, systemd_options = systemd_run(argv)
+            self.started.append(systemd_options)
+            return subprocess.Popen(command, cwd=cwd, env=env, **options)
+
+        def run(argv, **options):
+            self.stopped.append(argv)
+            for process in self.processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, 15)
+            return subprocess.CompletedProcess(argv, 0, "", None)
+
+        self.processes = []
+        spawned = popen
+
+        def popen_tracked(argv, **options):
+            process = spawned(argv, **options)
+            self.processes.append(process)
+            return process
 
         stdout = io.StringIO()
         with (
@@ -643,9 +813,21 @@ class PreflightTest(ReleaseTestCase):
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(io.StringIO()),
         ):
-            code = self.module.preflight_command(release_dir, "app:application", root=self.root, popen=popen)
+            code = self.module.preflight_command(release_dir, "app:application", SANDBOX, root=self.root,
+                                                 popen=popen_tracked, run=run)
         log = self.read("/var/log/webstack/app.log") if os.path.exists(self.at("/var/log/webstack/app.log")) else ""
         return code, stdout.getvalue(), log
+
+    def test_it_runs_in_the_apps_sandbox_as_its_user_and_its_unit_is_stopped(self):
+        self.assertEqual(self.run_preflight()[0], 0)
+        [options] = self.started
+        user = pwd.getpwuid(os.getuid()).pw_name
+        self.assertEqual(options[:8], ["--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+                                       f"--uid={user}", f"--gid={user}", f"--unit=webstack-preflight-{'a' * 12}.service"])
+        properties = [o.removeprefix("--property=") for o in options if o.startswith("--property=")]
+        self.assertEqual(properties[-len(SANDBOX) - 1:-1], SANDBOX)
+        self.assertRegex(properties[-1], r"^ReadWritePaths=.*/run/webstack-preflight-[^/]+$")
+        self.assertEqual(self.stopped, [["systemctl", "stop", f"webstack-preflight-{'a' * 12}.service"]])
 
     def test_a_release_that_answers_passes_and_leaves_nothing_behind(self):
         before = set(os.listdir(tempfile.gettempdir()))
@@ -658,6 +840,21 @@ class PreflightTest(ReleaseTestCase):
         self.assertEqual(stdout, "Gunicorn exited 3: ModuleNotFoundError: No module named 'flask'\n")
         self.assertIn(f"preflight {'a' * 12}: ModuleNotFoundError: No module named 'flask'\n", log)
         self.assertIn(f"preflight {'a' * 12}: [2025-01-01 00:00:00 +0000] [1] [ERROR] Reason: Worker failed", log)
+
+    def test_its_output_never_goes_through_a_link_where_the_apps_log_is(self):
+        for make_link in (os.symlink, os.link):
+            with self.subTest(make_link.__name__):
+                target = self.at(f"/etc/roots-{make_link.__name__}")
+                self.write(target.removeprefix(self.root), "root's\n")
+                os.makedirs(self.at("/var/log/webstack"), exist_ok=True)
+                log = self.at("/var/log/webstack/app.log")
+                if os.path.lexists(log):
+                    os.unlink(log)
+                make_link(target, log)
+                shutil.rmtree(self.at(RELEASES), ignore_errors=True)
+                code, stdout, _ = self.run_preflight("broken")
+                self.assertEqual((code, stdout[:16]), (1, "Gunicorn exited "))
+                self.assertEqual(self.read(target.removeprefix(self.root)), "root's\n")
 
     def test_a_release_whose_health_check_fails_says_what_it_logged(self):
         code, stdout, _ = self.run_preflight("unhealthy", wait=1)
