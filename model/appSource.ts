@@ -44,7 +44,7 @@ export function normalizeDistributionName(name: string): string {
 /** A PEP 508 name at the start of a requirement, followed by extras, a version, a marker or nothing. */
 const REQUIREMENT_NAME = /^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:$|[[<>=!~;(@\s])/;
 
-/** What requirements.txt asks for: distributions by name, and lines naming none (a URL, a path). */
+/** What requirements.txt asks for: distributions by name, and lines naming none (a URL, a path, `-e`). */
 export interface RequirementsFinding {
   readonly names: readonly string[];
   /** Installing these needs an index or the network; the node installs from wheels/ only. */
@@ -53,7 +53,8 @@ export interface RequirementsFinding {
 
 /**
  * The distributions requirements.txt asks for. Comments and blank lines are skipped, continued
- * lines joined, and option lines (`--hash`, `-c`) left to pip.
+ * lines joined, and option lines (`--hash`, `-c`) left to pip but an editable install (`-e .`), which
+ * names no distribution and could only build in the release's directory (read-only on the node).
  */
 export function requirementNames(text: string): RequirementsFinding {
   const names: string[] = [];
@@ -61,6 +62,8 @@ export function requirementNames(text: string): RequirementsFinding {
   const logical = text.replace(/\\\r?\n/g, " ").split(/\r?\n/);
   for (const line of logical) {
     const requirement = line.replace(/(^|\s)#.*$/, "").trim();
+    // An editable install builds in the release's directory, which is read-only on the node.
+    if (/^(-e|--editable)(\s|=|$)/.test(requirement)) unnamed.push(requirement);
     if (requirement === "" || requirement.startsWith("-")) continue;
     const match = REQUIREMENT_NAME.exec(requirement);
     if (match) names.push(match[1]);

@@ -136,6 +136,15 @@ describe("what the parser refuses in an app directory", () => {
     ]);
   });
 
+  test("an editable install of the app itself is refused at config: it cannot build on the node", () => {
+    const dir = appDir({ "app.py": "", "setup.py": "", "requirements.txt": "-e .\n" }, "c");
+    expect(problemsFor(dir)).toEqual([
+      `webstack:appSource: ${JSON.stringify(dir)} (${dir}): requirements.txt asks for ` +
+        '"-e .", which is not a distribution by name; expected names ' +
+        `(with versions) that wheels/ provides; ${ACCEPTED_SOURCE}`,
+    ]);
+  });
+
   test("symlinks and special files", () => {
     const dir = appDir({ "app.py": "", "static/logo.svg": "<svg/>" });
     fs.symlinkSync("/etc/passwd", path.join(dir, "static", "passwd"));
@@ -189,6 +198,13 @@ describe("requirements and wheels, by name", () => {
       ),
     ).toEqual({ names: ["a", "b"], unnamed: ["./local"] });
   });
+
+  test.each(["-e .", "--editable=./shop", "-e git+https://example.com/shop.git#egg=shop"])(
+    "an editable install (%s) is no distribution by name: it would build in the read-only release",
+    (line) => {
+      expect(requirementNames(`a==1\n${line}\n`)).toEqual({ names: ["a"], unnamed: [line] });
+    },
+  );
 });
 
 /** The archive's entries as Python's tarfile reads them, extracted with the nodes' filter. */
