@@ -556,6 +556,51 @@ labTest("the app cannot reach instance metadata (the node's role); the node itse
   });
 });
 
+const METADATA_TOKEN =
+  "curl -s -o /dev/null -w '%{http_code}\\n' --max-time 3 -X PUT " +
+  "-H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token";
+
+labTest(
+  "the release's code outside Gunicorn cannot reach instance metadata either: the preflight's and pip's sandbox, the release command",
+  () => {
+    // The preflight and pip start their transient units with the tool's in_app_sandbox() and the
+    // bundle's app.sandbox: the same call, with a probe for the command.
+    const preflightLike = execInNode("s2", [
+      "/usr/bin/python3",
+      "-c",
+      [
+        "import json, runpy, subprocess, sys",
+        "tool = runpy.run_path('/usr/local/sbin/webstack-aws')",
+        "sandbox = json.load(open('/var/lib/webstack/bundle/current.json'))['app']['sandbox']",
+        "argv = tool['in_app_sandbox'](sandbox, ['/bin/sh', '-c', sys.argv[1]])",
+        "sys.exit(subprocess.run(argv).returncode)",
+      ].join("\n"),
+      `id -un; ${METADATA_TOKEN}`,
+    ]);
+    expect({ status: preflightLike.status === 0, stdout: preflightLike.stdout }).toEqual({
+      status: false, // curl: could not connect
+      stdout: "webstack-app\n000\n",
+    });
+    // The release command itself, on the primary (it also makes sure `migrate` exists: idempotent).
+    const release = inNode("s2", ["readlink", "-f", "/srv/webstack/current"]).trim();
+    const command = execInNode("s2", [
+      "/usr/local/sbin/webstack-release-command",
+      release,
+      `id -un; ${METADATA_TOKEN}`,
+    ]);
+    const prefix = `release ${path.basename(release).slice(0, 12)}: `;
+    expect({ status: command.status === 0, stdout: command.stdout }).toEqual({
+      status: false, // curl's: could not connect
+      stdout: expect.stringMatching(
+        new RegExp(
+          `^${prefix}webstack-app\n${prefix}000\n${prefix}the release command exited [1-9]\\d*\n$`,
+        ),
+      ),
+    });
+  },
+  60_000,
+);
+
 labTest(
   "the node's helpers do their work in their sandboxes: collect, report the boot, refresh TLS, obtain the certificate",
   async () => {
