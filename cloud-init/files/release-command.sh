@@ -12,7 +12,7 @@
 # runs with only this environment: PATH (the release's venv first), the app's (app.env, its
 # settings, its secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
 # and WEBSTACK_RELEASE. No value is ever put in a process's arguments: the migrate password reaches
-# the sandbox on its standard input. Its output goes to the app's log (written by the app's user,
+# the sandbox on its standard input, with app.env (root's: 0600 on a node from before). Its output goes to the app's log (written by the app's user,
 # inside the sandbox), each line prefixed `release <id12>: `, and to stdout (apply's journal and, on
 # failure, its refusal); its exit status is this script's.
 set -euo pipefail
@@ -23,15 +23,16 @@ app_log=/var/log/webstack/app.log
 # from nothing; the venv's PATH only there, for the command alone.
 run_command() {
   local release_dir=$1 command=$2 release=$3 migrate_password=$4 name value line flags secret
+  shift 4 # the rest: app.env's lines
   while IFS= read -r name; do
     # Bash's own read-only variables (SHELLOPTS, BASHOPTS, …) cannot go; they hold nothing of ours.
     flags=$(declare -p "$name")
     flags=${flags#declare -}
     if [[ ${flags%% *} != *r* ]]; then unset "$name"; fi
   done < <(compgen -e)
-  while IFS= read -r line; do
+  for line in "$@"; do
     if [[ $line == *=* ]]; then export "${line%%=*}=${line#*=}"; fi
-  done </etc/webstack/app.env
+  done
   if [ -f /etc/webstack/app-settings.json ]; then
     while IFS= read -r -d '' name && IFS= read -r -d '' value; do
       export "$name=$value"
@@ -55,9 +56,10 @@ if [ "${1:-}" = --inside ]; then
   release_dir=$2 command=$3
   release=${release_dir##*/}
   IFS= read -r migrate_password
+  mapfile -t app_env # app.env, after it (a password it still holds is the app's copy's, set after)
   umask 0022
   set +e
-  (run_command "$release_dir" "$command" "$release" "$migrate_password") </dev/null 2>&1 |
+  (run_command "$release_dir" "$command" "$release" "$migrate_password" "${app_env[@]}") </dev/null 2>&1 |
     /usr/bin/sed -u "s/^/release ${release:0:12}: /" | /usr/bin/tee -a "$app_log"
   status=${PIPESTATUS[0]}
   set -e
@@ -81,7 +83,10 @@ GRANT ALL ON webstack.* TO 'migrate'@'localhost';
 SQL
 
 # This script's other half, in the app's sandbox (LogsDirectory: its log, writable there alone).
-printf '%s\n' "$migrate_password" |
+{
+  printf '%s\n' "$migrate_password"
+  /usr/bin/cat /etc/webstack/app.env
+} |
   /usr/bin/systemd-run --quiet --wait --pipe --collect --service-type=exec \
     --uid={{APP_USER}} --gid={{APP_USER}} --working-directory="$release_dir" \
     {{SANDBOX_PROPERTIES}} --property=LogsDirectory=webstack \

@@ -842,6 +842,21 @@ def append_to_app_log(root, prefix, text):
         os.close(fd)
 
 
+def forget_app_env_password(root):
+    """A node booted before the app had its own user has the database password in app.env (root's,
+    0600): once the app's copy exists, Gunicorn's config reads that, and app.env loses it."""
+    path = under(root, APP_ENV)
+    if not os.path.exists(under(root, APP_DB_PASSWORD)) or not os.path.exists(path):
+        return
+    with open(path) as handle:
+        lines = handle.readlines()
+    kept = [line for line in lines if not line.startswith("DB_APP_PASSWORD=")]
+    if kept != lines:
+        status = os.stat(path)
+        install(path, "".join(kept).encode(), status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode))
+        log(f"{APP_ENV}: the database password removed (the app reads its own copy)")
+
+
 def reason_line(output):
     """What a failed Gunicorn said last: the last line that is not its own log line (a traceback's
     last line), else its last warning or error, else its last line."""
@@ -1053,6 +1068,8 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
                 actions = [("onChange", argv) for argv in distinct(entry.get("onChange") for entry in changed)]
             for what, argv in actions:
                 check(run, argv, what)
+            if app:
+                forget_app_env_password(root)
             if first:
                 install(first_done, b"", os.getuid(), os.getgid(), 0o600)
             if app and app.get("command") and first:

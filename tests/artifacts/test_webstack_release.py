@@ -380,6 +380,19 @@ class SwitchTest(ReleaseTestCase):
         self.assertLess(stderr.index("Active: failed"), stderr.index("refused bundle"))
         self.assertTrue(status["reason"].startswith("health check failed: "), status["reason"])
 
+    def test_a_node_from_before_loses_the_password_in_app_env_once_the_apps_copy_exists(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        app_env = "WEBSTACK_NODE=s2\nDB_APP_PASSWORD=pw\nDB_CA_FILE=/etc/webstack/tls/ca.crt\n"
+        self.write("/etc/webstack/app.env", app_env)
+        os.chmod(self.at("/etc/webstack/app.env"), 0o600)
+        self.assertEqual(self.deploy(new)[0], 0)
+        self.assertEqual(self.read("/etc/webstack/app.env"), app_env)  # no copy yet: it stays
+        self.write("/etc/webstack/app-secrets/DB_APP_PASSWORD", "pw")
+        self.assertEqual(self.deploy(new)[0], 0)
+        self.assertEqual(self.read("/etc/webstack/app.env"), "WEBSTACK_NODE=s2\nDB_CA_FILE=/etc/webstack/tls/ca.crt\n")
+        self.assertEqual(self.mode("/etc/webstack/app.env"), 0o600)
+
     def test_a_new_release_is_switched_to_after_its_preflight_and_every_worker_runs_it(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
@@ -627,8 +640,9 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             "--property=RestrictAddressFamilies=AF_UNIX AF_INET", "--property=LogsDirectory=webstack"])
         self.assertEqual(started["command"],
                          ["/bin/bash", f"{self.root}/release-command", "--inside", self.release_dir, "migrate"])
-        # The migrate password: on the sandbox's stdin and the SQL's, in no process's arguments.
-        self.assertEqual(started["stdin"], "migrate-pw\n")
+        # The migrate password: on the sandbox's stdin and the SQL's, in no process's arguments; app.env
+        # (root's 0600 on a node from before) after it.
+        self.assertEqual(started["stdin"], "migrate-pw\nWEBSTACK_NODE=s2\n")
         self.assertIn("IDENTIFIED BY 'migrate-pw'", pathlib.Path(f"{self.root}/usr/bin/mariadb.sql").read_text())
         self.assertEqual(pathlib.Path(f"{self.root}/usr/bin/mariadb.argv").read_text(), "--protocol=socket --user=root\n")
 
