@@ -127,7 +127,8 @@ export const APP_USER = "webstack-app";
 /** Where the app's secret variables land, one file per name, readable by the app's user only. */
 export const APP_SECRETS_DIR = "/etc/webstack/app-secrets";
 /** The app's copy of the database password: Gunicorn's config reads it, no environment block holds it. */
-export const APP_DB_PASSWORD_PATH = `${APP_SECRETS_DIR}/DB_APP_PASSWORD`;
+const APP_DB_PASSWORD_NAME = "DB_APP_PASSWORD";
+export const APP_DB_PASSWORD_PATH = `${APP_SECRETS_DIR}/${APP_DB_PASSWORD_NAME}`;
 
 /**
  * The app's sandbox (issue 19): the app unit's directives, and the properties of the transient
@@ -202,7 +203,7 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
     },
     rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
     // The app's own copy, its user's alone: Gunicorn's config reads it (issue 19).
-    appSecretFile(names["db-app-password"], "DB_APP_PASSWORD"),
+    appSecretFile(names["db-app-password"], APP_DB_PASSWORD_NAME),
     rootFile(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
     rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
     rootFile(names["db-migrate-password"], "/etc/webstack/secrets/db-migrate-password"),
@@ -386,6 +387,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         renderShipped("webstack-app.service", {
           DB_SERVICE: engine.service,
           APP_MODULE: p.release.module,
+          APP_USER,
           SANDBOX: APP_SANDBOX.join("\n"),
         }),
         "try-restart",
@@ -396,11 +398,12 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         renderShipped("gunicorn.conf.py", {
           WORKER_TIMEOUT: p.limits.timeouts.gunicornWorkerSeconds,
           DB_WAIT_SECONDS: p.limits.timeouts.appDatabaseSeconds,
+          APP_DB_PASSWORD_PATH,
         }),
       ),
       {
         path: "/etc/logrotate.d/webstack",
-        content: shippedFile("logrotate-webstack"),
+        content: renderShipped("logrotate-webstack", { APP_USER }),
         mode: "0644",
         validate: ["logrotate", "--debug", "/etc/logrotate.d/webstack"],
       },
@@ -456,13 +459,13 @@ function appUserPart(): BundlePart {
     files: [
       {
         path: SYSUSERS_PATH,
-        content: shippedFile("webstack-sysusers.conf"),
+        content: renderShipped("webstack-sysusers.conf", { APP_USER }),
         mode: "0644",
         validate: ["systemd-sysusers", SYSUSERS_PATH],
       },
       {
         path: TMPFILES_PATH,
-        content: shippedFile("webstack-tmpfiles.conf"),
+        content: renderShipped("webstack-tmpfiles.conf", { APP_USER, APP_SECRETS_DIR }),
         mode: "0644",
         validate: ["systemd-tmpfiles", "--create", TMPFILES_PATH],
       },

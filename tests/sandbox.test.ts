@@ -5,7 +5,12 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { APP_SANDBOX, APP_USER, RELEASE_COMMAND_PATH } from "../cloud-init/appNode";
+import {
+  APP_DB_PASSWORD_PATH,
+  APP_SANDBOX,
+  APP_USER,
+  RELEASE_COMMAND_PATH,
+} from "../cloud-init/appNode";
 import { Plan } from "../plan/plan";
 import { EXPOSURE_GOAL, UNIT_EXPOSURE, parseExposure } from "../model/exposure";
 import { bundleOf, commandWorks, planConfig, PlannedBundle, testNeeding } from "./harness";
@@ -131,8 +136,12 @@ describe("the app's own user", () => {
     expect(unit.filter((l) => /^Environment=/.test(l))).toEqual([]);
     // Gunicorn's config reads it from the app's own copy, which the node's manifest fetches.
     expect(file("/etc/webstack/gunicorn.conf.py")).toContain(
-      'DB_PASSWORD_FILE = "/etc/webstack/app-secrets/DB_APP_PASSWORD"',
+      `DB_PASSWORD_FILE = "${APP_DB_PASSWORD_PATH}"`,
     );
+    // The node's tool cannot be a template (its Python tests import it): its names are checked here.
+    const tool = file("/usr/local/sbin/webstack-aws");
+    expect(tool).toMatch(new RegExp(`^APP_USER = "${APP_USER}"$`, "m"));
+    expect(tool).toMatch(new RegExp(`^APP_DB_PASSWORD = "${APP_DB_PASSWORD_PATH}"$`, "m"));
   });
 
   test("whatever runs the release's code runs in the app unit's own sandbox, rendered from one list", () => {

@@ -37,7 +37,7 @@ def settings_env():
 
 
 # The database password: a file of the app's secrets, never a variable of the unit's (issue 19).
-DB_PASSWORD_FILE = "/etc/webstack/app-secrets/DB_APP_PASSWORD"
+DB_PASSWORD_FILE = "{{APP_DB_PASSWORD_PATH}}"
 
 
 def secrets_env(manifest="/etc/webstack/app-secrets.json"):

@@ -945,6 +945,7 @@ class GunicornConfigTest(unittest.TestCase):
         """The config's globals, its absolute paths read under the temporary root."""
         with open(self.CONFIG) as handle:
             source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
+            source = source.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
         root = self.root
         def rooted(path, *args, **kwargs):
             return open(root + path if path.startswith("/etc/") else path, *args, **kwargs)
