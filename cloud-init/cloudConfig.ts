@@ -4,7 +4,7 @@
 import YAML from "yaml";
 import { METRIC_NAMESPACE, bundlePointerName, bundleStatusName } from "../model/naming";
 import { NodeName } from "../model/topology";
-import { debianAptConfig } from "./aptSources";
+import { debianAptConfig } from "../model/aptSources";
 import { renderEnvFile } from "./nodeFiles";
 import { shippedFile } from "./template";
 

@@ -19,7 +19,7 @@ import { execInNode } from "./nodes";
 import { labCertificates } from "./realOutputs";
 import { servedCertificate } from "./runningStack";
 import { INSTANCE_METADATA_ADDRESS } from "../model/aws";
-import { DEBIAN_ARCHIVE_HOSTS, debianSources } from "../cloud-init/aptSources";
+import { DEBIAN_ARCHIVE_HOSTS, debianSources } from "../model/aptSources";
 
 /**
  * A Debian mirror (cached) of the archives and suites the nodes' own APT sources name, holding the

@@ -14,7 +14,7 @@ import {
 } from "../model/topology";
 import { hostOf, splitCidr } from "../model/ipv4";
 import { vpcResolver } from "../model/aws";
-import { DEBIAN_ARCHIVE_HOSTS } from "../cloud-init/aptSources";
+import { DEBIAN_ARCHIVE_HOSTS } from "../model/aptSources";
 
 export const LAB_STACK = "lab";
 export const LAB_REGION = "eu-west-1";

@@ -157,7 +157,7 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
   },
-  // 443 only: APT fetches Debian's archive over HTTPS too (cloud-init/aptSources.ts), so no node
+  // 443 only: APT fetches Debian's archive over HTTPS too (model/aptSources.ts), so no node
   // has port 80 outbound; the LB's port 80 is inbound only (redirects, ACME HTTP-01).
   ...NODE_NAMES.map((node): Flow => ({
     from: node,

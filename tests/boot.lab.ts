@@ -8,7 +8,7 @@ import { waitFor } from "../lab/commands";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { execInNode, inNode } from "../lab/nodes";
-import { debianSources } from "../cloud-init/aptSources";
+import { debianSources } from "../model/aptSources";
 import { nodeExposure } from "../lab/security";
 import {
   backendStates,

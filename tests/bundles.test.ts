@@ -2,7 +2,7 @@
 // node-level settings change bundles and pointers only; every bootstrap within 4 KB as sent.
 import { createHash } from "crypto";
 import YAML from "yaml";
-import { DEBIAN_SOURCES_TEMPLATE } from "../cloud-init/aptSources";
+import { DEBIAN_SOURCES_TEMPLATE } from "../model/aptSources";
 import { decodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
 import { NODE_NAMES } from "../model/topology";
 import { Plan, PlannedResource } from "../plan/plan";

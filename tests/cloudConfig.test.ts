@@ -2,7 +2,7 @@
 import YAML from "yaml";
 import { renderEnvFile } from "../cloud-init/nodeFiles";
 import { composeBootstrap } from "../cloud-init/cloudConfig";
-import { DEBIAN_SOURCES_TEMPLATE, debianAptConfig, debianSources } from "../cloud-init/aptSources";
+import { DEBIAN_SOURCES_TEMPLATE, debianAptConfig, debianSources } from "../model/aptSources";
 import { composeBundle } from "../cloud-init/bundle";
 import { fillTemplate } from "../cloud-init/template";
 import { decodeUserData, encodeUserData, shippedSize } from "../cloud-init/userDataEncoding";

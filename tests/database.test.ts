@@ -1,6 +1,6 @@
 // An app node's database config per engine and role: server, TLS, read-only, replication, users.
 import { databaseParams } from "../cloud-init/appNode";
-import { debianAptConfig } from "../cloud-init/aptSources";
+import { debianAptConfig } from "../model/aptSources";
 import {
   DatabaseParams,
   MYSQL_APT_KEY_FINGERPRINT,
