@@ -82,13 +82,17 @@ def throwaway_tls():
 
 
 def tmpfiles(files):
-    """The rule applied as the node applies it; the app's secrets' directory is then the app's."""
+    """The rule applied as the node applies it; the app's secrets' directory is then the app's, and
+    the socket's directory the app's and Nginx's group's (what Nginx needs to reach Gunicorn)."""
     write(TMPFILES, files[TMPFILES])
     code, output = run("systemd-tmpfiles", "--create", TMPFILES)
-    status = os.stat("/etc/webstack/app-secrets")
-    owner = (oct(stat.S_IMODE(status.st_mode)), pwd.getpwuid(status.st_uid).pw_name, grp.getgrgid(status.st_gid).gr_name)
-    if code == 0 and owner != ("0o750", "root", "webstack-app"):
-        return 1, f"/etc/webstack/app-secrets is {owner}"
+    for path, wanted in (("/etc/webstack/app-secrets", ("0o750", "root", "webstack-app")),
+                         ("/run/webstack", ("0o750", "webstack-app", "www-data"))):
+        status = os.stat(path)
+        owner = (oct(stat.S_IMODE(status.st_mode)), pwd.getpwuid(status.st_uid).pw_name,
+                 grp.getgrgid(status.st_gid).gr_name)
+        if code == 0 and owner != wanted:
+            return 1, f"{path} is {owner}"
     return code, output
 
 
