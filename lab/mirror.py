@@ -178,7 +178,8 @@ def main():
     try:
         output, in_releases, lists = in_chroot(
             root, sources, f"apt-get update -qq && apt-get install --print-uris -y -qq {' '.join(packages)}")
-        for uri, suites in archives(sources).items():
+        found = archives(sources)
+        for uri, suites in found.items():
             for suite in suites:
                 name = f"{list_prefix(uri)}dists_{suite}_InRelease"
                 if name not in in_releases:
@@ -189,7 +190,7 @@ def main():
             raise SystemExit("mirror: apt listed no packages to download")
         indexed = indexed_hashes(work)
         for url, algorithm, digest in debs:
-            archive = next((uri for uri in archives(sources) if url.startswith(uri + "/")), None)
+            archive = next((uri for uri in found if url.startswith(uri + "/")), None)
             if archive is None:
                 raise SystemExit(f"mirror: {url} is in none of the sources' archives")
             path = urllib.parse.unquote(url[len(archive) + 1:])

@@ -268,12 +268,13 @@ export function admits(
   );
   const egress =
     from === "internet" ||
-    flowsOutOf(from, flows).some((f) => f.port === port && (f.to === to || f.to === "internet"));
+    admitsOut(from, port, flows) ||
+    flowsOutOf(from, flows).some((f) => f.port === port && f.to === to);
   return ingress && egress;
 }
 
-/** Whether a node's security group lets it open a TCP connection to the internet on `port`. */
-export function admitsOut(from: NodeName, port: number, flows: readonly Flow[] = FLOWS): boolean {
+/** Whether a group's rules let it open a TCP connection to the internet on `port`. */
+export function admitsOut(from: GroupName, port: number, flows: readonly Flow[] = FLOWS): boolean {
   return flowsOutOf(from, flows).some((f) => f.port === port && f.to === "internet");
 }
 
