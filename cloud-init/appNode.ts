@@ -155,7 +155,9 @@ export const APP_SANDBOX: readonly string[] = [
   // The database (its socket, the peer's TCP), Nginx's socket, and whatever the team's app calls.
   "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
   // Instance metadata would hand it the node's role (every secret of the node): never reachable.
-  "IPAddressDeny=link-local fd00:ec2::254",
+  // Prefixes, not systemd's `link-local` keyword: systemd-run's property parser (systemd 257) takes
+  // only addresses, and this list is its too. 169.254.0.0/16 and fe80::/10 are link-local entire.
+  "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
   "RestrictNamespaces=yes",
   "RestrictRealtime=yes",
   "RestrictSUIDSGID=yes",

@@ -3,6 +3,7 @@
 // unit files offline (this machine's systemd; the nodes' own scores them in artifacts.test.ts).
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import { isIP } from "net";
 import * as os from "os";
 import * as path from "path";
 import {
@@ -163,6 +164,21 @@ describe("the app's own user", () => {
       expect(started).toMatch(new RegExp(`--uid=${APP_USER} --gid=${APP_USER} `));
     }
     expect(APP_SANDBOX.filter((d) => d.includes("'"))).toEqual([]); // quoted as is in the script
+  });
+
+  test("the sandbox's address lists are prefixes, which systemd-run's property parser takes (not keywords such as link-local)", () => {
+    const lists = APP_SANDBOX.filter((d) => /^IPAddress(Allow|Deny)=/.test(d));
+    expect(lists).not.toEqual([]);
+    const words = lists.flatMap((d) => d.slice(d.indexOf("=") + 1).split(/\s+/));
+    const prefix = (w: string) => {
+      const [address, length, ...rest] = w.split("/");
+      const bits = isIP(address) === 4 ? 32 : isIP(address) === 6 ? 128 : 0;
+      const n = length === undefined ? bits : Number(length);
+      return bits > 0 && rest.length === 0 && Number.isInteger(n) && n >= 0 && n <= bits;
+    };
+    expect(words.filter((w) => !prefix(w))).toEqual([]);
+    // Instance metadata, IPv4 and IPv6, is among what it denies.
+    expect(words).toEqual(expect.arrayContaining(["169.254.0.0/16", "fd00:ec2::254"]));
   });
 });
 

@@ -38,7 +38,7 @@ APP_USER = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
 MODULE = "app:application"
 # The bundle's app.sandbox, part of one (the program renders appNode.ts APP_SANDBOX).
 SANDBOX = ["NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-           "IPAddressDeny=link-local fd00:ec2::254", "InaccessiblePaths=-/etc/webstack/secrets"]
+           "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254", "InaccessiblePaths=-/etc/webstack/secrets"]
 DEMO = {"app.py": b"def application(environ, start_response):\n    pass\n"}
 
 
@@ -183,7 +183,7 @@ class PrepareTest(ReleaseTestCase):
                                    f"--uid={APP_USER}", f"--gid={APP_USER}"])
         # The app's sandbox, but with no network at all, and the venv writable.
         self.assertEqual([a for a in pip if a.startswith("--property=")], [
-            "--property=NoNewPrivileges=yes", "--property=IPAddressDeny=link-local fd00:ec2::254",
+            "--property=NoNewPrivileges=yes", "--property=IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
             "--property=InaccessiblePaths=-/etc/webstack/secrets", "--property=RestrictAddressFamilies=AF_UNIX",
             f"--property=ReadWritePaths={final}.partial/venv",
         ])
