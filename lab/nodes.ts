@@ -84,22 +84,37 @@ export function attachDataVolume(state: LabState, node: LabNode): string[] {
   return [`--bind=${loop}`, `--bind=${loop}:${ebsDevicePath(node.dataVolumeId)}`];
 }
 
+/**
+ * How a node's container runs as an EC2 instance's Debian 13 does: under the unified cgroup
+ * hierarchy alone (this host mounts the hybrid one, which systemd 257 runs with no BPF firewall),
+ * and with the bpf() call nspawn's seccomp filter withholds by default: without both, a unit's
+ * `IPAddressDeny=` (the app's sandbox: no instance metadata) is silently not in force.
+ */
+const NSPAWN_ENV = { SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" };
+
 export function bootNode(state: LabState, node: LabNode, root: string, binds: string[]): void {
-  startProcess(state, `node-${node.name}`, undefined, [
-    "systemd-nspawn",
-    "--quiet",
-    "--boot",
-    "--register=no",
-    "--keep-unit",
-    `--machine=wslab-${node.name}`,
-    `--network-namespace-path=/run/netns/${nodeNamespace(node.name)}`,
-    "--resolv-conf=off",
-    "--timezone=off",
-    "--link-journal=no",
-    "--console=pipe",
-    ...binds,
-    `--directory=${root}`,
-  ]);
+  startProcess(
+    state,
+    `node-${node.name}`,
+    undefined,
+    [
+      "systemd-nspawn",
+      "--system-call-filter=bpf",
+      "--quiet",
+      "--boot",
+      "--register=no",
+      "--keep-unit",
+      `--machine=wslab-${node.name}`,
+      `--network-namespace-path=/run/netns/${nodeNamespace(node.name)}`,
+      "--resolv-conf=off",
+      "--timezone=off",
+      "--link-journal=no",
+      "--console=pipe",
+      ...binds,
+      `--directory=${root}`,
+    ],
+    NSPAWN_ENV,
+  );
 }
 
 /**
@@ -126,7 +141,7 @@ export async function stopNode(node: NodeName): Promise<string[]> {
 export async function startNode(node: NodeName, argv: string[]): Promise<void> {
   const state = readState();
   if (!state) throw new LabError("the lab is not up");
-  startProcess(state, `node-${node}`, undefined, argv);
+  startProcess(state, `node-${node}`, undefined, argv, NSPAWN_ENV);
   await waitFor(`${node} booted again`, 120, () => {
     const leader = containerLeader(state, node);
     if (!leader) return false;
