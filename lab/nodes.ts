@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ebsDevicePath } from "../model/aws";
 import { NODE_NAMES, NodeName } from "../model/topology";
+import { inNodeCgroups } from "./cgroups";
 import { LAB_DIR, LabError, log, run, waitFor } from "./commands";
 import { LabNetwork, LabNode, nodeNamespace, withFailingBootStep } from "./labPlan";
 import {
@@ -97,7 +98,7 @@ export function bootNode(state: LabState, node: LabNode, root: string, binds: st
     state,
     `node-${node.name}`,
     undefined,
-    [
+    inNodeCgroups(node.name, [
       "systemd-nspawn",
       "--system-call-filter=bpf",
       "--quiet",
@@ -112,7 +113,7 @@ export function bootNode(state: LabState, node: LabNode, root: string, binds: st
       "--console=pipe",
       ...binds,
       `--directory=${root}`,
-    ],
+    ]),
     NSPAWN_ENV,
   );
 }
@@ -141,7 +142,7 @@ export async function stopNode(node: NodeName): Promise<string[]> {
 export async function startNode(node: NodeName, argv: string[]): Promise<void> {
   const state = readState();
   if (!state) throw new LabError("the lab is not up");
-  startProcess(state, `node-${node}`, undefined, argv, NSPAWN_ENV);
+  startProcess(state, `node-${node}`, undefined, inNodeCgroups(node, argv), NSPAWN_ENV);
   await waitFor(`${node} booted again`, 120, () => {
     const leader = containerLeader(state, node);
     if (!leader) return false;

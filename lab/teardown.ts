@@ -2,6 +2,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { labCgroupRoots, removeLabCgroups } from "./cgroups";
 import { alive, LabState, readState, STATE_DIR, stopProcess } from "./labState";
 
 const quiet = (command: string, args: string[]) => spawnSync(command, args, { encoding: "utf8" });
@@ -22,6 +23,7 @@ export async function tearDown(state: LabState): Promise<void> {
       .reverse();
     for (const m of [...below, mount]) quiet("umount", [m]);
   }
+  await removeLabCgroups();
   for (const loop of state.loops) quiet("losetup", ["-d", loop]);
   for (const ns of [...state.namespaces].reverse()) {
     quiet("ip", ["netns", "del", ns]);
@@ -53,5 +55,10 @@ export function leftovers(state: LabState | undefined = readState()): string[] {
   const loops = quiet("losetup", ["--list", "--noheadings", "--output", "NAME,BACK-FILE"]).stdout;
   for (const line of loops.split("\n"))
     if (line.includes(STATE_DIR)) found.push(`loop ${line.trim()}`);
+  found.push(
+    ...labCgroupRoots()
+      .filter((root) => fs.existsSync(root))
+      .map((c) => `cgroup ${c}`),
+  );
   return found;
 }

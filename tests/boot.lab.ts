@@ -5,7 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import { RATE_LIMITED_ERROR } from "../cloud-init/haproxy";
 import { waitFor } from "../lab/commands";
-import { BROKEN_BOOT_MARKER, LAB_DOMAIN } from "../lab/labPlan";
+import { labCgroupRoots } from "../lab/cgroups";
+import { BROKEN_BOOT_MARKER, LAB_DOMAIN, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { execInNode, inNode } from "../lab/nodes";
 import { debianSources } from "../model/aptSources";
@@ -71,6 +72,41 @@ labTest(
   },
   25 * 60_000,
 );
+
+labTest("each node is its own machine: its processes, and only its, in its own cgroup tree", () => {
+  // The cgroup v2 hierarchy (`0::` in /proc/<pid>/cgroup), where the nodes' systemds track units.
+  const root = labCgroupRoots().find((r) => fs.existsSync(path.join(r, "cgroup.kill")))!;
+  const pidsBelow = (dir: string): number[] => [
+    ...fs
+      .readFileSync(path.join(dir, "cgroup.procs"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map(Number),
+    ...fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .flatMap((e) => pidsBelow(path.join(dir, e.name))),
+  ];
+  const netns = (file: string) => fs.statSync(file).ino;
+  for (const node of NODE_NAMES) {
+    const pids = pidsBelow(path.join(root, node)).filter((p) => fs.existsSync(`/proc/${p}`));
+    expect(pids.length).toBeGreaterThan(5);
+    // nspawn's own supervisor is in the host's namespace; every process of the node is in the node's.
+    const inNode = pids.filter((p) =>
+      /\/payload\//.test(fs.readFileSync(`/proc/${p}/cgroup`, "utf8")),
+    );
+    expect(inNode.length).toBeGreaterThan(5);
+    const foreign = inNode.filter(
+      (p) => netns(`/proc/${p}/ns/net`) !== netns(`/run/netns/${nodeNamespace(node)}`),
+    );
+    expect({ node, foreign }).toEqual({ node, foreign: [] });
+  }
+  // s1's and s2's app units are two cgroups, each holding its own node's Gunicorn.
+  const app = (node: NodeName) =>
+    pidsBelow(path.join(root, node, "payload/system.slice/webstack-app.service"));
+  expect(app("s1").length).toBeGreaterThan(0);
+  expect(app("s1").filter((p) => app("s2").includes(p))).toEqual([]);
+});
 
 labTest("every node's cloud-init status is done, with no error or warning in its log", () => {
   expect(upOutput).not.toBe("");

@@ -1,0 +1,56 @@
+// Each node's container in its own cgroup, as each EC2 instance is its own machine. The lab starts
+// nspawn with --keep-unit (this host runs no systemd to register machines with), so nspawn stays
+// in the cgroup it was started in and makes its `payload` and `supervisor` there: started in one
+// cgroup, the three nodes' systemds would share one tree (s1's webstack-app.service would be s2's
+// too, and stopping a unit on one node would kill the other's processes).
+import * as fs from "fs";
+import * as path from "path";
+import { NodeName } from "../model/topology";
+
+/** The lab's cgroup in each hierarchy nspawn uses: cgroup v2's and, on a hybrid host, name=systemd. */
+export function labCgroupRoots(mounts = fs.readFileSync("/proc/self/mounts", "utf8")): string[] {
+  return mounts
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter(
+      ([, , type, options]) =>
+        type === "cgroup2" || (type === "cgroup" && options.split(",").includes("name=systemd")),
+    )
+    .map(([, mountpoint]) => path.join(mountpoint, "webstack-lab"));
+}
+
+/**
+ * The command, run in the node's own cgroups: a shell makes them, moves itself in and execs the
+ * command (whose PID and command line are then the command's own, as `startProcess` records).
+ */
+export function inNodeCgroups(node: NodeName, command: string[], roots = labCgroupRoots()) {
+  const dirs = roots.map((root) => path.join(root, node));
+  const script = `for g in ${dirs.join(" ")}; do mkdir -p "$g" && echo $$ > "$g/cgroup.procs" || exit 1; done; exec "$@"`;
+  return ["/bin/sh", "-c", script, "sh", ...command];
+}
+
+/**
+ * Removes the lab's cgroups, deepest first, once whatever a node left in them is killed (only the
+ * lab's processes are there: a node's init that outlived its nspawn, and its children); returns
+ * those still there.
+ */
+export async function removeLabCgroups(roots = labCgroupRoots()): Promise<string[]> {
+  for (const root of roots.filter((r) => fs.existsSync(path.join(r, "cgroup.kill")))) {
+    fs.writeFileSync(path.join(root, "cgroup.kill"), "1");
+    const events = path.join(root, "cgroup.events");
+    for (let i = 0; i < 50 && /^populated 1$/m.test(fs.readFileSync(events, "utf8")); i++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const left: string[] = [];
+  const remove = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true }))
+      if (entry.isDirectory()) remove(path.join(dir, entry.name));
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      left.push(dir);
+    }
+  };
+  for (const root of roots) if (fs.existsSync(root)) remove(root);
+  return left;
+}
