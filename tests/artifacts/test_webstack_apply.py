@@ -49,6 +49,26 @@ INSTALLED = (0, "install ok installed")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+# s2's bundle as the program renders it: tests/artifacts.test.ts writes it and names it here, so the
+# tests that feed the applier one of the program's files (the app's sysusers.d and tmpfiles.d files,
+# its app.sandbox) read that file as rendered, never a re-typed copy.
+RENDERED_BUNDLE = os.environ.get("WEBSTACK_RENDERED_BUNDLE")
+with_rendered_bundle = unittest.skipUnless(
+    RENDERED_BUNDLE, "needs the program's rendered bundle: tests/artifacts.test.ts runs it with WEBSTACK_RENDERED_BUNDLE"
+)
+
+
+def rendered_bundle():
+    with open(RENDERED_BUNDLE) as handle:
+        return json.load(handle)
+
+
+def rendered_file(path):
+    """One file of the rendered bundle as the bundle carries it: content, mode, owner, its commands."""
+    [entry] = [entry for entry in rendered_bundle()["files"] if entry["path"] == path]
+    return entry
+
+
 def not_found(name):
     return botocore.exceptions.ClientError(
         {"Error": {"Code": "ParameterNotFound", "Message": name}}, "GetParameter"

@@ -23,10 +23,13 @@ import unittest
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_webstack_apply import APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
+from test_webstack_apply import (  # noqa: E402
+    APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase, rendered_file, with_rendered_bundle,
+)
 
 COMMAND_STATUS = "/webstack/test/s2/release-command"
 RELEASES = "/srv/webstack/releases"
+SYSUSERS = "/etc/sysusers.d/webstack.conf"
 CURRENT = "/srv/webstack/current"
 SHOW_MAIN_PID = ["systemctl", "show", "-p", "MainPID", "--value", "webstack-app.service"]
 RELOAD = ["systemctl", "reload", "webstack-app.service"]
@@ -72,6 +75,7 @@ class ReleaseTestCase(NodeTestCase):
         self.commands.results[tuple(SHOW_MAIN_PID)] = (0, f"{MAIN_PID}\n")
         self.commands.results[tuple(RELOAD)] = self.gunicorn_reloads
         self.bundles = 0
+        self.tool_app_user = self.module.APP_USER  # the node's: the tests' stand-in replaces it
         patch = mock.patch.object(self.module, "APP_USER", APP_USER)
         patch.start()
         self.addCleanup(patch.stop)
@@ -189,10 +193,14 @@ class PrepareTest(ReleaseTestCase):
         ])
         self.assertEqual(pip[pip.index("--") + 1], f"{final}/venv/bin/pip")
 
+    @with_rendered_bundle
     def test_the_first_apply_makes_the_apps_user_before_its_release_is_prepared(self):
         release, final, pip = self.with_requirements()
-        line = f'u {APP_USER} - "webstack app (Gunicorn)" /nonexistent /usr/sbin/nologin'
-        sysusers = ["systemd-sysusers", "--inline", line]
+        # The program's own sysusers.d file: the applier passes its declarations, and nothing else, on.
+        users = rendered_file(SYSUSERS)
+        declared = [line for line in users["content"].splitlines() if line.startswith("u ")]
+        self.assertEqual([line.split()[:2] for line in declared], [["u", self.tool_app_user]])
+        sysusers = ["systemd-sysusers", "--inline", *declared]
         made = []
         self.commands.results[tuple(sysusers)] = noting(lambda: made.append(True))
         real = pwd.getpwnam
@@ -203,8 +211,7 @@ class PrepareTest(ReleaseTestCase):
             return real(name)
 
         bundle = self.app_bundle(release)
-        path = "/etc/sysusers.d/webstack.conf"
-        bundle["files"].insert(0, self.file(path, f"# the app's user\n{line}\n", validate=["systemd-sysusers", path]))
+        bundle["files"].insert(0, {**users, "owner": self.owner})
         self.publish(bundle)
         with mock.patch.object(pwd, "getpwnam", getpwnam):
             code, stderr = self.apply()
