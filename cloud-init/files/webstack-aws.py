@@ -871,31 +871,52 @@ def reason_line(output):
     return lines[-1] if lines else "(no output)"
 
 
+class NotTheAppsOwn(Exception):
+    """A path in a directory the app's user writes is not what root may use there."""
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path, timeout):
+    """HTTP over the preflight's socket, in a directory the app's user writes: root connects only to
+    a socket of that user's, never through a link (to another's socket, which would see root as its
+    peer). The path is opened without following a link (O_PATH, O_NOFOLLOW), checked, and connected
+    to through the descriptor (/proc/self/fd), so the socket checked is the socket connected to."""
+
+    def __init__(self, socket_path, uid, timeout):
         super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+        self.socket_path, self.uid = socket_path, uid
 
     def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
+        fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISSOCK(status.st_mode) or status.st_uid != self.uid:
+                raise NotTheAppsOwn(
+                    f"{os.path.basename(self.socket_path)} is not a socket of {APP_USER}'s:"
+                    f" mode {stat.filemode(status.st_mode)}, owner {status.st_uid}"
+                )
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
 
 
-def healthz_answer(process, socket_path):
+def healthz_answer(process, socket_path, uid):
     """None once GET /healthz answers 2xx within PREFLIGHT_WAIT; else what happened instead."""
     deadline = time.monotonic() + PREFLIGHT_WAIT
     failure = f"no answer to GET /healthz within {PREFLIGHT_WAIT} s"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return f"Gunicorn exited {process.returncode}"
-        connection = UnixHTTPConnection(socket_path, timeout=PREFLIGHT_WAIT)
+        connection = UnixHTTPConnection(socket_path, uid, timeout=PREFLIGHT_WAIT)
         try:
             connection.request("GET", "/healthz")
             status = connection.getresponse().status
             if 200 <= status < 300:
                 return None
             failure = f"GET /healthz answered {status}"
+        except NotTheAppsOwn as error:
+            return f"GET /healthz not asked: {error}"
         except OSError:  # not listening yet
             pass
         finally:
@@ -908,7 +929,9 @@ def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.P
     """A throwaway Gunicorn of a release before it is switched to: in the app's sandbox (systemd-run,
     as the app's user: no instance metadata), with its environment, one worker, on a socket in a
     directory of its own; GET /healthz must answer 2xx. On failure its output goes to the app's log,
-    and its last words to stdout (the reason)."""
+    and its last words to stdout (the reason). Its output is a file of root's, unlinked, outside that
+    directory (which the release's code may fill with links to root's files): read through the
+    descriptor Gunicorn wrote to, never by a path."""
     release = os.path.basename(release_dir.rstrip("/"))
     user = pwd.getpwnam(APP_USER)
     # The node's variables from app.env, read by systemd; a node booted before the app had its own
@@ -923,24 +946,24 @@ def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.P
     directory = tempfile.mkdtemp(prefix="webstack-preflight-", dir=under(root, "/run"))
     try:
         os.chown(directory, user.pw_uid, user.pw_gid)
-        socket_path, output_path = os.path.join(directory, "app.sock"), os.path.join(directory, "output")
+        socket_path = os.path.join(directory, "app.sock")
         gunicorn = [GUNICORN, "--config", under(root, GUNICORN_CONFIG), "--workers", "1", "--bind", f"unix:{socket_path}",
                     "--error-logfile", "-", "--access-logfile", "/dev/null", "--graceful-timeout", "5", module]
         argv = in_app_sandbox(sandbox, gunicorn, writable=[directory],
                               options=[f"--unit={unit}", f"--working-directory={release_dir}", *environment])
-        with open(output_path, "ab") as output:
+        with tempfile.TemporaryFile(dir=under(root, "/run")) as output:
             process = popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
-        try:
-            failure = healthz_answer(process, socket_path)
-            with open(output_path, errors="replace") as handle:
-                said = handle.read()  # before it is told to stop: its last words are about the failure
-        finally:
-            capture(run, ["systemctl", "stop", unit])  # a unit already gone: nothing to stop
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                failure = healthz_answer(process, socket_path, user.pw_uid)
+                output.seek(0)
+                said = output.read().decode(errors="replace")  # before it stops: its last words are the failure's
+            finally:
+                capture(run, ["systemctl", "stop", unit])  # a unit already gone: nothing to stop
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if failure is None:

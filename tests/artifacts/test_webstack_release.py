@@ -13,12 +13,14 @@ import os
 import pathlib
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
 import textwrap
+import threading
 import unittest
 from unittest import mock
 
@@ -747,12 +749,22 @@ class ReleaseCommandTest(ReleaseTestCase):
 FAKE_GUNICORN = textwrap.dedent('''\
     #!/usr/bin/python3
     """Gunicorn as the preflight starts it: --bind unix:PATH; the release (cwd) says how it behaves."""
-    import http.server, json, os, socketserver, sys
+    import http.server, json, os, socketserver, sys, time
     socket_path = sys.argv[sys.argv.index("--bind") + 1].removeprefix("unix:")
     assert os.environ["WEBSTACK_RELEASE_DIR"] == os.getcwd() and os.environ["WEBSTACK_NODE"] == "s2"
     with open("environment.json", "w") as handle:  # what it was started with, for the test to read
         json.dump(dict(os.environ), handle)
     print("[2025-01-01 00:00:00 +0000] [1] [INFO] Starting gunicorn 23.0.0", file=sys.stderr, flush=True)
+    # A hostile release: its directory (the socket's) is the app's user's to write.
+    if os.path.exists("swaps-output"):  # a file there named output: a link to one of root's
+        output = os.path.join(os.path.dirname(socket_path), "output")
+        if os.path.lexists(output):
+            os.remove(output)
+        os.symlink(open("swaps-output").read(), output)
+    for marker, make_link in (("symlinks-socket", os.symlink), ("hardlinks-socket", os.link)):
+        if os.path.exists(marker):  # its socket: another's, which root would connect to
+            make_link(open(marker).read(), socket_path)
+            time.sleep(60)
     if os.path.exists("broken"):
         print("Traceback (most recent call last):\\nModuleNotFoundError: No module named 'flask'", file=sys.stderr)
         print("[2025-01-01 00:00:00 +0000] [1] [ERROR] Reason: Worker failed to boot.", file=sys.stderr)
@@ -798,11 +810,12 @@ def systemd_run(argv):
 class PreflightTest(ReleaseTestCase):
     """The preflight itself, with a stand-in Gunicorn: a real process on a real unix socket."""
 
-    def run_preflight(self, marker=None, wait=5, app_env="WEBSTACK_NODE=s2\n"):
+    def run_preflight(self, marker=None, wait=5, app_env="WEBSTACK_NODE=s2\n", sandbox=SANDBOX, markers=None):
+        """markers: more of them, each with its content."""
         release_dir = self.at(f"{RELEASES}/{'a' * 64}")
         os.makedirs(release_dir)
-        if marker:
-            self.write(f"{RELEASES}/{'a' * 64}/{marker}", "")
+        for name, content in {**({marker: ""} if marker else {}), **(markers or {})}.items():
+            self.write(f"{RELEASES}/{'a' * 64}/{name}", content)
         self.write("/etc/webstack/app.env", app_env)
         gunicorn = self.at("/usr/bin/gunicorn")
         self.write("/usr/bin/gunicorn", FAKE_GUNICORN)
@@ -838,7 +851,7 @@ class PreflightTest(ReleaseTestCase):
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(io.StringIO()),
         ):
-            code = self.module.preflight_command(release_dir, "app:application", SANDBOX, root=self.root,
+            code = self.module.preflight_command(release_dir, "app:application", sandbox, root=self.root,
                                                  popen=popen_tracked, run=run)
         log = self.read("/var/log/webstack/app.log") if os.path.exists(self.at("/var/log/webstack/app.log")) else ""
         return code, stdout.getvalue(), log
@@ -880,6 +893,60 @@ class PreflightTest(ReleaseTestCase):
                 code, stdout, _ = self.run_preflight("broken")
                 self.assertEqual((code, stdout[:16]), (1, "Gunicorn exited "))
                 self.assertEqual(self.read(target.removeprefix(self.root)), "root's\n")
+
+    def root_only(self):
+        """One of root's secret files, and what it holds."""
+        self.write("/etc/webstack/secrets/db-migrate-password", "migrate-pw-4711\n")
+        os.chmod(self.at("/etc/webstack/secrets/db-migrate-password"), 0o600)
+        return self.at("/etc/webstack/secrets/db-migrate-password"), "migrate-pw-4711"
+
+    def test_its_output_is_read_from_roots_own_file_never_from_a_path_in_the_apps_directory(self):
+        target, secret = self.root_only()
+        code, stdout, log = self.run_preflight("broken", markers={"swaps-output": target})
+        self.assertEqual((code, stdout), (1, "Gunicorn exited 3: ModuleNotFoundError: No module named 'flask'\n"))
+        self.assertNotIn(secret, stdout)
+        self.assertNotIn(secret, log)
+        self.assertIn(f"preflight {'a' * 12}: ModuleNotFoundError: No module named 'flask'\n", log)
+
+    def root_service(self, owner=None):
+        """A socket of another's (a root service): the connections it gets, counted."""
+        path = self.at("/run/root-service.sock")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen()
+        if owner is not None:
+            os.chown(path, owner, owner)
+        connections = []
+
+        def answer():
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:  # closed: the test is over
+                    return
+                connections.append(connection.recv(1024))
+                connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                connection.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        self.addCleanup(server.close)
+        return path, connections
+
+    def test_root_never_connects_through_a_link_where_gunicorns_socket_is(self):
+        path, connections = self.root_service()
+        code, stdout, _ = self.run_preflight(markers={"symlinks-socket": path})
+        self.assertEqual(code, 1)
+        self.assertRegex(stdout, r"^GET /healthz not asked: app\.sock is not a socket of [^ ]+'s:")
+        self.assertEqual(connections, [])
+
+    @as_root
+    def test_root_never_connects_to_another_users_socket_linked_where_gunicorns_is(self):
+        path, connections = self.root_service(owner=pwd.getpwnam("nobody").pw_uid)
+        code, stdout, _ = self.run_preflight(markers={"hardlinks-socket": path})
+        self.assertEqual(code, 1)
+        self.assertRegex(stdout, r"^GET /healthz not asked: app\.sock is not a socket of [^ ]+'s:")
+        self.assertEqual(connections, [])
 
     def test_a_release_whose_health_check_fails_says_what_it_logged(self):
         code, stdout, _ = self.run_preflight("unhealthy", wait=1)
