@@ -442,15 +442,20 @@ def write_files(bundle, root, backups, run, previous):
 
 def health_check(argv, run, diagnostics=()):
     """Step 6: a few tries, while services settle after a reload. When the last fails, what each of
-    `diagnostics` says goes to the log (the boot's output, apply's journal) before the refusal."""
+    `diagnostics` says goes to the log (the boot's output, apply's journal) before the refusal: a
+    command's output, or a (what, read) pair's read()."""
     for attempt in range(1, HEALTH_ATTEMPTS + 1):
         try:
             return check(run, argv, "health check")
         except Refused:
             if attempt == HEALTH_ATTEMPTS:
-                for command in diagnostics:
-                    code, output = capture(run, command)
-                    log(f"after the failed health check, {shlex.join(command)} (exit {code}):\n{output.rstrip()}")
+                for diagnostic in diagnostics:
+                    if isinstance(diagnostic, tuple):
+                        what, read = diagnostic
+                        log(f"after the failed health check, {what}:\n{read().rstrip()}")
+                        continue
+                    code, output = capture(run, diagnostic)
+                    log(f"after the failed health check, {shlex.join(diagnostic)} (exit {code}):\n{output.rstrip()}")
                 raise
             log(f"health check attempt {attempt} of {HEALTH_ATTEMPTS} failed; retrying in {HEALTH_DELAY} s")
             time.sleep(HEALTH_DELAY)
@@ -742,16 +747,22 @@ def app_module(app, files):
     return module
 
 
-# What a failed health check of an app node leaves in the log: the app's unit as systemd sees it and
-# its last lines, Gunicorn's and Nginx's last errors, and who may reach Gunicorn's socket (a 502 is
-# Nginx failing to reach it).
-APP_DIAGNOSTICS = [
-    ["systemctl", "status", "--no-pager", "--full", "--lines=0", APP_UNIT],
-    ["journalctl", "--no-pager", "--quiet", f"--unit={APP_UNIT}", "--lines=15"],
-    ["tail", "-n", "10", APP_LOG],
-    ["tail", "-n", "5", "/var/log/nginx/error.log"],
-    ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"],
-]
+APP_LOG_LINES = 10  # of the app's log, after a failed health check
+APP_LOG_TAIL_BYTES = 16384  # where those lines are looked for: the end of the log
+
+
+def app_diagnostics(root):
+    """What a failed health check of an app node leaves in the log: the app's unit as systemd sees it
+    and its last lines, Gunicorn's and Nginx's last errors, and who may reach Gunicorn's socket (a
+    502 is Nginx failing to reach it). The app's log is read by this tool as it writes it, never by
+    root's `tail`: its directory is the app's user's."""
+    return [
+        ["systemctl", "status", "--no-pager", "--full", "--lines=0", APP_UNIT],
+        ["journalctl", "--no-pager", "--quiet", f"--unit={APP_UNIT}", "--lines=15"],
+        (f"the last {APP_LOG_LINES} lines of {APP_LOG}", lambda: app_log_tail(root)),
+        ["tail", "-n", "5", "/var/log/nginx/error.log"],
+        ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"],
+    ]
 
 
 def main_pid(root, run):
@@ -814,11 +825,27 @@ def remember_and_prune(root, state, release):
             log(f"removed release {name[:12]}")
 
 
+class NotTheAppsOwn(Exception):
+    """A path in a directory the app's user writes is not what root may use there."""
+
+
+def open_apps_own(path, flags):
+    """A file in a directory the app's user writes, opened by root only if it is a regular file of
+    that user's with no other link: never through a link (O_NOFOLLOW: ELOOP) nor a hard link to one
+    of root's files, which root would read or write for the app; O_NONBLOCK: a FIFO never holds
+    root up. Raises OSError or NotTheAppsOwn saying why not."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode) or status.st_uid != pwd.getpwnam(APP_USER).pw_uid or status.st_nlink != 1:
+        os.close(fd)
+        raise NotTheAppsOwn(f"not a file of {APP_USER}'s alone")
+    return fd
+
+
 def append_to_app_log(root, prefix, text):
-    """Lines into the app's log. Its directory is the app's user's, so root never follows a link
-    there nor writes a file another owns (a link or a hard link to one of root's files would have
-    root write into it): a new file is made and handed to the app's user, an existing one must be a
-    regular file of that user's with no other link; anything else is left alone, and said so."""
+    """Lines into the app's log. Its directory is the app's user's: a new file is made and handed to
+    the app's user, an existing one written only as open_apps_own opens it; anything else is left
+    alone, and said so."""
     path = under(root, APP_LOG)
     user = pwd.getpwnam(APP_USER)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -827,19 +854,29 @@ def append_to_app_log(root, prefix, text):
         os.fchown(fd, user.pw_uid, user.pw_gid)
     except FileExistsError:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as error:  # a link (ELOOP), or nothing root may open
+            fd = open_apps_own(path, os.O_WRONLY | os.O_APPEND)
+        except (OSError, NotTheAppsOwn) as error:
             log(f"{APP_LOG} not written: {error}")
-            return
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != user.pw_uid or status.st_nlink != 1:
-            os.close(fd)
-            log(f"{APP_LOG} not written: not a file of {APP_USER}'s alone")
             return
     try:
         os.write(fd, "".join(f"{prefix}{line}\n" for line in text.splitlines()).encode())
     finally:
         os.close(fd)
+
+
+def app_log_tail(root):
+    """The app's log's last APP_LOG_LINES lines, read only as open_apps_own opens it (a link to one of
+    root's files would have root copy it into apply's journal and the boot's output, which reach
+    CloudWatch); else why it was not read."""
+    try:
+        fd = open_apps_own(under(root, APP_LOG), os.O_RDONLY)
+    except (OSError, NotTheAppsOwn, KeyError) as error:
+        return f"{APP_LOG} not read: {error}"
+    try:
+        data = os.pread(fd, APP_LOG_TAIL_BYTES, max(0, os.fstat(fd).st_size - APP_LOG_TAIL_BYTES))
+    finally:
+        os.close(fd)
+    return "\n".join(data.decode(errors="replace").splitlines()[-APP_LOG_LINES:])
 
 
 def forget_app_env_password(root):
@@ -869,10 +906,6 @@ def reason_line(output):
         if match.group(1) not in ("INFO", "DEBUG"):
             return line[match.end():]
     return lines[-1] if lines else "(no output)"
-
-
-class NotTheAppsOwn(Exception):
-    """A path in a directory the app's user writes is not what root may use there."""
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -1101,7 +1134,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
                 check(run, ["systemctl", "reload", APP_UNIT], "reload", ReleaseRefused)
                 wait_for_workers(root, run, release_dir)
             if bundle.get("healthCheck"):
-                health_check(bundle["healthCheck"], run, APP_DIAGNOSTICS if app else ())
+                health_check(bundle["healthCheck"], run, app_diagnostics(root) if app else ())
         except Refused as error:
             if not switched:
                 raise

@@ -134,6 +134,12 @@ class ReleaseTestCase(NodeTestCase):
         self.ssm.puts.clear()
         self.cloudwatch.metrics.clear()
 
+    def root_only(self):
+        """One of root's secret files, and what it holds."""
+        self.write("/etc/webstack/secrets/db-migrate-password", "migrate-pw-4711\n")
+        os.chmod(self.at("/etc/webstack/secrets/db-migrate-password"), 0o600)
+        return self.at("/etc/webstack/secrets/db-migrate-password"), "migrate-pw-4711"
+
     def metric_names(self):
         return [name for _, name, _, _ in self.cloudwatch.metrics]
 
@@ -377,21 +383,57 @@ class SwitchTest(ReleaseTestCase):
         self.assertEqual(list(status), ["sha256", "release", "app", "state", "at"])
         self.assertEqual(json.loads(self.ssm.values[STATUS])["app"], release)
 
+    def app_log(self, lines):
+        """The app's log as Gunicorn leaves it: a file of the app's user's."""
+        self.write("/var/log/webstack/app.log", "".join(f"{line}\n" for line in lines))
+        user = pwd.getpwnam(APP_USER)
+        os.chown(self.at("/var/log/webstack/app.log"), user.pw_uid, user.pw_gid)
+
+    def failed_health_check(self, release):
+        """A first apply whose health check fails: (exit code, the apply's log, its status). Were the
+        tool to ask `tail` for the app's log, it would read it as root does on a node."""
+        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 502\n")
+        tail = subprocess.run(["tail", "-n", "10", self.at("/var/log/webstack/app.log")], capture_output=True, text=True)
+        self.commands.results[("tail", "-n", "10", "/var/log/webstack/app.log")] = (tail.returncode, tail.stdout)
+        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 2), mock.patch.object(self.module.time, "sleep"):
+            return self.deploy(release)
+
     def test_a_failed_health_check_of_an_app_node_logs_the_apps_unit_its_last_words_and_its_socket(self):
         release = self.release()
-        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 502\n")
+        self.app_log([f"line {n}" for n in range(1, 13)])
         status_argv = ["systemctl", "status", "--no-pager", "--full", "--lines=0", "webstack-app.service"]
         self.commands.results[tuple(status_argv)] = (3, "webstack-app.service - webstack app (Gunicorn)\n   Active: failed\n")
-        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 2), mock.patch.object(self.module.time, "sleep"):
-            code, stderr, status = self.deploy(release)
+        code, stderr, status = self.failed_health_check(release)
         self.assertEqual(code, 1)
         self.assertEqual(self.commands.calls, [self.venv(release), BOOT, ENABLE_TIMER, HEALTH, HEALTH, status_argv, [
             "journalctl", "--no-pager", "--quiet", "--unit=webstack-app.service", "--lines=15"],
-            ["tail", "-n", "10", "/var/log/webstack/app.log"], ["tail", "-n", "5", "/var/log/nginx/error.log"],
-            ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"]])
+            ["tail", "-n", "5", "/var/log/nginx/error.log"], ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"]])
         self.assertIn("(exit 3):\nwebstack-app.service - webstack app (Gunicorn)\n   Active: failed\n", stderr)
-        self.assertLess(stderr.index("Active: failed"), stderr.index("refused bundle"))
+        self.assertIn("the last 10 lines of /var/log/webstack/app.log:\n" + "".join(
+            f"line {n}\n" for n in range(3, 13)), stderr)
+        self.assertLess(stderr.index("Active: failed"), stderr.index("line 12"))
+        self.assertLess(stderr.index("line 12"), stderr.index("refused bundle"))
         self.assertTrue(status["reason"].startswith("health check failed: "), status["reason"])
+
+    def assert_app_log_not_read_through(self, make_link, says):
+        """The log's directory is the app's user's: a release's code may make app.log a link to one of
+        root's files, whose content the apply's journal (and the boot's output, which CloudWatch
+        receives) must never hold."""
+        target, secret = self.root_only()
+        os.makedirs(self.at("/var/log/webstack"))
+        make_link(target, self.at("/var/log/webstack/app.log"))
+        code, stderr, status = self.failed_health_check(self.release())
+        self.assertEqual(code, 1)
+        self.assertNotIn(secret, stderr + status["reason"])
+        self.assertRegex(stderr, r"the last 10 lines of /var/log/webstack/app\.log:\n/var/log/webstack/app\.log not read: "
+                         + says)
+
+    def test_a_failed_health_check_never_reads_the_apps_log_through_a_link(self):
+        self.assert_app_log_not_read_through(os.symlink, r"\[Errno 40\]")
+
+    @as_root
+    def test_a_failed_health_check_never_reads_a_hard_link_to_another_users_file_as_the_apps_log(self):
+        self.assert_app_log_not_read_through(os.link, f"not a file of {APP_USER}'s alone")
 
     def test_a_node_from_before_loses_the_password_in_app_env_once_the_apps_copy_exists(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
@@ -523,7 +565,8 @@ class SwitchTest(ReleaseTestCase):
             code, _, status = self.deploy(new)
         self.assertEqual(code, 1)
         self.assertEqual(self.current(), old)
-        diagnostics = self.module.APP_DIAGNOSTICS  # logged while the failing release still runs
+        # Logged while the failing release still runs.
+        diagnostics = [d for d in self.module.app_diagnostics(self.root) if isinstance(d, list)]
         self.assertEqual(self.commands.calls[-3 - len(diagnostics):], [SHOW_MAIN_PID, HEALTH, *diagnostics, ROLL_BACK])
         self.assertIn("health check failed", status["reason"])
         self.assertIn(f"(back on release {old[:12]})", status["reason"])
@@ -893,12 +936,6 @@ class PreflightTest(ReleaseTestCase):
                 code, stdout, _ = self.run_preflight("broken")
                 self.assertEqual((code, stdout[:16]), (1, "Gunicorn exited "))
                 self.assertEqual(self.read(target.removeprefix(self.root)), "root's\n")
-
-    def root_only(self):
-        """One of root's secret files, and what it holds."""
-        self.write("/etc/webstack/secrets/db-migrate-password", "migrate-pw-4711\n")
-        os.chmod(self.at("/etc/webstack/secrets/db-migrate-password"), 0o600)
-        return self.at("/etc/webstack/secrets/db-migrate-password"), "migrate-pw-4711"
 
     def test_its_output_is_read_from_roots_own_file_never_from_a_path_in_the_apps_directory(self):
         target, secret = self.root_only()
