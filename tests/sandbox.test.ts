@@ -156,6 +156,17 @@ describe("the app's own user", () => {
       const to = unit.findIndex((l) => l.startsWith("# Not set: PrivateUsers="));
       expect(unit.slice(from + 1, to)).toEqual(APP_SANDBOX);
       expect(bundle.app?.sandbox).toEqual(APP_SANDBOX);
+      // The node tool's own copy (its Python tests import it as is, so it is no template): what it
+      // runs a release's code in when a bundle has no sandbox or an older applier names none.
+      const tool = /^APP_SANDBOX = \[\n([\s\S]*?)\n\]$/m.exec(
+        file("/usr/local/sbin/webstack-aws"),
+      )?.[1];
+      expect(
+        (tool ?? "")
+          .split("\n")
+          .filter((line) => !line.trim().startsWith("#"))
+          .map((line) => JSON.parse(line.trim().replace(/,$/, "")) as string),
+      ).toEqual(APP_SANDBOX);
       const script = file(RELEASE_COMMAND_PATH);
       const started = /\/usr\/bin\/systemd-run (.*?) -- \/bin\/bash/s.exec(script)?.[1] ?? "";
       expect([...started.matchAll(/--property='([^']*)'/g)].map((m) => m[1])).toEqual([

@@ -17,8 +17,9 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             PATH: one already verified (the bootstrap's)
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
                                                             a throwaway Gunicorn of a release, in the app's
-                                                            sandbox (the bundle's app.sandbox), must answer
-                                                            GET /healthz (issue 18; apply runs it)
+                                                            sandbox (the bundle's app.sandbox; none given: the
+                                                            tool's APP_SANDBOX), must answer GET /healthz
+                                                            (issue 18; apply runs it)
 
 Packages: a bundle names the Debian packages its files need (its node's bootstrap list); apply installs
 any that is missing (apt-get) before it prepares a release or writes a file, so a package added after a
@@ -566,15 +567,43 @@ def has_requirements(path):
 
 # Whatever runs of a release outside the app's unit (the preflight's Gunicorn, pip, the release
 # command) runs as the app's user in a transient unit with the app unit's own sandbox: the bundle's
-# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). A bundle made before it
-# had one (a stack pointed back to an older program, whose app had no sandbox) gets this much.
-OLDER_BUNDLES_SANDBOX = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                         "PrivateDevices=yes"]
+# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). This is a copy of that
+# list (tests/sandbox.test.ts holds the two equal), for a bundle that has none (a stack pointed back
+# to an older program) and for an older applier, which runs `preflight RELEASE_DIR APP_MODULE` of
+# this tool with no properties (the first bundle with a sandbox, on a node from before): never less.
+APP_SANDBOX = [
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "DevicePolicy=closed",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "SystemCallFilter=@system-service",
+    "SystemCallArchitectures=native",
+    "RemoveIPC=yes",
+    "KeyringMode=private",
+    "InaccessiblePaths=-/etc/webstack/secrets",
+]
 
 
 def app_sandbox(app):
-    sandbox = app.get("sandbox", OLDER_BUNDLES_SANDBOX)
-    if not isinstance(sandbox, list) or not all(isinstance(p, str) and "=" in p for p in sandbox):
+    sandbox = app.get("sandbox", APP_SANDBOX)
+    if not isinstance(sandbox, list) or not sandbox or not all(isinstance(p, str) and "=" in p for p in sandbox):
         raise ReleaseRefused(f"the bundle's app.sandbox is no list of systemd properties: {sandbox!r}")
     return sandbox
 
@@ -967,6 +996,7 @@ def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.P
     descriptor Gunicorn wrote to, never by a path."""
     release = os.path.basename(release_dir.rstrip("/"))
     user = pwd.getpwnam(APP_USER)
+    sandbox = list(sandbox) or APP_SANDBOX  # an older applier names none
     # The node's variables from app.env, read by systemd; a node booted before the app had its own
     # user still has the password there: once the app's file holds it (Gunicorn's config reads it),
     # it is unset; until then the preflight passes it on, as the unit did.
@@ -1015,18 +1045,27 @@ def switch_back(root, previous, run):
     log(f"switched back to release {(previous or 'none')[:12]}; reload-or-restart exited {code} {output.strip()}")
 
 
-# The bundle keys this tool acts on beyond issue 17's, recorded with each bundle it applies: a bundle
-# applied by an older tool (which wrote this one as one of its files, then ignored these keys) is
-# applied again by this one. A later tool that heeds a new key adds it here.
+# What this tool acts on beyond issue 17's, by name, each with whether a bundle has it; the names are
+# recorded with each bundle it applies: a bundle applied by an older tool (which wrote this one as one
+# of its files, then ignored what it did not know) is applied again by this one, in full. A later
+# tool that heeds something new adds it here. Issue 18's tool heeded "app" and "packages"; issue 19
+# adds the release's code in the bundle's sandbox (an older tool runs this tool's preflight with
+# none) and the users of its sysusers.d files made before anything else (with what only this tool
+# does for them: the app.env password forgotten once the app has its own copy).
 HEEDED = "heeded.json"
-HEEDED_KEYS = ["app", "packages"]
+HEEDED_KEYS = {
+    "app": lambda bundle: "app" in bundle,
+    "packages": lambda bundle: "packages" in bundle,
+    "app.sandbox": lambda bundle: isinstance(bundle.get("app"), dict) and "sandbox" in bundle["app"],
+    "users": lambda bundle: any(str(f.get("path")).startswith(SYSUSERS_DIR) for f in bundle.get("files", [])),
+}
 
 
 def unheeded_keys(state):
-    """The keys of the last applied bundle that the tool which applied it did not act on."""
+    """What the last applied bundle has that the tool which applied it did not act on."""
     last_bundle = read_json(os.path.join(state, "current.json")) or {}
     heeded = read_json(os.path.join(state, HEEDED)) or []
-    return [key for key in HEEDED_KEYS if key in last_bundle and key not in heeded]
+    return [key for key, has in HEEDED_KEYS.items() if has(last_bundle) and key not in heeded]
 
 
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
@@ -1045,7 +1084,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     unheeded = unheeded_keys(state)
     if applied and applied.get("sha256") == sha and applied.get("state") == "applied" and unheeded:
         # An older tool applied it and wrote this one, but ignored what it did not know (a release,
-        # packages): this tool applies the same bundle again, in full.
+        # packages, the app's sandbox and users): this tool applies the same bundle again, in full.
         log(f"bundle {sha[:12]} was applied by a tool that ignored {', '.join(unheeded)}; applying it again")
     elif applied and applied.get("sha256") == sha and applied.get("state") == "applied":
         last = read_json(os.path.join(state, "status.json"))
@@ -1151,7 +1190,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     status = status_of(sha, release, app=app["release"] if app else None)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
-    install(os.path.join(state, HEEDED), json.dumps(HEEDED_KEYS).encode(), os.getuid(), os.getgid(), 0o600)
+    install(os.path.join(state, HEEDED), json.dumps(list(HEEDED_KEYS)).encode(), os.getuid(), os.getgid(), 0o600)
     report(env, ssm, cloudwatch, status, state)
     log(f"applied bundle {sha[:12]}")
     return 0

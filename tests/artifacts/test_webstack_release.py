@@ -484,6 +484,34 @@ class SwitchTest(ReleaseTestCase):
         self.assertEqual(self.apply()[0], 0)
         self.assertEqual(self.commands.calls, [])
 
+    @with_rendered_bundle
+    def test_a_bundle_an_older_tool_applied_without_its_sandbox_and_users_is_applied_again_in_full(self):
+        # A node from before: issue 18's tool applies the first bundle with the app's sandbox and user
+        # (it writes this tool as one of its files, whose preflight it runs), records what it heeded,
+        # and knows nothing of the users or of app.env's password, which stays although the app's own
+        # copy is fetched by then.
+        release = self.release()
+        self.live(release)
+        users = rendered_file(SYSUSERS)
+        bundle = self.app_bundle(release)
+        bundle["files"].insert(0, {**users, "owner": self.owner})
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.write("/var/lib/webstack/bundle/heeded.json", json.dumps(["app", "packages"]))
+        self.write("/etc/webstack/app.env", "WEBSTACK_NODE=s2\nDB_APP_PASSWORD=pw\n")
+        self.write("/etc/webstack/app-secrets/DB_APP_PASSWORD", "pw")
+        self.commands.calls.clear()
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("was applied by a tool that ignored app.sandbox, users; applying it again", stderr)
+        declared = [line for line in users["content"].splitlines() if line.startswith("u ")]
+        self.assertEqual(self.commands.calls[0], ["systemd-sysusers", "--inline", *declared])
+        self.assertEqual(self.read("/etc/webstack/app.env"), "WEBSTACK_NODE=s2\n")
+        # Heeded now: the next run has nothing to do.
+        self.commands.calls.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+
     def test_the_switch_waits_until_the_old_workers_are_gone(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
@@ -530,9 +558,10 @@ class SwitchTest(ReleaseTestCase):
             "[Service]\nExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py shop.wsgi:application\n"))
         self.publish(bundle)
         self.assertEqual(self.apply()[0], 0)
-        # Nor a sandbox: its app had none, its preflight gets the least one.
-        older = self.module.OLDER_BUNDLES_SANDBOX
-        self.assertIn(self.preflight(new, "shop.wsgi:application", older), self.commands.calls)
+        # Nor a sandbox: its preflight gets the app's whole sandbox, the tool's own copy of it.
+        full = self.module.APP_SANDBOX
+        self.assertIn("IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254", full)
+        self.assertIn(self.preflight(new, "shop.wsgi:application", full), self.commands.calls)
         self.assertEqual(self.current(), new)
 
     def test_an_app_without_a_module_path_and_callable_is_refused_before_anything_runs(self):
@@ -909,6 +938,15 @@ class PreflightTest(ReleaseTestCase):
         self.assertEqual(properties[-len(SANDBOX) - 1:-1], SANDBOX)
         self.assertRegex(properties[-1], r"^ReadWritePaths=.*/run/webstack-preflight-[^/]+$")
         self.assertEqual(self.stopped, [["systemctl", "stop", f"webstack-preflight-{'a' * 12}.service"]])
+
+    def test_an_older_applier_naming_no_sandbox_gets_the_apps_whole_sandbox(self):
+        # Issue 18's applier runs this tool's preflight as `preflight RELEASE_DIR APP_MODULE`.
+        self.assertEqual(self.run_preflight(sandbox=[])[0], 0)
+        [options] = self.started
+        properties = [o.removeprefix("--property=") for o in options if o.startswith("--property=")]
+        self.assertIn("IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254", properties)
+        self.assertIn("InaccessiblePaths=-/etc/webstack/secrets", properties)
+        self.assertEqual(properties[-len(self.module.APP_SANDBOX) - 1:-1], self.module.APP_SANDBOX)
 
     def test_a_release_that_answers_passes_and_leaves_nothing_behind(self):
         before = set(os.listdir(tempfile.gettempdir()))
