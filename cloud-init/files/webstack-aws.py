@@ -402,6 +402,19 @@ def ensure_users(bundle, run):
             check(run, ["systemd-sysusers", "--inline", *lines], "users")
 
 
+TMPFILES_DIR = "/etc/tmpfiles.d/"
+
+
+def apply_tmpfiles(bundle, run):
+    """The bundle's tmpfiles.d rules applied (systemd-tmpfiles --create, idempotent) once its files are
+    written and checked, before the preflight and the actions: a rule changes owners (the app's
+    secrets' directory, handed over to the app's user on a node from before), which a bundle refused
+    by one of its checks must leave as they were, and which the app's user needs before it runs."""
+    for entry in bundle.get("files", []):
+        if entry["path"].startswith(TMPFILES_DIR):
+            check(run, ["systemd-tmpfiles", "--create", entry["path"]], "tmpfiles")
+
+
 def write_files(bundle, root, backups, run, previous):
     """Step 4: writes the files that differ from disk, then validates them; on any failure the old
     files are back (a new one removed) before the services saw anything. The changed entries: those
@@ -1050,14 +1063,16 @@ def switch_back(root, previous, run):
 # of its files, then ignored what it did not know) is applied again by this one, in full. A later
 # tool that heeds something new adds it here. Issue 18's tool heeded "app" and "packages"; issue 19
 # adds the release's code in the bundle's sandbox (an older tool runs this tool's preflight with
-# none) and the users of its sysusers.d files made before anything else (with what only this tool
-# does for them: the app.env password forgotten once the app has its own copy).
+# none), the users of its sysusers.d files made before anything else (with what only this tool
+# does for them: the app.env password forgotten once the app has its own copy) and its tmpfiles.d
+# rules applied once its files are written and checked.
 HEEDED = "heeded.json"
 HEEDED_KEYS = {
     "app": lambda bundle: "app" in bundle,
     "packages": lambda bundle: "packages" in bundle,
     "app.sandbox": lambda bundle: isinstance(bundle.get("app"), dict) and "sandbox" in bundle["app"],
     "users": lambda bundle: any(str(f.get("path")).startswith(SYSUSERS_DIR) for f in bundle.get("files", [])),
+    "tmpfiles": lambda bundle: any(str(f.get("path")).startswith(TMPFILES_DIR) for f in bundle.get("files", [])),
 }
 
 
@@ -1146,6 +1161,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         last_bundle = read_json(os.path.join(state, "current.json")) or {}
         previous = {entry["path"]: entry for entry in last_bundle.get("files", [])}
         changed = write_files(bundle, root, os.path.join(state, "backup"), run, previous)
+        apply_tmpfiles(bundle, run)
         # The app's release: at first boot current is there before the boot script starts the app;
         # later a new one must pass a preflight before current moves to it.
         before, switched = current_release(root), False
