@@ -12,7 +12,8 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             what logs cannot say, as metrics
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
        webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, its missing
-                                                            packages installed, written, validated, acted on,
+                                                            packages installed, written, validated, its
+                                                            tmpfiles.d rules applied, acted on,
                                                             health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
