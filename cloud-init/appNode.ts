@@ -451,10 +451,14 @@ export const TMPFILES_PATH = "/etc/tmpfiles.d/webstack.conf";
 /**
  * The app's own user, its secrets' directory and its socket's (issue 19), first in the bundle. The
  * applier makes the users of a sysusers.d file before anything else (a release's venv is handed to
- * the user while it is prepared, before files are written); each file's validate applies it again
- * (systemd-sysusers, systemd-tmpfiles, both idempotent) before any other file is checked (logrotate's
- * `su` names the user): at first boot, and on a node booted before the app had its own user, whose
- * www-data secret files the tmpfiles rule hands to the app's user. At every boot systemd applies both.
+ * the user while it is prepared, before files are written), and the sysusers file's validate applies
+ * it again (idempotent) before any other file is checked (logrotate's `su` names the user). The
+ * tmpfiles rule changes owners (on a node booted before the app had its own user, it hands the
+ * www-data secret files to the app's user), so it is never a check: its validate is a dry run
+ * (systemd 256 and later; the nodes' is 257), and the applier applies it once every file is written
+ * and checked, before the preflight and the actions, at first boot too. Its onChange applies it for
+ * an older applier (issue 18's), which knows no such step, before the app restarts as its user. At
+ * every boot systemd applies both.
  */
 function appUserPart(): BundlePart {
   return {
@@ -469,7 +473,8 @@ function appUserPart(): BundlePart {
         path: TMPFILES_PATH,
         content: renderShipped("webstack-tmpfiles.conf", { APP_USER, APP_SECRETS_DIR }),
         mode: "0644",
-        validate: ["systemd-tmpfiles", "--create", TMPFILES_PATH],
+        validate: ["systemd-tmpfiles", "--dry-run", "--create", TMPFILES_PATH],
+        onChange: ["systemd-tmpfiles", "--create", TMPFILES_PATH],
       },
     ],
   };

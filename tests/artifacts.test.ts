@@ -25,13 +25,20 @@ const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
 const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-artifacts-"));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
+/** The primary's bundle as the program renders it (MariaDB): the node tool's Python tests read its
+ * files (the app's sysusers.d and tmpfiles.d files, `app.sandbox`) here, never a re-typed copy. */
+const RENDERED_BUNDLE = path.join(SCRATCH, "rendered-bundle-s2.json");
 
 function run(command: string, args: string[], input?: string) {
   const result = spawnSync(command, args, {
     input,
     encoding: "utf8",
     timeout: 120_000,
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    env: {
+      ...process.env,
+      PYTHONDONTWRITEBYTECODE: "1",
+      WEBSTACK_RENDERED_BUNDLE: RENDERED_BUNDLE,
+    },
   });
   return { code: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}` };
 }
@@ -96,6 +103,8 @@ const VARIANTS: {
 beforeAll(async () => {
   for (const { config, take, secretKeys } of VARIANTS) {
     const plan = await planConfig({ domain: "www.example.com", ...config }, { secretKeys });
+    if (config.dbEngine === "mariadb")
+      fs.writeFileSync(RENDERED_BUNDLE, JSON.stringify(bundleOf(plan, "s2")));
     for (const [node, name] of Object.entries(take)) {
       const text = userDataText(plan, node);
       const file = path.join(SCRATCH, `bootstrap-${name}.yaml`);
@@ -314,7 +323,9 @@ describe("python", () => {
   ])("%s pass (no real metadata service, no real /etc)", (_, file) => {
     const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
     expect(result.output).toMatch(/Ran \d+ tests/);
-    expect(result.output).toMatch(/\nOK\s*$/);
+    // Only the tests of handing a venv to another user may be skipped, and only for a user other
+    // than root (CI runs as root).
+    expect(result.output).toMatch(IS_ROOT ? /\nOK\s*$/ : /\nOK( \(skipped=\d+\))?\s*$/);
     expect(result.code).toBe(0);
   });
 });

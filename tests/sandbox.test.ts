@@ -52,7 +52,7 @@ function renderedServices() {
 }
 
 describe("the app's own user", () => {
-  test("its user and its secrets' directory come first in an app node's bundle, each applied as its check", () => {
+  test("its user and its secrets' directory come first in an app node's bundle: the user applied as its check, the directory's rule only dry-run (it changes owners)", () => {
     for (const bundle of bundles().filter((b) => b.node !== "lb")) {
       expect(bundle.files.slice(0, 2)).toEqual([
         {
@@ -71,7 +71,10 @@ describe("the app's own user", () => {
           ),
           mode: "0644",
           owner: "root:root",
-          validate: ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/webstack.conf"],
+          // The applier applies the rule once every file is checked; an older applier, which does
+          // not, applies it as the file's action, before the app restarts as its user.
+          validate: ["systemd-tmpfiles", "--dry-run", "--create", "/etc/tmpfiles.d/webstack.conf"],
+          onChange: ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/webstack.conf"],
         },
       ]);
       // A node booted before: its www-data secret files become the app's user's.
@@ -95,8 +98,10 @@ describe("the app's own user", () => {
       expect(actions).toContain(action);
       return actions.indexOf(action);
     };
+    const handOver = at("systemd-tmpfiles --create /etc/tmpfiles.d/webstack.conf");
     const fetchPassword = at("/usr/local/sbin/webstack-aws fetch /etc/webstack/secrets.json");
     const restart = at("/usr/local/sbin/webstack-unit-changed try-restart webstack-app.service");
+    expect(handOver).toBeLessThan(restart);
     const reload = at("systemctl reload webstack-app.service");
     const fetchSecrets = at(
       "/usr/local/sbin/webstack-aws fetch /etc/webstack/app-secrets.json --reload webstack-app.service",
@@ -156,6 +161,17 @@ describe("the app's own user", () => {
       const to = unit.findIndex((l) => l.startsWith("# Not set: PrivateUsers="));
       expect(unit.slice(from + 1, to)).toEqual(APP_SANDBOX);
       expect(bundle.app?.sandbox).toEqual(APP_SANDBOX);
+      // The node tool's own copy (its Python tests import it as is, so it is no template): what it
+      // runs a release's code in when a bundle has no sandbox or an older applier names none.
+      const tool = /^APP_SANDBOX = \[\n([\s\S]*?)\n\]$/m.exec(
+        file("/usr/local/sbin/webstack-aws"),
+      )?.[1];
+      expect(
+        (tool ?? "")
+          .split("\n")
+          .filter((line) => !line.trim().startsWith("#"))
+          .map((line) => JSON.parse(line.trim().replace(/,$/, "")) as string),
+      ).toEqual(APP_SANDBOX);
       const script = file(RELEASE_COMMAND_PATH);
       const started = /\/usr\/bin\/systemd-run (.*?) -- \/bin\/bash/s.exec(script)?.[1] ?? "";
       expect([...started.matchAll(/--property='([^']*)'/g)].map((m) => m[1])).toEqual([

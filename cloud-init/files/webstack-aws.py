@@ -12,13 +12,15 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             what logs cannot say, as metrics
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
        webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, its missing
-                                                            packages installed, written, validated, acted on,
+                                                            packages installed, written, validated, its
+                                                            tmpfiles.d rules applied, acted on,
                                                             health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
                                                             a throwaway Gunicorn of a release, in the app's
-                                                            sandbox (the bundle's app.sandbox), must answer
-                                                            GET /healthz (issue 18; apply runs it)
+                                                            sandbox (the bundle's app.sandbox; none given: the
+                                                            tool's APP_SANDBOX), must answer GET /healthz
+                                                            (issue 18; apply runs it)
 
 Packages: a bundle names the Debian packages its files need (its node's bootstrap list); apply installs
 any that is missing (apt-get) before it prepares a release or writes a file, so a package added after a
@@ -401,6 +403,19 @@ def ensure_users(bundle, run):
             check(run, ["systemd-sysusers", "--inline", *lines], "users")
 
 
+TMPFILES_DIR = "/etc/tmpfiles.d/"
+
+
+def apply_tmpfiles(bundle, run):
+    """The bundle's tmpfiles.d rules applied (systemd-tmpfiles --create, idempotent) once its files are
+    written and checked, before the preflight and the actions: a rule changes owners (the app's
+    secrets' directory, handed over to the app's user on a node from before), which a bundle refused
+    by one of its checks must leave as they were, and which the app's user needs before it runs."""
+    for entry in bundle.get("files", []):
+        if entry["path"].startswith(TMPFILES_DIR):
+            check(run, ["systemd-tmpfiles", "--create", entry["path"]], "tmpfiles")
+
+
 def write_files(bundle, root, backups, run, previous):
     """Step 4: writes the files that differ from disk, then validates them; on any failure the old
     files are back (a new one removed) before the services saw anything. The changed entries: those
@@ -442,15 +457,20 @@ def write_files(bundle, root, backups, run, previous):
 
 def health_check(argv, run, diagnostics=()):
     """Step 6: a few tries, while services settle after a reload. When the last fails, what each of
-    `diagnostics` says goes to the log (the boot's output, apply's journal) before the refusal."""
+    `diagnostics` says goes to the log (the boot's output, apply's journal) before the refusal: a
+    command's output, or a (what, read) pair's read()."""
     for attempt in range(1, HEALTH_ATTEMPTS + 1):
         try:
             return check(run, argv, "health check")
         except Refused:
             if attempt == HEALTH_ATTEMPTS:
-                for command in diagnostics:
-                    code, output = capture(run, command)
-                    log(f"after the failed health check, {shlex.join(command)} (exit {code}):\n{output.rstrip()}")
+                for diagnostic in diagnostics:
+                    if isinstance(diagnostic, tuple):
+                        what, read = diagnostic
+                        log(f"after the failed health check, {what}:\n{read().rstrip()}")
+                        continue
+                    code, output = capture(run, diagnostic)
+                    log(f"after the failed health check, {shlex.join(diagnostic)} (exit {code}):\n{output.rstrip()}")
                 raise
             log(f"health check attempt {attempt} of {HEALTH_ATTEMPTS} failed; retrying in {HEALTH_DELAY} s")
             time.sleep(HEALTH_DELAY)
@@ -561,15 +581,43 @@ def has_requirements(path):
 
 # Whatever runs of a release outside the app's unit (the preflight's Gunicorn, pip, the release
 # command) runs as the app's user in a transient unit with the app unit's own sandbox: the bundle's
-# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). A bundle made before it
-# had one (a stack pointed back to an older program, whose app had no sandbox) gets this much.
-OLDER_BUNDLES_SANDBOX = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                         "PrivateDevices=yes"]
+# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). This is a copy of that
+# list (tests/sandbox.test.ts holds the two equal), for a bundle that has none (a stack pointed back
+# to an older program) and for an older applier, which runs `preflight RELEASE_DIR APP_MODULE` of
+# this tool with no properties (the first bundle with a sandbox, on a node from before): never less.
+APP_SANDBOX = [
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "DevicePolicy=closed",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "SystemCallFilter=@system-service",
+    "SystemCallArchitectures=native",
+    "RemoveIPC=yes",
+    "KeyringMode=private",
+    "InaccessiblePaths=-/etc/webstack/secrets",
+]
 
 
 def app_sandbox(app):
-    sandbox = app.get("sandbox", OLDER_BUNDLES_SANDBOX)
-    if not isinstance(sandbox, list) or not all(isinstance(p, str) and "=" in p for p in sandbox):
+    sandbox = app.get("sandbox", APP_SANDBOX)
+    if not isinstance(sandbox, list) or not sandbox or not all(isinstance(p, str) and "=" in p for p in sandbox):
         raise ReleaseRefused(f"the bundle's app.sandbox is no list of systemd properties: {sandbox!r}")
     return sandbox
 
@@ -742,16 +790,22 @@ def app_module(app, files):
     return module
 
 
-# What a failed health check of an app node leaves in the log: the app's unit as systemd sees it and
-# its last lines, Gunicorn's and Nginx's last errors, and who may reach Gunicorn's socket (a 502 is
-# Nginx failing to reach it).
-APP_DIAGNOSTICS = [
-    ["systemctl", "status", "--no-pager", "--full", "--lines=0", APP_UNIT],
-    ["journalctl", "--no-pager", "--quiet", f"--unit={APP_UNIT}", "--lines=15"],
-    ["tail", "-n", "10", APP_LOG],
-    ["tail", "-n", "5", "/var/log/nginx/error.log"],
-    ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"],
-]
+APP_LOG_LINES = 10  # of the app's log, after a failed health check
+APP_LOG_TAIL_BYTES = 16384  # where those lines are looked for: the end of the log
+
+
+def app_diagnostics(root):
+    """What a failed health check of an app node leaves in the log: the app's unit as systemd sees it
+    and its last lines, Gunicorn's and Nginx's last errors, and who may reach Gunicorn's socket (a
+    502 is Nginx failing to reach it). The app's log is read by this tool as it writes it, never by
+    root's `tail`: its directory is the app's user's."""
+    return [
+        ["systemctl", "status", "--no-pager", "--full", "--lines=0", APP_UNIT],
+        ["journalctl", "--no-pager", "--quiet", f"--unit={APP_UNIT}", "--lines=15"],
+        (f"the last {APP_LOG_LINES} lines of {APP_LOG}", lambda: app_log_tail(root)),
+        ["tail", "-n", "5", "/var/log/nginx/error.log"],
+        ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"],
+    ]
 
 
 def main_pid(root, run):
@@ -814,11 +868,27 @@ def remember_and_prune(root, state, release):
             log(f"removed release {name[:12]}")
 
 
+class NotTheAppsOwn(Exception):
+    """A path in a directory the app's user writes is not what root may use there."""
+
+
+def open_apps_own(path, flags):
+    """A file in a directory the app's user writes, opened by root only if it is a regular file of
+    that user's with no other link: never through a link (O_NOFOLLOW: ELOOP) nor a hard link to one
+    of root's files, which root would read or write for the app; O_NONBLOCK: a FIFO never holds
+    root up. Raises OSError or NotTheAppsOwn saying why not."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode) or status.st_uid != pwd.getpwnam(APP_USER).pw_uid or status.st_nlink != 1:
+        os.close(fd)
+        raise NotTheAppsOwn(f"not a file of {APP_USER}'s alone")
+    return fd
+
+
 def append_to_app_log(root, prefix, text):
-    """Lines into the app's log. Its directory is the app's user's, so root never follows a link
-    there nor writes a file another owns (a link or a hard link to one of root's files would have
-    root write into it): a new file is made and handed to the app's user, an existing one must be a
-    regular file of that user's with no other link; anything else is left alone, and said so."""
+    """Lines into the app's log. Its directory is the app's user's: a new file is made and handed to
+    the app's user, an existing one written only as open_apps_own opens it; anything else is left
+    alone, and said so."""
     path = under(root, APP_LOG)
     user = pwd.getpwnam(APP_USER)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -827,19 +897,29 @@ def append_to_app_log(root, prefix, text):
         os.fchown(fd, user.pw_uid, user.pw_gid)
     except FileExistsError:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as error:  # a link (ELOOP), or nothing root may open
+            fd = open_apps_own(path, os.O_WRONLY | os.O_APPEND)
+        except (OSError, NotTheAppsOwn) as error:
             log(f"{APP_LOG} not written: {error}")
-            return
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != user.pw_uid or status.st_nlink != 1:
-            os.close(fd)
-            log(f"{APP_LOG} not written: not a file of {APP_USER}'s alone")
             return
     try:
         os.write(fd, "".join(f"{prefix}{line}\n" for line in text.splitlines()).encode())
     finally:
         os.close(fd)
+
+
+def app_log_tail(root):
+    """The app's log's last APP_LOG_LINES lines, read only as open_apps_own opens it (a link to one of
+    root's files would have root copy it into apply's journal and the boot's output, which reach
+    CloudWatch); else why it was not read."""
+    try:
+        fd = open_apps_own(under(root, APP_LOG), os.O_RDONLY)
+    except (OSError, NotTheAppsOwn, KeyError) as error:
+        return f"{APP_LOG} not read: {error}"
+    try:
+        data = os.pread(fd, APP_LOG_TAIL_BYTES, max(0, os.fstat(fd).st_size - APP_LOG_TAIL_BYTES))
+    finally:
+        os.close(fd)
+    return "\n".join(data.decode(errors="replace").splitlines()[-APP_LOG_LINES:])
 
 
 def forget_app_env_password(root):
@@ -872,30 +952,47 @@ def reason_line(output):
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path, timeout):
+    """HTTP over the preflight's socket, in a directory the app's user writes: root connects only to
+    a socket of that user's, never through a link (to another's socket, which would see root as its
+    peer). The path is opened without following a link (O_PATH, O_NOFOLLOW), checked, and connected
+    to through the descriptor (/proc/self/fd), so the socket checked is the socket connected to."""
+
+    def __init__(self, socket_path, uid, timeout):
         super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+        self.socket_path, self.uid = socket_path, uid
 
     def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
+        fd = os.open(self.socket_path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISSOCK(status.st_mode) or status.st_uid != self.uid:
+                raise NotTheAppsOwn(
+                    f"{os.path.basename(self.socket_path)} is not a socket of {APP_USER}'s:"
+                    f" mode {stat.filemode(status.st_mode)}, owner {status.st_uid}"
+                )
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
 
 
-def healthz_answer(process, socket_path):
+def healthz_answer(process, socket_path, uid):
     """None once GET /healthz answers 2xx within PREFLIGHT_WAIT; else what happened instead."""
     deadline = time.monotonic() + PREFLIGHT_WAIT
     failure = f"no answer to GET /healthz within {PREFLIGHT_WAIT} s"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return f"Gunicorn exited {process.returncode}"
-        connection = UnixHTTPConnection(socket_path, timeout=PREFLIGHT_WAIT)
+        connection = UnixHTTPConnection(socket_path, uid, timeout=PREFLIGHT_WAIT)
         try:
             connection.request("GET", "/healthz")
             status = connection.getresponse().status
             if 200 <= status < 300:
                 return None
             failure = f"GET /healthz answered {status}"
+        except NotTheAppsOwn as error:
+            return f"GET /healthz not asked: {error}"
         except OSError:  # not listening yet
             pass
         finally:
@@ -908,9 +1005,12 @@ def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.P
     """A throwaway Gunicorn of a release before it is switched to: in the app's sandbox (systemd-run,
     as the app's user: no instance metadata), with its environment, one worker, on a socket in a
     directory of its own; GET /healthz must answer 2xx. On failure its output goes to the app's log,
-    and its last words to stdout (the reason)."""
+    and its last words to stdout (the reason). Its output is a file of root's, unlinked, outside that
+    directory (which the release's code may fill with links to root's files): read through the
+    descriptor Gunicorn wrote to, never by a path."""
     release = os.path.basename(release_dir.rstrip("/"))
     user = pwd.getpwnam(APP_USER)
+    sandbox = list(sandbox) or APP_SANDBOX  # an older applier names none
     # The node's variables from app.env, read by systemd; a node booted before the app had its own
     # user still has the password there: once the app's file holds it (Gunicorn's config reads it),
     # it is unset; until then the preflight passes it on, as the unit did.
@@ -923,24 +1023,24 @@ def preflight_command(release_dir, module, sandbox, root="/", popen=subprocess.P
     directory = tempfile.mkdtemp(prefix="webstack-preflight-", dir=under(root, "/run"))
     try:
         os.chown(directory, user.pw_uid, user.pw_gid)
-        socket_path, output_path = os.path.join(directory, "app.sock"), os.path.join(directory, "output")
+        socket_path = os.path.join(directory, "app.sock")
         gunicorn = [GUNICORN, "--config", under(root, GUNICORN_CONFIG), "--workers", "1", "--bind", f"unix:{socket_path}",
                     "--error-logfile", "-", "--access-logfile", "/dev/null", "--graceful-timeout", "5", module]
         argv = in_app_sandbox(sandbox, gunicorn, writable=[directory],
                               options=[f"--unit={unit}", f"--working-directory={release_dir}", *environment])
-        with open(output_path, "ab") as output:
+        with tempfile.TemporaryFile(dir=under(root, "/run")) as output:
             process = popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
-        try:
-            failure = healthz_answer(process, socket_path)
-            with open(output_path, errors="replace") as handle:
-                said = handle.read()  # before it is told to stop: its last words are about the failure
-        finally:
-            capture(run, ["systemctl", "stop", unit])  # a unit already gone: nothing to stop
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                failure = healthz_answer(process, socket_path, user.pw_uid)
+                output.seek(0)
+                said = output.read().decode(errors="replace")  # before it stops: its last words are the failure's
+            finally:
+                capture(run, ["systemctl", "stop", unit])  # a unit already gone: nothing to stop
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if failure is None:
@@ -959,18 +1059,29 @@ def switch_back(root, previous, run):
     log(f"switched back to release {(previous or 'none')[:12]}; reload-or-restart exited {code} {output.strip()}")
 
 
-# The bundle keys this tool acts on beyond issue 17's, recorded with each bundle it applies: a bundle
-# applied by an older tool (which wrote this one as one of its files, then ignored these keys) is
-# applied again by this one. A later tool that heeds a new key adds it here.
+# What this tool acts on beyond issue 17's, by name, each with whether a bundle has it; the names are
+# recorded with each bundle it applies: a bundle applied by an older tool (which wrote this one as one
+# of its files, then ignored what it did not know) is applied again by this one, in full. A later
+# tool that heeds something new adds it here. Issue 18's tool heeded "app" and "packages"; issue 19
+# adds the release's code in the bundle's sandbox (an older tool runs this tool's preflight with
+# none), the users of its sysusers.d files made before anything else (with what only this tool
+# does for them: the app.env password forgotten once the app has its own copy) and its tmpfiles.d
+# rules applied once its files are written and checked.
 HEEDED = "heeded.json"
-HEEDED_KEYS = ["app", "packages"]
+HEEDED_KEYS = {
+    "app": lambda bundle: "app" in bundle,
+    "packages": lambda bundle: "packages" in bundle,
+    "app.sandbox": lambda bundle: isinstance(bundle.get("app"), dict) and "sandbox" in bundle["app"],
+    "users": lambda bundle: any(str(f.get("path")).startswith(SYSUSERS_DIR) for f in bundle.get("files", [])),
+    "tmpfiles": lambda bundle: any(str(f.get("path")).startswith(TMPFILES_DIR) for f in bundle.get("files", [])),
+}
 
 
 def unheeded_keys(state):
-    """The keys of the last applied bundle that the tool which applied it did not act on."""
+    """What the last applied bundle has that the tool which applied it did not act on."""
     last_bundle = read_json(os.path.join(state, "current.json")) or {}
     heeded = read_json(os.path.join(state, HEEDED)) or []
-    return [key for key in HEEDED_KEYS if key in last_bundle and key not in heeded]
+    return [key for key, has in HEEDED_KEYS.items() if has(last_bundle) and key not in heeded]
 
 
 def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
@@ -989,7 +1100,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     unheeded = unheeded_keys(state)
     if applied and applied.get("sha256") == sha and applied.get("state") == "applied" and unheeded:
         # An older tool applied it and wrote this one, but ignored what it did not know (a release,
-        # packages): this tool applies the same bundle again, in full.
+        # packages, the app's sandbox and users): this tool applies the same bundle again, in full.
         log(f"bundle {sha[:12]} was applied by a tool that ignored {', '.join(unheeded)}; applying it again")
     elif applied and applied.get("sha256") == sha and applied.get("state") == "applied":
         last = read_json(os.path.join(state, "status.json"))
@@ -1051,6 +1162,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         last_bundle = read_json(os.path.join(state, "current.json")) or {}
         previous = {entry["path"]: entry for entry in last_bundle.get("files", [])}
         changed = write_files(bundle, root, os.path.join(state, "backup"), run, previous)
+        apply_tmpfiles(bundle, run)
         # The app's release: at first boot current is there before the boot script starts the app;
         # later a new one must pass a preflight before current moves to it.
         before, switched = current_release(root), False
@@ -1078,7 +1190,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
                 check(run, ["systemctl", "reload", APP_UNIT], "reload", ReleaseRefused)
                 wait_for_workers(root, run, release_dir)
             if bundle.get("healthCheck"):
-                health_check(bundle["healthCheck"], run, APP_DIAGNOSTICS if app else ())
+                health_check(bundle["healthCheck"], run, app_diagnostics(root) if app else ())
         except Refused as error:
             if not switched:
                 raise
@@ -1095,7 +1207,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     status = status_of(sha, release, app=app["release"] if app else None)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
-    install(os.path.join(state, HEEDED), json.dumps(HEEDED_KEYS).encode(), os.getuid(), os.getgid(), 0o600)
+    install(os.path.join(state, HEEDED), json.dumps(list(HEEDED_KEYS)).encode(), os.getuid(), os.getgid(), 0o600)
     report(env, ssm, cloudwatch, status, state)
     log(f"applied bundle {sha[:12]}")
     return 0

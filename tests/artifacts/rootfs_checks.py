@@ -43,6 +43,7 @@ LOG_WRITERS = {
 LOG_DIRS = {"/var/log/webstack": ("webstack-app", "webstack-app", 0o755), "/var/log/mysql": ("mysql", "adm", 0o2750)}
 SYSUSERS = "/etc/sysusers.d/webstack.conf"
 TMPFILES = "/etc/tmpfiles.d/webstack.conf"
+SECRETS_DIR = "/etc/webstack/app-secrets"
 UNITS = "/etc/systemd/system/"
 
 
@@ -81,18 +82,37 @@ def throwaway_tls():
     write("/etc/haproxy/certs/site.pem", pem, 0o600)
 
 
+def owners(path):
+    status = os.stat(path)
+    return (oct(stat.S_IMODE(status.st_mode)), pwd.getpwuid(status.st_uid).pw_name,
+            grp.getgrgid(status.st_gid).gr_name)
+
+
 def tmpfiles(files):
-    """The rule applied as the node applies it; the app's secrets' directory is then the app's, and
-    the socket's directory the app's and Nginx's group's (what Nginx needs to reach Gunicorn)."""
+    """The rule as the node applies it, on a node from before (issue 18's secrets' directory,
+    root:www-data 0750, with a www-data 0400 secret in it): the bundle's validate, a dry run, changes
+    nothing; the applier's --create then hands the directory and its files to the app's user, and
+    makes the socket's directory the app's and Nginx's group's (what Nginx needs to reach Gunicorn)."""
     write(TMPFILES, files[TMPFILES])
+    secret = f"{SECRETS_DIR}/API_KEY"
+    shutil.rmtree(SECRETS_DIR, ignore_errors=True)
+    shutil.rmtree("/run/webstack", ignore_errors=True)
+    os.makedirs(SECRETS_DIR)
+    shutil.chown(SECRETS_DIR, "root", "www-data")
+    os.chmod(SECRETS_DIR, 0o750)
+    write(secret, "s3cret\n", 0o400)
+    shutil.chown(secret, "www-data", "www-data")
+    before = {path: owners(path) for path in (SECRETS_DIR, secret)}
+    code, output = run("systemd-tmpfiles", "--dry-run", "--create", TMPFILES)
+    after = {path: owners(path) for path in before}
+    if code != 0 or after != before or os.path.exists("/run/webstack"):
+        return 1, f"the dry run (exit {code}) left {after}, /run/webstack: {os.path.exists('/run/webstack')}: {output}"
     code, output = run("systemd-tmpfiles", "--create", TMPFILES)
-    for path, wanted in (("/etc/webstack/app-secrets", ("0o750", "root", "webstack-app")),
+    for path, wanted in ((SECRETS_DIR, ("0o750", "root", "webstack-app")),
+                         (secret, ("0o400", "webstack-app", "webstack-app")),
                          ("/run/webstack", ("0o750", "webstack-app", "www-data"))):
-        status = os.stat(path)
-        owner = (oct(stat.S_IMODE(status.st_mode)), pwd.getpwuid(status.st_uid).pw_name,
-                 grp.getgrgid(status.st_gid).gr_name)
-        if code == 0 and owner != wanted:
-            return 1, f"{path} is {owner}"
+        if code == 0 and owners(path) != wanted:
+            return 1, f"{path} is {owners(path)}"
     return code, output
 
 

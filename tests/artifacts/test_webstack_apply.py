@@ -49,6 +49,26 @@ INSTALLED = (0, "install ok installed")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+# s2's bundle as the program renders it: tests/artifacts.test.ts writes it and names it here, so the
+# tests that feed the applier one of the program's files (the app's sysusers.d and tmpfiles.d files,
+# its app.sandbox) read that file as rendered, never a re-typed copy.
+RENDERED_BUNDLE = os.environ.get("WEBSTACK_RENDERED_BUNDLE")
+with_rendered_bundle = unittest.skipUnless(
+    RENDERED_BUNDLE, "needs the program's rendered bundle: tests/artifacts.test.ts runs it with WEBSTACK_RENDERED_BUNDLE"
+)
+
+
+def rendered_bundle():
+    with open(RENDERED_BUNDLE) as handle:
+        return json.load(handle)
+
+
+def rendered_file(path):
+    """One file of the rendered bundle as the bundle carries it: content, mode, owner, its commands."""
+    [entry] = [entry for entry in rendered_bundle()["files"] if entry["path"] == path]
+    return entry
+
+
 def not_found(name):
     return botocore.exceptions.ClientError(
         {"Error": {"Code": "ParameterNotFound", "Message": name}}, "GetParameter"
@@ -136,6 +156,9 @@ class NodeTestCase(WithFakeImds, unittest.TestCase):
     def file(self, path, content, mode="0644", **commands):
         return {"path": path, "content": content, "mode": mode, "owner": self.owner, **commands}
 
+    def site(self, content="server {}\n", mode="0644"):
+        return self.file(SITE, content, mode, validate=NGINX_T, onChange=RELOAD_NGINX)
+
     def bundle(self, files, release="r1", node="s2", after=None, health=HEALTH, packages=None):
         bundle = {
             "format": 1,
@@ -196,9 +219,6 @@ class NodeTestCase(WithFakeImds, unittest.TestCase):
 
 
 class ApplyTest(NodeTestCase):
-    def site(self, content="server {}\n", mode="0644"):
-        return self.file(SITE, content, mode, validate=NGINX_T, onChange=RELOAD_NGINX)
-
     def app(self, content="app = 1\n", mode="0644"):
         return self.file(APP, content, mode, onChange=RESTART_APP)
 
@@ -533,6 +553,70 @@ class ApplyTest(NodeTestCase):
         code, stderr = self.apply("--bundle")
         self.assertEqual(code, 2)
         self.assertIn("apply [--bundle PATH]", stderr)
+
+
+SYSUSERS = "/etc/sysusers.d/webstack.conf"
+TMPFILES = "/etc/tmpfiles.d/webstack.conf"
+TMPFILES_CREATE = ["systemd-tmpfiles", "--create", TMPFILES]
+SECRETS_DIR = "/etc/webstack/app-secrets"
+
+
+@with_rendered_bundle
+class AppUserFilesTest(NodeTestCase):
+    """The app's sysusers.d and tmpfiles.d files (issue 19) as the program renders them: the tmpfiles
+    rule, which hands the app's secrets' directory over (on a node from before, from www-data), is
+    applied once every file is written and checked, never as a check of its own."""
+
+    def setUp(self):
+        super().setUp()
+        os.makedirs(self.at(SECRETS_DIR))
+        os.chmod(self.at(SECRETS_DIR), 0o755)
+        self.handed_over = []
+
+        def tmpfiles_create():  # what systemd-tmpfiles does to the directory; was its rule written?
+            self.handed_over.append(os.path.exists(self.at(TMPFILES)))
+            os.chmod(self.at(SECRETS_DIR), 0o750)
+            if os.getuid() == 0:
+                os.chown(self.at(SECRETS_DIR), 0, pwd.getpwnam("nobody").pw_gid)
+            return 0, ""
+
+        self.commands.results[tuple(TMPFILES_CREATE)] = tmpfiles_create
+
+    def user_files(self):
+        return [{**rendered_file(path), "owner": self.owner} for path in (SYSUSERS, TMPFILES)]
+
+    def owners(self):
+        status = os.stat(self.at(SECRETS_DIR))
+        return stat.S_IMODE(status.st_mode), status.st_uid, status.st_gid
+
+    def test_a_bundle_refused_by_a_later_check_leaves_every_owner_as_it_was(self):
+        self.applied([self.site()])
+        before = self.owners()
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: configuration file test failed\n")
+        bundle = self.bundle([*self.user_files(), self.site("server { v2 }\n")], release="r2")
+        sha = self.publish(bundle)
+        self.assertEqual(self.apply()[0], 1)
+        self.assertEqual((self.owners(), self.handed_over), (before, []))
+        self.assertFalse(os.path.exists(self.at(TMPFILES)))
+        self.assert_status(sha, bundle, "refused", "validate failed: nginx -t exited 1")
+
+    def assert_applied_between(self, last_check, first_action):
+        """The rule applied, its file written by then, after the checks and before the actions."""
+        calls = self.commands.calls
+        self.assertLess(calls.index(last_check), calls.index(TMPFILES_CREATE))
+        self.assertLess(calls.index(TMPFILES_CREATE), calls.index(first_action))
+        self.assertEqual((self.handed_over[0], self.owners()[0]), (True, 0o750))
+
+    def test_the_rule_is_applied_once_the_files_are_written_and_checked_before_the_actions(self):
+        self.applied([self.site()])
+        self.publish(self.bundle([*self.user_files(), self.site("server { v2 }\n")], release="r2"))
+        self.assertEqual(self.apply()[0], 0)
+        self.assert_applied_between(NGINX_T, RELOAD_NGINX)
+
+    def test_the_rule_is_applied_at_first_boot_before_the_boot_script(self):
+        self.publish(self.bundle([*self.user_files(), self.site()]))
+        self.assertEqual(self.apply()[0], 0)
+        self.assert_applied_between(NGINX_T, BOOT)
 
 
 class Exec(Exception):

@@ -13,28 +13,35 @@ import os
 import pathlib
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
 import textwrap
+import threading
 import unittest
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_webstack_apply import APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase  # noqa: E402
+from test_webstack_apply import (  # noqa: E402
+    APT, BOOT, BUCKET, ENABLE_TIMER, HEALTH, STATUS, NodeTestCase, rendered_file, with_rendered_bundle,
+)
 
 COMMAND_STATUS = "/webstack/test/s2/release-command"
 RELEASES = "/srv/webstack/releases"
+SYSUSERS = "/etc/sysusers.d/webstack.conf"
 CURRENT = "/srv/webstack/current"
 SHOW_MAIN_PID = ["systemctl", "show", "-p", "MainPID", "--value", "webstack-app.service"]
 RELOAD = ["systemctl", "reload", "webstack-app.service"]
 ROLL_BACK = ["systemctl", "reload-or-restart", "webstack-app.service"]
 MAIN_PID, WORKERS = 100, (201, 202)
 # The app's user stands in for webstack-app (which this machine has not): handing a venv to another
-# user needs root, which CI is; anyone else hands it to themselves.
+# user needs root, which CI is; anyone else hands it to themselves, so the tests of that hand-over
+# (which could not fail then) are skipped.
 APP_USER = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+as_root = unittest.skipUnless(os.getuid() == 0, "hands the venv to another user and back: needs root (CI runs as root)")
 MODULE = "app:application"
 # The bundle's app.sandbox, part of one (the program renders appNode.ts APP_SANDBOX).
 SANDBOX = ["NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
@@ -72,6 +79,7 @@ class ReleaseTestCase(NodeTestCase):
         self.commands.results[tuple(SHOW_MAIN_PID)] = (0, f"{MAIN_PID}\n")
         self.commands.results[tuple(RELOAD)] = self.gunicorn_reloads
         self.bundles = 0
+        self.tool_app_user = self.module.APP_USER  # the node's: the tests' stand-in replaces it
         patch = mock.patch.object(self.module, "APP_USER", APP_USER)
         patch.start()
         self.addCleanup(patch.stop)
@@ -126,6 +134,12 @@ class ReleaseTestCase(NodeTestCase):
         self.ssm.puts.clear()
         self.cloudwatch.metrics.clear()
 
+    def root_only(self):
+        """One of root's secret files, and what it holds."""
+        self.write("/etc/webstack/secrets/db-migrate-password", "migrate-pw-4711\n")
+        os.chmod(self.at("/etc/webstack/secrets/db-migrate-password"), 0o600)
+        return self.at("/etc/webstack/secrets/db-migrate-password"), "migrate-pw-4711"
+
     def metric_names(self):
         return [name for _, name, _, _ in self.cloudwatch.metrics]
 
@@ -169,6 +183,7 @@ class PrepareTest(ReleaseTestCase):
                "--find-links", f"{final}/wheels", "-r", f"{final}/requirements.txt"]
         return release, final, self.module.as_app(f"{final}.partial/venv", pip, SANDBOX)
 
+    @as_root
     def test_requirements_are_installed_from_the_releases_wheels_only_as_the_apps_user_in_a_sandbox(self):
         release, final, pip = self.with_requirements()
         seen = []
@@ -189,10 +204,14 @@ class PrepareTest(ReleaseTestCase):
         ])
         self.assertEqual(pip[pip.index("--") + 1], f"{final}/venv/bin/pip")
 
+    @with_rendered_bundle
     def test_the_first_apply_makes_the_apps_user_before_its_release_is_prepared(self):
         release, final, pip = self.with_requirements()
-        line = f'u {APP_USER} - "webstack app (Gunicorn)" /nonexistent /usr/sbin/nologin'
-        sysusers = ["systemd-sysusers", "--inline", line]
+        # The program's own sysusers.d file: the applier passes its declarations, and nothing else, on.
+        users = rendered_file(SYSUSERS)
+        declared = [line for line in users["content"].splitlines() if line.startswith("u ")]
+        self.assertEqual([line.split()[:2] for line in declared], [["u", self.tool_app_user]])
+        sysusers = ["systemd-sysusers", "--inline", *declared]
         made = []
         self.commands.results[tuple(sysusers)] = noting(lambda: made.append(True))
         real = pwd.getpwnam
@@ -203,14 +222,14 @@ class PrepareTest(ReleaseTestCase):
             return real(name)
 
         bundle = self.app_bundle(release)
-        path = "/etc/sysusers.d/webstack.conf"
-        bundle["files"].insert(0, self.file(path, f"# the app's user\n{line}\n", validate=["systemd-sysusers", path]))
+        bundle["files"].insert(0, {**users, "owner": self.owner})
         self.publish(bundle)
         with mock.patch.object(pwd, "getpwnam", getpwnam):
             code, stderr = self.apply()
         self.assertEqual(code, 0, stderr)
         self.assertEqual(self.commands.calls[:3], [sysusers, self.venv(release), pip])
 
+    @as_root
     def test_the_venv_pip_wrote_is_the_appliers_again_with_no_special_bit_or_shared_write(self):
         release, final, pip = self.with_requirements()
 
@@ -364,21 +383,57 @@ class SwitchTest(ReleaseTestCase):
         self.assertEqual(list(status), ["sha256", "release", "app", "state", "at"])
         self.assertEqual(json.loads(self.ssm.values[STATUS])["app"], release)
 
+    def app_log(self, lines):
+        """The app's log as Gunicorn leaves it: a file of the app's user's."""
+        self.write("/var/log/webstack/app.log", "".join(f"{line}\n" for line in lines))
+        user = pwd.getpwnam(APP_USER)
+        os.chown(self.at("/var/log/webstack/app.log"), user.pw_uid, user.pw_gid)
+
+    def failed_health_check(self, release):
+        """A first apply whose health check fails: (exit code, the apply's log, its status). Were the
+        tool to ask `tail` for the app's log, it would read it as root does on a node."""
+        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 502\n")
+        tail = subprocess.run(["tail", "-n", "10", self.at("/var/log/webstack/app.log")], capture_output=True, text=True)
+        self.commands.results[("tail", "-n", "10", "/var/log/webstack/app.log")] = (tail.returncode, tail.stdout)
+        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 2), mock.patch.object(self.module.time, "sleep"):
+            return self.deploy(release)
+
     def test_a_failed_health_check_of_an_app_node_logs_the_apps_unit_its_last_words_and_its_socket(self):
         release = self.release()
-        self.commands.results[tuple(HEALTH)] = (22, "curl: (22) The requested URL returned error: 502\n")
+        self.app_log([f"line {n}" for n in range(1, 13)])
         status_argv = ["systemctl", "status", "--no-pager", "--full", "--lines=0", "webstack-app.service"]
         self.commands.results[tuple(status_argv)] = (3, "webstack-app.service - webstack app (Gunicorn)\n   Active: failed\n")
-        with mock.patch.object(self.module, "HEALTH_ATTEMPTS", 2), mock.patch.object(self.module.time, "sleep"):
-            code, stderr, status = self.deploy(release)
+        code, stderr, status = self.failed_health_check(release)
         self.assertEqual(code, 1)
         self.assertEqual(self.commands.calls, [self.venv(release), BOOT, ENABLE_TIMER, HEALTH, HEALTH, status_argv, [
             "journalctl", "--no-pager", "--quiet", "--unit=webstack-app.service", "--lines=15"],
-            ["tail", "-n", "10", "/var/log/webstack/app.log"], ["tail", "-n", "5", "/var/log/nginx/error.log"],
-            ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"]])
+            ["tail", "-n", "5", "/var/log/nginx/error.log"], ["ls", "-ld", "/run/webstack", "/run/webstack/app.sock"]])
         self.assertIn("(exit 3):\nwebstack-app.service - webstack app (Gunicorn)\n   Active: failed\n", stderr)
-        self.assertLess(stderr.index("Active: failed"), stderr.index("refused bundle"))
+        self.assertIn("the last 10 lines of /var/log/webstack/app.log:\n" + "".join(
+            f"line {n}\n" for n in range(3, 13)), stderr)
+        self.assertLess(stderr.index("Active: failed"), stderr.index("line 12"))
+        self.assertLess(stderr.index("line 12"), stderr.index("refused bundle"))
         self.assertTrue(status["reason"].startswith("health check failed: "), status["reason"])
+
+    def assert_app_log_not_read_through(self, make_link, says):
+        """The log's directory is the app's user's: a release's code may make app.log a link to one of
+        root's files, whose content the apply's journal (and the boot's output, which CloudWatch
+        receives) must never hold."""
+        target, secret = self.root_only()
+        os.makedirs(self.at("/var/log/webstack"))
+        make_link(target, self.at("/var/log/webstack/app.log"))
+        code, stderr, status = self.failed_health_check(self.release())
+        self.assertEqual(code, 1)
+        self.assertNotIn(secret, stderr + status["reason"])
+        self.assertRegex(stderr, r"the last 10 lines of /var/log/webstack/app\.log:\n/var/log/webstack/app\.log not read: "
+                         + says)
+
+    def test_a_failed_health_check_never_reads_the_apps_log_through_a_link(self):
+        self.assert_app_log_not_read_through(os.symlink, r"\[Errno 40\]")
+
+    @as_root
+    def test_a_failed_health_check_never_reads_a_hard_link_to_another_users_file_as_the_apps_log(self):
+        self.assert_app_log_not_read_through(os.link, f"not a file of {APP_USER}'s alone")
 
     def test_a_node_from_before_loses_the_password_in_app_env_once_the_apps_copy_exists(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
@@ -424,6 +479,34 @@ class SwitchTest(ReleaseTestCase):
         self.assertRegex(stderr, r"was applied by a tool that ignored app\b.*; applying it again")
         self.assertEqual(self.current(), release)
         self.assertIn(self.preflight(release), self.commands.calls)
+        # Heeded now: the next run has nothing to do.
+        self.commands.calls.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+
+    @with_rendered_bundle
+    def test_a_bundle_an_older_tool_applied_without_its_sandbox_and_users_is_applied_again_in_full(self):
+        # A node from before: issue 18's tool applies the first bundle with the app's sandbox and user
+        # (it writes this tool as one of its files, whose preflight it runs), records what it heeded,
+        # and knows nothing of the users or of app.env's password, which stays although the app's own
+        # copy is fetched by then.
+        release = self.release()
+        self.live(release)
+        users = rendered_file(SYSUSERS)
+        bundle = self.app_bundle(release)
+        bundle["files"].insert(0, {**users, "owner": self.owner})
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.write("/var/lib/webstack/bundle/heeded.json", json.dumps(["app", "packages"]))
+        self.write("/etc/webstack/app.env", "WEBSTACK_NODE=s2\nDB_APP_PASSWORD=pw\n")
+        self.write("/etc/webstack/app-secrets/DB_APP_PASSWORD", "pw")
+        self.commands.calls.clear()
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("was applied by a tool that ignored app.sandbox, users; applying it again", stderr)
+        declared = [line for line in users["content"].splitlines() if line.startswith("u ")]
+        self.assertEqual(self.commands.calls[0], ["systemd-sysusers", "--inline", *declared])
+        self.assertEqual(self.read("/etc/webstack/app.env"), "WEBSTACK_NODE=s2\n")
         # Heeded now: the next run has nothing to do.
         self.commands.calls.clear()
         self.assertEqual(self.apply()[0], 0)
@@ -475,9 +558,10 @@ class SwitchTest(ReleaseTestCase):
             "[Service]\nExecStart=/usr/bin/gunicorn --config /etc/webstack/gunicorn.conf.py shop.wsgi:application\n"))
         self.publish(bundle)
         self.assertEqual(self.apply()[0], 0)
-        # Nor a sandbox: its app had none, its preflight gets the least one.
-        older = self.module.OLDER_BUNDLES_SANDBOX
-        self.assertIn(self.preflight(new, "shop.wsgi:application", older), self.commands.calls)
+        # Nor a sandbox: its preflight gets the app's whole sandbox, the tool's own copy of it.
+        full = self.module.APP_SANDBOX
+        self.assertIn("IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254", full)
+        self.assertIn(self.preflight(new, "shop.wsgi:application", full), self.commands.calls)
         self.assertEqual(self.current(), new)
 
     def test_an_app_without_a_module_path_and_callable_is_refused_before_anything_runs(self):
@@ -510,7 +594,8 @@ class SwitchTest(ReleaseTestCase):
             code, _, status = self.deploy(new)
         self.assertEqual(code, 1)
         self.assertEqual(self.current(), old)
-        diagnostics = self.module.APP_DIAGNOSTICS  # logged while the failing release still runs
+        # Logged while the failing release still runs.
+        diagnostics = [d for d in self.module.app_diagnostics(self.root) if isinstance(d, list)]
         self.assertEqual(self.commands.calls[-3 - len(diagnostics):], [SHOW_MAIN_PID, HEALTH, *diagnostics, ROLL_BACK])
         self.assertIn("health check failed", status["reason"])
         self.assertIn(f"(back on release {old[:12]})", status["reason"])
@@ -736,12 +821,22 @@ class ReleaseCommandTest(ReleaseTestCase):
 FAKE_GUNICORN = textwrap.dedent('''\
     #!/usr/bin/python3
     """Gunicorn as the preflight starts it: --bind unix:PATH; the release (cwd) says how it behaves."""
-    import http.server, json, os, socketserver, sys
+    import http.server, json, os, socketserver, sys, time
     socket_path = sys.argv[sys.argv.index("--bind") + 1].removeprefix("unix:")
     assert os.environ["WEBSTACK_RELEASE_DIR"] == os.getcwd() and os.environ["WEBSTACK_NODE"] == "s2"
     with open("environment.json", "w") as handle:  # what it was started with, for the test to read
         json.dump(dict(os.environ), handle)
     print("[2025-01-01 00:00:00 +0000] [1] [INFO] Starting gunicorn 23.0.0", file=sys.stderr, flush=True)
+    # A hostile release: its directory (the socket's) is the app's user's to write.
+    if os.path.exists("swaps-output"):  # a file there named output: a link to one of root's
+        output = os.path.join(os.path.dirname(socket_path), "output")
+        if os.path.lexists(output):
+            os.remove(output)
+        os.symlink(open("swaps-output").read(), output)
+    for marker, make_link in (("symlinks-socket", os.symlink), ("hardlinks-socket", os.link)):
+        if os.path.exists(marker):  # its socket: another's, which root would connect to
+            make_link(open(marker).read(), socket_path)
+            time.sleep(60)
     if os.path.exists("broken"):
         print("Traceback (most recent call last):\\nModuleNotFoundError: No module named 'flask'", file=sys.stderr)
         print("[2025-01-01 00:00:00 +0000] [1] [ERROR] Reason: Worker failed to boot.", file=sys.stderr)
@@ -787,11 +882,12 @@ def systemd_run(argv):
 class PreflightTest(ReleaseTestCase):
     """The preflight itself, with a stand-in Gunicorn: a real process on a real unix socket."""
 
-    def run_preflight(self, marker=None, wait=5, app_env="WEBSTACK_NODE=s2\n"):
+    def run_preflight(self, marker=None, wait=5, app_env="WEBSTACK_NODE=s2\n", sandbox=SANDBOX, markers=None):
+        """markers: more of them, each with its content."""
         release_dir = self.at(f"{RELEASES}/{'a' * 64}")
         os.makedirs(release_dir)
-        if marker:
-            self.write(f"{RELEASES}/{'a' * 64}/{marker}", "")
+        for name, content in {**({marker: ""} if marker else {}), **(markers or {})}.items():
+            self.write(f"{RELEASES}/{'a' * 64}/{name}", content)
         self.write("/etc/webstack/app.env", app_env)
         gunicorn = self.at("/usr/bin/gunicorn")
         self.write("/usr/bin/gunicorn", FAKE_GUNICORN)
@@ -827,7 +923,7 @@ class PreflightTest(ReleaseTestCase):
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(io.StringIO()),
         ):
-            code = self.module.preflight_command(release_dir, "app:application", SANDBOX, root=self.root,
+            code = self.module.preflight_command(release_dir, "app:application", sandbox, root=self.root,
                                                  popen=popen_tracked, run=run)
         log = self.read("/var/log/webstack/app.log") if os.path.exists(self.at("/var/log/webstack/app.log")) else ""
         return code, stdout.getvalue(), log
@@ -842,6 +938,15 @@ class PreflightTest(ReleaseTestCase):
         self.assertEqual(properties[-len(SANDBOX) - 1:-1], SANDBOX)
         self.assertRegex(properties[-1], r"^ReadWritePaths=.*/run/webstack-preflight-[^/]+$")
         self.assertEqual(self.stopped, [["systemctl", "stop", f"webstack-preflight-{'a' * 12}.service"]])
+
+    def test_an_older_applier_naming_no_sandbox_gets_the_apps_whole_sandbox(self):
+        # Issue 18's applier runs this tool's preflight as `preflight RELEASE_DIR APP_MODULE`.
+        self.assertEqual(self.run_preflight(sandbox=[])[0], 0)
+        [options] = self.started
+        properties = [o.removeprefix("--property=") for o in options if o.startswith("--property=")]
+        self.assertIn("IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254", properties)
+        self.assertIn("InaccessiblePaths=-/etc/webstack/secrets", properties)
+        self.assertEqual(properties[-len(self.module.APP_SANDBOX) - 1:-1], self.module.APP_SANDBOX)
 
     def test_a_release_that_answers_passes_and_leaves_nothing_behind(self):
         before = set(os.listdir(tempfile.gettempdir()))
@@ -869,6 +974,54 @@ class PreflightTest(ReleaseTestCase):
                 code, stdout, _ = self.run_preflight("broken")
                 self.assertEqual((code, stdout[:16]), (1, "Gunicorn exited "))
                 self.assertEqual(self.read(target.removeprefix(self.root)), "root's\n")
+
+    def test_its_output_is_read_from_roots_own_file_never_from_a_path_in_the_apps_directory(self):
+        target, secret = self.root_only()
+        code, stdout, log = self.run_preflight("broken", markers={"swaps-output": target})
+        self.assertEqual((code, stdout), (1, "Gunicorn exited 3: ModuleNotFoundError: No module named 'flask'\n"))
+        self.assertNotIn(secret, stdout)
+        self.assertNotIn(secret, log)
+        self.assertIn(f"preflight {'a' * 12}: ModuleNotFoundError: No module named 'flask'\n", log)
+
+    def root_service(self, owner=None):
+        """A socket of another's (a root service): the connections it gets, counted."""
+        path = self.at("/run/root-service.sock")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen()
+        if owner is not None:
+            os.chown(path, owner, owner)
+        connections = []
+
+        def answer():
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:  # closed: the test is over
+                    return
+                connections.append(connection.recv(1024))
+                connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                connection.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        self.addCleanup(server.close)
+        return path, connections
+
+    def test_root_never_connects_through_a_link_where_gunicorns_socket_is(self):
+        path, connections = self.root_service()
+        code, stdout, _ = self.run_preflight(markers={"symlinks-socket": path})
+        self.assertEqual(code, 1)
+        self.assertRegex(stdout, r"^GET /healthz not asked: app\.sock is not a socket of [^ ]+'s:")
+        self.assertEqual(connections, [])
+
+    @as_root
+    def test_root_never_connects_to_another_users_socket_linked_where_gunicorns_is(self):
+        path, connections = self.root_service(owner=pwd.getpwnam("nobody").pw_uid)
+        code, stdout, _ = self.run_preflight(markers={"hardlinks-socket": path})
+        self.assertEqual(code, 1)
+        self.assertRegex(stdout, r"^GET /healthz not asked: app\.sock is not a socket of [^ ]+'s:")
+        self.assertEqual(connections, [])
 
     def test_a_release_whose_health_check_fails_says_what_it_logged(self):
         code, stdout, _ = self.run_preflight("unhealthy", wait=1)
