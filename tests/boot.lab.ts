@@ -661,6 +661,8 @@ labTest(
         ),
       ),
     });
+    // Its `migrate` account, unlocked for the command, is locked again after it failed.
+    expect(nodeSql("s2", "SHOW CREATE USER 'migrate'@'localhost'")).toMatch(/ ACCOUNT LOCK\b/);
   },
   60_000,
 );

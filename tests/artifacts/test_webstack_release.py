@@ -565,15 +565,35 @@ FAKE_SYSTEMD_RUN = textwrap.dedent('''\
     #!/usr/bin/python3
     """systemd-run as the release command calls it: records its options, command and stdin, then runs
     the command in its --working-directory with a bare environment (no user switch: the test's own)."""
-    import json, subprocess, sys
+    import json, os, subprocess, sys
     args = sys.argv[1:]
     options, command = args[:args.index("--")], args[args.index("--") + 1:]
     data = sys.stdin.buffer.read()
     with open(sys.argv[0] + ".json", "a") as handle:
         handle.write(json.dumps({"options": options, "command": command, "stdin": data.decode()}) + "\\n")
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "events"), "a") as handle:
+        handle.write(json.dumps({"run": "systemd-run"}) + "\\n")
     cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
     sys.exit(subprocess.run(command, input=data, cwd=cwd, env={"PATH": "/usr/bin:/bin"}).returncode)
 ''')
+
+# The database client as root's half calls it: records its arguments and SQL where systemd-run records
+# its start (the order of the two is the test's point); answers the sessions query with two ids, or
+# fails it where a test asks.
+FAKE_DB_CLIENT = textwrap.dedent('''\
+    #!/usr/bin/python3
+    import json, os, sys
+    sql = sys.stdin.read()
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "events"), "a") as handle:
+        handle.write(json.dumps({"run": "mariadb", "argv": sys.argv[1:], "sql": sql}) + "\\n")
+    if "information_schema.processlist" in sql:
+        if os.path.exists(sys.argv[0] + ".fails"):
+            sys.exit("ERROR 2002 (HY000): Can't connect to local server through socket")
+        print("41\\n42")
+''')
+
+MIGRATE_UNLOCK = "ALTER USER 'migrate'@'localhost' ACCOUNT UNLOCK;"
+MIGRATE_LOCK = "ALTER USER 'migrate'@'localhost' ACCOUNT LOCK;"
 
 
 class ReleaseCommandScriptTest(unittest.TestCase):
@@ -598,7 +618,7 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             "etc/webstack/app-settings.json": json.dumps({"env": {"SETTING": "a value"}}),
             "etc/webstack/app-secrets/DB_APP_PASSWORD": "app-pw\n",
             "usr/bin/systemd-run": FAKE_SYSTEMD_RUN,
-            "usr/bin/mariadb": "#!/bin/sh\n/usr/bin/cat >\"$0.sql\"\necho \"$@\" >\"$0.argv\"\n",
+            "usr/bin/mariadb": FAKE_DB_CLIENT,
             # The command: what it was started with, then it says its word.
             "srv/webstack/releases/" + self.release + "/venv/bin/migrate":
                 "#!/usr/bin/python3\nimport json, os\nprint(json.dumps(dict(os.environ)))\nprint('migrated')\n",
@@ -630,6 +650,25 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             [started] = [json.loads(line) for line in handle]
         return result, started
 
+    def events(self):
+        """The database client's calls (its arguments, its SQL as statements) and the command's
+        start, in the order they came."""
+        with open(f"{self.root}/usr/bin/events") as handle:
+            return [event if event["run"] == "systemd-run" else
+                    {**event, "sql": [line for line in event["sql"].splitlines() if line]}
+                    for event in map(json.loads, handle)]
+
+    def assert_migrate_unlocked_only_while_the_command_ran(self, events):
+        root = ["--protocol=socket", "--user=root"]
+        ensure, started, lock, kill = events
+        self.assertEqual((ensure["argv"], ensure["sql"][-1]), (root, MIGRATE_UNLOCK))
+        self.assertNotIn(MIGRATE_UNLOCK, ensure["sql"][:-1])
+        self.assertEqual(started, {"run": "systemd-run"})
+        self.assertEqual((lock["argv"], lock["sql"]), (root + ["--batch", "--skip-column-names"], [
+            MIGRATE_LOCK, "SELECT id FROM information_schema.processlist WHERE user = 'migrate';"]))
+        self.assertEqual((kill["argv"], kill["sql"]),
+                         (root + ["--force"], ["KILL CONNECTION 41;", "KILL CONNECTION 42;"]))
+
     def test_root_runs_nothing_of_the_release_and_the_command_runs_in_the_apps_sandbox(self):
         result, started = self.run_command("migrate")
         self.assertEqual(result.returncode, 0, result.stdout)
@@ -643,8 +682,31 @@ class ReleaseCommandScriptTest(unittest.TestCase):
         # The migrate password: on the sandbox's stdin and the SQL's, in no process's arguments; app.env
         # (root's 0600 on a node from before) after it.
         self.assertEqual(started["stdin"], "migrate-pw\nWEBSTACK_NODE=s2\n")
-        self.assertIn("IDENTIFIED BY 'migrate-pw'", pathlib.Path(f"{self.root}/usr/bin/mariadb.sql").read_text())
-        self.assertEqual(pathlib.Path(f"{self.root}/usr/bin/mariadb.argv").read_text(), "--protocol=socket --user=root\n")
+        ensure = self.events()[0]
+        self.assertEqual(ensure["argv"], ["--protocol=socket", "--user=root"])
+        self.assertEqual(ensure["sql"], [
+            "CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY 'migrate-pw' ACCOUNT LOCK;",
+            "ALTER USER 'migrate'@'localhost' IDENTIFIED BY 'migrate-pw';",
+            "GRANT ALL ON webstack.* TO 'migrate'@'localhost';",
+            MIGRATE_UNLOCK,
+        ])
+
+    def test_migrate_is_unlocked_just_before_the_command_and_locked_with_its_sessions_killed_after(self):
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assert_migrate_unlocked_only_while_the_command_ran(self.events())
+
+    def test_migrate_is_locked_again_when_the_command_fails(self):
+        result, _ = self.run_command("echo failing; exit 3")
+        self.assertEqual(result.returncode, 3)
+        self.assert_migrate_unlocked_only_while_the_command_ran(self.events())
+
+    def test_a_lock_that_fails_fails_the_script_even_after_a_command_that_succeeded(self):
+        pathlib.Path(f"{self.root}/usr/bin/mariadb.fails").touch()
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("could not lock the database user migrate", result.stdout)
+        self.assertEqual([e["run"] for e in self.events()], ["mariadb", "systemd-run", "mariadb"])
 
     def test_the_command_sees_the_apps_environment_and_its_output_goes_to_the_log_and_stdout(self):
         result, _ = self.run_command("migrate")
