@@ -317,11 +317,14 @@ describe("the app node's documents", () => {
     expect([entry.validate, entry.onChange]).toEqual([validate, onChange]);
   });
 
-  test("the gunicorn config is checked like the app, and reloaded the same way", () => {
-    const entry = bundleEntryOf(bundle, "/etc/webstack/gunicorn.conf.py");
-    expect(entry.validate?.slice(-1)).toEqual(["/etc/webstack/gunicorn.conf.py"]);
-    expect(entry.onChange).toEqual(["systemctl", "reload", "webstack-app.service"]);
-  });
+  test.each(["/etc/webstack/gunicorn.conf.py", "/usr/local/lib/webstack/app_environment.py"])(
+    "%s is checked like the app, and reloaded the same way",
+    (at) => {
+      const entry = bundleEntryOf(bundle, at);
+      expect(entry.validate?.slice(-1)).toEqual([at]);
+      expect(entry.onChange).toEqual(["systemctl", "reload", "webstack-app.service"]);
+    },
+  );
 
   test("healthy: its own Nginx answers /healthz under its own name, verified against the CA", () => {
     const fqdn = TOPOLOGY.nodes.s1.internalName;

@@ -8,6 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import {
   APP_DB_PASSWORD_PATH,
+  APP_ENVIRONMENT_PATH,
   APP_SANDBOX,
   APP_USER,
   RELEASE_COMMAND_PATH,
@@ -135,10 +136,13 @@ describe("the app's own user", () => {
       ]),
     );
     expect(unit.filter((l) => /^Environment=/.test(l))).toEqual([]);
-    // Gunicorn's config reads it from the app's own copy, which the node's manifest fetches.
+    // Gunicorn's config reads it from the app's own copy, which the node's manifest fetches, by
+    // the rule the release command follows too.
     expect(file("/etc/webstack/gunicorn.conf.py")).toContain(
-      `DB_PASSWORD_FILE = "${APP_DB_PASSWORD_PATH}"`,
+      `app_environment = runpy.run_path("${APP_ENVIRONMENT_PATH}")["app_environment"]`,
     );
+    expect(file(APP_ENVIRONMENT_PATH)).toContain(`DB_PASSWORD_FILE = "${APP_DB_PASSWORD_PATH}"`);
+    expect(file(RELEASE_COMMAND_PATH)).toContain(`/usr/bin/python3 -I ${APP_ENVIRONMENT_PATH})`);
     // The node's tool cannot be a template (its Python tests import it): its names are checked here.
     const tool = file("/usr/local/sbin/webstack-aws");
     expect(tool).toMatch(new RegExp(`^APP_USER = "${APP_USER}"$`, "m"));

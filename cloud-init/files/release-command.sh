@@ -13,8 +13,9 @@
 # it still has (KILL does not replicate: the replica's are read-only, and only the primary's command
 # has the password). Root runs nothing of the release
 # and nothing by a name the release could ship (absolute paths, root's own PATH). The command then
-# runs with only this environment: PATH (the release's venv first), the app's (app.env, its
-# settings, its secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
+# runs with only this environment: PATH (the release's venv first), the app's (app.env, then its
+# settings and the secrets its manifest names, the database password among them, read as Gunicorn's
+# config reads them: {{APP_ENVIRONMENT_PATH}}), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
 # and WEBSTACK_RELEASE. No value is ever put in a process's arguments: the migrate password reaches
 # the sandbox on its standard input, with app.env (root's: 0600 on a node from before). Its output goes to the app's log (written by the app's user,
 # inside the sandbox), each line prefixed `release <id12>: `, and to stdout (apply's journal and, on
@@ -26,7 +27,7 @@ app_log=/var/log/webstack/app.log
 # Inside the sandbox, as the app's user: the command's environment, built in a subshell that starts
 # from nothing; the venv's PATH only there, for the command alone.
 run_command() {
-  local release_dir=$1 command=$2 release=$3 migrate_password=$4 name value line flags secret
+  local release_dir=$1 command=$2 release=$3 migrate_password=$4 name line flags pairs i
   shift 4 # the rest: app.env's lines
   while IFS= read -r name; do
     # Bash's own read-only variables (SHELLOPTS, BASHOPTS, …) cannot go; they hold nothing of ours.
@@ -37,18 +38,15 @@ run_command() {
   for line in "$@"; do
     if [[ $line == *=* ]]; then export "${line%%=*}=${line#*=}"; fi
   done
-  if [ -f /etc/webstack/app-settings.json ]; then
-    while IFS= read -r -d '' name && IFS= read -r -d '' value; do
-      export "$name=$value"
-    done < <(/usr/bin/python3 -c 'import json, sys
-for name, value in json.load(open(sys.argv[1])).get("env", {}).items():
-    sys.stdout.write(f"{name}\0{value}\0")' /etc/webstack/app-settings.json)
+  # The app's settings and the secrets its manifest names, by the rule Gunicorn's config follows
+  # (the same file; -I: nothing of the release's directory, the working one, is imported).
+  mapfile -d '' -t pairs < <(/usr/bin/python3 -I {{APP_ENVIRONMENT_PATH}})
+  if ! wait "$!"; then
+    echo "the app's environment could not be read ({{APP_ENVIRONMENT_PATH}} failed)"
+    return 1
   fi
-  for secret in {{APP_SECRETS_DIR}}/*; do
-    if [ -f "$secret" ]; then
-      value=$(/usr/bin/cat "$secret"; printf x) # keeps trailing newlines, as Gunicorn's config reads it
-      export "${secret##*/}=${value%x}"
-    fi
+  for ((i = 0; i + 1 < ${#pairs[@]}; i += 2)); do
+    export "${pairs[i]}=${pairs[i + 1]}"
   done
   export DB_MIGRATE_USER=migrate DB_MIGRATE_PASSWORD="$migrate_password" WEBSTACK_RELEASE="$release"
   export PATH="$release_dir/venv/bin:/usr/bin:/bin"

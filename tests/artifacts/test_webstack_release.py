@@ -600,8 +600,8 @@ class ReleaseCommandScriptTest(unittest.TestCase):
     """cloud-init/files/release-command.sh itself, run by bash: the node's paths (/etc/webstack,
     /var/log/webstack, systemd-run, the database client) moved under a temporary root, nothing else."""
 
-    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files",
-                          "release-command.sh")
+    FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files")
+    SCRIPT = os.path.join(FILES, "release-command.sh")
     # Names root's half would run were it to look them up on a PATH the release controls.
     TRAPS = ["cat", "basename", "setpriv", "sed", "tee", "systemd-run", "mariadb", "python3", "sh", "bash", "env",
              "install", "printf", "id", "chown"]
@@ -617,6 +617,11 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             "etc/webstack/app.env": "WEBSTACK_NODE=s2\n",
             "etc/webstack/app-settings.json": json.dumps({"env": {"SETTING": "a value"}}),
             "etc/webstack/app-secrets/DB_APP_PASSWORD": "app-pw\n",
+            "etc/webstack/app-secrets/API_KEY": "s3cret\n\n",
+            "etc/webstack/app-secrets/REMOVED": "gone from appSecrets, its file left behind",
+            "etc/webstack/app-secrets.json": json.dumps([
+                {"parameter": "/webstack/t/app-secrets/API_KEY", "path": f"{root}/etc/webstack/app-secrets/API_KEY",
+                 "mode": "0400", "owner": "webstack-app:webstack-app", "version": 3}]),
             "usr/bin/systemd-run": FAKE_SYSTEMD_RUN,
             "usr/bin/mariadb": FAKE_DB_CLIENT,
             # The command: what it was started with, then it says its word.
@@ -630,10 +635,16 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             if "/bin/" in path:
                 os.chmod(os.path.join(root, path), 0o755)
         os.makedirs(f"{root}/var/log/webstack")
+        with open(os.path.join(self.FILES, "app_environment.py")) as handle:
+            environment = handle.read()
+        for name, path in {"APP_SETTINGS_PATH": "app-settings.json", "APP_SECRETS_MANIFEST_PATH": "app-secrets.json",
+                           "APP_DB_PASSWORD_PATH": "app-secrets/DB_APP_PASSWORD"}.items():
+            environment = environment.replace("{{" + name + "}}", f"{root}/etc/webstack/{path}")
+        pathlib.Path(root, "app_environment.py").write_text(environment)
         with open(self.SCRIPT) as handle:
             script = handle.read()
         for name, value in {
-            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_SECRETS_DIR": "/etc/webstack/app-secrets",
+            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_ENVIRONMENT_PATH": f"{root}/app_environment.py",
             "RELEASE_COMMAND_PATH": f"{root}/release-command",
             "SANDBOX_PROPERTIES": "--property='NoNewPrivileges=yes' --property='RestrictAddressFamilies=AF_UNIX AF_INET'",
         }.items():
@@ -714,12 +725,24 @@ class ReleaseCommandScriptTest(unittest.TestCase):
         prefix = f"release {self.release[:12]}: "
         environment = json.loads(lines[0].removeprefix(prefix))
         self.assertEqual(environment["PATH"], f"{self.release_dir}/venv/bin:/usr/bin:/bin")
+        # The app's variables as Gunicorn's config reads them (app_environment.py): the secrets its
+        # manifest names, not every file of the directory.
         self.assertEqual({k: environment.get(k) for k in (
-            "WEBSTACK_NODE", "SETTING", "DB_APP_PASSWORD", "DB_MIGRATE_USER", "DB_MIGRATE_PASSWORD", "WEBSTACK_RELEASE")},
-            {"WEBSTACK_NODE": "s2", "SETTING": "a value", "DB_APP_PASSWORD": "app-pw\n", "DB_MIGRATE_USER": "migrate",
-             "DB_MIGRATE_PASSWORD": "migrate-pw", "WEBSTACK_RELEASE": self.release})
+            "WEBSTACK_NODE", "SETTING", "DB_APP_PASSWORD", "API_KEY", "REMOVED", "DB_MIGRATE_USER",
+            "DB_MIGRATE_PASSWORD", "WEBSTACK_RELEASE")},
+            {"WEBSTACK_NODE": "s2", "SETTING": "a value", "DB_APP_PASSWORD": "app-pw\n", "API_KEY": "s3cret\n\n",
+             "REMOVED": None, "DB_MIGRATE_USER": "migrate", "DB_MIGRATE_PASSWORD": "migrate-pw",
+             "WEBSTACK_RELEASE": self.release})
         self.assertEqual(lines[1:], [f"{prefix}migrated", f"{prefix}the release command exited 0"])
         self.assertEqual(pathlib.Path(f"{self.root}/var/log/webstack/app.log").read_text(), result.stdout)
+
+    def test_a_secret_the_manifest_names_that_cannot_be_read_fails_the_command_before_it_runs(self):
+        os.remove(f"{self.root}/etc/webstack/app-secrets/API_KEY")
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 1)
+        self.assertNotIn("migrated", result.stdout)
+        self.assertIn("the app's environment could not be read", result.stdout)
+        self.assertEqual([e["run"] for e in self.events()], ["mariadb", "systemd-run", "mariadb", "mariadb"])
 
     def test_its_exit_status_is_the_commands(self):
         result, _ = self.run_command("echo failing; exit 3")
@@ -993,6 +1016,7 @@ class GunicornConfigTest(unittest.TestCase):
 
     HERE = os.path.dirname(os.path.abspath(__file__))
     CONFIG = os.path.join(HERE, "..", "..", "cloud-init", "files", "gunicorn.conf.py")
+    ENVIRONMENT = os.path.join(HERE, "..", "..", "cloud-init", "files", "app_environment.py")
 
     def setUp(self):
         self.root = tempfile.mkdtemp()
@@ -1005,18 +1029,23 @@ class GunicornConfigTest(unittest.TestCase):
 
     def load(self, release):
         """The config's globals, its absolute paths read under the temporary root."""
+        with open(self.ENVIRONMENT) as handle:
+            environment = handle.read().replace("{{APP_SETTINGS_PATH}}", "/etc/webstack/app-settings.json")
+            environment = environment.replace("{{APP_SECRETS_MANIFEST_PATH}}", "/etc/webstack/app-secrets.json")
+            environment = environment.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
+        self.put("/usr/local/lib/webstack/app_environment.py", environment)
         with open(self.CONFIG) as handle:
             source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
-            source = source.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
-        root = self.root
+            source = source.replace("{{APP_ENVIRONMENT_PATH}}", self.root + "/usr/local/lib/webstack/app_environment.py")
+        root, real_open = self.root, open
         def rooted(path, *args, **kwargs):
-            return open(root + path if path.startswith("/etc/") else path, *args, **kwargs)
+            return real_open(root + path if str(path).startswith("/etc/") else path, *args, **kwargs)
 
         saved = list(sys.path)
         self.addCleanup(lambda: sys.path.__setitem__(slice(None), saved))
         sys.path.insert(0, "/srv/webstack/releases/an-older-one")
-        scope = {"open": rooted, "__name__": "gunicorn_config"}
-        with mock.patch.dict(os.environ, {"WEBSTACK_RELEASE_DIR": release}):
+        scope = {"__name__": "gunicorn_config"}
+        with mock.patch.dict(os.environ, {"WEBSTACK_RELEASE_DIR": release}), mock.patch("builtins.open", rooted):
             exec(compile(source, self.CONFIG, "exec"), scope)
         return scope, list(sys.path)
 
