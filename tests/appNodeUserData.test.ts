@@ -360,8 +360,14 @@ describe("the app node's documents", () => {
       key,
     ]);
     expect(file("/etc/systemd/system/webstack-refresh-tls.timer")).toContain("OnCalendar=daily");
+    // What it does with them, tests/artifacts/test_refresh_tls.py runs: fetched where nothing reads
+    // them, checked as a pair by openssl, installed and reloaded only if they changed.
     const script = file("/usr/local/sbin/webstack-refresh-tls");
-    expect(script).toContain('if [ "$before" = "$after" ]; then exit 0; fi');
+    expect(script).toContain('/usr/local/sbin/webstack-aws fetch "$scratch/manifest.json"\n');
+    expect(script).toContain('if [ "$changed" = false ]; then exit 0; fi');
+    expect(script.split("\n").filter((l) => !l.startsWith("#") && l.includes("nginx -t"))).toEqual(
+      [],
+    );
     expect(script).toContain("FLUSH SSL");
     expect(script).toContain("ALTER INSTANCE RELOAD TLS");
     expect(file("/usr/local/sbin/webstack-boot")).toContain(

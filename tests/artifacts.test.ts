@@ -46,6 +46,7 @@ const TOOLS = {
   // The nodes' own OS, built (or reused from its cache) by lab/rootfs.sh; see the last describe.
   "debian-13-rootfs": IS_ROOT && commandWorks("debootstrap", ["--version"]),
   "python3-boto3": commandWorks(PYTHON, ["-c", "import boto3"]),
+  openssl: commandWorks("openssl", ["version"]),
 };
 
 /** A test that needs a Debian tool: skipped with a note where it is missing, failed under CI. */
@@ -284,6 +285,14 @@ describe("rsyslog", () => {
   });
 });
 
+/** A Python test file of tests/artifacts, run by Debian's python: every test in it passes. */
+function expectUnitTestsPass(file: string) {
+  const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
+  expect(result.output).toMatch(/Ran \d+ tests/);
+  expect(result.output).toMatch(/\nOK\s*$/);
+  expect(result.code).toBe(0);
+}
+
 describe("python", () => {
   const compile = (source: string) =>
     run(PYTHON, ["-c", "import ast, sys; ast.parse(sys.stdin.read())"], source);
@@ -311,12 +320,12 @@ describe("python", () => {
     ["the node AWS tool's own unit tests", "test_webstack_aws.py"],
     ["the bundle applier's and the bootstrap's unit tests (issue 17)", "test_webstack_apply.py"],
     ["the release steps' unit tests (issue 18)", "test_webstack_release.py"],
-  ])("%s pass (no real metadata service, no real /etc)", (_, file) => {
-    const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
-    expect(result.output).toMatch(/Ran \d+ tests/);
-    expect(result.output).toMatch(/\nOK\s*$/);
-    expect(result.code).toBe(0);
-  });
+  ])("%s pass (no real metadata service, no real /etc)", (_, file) => expectUnitTestsPass(file));
+
+  withTool("openssl")(
+    "the TLS refresh's own tests pass: openssl refuses a bad pair before anything is installed (issue 19)",
+    () => expectUnitTestsPass("test_refresh_tls.py"),
+  );
 });
 
 describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0, logrotate 3.22)", () => {

@@ -687,8 +687,8 @@ labTest(
         "cloud-init finished cleanly (exit 0)",
       );
     }
-    // A certificate that is not SSM's: refresh-tls puts SSM's back, checks Nginx, reloads it and
-    // the database's TLS.
+    // A certificate that is not SSM's: refresh-tls checks SSM's pair (openssl), puts it back,
+    // reloads Nginx and the database's TLS.
     const original = nodeCertificate("s1");
     const other = nodeCertificate("s2");
     expect(
