@@ -20,6 +20,7 @@ import {
   userDataText,
   writtenFile,
 } from "./harness";
+import { readmeExposureColumn, scoresByUnit } from "./readmeTables";
 
 const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
 const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
@@ -339,6 +340,12 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
   };
   const check = (files: string[]) =>
     run("bash", [path.join(ARTIFACTS, "rootfs-check.sh"), rootfs(), ...files]);
+  /** A package's major version in the rootfs, from dpkg's status file (nothing of the rootfs runs). */
+  const installedVersion = (root: string, name: string) => {
+    const status = fs.readFileSync(path.join(root, "var", "lib", "dpkg", "status"), "utf8");
+    const stanza = status.split("\n\n").find((s) => s.startsWith(`Package: ${name}\n`)) ?? "";
+    return Number(/^Version: (?:\d+:)?(\d+)/m.exec(stanza)?.[1]);
+  };
 
   withTool("debian-13-rootfs")(
     "every effective document, site, HAProxy config, log rule, user and service passes",
@@ -374,6 +381,10 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
       expect(scored.filter((s) => !(s.ceiling !== undefined && s.exposure <= s.ceiling))).toEqual(
         [],
       );
+      // The README's column for the nodes' systemd states these figures (README, The app's sandbox).
+      const stated = readmeExposureColumn(installedVersion(rootfs(), "systemd"));
+      expect(stated).toBeDefined();
+      expect(scoresByUnit(scored)).toEqual(stated);
     },
     600_000,
   );

@@ -16,6 +16,7 @@ import {
 import { Plan } from "../plan/plan";
 import { EXPOSURE_GOAL, UNIT_EXPOSURE, parseExposure } from "../model/exposure";
 import { bundleOf, commandWorks, planConfig, PlannedBundle, testNeeding } from "./harness";
+import { readmeExposureColumn, scoresByUnit } from "./readmeTables";
 
 const UNIT_DIR = "/etc/systemd/system/";
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-sandbox-"));
@@ -255,6 +256,12 @@ describe("each service's exposure, scored offline from the rendered unit files",
       );
       for (const row of rows) expect(row).toEqual({ ...row, exposure: expect.any(Number) });
       expect(rows.filter((r) => !(r.exposure <= r.ceiling))).toEqual([]);
+      // The README's column for this systemd states these figures (README, The app's sandbox).
+      const systemd = Number(/^systemd (\d+)/.exec(version)?.[1]);
+      const stated = readmeExposureColumn(systemd);
+      if (stated === undefined)
+        console.log(`The README has no column for systemd ${systemd}: its figures not compared.`);
+      else expect(scoresByUnit(rows)).toEqual(stated);
       expect(rows.filter((r) => r.ceiling === EXPOSURE_GOAL).map((r) => r.unit)).toEqual(
         expect.arrayContaining([
           "webstack-app.service",
