@@ -281,6 +281,8 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     "python3-boto3",
     // ensurepip for each release's venv.
     "python3-venv",
+    // The TLS refresh checks a fetched certificate and key with it (ca-certificates needs it too).
+    "openssl",
     "ca-certificates",
     // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
     "logrotate",

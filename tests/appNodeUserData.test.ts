@@ -166,10 +166,12 @@ describe("the app node's documents", () => {
     ["mariadb", "primary"],
     ["mysql", "replica"],
   ] as const)(
-    "%s %s: the bundle names the bootstrap's packages, python3-venv too",
+    "%s %s: the bundle names the bootstrap's packages, python3-venv and openssl too",
     (engine, role) => {
       const { doc, bundle } = renderedAppNode(engine, role);
       expect(doc.packages).toContain("python3-venv");
+      // The TLS refresh checks a fetched certificate and key with it.
+      expect(doc.packages).toContain("openssl");
       // A running node (a pet: user-data changes never reach it) installs one added later.
       expect(bundle.packages).toEqual([...(doc.packages ?? [])].sort());
     },
