@@ -11,8 +11,8 @@
 # but while a command runs, since the command's environment (its password in it) is readable by the
 # app's user while it runs. However this script ends, it locks `migrate` again and kills the sessions
 # it still has (KILL does not replicate: the replica's are read-only, and only the primary's command
-# has the password). Root runs nothing of the release
-# and nothing by a name the release could ship (absolute paths, root's own PATH). The command then
+# has the password). Root runs nothing of the release and nothing by a name the release could ship
+# (absolute paths, root's own PATH). The command then
 # runs with only this environment: PATH (the release's venv first), the app's (app.env, then its
 # settings and the secrets its manifest names, the database password among them, read as Gunicorn's
 # config reads them: {{APP_ENVIRONMENT_PATH}}), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
