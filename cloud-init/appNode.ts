@@ -281,6 +281,8 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     "python3-boto3",
     // ensurepip for each release's venv.
     "python3-venv",
+    // The TLS refresh checks a fetched certificate and key with it (ca-certificates needs it too).
+    "openssl",
     "ca-certificates",
     // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
     "logrotate",
@@ -395,12 +397,21 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         "try-restart",
         "webstack-app.service",
       ),
+      // Read by Gunicorn's config at each load (so a change reloads it) and run by the release command.
+      python(
+        APP_ENVIRONMENT_PATH,
+        renderShipped("app_environment.py", {
+          APP_SETTINGS_PATH,
+          APP_SECRETS_MANIFEST_PATH,
+          APP_DB_PASSWORD_PATH,
+        }),
+      ),
       python(
         "/etc/webstack/gunicorn.conf.py",
         renderShipped("gunicorn.conf.py", {
           WORKER_TIMEOUT: p.limits.timeouts.gunicornWorkerSeconds,
           DB_WAIT_SECONDS: p.limits.timeouts.appDatabaseSeconds,
-          APP_DB_PASSWORD_PATH,
+          APP_ENVIRONMENT_PATH,
         }),
       ),
       {
@@ -482,6 +493,8 @@ function appUserPart(): BundlePart {
 
 export const APP_SETTINGS_PATH = "/etc/webstack/app-settings.json";
 export const APP_SECRETS_MANIFEST_PATH = "/etc/webstack/app-secrets.json";
+/** The app's environment from its files: one rule for Gunicorn's config and the release command. */
+export const APP_ENVIRONMENT_PATH = "/usr/local/lib/webstack/app_environment.py";
 export const RELEASE_COMMAND_PATH = "/usr/local/sbin/webstack-release-command";
 
 /** The app's secret variables as a fetch manifest; a new version rewrites it, so they are fetched. */
@@ -544,7 +557,7 @@ function appReleasePart(p: AppNodeParams): BundlePart {
         content: renderShipped("release-command.sh", {
           DB_CLIENT: `/usr/bin/${ENGINES[p.engine].client}`,
           APP_USER,
-          APP_SECRETS_DIR,
+          APP_ENVIRONMENT_PATH,
           RELEASE_COMMAND_PATH,
           SANDBOX_PROPERTIES: APP_SANDBOX.map((d) => `--property='${d}'`).join(" "),
         }),

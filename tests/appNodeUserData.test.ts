@@ -166,10 +166,12 @@ describe("the app node's documents", () => {
     ["mariadb", "primary"],
     ["mysql", "replica"],
   ] as const)(
-    "%s %s: the bundle names the bootstrap's packages, python3-venv too",
+    "%s %s: the bundle names the bootstrap's packages, python3-venv and openssl too",
     (engine, role) => {
       const { doc, bundle } = renderedAppNode(engine, role);
       expect(doc.packages).toContain("python3-venv");
+      // The TLS refresh checks a fetched certificate and key with it.
+      expect(doc.packages).toContain("openssl");
       // A running node (a pet: user-data changes never reach it) installs one added later.
       expect(bundle.packages).toEqual([...(doc.packages ?? [])].sort());
     },
@@ -317,11 +319,14 @@ describe("the app node's documents", () => {
     expect([entry.validate, entry.onChange]).toEqual([validate, onChange]);
   });
 
-  test("the gunicorn config is checked like the app, and reloaded the same way", () => {
-    const entry = bundleEntryOf(bundle, "/etc/webstack/gunicorn.conf.py");
-    expect(entry.validate?.slice(-1)).toEqual(["/etc/webstack/gunicorn.conf.py"]);
-    expect(entry.onChange).toEqual(["systemctl", "reload", "webstack-app.service"]);
-  });
+  test.each(["/etc/webstack/gunicorn.conf.py", "/usr/local/lib/webstack/app_environment.py"])(
+    "%s is checked like the app, and reloaded the same way",
+    (at) => {
+      const entry = bundleEntryOf(bundle, at);
+      expect(entry.validate?.slice(-1)).toEqual([at]);
+      expect(entry.onChange).toEqual(["systemctl", "reload", "webstack-app.service"]);
+    },
+  );
 
   test("healthy: its own Nginx answers /healthz under its own name, verified against the CA", () => {
     const fqdn = TOPOLOGY.nodes.s1.internalName;
@@ -357,8 +362,14 @@ describe("the app node's documents", () => {
       key,
     ]);
     expect(file("/etc/systemd/system/webstack-refresh-tls.timer")).toContain("OnCalendar=daily");
+    // What it does with them, tests/artifacts/test_refresh_tls.py runs: fetched where nothing reads
+    // them, checked as a pair by openssl, installed and reloaded only if they changed.
     const script = file("/usr/local/sbin/webstack-refresh-tls");
-    expect(script).toContain('if [ "$before" = "$after" ]; then exit 0; fi');
+    expect(script).toContain('/usr/local/sbin/webstack-aws fetch "$scratch/manifest.json"\n');
+    expect(script).toContain('if [ "$changed" = false ]; then exit 0; fi');
+    expect(script.split("\n").filter((l) => !l.startsWith("#") && l.includes("nginx -t"))).toEqual(
+      [],
+    );
     expect(script).toContain("FLUSH SSL");
     expect(script).toContain("ALTER INSTANCE RELOAD TLS");
     expect(file("/usr/local/sbin/webstack-boot")).toContain(

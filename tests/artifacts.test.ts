@@ -20,6 +20,7 @@ import {
   userDataText,
   writtenFile,
 } from "./harness";
+import { readmeExposureColumn, scoresByUnit } from "./readmeTables";
 
 const ARTIFACTS = path.join(PROJECT_DIR, "tests", "artifacts");
 const PYTHON = "/usr/bin/python3"; // Debian's: the only one that imports cloudinit and boto3
@@ -53,6 +54,7 @@ const TOOLS = {
   // The nodes' own OS, built (or reused from its cache) by lab/rootfs.sh; see the last describe.
   "debian-13-rootfs": IS_ROOT && commandWorks("debootstrap", ["--version"]),
   "python3-boto3": commandWorks(PYTHON, ["-c", "import boto3"]),
+  openssl: commandWorks("openssl", ["version"]),
 };
 
 /** A test that needs a Debian tool: skipped with a note where it is missing, failed under CI. */
@@ -293,6 +295,16 @@ describe("rsyslog", () => {
   });
 });
 
+/** A Python test file of tests/artifacts, run by Debian's python: every test in it passes. */
+function expectUnitTestsPass(file: string) {
+  const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
+  expect(result.output).toMatch(/Ran \d+ tests/);
+  // Only the tests of handing a venv to another user may be skipped, and only for a user other
+  // than root (CI runs as root).
+  expect(result.output).toMatch(IS_ROOT ? /\nOK\s*$/ : /\nOK( \(skipped=\d+\))?\s*$/);
+  expect(result.code).toBe(0);
+}
+
 describe("python", () => {
   const compile = (source: string) =>
     run(PYTHON, ["-c", "import ast, sys; ast.parse(sys.stdin.read())"], source);
@@ -320,14 +332,12 @@ describe("python", () => {
     ["the node AWS tool's own unit tests", "test_webstack_aws.py"],
     ["the bundle applier's and the bootstrap's unit tests (issue 17)", "test_webstack_apply.py"],
     ["the release steps' unit tests (issue 18)", "test_webstack_release.py"],
-  ])("%s pass (no real metadata service, no real /etc)", (_, file) => {
-    const result = run(PYTHON, ["-m", "unittest", "-v", path.join(ARTIFACTS, file)]);
-    expect(result.output).toMatch(/Ran \d+ tests/);
-    // Only the tests of handing a venv to another user may be skipped, and only for a user other
-    // than root (CI runs as root).
-    expect(result.output).toMatch(IS_ROOT ? /\nOK\s*$/ : /\nOK( \(skipped=\d+\))?\s*$/);
-    expect(result.code).toBe(0);
-  });
+  ])("%s pass (no real metadata service, no real /etc)", (_, file) => expectUnitTestsPass(file));
+
+  withTool("openssl")(
+    "the TLS refresh's own tests pass: openssl refuses a bad pair before anything is installed (issue 19)",
+    () => expectUnitTestsPass("test_refresh_tls.py"),
+  );
 });
 
 describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, HAProxy 3.0, logrotate 3.22)", () => {
@@ -341,6 +351,12 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
   };
   const check = (files: string[]) =>
     run("bash", [path.join(ARTIFACTS, "rootfs-check.sh"), rootfs(), ...files]);
+  /** A package's major version in the rootfs, from dpkg's status file (nothing of the rootfs runs). */
+  const installedVersion = (root: string, name: string) => {
+    const status = fs.readFileSync(path.join(root, "var", "lib", "dpkg", "status"), "utf8");
+    const stanza = status.split("\n\n").find((s) => s.startsWith(`Package: ${name}\n`)) ?? "";
+    return Number(/^Version: (?:\d+:)?(\d+)/m.exec(stanza)?.[1]);
+  };
 
   withTool("debian-13-rootfs")(
     "every effective document, site, HAProxy config, log rule, user and service passes",
@@ -376,6 +392,10 @@ describe("with the nodes' own versions (Debian 13: cloud-init 25.1, nginx 1.26, 
       expect(scored.filter((s) => !(s.ceiling !== undefined && s.exposure <= s.ceiling))).toEqual(
         [],
       );
+      // The README's column for the nodes' systemd states these figures (README, The app's sandbox).
+      const stated = readmeExposureColumn(installedVersion(rootfs(), "systemd"));
+      expect(stated).toBeDefined();
+      expect(scoresByUnit(scored)).toEqual(stated);
     },
     600_000,
   );

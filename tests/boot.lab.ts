@@ -674,6 +674,8 @@ labTest(
         ),
       ),
     });
+    // Its `migrate` account, unlocked for the command, is locked again after it failed.
+    expect(nodeSql("s2", "SHOW CREATE USER 'migrate'@'localhost'")).toMatch(/ ACCOUNT LOCK\b/);
   },
   60_000,
 );
@@ -698,8 +700,8 @@ labTest(
         "cloud-init finished cleanly (exit 0)",
       );
     }
-    // A certificate that is not SSM's: refresh-tls puts SSM's back, checks Nginx, reloads it and
-    // the database's TLS.
+    // A certificate that is not SSM's: refresh-tls checks SSM's pair (openssl), puts it back,
+    // reloads Nginx and the database's TLS.
     const original = nodeCertificate("s1");
     const other = nodeCertificate("s2");
     expect(

@@ -180,9 +180,10 @@ describe("replication SQL", () => {
       expect(sql).toContain(
         `GRANT ${engine === "mariadb" ? "PROCESS, BINLOG MONITOR, REPLICA MONITOR" : "PROCESS, REPLICATION CLIENT"} ON *.* TO 'monitor'@'localhost';`,
       );
-      // A release's command (issue 18): all of the schema, from this node's socket only.
+      // A release's command (issue 18): all of the schema, from this node's socket only; locked
+      // but while a release command runs (issue 19: release-command.sh unlocks it).
       expect(sql.filter((l) => /'migrate'/.test(l))).toEqual([
-        "CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '@MIGRATE_PASSWORD@';",
+        "CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '@MIGRATE_PASSWORD@' ACCOUNT LOCK;",
         "GRANT ALL ON webstack.* TO 'migrate'@'localhost';",
       ]);
       // Idempotent: every creation is conditional.

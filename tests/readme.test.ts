@@ -7,25 +7,7 @@ import { CONFIG_KEYS } from "../model/config";
 import { UNIT_EXPOSURE } from "../model/exposure";
 import { stackFlows } from "../model/topology";
 import { PROJECT_DIR, planStack } from "./harness";
-
-const README = fs.readFileSync(path.join(PROJECT_DIR, "README.md"), "utf8");
-
-/** The body rows of the first table after a heading (or after a line starting with `after`). */
-function tableAfter(marker: string): string[][] {
-  const lines = README.slice(README.indexOf(marker)).split("\n");
-  const start = lines.findIndex((l) => l.startsWith("| "));
-  const rows: string[][] = [];
-  for (const line of lines.slice(start + 2)) {
-    if (!line.startsWith("|")) break;
-    rows.push(
-      line
-        .split("|")
-        .slice(1, -1)
-        .map((c) => c.trim()),
-    );
-  }
-  return rows;
-}
+import { README, tableAfter } from "./readmeTables";
 
 test("the configuration table is exactly config.ts's key table", () => {
   const expected = Object.entries(CONFIG_KEYS).map(([key, spec]) => {
@@ -53,6 +35,8 @@ test("the outputs table names exactly the stack's outputs", async () => {
   expect(documented.sort()).toEqual(Object.keys(plan.outputs).sort());
 });
 
+// Its score columns are held to what the tests compute: systemd 252's by tests/sandbox.test.ts (this
+// machine's systemd-analyze), systemd 257's by tests/artifacts.test.ts (the nodes' rootfs).
 test("the sandbox's exposure table lists every service with its ceiling", () => {
   const documented = tableAfter("**Exposure**").map(([unit, , , , ceiling]) => [
     unit.replace(/`/g, ""),

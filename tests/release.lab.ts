@@ -175,6 +175,9 @@ labTest(
       inNode("s2", ["stat", "-c", "%.3Y", `/var/lib/webstack/bundle/release-commands/${v4}`]),
     );
     expect(ranAt * 1000).toBeLessThan(Date.parse(appliedOn("s1").at));
+    // `migrate` is locked again once the command ended, on the replica too (ALTER USER replicates).
+    for (const node of ["s1", "s2"] as const)
+      expect(nodeSql(node, "SHOW CREATE USER 'migrate'@'localhost'")).toMatch(/ ACCOUNT LOCK\b/);
   },
   600_000,
 );

@@ -225,11 +225,11 @@ describe("the app nodes' bundles", () => {
 
   test("the release command's runner, for the engine's client; python3-venv installed", async () => {
     expect(bundleFile(plain, "s2", "/usr/local/sbin/webstack-release-command")).toContain(
-      "\n/usr/bin/mariadb --protocol=socket --user=root <<SQL\n",
+      '\n  /usr/bin/mariadb --protocol=socket --user=root "$@"\n',
     );
     const mysql = await planConfig({ ...BASE, dbEngine: "mysql" });
     expect(bundleFile(mysql, "s2", "/usr/local/sbin/webstack-release-command")).toContain(
-      "\n/usr/bin/mysql --protocol=socket --user=root <<SQL\n",
+      '\n  /usr/bin/mysql --protocol=socket --user=root "$@"\n',
     );
     for (const node of ["s1", "s2"])
       expect(userDataDocument(plain, node).packages).toContain("python3-venv");

@@ -2,9 +2,9 @@
 # Gunicorn runs this file when it starts and again on every reload (HUP): everything here is worked
 # out at each load, so a reload takes the release `current` points to, the app's settings and its
 # secrets as they are now. New workers start with it; the old ones finish what they serve.
-import json
 import multiprocessing
 import os
+import runpy
 import site
 import sys
 
@@ -27,41 +27,10 @@ if os.path.isdir(site_packages):
     site.addsitedir(site_packages)  # its .pth files
 
 
-def settings_env():
-    """The app's settings (appEnv), /etc/webstack/app-settings.json: {"env": {NAME: value}}."""
-    try:
-        with open("/etc/webstack/app-settings.json") as handle:
-            return json.load(handle)["env"]
-    except FileNotFoundError:
-        return {}
-
-
-# The database password: a file of the app's secrets, never a variable of the unit's (issue 19).
-DB_PASSWORD_FILE = "{{APP_DB_PASSWORD_PATH}}"
-
-
-def secrets_env(manifest="/etc/webstack/app-secrets.json"):
-    """The app's secrets: the database password and the variables its manifest names (appSecrets;
-    a secret taken out of appSecrets leaves the app's environment at the next reload, even if its
-    file stays), each read from its own file, the app's user's alone (0400). Set here, they reach
-    the workers' os.environ, not any process's environment block (/proc/PID/environ)."""
-    try:
-        with open(manifest) as handle:
-            paths = [entry["path"] for entry in json.load(handle)]
-    except FileNotFoundError:
-        paths = []
-    values = {}
-    for path in [DB_PASSWORD_FILE, *paths]:
-        try:
-            with open(path) as handle:
-                values[os.path.basename(path)] = handle.read()
-        except FileNotFoundError:
-            # Not fetched yet on a node booted before the app had its own user: its preflight
-            # still passes the password on from app.env, once.
-            if path != DB_PASSWORD_FILE:
-                raise
-    return values
-
+# The app's settings and secrets, read from their files at each load by the rule the release command
+# follows too. Set here, they reach the workers' os.environ, not Gunicorn's own environment block
+# (/proc/PID/environ): systemd started it with the unit's variables alone.
+app_environment = runpy.run_path("{{APP_ENVIRONMENT_PATH}}")["app_environment"]
 
 bind = "unix:/run/webstack/app.sock"
 workers = multiprocessing.cpu_count() * 2 + 1
@@ -80,8 +49,7 @@ loglevel = "info"
 raw_env = [
     f"{name}={value}"
     for name, value in {
-        **settings_env(),
-        **secrets_env(),
+        **app_environment(),
         "WEBSTACK_RELEASE": release,
         "WEBSTACK_DB_WAIT_S": "{{DB_WAIT_SECONDS}}",
     }.items()

@@ -7,10 +7,15 @@
 #                sandbox (a transient unit with the app unit's own properties: no instance metadata,
 #                no new privileges, nothing writable but the app's logs)
 # As root it first makes sure the database user `migrate` exists with its password and may change
-# the schema (over the local socket; the statements replicate). Root runs nothing of the release
-# and nothing by a name the release could ship (absolute paths, root's own PATH). The command then
-# runs with only this environment: PATH (the release's venv first), the app's (app.env, its
-# settings, its secrets, the database password among them), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
+# the schema (over the local socket; the statements replicate), and unlocks it: `migrate` is locked
+# but while a command runs, since the command's environment (its password in it) is readable by the
+# app's user while it runs. However this script ends, it locks `migrate` again and kills the sessions
+# it still has (KILL does not replicate: the replica's are read-only, and only the primary's command
+# has the password). Root runs nothing of the release and nothing by a name the release could ship
+# (absolute paths, root's own PATH). The command then
+# runs with only this environment: PATH (the release's venv first), the app's (app.env, then its
+# settings and the secrets its manifest names, the database password among them, read as Gunicorn's
+# config reads them: {{APP_ENVIRONMENT_PATH}}), DB_MIGRATE_USER, DB_MIGRATE_PASSWORD
 # and WEBSTACK_RELEASE. No value is ever put in a process's arguments: the migrate password reaches
 # the sandbox on its standard input, with app.env (root's: 0600 on a node from before). Its output goes to the app's log (written by the app's user,
 # inside the sandbox), each line prefixed `release <id12>: `, and to stdout (apply's journal and, on
@@ -22,7 +27,7 @@ app_log=/var/log/webstack/app.log
 # Inside the sandbox, as the app's user: the command's environment, built in a subshell that starts
 # from nothing; the venv's PATH only there, for the command alone.
 run_command() {
-  local release_dir=$1 command=$2 release=$3 migrate_password=$4 name value line flags secret
+  local release_dir=$1 command=$2 release=$3 migrate_password=$4 name line flags pairs i
   shift 4 # the rest: app.env's lines
   while IFS= read -r name; do
     # Bash's own read-only variables (SHELLOPTS, BASHOPTS, …) cannot go; they hold nothing of ours.
@@ -33,18 +38,15 @@ run_command() {
   for line in "$@"; do
     if [[ $line == *=* ]]; then export "${line%%=*}=${line#*=}"; fi
   done
-  if [ -f /etc/webstack/app-settings.json ]; then
-    while IFS= read -r -d '' name && IFS= read -r -d '' value; do
-      export "$name=$value"
-    done < <(/usr/bin/python3 -c 'import json, sys
-for name, value in json.load(open(sys.argv[1])).get("env", {}).items():
-    sys.stdout.write(f"{name}\0{value}\0")' /etc/webstack/app-settings.json)
+  # The app's settings and the secrets its manifest names, by the rule Gunicorn's config follows
+  # (the same file; -I: nothing of the release's directory, the working one, is imported).
+  mapfile -d '' -t pairs < <(/usr/bin/python3 -I {{APP_ENVIRONMENT_PATH}})
+  if ! wait "$!"; then
+    echo "the app's environment could not be read ({{APP_ENVIRONMENT_PATH}} failed)"
+    return 1
   fi
-  for secret in {{APP_SECRETS_DIR}}/*; do
-    if [ -f "$secret" ]; then
-      value=$(/usr/bin/cat "$secret"; printf x) # keeps trailing newlines, as Gunicorn's config reads it
-      export "${secret##*/}=${value%x}"
-    fi
+  for ((i = 0; i + 1 < ${#pairs[@]}; i += 2)); do
+    export "${pairs[i]}=${pairs[i + 1]}"
   done
   export DB_MIGRATE_USER=migrate DB_MIGRATE_PASSWORD="$migrate_password" WEBSTACK_RELEASE="$release"
   export PATH="$release_dir/venv/bin:/usr/bin:/bin"
@@ -75,11 +77,47 @@ release_dir=$1
 command=$2
 migrate_password=$(</etc/webstack/secrets/db-migrate-password)
 
+# The local server as root, over its socket (root authenticates by unix socket); SQL on stdin only.
+as_root() {
+  {{DB_CLIENT}} --protocol=socket --user=root "$@"
+}
+
+# The EXIT trap: `migrate` locked (a lock that fails fails the script, whatever the command did),
+# then its sessions killed (one that ends before its KILL is an unknown id: --force goes on).
+lock_migrate() {
+  local status=$? sessions id
+  trap - EXIT
+  if sessions=$(
+    as_root --batch --skip-column-names <<'SQL'
+ALTER USER 'migrate'@'localhost' ACCOUNT LOCK;
+SELECT id FROM information_schema.processlist WHERE user = 'migrate';
+SQL
+  ); then
+    if [ -n "$sessions" ]; then
+      while IFS= read -r id; do
+        if [[ $id =~ ^[0-9]+$ ]]; then echo "KILL CONNECTION $id;"; fi
+      done <<<"$sessions" | as_root --force ||
+        echo "webstack-release-command: killing migrate's sessions failed" >&2
+    fi
+  else
+    echo "webstack-release-command: could not lock the database user migrate" >&2
+    if [ "$status" -eq 0 ]; then status=1; fi
+  fi
+  exit "$status"
+}
+trap lock_migrate EXIT
+# A signal ends the script through the EXIT trap, with the signal's status.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # The password is put in by bash and sent on stdin. ALTER USER: a new password takes effect too.
-{{DB_CLIENT}} --protocol=socket --user=root <<SQL
-CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
+# Created locked; unlocked last, just before the command.
+as_root <<SQL
+CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}' ACCOUNT LOCK;
 ALTER USER 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
 GRANT ALL ON webstack.* TO 'migrate'@'localhost';
+ALTER USER 'migrate'@'localhost' ACCOUNT UNLOCK;
 SQL
 
 # This script's other half, in the app's sandbox (LogsDirectory: its log, writable there alone).

@@ -650,23 +650,43 @@ FAKE_SYSTEMD_RUN = textwrap.dedent('''\
     #!/usr/bin/python3
     """systemd-run as the release command calls it: records its options, command and stdin, then runs
     the command in its --working-directory with a bare environment (no user switch: the test's own)."""
-    import json, subprocess, sys
+    import json, os, subprocess, sys
     args = sys.argv[1:]
     options, command = args[:args.index("--")], args[args.index("--") + 1:]
     data = sys.stdin.buffer.read()
     with open(sys.argv[0] + ".json", "a") as handle:
         handle.write(json.dumps({"options": options, "command": command, "stdin": data.decode()}) + "\\n")
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "events"), "a") as handle:
+        handle.write(json.dumps({"run": "systemd-run"}) + "\\n")
     cwd = next(o.split("=", 1)[1] for o in options if o.startswith("--working-directory="))
     sys.exit(subprocess.run(command, input=data, cwd=cwd, env={"PATH": "/usr/bin:/bin"}).returncode)
 ''')
+
+# The database client as root's half calls it: records its arguments and SQL where systemd-run records
+# its start (the order of the two is the test's point); answers the sessions query with two ids, or
+# fails it where a test asks.
+FAKE_DB_CLIENT = textwrap.dedent('''\
+    #!/usr/bin/python3
+    import json, os, sys
+    sql = sys.stdin.read()
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "events"), "a") as handle:
+        handle.write(json.dumps({"run": "mariadb", "argv": sys.argv[1:], "sql": sql}) + "\\n")
+    if "information_schema.processlist" in sql:
+        if os.path.exists(sys.argv[0] + ".fails"):
+            sys.exit("ERROR 2002 (HY000): Can't connect to local server through socket")
+        print("41\\n42")
+''')
+
+MIGRATE_UNLOCK = "ALTER USER 'migrate'@'localhost' ACCOUNT UNLOCK;"
+MIGRATE_LOCK = "ALTER USER 'migrate'@'localhost' ACCOUNT LOCK;"
 
 
 class ReleaseCommandScriptTest(unittest.TestCase):
     """cloud-init/files/release-command.sh itself, run by bash: the node's paths (/etc/webstack,
     /var/log/webstack, systemd-run, the database client) moved under a temporary root, nothing else."""
 
-    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files",
-                          "release-command.sh")
+    FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init", "files")
+    SCRIPT = os.path.join(FILES, "release-command.sh")
     # Names root's half would run were it to look them up on a PATH the release controls.
     TRAPS = ["cat", "basename", "setpriv", "sed", "tee", "systemd-run", "mariadb", "python3", "sh", "bash", "env",
              "install", "printf", "id", "chown"]
@@ -682,8 +702,13 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             "etc/webstack/app.env": "WEBSTACK_NODE=s2\n",
             "etc/webstack/app-settings.json": json.dumps({"env": {"SETTING": "a value"}}),
             "etc/webstack/app-secrets/DB_APP_PASSWORD": "app-pw\n",
+            "etc/webstack/app-secrets/API_KEY": "s3cret\n\n",
+            "etc/webstack/app-secrets/REMOVED": "gone from appSecrets, its file left behind",
+            "etc/webstack/app-secrets.json": json.dumps([
+                {"parameter": "/webstack/t/app-secrets/API_KEY", "path": f"{root}/etc/webstack/app-secrets/API_KEY",
+                 "mode": "0400", "owner": "webstack-app:webstack-app", "version": 3}]),
             "usr/bin/systemd-run": FAKE_SYSTEMD_RUN,
-            "usr/bin/mariadb": "#!/bin/sh\n/usr/bin/cat >\"$0.sql\"\necho \"$@\" >\"$0.argv\"\n",
+            "usr/bin/mariadb": FAKE_DB_CLIENT,
             # The command: what it was started with, then it says its word.
             "srv/webstack/releases/" + self.release + "/venv/bin/migrate":
                 "#!/usr/bin/python3\nimport json, os\nprint(json.dumps(dict(os.environ)))\nprint('migrated')\n",
@@ -695,10 +720,16 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             if "/bin/" in path:
                 os.chmod(os.path.join(root, path), 0o755)
         os.makedirs(f"{root}/var/log/webstack")
+        with open(os.path.join(self.FILES, "app_environment.py")) as handle:
+            environment = handle.read()
+        for name, path in {"APP_SETTINGS_PATH": "app-settings.json", "APP_SECRETS_MANIFEST_PATH": "app-secrets.json",
+                           "APP_DB_PASSWORD_PATH": "app-secrets/DB_APP_PASSWORD"}.items():
+            environment = environment.replace("{{" + name + "}}", f"{root}/etc/webstack/{path}")
+        pathlib.Path(root, "app_environment.py").write_text(environment)
         with open(self.SCRIPT) as handle:
             script = handle.read()
         for name, value in {
-            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_SECRETS_DIR": "/etc/webstack/app-secrets",
+            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_ENVIRONMENT_PATH": f"{root}/app_environment.py",
             "RELEASE_COMMAND_PATH": f"{root}/release-command",
             "SANDBOX_PROPERTIES": "--property='NoNewPrivileges=yes' --property='RestrictAddressFamilies=AF_UNIX AF_INET'",
         }.items():
@@ -715,6 +746,25 @@ class ReleaseCommandScriptTest(unittest.TestCase):
             [started] = [json.loads(line) for line in handle]
         return result, started
 
+    def events(self):
+        """The database client's calls (its arguments, its SQL as statements) and the command's
+        start, in the order they came."""
+        with open(f"{self.root}/usr/bin/events") as handle:
+            return [event if event["run"] == "systemd-run" else
+                    {**event, "sql": [line for line in event["sql"].splitlines() if line]}
+                    for event in map(json.loads, handle)]
+
+    def assert_migrate_unlocked_only_while_the_command_ran(self, events):
+        root = ["--protocol=socket", "--user=root"]
+        ensure, started, lock, kill = events
+        self.assertEqual((ensure["argv"], ensure["sql"][-1]), (root, MIGRATE_UNLOCK))
+        self.assertNotIn(MIGRATE_UNLOCK, ensure["sql"][:-1])
+        self.assertEqual(started, {"run": "systemd-run"})
+        self.assertEqual((lock["argv"], lock["sql"]), (root + ["--batch", "--skip-column-names"], [
+            MIGRATE_LOCK, "SELECT id FROM information_schema.processlist WHERE user = 'migrate';"]))
+        self.assertEqual((kill["argv"], kill["sql"]),
+                         (root + ["--force"], ["KILL CONNECTION 41;", "KILL CONNECTION 42;"]))
+
     def test_root_runs_nothing_of_the_release_and_the_command_runs_in_the_apps_sandbox(self):
         result, started = self.run_command("migrate")
         self.assertEqual(result.returncode, 0, result.stdout)
@@ -728,8 +778,31 @@ class ReleaseCommandScriptTest(unittest.TestCase):
         # The migrate password: on the sandbox's stdin and the SQL's, in no process's arguments; app.env
         # (root's 0600 on a node from before) after it.
         self.assertEqual(started["stdin"], "migrate-pw\nWEBSTACK_NODE=s2\n")
-        self.assertIn("IDENTIFIED BY 'migrate-pw'", pathlib.Path(f"{self.root}/usr/bin/mariadb.sql").read_text())
-        self.assertEqual(pathlib.Path(f"{self.root}/usr/bin/mariadb.argv").read_text(), "--protocol=socket --user=root\n")
+        ensure = self.events()[0]
+        self.assertEqual(ensure["argv"], ["--protocol=socket", "--user=root"])
+        self.assertEqual(ensure["sql"], [
+            "CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY 'migrate-pw' ACCOUNT LOCK;",
+            "ALTER USER 'migrate'@'localhost' IDENTIFIED BY 'migrate-pw';",
+            "GRANT ALL ON webstack.* TO 'migrate'@'localhost';",
+            MIGRATE_UNLOCK,
+        ])
+
+    def test_migrate_is_unlocked_just_before_the_command_and_locked_with_its_sessions_killed_after(self):
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assert_migrate_unlocked_only_while_the_command_ran(self.events())
+
+    def test_migrate_is_locked_again_when_the_command_fails(self):
+        result, _ = self.run_command("echo failing; exit 3")
+        self.assertEqual(result.returncode, 3)
+        self.assert_migrate_unlocked_only_while_the_command_ran(self.events())
+
+    def test_a_lock_that_fails_fails_the_script_even_after_a_command_that_succeeded(self):
+        pathlib.Path(f"{self.root}/usr/bin/mariadb.fails").touch()
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("could not lock the database user migrate", result.stdout)
+        self.assertEqual([e["run"] for e in self.events()], ["mariadb", "systemd-run", "mariadb"])
 
     def test_the_command_sees_the_apps_environment_and_its_output_goes_to_the_log_and_stdout(self):
         result, _ = self.run_command("migrate")
@@ -737,12 +810,24 @@ class ReleaseCommandScriptTest(unittest.TestCase):
         prefix = f"release {self.release[:12]}: "
         environment = json.loads(lines[0].removeprefix(prefix))
         self.assertEqual(environment["PATH"], f"{self.release_dir}/venv/bin:/usr/bin:/bin")
+        # The app's variables as Gunicorn's config reads them (app_environment.py): the secrets its
+        # manifest names, not every file of the directory.
         self.assertEqual({k: environment.get(k) for k in (
-            "WEBSTACK_NODE", "SETTING", "DB_APP_PASSWORD", "DB_MIGRATE_USER", "DB_MIGRATE_PASSWORD", "WEBSTACK_RELEASE")},
-            {"WEBSTACK_NODE": "s2", "SETTING": "a value", "DB_APP_PASSWORD": "app-pw\n", "DB_MIGRATE_USER": "migrate",
-             "DB_MIGRATE_PASSWORD": "migrate-pw", "WEBSTACK_RELEASE": self.release})
+            "WEBSTACK_NODE", "SETTING", "DB_APP_PASSWORD", "API_KEY", "REMOVED", "DB_MIGRATE_USER",
+            "DB_MIGRATE_PASSWORD", "WEBSTACK_RELEASE")},
+            {"WEBSTACK_NODE": "s2", "SETTING": "a value", "DB_APP_PASSWORD": "app-pw\n", "API_KEY": "s3cret\n\n",
+             "REMOVED": None, "DB_MIGRATE_USER": "migrate", "DB_MIGRATE_PASSWORD": "migrate-pw",
+             "WEBSTACK_RELEASE": self.release})
         self.assertEqual(lines[1:], [f"{prefix}migrated", f"{prefix}the release command exited 0"])
         self.assertEqual(pathlib.Path(f"{self.root}/var/log/webstack/app.log").read_text(), result.stdout)
+
+    def test_a_secret_the_manifest_names_that_cannot_be_read_fails_the_command_before_it_runs(self):
+        os.remove(f"{self.root}/etc/webstack/app-secrets/API_KEY")
+        result, _ = self.run_command("migrate")
+        self.assertEqual(result.returncode, 1)
+        self.assertNotIn("migrated", result.stdout)
+        self.assertIn("the app's environment could not be read", result.stdout)
+        self.assertEqual([e["run"] for e in self.events()], ["mariadb", "systemd-run", "mariadb", "mariadb"])
 
     def test_its_exit_status_is_the_commands(self):
         result, _ = self.run_command("echo failing; exit 3")
@@ -1084,6 +1169,7 @@ class GunicornConfigTest(unittest.TestCase):
 
     HERE = os.path.dirname(os.path.abspath(__file__))
     CONFIG = os.path.join(HERE, "..", "..", "cloud-init", "files", "gunicorn.conf.py")
+    ENVIRONMENT = os.path.join(HERE, "..", "..", "cloud-init", "files", "app_environment.py")
 
     def setUp(self):
         self.root = tempfile.mkdtemp()
@@ -1096,18 +1182,23 @@ class GunicornConfigTest(unittest.TestCase):
 
     def load(self, release):
         """The config's globals, its absolute paths read under the temporary root."""
+        with open(self.ENVIRONMENT) as handle:
+            environment = handle.read().replace("{{APP_SETTINGS_PATH}}", "/etc/webstack/app-settings.json")
+            environment = environment.replace("{{APP_SECRETS_MANIFEST_PATH}}", "/etc/webstack/app-secrets.json")
+            environment = environment.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
+        self.put("/usr/local/lib/webstack/app_environment.py", environment)
         with open(self.CONFIG) as handle:
             source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
-            source = source.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
-        root = self.root
+            source = source.replace("{{APP_ENVIRONMENT_PATH}}", self.root + "/usr/local/lib/webstack/app_environment.py")
+        root, real_open = self.root, open
         def rooted(path, *args, **kwargs):
-            return open(root + path if path.startswith("/etc/") else path, *args, **kwargs)
+            return real_open(root + path if str(path).startswith("/etc/") else path, *args, **kwargs)
 
         saved = list(sys.path)
         self.addCleanup(lambda: sys.path.__setitem__(slice(None), saved))
         sys.path.insert(0, "/srv/webstack/releases/an-older-one")
-        scope = {"open": rooted, "__name__": "gunicorn_config"}
-        with mock.patch.dict(os.environ, {"WEBSTACK_RELEASE_DIR": release}):
+        scope = {"__name__": "gunicorn_config"}
+        with mock.patch.dict(os.environ, {"WEBSTACK_RELEASE_DIR": release}), mock.patch("builtins.open", rooted):
             exec(compile(source, self.CONFIG, "exec"), scope)
         return scope, list(sys.path)
 
