@@ -13,7 +13,7 @@ import {
 } from "../model/appSource";
 import { ConfigError, parseConfig } from "../model/config";
 import { readAppSource, releaseIdOf, writeReleaseArchive } from "../platform/appArchive";
-import { PROJECT_DIR } from "./harness";
+import { commandWorks, PROJECT_DIR } from "./harness";
 
 let tmp: string;
 beforeEach(() => {
@@ -191,6 +191,34 @@ describe("requirements and wheels, by name", () => {
   });
 });
 
+/**
+ * A Python whose tarfile has the "data" extraction filter, which the nodes' Python (Debian 13's
+ * 3.13) applies to a release: the first on PATH that has it (by feature: 3.12 and 3.11.4 on have
+ * it, Debian 12's /usr/bin/python3 3.11.2 has not), the newest first within a directory.
+ */
+function pythonWithDataFilter(searchPath = process.env.PATH ?? ""): string {
+  const dirs = searchPath
+    .split(path.delimiter)
+    .filter((dir) => path.isAbsolute(dir) && fs.existsSync(dir))
+    .map((dir) => fs.realpathSync(dir));
+  const candidates = [...new Set(dirs)].flatMap((dir) =>
+    fs
+      .readdirSync(dir)
+      .filter((name) => /^python3(\.\d+)?$/.test(name))
+      .sort((a, b) => b.localeCompare(a, "en", { numeric: true }))
+      .map((name) => path.join(dir, name)),
+  );
+  const found = candidates.find((python) =>
+    commandWorks(python, ["-c", "import tarfile; tarfile.data_filter"]),
+  );
+  if (!found)
+    throw new Error(
+      "no Python on PATH has tarfile's data filter (tarfile.data_filter: Python 3.12, or 3.11.4 " +
+        `and later), which the nodes apply to a release; tried: ${candidates.join(", ") || "none"}`,
+    );
+  return found;
+}
+
 /** The archive's entries as Python's tarfile reads them, extracted with the nodes' filter. */
 function pythonList(archive: string): unknown {
   const script = [
@@ -201,10 +229,44 @@ function pythonList(archive: string): unknown {
     "    t.extractall(tempfile.mkdtemp(), filter='data')",
     "print(json.dumps(rows))",
   ].join("\n");
-  const run = spawnSync("python3", ["-c", script, archive], { encoding: "utf8" });
+  const run = spawnSync(pythonWithDataFilter(), ["-c", script, archive], { encoding: "utf8" });
   if (run.status !== 0) throw new Error(run.stderr);
   return JSON.parse(run.stdout);
 }
+
+describe("the Python that reads a release as the nodes do", () => {
+  /** Directories of stand-in Pythons: each answers the feature check as told. */
+  function pythons(dirs: Record<string, Record<string, boolean>>): string {
+    return Object.entries(dirs)
+      .map(([dir, names]) => {
+        fs.mkdirSync(path.join(tmp, dir));
+        for (const [name, hasFilter] of Object.entries(names))
+          fs.writeFileSync(path.join(tmp, dir, name), `#!/bin/sh\nexit ${hasFilter ? 0 : 1}\n`, {
+            mode: 0o755,
+          });
+        return path.join(tmp, dir);
+      })
+      .join(path.delimiter);
+  }
+
+  test("the first on PATH with tarfile's data filter, newest first within a directory", () => {
+    const searchPath = pythons({
+      debian12: { python3: false, "python3.11": false },
+      other: { python3: true, "python3.9": true, "python3.13": true, "python3-config": true },
+    });
+    expect(pythonWithDataFilter(searchPath)).toBe(
+      path.join(fs.realpathSync(tmp), "other", "python3.13"),
+    );
+  });
+
+  test("none with it: an error naming what is missing and what was tried", () => {
+    const searchPath = pythons({ debian12: { python3: false } });
+    expect(() => pythonWithDataFilter(searchPath)).toThrow(
+      `no Python on PATH has tarfile's data filter (tarfile.data_filter: Python 3.12, or 3.11.4 ` +
+        `and later), which the nodes apply to a release; tried: ${path.join(fs.realpathSync(tmp), "debian12", "python3")}`,
+    );
+  });
+});
 
 describe("the release archive", () => {
   const FILES: Record<string, string | [string, number]> = {
