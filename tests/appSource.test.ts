@@ -12,8 +12,13 @@ import {
   wheelDistribution,
 } from "../model/appSource";
 import { ConfigError, parseConfig } from "../model/config";
-import { readAppSource, releaseIdOf, writeReleaseArchive } from "../platform/appArchive";
-import { commandWorks, PROJECT_DIR } from "./harness";
+import {
+  readAppSource,
+  releaseArchiveDir,
+  releaseArchivePath,
+  releaseIdOf,
+} from "../platform/appArchive";
+import { commandWorks, IS_ROOT, PROJECT_DIR, testNeeding } from "./harness";
 
 let tmp: string;
 beforeEach(() => {
@@ -334,14 +339,91 @@ describe("the release archive", () => {
     fs.writeFileSync(path.join(dir, "venv/bin/pip"), "");
     expect(releaseIdOf(readAppSource(dir).archive!)).toBe(before);
   });
+});
 
-  test("written under the temporary directory, named by its id", () => {
-    const { archive } = readAppSource(appDir(FILES));
-    const written = writeReleaseArchive(archive!);
-    expect(written).toEqual({
-      id: releaseIdOf(archive!),
-      path: path.join(os.tmpdir(), "webstack-releases", `${releaseIdOf(archive!)}.tar.gz`),
-    });
-    expect(fs.readFileSync(written.path).equals(archive!)).toBe(true);
+describe("where a packed release is written: a directory per user (issue 16)", () => {
+  const APP = { "app.py": "def application(environ, start_response): ...\n" };
+  const NOBODY = 65534;
+  const UID = process.getuid!();
+  // Each test its own temporary directory (TMPDIR), which everyone may write to, as /tmp.
+  let shared: string;
+  beforeEach(() => {
+    shared = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-shared-tmp-"));
+    fs.chmodSync(shared, 0o1777);
   });
+  afterEach(() => fs.rmSync(shared, { recursive: true, force: true }));
+
+  /** Packs the app in a process of its own, as `npm run plan` does, as uid; what it wrote. */
+  function packAs(uid: number) {
+    const script =
+      'const a = require("./platform/appArchive");' +
+      "console.log(JSON.stringify(a.writeReleaseArchive(a.readAppSource(process.argv[1]).archive)));";
+    const app = appDir(APP);
+    fs.chmodSync(tmp, 0o755); // another user reads the app too
+    const r = spawnSync(
+      path.join(PROJECT_DIR, "node_modules", ".bin", "tsx"),
+      ["-e", script, app],
+      {
+        cwd: PROJECT_DIR,
+        ...(uid !== UID && { uid, gid: uid }),
+        env: { PATH: process.env.PATH, TMPDIR: shared, HOME: shared },
+        encoding: "utf8",
+      },
+    );
+    if (r.status !== 0) return { error: r.stderr };
+    return JSON.parse(r.stdout) as { id: string; path: string };
+  }
+  const archive = () => readAppSource(appDir(APP, "again")).archive!;
+
+  test("this user's directory of the temporary directory, closed to others; named by its id", () => {
+    const written = packAs(UID);
+    const id = releaseIdOf(archive());
+    const file = path.join(shared, `webstack-releases-${UID}`, `${id}.tar.gz`);
+    expect(written).toEqual({ id, path: file });
+    expect(fs.readFileSync(file).equals(archive())).toBe(true);
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    // The same place as this process names it, under its own temporary directory.
+    const dir = path.join(os.tmpdir(), `webstack-releases-${UID}`);
+    expect(releaseArchiveDir()).toBe(dir);
+    expect(releaseArchivePath(id)).toBe(path.join(dir, `${id}.tar.gz`));
+  });
+
+  testNeeding("root (to pack as another user after it)", IS_ROOT)(
+    "after root packed a release, another user packs it too, in a directory of their own",
+    () => {
+      const id = releaseIdOf(archive());
+      const asRoot = packAs(0);
+      // A developer's `npm run plan` after a CI run as root on the same machine.
+      const asUser = packAs(NOBODY);
+      expect(asUser).toEqual({
+        id,
+        path: path.join(shared, `webstack-releases-${NOBODY}`, `${id}.tar.gz`),
+      });
+      expect(asRoot).toEqual({
+        id,
+        path: path.join(shared, "webstack-releases-0", `${id}.tar.gz`),
+      });
+    },
+  );
+
+  const REFUSED = (dir: string) =>
+    `${dir}: not a directory this user owns and alone can write to (the release is packed ` +
+    "there before its upload); remove it";
+
+  test("a directory of that name that others may write to is refused", () => {
+    const dir = path.join(shared, `webstack-releases-${UID}`);
+    fs.mkdirSync(dir);
+    fs.chmodSync(dir, 0o777);
+    expect(packAs(UID)).toEqual({ error: expect.stringContaining(REFUSED(dir)) });
+  });
+
+  testNeeding("root (to give a directory to another user)", IS_ROOT)(
+    "a directory of that name that another user made first is refused",
+    () => {
+      const dir = path.join(shared, "webstack-releases-0");
+      fs.mkdirSync(dir, { mode: 0o700 });
+      fs.chownSync(dir, NOBODY, NOBODY);
+      expect(packAs(0)).toEqual({ error: expect.stringContaining(REFUSED(dir)) });
+    },
+  );
 });
