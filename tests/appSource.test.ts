@@ -224,17 +224,49 @@ function pythonWithDataFilter(searchPath = process.env.PATH ?? ""): string {
   return found;
 }
 
+/**
+ * The nodes' own Python (Debian 13's, in the rootfs lab/rootfs.sh built and cached), as root: the
+ * command's argv to run a script in it, reading the archive on stdin; a tmpfs on its /tmp in a
+ * private mount namespace, so the cached rootfs stays as it is (built if missing, as the artifact
+ * checks do; `scripts/setup.sh` builds it). Undefined when not root or when it cannot be built.
+ */
+function nodesPython(script: string): string[] | undefined {
+  if (!IS_ROOT || !commandWorks("unshare", ["--version"])) return undefined;
+  const built = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "rootfs.sh")], {
+    encoding: "utf8",
+    timeout: 600_000,
+  });
+  const rootfs = built.status === 0 ? built.stdout.trim() : "";
+  if (!rootfs || !fs.existsSync(path.join(rootfs, "usr/bin/python3"))) return undefined;
+  return [
+    "unshare",
+    "--mount",
+    "--fork",
+    "sh",
+    "-c",
+    'mount -t tmpfs tmpfs "$1/tmp" && exec chroot "$1" /usr/bin/python3 -c "$2"',
+    "sh",
+    rootfs,
+    script,
+  ];
+}
+
 /** The archive's entries as Python's tarfile reads them, extracted with the nodes' filter. */
 function pythonList(archive: string): unknown {
   const script = [
-    "import json, sys, tarfile, tempfile",
-    "with tarfile.open(sys.argv[1], 'r:gz') as t:",
+    "import io, json, sys, tarfile, tempfile",
+    "with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode='r:gz') as t:",
     "    members = t.getmembers()",
     "    rows = [[m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.uname, m.gname, m.mtime, m.pax_headers, m.size] for m in members]",
     "    t.extractall(tempfile.mkdtemp(), filter='data')",
     "print(json.dumps(rows))",
   ].join("\n");
-  const run = spawnSync(pythonWithDataFilter(), ["-c", script, archive], { encoding: "utf8" });
+  // The nodes' own Python where this runs as root with the rootfs cached (CI), else one on PATH.
+  const argv = nodesPython(script) ?? [pythonWithDataFilter(), "-c", script];
+  const run = spawnSync(argv[0], argv.slice(1), {
+    encoding: "utf8",
+    input: fs.readFileSync(archive),
+  });
   if (run.status !== 0) throw new Error(run.stderr);
   return JSON.parse(run.stdout);
 }
