@@ -29,6 +29,7 @@ import {
   databaseBundlePart,
   databaseEnvironment,
 } from "./database";
+import { jsonErrorBody } from "./jsonErrors";
 import { MONITORING_PACKAGES, NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { renderShipped, shippedFile } from "./template";
 import {
@@ -213,26 +214,17 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
 }
 
 /**
- * The errors Nginx answers itself on an app node, and what each says. 494 (a header too large) is
- * Nginx's internal code for a 400; 404 is only Nginx's own (an internal location asked from outside).
+ * The errors Nginx answers itself on an app node (what each says: jsonErrors.ts). 494 (a header
+ * too large) is Nginx's internal code for a 400; 404 is only Nginx's own (an internal location
+ * asked from outside).
  */
-const NGINX_JSON_ERRORS: readonly { readonly status: number; readonly error: string }[] = [
-  { status: 400, error: "bad request" },
-  { status: 404, error: "no such route" },
-  { status: 408, error: "request timeout" },
-  { status: 413, error: "request body too large" },
-  { status: 414, error: "request URI too long" },
-  { status: 500, error: "internal error" },
-  { status: 502, error: "the app is unavailable" },
-  { status: 503, error: "the app is unavailable" },
-  { status: 504, error: "the app did not answer in time" },
-];
+const NGINX_OWN_ERRORS: readonly number[] = [400, 404, 408, 413, 414, 500, 502, 503, 504];
 
 /** Nginx's error_page lines and the internal locations answering each error in JSON. */
 function renderNginxJsonErrors(node: AppNodeSpec): string {
   const at = (status: number) => `/_webstack/error/${status}`;
-  return NGINX_JSON_ERRORS.flatMap(({ status, error }) => {
-    const body = JSON.stringify({ node: node.name, role: node.role, error });
+  return NGINX_OWN_ERRORS.flatMap((status) => {
+    const body = jsonErrorBody(node.name, node.role, status);
     // Inside '…' Nginx reads $ as a variable and \ as an escape: a body must hold neither.
     if (/['\\$]/.test(body)) throw new Error(`Nginx error body cannot be quoted: ${body}`);
     return [

@@ -6,6 +6,7 @@ import {
   RATE_LIMIT_WINDOW_SECONDS,
 } from "../model/limits";
 import { PORTS } from "../model/topology";
+import { ERROR_MESSAGES, jsonErrorBody } from "./jsonErrors";
 import { renderShipped } from "./template";
 
 export interface HaproxyBackend {
@@ -45,8 +46,49 @@ export interface HaproxyParams {
  */
 export const HTTPS_FRONTEND = "https";
 
-/** The body of the LB's 429, in the shape of the app's and Nginx's JSON errors. */
-export const RATE_LIMITED_ERROR = "too many requests";
+/** What the LB's 429 says, in the shape of the app's and Nginx's JSON errors. */
+export const RATE_LIMITED_ERROR = ERROR_MESSAGES[429];
+
+/**
+ * The statuses HAProxy 3.0 answers itself and lets a config replace (its manual, `http-error`),
+ * 200 (the stats page) aside: each answers in JSON.
+ */
+const HAPROXY_OWN_ERRORS: readonly number[] = [
+  400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504,
+];
+
+/**
+ * The arguments of an answer HAProxy gives itself, as JSON in the app's shape: its body and
+ * headers, `Cache-Control: no-store` last.
+ */
+function jsonAnswer(
+  p: Pick<HaproxyParams, "node" | "role">,
+  status: number,
+  headers: readonly (readonly [string, string | number])[] = [],
+): string {
+  const body = jsonErrorBody(p.node, p.role, status);
+  // Inside '…' HAProxy takes every character as it is: a body must hold no quote of that kind.
+  if (body.includes("'")) throw new Error(`HAProxy's ${status} body cannot be quoted: ${body}`);
+  const hdrs = [...headers, ["Cache-Control", "no-store"] as const];
+  return [
+    `content-type application/json string '${body}'`,
+    ...hdrs.map(([name, value]) => `hdr ${name} ${value}`),
+  ].join(" ");
+}
+
+/**
+ * HAProxy's own answers in JSON, for every section: a request no server took (503), a server's
+ * invalid or missing answer (502, 504), a request body it cannot parse (400) … Not what its
+ * connection layer answers while it reads a request's head (a malformed request line or header,
+ * a head still incomplete after `timeout http-request`): there HAProxy 3.0 sends its built-in
+ * HTML 400 or 408, which no http-error or errorfile reaches (the manual's note under http-error;
+ * seen with the nodes' 3.0.11).
+ */
+function renderJsonErrors(p: Pick<HaproxyParams, "node" | "role">): string {
+  return HAPROXY_OWN_ERRORS.map(
+    (status) => `    http-error status ${status} ${jsonAnswer(p, status)}`,
+  ).join("\n");
+}
 
 /**
  * The per-client request limit of the HTTPS frontend: each client address tracked in a stick
@@ -63,14 +105,12 @@ function renderRateLimit(p: Pick<HaproxyParams, "node" | "role" | "rateLimitPerC
     throw new Error(`a per-client limit is a whole number from 0: ${p.rateLimitPerClient}`);
   if (p.rateLimitPerClient === 0)
     return "    # No per-client request limit (rateLimitPerClient 0).";
-  const body = JSON.stringify({ node: p.node, role: p.role, error: RATE_LIMITED_ERROR });
-  // Inside '…' HAProxy takes every character as it is: a body must hold no quote of that kind.
-  if (body.includes("'")) throw new Error(`HAProxy's 429 body cannot be quoted: ${body}`);
+  const answer = jsonAnswer(p, 429, [["Retry-After", RATE_LIMIT_RETRY_AFTER_SECONDS]]);
   return [
     `    # At most ${p.rateLimitPerClient} requests per client address per ${RATE_LIMIT_WINDOW_SECONDS} s (rateLimitPerClient).`,
     `    stick-table type ipv6 size 100k expire 30s store http_req_rate(${RATE_LIMIT_WINDOW_SECONDS}s)`,
     "    http-request track-sc0 src",
-    `    http-request return status 429 content-type application/json string '${body}' hdr Retry-After ${RATE_LIMIT_RETRY_AFTER_SECONDS} hdr Cache-Control no-store if { sc_http_req_rate(0) gt ${p.rateLimitPerClient} }`,
+    `    http-request return status 429 ${answer} if { sc_http_req_rate(0) gt ${p.rateLimitPerClient} }`,
   ].join("\n");
 }
 
@@ -93,6 +133,7 @@ export function renderHaproxyConfig(p: HaproxyParams): string {
     HTTPS_MAXCONN: p.connections.https,
     STATS_MAXCONN: p.connections.stats,
     RATE_LIMIT: renderRateLimit(p),
+    JSON_ERRORS: renderJsonErrors(p),
     DOMAIN: p.domain,
     CA_FILE: p.caFile,
     CERT_FILE: p.certFile,

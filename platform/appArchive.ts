@@ -133,19 +133,44 @@ export function readAppSource(dir: string): AppSource {
 export interface ReleaseArchive {
   /** The sha256 of the archive, in hex. */
   readonly id: string;
-  /** `<os.tmpdir()>/webstack-releases/<id>.tar.gz`. */
+  /** `releaseArchivePath(id)`. */
   readonly path: string;
 }
 
 /**
- * Writes the archive under the machine's temporary directory, named by its id. Written to a
+ * This user's directory of packed releases, `<os.tmpdir()>/webstack-releases-<uid>`: one per user,
+ * as a shared one belongs to whoever made it first (root, after a CI run) and refuses the others.
+ */
+export function releaseArchiveDir(): string {
+  return path.join(
+    os.tmpdir(),
+    `webstack-releases-${process.getuid?.() ?? os.userInfo().username}`,
+  );
+}
+
+/** Where a packed release is written: `<releaseArchiveDir()>/<id>.tar.gz`. */
+export function releaseArchivePath(id: string): string {
+  return path.join(releaseArchiveDir(), `${id}.tar.gz`);
+}
+
+/**
+ * Writes the archive under this user's directory of releases, named by its id. Written to a
  * temporary name and renamed: runs packing the same release at once never read a partial file.
  */
 export function writeReleaseArchive(archive: Buffer): ReleaseArchive {
   const id = releaseIdOf(archive);
-  const dir = path.join(os.tmpdir(), "webstack-releases");
-  const file = path.join(dir, `${id}.tar.gz`);
-  fs.mkdirSync(dir, { recursive: true });
+  const file = releaseArchivePath(id);
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Anyone may make a directory of that name first in a shared temporary directory, and whoever
+  // can write in it can swap the release before its upload: the app nodes would run theirs.
+  const made = fs.lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!made.isDirectory() || (uid !== undefined && made.uid !== uid) || made.mode & 0o022)
+    throw new Error(
+      `${dir}: not a directory this user owns and alone can write to (the release is packed ` +
+        "there before its upload); remove it",
+    );
   const partial = `${file}.${process.pid}.partial`;
   fs.writeFileSync(partial, archive);
   fs.renameSync(partial, file);

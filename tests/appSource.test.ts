@@ -12,8 +12,13 @@ import {
   wheelDistribution,
 } from "../model/appSource";
 import { ConfigError, parseConfig } from "../model/config";
-import { readAppSource, releaseIdOf, writeReleaseArchive } from "../platform/appArchive";
-import { PROJECT_DIR } from "./harness";
+import {
+  readAppSource,
+  releaseArchiveDir,
+  releaseArchivePath,
+  releaseIdOf,
+} from "../platform/appArchive";
+import { commandWorks, IS_ROOT, PROJECT_DIR, testNeeding } from "./harness";
 
 let tmp: string;
 beforeEach(() => {
@@ -207,20 +212,114 @@ describe("requirements and wheels, by name", () => {
   );
 });
 
+/**
+ * A Python whose tarfile has the "data" extraction filter, which the nodes' Python (Debian 13's
+ * 3.13) applies to a release: the first on PATH that has it (by feature: 3.12 and 3.11.4 on have
+ * it, Debian 12's /usr/bin/python3 3.11.2 has not), the newest first within a directory.
+ */
+function pythonWithDataFilter(searchPath = process.env.PATH ?? ""): string {
+  const dirs = searchPath
+    .split(path.delimiter)
+    .filter((dir) => path.isAbsolute(dir) && fs.existsSync(dir))
+    .map((dir) => fs.realpathSync(dir));
+  const candidates = [...new Set(dirs)].flatMap((dir) =>
+    fs
+      .readdirSync(dir)
+      .filter((name) => /^python3(\.\d+)?$/.test(name))
+      .sort((a, b) => b.localeCompare(a, "en", { numeric: true }))
+      .map((name) => path.join(dir, name)),
+  );
+  const found = candidates.find((python) =>
+    commandWorks(python, ["-c", "import tarfile; tarfile.data_filter"]),
+  );
+  if (!found)
+    throw new Error(
+      "no Python on PATH has tarfile's data filter (tarfile.data_filter: Python 3.12, or 3.11.4 " +
+        `and later), which the nodes apply to a release; tried: ${candidates.join(", ") || "none"}`,
+    );
+  return found;
+}
+
+/**
+ * The nodes' own Python (Debian 13's, in the rootfs lab/rootfs.sh built and cached), as root: the
+ * command's argv to run a script in it, reading the archive on stdin; a tmpfs on its /tmp in a
+ * private mount namespace, so the cached rootfs stays as it is (built if missing, as the artifact
+ * checks do; `scripts/setup.sh` builds it). Undefined when not root or when it cannot be built.
+ */
+function nodesPython(script: string): string[] | undefined {
+  if (!IS_ROOT || !commandWorks("unshare", ["--version"])) return undefined;
+  const built = spawnSync("bash", [path.join(PROJECT_DIR, "lab", "rootfs.sh")], {
+    encoding: "utf8",
+    timeout: 600_000,
+  });
+  const rootfs = built.status === 0 ? built.stdout.trim() : "";
+  if (!rootfs || !fs.existsSync(path.join(rootfs, "usr/bin/python3"))) return undefined;
+  return [
+    "unshare",
+    "--mount",
+    "--fork",
+    "sh",
+    "-c",
+    'mount -t tmpfs tmpfs "$1/tmp" && exec chroot "$1" /usr/bin/python3 -c "$2"',
+    "sh",
+    rootfs,
+    script,
+  ];
+}
+
 /** The archive's entries as Python's tarfile reads them, extracted with the nodes' filter. */
 function pythonList(archive: string): unknown {
   const script = [
-    "import json, sys, tarfile, tempfile",
-    "with tarfile.open(sys.argv[1], 'r:gz') as t:",
+    "import io, json, sys, tarfile, tempfile",
+    "with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode='r:gz') as t:",
     "    members = t.getmembers()",
     "    rows = [[m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.uname, m.gname, m.mtime, m.pax_headers, m.size] for m in members]",
     "    t.extractall(tempfile.mkdtemp(), filter='data')",
     "print(json.dumps(rows))",
   ].join("\n");
-  const run = spawnSync("python3", ["-c", script, archive], { encoding: "utf8" });
+  // The nodes' own Python where this runs as root with the rootfs cached (CI), else one on PATH.
+  const argv = nodesPython(script) ?? [pythonWithDataFilter(), "-c", script];
+  const run = spawnSync(argv[0], argv.slice(1), {
+    encoding: "utf8",
+    input: fs.readFileSync(archive),
+  });
   if (run.status !== 0) throw new Error(run.stderr);
   return JSON.parse(run.stdout);
 }
+
+describe("the Python that reads a release as the nodes do", () => {
+  /** Directories of stand-in Pythons: each answers the feature check as told. */
+  function pythons(dirs: Record<string, Record<string, boolean>>): string {
+    return Object.entries(dirs)
+      .map(([dir, names]) => {
+        fs.mkdirSync(path.join(tmp, dir));
+        for (const [name, hasFilter] of Object.entries(names))
+          fs.writeFileSync(path.join(tmp, dir, name), `#!/bin/sh\nexit ${hasFilter ? 0 : 1}\n`, {
+            mode: 0o755,
+          });
+        return path.join(tmp, dir);
+      })
+      .join(path.delimiter);
+  }
+
+  test("the first on PATH with tarfile's data filter, newest first within a directory", () => {
+    const searchPath = pythons({
+      debian12: { python3: false, "python3.11": false },
+      other: { python3: true, "python3.9": true, "python3.13": true, "python3-config": true },
+    });
+    expect(pythonWithDataFilter(searchPath)).toBe(
+      path.join(fs.realpathSync(tmp), "other", "python3.13"),
+    );
+  });
+
+  test("none with it: an error naming what is missing and what was tried", () => {
+    const searchPath = pythons({ debian12: { python3: false } });
+    expect(() => pythonWithDataFilter(searchPath)).toThrow(
+      `no Python on PATH has tarfile's data filter (tarfile.data_filter: Python 3.12, or 3.11.4 ` +
+        `and later), which the nodes apply to a release; tried: ${path.join(fs.realpathSync(tmp), "debian12", "python3")}`,
+    );
+  });
+});
 
 describe("the release archive", () => {
   const FILES: Record<string, string | [string, number]> = {
@@ -288,14 +387,91 @@ describe("the release archive", () => {
     fs.writeFileSync(path.join(dir, "venv/bin/pip"), "");
     expect(releaseIdOf(readAppSource(dir).archive!)).toBe(before);
   });
+});
 
-  test("written under the temporary directory, named by its id", () => {
-    const { archive } = readAppSource(appDir(FILES));
-    const written = writeReleaseArchive(archive!);
-    expect(written).toEqual({
-      id: releaseIdOf(archive!),
-      path: path.join(os.tmpdir(), "webstack-releases", `${releaseIdOf(archive!)}.tar.gz`),
-    });
-    expect(fs.readFileSync(written.path).equals(archive!)).toBe(true);
+describe("where a packed release is written: a directory per user (issue 16)", () => {
+  const APP = { "app.py": "def application(environ, start_response): ...\n" };
+  const NOBODY = 65534;
+  const UID = process.getuid!();
+  // Each test its own temporary directory (TMPDIR), which everyone may write to, as /tmp.
+  let shared: string;
+  beforeEach(() => {
+    shared = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-shared-tmp-"));
+    fs.chmodSync(shared, 0o1777);
   });
+  afterEach(() => fs.rmSync(shared, { recursive: true, force: true }));
+
+  /** Packs the app in a process of its own, as `npm run plan` does, as uid; what it wrote. */
+  function packAs(uid: number) {
+    const script =
+      'const a = require("./platform/appArchive");' +
+      "console.log(JSON.stringify(a.writeReleaseArchive(a.readAppSource(process.argv[1]).archive)));";
+    const app = appDir(APP);
+    fs.chmodSync(tmp, 0o755); // another user reads the app too
+    const r = spawnSync(
+      path.join(PROJECT_DIR, "node_modules", ".bin", "tsx"),
+      ["-e", script, app],
+      {
+        cwd: PROJECT_DIR,
+        ...(uid !== UID && { uid, gid: uid }),
+        env: { PATH: process.env.PATH, TMPDIR: shared, HOME: shared },
+        encoding: "utf8",
+      },
+    );
+    if (r.status !== 0) return { error: r.stderr };
+    return JSON.parse(r.stdout) as { id: string; path: string };
+  }
+  const archive = () => readAppSource(appDir(APP, "again")).archive!;
+
+  test("this user's directory of the temporary directory, closed to others; named by its id", () => {
+    const written = packAs(UID);
+    const id = releaseIdOf(archive());
+    const file = path.join(shared, `webstack-releases-${UID}`, `${id}.tar.gz`);
+    expect(written).toEqual({ id, path: file });
+    expect(fs.readFileSync(file).equals(archive())).toBe(true);
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    // The same place as this process names it, under its own temporary directory.
+    const dir = path.join(os.tmpdir(), `webstack-releases-${UID}`);
+    expect(releaseArchiveDir()).toBe(dir);
+    expect(releaseArchivePath(id)).toBe(path.join(dir, `${id}.tar.gz`));
+  });
+
+  testNeeding("root (to pack as another user after it)", IS_ROOT)(
+    "after root packed a release, another user packs it too, in a directory of their own",
+    () => {
+      const id = releaseIdOf(archive());
+      const asRoot = packAs(0);
+      // A developer's `npm run plan` after a CI run as root on the same machine.
+      const asUser = packAs(NOBODY);
+      expect(asUser).toEqual({
+        id,
+        path: path.join(shared, `webstack-releases-${NOBODY}`, `${id}.tar.gz`),
+      });
+      expect(asRoot).toEqual({
+        id,
+        path: path.join(shared, "webstack-releases-0", `${id}.tar.gz`),
+      });
+    },
+  );
+
+  const REFUSED = (dir: string) =>
+    `${dir}: not a directory this user owns and alone can write to (the release is packed ` +
+    "there before its upload); remove it";
+
+  test("a directory of that name that others may write to is refused", () => {
+    const dir = path.join(shared, `webstack-releases-${UID}`);
+    fs.mkdirSync(dir);
+    fs.chmodSync(dir, 0o777);
+    expect(packAs(UID)).toEqual({ error: expect.stringContaining(REFUSED(dir)) });
+  });
+
+  testNeeding("root (to give a directory to another user)", IS_ROOT)(
+    "a directory of that name that another user made first is refused",
+    () => {
+      const dir = path.join(shared, "webstack-releases-0");
+      fs.mkdirSync(dir, { mode: 0o700 });
+      fs.chownSync(dir, NOBODY, NOBODY);
+      expect(packAs(0)).toEqual({ error: expect.stringContaining(REFUSED(dir)) });
+    },
+  );
 });

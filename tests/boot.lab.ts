@@ -49,6 +49,7 @@ import {
   rootRequestsServed,
   timedThroughLb,
   TOPOLOGY,
+  unparsableBodyThroughLb,
   writeThroughApp,
 } from "./labProbes";
 
@@ -164,6 +165,22 @@ labTest("HTTP answers 301 to the same HTTPS URL, except the ACME challenge path"
 labTest("every HTTPS answer carries HSTS", () => {
   const headers = getThroughLb("/", "-D", "-", "-o", "/dev/null");
   expect(headers.stdout).toMatch(/^strict-transport-security: max-age=\d{7,}/im);
+});
+
+labTest("a request HAProxy refuses itself gets its JSON 400, with HSTS (issue 16)", () => {
+  // A body it cannot parse: HAProxy answers that in the request's stream, where its http-error
+  // answers apply. (A malformed request line or header is refused by its connection layer, with
+  // HAProxy's built-in HTML: see cloud-init/haproxy.ts.)
+  const answer = unparsableBodyThroughLb();
+  expect(answer.status).toBe(400);
+  expect(answer.headers["content-type"]).toBe("application/json");
+  expect(answer.headers["cache-control"]).toBe("no-store");
+  expect(answer.headers["strict-transport-security"]).toMatch(/^max-age=\d{7,}/);
+  expect(JSON.parse(answer.body)).toEqual({
+    node: LB_NODE,
+    role: TOPOLOGY.nodes[LB_NODE].role,
+    error: "bad request",
+  });
 });
 
 labTest("TLS 1.2 and 1.3 are accepted, TLS 1.1 and 1.0 refused", () => {

@@ -181,6 +181,46 @@ describe("HAProxy config", () => {
   });
 });
 
+/**
+ * The statuses HAProxy 3.0 answers itself and lets a config replace: its manual, under
+ * `http-error`, "HAProxy is capable of generating codes 200, 400, 401, 403, 404, 405, 407, 408,
+ * 410, 413, 425, 429, 500, 501, 502, 503, and 504"; 200 (the stats page) is no error.
+ */
+const HAPROXY_OWN_ERRORS = [
+  400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504,
+];
+
+test("every error HAProxy can answer itself is JSON in the app's shape, with a generic message (issue 16)", () => {
+  const answers = section("defaults")
+    .filter((l) => l.startsWith("http-error "))
+    .map((l) => {
+      const m = l.match(
+        /^http-error status (\d{3}) content-type application\/json string '([^']*)' hdr Cache-Control no-store$/,
+      );
+      expect(m).not.toBeNull();
+      return { status: Number(m![1]), body: JSON.parse(m![2]) as Record<string, string> };
+    });
+  expect(answers.map((a) => a.status)).toEqual(HAPROXY_OWN_ERRORS);
+  for (const { body } of answers) {
+    expect(Object.keys(body)).toEqual(["node", "role", "error"]);
+    expect(body).toMatchObject({ node: "lb", role: "loadbalancer" });
+    // A few plain words: no address, no server's name, no detail.
+    expect(body.error).toMatch(/^[a-z]+( [a-z]+)*$/);
+  }
+  const said = Object.fromEntries(answers.map((a) => [a.status, a.body.error]));
+  expect(said).toMatchObject({
+    400: "bad request",
+    429: "too many requests",
+    502: "the app is unavailable",
+    503: "the app is unavailable",
+    504: "the app did not answer in time",
+  });
+  // Nothing else replaces them (a section's own would win over the defaults').
+  expect(CONFIG_LINES.filter((l) => /^(http-error|errorfiles?|errorloc\d*) /.test(l))).toHaveLength(
+    HAPROXY_OWN_ERRORS.length,
+  );
+});
+
 test("the JSON access log names the node, as the LB's metric filters select it", () => {
   const format = CONFIG_LINES.find((l) => l.startsWith("log-format "))!;
   expect(format).toContain(`{\\"node\\":\\"${TOPOLOGY.nodes.lb.name}\\",`);
@@ -264,7 +304,8 @@ describe("the per-client request limit (rateLimitPerClient)", () => {
 
   test("0: no table, no tracking, no 429 anywhere", () => {
     const lines = linesOf({ ...PARAMS, rateLimitPerClient: 0 });
-    const text = lines.filter((l) => !l.startsWith("#")).join("\n");
+    // (The defaults' JSON answer for a 429 is HAProxy's own error page, not a limit.)
+    const text = lines.filter((l) => !l.startsWith("#") && !l.startsWith("http-error ")).join("\n");
     expect(text).not.toMatch(/stick-table|track-sc|sc_http_req_rate|429|Retry-After/);
     expect(lines).toContain("# No per-client request limit (rateLimitPerClient 0).");
     // The rest of the frontend as with a limit.

@@ -74,6 +74,46 @@ export function lbLogEntries(status: number): Record<string, unknown>[] {
     .map((line) => JSON.parse(line.slice(line.indexOf("{"))) as Record<string, unknown>);
 }
 
+/**
+ * A POST through the LB whose chunked body HAProxy cannot parse, from the client namespace over
+ * HTTPS (HTTP/1.1): the head first, the broken chunk a second later, when HAProxy has passed the
+ * head on and judges the body itself. Its answer: status, headers (lower-case names) and body.
+ */
+export function unparsableBodyThroughLb() {
+  const script = [
+    "import socket, ssl, sys, time",
+    "host, cafile = sys.argv[1], sys.argv[2]",
+    "tls = ssl.create_default_context(cafile=cafile).wrap_socket(",
+    "    socket.create_connection((host, 443), timeout=10), server_hostname=host)",
+    "tls.sendall(f'POST / HTTP/1.1\\r\\nHost: {host}\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'.encode())",
+    "time.sleep(1)",
+    "tls.sendall(b'not-a-chunk-size\\r\\n\\r\\n')",
+    "answer = b''",
+    "try:",
+    "    while chunk := tls.recv(65536):",
+    "        answer += chunk",
+    "except TimeoutError:",
+    "    pass",
+    "sys.stdout.write(answer.decode('latin-1'))",
+  ].join("\n");
+  const r = inNamespace(INTERNET_NS, [PYTHON, "-c", script, LAB_DOMAIN, ACME_ROOT], {
+    timeout: 20_000,
+  });
+  if (r.status !== 0) throw new Error(`the unparsable POST failed: ${r.stderr}`);
+  const [head, ...body] = r.stdout.split("\r\n\r\n");
+  const [statusLine, ...headerLines] = head.split("\r\n");
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    headers: Object.fromEntries(
+      headerLines.map((l) => [
+        l.slice(0, l.indexOf(":")).toLowerCase(),
+        l.slice(l.indexOf(":") + 1).trim(),
+      ]),
+    ),
+    body: body.join("\r\n\r\n"),
+  };
+}
+
 /** The host's route for a range ("" when there is none). */
 export const hostRoute = (range: string) =>
   spawnSync("ip", ["route", "show", range], { encoding: "utf8" }).stdout;

@@ -1,12 +1,11 @@
 // Issue 18 under mocks: the app directory uploaded as a release, the app's secret variables, what
 // each node's role may do with them, and what the app nodes' bundles say about the release.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { APP_SANDBOX } from "../cloud-init/appNode";
 import { Plan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
-import { readAppSource, releaseIdOf } from "../platform/appArchive";
+import { readAppSource, releaseArchivePath, releaseIdOf } from "../platform/appArchive";
 import {
   ACCOUNT_ID,
   PROJECT_DIR,
@@ -48,17 +47,13 @@ describe("the release", () => {
       bucket: one(plain, T.bucket, "files-bucket").outputs.bucket,
       key: `releases/${RELEASE}.tar.gz`,
       // The plan gives a file asset as its path (plan/plan.ts): the file the program packed.
-      source: {
-        asset: "file",
-        path: path.join(os.tmpdir(), "webstack-releases", `${RELEASE}.tar.gz`),
-      },
+      source: { asset: "file", path: releaseArchivePath(RELEASE) },
       contentType: "application/gzip",
       serverSideEncryption: "aws:kms",
       kmsKeyId: one(plain, T.kmsKey, "parameters-key").outputs.arn,
       bucketKeyEnabled: true,
     });
-    const file = path.join(os.tmpdir(), "webstack-releases", `${RELEASE}.tar.gz`);
-    expect(releaseIdOf(fs.readFileSync(file))).toBe(RELEASE);
+    expect(releaseIdOf(fs.readFileSync(releaseArchivePath(RELEASE)))).toBe(RELEASE);
   });
 
   test("the stack output appRelease is its id", () => {
