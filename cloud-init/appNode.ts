@@ -30,7 +30,8 @@ import {
   databaseEnvironment,
 } from "./database";
 import { jsonErrorBody } from "./jsonErrors";
-import { MONITORING_PACKAGES, NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
 import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
@@ -261,9 +262,9 @@ function appNodeHeader(node: AppNodeSpec) {
 }
 
 /**
- * The app node's packages: Nginx, Gunicorn and the app's libraries, the monitoring tools, the
- * database. One list: its bootstrap installs it at creation, its bundles name it, so a package added
- * here reaches a running node too (user-data changes never reach s1 and s2).
+ * The app node's packages: Nginx, Gunicorn and the app's libraries, the agents' installers' tools,
+ * the database. One list: its bootstrap installs it at creation, its bundles name it, so a package
+ * added here reaches a running node too (user-data changes never reach s1 and s2).
  */
 export function appNodePackages(engine: DbEngine): readonly string[] {
   return [
@@ -278,7 +279,7 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     "ca-certificates",
     // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
     "logrotate",
-    ...MONITORING_PACKAGES,
+    ...INSTALLER_PACKAGES,
     ...ENGINES[engine].packages,
   ];
 }
@@ -440,6 +441,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
     },
     [
       appUserPart(),
+      signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       own,
       databaseBundlePart(db),

@@ -3,9 +3,9 @@ import YAML from "yaml";
 import { renderEnvFile, rootFile } from "./nodeFiles";
 import { DbEngine } from "../model/config";
 import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
-import { BundleFile, BundlePart, unitChanged } from "./bundle";
+import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
+import { BundleFile, BundlePart } from "./bundle";
 import { logPath } from "./logSources";
-import { shippedFile } from "./template";
 
 /** Datadog's APT signing keys (repository metadata and packages), by full fingerprint. */
 export const DATADOG_KEY_FINGERPRINTS = [
@@ -98,9 +98,8 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
   };
 }
 
-const DATADOG_UNIT = "webstack-datadog-agent.service";
-/** Any change re-runs the installer unit, which turns the agent on or off as datadog.env says. */
-const DATADOG_CHANGED = unitChanged("restart", "--no-block", DATADOG_UNIT);
+/** The agent's installer: any change re-runs it, to turn the agent on or off (datadog.env). */
+const DATADOG_AGENT = "datadog-agent";
 
 /**
  * Datadog's switch, in every bundle: datadog.env says on or off, and its unit (enabled at first
@@ -112,7 +111,7 @@ export function renderDatadogPart(own: DatadogNode, agent?: DatadogAgent): Bundl
     path,
     content,
     mode,
-    onChange: DATADOG_CHANGED,
+    onChange: agentInstallerChanged(DATADOG_AGENT),
   });
   const settings = agent ? datadogSettings({ ...own, ...agent }) : [];
   return {
@@ -130,14 +129,9 @@ export function renderDatadogPart(own: DatadogNode, agent?: DatadogAgent): Bundl
         ),
       ),
       ...settings.map((s) => file(s.path, s.content, s.mode)),
-      file(
-        "/usr/local/sbin/webstack-install-datadog-agent",
-        shippedFile("install-datadog-agent.sh"),
-        "0755",
-      ),
-      file(`/etc/systemd/system/${DATADOG_UNIT}`, shippedFile(DATADOG_UNIT)),
+      ...agentInstallerFiles(DATADOG_AGENT, "Datadog agent"),
     ],
-    firstApply: [["systemctl", "enable", "--now", "--no-block", DATADOG_UNIT]],
+    firstApply: [["systemctl", "enable", "--now", "--no-block", agentInstallerUnit(DATADOG_AGENT)]],
   };
 }
 

@@ -22,7 +22,8 @@ import {
 } from "./bundle";
 import { composeBootstrap } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
-import { MONITORING_PACKAGES, NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
+import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
 import { renderShipped, shippedFile } from "./template";
 
 /** Where HAProxy finds the public certificate and its key (one PEM). */
@@ -171,7 +172,7 @@ export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]):
     "python3-boto3",
     "openssl",
     "ca-certificates",
-    ...MONITORING_PACKAGES,
+    ...INSTALLER_PACKAGES,
     ...(certificateMode === "letsencrypt" ? ["certbot"] : []),
   ];
 }
@@ -264,6 +265,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       healthCheck: loadBalancerHealthCheck(),
     },
     [
+      signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       own,
       certificatePart(p.certificate),

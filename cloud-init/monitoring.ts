@@ -2,7 +2,8 @@
 import { Architecture, packageUrlFor } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
-import { BundleFile, BundlePart, unitChanged, unitFile } from "./bundle";
+import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
+import { BundleFile, BundlePart, unitFile } from "./bundle";
 import { DB_DATA_DIR, ENGINES } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { logSources } from "./logSources";
@@ -80,22 +81,15 @@ function collectorArgs(p: MonitoringParams): string {
     : `${p.role} ${p.node} ${ENGINES[p.engine].client}`;
 }
 
-const CLOUDWATCH_UNIT = "webstack-cloudwatch-agent.service";
-/**
- * Any change to the agent's files re-runs its installer unit, which re-reads the config and restarts
- * the agent, without waiting for it (a vendor outage must not hold up an apply).
- */
-const CLOUDWATCH_CHANGED = unitChanged("restart", "--no-block", CLOUDWATCH_UNIT);
-
-/** What the bootstrap installs for monitoring on every node: the installers' download and check tools. */
-export const MONITORING_PACKAGES: readonly string[] = ["curl", "gpg"];
+/** The agent's installer: a change to its files re-runs it (config reloaded, agent restarted). */
+const CLOUDWATCH_AGENT = "cloudwatch-agent";
 
 function renderMonitoringPart(p: MonitoringParams): BundlePart {
   const agentFile = (path: string, content: string, mode = "0644"): BundleFile => ({
     path,
     content,
     mode,
-    onChange: CLOUDWATCH_CHANGED,
+    onChange: agentInstallerChanged(CLOUDWATCH_AGENT),
   });
   return {
     files: [
@@ -111,12 +105,7 @@ function renderMonitoringPart(p: MonitoringParams): BundlePart {
           CLOUDWATCH_AGENT_KEY_FINGERPRINT,
         }),
       ),
-      agentFile(
-        "/usr/local/sbin/webstack-install-cloudwatch-agent",
-        shippedFile("install-cloudwatch-agent.sh"),
-        "0755",
-      ),
-      agentFile(`/etc/systemd/system/${CLOUDWATCH_UNIT}`, shippedFile(CLOUDWATCH_UNIT)),
+      ...agentInstallerFiles(CLOUDWATCH_AGENT, "CloudWatch agent"),
       // The timer's next run reads a changed service; a changed timer is restarted.
       unitFile(
         "webstack-collector.service",
@@ -142,7 +131,7 @@ function renderMonitoringPart(p: MonitoringParams): BundlePart {
         "enable",
         "--now",
         "--no-block",
-        CLOUDWATCH_UNIT,
+        agentInstallerUnit(CLOUDWATCH_AGENT),
         "webstack-collector.timer",
         "webstack-boot-status.service",
       ],

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Sets up a fresh Debian machine for the tests: the Debian tools the artifact checks run
-# (cloud-init, shellcheck, nginx, Debian's python3 with boto3), then the npm dependencies.
+# (cloud-init, shellcheck, nginx, gpg, Debian's python3 with boto3), then the npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ./scripts/root-tools-path.sh
@@ -20,7 +20,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-DEBIAN_PACKAGES=(cloud-init shellcheck nginx rsyslog nftables debootstrap python3-boto3 python3-yaml openssl util-linux iproute2)
+DEBIAN_PACKAGES=(cloud-init shellcheck nginx gpg rsyslog nftables debootstrap python3-boto3 python3-yaml openssl util-linux iproute2)
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-debian-packages.sh "${DEBIAN_PACKAGES[@]}" | sed 's/^/setup: /'
 else

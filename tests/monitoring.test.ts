@@ -7,6 +7,7 @@ import {
   CLOUDWATCH_AGENT_KEY_FINGERPRINT,
 } from "../cloud-init/monitoring";
 import { logSources } from "../cloud-init/logSources";
+import { shippedFile } from "../cloud-init/template";
 import { logGroupName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";
 import { Plan } from "../plan/plan";
@@ -170,12 +171,19 @@ describe("the program", () => {
     expect(env("s1")).toContain(
       `CLOUDWATCH_AGENT_KEY_FINGERPRINT=${CLOUDWATCH_AGENT_KEY_FINGERPRINT}\n`,
     );
+    // The shared installer checks the signature (tests/signedDeb.test.ts), before the config.
     const installer = bundleFile(plan, "s1", "/usr/local/sbin/webstack-install-cloudwatch-agent");
-    expect(installer).toContain('if [ "$signer" != "$CLOUDWATCH_AGENT_KEY_FINGERPRINT" ]; then');
-    expect(installer.indexOf("gpg --batch --status-fd 1 --verify")).toBeLessThan(
-      installer.indexOf("dpkg -i -E"),
-    );
+    const install =
+      '/usr/local/sbin/webstack-install-signed-deb amazon-cloudwatch-agent "$CLOUDWATCH_AGENT_URL" \\\n' +
+      '  "$CLOUDWATCH_AGENT_KEY_URL" "$CLOUDWATCH_AGENT_KEY_FINGERPRINT"\n';
+    expect(installer).toContain(install);
+    expect(installer.indexOf(install)).toBeLessThan(installer.indexOf("fetch-config"));
     expect(installer).toContain("usermod -a -G adm cwagent");
+    for (const node of NODE_NAMES)
+      expect(bundleEntry(plan, node, "/usr/local/sbin/webstack-install-signed-deb")).toMatchObject({
+        content: shippedFile("install-signed-deb.sh"),
+        mode: "0755",
+      });
   });
 
   test.each([
