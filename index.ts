@@ -20,6 +20,7 @@ import { makeTagger } from "./model/tags";
 import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
+import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
 import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
@@ -226,6 +227,7 @@ export = async () => {
       monitoring: monitoringOf(LB_NODE),
     },
     certificate: certificate.setup,
+    ssmAgentUrl: account.apply(ssmAgentPackageUrl),
     tags,
   });
 

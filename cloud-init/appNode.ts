@@ -32,6 +32,7 @@ import {
 import { jsonErrorBody } from "./jsonErrors";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
+import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
@@ -91,6 +92,8 @@ export interface AppNodeParams {
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
   readonly monitoring: NodeMonitoring;
+  /** The SSM agent's package in the stack's region (`ssmAgentPackageUrl`; `{arch}` in it). */
+  readonly ssmAgentUrl: string;
   /** The app release and its settings. */
   readonly release: AppReleaseParams;
 }
@@ -443,6 +446,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       appUserPart(),
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
+      renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       own,
       databaseBundlePart(db),
       appReleasePart(p),

@@ -24,6 +24,7 @@ import { composeBootstrap } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
+import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
 
 /** Where HAProxy finds the public certificate and its key (one PEM). */
@@ -77,6 +78,8 @@ export interface LoadBalancerParams {
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
   readonly monitoring: NodeMonitoring;
+  /** The SSM agent's package in the stack's region (`ssmAgentPackageUrl`; `{arch}` in it). */
+  readonly ssmAgentUrl: string;
 }
 
 /**
@@ -267,6 +270,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     [
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
+      renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       own,
       certificatePart(p.certificate),
     ],

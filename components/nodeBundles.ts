@@ -22,12 +22,14 @@ export interface NodeBundlesArgs {
   readonly keyArn: pulumi.Input<string>;
   /** PEM of the private CA (public): every node's bundle carries it. */
   readonly caCertPem: pulumi.Input<string>;
-  /** What each app node runs, but the CA and the app release. */
-  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem" | "release">[];
+  /** What each app node runs, but the CA, the app release and the SSM agent's package. */
+  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem" | "release" | "ssmAgentUrl">[];
   /** The app release every app node runs (known once its archive and secrets are). */
   readonly release: { readonly [K in keyof AppReleaseParams]: pulumi.Input<AppReleaseParams[K]> };
-  /** What the LB runs, but the CA and its certificate's setup. */
-  readonly loadBalancer: Omit<LoadBalancerParams, "caCertPem" | "certificate">;
+  /** What the LB runs, but the CA, its certificate's setup and the SSM agent's package. */
+  readonly loadBalancer: Omit<LoadBalancerParams, "caCertPem" | "certificate" | "ssmAgentUrl">;
+  /** The SSM agent's package in the stack's region (`ssmAgentPackageUrl`), for every node. */
+  readonly ssmAgentUrl: pulumi.Input<string>;
   /** How the LB's certificate arrives (known once the certificate's resources are). */
   readonly certificate: pulumi.Input<CertificateSetup>;
   readonly tags: Tagger;
@@ -52,11 +54,13 @@ export class NodeBundles extends pulumi.ComponentResource {
     const child = { parent: this };
 
     const published = pulumi
-      .all([args.caCertPem, args.certificate, pulumi.output(args.release)])
-      .apply(([caCertPem, certificate, release]) =>
+      .all([args.caCertPem, args.certificate, pulumi.output(args.release), args.ssmAgentUrl])
+      .apply(([caCertPem, certificate, release, ssmAgentUrl]) =>
         publishBundles([
-          renderLoadBalancerBundle({ ...args.loadBalancer, caCertPem, certificate }),
-          ...args.appNodes.map((n) => renderAppNodeBundle({ ...n, caCertPem, release })),
+          renderLoadBalancerBundle({ ...args.loadBalancer, caCertPem, certificate, ssmAgentUrl }),
+          ...args.appNodes.map((n) =>
+            renderAppNodeBundle({ ...n, caCertPem, release, ssmAgentUrl }),
+          ),
         ]),
       );
 

@@ -44,8 +44,10 @@ export const LAB_TOPOLOGY = buildTopology(
  * user-data, its package installs, instance metadata, SSM — runs as on EC2.
  */
 export const LAB_DIFFERENCES: readonly string[] = [
-  "Vendor downloads (the CloudWatch agent package, Datadog's APT repository) are not reachable: " +
-    "their installer units keep retrying in the background and the boot completes without them.",
+  "Vendor downloads are not reachable: the CloudWatch agent's package and Datadog's APT repository " +
+    "have no host in the lab, and the S3 stand-in, which serves only the stack's bucket, refuses the SSM " +
+    "agent's package (in its region's bucket); their installer units keep retrying in the background " +
+    "and the boot completes without them. So no node runs an SSM agent: the lab has no Session Manager.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
   "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
     "Debian's own signed indexes; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble stand-ins) " +

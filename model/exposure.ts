@@ -30,6 +30,7 @@ export const UNIT_EXPOSURE: readonly UnitExposure[] = [
   },
   { unit: "webstack-cloudwatch-agent.service", ceiling: 9.0, why: ROOTS_JOB },
   { unit: "webstack-datadog-agent.service", ceiling: 9.0, why: ROOTS_JOB },
+  { unit: "webstack-ssm-agent.service", ceiling: 9.0, why: ROOTS_JOB },
 ];
 
 /** The Debian packages' own services the lab reports beside webstack's, left as Debian ships them. */
@@ -39,6 +40,7 @@ export const PACKAGED_SERVICES: readonly string[] = [
   "mariadb.service",
   "amazon-cloudwatch-agent.service",
   "datadog-agent.service",
+  "amazon-ssm-agent.service",
 ];
 
 /** The overall exposure of each unit in `systemd-analyze security` text, by unit name. */

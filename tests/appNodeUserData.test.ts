@@ -238,6 +238,7 @@ describe("the app node's documents", () => {
       "/usr/local/sbin/webstack-install-cloudwatch-agent",
       "/usr/local/sbin/webstack-install-datadog-agent",
       "/usr/local/sbin/webstack-install-signed-deb",
+      "/usr/local/sbin/webstack-install-ssm-agent",
       "/usr/local/sbin/webstack-refresh-tls",
       "/usr/local/sbin/webstack-release-command",
       "/usr/local/sbin/webstack-unit-changed",

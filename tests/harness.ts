@@ -13,6 +13,7 @@ import {
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { revealSecrets } from "../plan/secrets";
 import { NodeMonitoring } from "../cloud-init/monitoring";
+import { ssmAgentPackageUrl } from "../cloud-init/ssmAgent";
 import { logSources } from "../cloud-init/logSources";
 import { CONFIG_KEYS, DbEngine } from "../model/config";
 import { logGroupName } from "../model/naming";
@@ -433,6 +434,12 @@ export function labTest(name: string, fn: jest.ProvidesCallback, timeout?: numbe
   );
   labTestOrSkip(name, fn, timeout);
 }
+
+/** The SSM agent's package as the program names it for a stack in eu-west-1. */
+export const TEST_SSM_AGENT_URL = ssmAgentPackageUrl({
+  region: "eu-west-1",
+  dnsSuffix: "amazonaws.com",
+});
 
 /** A node's monitoring values as the program passes them to a renderer (stack "t", no Datadog). */
 export function testMonitoring(node: NodeName, engine: DbEngine = "mariadb"): NodeMonitoring {

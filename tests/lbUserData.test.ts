@@ -8,7 +8,13 @@ import {
   renderLoadBalancerBundle,
 } from "../cloud-init/loadBalancer";
 import { parameterName } from "../model/naming";
-import { CloudConfigDocument, TOPOLOGY, bootSequence, testMonitoring } from "./harness";
+import {
+  CloudConfigDocument,
+  TEST_SSM_AGENT_URL,
+  TOPOLOGY,
+  bootSequence,
+  testMonitoring,
+} from "./harness";
 import { BACKENDS, TEST_CA_PEM, bundleEntryOf } from "./rendererFixtures";
 
 const SETUPS: Record<string, CertificateSetup> = {
@@ -52,6 +58,7 @@ function lbDocument(mode: string) {
     memoryMiB: 1024,
     architecture: "amd64",
     monitoring: testMonitoring("lb"),
+    ssmAgentUrl: TEST_SSM_AGENT_URL,
   });
   const doc = YAML.parse(text) as CloudConfigDocument;
   const paths = bundle.files.map((f) => f.path);

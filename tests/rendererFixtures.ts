@@ -14,7 +14,7 @@ import { DbEngine } from "../model/config";
 import { requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
 import { DbRole, NodeName } from "../model/topology";
-import { CloudConfigDocument, TOPOLOGY, testMonitoring } from "./harness";
+import { CloudConfigDocument, TEST_SSM_AGENT_URL, TOPOLOGY, testMonitoring } from "./harness";
 
 export const TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
 
@@ -53,6 +53,7 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     ) as AppNodeParameterNames,
     architecture: "amd64",
     monitoring: testMonitoring(node.name, engine),
+    ssmAgentUrl: TEST_SSM_AGENT_URL,
     release: TEST_RELEASE,
   };
 }
