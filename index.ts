@@ -1,6 +1,7 @@
 // Composition root: config → topology → network → firewalls → VPC endpoints → key and bucket →
-// identities → PKI and secrets → the app's release → images → certificate → bundles (what runs on
-// each node) → app nodes → load balancer → monitoring → outputs.
+// identities → log groups and session preferences → PKI and secrets → the app's release → images
+// → certificate → bundles (what runs on each node) → app nodes → load balancer → monitoring →
+// outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -40,6 +41,7 @@ import { LoadBalancer } from "./components/loadBalancer";
 import { NodeLogGroups } from "./components/logGroups";
 import { Monitoring } from "./components/monitoring";
 import { DatadogApiKey } from "./components/datadogApiKey";
+import { SessionManager } from "./components/sessionManager";
 
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
@@ -98,6 +100,13 @@ export = async () => {
   const logGroups = new NodeLogGroups("logs", {
     stack,
     nodes: topology.nodes,
+    retentionDays: config.logRetentionDays,
+    tags,
+  });
+  // A shell on a node: the stack's own Session Manager document, logging to the stack.
+  const sessions = new SessionManager("sessions", {
+    stack,
+    account,
     retentionDays: config.logRetentionDays,
     tags,
   });
@@ -334,6 +343,7 @@ export = async () => {
     dnsRecordManaged: zoneId !== undefined,
     certificateMode: config.certificate,
     logGroups: logGroups.names,
+    sessions: { document: sessions.documentName, logGroup: sessions.logGroupName },
     dashboardUrl: monitoring.dashboardUrl,
     alarmTopicArn: monitoring.alarmTopicArn,
     images: { lb: images.lb.report, app: images.app.report },

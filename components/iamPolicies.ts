@@ -66,6 +66,28 @@ export function sessionManagerPolicy(): PolicyDocument {
   });
 }
 
+/** Writing log events into some log groups (their streams), as the agents do: nothing else. */
+function writeLogGroups(
+  sid: string,
+  account: AwsAccount,
+  names: readonly string[],
+): PolicyStatement {
+  return {
+    Sid: sid,
+    Effect: "Allow",
+    Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+    // DescribeLogStreams is authorised on the group (":*"), the others on its streams.
+    Resource: names.flatMap((name) => [
+      `${logGroupArn(account, name)}:*`,
+      `${logGroupArn(account, name)}:log-stream:*`,
+    ]),
+  };
+}
+
+function logGroupArn(account: AwsAccount, name: string): string {
+  return `arn:${account.partition}:logs:${account.region}:${account.accountId}:log-group:${name}`;
+}
+
 /**
  * What the CloudWatch agent and the node's own tool write: log events into the node's own log
  * groups (Pulumi creates them and sets their retention: no logs:CreateLogGroup and no
@@ -82,28 +104,66 @@ export function nodeAgentPolicy(
   logGroupNames: readonly string[],
   metricNamespaces: readonly string[],
 ): PolicyDocument {
-  const group = (name: string) =>
-    `arn:${account.partition}:logs:${account.region}:${account.accountId}:log-group:${name}`;
+  return policy(writeLogGroups("WriteOwnLogGroups", account, logGroupNames), {
+    Sid: "PutMetricsInOwnNamespaces",
+    Effect: "Allow",
+    Action: "cloudwatch:PutMetricData",
+    // PutMetricData has no resource type: the namespace is the only scope IAM offers, and no
+    // condition key reaches the metric's dimensions (a node can write another node's
+    // InstanceId or Node dimension in these namespaces).
+    Resource: "*",
+    Condition: { StringEquals: { "cloudwatch:namespace": [...metricNamespaces] } },
+  });
+}
+
+/**
+ * What the SSM agent needs to stream a session into the stack's sessions log group (issue 20), as
+ * its shell plugin does it (aws/amazon-ssm-agent, agent/session/shell/shell.go): DescribeLogGroups
+ * to find the group and check that it is KMS-encrypted (the preferences demand it), then a stream
+ * per session. DescribeLogGroups is authorised on the account's log groups as a whole (the ARN with
+ * an empty group name), not on one group: the region's log group names and settings, never their
+ * events. No KMS permission: CloudWatch Logs encrypts with the group's key itself, as its key
+ * policy allows (sessionLogKeyPolicy).
+ */
+export function nodeSessionLogPolicy(account: AwsAccount, logGroupName: string): PolicyDocument {
+  return policy(writeLogGroups("StreamSessions", account, [logGroupName]), {
+    Sid: "FindSessionLogGroup",
+    Effect: "Allow",
+    Action: "logs:DescribeLogGroups",
+    Resource: logGroupArn(account, "*"),
+  });
+}
+
+/**
+ * Key policy of the sessions log group's KMS key: the account administers it through IAM, and
+ * CloudWatch Logs of this region may use it for that one log group only (the encryption context
+ * CloudWatch Logs sets is the group's ARN), as AWS's "Encrypt log data in CloudWatch Logs using AWS
+ * KMS" shows.
+ */
+export function sessionLogKeyPolicy(account: AwsAccount, logGroupName: string): PolicyDocument {
   return policy(
     {
-      Sid: "WriteOwnLogGroups",
+      Sid: "AccountAdministersThroughIam",
       Effect: "Allow",
-      Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-      // DescribeLogStreams is authorised on the group (":*"), the others on its streams.
-      Resource: logGroupNames.flatMap((name) => [
-        `${group(name)}:*`,
-        `${group(name)}:log-stream:*`,
-      ]),
+      Principal: { AWS: `arn:${account.partition}:iam::${account.accountId}:root` },
+      Action: "kms:*",
+      Resource: "*",
     },
     {
-      Sid: "PutMetricsInOwnNamespaces",
+      Sid: "CloudWatchLogsEncryptsSessions",
       Effect: "Allow",
-      Action: "cloudwatch:PutMetricData",
-      // PutMetricData has no resource type: the namespace is the only scope IAM offers, and no
-      // condition key reaches the metric's dimensions (a node can write another node's
-      // InstanceId or Node dimension in these namespaces).
+      Principal: { Service: `logs.${account.region}.${account.dnsSuffix}` },
+      Action: [
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+      ],
       Resource: "*",
-      Condition: { StringEquals: { "cloudwatch:namespace": [...metricNamespaces] } },
+      Condition: {
+        ArnEquals: { "kms:EncryptionContext:aws:logs:arn": logGroupArn(account, logGroupName) },
+      },
     },
   );
 }

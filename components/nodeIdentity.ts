@@ -4,7 +4,7 @@ import * as aws from "@pulumi/aws";
 import { NodeSpec } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
-import { METRIC_NAMESPACE } from "../model/naming";
+import { METRIC_NAMESPACE, sessionLogGroupName } from "../model/naming";
 import { AGENT_METRIC_NAMESPACE } from "../cloud-init/monitoring";
 import {
   PolicyDocument,
@@ -13,6 +13,7 @@ import {
   nodeBundlePolicy,
   nodeParameterPolicy,
   nodeReleasePolicy,
+  nodeSessionLogPolicy,
   sessionManagerPolicy,
 } from "./iamPolicies";
 import { nodeLogGroupNames } from "./logGroups";
@@ -84,6 +85,10 @@ export class NodeIdentity extends pulumi.ComponentResource {
         AGENT_METRIC_NAMESPACE,
         METRIC_NAMESPACE,
       ]),
+    );
+    // Session Manager's sessions on this node, streamed by its SSM agent (sessionManager.ts).
+    inlinePolicy("session-logs", (account) =>
+      nodeSessionLogPolicy(account, sessionLogGroupName(args.stack)),
     );
     inlinePolicy("bundles", (account, bucketArn, keyArn) =>
       nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn),

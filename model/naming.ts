@@ -20,6 +20,22 @@ export function logGroupName(stack: string, ...parts: string[]): string {
   return `/${PROJECT}/${stack}/${parts.join("/")}`;
 }
 
+/**
+ * `/webstack/<stack>/sessions`: the Session Manager sessions on the stack's nodes, one stream per
+ * session (named by its session id), whichever node it reached.
+ */
+export function sessionLogGroupName(stack: string): string {
+  return logGroupName(stack, "sessions");
+}
+
+/**
+ * `webstack-<stack>-shell`: the stack's Session Manager document (`--document-name`), the shell
+ * preferences that log to `sessionLogGroupName`; per stack, so no account-wide setting is taken.
+ */
+export function sessionDocumentName(stack: string): string {
+  return `${PROJECT}-${stack}-shell`;
+}
+
 /** What an app node reads from its own SSM path at boot. */
 export const APP_NODE_PARAMETERS = [
   "db-app-password",

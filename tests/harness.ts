@@ -52,6 +52,7 @@ export const T = {
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   egressRule: "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
   logGroup: "aws:cloudwatch/logGroup:LogGroup",
+  ssmDocument: "aws:ssm/document:Document",
   role: "aws:iam/role:Role",
   rolePolicy: "aws:iam/rolePolicy:RolePolicy",
   rolePolicyAttachment: "aws:iam/rolePolicyAttachment:RolePolicyAttachment",

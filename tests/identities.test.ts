@@ -45,8 +45,8 @@ describe("node identities", () => {
         .sort();
       expect(concerns).toEqual(
         node === "lb"
-          ? ["agent", "bundles", "parameters", "session-manager"]
-          : ["agent", "bundles", "parameters", "releases", "session-manager"],
+          ? ["agent", "bundles", "parameters", "session-logs", "session-manager"]
+          : ["agent", "bundles", "parameters", "releases", "session-logs", "session-manager"],
       );
     }
   });
@@ -105,6 +105,33 @@ describe("node identities", () => {
     },
   );
 
+  test.each(NODE_NAMES)(
+    "%s's session-logs policy: streams in the stack's sessions group, and finding that group",
+    (node) => {
+      const arn = (rest: string) => `arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:${rest}`;
+      const grants = grantsOf(
+        one(plan, T.rolePolicy, `${node}-identity-session-logs`).inputs.policy,
+      );
+      expect(grants).toEqual([
+        {
+          actions: ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+          resources: [
+            arn("/webstack/test/sessions:*"),
+            arn("/webstack/test/sessions:log-stream:*"),
+          ],
+        },
+        // Authorised on the account's log groups as a whole: it cannot name one group.
+        { actions: ["logs:DescribeLogGroups"], resources: [arn("*")] },
+      ]);
+      // The group the grants name is the one the stack creates and its document streams to.
+      const group = one(plan, T.logGroup, "sessions-logs");
+      expect(group.inputs.name).toBe("/webstack/test/sessions");
+      expect(
+        JSON.parse(String(one(plan, T.ssmDocument, "sessions-document").inputs.content)).inputs,
+      ).toMatchObject({ cloudWatchLogGroupName: group.inputs.name });
+    },
+  );
+
   test("no role creates log groups, changes their retention, writes others' logs, or reads parameters everywhere", () => {
     for (const node of NODE_NAMES) {
       const grants = policiesOf(node).flatMap((p) => grantsOf(p.inputs.policy));
@@ -114,13 +141,12 @@ describe("node identities", () => {
         expect(text).not.toMatch(/logs:Delete|cloudwatch:\*|ssm:\*|ssm:DescribeParameters/);
         if (grant.actions.some((a) => a.startsWith("ssm:Get")))
           expect(grant.resources).not.toContain("*");
-        if (grant.actions.some((a) => a.startsWith("logs:")))
-          for (const resource of grant.resources ?? [])
-            expect(resource).toMatch(
-              new RegExp(
-                `^arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:/webstack/test/${node}/[a-z-]+:`,
-              ),
-            );
+        // Its own groups, the sessions' (every node's sessions share it), and finding that one.
+        const own = `^arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:/webstack/test/(${node}/[a-z-]+|sessions):`;
+        if (grant.actions.join() === "logs:DescribeLogGroups")
+          expect(grant.resources).toEqual([`arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:*`]);
+        else if (grant.actions.some((a) => a.startsWith("logs:")))
+          for (const resource of grant.resources ?? []) expect(resource).toMatch(new RegExp(own));
         if (grant.actions.includes("cloudwatch:PutMetricData"))
           expect(grant.condition).toEqual({
             StringEquals: { "cloudwatch:namespace": ["CWAgent", "Webstack"] },

@@ -103,6 +103,7 @@ describe("outputs", () => {
         "loadBalancer",
         "images",
         "logGroups",
+        "sessions",
         "dashboardUrl",
         "alarmTopicArn",
       ].sort(),
