@@ -101,6 +101,7 @@ describe("the SSM agent in every node's bundle", () => {
         ". /etc/webstack/ssm-agent.env",
         '/usr/local/sbin/webstack-install-signed-deb amazon-ssm-agent "$SSM_AGENT_URL" \\',
         '  "$SSM_AGENT_KEY_FILE" "$SSM_AGENT_KEY_FINGERPRINT"',
+        "systemctl daemon-reload",
         // Not restarted: a bundle change re-runs the installer, and open sessions must survive it.
         "systemctl enable --now amazon-ssm-agent.service",
       ]);

@@ -7,6 +7,8 @@ set -euo pipefail
 . /etc/webstack/ssm-agent.env
 /usr/local/sbin/webstack-install-signed-deb amazon-ssm-agent "$SSM_AGENT_URL" \
   "$SSM_AGENT_KEY_FILE" "$SSM_AGENT_KEY_FINGERPRINT"
-# Enabled and started here, whatever the package's own scripts did; started only if it is not
-# running: a bundle change re-runs this, and a restart would end the sessions open on the node.
+# Enabled and started here, whatever the package's own scripts did (its unit file may be new to
+# systemd, or known to it as missing since an earlier look); started only if it is not running: a
+# bundle change re-runs this, and a restart would end the sessions open on the node.
+systemctl daemon-reload
 systemctl enable --now amazon-ssm-agent.service
