@@ -139,41 +139,24 @@ export const APP_DB_PASSWORD_PATH = `${APP_SECRETS_DIR}/${APP_DB_PASSWORD_NAME}`
  * The app's sandbox (issue 19): the app unit's directives, and the properties of the transient
  * units (`systemd-run --property=`) that run the release's code outside that unit — the preflight,
  * the release command, pip — so that code never runs with less. It writes nothing but what each
- * adds (`ReadWritePaths=`: the socket's directory, the logs, the venv pip fills).
+ * adds (`ReadWritePaths=`: the socket's directory, the logs, the venv pip fills). One list: the
+ * node tool's `APP_SANDBOX` (webstack-aws.py, which needs it before any bundle file is written, on
+ * a node an older applier upgrades), read from the shipped file.
  */
-export const APP_SANDBOX: readonly string[] = [
-  "CapabilityBoundingSet=",
-  "AmbientCapabilities=",
-  "NoNewPrivileges=yes",
-  "ProtectSystem=strict",
-  "ProtectHome=yes",
-  "PrivateTmp=yes",
-  "PrivateDevices=yes",
-  "DevicePolicy=closed",
-  "ProtectKernelTunables=yes",
-  "ProtectKernelModules=yes",
-  "ProtectKernelLogs=yes",
-  "ProtectControlGroups=yes",
-  "ProtectClock=yes",
-  "ProtectHostname=yes",
-  "ProtectProc=invisible",
-  // The database (its socket, the peer's TCP), Nginx's socket, and whatever the team's app calls.
-  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-  // Instance metadata would hand it the node's role (every secret of the node): never reachable.
-  // Prefixes, not systemd's `link-local` keyword: systemd-run's property parser (systemd 257) takes
-  // only addresses, and this list is its too. 169.254.0.0/16 and fe80::/10 are link-local entire.
-  "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
-  "RestrictNamespaces=yes",
-  "RestrictRealtime=yes",
-  "RestrictSUIDSGID=yes",
-  "LockPersonality=yes",
-  "SystemCallFilter=@system-service",
-  "SystemCallArchitectures=native",
-  "RemoveIPC=yes",
-  "KeyringMode=private",
-  // The node's own secrets (root's) are not even visible.
-  "InaccessiblePaths=-/etc/webstack/secrets",
-];
+export const APP_SANDBOX: readonly string[] = toolSandbox(shippedFile("webstack-aws.py"));
+
+/** The tool's `APP_SANDBOX = [...]`: its quoted strings, its comment lines left out. */
+export function toolSandbox(tool: string): string[] {
+  const block = /^APP_SANDBOX = \[\n([\s\S]*?)^\]$/m.exec(tool)?.[1];
+  if (block === undefined) throw new Error("webstack-aws.py has no APP_SANDBOX list");
+  const items = block
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+  if (!items.every((l) => /^"[^"\\]*",$/.test(l)))
+    throw new Error(`webstack-aws.py's APP_SANDBOX holds more than one quoted string a line`);
+  return items.map((l) => l.slice(1, -2));
+}
 
 /** One of the app's secret variables as a fetch manifest entry: a file its user alone reads. */
 function appSecretFile(parameter: string, name: string, version?: number): ManifestEntry {

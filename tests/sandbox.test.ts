@@ -12,6 +12,7 @@ import {
   APP_SANDBOX,
   APP_USER,
   RELEASE_COMMAND_PATH,
+  toolSandbox,
 } from "../cloud-init/appNode";
 import { Plan } from "../plan/plan";
 import { EXPOSURE_GOAL, UNIT_EXPOSURE, parseExposure } from "../model/exposure";
@@ -185,6 +186,17 @@ describe("the app's own user", () => {
       expect(started).toMatch(new RegExp(`--uid=${APP_USER} --gid=${APP_USER} `));
     }
     expect(APP_SANDBOX.filter((d) => d.includes("'"))).toEqual([]); // quoted as is in the script
+  });
+
+  test("the list is read from the node tool's APP_SANDBOX, comment lines left out; anything else there is refused", () => {
+    expect(toolSandbox('x = 1\nAPP_SANDBOX = [\n    # why\n    "A=1",\n    "B=",\n]\n')).toEqual([
+      "A=1",
+      "B=",
+    ]);
+    expect(() => toolSandbox("APP_SANDBOX = []\n")).toThrow(/no APP_SANDBOX/);
+    expect(() => toolSandbox('APP_SANDBOX = [\n    "A=1", "B=2",\n]\n')).toThrow(
+      /one quoted string/,
+    );
   });
 
   test("the sandbox's address lists are prefixes, which systemd-run's property parser takes (not keywords such as link-local)", () => {

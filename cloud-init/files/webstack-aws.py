@@ -581,10 +581,11 @@ def has_requirements(path):
 
 # Whatever runs of a release outside the app's unit (the preflight's Gunicorn, pip, the release
 # command) runs as the app's user in a transient unit with the app unit's own sandbox: the bundle's
-# app.sandbox, the list the unit is rendered from (appNode.ts APP_SANDBOX). This is a copy of that
-# list (tests/sandbox.test.ts holds the two equal), for a bundle that has none (a stack pointed back
-# to an older program) and for an older applier, which runs `preflight RELEASE_DIR APP_MODULE` of
-# this tool with no properties (the first bundle with a sandbox, on a node from before): never less.
+# app.sandbox, which the program renders from this very list (appNode.ts reads it here, the unit's
+# directives and the release command's properties too). The tool uses its own for a bundle that has
+# none (a stack pointed back to an older program) and for an older applier, which runs `preflight
+# RELEASE_DIR APP_MODULE` of this tool with no properties (the first bundle with a sandbox, on a
+# node from before): never less. One quoted string a line (appNode.ts toolSandbox reads it).
 APP_SANDBOX = [
     "CapabilityBoundingSet=",
     "AmbientCapabilities=",
@@ -601,7 +602,11 @@ APP_SANDBOX = [
     "ProtectClock=yes",
     "ProtectHostname=yes",
     "ProtectProc=invisible",
+    # The database (its socket, the peer's TCP), Nginx's socket, and whatever the team's app calls.
     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    # Instance metadata would hand it the node's role (every secret of the node): never reachable.
+    # Prefixes, not systemd's `link-local` keyword: systemd-run's property parser (systemd 257)
+    # takes only addresses. 169.254.0.0/16 and fe80::/10 are link-local entire.
     "IPAddressDeny=169.254.0.0/16 fe80::/10 fd00:ec2::254",
     "RestrictNamespaces=yes",
     "RestrictRealtime=yes",
@@ -611,6 +616,7 @@ APP_SANDBOX = [
     "SystemCallArchitectures=native",
     "RemoveIPC=yes",
     "KeyringMode=private",
+    # The node's own secrets (root's) are not even visible.
     "InaccessiblePaths=-/etc/webstack/secrets",
 ]
 
