@@ -203,6 +203,7 @@ export = async () => {
       stack,
       node: topology.nodes[node],
       primaryIp: primary.privateIp,
+      primaryServerId: primary.dbServerId,
       replicaIp: replica.privateIp,
       appNodeIps: appNodeSpecs.map((n) => n.privateIp),
       engine: config.dbEngine,

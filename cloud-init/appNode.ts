@@ -20,7 +20,9 @@ import {
 } from "./bundle";
 import { BootstrapPart, Command, composeBootstrap } from "./cloudConfig";
 import {
+  DB_BOOTSTRAP_PATH,
   DB_DATA_DIR,
+  DB_REPLICATION_PASSWORD_PATH,
   DB_TLS_DIR,
   DatabaseParams,
   DatabaseServer,
@@ -33,6 +35,7 @@ import { jsonErrorBody } from "./jsonErrors";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
 import { renderSsmAgentPart } from "./ssmAgent";
+import { backupPackages, renderBackupPart } from "./backups";
 import { renderShipped, shippedFile } from "./template";
 import {
   CA_CERT_PATH,
@@ -78,6 +81,8 @@ export interface AppNodeParams {
   readonly node: AppNodeSpec;
   /** The primary's address (the replica's source; the app writes there). */
   readonly primaryIp: string;
+  /** The primary's database server id, which is also its GTID domain (a restore replays it). */
+  readonly primaryServerId: number;
   /** The replica's address (the app reads there first). */
   readonly replicaIp: string;
   /** Every app node's address: remote app and replication users are created for each. */
@@ -194,7 +199,7 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
     rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
     // The app's own copy, its user's alone: Gunicorn's config reads it (issue 19).
     appSecretFile(names["db-app-password"], APP_DB_PASSWORD_NAME),
-    rootFile(names["db-replication-password"], "/etc/webstack/secrets/db-replication-password"),
+    rootFile(names["db-replication-password"], DB_REPLICATION_PASSWORD_PATH),
     rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
     rootFile(names["db-migrate-password"], "/etc/webstack/secrets/db-migrate-password"),
   ];
@@ -267,6 +272,7 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     "logrotate",
     ...INSTALLER_PACKAGES,
     ...ENGINES[engine].packages,
+    ...backupPackages(engine),
   ];
 }
 
@@ -340,7 +346,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         // A new entry (the migrate password, issue 18) reaches a running node's files too.
         onChange: [NODE_TOOL_PATH, "fetch", SECRETS_MANIFEST_PATH],
       },
-      script("/usr/local/sbin/webstack-db-bootstrap", "db-bootstrap.sh"),
+      script(DB_BOOTSTRAP_PATH, "db-bootstrap.sh"),
       script("/usr/local/sbin/webstack-boot", "app-node-boot.sh"),
       {
         path: TLS_MANIFEST_PATH,
@@ -432,6 +438,14 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       own,
       databaseBundlePart(db),
+      renderBackupPart({
+        node: p.node.name,
+        engine: p.engine,
+        // The stack's bucket: the releases' and the backups'.
+        bucket: p.release.bucket,
+        primaryIp: p.primaryIp,
+        primaryServerId: p.primaryServerId,
+      }),
       appReleasePart(p),
     ],
   );

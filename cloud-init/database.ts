@@ -29,6 +29,12 @@ export type DatabaseServer = Pick<
 /** Where the node keeps the database's TLS files (the engines' AppArmor profiles allow /etc/mysql). */
 export const DB_TLS_DIR = "/etc/mysql/webstack";
 export const DB_DATA_DIR = "/var/lib/mysql";
+/** The database's bootstrap (files/db-bootstrap.sh), which a restore runs again to replicate. */
+export const DB_BOOTSTRAP_PATH = "/usr/local/sbin/webstack-db-bootstrap";
+/** The replication user's password, fetched from SSM (root's only). */
+export const DB_REPLICATION_PASSWORD_PATH = "/etc/webstack/secrets/db-replication-password";
+/** The [client] options that verify the server's certificate (read by each client run). */
+export const DB_CLIENT_TLS_PATH = "/etc/webstack/db/client-tls.cnf";
 /** Bounded wait of the replica for its primary: about 15 minutes with backoff capped at 30 s. */
 export const DB_WAIT_ATTEMPTS = 40;
 
@@ -286,7 +292,7 @@ export function databaseBundlePart(p: DatabaseParams): BundlePart {
       },
       { path: DB_LATE_CONFIG_PATH, content: shippedFile("db-late-config.sh"), mode: "0755" },
       {
-        path: "/etc/webstack/db/client-tls.cnf",
+        path: DB_CLIENT_TLS_PATH,
         content: `${e.clientTls.join("\n")}\n`,
         mode: "0644",
       },

@@ -135,7 +135,7 @@ export interface LabNode {
   /** SSM names and "prefix/" scopes its role's policy allows. */
   readonly ssmScopes: readonly string[];
   /** The objects its role may get: "bucket/key", or "bucket/prefix*". */
-  readonly s3Scopes: readonly string[];
+  readonly s3Scopes: S3Grants;
 }
 
 /** S3's regional endpoint; a bucket is reached at "<bucket>.<endpoint>" (virtual-hosted style). */
@@ -188,11 +188,49 @@ export function ssmScopes(policyJson: string): string[] {
   return [...new Set(names.map(scopeOf))];
 }
 
-/** The objects a node's role may get, from its policy's s3:GetObject statements. */
-export function s3Scopes(policyJson: string): string[] {
-  return resourcesAllowing(policyJson, (a) => a === "s3:GetObject").map((arn) =>
-    arn.slice(arn.indexOf(":::") + 3),
-  );
+/** What a node's role may do in S3, as the stand-in checks it: "bucket/key" or "bucket/prefix*" patterns. */
+export interface S3Grants {
+  /** s3:GetObject (and HeadObject) resources. */
+  readonly get: readonly string[];
+  /** s3:PutObject resources (the backups, issue 20). */
+  readonly put: readonly string[];
+  /** s3:ListBucket, as "bucket/prefix*" from its bucket and its s3:prefix condition (none: "bucket/*"). */
+  readonly list: readonly string[];
+}
+
+const objectName = (arn: string) => arn.slice(arn.indexOf(":::") + 3);
+
+/** One role's grants from its policies, each pattern once. */
+function mergeGrants(grants: readonly S3Grants[]): S3Grants {
+  const each = (k: keyof S3Grants) => [...new Set(grants.flatMap((g) => g[k]))];
+  return { get: each("get"), put: each("put"), list: each("list") };
+}
+
+/** The S3 grants of a node's role, from its policy's Allow statements. */
+export function s3Scopes(policyJson: string): S3Grants {
+  const policy = JSON.parse(policyJson) as {
+    Statement: {
+      Effect?: string;
+      Action: string | string[];
+      Resource: string | string[];
+      Condition?: Record<string, Record<string, string | string[]>>;
+    }[];
+  };
+  const list = policy.Statement.filter(
+    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).includes("s3:ListBucket"),
+  ).flatMap((s) => {
+    const prefixes = Object.values(s.Condition ?? {}).flatMap((c) =>
+      ([] as string[]).concat(c["s3:prefix"] ?? []),
+    );
+    return ([] as string[])
+      .concat(s.Resource)
+      .flatMap((arn) => (prefixes.length ? prefixes : ["*"]).map((p) => `${objectName(arn)}/${p}`));
+  });
+  return {
+    get: resourcesAllowing(policyJson, (a) => a === "s3:GetObject").map(objectName),
+    put: resourcesAllowing(policyJson, (a) => a === "s3:PutObject").map(objectName),
+    list,
+  };
 }
 
 /** An object as the S3 stand-in serves it: text, or the bytes of a file (an app release's archive). */
@@ -250,7 +288,7 @@ export function labNodes(plan: Plan): LabNode[] {
       packages: packagesOf(userData),
       dataVolumeId: attachment ? String(attachment.inputs.volumeId) : undefined,
       ssmScopes: [...new Set(policies.flatMap((p) => ssmScopes(String(p.inputs.policy))))],
-      s3Scopes: [...new Set(policies.flatMap((p) => s3Scopes(String(p.inputs.policy))))],
+      s3Scopes: mergeGrants(policies.map((p) => s3Scopes(String(p.inputs.policy)))),
     };
   });
 }

@@ -140,7 +140,7 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
   expect(`releases/${createHash("sha256").update(archive).digest("hex")}.tar.gz`).toBe(release.key);
   expect(release.key).toBe(`releases/${String(plan.outputs.appRelease)}.tar.gz`);
   for (const n of nodes)
-    expect(n.s3Scopes).toEqual([
+    expect(n.s3Scopes.get.slice(0, 2)).toEqual([
       `${bucket}/bundles/${n.name}/*`,
       // The app nodes read the app's releases (issue 18).
       ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
@@ -152,7 +152,7 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
   );
 });
 
-test("the S3 stand-in's grants are each role's s3:GetObject resources, as bucket/key patterns", () => {
+test("the S3 stand-in's grants are each role's s3 Allow statements, as bucket/key patterns", () => {
   expect(
     s3Scopes(
       JSON.stringify({
@@ -161,10 +161,20 @@ test("the S3 stand-in's grants are each role's s3:GetObject resources, as bucket
           { Action: ["s3:PutObject"], Resource: "arn:aws:s3:::bucket-1/elsewhere/*" },
           { Effect: "Deny", Action: "s3:GetObject", Resource: "arn:aws:s3:::bucket-1/*" },
           { Action: ["ssm:GetParameter"], Resource: "arn:aws:ssm:eu-west-1:1:parameter/a" },
+          {
+            Action: "s3:ListBucket",
+            Resource: "arn:aws:s3:::bucket-1",
+            Condition: { StringLike: { "s3:prefix": ["backups/*"] } },
+          },
+          { Effect: "Deny", Action: "s3:ListBucket", Resource: "arn:aws:s3:::bucket-2" },
         ],
       }),
     ),
-  ).toEqual(["bucket-1/bundles/s1/*"]);
+  ).toEqual({
+    get: ["bucket-1/bundles/s1/*"],
+    put: ["bucket-1/elsewhere/*"],
+    list: ["bucket-1/backups/*"],
+  });
 });
 
 test("the SSM stand-in serves the plan's parameters with their real values", () => {

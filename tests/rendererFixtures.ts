@@ -43,6 +43,7 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     stack: "t",
     node,
     primaryIp: TOPOLOGY.nodes.s2.privateIp,
+    primaryServerId: TOPOLOGY.nodes.s2.dbServerId,
     replicaIp: TOPOLOGY.nodes.s1.privateIp,
     appNodeIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
     engine,

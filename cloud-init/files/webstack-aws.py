@@ -1230,10 +1230,374 @@ def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run
         return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run)
 
 
+# Backups (issue 20): a nightly physical backup of the replica and the primary's binlogs every five
+# minutes, both into the stack's bucket (SSE-KMS by the bucket's default), and a restore to a point
+# in time. Settings from BACKUP_ENV (rendered by cloud-init/backups.ts from model/backups.ts).
+BACKUP_ENV = "/etc/webstack/backup.env"
+RESTORE_DIR_NAME = ".webstack-restore"
+STAMP = "%Y%m%dT%H%M%SZ"
+
+
+class BackupError(Exception):
+    """A backup, a shipping or a restore that cannot go on; its message says why and what to do."""
+
+
+def backup_settings(root="/"):
+    with open(under(root, BACKUP_ENV)) as handle:
+        return dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+
+
+def sql_output(settings, query, run=subprocess.run, options=("--batch", "--skip-column-names")):
+    """What a query as root over the local socket prints (raises with the client's error)."""
+    result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root", *options, "--execute", query],
+                 capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise BackupError(f"{query!r} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def sql_lines(settings, query, run=subprocess.run):
+    """The tab-separated rows of a query's answer."""
+    return [line.split("\t") for line in sql_output(settings, query, run).splitlines()]
+
+
+def replica_fields(settings, run=subprocess.run):
+    """SHOW REPLICA STATUS, field by field (empty when the server replicates from nothing)."""
+    fields = {}
+    for line in sql_output(settings, "SHOW REPLICA STATUS\\G", run, options=()).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def locked(settings, action):
+    """Backups, shipping and restores of one node never overlap."""
+    os.makedirs(settings["STATE_DIR"], mode=0o755, exist_ok=True)
+    with open(os.path.join(settings["STATE_DIR"], "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return action()
+
+
+def save_state(path, value):
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    install(path, (json.dumps(value, sort_keys=True) + "\n").encode(), 0, 0, 0o644)
+
+
+def upload_stream(s3, stream, bucket, key, metadata=None):
+    """A stream of unknown length into one object (multipart past 8 MiB), SSE-KMS by the bucket's default."""
+    extra = {"Metadata": metadata} if metadata else {}
+    s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra)
+
+
+GTID_SLAVE_POS = re.compile(r"gtid_slave_pos '([0-9,-]*)'")
+
+
+def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen, clock=time.time):
+    """The replica's physical backup, streamed (never a copy on disk) through zstd into
+    FULL_PREFIX<stamp>/backup.mbstream.zst; then its manifest, whose presence marks it complete."""
+    started = clock()
+    status = replica_fields(settings, run)
+    # The primary's binlog the replica was applying before the backup: a restore replays the
+    # primary's binlogs from this file on (the backup's GTID skips what it already holds).
+    primary_binlog = status.get("Relay_Master_Log_File")
+    if not primary_binlog:
+        raise BackupError("this server is not replicating: a backup needs the replica (SHOW REPLICA STATUS is empty)")
+    prefix = f"{settings['FULL_PREFIX']}{time.strftime(STAMP, time.gmtime(started))}/"
+    errors = tempfile.TemporaryFile(mode="w+")
+    backup = popen([settings["BACKUP_TOOL"], "--backup", "--stream=mbstream", "--slave-info", "--safe-slave-backup",
+                    "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
+    zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=backup.stdout, stdout=subprocess.PIPE)
+    backup.stdout.close()
+    try:
+        upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], prefix + "backup.mbstream.zst")
+    finally:
+        codes = (backup.wait(), zstd.wait())
+    errors.seek(0)
+    output = errors.read()
+    if codes != (0, 0):
+        sys.stderr.write(output[-4000:])
+        raise BackupError(f"{settings['BACKUP_TOOL']} exited {codes[0]}, zstd {codes[1]}: no manifest written, "
+                          f"{prefix} is incomplete")
+    found = GTID_SLAVE_POS.findall(output)
+    if not found:
+        raise BackupError(f"{settings['BACKUP_TOOL']} printed no gtid_slave_pos: no manifest written")
+    finished = clock()
+    manifest = {"format": 1, "node": settings["NODE"], "engine": settings["DB_ENGINE"], "started": started,
+                "finished": finished, "gtid_slave_pos": found[-1], "primary_binlog": primary_binlog,
+                "binlog_node": settings["BINLOG_NODE"]}
+    s3.put_object(Bucket=settings["BACKUP_BUCKET"], Key=prefix + "manifest.json",
+                  Body=(json.dumps(manifest, indent=2) + "\n").encode(), ContentType="application/json")
+    save_state(settings["FULL_STATE"], {"finished": finished, "key": prefix})
+    log(f"full backup {prefix} in {finished - started:.1f} s (gtid_slave_pos {found[-1]}, from "
+        f"{settings['BINLOG_NODE']}'s {primary_binlog})")
+    return 0
+
+
+def binlog_number(name):
+    return int(name.rsplit(".", 1)[1])
+
+
+def ship_binlogs_command(s3, settings, run=subprocess.run, popen=subprocess.Popen, clock=time.time):
+    """Every closed binlog not yet in the bucket, zstd'd, as BINLOG_PREFIX<file>.zst. Closes the open
+    one first when it holds anything new, so the bucket holds every write committed before the run."""
+    state_path = settings["BINLOG_STATE"]
+    state = read_json(state_path) if os.path.exists(state_path) else {}
+    started = clock()
+    (active, position, *_), = sql_lines(settings, "SHOW MASTER STATUS", run)
+    if [active, position] != [state.get("file"), state.get("pos")]:
+        sql_lines(settings, "FLUSH BINARY LOGS", run)
+    logs = [row[0] for row in sql_lines(settings, "SHOW BINARY LOGS", run)]
+    closed, (active, position, *_) = logs[:-1], sql_lines(settings, "SHOW MASTER STATUS", run)[0]
+    through = state.get("through")
+    todo = [name for name in closed if through is None or binlog_number(name) > binlog_number(through)]
+    gap = None
+    if through is not None and todo and binlog_number(todo[0]) != binlog_number(through) + 1:
+        gap = f"binlogs after {through} up to {todo[0]} were purged before they were shipped"
+    base = os.path.dirname(sql_lines(settings, "SELECT @@log_bin_basename", run)[0][0])
+    for name in todo:
+        zstd = popen(["zstd", "-q", "-c", os.path.join(base, name)], stdout=subprocess.PIPE)
+        try:
+            upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], f"{settings['BINLOG_PREFIX']}{name}.zst",
+                          {"complete-through": f"{started:.3f}"})
+        finally:
+            if zstd.wait() != 0:
+                raise BackupError(f"zstd could not read {name}")
+    save_state(state_path, {"shipped": started, "through": todo[-1] if todo else through, "file": active,
+                            "pos": position})
+    log(f"shipped {len(todo)} binlogs ({', '.join(todo) or 'none new'}); the bucket holds every write "
+        f"committed before {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(started))} UTC")
+    if gap:
+        raise BackupError(f"{gap}: no point-in-time restore across them; the next full backup starts a new chain")
+    return 0
+
+
+def parse_point(text, now):
+    """'YYYY-MM-DD HH:MM:SS' (or with a T, optionally Z) in UTC, never in the future."""
+    value = text.strip().rstrip("Z").replace("T", " ")
+    try:
+        point = datetime.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise BackupError(f"--to {text!r}: expected a UTC time as 'YYYY-MM-DD HH:MM:SS'") from None
+    if point.timestamp() > now:
+        raise BackupError(f"--to {text!r} is in the future")
+    return point
+
+
+def list_keys(s3, bucket, prefix):
+    """(key, LastModified) under a prefix, every page."""
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [(o["Key"], o["LastModified"]) for o in page.get("Contents", [])]
+    return keys
+
+
+def restore_plan(s3, settings, point):
+    """The newest complete backup finished by the point and the primary's binlogs that take it there;
+    refuses when the bucket cannot give exactly the writes committed before the point."""
+    bucket = settings["BACKUP_BUCKET"]
+    manifests = sorted(k for k, _ in list_keys(s3, bucket, settings["FULL_PREFIX"]) if k.endswith("/manifest.json"))
+    chosen = None
+    for key in reversed(manifests):
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if manifest["finished"] <= point.timestamp():
+            chosen = dict(manifest, prefix=key[: -len("manifest.json")])
+            break
+    if chosen is None:
+        raise BackupError(f"no full backup finished by {point:%Y-%m-%d %H:%M:%S} UTC "
+                          f"({len(manifests)} in s3://{bucket}/{settings['FULL_PREFIX']})")
+    prefix = settings["BINLOG_PREFIX"]
+    names = sorted((k[len(prefix):-len(".zst")] for k, _ in list_keys(s3, bucket, prefix) if k.endswith(".zst")),
+                   key=binlog_number)
+    names = [n for n in names if binlog_number(n) >= binlog_number(chosen["primary_binlog"])]
+    if not names or names[0] != chosen["primary_binlog"]:
+        raise BackupError(f"the backup {chosen['prefix']} replays from {chosen['primary_binlog']}, which is not in "
+                          f"s3://{bucket}/{prefix}")
+    missing = sorted(set(range(binlog_number(names[0]), binlog_number(names[-1]) + 1)) - {binlog_number(n) for n in names})
+    if missing:
+        raise BackupError(f"binlogs numbered {missing} are missing from s3://{bucket}/{prefix}: no restore across them")
+    head = s3.head_object(Bucket=bucket, Key=f"{prefix}{names[-1]}.zst")
+    through = float(head.get("Metadata", {}).get("complete-through", "0"))
+    if through < point.timestamp():
+        raise BackupError(f"the shipped binlogs hold the writes committed before "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(through))} UTC only, not up to "
+                          f"{point:%Y-%m-%d %H:%M:%S}: wait for the next shipping (every 5 minutes) or choose an earlier time")
+    return chosen, names
+
+
+def domain_position(gtid_list, domain):
+    """The seq_no of a domain in a GTID list ('2-2-34,1-1-3'), or 0."""
+    for gtid in filter(None, gtid_list.split(",")):
+        d, _, seq = gtid.strip().split("-")
+        if d == str(domain):
+            return int(seq)
+    return 0
+
+
+def download(s3, bucket, key, argv, stdout=None, popen=subprocess.Popen):
+    """An object's body into a command's stdin (zstd -d …), which must succeed."""
+    process = popen(argv, stdin=subprocess.PIPE, stdout=stdout)
+    try:
+        s3.download_fileobj(bucket, key, process.stdin)
+    finally:
+        process.stdin.close()
+        if process.wait() != 0:
+            raise BackupError(f"{shlex.join(argv)} failed on s3://{bucket}/{key}")
+
+
+def move_entries(source, target):
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    for entry in os.listdir(source):
+        if entry != RESTORE_DIR_NAME:
+            os.rename(os.path.join(source, entry), os.path.join(target, entry))
+
+
+def systemctl(run, *args):
+    check(run, ["systemctl", *args], "systemctl", BackupError)
+
+
+def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.run, popen=subprocess.Popen,
+                    clock=time.time, ask=input):
+    """Replaces this node's database with the newest backup finished by the point, then the primary's
+    binlogs up to (not including) the point's second. The old data is kept until the restored server
+    is up and replayed, and put back if anything before that fails. Replication stays stopped."""
+    started = clock()
+    point = parse_point(point_text, started)
+    bucket, data = settings["BACKUP_BUCKET"], settings["DATA_DIR"]
+    backup, binlogs = restore_plan(s3, settings, point)
+    log(f"restoring {backup['prefix']} (finished {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(backup['finished']))}"
+        f" UTC) and {len(binlogs)} binlogs of {backup['binlog_node']} ({binlogs[0]}..{binlogs[-1]}) up to "
+        f"{point:%Y-%m-%d %H:%M:%S} UTC")
+    if not assume_yes and ask(f"This replaces the database on {settings['NODE']}. Type the node's name to go on: ") != settings["NODE"]:
+        raise BackupError("not confirmed: nothing changed")
+    work = os.path.join(data, RESTORE_DIR_NAME)
+    if os.path.exists(work):
+        raise BackupError(f"{work} exists: an earlier restore did not finish; look at it, then remove it")
+    systemctl(run, "stop", settings["APP_SERVICE"])
+    systemctl(run, "stop", settings["DB_SERVICE"])
+    old, new, logs = (os.path.join(work, d) for d in ("old", "new", "binlogs"))
+    os.makedirs(new, mode=0o700)
+    os.makedirs(logs, mode=0o700)
+    moved = False
+    try:
+        # Straight from S3 into the files: no compressed copy on the volume.
+        download(s3, bucket, backup["prefix"] + "backup.mbstream.zst", ["sh", "-c", 'zstd -q -d | "$0" -x -C "$1"',
+                                                                        settings["STREAM_TOOL"], new], popen=popen)
+        check(run, [settings["BACKUP_TOOL"], "--prepare", f"--target-dir={new}"], "prepare", BackupError)
+        for name in binlogs:
+            download(s3, bucket, f"{settings['BINLOG_PREFIX']}{name}.zst",
+                     ["zstd", "-q", "-d", "-o", os.path.join(logs, name)], popen=popen)
+        move_entries(data, old)
+        moved = True
+        # The tool's own placing of the files (undo and log files too), beside the work directory.
+        check(run, [settings["BACKUP_TOOL"], "--move-back", "--force-non-empty-directories", f"--datadir={data}",
+                    f"--target-dir={new}"], "move back", BackupError)
+        for name in ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(data, name))
+        entries = [os.path.join(data, e) for e in os.listdir(data) if e != RESTORE_DIR_NAME]
+        check(run, ["chown", "-R", "mysql:mysql", "--", *entries], "chown", BackupError)
+        systemctl(run, "start", settings["DB_SERVICE"])
+        domain = settings["PRIMARY_SERVER_ID"]  # the primary's GTID domain is its server id
+        start = domain_position(backup["gtid_slave_pos"], domain)
+        replay = os.path.join(work, "replay.sql")
+        with open(replay, "w") as handle:
+            # The binlogs' times are read in UTC, as the point is given.
+            result = run(["env", "TZ=UTC", settings["BINLOG_TOOL"], f"--start-position={backup['gtid_slave_pos']}",
+                          f"--stop-datetime={point:%Y-%m-%d %H:%M:%S}", *[os.path.join(logs, n) for n in binlogs]],
+                         stdout=handle, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise BackupError(f"{settings['BINLOG_TOOL']} failed: {result.stderr.strip()}")
+        with open(replay) as handle:
+            first = re.search(r"gtid_domain_id=%s\D.*?gtid_seq_no=(\d+)" % domain, handle.read(), re.S)
+        if first and int(first.group(1)) != start + 1:
+            raise BackupError(f"the binlogs' first write after the backup is {domain}-…-{first.group(1)}, not "
+                              f"{start + 1}: they do not follow on from the backup")
+        with open(replay) as handle:
+            result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root"], stdin=handle,
+                         capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackupError(f"replaying the binlogs failed: {result.stderr.strip()}")
+    except BaseException:
+        if moved:
+            log(f"restore failed: putting the previous data back from {old}")
+            run(["systemctl", "stop", settings["DB_SERVICE"]])
+            for entry in os.listdir(data):
+                if entry != RESTORE_DIR_NAME:
+                    run(["rm", "-rf", "--", os.path.join(data, entry)])
+            move_entries(old, data)
+            run(["systemctl", "start", settings["DB_SERVICE"]])
+        run(["rm", "-rf", "--", work])
+        raise
+    run(["rm", "-rf", "--", work])
+    binlog_pos = sql_output(settings, "SELECT @@gtid_binlog_pos", run).strip()
+    log(f"restored to {point:%Y-%m-%d %H:%M:%S} UTC in {clock() - started:.1f} s: {backup['binlog_node']}'s writes "
+        f"up to GTID {domain}-…-{max(start, domain_position(binlog_pos, domain))}. "
+        f"Replication and {settings['APP_SERVICE']} stay stopped: `webstack-db-restore --resume` replicates again")
+    return 0
+
+
+def primary_gtid_position(settings, run=subprocess.run):
+    """The primary's @@gtid_binlog_pos, asked as the replication user over verified TLS (the password
+    through a pipe: never in an argument or a file)."""
+    with open(settings["REPLICATION_PASSWORD_FILE"]) as handle:
+        password = handle.read().strip()
+    with open(settings["CLIENT_TLS_FILE"]) as handle:
+        options = f"[client]\nuser=replication\npassword={password}\n{handle.read()}"
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, options.encode())  # a few hundred bytes: within any pipe's buffer
+        os.close(writer)
+        result = run([settings["DB_CLIENT"], f"--defaults-extra-file=/dev/fd/{reader}", f"--host={settings['DB_PRIMARY_IP']}",
+                      f"--port={settings['DB_PRIMARY_PORT']}", "--connect-timeout=10", "--batch", "--skip-column-names",
+                      "--execute", "SELECT @@global.gtid_binlog_pos"], pass_fds=(reader,), capture_output=True, text=True,
+                     timeout=60)
+    finally:
+        os.close(reader)
+    if result.returncode != 0:
+        raise BackupError(f"the primary {settings['DB_PRIMARY_IP']} did not answer: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def resume_command(settings, run=subprocess.run, clock=time.time, wait_seconds=900):
+    """After a restore: replication from where the restored data ends, then the app once caught up."""
+    domain = server_id = settings["PRIMARY_SERVER_ID"]
+    (binlog_pos, slave_pos), = sql_lines(settings, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos", run)
+    reached = max(domain_position(binlog_pos, domain), domain_position(slave_pos, domain))
+    sql_lines(settings, f"STOP REPLICA; RESET REPLICA ALL; SET GLOBAL gtid_slave_pos = '{domain}-{server_id}-{reached}'", run)
+    check(run, [settings["DB_BOOTSTRAP"]], "replication", BackupError)
+    # Caught up: the applier is through what the primary had written once replication ran again.
+    target = primary_gtid_position(settings, run)
+    deadline = clock() + wait_seconds
+    while True:
+        left = int(deadline - clock())
+        if left > 0 and sql_output(settings, f"SELECT MASTER_GTID_WAIT('{target}', {min(left, 10)})", run).strip() == "0":
+            break
+        fields = replica_fields(settings, run)
+        if left <= 0 or fields.get("Last_IO_Error") or fields.get("Last_SQL_Error"):
+            raise BackupError(f"replication has not caught up with {target} within {wait_seconds} s: "
+                              f"{fields.get('Last_IO_Error') or fields.get('Last_SQL_Error') or fields.get('Slave_IO_State')}")
+    systemctl(run, "start", settings["APP_SERVICE"])
+    log(f"replicating again from {domain}-{server_id}-{reached}, caught up; {settings['APP_SERVICE']} started")
+    return 0
+
+
+def guarded(root, action):
+    """A backup command, given the backup settings, under the node's backup lock; a BackupError is
+    said in one line, exit 1."""
+    try:
+        settings = backup_settings(root)
+        return locked(settings, lambda: action(settings))
+    except BackupError as error:
+        log(str(error))
+        return 1
+
+
 USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
     " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
+    " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
 )
 
 
@@ -1242,6 +1606,8 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
     command, args = argv[1:2], argv[2:]
     if command == ["preflight"] and len(args) >= 2:
         return preflight_command(args[0], args[1], args[2:], root=root, run=run_command)  # no AWS call
+    if command == ["db-restore"] and args == ["--resume"]:
+        return guarded(root, lambda settings: resume_command(settings, run_command))  # no AWS call
     if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
         services = ["ssm"]
         run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731
@@ -1258,6 +1624,13 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
     elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):
         services = ["ssm", "s3", "cloudwatch"]
         run = lambda *clients: apply_command(args[1] if args else None, *clients, root, run_command)  # noqa: E731
+    elif command in (["backup-full"], ["ship-binlogs"]) and args == []:
+        action = backup_full_command if command == ["backup-full"] else ship_binlogs_command
+        services = ["s3"]
+        run = lambda s3: guarded(root, lambda settings: action(s3, settings))  # noqa: E731
+    elif command == ["db-restore"] and args[:1] == ["--to"] and len(args) in (2, 3) and args[2:] in ([], ["--yes"]):
+        services = ["s3"]
+        run = lambda s3: guarded(root, lambda settings: restore_command(s3, settings, args[1], args[2:] == ["--yes"]))  # noqa: E731
     else:
         log(USAGE)
         return 2

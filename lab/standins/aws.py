@@ -10,14 +10,17 @@ inside a lab network namespace (never outside one):
   GetParameter(s), GetParametersByPath and PutParameter, each allowed only under the paths of the
   role whose access key signed the request, as the nodes' IAM policies allow;
 - s3: S3 over HTTPS, virtual-hosted (bucket.s3.REGION.amazonaws.com) or path style: GetObject and
-  HeadObject, each allowed only for the object ARNs of the signing role's s3:GetObject statements.
+  HeadObject (with the object's x-amz-meta-*), PutObject and multipart uploads (the backups),
+  ListObjectsV2, each allowed only as the signing role's s3:GetObject, s3:PutObject and s3:ListBucket
+  (with its s3:prefix condition) statements allow; what the nodes put is kept while it runs.
 
 Usage: aws.py imds STATE.json | aws.py ssm STATE.json | aws.py s3 STATE.json    where STATE.json holds
   imds: {"region", "instances": {node address: {"instanceId", "role", "accessKeyId"}}}
   ssm:  {"listen": address, "cert", "key" (the endpoint's TLS pair),
          "principals": {accessKeyId: [allowed names, and prefixes ending in "/"]}, "parameters": {name: {"Type", "Value"}}}
   s3:   {"listen", "cert", "key", "suffix": "s3.REGION.amazonaws.com",
-         "principals": {accessKeyId: ["bucket/key", or "bucket/prefix*"]}, "objects": {"bucket/key": content, or {"file": PATH} for bytes}}
+         "principals": {accessKeyId: {"get"|"put"|"list": ["bucket/key", or "bucket/prefix*"]}},
+         "objects": {"bucket/key": content, or {"file": PATH} for bytes}}
 A later version of STATE.json (written by `lab apply`: new plan, new bundles) is read on the next
 request: published parameters and objects are added or replaced, what the nodes wrote is kept.
 Every request is logged to stdout (names only, never values), so tests can prove who answered.
@@ -30,7 +33,9 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
+import xml.sax.saxutils
 
 MODE = sys.argv[1]
 STATE_FILE = sys.argv[2]
@@ -38,6 +43,7 @@ STATE = json.load(open(STATE_FILE))
 STATE_MTIME = os.stat(STATE_FILE).st_mtime_ns
 TOKENS = {}  # token -> the address it was issued to: a token is good only for its own instance
 LOCK = threading.Lock()
+STARTED = time.time()
 
 
 def log(*parts):
@@ -172,57 +178,192 @@ class Ssm(http.server.BaseHTTPRequestHandler):
         pass
 
 
+PUT_OBJECTS = {}  # "bucket/key" -> (bytes, metadata, time): what the nodes put, kept while the stand-in runs
+UPLOADS = {}  # upload id -> {part number: bytes}
+
+
+def decoded_body(handler):
+    """The request's payload: Content-Length or chunked transfer, then S3's aws-chunked framing
+    (botocore's streaming checksums) taken off."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        raw = b""
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b""):
+                    pass
+                break
+            raw += handler.rfile.read(size)
+            handler.rfile.readline()
+    else:
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    if "aws-chunked" not in handler.headers.get("Content-Encoding", "") and not handler.headers.get(
+            "x-amz-content-sha256", "").startswith("STREAMING-"):
+        return raw
+    data, rest = b"", raw
+    while rest:
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            break  # the trailer (x-amz-checksum-…) follows
+        data, rest = data + rest[:size], rest[size + 2:]
+    return data
+
+
+def http_date(when):
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
+
+
 class S3(http.server.BaseHTTPRequestHandler):
-    """GetObject and HeadObject, as a role's s3:GetObject statements allow; S3's XML errors."""
+    """Objects as each role's S3 statements allow; S3's XML errors."""
+
+    protocol_version = "HTTP/1.1"
 
     def error(self, code, kind, message):
         data = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{kind}</Code><Message>{message}</Message></Error>".encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) if self.command != "HEAD" else 0))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def object_name(self):
-        """bucket/key from a virtual-hosted or a path-style request."""
-        host = self.headers.get("Host", "").split(":")[0]
-        path = self.path.split("?")[0].lstrip("/")
-        suffix = "." + STATE["suffix"]
-        if host.endswith(suffix):
-            return host[: -len(suffix)] + "/" + path
-        return path
-
-    def do_GET(self):
-        refresh()
-        name = self.object_name()
-        log("s3", self.command, name)
-        allowed = STATE["principals"].get(signer(self.headers.get("Authorization", "")))
-        if allowed is None:
-            return self.error(403, "InvalidAccessKeyId", "not signed with a node's role credentials")
-        # As the role's policy: "bucket/prefix*" allows the keys under the prefix, else one key.
-        if not any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allowed):
-            return self.error(403, "AccessDenied", "Access Denied")
-        content = STATE["objects"].get(name)
-        if content is None:
-            # What S3 answers a caller without s3:ListBucket (no node has it): not NoSuchKey.
-            return self.error(403, "AccessDenied", "Access Denied")
-        if isinstance(content, dict):  # an app release's archive, kept as a file
-            with open(content["file"], "rb") as handle:
-                data = handle.read()
-            kind, tag = "application/gzip", hashlib.md5(data).hexdigest()
-        else:
-            data = content.encode()
-            kind, tag = "application/json", uuid.uuid5(uuid.NAMESPACE_URL, content).hex
+    def answer(self, data, kind="application/xml", headers=()):
         self.send_response(200)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", '"%s"' % tag)
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def target(self):
+        """(bucket, key, query) from a virtual-hosted or a path-style request."""
+        host = self.headers.get("Host", "").split(":")[0]
+        path, _, query = self.path.partition("?")
+        path = urllib.parse.unquote(path.lstrip("/"))
+        suffix = "." + STATE["suffix"]
+        if host.endswith(suffix):
+            bucket, key = host[: -len(suffix)], path
+        else:
+            bucket, _, key = path.partition("/")
+        return bucket, key, urllib.parse.parse_qs(query, keep_blank_values=True)
+
+    def allowed(self, action, name):
+        """As the role's policy: "bucket/prefix*" allows the names under the prefix, else one name."""
+        grants = STATE["principals"].get(signer(self.headers.get("Authorization", "")))
+        if grants is None:
+            self.error(403, "InvalidAccessKeyId", "not signed with a node's role credentials")
+            return False
+        if not any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in grants.get(action, [])):
+            self.error(403, "AccessDenied", "Access Denied")
+            return False
+        return True
+
+    def do_GET(self):
+        refresh()
+        bucket, key, query = self.target()
+        if not key:
+            return self.list_objects(bucket, query)
+        name = f"{bucket}/{key}"
+        log("s3", self.command, name)
+        if not self.allowed("get", name):
+            return None
+        metadata, modified = {}, STARTED
+        if name in PUT_OBJECTS:
+            data, metadata, modified = PUT_OBJECTS[name]
+            kind, tag = "application/octet-stream", hashlib.md5(data).hexdigest()
+        elif name in STATE["objects"]:
+            content = STATE["objects"][name]
+            if isinstance(content, dict):  # an app release's archive, kept as a file
+                with open(content["file"], "rb") as handle:
+                    data = handle.read()
+                kind, tag = "application/gzip", hashlib.md5(data).hexdigest()
+            else:
+                data = content.encode()
+                kind, tag = "application/json", uuid.uuid5(uuid.NAMESPACE_URL, content).hex
+        else:
+            # What S3 answers a caller without s3:ListBucket on the key: not NoSuchKey.
+            allowed = STATE["principals"][signer(self.headers["Authorization"])].get("list", [])
+            listable = any(a.endswith("*") and name.startswith(a[:-1]) for a in allowed)
+            return self.error(404, "NoSuchKey", "The specified key does not exist.") if listable else self.error(
+                403, "AccessDenied", "Access Denied")
+        headers = [("ETag", '"%s"' % tag), ("Last-Modified", http_date(modified))]
+        headers += [(f"x-amz-meta-{k}", v) for k, v in metadata.items()]
+        self.answer(data, kind, headers)
+
     do_HEAD = do_GET
+
+    def list_objects(self, bucket, query):
+        prefix = query.get("prefix", [""])[0]
+        log("s3", "ListObjectsV2", f"{bucket}/{prefix}")
+        if query.get("list-type") != ["2"]:
+            return self.error(400, "InvalidRequest", "only ListObjectsV2")
+        if not self.allowed("list", f"{bucket}/{prefix}"):
+            return None
+        with LOCK:
+            names = sorted({n for n in list(STATE["objects"]) + list(PUT_OBJECTS)})
+        keys = [n.split("/", 1)[1] for n in names if n.startswith(f"{bucket}/{prefix}")]
+        after = query.get("continuation-token", query.get("start-after", [""]))[0]
+        keys = [k for k in keys if k > after]
+        page, more = keys[:1000], len(keys) > 1000
+        entries = ""
+        for key in page:
+            data, _, modified = PUT_OBJECTS.get(f"{bucket}/{key}", (b"", {}, STARTED))
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(modified))
+            entries += (f"<Contents><Key>{xml.sax.saxutils.escape(key)}</Key><LastModified>{stamp}</LastModified>"
+                        f"<Size>{len(data)}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+        token = f"<NextContinuationToken>{xml.sax.saxutils.escape(page[-1])}</NextContinuationToken>" if more else ""
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{bucket}</Name><Prefix>{xml.sax.saxutils.escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>"
+                f"<MaxKeys>1000</MaxKeys><IsTruncated>{'true' if more else 'false'}</IsTruncated>{token}{entries}</ListBucketResult>")
+        self.answer(body.encode())
+
+    def do_PUT(self):
+        refresh()
+        bucket, key, query = self.target()
+        name = f"{bucket}/{key}"
+        body = decoded_body(self)
+        log("s3", "UploadPart" if "uploadId" in query else "PutObject", name, len(body))
+        if not self.allowed("put", name):
+            return None
+        if "uploadId" in query:
+            with LOCK:
+                UPLOADS[query["uploadId"][0]]["parts"][int(query["partNumber"][0])] = body
+            return self.answer(b"", headers=[("ETag", '"%s"' % hashlib.md5(body).hexdigest())])
+        metadata = {k[len("x-amz-meta-"):]: v for k, v in self.headers.items() if k.lower().startswith("x-amz-meta-")}
+        with LOCK:
+            PUT_OBJECTS[name] = (body, {k.lower(): v for k, v in metadata.items()}, time.time())
+        self.answer(b"", headers=[("ETag", '"%s"' % hashlib.md5(body).hexdigest())])
+
+    def do_POST(self):
+        refresh()
+        bucket, key, query = self.target()
+        name = f"{bucket}/{key}"
+        decoded_body(self)
+        if not self.allowed("put", name):
+            return None
+        if "uploads" in query:
+            upload = uuid.uuid4().hex
+            metadata = {k.lower()[len("x-amz-meta-"):]: v for k, v in self.headers.items()
+                        if k.lower().startswith("x-amz-meta-")}
+            with LOCK:
+                UPLOADS[upload] = {"parts": {}, "metadata": metadata}
+            log("s3", "CreateMultipartUpload", name)
+            return self.answer((f'<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult><Bucket>{bucket}'
+                                f"</Bucket><Key>{xml.sax.saxutils.escape(key)}</Key><UploadId>{upload}</UploadId>"
+                                "</InitiateMultipartUploadResult>").encode())
+        if "uploadId" in query:
+            with LOCK:
+                upload = UPLOADS.pop(query["uploadId"][0])
+                data = b"".join(upload["parts"][n] for n in sorted(upload["parts"]))
+                PUT_OBJECTS[name] = (data, upload["metadata"], time.time())
+            log("s3", "CompleteMultipartUpload", name, len(data))
+            return self.answer((f'<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResult><Bucket>{bucket}'
+                                f'</Bucket><Key>{xml.sax.saxutils.escape(key)}</Key><ETag>"x"</ETag>'
+                                "</CompleteMultipartUploadResult>").encode())
+        self.error(400, "InvalidRequest", "unsupported")
 
     def log_message(self, *args):
         pass

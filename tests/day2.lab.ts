@@ -1,0 +1,113 @@
+// Day-2 operations in the lab (issue 20): the backups' timers on the nodes, their units run against
+// the S3 stand-in, and a wiped replica restored to a point in time with exactly the writes
+// acknowledged before it, then replicating again.
+import { execInNode, inNode } from "../lab/nodes";
+import { nodeSql, writeItems } from "../lab/runningStack";
+import { waitFor } from "../lab/commands";
+import { backupTimers } from "../cloud-init/backups";
+import { APP_NODE_NAMES } from "../model/topology";
+import { IS_ROOT, labTest } from "./harness";
+import { backendState, checksum, lab, sleep } from "./labLoad";
+
+beforeAll(() => {
+  if (IS_ROOT) lab("up"); // a running, healthy lab is reused as is
+}, 30 * 60_000);
+
+afterAll(() => {
+  if (IS_ROOT) lab("down");
+}, 5 * 60_000);
+
+/** A oneshot unit run now, to its end; its journal's lines of this run. */
+function runUnit(node: "s1" | "s2", unit: string): string {
+  const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
+  const r = execInNode(node, ["systemctl", "start", unit]);
+  const journal = inNode(node, [
+    "journalctl",
+    "-u",
+    unit,
+    "--since",
+    since,
+    "--no-pager",
+    "-o",
+    "cat",
+  ]);
+  if (r.status !== 0)
+    throw new Error(`${node}: ${unit} failed (${r.status}): ${r.stderr}\n${journal}`);
+  return journal;
+}
+
+/** What a node's database holds of the app's table: its rows and CHECKSUM TABLE. */
+const tableState = (node: "s1" | "s2") => ({
+  rows: Number(nodeSql(node, "SELECT COUNT(*) FROM items")),
+  checksum: checksum(node),
+});
+
+/** The time as `--to` takes it: UTC, to the second. */
+const utc = (date: Date) => date.toISOString().slice(0, 19).replace("T", " ");
+
+labTest(
+  "the backups' timers are active where they run: the backup on s1, the binlogs on s2",
+  () => {
+    for (const node of APP_NODE_NAMES) {
+      const timers = inNode(node, ["systemctl", "list-timers", "--all", "--no-pager"]);
+      for (const timer of backupTimers(node, "mariadb")) {
+        expect(timers).toContain(timer);
+        expect(inNode(node, ["systemctl", "is-active", timer]).trim()).toBe("active");
+      }
+    }
+    expect(backupTimers("s1", "mariadb")).toEqual(["webstack-db-backup.timer"]);
+    expect(backupTimers("s2", "mariadb")).toEqual(["webstack-binlog-ship.timer"]);
+  },
+);
+
+labTest(
+  "a wiped s1 restored to a time T holds exactly the writes acknowledged before T, then replicates again",
+  async () => {
+    writeItems(10, "before-backup");
+    const backup = runUnit("s1", "webstack-db-backup.service");
+    expect(backup).toMatch(/full backup backups\/full\/\d{8}T\d{6}Z\/ in [\d.]+ s/);
+    writeItems(10, "after-backup");
+    // T: the next whole second after the last acknowledged write, and no write until after it.
+    const lastAck = Date.now();
+    const point = new Date(Math.ceil((lastAck + 1) / 1000) * 1000);
+    await sleep(point.getTime() - Date.now() + 1200);
+    const atPoint = tableState("s2");
+    writeItems(10, "after-point");
+    const shipped = runUnit("s2", "webstack-binlog-ship.service");
+    expect(shipped).toMatch(/shipped \d+ binlogs/);
+    expect(tableState("s2").rows).toBe(atPoint.rows + 10);
+
+    // Wiped: the server stopped and its data directory emptied; the restore brings it all back.
+    inNode("s1", ["systemctl", "stop", "webstack-app.service", "mariadb.service"]);
+    inNode("s1", ["find", "/var/lib/mysql", "-mindepth", "1", "-delete"]);
+    const started = Date.now();
+    const restore = execInNode("s1", ["webstack-db-restore", "--to", utc(point), "--yes"]);
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`restore of s1 to ${utc(point)} UTC: ${seconds.toFixed(1)} s\n${restore.stderr}`);
+    expect(restore.status).toBe(0);
+    expect(tableState("s1")).toEqual(atPoint);
+
+    const resume = execInNode("s1", ["webstack-db-restore", "--resume"]);
+    expect(resume.stderr).toContain("caught up");
+    expect(resume.status).toBe(0);
+    expect(tableState("s1")).toEqual(tableState("s2"));
+    await waitFor("s1 serving again", 30, () => backendState("s1") === "UP");
+  },
+  10 * 60_000,
+);
+
+labTest(
+  "a point after the last shipped binlog is refused, and the node keeps its data",
+  async () => {
+    // No shipping between the last one and the point (a run in the point's own second would cover it).
+    inNode("s2", ["systemctl", "stop", "webstack-binlog-ship.timer"]);
+    await sleep(1100);
+    const before = tableState("s1");
+    const refused = execInNode("s1", ["webstack-db-restore", "--to", utc(new Date()), "--yes"]);
+    inNode("s2", ["systemctl", "start", "webstack-binlog-ship.timer"]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain("the shipped binlogs hold the writes committed before");
+    expect(tableState("s1")).toEqual(before);
+    expect(inNode("s1", ["systemctl", "is-active", "webstack-app.service"]).trim()).toBe("active");
+  },
+);
