@@ -332,6 +332,7 @@ describe("python", () => {
     ["the node AWS tool's own unit tests", "test_webstack_aws.py"],
     ["the bundle applier's and the bootstrap's unit tests (issue 17)", "test_webstack_apply.py"],
     ["the release steps' unit tests (issue 18)", "test_webstack_release.py"],
+    ["the backups' and the restore's unit tests (issue 20)", "test_webstack_backup.py"],
   ])("%s pass (no real metadata service, no real /etc)", (_, file) => expectUnitTestsPass(file));
 
   withTool("openssl")(

@@ -1312,6 +1312,7 @@ def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen
     try:
         upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], prefix + "backup.mbstream.zst")
     finally:
+        zstd.stdout.close()
         codes = (backup.wait(), zstd.wait())
     errors.seek(0)
     output = errors.read()
@@ -1361,6 +1362,7 @@ def ship_binlogs_command(s3, settings, run=subprocess.run, popen=subprocess.Pope
             upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], f"{settings['BINLOG_PREFIX']}{name}.zst",
                           {"complete-through": f"{started:.3f}"})
         finally:
+            zstd.stdout.close()
             if zstd.wait() != 0:
                 raise BackupError(f"zstd could not read {name}")
     save_state(state_path, {"shipped": started, "through": todo[-1] if todo else through, "file": active,

@@ -1,0 +1,217 @@
+"""Unit tests of the node tool's backups (issue 20): the shipping's bookkeeping and the restore's
+choices and refusals. S3 is botocore's Stubber; the database's answers are scripted. The real
+thing (MariaDB 11.8, mariadb-backup, the S3 stand-in) runs in the lab (tests/day2.lab.ts).
+Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_backup.py
+"""
+import datetime
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import unittest
+
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+
+import boto3  # noqa: E402
+from botocore.response import StreamingBody  # noqa: E402
+from botocore.stub import Stubber  # noqa: E402
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "webstack-aws.py"
+spec = importlib.util.spec_from_file_location("webstack_aws_backup", SCRIPT)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+
+BUCKET = "stack-bucket"
+SETTINGS = {
+    "NODE": "s1", "BACKUP_BUCKET": BUCKET, "FULL_PREFIX": "backups/full/", "BINLOG_PREFIX": "backups/binlog/s2/",
+    "BINLOG_NODE": "s2", "DB_CLIENT": "mariadb", "PRIMARY_SERVER_ID": "2",
+}
+WHEN = datetime.datetime(2026, 11, 30, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def at(hhmmss):
+    h, m, s = map(int, hhmmss.split(":"))
+    return WHEN.replace(hour=h, minute=m, second=s).timestamp()
+
+
+def body(data):
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+class Database:
+    """Scripted answers to the client's queries, and the queries asked, in order."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def __call__(self, argv, **kwargs):
+        query = argv[argv.index("--execute") + 1]
+        self.asked.append(query)
+        return subprocess.CompletedProcess(argv, 0, self.answers[query], "")
+
+
+class PointTest(unittest.TestCase):
+    def test_utc_times_in_either_spelling(self):
+        now = at("13:00:00")
+        for text in ("2026-11-30 12:30:05", "2026-11-30T12:30:05Z", "2026-11-30T12:30:05"):
+            self.assertEqual(tool.parse_point(text, now).timestamp(), at("12:30:05"))
+
+    def test_a_future_or_malformed_point_is_refused_naming_the_option(self):
+        with self.assertRaisesRegex(tool.BackupError, "in the future"):
+            tool.parse_point("2026-11-30 13:00:01", at("13:00:00"))
+        with self.assertRaisesRegex(tool.BackupError, r"--to '30/11/2026': expected a UTC time as 'YYYY-MM-DD HH:MM:SS'"):
+            tool.parse_point("30/11/2026", at("13:00:00"))
+
+    def test_a_domains_position_in_a_gtid_list(self):
+        self.assertEqual(tool.domain_position("1-1-7,2-2-34", "2"), 34)
+        self.assertEqual(tool.domain_position("1-1-7", "2"), 0)
+        self.assertEqual(tool.domain_position("", "2"), 0)
+
+
+class RestorePlanTest(unittest.TestCase):
+    """Which backup and binlogs a restore takes, and what it refuses before it touches anything."""
+
+    def setUp(self):
+        self.s3 = boto3.client("s3", region_name="eu-west-1")
+        self.stub = Stubber(self.s3)
+        self.stub.activate()
+
+    def listing(self, prefix, keys):
+        self.stub.add_response("list_objects_v2", {"Contents": [{"Key": k, "LastModified": WHEN} for k in keys],
+                                                   "IsTruncated": False}, {"Bucket": BUCKET, "Prefix": prefix})
+
+    def manifest(self, stamp, finished, binlog):
+        key = f"backups/full/{stamp}/manifest.json"
+        data = json.dumps({"finished": finished, "gtid_slave_pos": "2-2-10", "primary_binlog": binlog,
+                           "binlog_node": "s2"}).encode()
+        self.stub.add_response("get_object", {"Body": body(data)}, {"Bucket": BUCKET, "Key": key})
+        return key
+
+    def test_the_newest_backup_finished_by_the_point_and_the_binlogs_from_its_file_on(self):
+        keys = ["backups/full/20261129T030000Z/manifest.json", "backups/full/20261129T030000Z/backup.mbstream.zst",
+                "backups/full/20261130T030000Z/manifest.json", "backups/full/20261130T120500Z/manifest.json"]
+        self.listing("backups/full/", keys)
+        # Newest first: the one finished after the point is passed over.
+        self.manifest("20261130T120500Z", at("12:06:00"), "mysql-bin.000012")
+        self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
+        self.listing("backups/binlog/s2/", [f"backups/binlog/s2/mysql-bin.{n:06d}.zst" for n in (8, 9, 10, 11)])
+        self.stub.add_response("head_object", {"Metadata": {"complete-through": str(at("12:01:00"))}},
+                               {"Bucket": BUCKET, "Key": "backups/binlog/s2/mysql-bin.000011.zst"})
+        backup, binlogs = tool.restore_plan(self.s3, SETTINGS, datetime.datetime.fromtimestamp(at("12:00:00"),
+                                                                                               datetime.timezone.utc))
+        self.assertEqual(backup["prefix"], "backups/full/20261130T030000Z/")
+        self.assertEqual(binlogs, ["mysql-bin.000009", "mysql-bin.000010", "mysql-bin.000011"])
+        self.stub.assert_no_pending_responses()
+
+    def refusal(self, binlog_numbers, through="12:01:00"):
+        self.listing("backups/full/", ["backups/full/20261130T030000Z/manifest.json"])
+        self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
+        self.listing("backups/binlog/s2/", [f"backups/binlog/s2/mysql-bin.{n:06d}.zst" for n in binlog_numbers])
+        if binlog_numbers and binlog_numbers[0] == 9 and binlog_numbers == list(range(9, binlog_numbers[-1] + 1)):
+            self.stub.add_response("head_object", {"Metadata": {"complete-through": str(at(through))}},
+                                   {"Bucket": BUCKET,
+                                    "Key": f"backups/binlog/s2/mysql-bin.{binlog_numbers[-1]:06d}.zst"})
+        point = datetime.datetime.fromtimestamp(at("12:00:00"), datetime.timezone.utc)
+        with self.assertRaises(tool.BackupError) as raised:
+            tool.restore_plan(self.s3, SETTINGS, point)
+        return str(raised.exception)
+
+    def test_refused_without_the_binlog_the_backup_replays_from(self):
+        self.assertIn("replays from mysql-bin.000009, which is not in", self.refusal([10, 11]))
+
+    def test_refused_across_a_missing_binlog(self):
+        self.assertIn("binlogs numbered [10] are missing", self.refusal([9, 11]))
+
+    def test_refused_past_what_was_shipped(self):
+        self.assertIn("hold the writes committed before 2026-11-30 11:59:59 UTC only", self.refusal([9, 10], "11:59:59"))
+
+    def test_refused_without_a_backup_finished_by_the_point(self):
+        self.listing("backups/full/", ["backups/full/20261130T120500Z/manifest.json"])
+        self.manifest("20261130T120500Z", at("12:06:00"), "mysql-bin.000012")
+        with self.assertRaisesRegex(tool.BackupError, "no full backup finished by 2026-11-30 12:00:00 UTC"):
+            tool.restore_plan(self.s3, SETTINGS, datetime.datetime.fromtimestamp(at("12:00:00"),
+                                                                                 datetime.timezone.utc))
+
+
+class ShipTest(unittest.TestCase):
+    """The primary's shipping: what it closes, what it sends, what it remembers."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.settings = dict(SETTINGS, BINLOG_STATE=os.path.join(self.dir.name, "binlog.json"))
+        self.sent = []
+        self.upload = tool.upload_stream
+        tool.upload_stream = lambda s3, stream, bucket, key, metadata=None: self.sent.append((key, metadata))
+
+    def tearDown(self):
+        tool.upload_stream = self.upload
+        self.dir.cleanup()
+
+    def ship(self, status, logs, clock):
+        database = Database({"SHOW MASTER STATUS": status, "FLUSH BINARY LOGS": "",
+                             "SHOW BINARY LOGS": "".join(f"{n}\t100\n" for n in logs),
+                             "SELECT @@log_bin_basename": "/var/lib/mysql/mysql-bin\n"})
+        popen = lambda argv, stdout: subprocess.Popen(["true"], stdout=stdout)  # noqa: E731  (zstd's place)
+        code = tool.ship_binlogs_command(None, self.settings, run=database, popen=popen, clock=lambda: clock)
+        return code, database.asked
+
+    def state(self):
+        with open(self.settings["BINLOG_STATE"]) as handle:
+            return json.load(handle)
+
+    def test_closes_the_open_binlog_and_sends_every_closed_one_not_yet_sent(self):
+        code, asked = self.ship("mysql-bin.000003\t900\n", ["mysql-bin.000002", "mysql-bin.000003", "mysql-bin.000004"],
+                                at("12:00:00"))
+        self.assertEqual(code, 0)
+        self.assertIn("FLUSH BINARY LOGS", asked)
+        self.assertEqual([k for k, _ in self.sent], ["backups/binlog/s2/mysql-bin.000002.zst",
+                                                     "backups/binlog/s2/mysql-bin.000003.zst"])
+        self.assertEqual(self.sent[-1][1], {"complete-through": f"{at('12:00:00'):.3f}"})
+        self.assertEqual(self.state()["through"], "mysql-bin.000003")
+        self.assertEqual(self.state()["shipped"], at("12:00:00"))
+
+    def test_nothing_new_closes_nothing_and_still_says_the_bucket_is_current(self):
+        self.ship("mysql-bin.000003\t900\n", ["mysql-bin.000002", "mysql-bin.000003", "mysql-bin.000004"],
+                  at("12:00:00"))
+        self.sent.clear()
+        # The answers after the first run's flush: the new file, unchanged since.
+        state = self.state()
+        code, asked = self.ship(f"{state['file']}\t{state['pos']}\n", ["mysql-bin.000003", "mysql-bin.000004"],
+                                at("12:05:00"))
+        self.assertEqual(code, 0)
+        self.assertNotIn("FLUSH BINARY LOGS", asked)
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.state()["shipped"], at("12:05:00"))
+
+    def test_a_binlog_purged_before_it_was_sent_is_an_error_after_the_rest_is_sent(self):
+        with open(self.settings["BINLOG_STATE"], "w") as handle:
+            json.dump({"through": "mysql-bin.000002", "file": "x", "pos": "1", "shipped": 0}, handle)
+        with self.assertRaisesRegex(tool.BackupError, "after mysql-bin.000002 up to mysql-bin.000005 were purged"):
+            self.ship("mysql-bin.000005\t900\n", ["mysql-bin.000005", "mysql-bin.000006"], at("12:00:00"))
+        self.assertEqual([k for k, _ in self.sent], ["backups/binlog/s2/mysql-bin.000005.zst"])
+        self.assertEqual(self.state()["through"], "mysql-bin.000005")
+
+
+class RestoreConfirmationTest(unittest.TestCase):
+    def test_without_the_nodes_name_typed_nothing_is_stopped_or_changed(self):
+        ran = []
+        plan = tool.restore_plan
+        tool.restore_plan = lambda s3, settings, point: ({"prefix": "backups/full/x/", "finished": 0,
+                                                          "binlog_node": "s2"}, ["mysql-bin.000001"])
+        try:
+            with self.assertRaisesRegex(tool.BackupError, "not confirmed: nothing changed"):
+                tool.restore_command(None, dict(SETTINGS, DATA_DIR="/nonexistent"), "2026-11-30 12:00:00",
+                                     run=lambda argv, **kw: ran.append(argv), clock=lambda: at("13:00:00"),
+                                     ask=lambda prompt: "yes")
+        finally:
+            tool.restore_plan = plan
+        self.assertEqual(ran, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
