@@ -1,7 +1,7 @@
 // Composition root: config → topology → network → firewalls → VPC endpoints → key and bucket →
 // identities → log groups and session preferences → PKI and secrets → the app's release → images
-// → certificate → bundles (what runs on each node) → app nodes → load balancer → monitoring →
-// outputs.
+// → certificate → bundles (what runs on each node) → app nodes → their snapshots → load balancer →
+// monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -42,6 +42,7 @@ import { NodeLogGroups } from "./components/logGroups";
 import { Monitoring } from "./components/monitoring";
 import { DatadogApiKey } from "./components/datadogApiKey";
 import { SessionManager } from "./components/sessionManager";
+import { Backups } from "./components/backups";
 
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
@@ -262,6 +263,13 @@ export = async () => {
       ];
     }),
   ) as Record<AppNodeName, AppNode>;
+  // The data volumes' daily snapshots (the physical backups and binlogs go to the bucket).
+  new Backups("backups", {
+    stack,
+    account,
+    retentionDays: config.backupRetentionDays,
+    tags,
+  });
 
   const lb = new LoadBalancer("lb", {
     stack,

@@ -347,6 +347,27 @@ export function flowLogsAssumeRolePolicy(account: AwsAccount): PolicyDocument {
   });
 }
 
+/**
+ * Data Lifecycle Manager assumes the stack's snapshot role. No condition: AWS's own default DLM role
+ * trusts dlm.amazonaws.com alone, and a confused-deputy key DLM did not set would stop the
+ * snapshots without an error anyone sees.
+ */
+export function dlmAssumeRolePolicy(): PolicyDocument {
+  return policy({
+    Effect: "Allow",
+    Principal: { Service: "dlm.amazonaws.com" },
+    Action: "sts:AssumeRole",
+  });
+}
+
+/**
+ * AWS's managed policy for DLM's snapshot policies (create, tag and delete snapshots), in the
+ * stack's partition. AWS keeps it current as DLM changes.
+ */
+export function dlmServiceRolePolicyArn(account: AwsAccount): string {
+  return `arn:${account.partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole`;
+}
+
 /** Writing flow-log records into one log group. */
 export function flowLogsDeliveryPolicy(logGroupArn: string): PolicyDocument {
   return policy({

@@ -39,7 +39,7 @@ describe("tags", () => {
     T.bucketObject,
   ]);
 
-  test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
+  test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags; the data volumes their snapshot tag", () => {
     const aws = plan.resources.filter((r) => r.type.startsWith("aws:"));
     expect(aws.length).toBeGreaterThan(50);
     for (const r of aws) {
@@ -56,6 +56,7 @@ describe("tags", () => {
           Role: expect.stringMatching(/^(loadbalancer|replica|primary|network|shared)$/),
           ManagedBy: "pulumi",
           Name: expect.stringMatching(/^webstack-test-/),
+          ...(r.type === T.volume && { Snapshots: "webstack-test" }),
         },
       });
     }
