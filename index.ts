@@ -84,6 +84,7 @@ export = async () => {
     stack,
     keyArn: parameterKey.keyArn,
     protectData: config.protectData,
+    backupRetentionDays: config.backupRetentionDays,
     tags,
   });
   const identities = mapNodes(

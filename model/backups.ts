@@ -9,9 +9,12 @@ export const BACKUP_PREFIX = "backups/";
 /** Nightly physical backups (`mariadb-backup`/`xtrabackup` stream, zstd): `backups/full/<UTC stamp>/…`. */
 export const FULL_BACKUP_PREFIX = `${BACKUP_PREFIX}full/`;
 
+/** Every node's shipped binlogs. */
+export const BINLOG_PREFIX = `${BACKUP_PREFIX}binlog/`;
+
 /** A node's shipped binlogs, one object per closed binlog file: `backups/binlog/<node>/<file>.zst`. */
 export function binlogPrefix(node: AppNodeName): string {
-  return `${BACKUP_PREFIX}binlog/${node}/`;
+  return `${BINLOG_PREFIX}${node}/`;
 }
 
 /** The node that takes the nightly physical backup: the replica, so the writer is not slowed. */

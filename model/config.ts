@@ -75,7 +75,10 @@ export interface WebstackConfig {
   readonly protectData: boolean;
   /** Retention of every log group the stack creates, in days. @default 30 */
   readonly logRetentionDays: number;
-  /** Days the database's backups are kept: the data volumes' daily snapshots. @default 7 */
+  /**
+   * Days the database's backups are kept: the data volumes' daily snapshots and the physical
+   * backups in the stack's bucket (its binlogs a day longer). @default 7
+   */
   readonly backupRetentionDays: number;
   /** Install the Datadog agent on every node. @default false */
   readonly datadog: boolean;
@@ -260,7 +263,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: retentionDays,
   },
   backupRetentionDays: {
-    doc: "Days the database's backups are kept: the data volumes' daily snapshots (see Backups).",
+    doc: "Days the database's backups are kept: the data volumes' daily snapshots and the physical backups in the stack's bucket (its binlogs a day longer; see Backups).",
     accepted: "a whole number of days from 1 to 365",
     example: "30",
     default: "7",
