@@ -21,6 +21,11 @@ export function binlogPrefix(node: AppNodeName): string {
 export const BACKUP_NODE: AppNodeName = REPLICA_NODE;
 /** The node whose binlogs are shipped: the writer, whose binlogs hold every acknowledged write. */
 export const BINLOG_NODE: AppNodeName = PRIMARY_NODE;
+/**
+ * The node a restore runs on, which alone may read and list the backups: the replica, rebuilt from
+ * them while the primary serves. A restore on another node needs its role to get the same grants.
+ */
+export const RESTORE_NODE: AppNodeName = BACKUP_NODE;
 
 /** How often the binlogs are shipped (a systemd OnCalendar): the recovery point is at most this. */
 export const BINLOG_SHIP_CALENDAR = "*:0/5";
