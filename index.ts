@@ -18,6 +18,7 @@ import {
   mapNodes,
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
+import { BACKUP_PREFIX } from "./model/backups";
 import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
@@ -265,7 +266,7 @@ export = async () => {
     }),
   ) as Record<AppNodeName, AppNode>;
   // The data volumes' daily snapshots (the physical backups and binlogs go to the bucket).
-  new Backups("backups", {
+  const backups = new Backups("backups", {
     stack,
     account,
     retentionDays: config.backupRetentionDays,
@@ -353,6 +354,12 @@ export = async () => {
     certificateMode: config.certificate,
     logGroups: logGroups.names,
     sessions: { document: sessions.documentName, logGroup: sessions.logGroupName },
+    backups: {
+      bucket: bucket.bucketName,
+      prefix: BACKUP_PREFIX,
+      dlmPolicyId: backups.snapshotPolicyId,
+      retentionDays: config.backupRetentionDays,
+    },
     dashboardUrl: monitoring.dashboardUrl,
     alarmTopicArn: monitoring.alarmTopicArn,
     images: { lb: images.lb.report, app: images.app.report },
