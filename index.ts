@@ -1,7 +1,7 @@
 // Composition root: config → topology → network → firewalls → VPC endpoints → key and bucket →
 // identities → log groups and session preferences → PKI and secrets → the app's release → images
-// → certificate → bundles (what runs on each node) → app nodes → load balancer → monitoring →
-// outputs.
+// → certificate → bundles (what runs on each node) → app nodes → their snapshots → load balancer →
+// monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -18,6 +18,7 @@ import {
   mapNodes,
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
+import { BACKUP_PREFIX } from "./model/backups";
 import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
@@ -42,6 +43,7 @@ import { NodeLogGroups } from "./components/logGroups";
 import { Monitoring } from "./components/monitoring";
 import { DatadogApiKey } from "./components/datadogApiKey";
 import { SessionManager } from "./components/sessionManager";
+import { Backups } from "./components/backups";
 
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
@@ -83,6 +85,7 @@ export = async () => {
     stack,
     keyArn: parameterKey.keyArn,
     protectData: config.protectData,
+    backupRetentionDays: config.backupRetentionDays,
     tags,
   });
   const identities = mapNodes(
@@ -263,6 +266,13 @@ export = async () => {
       ];
     }),
   ) as Record<AppNodeName, AppNode>;
+  // The data volumes' daily snapshots (the physical backups and binlogs go to the bucket).
+  const backups = new Backups("backups", {
+    stack,
+    account,
+    retentionDays: config.backupRetentionDays,
+    tags,
+  });
 
   const lb = new LoadBalancer("lb", {
     stack,
@@ -345,6 +355,12 @@ export = async () => {
     certificateMode: config.certificate,
     logGroups: logGroups.names,
     sessions: { document: sessions.documentName, logGroup: sessions.logGroupName },
+    backups: {
+      bucket: bucket.bucketName,
+      prefix: BACKUP_PREFIX,
+      dlmPolicyId: backups.snapshotPolicyId,
+      retentionDays: config.backupRetentionDays,
+    },
     dashboardUrl: monitoring.dashboardUrl,
     alarmTopicArn: monitoring.alarmTopicArn,
     images: { lb: images.lb.report, app: images.app.report },

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { DbEngine } from "../model/config";
 import { AppNodeSpec, DbRole } from "../model/topology";
-import { Tagger } from "../model/tags";
+import { Tagger, snapshotTags } from "../model/tags";
 import { renderAppNodeBootstrap } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { instanceDefaults } from "./instanceDefaults";
@@ -53,7 +53,8 @@ export class AppNode extends pulumi.ComponentResource {
         size: args.dataVolumeGiB ?? 20,
         type: "gp3",
         encrypted: true, // EC2.7
-        tags: tags("data"),
+        // In the stack's daily snapshots (components/backups.ts).
+        tags: { ...tags("data"), ...snapshotTags(args.stack) },
       },
       stateful,
     );

@@ -10,6 +10,14 @@ import {
 } from "../model/naming";
 import { AppNodeName, NodeName, PRIMARY_NODE, appliesAfter } from "../model/topology";
 import { AwsAccount } from "../model/aws";
+import {
+  BACKUP_NODE,
+  BACKUP_PREFIX,
+  BINLOG_NODE,
+  FULL_BACKUP_PREFIX,
+  RESTORE_NODE,
+  binlogPrefix,
+} from "../model/backups";
 
 export interface PolicyStatement {
   readonly Sid?: string;
@@ -221,6 +229,31 @@ export function nodeParameterPolicy(
 }
 
 /**
+ * The stack's key, for one action, only as S3 uses it for the stack's bucket: through S3, with the
+ * encryption context S3 sets with a bucket key (the bucket's ARN, so the prefix is S3's to enforce).
+ */
+function useKeyThroughS3(
+  sid: string,
+  action: string,
+  account: AwsAccount,
+  bucketArn: string,
+  keyArn: string,
+): PolicyStatement {
+  return {
+    Sid: sid,
+    Effect: "Allow",
+    Action: action,
+    Resource: keyArn,
+    Condition: {
+      StringEquals: {
+        "kms:ViaService": `s3.${account.region}.${account.dnsSuffix}`,
+        "kms:EncryptionContext:aws:s3:arn": bucketArn,
+      },
+    },
+  };
+}
+
+/**
  * A node's share of the bundles (issue 17), against a compromised node too: it reads its own
  * bundles only (no listing), decrypts only through S3 for this bucket (with the bucket key, S3's
  * encryption context is the bucket's ARN, so the prefix is S3's to enforce), reports its own status
@@ -242,18 +275,7 @@ export function nodeBundlePolicy(
       Action: "s3:GetObject",
       Resource: `${bucketArn}/${bundlePrefix(node)}*`,
     },
-    {
-      Sid: "DecryptBundlesThroughS3",
-      Effect: "Allow",
-      Action: "kms:Decrypt",
-      Resource: keyArn,
-      Condition: {
-        StringEquals: {
-          "kms:ViaService": `s3.${account.region}.${account.dnsSuffix}`,
-          "kms:EncryptionContext:aws:s3:arn": bucketArn,
-        },
-      },
-    },
+    useKeyThroughS3("DecryptBundlesThroughS3", "kms:Decrypt", account, bucketArn, keyArn),
     {
       Sid: "ReportOwnBundleStatus",
       Effect: "Allow",
@@ -320,6 +342,85 @@ export function nodeReleasePolicy(
   );
 }
 
+/** Whether a node takes, ships or restores the database's backups, and so has a backups policy. */
+export function handlesBackups(node: NodeName): boolean {
+  return [BACKUP_NODE, BINLOG_NODE, RESTORE_NODE].includes(node as AppNodeName);
+}
+
+/**
+ * A node's share of the database's backups (issue 20, model/backups.ts), against a compromised node
+ * too. BACKUP_NODE writes full backups, BINLOG_NODE its own binlogs, each under its prefix only:
+ * neither can write the other's, and nobody deletes (the bucket is versioned: an overwritten backup
+ * stays an old version). RESTORE_NODE reads and lists the backups, nothing else of the bucket's.
+ * Writing with SSE-KMS takes kms:GenerateDataKey, through S3 for this bucket only; reading (and a
+ * multipart upload's completion) takes kms:Decrypt, which nodeBundlePolicy already grants every node
+ * on the same terms.
+ */
+export function nodeBackupPolicy(
+  account: AwsAccount,
+  node: NodeName,
+  bucketArn: string,
+  keyArn: string,
+): PolicyDocument {
+  if (!handlesBackups(node)) throw new Error(`${node} has no part in the backups`);
+  const writes: PolicyStatement[] = [
+    ...(node === BACKUP_NODE
+      ? [
+          {
+            Sid: "WriteFullBackups",
+            Effect: "Allow" as const,
+            Action: "s3:PutObject",
+            Resource: `${bucketArn}/${FULL_BACKUP_PREFIX}*`,
+          },
+        ]
+      : []),
+    ...(node === BINLOG_NODE
+      ? [
+          {
+            Sid: "ShipOwnBinlogs",
+            Effect: "Allow" as const,
+            Action: "s3:PutObject",
+            Resource: `${bucketArn}/${binlogPrefix(BINLOG_NODE)}*`,
+          },
+        ]
+      : []),
+  ];
+  const restores: PolicyStatement[] =
+    node === RESTORE_NODE
+      ? [
+          {
+            Sid: "ReadBackups",
+            Effect: "Allow",
+            Action: "s3:GetObject",
+            Resource: `${bucketArn}/${BACKUP_PREFIX}*`,
+          },
+          {
+            Sid: "ListBackups",
+            Effect: "Allow",
+            Action: "s3:ListBucket",
+            Resource: bucketArn,
+            // A listing without this prefix (the whole bucket) is refused.
+            Condition: { StringLike: { "s3:prefix": `${BACKUP_PREFIX}*` } },
+          },
+        ]
+      : [];
+  return policy(
+    ...writes,
+    ...(writes.length > 0
+      ? [
+          useKeyThroughS3(
+            "EncryptBackupsThroughS3",
+            "kms:GenerateDataKey",
+            account,
+            bucketArn,
+            keyArn,
+          ),
+        ]
+      : []),
+    ...restores,
+  );
+}
+
 /** The stack bucket answers over TLS only (S3.5): anything else is denied, whoever asks. */
 export function tlsOnlyBucketPolicy(bucketArn: string): PolicyDocument {
   return policy({
@@ -345,6 +446,27 @@ export function flowLogsAssumeRolePolicy(account: AwsAccount): PolicyDocument {
       },
     },
   });
+}
+
+/**
+ * Data Lifecycle Manager assumes the stack's snapshot role. No condition: AWS's own default DLM role
+ * trusts dlm.amazonaws.com alone, and a confused-deputy key DLM did not set would stop the
+ * snapshots without an error anyone sees.
+ */
+export function dlmAssumeRolePolicy(): PolicyDocument {
+  return policy({
+    Effect: "Allow",
+    Principal: { Service: "dlm.amazonaws.com" },
+    Action: "sts:AssumeRole",
+  });
+}
+
+/**
+ * AWS's managed policy for DLM's snapshot policies (create, tag and delete snapshots), in the
+ * stack's partition. AWS keeps it current as DLM changes.
+ */
+export function dlmServiceRolePolicyArn(account: AwsAccount): string {
+  return `arn:${account.partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole`;
 }
 
 /** Writing flow-log records into one log group. */

@@ -9,7 +9,9 @@ import { AGENT_METRIC_NAMESPACE } from "../cloud-init/monitoring";
 import {
   PolicyDocument,
   ec2AssumeRolePolicy,
+  handlesBackups,
   nodeAgentPolicy,
+  nodeBackupPolicy,
   nodeBundlePolicy,
   nodeParameterPolicy,
   nodeReleasePolicy,
@@ -26,7 +28,7 @@ export interface NodeIdentityArgs {
   readonly account: pulumi.Input<AwsAccount>;
   /** ARN of the KMS key that encrypts the stack's parameters (and its bucket's objects). */
   readonly parameterKeyArn: pulumi.Input<string>;
-  /** ARN of the stack's bucket, where the node's bundles are. */
+  /** ARN of the stack's bucket, where the node's bundles (and the database's backups) are. */
   readonly bucketArn: pulumi.Input<string>;
   readonly tags: Tagger;
 }
@@ -98,6 +100,12 @@ export class NodeIdentity extends pulumi.ComponentResource {
     if (appNode !== "lb") {
       inlinePolicy("releases", (account, bucketArn, keyArn) =>
         nodeReleasePolicy(account, args.stack, appNode, bucketArn, keyArn),
+      );
+    }
+    // The database's backups: the nodes that take, ship or restore them (model/backups.ts).
+    if (handlesBackups(node.name)) {
+      inlinePolicy("backups", (account, bucketArn, keyArn) =>
+        nodeBackupPolicy(account, node.name, bucketArn, keyArn),
       );
     }
     const profile = new aws.iam.InstanceProfile(

@@ -1,6 +1,8 @@
-// The stack's private S3 bucket: what nodes fetch (their bundles), encrypted with the stack's key.
+// The stack's private S3 bucket: what nodes fetch (their bundles) and the database's backups,
+// encrypted with the stack's key.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import { BINLOG_PREFIX, FULL_BACKUP_PREFIX } from "../model/backups";
 import { Tagger } from "../model/tags";
 import { tlsOnlyBucketPolicy } from "./iamPolicies";
 
@@ -12,6 +14,8 @@ export interface StackBucketArgs {
   readonly protectData: boolean;
   /** Days an object's replaced or deleted versions are kept. @default 30 */
   readonly noncurrentVersionDays?: number;
+  /** Days a physical backup is kept (config `backupRetentionDays`); its binlogs a day longer. */
+  readonly backupRetentionDays: number;
   readonly tags: Tagger;
 }
 
@@ -71,7 +75,11 @@ export class StackBucket extends pulumi.ComponentResource {
       },
       child,
     );
-    // S3.13: old versions and abandoned uploads do not pile up.
+    // S3.13: old versions and abandoned uploads do not pile up, and backups go after
+    // backupRetentionDays. The rules overlap (the first covers every key), which S3 accepts of
+    // rules with a `filter` (lifecycle V2; a rule-level `prefix` would refuse it): each object gets
+    // every action that applies to it. An expired backup becomes an old version, kept
+    // noncurrentVersionDays more by the first rule, like any object a node overwrote.
     new aws.s3.BucketLifecycleConfiguration(
       `${name}-lifecycle`,
       {
@@ -84,6 +92,19 @@ export class StackBucket extends pulumi.ComponentResource {
             noncurrentVersionExpiration: { noncurrentDays: args.noncurrentVersionDays ?? 30 },
             abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
             expiration: { expiredObjectDeleteMarker: true },
+          },
+          {
+            id: "expire-full-backups",
+            status: "Enabled",
+            filter: { prefix: FULL_BACKUP_PREFIX },
+            expiration: { days: args.backupRetentionDays },
+          },
+          // A day longer: restoring from the oldest backup kept replays every binlog from its start.
+          {
+            id: "expire-binlogs",
+            status: "Enabled",
+            filter: { prefix: BINLOG_PREFIX },
+            expiration: { days: args.backupRetentionDays + 1 },
           },
         ],
       },

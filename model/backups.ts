@@ -9,15 +9,23 @@ export const BACKUP_PREFIX = "backups/";
 /** Nightly physical backups (`mariadb-backup`/`xtrabackup` stream, zstd): `backups/full/<UTC stamp>/…`. */
 export const FULL_BACKUP_PREFIX = `${BACKUP_PREFIX}full/`;
 
+/** Every node's shipped binlogs. */
+export const BINLOG_PREFIX = `${BACKUP_PREFIX}binlog/`;
+
 /** A node's shipped binlogs, one object per closed binlog file: `backups/binlog/<node>/<file>.zst`. */
 export function binlogPrefix(node: AppNodeName): string {
-  return `${BACKUP_PREFIX}binlog/${node}/`;
+  return `${BINLOG_PREFIX}${node}/`;
 }
 
 /** The node that takes the nightly physical backup: the replica, so the writer is not slowed. */
 export const BACKUP_NODE: AppNodeName = REPLICA_NODE;
 /** The node whose binlogs are shipped: the writer, whose binlogs hold every acknowledged write. */
 export const BINLOG_NODE: AppNodeName = PRIMARY_NODE;
+/**
+ * The node a restore runs on, which alone may read and list the backups: the replica, rebuilt from
+ * them while the primary serves. A restore on another node needs its role to get the same grants.
+ */
+export const RESTORE_NODE: AppNodeName = BACKUP_NODE;
 
 /** How often the binlogs are shipped (a systemd OnCalendar): the recovery point is at most this. */
 export const BINLOG_SHIP_CALENDAR = "*:0/5";

@@ -75,6 +75,11 @@ export interface WebstackConfig {
   readonly protectData: boolean;
   /** Retention of every log group the stack creates, in days. @default 30 */
   readonly logRetentionDays: number;
+  /**
+   * Days the database's backups are kept: the data volumes' daily snapshots and the physical
+   * backups in the stack's bucket (its binlogs a day longer). @default 7
+   */
+  readonly backupRetentionDays: number;
   /** Install the Datadog agent on every node. @default false */
   readonly datadog: boolean;
   /** Datadog site the agents report to. @default "datadoghq.com" */
@@ -257,6 +262,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     default: "30",
     parse: retentionDays,
   },
+  backupRetentionDays: {
+    doc: "Days the database's backups are kept: the data volumes' daily snapshots and the physical backups in the stack's bucket (its binlogs a day longer; see Backups).",
+    accepted: "a whole number of days from 1 to 365",
+    example: "30",
+    default: "7",
+    parse: wholeNumber(1, 365),
+  },
   datadog: {
     doc: "Install the Datadog agent on every node (needs `datadogApiKey`).",
     accepted: "true or false",
@@ -324,7 +336,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: wholeNumber(1, 86400),
   },
   tags: {
-    doc: "Extra tags on every taggable resource (Project, Stack, Role, ManagedBy, Name are webstack's).",
+    doc: "Extra tags on every taggable resource (Project, Stack, Role, ManagedBy, Name and Snapshots are webstack's).",
     accepted:
       "an object of string values, e.g. {Environment: prod}; AWS tag syntax, no reserved keys",
     example: '{"Environment": "prod", "CostCenter": "web"}',

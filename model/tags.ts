@@ -1,9 +1,20 @@
-// The one tagging helper: every taggable resource gets Project, Stack, Role, ManagedBy and Name.
+// The one tagging helper: every taggable resource gets Project, Stack, Role, ManagedBy and Name;
+// the database volumes also get the tag their snapshot policy selects them by.
 import { NodeRole } from "./topology";
 import { PROJECT } from "./naming";
 
-/** Tags the tagging helper sets itself; config may not override them. */
-export const RESERVED_TAG_KEYS = ["Project", "Stack", "Role", "ManagedBy", "Name"] as const;
+/** The tag that puts a volume in its stack's daily snapshots (components/backups.ts). */
+export const SNAPSHOT_TAG_KEY = "Snapshots";
+
+/** Tags webstack sets itself; config may not set them (on every resource, they would reach them all). */
+export const RESERVED_TAG_KEYS = [
+  "Project",
+  "Stack",
+  "Role",
+  "ManagedBy",
+  "Name",
+  SNAPSHOT_TAG_KEY,
+] as const;
 
 /** What a resource serves: one node's role, or the stack as a whole. */
 export type TagRole = NodeRole | "network" | "shared";
@@ -20,4 +31,13 @@ export function makeTagger(stack: string, extra: Readonly<Record<string, string>
     ManagedBy: "pulumi",
     Name: `${PROJECT}-${stack}-${name}`,
   });
+}
+
+/**
+ * The tag a stack's snapshot policy targets: DLM snapshots every volume carrying any of a policy's
+ * target tags, so it is one tag whose value names the stack alone (Project or Stack would reach
+ * other stacks' volumes, Name only one volume).
+ */
+export function snapshotTags(stack: string): Record<string, string> {
+  return { [SNAPSHOT_TAG_KEY]: `${PROJECT}-${stack}` };
 }

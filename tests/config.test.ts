@@ -49,6 +49,7 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   vpcEndpoints: false,
   protectData: true,
   logRetentionDays: 30,
+  backupRetentionDays: 7,
   datadog: false,
   datadogSite: "datadoghq.com",
   datadogApiKey: undefined,
@@ -122,6 +123,10 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["vpcEndpoints", "on", "is not a boolean"],
   ["protectData", "yes", "is not a boolean"],
   ["logRetentionDays", "10", "is not a retention CloudWatch Logs accepts"],
+  ["backupRetentionDays", "0", "is out of range [1, 365]"],
+  ["backupRetentionDays", "366", "is out of range [1, 365]"],
+  ["backupRetentionDays", "7d", "is not a whole number"],
+  ["backupRetentionDays", "1.5", "is not a whole number"],
   ["datadog", "1", "is not a boolean"],
   ["datadogSite", "datadoghq.co", "is not one of the accepted values"],
   ["alarmEmail", "oncall", "is not an e-mail address"],
@@ -144,6 +149,8 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["tags", "Environment=dev", "is not an object"],
   ["tags", '["dev"]', "is not an object"],
   ["tags", '{"Role": "web"}', "is not a valid tag set: Role is set by webstack"],
+  // On every resource, it would put the root volumes in the snapshots too.
+  ["tags", '{"Snapshots": "webstack-dev"}', "is not a valid tag set: Snapshots is set by webstack"],
   ["tags", '{"aws:owner": "x"}', 'is not a valid tag set: key "aws:owner" is not a valid tag key'],
   [
     "tags",
@@ -258,6 +265,8 @@ describe("accepted values", () => {
     ["vpcEndpoints", "true", true],
     ["protectData", "false", false],
     ["logRetentionDays", "3653", 3653],
+    ["backupRetentionDays", "1", 1],
+    ["backupRetentionDays", "365", 365],
     ["qpsAlarmThreshold", "12.5", 12.5],
     ["replicaLagAlarmSeconds", "86400", 86400],
     ["lbServerTimeoutSeconds", "5", 5],
@@ -309,6 +318,14 @@ describe("all problems at once", () => {
     ]);
   });
 
+  test("a bad backupRetentionDays is reported with the other problems, naming its accepted form", () => {
+    expect(problemsOf({ "webstack:domain": "nope", "webstack:backupRetentionDays": "0" })).toEqual([
+      expect.stringMatching(/^webstack:domain: /),
+      'webstack:backupRetentionDays: "0" is out of range [1, 365]; ' +
+        "expected a whole number of days from 1 to 365",
+    ]);
+  });
+
   test("the app's keys and its directory: every problem in one error", () => {
     const problems = problemsOf(
       withKeys({
@@ -350,6 +367,7 @@ describe("unknown keys", () => {
     ["Domain", "did you mean webstack:domain?"],
     ["vpcCIDR", "did you mean webstack:vpcCidr?"],
     ["datadogApiKy", "did you mean webstack:datadogApiKey?"],
+    ["backupRetentionDay", "did you mean webstack:backupRetentionDays?"],
   ])("%s suggests the closest key", (key, suggestion) => {
     expect(problemsOf({ ...MINIMAL, [`webstack:${key}`]: "x" })).toEqual([
       `webstack:${key}: unknown key; ${suggestion}`,

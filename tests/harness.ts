@@ -62,6 +62,7 @@ export const T = {
   instance: "aws:ec2/instance:Instance",
   volume: "aws:ebs/volume:Volume",
   volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
+  dlmPolicy: "aws:dlm/lifecyclePolicy:LifecyclePolicy",
   ssmParameter: "aws:ssm/parameter:Parameter",
   bucket: "aws:s3/bucket:Bucket",
   bucketObject: "aws:s3/bucketObjectv2:BucketObjectv2",

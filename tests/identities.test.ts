@@ -2,7 +2,7 @@
 import { NODE_NAMES } from "../model/topology";
 import { ParameterScope, parameterPath } from "../model/naming";
 import { Plan } from "../plan/plan";
-import { ACCOUNT_ID, T, grantsOf, ofType, one, planConfig } from "./harness";
+import { ACCOUNT_ID, T, grantsOf, ofType, one, planConfig, planStack } from "./harness";
 
 let plan: Plan;
 
@@ -38,7 +38,11 @@ describe("node identities", () => {
   });
 
   test("no managed policy: every grant is an inline policy of the node's own", () => {
-    expect(ofType(plan, T.rolePolicyAttachment)).toEqual([]);
+    // The one attachment of the stack is DLM's, on its own role (tests/backups.test.ts).
+    const nodeRoles = NODE_NAMES.map((node) => one(plan, T.role, `${node}-identity-role`));
+    const attached = ofType(plan, T.rolePolicyAttachment).map((a) => a.inputs.role);
+    expect(attached).toHaveLength(1);
+    for (const role of nodeRoles) expect(attached).not.toContain(role.outputs.name);
     for (const node of NODE_NAMES) {
       const concerns = policiesOf(node)
         .map((p) => p.name.replace(`${node}-identity-`, ""))
@@ -46,7 +50,15 @@ describe("node identities", () => {
       expect(concerns).toEqual(
         node === "lb"
           ? ["agent", "bundles", "parameters", "session-logs", "session-manager"]
-          : ["agent", "bundles", "parameters", "releases", "session-logs", "session-manager"],
+          : [
+              "agent",
+              "backups",
+              "bundles",
+              "parameters",
+              "releases",
+              "session-logs",
+              "session-manager",
+            ],
       );
     }
   });
@@ -253,6 +265,96 @@ describe("node identities", () => {
       }
     },
   );
+
+  describe.each(["test", "dev", "prod"])("%s's backups", (stack) => {
+    let p: Plan;
+    beforeAll(async () => {
+      p = stack === "test" ? plan : await planStack(stack);
+    });
+    const bucketArn = () => String(one(p, T.bucket, "files-bucket").outputs.arn);
+    const keyArn = () => one(p, T.kmsKey, "parameters-key").outputs.arn;
+    const policiesIn = (node: string) => {
+      const role = one(p, T.role, `${node}-identity-role`);
+      return ofType(p, T.rolePolicy).filter((r) =>
+        [role.id, role.outputs.name].includes(r.inputs.role as string),
+      );
+    };
+    // What S3 asks of KMS for the stack's bucket: through S3, for that bucket only.
+    const throughS3 = () => ({
+      StringEquals: {
+        "kms:ViaService": "s3.eu-west-1.amazonaws.com",
+        "kms:EncryptionContext:aws:s3:arn": bucketArn(),
+      },
+    });
+    const byText = (a: object, b: object) => JSON.stringify(a).localeCompare(JSON.stringify(b));
+
+    test("s1, the replica, writes full backups, and reads and lists the backups to restore", () => {
+      const grants = grantsOf(one(p, T.rolePolicy, "s1-identity-backups").inputs.policy);
+      expect(grants).toEqual(
+        [
+          { actions: ["s3:PutObject"], resources: [`${bucketArn()}/backups/full/*`] },
+          { actions: ["kms:GenerateDataKey"], resources: [keyArn()], condition: throughS3() },
+          { actions: ["s3:GetObject"], resources: [`${bucketArn()}/backups/*`] },
+          {
+            actions: ["s3:ListBucket"],
+            resources: [bucketArn()],
+            // A listing of the whole bucket, or of another prefix, is refused.
+            condition: { StringLike: { "s3:prefix": "backups/*" } },
+          },
+        ].sort(byText),
+      );
+    });
+
+    test("s2, the primary, ships its own binlogs, and reads nothing back", () => {
+      const grants = grantsOf(one(p, T.rolePolicy, "s2-identity-backups").inputs.policy);
+      expect(grants).toEqual(
+        [
+          { actions: ["s3:PutObject"], resources: [`${bucketArn()}/backups/binlog/s2/*`] },
+          { actions: ["kms:GenerateDataKey"], resources: [keyArn()], condition: throughS3() },
+        ].sort(byText),
+      );
+    });
+
+    test("the LB has no part in them", () => {
+      expect(ofType(p, T.rolePolicy).filter((r) => r.name === "lb-identity-backups")).toEqual([]);
+      const text = JSON.stringify(policiesIn("lb").map((r) => r.inputs.policy));
+      expect(text).not.toContain("backups/");
+      expect(text).not.toMatch(/s3:PutObject|s3:ListBucket|kms:GenerateDataKey\b.*s3\./);
+    });
+
+    test("each writes only its own prefix, nobody deletes, and the KMS key serves them through S3 only", () => {
+      const puts = (node: string) =>
+        policiesIn(node)
+          .flatMap((r) => grantsOf(r.inputs.policy))
+          .filter((g) => g.actions.includes("s3:PutObject"))
+          .flatMap((g) => g.resources ?? []);
+      const canPut = (node: string, key: string) =>
+        puts(node).some((pattern) => covers(pattern, `${bucketArn()}/${key}`));
+      const full = "backups/full/20261130T030000Z/backup.xbstream.zst";
+      const binlog = "backups/binlog/s2/mariadb-bin.000042.zst";
+      expect([canPut("s1", full), canPut("s1", binlog)]).toEqual([true, false]);
+      expect([canPut("s2", full), canPut("s2", binlog)]).toEqual([false, true]);
+      expect([canPut("lb", full), canPut("lb", binlog)]).toEqual([false, false]);
+      for (const node of NODE_NAMES) {
+        for (const key of ["backups/binlog/s1/x.zst", "bundles/s1/x.json", "releases/x.tar.gz"])
+          expect(canPut(node, key)).toBe(false);
+        const grants = policiesIn(node).flatMap((r) => grantsOf(r.inputs.policy));
+        expect(JSON.stringify(grants)).not.toMatch(/s3:Delete|s3:\*|s3:PutBucket|s3:PutLifecycle/);
+        // Every use of the key through S3 is for the stack's bucket only.
+        for (const g of grants.filter((g) => JSON.stringify(g.condition ?? {}).includes("s3.")))
+          expect(g.condition).toEqual(throughS3());
+      }
+      // Decrypt, for a restore's reads and a multipart upload's completion, is already the bundles'.
+      for (const node of ["s1", "s2"])
+        expect(
+          grantsOf(one(p, T.rolePolicy, `${node}-identity-bundles`).inputs.policy),
+        ).toContainEqual({
+          actions: ["kms:Decrypt"],
+          resources: [keyArn()],
+          condition: throughS3(),
+        });
+    });
+  });
 
   test("the parameter key is customer-managed with rotation", () => {
     const key = one(plan, T.kmsKey, "parameters-key");

@@ -144,6 +144,8 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
       `${bucket}/bundles/${n.name}/*`,
       // The app nodes read the app's releases (issue 18).
       ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
+      // The replica restores from the backups (issue 20).
+      ...(n.name === "s1" ? [`${bucket}/backups/*`] : []),
     ]);
   // The pointers the nodes read are plain parameters the SSM stand-in serves.
   const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);

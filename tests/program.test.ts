@@ -39,7 +39,7 @@ describe("tags", () => {
     T.bucketObject,
   ]);
 
-  test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags", () => {
+  test("every taggable resource carries Project, Stack, Role, ManagedBy, Name and the config's tags; the data volumes their snapshot tag", () => {
     const aws = plan.resources.filter((r) => r.type.startsWith("aws:"));
     expect(aws.length).toBeGreaterThan(50);
     for (const r of aws) {
@@ -56,6 +56,7 @@ describe("tags", () => {
           Role: expect.stringMatching(/^(loadbalancer|replica|primary|network|shared)$/),
           ManagedBy: "pulumi",
           Name: expect.stringMatching(/^webstack-test-/),
+          ...(r.type === T.volume && { Snapshots: "webstack-test" }),
         },
       });
     }
@@ -104,6 +105,7 @@ describe("outputs", () => {
         "images",
         "logGroups",
         "sessions",
+        "backups",
         "dashboardUrl",
         "alarmTopicArn",
       ].sort(),
@@ -117,6 +119,21 @@ describe("outputs", () => {
       lb: one(plan, T.securityGroup, "firewalls-lb").id,
       s1: one(plan, T.securityGroup, "firewalls-s1").id,
       s2: one(plan, T.securityGroup, "firewalls-s2").id,
+    });
+  });
+
+  test("backups: where they go in the bucket, the snapshot policy, how long they are kept", async () => {
+    expect(plan.outputs.backups).toEqual({
+      bucket: one(plan, T.bucket, "files-bucket").outputs.bucket,
+      prefix: "backups/",
+      dlmPolicyId: one(plan, T.dlmPolicy, "backups-snapshots").id,
+      retentionDays: 7,
+    });
+    expect(plan.outputs.backups).toMatchObject({ dlmPolicyId: expect.stringMatching(/^policy-/) });
+    const prod = await planStack("prod");
+    expect(prod.outputs.backups).toMatchObject({
+      bucket: prod.outputs.bundleBucket,
+      retentionDays: 30,
     });
   });
 

@@ -1,6 +1,8 @@
 // The stack's bucket under mocks: private, owner-enforced, versioned, SSE-KMS with the stack's key,
-// TLS only, old versions expired; destroyable only where the data is not protected.
+// TLS only, old versions and backups expired; destroyable only where the data is not protected.
 import { Plan } from "../plan/plan";
+import { FULL_BACKUP_PREFIX, binlogPrefix } from "../model/backups";
+import { APP_NODE_NAMES } from "../model/topology";
 import { T, one, planConfig, planStack } from "./harness";
 
 let plan: Plan;
@@ -59,20 +61,85 @@ describe("the stack's bucket", () => {
     });
   });
 
-  test("old versions expire after 30 days; abandoned uploads and lone delete markers go", () => {
-    expect(one(plan, T.bucketLifecycle, "files-lifecycle").inputs).toEqual({
-      bucket: bucket(plan).id,
-      rules: [
-        {
-          id: "expire-old-versions",
-          status: "Enabled",
-          filter: { prefix: "" },
-          noncurrentVersionExpiration: { noncurrentDays: 30 },
-          abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
-          expiration: { expiredObjectDeleteMarker: true },
-        },
-      ],
+  test.each([
+    ["the default", 7],
+    ["prod's", 30],
+  ])(
+    "old versions expire after 30 days; abandoned uploads and lone delete markers go; backups after %s %i days, binlogs a day later",
+    async (_, days) => {
+      const p = days === 7 ? plan : await planStack("prod");
+      expect(one(p, T.bucketLifecycle, "files-lifecycle").inputs).toEqual({
+        bucket: bucket(p).id,
+        rules: [
+          {
+            id: "expire-old-versions",
+            status: "Enabled",
+            filter: { prefix: "" },
+            noncurrentVersionExpiration: { noncurrentDays: 30 },
+            abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
+            expiration: { expiredObjectDeleteMarker: true },
+          },
+          {
+            id: "expire-full-backups",
+            status: "Enabled",
+            filter: { prefix: "backups/full/" },
+            expiration: { days },
+          },
+          {
+            id: "expire-binlogs",
+            status: "Enabled",
+            filter: { prefix: "backups/binlog/" },
+            expiration: { days: days + 1 },
+          },
+        ],
+      });
+    },
+  );
+
+  test("backupRetentionDays moves both backup rules, and nothing else", async () => {
+    const rules = (p: Plan) =>
+      one(p, T.bucketLifecycle, "files-lifecycle").inputs.rules as Record<string, unknown>[];
+    const longer = await planConfig({
+      domain: "www.example.com",
+      protectData: "false",
+      backupRetentionDays: "90",
     });
+    expect(rules(longer).map((r) => [r.id, r.expiration])).toEqual([
+      ["expire-old-versions", { expiredObjectDeleteMarker: true }],
+      ["expire-full-backups", { days: 90 }],
+      ["expire-binlogs", { days: 91 }],
+    ]);
+    expect(rules(longer)[0]).toEqual(rules(plan)[0]);
+  });
+
+  test("the backup rules expire exactly the prefixes the nodes write under", () => {
+    const rules = one(plan, T.bucketLifecycle, "files-lifecycle").inputs.rules as {
+      id: string;
+      filter: { prefix: string };
+    }[];
+    const prefixOf = (id: string) => rules.find((r) => r.id === id)!.filter.prefix;
+    expect(prefixOf("expire-full-backups")).toBe(FULL_BACKUP_PREFIX);
+    for (const node of APP_NODE_NAMES)
+      expect(binlogPrefix(node).startsWith(prefixOf("expire-binlogs"))).toBe(true);
+    // Neither reaches the bundles or the releases.
+    for (const key of ["bundles/s1/x.json", "releases/x.tar.gz", "backupsx/full/y"])
+      expect(rules.slice(1).some((r) => key.startsWith(r.filter.prefix))).toBe(false);
+  });
+
+  test("rules S3 accepts together: lifecycle V2 filters (overlap allowed), unique ids, no expiration mixing days and delete markers", () => {
+    const rules = one(plan, T.bucketLifecycle, "files-lifecycle").inputs.rules as Record<
+      string,
+      unknown
+    >[];
+    // A rule-level `prefix` makes the whole configuration V1, where overlapping prefixes with the
+    // same action are refused; with `filter` they are allowed.
+    for (const rule of rules) {
+      expect(rule).not.toHaveProperty("prefix");
+      expect(rule.filter).toEqual({ prefix: expect.any(String) });
+      const expiration = rule.expiration as Record<string, unknown> | undefined;
+      if (expiration) expect(Object.keys(expiration)).toHaveLength(1);
+    }
+    expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
   });
 
   test("TLS only: any request without it is denied, whoever makes it; set after the public access block", () => {
