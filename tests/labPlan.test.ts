@@ -140,13 +140,20 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
   expect(`releases/${createHash("sha256").update(archive).digest("hex")}.tar.gz`).toBe(release.key);
   expect(release.key).toBe(`releases/${String(plan.outputs.appRelease)}.tar.gz`);
   for (const n of nodes)
-    expect(n.s3Scopes.get.slice(0, 2)).toEqual([
-      `${bucket}/bundles/${n.name}/*`,
-      // The app nodes read the app's releases (issue 18).
-      ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
-      // The replica restores from the backups (issue 20).
-      ...(n.name === "s1" ? [`${bucket}/backups/*`] : []),
-    ]);
+    expect(n.s3Scopes).toEqual({
+      get: [
+        `${bucket}/bundles/${n.name}/*`,
+        // The app nodes read the app's releases (issue 18).
+        ...(n.name === "lb" ? [] : [`${bucket}/releases/*`]),
+        // The replica restores from the backups (issue 20).
+        ...(n.name === "s1" ? [`${bucket}/backups/*`] : []),
+      ],
+      // s1 puts the full backups, s2 its own binlogs (issue 20).
+      put: { lb: [], s1: [`${bucket}/backups/full/*`], s2: [`${bucket}/backups/binlog/s2/*`] }[
+        n.name
+      ],
+      list: n.name === "s1" ? [`${bucket}/backups/*`] : [],
+    });
   // The pointers the nodes read are plain parameters the SSM stand-in serves.
   const pointer = JSON.parse(ssmParameters(plan)["/webstack/lab/s1/bundle"].Value);
   expect(objects).toContainEqual(
