@@ -92,7 +92,8 @@ function jobUnits(job: Job, engine: DbEngine): BundleFile[] {
         DB_SERVICE: e.service,
         DB_CLIENT: `/usr/bin/${e.client}`,
         COMMAND: job.command,
-        STATE_DIR: BACKUP_STATE_DIR,
+        // systemd makes it (ProtectSystem=strict leaves it writable): relative to /var/lib.
+        STATE_DIRECTORY: BACKUP_STATE_DIR.replace(/^\/var\/lib\//, ""),
       }),
     ),
     unitFile(
@@ -151,7 +152,10 @@ export function renderBackupPart(p: BackupParams): BundlePart {
     REPLICATION_PASSWORD_FILE: DB_REPLICATION_PASSWORD_PATH,
     CLIENT_TLS_FILE: DB_CLIENT_TLS_PATH,
   });
+  const timers = backupTimers(p.node, p.engine);
   return {
+    // A new node's timers (a running node's are enabled by their files' onChange).
+    firstApply: timers.length ? [["systemctl", "enable", "--now", ...timers]] : [],
     files: [
       { path: BACKUP_ENV_PATH, content: settings, mode: "0644" },
       ...(p.node === BACKUP_NODE
