@@ -1280,8 +1280,18 @@ def locked(settings, action):
 
 
 def save_state(path, value):
+    """Atomically, readable by the collector; owned by whoever runs this (root: the units' sandbox has
+    no chown)."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    install(path, (json.dumps(value, sort_keys=True) + "\n").encode(), 0, 0, 0o644)
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".state-")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(value, sort_keys=True) + "\n")
+        os.rename(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def upload_stream(s3, stream, bucket, key, metadata=None):
