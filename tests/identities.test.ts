@@ -1,5 +1,6 @@
 // Node identities under mocks: EC2-only roles that read and decrypt only their own parameters.
 import { NODE_NAMES } from "../model/topology";
+import { handlesBackups, nodeBackupPolicy } from "../components/iamPolicies";
 import { ParameterScope, parameterPath } from "../model/naming";
 import { Plan } from "../plan/plan";
 import { ACCOUNT_ID, T, grantsOf, ofType, one, planConfig, planStack } from "./harness";
@@ -354,6 +355,19 @@ describe("node identities", () => {
           condition: throughS3(),
         });
     });
+  });
+
+  test("a backups policy for a node with no part in backups is refused, not left empty", () => {
+    const account = {
+      partition: "aws",
+      region: "eu-west-1",
+      accountId: ACCOUNT_ID,
+      dnsSuffix: "amazonaws.com",
+    };
+    expect(() => nodeBackupPolicy(account, "lb", "arn:aws:s3:::b", "arn:aws:kms:k")).toThrow(
+      "lb has no part in the backups",
+    );
+    expect(NODE_NAMES.filter(handlesBackups)).toEqual(["s1", "s2"]);
   });
 
   test("the parameter key is customer-managed with rotation", () => {
