@@ -111,8 +111,8 @@ runTest(
           suffix: "s3.eu-west-1.amazonaws.com",
           // As the roles' s3:GetObject statements: each node its own bundles.
           principals: {
-            ASIALABS1: ["lab-bucket/bundles/s1/*", "lab-bucket/releases/*"],
-            ASIALABS2: ["lab-bucket/bundles/s2/*"],
+            ASIALABS1: { get: ["lab-bucket/bundles/s1/*", "lab-bucket/releases/*"] },
+            ASIALABS2: { get: ["lab-bucket/bundles/s2/*"] },
           },
           objects: {
             "lab-bucket/bundles/s1/one.json": "bundle one",

@@ -1553,9 +1553,9 @@ def primary_gtid_position(settings, run=subprocess.run):
     """The primary's @@gtid_binlog_pos, asked as the replication user over verified TLS (the password
     through a pipe: never in an argument or a file)."""
     with open(settings["REPLICATION_PASSWORD_FILE"]) as handle:
-        password = handle.read().strip()
+        credential = handle.read().strip()
     with open(settings["CLIENT_TLS_FILE"]) as handle:
-        options = f"[client]\nuser=replication\npassword={password}\n{handle.read()}"
+        options = f"[client]\nuser=replication\npassword={credential}\n{handle.read()}"
     reader, writer = os.pipe()
     try:
         os.write(writer, options.encode())  # a few hundred bytes: within any pipe's buffer
