@@ -67,11 +67,14 @@ labTest(
     const backup = runUnit("s1", "webstack-db-backup.service");
     expect(backup).toMatch(/full backup backups\/full\/\d{8}T\d{6}Z\/ in [\d.]+ s/);
     writeItems(10, "after-backup");
-    // T: the next whole second after the last acknowledged write, and no write until after it.
-    const lastAck = Date.now();
-    const point = new Date(Math.ceil((lastAck + 1) / 1000) * 1000);
-    await sleep(point.getTime() - Date.now() + 1200);
+    // T: a whole second, with one write acknowledged just before it and one made just after it:
+    // the restore must take the first and not the second (the binlogs' times are whole seconds).
+    const point = new Date(Math.ceil((Date.now() + 1500) / 1000) * 1000);
+    await sleep(point.getTime() - 400 - Date.now());
+    writeItems(1, "just-before-point");
+    expect(Date.now()).toBeLessThan(point.getTime()); // acknowledged before T
     const atPoint = tableState("s2");
+    await sleep(point.getTime() + 400 - Date.now());
     writeItems(10, "after-point");
     const shipped = runUnit("s2", "webstack-binlog-ship.service");
     expect(shipped).toMatch(/shipped \d+ binlogs/);

@@ -58,6 +58,7 @@ import time
 import urllib.request
 
 import boto3
+import boto3.s3.transfer
 import botocore.exceptions
 
 IMDS = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254/").rstrip("/")
@@ -1294,10 +1295,13 @@ def save_state(path, value):
         raise
 
 
-def upload_stream(s3, stream, bucket, key, metadata=None):
+# Parts of 64 MiB: a multipart upload has at most 10,000, so one object can be 625 GiB.
+UPLOAD_CONFIG = boto3.s3.transfer.TransferConfig(multipart_chunksize=64 * 1024 * 1024)
+
+
+def upload_stream(s3, stream, bucket, key):
     """A stream of unknown length into one object (multipart past 8 MiB), SSE-KMS by the bucket's default."""
-    extra = {"Metadata": metadata} if metadata else {}
-    s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra)
+    s3.upload_fileobj(stream, bucket, key, Config=UPLOAD_CONFIG)
 
 
 GTID_SLAVE_POS = re.compile(r"gtid_slave_pos '([0-9,-]*)'")
@@ -1345,6 +1349,11 @@ def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen
     return 0
 
 
+# Beside the binlogs: the newest binlog of a run that sent everything, and the time before which
+# every committed write is in the binlogs up to it.
+BINLOG_MARKER = "shipped.json"
+
+
 def binlog_number(name):
     return int(name.rsplit(".", 1)[1])
 
@@ -1369,14 +1378,18 @@ def ship_binlogs_command(s3, settings, run=subprocess.run, popen=subprocess.Pope
     for name in todo:
         zstd = popen(["zstd", "-q", "-c", os.path.join(base, name)], stdout=subprocess.PIPE)
         try:
-            upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], f"{settings['BINLOG_PREFIX']}{name}.zst",
-                          {"complete-through": f"{started:.3f}"})
+            upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], f"{settings['BINLOG_PREFIX']}{name}.zst")
         finally:
             zstd.stdout.close()
             if zstd.wait() != 0:
                 raise BackupError(f"zstd could not read {name}")
-    save_state(state_path, {"shipped": started, "through": todo[-1] if todo else through, "file": active,
-                            "pos": position})
+    through = todo[-1] if todo else through
+    # Last, and on every run (an idle primary too): what a restore may rely on. A run that failed
+    # half-way leaves the previous marker, which names only binlogs that were all sent.
+    marker = {"through": through, "complete_through": started}
+    s3.put_object(Bucket=settings["BACKUP_BUCKET"], Key=settings["BINLOG_PREFIX"] + BINLOG_MARKER,
+                  Body=(json.dumps(marker) + "\n").encode(), ContentType="application/json")
+    save_state(state_path, {"shipped": started, "through": through, "file": active, "pos": position})
     log(f"shipped {len(todo)} binlogs ({', '.join(todo) or 'none new'}); the bucket holds every write "
         f"committed before {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(started))} UTC")
     if gap:
@@ -1419,21 +1432,29 @@ def restore_plan(s3, settings, point):
         raise BackupError(f"no full backup finished by {point:%Y-%m-%d %H:%M:%S} UTC "
                           f"({len(manifests)} in s3://{bucket}/{settings['FULL_PREFIX']})")
     prefix = settings["BINLOG_PREFIX"]
+    try:
+        marker = json.loads(s3.get_object(Bucket=bucket, Key=prefix + BINLOG_MARKER)["Body"].read())
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        raise BackupError(f"no binlogs were ever shipped to s3://{bucket}/{prefix}") from None
+    if marker["complete_through"] < point.timestamp():
+        raise BackupError(f"the shipped binlogs hold the writes committed before "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(marker['complete_through']))} UTC only, "
+                          f"not up to {point:%Y-%m-%d %H:%M:%S}: wait for the next shipping (every 5 minutes) or "
+                          "choose an earlier time")
+    first, last = binlog_number(chosen["primary_binlog"]), binlog_number(marker["through"] or "none.0")
+    if first > last:
+        raise BackupError(f"the backup {chosen['prefix']} replays from {chosen['primary_binlog']}, and the shipped "
+                          f"binlogs end at {marker['through']}: the binlogs and the backup are of different servers")
     names = sorted((k[len(prefix):-len(".zst")] for k, _ in list_keys(s3, bucket, prefix) if k.endswith(".zst")),
                    key=binlog_number)
-    names = [n for n in names if binlog_number(n) >= binlog_number(chosen["primary_binlog"])]
-    if not names or names[0] != chosen["primary_binlog"]:
-        raise BackupError(f"the backup {chosen['prefix']} replays from {chosen['primary_binlog']}, which is not in "
-                          f"s3://{bucket}/{prefix}")
-    missing = sorted(set(range(binlog_number(names[0]), binlog_number(names[-1]) + 1)) - {binlog_number(n) for n in names})
+    names = [n for n in names if first <= binlog_number(n) <= last]
+    missing = sorted(set(range(first, last + 1)) - {binlog_number(n) for n in names})
     if missing:
-        raise BackupError(f"binlogs numbered {missing} are missing from s3://{bucket}/{prefix}: no restore across them")
-    head = s3.head_object(Bucket=bucket, Key=f"{prefix}{names[-1]}.zst")
-    through = float(head.get("Metadata", {}).get("complete-through", "0"))
-    if through < point.timestamp():
-        raise BackupError(f"the shipped binlogs hold the writes committed before "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(through))} UTC only, not up to "
-                          f"{point:%Y-%m-%d %H:%M:%S}: wait for the next shipping (every 5 minutes) or choose an earlier time")
+        raise BackupError(f"binlogs numbered {missing} (from {chosen['primary_binlog']}, which the backup "
+                          f"{chosen['prefix']} replays from, to {marker['through']}) are missing from "
+                          f"s3://{bucket}/{prefix}: no restore across them")
     return chosen, names
 
 
@@ -1468,39 +1489,96 @@ def systemctl(run, *args):
     check(run, ["systemctl", *args], "systemctl", BackupError)
 
 
+def first_seq_no(replay_path, domain):
+    """The first GTID seq_no of a domain in mariadb-binlog's output, read line by line (it can be large)."""
+    current = None
+    with open(replay_path) as handle:
+        for line in handle:
+            found = re.search(r"gtid_domain_id=(\d+)", line)
+            if found:
+                current = found.group(1)
+            found = re.search(r"gtid_seq_no=(\d+)", line)
+            if found and current == str(domain):
+                return int(found.group(1))
+    return None
+
+
+def hold_app(settings, run):
+    """Until --resume: the app does not start, not even at a boot (the node holds the past)."""
+    save_state(restore_flag(settings), {"since": time.time()})
+    os.makedirs(os.path.dirname(app_hold_path(settings)), mode=0o755, exist_ok=True)
+    with open(app_hold_path(settings), "w") as handle:
+        handle.write("# webstack-db-restore: this node's database holds a restored past; "
+                     "`webstack-db-restore --resume` removes this.\n"
+                     f"[Unit]\nConditionPathExists=!{restore_flag(settings)}\n")
+    run(["systemctl", "daemon-reload"])
+
+
+def release_app(settings, run):
+    for path in (app_hold_path(settings), restore_flag(settings)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    run(["systemctl", "daemon-reload"])
+
+
+def restore_flag(settings):
+    return os.path.join(settings["STATE_DIR"], "restored.json")
+
+
+def app_hold_path(settings):
+    return os.path.join(settings.get("SYSTEMD_DIR", "/etc/systemd/system"), f"{settings['APP_SERVICE']}.d",
+                        "50-webstack-restored.conf")
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP (a dropped session) during a restore: handled as a failure, never a silent end."""
+
+
+def interrupted(signum, frame):
+    raise Interrupted(f"signal {signum}")
+
+
 def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.run, popen=subprocess.Popen,
                     clock=time.time, ask=input):
     """Replaces this node's database with the newest backup finished by the point, then the primary's
-    binlogs up to (not including) the point's second. The old data is kept until the restored server
-    is up and replayed, and put back if anything before that fails. Replication stays stopped."""
+    binlogs up to (not including) the point's second. The old data is kept aside until the restored
+    server is up and replayed, and put back, with the server and the app started again, if anything
+    before that fails (a signal too). Replication and the app stay stopped until --resume."""
     started = clock()
     point = parse_point(point_text, started)
     bucket, data = settings["BACKUP_BUCKET"], settings["DATA_DIR"]
+    work = os.path.join(data, RESTORE_DIR_NAME)
+    old, new, logs = (os.path.join(work, d) for d in ("old", "new", "binlogs"))
+    if os.path.exists(work):
+        raise BackupError(
+            f"{work} exists: an earlier restore did not finish. If {old} holds files, they are the data from before "
+            f"it: stop {settings['DB_SERVICE']}, move them back into {data} (in place of what is there), then remove "
+            f"{work} and start {settings['DB_SERVICE']} and {settings['APP_SERVICE']}. Otherwise remove {work}.")
     backup, binlogs = restore_plan(s3, settings, point)
     log(f"restoring {backup['prefix']} (finished {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(backup['finished']))}"
         f" UTC) and {len(binlogs)} binlogs of {backup['binlog_node']} ({binlogs[0]}..{binlogs[-1]}) up to "
         f"{point:%Y-%m-%d %H:%M:%S} UTC")
     if not assume_yes and ask(f"This replaces the database on {settings['NODE']}. Type the node's name to go on: ") != settings["NODE"]:
         raise BackupError("not confirmed: nothing changed")
-    work = os.path.join(data, RESTORE_DIR_NAME)
-    if os.path.exists(work):
-        raise BackupError(f"{work} exists: an earlier restore did not finish; look at it, then remove it")
-    systemctl(run, "stop", settings["APP_SERVICE"])
-    systemctl(run, "stop", settings["DB_SERVICE"])
-    old, new, logs = (os.path.join(work, d) for d in ("old", "new", "binlogs"))
-    os.makedirs(new, mode=0o700)
-    os.makedirs(logs, mode=0o700)
-    moved = False
+    handlers = {s: signal.signal(s, interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    phase = "stopped"  # then "aside" (moving the old data out), then "in" (the backup's files moving in)
     try:
+        hold_app(settings, run)
+        systemctl(run, "stop", settings["APP_SERVICE"])
+        systemctl(run, "stop", settings["DB_SERVICE"])
+        os.makedirs(new, mode=0o700)
+        os.makedirs(logs, mode=0o700)
         # Straight from S3 into the files: no compressed copy on the volume.
-        download(s3, bucket, backup["prefix"] + "backup.mbstream.zst", ["sh", "-c", 'zstd -q -d | "$0" -x -C "$1"',
-                                                                        settings["STREAM_TOOL"], new], popen=popen)
+        download(s3, bucket, backup["prefix"] + "backup.mbstream.zst",
+                 ["bash", "-o", "pipefail", "-c", 'zstd -q -d | "$0" -x -C "$1"', settings["STREAM_TOOL"], new],
+                 popen=popen)
         check(run, [settings["BACKUP_TOOL"], "--prepare", f"--target-dir={new}"], "prepare", BackupError)
         for name in binlogs:
             download(s3, bucket, f"{settings['BINLOG_PREFIX']}{name}.zst",
                      ["zstd", "-q", "-d", "-o", os.path.join(logs, name)], popen=popen)
+        phase = "aside"
         move_entries(data, old)
-        moved = True
+        phase = "in"
         # The tool's own placing of the files (undo and log files too), beside the work directory.
         check(run, [settings["BACKUP_TOOL"], "--move-back", "--force-non-empty-directories", f"--datadir={data}",
                     f"--target-dir={new}"], "move back", BackupError)
@@ -1520,33 +1598,52 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
                          stdout=handle, stderr=subprocess.PIPE, text=True)
         if result.returncode != 0:
             raise BackupError(f"{settings['BINLOG_TOOL']} failed: {result.stderr.strip()}")
-        with open(replay) as handle:
-            first = re.search(r"gtid_domain_id=%s\D.*?gtid_seq_no=(\d+)" % domain, handle.read(), re.S)
-        if first and int(first.group(1)) != start + 1:
-            raise BackupError(f"the binlogs' first write after the backup is {domain}-…-{first.group(1)}, not "
+        first = first_seq_no(replay, domain)
+        if first is not None and first != start + 1:
+            raise BackupError(f"the binlogs' first write after the backup is {domain}-…-{first}, not "
                               f"{start + 1}: they do not follow on from the backup")
         with open(replay) as handle:
-            result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root"], stdin=handle,
-                         capture_output=True, text=True)
+            # Binary mode and the sandbox: the binlogs' text is data, never a client command.
+            result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root", "--binary-mode", "--sandbox"],
+                         stdin=handle, capture_output=True, text=True)
         if result.returncode != 0:
             raise BackupError(f"replaying the binlogs failed: {result.stderr.strip()}")
-    except BaseException:
-        if moved:
-            log(f"restore failed: putting the previous data back from {old}")
-            run(["systemctl", "stop", settings["DB_SERVICE"]])
-            for entry in os.listdir(data):
-                if entry != RESTORE_DIR_NAME:
-                    run(["rm", "-rf", "--", os.path.join(data, entry)])
-            move_entries(old, data)
-            run(["systemctl", "start", settings["DB_SERVICE"]])
-        run(["rm", "-rf", "--", work])
+    except BaseException as error:
+        put_back(settings, run, phase, work, old, data, error)
         raise
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     run(["rm", "-rf", "--", work])
     binlog_pos = sql_output(settings, "SELECT @@gtid_binlog_pos", run).strip()
     log(f"restored to {point:%Y-%m-%d %H:%M:%S} UTC in {clock() - started:.1f} s: {backup['binlog_node']}'s writes "
         f"up to GTID {domain}-…-{max(start, domain_position(binlog_pos, domain))}. "
-        f"Replication and {settings['APP_SERVICE']} stay stopped: `webstack-db-restore --resume` replicates again")
+        f"Replication and {settings['APP_SERVICE']} stay stopped, also across a reboot: "
+        "`webstack-db-restore --resume` replicates again and starts it")
     return 0
+
+
+def put_back(settings, run, phase, work, old, data, error):
+    """After a failed restore: the previous data where it was, the server and the app running again.
+    The work directory goes only once nothing of the old data is left in it."""
+    log(f"restore failed ({error}): putting the previous data back")
+    run(["systemctl", "stop", settings["DB_SERVICE"]])
+    if phase == "in":  # the backup's files (some or all) are in place: they go
+        for entry in os.listdir(data):
+            if entry != RESTORE_DIR_NAME:
+                run(["rm", "-rf", "--", os.path.join(data, entry)])
+    if os.path.isdir(old):
+        move_entries(old, data)
+    if os.path.isdir(old) and os.listdir(old):
+        log(f"{old} still holds data from before the restore: it is left in place")
+        return
+    run(["rm", "-rf", "--", work])
+    release_app(settings, run)
+    for unit in (settings["DB_SERVICE"], settings["APP_SERVICE"]):
+        if run(["systemctl", "start", unit]).returncode != 0:
+            log(f"{unit} did not start again after the failed restore: see `systemctl status {unit}`")
+            return
+    log(f"the previous data is back; {settings['DB_SERVICE']} and {settings['APP_SERVICE']} run again")
 
 
 def primary_gtid_position(settings, run=subprocess.run):
@@ -1589,6 +1686,7 @@ def resume_command(settings, run=subprocess.run, clock=time.time, wait_seconds=9
         if left <= 0 or fields.get("Last_IO_Error") or fields.get("Last_SQL_Error"):
             raise BackupError(f"replication has not caught up with {target} within {wait_seconds} s: "
                               f"{fields.get('Last_IO_Error') or fields.get('Last_SQL_Error') or fields.get('Slave_IO_State')}")
+    release_app(settings, run)
     systemctl(run, "start", settings["APP_SERVICE"])
     log(f"replicating again from {domain}-{server_id}-{reached}, caught up; {settings['APP_SERVICE']} started")
     return 0
