@@ -1,6 +1,6 @@
 // Backups (issue 20): one place for where they go in the stack's bucket, where the nodes keep their
 // state, the metrics that say how old they are, and the alarms' limits. The plan (bucket lifecycle,
-// IAM, alarms) and the node's tools (cloud-init/files/webstack-db-backup.py) both read it.
+// IAM, alarms) and the node tool (cloud-init/files/webstack-aws.py, its backup commands) both read it.
 import { AppNodeName, PRIMARY_NODE, REPLICA_NODE } from "./topology";
 
 /** Everything backups put in the stack's bucket lives under this prefix. */
