@@ -169,6 +169,22 @@ describe("webstack-install-signed-deb", () => {
     expect(r.dpkg).toContain("-i -E ");
   });
 
+  withGpg("refuses a good signature by the pinned key once its owner has revoked it", () => {
+    const revoked = newKey("revoked");
+    serveSigned(revoked);
+    // gpg's own revocation certificate, made with the key; its armor is ":"-guarded against imports.
+    const certificate = path.join(signing, "openpgp-revocs.d", `${revoked}.rev`);
+    fs.writeFileSync(
+      certificate,
+      fs.readFileSync(certificate, "utf8").replace(/^:-----/m, "-----"),
+    );
+    gpg(["--import", certificate]);
+    const r = install(exportKey(revoked, "revoked.asc"), revoked);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("signed by a revoked key");
+    expect(r.dpkg).toBe("");
+  });
+
   withGpg("does nothing, downloads included, once the package is installed", () => {
     serveSigned(vendor);
     fs.writeFileSync(path.join(dir, "installed.deb"), "installed before\n");

@@ -23,9 +23,13 @@ gpg --batch --quiet --import "$work/key"
 # VALIDSIG's last field is the primary key's fingerprint: the one the vendor publishes. gpg gives it
 # for a good signature even when this copy of the key has expired (a vendor extends a key's life by
 # publishing it again): the pin decides, not the copy's date. A bad signature fails gpg, which says
-# why on stderr (the unit's journal).
-signer=$(gpg --batch --status-fd 1 --verify "$work/package.deb.sig" "$work/package.deb" |
-  awk '$2 == "VALIDSIG" { print $NF }')
+# why on stderr (the unit's journal). A key its owner revoked is never taken, pinned or not.
+status=$(gpg --batch --status-fd 1 --verify "$work/package.deb.sig" "$work/package.deb")
+if grep -q '^\[GNUPG:\] REVKEYSIG ' <<<"$status"; then
+  echo "webstack: $package's package is signed by a revoked key" >&2
+  exit 1
+fi
+signer=$(awk '$2 == "VALIDSIG" { print $NF }' <<<"$status")
 if [ "$signer" != "$fingerprint" ]; then
   echo "webstack: $package's package is not signed by $fingerprint (got: ${signer:-none})" >&2
   exit 1
