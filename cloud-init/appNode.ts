@@ -20,6 +20,7 @@ import {
 } from "./bundle";
 import { BootstrapPart, Command, composeBootstrap } from "./cloudConfig";
 import {
+  DB_CERT_PATH,
   DB_DATA_DIR,
   DB_TLS_DIR,
   DatabaseParams,
@@ -181,7 +182,7 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
     rootFile(names["tls-key"], NODE_KEY_PATH),
     {
       parameter: names["tls-cert"],
-      path: `${DB_TLS_DIR}/node.crt`,
+      path: DB_CERT_PATH,
       mode: "0644",
       owner: "mysql:mysql",
     },

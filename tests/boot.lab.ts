@@ -700,11 +700,24 @@ labTest(
 labTest(
   "the node's helpers do their work in their sandboxes: collect, report the boot, refresh TLS, obtain the certificate",
   async () => {
-    // The collector reads what it reports (CloudWatch has no stand-in: its push then retries).
+    // The collector reads what it reports (CloudWatch has no stand-in: its push then retries): a
+    // pending reboot, the days each served certificate has left, and on s1 and s2 how old the last
+    // backup and the last binlog shipping are (issue 20).
+    const days = String.raw`\d+(\.\d+)?`;
+    const nodeCertificates = String.raw`CertificateDaysLeft\[node\]=${days} CertificateDaysLeft\[database\]=${days}`;
     const collected = {
-      lb: /collected BackendsUp=2 /,
-      s1: /collected DatabaseUp=1 ReplicaRunning=1 /,
-      s2: /collected DatabaseUp=1$/m,
+      lb: new RegExp(
+        String.raw`collected BackendsUp=2 BackendUp\[s1\]=1 BackendUp\[s2\]=1 RebootRequired=[01] CertificateDaysLeft\[public\]=${days}$`,
+        "m",
+      ),
+      s1: new RegExp(
+        String.raw`collected DatabaseUp=1 ReplicaRunning=1 (ReplicaLagSeconds=\d+ )?BackupAgeSeconds=\d+ RebootRequired=[01] ${nodeCertificates}$`,
+        "m",
+      ),
+      s2: new RegExp(
+        String.raw`collected DatabaseUp=1 BinlogShipAgeSeconds=\d+ RebootRequired=[01] ${nodeCertificates}$`,
+        "m",
+      ),
     };
     for (const node of NODE_NAMES) {
       inNode(node, ["systemctl", "start", "--no-block", "webstack-collector.service"]);
