@@ -18,10 +18,10 @@ import {
   httpCheck,
   unitFile,
 } from "./bundle";
-import { BootstrapPart, Command, composeBootstrap } from "./cloudConfig";
+import { BootstrapPart, composeBootstrap } from "./cloudConfig";
+import { dataVolumeCommand, dataVolumeGrowPart } from "./dataVolume";
 import {
   DB_CERT_PATH,
-  DB_DATA_DIR,
   DB_TLS_DIR,
   DatabaseParams,
   DatabaseServer,
@@ -227,18 +227,6 @@ function renderNginxJsonErrors(node: AppNodeSpec): string {
   }).join("\n");
 }
 
-/**
- * Runs the shipped data-volume script from bootcmd, before write_files and packages exist; inline,
- * so without its comment lines (the shipped file keeps them): the bootstrap stays small.
- */
-function dataVolumeCommand(device: string): Command {
-  const script = shippedFile("data-volume.sh")
-    .split("\n")
-    .filter((line) => !/^\s*#/.test(line))
-    .join("\n");
-  return ["bash", "-c", script, "webstack-data-volume", device, DB_DATA_DIR];
-}
-
 /** The header both documents of an app node share in spirit: which node, which role. */
 function appNodeHeader(node: AppNodeSpec) {
   return {
@@ -431,6 +419,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
+      dataVolumeGrowPart(),
       own,
       databaseBundlePart(db),
       appReleasePart(p),

@@ -23,6 +23,7 @@ export const UNIT_EXPOSURE: readonly UnitExposure[] = [
   { unit: "webstack-boot-status.service", ceiling: EXPOSURE_GOAL },
   { unit: "webstack-certificate.service", ceiling: EXPOSURE_GOAL },
   { unit: "webstack-refresh-tls.service", ceiling: EXPOSURE_GOAL },
+  { unit: "webstack-grow-data.service", ceiling: EXPOSURE_GOAL },
   {
     unit: "webstack-apply.service",
     ceiling: 9.0,
