@@ -261,6 +261,7 @@ export = async () => {
           instanceProfileName: identities[node].instanceProfileName,
           bundlePointer: bundles.pointers[node],
           protectData: config.protectData,
+          dataVolumeGiB: config.dataVolumeGiB,
           tags,
         }),
       ];

@@ -18,10 +18,11 @@ import {
   httpCheck,
   unitFile,
 } from "./bundle";
-import { BootstrapPart, Command, composeBootstrap } from "./cloudConfig";
+import { BootstrapPart, composeBootstrap } from "./cloudConfig";
+import { dataVolumeCommand, dataVolumeGrowPart } from "./dataVolume";
 import {
   DB_BOOTSTRAP_PATH,
-  DB_DATA_DIR,
+  DB_CERT_PATH,
   DB_REPLICATION_PASSWORD_PATH,
   DB_TLS_DIR,
   DatabaseParams,
@@ -186,7 +187,7 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
     rootFile(names["tls-key"], NODE_KEY_PATH),
     {
       parameter: names["tls-cert"],
-      path: `${DB_TLS_DIR}/node.crt`,
+      path: DB_CERT_PATH,
       mode: "0644",
       owner: "mysql:mysql",
     },
@@ -229,18 +230,6 @@ function renderNginxJsonErrors(node: AppNodeSpec): string {
       "    }",
     ];
   }).join("\n");
-}
-
-/**
- * Runs the shipped data-volume script from bootcmd, before write_files and packages exist; inline,
- * so without its comment lines (the shipped file keeps them): the bootstrap stays small.
- */
-function dataVolumeCommand(device: string): Command {
-  const script = shippedFile("data-volume.sh")
-    .split("\n")
-    .filter((line) => !/^\s*#/.test(line))
-    .join("\n");
-  return ["bash", "-c", script, "webstack-data-volume", device, DB_DATA_DIR];
 }
 
 /** The header both documents of an app node share in spirit: which node, which role. */
@@ -436,6 +425,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
+      dataVolumeGrowPart(),
       own,
       databaseBundlePart(db),
       renderBackupPart({

@@ -28,6 +28,8 @@ export type DatabaseServer = Pick<
 
 /** Where the node keeps the database's TLS files (the engines' AppArmor profiles allow /etc/mysql). */
 export const DB_TLS_DIR = "/etc/mysql/webstack";
+/** The database's copy of the node's certificate (the collector watches its expiry too). */
+export const DB_CERT_PATH = `${DB_TLS_DIR}/node.crt`;
 export const DB_DATA_DIR = "/var/lib/mysql";
 /** The database's bootstrap (files/db-bootstrap.sh), which a restore runs again to replicate. */
 export const DB_BOOTSTRAP_PATH = "/usr/local/sbin/webstack-db-bootstrap";
@@ -176,7 +178,7 @@ export function renderLateConfig(p: DatabaseParams): string {
     `# webstack ${p.node}: installed by the boot script once the node's key and ${DB_LOG_DIR} exist.`,
     e.section,
     `ssl_ca = ${DB_TLS_DIR}/ca.crt`,
-    `ssl_cert = ${DB_TLS_DIR}/node.crt`,
+    `ssl_cert = ${DB_CERT_PATH}`,
     `ssl_key = ${DB_TLS_DIR}/node.key`,
     "tls_version = TLSv1.2,TLSv1.3",
     "require_secure_transport = ON",

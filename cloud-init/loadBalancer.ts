@@ -7,6 +7,7 @@ import {
   CA_CERT_PATH,
   ManifestEntry,
   SECRETS_MANIFEST_PATH,
+  SITE_PEM_PATH,
   renderEnvFile,
   rootFile,
 } from "./nodeFiles";
@@ -27,8 +28,6 @@ import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
 import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
 
-/** Where HAProxy finds the public certificate and its key (one PEM). */
-export const SITE_PEM_PATH = "/etc/haproxy/certs/site.pem";
 /** Where HAProxy reads its config: the bundle writes it there, checked before any reload. */
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
 const SITE_DIR = "/etc/webstack/site";

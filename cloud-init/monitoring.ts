@@ -1,13 +1,21 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
 import { Architecture, packageUrlFor } from "../model/aws";
+import {
+  BACKUP_AGE_METRIC,
+  BACKUP_NODE,
+  BINLOG_NODE,
+  BINLOG_SHIP_AGE_METRIC,
+  BINLOG_STATE,
+  FULL_BACKUP_STATE,
+} from "../model/backups";
 import { DbEngine } from "../model/config";
 import { NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
 import { BundleFile, BundlePart, unitFile } from "./bundle";
-import { DB_DATA_DIR, ENGINES } from "./database";
+import { DB_CERT_PATH, DB_DATA_DIR, ENGINES } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { logSources } from "./logSources";
-import { renderEnvFile } from "./nodeFiles";
+import { NODE_CERT_PATH, SITE_PEM_PATH, renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
 
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
@@ -35,9 +43,59 @@ interface MonitoringParams {
 /** The CloudWatch namespace of the agent's own metrics (the nodes' roles may write it). */
 export const AGENT_METRIC_NAMESPACE = "CWAgent";
 
+/**
+ * A filesystem whose `disk_used_percent` the agent reports, under the dimensions it publishes it
+ * with (the device dropped, the host omitted, InstanceId appended): an alarm must name all three.
+ */
+export interface MonitoredDisk {
+  readonly name: "root" | "data";
+  readonly path: string;
+  readonly fstype: string;
+}
+
+/** The root filesystem on every node; on s1 and s2 also the database's own volume. */
+export function monitoredDisks(role: NodeRole): MonitoredDisk[] {
+  // ext4: the root of Debian's cloud images, and the data volume as data-volume.sh makes it.
+  const root: MonitoredDisk = { name: "root", path: "/", fstype: "ext4" };
+  if (role === "loadbalancer") return [root];
+  return [root, { name: "data", path: DB_DATA_DIR, fstype: "ext4" }];
+}
+
+/**
+ * The TLS certificates a node serves, by the name its collector's `CertificateDaysLeft` carries
+ * (dimension `Certificate`): the LB's public one (whatever the mode, HAProxy's one PEM), and on s1
+ * and s2 the node's own from the private CA, Nginx's copy and the database's (each refreshed apart).
+ */
+export function servedCertificates(role: NodeRole): Readonly<Record<string, string>> {
+  if (role === "loadbalancer") return { public: SITE_PEM_PATH };
+  return { node: NODE_CERT_PATH, database: DB_CERT_PATH };
+}
+
+/** An age the collector computes from a JSON state file: now minus its epoch-seconds `field`. */
+export interface StateAge {
+  readonly metric: string;
+  readonly file: string;
+  readonly field: string;
+}
+
+/**
+ * The backup tools' state a node's collector watches (model/backups.ts): the nightly backup's age on
+ * the node that takes it, binlog shipping's on the node whose binlogs are shipped.
+ */
+export function backupAges(node: NodeName): StateAge[] {
+  return [
+    ...(node === BACKUP_NODE
+      ? [{ metric: BACKUP_AGE_METRIC, file: FULL_BACKUP_STATE, field: "finished" }]
+      : []),
+    ...(node === BINLOG_NODE
+      ? [{ metric: BINLOG_SHIP_AGE_METRIC, file: BINLOG_STATE, field: "shipped" }]
+      : []),
+  ];
+}
+
 /** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
-  const disks = p.role === "loadbalancer" ? ["/"] : ["/", DB_DATA_DIR];
+  const disks = monitoredDisks(p.role).map((d) => d.path);
   return {
     // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
     agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
@@ -74,11 +132,21 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
   };
 }
 
-/** The collector's arguments: role and node, plus the database client on app nodes. */
+/**
+ * The collector's arguments: role and node, plus the database client on app nodes; the node's
+ * certificates and the backup state it watches.
+ */
 function collectorArgs(p: MonitoringParams): string {
-  return p.role === "loadbalancer"
-    ? `loadbalancer ${p.node}`
-    : `${p.role} ${p.node} ${ENGINES[p.engine].client}`;
+  const own =
+    p.role === "loadbalancer"
+      ? ["loadbalancer", p.node]
+      : [p.role, p.node, ENGINES[p.engine].client];
+  const certificates = Object.entries(servedCertificates(p.role)).flatMap(([name, path]) => [
+    "--certificate",
+    `${name}=${path}`,
+  ]);
+  const ages = backupAges(p.node).flatMap((a) => ["--age", `${a.metric}=${a.file}:${a.field}`]);
+  return [...own, ...certificates, ...ages].join(" ");
 }
 
 /** The agent's installer: a change to its files re-runs it (config reloaded, agent restarted). */

@@ -4,6 +4,8 @@ import { ENV_FILE_VALUE } from "../model/envFile";
 /** The node's own TLS pair (Nginx; the database keeps its own copy). */
 export const NODE_CERT_PATH = "/etc/webstack/tls/node.crt";
 export const NODE_KEY_PATH = "/etc/webstack/tls/node.key";
+/** Where HAProxy finds the public certificate and its key (one PEM), whatever the certificate mode. */
+export const SITE_PEM_PATH = "/etc/haproxy/certs/site.pem";
 /** The one documented place of the private CA's certificate on every node. */
 export const CA_CERT_PATH = "/etc/webstack/tls/ca.crt";
 /** What the node's boot fetches from SSM, and where each value lands. */

@@ -27,8 +27,8 @@ export interface AppNodeArgs {
   readonly bundlePointer: pulumi.Resource;
   /** Protect instance and data volume from deletion and replacement. */
   readonly protectData: boolean;
-  /** Size of the database volume. @default 20 */
-  readonly dataVolumeGiB?: number;
+  /** Size of the database volume in GiB (`dataVolumeGiB`): a change resizes it in place. */
+  readonly dataVolumeGiB: number;
   readonly tags: Tagger;
 }
 
@@ -50,7 +50,9 @@ export class AppNode extends pulumi.ComponentResource {
       `${name}-data`,
       {
         availabilityZone: args.availabilityZone,
-        size: args.dataVolumeGiB ?? 20,
+        // In place: the provider modifies a volume's size (ModifyVolume), it never replaces it for
+        // one; AWS refuses a shrink. The node grows its filesystem (cloud-init/dataVolume.ts).
+        size: args.dataVolumeGiB,
         type: "gp3",
         encrypted: true, // EC2.7
         // In the stack's daily snapshots (components/backups.ts).

@@ -1,5 +1,18 @@
 // What webstack measures and alarms on, as data: metric filters, alarm rows and the dashboard body.
 import { HTTPS_FRONTEND } from "../cloud-init/haproxy";
+import {
+  AGENT_METRIC_NAMESPACE,
+  monitoredDisks,
+  servedCertificates,
+} from "../cloud-init/monitoring";
+import {
+  BACKUP_AGE_ALARM_SECONDS,
+  BACKUP_AGE_METRIC,
+  BACKUP_NODE,
+  BINLOG_NODE,
+  BINLOG_SHIP_AGE_ALARM_SECONDS,
+  BINLOG_SHIP_AGE_METRIC,
+} from "../model/backups";
 import { METRIC_NAMESPACE } from "../model/naming";
 import {
   APP_NODES_BY_NAME,
@@ -123,23 +136,42 @@ export interface AlarmInputs<Id = string> {
   readonly cpuPercent?: number;
 }
 
+const metricRef = <Id>(
+  namespace: string,
+  name: string,
+  dimensions: Readonly<Record<string, Id | string>>,
+  stat: string,
+): MetricRef<Id> => ({ namespace, name, dimensions, stat });
 const custom = <Id>(
   name: string,
   node: NodeName,
   stat: string,
   extra: Record<string, string> = {},
-): MetricRef<Id> => ({
-  namespace: METRIC_NAMESPACE,
-  name,
-  dimensions: { Node: node, ...extra },
-  stat,
-});
-const ec2 = <Id>(name: string, instanceId: Id, stat: string): MetricRef<Id> => ({
-  namespace: "AWS/EC2",
-  name,
-  dimensions: { InstanceId: instanceId },
-  stat,
-});
+): MetricRef<Id> => metricRef<Id>(METRIC_NAMESPACE, name, { Node: node, ...extra }, stat);
+const ec2 = <Id>(name: string, instanceId: Id, stat: string): MetricRef<Id> =>
+  metricRef<Id>("AWS/EC2", name, { InstanceId: instanceId }, stat);
+/** One of the CloudWatch agent's metrics, under exactly the dimensions it publishes it with. */
+const agent = <Id>(
+  name: string,
+  instanceId: Id,
+  stat: string,
+  extra: Record<string, string> = {},
+): MetricRef<Id> =>
+  metricRef<Id>(AGENT_METRIC_NAMESPACE, name, { InstanceId: instanceId, ...extra }, stat);
+
+/** A filesystem more used than this alarms (issue 20: root and the data volume alike). */
+export const DISK_USED_ALARM_PERCENT = 80;
+/**
+ * Memory used (the agent's used_percent: what is neither free nor reclaimable cache) above this for
+ * 5 minutes alarms: the next step is the OOM killer picking Gunicorn or the database.
+ */
+export const MEMORY_USED_ALARM_PERCENT = 90;
+/**
+ * A served certificate with fewer days left alarms: Let's Encrypt no longer e-mails about expiry;
+ * certbot renews at 30 days left, `pulumi up` re-issues the private CA's at 30 (earlyRenewalHours),
+ * so 20 means a renewal has failed for ten days.
+ */
+export const CERTIFICATE_ALARM_DAYS = 20;
 
 /** Every alarm of the stack. */
 export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
@@ -201,6 +233,25 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 2,
       missing: "breaching",
     })),
+    // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
+    {
+      key: `${BACKUP_NODE}-backup-old`,
+      description: `The last full backup (${BACKUP_NODE}) is more than ${BACKUP_AGE_ALARM_SECONDS / 3600} h old, or its age is not reported`,
+      metrics: [custom<Id>(BACKUP_AGE_METRIC, BACKUP_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: BACKUP_AGE_ALARM_SECONDS,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+    {
+      key: `${BINLOG_NODE}-binlog-shipping-behind`,
+      description: `${BINLOG_NODE}'s binlogs were last shipped more than ${BINLOG_SHIP_AGE_ALARM_SECONDS} s ago (the recovery point slips), or the age is not reported`,
+      metrics: [custom<Id>(BINLOG_SHIP_AGE_METRIC, BINLOG_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: BINLOG_SHIP_AGE_ALARM_SECONDS,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
     ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,
@@ -234,19 +285,46 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       {
         key: `${node}-no-metrics`,
         description: `${node}'s CloudWatch agent sends nothing (not installed, stopped, or the node is gone)`,
-        metrics: [
-          {
-            namespace: "CWAgent",
-            name: "mem_used_percent",
-            dimensions: { InstanceId: i.instanceIds[node] },
-            stat: "SampleCount",
-          },
-        ],
+        metrics: [agent("mem_used_percent", i.instanceIds[node], "SampleCount")],
         comparison: "LessThanThreshold",
         threshold: 1,
         evaluationPeriods: 5,
         missing: "breaching",
       },
+      // The agent's own silence is the no-metrics alarm's: these judge what it says.
+      {
+        key: `${node}-memory-high`,
+        description: `Memory used on ${node} above ${MEMORY_USED_ALARM_PERCENT}% for 5 minutes`,
+        metrics: [agent("mem_used_percent", i.instanceIds[node], "Average")],
+        comparison: "GreaterThanThreshold",
+        threshold: MEMORY_USED_ALARM_PERCENT,
+        evaluationPeriods: 5,
+        missing: "notBreaching",
+      },
+      ...monitoredDisks(NODE_ROLES[node]).map((disk): AlarmSpec<Id> => ({
+        key: `${node}-${disk.name}-disk-high`,
+        description: `${disk.path} on ${node} (its ${disk.name === "root" ? "root volume" : "data volume"}) more than ${DISK_USED_ALARM_PERCENT}% used`,
+        metrics: [
+          agent("disk_used_percent", i.instanceIds[node], "Maximum", {
+            path: disk.path,
+            fstype: disk.fstype,
+          }),
+        ],
+        comparison: "GreaterThanThreshold",
+        threshold: DISK_USED_ALARM_PERCENT,
+        evaluationPeriods: 5,
+        missing: "notBreaching",
+      })),
+      // The collector's (issue 20): a certificate it cannot read is one nobody watches.
+      ...Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate): AlarmSpec<Id> => ({
+        key: `${node}-certificate-${certificate}-expiring`,
+        description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
+        metrics: [custom<Id>("CertificateDaysLeft", node, "Minimum", { Certificate: certificate })],
+        comparison: "LessThanThreshold",
+        threshold: CERTIFICATE_ALARM_DAYS,
+        evaluationPeriods: 3,
+        missing: "breaching",
+      })),
       {
         key: `${node}-boot-failed`,
         description: `cloud-init reported an error while booting ${node}`,
@@ -325,9 +403,15 @@ const BUNDLE_OUTCOMES = {
   ReleaseFailed: "release failed",
 } as const;
 
+/** A graph's line at an alarm's threshold. */
+const alarmLine = (value: number, label = "alarm"): Widget => ({
+  annotations: { horizontal: [{ label, value }] },
+});
+
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
- * resources, bundles, requests refused by the per-client limit.
+ * resources, bundles, requests refused by the per-client limit, certificates, pending reboots,
+ * backups.
  */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = NODE_NAMES;
@@ -410,13 +494,33 @@ export function dashboardBody(d: DashboardInputs): string {
       d.region,
     ),
     graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
-    graph("Memory used (%)", perNode("CWAgent", "mem_used_percent", "Average"), 0, 18, d.region),
     graph(
-      "Root disk used (%)",
-      perNode("CWAgent", "disk_used_percent", "Maximum", ["path", "/", "fstype", "ext4"]),
+      "Memory used (%)",
+      perNode(AGENT_METRIC_NAMESPACE, "mem_used_percent", "Average"),
+      0,
+      18,
+      d.region,
+      alarmLine(MEMORY_USED_ALARM_PERCENT),
+    ),
+    graph(
+      "Disk used (%): root, and the data volume on the app nodes",
+      nodes.flatMap((node) =>
+        monitoredDisks(NODE_ROLES[node]).map((disk) => [
+          AGENT_METRIC_NAMESPACE,
+          "disk_used_percent",
+          "InstanceId",
+          d.instanceIds[node],
+          "path",
+          disk.path,
+          "fstype",
+          disk.fstype,
+          { stat: "Maximum", label: `${node} ${disk.path}` },
+        ]),
+      ),
       12,
       18,
       d.region,
+      alarmLine(DISK_USED_ALARM_PERCENT),
     ),
     graph(
       "Bundles applied and refused, app releases failed (count per minute)",
@@ -442,10 +546,75 @@ export function dashboardBody(d: DashboardInputs): string {
       24,
       d.region,
     ),
+    graph(
+      "Certificates: days left",
+      nodes.flatMap((node) =>
+        Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate) => [
+          METRIC_NAMESPACE,
+          "CertificateDaysLeft",
+          "Node",
+          node,
+          "Certificate",
+          certificate,
+          { stat: "Minimum", label: `${node} ${certificate}` },
+        ]),
+      ),
+      0,
+      30,
+      d.region,
+      alarmLine(CERTIFICATE_ALARM_DAYS),
+    ),
+    // No alarm: a pending reboot is planned (the runbook's staggered reboot), never automatic.
+    graph(
+      "Reboot required (1 = an update waits for a reboot)",
+      nodes.map((node) => [
+        METRIC_NAMESPACE,
+        "RebootRequired",
+        "Node",
+        node,
+        { stat: "Maximum", label: node },
+      ]),
+      12,
+      30,
+      d.region,
+    ),
+    graph(
+      `Hours since the last full backup (${BACKUP_NODE})`,
+      [
+        [
+          METRIC_NAMESPACE,
+          BACKUP_AGE_METRIC,
+          "Node",
+          BACKUP_NODE,
+          { id: "b", stat: "Maximum", visible: false },
+        ],
+        [{ expression: "b / 3600", label: `${BACKUP_NODE} hours`, id: "h" }],
+      ],
+      0,
+      36,
+      d.region,
+      alarmLine(BACKUP_AGE_ALARM_SECONDS / 3600),
+    ),
+    graph(
+      `Seconds since the binlogs were last shipped (${BINLOG_NODE})`,
+      [
+        [
+          METRIC_NAMESPACE,
+          BINLOG_SHIP_AGE_METRIC,
+          "Node",
+          BINLOG_NODE,
+          { stat: "Maximum", label: `${BINLOG_NODE} seconds` },
+        ],
+      ],
+      12,
+      36,
+      d.region,
+      alarmLine(BINLOG_SHIP_AGE_ALARM_SECONDS),
+    ),
     {
       type: "alarm",
       x: 0,
-      y: 30,
+      y: 42,
       width: 24,
       height: 6,
       properties: { title: "Alarms", alarms: d.alarmArns },

@@ -55,6 +55,9 @@ export const LAB_DIFFERENCES: readonly string[] = [
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
   "The data volume is a loop device at the EBS volume's NVMe by-id path.",
+  "A host that withholds CAP_SYS_RESOURCE from its containers (one that is a container itself) " +
+    "cannot grow a mounted filesystem: there the kernel refuses the grow unit's online resize, and " +
+    "the lab's test of a grown data volume checks that refusal instead of the new size.",
 ];
 
 /** Namespaces: one per node, plus "internet" (client, Pebble, mirror, SSM, resolver, the bridge). */

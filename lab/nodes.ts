@@ -74,15 +74,39 @@ export function prepareRoot(
   return root;
 }
 
+const dataVolumeImage = (node: NodeName) => path.join(nodeDir(node), "data-volume.img");
+
 export function attachDataVolume(state: LabState, node: LabNode): string[] {
   if (!node.dataVolumeId) return [];
-  const image = path.join(nodeDir(node.name), "data-volume.img");
+  const image = dataVolumeImage(node.name);
   fs.writeFileSync(image, "");
   fs.truncateSync(image, 4 * 1024 ** 3); // sparse, like a fresh gp3 volume
   const loop = run("losetup", ["--find", "--show", image]).trim();
   state.loops.push(loop);
   saveState(state);
   return [`--bind=${loop}`, `--bind=${loop}:${ebsDevicePath(node.dataVolumeId)}`];
+}
+
+/**
+ * A node's data volume grown while the node runs, as EBS grows a volume `dataVolumeGiB` raised: its
+ * image made larger, then its loop device told (`losetup -c`), which the node sees at once as a
+ * larger device. Returns the loop device.
+ */
+export function growDataVolume(node: NodeName, bytes: number): string {
+  const image = dataVolumeImage(node);
+  const loop = run("losetup", [
+    "--list",
+    "--noheadings",
+    "--output",
+    "NAME",
+    "--associated",
+    image,
+  ]);
+  if (!loop.trim()) throw new LabError(`${node} has no data volume attached`);
+  if (fs.statSync(image).size >= bytes) throw new LabError(`${node}'s data volume is not smaller`);
+  fs.truncateSync(image, bytes);
+  run("losetup", ["--set-capacity", loop.trim()]);
+  return loop.trim();
 }
 
 /**

@@ -73,6 +73,8 @@ export interface WebstackConfig {
   readonly vpcEndpoints: boolean;
   /** Protect the stateful nodes from deletion and replacement. @default true */
   readonly protectData: boolean;
+  /** Size of each app node's database volume in GiB; it grows in place, never shrinks. @default 20 */
+  readonly dataVolumeGiB: number;
   /** Retention of every log group the stack creates, in days. @default 30 */
   readonly logRetentionDays: number;
   /**
@@ -133,6 +135,10 @@ export const DATADOG_SITES = [
   "ap2.datadoghq.com",
   "ddog-gov.com",
 ] as const;
+
+/** The data volume's bounds in GiB: room for the database and its binlogs; gp3's largest volume. */
+export const MIN_DATA_VOLUME_GIB = 10;
+export const MAX_DATA_VOLUME_GIB = 16384;
 
 export const LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory";
 export const CLOUDWATCH_AGENT_DEFAULT_URL =
@@ -254,6 +260,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "false",
     default: "true",
     parse: boolean,
+  },
+  dataVolumeGiB: {
+    doc: "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks.",
+    accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (gp3's largest), never less than the volumes' current size`,
+    example: "100",
+    default: "20",
+    parse: wholeNumber(MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB),
   },
   logRetentionDays: {
     doc: "Retention of every log group the stack creates.",

@@ -25,6 +25,7 @@ export const UNIT_EXPOSURE: readonly UnitExposure[] = [
   { unit: "webstack-refresh-tls.service", ceiling: EXPOSURE_GOAL },
   { unit: "webstack-db-backup.service", ceiling: EXPOSURE_GOAL },
   { unit: "webstack-binlog-ship.service", ceiling: EXPOSURE_GOAL },
+  { unit: "webstack-grow-data.service", ceiling: EXPOSURE_GOAL },
   {
     unit: "webstack-apply.service",
     ceiling: 9.0,

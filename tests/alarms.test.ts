@@ -1,10 +1,10 @@
 // Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
-import { NODE_NAMES } from "../model/topology";
+import { NODE_NAMES, NodeName } from "../model/topology";
 import { logSources } from "../cloud-init/logSources";
 import { Plan, PlannedResource } from "../plan/plan";
-import { T, TOPOLOGY, grantsOf, ofType, one, planConfig } from "./harness";
+import { T, TOPOLOGY, bundleFile, grantsOf, ofType, one, planConfig } from "./harness";
 
 const IDS = { lb: "i-lb", s1: "i-s1", s2: "i-s2" };
 /** Not the mocks' default account: what names the account must come from the stack's own. */
@@ -45,9 +45,21 @@ describe("alarm rows", () => {
           `${n}-no-metrics`,
           `${n}-boot-failed`,
           `${n}-bundle-refused`,
+          // Issue 20: the alarms people need.
+          `${n}-memory-high`,
+          `${n}-root-disk-high`,
         ]),
         "s1-release-failed",
         "s2-release-failed",
+        "s1-data-disk-high",
+        "s2-data-disk-high",
+        "lb-certificate-public-expiring",
+        "s1-certificate-node-expiring",
+        "s1-certificate-database-expiring",
+        "s2-certificate-node-expiring",
+        "s2-certificate-database-expiring",
+        "s1-backup-old",
+        "s2-binlog-shipping-behind",
       ].sort(),
     );
   });
@@ -60,10 +72,24 @@ describe("alarm rows", () => {
       "lb-no-metrics",
       "s1-no-metrics",
       "s2-no-metrics",
+      // A backup age, or a certificate's days, that stop arriving are not known to be fine.
+      "s1-backup-old",
+      "s2-binlog-shipping-behind",
+      "lb-certificate-public-expiring",
+      "s2-certificate-database-expiring",
     ]) {
       expect([key, missing[key]]).toEqual([key, "breaching"]);
     }
-    for (const key of ["lb-qps-high", "lb-5xx-rate", "s1-replica-lag", "lb-boot-failed"]) {
+    // The agent's silence is its own alarm (no-metrics): memory and disk judge only what it says.
+    for (const key of [
+      "lb-qps-high",
+      "lb-5xx-rate",
+      "s1-replica-lag",
+      "lb-boot-failed",
+      "lb-memory-high",
+      "lb-root-disk-high",
+      "s2-data-disk-high",
+    ]) {
       expect([key, missing[key]]).toEqual([key, "notBreaching"]);
     }
   });
@@ -83,6 +109,10 @@ describe("alarm rows", () => {
       // webstack-aws apply (issue 17), per node; a refused release on the app nodes (issue 18).
       "BundleRefused",
       "ReleaseFailed",
+      // The collector (issue 20); which node publishes which: "the collector publishes …" below.
+      "CertificateDaysLeft",
+      "BackupAgeSeconds",
+      "BinlogShipAgeSeconds",
     ];
     const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
     for (const spec of specs) {
@@ -262,8 +292,144 @@ describe("the program's alarms", () => {
   });
 });
 
+describe("the alarms people need (issue 20)", () => {
+  /** What an alarm watches and when it fires: every input but its name, texts, actions and tags. */
+  const watched = (key: string) => {
+    const { name, alarmDescription, alarmActions, okActions, tags, ...rest } = alarm(key).inputs;
+    expect([name, alarmDescription, alarmActions, okActions, tags]).not.toContain(undefined);
+    return rest;
+  };
+  const instanceId = (node: NodeName) => one(plan, T.instance, `${node}-instance`).id;
+
+  test("memory above 90% for 5 minutes, per node, as the agent publishes it (InstanceId alone)", () => {
+    for (const node of NODE_NAMES)
+      expect(watched(`${node}-memory-high`)).toEqual({
+        namespace: "CWAgent",
+        metricName: "mem_used_percent",
+        dimensions: { InstanceId: instanceId(node) },
+        period: 60,
+        statistic: "Average",
+        comparisonOperator: "GreaterThanThreshold",
+        threshold: 90,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 5,
+        treatMissingData: "notBreaching",
+      });
+  });
+
+  test.each([
+    ["lb", "root", "/"],
+    ["s1", "root", "/"],
+    ["s2", "root", "/"],
+    ["s1", "data", "/var/lib/mysql"],
+    ["s2", "data", "/var/lib/mysql"],
+  ] as const)("%s: its %s filesystem (%s) more than 80%% used", (node, disk, mountpoint) => {
+    expect(watched(`${node}-${disk}-disk-high`)).toEqual({
+      namespace: "CWAgent",
+      metricName: "disk_used_percent",
+      dimensions: { InstanceId: instanceId(node), path: mountpoint, fstype: "ext4" },
+      period: 60,
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 80,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 5,
+      treatMissingData: "notBreaching",
+    });
+  });
+
+  test("the disk alarms' dimensions are exactly those the node's agent publishes the path with", () => {
+    for (const node of NODE_NAMES) {
+      const agent = JSON.parse(bundleFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
+      // No host (omitted), no device (dropped), InstanceId appended, no aggregation: path and fstype.
+      expect(agent.agent.omit_hostname).toBe(true);
+      expect(agent.metrics.append_dimensions).toEqual({ InstanceId: "${aws:InstanceId}" });
+      expect(agent.metrics.aggregation_dimensions).toBeUndefined();
+      const disk = agent.metrics.metrics_collected.disk;
+      expect(disk).toMatchObject({ measurement: ["used_percent"], drop_device: true });
+      const alarmed = ofType(plan, T.metricAlarm)
+        .filter((a) => a.name.startsWith(`monitoring-${node}-`) && a.name.endsWith("-disk-high"))
+        .map((a) => a.inputs.dimensions as Record<string, string>);
+      expect(alarmed.map((d) => Object.keys(d).sort())).toEqual(
+        disk.resources.map(() => ["InstanceId", "fstype", "path"]),
+      );
+      expect(alarmed.map((d) => d.path)).toEqual(disk.resources);
+    }
+  });
+
+  test.each([
+    ["lb", "public"],
+    ["s1", "node"],
+    ["s1", "database"],
+    ["s2", "node"],
+    ["s2", "database"],
+  ] as const)(
+    "%s: its %s certificate with fewer than 20 days left, or not reported",
+    (node, certificate) => {
+      expect(watched(`${node}-certificate-${certificate}-expiring`)).toEqual({
+        namespace: "Webstack",
+        metricName: "CertificateDaysLeft",
+        dimensions: { Node: node, Certificate: certificate },
+        period: 60,
+        statistic: "Minimum",
+        comparisonOperator: "LessThanThreshold",
+        threshold: 20,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: "breaching",
+      });
+    },
+  );
+
+  test.each([
+    // A nightly backup missed by two hours; binlog shipping two runs behind.
+    ["s1-backup-old", "BackupAgeSeconds", "s1", 26 * 3600],
+    ["s2-binlog-shipping-behind", "BinlogShipAgeSeconds", "s2", 600],
+  ])("%s: %s of %s above %d s, or not reported", (key, metricName, node, threshold) => {
+    expect(watched(key)).toEqual({
+      namespace: "Webstack",
+      metricName,
+      dimensions: { Node: node },
+      period: 60,
+      statistic: "Maximum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: "breaching",
+    });
+  });
+
+  test("the collector publishes what they read, on the node they read it from", () => {
+    const collector = (node: string) =>
+      bundleFile(plan, node, "/etc/systemd/system/webstack-collector.service");
+    for (const a of ofType(plan, T.metricAlarm).filter(
+      (a) => a.inputs.namespace === "Webstack" && a.inputs.metricName !== undefined,
+    )) {
+      const { Node: node, Certificate: certificate } = a.inputs.dimensions as Record<
+        string,
+        string
+      >;
+      if (a.inputs.metricName === "CertificateDaysLeft")
+        expect(collector(node)).toMatch(new RegExp(`--certificate ${certificate}=/`));
+      if (/AgeSeconds$/.test(String(a.inputs.metricName)))
+        expect(collector(node)).toContain(`--age ${a.inputs.metricName}=/`);
+    }
+    // No other node claims an age it does not have.
+    expect(collector("lb")).not.toContain("--age");
+    expect(collector("s2")).not.toContain("BackupAgeSeconds");
+    expect(collector("s1")).not.toContain("BinlogShipAgeSeconds");
+  });
+
+  test("no alarm on a pending reboot: it is planned (the staggered reboot), never automatic", () => {
+    expect(
+      ofType(plan, T.metricAlarm).filter((a) => a.inputs.metricName === "RebootRequired"),
+    ).toEqual([]);
+  });
+});
+
 describe("the dashboard", () => {
-  test("is valid JSON with QPS, 5xx, latency, backend health, replication, CPU, memory, disk and alarms", () => {
+  test("is valid JSON with QPS, 5xx, latency, backend health, replication, CPU, memory, disk, certificates, reboots, backups and alarms", () => {
     const dashboard = ofType(plan, T.dashboard)[0];
     expect(dashboard.inputs.dashboardName).toBe("webstack-test");
     const body = JSON.parse(String(dashboard.inputs.dashboardBody));
@@ -275,11 +441,20 @@ describe("the dashboard", () => {
       "Replication (s1)",
       "CPU (%)",
       "Memory used (%)",
-      "Root disk used (%)",
+      "Disk used (%): root, and the data volume on the app nodes",
       "Bundles applied and refused, app releases failed (count per minute)",
       "Requests refused by the per-client limit (429, count per minute)",
+      "Certificates: days left",
+      "Reboot required (1 = an update waits for a reboot)",
+      "Hours since the last full backup (s1)",
+      "Seconds since the binlogs were last shipped (s2)",
       "Alarms",
     ]);
+    // Two widgets a row, none overlapping; the alarms below all, across the whole width.
+    const cells = body.widgets.map((w: { x: number; y: number }) => `${w.x},${w.y}`);
+    expect(new Set(cells).size).toBe(cells.length);
+    expect(body.widgets.at(-1)).toMatchObject({ x: 0, width: 24 });
+    expect(body.widgets.at(-1).y).toBe(Math.max(...body.widgets.map((w: { y: number }) => w.y)));
     expect(body.widgets.at(-1).properties.alarms).toEqual(
       ofType(plan, T.metricAlarm).map((a) => a.outputs.arn),
     );
@@ -301,6 +476,10 @@ describe("the dashboard", () => {
         "BundleApplied",
         "BundleRefused",
         "ReleaseFailed",
+        "CertificateDaysLeft",
+        "RebootRequired",
+        "BackupAgeSeconds",
+        "BinlogShipAgeSeconds",
       ].map((m) => `${METRIC_NAMESPACE}/${m}`),
       "AWS/EC2/CPUUtilization",
       "CWAgent/mem_used_percent",
@@ -320,5 +499,69 @@ describe("the dashboard", () => {
       "r1 / PERIOD(r1)",
       "r2 / PERIOD(r2)",
     ]);
+  });
+});
+
+describe("the dashboard's rows for issue 20", () => {
+  const body = JSON.parse(dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }));
+  const widget = (title: string) =>
+    body.widgets.find((w: { properties: { title: string } }) => w.properties.title === title)
+      .properties;
+
+  test("disk: every node's root and the app nodes' data volume, under the alarms' dimensions, with the 80% line", () => {
+    const disk = widget("Disk used (%): root, and the data volume on the app nodes");
+    const line = (node: NodeName, mountpoint: string) => [
+      "CWAgent",
+      "disk_used_percent",
+      "InstanceId",
+      IDS[node],
+      "path",
+      mountpoint,
+      "fstype",
+      "ext4",
+      { stat: "Maximum", label: `${node} ${mountpoint}` },
+    ];
+    expect(disk.metrics).toEqual([
+      line("lb", "/"),
+      line("s1", "/"),
+      line("s1", "/var/lib/mysql"),
+      line("s2", "/"),
+      line("s2", "/var/lib/mysql"),
+    ]);
+    expect(disk.annotations).toEqual({ horizontal: [{ label: "alarm", value: 80 }] });
+    expect(widget("Memory used (%)").annotations).toEqual({
+      horizontal: [{ label: "alarm", value: 90 }],
+    });
+  });
+
+  test("certificates, each node's each, with the 20-day line; reboots per node, with no line (no alarm)", () => {
+    const certificates = widget("Certificates: days left");
+    expect(certificates.metrics.map((m: unknown[]) => m.slice(3, 6))).toEqual([
+      ["lb", "Certificate", "public"],
+      ["s1", "Certificate", "node"],
+      ["s1", "Certificate", "database"],
+      ["s2", "Certificate", "node"],
+      ["s2", "Certificate", "database"],
+    ]);
+    expect(certificates.annotations).toEqual({ horizontal: [{ label: "alarm", value: 20 }] });
+    const reboots = widget("Reboot required (1 = an update waits for a reboot)");
+    expect(reboots.metrics.map((m: unknown[]) => m.slice(1, 4))).toEqual(
+      NODE_NAMES.map((node) => ["RebootRequired", "Node", node]),
+    );
+    expect(reboots.annotations).toBeUndefined();
+  });
+
+  test("backups: the full backup's age in hours with the 26 h line, binlog shipping's in seconds with the 600 s line", () => {
+    const full = widget("Hours since the last full backup (s1)");
+    expect(full.metrics).toEqual([
+      ["Webstack", "BackupAgeSeconds", "Node", "s1", { id: "b", stat: "Maximum", visible: false }],
+      [{ expression: "b / 3600", label: "s1 hours", id: "h" }],
+    ]);
+    expect(full.annotations).toEqual({ horizontal: [{ label: "alarm", value: 26 }] });
+    const binlog = widget("Seconds since the binlogs were last shipped (s2)");
+    expect(binlog.metrics).toEqual([
+      ["Webstack", "BinlogShipAgeSeconds", "Node", "s2", { stat: "Maximum", label: "s2 seconds" }],
+    ]);
+    expect(binlog.annotations).toEqual({ horizontal: [{ label: "alarm", value: 600 }] });
   });
 });

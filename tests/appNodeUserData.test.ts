@@ -235,6 +235,7 @@ describe("the app node's documents", () => {
       "/usr/local/sbin/webstack-boot",
       "/usr/local/sbin/webstack-db-bootstrap",
       "/usr/local/sbin/webstack-db-late-config",
+      "/usr/local/sbin/webstack-grow-data",
       "/usr/local/sbin/webstack-install-cloudwatch-agent",
       "/usr/local/sbin/webstack-install-datadog-agent",
       "/usr/local/sbin/webstack-install-signed-deb",

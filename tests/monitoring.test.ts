@@ -5,10 +5,11 @@ import Ajv from "ajv-draft-04";
 import {
   renderCloudWatchAgentConfig,
   CLOUDWATCH_AGENT_KEY_FINGERPRINT,
+  servedCertificates,
 } from "../cloud-init/monitoring";
 import { logSources } from "../cloud-init/logSources";
 import { shippedFile } from "../cloud-init/template";
-import { logGroupName } from "../model/naming";
+import { logGroupName, parameterName } from "../model/naming";
 import { NODE_NAMES } from "../model/topology";
 import { Plan } from "../plan/plan";
 import {
@@ -187,9 +188,19 @@ describe("the program", () => {
   });
 
   test.each([
-    ["lb", "collect loadbalancer lb"],
-    ["s2", "collect primary s2 mariadb"],
-    ["s1", "collect replica s1 mariadb"],
+    ["lb", "collect loadbalancer lb --certificate public=/etc/haproxy/certs/site.pem"],
+    [
+      "s2",
+      "collect primary s2 mariadb --certificate node=/etc/webstack/tls/node.crt" +
+        " --certificate database=/etc/mysql/webstack/node.crt" +
+        " --age BinlogShipAgeSeconds=/var/lib/webstack/backup/binlog.json:shipped",
+    ],
+    [
+      "s1",
+      "collect replica s1 mariadb --certificate node=/etc/webstack/tls/node.crt" +
+        " --certificate database=/etc/mysql/webstack/node.crt" +
+        " --age BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
+    ],
   ])("%s: a collector every minute (%s) and a boot-status report", (node, args) => {
     const file = (at: string) => bundleFile(plan, node, at);
     expect(file("/etc/systemd/system/webstack-collector.service")).toContain(
@@ -199,6 +210,24 @@ describe("the program", () => {
     const boot = file("/etc/systemd/system/webstack-boot-status.service");
     expect(boot).toContain(`ExecStart=/usr/local/sbin/webstack-aws boot-status ${node}\n`);
     expect(boot).toContain("After=cloud-final.service");
+  });
+
+  test("the collector watches the certificates the nodes serve: HAProxy's one PEM, and each copy of an app node's own", () => {
+    expect(bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg")).toContain(
+      `bind :443 ssl crt ${servedCertificates("loadbalancer").public} `,
+    );
+    for (const node of ["s1", "s2"]) {
+      const manifest = JSON.parse(bundleFile(plan, node, "/etc/webstack/secrets.json")) as {
+        parameter: string;
+        path: string;
+      }[];
+      const certificateCopies = manifest
+        .filter((e) => e.parameter === parameterName(plan.stack, node as "s1", "tls-cert"))
+        .map((e) => e.path);
+      expect(certificateCopies.sort()).toEqual(
+        Object.values(servedCertificates(TOPOLOGY.nodes[node as "s1"].role)).sort(),
+      );
+    }
   });
 
   test("installed by a unit that retries until it works, started without holding up the boot", () => {

@@ -3,6 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
+import { alarmSpecs } from "../components/metrics";
 import { CONFIG_KEYS } from "../model/config";
 import { UNIT_EXPOSURE } from "../model/exposure";
 import { stackFlows } from "../model/topology";
@@ -43,6 +44,25 @@ test("the sandbox's exposure table lists every service with its ceiling", () => 
     Number(ceiling),
   ]);
   expect(documented).toEqual(UNIT_EXPOSURE.map((u) => [u.unit, u.ceiling]));
+});
+
+test("the alarms-people-need table names each of its alarms on exactly its nodes, and their missing-data choice", () => {
+  const specs = alarmSpecs({
+    instanceIds: { lb: "i-lb", s1: "i-s1", s2: "i-s2" },
+    qpsThreshold: 500,
+    replicaLagSeconds: 60,
+  });
+  const rows = tableAfter("The alarms people need (issue 20)").map(([alarm, nodes, , missing]) => ({
+    alarm: alarm.replace(/`/g, ""),
+    nodes: nodes.split(", "),
+    missing: missing.startsWith("breaching") ? "breaching" : "notBreaching",
+  }));
+  const documented = rows.flatMap((r) => r.nodes.map((node) => [`${node}-${r.alarm}`, r.missing]));
+  const alarmed = specs
+    .filter((spec) => rows.some((r) => spec.key.endsWith(`-${r.alarm}`)))
+    .map((spec) => [spec.key, spec.missing]);
+  expect(documented.sort()).toEqual(alarmed.sort());
+  expect(rows).toHaveLength(8);
 });
 
 test("the firewall table lists exactly the topology's flows, the endpoints' (vpcEndpoints) included", () => {

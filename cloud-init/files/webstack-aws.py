@@ -9,7 +9,11 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
        webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
                                                             cert.pem, chain.pem, key.enc.pem
        webstack-aws collect loadbalancer|primary|replica NODE [DB_CLIENT]
-                                                            what logs cannot say, as metrics
+                    [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]...
+                                                            what logs cannot say, as metrics: HAProxy's
+                                                            backends or the database, a pending reboot,
+                                                            each certificate's days left, each state
+                                                            file's age (issue 20: the backups')
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
        webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, its missing
                                                             packages installed, written, validated, its
@@ -49,6 +53,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -245,18 +250,84 @@ def database_metrics(role, node, db_client, run=subprocess.run):
     return data
 
 
-def collect_command(role, node, db_client, client, read_stats=None, run=subprocess.run):
-    if role == "loadbalancer":
-        read = read_stats or (lambda: urllib.request.urlopen(HAPROXY_STATS, timeout=5).read().decode())
-        servers = backends_up(read())
-        data = [metric("BackendsUp", node, sum(up for _, up in servers))]
-        data += [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
+def loadbalancer_metrics(node, read_stats=None):
+    read = read_stats or (lambda: urllib.request.urlopen(HAPROXY_STATS, timeout=5).read().decode())
+    servers = backends_up(read())
+    data = [metric("BackendsUp", node, sum(up for _, up in servers))]
+    return data + [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
+
+
+# Debian's unattended-upgrades (through update-notifier-common's hook) and needrestart leave it when
+# an update needs a reboot (a new kernel, libc): nothing reboots a node by itself.
+REBOOT_REQUIRED = "/run/reboot-required"
+
+
+def certificate_days_left(path, now, run=subprocess.run):
+    """Days until the first certificate in a PEM file expires (below 0 once it has), as openssl reads it:
+    a site PEM holds the key too, and no Python module on the nodes parses certificates."""
+    result = run(["openssl", "x509", "-noout", "-enddate", "-in", path], capture_output=True, text=True, timeout=10)
+    field, _, value = result.stdout.strip().partition("=")
+    if result.returncode != 0 or field != "notAfter":
+        raise ValueError(f"openssl cannot read a certificate in {path}: {result.stderr.strip() or result.stdout.strip()}")
+    return round((ssl.cert_time_to_seconds(value) - now) / 86400, 2)
+
+
+def age_seconds(path, field, now, root="/"):
+    """Seconds since the epoch time `field` of a JSON state file (found under root). Without the file, since this node's first
+    apply: how long the node has gone without what the file records (a new node is not late at once, one
+    that never writes it is, and a reboot does not reset the count)."""
+    state = read_json(under(root, path))
+    if state is None:
+        since = os.stat(os.path.join(under(root, BUNDLE_STATE), FIRST_APPLY_DONE)).st_mtime
+        log(f"no {path}: counting from this node's first apply")
     else:
-        data = database_metrics(role, node, db_client, run)
-    # What it read, in its journal: the lab reads it there (CloudWatch has no stand-in).
-    log("collected " + " ".join(f"{m['MetricName']}={m['Value']}" for m in data))
-    with_retries(lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=data), "PutMetricData")
-    return 0
+        since = float(state[field])
+    return max(0, round(now - since))
+
+
+def gathered(what, produce):
+    """(metrics, None), or ([], what) when it could not be read: the rest is still published, and the
+    alarms of what is missing treat the silence as they must."""
+    try:
+        return produce(), None
+    except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError) as error:
+        log(f"{what}: {type(error).__name__}: {error}")
+        return [], what
+
+
+def collect_command(role, node, db_client, client, read_stats=None, run=subprocess.run,
+                    certificates=(), ages=(), root="/", now=time.time):
+    """certificates: (name, PEM path) pairs; ages: (metric, state file, field) triples; every file is
+    read under root (tests); now: the clock."""
+    at = now()
+    if role == "loadbalancer":
+        sources = [("HAProxy's stats", lambda: loadbalancer_metrics(node, read_stats))]
+    else:
+        sources = [("the database", lambda: database_metrics(role, node, db_client, run))]
+    for name, path, field in ages:
+        age = lambda name=name, path=path, field=field: [  # noqa: E731
+            metric(name, node, age_seconds(path, field, at, root), unit="Seconds")]
+        sources.append((f"{name} ({path})", age))
+    reboot = lambda: [metric("RebootRequired", node, int(os.path.exists(under(root, REBOOT_REQUIRED))))]  # noqa: E731
+    sources.append(("the reboot flag", reboot))
+    for name, path in certificates:
+        days = lambda name=name, path=path: [  # noqa: E731
+            metric("CertificateDaysLeft", node, certificate_days_left(under(root, path), at, run), unit="None", Certificate=name)]
+        sources.append((f"the {name} certificate ({path})", days))
+    data, failed = [], []
+    for what, produce in sources:
+        metrics, failure = gathered(what, produce)
+        data += metrics
+        failed += [failure] if failure else []
+    # What it read, in its journal: the lab reads it there (CloudWatch has no stand-in). A dimension
+    # besides Node in brackets: BackendUp[s1]=1, CertificateDaysLeft[public]=89.5.
+    def shown(m):
+        extra = ",".join(d["Value"] for d in m["Dimensions"][1:])
+        return f"{m['MetricName']}{f'[{extra}]' if extra else ''}={m['Value']}"
+    log("collected " + " ".join(shown(m) for m in data))
+    if data:
+        with_retries(lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=data), "PutMetricData")
+    return 1 if failed else 0
 
 
 def boot_status_command(node, client, run=subprocess.run):
@@ -273,6 +344,8 @@ def boot_status_command(node, client, run=subprocess.run):
 
 BUNDLE_ENV = "/etc/webstack/bundle.env"
 BUNDLE_STATE = "/var/lib/webstack/bundle"
+# Written once, when a node's first apply has run (its mtime: when the node came up).
+FIRST_APPLY_DONE = "first-apply.done"
 HEALTH_ATTEMPTS = 5
 HEALTH_DELAY = 6  # seconds: about half a minute in all for services to settle after a reload
 OUTPUT_LINES = 5  # of a failed command's output, in the status's reason
@@ -1134,7 +1207,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         # What a new release's preflight serves: checked before anything is installed or fetched.
         module = app_module(app, bundle.get("files", [])) if app else None
         # firstApply runs once: a first apply that failed its health check is retried as a change.
-        first_done = os.path.join(state, "first-apply.done")
+        first_done = os.path.join(state, FIRST_APPLY_DONE)
         first = not applied and not os.path.exists(first_done)
         # Checked on the first apply too: cloud-init has just installed the bootstrap's packages (the
         # same list), so it costs a dpkg-query per package and installs nothing; were one missing (a
@@ -1703,9 +1776,40 @@ def guarded(root, action):
         return 1
 
 
+def collect_arguments(args):
+    """collect's (role, node, db client or None, certificates, ages), or None when they are wrong:
+    `--certificate NAME=/PEM` and `--age METRIC=/STATE.json:FIELD` each any number of times."""
+    words, certificates, ages = list(args), [], []
+    positional = []
+    while words:
+        word = words.pop(0)
+        if word in ("--certificate", "--age") and words:
+            name, _, value = words.pop(0).partition("=")
+            path, _, field = value.rpartition(":") if word == "--age" else (value, "", "")
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name) or not path.startswith("/"):
+                return None
+            if word == "--age" and not field:
+                return None
+            if word == "--certificate":
+                certificates.append((name, path))
+            else:
+                ages.append((name, path, field))
+        elif word.startswith("-"):
+            return None
+        else:
+            positional.append(word)
+    if positional[:1] == ["loadbalancer"] and len(positional) == 2:
+        return "loadbalancer", positional[1], None, certificates, ages
+    if positional[:1] in (["primary"], ["replica"]) and len(positional) == 3:
+        return (*positional, certificates, ages)
+    return None
+
+
 USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
-    " | acm-export ARN PASSPHRASE_FILE OUT_DIR | collect ROLE NODE [DB_CLIENT] | boot-status NODE"
+    " | acm-export ARN PASSPHRASE_FILE OUT_DIR"
+    " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]..."
+    " | boot-status NODE"
     " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
     " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
 )
@@ -1725,10 +1829,11 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         services, run = ["ssm"], lambda client: put_command(*args, client)
     elif command == ["acm-export"] and len(args) == 3:
         services, run = ["acm"], lambda client: acm_export_command(*args, client)
-    elif command == ["collect"] and args[:1] == ["loadbalancer"] and len(args) == 2:
-        services, run = ["cloudwatch"], lambda client: collect_command(args[0], args[1], None, client)
-    elif command == ["collect"] and args[:1] in (["primary"], ["replica"]) and len(args) == 3:
-        services, run = ["cloudwatch"], lambda client: collect_command(*args, client)
+    elif command == ["collect"] and collect_arguments(args):
+        role, node, db_client, certificates, ages = collect_arguments(args)
+        services = ["cloudwatch"]
+        run = lambda client: collect_command(  # noqa: E731
+            role, node, db_client, client, certificates=certificates, ages=ages)
     elif command == ["boot-status"] and len(args) == 1:
         services, run = ["cloudwatch"], lambda client: boot_status_command(args[0], client)
     elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):

@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import pwd
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -234,15 +235,24 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         stubber.add_response("put_metric_data", {}, {"Namespace": "Webstack", "MetricData": metric_data})
         return client, stubber
 
+    REBOOT = {"MetricName": "RebootRequired", "Value": 0, "Unit": "Count"}
+
+    def node_metric(self, node, **fields):
+        return {**fields, "Dimensions": [{"Name": "Node", "Value": node}]}
+
     def test_collect_on_the_lb_reports_backends_up(self):
         client, stubber = self.cloudwatch_expects([
             {"MetricName": "BackendsUp", "Dimensions": [{"Name": "Node", "Value": "lb"}], "Value": 1, "Unit": "Count"},
             {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s1"}], "Value": 1, "Unit": "Count"},
             {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s2"}], "Value": 0, "Unit": "Count"},
+            self.node_metric("lb", **self.REBOOT),
         ])
-        with stubber:
-            self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS)
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS, root=self.dir.name)
+        self.assertEqual(code, 0)
         stubber.assert_no_pending_responses()
+        self.assertIn("collected BackendsUp=1 BackendUp[s1]=1 BackendUp[s2]=0 RebootRequired=0\n", stderr.getvalue())
 
     def test_collect_on_the_replica_reports_database_replication_and_lag(self):
         outputs = {"SELECT 1": "1\n", "SHOW REPLICA STATUS\\G": "Slave_IO_Running: Yes\nSlave_SQL_Running: Yes\nSeconds_Behind_Master: 0\n"}
@@ -257,14 +267,15 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             {"MetricName": "DatabaseUp", "Dimensions": node, "Value": 1, "Unit": "Count"},
             {"MetricName": "ReplicaRunning", "Dimensions": node, "Value": 1, "Unit": "Count"},
             {"MetricName": "ReplicaLagSeconds", "Dimensions": node, "Value": 0, "Unit": "Seconds"},
+            self.node_metric("s1", **self.REBOOT),
         ])
         stderr = io.StringIO()
         with stubber, contextlib.redirect_stderr(stderr):
-            self.module.collect_command("replica", "s1", "mariadb", client, run=run)
+            self.module.collect_command("replica", "s1", "mariadb", client, run=run, root=self.dir.name)
         self.assertEqual(calls[0][:3], ["mariadb", "--protocol=socket", "--user=root"])
         stubber.assert_no_pending_responses()
         # What it read, in its journal (the lab's proof that its sandbox lets it ask the database).
-        self.assertIn("webstack-aws: collected DatabaseUp=1 ReplicaRunning=1 ReplicaLagSeconds=0\n", stderr.getvalue())
+        self.assertIn("webstack-aws: collected DatabaseUp=1 ReplicaRunning=1 ReplicaLagSeconds=0 RebootRequired=0\n", stderr.getvalue())
 
     def test_collect_reports_a_database_that_does_not_answer(self):
         run = lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", "ERROR 2002")  # noqa: E731
@@ -272,10 +283,124 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         client, stubber = self.cloudwatch_expects([
             {"MetricName": "DatabaseUp", "Dimensions": node, "Value": 0, "Unit": "Count"},
             {"MetricName": "ReplicaRunning", "Dimensions": node, "Value": 0, "Unit": "Count"},
+            self.node_metric("s1", **self.REBOOT),
         ])
         with stubber:
-            self.module.collect_command("replica", "s1", "mariadb", client, run=run)
+            self.module.collect_command("replica", "s1", "mariadb", client, run=run, root=self.dir.name)
         stubber.assert_no_pending_responses()
+
+    def certificate(self, at, days, key_first=False):
+        """A self-signed certificate for `days` at root-relative `at` (with its key, as a site PEM holds
+        it); its notAfter as Python's own decoder reads it, in epoch seconds."""
+        target = os.path.join(self.dir.name, at.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", str(days), "-subj", "/CN=test", "-keyout", target + ".key", "-out", target + ".crt"],
+                       check=True, capture_output=True)
+        parts = [target + ".key", target + ".crt"] if key_first else [target + ".crt", target + ".key"]
+        with open(target, "w") as handle:
+            handle.write("".join(pathlib.Path(p).read_text() for p in parts))
+        return ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(target + ".crt")["notAfter"])
+
+    def state(self, at, value):
+        target = os.path.join(self.dir.name, at.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w") as handle:
+            handle.write(value if isinstance(value, str) else json.dumps(value))
+
+    def test_collect_reports_a_pending_reboot_each_certificates_days_left_and_each_state_files_age(self):
+        not_after = self.certificate("/etc/haproxy/certs/site.pem", 30, key_first=True)
+        self.certificate("/etc/webstack/tls/node.crt", 400)
+        now = not_after - 20.5 * 86400
+        self.state("/run/reboot-required", "*** System restart required ***\n")
+        self.state("/var/lib/webstack/backup/full.json", {"finished": now - 3600, "key": "backups/full/x"})
+        # No binlog state yet: counted from the node's first apply, 500 s ago.
+        self.state("/var/lib/webstack/bundle/first-apply.done", "")
+        first_apply = os.path.join(self.dir.name, "var/lib/webstack/bundle/first-apply.done")
+        os.utime(first_apply, (now - 500, now - 500))
+        node = lambda **fields: self.node_metric("s1", **fields)  # noqa: E731
+        certificate = lambda name, days: {  # noqa: E731
+            "MetricName": "CertificateDaysLeft", "Value": days, "Unit": "None",
+            "Dimensions": [{"Name": "Node", "Value": "s1"}, {"Name": "Certificate", "Value": name}]}
+        run_sql = lambda argv, **_: subprocess.CompletedProcess(argv, 0, "1\n", "")  # noqa: E731
+        run = lambda argv, **kw: run_sql(argv) if argv[0] == "mariadb" else subprocess.run(argv, **kw)  # noqa: E731
+        client, stubber = self.cloudwatch_expects([
+            node(MetricName="DatabaseUp", Value=1, Unit="Count"),
+            node(MetricName="BackupAgeSeconds", Value=3600, Unit="Seconds"),
+            node(MetricName="BinlogShipAgeSeconds", Value=500, Unit="Seconds"),
+            node(MetricName="RebootRequired", Value=1, Unit="Count"),
+            certificate("public", 20.5),
+            certificate("node", 400 - 30 + 20.5),
+        ])
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.collect_command(
+                "primary", "s1", "mariadb", client, run=run, root=self.dir.name, now=lambda: now,
+                certificates=[("public", "/etc/haproxy/certs/site.pem"), ("node", "/etc/webstack/tls/node.crt")],
+                ages=[("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished"),
+                      ("BinlogShipAgeSeconds", "/var/lib/webstack/backup/binlog.json", "shipped")],
+            )
+        self.assertEqual(code, 0)
+        stubber.assert_no_pending_responses()
+        self.assertIn("no /var/lib/webstack/backup/binlog.json: counting from this node's first apply", stderr.getvalue())
+        self.assertIn(
+            "collected DatabaseUp=1 BackupAgeSeconds=3600 BinlogShipAgeSeconds=500 RebootRequired=1"
+            " CertificateDaysLeft[public]=20.5 CertificateDaysLeft[node]=390.5\n",
+            stderr.getvalue(),
+        )
+
+    def test_what_cannot_be_read_is_left_out_and_named_the_rest_is_published_and_the_run_fails(self):
+        self.state("/var/lib/webstack/backup/full.json", "{not json")
+        run = lambda argv, **kw: subprocess.run(argv, **kw)  # noqa: E731
+        client, stubber = self.cloudwatch_expects([self.node_metric("lb", **self.REBOOT)])
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.collect_command(
+                "loadbalancer", "lb", None, client, run=run, root=self.dir.name,
+                read_stats=lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "Connection refused")),
+                certificates=[("public", "/etc/haproxy/certs/site.pem")],
+                ages=[("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")],
+            )
+        self.assertEqual(code, 1)
+        stubber.assert_no_pending_responses()
+        log = stderr.getvalue()
+        self.assertIn("HAProxy's stats: ConnectionRefusedError:", log)
+        self.assertIn("BackupAgeSeconds (/var/lib/webstack/backup/full.json): JSONDecodeError:", log)
+        self.assertIn("the public certificate (/etc/haproxy/certs/site.pem): ValueError: openssl cannot read a certificate in", log)
+        self.assertIn("collected RebootRequired=0\n", log)
+
+    def test_a_state_file_without_its_field_or_a_missing_first_apply_is_an_error_not_an_age(self):
+        self.state("/var/lib/webstack/backup/full.json", {"key": "backups/full/x"})
+        with contextlib.redirect_stderr(io.StringIO()):
+            with self.assertRaises(KeyError):
+                self.module.age_seconds("/var/lib/webstack/backup/full.json", "finished", 0, self.dir.name)
+            with self.assertRaises(FileNotFoundError):
+                self.module.age_seconds("/var/lib/webstack/backup/binlog.json", "shipped", 0, self.dir.name)
+
+    def test_collects_arguments_certificates_and_ages_any_number_of_times(self):
+        parse = self.module.collect_arguments
+        self.assertEqual(parse(["loadbalancer", "lb"]), ("loadbalancer", "lb", None, [], []))
+        self.assertEqual(
+            parse(["replica", "s1", "mariadb", "--certificate", "node=/etc/webstack/tls/node.crt",
+                   "--age", "BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
+                   "--certificate", "database=/etc/mysql/webstack/node.crt"]),
+            ("replica", "s1", "mariadb",
+             [("node", "/etc/webstack/tls/node.crt"), ("database", "/etc/mysql/webstack/node.crt")],
+             [("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")]),
+        )
+        for wrong in (
+            ["loadbalancer", "lb", "mariadb"],
+            ["primary", "s2"],
+            ["primary", "s2", "mariadb", "--certificate", "node=relative/node.crt"],
+            ["primary", "s2", "mariadb", "--certificate"],
+            ["primary", "s2", "mariadb", "--age", "BackupAgeSeconds=/var/lib/webstack/backup/full.json"],
+            ["primary", "s2", "mariadb", "--age", "=/state.json:finished"],
+            ["primary", "s2", "mariadb", "--verbose"],
+        ):
+            self.assertIsNone(parse(wrong), wrong)
+        code, stderr = self.run_args(["webstack-aws", "collect", "primary", "s2", "mariadb", "--age", "x"])
+        self.assertEqual(code, 2)
+        self.assertIn("[--age METRIC=STATE.json:FIELD]...", stderr)
 
     def test_boot_status_reports_a_failed_boot(self):
         for code, failed in ((0, 0), (1, 1), (2, 0)):
