@@ -39,6 +39,11 @@ const TOOLS: Readonly<Record<DbEngine, { backup: string; stream: string; binlog:
     mysql: null,
   };
 
+/** Whether the engine has physical backups and binlog shipping (MySQL: the snapshots only). */
+export function hasPhysicalBackups(engine: DbEngine): boolean {
+  return TOOLS[engine] !== null;
+}
+
 /** The packages the backups need on an app node (with the engine's). */
 export function backupPackages(engine: DbEngine): readonly string[] {
   return TOOLS[engine] ? ["mariadb-backup", "zstd"] : [];

@@ -1,4 +1,5 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
+import { hasPhysicalBackups } from "./backups";
 import { Architecture, packageUrlFor } from "../model/aws";
 import {
   BACKUP_AGE_METRIC,
@@ -82,7 +83,8 @@ export interface StateAge {
  * The backup tools' state a node's collector watches (model/backups.ts): the nightly backup's age on
  * the node that takes it, binlog shipping's on the node whose binlogs are shipped.
  */
-export function backupAges(node: NodeName): StateAge[] {
+export function backupAges(node: NodeName, engine: DbEngine): StateAge[] {
+  if (!hasPhysicalBackups(engine)) return [];
   return [
     ...(node === BACKUP_NODE
       ? [{ metric: BACKUP_AGE_METRIC, file: FULL_BACKUP_STATE, field: "finished" }]
@@ -145,7 +147,10 @@ function collectorArgs(p: MonitoringParams): string {
     "--certificate",
     `${name}=${path}`,
   ]);
-  const ages = backupAges(p.node).flatMap((a) => ["--age", `${a.metric}=${a.file}:${a.field}`]);
+  const ages = backupAges(p.node, p.engine).flatMap((a) => [
+    "--age",
+    `${a.metric}=${a.file}:${a.field}`,
+  ]);
   return [...own, ...certificates, ...ages].join(" ");
 }
 

@@ -134,6 +134,8 @@ export interface AlarmInputs<Id = string> {
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
   readonly cpuPercent?: number;
+  /** Whether the engine's physical backups and binlog shipping run (their age alarms then too). */
+  readonly physicalBackups: boolean;
 }
 
 const metricRef = <Id>(
@@ -172,6 +174,30 @@ export const MEMORY_USED_ALARM_PERCENT = 90;
  * so 20 means a renewal has failed for ten days.
  */
 export const CERTIFICATE_ALARM_DAYS = 20;
+
+/** The backups' age alarms (issue 20): on the node that takes the backup, and the one shipping binlogs. */
+function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
+  return [
+    {
+      key: `${BACKUP_NODE}-backup-old`,
+      description: `The last full backup (${BACKUP_NODE}) is more than ${BACKUP_AGE_ALARM_SECONDS / 3600} h old, or its age is not reported`,
+      metrics: [custom<Id>(BACKUP_AGE_METRIC, BACKUP_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: BACKUP_AGE_ALARM_SECONDS,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+    {
+      key: `${BINLOG_NODE}-binlog-shipping-behind`,
+      description: `${BINLOG_NODE}'s binlogs were last shipped more than ${BINLOG_SHIP_AGE_ALARM_SECONDS} s ago (the recovery point slips), or the age is not reported`,
+      metrics: [custom<Id>(BINLOG_SHIP_AGE_METRIC, BINLOG_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: BINLOG_SHIP_AGE_ALARM_SECONDS,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+  ];
+}
 
 /** Every alarm of the stack. */
 export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
@@ -234,24 +260,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       missing: "breaching",
     })),
     // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
-    {
-      key: `${BACKUP_NODE}-backup-old`,
-      description: `The last full backup (${BACKUP_NODE}) is more than ${BACKUP_AGE_ALARM_SECONDS / 3600} h old, or its age is not reported`,
-      metrics: [custom<Id>(BACKUP_AGE_METRIC, BACKUP_NODE, "Maximum")],
-      comparison: "GreaterThanThreshold",
-      threshold: BACKUP_AGE_ALARM_SECONDS,
-      evaluationPeriods: 3,
-      missing: "breaching",
-    },
-    {
-      key: `${BINLOG_NODE}-binlog-shipping-behind`,
-      description: `${BINLOG_NODE}'s binlogs were last shipped more than ${BINLOG_SHIP_AGE_ALARM_SECONDS} s ago (the recovery point slips), or the age is not reported`,
-      metrics: [custom<Id>(BINLOG_SHIP_AGE_METRIC, BINLOG_NODE, "Maximum")],
-      comparison: "GreaterThanThreshold",
-      threshold: BINLOG_SHIP_AGE_ALARM_SECONDS,
-      evaluationPeriods: 3,
-      missing: "breaching",
-    },
+    ...(i.physicalBackups ? backupAgeAlarms<Id>() : []),
     ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,

@@ -13,6 +13,8 @@ export interface MonitoringArgs {
   readonly instanceIds: Readonly<Record<NodeName, pulumi.Input<string>>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
+  /** Whether the engine's physical backups run: their age alarms then too (cloud-init/backups.ts). */
+  readonly physicalBackups: boolean;
   /** Subscribed to the alarm topic when given. */
   readonly alarmEmail?: string;
   readonly tags: Tagger;
@@ -95,6 +97,7 @@ export class Monitoring extends pulumi.ComponentResource {
       instanceIds: args.instanceIds,
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
+      physicalBackups: args.physicalBackups,
     });
     const alarmResources = specs.map(
       (spec) =>

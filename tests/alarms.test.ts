@@ -1,4 +1,5 @@
 // Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
+import { backupAges } from "../cloud-init/monitoring";
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES, NodeName } from "../model/topology";
@@ -27,7 +28,12 @@ const alarm = (key: string): PlannedResource => one(plan, T.metricAlarm, `monito
 const topic = (): PlannedResource => ofType(plan, T.snsTopic)[0];
 
 describe("alarm rows", () => {
-  const specs = alarmSpecs({ instanceIds: IDS, qpsThreshold: 750, replicaLagSeconds: 45 });
+  const specs = alarmSpecs({
+    instanceIds: IDS,
+    qpsThreshold: 750,
+    replicaLagSeconds: 45,
+    physicalBackups: true,
+  });
 
   test("every alarm the issue asks for exists, once", () => {
     expect(specs.map((s) => s.key).sort()).toEqual(
@@ -62,6 +68,22 @@ describe("alarm rows", () => {
         "s2-binlog-shipping-behind",
       ].sort(),
     );
+  });
+
+  test("no backup-age alarm, and no age collected, where the engine has no physical backups (MySQL)", () => {
+    const keys = (physicalBackups: boolean) =>
+      alarmSpecs({ instanceIds: IDS, qpsThreshold: 1, replicaLagSeconds: 1, physicalBackups }).map(
+        (s) => s.key,
+      );
+    expect(keys(true)).toEqual(
+      expect.arrayContaining(["s1-backup-old", "s2-binlog-shipping-behind"]),
+    );
+    expect(keys(false)).not.toContain("s1-backup-old");
+    expect(keys(false)).not.toContain("s2-binlog-shipping-behind");
+    expect(keys(true).length - keys(false).length).toBe(2);
+    expect(backupAges("s1", "mysql")).toEqual([]);
+    expect(backupAges("s2", "mysql")).toEqual([]);
+    expect(backupAges("s1", "mariadb").map((a) => a.metric)).toEqual(["BackupAgeSeconds"]);
   });
 
   test("heartbeats treat silence as failure; event counts do not", () => {
