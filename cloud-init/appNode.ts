@@ -32,6 +32,7 @@ import {
 import { jsonErrorBody } from "./jsonErrors";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
+import { PATCHING_PACKAGES, renderPatchingPart } from "./patching";
 import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
 import {
@@ -249,8 +250,8 @@ function appNodeHeader(node: AppNodeSpec) {
 
 /**
  * The app node's packages: Nginx, Gunicorn and the app's libraries, the agents' installers' tools,
- * the database. One list: its bootstrap installs it at creation, its bundles name it, so a package
- * added here reaches a running node too (user-data changes never reach s1 and s2).
+ * patching, the database. One list: its bootstrap installs it at creation, its bundles name it, so a
+ * package added here reaches a running node too (user-data changes never reach s1 and s2).
  */
 export function appNodePackages(engine: DbEngine): readonly string[] {
   return [
@@ -266,6 +267,7 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
     "logrotate",
     ...INSTALLER_PACKAGES,
+    ...PATCHING_PACKAGES,
     ...ENGINES[engine].packages,
   ];
 }
@@ -430,6 +432,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
+      renderPatchingPart(p.node.role),
       own,
       databaseBundlePart(db),
       appReleasePart(p),
