@@ -35,6 +35,7 @@ import {
 import { jsonErrorBody } from "./jsonErrors";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
+import { PATCHING_PACKAGES, renderPatchingPart } from "./patching";
 import { renderSsmAgentPart } from "./ssmAgent";
 import { backupPackages, renderBackupPart } from "./backups";
 import { renderShipped, shippedFile } from "./template";
@@ -243,8 +244,8 @@ function appNodeHeader(node: AppNodeSpec) {
 
 /**
  * The app node's packages: Nginx, Gunicorn and the app's libraries, the agents' installers' tools,
- * the database. One list: its bootstrap installs it at creation, its bundles name it, so a package
- * added here reaches a running node too (user-data changes never reach s1 and s2).
+ * patching, the database. One list: its bootstrap installs it at creation, its bundles name it, so a
+ * package added here reaches a running node too (user-data changes never reach s1 and s2).
  */
 export function appNodePackages(engine: DbEngine): readonly string[] {
   return [
@@ -260,6 +261,7 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     // logrotate for Gunicorn's rule and the packages' own (Nginx, the database).
     "logrotate",
     ...INSTALLER_PACKAGES,
+    ...PATCHING_PACKAGES,
     ...ENGINES[engine].packages,
     ...backupPackages(engine),
   ];
@@ -426,6 +428,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       dataVolumeGrowPart(),
+      renderPatchingPart(p.node.role),
       own,
       databaseBundlePart(db),
       renderBackupPart({

@@ -25,6 +25,7 @@ import { composeBootstrap } from "./cloudConfig";
 import { HaproxyBackend, renderHaproxyConfig } from "./haproxy";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
 import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
+import { PATCHING_PACKAGES, renderPatchingPart } from "./patching";
 import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
 
@@ -163,8 +164,9 @@ function certificatePart(c: CertificateSetup): BundlePart {
 }
 
 /**
- * The LB's packages: HAProxy, its log's rsyslog, the tools of its boot, certbot for Let's Encrypt.
- * One list: its bootstrap installs it, its bundles name it (a running LB gets a package added here).
+ * The LB's packages: HAProxy, its log's rsyslog, the tools of its boot, patching, certbot for Let's
+ * Encrypt. One list: its bootstrap installs it, its bundles name it (a running LB gets a package
+ * added here).
  */
 export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]): readonly string[] {
   return [
@@ -175,6 +177,7 @@ export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]):
     "openssl",
     "ca-certificates",
     ...INSTALLER_PACKAGES,
+    ...PATCHING_PACKAGES,
     ...(certificateMode === "letsencrypt" ? ["certbot"] : []),
   ];
 }
@@ -270,6 +273,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
+      renderPatchingPart(p.node.role),
       own,
       certificatePart(p.certificate),
     ],

@@ -10,7 +10,11 @@ export interface LogSource {
 
 /** Every log each kind of node ships: the one table the agent config and the log groups share. */
 export function logSources(role: NodeRole): LogSource[] {
-  const common = [{ key: "cloud-init", path: "/var/log/cloud-init-output.log" }];
+  const common = [
+    { key: "cloud-init", path: "/var/log/cloud-init-output.log" },
+    // What unattended-upgrades did (issue 20, README "Patching"): its directory is group adm's.
+    { key: "unattended-upgrades", path: "/var/log/unattended-upgrades/unattended-upgrades.log" },
+  ];
   if (role === "loadbalancer") return [...common, { key: "haproxy", path: "/var/log/haproxy.log" }];
   return [
     ...common,

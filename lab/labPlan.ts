@@ -50,8 +50,9 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "and the boot completes without them. So no node runs an SSM agent: the lab has no Session Manager.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
   "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
-    "Debian's own signed indexes; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble stand-ins) " +
-    "as EC2 nodes trust public CAs.",
+    "Debian's own signed indexes, so an unattended upgrade cannot fetch a security update of a package " +
+    "the base image already had; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble " +
+    "stand-ins) as EC2 nodes trust public CAs.",
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
   "The data volume is a loop device at the EBS volume's NVMe by-id path.",

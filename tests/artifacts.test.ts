@@ -1,6 +1,6 @@
 // Artifact checks: the documents the program renders, through their real consumers — cloud-init's
-// schema on each bootstrap; shellcheck, nginx -t, rsyslogd, Python and the nodes' own servers on
-// each node's effective document (its bootstrap with its bundle's files) — and a broken input for
+// schema on each bootstrap; shellcheck, nginx -t, rsyslogd, apt-config, needrestart's reading (Perl),
+// Python and the nodes' own servers on each node's effective document (its bootstrap with its bundle's files) — and a broken input for
 // each check, to show it can fail.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -8,6 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import YAML from "yaml";
 import { UNIT_EXPOSURE } from "../model/exposure";
+import { NEEDRESTART_PATH, UNATTENDED_UPGRADES_PATH } from "../cloud-init/patching";
 import {
   CloudConfigDocument,
   IS_ROOT,
@@ -55,6 +56,8 @@ const TOOLS = {
   "debian-13-rootfs": IS_ROOT && commandWorks("debootstrap", ["--version"]),
   "python3-boto3": commandWorks(PYTHON, ["-c", "import boto3"]),
   openssl: commandWorks("openssl", ["version"]),
+  "apt-config": commandWorks("apt-config", ["--version"]),
+  perl: commandWorks("perl", ["-v"]),
 };
 
 /** A test that needs a Debian tool: skipped with a note where it is missing, failed under CI. */
@@ -293,6 +296,154 @@ describe("rsyslog", () => {
         .code,
     ).not.toBe(0);
   });
+});
+
+describe("apt (unattended-upgrades' settings)", () => {
+  // Debian's own files, as unattended-upgrades 2.12 (Debian 13) installs them: its
+  // 50unattended-upgrades' settings (comments left out) and its 20auto-upgrades, switched off here so
+  // that only the rendered file can switch the daily run on.
+  const DEBIAN_DEFAULTS = {
+    "20auto-upgrades":
+      'APT::Periodic::Update-Package-Lists "0";\nAPT::Periodic::Unattended-Upgrade "0";\n',
+    "50unattended-upgrades": [
+      "Unattended-Upgrade::Origins-Pattern {",
+      '        "origin=Debian,codename=${distro_codename},label=Debian";',
+      '        "origin=Debian,codename=${distro_codename},label=Debian-Security";',
+      '        "origin=Debian,codename=${distro_codename}-security,label=Debian-Security";',
+      "};",
+      "Unattended-Upgrade::Package-Blacklist {",
+      "};",
+      "",
+    ].join("\n"),
+  };
+  /** `apt-config dump` of Debian's files plus the rendered one, as apt reads /etc/apt/apt.conf.d. */
+  const dump = (rendered: string) => {
+    const dir = fs.mkdtempSync(path.join(SCRATCH, "apt-"));
+    const parts = path.join(dir, "apt.conf.d");
+    fs.mkdirSync(parts);
+    for (const [name, text] of Object.entries(DEBIAN_DEFAULTS))
+      fs.writeFileSync(path.join(parts, name), text);
+    fs.writeFileSync(path.join(parts, path.basename(UNATTENDED_UPGRADES_PATH)), rendered);
+    const config = path.join(dir, "apt.conf");
+    fs.writeFileSync(config, `Dir::Etc::Parts "${parts}";\nDir::Etc::Main "/dev/null";\n`);
+    const result = spawnSync("apt-config", ["dump"], {
+      encoding: "utf8",
+      env: { ...process.env, APT_CONFIG: config },
+    });
+    return { code: result.status, output: `${result.stdout}${result.stderr}` };
+  };
+  const settingsOf = (output: string, ...prefixes: string[]) =>
+    output.split("\n").filter((l) => prefixes.some((p) => l.startsWith(p)));
+
+  withTool("apt-config")(
+    "apt reads every node's file after Debian's: security origin alone, MariaDB held, daily, no reboot",
+    () => {
+      for (const d of documents) {
+        const { code, output } = dump(fileOf(d, UNATTENDED_UPGRADES_PATH));
+        expect({ node: d.name, code }).toEqual({ node: d.name, code: 0 });
+        expect({
+          node: d.name,
+          settings: settingsOf(
+            output,
+            "APT::Periodic::",
+            "Unattended-Upgrade::Origins-Pattern",
+            "Unattended-Upgrade::Allowed-Origins",
+            "Unattended-Upgrade::Package-Blacklist",
+            "Unattended-Upgrade::Automatic-Reboot",
+            "DPkg::Options",
+          ),
+        }).toEqual({
+          node: d.name,
+          settings: [
+            'APT::Periodic::Update-Package-Lists "1";',
+            'APT::Periodic::Unattended-Upgrade "1";',
+            'DPkg::Options "";',
+            'DPkg::Options:: "--force-confdef";',
+            'DPkg::Options:: "--force-confold";',
+            'Unattended-Upgrade::Origins-Pattern "";',
+            'Unattended-Upgrade::Origins-Pattern:: "origin=Debian,codename=trixie-security,label=Debian-Security";',
+            'Unattended-Upgrade::Package-Blacklist "";',
+            'Unattended-Upgrade::Package-Blacklist:: "mariadb-";',
+            'Unattended-Upgrade::Package-Blacklist:: "libmariadb";',
+            'Unattended-Upgrade::Automatic-Reboot "false";',
+          ],
+        });
+      }
+    },
+  );
+
+  withTool("apt-config")("apt refuses a broken file (the bundle's validate fails)", () => {
+    const broken = fileOf(documents[0], UNATTENDED_UPGRADES_PATH).replace(
+      'Unattended-Upgrade::Automatic-Reboot "false";',
+      'Unattended-Upgrade::Automatic-Reboot "false"',
+    );
+    const { code, output } = dump(broken);
+    expect(code).toBe(100);
+    expect(output).toMatch(/E: Syntax error .*52webstack-unattended-upgrades/);
+  });
+});
+
+describe("needrestart's settings", () => {
+  const decisions = (conf: string, units: string[]) => {
+    const file = path.join(SCRATCH, `needrestart-${Math.random().toString(36).slice(2)}.conf`);
+    fs.writeFileSync(file, conf);
+    return {
+      compiles: run("perl", ["-c", file]).code,
+      ...run("perl", [path.join(ARTIFACTS, "needrestart-decisions.pl"), file, ...units]),
+    };
+  };
+  // What runs on the nodes, and what needrestart may do with it once a library it uses is replaced.
+  const EXPECTED: Record<string, "restarted" | "deferred"> = {
+    "mariadb.service": "deferred",
+    "mysql.service": "deferred",
+    "amazon-ssm-agent.service": "deferred",
+    "webstack-apply.service": "deferred",
+    "webstack-datadog-agent.service": "deferred",
+    "webstack-cloudwatch-agent.service": "deferred",
+    "webstack-collector.service": "deferred",
+    "webstack-certificate.service": "deferred",
+    "webstack-app.service": "restarted",
+    "nginx.service": "restarted",
+    // By its restart.d file on the LB: a reload.
+    "haproxy.service": "restarted",
+    "rsyslog.service": "restarted",
+    "amazon-cloudwatch-agent.service": "restarted",
+    "datadog-agent.service": "restarted",
+    "cron.service": "restarted",
+    // Debian's own exceptions stay.
+    "dbus.service": "deferred",
+    "systemd-logind.service": "deferred",
+  };
+
+  withTool("perl")(
+    "every node's file, read as needrestart reads it: restart without asking, these exceptions",
+    () => {
+      for (const d of documents) {
+        const result = decisions(fileOf(d, NEEDRESTART_PATH), Object.keys(EXPECTED));
+        expect({ node: d.name, ...result }).toEqual({
+          node: d.name,
+          compiles: 0,
+          code: 0,
+          output: [
+            "restart=a",
+            ...Object.entries(EXPECTED).map(([unit, what]) => `${unit} ${what}`),
+            "",
+          ].join("\n"),
+        });
+      }
+    },
+  );
+
+  withTool("perl")(
+    "a broken file fails perl -c (the bundle's validate) and needrestart's reading",
+    () => {
+      const broken = fileOf(documents[0], NEEDRESTART_PATH).replace("} = 0;", "} = 0");
+      const result = decisions(broken, ["nginx.service"]);
+      expect(result.compiles).not.toBe(0);
+      expect(result.code).not.toBe(0);
+      expect(result.output).toContain("Error parsing");
+    },
+  );
 });
 
 /** A Python test file of tests/artifacts, run by Debian's python: every test in it passes. */

@@ -9,7 +9,13 @@ import { labCgroupRoots } from "../lab/cgroups";
 import { BROKEN_BOOT_MARKER, LAB_DOMAIN, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { execInNode, growDataVolume, inNode } from "../lab/nodes";
-import { debianSources } from "../model/aptSources";
+import { DEBIAN_SUITES, debianSources } from "../model/aptSources";
+import {
+  NEEDRESTART_HAPROXY_PATH,
+  NEEDRESTART_PATH,
+  PATCHING_PACKAGES,
+  UPGRADE_TIMES,
+} from "../cloud-init/patching";
 import { nodeExposure } from "../lab/security";
 import {
   backendStates,
@@ -22,7 +28,7 @@ import { withSecondClient } from "../lab/namespaces";
 import { leftovers } from "../lab/teardown";
 import { CONFIG_KEYS } from "../model/config";
 import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
-import { FLOWS, flowsInto, LB_NODE, NODE_NAMES, NodeName } from "../model/topology";
+import { FLOWS, flowsInto, LB_NODE, NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
 import { labCli, labTest } from "./harness";
 import { LoadReport, startLoad } from "./labLoad";
 import {
@@ -898,6 +904,78 @@ labTest(
     }
   },
   180_000,
+);
+
+labTest(
+  "patching on every node: unattended-upgrades for the security archive only, at the node's hour; needrestart reads webstack's settings; the LB's HAProxy is reloaded, not restarted",
+  () => {
+    for (const node of NODE_NAMES) {
+      const installed = inNode(node, [
+        "dpkg-query",
+        "-W",
+        "-f=${Package} ${Status}\n",
+        ...PATCHING_PACKAGES,
+      ]);
+      expect({ node, installed: installed.trim().split("\n").sort() }).toEqual({
+        node,
+        installed: PATCHING_PACKAGES.map((p) => `${p} install ok installed`).sort(),
+      });
+      // apt's whole configuration, Debian's own 50unattended-upgrades included.
+      const config = inNode(node, ["apt-config", "dump"]).split("\n");
+      const security = `origin=Debian,codename=${DEBIAN_SUITES.security[0]},label=Debian-Security`;
+      expect({
+        node,
+        origins: config.filter((l) => l.startsWith("Unattended-Upgrade::Origins-Pattern::")),
+      }).toEqual({ node, origins: [`Unattended-Upgrade::Origins-Pattern:: "${security}";`] });
+      expect(config).toContain('Unattended-Upgrade::Automatic-Reboot "false";');
+      expect(config).toContain('APT::Periodic::Unattended-Upgrade "1";');
+      // A dry run against the lab's mirror. Its exit status is not asked: the mirror holds the
+      // indexes of the security archive but only the files of the user-data's packages (lab
+      // differences), so an update of a package the base image already has cannot be fetched.
+      const dry = execInNode(node, ["unattended-upgrade", "--dry-run", "-d"]);
+      const said = `${dry.stdout}${dry.stderr}`;
+      expect({ node, said }).toEqual({
+        node,
+        said: expect.stringContaining(`Allowed origins are: ${security}\n`),
+      });
+      expect(said).toContain("Initial blacklist: mariadb- libmariadb\n");
+      expect(said).toMatch(
+        /Packages that will be upgraded:|No packages found that can be upgraded unattended/,
+      );
+      expect(said).not.toContain("Traceback");
+      // apt's upgrade timer, at this node's hour only (not Debian's 06:00 besides).
+      expect(
+        inNode(node, ["systemctl", "list-timers", "--all", "apt-daily-upgrade.timer"]),
+      ).toMatch(/apt-daily-upgrade\.timer +apt-daily-upgrade\.service/);
+      const calendar = inNode(node, [
+        "systemctl",
+        "show",
+        "--property=TimersCalendar",
+        "--value",
+        "apt-daily-upgrade.timer",
+      ]);
+      // systemd writes each as "{ OnCalendar=<normalized> ; next_elapse=… }".
+      const calendars = (calendar.match(/OnCalendar=[^;]*/g) ?? []).map((c) => c.trim());
+      expect({ node, calendars }).toEqual({
+        node,
+        calendars: [`OnCalendar=*-*-* ${UPGRADE_TIMES[NODE_ROLES[node]]}:00 UTC`],
+      });
+      // needrestart reads webstack's file after Debian's (its verbose run says so), and runs.
+      const restart = execInNode(node, ["needrestart", "-v", "-b"]);
+      expect({ node, status: restart.status }).toEqual({ node, status: 0 });
+      expect(restart.stderr).toContain(`eval ${NEEDRESTART_PATH}`);
+    }
+    // What needrestart runs for HAProxy: a reload, so the same master serves on, re-executed.
+    const master = () =>
+      inNode(LB_NODE, ["systemctl", "show", "--property=MainPID", "--value", "haproxy"]).trim();
+    const before = master();
+    inNode(LB_NODE, [NEEDRESTART_HAPROXY_PATH]);
+    expect(master()).toBe(before);
+    expect(JSON.parse(getThroughLb().stdout)).toMatchObject({
+      node: expect.stringMatching(/^s[12]$/),
+    });
+  },
+  5 * 60_000,
 );
 
 labTest("status shows the summary; a second up is safe and changes nothing", () => {

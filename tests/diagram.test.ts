@@ -47,7 +47,7 @@ describe("describeStack reads the plan", () => {
 
   test("monitoring: each node's log groups, the metric filters, alarms, topic and dashboard", () => {
     expect(describeStack(dev).monitoring).toEqual({
-      logGroups: { lb: 2, s1: 6, s2: 6 },
+      logGroups: { lb: 3, s1: 7, s2: 7 },
       logGroupsTotal: ofType(dev, T.logGroup).length,
       metricFilters: ofType(dev, T.logMetricFilter).length,
       alarms: ofType(dev, T.metricAlarm).length,
@@ -94,7 +94,7 @@ describe("the Mermaid diagram", () => {
       '  s1 ==>|"writes"| db_s2',
       '  s1 ==>|"reads"| db_s1',
       '  db_s2 ==>|"replication"| db_s1',
-      '  s2 -.->|"agent: 6 log groups, metrics"| cw_logs',
+      '  s2 -.->|"agent: 7 log groups, metrics"| cw_logs',
       '    cw_alarms["39 alarms → SNS webstack-dev-alarms"]',
     ];
     for (const line of expected) expect(lines).toContain(line);

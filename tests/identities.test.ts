@@ -92,8 +92,16 @@ describe("node identities", () => {
       const role = node === "lb" ? "loadbalancer" : "app";
       const keys =
         role === "loadbalancer"
-          ? ["cloud-init", "haproxy"]
-          : ["app", "cloud-init", "db-error", "db-slow", "nginx-access", "nginx-error"];
+          ? ["cloud-init", "haproxy", "unattended-upgrades"]
+          : [
+              "app",
+              "cloud-init",
+              "db-error",
+              "db-slow",
+              "nginx-access",
+              "nginx-error",
+              "unattended-upgrades",
+            ];
       const groups = ofType(plan, T.logGroup)
         .filter((g) => g.name.startsWith(`logs-${node}-`))
         .map((g) => String(g.inputs.name))

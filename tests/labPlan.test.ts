@@ -4,6 +4,7 @@ import { createHash } from "crypto";
 import * as YAML from "yaml";
 import { parseConfig } from "../model/config";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
+import { PATCHING_PACKAGES } from "../cloud-init/patching";
 import {
   LAB_CONFIG,
   LAB_DOMAIN,
@@ -64,6 +65,8 @@ test("the packages the mirror must hold are the user-data's own package lists", 
   for (const n of nodes) expect(n.packages).toEqual(YAML.parse(n.userData).packages);
   expect(node("lb").packages).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
   expect(node("s2").packages).toEqual(expect.arrayContaining(["nginx", "mariadb-server"]));
+  // Patching's packages are in every node's list, so in the mirror.
+  for (const n of nodes) expect(n.packages).toEqual(expect.arrayContaining([...PATCHING_PACKAGES]));
   expect(packagesOf("#cloud-config\nhostname: x\n")).toEqual([]);
 });
 

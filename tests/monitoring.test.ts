@@ -100,10 +100,12 @@ describe("the CloudWatch agent's config", () => {
     const group = (node: string, source: string) => logGroupName("t", node, source);
     expect(list(lb).map((l) => [l.file_path, l.log_group_name])).toEqual([
       ["/var/log/cloud-init-output.log", group("lb", "cloud-init")],
+      ["/var/log/unattended-upgrades/unattended-upgrades.log", group("lb", "unattended-upgrades")],
       ["/var/log/haproxy.log", group("lb", "haproxy")],
     ]);
     expect(list(s1).map((l) => [l.file_path, l.log_group_name])).toEqual([
       ["/var/log/cloud-init-output.log", group("s1", "cloud-init")],
+      ["/var/log/unattended-upgrades/unattended-upgrades.log", group("s1", "unattended-upgrades")],
       ["/var/log/nginx/webstack-access.log", group("s1", "nginx-access")],
       ["/var/log/nginx/webstack-error.log", group("s1", "nginx-error")],
       ["/var/log/webstack/app.log", group("s1", "app")],
