@@ -177,9 +177,19 @@ export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]):
     "openssl",
     "ca-certificates",
     ...INSTALLER_PACKAGES,
-    ...PATCHING_PACKAGES,
     ...(certificateMode === "letsencrypt" ? ["certbot"] : []),
   ];
+}
+
+/**
+ * What the LB's bundle installs: its bootstrap's packages and those added since. A package is
+ * added here, never to the bootstrap's list: the LB's user-data is replaced with the LB (a change
+ * to it is a new instance, an outage of the single LB), while a bundle installs it in place.
+ */
+export function loadBalancerBundlePackages(
+  certificateMode: CertificateSetup["mode"],
+): readonly string[] {
+  return [...loadBalancerPackages(certificateMode), ...PATCHING_PACKAGES];
 }
 
 export function renderLoadBalancerBootstrap(p: LoadBalancerBootstrapParams): string {
@@ -266,7 +276,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
-      packages: loadBalancerPackages(p.certificate.mode),
+      packages: loadBalancerBundlePackages(p.certificate.mode),
       healthCheck: loadBalancerHealthCheck(),
     },
     [

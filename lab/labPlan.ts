@@ -49,7 +49,7 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "agent's package (in its region's bucket); their installer units keep retrying in the background " +
     "and the boot completes without them. So no node runs an SSM agent: the lab has no Session Manager.",
   "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
-  "The Debian mirror holds only the packages the user-data names (and their dependencies), with " +
+  "The Debian mirror holds only the packages the user-data and the bundles name (and their dependencies), with " +
     "Debian's own signed indexes, so an unattended upgrade cannot fetch a security update of a package " +
     "the base image already had; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble " +
     "stand-ins) as EC2 nodes trust public CAs.",
@@ -132,7 +132,7 @@ export interface LabNode {
   readonly userData: string;
   readonly instanceId: string;
   readonly role: string;
-  /** The packages its user-data installs. */
+  /** The packages its user-data and its bundle install (the mirror holds them). */
   readonly packages: readonly string[];
   /** Its data volume's id (app nodes), as the user-data names the device. */
   readonly dataVolumeId?: string;
@@ -260,6 +260,18 @@ export function s3Objects(plan: Plan): Record<string, S3Object> {
   );
 }
 
+/** The packages a node's bundle installs (some only there: the LB's added since its bootstrap). */
+function bundlePackagesOf(plan: Plan, node: string): string[] {
+  const bundle = onlyOne(
+    plan.resources.filter(
+      (r) => r.type === "aws:s3/bucketObjectv2:BucketObjectv2" && r.name === `bundles-${node}`,
+    ),
+    `${node}'s bundle`,
+  );
+  const content = revealSecrets(bundle.inputs) as { content: string };
+  return ((JSON.parse(content.content) as { packages?: string[] }).packages ?? []).map(String);
+}
+
 /** The packages a cloud-config installs (`packages:` entries are names here). */
 export function packagesOf(userData: string): string[] {
   return ((YAML.parse(userData) as { packages?: string[] }).packages ?? []).map(String);
@@ -289,7 +301,7 @@ export function labNodes(plan: Plan): LabNode[] {
           `${name}'s role`,
         ).id,
       ),
-      packages: packagesOf(userData),
+      packages: [...new Set([...packagesOf(userData), ...bundlePackagesOf(plan, name)])],
       dataVolumeId: attachment ? String(attachment.inputs.volumeId) : undefined,
       ssmScopes: [...new Set(policies.flatMap((p) => ssmScopes(String(p.inputs.policy))))],
       s3Scopes: mergeGrants(policies.map((p) => s3Scopes(String(p.inputs.policy)))),

@@ -1,5 +1,6 @@
 // Issue 17 under mocks: each node's bundle as the contract fixes it, released together, pointed at;
 // node-level settings change bundles and pointers only; every bootstrap within 4 KB as sent.
+import { PATCHING_PACKAGES } from "../cloud-init/patching";
 import { createHash } from "crypto";
 import YAML from "yaml";
 import { DEBIAN_SOURCES_TEMPLATE } from "../model/aptSources";
@@ -157,17 +158,21 @@ describe("each bundle names its bootstrap's packages, so a running node gets a n
       () => planConfig({ ...BASE, certificate: "letsencrypt", acmeEmail: "ops@example.com" }),
     ],
     ["mysql", () => planConfig({ ...BASE, dbEngine: "mysql" })],
-  ])("%s: exactly the bootstrap's list, sorted", async (_, make) => {
-    const p = await make();
-    for (const node of NODE_NAMES) {
-      const bootstrap = userDataDocument(p, node).packages ?? [];
-      expect(bootstrap.length).toBeGreaterThan(5);
-      expect({ node, packages: bundleOf(p, node).packages }).toEqual({
-        node,
-        packages: [...bootstrap].sort(),
-      });
-    }
-  });
+  ])(
+    "%s: exactly the bootstrap's list, sorted (the LB's: and those added since, patching's)",
+    async (_, make) => {
+      const p = await make();
+      for (const node of NODE_NAMES) {
+        const bootstrap = userDataDocument(p, node).packages ?? [];
+        const added = node === "lb" ? PATCHING_PACKAGES : [];
+        expect(bootstrap.length).toBeGreaterThan(5);
+        expect({ node, packages: bundleOf(p, node).packages }).toEqual({
+          node,
+          packages: [...bootstrap, ...added].sort(),
+        });
+      }
+    },
+  );
 
   test("the app nodes' include python3-venv (a release's venv), the LB's HAProxy", () => {
     for (const node of ["s1", "s2"])

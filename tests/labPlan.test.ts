@@ -33,7 +33,7 @@ import {
   mapNodes,
   securityGroupRules,
 } from "../model/topology";
-import { T, bundleFile, ofType, one } from "./harness";
+import { T, bundleFile, bundleOf, ofType, one } from "./harness";
 
 let plan: Plan;
 let nodes: LabNode[];
@@ -61,8 +61,13 @@ test("each node boots exactly the user-data the plan gives its instance", () => 
   }
 });
 
-test("the packages the mirror must hold are the user-data's own package lists", () => {
-  for (const n of nodes) expect(n.packages).toEqual(YAML.parse(n.userData).packages);
+test("the packages the mirror must hold are the user-data's and the bundles' package lists", () => {
+  for (const n of nodes)
+    expect([...n.packages].sort()).toEqual(
+      [...new Set([...YAML.parse(n.userData).packages, ...bundleOf(plan, n.name).packages])].sort(),
+    );
+  // The LB's patching packages are in its bundle only (its user-data would replace it).
+  expect(YAML.parse(node("lb").userData).packages).not.toContain("needrestart");
   expect(node("lb").packages).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
   expect(node("s2").packages).toEqual(expect.arrayContaining(["nginx", "mariadb-server"]));
   // Patching's packages are in every node's list, so in the mirror.

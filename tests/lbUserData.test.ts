@@ -1,5 +1,6 @@
 // The LB's bootstrap and bundle per certificate mode: HAProxy checked and reloaded, certificates
 // obtained and installed.
+import { PATCHING_PACKAGES } from "../cloud-init/patching";
 import YAML from "yaml";
 import {
   CertificateSetup,
@@ -85,8 +86,10 @@ describe("the LB's bootstrap and bundle", () => {
       // No SSH server, only SSM: sshd stopped and masked first thing at every boot.
       expect(doc.bootcmd).toEqual([["systemctl", "mask", "--now", "ssh.service", "ssh.socket"]]);
       expect(doc.packages).toEqual(expect.arrayContaining(["haproxy", "rsyslog", "python3-boto3"]));
-      // The bundle names the same packages: a running LB installs one added later.
-      expect(bundle.packages).toEqual([...(doc.packages ?? [])].sort());
+      // The bundle names the same packages and those added since (patching's): a running LB
+      // installs them, and its user-data, which a change would replace it for, stays as it was.
+      expect(bundle.packages).toEqual([...(doc.packages ?? []), ...PATCHING_PACKAGES].sort());
+      expect(doc.packages).not.toEqual(expect.arrayContaining([...PATCHING_PACKAGES]));
       expect(doc.runcmd).toEqual([["/usr/local/sbin/webstack-bootstrap"]]);
       expect(bundle.after).toEqual([]);
       expect(file("/etc/webstack/tls/ca.crt")).toBe(TEST_CA_PEM);
