@@ -136,7 +136,7 @@ export const DATADOG_SITES = [
   "ddog-gov.com",
 ] as const;
 
-/** The data volume's bounds in GiB: room for the database and its binlogs; gp3's largest volume. */
+/** The data volume's bounds in GiB: room for the database and its binlogs; webstack's cap (gp3 itself goes further). */
 export const MIN_DATA_VOLUME_GIB = 10;
 export const MAX_DATA_VOLUME_GIB = 16384;
 
@@ -263,7 +263,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   dataVolumeGiB: {
     doc: "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks.",
-    accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (gp3's largest), never less than the volumes' current size`,
+    accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",
     parse: wholeNumber(MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB),

@@ -257,8 +257,8 @@ def loadbalancer_metrics(node, read_stats=None):
     return data + [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
 
 
-# Debian's unattended-upgrades (through update-notifier-common's hook) and needrestart leave it when
-# an update needs a reboot (a new kernel, libc): nothing reboots a node by itself.
+# Left by unattended-upgrades' own kernel hook (/etc/kernel/postinst.d) when an update needs a reboot
+# (a new kernel): nothing reboots a node by itself.
 REBOOT_REQUIRED = "/run/reboot-required"
 
 
@@ -273,13 +273,16 @@ def certificate_days_left(path, now, run=subprocess.run):
 
 
 def age_seconds(path, field, now, root="/"):
-    """Seconds since the epoch time `field` of a JSON state file (found under root). Without the file, since this node's first
-    apply: how long the node has gone without what the file records (a new node is not late at once, one
-    that never writes it is, and a reboot does not reset the count)."""
+    """Seconds since the epoch time `field` of a JSON state file (found under root). Without the file,
+    since the node's first apply or the backups' settings reached it, whichever is later: how long the
+    node has gone without what the file records (a new node, or a running one the backups just
+    reached, is not late at once; one that never writes it is; a reboot does not reset the count)."""
     state = read_json(under(root, path))
     if state is None:
         since = os.stat(os.path.join(under(root, BUNDLE_STATE), FIRST_APPLY_DONE)).st_mtime
-        log(f"no {path}: counting from this node's first apply")
+        with contextlib.suppress(FileNotFoundError):
+            since = max(since, os.stat(under(root, BACKUP_ENV)).st_mtime)
+        log(f"no {path}: counting from this node's first apply or the backups' arrival")
     else:
         since = float(state[field])
     return max(0, round(now - since))
@@ -1505,12 +1508,12 @@ def restore_plan(s3, settings, point):
         raise BackupError(f"no full backup finished by {point:%Y-%m-%d %H:%M:%S} UTC "
                           f"({len(manifests)} in s3://{bucket}/{settings['FULL_PREFIX']})")
     prefix = settings["BINLOG_PREFIX"]
-    try:
-        marker = json.loads(s3.get_object(Bucket=bucket, Key=prefix + BINLOG_MARKER)["Body"].read())
-    except botocore.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
-            raise
-        raise BackupError(f"no binlogs were ever shipped to s3://{bucket}/{prefix}") from None
+    # Listed first: S3 answers a GetObject of a missing key with 403, not 404, to a role whose
+    # s3:ListBucket is limited by prefix.
+    listed = [k for k, _ in list_keys(s3, bucket, prefix)]
+    if prefix + BINLOG_MARKER not in listed:
+        raise BackupError(f"no binlogs were ever shipped to s3://{bucket}/{prefix}")
+    marker = json.loads(s3.get_object(Bucket=bucket, Key=prefix + BINLOG_MARKER)["Body"].read())
     if marker["complete_through"] < point.timestamp():
         raise BackupError(f"the shipped binlogs hold the writes committed before "
                           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(marker['complete_through']))} UTC only, "
@@ -1520,8 +1523,7 @@ def restore_plan(s3, settings, point):
     if first > last:
         raise BackupError(f"the backup {chosen['prefix']} replays from {chosen['primary_binlog']}, and the shipped "
                           f"binlogs end at {marker['through']}: the binlogs and the backup are of different servers")
-    names = sorted((k[len(prefix):-len(".zst")] for k, _ in list_keys(s3, bucket, prefix) if k.endswith(".zst")),
-                   key=binlog_number)
+    names = sorted((k[len(prefix):-len(".zst")] for k in listed if k.endswith(".zst")), key=binlog_number)
     names = [n for n in names if first <= binlog_number(n) <= last]
     missing = sorted(set(range(first, last + 1)) - {binlog_number(n) for n in names})
     if missing:

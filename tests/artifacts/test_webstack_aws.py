@@ -318,6 +318,10 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         self.state("/var/lib/webstack/bundle/first-apply.done", "")
         first_apply = os.path.join(self.dir.name, "var/lib/webstack/bundle/first-apply.done")
         os.utime(first_apply, (now - 500, now - 500))
+        # A node the backups reached after its first apply counts from their settings' arrival.
+        self.state("/etc/webstack/backup.env", "NODE=s1\n")
+        backups_arrived = os.path.join(self.dir.name, "etc/webstack/backup.env")
+        os.utime(backups_arrived, (now - 400, now - 400))
         node = lambda **fields: self.node_metric("s1", **fields)  # noqa: E731
         certificate = lambda name, days: {  # noqa: E731
             "MetricName": "CertificateDaysLeft", "Value": days, "Unit": "None",
@@ -327,7 +331,7 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         client, stubber = self.cloudwatch_expects([
             node(MetricName="DatabaseUp", Value=1, Unit="Count"),
             node(MetricName="BackupAgeSeconds", Value=3600, Unit="Seconds"),
-            node(MetricName="BinlogShipAgeSeconds", Value=500, Unit="Seconds"),
+            node(MetricName="BinlogShipAgeSeconds", Value=400, Unit="Seconds"),
             node(MetricName="RebootRequired", Value=1, Unit="Count"),
             certificate("public", 20.5),
             certificate("node", 400 - 30 + 20.5),
@@ -344,7 +348,7 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         stubber.assert_no_pending_responses()
         self.assertIn("no /var/lib/webstack/backup/binlog.json: counting from this node's first apply", stderr.getvalue())
         self.assertIn(
-            "collected DatabaseUp=1 BackupAgeSeconds=3600 BinlogShipAgeSeconds=500 RebootRequired=1"
+            "collected DatabaseUp=1 BackupAgeSeconds=3600 BinlogShipAgeSeconds=400 RebootRequired=1"
             " CertificateDaysLeft[public]=20.5 CertificateDaysLeft[node]=390.5\n",
             stderr.getvalue(),
         )

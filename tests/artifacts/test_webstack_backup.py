@@ -104,10 +104,10 @@ class RestorePlanTest(unittest.TestCase):
         # Newest first: the one finished after the point is passed over.
         self.manifest("20261130T120500Z", at("12:06:00"), "mysql-bin.000012")
         self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
-        self.marker("mysql-bin.000011", "12:01:00")
         # 12 was sent by a run that did not finish: the marker does not name it, so it is not taken.
         self.listing("backups/binlog/s2/", [f"backups/binlog/s2/mysql-bin.{n:06d}.zst" for n in (8, 9, 10, 11, 12)]
                      + ["backups/binlog/s2/shipped.json"])
+        self.marker("mysql-bin.000011", "12:01:00")
         backup, binlogs = tool.restore_plan(self.s3, SETTINGS, datetime.datetime.fromtimestamp(at("12:00:00"),
                                                                                                datetime.timezone.utc))
         self.assertEqual(backup["prefix"], "backups/full/20261130T030000Z/")
@@ -117,9 +117,9 @@ class RestorePlanTest(unittest.TestCase):
     def refusal(self, binlog_numbers, through="12:01:00", last="mysql-bin.000011"):
         self.listing("backups/full/", ["backups/full/20261130T030000Z/manifest.json"])
         self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
+        self.listing("backups/binlog/s2/", [f"backups/binlog/s2/mysql-bin.{n:06d}.zst" for n in binlog_numbers]
+                     + ["backups/binlog/s2/shipped.json"])
         self.marker(last, through)
-        if at(through) >= at("12:00:00"):
-            self.listing("backups/binlog/s2/", [f"backups/binlog/s2/mysql-bin.{n:06d}.zst" for n in binlog_numbers])
         point = datetime.datetime.fromtimestamp(at("12:00:00"), datetime.timezone.utc)
         with self.assertRaises(tool.BackupError) as raised:
             tool.restore_plan(self.s3, SETTINGS, point)
@@ -136,6 +136,14 @@ class RestorePlanTest(unittest.TestCase):
 
     def test_refused_past_what_was_shipped(self):
         self.assertIn("hold the writes committed before 2026-11-30 11:59:59 UTC only", self.refusal([9, 10], "11:59:59"))
+
+    def test_refused_when_no_binlog_was_ever_shipped(self):
+        self.listing("backups/full/", ["backups/full/20261130T030000Z/manifest.json"])
+        self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
+        self.listing("backups/binlog/s2/", [])
+        with self.assertRaisesRegex(tool.BackupError, "no binlogs were ever shipped to s3://stack-bucket/backups/binlog/s2/"):
+            tool.restore_plan(self.s3, SETTINGS, datetime.datetime.fromtimestamp(at("12:00:00"),
+                                                                                 datetime.timezone.utc))
 
     def test_refused_without_a_backup_finished_by_the_point(self):
         self.listing("backups/full/", ["backups/full/20261130T120500Z/manifest.json"])
