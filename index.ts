@@ -97,6 +97,7 @@ export = async () => {
         account,
         parameterKeyArn: parameterKey.keyArn,
         bucketArn: bucket.bucketArn,
+        physicalBackups: hasPhysicalBackups(config.dbEngine),
         tags,
       }),
   );

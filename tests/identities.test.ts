@@ -324,6 +324,18 @@ describe("node identities", () => {
       );
     });
 
+    test("a MySQL stack, which has no physical backups, gives nobody the backups policy", async () => {
+      const mysql = await planConfig({ domain: "www.example.com", dbEngine: "mysql" });
+      expect(
+        ofType(mysql, T.rolePolicy)
+          .map((r) => r.name)
+          .filter((n) => n.endsWith("-identity-backups")),
+      ).toEqual([]);
+      expect(
+        ofType(p, T.rolePolicy).filter((r) => r.name.endsWith("-identity-backups")),
+      ).toHaveLength(2);
+    });
+
     test("the LB has no part in them", () => {
       expect(ofType(p, T.rolePolicy).filter((r) => r.name === "lb-identity-backups")).toEqual([]);
       const text = JSON.stringify(policiesIn("lb").map((r) => r.inputs.policy));
