@@ -375,6 +375,8 @@ export interface DashboardInputs {
   readonly region: string;
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
+  /** Whether the engine's physical backups run: their row only then (no empty graphs on MySQL). */
+  readonly physicalBackups: boolean;
 }
 
 type Widget = Record<string, unknown>;
@@ -416,6 +418,45 @@ const BUNDLE_OUTCOMES = {
 const alarmLine = (value: number, label = "alarm"): Widget => ({
   annotations: { horizontal: [{ label, value }] },
 });
+
+/** The backups' row of the dashboard: their ages against their alarms' limits. */
+function backupRow(region: string): Widget[] {
+  return [
+    graph(
+      `Hours since the last full backup (${BACKUP_NODE})`,
+      [
+        [
+          METRIC_NAMESPACE,
+          BACKUP_AGE_METRIC,
+          "Node",
+          BACKUP_NODE,
+          { id: "b", stat: "Maximum", visible: false },
+        ],
+        [{ expression: "b / 3600", label: `${BACKUP_NODE} hours`, id: "h" }],
+      ],
+      0,
+      36,
+      region,
+      alarmLine(BACKUP_AGE_ALARM_SECONDS / 3600),
+    ),
+    graph(
+      `Seconds since the binlogs were last shipped (${BINLOG_NODE})`,
+      [
+        [
+          METRIC_NAMESPACE,
+          BINLOG_SHIP_AGE_METRIC,
+          "Node",
+          BINLOG_NODE,
+          { stat: "Maximum", label: `${BINLOG_NODE} seconds` },
+        ],
+      ],
+      12,
+      36,
+      region,
+      alarmLine(BINLOG_SHIP_AGE_ALARM_SECONDS),
+    ),
+  ];
+}
 
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
@@ -587,43 +628,11 @@ export function dashboardBody(d: DashboardInputs): string {
       30,
       d.region,
     ),
-    graph(
-      `Hours since the last full backup (${BACKUP_NODE})`,
-      [
-        [
-          METRIC_NAMESPACE,
-          BACKUP_AGE_METRIC,
-          "Node",
-          BACKUP_NODE,
-          { id: "b", stat: "Maximum", visible: false },
-        ],
-        [{ expression: "b / 3600", label: `${BACKUP_NODE} hours`, id: "h" }],
-      ],
-      0,
-      36,
-      d.region,
-      alarmLine(BACKUP_AGE_ALARM_SECONDS / 3600),
-    ),
-    graph(
-      `Seconds since the binlogs were last shipped (${BINLOG_NODE})`,
-      [
-        [
-          METRIC_NAMESPACE,
-          BINLOG_SHIP_AGE_METRIC,
-          "Node",
-          BINLOG_NODE,
-          { stat: "Maximum", label: `${BINLOG_NODE} seconds` },
-        ],
-      ],
-      12,
-      36,
-      d.region,
-      alarmLine(BINLOG_SHIP_AGE_ALARM_SECONDS),
-    ),
+    ...(d.physicalBackups ? backupRow(d.region) : []),
     {
       type: "alarm",
       x: 0,
-      y: 42,
+      y: d.physicalBackups ? 42 : 36,
       width: 24,
       height: 6,
       properties: { title: "Alarms", alarms: d.alarmArns },

@@ -132,7 +132,12 @@ export class Monitoring extends pulumi.ComponentResource {
             pulumi.all(alarmResources.map((a) => a.arn)),
           ])
           .apply(([instanceIds, account, alarmArns]) =>
-            dashboardBody({ region: account.region, instanceIds, alarmArns }),
+            dashboardBody({
+              region: account.region,
+              instanceIds,
+              alarmArns,
+              physicalBackups: args.physicalBackups,
+            }),
           ),
       },
       child,

@@ -1,5 +1,6 @@
 // Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
-import { backupAges } from "../cloud-init/monitoring";
+import { backupAges, monitoredDisks } from "../cloud-init/monitoring";
+import { shippedFile } from "../cloud-init/template";
 import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES, NodeName } from "../model/topology";
@@ -487,7 +488,12 @@ describe("the dashboard", () => {
 
   test("graphs only metrics something publishes, per node", () => {
     const body = JSON.parse(
-      dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }),
+      dashboardBody({
+        region: "eu-west-1",
+        instanceIds: IDS,
+        alarmArns: [],
+        physicalBackups: true,
+      }),
     );
     const published = new Set([
       ...METRIC_FILTERS.map((f) => `${METRIC_NAMESPACE}/${f.metric}`),
@@ -524,8 +530,30 @@ describe("the dashboard", () => {
   });
 });
 
+test("the data disk's alarm looks for the filesystem the node makes on the volume (mkfs.ext4 → fstype ext4)", () => {
+  const made = /\bmkfs\.(\w+) /.exec(shippedFile("data-volume.sh"));
+  expect(made?.[1]).toBe("ext4");
+  const data = monitoredDisks("replica").find((d) => d.name === "data");
+  expect(data?.fstype).toBe(made?.[1]);
+});
+
+test("a stack without physical backups (MySQL) has no backup row: no graph that stays empty", () => {
+  const titles = (physicalBackups: boolean) =>
+    (
+      JSON.parse(
+        dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], physicalBackups }),
+      ) as { widgets: { properties: { title: string } }[] }
+    ).widgets.map((w) => w.properties.title);
+  expect(titles(true)).toContain("Hours since the last full backup (s1)");
+  expect(titles(false)).not.toContain("Hours since the last full backup (s1)");
+  expect(titles(false)).not.toContain("Seconds since the binlogs were last shipped (s2)");
+  expect(titles(true).length - titles(false).length).toBe(2);
+});
+
 describe("the dashboard's rows for issue 20", () => {
-  const body = JSON.parse(dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }));
+  const body = JSON.parse(
+    dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], physicalBackups: true }),
+  );
   const widget = (title: string) =>
     body.widgets.find((w: { properties: { title: string } }) => w.properties.title === title)
       .properties;
