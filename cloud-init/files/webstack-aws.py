@@ -110,7 +110,10 @@ def install(path, data, uid, gid, mode):
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".fetch-")
     try:
         os.fchmod(fd, mode)
-        os.fchown(fd, uid, gid)
+        # Only a change of owner is asked for (a sandbox may forbid the call itself).
+        created = os.fstat(fd)
+        if (created.st_uid, created.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.rename(temporary, path)
@@ -212,13 +215,19 @@ def backends_up(stats_csv):
     ]
 
 
+def vertical_fields(answer):
+    """The fields of a `\\G` answer (one `Name: value` a line), e.g. SHOW REPLICA STATUS's."""
+    fields = {}
+    for line in answer.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
 def replica_status(show_replica_status):
     """(running, lag seconds or None) from `SHOW REPLICA STATUS\\G`, MariaDB's or MySQL's names."""
-    fields = {}
-    for line in show_replica_status.splitlines():
-        key, sep, value = line.strip().partition(": ")
-        if sep:
-            fields[key] = value.strip()
+    fields = vertical_fields(show_replica_status)
     io_running = fields.get("Slave_IO_Running", fields.get("Replica_IO_Running"))
     sql_running = fields.get("Slave_SQL_Running", fields.get("Replica_SQL_Running"))
     lag = fields.get("Seconds_Behind_Master", fields.get("Seconds_Behind_Source"))
@@ -1340,12 +1349,7 @@ def sql_lines(settings, query, run=subprocess.run):
 
 def replica_fields(settings, run=subprocess.run):
     """SHOW REPLICA STATUS, field by field (empty when the server replicates from nothing)."""
-    fields = {}
-    for line in sql_output(settings, "SHOW REPLICA STATUS\\G", run, options=()).splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
+    return vertical_fields(sql_output(settings, "SHOW REPLICA STATUS\\G", run, options=()))
 
 
 def locked(settings, action):
@@ -1357,18 +1361,9 @@ def locked(settings, action):
 
 
 def save_state(path, value):
-    """Atomically, readable by the collector; owned by whoever runs this (root: the units' sandbox has
-    no chown)."""
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".state-")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(value, sort_keys=True) + "\n")
-        os.rename(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Atomically, readable by the collector, owned by whoever runs this (the units' sandbox forbids
+    chown)."""
+    install(path, (json.dumps(value, sort_keys=True) + "\n").encode(), os.geteuid(), os.getegid(), 0o644)
 
 
 # Parts of 64 MiB: a multipart upload has at most 10,000, so one object can be 625 GiB.
