@@ -44,7 +44,6 @@ import { Monitoring } from "./components/monitoring";
 import { DatadogApiKey } from "./components/datadogApiKey";
 import { SessionManager } from "./components/sessionManager";
 import { Backups } from "./components/backups";
-import { hasPhysicalBackups } from "./cloud-init/backups";
 
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
@@ -97,7 +96,6 @@ export = async () => {
         account,
         parameterKeyArn: parameterKey.keyArn,
         bucketArn: bucket.bucketArn,
-        physicalBackups: hasPhysicalBackups(config.dbEngine),
         tags,
       }),
   );
@@ -299,7 +297,6 @@ export = async () => {
     instanceIds: { lb: lb.instanceId, s1: appNodes.s1.instanceId, s2: appNodes.s2.instanceId },
     qpsThreshold: config.qpsAlarmThreshold,
     replicaLagSeconds: config.replicaLagAlarmSeconds,
-    physicalBackups: hasPhysicalBackups(config.dbEngine),
     alarmEmail: config.alarmEmail,
     tags,
   });

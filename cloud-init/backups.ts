@@ -12,9 +12,10 @@ import {
   FULL_BACKUP_STATE,
   binlogPrefix,
 } from "../model/backups";
+import { DEBIAN_RELEASE } from "../model/aptSources";
 import { DbEngine } from "../model/config";
 import { AppNodeName, PORTS } from "../model/topology";
-import { BundleFile, BundlePart, unitFile } from "./bundle";
+import { AptSource, BundleFile, BundlePart, unitFile } from "./bundle";
 import {
   DB_BOOTSTRAP_PATH,
   DB_CLIENT_TLS_PATH,
@@ -30,23 +31,77 @@ export const DB_RESTORE_PATH = "/usr/local/sbin/webstack-db-restore";
 /** The app's unit: a restore stops it (the node must not serve the past) and its resume starts it. */
 const APP_UNIT = "webstack-app.service";
 
-/** The engine's backup tools: MariaDB's own (Debian's packages). */
-const TOOLS: Readonly<Record<DbEngine, { backup: string; stream: string; binlog: string } | null>> =
-  {
-    mariadb: { backup: "mariadb-backup", stream: "mbstream", binlog: "mariadb-binlog" },
-    // MySQL 8.4's equivalent is Percona XtraBackup from Percona's repository: not built yet (the
-    // README says so); a MySQL stack has the EBS snapshots only.
-    mysql: null,
-  };
+/**
+ * Percona's packaging key ("Percona Development Team (Packaging key)", RSA 4096, 2016, no expiry), by
+ * full fingerprint: the key `files/percona-packaging.asc` holds (its copy in Percona's own
+ * percona-repositories, as their percona-release package installs it; tests/backups.test.ts checks
+ * the fingerprint). Checked in November 2026.
+ */
+export const PERCONA_APT_KEY_FINGERPRINT = "4D1BB29D63D98E422B2113B19334A25F8507EFA5";
 
-/** Whether the engine has physical backups and binlog shipping (MySQL: the snapshots only). */
-export function hasPhysicalBackups(engine: DbEngine): boolean {
-  return TOOLS[engine] !== null;
+/** Percona's repository of XtraBackup 8.4 LTS, the series that backs up MySQL 8.4 LTS. */
+const PERCONA_XTRABACKUP_REPOSITORY = "https://repo.percona.com/pxb-84-lts/apt";
+
+/** An ASCII-armored key as a deb822 field's continuation lines (an empty line is " ."). */
+function deb822Key(armored: string): string {
+  return armored
+    .trimEnd()
+    .split("\n")
+    .map((line) => (line === "" ? " ." : ` ${line}`))
+    .join("\n");
 }
 
-/** The packages the backups need on an app node (with the engine's). */
+/** Percona's XtraBackup repository, its key inline: the bundle's source of percona-xtrabackup-84. */
+export function perconaXtrabackupSource(): AptSource {
+  return {
+    name: "percona-xtrabackup-84",
+    content: [
+      "Types: deb",
+      `URIs: ${PERCONA_XTRABACKUP_REPOSITORY}`,
+      `Suites: ${DEBIAN_RELEASE}`,
+      "Components: main",
+      `Signed-By:\n${deb822Key(shippedFile("percona-packaging.asc"))}`,
+      "",
+    ].join("\n"),
+    packages: ["percona-xtrabackup-84"],
+  };
+}
+
+interface BackupTools {
+  /** The physical backup's tool and its stream's unpacker. */
+  readonly backup: string;
+  readonly stream: string;
+  readonly binlog: string;
+  /** Debian's packages of the tools (with the app node's own list). */
+  readonly packages: readonly string[];
+  /** A repository beyond Debian's that the tools come from, with their packages. */
+  readonly source?: () => AptSource;
+}
+
+/**
+ * The engine's backup tools. MariaDB's are Debian's own. MySQL 8.4's physical backup is Percona
+ * XtraBackup 8.4 (MySQL's own, MySQL Enterprise Backup, is commercial), from Percona's repository,
+ * which the bundle adds; mysqlbinlog comes with Oracle's client.
+ */
+const TOOLS: Readonly<Record<DbEngine, BackupTools>> = {
+  mariadb: {
+    backup: "mariadb-backup",
+    stream: "mbstream",
+    binlog: "mariadb-binlog",
+    packages: ["mariadb-backup", "zstd"],
+  },
+  mysql: {
+    backup: "xtrabackup",
+    stream: "xbstream",
+    binlog: "mysqlbinlog",
+    packages: ["zstd"],
+    source: perconaXtrabackupSource,
+  },
+};
+
+/** The packages the backups need on an app node from Debian (with the engine's). */
 export function backupPackages(engine: DbEngine): readonly string[] {
-  return TOOLS[engine] ? ["mariadb-backup", "zstd"] : [];
+  return TOOLS[engine].packages;
 }
 
 export interface BackupParams {
@@ -117,8 +172,7 @@ function jobUnits(job: Job, engine: DbEngine): BundleFile[] {
 }
 
 /** The timers an app node runs for the backups (the lab lists them). */
-export function backupTimers(node: AppNodeName, engine: DbEngine): string[] {
-  if (!TOOLS[engine]) return [];
+export function backupTimers(node: AppNodeName): string[] {
   return [
     ...(node === BACKUP_NODE ? [`${FULL_JOB.unit}.timer`] : []),
     ...(node === BINLOG_NODE ? [`${BINLOG_JOB.unit}.timer`] : []),
@@ -126,12 +180,12 @@ export function backupTimers(node: AppNodeName, engine: DbEngine): string[] {
 }
 
 /**
- * The backups' share of an app node's bundle: their settings, and the replica's nightly backup and
- * restore command or the primary's binlog shipping. Nothing for an engine without backup tools.
+ * The backups' share of an app node's bundle: their settings, the tools' repository where they are
+ * not Debian's, and the replica's nightly backup and restore command or the primary's binlog
+ * shipping.
  */
 export function renderBackupPart(p: BackupParams): BundlePart {
   const tools = TOOLS[p.engine];
-  if (!tools) return {};
   const e = ENGINES[p.engine];
   const settings = renderEnvFile({
     NODE: p.node,
@@ -148,6 +202,7 @@ export function renderBackupPart(p: BackupParams): BundlePart {
     BINLOG_TOOL: tools.binlog,
     DB_CLIENT: e.client,
     DB_SERVICE: `${e.service}.service`,
+    DB_CONF_DIR: e.confDir,
     DATA_DIR: DB_DATA_DIR,
     DB_BOOTSTRAP: DB_BOOTSTRAP_PATH,
     APP_SERVICE: APP_UNIT,
@@ -157,8 +212,9 @@ export function renderBackupPart(p: BackupParams): BundlePart {
     REPLICATION_PASSWORD_FILE: DB_REPLICATION_PASSWORD_PATH,
     CLIENT_TLS_FILE: DB_CLIENT_TLS_PATH,
   });
-  const timers = backupTimers(p.node, p.engine);
+  const timers = backupTimers(p.node);
   return {
+    ...(tools.source ? { aptSources: [tools.source()] } : {}),
     // A new node's timers (a running node's are enabled by their files' onChange).
     firstApply: timers.length ? [["systemctl", "enable", "--now", ...timers]] : [],
     files: [

@@ -57,12 +57,31 @@ export interface BundleApp {
   readonly awaitCommand?: AwaitedCommand;
 }
 
+/**
+ * An APT repository outside Debian's and the packages the node takes from it: the applier writes
+ * its deb822 file to /etc/apt/sources.list.d/webstack-<name>.sources (and removes the webstack-*
+ * files a bundle no longer names) before it installs any package, so a running node gets a new
+ * repository with its package. The packages are listed here, never in `packages` or a bootstrap:
+ * an applier from before `aptSources` ignores the key (and the packages that need it) instead of
+ * refusing a bundle it cannot install, and the applier the bundle ships applies it again in full.
+ */
+export interface AptSource {
+  /** [a-z0-9-]+: the file's name. */
+  readonly name: string;
+  /** deb822, its signing key inline in Signed-By (one file: no keyring path to keep in step). */
+  readonly content: string;
+  /** Sorted, once each. */
+  readonly packages: readonly string[];
+}
+
 /** A bundle without its release: what a node's own settings make of it. */
 export interface BundlePayload {
   readonly node: NodeName;
   readonly after: readonly BundleAfter[];
   /** The Debian packages its files need (sorted, once each): installed first where one is missing. */
   readonly packages: readonly string[];
+  /** Repositories beyond Debian's, with their packages (none on most nodes: the key is left out). */
+  readonly aptSources: readonly AptSource[];
   readonly files: readonly BundleFile[];
   /** Run in order on the node's first apply (its first boot), instead of the files' onChange. */
   readonly firstApply: readonly Argv[];
@@ -82,6 +101,7 @@ export function afterOf(stack: string, node: NodeName): BundleAfter[] {
 
 /** What one renderer contributes to a node's bundle. */
 export interface BundlePart {
+  readonly aptSources?: readonly AptSource[];
   readonly files?: readonly BundleFile[];
   /** Steps of the node's first apply (its first boot), in order; one failing refuses the bundle. */
   readonly firstApply?: readonly Argv[];
@@ -132,6 +152,9 @@ export function httpCheck(url: string, ...curlOptions: string[]): Argv {
   return ["curl", "-fsS", "-o", "/dev/null", "--max-time", "5", ...curlOptions, url];
 }
 
+/** What the applier accepts as an APT source's name (the file's name). */
+export const APT_SOURCE_NAME = /^[a-z0-9][a-z0-9-]*$/;
+
 /** What the node composers add to the parts' files and first-boot steps. */
 export interface BundleFrame {
   readonly node: NodeName;
@@ -153,10 +176,18 @@ export function composeBundle(frame: BundleFrame, parts: readonly BundlePart[]):
     if (seen.has(file.path)) throw new Error(`two parts write ${file.path}`);
     seen.add(file.path);
   }
+  const aptSources = parts.flatMap((p) => p.aptSources ?? []);
+  const names = new Set<string>();
+  for (const source of aptSources) {
+    if (!APT_SOURCE_NAME.test(source.name)) throw new Error(`apt source name ${source.name}`);
+    if (names.has(source.name)) throw new Error(`two parts add the apt source ${source.name}`);
+    names.add(source.name);
+  }
   return {
     node: frame.node,
     after: frame.after,
     packages: [...new Set(frame.packages)].sort(),
+    aptSources: aptSources.map((s) => ({ ...s, packages: [...new Set(s.packages)].sort() })),
     files,
     firstApply: [
       ...parts.flatMap((p) => p.firstApply ?? []),
@@ -185,7 +216,8 @@ function appJson(app: BundleApp) {
 /**
  * The bundle's JSON: the contract's keys in its order, owners filled in; no release for a payload.
  * `packages` came later within format 1: the applier reads each key by name, so one that predates
- * it ignores the key (and installs nothing) instead of refusing the bundle.
+ * it ignores the key (and installs nothing) instead of refusing the bundle; `aptSources` too, and it
+ * is left out where there is none (those bundles' bytes stay as they were).
  */
 function bundleJson(payload: BundlePayload, release?: string): string {
   return JSON.stringify({
@@ -194,6 +226,15 @@ function bundleJson(payload: BundlePayload, release?: string): string {
     ...(release !== undefined ? { release } : {}),
     after: payload.after,
     packages: payload.packages,
+    ...(payload.aptSources.length > 0
+      ? {
+          aptSources: payload.aptSources.map((s) => ({
+            name: s.name,
+            content: s.content,
+            packages: s.packages,
+          })),
+        }
+      : {}),
     files: payload.files.map((f) => ({
       path: f.path,
       content: f.content,

@@ -1,5 +1,4 @@
 // Monitoring on a node: which logs ship where, the CloudWatch agent's config, and its installer.
-import { hasPhysicalBackups } from "./backups";
 import { Architecture, packageUrlFor } from "../model/aws";
 import {
   BACKUP_AGE_METRIC,
@@ -83,8 +82,7 @@ export interface StateAge {
  * The backup tools' state a node's collector watches (model/backups.ts): the nightly backup's age on
  * the node that takes it, binlog shipping's on the node whose binlogs are shipped.
  */
-export function backupAges(node: NodeName, engine: DbEngine): StateAge[] {
-  if (!hasPhysicalBackups(engine)) return [];
+export function backupAges(node: NodeName): StateAge[] {
   return [
     ...(node === BACKUP_NODE
       ? [{ metric: BACKUP_AGE_METRIC, file: FULL_BACKUP_STATE, field: "finished" }]
@@ -147,10 +145,7 @@ function collectorArgs(p: MonitoringParams): string {
     "--certificate",
     `${name}=${path}`,
   ]);
-  const ages = backupAges(p.node, p.engine).flatMap((a) => [
-    "--age",
-    `${a.metric}=${a.file}:${a.field}`,
-  ]);
+  const ages = backupAges(p.node).flatMap((a) => ["--age", `${a.metric}=${a.file}:${a.field}`]);
   return [...own, ...certificates, ...ages].join(" ");
 }
 

@@ -134,8 +134,6 @@ export interface AlarmInputs<Id = string> {
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
   readonly cpuPercent?: number;
-  /** Whether the engine's physical backups and binlog shipping run (their age alarms then too). */
-  readonly physicalBackups: boolean;
 }
 
 const metricRef = <Id>(
@@ -260,7 +258,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       missing: "breaching",
     })),
     // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
-    ...(i.physicalBackups ? backupAgeAlarms<Id>() : []),
+    ...backupAgeAlarms<Id>(),
     ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,
@@ -375,8 +373,6 @@ export interface DashboardInputs {
   readonly region: string;
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
-  /** Whether the engine's physical backups run: their row only then (no empty graphs on MySQL). */
-  readonly physicalBackups: boolean;
 }
 
 type Widget = Record<string, unknown>;
@@ -628,11 +624,11 @@ export function dashboardBody(d: DashboardInputs): string {
       30,
       d.region,
     ),
-    ...(d.physicalBackups ? backupRow(d.region) : []),
+    ...backupRow(d.region),
     {
       type: "alarm",
       x: 0,
-      y: d.physicalBackups ? 42 : 36,
+      y: 42,
       width: 24,
       height: 6,
       properties: { title: "Alarms", alarms: d.alarmArns },

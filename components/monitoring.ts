@@ -13,8 +13,6 @@ export interface MonitoringArgs {
   readonly instanceIds: Readonly<Record<NodeName, pulumi.Input<string>>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
-  /** Whether the engine's physical backups run: their age alarms then too (cloud-init/backups.ts). */
-  readonly physicalBackups: boolean;
   /** Subscribed to the alarm topic when given. */
   readonly alarmEmail?: string;
   readonly tags: Tagger;
@@ -97,7 +95,6 @@ export class Monitoring extends pulumi.ComponentResource {
       instanceIds: args.instanceIds,
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
-      physicalBackups: args.physicalBackups,
     });
     const alarmResources = specs.map(
       (spec) =>
@@ -132,12 +129,7 @@ export class Monitoring extends pulumi.ComponentResource {
             pulumi.all(alarmResources.map((a) => a.arn)),
           ])
           .apply(([instanceIds, account, alarmArns]) =>
-            dashboardBody({
-              region: account.region,
-              instanceIds,
-              alarmArns,
-              physicalBackups: args.physicalBackups,
-            }),
+            dashboardBody({ region: account.region, instanceIds, alarmArns }),
           ),
       },
       child,

@@ -30,8 +30,6 @@ export interface NodeIdentityArgs {
   readonly parameterKeyArn: pulumi.Input<string>;
   /** ARN of the stack's bucket, where the node's bundles (and the database's backups) are. */
   readonly bucketArn: pulumi.Input<string>;
-  /** Whether the engine's physical backups run (cloud-init/backups.ts): the backups policy only then. */
-  readonly physicalBackups: boolean;
   readonly tags: Tagger;
 }
 
@@ -105,7 +103,7 @@ export class NodeIdentity extends pulumi.ComponentResource {
       );
     }
     // The database's backups: the nodes that take, ship or restore them (model/backups.ts).
-    if (args.physicalBackups && handlesBackups(node.name)) {
+    if (handlesBackups(node.name)) {
       inlinePolicy("backups", (account, bucketArn, keyArn) =>
         nodeBackupPolicy(account, node.name, bucketArn, keyArn),
       );

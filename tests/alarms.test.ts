@@ -33,7 +33,6 @@ describe("alarm rows", () => {
     instanceIds: IDS,
     qpsThreshold: 750,
     replicaLagSeconds: 45,
-    physicalBackups: true,
   });
 
   test("every alarm the issue asks for exists, once", () => {
@@ -71,20 +70,10 @@ describe("alarm rows", () => {
     );
   });
 
-  test("no backup-age alarm, and no age collected, where the engine has no physical backups (MySQL)", () => {
-    const keys = (physicalBackups: boolean) =>
-      alarmSpecs({ instanceIds: IDS, qpsThreshold: 1, replicaLagSeconds: 1, physicalBackups }).map(
-        (s) => s.key,
-      );
-    expect(keys(true)).toEqual(
-      expect.arrayContaining(["s1-backup-old", "s2-binlog-shipping-behind"]),
-    );
-    expect(keys(false)).not.toContain("s1-backup-old");
-    expect(keys(false)).not.toContain("s2-binlog-shipping-behind");
-    expect(keys(true).length - keys(false).length).toBe(2);
-    expect(backupAges("s1", "mysql")).toEqual([]);
-    expect(backupAges("s2", "mysql")).toEqual([]);
-    expect(backupAges("s1", "mariadb").map((a) => a.metric)).toEqual(["BackupAgeSeconds"]);
+  test("each backup age is collected on the node whose job it times, and nowhere else", () => {
+    expect(backupAges("s1").map((a) => a.metric)).toEqual(["BackupAgeSeconds"]);
+    expect(backupAges("s2").map((a) => a.metric)).toEqual(["BinlogShipAgeSeconds"]);
+    expect(backupAges("lb")).toEqual([]);
   });
 
   test("heartbeats treat silence as failure; event counts do not", () => {
@@ -492,7 +481,6 @@ describe("the dashboard", () => {
         region: "eu-west-1",
         instanceIds: IDS,
         alarmArns: [],
-        physicalBackups: true,
       }),
     );
     const published = new Set([
@@ -537,23 +525,8 @@ test("the data disk's alarm looks for the filesystem the node makes on the volum
   expect(data?.fstype).toBe(made?.[1]);
 });
 
-test("a stack without physical backups (MySQL) has no backup row: no graph that stays empty", () => {
-  const titles = (physicalBackups: boolean) =>
-    (
-      JSON.parse(
-        dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], physicalBackups }),
-      ) as { widgets: { properties: { title: string } }[] }
-    ).widgets.map((w) => w.properties.title);
-  expect(titles(true)).toContain("Hours since the last full backup (s1)");
-  expect(titles(false)).not.toContain("Hours since the last full backup (s1)");
-  expect(titles(false)).not.toContain("Seconds since the binlogs were last shipped (s2)");
-  expect(titles(true).length - titles(false).length).toBe(2);
-});
-
 describe("the dashboard's rows for issue 20", () => {
-  const body = JSON.parse(
-    dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], physicalBackups: true }),
-  );
+  const body = JSON.parse(dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }));
   const widget = (title: string) =>
     body.widgets.find((w: { properties: { title: string } }) => w.properties.title === title)
       .properties;

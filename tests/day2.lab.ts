@@ -50,13 +50,13 @@ labTest(
   () => {
     for (const node of APP_NODE_NAMES) {
       const timers = inNode(node, ["systemctl", "list-timers", "--all", "--no-pager"]);
-      for (const timer of backupTimers(node, "mariadb")) {
+      for (const timer of backupTimers(node)) {
         expect(timers).toContain(timer);
         expect(inNode(node, ["systemctl", "is-active", timer]).trim()).toBe("active");
       }
     }
-    expect(backupTimers("s1", "mariadb")).toEqual(["webstack-db-backup.timer"]);
-    expect(backupTimers("s2", "mariadb")).toEqual(["webstack-binlog-ship.timer"]);
+    expect(backupTimers("s1")).toEqual(["webstack-db-backup.timer"]);
+    expect(backupTimers("s2")).toEqual(["webstack-binlog-ship.timer"]);
   },
 );
 

@@ -1,5 +1,7 @@
 // Shared mock harness: runs the real program under the offline plan's mocks and queries the result.
 import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import YAML from "yaml";
 import {
@@ -382,6 +384,26 @@ export function commandWorks(command: string, args: string[]): boolean {
 }
 
 export const IS_ROOT = process.getuid?.() === 0;
+
+/** A test that needs gpg (scripts/setup.sh installs it). */
+export const withGpg: jest.It = testNeeding(
+  "gpg (scripts/setup.sh installs it)",
+  commandWorks("gpg", ["--version"]),
+);
+
+/** An armored public key as gpg shows it (`--with-colons` lines), in a throwaway home. */
+export function shownKey(armored: string): string[] {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-key-"));
+  try {
+    const shown = spawnSync("gpg", ["--batch", "--with-colons", "--show-keys", "-"], {
+      input: armored,
+      env: { ...process.env, GNUPGHOME: home },
+    });
+    return String(shown.stdout).split("\n");
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+}
 
 /**
  * A one-day self-signed ECDSA P-256 certificate for `name`, made by openssl in `dir` (key.pem,

@@ -324,16 +324,14 @@ describe("node identities", () => {
       );
     });
 
-    test("a MySQL stack, which has no physical backups, gives nobody the backups policy", async () => {
+    test("a MySQL stack's backups (XtraBackup) have the same two policies, to the letter", async () => {
       const mysql = await planConfig({ domain: "www.example.com", dbEngine: "mysql" });
-      expect(
-        ofType(mysql, T.rolePolicy)
-          .map((r) => r.name)
-          .filter((n) => n.endsWith("-identity-backups")),
-      ).toEqual([]);
-      expect(
-        ofType(p, T.rolePolicy).filter((r) => r.name.endsWith("-identity-backups")),
-      ).toHaveLength(2);
+      const backups = (plan: typeof p) =>
+        ofType(plan, T.rolePolicy)
+          .filter((r) => r.name.endsWith("-identity-backups"))
+          .map((r) => [r.name, r.inputs.policy]);
+      expect(backups(mysql)).toHaveLength(2);
+      expect(backups(mysql)).toEqual(backups(p));
     });
 
     test("the LB has no part in them", () => {

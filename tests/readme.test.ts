@@ -51,7 +51,6 @@ test("the alarms-people-need table names each of its alarms on exactly its nodes
     instanceIds: { lb: "i-lb", s1: "i-s1", s2: "i-s2" },
     qpsThreshold: 500,
     replicaLagSeconds: 60,
-    physicalBackups: true,
   });
   const rows = tableAfter("The alarms people need (issue 20)").map(([alarm, nodes, , missing]) => ({
     alarm: alarm.replace(/`/g, ""),

@@ -5,13 +5,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR, commandWorks, testNeeding } from "./harness";
+import { PROJECT_DIR, withGpg } from "./harness";
 
 const INSTALLER = path.join(PROJECT_DIR, "cloud-init", "files", "install-signed-deb.sh");
-const withGpg = testNeeding(
-  "gpg (scripts/setup.sh installs it)",
-  commandWorks("gpg", ["--version"]),
-);
 
 let dir: string;
 /** The keys' own keyring, where packages are signed (never the installer's). */

@@ -1,10 +1,6 @@
 // The SSM agent on every node (issue 20): AWS's package for the node's region and architecture,
 // checked against AWS's key by its pinned fingerprint, installed by a unit that retries and never
 // holds up the boot.
-import { spawnSync } from "child_process";
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import { SSM_AGENT_KEY_FINGERPRINT, ssmAgentPackageUrl } from "../cloud-init/ssmAgent";
 import { shippedFile } from "../cloud-init/template";
 import { packageUrlFor } from "../model/aws";
@@ -16,15 +12,11 @@ import {
   bundleEntry,
   bundleFile,
   bundleOf,
-  commandWorks,
   planConfig,
-  testNeeding,
+  shownKey,
+  withGpg,
 } from "./harness";
 
-const withGpg = testNeeding(
-  "gpg (scripts/setup.sh installs it)",
-  commandWorks("gpg", ["--version"]),
-);
 const UNIT = "webstack-ssm-agent.service";
 const INSTALLER = "/usr/local/sbin/webstack-install-ssm-agent";
 const ENV = "/etc/webstack/ssm-agent.env";
@@ -43,24 +35,15 @@ describe("AWS's SSM agent package and key", () => {
   withGpg(
     "the key the bundles ship is the one the fingerprint pins, AWS's SSM Agent signer",
     () => {
-      const home = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-ssm-key-"));
-      try {
-        const shown = spawnSync("gpg", ["--batch", "--with-colons", "--show-keys", "-"], {
-          input: shippedFile("amazon-ssm-agent.asc"),
-          env: { ...process.env, GNUPGHOME: home },
-        });
-        const lines = String(shown.stdout).split("\n");
-        // One primary key: its fingerprint is what VALIDSIG names (install-signed-deb.sh).
-        expect(lines.filter((l) => l.startsWith("pub:")).length).toBe(1);
-        expect(lines.find((l) => l.startsWith("fpr:"))).toBe(
-          `fpr:::::::::${SSM_AGENT_KEY_FINGERPRINT}:`,
-        );
-        expect(lines.find((l) => l.startsWith("uid:"))).toContain(
-          "SSM Agent <ssm-agent-signer@amazon.com>",
-        );
-      } finally {
-        fs.rmSync(home, { recursive: true, force: true });
-      }
+      const lines = shownKey(shippedFile("amazon-ssm-agent.asc"));
+      // One primary key: its fingerprint is what VALIDSIG names (install-signed-deb.sh).
+      expect(lines.filter((l) => l.startsWith("pub:")).length).toBe(1);
+      expect(lines.find((l) => l.startsWith("fpr:"))).toBe(
+        `fpr:::::::::${SSM_AGENT_KEY_FINGERPRINT}:`,
+      );
+      expect(lines.find((l) => l.startsWith("uid:"))).toContain(
+        "SSM Agent <ssm-agent-signer@amazon.com>",
+      );
     },
   );
 });

@@ -476,6 +476,41 @@ def ensure_packages(packages, run):
     check(run, [*APT_GET, "install", "-y", "--no-install-recommends", *missing], "apt-get install")
 
 
+APT_SOURCES_DIR = "/etc/apt/sources.list.d"
+# The sources this tool writes, by the bundle's names: the only ones it ever removes.
+APT_SOURCE_FILE = re.compile(r"webstack-([a-z0-9][a-z0-9-]*)\.sources")
+
+
+def ensure_apt_sources(sources, root):
+    """The bundle's aptSources (a repository beyond Debian's, deb822 with its key inline, and the
+    packages taken from it) as sources.list.d/webstack-<name>.sources, and the webstack-* ones it no
+    longer names removed, before any package installs (ensure_packages updates apt's lists before it
+    installs one). Returns the sources' packages. Like the packages, they stay if a later step
+    refuses the bundle: what the next bundle names or leaves out decides."""
+    if not isinstance(sources, list):
+        raise Refused(f"aptSources: not a list: {sources!r}")
+    wanted, packages = {}, []
+    for source in sources:
+        name = source.get("name") if isinstance(source, dict) else None
+        file = f"webstack-{name}.sources" if isinstance(name, str) else ""
+        if not APT_SOURCE_FILE.fullmatch(file) or not isinstance(source.get("content"), str) or file in wanted:
+            raise Refused(f"aptSources: not a source this tool writes: {source!r}")
+        if not isinstance(source.get("packages"), list):
+            raise Refused(f"aptSources: {name}'s packages: not a list: {source.get('packages')!r}")
+        wanted[file] = source["content"].encode()
+        packages += source["packages"]
+    directory = under(root, APT_SOURCES_DIR)
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if APT_SOURCE_FILE.fullmatch(entry) and entry not in wanted:
+            os.unlink(os.path.join(directory, entry))
+            log(f"removed the apt source {entry}")
+    for file, data in wanted.items():
+        if differs(os.path.join(directory, file), data, 0, 0, 0o644):
+            install(os.path.join(directory, file), data, 0, 0, 0o644)
+            log(f"wrote the apt source {file}")
+    return packages
+
+
 SYSUSERS_DIR = "/etc/sysusers.d/"
 
 
@@ -1158,7 +1193,9 @@ def switch_back(root, previous, run):
 # adds the release's code in the bundle's sandbox (an older tool runs this tool's preflight with
 # none), the users of its sysusers.d files made before anything else (with what only this tool
 # does for them: the app.env password forgotten once the app has its own copy) and its tmpfiles.d
-# rules applied once its files are written and checked.
+# rules applied once its files are written and checked. Issue 20 adds APT sources beyond Debian's with
+# their packages (an older tool leaves out both, rather than fail to install a package it has no
+# source for).
 HEEDED = "heeded.json"
 HEEDED_KEYS = {
     "app": lambda bundle: "app" in bundle,
@@ -1166,6 +1203,7 @@ HEEDED_KEYS = {
     "app.sandbox": lambda bundle: isinstance(bundle.get("app"), dict) and "sandbox" in bundle["app"],
     "users": lambda bundle: any(str(f.get("path")).startswith(SYSUSERS_DIR) for f in bundle.get("files", [])),
     "tmpfiles": lambda bundle: any(str(f.get("path")).startswith(TMPFILES_DIR) for f in bundle.get("files", [])),
+    "aptSources": lambda bundle: bool(bundle.get("aptSources")),
 }
 
 
@@ -1226,7 +1264,8 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         # mirror failing at boot), it is installed here, before the boot script needs it. apt never
         # overlaps cloud-init's own: the first apply runs from runcmd, after its packages.
         ensure_users(bundle, run)
-        ensure_packages(bundle.get("packages", []), run)
+        sourced = ensure_apt_sources(bundle.get("aptSources", []), root)
+        ensure_packages(bundle.get("packages", []) + sourced, run)
         # A release (issue 18) is made ready before anything waits; the primary's release command
         # runs before it waits for the replica, which waits for the command (not at first boot).
         release_dir = prepare_release(app, root, s3, run) if app else None

@@ -549,6 +549,78 @@ class ApplyTest(NodeTestCase):
                 self.assertEqual(self.read(SITE), "server {}\n")
                 self.assert_status(sha, bundle, "refused", f"packages: not a Debian package name: {bad!r}")
 
+    SOURCE = {"name": "vendor-tools", "content": "Types: deb\nURIs: https://vendor.example/apt\n", "packages": ["vendor-tool"]}
+    SOURCE_FILE = "/etc/apt/sources.list.d/webstack-vendor-tools.sources"
+
+    def test_an_apt_source_is_written_before_its_packages_install_and_they_with_the_bundles(self):
+        self.applied([self.site()])
+        self.write("/etc/apt/sources.list.d/debian.sources", "Types: deb\n")
+        seen = []
+        install = self.apt_install("vendor-tool")
+        self.commands.results[tuple(install)] = lambda: seen.append(self.read(self.SOURCE_FILE)) or (0, "")
+        bundle, sha = self.with_packages(["nginx"], installed=["nginx"])
+        bundle["aptSources"] = [self.SOURCE]
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(
+            self.commands.calls,
+            [self.dpkg_query("nginx"), self.dpkg_query("vendor-tool"), APT_UPDATE, install, NGINX_T, RELOAD_NGINX,
+             HEALTH],
+        )
+        self.assertEqual(seen, [self.SOURCE["content"]])
+        self.assertEqual(self.mode(self.SOURCE_FILE), 0o644)
+        self.assertIn("wrote the apt source webstack-vendor-tools.sources", stderr)
+        self.assert_status(sha, bundle, "applied")
+        # A bundle that no longer names it: this tool's file goes, nobody else's.
+        self.commands.calls.clear()
+        self.ssm.puts.clear()
+        self.cloudwatch.metrics.clear()
+        bundle = self.bundle([self.site("server { v3 }\n")], release="r3")
+        self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertFalse(os.path.exists(self.at(self.SOURCE_FILE)))
+        self.assertEqual(self.read("/etc/apt/sources.list.d/debian.sources"), "Types: deb\n")
+        self.assertIn("removed the apt source webstack-vendor-tools.sources", stderr)
+
+    def test_an_apt_source_this_tool_would_not_write_refuses_and_writes_nothing(self):
+        self.applied([self.site()])
+        for bad in [{**self.SOURCE, "name": "../../cron.d/x"}, {**self.SOURCE, "name": "Vendor"},
+                    {**self.SOURCE, "name": ""}, {**self.SOURCE, "content": None}, "vendor-tools",
+                    {**self.SOURCE, "packages": "vendor-tool"}]:
+            with self.subTest(bad=bad):
+                self.ssm.puts.clear()
+                self.cloudwatch.metrics.clear()
+                bundle, sha = self.with_packages(["nginx"])
+                bundle["aptSources"] = [bad]
+                sha = self.publish(bundle)
+                self.assertEqual(self.apply()[0], 1)
+                self.assertEqual(self.commands.calls, [])
+                self.assertFalse(os.path.exists(self.at("/etc/apt/sources.list.d")))
+                self.assertEqual(self.read(SITE), "server {}\n")
+                self.assert_status(sha, bundle, "refused", "aptSources: ")
+
+    def test_a_bundle_an_older_tool_applied_without_its_apt_sources_is_applied_again_in_full(self):
+        # The older tool wrote its files (this tool among them) and ignored aptSources and their
+        # packages: this tool, on the next run, writes the source and installs them.
+        bundle = self.bundle([self.site()])
+        bundle["aptSources"] = [self.SOURCE]
+        self.commands.results[tuple(self.dpkg_query("vendor-tool"))] = INSTALLED
+        self.publish(bundle)
+        self.assertEqual(self.apply()[0], 0)
+        self.write("/var/lib/webstack/bundle/heeded.json", json.dumps(["app", "packages", "users", "tmpfiles"]))
+        os.unlink(self.at(self.SOURCE_FILE))
+        self.commands.calls.clear()
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertIn("was applied by a tool that ignored aptSources; applying it again", stderr)
+        self.assertEqual(self.read(self.SOURCE_FILE), self.SOURCE["content"])
+        self.assertIn(self.dpkg_query("vendor-tool"), self.commands.calls)
+        self.commands.calls.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [])
+
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.apply("--bundle")
         self.assertEqual(code, 2)

@@ -1,0 +1,163 @@
+// The backups' share of the app nodes' bundles (issue 20), per engine: the settings the node tool
+// reads, the units, and on MySQL the repository Percona XtraBackup comes from. What the node tool
+// does with them: tests/artifacts/test_webstack_backup.py (both engines) and the lab (MariaDB).
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import {
+  BACKUP_ENV_PATH,
+  DB_RESTORE_PATH,
+  PERCONA_APT_KEY_FINGERPRINT,
+  backupTimers,
+  perconaXtrabackupSource,
+} from "../cloud-init/backups";
+import { publishBundles } from "../cloud-init/bundle";
+import { DEBIAN_RELEASE } from "../model/aptSources";
+import { DbEngine } from "../model/config";
+import { commandWorks, shownKey, testNeeding, withGpg } from "./harness";
+import { renderedAppNode } from "./rendererFixtures";
+
+const withApt = testNeeding("apt-get", commandWorks("apt-get", ["--version"]));
+
+const envOf = (text: string) =>
+  Object.fromEntries(
+    text
+      .split("\n")
+      .filter((l) => l.includes("="))
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+
+describe.each(["mariadb", "mysql"] as DbEngine[])("on %s", (engine) => {
+  const replica = renderedAppNode(engine, "replica");
+  const primary = renderedAppNode(engine, "primary");
+
+  test("the node tool's settings name the engine's own tools, client, service and config dir", () => {
+    const tools =
+      engine === "mariadb"
+        ? { BACKUP_TOOL: "mariadb-backup", STREAM_TOOL: "mbstream", BINLOG_TOOL: "mariadb-binlog" }
+        : { BACKUP_TOOL: "xtrabackup", STREAM_TOOL: "xbstream", BINLOG_TOOL: "mysqlbinlog" };
+    for (const node of [replica, primary]) {
+      const env = envOf(node.file(BACKUP_ENV_PATH));
+      expect(env).toMatchObject({
+        DB_ENGINE: engine,
+        ...tools,
+        DB_CLIENT: engine,
+        DB_SERVICE: `${engine}.service`,
+        DB_CONF_DIR: `/etc/mysql/${engine}.conf.d`,
+        DATA_DIR: "/var/lib/mysql",
+        BINLOG_PREFIX: "backups/binlog/s2/",
+        FULL_PREFIX: "backups/full/",
+      });
+    }
+  });
+
+  test("s1 takes the nightly backup and has the restore command; s2 ships its binlogs", () => {
+    const paths = (node: typeof replica) => node.bundle.files.map((f) => f.path);
+    expect(paths(replica)).toEqual(
+      expect.arrayContaining([
+        "/etc/systemd/system/webstack-db-backup.service",
+        "/etc/systemd/system/webstack-db-backup.timer",
+        DB_RESTORE_PATH,
+      ]),
+    );
+    expect(paths(replica)).not.toContain("/etc/systemd/system/webstack-binlog-ship.timer");
+    expect(paths(primary)).toContain("/etc/systemd/system/webstack-binlog-ship.timer");
+    expect(paths(primary)).not.toContain(DB_RESTORE_PATH);
+    expect(replica.bundle.firstApply).toContainEqual([
+      "systemctl",
+      "enable",
+      "--now",
+      ...backupTimers("s1"),
+    ]);
+    expect(replica.file("/etc/systemd/system/webstack-db-backup.service").split("\n")).toContain(
+      `ExecCondition=+/usr/bin/${engine} --protocol=socket --user=root --execute="DO 1"`,
+    );
+  });
+
+  test("the bundle's repositories: Percona's on MySQL only, its package never in a bootstrap", () => {
+    for (const node of [replica, primary]) {
+      const sources = node.bundle.aptSources;
+      expect(sources).toEqual(engine === "mysql" ? [perconaXtrabackupSource()] : []);
+      // An applier from before aptSources ignores them: so must it their package.
+      expect(node.bundle.packages).not.toContain("percona-xtrabackup-84");
+      expect(node.bundle.packages).toContain("zstd");
+      expect(node.doc.packages).not.toContain("percona-xtrabackup-84");
+      const json = JSON.parse(publishBundles([node.bundle]).bundles[0].text);
+      // Without a source the key is left out: MariaDB's bundles' bytes are as before it.
+      expect("aptSources" in json).toBe(engine === "mysql");
+    }
+    expect(replica.bundle.packages.includes("mariadb-backup")).toBe(engine === "mariadb");
+  });
+});
+
+describe("Percona's repository (MySQL's XtraBackup)", () => {
+  const source = perconaXtrabackupSource();
+
+  test("XtraBackup 8.4 LTS for Debian 13 over HTTPS, its key inline", () => {
+    expect(source.name).toBe("percona-xtrabackup-84");
+    expect(source.packages).toEqual(["percona-xtrabackup-84"]);
+    expect(source.content.split("\n").slice(0, 5)).toEqual([
+      "Types: deb",
+      "URIs: https://repo.percona.com/pxb-84-lts/apt",
+      `Suites: ${DEBIAN_RELEASE}`,
+      "Components: main",
+      "Signed-By:",
+    ]);
+    expect(source.content).toContain("\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n");
+    expect(source.content.endsWith(" -----END PGP PUBLIC KEY BLOCK-----\n")).toBe(true);
+  });
+
+  withGpg("the key inline is Percona's packaging key, by the pinned fingerprint", () => {
+    // The key back out of the deb822 field, as apt reads it.
+    const field = source.content.slice(source.content.indexOf("Signed-By:\n") + 11);
+    const armored = field
+      .split("\n")
+      .filter((l) => l.startsWith(" "))
+      .map((l) => (l === " ." ? "" : l.slice(1)))
+      .join("\n");
+    const lines = shownKey(`${armored}\n`);
+    expect(lines.filter((l) => l.startsWith("pub:")).length).toBe(1);
+    expect(lines.find((l) => l.startsWith("fpr:"))).toBe(
+      `fpr:::::::::${PERCONA_APT_KEY_FINGERPRINT}:`,
+    );
+    expect(lines.find((l) => l.startsWith("uid:"))).toContain(
+      "Percona Development Team (Packaging key) <info@percona.com>",
+    );
+  });
+
+  withApt(
+    "apt reads it as Percona's layout of trixie's main (no network: its index targets)",
+    () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-apt-"));
+      try {
+        const parts = path.join(dir, "sources.list.d");
+        fs.mkdirSync(parts);
+        fs.writeFileSync(path.join(parts, `webstack-${source.name}.sources`), source.content);
+        const apt = spawnSync(
+          "apt-get",
+          [
+            ...[
+              `Dir::State=${dir}/state`,
+              `Dir::Cache=${dir}/cache`,
+              "Dir::Etc::SourceList=/dev/null",
+            ],
+            ...[`Dir::Etc::SourceParts=${parts}`, "APT::Architecture=amd64"],
+          ]
+            .flatMap((o) => ["-o", o])
+            .concat(["indextargets", "--no-release-info", "--format", "$(URI)"]),
+          { encoding: "utf8" },
+        );
+        expect(apt.stderr).toBe("");
+        expect(apt.status).toBe(0);
+        const base = `https://repo.percona.com/pxb-84-lts/apt/dists/${DEBIAN_RELEASE}/main`;
+        expect(apt.stdout.split("\n").filter(Boolean).sort()).toEqual([
+          `${base}/binary-all/Packages`,
+          `${base}/binary-amd64/Packages`,
+        ]);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
