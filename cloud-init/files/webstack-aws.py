@@ -1419,6 +1419,7 @@ class MariaDBBackups:
     binlog_status = "SHOW MASTER STATUS"
     backup_files = ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb")
     restore_conf = None  # its backup carries no replication settings: the restored server has none
+    required = ()  # settings beyond both engines'
     before_replay = after_replay = ()
     replay_after = "--start-position"
     data_only = "--sandbox"
@@ -1466,6 +1467,7 @@ class MySQLBackups:
     # replicate on past the point, at its start or at a reboot, until --resume.
     restore_conf = ("# webstack-db-restore: this server's data is a restored past; `webstack-db-restore --resume`"
                     " removes this.\n[mysqld]\nskip_replica_start = ON\n")
+    required = ("DB_CONF_DIR",)  # where the restore's settings go
     # The server's GTIDs exactly the backup's before the replay; root writes through read_only.
     before_replay = ("SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
                      "SET GLOBAL gtid_purged = '{position}'")
@@ -1506,6 +1508,10 @@ def backup_engine(settings):
     if engine is None:
         raise BackupError(f"{BACKUP_ENV}: DB_ENGINE={settings.get('DB_ENGINE', '')!r}: expected one of "
                           f"{', '.join(BACKUP_ENGINES)}")
+    # Refused before anything changes: a restore that failed on it half-way could not put back either.
+    for key in engine.required:
+        if not settings.get(key, "").startswith("/"):
+            raise BackupError(f"{BACKUP_ENV}: {key} is missing: {settings['DB_ENGINE']} needs it as an absolute path")
     return engine
 
 

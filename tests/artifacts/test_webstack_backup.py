@@ -218,7 +218,8 @@ class BackupFullTest(unittest.TestCase):
 
     def backup(self, engine, status, printed):
         """Backs up with the backup tool printing that; returns its exit code and the backup tool's argv."""
-        settings = dict(SETTINGS, **engine, FULL_STATE=os.path.join(self.dir.name, "full.json"))
+        settings = dict(SETTINGS, **engine, FULL_STATE=os.path.join(self.dir.name, "full.json"),
+                        DB_CONF_DIR="/etc/mysql/mysql.conf.d")
         started = []
 
         def popen(argv, **kwargs):
@@ -330,7 +331,7 @@ class ShipTest(unittest.TestCase):
         self.assertEqual(self.state()["through"], "mysql-bin.000005")
 
     def test_mysql_asks_its_binlog_status_by_its_8_4_name(self):
-        self.settings["DB_ENGINE"] = "mysql"
+        self.settings.update(DB_ENGINE="mysql", DB_CONF_DIR="/etc/mysql/mysql.conf.d")
         code, asked = self.ship("mysql-bin.000003\t900\t\t\tuuid:1-5\n", ["mysql-bin.000002", "mysql-bin.000003"],
                                 at("12:00:00"), status_query="SHOW BINARY LOG STATUS")
         self.assertEqual(code, 0)
@@ -538,6 +539,13 @@ class MySQLRestoreTest(RestoreCase):
         # Put back, the previous data replicates again as it did.
         self.assertEqual(self.started, [("mysql.service", RESTORE_CONF), ("mysql.service", None),
                                         ("webstack-app.service", None)])
+
+    def test_without_the_servers_settings_directory_nothing_is_stopped_or_changed(self):
+        del self.settings["DB_CONF_DIR"]
+        with self.assertRaisesRegex(tool.BackupError, "DB_CONF_DIR is missing: mysql needs it as an absolute path"):
+            tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
+                                 run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
+        self.assertEqual(self.ran, [])
 
 
 class ResumeTest(unittest.TestCase):
