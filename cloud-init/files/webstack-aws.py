@@ -1391,6 +1391,186 @@ def replica_fields(settings, run=subprocess.run):
     return vertical_fields(sql_output(settings, "SHOW REPLICA STATUS\\G", run, options=()))
 
 
+def domain_position(gtid_list, domain):
+    """The seq_no of a domain in a GTID list ('2-2-34,1-1-3'), or 0."""
+    for gtid in filter(None, gtid_list.split(",")):
+        d, _, seq = gtid.strip().split("-")
+        if d == str(domain):
+            return int(seq)
+    return 0
+
+
+def first_seq_no(replay_path, domain):
+    """The first GTID seq_no of a domain in mariadb-binlog's output, read line by line (it can be large)."""
+    current = None
+    with open(replay_path) as handle:
+        for line in handle:
+            found = re.search(r"gtid_domain_id=(\d+)", line)
+            if found:
+                current = found.group(1)
+            found = re.search(r"gtid_seq_no=(\d+)", line)
+            if found and current == str(domain):
+                return int(found.group(1))
+    return None
+
+
+def gtid_text(answer):
+    """A GTID position on one line: MySQL breaks a set after each comma (the client's batch output
+    as a literal \\n)."""
+    return re.sub(r"\\n|\s", "", answer)
+
+
+def gtid_set_ends(gtid_set):
+    """Each server uuid's last transaction number in a MySQL GTID set ('uuid:1-21:25-30,uuid2:1-8'):
+    the end of its last interval; a tag's intervals (uuid:tag:1-3) are another sequence."""
+    ends = {}
+    for member in filter(None, gtid_set.split(",")):
+        uuid, *intervals = member.split(":")
+        end = 0
+        for interval in intervals:
+            if not re.fullmatch(r"\d+(-\d+)?", interval):
+                break
+            end = int(interval.rpartition("-")[2])
+        ends[uuid.lower()] = end
+    return ends
+
+
+MYSQL_GTID_NEXT = re.compile(r"SET @@SESSION\.GTID_NEXT= '([0-9a-fA-F-]{36}):(\d+)'")
+
+
+def first_transactions(replay_path):
+    """Each server uuid's first transaction number in mysqlbinlog's output, read line by line."""
+    firsts = {}
+    with open(replay_path) as handle:
+        for line in handle:
+            found = MYSQL_GTID_NEXT.match(line)
+            if found:
+                firsts.setdefault(found.group(1).lower(), int(found.group(2)))
+    return firsts
+
+
+class MariaDBBackups:
+    """What the backups do differently on MariaDB: mariadb-backup, and GTIDs as a list of one
+    position per domain (a primary's domain is its server id)."""
+    replica_binlog = "Relay_Master_Log_File"  # SHOW REPLICA STATUS: the primary's binlog it applies
+    printed_position = re.compile(r"gtid_slave_pos '([0-9,-]*)'")
+    position_key = "gtid_slave_pos"  # the manifest's, as backups in buckets have it
+    binlog_status = "SHOW MASTER STATUS"
+    backup_files = ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb")
+    restore_conf = None  # its backup carries no replication settings: the restored server has none
+    required = ()  # settings beyond both engines'
+    before_replay = after_replay = ()
+    replay_after = "--start-position"
+    data_only = "--sandbox"
+    executed_here, executed_on_primary = "SELECT @@gtid_binlog_pos", "SELECT @@global.gtid_binlog_pos"
+    wait = "SELECT MASTER_GTID_WAIT('{target}', {seconds})"  # 0 once reached, -1 at the timeout
+    io_state = "Slave_IO_State"
+
+    @staticmethod
+    def follows_on(replay, position, settings):
+        """The primary's first write in the replay is the next after the backup's: no gap, no overlap."""
+        domain = settings["PRIMARY_SERVER_ID"]
+        start, first = domain_position(position, domain), first_seq_no(replay, domain)
+        if first is not None and first != start + 1:
+            raise BackupError(f"the binlogs' first write after the backup is {domain}-…-{first}, not "
+                              f"{start + 1}: they do not follow on from the backup")
+
+    @staticmethod
+    def restored_to(binlog_pos, position, settings):
+        domain = settings["PRIMARY_SERVER_ID"]
+        return f"GTID {domain}-…-{max(domain_position(position, domain), domain_position(binlog_pos, domain))}"
+
+    @staticmethod
+    def reset_replication(settings, run):
+        """Replication forgotten, its position where the restored data ends (which it returns)."""
+        domain = server_id = settings["PRIMARY_SERVER_ID"]
+        (binlog_pos, slave_pos), = sql_lines(settings, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos", run)
+        reached = max(domain_position(binlog_pos, domain), domain_position(slave_pos, domain))
+        position = f"{domain}-{server_id}-{reached}"
+        sql_lines(settings, f"STOP REPLICA; RESET REPLICA ALL; SET GLOBAL gtid_slave_pos = '{position}'", run)
+        return position
+
+
+class MySQLBackups:
+    """What the backups do differently on MySQL 8.4: Percona XtraBackup, and GTIDs as a set of each
+    server uuid's transaction numbers."""
+    replica_binlog = "Relay_Source_Log_File"
+    # "MySQL binlog position: filename '…', position '…', GTID of the last change '<set>'", the set
+    # broken over lines.
+    printed_position = re.compile(r"GTID of the last change '([^']*)'")
+    position_key = "gtid_executed"
+    binlog_status = "SHOW BINARY LOG STATUS"  # 8.4 has no SHOW MASTER STATUS
+    backup_files = ("xtrabackup_binlog_info", "xtrabackup_slave_info", "xtrabackup_info", "xtrabackup_checkpoints",
+                    "xtrabackup_tablespaces", "xtrabackup_binlog_pos_innodb")
+    # The backup carries the replica's source settings (in InnoDB tables): the restored server would
+    # replicate on past the point, at its start or at a reboot, until --resume.
+    restore_conf = ("# webstack-db-restore: this server's data is a restored past; `webstack-db-restore --resume`"
+                    " removes this.\n[mysqld]\nskip_replica_start = ON\n")
+    required = ("DB_CONF_DIR",)  # where the restore's settings go
+    # The server's GTIDs exactly the backup's before the replay; root writes through read_only.
+    before_replay = ("SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
+                     "SET GLOBAL gtid_purged = '{position}'")
+    after_replay = ("SET GLOBAL super_read_only = ON",)
+    replay_after = "--exclude-gtids"
+    data_only = "--commands=OFF"
+    executed_here = executed_on_primary = "SELECT @@global.gtid_executed"
+    wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET('{target}', {seconds})"  # 0 once reached, 1 at the timeout
+    io_state = "Replica_IO_State"
+
+    @staticmethod
+    def follows_on(replay, position, settings):
+        """Each server's first transaction in the replay is the next after the backup's last of it."""
+        ends = gtid_set_ends(position)
+        for uuid, first in first_transactions(replay).items():
+            if first != ends.get(uuid, 0) + 1:
+                raise BackupError(f"the binlogs' first write of {uuid} after the backup is {uuid}:{first}, not "
+                                  f"{uuid}:{ends.get(uuid, 0) + 1}: they do not follow on from the backup")
+
+    @staticmethod
+    def restored_to(executed, position, settings):
+        return f"GTID set {gtid_text(executed)}"
+
+    @staticmethod
+    def reset_replication(settings, run):
+        """Replication forgotten: auto-position asks the primary for what gtid_executed lacks (returned)."""
+        executed = gtid_text(sql_output(settings, "SELECT @@global.gtid_executed", run))
+        sql_lines(settings, "STOP REPLICA; RESET REPLICA ALL", run)
+        return executed
+
+
+BACKUP_ENGINES = {"mariadb": MariaDBBackups, "mysql": MySQLBackups}
+
+
+def backup_engine(settings):
+    """The engine's differences, by the settings' DB_ENGINE (one table: the flow is the same on both)."""
+    engine = BACKUP_ENGINES.get(settings.get("DB_ENGINE"))
+    if engine is None:
+        raise BackupError(f"{BACKUP_ENV}: DB_ENGINE={settings.get('DB_ENGINE', '')!r}: expected one of "
+                          f"{', '.join(BACKUP_ENGINES)}")
+    # Refused before anything changes: a restore that failed on it half-way could not put back either.
+    for key in engine.required:
+        if not settings.get(key, "").startswith("/"):
+            raise BackupError(f"{BACKUP_ENV}: {key} is missing: {settings['DB_ENGINE']} needs it as an absolute path")
+    return engine
+
+
+def backup_object(settings):
+    """A backup's stream, named by its format (mbstream, xbstream)."""
+    return f"backup.{settings['STREAM_TOOL']}.zst"
+
+
+def restore_conf_path(settings):
+    """Read after the node's own settings (the name sorts last)."""
+    return os.path.join(settings["DB_CONF_DIR"], "zz-webstack-restore.cnf")
+
+
+def remove_restore_conf(settings):
+    """Replication starts with the server again: the previous data put back, or --resume."""
+    if backup_engine(settings).restore_conf:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(restore_conf_path(settings))
+
+
 def locked(settings, action):
     """Backups, shipping and restores of one node never overlap."""
     os.makedirs(settings["STATE_DIR"], mode=0o755, exist_ok=True)
@@ -1414,27 +1594,25 @@ def upload_stream(s3, stream, bucket, key):
     s3.upload_fileobj(stream, bucket, key, Config=UPLOAD_CONFIG)
 
 
-GTID_SLAVE_POS = re.compile(r"gtid_slave_pos '([0-9,-]*)'")
-
-
 def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen, clock=time.time):
     """The replica's physical backup, streamed (never a copy on disk) through zstd into
-    FULL_PREFIX<stamp>/backup.mbstream.zst; then its manifest, whose presence marks it complete."""
+    FULL_PREFIX<stamp>/backup.<stream tool>.zst; then its manifest, whose presence marks it complete."""
+    engine = backup_engine(settings)
     started = clock()
     status = replica_fields(settings, run)
     # The primary's binlog the replica was applying before the backup: a restore replays the
     # primary's binlogs from this file on (the backup's GTID skips what it already holds).
-    primary_binlog = status.get("Relay_Master_Log_File")
+    primary_binlog = status.get(engine.replica_binlog)
     if not primary_binlog:
         raise BackupError("this server is not replicating: a backup needs the replica (SHOW REPLICA STATUS is empty)")
     prefix = f"{settings['FULL_PREFIX']}{time.strftime(STAMP, time.gmtime(started))}/"
     errors = tempfile.TemporaryFile(mode="w+")
-    backup = popen([settings["BACKUP_TOOL"], "--backup", "--stream=mbstream", "--slave-info", "--safe-slave-backup",
-                    "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
+    backup = popen([settings["BACKUP_TOOL"], "--backup", f"--stream={settings['STREAM_TOOL']}", "--slave-info",
+                    "--safe-slave-backup", "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
     zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=backup.stdout, stdout=subprocess.PIPE)
     backup.stdout.close()
     try:
-        upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], prefix + "backup.mbstream.zst")
+        upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], prefix + backup_object(settings))
     finally:
         zstd.stdout.close()
         codes = (backup.wait(), zstd.wait())
@@ -1444,17 +1622,18 @@ def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen
         sys.stderr.write(output[-4000:])
         raise BackupError(f"{settings['BACKUP_TOOL']} exited {codes[0]}, zstd {codes[1]}: no manifest written, "
                           f"{prefix} is incomplete")
-    found = GTID_SLAVE_POS.findall(output)
+    found = engine.printed_position.findall(output)
     if not found:
-        raise BackupError(f"{settings['BACKUP_TOOL']} printed no gtid_slave_pos: no manifest written")
+        raise BackupError(f"{settings['BACKUP_TOOL']} printed no {engine.position_key}: no manifest written")
+    position = gtid_text(found[-1])
     finished = clock()
     manifest = {"format": 1, "node": settings["NODE"], "engine": settings["DB_ENGINE"], "started": started,
-                "finished": finished, "gtid_slave_pos": found[-1], "primary_binlog": primary_binlog,
+                "finished": finished, engine.position_key: position, "primary_binlog": primary_binlog,
                 "binlog_node": settings["BINLOG_NODE"]}
     s3.put_object(Bucket=settings["BACKUP_BUCKET"], Key=prefix + "manifest.json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode(), ContentType="application/json")
     save_state(settings["FULL_STATE"], {"finished": finished, "key": prefix})
-    log(f"full backup {prefix} in {finished - started:.1f} s (gtid_slave_pos {found[-1]}, from "
+    log(f"full backup {prefix} in {finished - started:.1f} s ({engine.position_key} {position}, from "
         f"{settings['BINLOG_NODE']}'s {primary_binlog})")
     return 0
 
@@ -1473,12 +1652,13 @@ def ship_binlogs_command(s3, settings, run=subprocess.run, popen=subprocess.Pope
     one first when it holds anything new, so the bucket holds every write committed before the run."""
     state_path = settings["BINLOG_STATE"]
     state = read_json(state_path) if os.path.exists(state_path) else {}
+    binlog_status = backup_engine(settings).binlog_status
     started = clock()
-    (active, position, *_), = sql_lines(settings, "SHOW MASTER STATUS", run)
+    (active, position, *_), = sql_lines(settings, binlog_status, run)
     if [active, position] != [state.get("file"), state.get("pos")]:
         sql_lines(settings, "FLUSH BINARY LOGS", run)
     logs = [row[0] for row in sql_lines(settings, "SHOW BINARY LOGS", run)]
-    closed, (active, position, *_) = logs[:-1], sql_lines(settings, "SHOW MASTER STATUS", run)[0]
+    closed, (active, position, *_) = logs[:-1], sql_lines(settings, binlog_status, run)[0]
     through = state.get("through")
     todo = [name for name in closed if through is None or binlog_number(name) > binlog_number(through)]
     gap = None
@@ -1567,15 +1747,6 @@ def restore_plan(s3, settings, point):
     return chosen, names
 
 
-def domain_position(gtid_list, domain):
-    """The seq_no of a domain in a GTID list ('2-2-34,1-1-3'), or 0."""
-    for gtid in filter(None, gtid_list.split(",")):
-        d, _, seq = gtid.strip().split("-")
-        if d == str(domain):
-            return int(seq)
-    return 0
-
-
 def download(s3, bucket, key, argv, stdout=None, popen=subprocess.Popen):
     """An object's body into a command's stdin (zstd -d …), which must succeed."""
     process = popen(argv, stdin=subprocess.PIPE, stdout=stdout)
@@ -1596,20 +1767,6 @@ def move_entries(source, target):
 
 def systemctl(run, *args):
     check(run, ["systemctl", *args], "systemctl", BackupError)
-
-
-def first_seq_no(replay_path, domain):
-    """The first GTID seq_no of a domain in mariadb-binlog's output, read line by line (it can be large)."""
-    current = None
-    with open(replay_path) as handle:
-        for line in handle:
-            found = re.search(r"gtid_domain_id=(\d+)", line)
-            if found:
-                current = found.group(1)
-            found = re.search(r"gtid_seq_no=(\d+)", line)
-            if found and current == str(domain):
-                return int(found.group(1))
-    return None
 
 
 def hold_app(settings, run):
@@ -1653,6 +1810,7 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
     binlogs up to (not including) the point's second. The old data is kept aside until the restored
     server is up and replayed, and put back, with the server and the app started again, if anything
     before that fails (a signal too). Replication and the app stay stopped until --resume."""
+    engine = backup_engine(settings)
     started = clock()
     point = parse_point(point_text, started)
     bucket, data = settings["BACKUP_BUCKET"], settings["DATA_DIR"]
@@ -1678,7 +1836,7 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         os.makedirs(new, mode=0o700)
         os.makedirs(logs, mode=0o700)
         # Straight from S3 into the files: no compressed copy on the volume.
-        download(s3, bucket, backup["prefix"] + "backup.mbstream.zst",
+        download(s3, bucket, backup["prefix"] + backup_object(settings),
                  ["bash", "-o", "pipefail", "-c", 'zstd -q -d | "$0" -x -C "$1"', settings["STREAM_TOOL"], new],
                  popen=popen)
         check(run, [settings["BACKUP_TOOL"], "--prepare", f"--target-dir={new}"], "prepare", BackupError)
@@ -1691,32 +1849,34 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         # The tool's own placing of the files (undo and log files too), beside the work directory.
         check(run, [settings["BACKUP_TOOL"], "--move-back", "--force-non-empty-directories", f"--datadir={data}",
                     f"--target-dir={new}"], "move back", BackupError)
-        for name in ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb"):
+        for name in engine.backup_files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(data, name))
         entries = [os.path.join(data, e) for e in os.listdir(data) if e != RESTORE_DIR_NAME]
         check(run, ["chown", "-R", "mysql:mysql", "--", *entries], "chown", BackupError)
+        if engine.restore_conf:
+            install(restore_conf_path(settings), engine.restore_conf.encode(), os.geteuid(), os.getegid(), 0o644)
         systemctl(run, "start", settings["DB_SERVICE"])
-        domain = settings["PRIMARY_SERVER_ID"]  # the primary's GTID domain is its server id
-        start = domain_position(backup["gtid_slave_pos"], domain)
+        position = backup[engine.position_key]
+        for statement in engine.before_replay:
+            sql_output(settings, statement.format(position=position), run)
         replay = os.path.join(work, "replay.sql")
         with open(replay, "w") as handle:
             # The binlogs' times are read in UTC, as the point is given.
-            result = run(["env", "TZ=UTC", settings["BINLOG_TOOL"], f"--start-position={backup['gtid_slave_pos']}",
+            result = run(["env", "TZ=UTC", settings["BINLOG_TOOL"], f"{engine.replay_after}={position}",
                           f"--stop-datetime={point:%Y-%m-%d %H:%M:%S}", *[os.path.join(logs, n) for n in binlogs]],
                          stdout=handle, stderr=subprocess.PIPE, text=True)
         if result.returncode != 0:
             raise BackupError(f"{settings['BINLOG_TOOL']} failed: {result.stderr.strip()}")
-        first = first_seq_no(replay, domain)
-        if first is not None and first != start + 1:
-            raise BackupError(f"the binlogs' first write after the backup is {domain}-…-{first}, not "
-                              f"{start + 1}: they do not follow on from the backup")
+        engine.follows_on(replay, position, settings)
         with open(replay) as handle:
-            # Binary mode and the sandbox: the binlogs' text is data, never a client command.
-            result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root", "--binary-mode", "--sandbox"],
-                         stdin=handle, capture_output=True, text=True)
+            # Binary mode and no client commands: the binlogs' text is data, never a client command.
+            result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root", "--binary-mode",
+                          engine.data_only], stdin=handle, capture_output=True, text=True)
         if result.returncode != 0:
             raise BackupError(f"replaying the binlogs failed: {result.stderr.strip()}")
+        for statement in engine.after_replay:
+            sql_output(settings, statement, run)
     except BaseException as error:
         put_back(settings, run, phase, work, old, data, error)
         raise
@@ -1724,9 +1884,9 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     run(["rm", "-rf", "--", work])
-    binlog_pos = sql_output(settings, "SELECT @@gtid_binlog_pos", run).strip()
+    reached = engine.restored_to(sql_output(settings, engine.executed_here, run).strip(), position, settings)
     log(f"restored to {point:%Y-%m-%d %H:%M:%S} UTC in {clock() - started:.1f} s: {backup['binlog_node']}'s writes "
-        f"up to GTID {domain}-…-{max(start, domain_position(binlog_pos, domain))}. "
+        f"up to {reached}. "
         f"Replication and {settings['APP_SERVICE']} stay stopped, also across a reboot: "
         "`webstack-db-restore --resume` replicates again and starts it")
     return 0
@@ -1737,6 +1897,7 @@ def put_back(settings, run, phase, work, old, data, error):
     The work directory goes only once nothing of the old data is left in it."""
     log(f"restore failed ({error}): putting the previous data back")
     run(["systemctl", "stop", settings["DB_SERVICE"]])
+    remove_restore_conf(settings)
     if phase == "in":  # the backup's files (some or all) are in place: they go
         for entry in os.listdir(data):
             if entry != RESTORE_DIR_NAME:
@@ -1755,8 +1916,8 @@ def put_back(settings, run, phase, work, old, data, error):
     log(f"the previous data is back; {settings['DB_SERVICE']} and {settings['APP_SERVICE']} run again")
 
 
-def primary_gtid_position(settings, run=subprocess.run):
-    """The primary's @@gtid_binlog_pos, asked as the replication user over verified TLS (the password
+def primary_answer(settings, query, run=subprocess.run):
+    """The primary's answer to a query, asked as the replication user over verified TLS (the password
     through a pipe: never in an argument or a file)."""
     with open(settings["REPLICATION_PASSWORD_FILE"]) as handle:
         credential = handle.read().strip()
@@ -1768,8 +1929,7 @@ def primary_gtid_position(settings, run=subprocess.run):
         os.close(writer)
         result = run([settings["DB_CLIENT"], f"--defaults-extra-file=/dev/fd/{reader}", f"--host={settings['DB_PRIMARY_IP']}",
                       f"--port={settings['DB_PRIMARY_PORT']}", "--connect-timeout=10", "--batch", "--skip-column-names",
-                      "--execute", "SELECT @@global.gtid_binlog_pos"], pass_fds=(reader,), capture_output=True, text=True,
-                     timeout=60)
+                      "--execute", query], pass_fds=(reader,), capture_output=True, text=True, timeout=60)
     finally:
         os.close(reader)
     if result.returncode != 0:
@@ -1779,25 +1939,25 @@ def primary_gtid_position(settings, run=subprocess.run):
 
 def resume_command(settings, run=subprocess.run, clock=time.time, wait_seconds=900):
     """After a restore: replication from where the restored data ends, then the app once caught up."""
-    domain = server_id = settings["PRIMARY_SERVER_ID"]
-    (binlog_pos, slave_pos), = sql_lines(settings, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos", run)
-    reached = max(domain_position(binlog_pos, domain), domain_position(slave_pos, domain))
-    sql_lines(settings, f"STOP REPLICA; RESET REPLICA ALL; SET GLOBAL gtid_slave_pos = '{domain}-{server_id}-{reached}'", run)
+    engine = backup_engine(settings)
+    reached = engine.reset_replication(settings, run)
+    remove_restore_conf(settings)
     check(run, [settings["DB_BOOTSTRAP"]], "replication", BackupError)
     # Caught up: the applier is through what the primary had written once replication ran again.
-    target = primary_gtid_position(settings, run)
+    target = gtid_text(primary_answer(settings, engine.executed_on_primary, run))
     deadline = clock() + wait_seconds
     while True:
         left = int(deadline - clock())
-        if left > 0 and sql_output(settings, f"SELECT MASTER_GTID_WAIT('{target}', {min(left, 10)})", run).strip() == "0":
+        wait = engine.wait.format(target=target, seconds=min(left, 10))
+        if left > 0 and sql_output(settings, wait, run).strip() == "0":
             break
         fields = replica_fields(settings, run)
         if left <= 0 or fields.get("Last_IO_Error") or fields.get("Last_SQL_Error"):
-            raise BackupError(f"replication has not caught up with {target} within {wait_seconds} s: "
-                              f"{fields.get('Last_IO_Error') or fields.get('Last_SQL_Error') or fields.get('Slave_IO_State')}")
+            why = fields.get("Last_IO_Error") or fields.get("Last_SQL_Error") or fields.get(engine.io_state)
+            raise BackupError(f"replication has not caught up with {target} within {wait_seconds} s: {why}")
     release_app(settings, run)
     systemctl(run, "start", settings["APP_SERVICE"])
-    log(f"replicating again from {domain}-{server_id}-{reached}, caught up; {settings['APP_SERVICE']} started")
+    log(f"replicating again from {reached}, caught up; {settings['APP_SERVICE']} started")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Unit tests of the node tool's backups (issue 20): the shipping's bookkeeping and the restore's
 choices and refusals. S3 is botocore's Stubber; the database's answers are scripted. The real
-thing (MariaDB 11.8, mariadb-backup, the S3 stand-in) runs in the lab (tests/day2.lab.ts).
+thing (MariaDB 11.8, mariadb-backup, the S3 stand-in) runs in the lab (tests/day2.lab.ts); MySQL 8.4
+with Percona XtraBackup is proven here only, by its exact commands and statements.
 Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_backup.py
 """
+import contextlib
 import datetime
 import importlib.util
 import io
@@ -29,8 +31,18 @@ spec.loader.exec_module(tool)
 BUCKET = "stack-bucket"
 SETTINGS = {
     "NODE": "s1", "BACKUP_BUCKET": BUCKET, "FULL_PREFIX": "backups/full/", "BINLOG_PREFIX": "backups/binlog/s2/",
-    "BINLOG_NODE": "s2", "DB_CLIENT": "mariadb", "PRIMARY_SERVER_ID": "2",
+    "BINLOG_NODE": "s2", "DB_CLIENT": "mariadb", "PRIMARY_SERVER_ID": "2", "DB_ENGINE": "mariadb",
 }
+MARIADB = dict(DB_ENGINE="mariadb", DB_SERVICE="mariadb.service", BACKUP_TOOL="mariadb-backup", STREAM_TOOL="mbstream",
+               BINLOG_TOOL="mariadb-binlog", DB_CLIENT="mariadb")
+MYSQL = dict(DB_ENGINE="mysql", DB_SERVICE="mysql.service", BACKUP_TOOL="xtrabackup", STREAM_TOOL="xbstream",
+             BINLOG_TOOL="mysqlbinlog", DB_CLIENT="mysql")
+# MySQL's servers: the primary's uuid and an earlier primary's (a set names every server that wrote).
+PRIMARY_UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+EARLIER_UUID = "5c2a0b7e-1111-11ef-8c3d-0242ac120002"
+BACKUP_SET = f"{PRIMARY_UUID}:1-21,{EARLIER_UUID}:1-8"
+RESTORE_CONF = ("# webstack-db-restore: this server's data is a restored past; `webstack-db-restore --resume` removes "
+                "this.\n[mysqld]\nskip_replica_start = ON\n")
 WHEN = datetime.datetime(2026, 11, 30, 12, 0, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -41,6 +53,11 @@ def at(hhmmss):
 
 def body(data):
     return StreamingBody(io.BytesIO(data), len(data))
+
+
+def local_sql(client, query):
+    """The argv of a query as root over the local socket."""
+    return [client, "--protocol=socket", "--user=root", "--batch", "--skip-column-names", "--execute", query]
 
 
 class Database:
@@ -71,6 +88,39 @@ class PointTest(unittest.TestCase):
         self.assertEqual(tool.domain_position("1-1-7,2-2-34", "2"), 34)
         self.assertEqual(tool.domain_position("1-1-7", "2"), 0)
         self.assertEqual(tool.domain_position("", "2"), 0)
+
+    def test_a_mysql_gtid_set_on_one_line_and_each_servers_last_transaction(self):
+        self.assertEqual(tool.gtid_text(f"{PRIMARY_UUID}:1-21,\n{EARLIER_UUID}:1-8\n"), BACKUP_SET)
+        self.assertEqual(tool.gtid_text(f"{PRIMARY_UUID}:1-21,\\n{EARLIER_UUID}:1-8\n"), BACKUP_SET)  # batch output
+        self.assertEqual(tool.gtid_set_ends(f"{PRIMARY_UUID.upper()}:1-21:25-30,{EARLIER_UUID}:7"),
+                         {PRIMARY_UUID: 30, EARLIER_UUID: 7})
+        self.assertEqual(tool.gtid_set_ends(f"{PRIMARY_UUID}:1-5:blue:1-40"), {PRIMARY_UUID: 5})
+        self.assertEqual(tool.gtid_set_ends(""), {})
+
+
+class FollowOnTest(unittest.TestCase):
+    """MySQL: the replay goes on from the backup's set, server by server, with no gap and no overlap."""
+
+    def follows_on(self, *gtids):
+        with tempfile.NamedTemporaryFile("w", suffix=".sql") as replay:
+            replay.write("".join(f"SET @@SESSION.GTID_NEXT= '{g}'/*!*/;\nBINLOG '...'/*!*/;\n" for g in gtids)
+                         + "SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by mysqlbinlog */ /*!*/;\n")
+            replay.flush()
+            tool.MySQLBackups.follows_on(replay.name, BACKUP_SET, SETTINGS)
+
+    def test_the_next_transaction_of_each_server_and_a_new_server_from_its_first(self):
+        new_uuid = "9d0c7e3a-2222-11ef-8c3d-0242ac120003"
+        self.follows_on(f"{PRIMARY_UUID}:22", f"{PRIMARY_UUID}:23", f"{EARLIER_UUID}:9", f"{new_uuid}:1")
+        self.follows_on()  # nothing written since the backup
+
+    def test_a_gap_an_overlap_or_a_new_server_not_from_its_first_is_refused(self):
+        cases = ([f"{PRIMARY_UUID}:23"], 23, 22), ([f"{PRIMARY_UUID}:22", f"{EARLIER_UUID}:8"], 8, 9), \
+            (["9d0c7e3a-2222-11ef-8c3d-0242ac120003:2"], 2, 1)
+        for gtids, found, expected in cases:
+            uuid = gtids[-1].split(":")[0]
+            refusal = f"first write of {uuid} after the backup is {uuid}:{found}, not {uuid}:{expected}:"
+            with self.subTest(gtids=gtids), self.assertRaisesRegex(tool.BackupError, refusal):
+                self.follows_on(*gtids)
 
 
 class RestorePlanTest(unittest.TestCase):
@@ -153,6 +203,71 @@ class RestorePlanTest(unittest.TestCase):
                                                                                  datetime.timezone.utc))
 
 
+class BackupFullTest(unittest.TestCase):
+    """The replica's backup: the tool's command, the object's name, and the manifest from what it prints."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.sent, self.manifests = [], []
+        self.upload = tool.upload_stream
+        tool.upload_stream = lambda s3, stream, bucket, key: self.sent.append((key, stream.read()))
+
+    def tearDown(self):
+        tool.upload_stream = self.upload
+        self.dir.cleanup()
+
+    def backup(self, engine, status, printed):
+        """Backs up with the backup tool printing that; returns its exit code and the backup tool's argv."""
+        settings = dict(SETTINGS, **engine, FULL_STATE=os.path.join(self.dir.name, "full.json"),
+                        DB_CONF_DIR="/etc/mysql/mysql.conf.d")
+        started = []
+
+        def popen(argv, **kwargs):
+            started.append(argv)
+            if argv[0] == "zstd":
+                return subprocess.Popen(["cat"], stdin=kwargs["stdin"], stdout=kwargs["stdout"])
+            return subprocess.Popen(["sh", "-c", 'printf files; printf "%s" "$0" >&2', printed],
+                                    stdout=kwargs["stdout"], stderr=kwargs["stderr"])
+        put = lambda _, **kw: self.manifests.append((kw["Key"], json.loads(kw["Body"])))  # noqa: E731
+        clock = iter([at("03:00:00"), at("03:20:00")]).__next__
+        code = tool.backup_full_command(type("S3", (), {"put_object": put})(), settings, popen=popen, clock=clock,
+                                        run=Database({"SHOW REPLICA STATUS\\G": status}))
+        self.assertEqual(started[1:], [["zstd", "-q", "-c", "-T0"]])
+        return code, started[0]
+
+    def test_mariadb_streams_mbstream_and_keeps_its_gtid_slave_pos(self):
+        code, argv = self.backup(MARIADB, "Slave_IO_State: Waiting\nRelay_Master_Log_File: mysql-bin.000009\n",
+                                 "[00] mariadb-backup: MySQL slave binlog position: master host '10.0.2.12', "
+                                 "gtid_slave_pos '1-1-3,2-2-10'\n[00] completed OK!\n")
+        self.assertEqual(code, 0)
+        self.assertEqual(argv, ["mariadb-backup", "--backup", "--stream=mbstream", "--slave-info",
+                                "--safe-slave-backup", "--user=root", "--target-dir=/tmp"])
+        self.assertEqual(self.sent, [("backups/full/20261130T030000Z/backup.mbstream.zst", b"files")])
+        self.assertEqual(self.manifests, [("backups/full/20261130T030000Z/manifest.json", {
+            "format": 1, "node": "s1", "engine": "mariadb", "started": at("03:00:00"), "finished": at("03:20:00"),
+            "gtid_slave_pos": "1-1-3,2-2-10", "primary_binlog": "mysql-bin.000009", "binlog_node": "s2"})])
+
+    def test_mysql_with_the_gtid_set_xtrabackup_prints_over_lines(self):
+        code, argv = self.backup(MYSQL, "Replica_IO_State: Waiting\nRelay_Source_Log_File: mysql-bin.000012\n",
+                                 "2026-11-30T03:19:59 0 [Note] [MY-011825] [Xtrabackup] MySQL binlog position: "
+                                 "filename 'mysql-bin.000007', position '1763', GTID of the last change "
+                                 f"'{PRIMARY_UUID}:1-21,\n{EARLIER_UUID}:1-8'\n"
+                                 "2026-11-30T03:19:59 0 [Note] [MY-011825] [Xtrabackup] completed OK!\n")
+        self.assertEqual(code, 0)
+        self.assertEqual(argv, ["xtrabackup", "--backup", "--stream=xbstream", "--slave-info", "--safe-slave-backup",
+                                "--user=root", "--target-dir=/tmp"])
+        self.assertEqual(self.sent, [("backups/full/20261130T030000Z/backup.xbstream.zst", b"files")])
+        self.assertEqual(self.manifests, [("backups/full/20261130T030000Z/manifest.json", {
+            "format": 1, "node": "s1", "engine": "mysql", "started": at("03:00:00"), "finished": at("03:20:00"),
+            "gtid_executed": BACKUP_SET, "primary_binlog": "mysql-bin.000012", "binlog_node": "s2"})])
+
+    def test_no_manifest_without_the_position(self):
+        with self.assertRaisesRegex(tool.BackupError, "xtrabackup printed no gtid_executed: no manifest written"):
+            self.backup(MYSQL, "Relay_Source_Log_File: mysql-bin.000012\n", "MySQL binlog position: filename "
+                        "'mysql-bin.000007', position '1763'\n")
+        self.assertEqual(self.manifests, [])
+
+
 class ShipTest(unittest.TestCase):
     """The primary's shipping: what it closes, what it sends, what it remembers."""
 
@@ -167,8 +282,8 @@ class ShipTest(unittest.TestCase):
         tool.upload_stream = self.upload
         self.dir.cleanup()
 
-    def ship(self, status, logs, clock):
-        database = Database({"SHOW MASTER STATUS": status, "FLUSH BINARY LOGS": "",
+    def ship(self, status, logs, clock, status_query="SHOW MASTER STATUS"):
+        database = Database({status_query: status, "FLUSH BINARY LOGS": "",
                              "SHOW BINARY LOGS": "".join(f"{n}\t100\n" for n in logs),
                              "SELECT @@log_bin_basename": "/var/lib/mysql/mysql-bin\n"})
         popen = lambda argv, stdout: subprocess.Popen(["true"], stdout=stdout)  # noqa: E731  (zstd's place)
@@ -215,6 +330,15 @@ class ShipTest(unittest.TestCase):
         self.assertEqual(self.sent, ["backups/binlog/s2/mysql-bin.000005.zst"])
         self.assertEqual(self.state()["through"], "mysql-bin.000005")
 
+    def test_mysql_asks_its_binlog_status_by_its_8_4_name(self):
+        self.settings.update(DB_ENGINE="mysql", DB_CONF_DIR="/etc/mysql/mysql.conf.d")
+        code, asked = self.ship("mysql-bin.000003\t900\t\t\tuuid:1-5\n", ["mysql-bin.000002", "mysql-bin.000003"],
+                                at("12:00:00"), status_query="SHOW BINARY LOG STATUS")
+        self.assertEqual(code, 0)
+        self.assertEqual(asked, ["SHOW BINARY LOG STATUS", "FLUSH BINARY LOGS", "SHOW BINARY LOGS",
+                                 "SHOW BINARY LOG STATUS", "SELECT @@log_bin_basename"])
+        self.assertEqual(self.sent, ["backups/binlog/s2/mysql-bin.000002.zst"])
+
 
 class RestoreConfirmationTest(unittest.TestCase):
     def test_without_the_nodes_name_typed_nothing_is_stopped_or_changed(self):
@@ -232,8 +356,12 @@ class RestoreConfirmationTest(unittest.TestCase):
         self.assertEqual(ran, [])
 
 
-class RestoreFailureTest(unittest.TestCase):
-    """A restore that fails puts the previous data back and runs the server and the app again."""
+class RestoreCase(unittest.TestCase):
+    """A restore on a data directory of its own: the plan and the downloads faked, every command it
+    runs recorded (and what the database and the binlog tool answer scripted)."""
+    ENGINE = MARIADB
+    POSITION = {"gtid_slave_pos": "2-2-10"}
+    BACKUP_FILES = ()  # the backup tool's own files among the backup's
 
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -243,37 +371,84 @@ class RestoreFailureTest(unittest.TestCase):
         for name in ("ibdata1", "webstack/items.ibd"):
             with open(os.path.join(self.data, name), "w") as handle:
                 handle.write("before")
-        self.settings = dict(SETTINGS, DATA_DIR=self.data, STATE_DIR=os.path.join(root, "state"),
+        self.settings = dict(SETTINGS, **self.ENGINE, DATA_DIR=self.data, STATE_DIR=os.path.join(root, "state"),
                              SYSTEMD_DIR=os.path.join(root, "systemd"), APP_SERVICE="webstack-app.service",
-                             DB_SERVICE="mariadb.service", BACKUP_TOOL="mariadb-backup", STREAM_TOOL="mbstream",
-                             BINLOG_TOOL="mariadb-binlog", DB_CLIENT="mariadb")
+                             DB_CONF_DIR=os.path.join(root, "conf.d"))
         self.saved = tool.restore_plan, tool.download
         tool.restore_plan = lambda s3, settings, point: ({"prefix": "backups/full/x/", "finished": 0,
-                                                          "binlog_node": "s2", "gtid_slave_pos": "2-2-10"},
+                                                          "binlog_node": "s2", **self.POSITION},
                                                          ["mysql-bin.000001"])
         tool.download = self.download
-        self.ran = []
+        self.ran, self.downloaded, self.started, self.replayed = [], [], [], []
+        self.replay, self.answers = "", {}
 
     def tearDown(self):
         tool.restore_plan, tool.download = self.saved
         self.dir.cleanup()
 
     def download(self, s3, bucket, key, argv, popen=None):
-        if "mbstream" in argv:  # the backup's files, extracted
-            with open(os.path.join(argv[-1], "ibdata1"), "w") as handle:
-                handle.write("restored")
+        self.downloaded.append(key)
+        if self.settings["STREAM_TOOL"] in argv:  # the backup's files, extracted
+            for name in ("ibdata1", *self.BACKUP_FILES):
+                with open(os.path.join(argv[-1], name), "w") as handle:
+                    handle.write("restored")
+
+    def restore_conf(self):
+        """The restore's server settings as they are now, or None."""
+        with contextlib.suppress(FileNotFoundError), open(tool.restore_conf_path(self.settings)) as handle:
+            return handle.read()
+
+    def restored(self, before_replay, replay_from, data_only, after_replay, executed):
+        """Restores to noon, which must succeed, running exactly the commands and statements of both
+        engines' flow with the engine's own between them; returns what it logged."""
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
+                                        run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
+        self.assertEqual(code, 0)
+        work = os.path.join(self.data, ".webstack-restore")
+        tool_, client, service = (self.settings[k] for k in ("BACKUP_TOOL", "DB_CLIENT", "DB_SERVICE"))
+        self.assertEqual(self.downloaded, [f"backups/full/x/backup.{self.settings['STREAM_TOOL']}.zst",
+                                           "backups/binlog/s2/mysql-bin.000001.zst"])
+        self.assertEqual(self.ran, [
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "stop", "webstack-app.service"],
+            ["systemctl", "stop", service],
+            [tool_, "--prepare", f"--target-dir={work}/new"],
+            [tool_, "--move-back", "--force-non-empty-directories", f"--datadir={self.data}",
+             f"--target-dir={work}/new"],
+            ["chown", "-R", "mysql:mysql", "--", f"{self.data}/ibdata1"],  # the backup tool's files gone
+            ["systemctl", "start", service],
+            *[local_sql(client, q) for q in before_replay],
+            ["env", "TZ=UTC", self.settings["BINLOG_TOOL"], replay_from, "--stop-datetime=2026-11-30 12:00:00",
+             f"{work}/binlogs/mysql-bin.000001"],
+            [client, "--protocol=socket", "--user=root", "--binary-mode", data_only],
+            *[local_sql(client, q) for q in after_replay],
+            ["rm", "-rf", "--", work],
+            local_sql(client, executed),
+        ])
+        self.assertEqual(self.replayed, [self.replay])
+        self.assertEqual(os.listdir(self.data), ["ibdata1"])
+        return errors.getvalue()
 
     def runner(self, fail):
         def run(argv, **kwargs):
             self.ran.append(argv)
             code = 1 if fail(argv) else 0
-            if argv[:2] == ["mariadb-backup", "--move-back"] and not code:
+            if argv[:2] == [self.settings["BACKUP_TOOL"], "--move-back"] and not code:
                 new = argv[-1].split("=", 1)[1]
                 for entry in os.listdir(new):
                     os.rename(os.path.join(new, entry), os.path.join(self.data, entry))
             if argv[:1] == ["rm"]:
                 subprocess.run(argv, check=True)
-            return subprocess.CompletedProcess(argv, code, "", "refused" if code else "")
+            if argv[:2] == ["systemctl", "start"]:
+                self.started.append((argv[2], self.restore_conf()))
+            if argv[:3] == ["env", "TZ=UTC", self.settings["BINLOG_TOOL"]] and not code:
+                kwargs["stdout"].write(self.replay)
+            if "--binary-mode" in argv:
+                self.replayed.append(kwargs["stdin"].read())
+            answer = self.answers.get(argv[-1], "") if "--execute" in argv else ""
+            return subprocess.CompletedProcess(argv, code, answer, "refused" if code else "")
         return run
 
     def restore(self, fail):
@@ -285,10 +460,14 @@ class RestoreFailureTest(unittest.TestCase):
         with open(os.path.join(self.data, "ibdata1")) as handle:
             self.assertEqual(handle.read(), "before")
         self.assertEqual(sorted(os.listdir(self.data)), ["ibdata1", "webstack"])  # no work directory left
-        self.assertIn(["systemctl", "start", "mariadb.service"], self.ran)
+        self.assertIn(["systemctl", "start", self.settings["DB_SERVICE"]], self.ran)
         self.assertIn(["systemctl", "start", "webstack-app.service"], self.ran)
         self.assertFalse(os.path.exists(tool.app_hold_path(self.settings)))
         self.assertFalse(os.path.exists(tool.restore_flag(self.settings)))
+
+
+class RestoreFailureTest(RestoreCase):
+    """A restore that fails puts the previous data back and runs the server and the app again."""
 
     def test_a_failed_prepare_changes_nothing_and_starts_both_again(self):
         self.restore(lambda argv: argv[:2] == ["mariadb-backup", "--prepare"])
@@ -316,6 +495,145 @@ class RestoreFailureTest(unittest.TestCase):
             tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
                                  run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
         self.assertEqual(self.ran, [])
+
+
+
+class MariaDBRestoreTest(RestoreCase):
+    def test_the_restores_commands_and_statements_in_order(self):
+        self.replay = ("# at 4\n#261130 11:00:00 server id 2  end_log_pos 50  GTID 2-2-11\n"
+                       "/*!100001 SET @@session.gtid_domain_id=2*//*!*/;\n"
+                       "/*!100001 SET @@session.gtid_seq_no=11*//*!*/;\n")
+        self.answers = {"SELECT @@gtid_binlog_pos": "2-2-12\n"}
+        said = self.restored([], "--start-position=2-2-10", "--sandbox", [], "SELECT @@gtid_binlog_pos")
+        self.assertEqual(self.started, [("mariadb.service", None)])  # no held replication: none in its backup
+        self.assertIn("s2's writes up to GTID 2-…-12. Replication", said)
+
+
+class MySQLRestoreTest(RestoreCase):
+    """MySQL 8.4's restore: the same flow, with the server held from replicating and its GTIDs the backup's."""
+    ENGINE = MYSQL
+    POSITION = {"gtid_executed": BACKUP_SET}
+    BACKUP_FILES = ("xtrabackup_binlog_info", "xtrabackup_slave_info", "xtrabackup_info", "xtrabackup_checkpoints",
+                    "xtrabackup_tablespaces", "xtrabackup_binlog_pos_innodb")
+
+    def test_the_restores_commands_and_statements_in_order(self):
+        self.replay = (f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:22'/*!*/;\nBINLOG '...'/*!*/;\n"
+                       f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:23'/*!*/;\nBINLOG '...'/*!*/;\n")
+        self.answers = {"SELECT @@global.gtid_executed": f"{PRIMARY_UUID}:1-23,\\n{EARLIER_UUID}:1-8\n"}
+        said = self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
+                              f"SET GLOBAL gtid_purged = '{BACKUP_SET}'"], f"--exclude-gtids={BACKUP_SET}",
+                             "--commands=OFF", ["SET GLOBAL super_read_only = ON"], "SELECT @@global.gtid_executed")
+        # The server starts held from replicating, and stays so (a reboot too) until --resume.
+        self.assertEqual(self.started, [("mysql.service", RESTORE_CONF)])
+        self.assertEqual(self.restore_conf(), RESTORE_CONF)
+        self.assertIn(f"s2's writes up to GTID set {PRIMARY_UUID}:1-23,{EARLIER_UUID}:1-8. Replication", said)
+
+    def test_binlogs_that_do_not_follow_on_are_not_replayed_and_the_previous_data_is_put_back(self):
+        self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:23'/*!*/;\nBINLOG '...'/*!*/;\n"
+        with self.assertRaisesRegex(tool.BackupError, f"first write of {PRIMARY_UUID} after the backup is "
+                                                      f"{PRIMARY_UUID}:23, not {PRIMARY_UUID}:22"):
+            tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
+                                 run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
+        self.assertEqual(self.replayed, [])
+        self.assert_back_as_before()
+        # Put back, the previous data replicates again as it did.
+        self.assertEqual(self.started, [("mysql.service", RESTORE_CONF), ("mysql.service", None),
+                                        ("webstack-app.service", None)])
+
+    def test_without_the_servers_settings_directory_nothing_is_stopped_or_changed(self):
+        del self.settings["DB_CONF_DIR"]
+        with self.assertRaisesRegex(tool.BackupError, "DB_CONF_DIR is missing: mysql needs it as an absolute path"):
+            tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
+                                 run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
+        self.assertEqual(self.ran, [])
+
+
+class ResumeTest(unittest.TestCase):
+    """--resume: replication from where the restored data ends, caught up, then the app."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        root = self.dir.name
+        for name, text in (("password", "secret"), ("tls.cnf", "ssl-ca=/etc/ca.crt\n")):
+            with open(os.path.join(root, name), "w") as handle:
+                handle.write(text)
+        self.settings = dict(SETTINGS, STATE_DIR=os.path.join(root, "state"), SYSTEMD_DIR=os.path.join(root, "systemd"),
+                             APP_SERVICE="webstack-app.service", DB_BOOTSTRAP="/usr/local/sbin/webstack-db-bootstrap",
+                             REPLICATION_PASSWORD_FILE=os.path.join(root, "password"),
+                             CLIENT_TLS_FILE=os.path.join(root, "tls.cnf"), DB_PRIMARY_IP="10.0.2.12",
+                             DB_PRIMARY_PORT="3306", DB_CONF_DIR=os.path.join(root, "conf.d"))
+        self.ran, self.conf_at_bootstrap = [], []
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def resume(self, engine, answers, clock=lambda: at("13:00:00")):
+        """answers: (where, query) to the answer, or to the answers in turn."""
+        settings = dict(self.settings, **engine)
+        tool.install(tool.restore_conf_path(settings), RESTORE_CONF.encode(), os.geteuid(), os.getegid(), 0o644)
+
+        def run(argv, **kwargs):
+            if "--execute" in argv:
+                where = "primary" if "--host=10.0.2.12" in argv else "local"
+                self.ran.append((where, argv[argv.index("--execute") + 1]))
+                answer = answers[self.ran[-1]]
+                answer = answer.pop(0) if isinstance(answer, list) else answer
+            else:
+                self.ran.append(argv)
+                answer = ""
+            if argv == [settings["DB_BOOTSTRAP"]]:
+                self.conf_at_bootstrap.append(os.path.exists(tool.restore_conf_path(settings)))
+            return subprocess.CompletedProcess(argv, 0, answer, "")
+        return tool.resume_command(settings, run=run, clock=clock)
+
+    def test_mariadb_sets_the_replicas_position_and_waits_with_master_gtid_wait(self):
+        wait = ("local", "SELECT MASTER_GTID_WAIT('1-1-3,2-2-40', 10)")
+        self.assertEqual(self.resume(MARIADB, {
+            ("local", "SELECT @@gtid_binlog_pos, @@gtid_slave_pos"): "1-1-3,2-2-30\t2-2-34\n",
+            ("local", "STOP REPLICA; RESET REPLICA ALL; SET GLOBAL gtid_slave_pos = '2-2-34'"): "",
+            ("primary", "SELECT @@global.gtid_binlog_pos"): "1-1-3,2-2-40\n",
+            wait: ["-1\n", "0\n"], ("local", "SHOW REPLICA STATUS\\G"): "Slave_IO_State: Waiting\n"}), 0)
+        self.assertEqual(self.ran, [
+            ("local", "SELECT @@gtid_binlog_pos, @@gtid_slave_pos"),
+            ("local", "STOP REPLICA; RESET REPLICA ALL; SET GLOBAL gtid_slave_pos = '2-2-34'"),
+            ["/usr/local/sbin/webstack-db-bootstrap"], ("primary", "SELECT @@global.gtid_binlog_pos"),
+            wait, ("local", "SHOW REPLICA STATUS\\G"), wait,
+            ["systemctl", "daemon-reload"], ["systemctl", "start", "webstack-app.service"]])
+        self.assertEqual(self.conf_at_bootstrap, [True])  # MariaDB's restore writes none: none is removed
+
+    def mysql_answers(self, status, waits):
+        return {("local", "SELECT @@global.gtid_executed"): f"{BACKUP_SET}\n",
+                ("local", "STOP REPLICA; RESET REPLICA ALL"): "",
+                ("primary", "SELECT @@global.gtid_executed"): f"{PRIMARY_UUID}:1-40,\\n{EARLIER_UUID}:1-8\n",
+                ("local", f"SELECT WAIT_FOR_EXECUTED_GTID_SET('{PRIMARY_UUID}:1-40,{EARLIER_UUID}:1-8', 10)"): waits,
+                ("local", "SHOW REPLICA STATUS\\G"): status}
+
+    def test_mysql_replicates_by_auto_position_and_waits_for_the_primarys_gtid_set(self):
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            self.assertEqual(self.resume(MYSQL, self.mysql_answers("Replica_IO_State: Waiting\n", ["1\n", "0\n"])), 0)
+        wait = ("local", f"SELECT WAIT_FOR_EXECUTED_GTID_SET('{PRIMARY_UUID}:1-40,{EARLIER_UUID}:1-8', 10)")
+        self.assertEqual(self.ran, [
+            ("local", "SELECT @@global.gtid_executed"), ("local", "STOP REPLICA; RESET REPLICA ALL"),
+            ["/usr/local/sbin/webstack-db-bootstrap"], ("primary", "SELECT @@global.gtid_executed"),
+            wait, ("local", "SHOW REPLICA STATUS\\G"), wait,
+            ["systemctl", "daemon-reload"], ["systemctl", "start", "webstack-app.service"]])
+        self.assertEqual(self.conf_at_bootstrap, [False])  # replication starts with the server again
+        self.assertIn(f"replicating again from {BACKUP_SET}, caught up", errors.getvalue())
+
+    def test_mysql_says_the_replicas_error_and_starts_no_app(self):
+        status = "Replica_IO_State: Waiting\nLast_IO_Error: \nLast_SQL_Error: Could not execute Write_rows event\n"
+        with self.assertRaisesRegex(tool.BackupError, f"not caught up with {PRIMARY_UUID}:1-40,{EARLIER_UUID}:1-8 "
+                                                      "within 900 s: Could not execute Write_rows event"):
+            self.resume(MYSQL, self.mysql_answers(status, ["1\n"]))
+        self.assertNotIn(["systemctl", "start", "webstack-app.service"], self.ran)
+
+    def test_mysql_says_what_the_replica_does_when_time_is_up(self):
+        clock = iter([at("13:00:00"), at("13:00:00"), at("13:15:00")]).__next__
+        with self.assertRaisesRegex(tool.BackupError, "within 900 s: Waiting for source to send event$"):
+            self.resume(MYSQL, self.mysql_answers("Replica_IO_State: Waiting for source to send event\n", ["1\n"]),
+                        clock)
+        self.assertNotIn(["systemctl", "start", "webstack-app.service"], self.ran)
 
 
 if __name__ == "__main__":
