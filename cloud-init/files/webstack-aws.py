@@ -1863,7 +1863,9 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         replay = os.path.join(work, "replay.sql")
         with open(replay, "w") as handle:
             # The binlogs' times are read in UTC, as the point is given.
-            result = run(["env", "TZ=UTC", settings["BINLOG_TOOL"], f"{engine.replay_after}={position}",
+            # A backup holding no transaction yet (an empty set): every one in the binlogs is after it.
+            after = [f"{engine.replay_after}={position}"] if position else []
+            result = run(["env", "TZ=UTC", settings["BINLOG_TOOL"], *after,
                           f"--stop-datetime={point:%Y-%m-%d %H:%M:%S}", *[os.path.join(logs, n) for n in binlogs]],
                          stdout=handle, stderr=subprocess.PIPE, text=True)
         if result.returncode != 0:

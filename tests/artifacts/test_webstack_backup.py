@@ -420,7 +420,7 @@ class RestoreCase(unittest.TestCase):
             ["chown", "-R", "mysql:mysql", "--", f"{self.data}/ibdata1"],  # the backup tool's files gone
             ["systemctl", "start", service],
             *[local_sql(client, q) for q in before_replay],
-            ["env", "TZ=UTC", self.settings["BINLOG_TOOL"], replay_from, "--stop-datetime=2026-11-30 12:00:00",
+            ["env", "TZ=UTC", self.settings["BINLOG_TOOL"], *replay_from, "--stop-datetime=2026-11-30 12:00:00",
              f"{work}/binlogs/mysql-bin.000001"],
             [client, "--protocol=socket", "--user=root", "--binary-mode", data_only],
             *[local_sql(client, q) for q in after_replay],
@@ -504,7 +504,7 @@ class MariaDBRestoreTest(RestoreCase):
                        "/*!100001 SET @@session.gtid_domain_id=2*//*!*/;\n"
                        "/*!100001 SET @@session.gtid_seq_no=11*//*!*/;\n")
         self.answers = {"SELECT @@gtid_binlog_pos": "2-2-12\n"}
-        said = self.restored([], "--start-position=2-2-10", "--sandbox", [], "SELECT @@gtid_binlog_pos")
+        said = self.restored([], ["--start-position=2-2-10"], "--sandbox", [], "SELECT @@gtid_binlog_pos")
         self.assertEqual(self.started, [("mariadb.service", None)])  # no held replication: none in its backup
         self.assertIn("s2's writes up to GTID 2-…-12. Replication", said)
 
@@ -521,12 +521,19 @@ class MySQLRestoreTest(RestoreCase):
                        f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:23'/*!*/;\nBINLOG '...'/*!*/;\n")
         self.answers = {"SELECT @@global.gtid_executed": f"{PRIMARY_UUID}:1-23,\\n{EARLIER_UUID}:1-8\n"}
         said = self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
-                              f"SET GLOBAL gtid_purged = '{BACKUP_SET}'"], f"--exclude-gtids={BACKUP_SET}",
+                              f"SET GLOBAL gtid_purged = '{BACKUP_SET}'"], [f"--exclude-gtids={BACKUP_SET}"],
                              "--commands=OFF", ["SET GLOBAL super_read_only = ON"], "SELECT @@global.gtid_executed")
         # The server starts held from replicating, and stays so (a reboot too) until --resume.
         self.assertEqual(self.started, [("mysql.service", RESTORE_CONF)])
         self.assertEqual(self.restore_conf(), RESTORE_CONF)
         self.assertIn(f"s2's writes up to GTID set {PRIMARY_UUID}:1-23,{EARLIER_UUID}:1-8. Replication", said)
+
+    def test_a_backup_holding_no_transaction_replays_every_one_from_the_first(self):
+        self.POSITION = {"gtid_executed": ""}
+        self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:1'/*!*/;\nBINLOG '...'/*!*/;\n"
+        self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
+                       "SET GLOBAL gtid_purged = ''"], [], "--commands=OFF", ["SET GLOBAL super_read_only = ON"],
+                      "SELECT @@global.gtid_executed")
 
     def test_binlogs_that_do_not_follow_on_are_not_replayed_and_the_previous_data_is_put_back(self):
         self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:23'/*!*/;\nBINLOG '...'/*!*/;\n"
