@@ -9,6 +9,9 @@ of the load balancer, and a dead peer never slows a health check.
 Every answer is JSON: HEAD answers as GET without the body, a known path with another method
 405 with Allow, an unknown path 404, a body larger than a note 413, a note too long 422. A failure's detail (a database's address, a traceback) goes to
 the app's log, never to the client.
+A POST may carry an Idempotency-Key: the key is stored with the row, unique, so the same POST sent
+again (by a client that never saw the answer, or by this app after a lost connection) answers with
+the first one's row instead of writing a second.
 Configuration comes from the environment (systemd EnvironmentFile, written at boot; Gunicorn's
 config adds the release, the app's settings and secrets). Every answer names the node, its role
 and the release that gave it.
@@ -32,6 +35,17 @@ SOCKET = os.environ.get("DB_SOCKET", "/run/mysqld/mysqld.sock")
 TARGETS = {"primary": os.environ["DB_PRIMARY"], "replica": os.environ["DB_REPLICA"]}
 ITEM_PATH = re.compile(r"^/items/(\d+)$")
 MAX_NOTE = 200
+# Idempotency-Key: 1 to 64 visible ASCII characters, bare or as a quoted string (the IETF draft's
+# sf-string), without quotes or backslashes inside.
+IDEMPOTENCY_KEY = re.compile(r'"?([!#-\[\]-~]{1,64})"?')
+IDEMPOTENCY_KEY_FORM = "1 to 64 visible ASCII characters other than \" and \\, optionally in double quotes"
+# A write that went out and whose answer was lost (CR_SERVER_LOST): it may have been applied. Only
+# a write with an idempotency key is sent again after it: the key finds it if it was.
+OUTCOME_UNKNOWN = {2013}
+# ER_DUP_ENTRY: the key is taken (by this write's first attempt, or an earlier request).
+DUPLICATE = 1062
+# ER_BAD_FIELD_ERROR: the primary's schema is from before the keys (a rollout in progress).
+UNKNOWN_COLUMN = 1054
 # Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
 # CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN.
 NOT_APPLIED = {2003, 2006, 1053}
@@ -103,21 +117,39 @@ def run(role, statement, args=(), ping=False):
         raise
 
 
-def write_item(note):
-    """Inserts on the primary, waiting out a restart for WRITE_PATIENCE_S at most.
+class KeyReused(Exception):
+    """The idempotency key names a row with another note: not a retry of that write."""
 
-    Retried only when the statement cannot have been applied: the connection failed, the
-    statement never reached the server, or the server refused it while shutting down.
+
+def write_item(note, key=None):
+    """Inserts on the primary, waiting out a restart for WRITE_PATIENCE_S at most: (id, whether this
+    request wrote it).
+
+    Retried when the statement cannot have been applied: the connection failed, the statement never
+    reached the server, or the server refused it while shutting down. With an idempotency key also
+    when its answer was lost: the key's row, if the first attempt made it, is the answer.
     """
     deadline = time.monotonic() + WRITE_PATIENCE_S
+    retried = NOT_APPLIED | (OUTCOME_UNKNOWN if key is not None else set())
     while True:
         try:
-            item, _ = run("primary", "INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE),
-                          ping=True)
-            return item
+            if key is None:
+                item, _ = run("primary", "INSERT INTO items (note, written_by) VALUES (%s, %s)", (note, NODE),
+                              ping=True)
+            else:
+                item, _ = run("primary", "INSERT INTO items (note, written_by, idempotency_key) VALUES (%s, %s, %s)",
+                              (note, NODE, key), ping=True)
+            return item, True
+        except pymysql.err.IntegrityError as error:
+            if key is None or error.args[0] != DUPLICATE:
+                raise
+            _, rows = run("primary", "SELECT id, note FROM items WHERE idempotency_key = %s", (key,))
+            if rows[0][1] != note:
+                raise KeyReused(rows[0][0]) from error
+            return rows[0][0], False
         except pymysql.err.OperationalError as error:
             # Another attempt must fit in the patience left, a connect timeout included.
-            if error.args[0] not in NOT_APPLIED or time.monotonic() + CONNECT_TIMEOUT_S > deadline:
+            if error.args[0] not in retried or time.monotonic() + CONNECT_TIMEOUT_S > deadline:
                 raise
             time.sleep(0.05)
 
@@ -180,34 +212,54 @@ def read_body(environ):
     return kept
 
 
+def post_item(environ, served):
+    """The (status, body, headers) of a POST /items: a note written once, whatever its retries."""
+    body = read_body(environ)
+    if len(body) > MAX_NOTE_BYTES:
+        return "413 Content Too Large", {**served, "error": f"a note is at most {MAX_NOTE_BYTES} bytes"}, ()
+    note = body.decode("utf-8", "replace")
+    if len(note) > MAX_NOTE:
+        return "422 Unprocessable Content", {**served, "error": f"a note is at most {MAX_NOTE} characters"}, ()
+    header = environ.get("HTTP_IDEMPOTENCY_KEY")
+    key = IDEMPOTENCY_KEY.fullmatch(header) if header is not None else None
+    if header is not None and (key is None or header.startswith('"') != header.endswith('"')):
+        return "400 Bad Request", {**served, "error": f"Idempotency-Key: {IDEMPOTENCY_KEY_FORM}"}, ()
+    try:
+        item, wrote = write_item(note, key and key.group(1))
+    except KeyReused as error:
+        return "409 Conflict", {**served, "error": f"this Idempotency-Key wrote item {error.args[0]}, with "
+                                                   "another note"}, ()
+    except pymysql.err.Error as error:
+        if error.args[0] == UNKNOWN_COLUMN:
+            log.error("POST /items: the primary has no idempotency keys yet: %s", error)
+            return "503 Service Unavailable", {**served, "error": "idempotency keys are not available until the "
+                                                                  "schema upgrade reaches the primary"}, ()
+        if not isinstance(error, pymysql.err.OperationalError):
+            raise
+        # The error names the primary's address: the client learns that writes failed, the log why.
+        log.error("POST /items: the primary failed: %s", error)
+        return "503 Service Unavailable", {**served, "error": "the primary database is unavailable"}, ()
+    # A retry's answer is the first write's, marked as such (as Stripe's API does).
+    replayed = () if wrote else (("Idempotent-Replayed", "true"),)
+    return "201 Created", {**served, "id": item, "written_to": "primary"}, replayed
+
+
 def answer(method, path, environ, served):
-    """The (status, body) of a request to a route that allows its method (HEAD comes as GET)."""
+    """The (status, body, headers) of a request to a route that allows its method (HEAD comes as GET)."""
     if path == "/":
-        return "200 OK", served
+        return "200 OK", served, ()
     if path == "/healthz":
         source, _ = read("SELECT 1", local_first=True)
-        return "200 OK", {**served, "status": "ok", "read_from": source}
+        return "200 OK", {**served, "status": "ok", "read_from": source}, ()
     if path == "/items":
-        body = read_body(environ)
-        if len(body) > MAX_NOTE_BYTES:
-            return "413 Content Too Large", {**served, "error": f"a note is at most {MAX_NOTE_BYTES} bytes"}
-        note = body.decode("utf-8", "replace")
-        if len(note) > MAX_NOTE:
-            return "422 Unprocessable Content", {**served, "error": f"a note is at most {MAX_NOTE} characters"}
-        try:
-            item = write_item(note)
-        except pymysql.err.OperationalError as error:
-            # The error names the primary's address: the client learns that writes failed, the log why.
-            log.error("POST /items: the primary failed: %s", error)
-            return "503 Service Unavailable", {**served, "error": "the primary database is unavailable"}
-        return "201 Created", {**served, "id": item, "written_to": "primary"}
+        return post_item(environ, served)
     source, rows = read("SELECT id, note, written_by, created_at FROM items WHERE id = %s",
                         (int(ITEM_PATH.match(path).group(1)),))
     if not rows:
-        return "404 Not Found", {**served, "read_from": source}
+        return "404 Not Found", {**served, "read_from": source}, ()
     item_id, note, written_by, created = rows[0]
     return "200 OK", {**served, "read_from": source, "id": item_id, "note": note, "written_by": written_by,
-                      "created_at": created}
+                      "created_at": created}, ()
 
 
 def application(environ, start_response):
@@ -220,8 +272,9 @@ def application(environ, start_response):
     if method not in allowed:
         return respond(start_response, "405 Method Not Allowed", {**served, "error": "method not allowed"}, head,
                        [("Allow", ", ".join(allowed))])
+    headers = ()
     try:
-        status, body = answer("GET" if head else method, path, environ, served)
+        status, body, headers = answer("GET" if head else method, path, environ, served)
     except ConnectionError as error:
         # Roles and error codes only ("replica: 2003; primary: 2003"): no address reaches the client.
         log.error("%s %s: no database answered: %s", method, path, error)
@@ -229,4 +282,4 @@ def application(environ, start_response):
     except Exception:
         log.exception("%s %s failed", method, path)
         status, body = "500 Internal Server Error", {**served, "error": "internal error"}
-    return respond(start_response, status, body, head)
+    return respond(start_response, status, body, head, headers)

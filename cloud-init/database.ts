@@ -193,6 +193,14 @@ export function renderLateConfig(p: DatabaseParams): string {
 
 const quote = (ip: string) => `'${ip}'`;
 
+/**
+ * A POST's Idempotency-Key, stored with its row (issue 21): unique, so a write retried after an
+ * outcome nobody saw finds the first one's row instead of adding a second. ASCII, compared byte
+ * for byte; NULL (a write without a key) any number of times.
+ */
+const IDEMPOTENCY_COLUMN = "idempotency_key VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL";
+const IDEMPOTENCY_INDEX = "UNIQUE KEY items_idempotency_key (idempotency_key)";
+
 /** The primary's schema and users; passwords are placeholders the boot script fills from SSM. */
 export function renderPrimarySql(p: DatabaseParams): string {
   const e = ENGINES[p.engine];
@@ -204,8 +212,17 @@ export function renderPrimarySql(p: DatabaseParams): string {
     "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,",
     "  note VARCHAR(200) NOT NULL,",
     "  written_by VARCHAR(16) NOT NULL,",
-    "  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+    "  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),",
+    `  ${IDEMPOTENCY_COLUMN},`,
+    `  ${IDEMPOTENCY_INDEX}`,
     ");",
+    "-- The key on a table from before it (MySQL 8.4's ALTER has no ADD COLUMN IF NOT EXISTS).",
+    "SET @webstack_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS",
+    "    WHERE TABLE_SCHEMA = 'webstack' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'idempotency_key') = 0,",
+    `  'ALTER TABLE webstack.items ADD COLUMN ${IDEMPOTENCY_COLUMN}, ADD ${IDEMPOTENCY_INDEX}', 'DO 0');`,
+    "PREPARE webstack_ddl FROM @webstack_ddl;",
+    "EXECUTE webstack_ddl;",
+    "DEALLOCATE PREPARE webstack_ddl;",
     "-- Replication from either app node, so a promoted replica needs no new user.",
     ...remote.flatMap((host) => [
       `CREATE USER IF NOT EXISTS 'replication'@${host} IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,
@@ -280,9 +297,15 @@ export function databaseBootstrapPart(p: DatabaseServer): BootstrapPart {
  */
 export function databaseBundlePart(p: DatabaseParams): BundlePart {
   const e = ENGINES[p.engine];
+  // The primary's SQL is idempotent: a change runs it again (the schema a running stack lacks, a
+  // new user), before the app's own change in the same bundle. The replica's runs once.
   const sql =
     p.role === "primary"
-      ? { path: "/etc/webstack/db/primary.sql", content: renderPrimarySql(p) }
+      ? {
+          path: "/etc/webstack/db/primary.sql",
+          content: renderPrimarySql(p),
+          onChange: [DB_BOOTSTRAP_PATH],
+        }
       : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
   return {
     files: [

@@ -34,6 +34,10 @@ class OperationalError(Error):
     pass
 
 
+class IntegrityError(Error):
+    pass
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
@@ -62,6 +66,10 @@ class Server:
         self.statements = []
         self.attempts = 0
         self.fail_next = []
+        # Errors raised after the next INSERTs were applied (an answer lost on its way back).
+        self.lose_answer_next = []
+        # A schema from before the idempotency keys (the primary's upgrade not run yet).
+        self.keys = True
 
     def available(self):
         if self.up_at is not None and self.lab.clock.now >= self.up_at:
@@ -118,11 +126,21 @@ class Cursor:
         if server.fail_next:
             raise OperationalError(server.fail_next.pop(0), "scripted")
         server.statements.append(statement.split()[0])
+        keyed = "idempotency_key" in statement
+        if keyed and not server.keys:
+            raise OperationalError(1054, "Unknown column 'idempotency_key' in 'INSERT INTO'")
         if statement.startswith("INSERT"):
-            table.append((len(table) + 1, args[0], args[1], "2026-11-25 12:00:00"))
+            key = args[2] if keyed else None
+            if key is not None and any(row[4] == key for row in table):
+                raise IntegrityError(1062, f"Duplicate entry '{key}' for key 'items_idempotency_key'")
+            table.append((len(table) + 1, args[0], args[1], "2026-11-25 12:00:00", key))
             self.lastrowid = len(table)
+            if server.lose_answer_next:
+                raise OperationalError(server.lose_answer_next.pop(0), "Lost connection to MySQL server during query")
+        elif "WHERE idempotency_key" in statement:
+            self.rows = tuple(row[:2] for row in table if row[4] == args[0])
         elif "WHERE id" in statement:
-            self.rows = tuple(row for row in table if row[0] == args[0])
+            self.rows = tuple(row[:4] for row in table if row[0] == args[0])
         else:
             self.rows = ((1,),)
 
@@ -142,7 +160,8 @@ class Lab:
         self.primary, self.replica = self.servers[targets["primary"]], self.servers[targets["replica"]]
         pymysql = types.ModuleType("pymysql")
         pymysql.connect = self.connect
-        pymysql.err = types.SimpleNamespace(Error=Error, OperationalError=OperationalError)
+        pymysql.err = types.SimpleNamespace(Error=Error, OperationalError=OperationalError,
+                                            IntegrityError=IntegrityError)
         sys.modules["pymysql"] = pymysql
         os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE="x", WEBSTACK_RELEASE=RELEASE, DB_APP_PASSWORD="pw",
                           DB_CA_FILE="/ca.crt",
@@ -167,7 +186,7 @@ class Lab:
             raise OperationalError(2003, f"Can't connect to MySQL server on {where!r} (timed out)")
         return Connection(server, args)
 
-    def request(self, path, method="GET", body=b""):
+    def request(self, path, method="GET", body=b"", headers=None):
         """(status, headers as a dict, the body's bytes) of one request."""
         answer = {}
 
@@ -175,7 +194,8 @@ class Lab:
             answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
 
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_LENGTH": str(len(body)),
-                   "wsgi.input": io.BytesIO(body)}
+                   "wsgi.input": io.BytesIO(body),
+                   **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in (headers or {}).items()}}
         payload = b"".join(self.app.application(environ, start_response))
         return answer["status"], answer["headers"], payload
 
@@ -211,7 +231,7 @@ class AppDatabaseTest(unittest.TestCase):
         self.assertIn("unix_socket", own)
 
     def test_writes_go_to_the_primary_over_one_kept_connection(self):
-        self.assertEqual([self.lab.app.write_item(n) for n in "ab"], [1, 2])
+        self.assertEqual([self.lab.app.write_item(n) for n in "ab"], [(1, True), (2, True)])
         self.assertEqual(self.lab.primary.connects, 1)
         self.assertEqual(self.lab.primary.statements, ["INSERT"] * 2)
         self.assertEqual(self.lab.replica.connects, 0)
@@ -219,20 +239,20 @@ class AppDatabaseTest(unittest.TestCase):
     def test_a_stale_primary_connection_is_replaced_before_the_insert_is_sent(self):
         self.lab.app.write_item("before")
         self.lab.primary.restart()
-        self.assertEqual(self.lab.app.write_item("after"), 2)
+        self.assertEqual(self.lab.app.write_item("after"), (2, True))
         self.assertEqual(self.lab.primary.connects, 2)
         self.assertEqual(self.lab.primary.attempts, 2)  # one INSERT each, none lost or doubled
 
     def test_a_write_waits_out_a_primary_restart(self):
         self.lab.primary.state, self.lab.primary.up_at = "down", self.lab.clock.now + 0.3
         start = self.lab.clock.now
-        self.assertEqual(self.lab.app.write_item("x"), 1)
+        self.assertEqual(self.lab.app.write_item("x"), (1, True))
         self.assertGreaterEqual(self.lab.clock.now - start, 0.3)
         self.assertEqual(self.lab.primary.attempts, 1)
 
     def test_a_write_refused_at_shutdown_is_retried(self):
         self.lab.primary.fail_next = [1053]
-        self.assertEqual(self.lab.app.write_item("x"), 1)
+        self.assertEqual(self.lab.app.write_item("x"), (1, True))
         self.assertEqual(self.lab.primary.attempts, 2)
 
     def test_a_write_gives_up_within_its_patience(self):
@@ -380,8 +400,60 @@ class AppDatabaseTest(unittest.TestCase):
                                                     "error": "the primary database is unavailable"}))
         self.assertIn(repr(lab.primary.target), "\n".join(logged.output))
 
+    def post(self, note, key, lab=None):
+        status, headers, body = (lab or self.lab).request("/items", "POST", note, {"Idempotency-Key": key})
+        return status, headers, json.loads(body)
+
+    def test_a_post_sent_again_with_its_idempotency_key_answers_the_first_rows_id_and_writes_once(self):
+        first = self.post(b"once", "order-17")
+        again = self.post(b"once", '"order-17"')  # the IETF draft's form, quoted: the same key
+        self.assertEqual((first[0], first[2]["id"]), (201, 1))
+        self.assertNotIn("Idempotent-Replayed", first[1])
+        self.assertEqual((again[0], again[2]["id"], again[1]["Idempotent-Replayed"]), (201, 1, "true"))
+        self.assertEqual([row[1:] for row in self.lab.table],
+                         [("once", self.lab.app.NODE, "2026-11-25 12:00:00", "order-17")])
+        # Another key, or none, is another write.
+        self.assertEqual(self.post(b"once", "order-18")[2]["id"], 2)
+        self.assertEqual(self.lab.get("/items", "POST", b"once")[1]["id"], 3)
+        self.assertEqual(len(self.lab.table), 3)
+
+    def test_a_key_used_for_another_note_is_refused_with_409_and_nothing_written(self):
+        self.post(b"first", "k")
+        status, _, body = self.post(b"second", "k")
+        self.assertEqual((status, body["error"]), (409, "this Idempotency-Key wrote item 1, with another note"))
+        self.assertEqual(len(self.lab.table), 1)
+
+    def test_a_malformed_key_is_refused_with_400_naming_the_form_and_nothing_sent(self):
+        for bad in ["", "a" * 65, "with space", 'in"side', "back\\slash", '"unclosed', "caf\u00e9", '""']:
+            with self.subTest(bad=bad):
+                status, _, body = self.post(b"x", bad)
+                self.assertEqual(status, 400)
+                self.assertEqual(body["error"], "Idempotency-Key: 1 to 64 visible ASCII characters other than \" "
+                                                "and \\, optionally in double quotes")
+        self.assertEqual((self.lab.table, self.lab.primary.attempts), ([], 0))
+        self.assertEqual(self.post(b"x", "a" * 64)[0], 201)
+
+    def test_a_keyed_write_whose_answer_was_lost_is_sent_again_and_found_not_doubled(self):
+        # Applied, then the connection dropped before the answer: without a key it would be a 503
+        # and an unknown outcome (test_an_ambiguous_write_error_is_not_retried); with one the app
+        # sends it again, and the key finds the row.
+        self.lab.primary.lose_answer_next = [2013]
+        status, headers, body = self.post(b"x", "k-1")
+        self.assertEqual((status, body["id"], headers["Idempotent-Replayed"]), (201, 1, "true"))
+        self.assertEqual(self.lab.primary.attempts, 2)
+        self.assertEqual(len(self.lab.table), 1)
+
+    def test_keys_before_the_primarys_schema_upgrade_answer_503_and_writes_without_one_go_on(self):
+        self.lab.primary.keys = False
+        with self.assertLogs("gunicorn.error", "ERROR"):
+            status, _, body = self.post(b"x", "k")
+        self.assertEqual((status, body["error"]), (503, "idempotency keys are not available until the schema "
+                                                       "upgrade reaches the primary"))
+        self.assertEqual(self.lab.get("/items", "POST", b"y")[0], 201)
+        self.assertEqual(len(self.lab.table), 1)
+
     def test_an_unexpected_error_answers_500_in_json_and_logs_the_traceback(self):
-        self.lab.app.write_item = lambda note: 1 / 0
+        self.lab.app.write_item = lambda note, key=None: 1 / 0
         with self.assertLogs("gunicorn.error", "ERROR") as logged:
             status, headers, body = self.lab.request("/items", "POST", b"x")
         self.assertEqual((status, headers["Content-Type"], json.loads(body)),

@@ -376,6 +376,48 @@ labTest(
   },
 );
 
+labTest(
+  "a POST sent twice with its Idempotency-Key writes one row; a table from before the keys gets them in place (issue 21)",
+  async () => {
+    const key = `lab-key-${Date.now()}`;
+    const post = () =>
+      fromClient(
+        ...["-X", "POST", "--data", "once", "-H", `Idempotency-Key: ${key}`, "-D", "-"],
+        ...["--cacert", ACME_ROOT, `https://${LAB_DOMAIN}/items`],
+      ).stdout;
+    const [first, again] = [post(), post()];
+    const idOf = (answer: string) => (JSON.parse(answer.split("\r\n\r\n")[1]) as { id: number }).id;
+    expect(first).toMatch(/^HTTP\/[\d.]+ 201/);
+    expect(again).toMatch(/^HTTP\/[\d.]+ 201/);
+    expect(first.toLowerCase()).not.toContain("idempotent-replayed");
+    expect(again.toLowerCase()).toContain("idempotent-replayed: true");
+    expect(idOf(again)).toBe(idOf(first));
+    expect(nodeSql("s2", `SELECT COUNT(*) FROM items WHERE idempotency_key = '${key}'`)).toBe("1");
+    // A running stack's table, from before the keys: the primary's SQL, run again as a change to
+    // it runs it, adds the column and its unique index, which replicate.
+    const schema = (node: NodeName) =>
+      nodeSql(
+        node,
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'webstack' " +
+          "AND TABLE_NAME = 'items' AND INDEX_NAME = 'items_idempotency_key' AND NON_UNIQUE = 0",
+      );
+    inNode("s2", [
+      "mariadb",
+      "webstack",
+      "-e",
+      "ALTER TABLE items DROP INDEX items_idempotency_key, DROP COLUMN idempotency_key",
+    ]);
+    await waitFor("s1 without the key", 10, () => schema("s1") === "0");
+    inNode("s2", ["/usr/local/sbin/webstack-db-bootstrap"]);
+    expect(schema("s2")).toBe("1");
+    await waitFor("the key's index on s1", 10, () => schema("s1") === "1");
+    // Run again, it changes nothing.
+    inNode("s2", ["/usr/local/sbin/webstack-db-bootstrap"]);
+    expect(schema("s2")).toBe("1");
+  },
+  60_000,
+);
+
 // ---- Limits that fit real apps: a slow answer and a large body get through -------------------
 
 labTest(

@@ -3,6 +3,7 @@ import { databaseParams } from "../cloud-init/appNode";
 import { NODE_TOOL_PATH } from "../cloud-init/bundle";
 import { debianAptConfig } from "../model/aptSources";
 import {
+  DB_BOOTSTRAP_PATH,
   DatabaseParams,
   MYSQL_APT_KEY_FINGERPRINT,
   renderPrimarySql,
@@ -193,6 +194,39 @@ describe("replication SQL", () => {
       ]);
       // Idempotent: every creation is conditional.
       expect(sql.filter((l) => /^CREATE /.test(l) && !/IF NOT EXISTS/.test(l))).toEqual([]);
+    },
+  );
+
+  test.each(["mariadb", "mysql"] as DbEngine[])(
+    "%s primary: items keep a unique idempotency key, added in place to a table from before it",
+    (engine) => {
+      const sql = lines(renderPrimarySql(dbParams(engine, "primary")));
+      const column = "idempotency_key VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL";
+      const index = "UNIQUE KEY items_idempotency_key (idempotency_key)";
+      const create = sql.indexOf("CREATE TABLE IF NOT EXISTS webstack.items (");
+      expect(sql.slice(create + 5, create + 8)).toEqual([`  ${column},`, `  ${index}`, ");"]);
+      // MySQL 8.4 has no ADD COLUMN IF NOT EXISTS: the ALTER runs only where the column is missing.
+      const upgrade = sql.indexOf(
+        "SET @webstack_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS",
+      );
+      expect(upgrade).toBeGreaterThan(create);
+      expect(sql.slice(upgrade + 1, upgrade + 6)).toEqual([
+        "    WHERE TABLE_SCHEMA = 'webstack' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'idempotency_key') = 0,",
+        `  'ALTER TABLE webstack.items ADD COLUMN ${column}, ADD ${index}', 'DO 0');`,
+        "PREPARE webstack_ddl FROM @webstack_ddl;",
+        "EXECUTE webstack_ddl;",
+        "DEALLOCATE PREPARE webstack_ddl;",
+      ]);
+    },
+  );
+
+  test.each(["mariadb", "mysql"] as DbEngine[])(
+    "%s: a change to the primary's SQL runs it again (it is idempotent); the replica's runs once",
+    (engine) => {
+      const sqlOf = (role: DbRole) =>
+        renderedAppNode(engine, role).bundle.files.find((f) => f.path.endsWith(`/${role}.sql`));
+      expect(sqlOf("primary")?.onChange).toEqual([DB_BOOTSTRAP_PATH]);
+      expect(sqlOf("replica")?.onChange).toBeUndefined();
     },
   );
 
