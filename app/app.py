@@ -47,8 +47,10 @@ DUPLICATE = 1062
 # ER_BAD_FIELD_ERROR: the primary's schema is from before the keys (a rollout in progress).
 UNKNOWN_COLUMN = 1054
 # Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
-# CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN.
-NOT_APPLIED = {2003, 2006, 1053}
+# CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN, and
+# ER_LOCK_DEADLOCK (rolled back: a deadlock, or a Galera certification conflict with a write on
+# another node).
+NOT_APPLIED = {2003, 2006, 1053, 1213}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 

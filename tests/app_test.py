@@ -255,6 +255,12 @@ class AppDatabaseTest(unittest.TestCase):
         self.assertEqual(self.lab.app.write_item("x"), (1, True))
         self.assertEqual(self.lab.primary.attempts, 2)
 
+    def test_a_write_rolled_back_by_a_deadlock_or_certification_conflict_is_retried(self):
+        self.lab.primary.fail_next = [1213]
+        self.assertEqual(self.lab.app.write_item("x"), (1, True))
+        self.assertEqual(self.lab.primary.attempts, 2)
+        self.assertEqual(len(self.lab.table), 1)
+
     def test_a_write_gives_up_within_its_patience(self):
         self.lab.primary.state = "down"
         start = self.lab.clock.now
