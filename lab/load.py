@@ -9,6 +9,10 @@ clients do (RFC 9112, 9.3.1); it is counted under "resent". With --limited-ok, a
 to come back (a Retry-After in seconds) and why (a JSON body with an "error") is counted under
 "limited": the LB's per-client limit answering as it should. Everything else that is not the
 expected status is a failure, a 429 without --limited-ok too.
+With --keyed-writes S, each write carries an Idempotency-Key (issue 21) and is sent again, with the
+same key, on a new connection, whenever its outcome is unknown: no answer within S seconds, a
+connection that fails, or a 502/503/504; until --timeout seconds after it was due. The key makes
+that safe: the app answers a write it already made with that row. Such sends count as "retried".
 
 Prints one JSON object: sent, ok, limited, failed, resent, longest stall and percentiles (ms), the
 answers by status, the first failures, the rows written (id and note), which backend answered how
@@ -16,7 +20,7 @@ often and which app release (the "release" of each answer), and for the 429s the
 values, errors and nodes and when the first was due.
 Usage: load.py --host NAME --cafile FILE --rate N --duration S --count N
                [--mix root=1,read=1,write=1] [--read-ids 1,2,3] [--connections N] [--stop-file F]
-               [--source ADDRESS] [--port N] [--limited-ok]
+               [--source ADDRESS] [--port N] [--limited-ok] [--keyed-writes S]
 """
 import argparse
 import http.client
@@ -24,6 +28,7 @@ import json
 import os
 import queue
 import random
+import re
 import socket
 import ssl
 import threading
@@ -70,8 +75,9 @@ class Worker(threading.Thread):
         )
         self.used = 0
 
-    def exchange(self, method, path, body):
-        self.connection.request(method, path, body=body, headers={"Content-Type": "text/plain"})
+    def exchange(self, method, path, body, key=None):
+        headers = {"Content-Type": "text/plain", **({"Idempotency-Key": key} if key else {})}
+        self.connection.request(method, path, body=body, headers=headers)
         response = self.connection.getresponse()
         payload = response.read()
         self.used += 1
@@ -79,6 +85,34 @@ class Worker(threading.Thread):
         if response.getheader("connection", "").lower() == "close":
             self.connect()
         return response.status, payload, retry_after
+
+    def wait_at_most(self, seconds):
+        """The connection's timeout, for its next connect and on the socket it has."""
+        self.connection.timeout = seconds
+        if self.connection.sock is not None:
+            self.connection.sock.settimeout(seconds)
+
+    def keyed(self, due, method, path, body, key):
+        """A write sent until its outcome is known (see --keyed-writes): (status, payload, retry
+        after, sends after the first)."""
+        retried, payload, retry_after = 0, b"", None
+        while True:
+            self.wait_at_most(self.args.keyed_writes)
+            try:
+                status, payload, retry_after = self.exchange(method, path, body, key)
+                if status not in (502, 503, 504):
+                    return status, payload, retry_after, retried
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() - due > self.args.timeout:
+                    raise
+                status = None
+            finally:
+                self.wait_at_most(self.args.timeout)
+            if time.monotonic() - due > self.args.timeout:
+                return status, payload, retry_after, retried
+            retried += 1
+            self.connect()
+            time.sleep(0.1)
 
     def run(self):
         self.connect()
@@ -92,7 +126,11 @@ class Worker(threading.Thread):
             try:
                 try:
                     reused = self.used > 0
-                    status, payload, retry_after = self.exchange(method, path, body)
+                    if kind == "write" and self.args.keyed_writes:
+                        key = re.sub(r"[^A-Za-z0-9._-]", "-", body)[:64]
+                        status, payload, retry_after, result["retried"] = self.keyed(due, method, path, body, key)
+                    else:
+                        status, payload, retry_after = self.exchange(method, path, body)
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     if not reused:
                         raise
@@ -143,7 +181,11 @@ def main():
     parser.add_argument("--port", type=int, default=443)
     parser.add_argument("--limited-ok", action="store_true",
                         help="count a 429 with a Retry-After and a JSON error as limited, not failed")
+    parser.add_argument("--keyed-writes", type=float, metavar="SECONDS",
+                        help="writes carry an Idempotency-Key and are sent again while their outcome is unknown")
     args = parser.parse_args()
+    if args.keyed_writes is not None and not 0 < args.keyed_writes < args.timeout:
+        raise SystemExit("load.py: --keyed-writes must be above 0 and below --timeout")
     if args.rate <= 0 or args.rate > 1000 or args.duration > 300 or args.count > 100_000:
         raise SystemExit("load.py: bounds are rate <= 1000/s, duration <= 300 s, count <= 100000")
     mix = parse_mix(args.mix)
@@ -203,6 +245,7 @@ def main():
         "limited": len(limited),
         "failed": len(failures) + (sent - len(results)),
         "resent": sum(1 for r in results if r["resent"]),
+        "retried": sum(r.get("retried", 0) for r in results),
         "seconds": round(time.monotonic() - start, 2),
         "longest_stall_ms": round(latencies[-1], 1) if latencies else None,
         "p50_ms": pct(0.50),

@@ -3,7 +3,13 @@
 import { waitFor } from "../lab/commands";
 import { inNamespace } from "../lab/namespaces";
 import { inNode, startNode, stopNode } from "../lab/nodes";
-import { forceRenewal, reloadHaproxy, servedCertificate, writeItems } from "../lab/runningStack";
+import {
+  forceRenewal,
+  nodeSql,
+  reloadHaproxy,
+  servedCertificate,
+  writeItems,
+} from "../lab/runningStack";
 import { INTERNET_NS } from "../lab/labPlan";
 import { NODE_NAMES } from "../model/topology";
 import { IS_ROOT, labCli, labTest } from "./harness";
@@ -60,15 +66,17 @@ labTest(
 );
 
 labTest(
-  "a backend's link cut (the instance gone), then restored: no failed request",
+  "a backend's link cut (the instance gone), then restored: no failed request; writes in flight, sent again with their Idempotency-Key, land once each",
   async () => {
     // The bridge port of s1's link: down, packets to s1 vanish without an answer, as when an
     // instance dies; up, it is back with its state (connections HAProxy had are long gone).
     const link = (state: "up" | "down") =>
       expect(inNamespace(INTERNET_NS, ["ip", "link", "set", "s1", state]).status).toBe(0);
+    // A POST that reached s1 is not HAProxy's to resend (it may have been applied): the client,
+    // with its key, sends it again when the answer does not come (HAProxy's 502 after ~2 s).
     const report = await underLoad(
       "s1's link cut",
-      { rate: 40, seconds: 25, mix: READS },
+      { rate: 40, seconds: 25, mix: "root=1,read=1,write=1", keyedWrites: 5 },
       async () => {
         link("down");
         try {
@@ -82,6 +90,13 @@ labTest(
       },
     );
     expectServed(report, CUT_LINK_STALL_MS);
+    // Every acknowledged write on the primary once, and no other row of this load's.
+    expect(missingRows("s2", report.rows)).toEqual([]);
+    const prefix = report.rows[0].note.replace(/\d+$/, "").replace(/'/g, "''");
+    expect(nodeSql("s2", `SELECT COUNT(*) FROM items WHERE note LIKE '${prefix}%'`)).toBe(
+      String(report.rows.length),
+    );
+    await replicaCaughtUp(report.rows);
   },
   120_000,
 );

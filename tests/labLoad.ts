@@ -27,6 +27,8 @@ export interface LoadReport {
   limited: number;
   failed: number;
   resent: number;
+  /** Writes sent again with their Idempotency-Key (with `keyedWrites` only). */
+  retried: number;
   seconds: number;
   longest_stall_ms: number;
   p50_ms: number;
@@ -54,6 +56,11 @@ export interface Load {
   readonly source?: string;
   /** Counts a 429 with a Retry-After and a JSON error as limited instead of failed. */
   readonly limitedOk?: boolean;
+  /**
+   * Writes carry an Idempotency-Key and are sent again, with it, when no answer comes within this
+   * many seconds (or the connection fails, or a 502/503/504): a client that may retry a POST.
+   */
+  readonly keyedWrites?: number;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -89,6 +96,7 @@ export function startLoad(name: string, load: Load): { report(): Promise<LoadRep
       `${name}-${Date.now()}`,
       ...(load.source ? ["--source", load.source] : []),
       ...(load.limitedOk ? ["--limited-ok"] : []),
+      ...(load.keyedWrites ? ["--keyed-writes", String(load.keyedWrites)] : []),
     ],
     { stdio: ["ignore", "pipe", "pipe"], timeout: (load.seconds + 60) * 1000 },
   );
@@ -124,7 +132,9 @@ export async function underLoad(
   expect(faultSeconds).toBeLessThan(load.seconds); // the whole fault happened under load
   console.log(
     `${name}: ${report.sent} requests at ${load.rate}/s, ${report.failed} failed, ` +
-      `${report.resent} resent on a closed keep-alive connection, longest stall ` +
+      `${report.resent} resent on a closed keep-alive connection, ` +
+      (load.keyedWrites ? `${report.retried} writes sent again with their key, ` : "") +
+      `longest stall ` +
       `${report.longest_stall_ms} ms (p50 ${report.p50_ms} ms, p99 ${report.p99_ms} ms); ` +
       `answered by ${JSON.stringify(report.nodes)}, reads from ${JSON.stringify(report.read_from)}, ` +
       `${report.rows.length} rows written` +

@@ -1,6 +1,7 @@
 // lab/load.py, the lab tests' load, against an HTTPS server on loopback: every connection from
 // --source, and with --limited-ok the LB's 429s (a Retry-After, a JSON error) counted apart from
-// failures; without it, or without either, a 429 is a failure.
+// failures; without it, or without either, a 429 is a failure. With --keyed-writes, a write whose
+// outcome is unknown is sent again with its Idempotency-Key.
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as https from "https";
@@ -30,6 +31,10 @@ let port: number;
 const seen = new Map<string, number>();
 /** How the server answers past ADMITTED: a complete 429, one without Retry-After, or text. */
 let limited: "complete" | "no-retry-after" | "text" = "complete";
+/** How a write's first send is answered: never (a lost answer), or with a 503. */
+let firstWrite: "silent" | "503" = "silent";
+/** Each write's Idempotency-Key, once per send. */
+const keys: string[] = [];
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-load-"));
@@ -42,6 +47,18 @@ beforeAll(async () => {
       cert: fs.readFileSync(made.certFile),
     },
     (req, res) => {
+      if (req.method === "POST") {
+        const key = String(req.headers["idempotency-key"]);
+        req.resume();
+        keys.push(key);
+        if (keys.filter((k) => k === key).length === 1) {
+          if (firstWrite === "503") res.writeHead(503).end("{}");
+          return; // silent: the client's wait for this send runs out
+        }
+        res.writeHead(201, { "content-type": "application/json" });
+        res.end(JSON.stringify({ node: "s1", release: "r1", id: new Set(keys).size }));
+        return;
+      }
       const client = req.socket.remoteAddress ?? "?";
       const count = (seen.get(client) ?? 0) + 1;
       seen.set(client, count);
@@ -69,7 +86,10 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-beforeEach(() => seen.clear());
+beforeEach(() => {
+  seen.clear();
+  keys.length = 0;
+});
 
 /** 12 requests at 100/s from SOURCE: 5 answered 200, then 429s. */
 function load(...options: string[]): Promise<LoadReport> {
@@ -131,6 +151,21 @@ withTools(
     // The sixth request was due 50 ms after the first (100/s).
     expect(report.first_limited_s).toBeGreaterThanOrEqual(0.04);
     expect(report.first_limited_s).toBeLessThan(0.1);
+  },
+  40_000,
+);
+
+withTools.each(["silent", "503"] as const)(
+  "--keyed-writes: a write whose first send gets %s is sent again with its key, and succeeds",
+  async (how) => {
+    firstWrite = how;
+    const report = await load("--mix", "write=1", "--keyed-writes", "0.3", "--timeout", "5");
+    expect(report).toMatchObject({ sent: 12, ok: 12, failed: 0, failures: [], retried: 12 });
+    expect(report.rows).toHaveLength(12);
+    // Each key twice, the note made into a key's characters.
+    expect(new Set(keys).size).toBe(12);
+    expect(keys).toHaveLength(24);
+    for (const key of keys) expect(key).toMatch(/^load-[A-Za-z0-9._-]+-\d+$/);
   },
   40_000,
 );
