@@ -36,9 +36,10 @@ TARGETS = {"primary": os.environ["DB_PRIMARY"], "replica": os.environ["DB_REPLIC
 ITEM_PATH = re.compile(r"^/items/(\d+)$")
 MAX_NOTE = 200
 # Idempotency-Key: 1 to 64 visible ASCII characters, bare or as a quoted string (the IETF draft's
-# sf-string), without quotes or backslashes inside.
-IDEMPOTENCY_KEY = re.compile(r'"?([!#-\[\]-~]{1,64})"?')
-IDEMPOTENCY_KEY_FORM = "1 to 64 visible ASCII characters other than \" and \\, optionally in double quotes"
+# sf-string), without quotes, backslashes or commas inside (a header sent twice reaches the app as
+# "a,b": refused, as the draft's one-item grammar does).
+IDEMPOTENCY_KEY = re.compile(r'"?([!#-+\--\[\]-~]{1,64})"?')
+IDEMPOTENCY_KEY_FORM = "1 to 64 visible ASCII characters other than \", \\ and ',', optionally in double quotes"
 # A write that went out and whose answer was lost (CR_SERVER_LOST): it may have been applied. Only
 # a write with an idempotency key is sent again after it: the key finds it if it was.
 OUTCOME_UNKNOWN = {2013}
@@ -48,8 +49,7 @@ DUPLICATE = 1062
 UNKNOWN_COLUMN = 1054
 # Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
 # CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN, and
-# ER_LOCK_DEADLOCK (rolled back: a deadlock, or a Galera certification conflict with a write on
-# another node).
+# ER_LOCK_DEADLOCK (the statement rolled back).
 NOT_APPLIED = {2003, 2006, 1053, 1213}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
@@ -120,7 +120,8 @@ def run(role, statement, args=(), ping=False):
 
 
 class KeyReused(Exception):
-    """The idempotency key names a row with another note: not a retry of that write."""
+    """The idempotency key names a row with another note: not a retry of that write (the IETF
+    draft's 422)."""
 
 
 def write_item(note, key=None):
@@ -133,6 +134,7 @@ def write_item(note, key=None):
     """
     deadline = time.monotonic() + WRITE_PATIENCE_S
     retried = NOT_APPLIED | (OUTCOME_UNKNOWN if key is not None else set())
+    lost = False  # an attempt of this request's may have written the key's row
     while True:
         try:
             if key is None:
@@ -146,13 +148,16 @@ def write_item(note, key=None):
             if key is None or error.args[0] != DUPLICATE:
                 raise
             _, rows = run("primary", "SELECT id, note FROM items WHERE idempotency_key = %s", (key,))
+            if not rows:  # the duplicate was of another key
+                raise
             if rows[0][1] != note:
                 raise KeyReused(rows[0][0]) from error
-            return rows[0][0], False
+            return rows[0][0], lost
         except pymysql.err.OperationalError as error:
             # Another attempt must fit in the patience left, a connect timeout included.
             if error.args[0] not in retried or time.monotonic() + CONNECT_TIMEOUT_S > deadline:
                 raise
+            lost = lost or error.args[0] in OUTCOME_UNKNOWN
             time.sleep(0.05)
 
 
@@ -229,8 +234,8 @@ def post_item(environ, served):
     try:
         item, wrote = write_item(note, key and key.group(1))
     except KeyReused as error:
-        return "409 Conflict", {**served, "error": f"this Idempotency-Key wrote item {error.args[0]}, with "
-                                                   "another note"}, ()
+        return "422 Unprocessable Content", {**served, "error": f"this Idempotency-Key wrote item {error.args[0]}, "
+                                                                "with another note"}, ()
     except pymysql.err.Error as error:
         if error.args[0] == UNKNOWN_COLUMN:
             log.error("POST /items: the primary has no idempotency keys yet: %s", error)

@@ -27,8 +27,8 @@ import http.client
 import json
 import os
 import queue
+import hashlib
 import random
-import re
 import socket
 import ssl
 import threading
@@ -86,22 +86,35 @@ class Worker(threading.Thread):
             self.connect()
         return response.status, payload, retry_after
 
+    def plain(self, method, path, body):
+        """One send, and one more on a new connection when a kept-alive one turns out closed before
+        any answer: (status, payload, retry after, whether it was sent again)."""
+        reused = self.used > 0
+        try:
+            return (*self.exchange(method, path, body), False)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            self.connect()
+            return (*self.exchange(method, path, body), True)
+
     def wait_at_most(self, seconds):
         """The connection's timeout, for its next connect and on the socket it has."""
         self.connection.timeout = seconds
         if self.connection.sock is not None:
             self.connection.sock.settimeout(seconds)
 
-    def keyed(self, due, method, path, body, key):
+    def keyed(self, due, method, path, body, key, result):
         """A write sent until its outcome is known (see --keyed-writes): (status, payload, retry
-        after, sends after the first)."""
-        retried, payload, retry_after = 0, b"", None
+        after); the sends after the first counted in result["retried"] as they go."""
+        payload, retry_after = b"", None
+        result["retried"] = 0
         while True:
             self.wait_at_most(self.args.keyed_writes)
             try:
                 status, payload, retry_after = self.exchange(method, path, body, key)
                 if status not in (502, 503, 504):
-                    return status, payload, retry_after, retried
+                    return status, payload, retry_after
             except (OSError, http.client.HTTPException):
                 if time.monotonic() - due > self.args.timeout:
                     raise
@@ -109,10 +122,9 @@ class Worker(threading.Thread):
             finally:
                 self.wait_at_most(self.args.timeout)
             if time.monotonic() - due > self.args.timeout:
-                return status, payload, retry_after, retried
-            retried += 1
+                return status, payload, retry_after
+            result["retried"] += 1
             self.connect()
-            time.sleep(0.1)
 
     def run(self):
         self.connect()
@@ -124,20 +136,13 @@ class Worker(threading.Thread):
             result = {"index": index, "kind": kind, "due": due}
             resent = False
             try:
-                try:
-                    reused = self.used > 0
-                    if kind == "write" and self.args.keyed_writes:
-                        key = re.sub(r"[^A-Za-z0-9._-]", "-", body)[:64]
-                        status, payload, retry_after, result["retried"] = self.keyed(due, method, path, body, key)
-                    else:
-                        status, payload, retry_after = self.exchange(method, path, body)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not reused:
-                        raise
-                    # A keep-alive connection closed by the server before any answer: send again.
-                    resent = True
-                    self.connect()
-                    status, payload, retry_after = self.exchange(method, path, body)
+                if kind == "write" and self.args.keyed_writes:
+                    # Its own resends, always with the key (never plain()'s, which has none); one
+                    # key per note, as the note is one per write.
+                    key = hashlib.sha256(body.encode()).hexdigest()
+                    status, payload, retry_after = self.keyed(due, method, path, body, key, result)
+                else:
+                    status, payload, retry_after, resent = self.plain(method, path, body)
                 result["status"] = status
                 if status == 429 and self.args.limited_ok:
                     limited = rate_limited(retry_after, payload)

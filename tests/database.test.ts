@@ -210,10 +210,13 @@ describe("replication SQL", () => {
         "SET @webstack_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS",
       );
       expect(upgrade).toBeGreaterThan(create);
-      expect(sql.slice(upgrade + 1, upgrade + 6)).toEqual([
+      expect(sql.slice(upgrade + 1, upgrade + 9)).toEqual([
         "    WHERE TABLE_SCHEMA = 'webstack' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'idempotency_key') = 0,",
         `  'ALTER TABLE webstack.items ADD COLUMN ${column}, ADD ${index}', 'DO 0');`,
         "PREPARE webstack_ddl FROM @webstack_ddl;",
+        "-- A lock held on the table (a long transaction) fails the change after 10 s, to be run again at",
+        "-- the next apply, instead of queueing every statement on the table behind it.",
+        "SET SESSION lock_wait_timeout = 10;",
         "EXECUTE webstack_ddl;",
         "DEALLOCATE PREPARE webstack_ddl;",
       ]);

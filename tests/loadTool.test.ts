@@ -162,10 +162,10 @@ withTools.each(["silent", "503"] as const)(
     const report = await load("--mix", "write=1", "--keyed-writes", "0.3", "--timeout", "5");
     expect(report).toMatchObject({ sent: 12, ok: 12, failed: 0, failures: [], retried: 12 });
     expect(report.rows).toHaveLength(12);
-    // Each key twice, the note made into a key's characters.
+    // Each key twice: the sha256 of its note.
     expect(new Set(keys).size).toBe(12);
     expect(keys).toHaveLength(24);
-    for (const key of keys) expect(key).toMatch(/^load-[A-Za-z0-9._-]+-\d+$/);
+    for (const key of keys) expect(key).toMatch(/^[0-9a-f]{64}$/);
   },
   40_000,
 );

@@ -31,6 +31,12 @@ primary_reachable() {
 
 case "$DB_ROLE" in
   primary)
+    # Run again by a change to primary.sql: never on a server that replicates from another (a
+    # primary rebuilt as a replica, as in the README's runbook): its writes belong on the writer.
+    if [ -n "$(local_sql --skip-column-names --execute='SHOW REPLICA STATUS')" ]; then
+      log "this server replicates from another: schema and users left to the writer"
+      exit 0
+    fi
     render_sql /etc/webstack/db/primary.sql | local_sql
     log "schema and users in place"
     ;;
