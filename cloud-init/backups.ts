@@ -34,7 +34,7 @@ const APP_UNIT = "webstack-app.service";
 /**
  * Percona's packaging key ("Percona Development Team (Packaging key)", RSA 4096, 2016, no expiry), by
  * full fingerprint: the key `files/percona-packaging.asc` holds (its copy in Percona's own
- * percona-repositories, as their percona-release package installs it; tests/backups.test.ts checks
+ * percona-repositories, as their percona-release package installs it; tests/backupPart.test.ts checks
  * the fingerprint). Checked in November 2026.
  */
 export const PERCONA_APT_KEY_FINGERPRINT = "4D1BB29D63D98E422B2113B19334A25F8507EFA5";

@@ -481,12 +481,32 @@ APT_SOURCES_DIR = "/etc/apt/sources.list.d"
 APT_SOURCE_FILE = re.compile(r"webstack-([a-z0-9][a-z0-9-]*)\.sources")
 
 
-def ensure_apt_sources(sources, root):
+def tried_apt_source(file, data, root, run):
+    """A source apt has not read yet, updated alone from a directory of its own: None when its lists
+    came, else why not. One that fails never joins sources.list.d, where it would fail every apt-get
+    update on the node (unattended-upgrades', the bundles' own)."""
+    trial = under(root, os.path.join(BUNDLE_STATE, "apt-trial"))
+    shutil.rmtree(trial, ignore_errors=True)
+    os.makedirs(trial, mode=0o755)
+    try:
+        with open(os.path.join(trial, file), "wb") as handle:
+            handle.write(data)
+        code, output = capture(run, [*APT_GET, "-o", "Dir::Etc::SourceList=/dev/null", "-o",
+                                     f"Dir::Etc::SourceParts={trial}", "-o", "APT::Get::List-Cleanup=0", "update"])
+    finally:
+        shutil.rmtree(trial, ignore_errors=True)
+    return None if code == 0 else f"apt-get update exited {code}: {(output.strip().splitlines() or [''])[-1]}"
+
+
+def ensure_apt_sources(sources, root, run):
     """The bundle's aptSources (a repository beyond Debian's, deb822 with its key inline, and the
     packages taken from it) as sources.list.d/webstack-<name>.sources, and the webstack-* ones it no
     longer names removed, before any package installs (ensure_packages updates apt's lists before it
-    installs one). Returns the sources' packages. Like the packages, they stay if a later step
-    refuses the bundle: what the next bundle names or leaves out decides."""
+    installs one). A new or changed one joins only once apt has read it alone; one that fails is left
+    out, with its packages, until a later apply (its tools are optional: the node and the bundle go
+    on, and what needs them says so). Returns the packages of the sources in place. Like the
+    packages, they stay if a later step refuses the bundle: what the next bundle names or leaves out
+    decides."""
     if not isinstance(sources, list):
         raise Refused(f"aptSources: not a list: {sources!r}")
     wanted, packages = {}, []
@@ -497,17 +517,21 @@ def ensure_apt_sources(sources, root):
             raise Refused(f"aptSources: not a source this tool writes: {source!r}")
         if not isinstance(source.get("packages"), list):
             raise Refused(f"aptSources: {name}'s packages: not a list: {source.get('packages')!r}")
-        wanted[file] = source["content"].encode()
-        packages += source["packages"]
+        wanted[file] = (source["content"].encode(), source["packages"])
     directory = under(root, APT_SOURCES_DIR)
     for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
         if APT_SOURCE_FILE.fullmatch(entry) and entry not in wanted:
             os.unlink(os.path.join(directory, entry))
             log(f"removed the apt source {entry}")
-    for file, data in wanted.items():
+    for file, (data, theirs) in wanted.items():
         if differs(os.path.join(directory, file), data, 0, 0, 0o644):
+            failed = tried_apt_source(file, data, root, run)
+            if failed:
+                log(f"apt source {file} not added ({failed}); {', '.join(theirs)} wait for a later apply")
+                continue
             install(os.path.join(directory, file), data, 0, 0, 0o644)
             log(f"wrote the apt source {file}")
+        packages += theirs
     return packages
 
 
@@ -1264,7 +1288,7 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
         # mirror failing at boot), it is installed here, before the boot script needs it. apt never
         # overlaps cloud-init's own: the first apply runs from runcmd, after its packages.
         ensure_users(bundle, run)
-        sourced = ensure_apt_sources(bundle.get("aptSources", []), root)
+        sourced = ensure_apt_sources(bundle.get("aptSources", []), root, run)
         ensure_packages(bundle.get("packages", []) + sourced, run)
         # A release (issue 18) is made ready before anything waits; the primary's release command
         # runs before it waits for the replica, which waits for the command (not at first boot).
@@ -1452,19 +1476,27 @@ def first_transactions(replay_path):
 class MariaDBBackups:
     """What the backups do differently on MariaDB: mariadb-backup, and GTIDs as a list of one
     position per domain (a primary's domain is its server id)."""
+    position_part = re.compile(r"\d+-\d+-\d+")  # one domain's GTID in a position
     replica_binlog = "Relay_Master_Log_File"  # SHOW REPLICA STATUS: the primary's binlog it applies
     printed_position = re.compile(r"gtid_slave_pos '([0-9,-]*)'")
     position_key = "gtid_slave_pos"  # the manifest's, as backups in buckets have it
+    # The replica's applier paused for the backup's last moments only (its locking).
+    backup_options = ("--slave-info", "--safe-slave-backup")
     binlog_status = "SHOW MASTER STATUS"
     backup_files = ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb")
     restore_conf = None  # its backup carries no replication settings: the restored server has none
     required = ()  # settings beyond both engines'
     before_replay = after_replay = ()
     replay_after = "--start-position"
-    data_only = "--sandbox"
+    data_only = ("--sandbox",)
     executed_here, executed_on_primary = "SELECT @@gtid_binlog_pos", "SELECT @@global.gtid_binlog_pos"
     wait = "SELECT MASTER_GTID_WAIT('{target}', {seconds})"  # 0 once reached, -1 at the timeout
     io_state = "Slave_IO_State"
+
+    @staticmethod
+    def backup_position(prepared, recorded):
+        """The position a restore replays from: the manifest's (the replica's gtid_slave_pos)."""
+        return recorded
 
     @staticmethod
     def follows_on(replay, position, settings):
@@ -1494,11 +1526,17 @@ class MariaDBBackups:
 class MySQLBackups:
     """What the backups do differently on MySQL 8.4: Percona XtraBackup, and GTIDs as a set of each
     server uuid's transaction numbers."""
+    # One server's part of a GTID set: its uuid, then intervals and tags (uuid:tag:1-3).
+    position_part = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(:([A-Za-z_]\w*|\d+(-\d+)?))+")
     replica_binlog = "Relay_Source_Log_File"
     # "MySQL binlog position: filename '…', position '…', GTID of the last change '<set>'", the set
     # broken over lines.
     printed_position = re.compile(r"GTID of the last change '([^']*)'")
     position_key = "gtid_executed"
+    # No --safe-slave-backup: since XtraBackup 8.0.22 it stops the applier before the InnoDB files are
+    # copied, so for the whole backup (the replica-not-running alarm, stale reads). With row-based
+    # GTID replication the position comes consistent from performance_schema.log_status anyway.
+    backup_options = ("--slave-info",)
     binlog_status = "SHOW BINARY LOG STATUS"  # 8.4 has no SHOW MASTER STATUS
     backup_files = ("xtrabackup_binlog_info", "xtrabackup_slave_info", "xtrabackup_info", "xtrabackup_checkpoints",
                     "xtrabackup_tablespaces", "xtrabackup_binlog_pos_innodb")
@@ -1512,10 +1550,27 @@ class MySQLBackups:
                      "SET GLOBAL gtid_purged = '{position}'")
     after_replay = ("SET GLOBAL super_read_only = ON",)
     replay_after = "--exclude-gtids"
-    data_only = "--commands=OFF"
+    # --binary-mode alone: with input piped in it already refuses every client command but
+    # delimiter and \C (MySQL has no --sandbox; --commands came only with client 8.4.6).
+    data_only = ()
     executed_here = executed_on_primary = "SELECT @@global.gtid_executed"
     wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET('{target}', {seconds})"  # 0 once reached, 1 at the timeout
     io_state = "Replica_IO_State"
+
+    @staticmethod
+    def backup_position(prepared, recorded):
+        """The backup's own record of its GTID set (xtrabackup_binlog_info: file, position, set), which
+        the log line the manifest took it from may have cut short (Percona's PXB-3302); the
+        manifest's where the file names none."""
+        try:
+            with open(os.path.join(prepared, "xtrabackup_binlog_info")) as handle:
+                fields = handle.read().split("\t", 2)
+        except FileNotFoundError:
+            return recorded
+        own = gtid_text(fields[2]) if len(fields) == 3 else recorded
+        if own != gtid_text(recorded):
+            log(f"the backup's own GTID set, {own}, differs from its manifest's, {recorded}: the backup's is used")
+        return own
 
     @staticmethod
     def follows_on(replay, position, settings):
@@ -1607,8 +1662,8 @@ def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen
         raise BackupError("this server is not replicating: a backup needs the replica (SHOW REPLICA STATUS is empty)")
     prefix = f"{settings['FULL_PREFIX']}{time.strftime(STAMP, time.gmtime(started))}/"
     errors = tempfile.TemporaryFile(mode="w+")
-    backup = popen([settings["BACKUP_TOOL"], "--backup", f"--stream={settings['STREAM_TOOL']}", "--slave-info",
-                    "--safe-slave-backup", "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
+    backup = popen([settings["BACKUP_TOOL"], "--backup", f"--stream={settings['STREAM_TOOL']}", *engine.backup_options,
+                    "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
     zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=backup.stdout, stdout=subprocess.PIPE)
     backup.stdout.close()
     try:
@@ -1827,6 +1882,9 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         f"{point:%Y-%m-%d %H:%M:%S} UTC")
     if not assume_yes and ask(f"This replaces the database on {settings['NODE']}. Type the node's name to go on: ") != settings["NODE"]:
         raise BackupError("not confirmed: nothing changed")
+    # A node already holding a restored past (an earlier --to, no --resume yet) keeps holding it if
+    # this run fails: put back, its server starts without replicating and its app stays stopped.
+    held = os.path.exists(restore_flag(settings))
     handlers = {s: signal.signal(s, interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     phase = "stopped"  # then "aside" (moving the old data out), then "in" (the backup's files moving in)
     try:
@@ -1840,6 +1898,10 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
                  ["bash", "-o", "pipefail", "-c", 'zstd -q -d | "$0" -x -C "$1"', settings["STREAM_TOOL"], new],
                  popen=popen)
         check(run, [settings["BACKUP_TOOL"], "--prepare", f"--target-dir={new}"], "prepare", BackupError)
+        position = engine.backup_position(new, backup[engine.position_key])
+        # It goes into SQL and a command line: a GTID position and nothing else.
+        if not all(engine.position_part.fullmatch(part) for part in filter(None, position.split(","))):
+            raise BackupError(f"the backup's GTID position {position!r} is not one: nothing replayed")
         for name in binlogs:
             download(s3, bucket, f"{settings['BINLOG_PREFIX']}{name}.zst",
                      ["zstd", "-q", "-d", "-o", os.path.join(logs, name)], popen=popen)
@@ -1857,7 +1919,6 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         if engine.restore_conf:
             install(restore_conf_path(settings), engine.restore_conf.encode(), os.geteuid(), os.getegid(), 0o644)
         systemctl(run, "start", settings["DB_SERVICE"])
-        position = backup[engine.position_key]
         for statement in engine.before_replay:
             sql_output(settings, statement.format(position=position), run)
         replay = os.path.join(work, "replay.sql")
@@ -1874,13 +1935,13 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
         with open(replay) as handle:
             # Binary mode and no client commands: the binlogs' text is data, never a client command.
             result = run([settings["DB_CLIENT"], "--protocol=socket", "--user=root", "--binary-mode",
-                          engine.data_only], stdin=handle, capture_output=True, text=True)
+                          *engine.data_only], stdin=handle, capture_output=True, text=True)
         if result.returncode != 0:
             raise BackupError(f"replaying the binlogs failed: {result.stderr.strip()}")
         for statement in engine.after_replay:
             sql_output(settings, statement, run)
     except BaseException as error:
-        put_back(settings, run, phase, work, old, data, error)
+        put_back(settings, run, phase, work, old, data, error, held)
         raise
     finally:
         for signum, handler in handlers.items():
@@ -1894,12 +1955,14 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
     return 0
 
 
-def put_back(settings, run, phase, work, old, data, error):
-    """After a failed restore: the previous data where it was, the server and the app running again.
-    The work directory goes only once nothing of the old data is left in it."""
+def put_back(settings, run, phase, work, old, data, error, held=False):
+    """After a failed restore: the previous data where it was, the server and the app running again
+    (a node held before the restore: its server only, still held). The work directory goes only once
+    nothing of the old data is left in it."""
     log(f"restore failed ({error}): putting the previous data back")
     run(["systemctl", "stop", settings["DB_SERVICE"]])
-    remove_restore_conf(settings)
+    if not held:
+        remove_restore_conf(settings)
     if phase == "in":  # the backup's files (some or all) are in place: they go
         for entry in os.listdir(data):
             if entry != RESTORE_DIR_NAME:
@@ -1910,12 +1973,18 @@ def put_back(settings, run, phase, work, old, data, error):
         log(f"{old} still holds data from before the restore: it is left in place")
         return
     run(["rm", "-rf", "--", work])
-    release_app(settings, run)
-    for unit in (settings["DB_SERVICE"], settings["APP_SERVICE"]):
+    if not held:
+        release_app(settings, run)
+    units = (settings["DB_SERVICE"],) if held else (settings["DB_SERVICE"], settings["APP_SERVICE"])
+    for unit in units:
         if run(["systemctl", "start", unit]).returncode != 0:
             log(f"{unit} did not start again after the failed restore: see `systemctl status {unit}`")
             return
-    log(f"the previous data is back; {settings['DB_SERVICE']} and {settings['APP_SERVICE']} run again")
+    if held:
+        log(f"the previous (restored) data is back and {settings['DB_SERVICE']} runs, still held: "
+            "`webstack-db-restore --resume` replicates again and starts the app")
+    else:
+        log(f"the previous data is back; {settings['DB_SERVICE']} and {settings['APP_SERVICE']} run again")
 
 
 def primary_answer(settings, query, run=subprocess.run):

@@ -552,6 +552,12 @@ class ApplyTest(NodeTestCase):
     SOURCE = {"name": "vendor-tools", "content": "Types: deb\nURIs: https://vendor.example/apt\n", "packages": ["vendor-tool"]}
     SOURCE_FILE = "/etc/apt/sources.list.d/webstack-vendor-tools.sources"
 
+    def trial(self):
+        """The update of a new source alone, from a directory of its own."""
+        return [*APT, "-o", "Dir::Etc::SourceList=/dev/null", "-o",
+                f"Dir::Etc::SourceParts={self.at('/var/lib/webstack/bundle/apt-trial')}", "-o",
+                "APT::Get::List-Cleanup=0", "update"]
+
     def test_an_apt_source_is_written_before_its_packages_install_and_they_with_the_bundles(self):
         self.applied([self.site()])
         self.write("/etc/apt/sources.list.d/debian.sources", "Types: deb\n")
@@ -565,10 +571,11 @@ class ApplyTest(NodeTestCase):
         self.assertEqual(code, 0, stderr)
         self.assertEqual(
             self.commands.calls,
-            [self.dpkg_query("nginx"), self.dpkg_query("vendor-tool"), APT_UPDATE, install, NGINX_T, RELOAD_NGINX,
-             HEALTH],
+            [self.trial(), self.dpkg_query("nginx"), self.dpkg_query("vendor-tool"), APT_UPDATE, install, NGINX_T,
+             RELOAD_NGINX, HEALTH],
         )
         self.assertEqual(seen, [self.SOURCE["content"]])
+        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/apt-trial")))
         self.assertEqual(self.mode(self.SOURCE_FILE), 0o644)
         self.assertIn("wrote the apt source webstack-vendor-tools.sources", stderr)
         self.assert_status(sha, bundle, "applied")
@@ -583,6 +590,24 @@ class ApplyTest(NodeTestCase):
         self.assertFalse(os.path.exists(self.at(self.SOURCE_FILE)))
         self.assertEqual(self.read("/etc/apt/sources.list.d/debian.sources"), "Types: deb\n")
         self.assertIn("removed the apt source webstack-vendor-tools.sources", stderr)
+
+    def test_a_source_apt_cannot_read_is_left_out_with_its_packages_and_the_bundle_goes_on(self):
+        # A suite the repository does not serve (yet): never in sources.list.d, where it would fail
+        # every apt-get update on the node.
+        self.applied([self.site()])
+        self.commands.results[tuple(self.trial())] = (
+            100, "E: The repository 'https://vendor.example/apt trixie Release' does not have a Release file.\n")
+        bundle, sha = self.with_packages(["nginx"], installed=["nginx"])
+        bundle["aptSources"] = [self.SOURCE]
+        sha = self.publish(bundle)
+        code, stderr = self.apply()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(self.commands.calls, [self.trial(), self.dpkg_query("nginx"), NGINX_T, RELOAD_NGINX, HEALTH])
+        self.assertFalse(os.path.exists(self.at(self.SOURCE_FILE)))
+        self.assertIn("apt source webstack-vendor-tools.sources not added (apt-get update exited 100: E: The "
+                      "repository 'https://vendor.example/apt trixie Release' does not have a Release file.); "
+                      "vendor-tool wait for a later apply", stderr)
+        self.assert_status(sha, bundle, "applied")
 
     def test_an_apt_source_this_tool_would_not_write_refuses_and_writes_nothing(self):
         self.applied([self.site()])

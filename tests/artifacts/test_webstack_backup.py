@@ -254,8 +254,9 @@ class BackupFullTest(unittest.TestCase):
                                  f"'{PRIMARY_UUID}:1-21,\n{EARLIER_UUID}:1-8'\n"
                                  "2026-11-30T03:19:59 0 [Note] [MY-011825] [Xtrabackup] completed OK!\n")
         self.assertEqual(code, 0)
-        self.assertEqual(argv, ["xtrabackup", "--backup", "--stream=xbstream", "--slave-info", "--safe-slave-backup",
-                                "--user=root", "--target-dir=/tmp"])
+        # No --safe-slave-backup: XtraBackup's stops the applier for the whole backup.
+        self.assertEqual(argv, ["xtrabackup", "--backup", "--stream=xbstream", "--slave-info", "--user=root",
+                                "--target-dir=/tmp"])
         self.assertEqual(self.sent, [("backups/full/20261130T030000Z/backup.xbstream.zst", b"files")])
         self.assertEqual(self.manifests, [("backups/full/20261130T030000Z/manifest.json", {
             "format": 1, "node": "s1", "engine": "mysql", "started": at("03:00:00"), "finished": at("03:20:00"),
@@ -380,7 +381,7 @@ class RestoreCase(unittest.TestCase):
                                                          ["mysql-bin.000001"])
         tool.download = self.download
         self.ran, self.downloaded, self.started, self.replayed = [], [], [], []
-        self.replay, self.answers = "", {}
+        self.replay, self.answers, self.backup_contents = "", {}, {}
 
     def tearDown(self):
         tool.restore_plan, tool.download = self.saved
@@ -391,7 +392,7 @@ class RestoreCase(unittest.TestCase):
         if self.settings["STREAM_TOOL"] in argv:  # the backup's files, extracted
             for name in ("ibdata1", *self.BACKUP_FILES):
                 with open(os.path.join(argv[-1], name), "w") as handle:
-                    handle.write("restored")
+                    handle.write(self.backup_contents.get(name, "restored"))
 
     def restore_conf(self):
         """The restore's server settings as they are now, or None."""
@@ -422,7 +423,7 @@ class RestoreCase(unittest.TestCase):
             *[local_sql(client, q) for q in before_replay],
             ["env", "TZ=UTC", self.settings["BINLOG_TOOL"], *replay_from, "--stop-datetime=2026-11-30 12:00:00",
              f"{work}/binlogs/mysql-bin.000001"],
-            [client, "--protocol=socket", "--user=root", "--binary-mode", data_only],
+            [client, "--protocol=socket", "--user=root", "--binary-mode", *data_only],
             *[local_sql(client, q) for q in after_replay],
             ["rm", "-rf", "--", work],
             local_sql(client, executed),
@@ -489,6 +490,16 @@ class RestoreFailureTest(RestoreCase):
                                  run=self.runner(fail), clock=lambda: at("13:00:00"))
         self.assert_back_as_before()
 
+    def test_a_node_still_holding_a_restored_past_keeps_holding_it_when_another_restore_fails(self):
+        tool.hold_app(self.settings, lambda argv: None)  # an earlier --to, no --resume yet
+        self.restore(lambda argv: argv[:2] == ["mariadb-backup", "--prepare"])
+        with open(os.path.join(self.data, "ibdata1")) as handle:
+            self.assertEqual(handle.read(), "before")
+        self.assertIn(["systemctl", "start", self.settings["DB_SERVICE"]], self.ran)
+        self.assertNotIn(["systemctl", "start", "webstack-app.service"], self.ran)
+        self.assertTrue(os.path.exists(tool.app_hold_path(self.settings)))
+        self.assertTrue(os.path.exists(tool.restore_flag(self.settings)))
+
     def test_an_unfinished_restore_is_explained_not_overrun(self):
         os.makedirs(os.path.join(self.data, ".webstack-restore", "old"))
         with self.assertRaisesRegex(tool.BackupError, r"old holds files, they are the data from before it"):
@@ -504,7 +515,7 @@ class MariaDBRestoreTest(RestoreCase):
                        "/*!100001 SET @@session.gtid_domain_id=2*//*!*/;\n"
                        "/*!100001 SET @@session.gtid_seq_no=11*//*!*/;\n")
         self.answers = {"SELECT @@gtid_binlog_pos": "2-2-12\n"}
-        said = self.restored([], ["--start-position=2-2-10"], "--sandbox", [], "SELECT @@gtid_binlog_pos")
+        said = self.restored([], ["--start-position=2-2-10"], ["--sandbox"], [], "SELECT @@gtid_binlog_pos")
         self.assertEqual(self.started, [("mariadb.service", None)])  # no held replication: none in its backup
         self.assertIn("s2's writes up to GTID 2-…-12. Replication", said)
 
@@ -522,7 +533,7 @@ class MySQLRestoreTest(RestoreCase):
         self.answers = {"SELECT @@global.gtid_executed": f"{PRIMARY_UUID}:1-23,\\n{EARLIER_UUID}:1-8\n"}
         said = self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
                               f"SET GLOBAL gtid_purged = '{BACKUP_SET}'"], [f"--exclude-gtids={BACKUP_SET}"],
-                             "--commands=OFF", ["SET GLOBAL super_read_only = ON"], "SELECT @@global.gtid_executed")
+                             [], ["SET GLOBAL super_read_only = ON"], "SELECT @@global.gtid_executed")
         # The server starts held from replicating, and stays so (a reboot too) until --resume.
         self.assertEqual(self.started, [("mysql.service", RESTORE_CONF)])
         self.assertEqual(self.restore_conf(), RESTORE_CONF)
@@ -532,8 +543,28 @@ class MySQLRestoreTest(RestoreCase):
         self.POSITION = {"gtid_executed": ""}
         self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:1'/*!*/;\nBINLOG '...'/*!*/;\n"
         self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
-                       "SET GLOBAL gtid_purged = ''"], [], "--commands=OFF", ["SET GLOBAL super_read_only = ON"],
+                       "SET GLOBAL gtid_purged = ''"], [], [], ["SET GLOBAL super_read_only = ON"],
                       "SELECT @@global.gtid_executed")
+
+    def test_the_backups_own_gtid_set_wins_over_a_manifests_cut_short(self):
+        # The log line the manifest took its set from lost the earlier server (Percona's PXB-3302);
+        # the backup's xtrabackup_binlog_info has it whole, over lines as MySQL prints it.
+        self.POSITION = {"gtid_executed": f"{PRIMARY_UUID}:1-21"}
+        self.backup_contents = {"xtrabackup_binlog_info": f"mysql-bin.000007\t1763\t{PRIMARY_UUID}:1-21,\n"
+                                                          f"{EARLIER_UUID}:1-8\n"}
+        self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:22'/*!*/;\nBINLOG '...'/*!*/;\n"
+        said = self.restored(["SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
+                              f"SET GLOBAL gtid_purged = '{BACKUP_SET}'"], [f"--exclude-gtids={BACKUP_SET}"], [],
+                             ["SET GLOBAL super_read_only = ON"], "SELECT @@global.gtid_executed")
+        self.assertIn(f"differs from its manifest's, {PRIMARY_UUID}:1-21: the backup's is used", said)
+
+    def test_a_position_that_is_no_gtid_set_is_refused_before_the_data_moves(self):
+        self.POSITION = {"gtid_executed": f"{PRIMARY_UUID}:1-21'; DROP DATABASE webstack; --"}
+        with self.assertRaisesRegex(tool.BackupError, "is not one: nothing replayed"):
+            tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True,
+                                 run=self.runner(lambda argv: False), clock=lambda: at("13:00:00"))
+        self.assertNotIn(["systemctl", "start", "mysql.service"], self.ran[:-2])
+        self.assert_back_as_before()
 
     def test_binlogs_that_do_not_follow_on_are_not_replayed_and_the_previous_data_is_put_back(self):
         self.replay = f"SET @@SESSION.GTID_NEXT= '{PRIMARY_UUID}:23'/*!*/;\nBINLOG '...'/*!*/;\n"
