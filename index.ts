@@ -23,6 +23,7 @@ import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
+import { galeraClusterName, galeraMember } from "./cloud-init/database";
 import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
@@ -32,6 +33,7 @@ import { StackBucket } from "./components/stackBucket";
 import { NodeBundles } from "./components/nodeBundles";
 import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
+import { ArbitratorTls } from "./components/arbitratorTls";
 import { AppSecrets } from "./components/appSecrets";
 import { AppRelease } from "./components/appRelease";
 import { AppSecretVariables } from "./components/appSecretVariables";
@@ -50,7 +52,10 @@ export = async () => {
   // any resource exists.
   const { config, architectures, lbMemoryMiB, release } = await loadConfig();
   const stack = pulumi.getStack();
-  const topology = buildTopology(config.vpcCidr, { vpcEndpoints: config.vpcEndpoints });
+  const topology = buildTopology(config.vpcCidr, {
+    vpcEndpoints: config.vpcEndpoints,
+    database: config.database,
+  });
   const tags = makeTagger(stack, config.tags);
   const account = currentAccount();
 
@@ -136,7 +141,21 @@ export = async () => {
     },
   });
   const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
-  const pki = new Pki("pki", { nodes: appNodeSpecs, organization: `webstack ${stack}` });
+  const galera = config.database === "galera";
+  // With galera the LB's arbitrator is in the group too: it gets a certificate from the same CA.
+  const pki = new Pki("pki", {
+    nodes: galera ? [...appNodeSpecs, topology.nodes.lb] : appNodeSpecs,
+    organization: `webstack ${stack}`,
+  });
+  const arbitratorTls = galera
+    ? new ArbitratorTls("arbitrator-tls", {
+        stack,
+        node: topology.nodes.lb,
+        certificate: pki.certificates.lb!,
+        parameterKeyId: parameterKey.keyId,
+        tags,
+      })
+    : undefined;
   const appSecrets = new AppSecrets("app-secrets", {
     stack,
     nodes: appNodeSpecs,
@@ -210,6 +229,10 @@ export = async () => {
       replicaIp: replica.privateIp,
       appNodeIps: appNodeSpecs.map((n) => n.privateIp),
       engine: config.dbEngine,
+      cluster: config.database,
+      ...(config.database === "galera"
+        ? { galera: galeraMember(stack, topology.nodes, node) }
+        : {}),
       limits,
       parameters: appSecrets.parameterNames[node]!,
       architecture: architectures.app,
@@ -238,6 +261,15 @@ export = async () => {
       memoryMiB: lbMemoryMiB,
       architecture: architectures.lb,
       monitoring: monitoringOf(LB_NODE),
+      ...(arbitratorTls
+        ? {
+            arbitrator: {
+              clusterName: galeraClusterName(stack),
+              memberIps: appNodeSpecs.map((n) => n.privateIp),
+              parameters: arbitratorTls.parameters,
+            },
+          }
+        : {}),
     },
     certificate: certificate.setup,
     ssmAgentUrl: account.apply(ssmAgentPackageUrl),
@@ -253,6 +285,7 @@ export = async () => {
           stack,
           node: spec,
           engine: config.dbEngine,
+          cluster: config.database,
           instanceType: config.appInstanceType,
           ami: images.app.amiId,
           subnetId: network.subnetIds[spec.subnet],

@@ -48,9 +48,10 @@ DUPLICATE = 1062
 # ER_BAD_FIELD_ERROR: the primary's schema is from before the keys (a rollout in progress).
 UNKNOWN_COLUMN = 1054
 # Errors after which an INSERT cannot have been applied: CR_CONN_HOST_ERROR (no connection),
-# CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN, and
-# ER_LOCK_DEADLOCK (the statement rolled back).
-NOT_APPLIED = {2003, 2006, 1053, 1213}
+# CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN,
+# ER_LOCK_DEADLOCK (the statement rolled back; also a Galera certification conflict) and
+# ER_UNKNOWN_COM_ERROR (a Galera member outside the primary component refuses every statement).
+NOT_APPLIED = {2003, 2006, 1053, 1213, 1047}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 

@@ -5,7 +5,7 @@ import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { RequestLimits } from "../model/limits";
 import { AppNodeParameter, releaseCommandStatusName } from "../model/naming";
-import { AppNodeSpec, LOOPBACK_PORTS, PORTS, PRIMARY_NODE } from "../model/topology";
+import { AppNodeSpec, DatabaseMode, LOOPBACK_PORTS, PORTS, PRIMARY_NODE } from "../model/topology";
 import {
   Argv,
   BundleApp,
@@ -28,6 +28,9 @@ import {
   DatabaseParams,
   DatabaseServer,
   ENGINES,
+  GALERA_PACKAGES,
+  GaleraMember,
+  dbNodeRole,
   databaseBootstrapPart,
   databaseBundlePart,
   databaseEnvironment,
@@ -90,6 +93,10 @@ export interface AppNodeParams {
   /** Every app node's address: remote app and replication users are created for each. */
   readonly appNodeIps: readonly string[];
   readonly engine: DbEngine;
+  /** How the databases hold the data (config `database`). */
+  readonly cluster: DatabaseMode;
+  /** With `galera`: this member's view of the cluster. */
+  readonly galera?: GaleraMember;
   /** How long a request may take and how large it may be: Nginx, Gunicorn and the app's share. */
   readonly limits: RequestLimits;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
@@ -110,14 +117,20 @@ export interface AppNodeBootstrapParams {
   readonly stack: string;
   readonly node: AppNodeSpec;
   readonly engine: DbEngine;
+  readonly cluster: DatabaseMode;
   /** The database's own EBS volume; the node finds it at its NVMe device path. */
   readonly dataVolumeId: string;
 }
 
 /** The database server's own settings on an app node. */
-function databaseServer(node: AppNodeSpec, engine: DbEngine): DatabaseServer {
+function databaseServer(
+  node: AppNodeSpec,
+  engine: DbEngine,
+  cluster: DatabaseMode,
+): DatabaseServer {
   return {
     engine,
+    cluster,
     role: node.role,
     node: node.name,
     serverId: node.dbServerId,
@@ -128,7 +141,8 @@ function databaseServer(node: AppNodeSpec, engine: DbEngine): DatabaseServer {
 /** The database renderer's view of an app node. */
 export function databaseParams(p: AppNodeParams): DatabaseParams {
   return {
-    ...databaseServer(p.node, p.engine),
+    ...databaseServer(p.node, p.engine, p.cluster),
+    ...(p.galera ? { galera: p.galera } : {}),
     primaryIp: p.primaryIp,
     appNodeIps: p.appNodeIps,
   };
@@ -215,10 +229,10 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
 const NGINX_OWN_ERRORS: readonly number[] = [400, 404, 408, 413, 414, 500, 502, 503, 504];
 
 /** Nginx's error_page lines and the internal locations answering each error in JSON. */
-function renderNginxJsonErrors(node: AppNodeSpec): string {
+function renderNginxJsonErrors(node: AppNodeSpec, role: string): string {
   const at = (status: number) => `/_webstack/error/${status}`;
   return NGINX_OWN_ERRORS.flatMap((status) => {
-    const body = jsonErrorBody(node.name, node.role, status);
+    const body = jsonErrorBody(node.name, role, status);
     // Inside '…' Nginx reads $ as a variable and \ as an escape: a body must hold neither.
     if (/['\\$]/.test(body)) throw new Error(`Nginx error body cannot be quoted: ${body}`);
     return [
@@ -234,11 +248,11 @@ function renderNginxJsonErrors(node: AppNodeSpec): string {
 }
 
 /** The header both documents of an app node share in spirit: which node, which role. */
-function appNodeHeader(node: AppNodeSpec) {
+function appNodeHeader(node: AppNodeSpec, cluster: DatabaseMode) {
   return {
     hostname: node.name,
     fqdn: node.internalName,
-    description: `webstack ${node.name} (${node.role}): bootstrap rendered by webstack; its files come from its bundle`,
+    description: `webstack ${node.name} (${dbNodeRole({ cluster, role: node.role })}): bootstrap rendered by webstack; its files come from its bundle`,
   };
 }
 
@@ -247,7 +261,7 @@ function appNodeHeader(node: AppNodeSpec) {
  * patching, the database. One list: its bootstrap installs it at creation, its bundles name it, so a
  * package added here reaches a running node too (user-data changes never reach s1 and s2).
  */
-export function appNodePackages(engine: DbEngine): readonly string[] {
+export function appNodePackages(engine: DbEngine, cluster: DatabaseMode): readonly string[] {
   return [
     "nginx",
     "gunicorn",
@@ -263,6 +277,7 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
     ...INSTALLER_PACKAGES,
     ...PATCHING_PACKAGES,
     ...ENGINES[engine].packages,
+    ...(cluster === "galera" ? GALERA_PACKAGES : []),
     ...backupPackages(engine),
   ];
 }
@@ -270,12 +285,12 @@ export function appNodePackages(engine: DbEngine): readonly string[] {
 /** The app node's bootstrap: its packages, its data volume, the database's settings and source. */
 export function renderAppNodeBootstrap(p: AppNodeBootstrapParams): string {
   const own: BootstrapPart = {
-    packages: appNodePackages(p.engine),
+    packages: appNodePackages(p.engine, p.cluster),
     bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
   };
-  return composeBootstrap(appNodeHeader(p.node), { stack: p.stack, node: p.node.name }, [
+  return composeBootstrap(appNodeHeader(p.node, p.cluster), { stack: p.stack, node: p.node.name }, [
     own,
-    databaseBootstrapPart(databaseServer(p.node, p.engine)),
+    databaseBootstrapPart(databaseServer(p.node, p.engine, p.cluster)),
   ]);
 }
 
@@ -309,9 +324,10 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
   const environment = {
     NODE: p.node.name,
     ...databaseEnvironment(db),
-    // "local" = this node's own server over its socket.
-    APP_DB_PRIMARY: db.role === "primary" ? "local" : db.primaryIp,
-    APP_DB_REPLICA: db.role === "replica" ? "local" : p.replicaIp,
+    // "local" = this node's own server over its socket; a Galera member reads and writes its own
+    // server only (one that left the group refuses both, and its /healthz fails).
+    APP_DB_PRIMARY: db.role === "primary" || db.cluster === "galera" ? "local" : db.primaryIp,
+    APP_DB_REPLICA: db.role === "replica" || db.cluster === "galera" ? "local" : p.replicaIp,
   };
   const script = (path: string, name: string): BundleFile => ({
     path,
@@ -402,7 +418,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         content: renderShipped("nginx-site.conf", {
           NODE: p.node.name,
           NODE_FQDN: p.node.internalName,
-          JSON_ERROR_PAGES: renderNginxJsonErrors(p.node),
+          JSON_ERROR_PAGES: renderNginxJsonErrors(p.node, dbNodeRole(db)),
           STATUS_PORT: LOOPBACK_PORTS.nginxStatus,
           MAX_BODY_MIB: p.limits.maxBodyMiB,
           READ_TIMEOUT: p.limits.timeouts.nginxReadSeconds,
@@ -418,7 +434,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
-      packages: appNodePackages(p.engine),
+      packages: appNodePackages(p.engine, p.cluster),
       app: bundleApp(p),
       healthCheck: appNodeHealthCheck(p.node),
     },

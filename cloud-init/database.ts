@@ -1,13 +1,72 @@
 // The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL.
 import { DbEngine } from "../model/config";
-import { AppNodeName, DbRole, PORTS } from "../model/topology";
+import {
+  APP_NODES_BY_NAME,
+  AppNodeName,
+  DatabaseMode,
+  DbRole,
+  LB_NODE,
+  PORTS,
+  PRIMARY_NODE,
+  Topology,
+} from "../model/topology";
 import { BundlePart } from "./bundle";
 import { BootstrapPart } from "./cloudConfig";
 import { shippedFile } from "./template";
 
+/** A Galera member's view of its cluster (`database: galera`). */
+export interface GaleraMember {
+  /** The group's name: one per stack. */
+  readonly clusterName: string;
+  /**
+   * This member's name, its certificate's name: the SST donor checks the joiner's certificate
+   * against it.
+   */
+  readonly nodeName: string;
+  /** The other members' and the arbitrator's addresses: where a starting member finds the group. */
+  readonly peerIps: readonly string[];
+  /**
+   * This member founds the cluster when none exists yet (s2, on its first start); every other
+   * start of every member joins the group.
+   */
+  readonly founder: boolean;
+  /** The founder's address: the other members start joining only once it listens. */
+  readonly founderIp: string;
+  /** The other data members' addresses (the arbitrator's left out). */
+  readonly memberIps: readonly string[];
+}
+
+/** The stack's Galera group: its members and arbitrator find each other by it. */
+export function galeraClusterName(stack: string): string {
+  return `webstack-${stack}`;
+}
+
+/** A member's view of the stack's cluster: the group named after the stack, s2 its founder. */
+export function galeraMember(
+  stack: string,
+  nodes: Topology["nodes"],
+  node: AppNodeName,
+): GaleraMember {
+  return {
+    clusterName: galeraClusterName(stack),
+    nodeName: nodes[node].internalName,
+    peerIps: [...APP_NODES_BY_NAME.filter((n) => n !== node), LB_NODE].map(
+      (n) => nodes[n].privateIp,
+    ),
+    founder: node === PRIMARY_NODE,
+    founderIp: nodes[PRIMARY_NODE].privateIp,
+    memberIps: APP_NODES_BY_NAME.filter((n) => n !== node).map((n) => nodes[n].privateIp),
+  };
+}
+
 export interface DatabaseParams {
   readonly engine: DbEngine;
+  /** How the servers hold the data: a primary and its replica, or Galera members. */
+  readonly cluster: DatabaseMode;
+  /** The node's place: with `galera` every member takes writes; the "primary" founds the cluster and runs the schema. */
   readonly role: DbRole;
+  /** With `galera`: the member's view of its cluster. */
+  readonly galera?: GaleraMember;
   /** Node name, for comments. */
   readonly node: AppNodeName;
   /** Distinct per server; also the GTID domain on MariaDB. */
@@ -23,8 +82,15 @@ export interface DatabaseParams {
 /** What the server's own settings need: its engine, role, identity and address. */
 export type DatabaseServer = Pick<
   DatabaseParams,
-  "engine" | "role" | "node" | "serverId" | "bindAddress"
+  "engine" | "cluster" | "role" | "node" | "serverId" | "bindAddress"
 >;
+
+/** The database's role as the node's scripts and the app see it: a member of a Galera cluster, or primary/replica. */
+export type DbNodeRole = DbRole | "member";
+
+export function dbNodeRole(p: Pick<DatabaseParams, "cluster" | "role">): DbNodeRole {
+  return p.cluster === "galera" ? "member" : p.role;
+}
 
 /** Where the node keeps the database's TLS files (the engines' AppArmor profiles allow /etc/mysql). */
 export const DB_TLS_DIR = "/etc/mysql/webstack";
@@ -146,23 +212,86 @@ export const ENGINES: Readonly<Record<DbEngine, EngineProfile>> = {
   mysql: MYSQL,
 };
 
+/**
+ * A Galera member's settings before the package installs: its own binlog (backups read it) with
+ * the members' writes in it, and the interleaved auto-increment locks Galera needs. No read-only,
+ * no GTID strict mode (Galera orders the members' writes itself); the cluster comes with the late
+ * settings, once the node's certificate exists.
+ */
+const GALERA_SERVER_LINES = [
+  "log_slave_updates = ON",
+  "innodb_autoinc_lock_mode = 2",
+  "default_storage_engine = InnoDB",
+];
+
 /** Server settings written before the package installs: identity, binlog, GTID, bind address. */
 export function renderServerConfig(p: DatabaseServer): string {
   const e = ENGINES[p.engine];
+  const galera = p.cluster === "galera";
   return [
-    `# webstack ${p.node} (${p.role}): written before the server package installs, so binlog and GTID`,
+    `# webstack ${p.node} (${dbNodeRole(p)}): written before the server package installs, so binlog and GTID`,
     "# settings hold from the very first start.",
     e.section,
     `server_id = ${p.serverId}`,
     "log_bin = mysql-bin",
     "binlog_format = ROW",
-    "relay_log = relay-bin",
-    ...e.replicationLines(p),
+    ...(galera
+      ? [`gtid_domain_id = ${p.serverId}`, ...GALERA_SERVER_LINES]
+      : ["relay_log = relay-bin", ...e.replicationLines(p)]),
     `bind_address = ${p.bindAddress}`,
     "skip_name_resolve = ON",
-    ...(p.role === "replica" && !e.readOnly.late ? e.readOnly.lines : []),
+    ...(p.role === "replica" && !galera && !e.readOnly.late ? e.readOnly.lines : []),
     "",
   ].join("\n");
+}
+
+/**
+ * A Galera member's packages besides the server's: the provider, and socat, which streams a state
+ * transfer (mariadb-backup, in the backups' packages, makes it).
+ */
+export const GALERA_PACKAGES: readonly string[] = ["galera-4", "socat"];
+
+/** Debian's galera-4 provider library. */
+export const GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so";
+
+/** Galera's TLS options (the group's traffic and IST): the node's own certificate, the private CA. */
+export function galeraSocketTls(ca: string, cert: string, key: string): string[] {
+  return [
+    "socket.ssl=yes",
+    `socket.ssl_ca=${ca}`,
+    `socket.ssl_cert=${cert}`,
+    `socket.ssl_key=${key}`,
+  ];
+}
+
+/**
+ * A member's cluster settings, with the late ones (they name the node's certificate): the group
+ * over TLS on the node's own address, state transfers by mariadb-backup streamed over TLS, the
+ * donor checking the joiner's certificate for its node name (VERIFY_IDENTITY).
+ */
+function galeraLines(p: DatabaseParams, g: GaleraMember): string[] {
+  const provider = [
+    ...galeraSocketTls(`${DB_TLS_DIR}/ca.crt`, DB_CERT_PATH, `${DB_TLS_DIR}/node.key`),
+    `gmcast.listen_addr=tcp://${p.bindAddress}:${PORTS.galera}`,
+    `ist.recv_addr=${p.bindAddress}:${PORTS.galeraIst}`,
+  ];
+  return [
+    "wsrep_on = ON",
+    `wsrep_provider = ${GALERA_PROVIDER}`,
+    `wsrep_cluster_name = ${g.clusterName}`,
+    `wsrep_cluster_address = gcomm://${g.peerIps.join(",")}`,
+    `wsrep_node_name = ${g.nodeName}`,
+    `wsrep_node_address = ${p.bindAddress}`,
+    `wsrep_provider_options = "${provider.join(";")}"`,
+    "wsrep_sst_method = mariabackup",
+    `wsrep_sst_receive_address = ${p.bindAddress}:${PORTS.galeraSst}`,
+    "",
+    "[sst]",
+    "ssl-mode = VERIFY_IDENTITY",
+    `ssl-ca = ${DB_TLS_DIR}/ca.crt`,
+    `ssl-cert = ${DB_CERT_PATH}`,
+    `ssl-key = ${DB_TLS_DIR}/node.key`,
+  ];
 }
 
 /** Where the boot script points the server's logs (it creates the directory first). */
@@ -186,7 +315,8 @@ export function renderLateConfig(p: DatabaseParams): string {
     "slow_query_log = ON",
     `slow_query_log_file = ${DB_LOG_DIR}/slow.log`,
     "long_query_time = 1",
-    ...(p.role === "replica" && e.readOnly.late ? e.readOnly.lines : []),
+    ...(p.role === "replica" && p.cluster !== "galera" && e.readOnly.late ? e.readOnly.lines : []),
+    ...(p.galera ? galeraLines(p, p.galera) : []),
     "",
   ].join("\n");
 }
@@ -226,8 +356,10 @@ export function renderPrimarySql(p: DatabaseParams): string {
     "SET SESSION lock_wait_timeout = 10;",
     "EXECUTE webstack_ddl;",
     "DEALLOCATE PREPARE webstack_ddl;",
-    "-- Replication from either app node, so a promoted replica needs no new user.",
-    ...remote.flatMap((host) => [
+    ...(p.cluster === "galera"
+      ? []
+      : ["-- Replication from either app node, so a promoted replica needs no new user."]),
+    ...(p.cluster === "galera" ? [] : remote).flatMap((host) => [
       `CREATE USER IF NOT EXISTS 'replication'@${host} IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,
       `GRANT REPLICATION SLAVE ON *.* TO 'replication'@${host};`,
     ]),
@@ -259,7 +391,17 @@ export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
   const e = ENGINES[p.engine];
   return {
     DB_ENGINE: p.engine,
-    DB_ROLE: p.role,
+    DB_ROLE: dbNodeRole(p),
+    DB_CLUSTER: p.cluster,
+    ...(p.galera
+      ? {
+          GALERA_CLUSTER_NAME: p.galera.clusterName,
+          GALERA_FOUNDER: p.galera.founder ? "yes" : "no",
+          GALERA_FOUNDER_IP: p.galera.founderIp,
+          // The other data members (not the arbitrator, which holds no data to found from).
+          GALERA_MEMBER_IPS: p.galera.memberIps.join(","),
+        }
+      : {}),
     DB_SERVICE: e.service,
     DB_CLIENT: e.client,
     DB_CONF_DIR: e.confDir,
@@ -302,6 +444,8 @@ export function databaseBundlePart(p: DatabaseParams): BundlePart {
   const e = ENGINES[p.engine];
   // The primary's SQL is idempotent: a change runs it again (the schema a running stack lacks, a
   // new user), before the app's own change in the same bundle. The replica's runs once.
+  // A Galera member other than the founder runs no SQL of its own: the schema and users reach it
+  // with the cluster's state.
   const sql =
     p.role === "primary"
       ? {
@@ -309,7 +453,9 @@ export function databaseBundlePart(p: DatabaseParams): BundlePart {
           content: renderPrimarySql(p),
           onChange: [DB_BOOTSTRAP_PATH],
         }
-      : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
+      : p.cluster === "galera"
+        ? undefined
+        : { path: "/etc/webstack/db/replica.sql", content: renderReplicaSql(p) };
   return {
     files: [
       {
@@ -324,7 +470,7 @@ export function databaseBundlePart(p: DatabaseParams): BundlePart {
         content: `${e.clientTls.join("\n")}\n`,
         mode: "0644",
       },
-      { ...sql, mode: "0600" },
+      ...(sql ? [{ ...sql, mode: "0600" }] : []),
     ],
   };
 }

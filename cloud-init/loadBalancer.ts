@@ -2,7 +2,7 @@
 // bundle (HAProxy, the public certificate in one of three modes, monitoring, boot).
 import { Architecture } from "../model/aws";
 import { lbConnectionLimits } from "../model/limits";
-import { LOOPBACK_PORTS, NodeSpec } from "../model/topology";
+import { LOOPBACK_PORTS, NodeSpec, PORTS } from "../model/topology";
 import {
   CA_CERT_PATH,
   ManifestEntry,
@@ -28,6 +28,7 @@ import { INSTALLER_PACKAGES, signedDebInstallerPart } from "./agentInstaller";
 import { PATCHING_PACKAGES, renderPatchingPart } from "./patching";
 import { renderSsmAgentPart } from "./ssmAgent";
 import { renderShipped, shippedFile } from "./template";
+import { galeraSocketTls } from "./database";
 
 /** Where HAProxy reads its config: the bundle writes it there, checked before any reload. */
 export const HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg";
@@ -57,6 +58,15 @@ export type CertificateSetup =
       readonly parameters: { readonly passphrase: string };
     };
 
+/** The Galera arbitrator the LB runs with `database: galera`: its group, and its TLS identity. */
+export interface ArbitratorSetup {
+  readonly clusterName: string;
+  /** The data members' addresses (s1, s2). */
+  readonly memberIps: readonly string[];
+  /** The arbitrator's certificate (String) and key (SecureString) from the private CA. */
+  readonly parameters: { readonly cert: string; readonly key: string };
+}
+
 /** What the LB runs: everything its bundle is made of. */
 export interface LoadBalancerParams {
   readonly stack: string;
@@ -80,6 +90,8 @@ export interface LoadBalancerParams {
   readonly monitoring: NodeMonitoring;
   /** The SSM agent's package in the stack's region (`ssmAgentPackageUrl`; `{arch}` in it). */
   readonly ssmAgentUrl: string;
+  /** With `database: galera`: the arbitrator (garbd) that makes the cluster's quorum of three. */
+  readonly arbitrator?: ArbitratorSetup;
 }
 
 /**
@@ -111,7 +123,19 @@ function certificateEnvironment(c: CertificateSetup): Record<string, string> {
 }
 
 /** What the boot fetches: the self-signed pair, the persisted Let's Encrypt PEM, or ACM's passphrase. */
-export function lbSecretsManifest(c: CertificateSetup): ManifestEntry[] {
+export function lbSecretsManifest(c: CertificateSetup, a?: ArbitratorSetup): ManifestEntry[] {
+  return [
+    ...certificateManifest(c),
+    ...(a
+      ? [
+          rootFile(a.parameters.cert, ARBITRATOR_CERT_PATH, "0644"),
+          rootFile(a.parameters.key, ARBITRATOR_KEY_PATH, "0600"),
+        ]
+      : []),
+  ];
+}
+
+function certificateManifest(c: CertificateSetup): ManifestEntry[] {
   switch (c.mode) {
     case "self-signed":
       return [
@@ -188,8 +212,61 @@ export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]):
  */
 export function loadBalancerBundlePackages(
   certificateMode: CertificateSetup["mode"],
+  arbitrator = false,
 ): readonly string[] {
-  return [...loadBalancerPackages(certificateMode), ...PATCHING_PACKAGES];
+  return [
+    ...loadBalancerPackages(certificateMode),
+    ...PATCHING_PACKAGES,
+    ...(arbitrator ? [GARBD_PACKAGE] : []),
+  ];
+}
+
+/** Debian's Galera arbitrator, and the unit it ships (enabled by its package). */
+export const GARBD_PACKAGE = "galera-arbitrator-4";
+export const GARBD_UNIT = "garb.service";
+/** The arbitrator's certificate and key on the LB (the key root's; garbd gets it as a credential). */
+const GALERA_DIR = "/etc/webstack/galera";
+export const ARBITRATOR_CERT_PATH = `${GALERA_DIR}/lb.crt`;
+export const ARBITRATOR_KEY_PATH = `${GALERA_DIR}/lb.key`;
+
+/**
+ * garbd in the cluster's group over TLS, on the LB's address: a member with no data that gives the
+ * two data members a quorum of three. The package's unit, run as a dynamic user that reads the key
+ * only as a systemd credential, and restarted whenever it exits (a member unreachable at its start,
+ * the key not fetched yet at first boot).
+ */
+export function renderArbitratorDropIn(node: NodeSpec, a: ArbitratorSetup): string {
+  const options = [
+    ...galeraSocketTls(CA_CERT_PATH, ARBITRATOR_CERT_PATH, "%d/galera.key"),
+    `gmcast.listen_addr=tcp://${node.privateIp}:${PORTS.galera}`,
+  ];
+  const members = a.memberIps.map((ip) => `${ip}:${PORTS.galera}`).join(",");
+  return [
+    `# webstack: the arbitrator of ${a.clusterName} (database: galera), rendered by webstack.`,
+    "[Service]",
+    "User=",
+    "DynamicUser=yes",
+    `LoadCredential=galera.key:${ARBITRATOR_KEY_PATH}`,
+    "StateDirectory=garbd",
+    "ExecStart=",
+    `ExecStart=/usr/bin/garbd --address gcomm://${members} --group ${a.clusterName} --workdir %S/garbd --options "${options.join(";")}"`,
+    "Restart=always",
+    "RestartSec=5",
+    "",
+  ].join("\n");
+}
+
+function arbitratorPart(node: NodeSpec, a: ArbitratorSetup): BundlePart {
+  return {
+    files: [
+      unitFile(
+        `${GARBD_UNIT}.d/webstack.conf`,
+        renderArbitratorDropIn(node, a),
+        "restart",
+        GARBD_UNIT,
+      ),
+    ],
+  };
 }
 
 export function renderLoadBalancerBootstrap(p: LoadBalancerBootstrapParams): string {
@@ -247,7 +324,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       },
       {
         path: SECRETS_MANIFEST_PATH,
-        content: `${JSON.stringify(lbSecretsManifest(p.certificate), null, 2)}\n`,
+        content: `${JSON.stringify(lbSecretsManifest(p.certificate, p.arbitrator), null, 2)}\n`,
         mode: "0600",
       },
       script("/usr/local/sbin/webstack-install-certificate", "install-certificate.sh"),
@@ -276,7 +353,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     {
       node: p.node.name,
       after: afterOf(p.stack, p.node.name),
-      packages: loadBalancerBundlePackages(p.certificate.mode),
+      packages: loadBalancerBundlePackages(p.certificate.mode, p.arbitrator !== undefined),
       healthCheck: loadBalancerHealthCheck(),
     },
     [
@@ -286,6 +363,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       renderPatchingPart(p.node.role),
       own,
       certificatePart(p.certificate),
+      ...(p.arbitrator ? [arbitratorPart(p.node, p.arbitrator)] : []),
     ],
   );
 }

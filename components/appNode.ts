@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { DbEngine } from "../model/config";
-import { AppNodeSpec, DbRole } from "../model/topology";
+import { AppNodeSpec, DatabaseMode, DbRole } from "../model/topology";
 import { Tagger, snapshotTags } from "../model/tags";
 import { renderAppNodeBootstrap } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
@@ -15,6 +15,8 @@ export interface AppNodeArgs {
   readonly node: AppNodeSpec;
   /** The database engine: its packages and server settings are installed at first boot. */
   readonly engine: DbEngine;
+  /** How the databases hold the data: the server settings at first boot follow it. */
+  readonly cluster: DatabaseMode;
   readonly instanceType: string;
   /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
   readonly ami: pulumi.Input<string>;
@@ -63,7 +65,13 @@ export class AppNode extends pulumi.ComponentResource {
 
     const userData = volume.id.apply((dataVolumeId) =>
       encodeUserData(
-        renderAppNodeBootstrap({ stack: args.stack, node, engine: args.engine, dataVolumeId }),
+        renderAppNodeBootstrap({
+          stack: args.stack,
+          node,
+          engine: args.engine,
+          cluster: args.cluster,
+          dataVolumeId,
+        }),
       ),
     );
 

@@ -1,4 +1,4 @@
-// `npm run lab -- up | status | down | bench [--json] | security [--json] | apply [--set key=value …]
+// `npm run lab -- up [--set key=value …] | status | down | bench [--json] | security [--json] | apply [--set key=value …]
 // | release DIR [--set …]`: the stack on this machine, booted for real (see lab/lab.ts), changed in
 // place as `pulumi up` would, its benchmark (lab/bench.ts) and its services' exposure (lab/security.ts).
 import { bench } from "./bench";
@@ -19,9 +19,9 @@ const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = {
 /** The options each command takes. */
 const OPTIONS: Record<string, readonly string[]> = { bench: ["--json"], security: ["--json"] };
 /** Commands whose options are their own to check (apply's --set key=value pairs, release's DIR). */
-const FREE_OPTIONS = new Set(["apply", "release"]);
+const FREE_OPTIONS = new Set(["up", "apply", "release"]);
 const USAGE =
-  "usage: npm run lab -- up | status | down | bench [--json] | security [--json] | apply [--set key=value …] | release DIR [--set key=value …]   (as root, on Linux)";
+  "usage: npm run lab -- up [--set key=value …] | status | down | bench [--json] | security [--json] | apply [--set key=value …] | release DIR [--set key=value …]   (as root, on Linux)";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const command = COMMANDS[argv[0] ?? ""];

@@ -38,18 +38,26 @@ import { servedCertificate } from "./runningStack";
 import { leftovers, tearDown } from "./teardown";
 
 /**
- * Boots the lab, or reuses a healthy one: the program planned with real keys, then the host, the
- * network and its firewalls, the "internet", and the nodes booting their rendered user-data.
+ * Boots the lab, or reuses a healthy one booted with the same `--set`s: the program planned with
+ * real keys, then the host, the network and its firewalls, the "internet", and the nodes booting
+ * their rendered user-data. `--set key=value` boots it with that config over the lab's own (a
+ * stack created so, e.g. `database=galera`); it stays for later applies.
  */
-export async function up(): Promise<void> {
+export async function up(options: readonly string[] = []): Promise<void> {
   checkHost();
+  const upSets = parseSets(options, {});
   const existing = readState();
   if (existing) {
-    if (existing.upSeconds !== undefined && healthy(existing)) {
+    const same = JSON.stringify(existing.upSets ?? {}) === JSON.stringify(upSets);
+    if (existing.upSeconds !== undefined && healthy(existing) && same) {
       log("already up");
       return status();
     }
-    log("a previous lab is half up: taking it down first");
+    log(
+      same
+        ? "a previous lab is half up: taking it down first"
+        : `the running lab was booted with ${JSON.stringify(existing.upSets ?? {})}: taking it down first`,
+    );
     await down();
   }
   const t0 = Date.now();
@@ -57,7 +65,9 @@ export async function up(): Promise<void> {
   installHostPackages();
   log("plan: the program under mocks, with real keys, certificates and passwords");
   fs.mkdirSync(STATE_DIR, { recursive: true });
-  const plan = await planLab(readSets());
+  fs.writeFileSync(SET_CONFIG, JSON.stringify(upSets, null, 2));
+  if (Object.keys(upSets).length > 0) log(`config over the lab's own: ${JSON.stringify(upSets)}`);
+  const plan = await planLab(upSets);
   const nodes = labNodes(plan).map(breakBootIfAsked);
   const topology = LAB_TOPOLOGY;
   const network = labNetwork(topology);
@@ -67,6 +77,7 @@ export async function up(): Promise<void> {
   const mirror = buildMirror(base, nodes);
 
   const state = newState(network, redactSecrets(plan.outputs));
+  state.upSets = upSets;
   log(`network: blackhole ${network.ranges.join(", ")} on the host; namespaces and bridge`);
   blackholeRanges(state, network);
   createNetwork(state, network);
@@ -153,7 +164,27 @@ const SET_CONFIG = path.join(STATE_DIR, "config.json");
 /** A Datadog API key for the lab (a secret's shape; the agent cannot reach Datadog from here). */
 const LAB_DATADOG_API_KEY = "0".repeat(32);
 
-/** What `apply --set` changed since `up`, by full config key. */
+/**
+ * `--set key=value …` over `sets` (webstack's keys may go unprefixed); an empty value returns the
+ * key to the lab's own config (or the program's default).
+ */
+function parseSets(
+  options: readonly string[],
+  base: Record<string, string>,
+): Record<string, string> {
+  const sets = { ...base };
+  for (let i = 0; i < options.length; i++) {
+    const pair = options[i] === "--set" ? options[++i] : undefined;
+    const match = pair ? /^([A-Za-z][\w:]*)=(.*)$/s.exec(pair) : null;
+    if (!match) throw new LabError(`takes --set key=value …, not ${options[i] ?? "(nothing)"}`);
+    const key = match[1].includes(":") ? match[1] : `webstack:${match[1]}`;
+    if (match[2] === "") delete sets[key];
+    else sets[key] = match[2];
+  }
+  return sets;
+}
+
+/** What `up --set` and `apply --set` changed, by full config key. */
 function readSets(): Record<string, string> {
   return fs.existsSync(SET_CONFIG)
     ? (JSON.parse(fs.readFileSync(SET_CONFIG, "utf8")) as Record<string, string>)
@@ -219,18 +250,8 @@ export async function apply(options: readonly string[]): Promise<void> {
   const state = readState();
   if (!state?.upSeconds || !state.network)
     throw new LabError("the lab is not up: npm run lab -- up");
-  const sets = readSets();
-  const before = labNodes(await planLab(sets));
-  for (let i = 0; i < options.length; i++) {
-    const pair = options[i] === "--set" ? options[++i] : undefined;
-    const match = pair ? /^([A-Za-z][\w:]*)=(.*)$/s.exec(pair) : null;
-    if (!match)
-      throw new LabError(`apply takes --set key=value …, not ${options[i] ?? "(nothing)"}`);
-    const key = match[1].includes(":") ? match[1] : `webstack:${match[1]}`;
-    // An empty value returns the key to the lab's own config (or the program's default).
-    if (match[2] === "") delete sets[key];
-    else sets[key] = match[2];
-  }
+  const before = labNodes(await planLab(readSets()));
+  const sets = parseSets(options, readSets());
   log(`plan with ${JSON.stringify(sets)}`);
   const plan = await planLab(sets);
   // Kept only once the program accepted them: a refused --set is not remembered.

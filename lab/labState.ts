@@ -23,6 +23,8 @@ export interface LabState {
   outputs?: Record<string, unknown>;
   createdNspawnRunDir?: boolean;
   upSeconds?: number;
+  /** The config `up` was given (`--set`), by full key: a later `up` reuses the lab only with the same. */
+  upSets?: Record<string, string>;
 }
 
 /** A process the lab started: `match` is part of its command line, so a reused PID is not it. */

@@ -41,6 +41,8 @@ export { SecretValue } from "./configValues";
 
 export type CertificateMode = "self-signed" | "letsencrypt" | "acm";
 export type DbEngine = "mariadb" | "mysql";
+import type { DatabaseMode } from "./topology";
+export type { DatabaseMode };
 
 /** The validated configuration every component receives. */
 export interface WebstackConfig {
@@ -64,6 +66,11 @@ export interface WebstackConfig {
   readonly appAmi?: string;
   /** Database engine on s1/s2. @default "mariadb" */
   readonly dbEngine: DbEngine;
+  /**
+   * How s1 and s2 hold the data: `replication` (s2 the primary, s1 its replica) or `galera` (both
+   * writable members of a MariaDB Galera cluster, an arbitrator on the LB). @default "replication"
+   */
+  readonly database: DatabaseMode;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
   readonly vpcCidr: string;
   /**
@@ -239,6 +246,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "mysql",
     default: "mariadb",
     parse: oneOf<DbEngine>(["mariadb", "mysql"]),
+  },
+  database: {
+    doc: "How s1 and s2 hold the data: `replication`, s2 the primary and s1 its read-only replica (a failed s2 stops writes until a person promotes s1; see Runbooks); `galera`, both writable members of one MariaDB Galera cluster from Debian's packages, with an arbitrator (garbd) on the LB, so either node's loss leaves the other serving reads and writes (see Database modes). Set it when the stack is created: a running stack does not move between modes.",
+    accepted: "one of replication, galera",
+    example: "galera",
+    default: "replication",
+    parse: oneOf<DatabaseMode>(["replication", "galera"]),
   },
   vpcCidr: {
     doc: "The VPC's IPv4 range; subnets and the nodes' fixed addresses derive from it.",
@@ -558,6 +572,12 @@ function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig
   if (v.certificate === "letsencrypt" && absent("acmeEmail")) {
     problems.push(
       `${k("acmeEmail")}: missing; ${k("certificate")} letsencrypt needs an ACME contact e-mail`,
+    );
+  }
+  if (v.database === "galera" && v.dbEngine !== undefined && v.dbEngine !== "mariadb") {
+    problems.push(
+      `${k("database")}: galera is MariaDB's (Debian's galera-4); ${k("dbEngine")} is "${String(v.dbEngine)}"; ` +
+        `expected ${k("dbEngine")} mariadb with galera, or ${k("database")} replication`,
     );
   }
   if (v.certificate === "acm" && absent("hostedZone")) {

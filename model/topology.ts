@@ -59,7 +59,17 @@ export const INTERNAL_DOMAIN = `${PROJECT}.internal`;
 /** Host offset of each node inside its subnet (AWS reserves .0 to .3 and the last address). */
 const NODE_HOST_OFFSET = 10;
 
-export const PORTS = { http: 80, https: 443, mysql: 3306 } as const;
+export const PORTS = {
+  http: 80,
+  https: 443,
+  mysql: 3306,
+  /** Galera's group communication (members and the arbitrator), over TLS. */
+  galera: 4567,
+  /** Galera's incremental state transfer (IST): a member catching up from a donor. */
+  galeraIst: 4568,
+  /** Galera's full state transfer (SST, mariadb-backup over socat with TLS): a member rebuilt from a donor. */
+  galeraSst: 4444,
+} as const;
 
 /** Ports the nodes' own services answer on loopback only: never in a flow, never reachable. */
 export const LOOPBACK_PORTS = {
@@ -107,10 +117,19 @@ export interface Flow {
   readonly why: string;
 }
 
+/**
+ * How the app nodes' databases hold the data (config `database`): `replication`, the primary's
+ * binlog copied to the replica; `galera`, every app node a writable member of one MariaDB Galera
+ * cluster, with an arbitrator (garbd) on the LB for the quorum.
+ */
+export type DatabaseMode = "replication" | "galera";
+
 /** The stack's choices the flow table depends on. */
 export interface TopologyOptions {
   /** The VPC's endpoints exist (config `vpcEndpoints`): the nodes reach them on 443. */
   readonly vpcEndpoints: boolean;
+  /** How the databases hold the data. @default "replication" */
+  readonly database?: DatabaseMode;
 }
 
 export interface Topology {
@@ -120,8 +139,8 @@ export interface Topology {
   readonly flows: readonly Flow[];
 }
 
-/** Every flow the stack allows; anything not listed is denied, in both directions. */
-export const FLOWS: readonly Flow[] = [
+/** The flows into the stack, whatever its database: users to the LB, the LB to the app nodes. */
+const INBOUND_FLOWS: readonly Flow[] = [
   {
     from: "internet",
     to: "lb",
@@ -143,20 +162,10 @@ export const FLOWS: readonly Flow[] = [
     protocol: "tcp",
     why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
   })),
-  {
-    from: REPLICA_NODE,
-    to: PRIMARY_NODE,
-    port: PORTS.mysql,
-    protocol: "tcp",
-    why: `Replica ${REPLICA_NODE} replicates from primary ${PRIMARY_NODE} (TLS); the app on ${REPLICA_NODE} writes to the primary`,
-  },
-  {
-    from: PRIMARY_NODE,
-    to: REPLICA_NODE,
-    port: PORTS.mysql,
-    protocol: "tcp",
-    why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
-  },
+];
+
+/** Each node's way out, whatever the database. */
+const EGRESS_FLOWS: readonly Flow[] = [
   // 443 only: APT fetches Debian's archive over HTTPS too (model/aptSources.ts), so no node
   // has port 80 outbound; the LB's port 80 is inbound only (redirects, ACME HTTP-01).
   ...NODE_NAMES.map((node): Flow => ({
@@ -171,6 +180,83 @@ export const FLOWS: readonly Flow[] = [
   })),
 ];
 
+/** `replication`: the replica's copy of the primary's binlog, and the app's reads and writes across. */
+export const REPLICATION_FLOWS: readonly Flow[] = [
+  {
+    from: REPLICA_NODE,
+    to: PRIMARY_NODE,
+    port: PORTS.mysql,
+    protocol: "tcp",
+    why: `Replica ${REPLICA_NODE} replicates from primary ${PRIMARY_NODE} (TLS); the app on ${REPLICA_NODE} writes to the primary`,
+  },
+  {
+    from: PRIMARY_NODE,
+    to: REPLICA_NODE,
+    port: PORTS.mysql,
+    protocol: "tcp",
+    why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
+  },
+];
+
+/**
+ * `galera`: the members' group traffic and state transfers between s1 and s2 (either end may open
+ * a connection), and the arbitrator on the LB in the group. The app talks to its own member only.
+ */
+export const GALERA_FLOWS: readonly Flow[] = [
+  ...APP_NODES_BY_NAME.flatMap((app): Flow[] => {
+    const peer = APP_NODES_BY_NAME.find((other) => other !== app)!;
+    return [
+      {
+        from: app,
+        to: peer,
+        port: PORTS.galera,
+        protocol: "tcp",
+        why: `Galera group traffic from ${app} to ${peer} (TLS)`,
+      },
+      {
+        from: app,
+        to: peer,
+        port: PORTS.galeraIst,
+        protocol: "tcp",
+        why: `Galera IST: ${peer} sends ${app} the writes it missed (TLS)`,
+      },
+      {
+        from: app,
+        to: peer,
+        port: PORTS.galeraSst,
+        protocol: "tcp",
+        why: `Galera SST: ${app} sends ${peer} a full copy when it joins anew (mariadb-backup, TLS)`,
+      },
+    ];
+  }),
+  ...APP_NODES_BY_NAME.flatMap((app): Flow[] => [
+    {
+      from: "lb",
+      to: app,
+      port: PORTS.galera,
+      protocol: "tcp",
+      why: `Galera group traffic: the arbitrator (garbd) on the LB to ${app} (TLS)`,
+    },
+    {
+      from: app,
+      to: "lb",
+      port: PORTS.galera,
+      protocol: "tcp",
+      why: `Galera group traffic: ${app} to the arbitrator (garbd) on the LB (TLS)`,
+    },
+  ]),
+];
+
+/** Every flow a replication stack allows (its default); anything not listed is denied, in both directions. */
+export const FLOWS: readonly Flow[] = [...INBOUND_FLOWS, ...REPLICATION_FLOWS, ...EGRESS_FLOWS];
+
+/** Every flow a galera stack allows. */
+export const GALERA_STACK_FLOWS: readonly Flow[] = [
+  ...INBOUND_FLOWS,
+  ...GALERA_FLOWS,
+  ...EGRESS_FLOWS,
+];
+
 /**
  * With `vpcEndpoints`: every node reaches the interface endpoints on 443 (their private DNS names
  * the AWS APIs' own hostnames), and the endpoints' group admits these flows and nothing else.
@@ -183,9 +269,10 @@ export const ENDPOINT_FLOWS: readonly Flow[] = NODE_NAMES.map((node): Flow => ({
   why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
 }));
 
-/** The flows of a stack: FLOWS, and ENDPOINT_FLOWS when it has the endpoints. */
+/** The flows of a stack: its database's (FLOWS or GALERA_STACK_FLOWS), and ENDPOINT_FLOWS when it has the endpoints. */
 export function stackFlows(options: TopologyOptions): readonly Flow[] {
-  return options.vpcEndpoints ? [...FLOWS, ...ENDPOINT_FLOWS] : FLOWS;
+  const flows = options.database === "galera" ? GALERA_STACK_FLOWS : FLOWS;
+  return options.vpcEndpoints ? [...flows, ...ENDPOINT_FLOWS] : flows;
 }
 
 /** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */

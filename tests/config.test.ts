@@ -45,6 +45,7 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   lbAmi: undefined,
   appAmi: undefined,
   dbEngine: "mariadb",
+  database: "replication",
   vpcCidr: "10.40.0.0/16",
   vpcEndpoints: false,
   protectData: true,

@@ -47,6 +47,7 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     replicaIp: TOPOLOGY.nodes.s1.privateIp,
     appNodeIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
     engine,
+    cluster: "replication",
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
     parameters: Object.fromEntries(
@@ -79,6 +80,7 @@ export function renderedAppNode(engine: DbEngine, role: DbRole) {
     stack: params.stack,
     node: params.node,
     engine,
+    cluster: params.cluster,
     dataVolumeId: TEST_VOLUME_ID,
   });
   const doc = YAML.parse(text) as CloudConfigDocument;

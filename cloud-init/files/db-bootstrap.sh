@@ -1,6 +1,7 @@
 #!/bin/bash
 # Database bootstrap, idempotent. The primary creates the schema and users (they replicate); the
-# replica waits for the primary, bounded, then replicates with GTID auto-position over TLS.
+# replica waits for the primary, bounded, then replicates with GTID auto-position over TLS. In a
+# Galera cluster the founder creates them (they reach every member) once its member is synced.
 set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/webstack/node.env
@@ -59,6 +60,24 @@ case "$DB_ROLE" in
     done
     render_sql /etc/webstack/db/replica.sql | local_sql
     log "replicating from $DB_PRIMARY_IP"
+    ;;
+  member)
+    if [ "$GALERA_FOUNDER" != yes ]; then
+      log "a Galera member: schema and users come with the cluster's state"
+      exit 0
+    fi
+    for attempt in $(seq 1 60); do
+      state=$(local_sql --skip-column-names --execute="SHOW STATUS LIKE 'wsrep_local_state_comment'" |
+        cut -f2) || state=""
+      if [ "$state" = Synced ]; then break; fi
+      if [ "$attempt" = 60 ]; then
+        log "this member is not synced with $GALERA_CLUSTER_NAME (${state:-no answer}): schema and users not written"
+        exit 1
+      fi
+      sleep 1
+    done
+    render_sql /etc/webstack/db/primary.sql | local_sql
+    log "schema and users in place (the cluster's members get them)"
     ;;
   *)
     log "unknown DB_ROLE $DB_ROLE"
