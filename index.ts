@@ -261,6 +261,7 @@ export = async () => {
       memoryMiB: lbMemoryMiB,
       architecture: architectures.lb,
       monitoring: monitoringOf(LB_NODE),
+      database: config.database,
       ...(arbitratorTls
         ? {
             arbitrator: {

@@ -334,7 +334,8 @@ const IDEMPOTENCY_INDEX = "UNIQUE KEY items_idempotency_key (idempotency_key)";
 /** The primary's schema and users; passwords are placeholders the boot script fills from SSM. */
 export function renderPrimarySql(p: DatabaseParams): string {
   const e = ENGINES[p.engine];
-  const remote = p.appNodeIps.map(quote);
+  // A Galera member's app uses its own server only: no user from another address.
+  const remote = p.cluster === "galera" ? [] : p.appNodeIps.map(quote);
   return [
     "-- webstack primary: schema and users, created here only (they replicate). Idempotent.",
     "CREATE DATABASE IF NOT EXISTS webstack CHARACTER SET utf8mb4;",
@@ -356,10 +357,10 @@ export function renderPrimarySql(p: DatabaseParams): string {
     "SET SESSION lock_wait_timeout = 10;",
     "EXECUTE webstack_ddl;",
     "DEALLOCATE PREPARE webstack_ddl;",
-    ...(p.cluster === "galera"
-      ? []
-      : ["-- Replication from either app node, so a promoted replica needs no new user."]),
-    ...(p.cluster === "galera" ? [] : remote).flatMap((host) => [
+    ...(remote.length > 0
+      ? ["-- Replication from either app node, so a promoted replica needs no new user."]
+      : []),
+    ...remote.flatMap((host) => [
       `CREATE USER IF NOT EXISTS 'replication'@${host} IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,
       `GRANT REPLICATION SLAVE ON *.* TO 'replication'@${host};`,
     ]),

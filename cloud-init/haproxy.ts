@@ -34,6 +34,8 @@ export interface HaproxyParams {
   readonly statsPort: number;
   /** How long HAProxy waits for a backend's answer (and for a client), in seconds. */
   readonly serverTimeoutSeconds: number;
+  /** How long a health check may take once connected, in ms (healthCheckTimeoutMs). */
+  readonly checkTimeoutMs: number;
   /** Requests one client address may send per RATE_LIMIT_WINDOW_SECONDS; 0: no per-client limit. */
   readonly rateLimitPerClient: number;
   /** Connections HAProxy holds at once, in all and per frontend. */
@@ -140,6 +142,8 @@ export function renderHaproxyConfig(p: HaproxyParams): string {
     CERTBOT_PORT: p.certbotPort,
     STATS_PORT: p.statsPort,
     SERVER_TIMEOUT: p.serverTimeoutSeconds,
+    CHECK_TIMEOUT:
+      p.checkTimeoutMs % 1000 === 0 ? `${p.checkTimeoutMs / 1000}s` : `${p.checkTimeoutMs}ms`,
     SERVERS: p.backends.map(renderServerLine).join("\n"),
   });
 }

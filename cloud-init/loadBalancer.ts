@@ -1,8 +1,8 @@
 // The composers of the load balancer's two documents: its bootstrap (user-data: packages) and its
 // bundle (HAProxy, the public certificate in one of three modes, monitoring, boot).
 import { Architecture } from "../model/aws";
-import { lbConnectionLimits } from "../model/limits";
-import { LOOPBACK_PORTS, NodeSpec, PORTS } from "../model/topology";
+import { healthCheckTimeoutMs, lbConnectionLimits } from "../model/limits";
+import { DatabaseMode, LOOPBACK_PORTS, NodeSpec, PORTS } from "../model/topology";
 import {
   CA_CERT_PATH,
   ManifestEntry,
@@ -90,6 +90,8 @@ export interface LoadBalancerParams {
   readonly monitoring: NodeMonitoring;
   /** The SSM agent's package in the stack's region (`ssmAgentPackageUrl`; `{arch}` in it). */
   readonly ssmAgentUrl: string;
+  /** How the app nodes' databases hold the data (config `database`): the health checks' patience. */
+  readonly database: DatabaseMode;
   /** With `database: galera`: the arbitrator (garbd) that makes the cluster's quorum of three. */
   readonly arbitrator?: ArbitratorSetup;
 }
@@ -257,15 +259,17 @@ export function renderArbitratorDropIn(node: NodeSpec, a: ArbitratorSetup): stri
 }
 
 function arbitratorPart(node: NodeSpec, a: ArbitratorSetup): BundlePart {
+  const restart: Argv = ["systemctl", "restart", GARBD_UNIT];
   return {
     files: [
       unitFile(
         `${GARBD_UNIT}.d/webstack.conf`,
         renderArbitratorDropIn(node, a),
-        "restart",
-        GARBD_UNIT,
+        ...restart.slice(1),
       ),
     ],
+    // At first boot, once the boot script fetched its key (the package started it unconfigured).
+    firstApply: [restart],
   };
 }
 
@@ -303,6 +307,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     certbotPort: LOOPBACK_PORTS.certbot,
     statsPort: LOOPBACK_PORTS.haproxyStats,
     serverTimeoutSeconds: p.serverTimeoutSeconds,
+    checkTimeoutMs: healthCheckTimeoutMs(p.database),
     rateLimitPerClient: p.rateLimitPerClient,
     connections: lbConnectionLimits(p.memoryMiB),
   });

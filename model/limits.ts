@@ -1,6 +1,7 @@
 // How long a request may take and how large it may be, at each layer that handles it: HAProxy,
 // Nginx, Gunicorn and the app. One configured value sets every layer, innermost first, so the
 // layer closest to the cause gives up first and answers in JSON naming the node.
+import type { DatabaseMode } from "./topology";
 
 /** The smallest configurable LB server timeout: the app keeps two seconds of it for its database. */
 export const MIN_LB_SERVER_TIMEOUT_SECONDS = 5;
@@ -101,4 +102,17 @@ export function lbConnectionLimits(memoryMiB: number): LbConnectionLimits {
   );
   const http = Math.floor(total / 10);
   return { total, https: total - http - STATS_CONNECTIONS, http, stats: STATS_CONNECTIONS };
+}
+
+/**
+ * How long HAProxy waits for a health check's answer once connected, in ms. A vanished backend is
+ * noticed by the check's connect timeout (500 ms) whatever this is, a failing one by its answer.
+ * With `galera` a member's loss stalls the survivor's commits until the group evicts it (Galera's
+ * evs.suspect_timeout, 5 s, and the view change: ~6.5 s measured in the lab): the survivor's
+ * workers wait on those commits and its checks queue behind them, so a check waits past that
+ * rather than mark the only member left down. The cost: an app that hangs is out after two such
+ * checks (~20 s) instead of ~1.5 s.
+ */
+export function healthCheckTimeoutMs(database: DatabaseMode): number {
+  return database === "galera" ? 10_000 : 500;
 }

@@ -16,6 +16,7 @@ const PARAMS: HaproxyParams = {
   certbotPort: 8888,
   statsPort: 8404,
   serverTimeoutSeconds: 75,
+  checkTimeoutMs: 500,
   rateLimitPerClient: 700,
   // A t3.micro's 1 GiB.
   connections: lbConnectionLimits(1024),
@@ -117,7 +118,7 @@ describe("HAProxy config", () => {
       expect.arrayContaining([
         "retries 2",
         "option redispatch 1",
-        "retry-on conn-failure empty-response",
+        "retry-on conn-failure empty-response 503",
       ]),
     );
     expect(section("backend app")).toContain(
@@ -147,7 +148,7 @@ describe("HAProxy config", () => {
         "srvtcpka-intvl 1s",
         "retries 2",
         "option redispatch 1",
-        "retry-on conn-failure empty-response",
+        "retry-on conn-failure empty-response 503",
         "option idle-close-on-response",
       ]),
     );

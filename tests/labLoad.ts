@@ -14,9 +14,9 @@ import { PROJECT_DIR, labCli } from "./harness";
 export const STOPPED_SERVICE_STALL_MS = 1500;
 export const CUT_LINK_STALL_MS = 3000;
 
-export function lab(command: string) {
+export function lab(command: string | string[]) {
   const r = labCli(command);
-  if (r.status !== 0) throw new Error(`lab ${command} failed:\n${r.output}`);
+  if (r.status !== 0) throw new Error(`lab ${[command].flat().join(" ")} failed:\n${r.output}`);
 }
 
 export interface LoadReport {

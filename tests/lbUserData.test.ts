@@ -55,6 +55,7 @@ function lbDocument(mode: string) {
     caCertPem: TEST_CA_PEM,
     certificate: SETUPS[mode],
     serverTimeoutSeconds: 60,
+    database: "replication",
     rateLimitPerClient: 1000,
     memoryMiB: 1024,
     architecture: "amd64",

@@ -1,0 +1,212 @@
+// `database: galera` booted for real (issue 21): s1 and s2 writable members of one MariaDB Galera
+// cluster, the LB's garbd the third vote. Under a bounded load of reads and keyed writes, a member's
+// database is killed, then a member is cut off from the others: no failed request, every
+// acknowledged row once on both members, one history after each.
+import { waitFor } from "../lab/commands";
+import { LAB_TOPOLOGY, nodeNamespace } from "../lab/labPlan";
+import { inNamespace } from "../lab/namespaces";
+import { inNode } from "../lab/nodes";
+import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
+import { AppNodeName, LB_NODE } from "../model/topology";
+import { IS_ROOT, labTest } from "./harness";
+import {
+  LoadReport,
+  backendState,
+  checksum,
+  expectServed,
+  lab,
+  missingRows,
+  seedReads,
+  underLoad,
+} from "./labLoad";
+
+/**
+ * The longest a request waits while a member is lost: the survivor's commits wait until the group
+ * evicts the silent member (Galera's evs.suspect_timeout, 5 s, and the view change), and a keyed
+ * write the client sent into that wait is answered then (or sent again after 5 s, found by its key).
+ */
+const MEMBER_LOSS_STALL_MS = 10_000;
+
+/** The wsrep status of a member's server, by variable name. */
+function wsrep(node: AppNodeName): Record<string, string> {
+  const lines = inNode(node, [
+    "mariadb",
+    "--batch",
+    "--skip-column-names",
+    "-e",
+    "SHOW GLOBAL STATUS LIKE 'wsrep_%'",
+  ]);
+  return Object.fromEntries(
+    lines
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("\t") as [string, string]),
+  );
+}
+
+const synced = (node: AppNodeName) => {
+  try {
+    const s = wsrep(node);
+    return s.wsrep_local_state_comment === "Synced" && s.wsrep_cluster_size === "3";
+  } catch {
+    return false; // restarting
+  }
+};
+
+/** How many state transfers of each kind the member's error log records. */
+const transfers = (node: AppNodeName) => {
+  const log = inNode(node, ["cat", "/var/log/mysql/error.log"]);
+  return {
+    ist: (log.match(/IST received/g) ?? []).length,
+    sst: (log.match(/SST succeeded/g) ?? []).length,
+  };
+};
+
+/** The load's acknowledged rows: each on both members, and no other row of the load's on either. */
+async function oneHistory(report: LoadReport): Promise<void> {
+  const prefix = report.rows[0].note.replace(/\d+$/, "").replace(/'/g, "''");
+  const count = `SELECT COUNT(*) FROM items WHERE note LIKE '${prefix}%'`;
+  for (const node of ["s1", "s2"] as const) {
+    await waitFor(`${node} holding every acknowledged row`, 60, () => {
+      try {
+        return missingRows(node, report.rows).length === 0;
+      } catch {
+        return false;
+      }
+    });
+    expect(nodeSql(node, count)).toBe(String(report.rows.length));
+  }
+  await waitFor(
+    "identical checksums of the app's table",
+    30,
+    () => checksum("s1") === checksum("s2"),
+  );
+}
+
+beforeAll(() => {
+  if (!IS_ROOT) return;
+  lab(["up", "--set", "database=galera"]); // a running galera lab is reused as is; another is taken down
+  seedReads(writeItems(20, "galera-seed"));
+}, 30 * 60_000);
+
+afterAll(() => {
+  if (IS_ROOT) lab("down");
+}, 5 * 60_000);
+
+labTest(
+  "three members over TLS (s1, s2 and the LB's arbitrator), both data members synced and writable",
+  async () => {
+    await waitFor(
+      "both members synced in a cluster of three",
+      60,
+      () => synced("s1") && synced("s2"),
+    );
+    for (const node of ["s1", "s2"] as const) {
+      const status = wsrep(node);
+      expect(status.wsrep_cluster_status).toBe("Primary");
+      expect(status.wsrep_ready).toBe("ON");
+      // The group's traffic is TLS: the provider runs with socket.ssl.
+      const options = nodeSql(node, "SELECT @@wsrep_provider_options");
+      expect(options).toMatch(/\bsocket\.ssl = YES\b/);
+      expect(nodeSql(node, "SELECT @@read_only")).toBe("0");
+    }
+    expect(inNode(LB_NODE, ["systemctl", "is-active", "garb.service"]).trim()).toBe("active");
+    // Both answer writes through the LB (round-robin), each row on both members at once.
+    const ids = writeItems(6, "galera-both");
+    const writers = new Set(ids.map((id) => String(getThroughLb(`/items/${id}`).written_by)));
+    expect([...writers].sort()).toEqual(["s1", "s2"]);
+    for (const node of ["s1", "s2"] as const) {
+      expect(nodeSql(node, `SELECT COUNT(*) FROM items WHERE note LIKE 'galera-both-%'`)).toBe("6");
+    }
+    expect(getThroughLb("/").role).toBe("member");
+  },
+  120_000,
+);
+
+labTest(
+  "s2's database killed under reads and keyed writes: no failed request, no row lost or doubled; it rejoins by IST",
+  async () => {
+    const before = transfers("s2");
+    const report = await underLoad(
+      "s2's database killed",
+      { rate: 40, seconds: 40, mix: "root=1,read=1,write=1", keyedWrites: 5 },
+      async () => {
+        // A crash: SIGKILL, no shutdown; its unit restarts it (Restart=on-abnormal, 5 s later),
+        // crash recovery, then it rejoins the group and catches up on what it missed.
+        const pid = inNode("s2", ["pidof", "mariadbd"]).trim();
+        inNode("s2", ["kill", "-KILL", pid]);
+        await waitFor("s2 rejoined and synced", 30, () => synced("s2"));
+        await waitFor("HAProxy serving from s2 again", 15, () => backendState("s2") === "UP");
+      },
+    );
+    expectServed(report, MEMBER_LOSS_STALL_MS);
+    expect(report.rows.length).toBeGreaterThan(100);
+    await oneHistory(report);
+    const after = transfers("s2");
+    expect(after.ist).toBeGreaterThan(before.ist);
+    expect(after.sst).toBe(before.sst);
+  },
+  180_000,
+);
+
+labTest(
+  "s1 cut off from s2 and the LB: the side with the arbitrator keeps writing, s1 refuses reads and writes; healed, one history",
+  async () => {
+    const s1 = nodeNamespace("s1");
+    const others = [LAB_TOPOLOGY.nodes.s2.privateIp, LAB_TOPOLOGY.nodes.lb.privateIp].join(", ");
+    const cut = () =>
+      expect(
+        inNamespace(s1, ["nft", "-f", "-"], {
+          input: [
+            "table inet wslab_partition {",
+            "  chain input { type filter hook input priority -10; policy accept;",
+            `    ip saddr { ${others} } drop; }`,
+            "  chain output { type filter hook output priority -10; policy accept;",
+            `    ip daddr { ${others} } drop; }`,
+            "}",
+          ].join("\n"),
+        }).status,
+      ).toBe(0);
+    const heal = () =>
+      expect(inNamespace(s1, ["nft", "delete", "table", "inet", "wslab_partition"]).status).toBe(0);
+    const before = transfers("s1");
+    let refused = "";
+    const report = await underLoad(
+      "s1 partitioned",
+      { rate: 40, seconds: 40, mix: "root=1,read=1,write=1", keyedWrites: 5 },
+      async () => {
+        cut();
+        try {
+          await waitFor("s1 out of the primary component", 20, () => {
+            try {
+              return wsrep("s1").wsrep_cluster_status !== "Primary";
+            } catch {
+              return false;
+            }
+          });
+          // Its own app, on the node itself: the database refuses (no split brain).
+          refused = inNode("s1", [
+            "bash",
+            "-c",
+            "mariadb webstack -e \"INSERT INTO items (note, written_by) VALUES ('minority', 's1')\" 2>&1; true",
+          ]);
+          await waitFor("HAProxy marking s1 down", 15, () => backendState("s1").startsWith("DOWN"));
+          await new Promise((r) => setTimeout(r, 3000));
+        } finally {
+          heal();
+        }
+        await waitFor("s1 rejoined and synced", 30, () => synced("s1"));
+        await waitFor("HAProxy serving from s1 again", 15, () => backendState("s1") === "UP");
+      },
+    );
+    expect(refused).toMatch(/ERROR 1047 .*WSREP has not yet prepared node for application use/);
+    expectServed(report, MEMBER_LOSS_STALL_MS);
+    expect(report.nodes.s2).toBeGreaterThan(0);
+    await oneHistory(report);
+    expect(nodeSql("s2", "SELECT COUNT(*) FROM items WHERE note = 'minority'")).toBe("0");
+    const after = transfers("s1");
+    expect(after.ist).toBeGreaterThan(before.ist);
+    expect(after.sst).toBe(before.sst);
+  },
+  180_000,
+);
