@@ -1,4 +1,5 @@
-"""webstack's app: says which node served, writes to the primary, reads from the replica.
+"""webstack's app: says which node served, writes to the primary, reads from the replica (a Galera
+member reads and writes its own server).
 
 Each Gunicorn worker (sync: one request at a time) keeps one connection per database, opened on
 first use and dropped after any error: a read through the load balancer costs a query, not a TLS
@@ -26,6 +27,9 @@ import pymysql
 
 NODE = os.environ["WEBSTACK_NODE"]
 ROLE = os.environ["WEBSTACK_ROLE"]
+# A Galera member (database: galera) writes to its own server, and so do the other members: a write
+# its server cannot take now is answered at once (503), for the client to send again elsewhere.
+MEMBER = ROLE == "member"
 # The release this worker runs (Gunicorn's config names it): every answer says which.
 RELEASE = os.environ.get("WEBSTACK_RELEASE", "")
 PASSWORD = os.environ["DB_APP_PASSWORD"]
@@ -51,7 +55,8 @@ UNKNOWN_COLUMN = 1054
 # CR_SERVER_GONE_ERROR (pymysql: the statement could not be sent), ER_SERVER_SHUTDOWN,
 # ER_LOCK_DEADLOCK (the statement rolled back; also a Galera certification conflict) and
 # ER_UNKNOWN_COM_ERROR (a Galera member outside the primary component refuses every statement).
-NOT_APPLIED = {2003, 2006, 1053, 1213, 1047}
+DEADLOCK = 1213
+NOT_APPLIED = {2003, 2006, 1053, DEADLOCK, 1047}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 
@@ -134,7 +139,12 @@ def write_item(note, key=None):
     when its answer was lost: the key's row, if the first attempt made it, is the answer.
     """
     deadline = time.monotonic() + WRITE_PATIENCE_S
-    retried = NOT_APPLIED | (OUTCOME_UNKNOWN if key is not None else set())
+    # A member retries only a write its server rolled back (a certification conflict): waiting out
+    # its own server's restart would keep the write from the members that can take it.
+    if MEMBER:
+        retried = {DEADLOCK}
+    else:
+        retried = NOT_APPLIED | (OUTCOME_UNKNOWN if key is not None else set())
     lost = False  # an attempt of this request's may have written the key's row
     while True:
         try:

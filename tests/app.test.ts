@@ -17,23 +17,26 @@ let outcomes: Record<string, string | null>;
 
 beforeAll(async () => {
   const plan = await planStack("dev");
+  // A Galera member's targets too (database: galera), as "s1-galera".
+  const galera = await planStack("dev", ["database=galera"]);
   const app = fs.readFileSync(path.join(PROJECT_DIR, "app", "app.py"), "utf8");
-  const nodes = Object.fromEntries(
-    ["s1", "s2"].map((node) => {
-      const env = bundleFile(plan, node, NODE_ENV_PATH);
-      const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(env)?.[1];
-      // Gunicorn hands the app its database wait (its config's raw_env).
-      const gunicorn = bundleFile(plan, node, "/etc/webstack/gunicorn.conf.py");
-      return [
-        node,
-        {
-          primary: value("APP_DB_PRIMARY"),
-          replica: value("APP_DB_REPLICA"),
-          db_wait: /"WEBSTACK_DB_WAIT_S": "(\d+)"/.exec(gunicorn)?.[1],
-        },
-      ];
-    }),
-  );
+  const targets = (p: typeof plan, node: string) => {
+    const env = bundleFile(p, node, NODE_ENV_PATH);
+    const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(env)?.[1];
+    // Gunicorn hands the app its database wait (its config's raw_env).
+    const gunicorn = bundleFile(p, node, "/etc/webstack/gunicorn.conf.py");
+    return {
+      role: value("DB_ROLE"),
+      primary: value("APP_DB_PRIMARY"),
+      replica: value("APP_DB_REPLICA"),
+      db_wait: /"WEBSTACK_DB_WAIT_S": "(\d+)"/.exec(gunicorn)?.[1],
+    };
+  };
+  const nodes = {
+    s1: targets(plan, "s1"),
+    s2: targets(plan, "s2"),
+    "s1-galera": targets(galera, "s1"),
+  };
   const serverTimeout = /^\s*timeout server (\d+)s$/m.exec(
     bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg"),
   )?.[1];

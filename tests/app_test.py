@@ -163,7 +163,8 @@ class Lab:
         pymysql.err = types.SimpleNamespace(Error=Error, OperationalError=OperationalError,
                                             IntegrityError=IntegrityError)
         sys.modules["pymysql"] = pymysql
-        os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE="x", WEBSTACK_RELEASE=RELEASE, DB_APP_PASSWORD="pw",
+        os.environ.update(WEBSTACK_NODE=node, WEBSTACK_ROLE=targets["role"], WEBSTACK_RELEASE=RELEASE,
+                          DB_APP_PASSWORD="pw",
                           DB_CA_FILE="/ca.crt",
                           DB_PRIMARY=targets["primary"], DB_REPLICA=targets["replica"],
                           WEBSTACK_DB_WAIT_S=targets["db_wait"])
@@ -205,7 +206,52 @@ class Lab:
 
 
 def node_with_local(role):
-    return next(node for node, targets in NODES.items() if targets[role] == "local")
+    return next(node for node, targets in NODES.items() if targets[role] == "local" and targets["role"] != "member")
+
+
+class GaleraMemberTest(unittest.TestCase):
+    """A Galera member's app (database: galera): its own server for reads and writes, no peer."""
+
+    def setUp(self):
+        self.lab = Lab(next(node for node, targets in NODES.items() if targets["role"] == "member"))
+
+    def test_a_member_reads_and_writes_its_own_server_only(self):
+        self.assertIs(self.lab.primary, self.lab.replica)
+        self.assertEqual(self.lab.get("/items", "POST", b"x")[0], 201)
+        self.assertEqual(self.lab.get("/items/1")[0], 200)
+        self.assertTrue(all("unix_socket" in args for args in self.lab.primary.connect_args))
+
+    def test_a_member_whose_server_is_down_answers_503_at_once_for_reads_health_and_writes(self):
+        self.lab.primary.state = "down"
+        start = self.lab.clock.now
+        for path, method in (("/healthz", "GET"), ("/items/1", "GET"), ("/items", "POST")):
+            status, body = self.lab.get(path, method, b"x" if method == "POST" else b"")
+            self.assertEqual(status, 503, path)
+        # No waiting out its own server: the client's retry reaches the other member at once.
+        self.assertLess(self.lab.clock.now - start, 3 * self.lab.app.CONNECT_TIMEOUT_S)
+
+    def test_a_member_outside_the_primary_component_refuses_a_write_at_once(self):
+        self.lab.primary.fail_next = [1047]
+        status, _ = self.lab.get("/items", "POST", b"x")
+        self.assertEqual(status, 503)
+        self.assertEqual(self.lab.primary.attempts, 1)
+        self.assertEqual(self.lab.table, [])
+
+    def test_a_keyed_write_whose_answer_was_lost_is_left_to_the_client(self):
+        self.lab.primary.lose_answer_next = [2013]
+        status, _, _ = self.lab.request("/items", "POST", b"x", {"Idempotency-Key": "k1"})
+        self.assertEqual(status, 503)
+        self.assertEqual(self.lab.primary.attempts, 1)
+        # The client sends it again (to any member): the key finds the row, nothing is doubled.
+        status, headers, _ = self.lab.request("/items", "POST", b"x", {"Idempotency-Key": "k1"})
+        self.assertEqual((status, headers.get("Idempotent-Replayed")), (201, "true"))
+        self.assertEqual(len(self.lab.table), 1)
+
+    def test_a_certification_conflict_is_retried_on_the_member(self):
+        self.lab.primary.fail_next = [1213]
+        self.assertEqual(self.lab.get("/items", "POST", b"x")[0], 201)
+        self.assertEqual(self.lab.primary.attempts, 2)
+        self.assertEqual(len(self.lab.table), 1)
 
 
 class AppDatabaseTest(unittest.TestCase):
@@ -316,7 +362,7 @@ class AppDatabaseTest(unittest.TestCase):
         self.assertLess(self.lab.clock.now - start, SILENT_REPLICA_BUDGET_S)
 
     def test_the_health_check_asks_the_own_database_first(self):
-        self.assertEqual(self.lab.get("/healthz"), (200, {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
+        self.assertEqual(self.lab.get("/healthz"), (200, {"node": self.lab.app.NODE, "role": self.lab.app.ROLE, "release": RELEASE,
                                                           "status": "ok", "read_from": "primary"}))
         self.assertEqual(self.lab.replica.connects, 0)
         self.lab.primary.state = "down"
@@ -384,7 +430,7 @@ class AppDatabaseTest(unittest.TestCase):
             self.assertEqual((path, method, status, headers["Allow"], headers["Content-Type"]),
                              (path, method, 405, allow, "application/json"))
             self.assertEqual(json.loads(body) if body else None,
-                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": self.lab.app.ROLE, "release": RELEASE,
                                                             "error": "method not allowed"})
         self.assertEqual(self.lab.primary.attempts + self.lab.replica.connects, 0)  # no database asked
 
@@ -394,7 +440,7 @@ class AppDatabaseTest(unittest.TestCase):
             self.assertEqual((method, status, headers["Content-Type"], "Allow" in headers),
                              (method, 404, "application/json", False))
             self.assertEqual(json.loads(body) if body else None,
-                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
+                             None if method == "HEAD" else {"node": self.lab.app.NODE, "role": self.lab.app.ROLE, "release": RELEASE,
                                                             "error": "no such route"})
 
     def test_a_failed_write_answers_a_generic_503_and_logs_the_detail(self):
@@ -402,7 +448,7 @@ class AppDatabaseTest(unittest.TestCase):
         lab.primary.state = "down"
         with self.assertLogs("gunicorn.error", "ERROR") as logged:
             status, body = lab.get("/items", "POST", b"x")
-            self.assertEqual((status, body), (503, {"node": lab.app.NODE, "role": "x", "release": RELEASE,
+            self.assertEqual((status, body), (503, {"node": lab.app.NODE, "role": lab.app.ROLE, "release": RELEASE,
                                                     "error": "the primary database is unavailable"}))
         self.assertIn(repr(lab.primary.target), "\n".join(logged.output))
 
@@ -466,7 +512,7 @@ class AppDatabaseTest(unittest.TestCase):
         with self.assertLogs("gunicorn.error", "ERROR") as logged:
             status, headers, body = self.lab.request("/items", "POST", b"x")
         self.assertEqual((status, headers["Content-Type"], json.loads(body)),
-                         (500, "application/json", {"node": self.lab.app.NODE, "role": "x", "release": RELEASE,
+                         (500, "application/json", {"node": self.lab.app.NODE, "role": self.lab.app.ROLE, "release": RELEASE,
                                                     "error": "internal error"}))
         self.assertIn("ZeroDivisionError", "\n".join(logged.output))
 
@@ -487,5 +533,6 @@ class Results(unittest.TestResult):
 
 if __name__ == "__main__":
     results = Results()
-    unittest.defaultTestLoader.loadTestsFromTestCase(AppDatabaseTest).run(results)
+    for case in (AppDatabaseTest, GaleraMemberTest):
+        unittest.defaultTestLoader.loadTestsFromTestCase(case).run(results)
     print(json.dumps(results.outcomes))

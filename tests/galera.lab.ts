@@ -53,12 +53,24 @@ const synced = (node: AppNodeName) => {
   }
 };
 
-/** How many state transfers of each kind the member's error log records. */
-const transfers = (node: AppNodeName) => {
-  const log = inNode(node, ["cat", "/var/log/mysql/error.log"]);
+/**
+ * The state transfers a member has received, by kind: incremental (IST: the writes it missed, from
+ * the donor's cache) counted in its own log, full (SST: a whole copy by mariadb-backup) in its
+ * donor's, where a transfer without `--bypass` is a full one.
+ */
+const transfers = (joiner: AppNodeName) => {
+  const donor = joiner === "s1" ? "s2" : "s1";
+  const log = (node: AppNodeName) => inNode(node, ["cat", "/var/log/mysql/error.log"]);
+  const donations = log(donor)
+    .split("\n")
+    .filter(
+      (l) =>
+        l.includes("on DONOR side") &&
+        l.includes(`--address '${LAB_TOPOLOGY.nodes[joiner].privateIp}:`),
+    );
   return {
-    ist: (log.match(/IST received/g) ?? []).length,
-    sst: (log.match(/SST succeeded/g) ?? []).length,
+    ist: (log(joiner).match(/IST received/g) ?? []).length,
+    sst: donations.filter((l) => !l.includes("--bypass")).length,
   };
 };
 
