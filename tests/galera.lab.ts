@@ -7,8 +7,9 @@ import { LAB_TOPOLOGY, nodeNamespace } from "../lab/labPlan";
 import { inNamespace } from "../lab/namespaces";
 import { inNode } from "../lab/nodes";
 import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
-import { AppNodeName, LB_NODE } from "../model/topology";
+import { AppNodeName, GALERA_STACK_FLOWS, LB_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
+import { firewallMatrix } from "./labProbes";
 import {
   LoadReport,
   backendState,
@@ -133,6 +134,29 @@ labTest(
     expect(getThroughLb("/").role).toBe("member");
   },
   120_000,
+);
+
+labTest(
+  "the firewalls follow galera's flow table: group traffic between members and the arbitrator, transfers between members, no 3306 between nodes",
+  () => {
+    const ports = new Set<number>([...GALERA_STACK_FLOWS.map((f) => f.port), PORTS.mysql]);
+    // The transfer ports listen only while a transfer runs: admitted, they answer with a reset.
+    const { actual, expected } = firewallMatrix(
+      ports,
+      GALERA_STACK_FLOWS,
+      new Set([PORTS.galeraIst, PORTS.galeraSst]),
+    );
+    console.log(
+      `galera firewall matrix: ${Object.keys(actual).length} probes over ports ${[...ports].join(", ")}`,
+    );
+    expect(actual).toEqual(expected);
+    expect(actual[`s1 -> s2:${PORTS.galera}`]).toBe("open");
+    expect(actual[`lb -> s1:${PORTS.galera}`]).toBe("open");
+    expect(actual[`s2 -> lb:${PORTS.galera}`]).toBe("open");
+    expect(actual[`s1 -> s2:${PORTS.mysql}`]).toBe("filtered");
+    expect(actual[`internet -> lb:${PORTS.galera}`]).toBe("filtered");
+  },
+  60_000,
 );
 
 labTest(

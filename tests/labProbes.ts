@@ -14,6 +14,8 @@ import {
   admits,
   admitsOut,
   APP_NODE_NAMES,
+  FLOWS,
+  Flow,
   LB_NODE,
   NODE_NAMES,
   NODE_ROLES,
@@ -278,9 +280,15 @@ export const onLoopback = (l: Listener) =>
 
 /**
  * A TCP connection from every namespace to every other node on each port ("open" or "filtered",
- * keyed "source -> node:port"), and what the topology's flows say each should be.
+ * keyed "source -> node:port"), and what the stack's flows say each should be: admitted, "open"
+ * ("closed", the node's reset, for the `idle` ports: a service that listens only at times, such
+ * as Galera's state transfers); not admitted, "filtered".
  */
-export function firewallMatrix(ports: ReadonlySet<number>): {
+export function firewallMatrix(
+  ports: ReadonlySet<number>,
+  flows: readonly Flow[] = FLOWS,
+  idle: ReadonlySet<number> = new Set(),
+): {
   actual: Record<string, string>;
   expected: Record<string, string>;
 } {
@@ -303,7 +311,11 @@ export function firewallMatrix(ports: ReadonlySet<number>): {
       const node = NODE_NAMES.find((n) => NETWORK.nodes[n] === address)!;
       const key = `${source} -> ${node}:${port}`;
       actual[key] = state;
-      expected[key] = admits(source, node, Number(port)) ? "open" : "filtered";
+      expected[key] = admits(source, node, Number(port), flows)
+        ? idle.has(Number(port))
+          ? "closed"
+          : "open"
+        : "filtered";
     }
   }
   return { actual, expected };
