@@ -452,6 +452,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         engine: p.engine,
         // The stack's bucket: the releases' and the backups'.
         bucket: p.release.bucket,
+        cluster: p.cluster,
         primaryIp: p.primaryIp,
         primaryServerId: p.primaryServerId,
       }),

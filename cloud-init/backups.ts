@@ -1,6 +1,7 @@
 // An app node's share of the backups (issue 20): the replica's nightly physical backup, the
 // primary's binlogs every five minutes, and the restore command, all run by the node tool
-// (files/webstack-aws.py) with the settings rendered here from model/backups.ts.
+// (files/webstack-aws.py) with the settings rendered here from model/backups.ts. With `database:
+// galera` the same nodes back up and ship as members; the node tool reads the mode from node.env.
 import {
   BACKUP_NODE,
   BACKUP_STATE_DIR,
@@ -14,7 +15,7 @@ import {
 } from "../model/backups";
 import { DEBIAN_RELEASE } from "../model/aptSources";
 import { DbEngine } from "../model/config";
-import { AppNodeName, PORTS } from "../model/topology";
+import { AppNodeName, DatabaseMode, PORTS } from "../model/topology";
 import { AptSource, BundleFile, BundlePart, unitFile } from "./bundle";
 import {
   DB_BOOTSTRAP_PATH,
@@ -109,6 +110,11 @@ export interface BackupParams {
   readonly engine: DbEngine;
   /** The stack's bucket. */
   readonly bucket: string;
+  /**
+   * How the databases hold the data. With `galera` the node tool refuses to restore (a restored
+   * member founds a new cluster instead; README "Database modes"): no primary to replicate from.
+   */
+  readonly cluster: DatabaseMode;
   /** The primary's address and server id (its GTID domain): a restore replicates from it again. */
   readonly primaryIp: string;
   readonly primaryServerId: number;
@@ -179,10 +185,21 @@ export function backupTimers(node: AppNodeName): string[] {
   ];
 }
 
+/** What a restore needs to replicate again: the primary and the replication user's credentials. */
+function replicationSettings(p: BackupParams): Record<string, string> {
+  return {
+    DB_PRIMARY_IP: p.primaryIp,
+    DB_PRIMARY_PORT: String(PORTS.mysql),
+    PRIMARY_SERVER_ID: String(p.primaryServerId),
+    REPLICATION_PASSWORD_FILE: DB_REPLICATION_PASSWORD_PATH,
+    CLIENT_TLS_FILE: DB_CLIENT_TLS_PATH,
+  };
+}
+
 /**
  * The backups' share of an app node's bundle: their settings, the tools' repository where they are
  * not Debian's, and the replica's nightly backup and restore command or the primary's binlog
- * shipping.
+ * shipping (with `galera`, s1's and s2's as members: the settings name no primary).
  */
 export function renderBackupPart(p: BackupParams): BundlePart {
   const tools = TOOLS[p.engine];
@@ -206,11 +223,7 @@ export function renderBackupPart(p: BackupParams): BundlePart {
     DATA_DIR: DB_DATA_DIR,
     DB_BOOTSTRAP: DB_BOOTSTRAP_PATH,
     APP_SERVICE: APP_UNIT,
-    DB_PRIMARY_IP: p.primaryIp,
-    DB_PRIMARY_PORT: String(PORTS.mysql),
-    PRIMARY_SERVER_ID: String(p.primaryServerId),
-    REPLICATION_PASSWORD_FILE: DB_REPLICATION_PASSWORD_PATH,
-    CLIENT_TLS_FILE: DB_CLIENT_TLS_PATH,
+    ...(p.cluster === "replication" ? replicationSettings(p) : {}),
   });
   const timers = backupTimers(p.node);
   return {

@@ -17,13 +17,22 @@ export function binlogPrefix(node: AppNodeName): string {
   return `${BINLOG_PREFIX}${node}/`;
 }
 
-/** The node that takes the nightly physical backup: the replica, so the writer is not slowed. */
+/**
+ * The node that takes the nightly physical backup: the replica, so the writer is not slowed. With
+ * `database: galera`, s1 as a member (mariadb-backup --galera-info; its manifest keeps the cluster
+ * position).
+ */
 export const BACKUP_NODE: AppNodeName = REPLICA_NODE;
-/** The node whose binlogs are shipped: the writer, whose binlogs hold every acknowledged write. */
+/**
+ * The node whose binlogs are shipped: the writer, whose binlogs hold every acknowledged write. With
+ * `database: galera`, s2 as a member: its binlog holds the other member's writes too
+ * (log_slave_updates).
+ */
 export const BINLOG_NODE: AppNodeName = PRIMARY_NODE;
 /**
  * The node a restore runs on, which alone may read and list the backups: the replica, rebuilt from
  * them while the primary serves. A restore on another node needs its role to get the same grants.
+ * With `database: galera` the node tool refuses to restore (README "Database modes").
  */
 export const RESTORE_NODE: AppNodeName = BACKUP_NODE;
 

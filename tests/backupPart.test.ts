@@ -12,11 +12,14 @@ import {
   backupTimers,
   perconaXtrabackupSource,
 } from "../cloud-init/backups";
+import { NODE_ENV_PATH, renderAppNodeBundle } from "../cloud-init/appNode";
 import { publishBundles } from "../cloud-init/bundle";
+import { galeraMember } from "../cloud-init/database";
 import { DEBIAN_RELEASE } from "../model/aptSources";
 import { DbEngine } from "../model/config";
-import { commandWorks, shownKey, testNeeding, withGpg } from "./harness";
-import { renderedAppNode } from "./rendererFixtures";
+import { DbRole } from "../model/topology";
+import { PROJECT_DIR, TOPOLOGY, commandWorks, shownKey, testNeeding, withGpg } from "./harness";
+import { appNodeParams, bundleEntryOf, renderedAppNode } from "./rendererFixtures";
 
 const withApt = testNeeding("apt-get", commandWorks("apt-get", ["--version"]));
 
@@ -88,6 +91,69 @@ describe.each(["mariadb", "mysql"] as DbEngine[])("on %s", (engine) => {
       expect("aptSources" in json).toBe(engine === "mysql");
     }
     expect(replica.bundle.packages.includes("mariadb-backup")).toBe(engine === "mariadb");
+  });
+});
+
+describe("with database: galera (s1 and s2 members of one cluster)", () => {
+  /** A member's bundle (stack "t"), and the same node's with replication. */
+  const nodes = (role: DbRole) => {
+    const params = appNodeParams("mariadb", role);
+    const bundle = renderAppNodeBundle({
+      ...params,
+      cluster: "galera",
+      galera: galeraMember("t", TOPOLOGY.nodes, params.node.name),
+    });
+    const file = (path: string) => bundleEntryOf(bundle, path).content;
+    return { galera: { bundle, file }, replication: renderedAppNode("mariadb", role) };
+  };
+  // What only a restore needs, to replicate from the primary again as the replication user.
+  const replicationKeys = [
+    "DB_PRIMARY_IP",
+    "DB_PRIMARY_PORT",
+    "PRIMARY_SERVER_ID",
+    "REPLICATION_PASSWORD_FILE",
+    "CLIENT_TLS_FILE",
+  ];
+
+  test.each(["replica", "primary"] as DbRole[])(
+    "the %s's backup settings are replication's without the primary and the replication user",
+    (role) => {
+      const { galera, replication } = nodes(role);
+      const ours = envOf(galera.file(BACKUP_ENV_PATH));
+      const theirs = envOf(replication.file(BACKUP_ENV_PATH));
+      expect(Object.keys(theirs)).toEqual(expect.arrayContaining(replicationKeys));
+      expect(ours).toEqual(
+        Object.fromEntries(Object.entries(theirs).filter(([k]) => !replicationKeys.includes(k))),
+      );
+    },
+  );
+
+  test("s1 keeps the nightly backup and the restore command (which refuses), s2 its shipping", () => {
+    for (const role of ["replica", "primary"] as DbRole[]) {
+      const { galera, replication } = nodes(role);
+      const backupFiles = (b: typeof galera.bundle) =>
+        b.files
+          .filter(
+            (f) => f.path === DB_RESTORE_PATH || /webstack-(db-backup|binlog-ship)/.test(f.path),
+          )
+          .map((f) => [f.path, f.content]);
+      expect(backupFiles(galera.bundle)).toEqual(backupFiles(replication.bundle));
+      expect(galera.bundle.firstApply).toEqual(replication.bundle.firstApply);
+    }
+  });
+
+  test("the node tool reads the mode where the node's own settings say it: node.env's DB_CLUSTER", () => {
+    const tool = fs.readFileSync(
+      path.join(PROJECT_DIR, "cloud-init/files/webstack-aws.py"),
+      "utf8",
+    );
+    expect(tool).toContain(`NODE_ENV = "${NODE_ENV_PATH}"`);
+    expect(tool).toContain('.get("DB_CLUSTER", "replication")');
+    expect(envOf(nodes("replica").galera.file(NODE_ENV_PATH))).toMatchObject({
+      DB_CLUSTER: "galera",
+      DB_ROLE: "member",
+    });
+    expect(envOf(nodes("replica").replication.file(NODE_ENV_PATH)).DB_CLUSTER).toBe("replication");
   });
 });
 

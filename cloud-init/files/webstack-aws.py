@@ -59,8 +59,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.request
+import zlib
 
 import boto3
 import boto3.s3.transfer
@@ -1383,6 +1385,7 @@ def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run
 # minutes, both into the stack's bucket (SSE-KMS by the bucket's default), and a restore to a point
 # in time. Settings from BACKUP_ENV (rendered by cloud-init/backups.ts from model/backups.ts).
 BACKUP_ENV = "/etc/webstack/backup.env"
+NODE_ENV = "/etc/webstack/node.env"
 RESTORE_DIR_NAME = ".webstack-restore"
 STAMP = "%Y%m%dT%H%M%SZ"
 
@@ -1391,9 +1394,42 @@ class BackupError(Exception):
     """A backup, a shipping or a restore that cannot go on; its message says why and what to do."""
 
 
-def backup_settings(root="/"):
-    with open(under(root, BACKUP_ENV)) as handle:
+def env_file(path):
+    with open(path) as handle:
         return dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
+
+
+def backup_settings(root="/"):
+    """backup.env, and the stack's database mode as the node's own settings say it (node.env's
+    DB_CLUSTER; a node from before the modes has none: replication)."""
+    settings = env_file(under(root, BACKUP_ENV))
+    try:
+        settings["DB_CLUSTER"] = env_file(under(root, NODE_ENV)).get("DB_CLUSTER", "replication")
+    except FileNotFoundError:
+        raise BackupError(f"{NODE_ENV} is missing: the database's mode is unknown, nothing was done") from None
+    return settings
+
+
+DATABASE_MODES = ("replication", "galera")
+
+
+def database_mode(settings):
+    """replication (s2 the primary, s1 its replica) or galera (both members of one cluster)."""
+    mode = settings.get("DB_CLUSTER", "replication")
+    if mode not in DATABASE_MODES:
+        raise BackupError(f"{NODE_ENV}: DB_CLUSTER={mode!r}: expected one of {', '.join(DATABASE_MODES)}")
+    return mode
+
+
+def refused_in_galera(settings):
+    """A restore rebuilds a replica and replicates it again: with Galera that would be wrong, so it is
+    refused before anything is read or changed."""
+    if database_mode(settings) == "galera":
+        raise BackupError(
+            "webstack-db-restore is refused: this stack's database is `database: galera`, and this command "
+            "restores the replica of `database: replication` only. A Galera cluster is restored by restoring one "
+            "member and founding a new cluster from it, the other member rejoining by a full state transfer: see "
+            "the README's section \"Database modes\". Nothing was changed.")
 
 
 def sql_output(settings, query, run=subprocess.run, options=("--batch", "--skip-column-names")):
@@ -1482,6 +1518,13 @@ class MariaDBBackups:
     position_key = "gtid_slave_pos"  # the manifest's, as backups in buckets have it
     # The replica's applier paused for the backup's last moments only (its locking).
     backup_options = ("--slave-info", "--safe-slave-backup")
+    # A Galera member replicates from nobody: the backup holds its cluster position instead. No
+    # wsrep_desync of our own: the server desyncs and pauses the member itself for the backup's locked
+    # end, BACKUP STAGE BLOCK_DDL to END (MDEV-23080: its commits wait, DDL sent to it fails, then it
+    # catches up), and one desynced for the whole copy would fall behind the cluster while it still
+    # serves reads and writes (its health check does not look at wsrep). The copy before that runs
+    # synced: a slowed member may hold the cluster's writes back by flow control meanwhile.
+    member_backup_options = ("--galera-info",)
     binlog_status = "SHOW MASTER STATUS"
     backup_files = ("mariadb_backup_info", "mariadb_backup_slave_info", "xtrabackup_binlog_pos_innodb")
     restore_conf = None  # its backup carries no replication settings: the restored server has none
@@ -1537,6 +1580,7 @@ class MySQLBackups:
     # copied, so for the whole backup (the replica-not-running alarm, stale reads). With row-based
     # GTID replication the position comes consistent from performance_schema.log_status anyway.
     backup_options = ("--slave-info",)
+    member_backup_options = None  # Galera is MariaDB's (config `database`)
     binlog_status = "SHOW BINARY LOG STATUS"  # 8.4 has no SHOW MASTER STATUS
     backup_files = ("xtrabackup_binlog_info", "xtrabackup_slave_info", "xtrabackup_info", "xtrabackup_checkpoints",
                     "xtrabackup_tablespaces", "xtrabackup_binlog_pos_innodb")
@@ -1649,27 +1693,164 @@ def upload_stream(s3, stream, bucket, key):
     s3.upload_fileobj(stream, bucket, key, Config=UPLOAD_CONFIG)
 
 
+# A Galera member's backup holds its cluster position in a file that the backup tool writes into its
+# stream under its locks (never into its log): "<cluster state uuid>:<seqno>", then a GTID domain on
+# later versions. MariaDB 11 names it mariadb_backup_galera_info, earlier ones xtrabackup_galera_info.
+GALERA_INFO_FILES = ("mariadb_backup_galera_info", "xtrabackup_galera_info")
+GALERA_POSITION = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}:-?\d+", re.IGNORECASE)
+
+
+class StreamFile:
+    """Small files picked out of an mbstream (XtraBackup's xbstream format) as it passes by. A chunk:
+    "XBSTCK01", flags (1 byte), type (1), path length (4, little-endian) and path; a payload chunk ("P")
+    then its length (8), offset in the file (8), CRC-32 (4) and bytes; an end-of-file chunk ("E") no more."""
+    MAGIC = b"XBSTCK01"
+    HEAD = 14  # magic, flags, type, path length
+    KEPT_LIMIT = 1 << 16  # a kept file's chunk at most: the files kept are a line each
+
+    def __init__(self, names):
+        self.names, self.files, self.error = names, {}, None
+        self.pending, self.skip = bytearray(), 0  # the next chunk's bytes so far; a payload's bytes to pass
+
+    def feed(self, data):
+        if self.error:  # nothing more is read, nor kept
+            return
+        data = memoryview(data)
+        if self.skip:
+            passed = min(self.skip, len(data))
+            self.skip, data = self.skip - passed, data[passed:]
+        self.pending += data
+        while self.error is None and not self.skip and self.take_chunk():
+            pass
+
+    def take_chunk(self):
+        """The next chunk taken from what is pending; False while its header (or a kept file's
+        bytes) is not all there yet."""
+        p = self.pending
+        if len(p) < self.HEAD:
+            return False
+        if p[:8] != self.MAGIC:
+            self.error = "not an mbstream: a chunk does not start with XBSTCK01"
+            return False
+        kind, path_end = chr(p[9]), self.HEAD + int.from_bytes(p[10:14], "little")
+        if kind == "E":
+            if len(p) < path_end:
+                return False
+            del p[:path_end]
+            return True
+        if kind != "P":
+            self.error = f"a chunk of a type this tool does not know, {kind!r}"
+            return False
+        start = path_end + 20
+        if len(p) < start:
+            return False
+        path = p[self.HEAD:path_end].decode("utf-8", "replace")
+        length, offset, checksum = (int.from_bytes(p[a:b], "little") for a, b in
+                                    ((path_end, path_end + 8), (path_end + 8, path_end + 16), (path_end + 16, start)))
+        if path not in self.names:
+            passed = min(length, len(p) - start)
+            del p[:start + passed]
+            self.skip = length - passed
+            return True
+        if length > self.KEPT_LIMIT:
+            self.error = f"{path}: a chunk of {length} bytes"
+            return False
+        if len(p) < start + length:
+            return False
+        payload = bytes(p[start:start + length])
+        del p[:start + length]
+        kept = self.files.setdefault(path, bytearray())
+        if zlib.crc32(payload) != checksum or offset != len(kept):
+            self.error = f"{path}: a chunk whose checksum or offset is wrong"
+            return False
+        kept += payload
+        return True
+
+
+def pump(source, target, tap):
+    """The backup tool's stream into zstd, the tap reading along. Both ends are closed whatever
+    happens, so neither process waits on the other (zstd gone: the backup tool's next write fails)."""
+    try:
+        while data := source.read1(1 << 20):
+            tap.feed(data)
+            target.write(data)
+    except BrokenPipeError:
+        pass  # zstd is gone: its exit code says so
+    except Exception as error:  # said with the backup's result, never lost in this thread
+        tap.error = f"passing the stream on failed: {error!r}"
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            target.close()
+        source.close()
+
+
+def synced_member(settings, run):
+    """A Galera member is backed up only while it is a synced member of the primary component: a
+    joining, donating or cut-off member's data may be behind the cluster's (the next run tries again)."""
+    status = dict(row[:2] for row in sql_lines(
+        settings, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status', 'wsrep_local_state_comment')",
+        run) if len(row) >= 2)
+    cluster, state = status.get("wsrep_cluster_status", ""), status.get("wsrep_local_state_comment", "")
+    if (cluster, state) != ("Primary", "Synced"):
+        raise BackupError(f"this Galera member is {state or 'in no state'} in a {cluster or 'missing'} component, not "
+                          "Synced in the Primary one: no backup (its data may be behind the cluster's)")
+
+
+def galera_position(tap, settings):
+    """The cluster position the member's backup holds: its galera-info file's "<state uuid>:<seqno>"."""
+    if tap.error or tap.pending or tap.skip:
+        why = tap.error or "it ends inside a chunk"
+        raise BackupError(f"{settings['BACKUP_TOOL']}'s stream: {why}: no manifest written")
+    for name in GALERA_INFO_FILES:
+        if name in tap.files:
+            words = tap.files[name].decode("ascii", "replace").split()
+            if words and GALERA_POSITION.fullmatch(words[0]):
+                return words[0]
+            raise BackupError(f"the backup's {name} holds {bytes(tap.files[name])!r}, not <state uuid>:<seqno>: "
+                              "no manifest written")
+    raise BackupError(f"{settings['BACKUP_TOOL']}'s stream holds no {' or '.join(GALERA_INFO_FILES)}: no manifest "
+                      "written")
+
+
 def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen, clock=time.time):
-    """The replica's physical backup, streamed (never a copy on disk) through zstd into
-    FULL_PREFIX<stamp>/backup.<stream tool>.zst; then its manifest, whose presence marks it complete."""
+    """The backup node's physical backup (the replica's; with Galera, the member's), streamed (never a
+    copy on disk) through zstd into FULL_PREFIX<stamp>/backup.<stream tool>.zst; then its manifest,
+    whose presence marks it complete."""
     engine = backup_engine(settings)
+    galera = database_mode(settings) == "galera"
     started = clock()
-    status = replica_fields(settings, run)
-    # The primary's binlog the replica was applying before the backup: a restore replays the
-    # primary's binlogs from this file on (the backup's GTID skips what it already holds).
-    primary_binlog = status.get(engine.replica_binlog)
-    if not primary_binlog:
-        raise BackupError("this server is not replicating: a backup needs the replica (SHOW REPLICA STATUS is empty)")
+    if galera:
+        if engine.member_backup_options is None:
+            raise BackupError(f"`database: galera` is MariaDB's; this node's DB_ENGINE is {settings['DB_ENGINE']}")
+        synced_member(settings, run)
+        options, tap = engine.member_backup_options, StreamFile(GALERA_INFO_FILES)
+    else:
+        status = replica_fields(settings, run)
+        # The primary's binlog the replica was applying before the backup: a restore replays the
+        # primary's binlogs from this file on (the backup's GTID skips what it already holds).
+        primary_binlog = status.get(engine.replica_binlog)
+        if not primary_binlog:
+            raise BackupError("this server is not replicating: a backup needs the replica "
+                              "(SHOW REPLICA STATUS is empty)")
+        options, tap = engine.backup_options, None
     prefix = f"{settings['FULL_PREFIX']}{time.strftime(STAMP, time.gmtime(started))}/"
     errors = tempfile.TemporaryFile(mode="w+")
-    backup = popen([settings["BACKUP_TOOL"], "--backup", f"--stream={settings['STREAM_TOOL']}", *engine.backup_options,
+    backup = popen([settings["BACKUP_TOOL"], "--backup", f"--stream={settings['STREAM_TOOL']}", *options,
                     "--user=root", "--target-dir=/tmp"], stdout=subprocess.PIPE, stderr=errors)
-    zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=backup.stdout, stdout=subprocess.PIPE)
-    backup.stdout.close()
+    copier = None
+    if tap is None:
+        zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=backup.stdout, stdout=subprocess.PIPE)
+        backup.stdout.close()
+    else:  # the stream passes through here, where the tap reads it
+        zstd = popen(["zstd", "-q", "-c", "-T0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        copier = threading.Thread(target=pump, args=(backup.stdout, zstd.stdin, tap), daemon=True)
+        copier.start()
     try:
         upload_stream(s3, zstd.stdout, settings["BACKUP_BUCKET"], prefix + backup_object(settings))
     finally:
         zstd.stdout.close()
+        if copier:
+            copier.join()
         codes = (backup.wait(), zstd.wait())
     errors.seek(0)
     output = errors.read()
@@ -1677,19 +1858,24 @@ def backup_full_command(s3, settings, run=subprocess.run, popen=subprocess.Popen
         sys.stderr.write(output[-4000:])
         raise BackupError(f"{settings['BACKUP_TOOL']} exited {codes[0]}, zstd {codes[1]}: no manifest written, "
                           f"{prefix} is incomplete")
-    found = engine.printed_position.findall(output)
-    if not found:
-        raise BackupError(f"{settings['BACKUP_TOOL']} printed no {engine.position_key}: no manifest written")
-    position = gtid_text(found[-1])
+    if galera:
+        position = galera_position(tap, settings)
+        recorded, said = {"database": "galera", "galera_position": position}, f"galera position {position}"
+    else:
+        found = engine.printed_position.findall(output)
+        if not found:
+            raise BackupError(f"{settings['BACKUP_TOOL']} printed no {engine.position_key}: no manifest written")
+        position = gtid_text(found[-1])
+        recorded = {engine.position_key: position, "primary_binlog": primary_binlog,
+                    "binlog_node": settings["BINLOG_NODE"]}
+        said = f"{engine.position_key} {position}, from {settings['BINLOG_NODE']}'s {primary_binlog}"
     finished = clock()
     manifest = {"format": 1, "node": settings["NODE"], "engine": settings["DB_ENGINE"], "started": started,
-                "finished": finished, engine.position_key: position, "primary_binlog": primary_binlog,
-                "binlog_node": settings["BINLOG_NODE"]}
+                "finished": finished, **recorded}
     s3.put_object(Bucket=settings["BACKUP_BUCKET"], Key=prefix + "manifest.json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode(), ContentType="application/json")
     save_state(settings["FULL_STATE"], {"finished": finished, "key": prefix})
-    log(f"full backup {prefix} in {finished - started:.1f} s ({engine.position_key} {position}, from "
-        f"{settings['BINLOG_NODE']}'s {primary_binlog})")
+    log(f"full backup {prefix} in {finished - started:.1f} s ({said})")
     return 0
 
 
@@ -1770,7 +1956,8 @@ def restore_plan(s3, settings, point):
     chosen = None
     for key in reversed(manifests):
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if manifest["finished"] <= point.timestamp():
+        # A Galera member's backup holds no replica's position: never one a replica is restored from.
+        if manifest.get("database", "replication") == "replication" and manifest["finished"] <= point.timestamp():
             chosen = dict(manifest, prefix=key[: -len("manifest.json")])
             break
     if chosen is None:
@@ -1865,6 +2052,7 @@ def restore_command(s3, settings, point_text, assume_yes=False, run=subprocess.r
     binlogs up to (not including) the point's second. The old data is kept aside until the restored
     server is up and replayed, and put back, with the server and the app started again, if anything
     before that fails (a signal too). Replication and the app stay stopped until --resume."""
+    refused_in_galera(settings)
     engine = backup_engine(settings)
     started = clock()
     point = parse_point(point_text, started)
@@ -2010,6 +2198,7 @@ def primary_answer(settings, query, run=subprocess.run):
 
 def resume_command(settings, run=subprocess.run, clock=time.time, wait_seconds=900):
     """After a restore: replication from where the restored data ends, then the app once caught up."""
+    refused_in_galera(settings)
     engine = backup_engine(settings)
     reached = engine.reset_replication(settings, run)
     remove_restore_conf(settings)

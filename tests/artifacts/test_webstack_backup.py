@@ -1,7 +1,9 @@
 """Unit tests of the node tool's backups (issue 20): the shipping's bookkeeping and the restore's
-choices and refusals. S3 is botocore's Stubber; the database's answers are scripted. The real
-thing (MariaDB 11.8, mariadb-backup, the S3 stand-in) runs in the lab (tests/day2.lab.ts); MySQL 8.4
-with Percona XtraBackup is proven here only, by its exact commands and statements.
+choices and refusals; with `database: galera`, a member's backup and the restore's refusal. S3 is
+botocore's Stubber; the database's answers are scripted. The real thing (MariaDB 11.8,
+mariadb-backup, the S3 stand-in) runs in the lab (tests/day2.lab.ts), in replication mode; MySQL 8.4
+with Percona XtraBackup and a Galera member's backup are proven here only, by their exact commands
+and statements (the member's stream: a fixture mbstream made).
 Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_backup.py
 """
 import contextlib
@@ -14,6 +16,7 @@ import pathlib
 import subprocess
 import tempfile
 import unittest
+import zlib
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -44,6 +47,15 @@ BACKUP_SET = f"{PRIMARY_UUID}:1-21,{EARLIER_UUID}:1-8"
 RESTORE_CONF = ("# webstack-db-restore: this server's data is a restored past; `webstack-db-restore --resume` removes "
                 "this.\n[mysqld]\nskip_replica_start = ON\n")
 WHEN = datetime.datetime(2026, 11, 30, 12, 0, 0, tzinfo=datetime.timezone.utc)
+# A Galera member's backup stream, made by mbstream itself (MariaDB 10.11's, Debian 12's mariadb-backup:
+# `mbstream -c ibdata1 webstack/items.ibd mariadb_backup_galera_info`); its galera-info file holds
+# GALERA_POSITION and a newline, as mariadb-backup --galera-info writes it.
+MEMBER_STREAM = (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "backups"
+                 / "galera-member.mbstream").read_bytes()
+GALERA_POSITION = "d38587ce-246c-11e5-bcce-6bbd0831cc0f:1352215"
+GALERA = dict(MARIADB, DB_CLUSTER="galera")
+MEMBER_STATUS = "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status', 'wsrep_local_state_comment')"
+SYNCED = "wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tSynced\n"
 
 
 def at(hhmmss):
@@ -58,6 +70,16 @@ def body(data):
 def local_sql(client, query):
     """The argv of a query as root over the local socket."""
     return [client, "--protocol=socket", "--user=root", "--batch", "--skip-column-names", "--execute", query]
+
+
+def chunk(path, payload=None, offset=0, kind=None):
+    """One chunk of an mbstream: a file's bytes at an offset, or (no payload) the file's end."""
+    name = path.encode()
+    head = b"XBSTCK01\0" + (kind or (b"E" if payload is None else b"P")) + len(name).to_bytes(4, "little") + name
+    if payload is None:
+        return head
+    return (head + len(payload).to_bytes(8, "little") + offset.to_bytes(8, "little")
+            + zlib.crc32(payload).to_bytes(4, "little") + payload)
 
 
 class Database:
@@ -140,10 +162,11 @@ class RestorePlanTest(unittest.TestCase):
         self.stub.add_response("get_object", {"Body": body(data)},
                                {"Bucket": BUCKET, "Key": "backups/binlog/s2/shipped.json"})
 
-    def manifest(self, stamp, finished, binlog):
+    def manifest(self, stamp, finished, binlog, galera=False):
         key = f"backups/full/{stamp}/manifest.json"
-        data = json.dumps({"finished": finished, "gtid_slave_pos": "2-2-10", "primary_binlog": binlog,
-                           "binlog_node": "s2"}).encode()
+        fields = ({"database": "galera", "galera_position": GALERA_POSITION} if galera else
+                  {"gtid_slave_pos": "2-2-10", "primary_binlog": binlog, "binlog_node": "s2"})
+        data = json.dumps({"finished": finished, **fields}).encode()
         self.stub.add_response("get_object", {"Body": body(data)}, {"Bucket": BUCKET, "Key": key})
         return key
 
@@ -163,6 +186,17 @@ class RestorePlanTest(unittest.TestCase):
         self.assertEqual(backup["prefix"], "backups/full/20261130T030000Z/")
         self.assertEqual(binlogs, ["mysql-bin.000009", "mysql-bin.000010", "mysql-bin.000011"])
         self.stub.assert_no_pending_responses()
+
+    def test_a_galera_members_backup_is_never_the_one_a_replica_is_restored_from(self):
+        self.listing("backups/full/", ["backups/full/20261130T030000Z/manifest.json",
+                                       "backups/full/20261130T090000Z/manifest.json"])
+        self.manifest("20261130T090000Z", at("09:10:00"), None, galera=True)
+        self.manifest("20261130T030000Z", at("03:10:00"), "mysql-bin.000009")
+        self.listing("backups/binlog/s2/", ["backups/binlog/s2/mysql-bin.000009.zst", "backups/binlog/s2/shipped.json"])
+        self.marker("mysql-bin.000009", "12:01:00")
+        backup, binlogs = tool.restore_plan(self.s3, SETTINGS, datetime.datetime.fromtimestamp(at("12:00:00"),
+                                                                                               datetime.timezone.utc))
+        self.assertEqual((backup["prefix"], binlogs), ("backups/full/20261130T030000Z/", ["mysql-bin.000009"]))
 
     def refusal(self, binlog_numbers, through="12:01:00", last="mysql-bin.000011"):
         self.listing("backups/full/", ["backups/full/20261130T030000Z/manifest.json"])
@@ -216,22 +250,27 @@ class BackupFullTest(unittest.TestCase):
         tool.upload_stream = self.upload
         self.dir.cleanup()
 
-    def backup(self, engine, status, printed):
-        """Backs up with the backup tool printing that; returns its exit code and the backup tool's argv."""
+    def backup(self, engine, status, printed, stream=b"files", answers=None):
+        """Backs up with the backup tool streaming that and printing this; returns its exit code and the
+        backup tool's argv (the database's answers: status to SHOW REPLICA STATUS, or answers)."""
         settings = dict(SETTINGS, **engine, FULL_STATE=os.path.join(self.dir.name, "full.json"),
                         DB_CONF_DIR="/etc/mysql/mysql.conf.d")
+        streamed = os.path.join(self.dir.name, "stream")
+        with open(streamed, "wb") as handle:
+            handle.write(stream)
         started = []
 
         def popen(argv, **kwargs):
             started.append(argv)
             if argv[0] == "zstd":
                 return subprocess.Popen(["cat"], stdin=kwargs["stdin"], stdout=kwargs["stdout"])
-            return subprocess.Popen(["sh", "-c", 'printf files; printf "%s" "$0" >&2', printed],
+            return subprocess.Popen(["sh", "-c", 'cat "$1"; printf "%s" "$0" >&2', printed, streamed],
                                     stdout=kwargs["stdout"], stderr=kwargs["stderr"])
         put = lambda _, **kw: self.manifests.append((kw["Key"], json.loads(kw["Body"])))  # noqa: E731
         clock = iter([at("03:00:00"), at("03:20:00")]).__next__
+        self.database = Database(answers or {"SHOW REPLICA STATUS\\G": status})
         code = tool.backup_full_command(type("S3", (), {"put_object": put})(), settings, popen=popen, clock=clock,
-                                        run=Database({"SHOW REPLICA STATUS\\G": status}))
+                                        run=self.database)
         self.assertEqual(started[1:], [["zstd", "-q", "-c", "-T0"]])
         return code, started[0]
 
@@ -267,6 +306,119 @@ class BackupFullTest(unittest.TestCase):
             self.backup(MYSQL, "Relay_Source_Log_File: mysql-bin.000012\n", "MySQL binlog position: filename "
                         "'mysql-bin.000007', position '1763'\n")
         self.assertEqual(self.manifests, [])
+
+
+class MemberBackupTest(BackupFullTest):
+    """A Galera member's backup (`database: galera`): no replica to ask, its cluster position kept."""
+
+    def member_backup(self, stream=MEMBER_STREAM, status=SYNCED, engine=GALERA):
+        return self.backup(engine, None, "[00] mariadb-backup: completed OK!\n", stream=stream,
+                           answers={MEMBER_STATUS: status})
+
+    def test_with_galera_info_and_the_cluster_position_from_its_stream(self):
+        code, argv = self.member_backup()
+        self.assertEqual(code, 0)
+        # No --slave-info, no --safe-slave-backup: the member replicates from nobody.
+        self.assertEqual(argv, ["mariadb-backup", "--backup", "--stream=mbstream", "--galera-info", "--user=root",
+                                "--target-dir=/tmp"])
+        self.assertEqual(self.database.asked, [MEMBER_STATUS])  # no SHOW REPLICA STATUS, no primary
+        self.assertEqual(self.sent, [("backups/full/20261130T030000Z/backup.mbstream.zst", MEMBER_STREAM)])
+        self.assertEqual(self.manifests, [("backups/full/20261130T030000Z/manifest.json", {
+            "format": 1, "node": "s1", "engine": "mariadb", "started": at("03:00:00"), "finished": at("03:20:00"),
+            "database": "galera", "galera_position": GALERA_POSITION})])
+
+    def test_a_later_galera_info_with_its_gtid_domain_and_the_older_files_name(self):
+        for name, text in (("mariadb_backup_galera_info", f"{GALERA_POSITION} 1"),
+                           ("xtrabackup_galera_info", f"{GALERA_POSITION}\n")):
+            with self.subTest(name=name):
+                self.manifests.clear()
+                self.member_backup(stream=chunk("ibdata1", b"x" * 100) + chunk("ibdata1")
+                                   + chunk(name, text.encode()) + chunk(name))
+                self.assertEqual(self.manifests[0][1]["galera_position"], GALERA_POSITION)
+
+    def test_a_member_not_synced_in_the_primary_component_is_not_backed_up(self):
+        for status, said in ((SYNCED.replace("Synced", "Donor/Desynced"), "is Donor/Desynced in a Primary component"),
+                             (SYNCED.replace("\tPrimary", "\tnon-Primary").replace("Synced", "Initialized"),
+                              "is Initialized in a non-Primary component"),
+                             ("", "is in no state in a missing component")):
+            with self.subTest(status=status), self.assertRaisesRegex(tool.BackupError, said):
+                self.member_backup(status=status)
+        self.assertEqual((self.sent, self.manifests), ([], []))
+
+    def test_no_manifest_without_a_galera_position_in_the_stream(self):
+        without = chunk("ibdata1", b"x" * 100) + chunk("ibdata1")
+        for stream, said in ((without, "stream holds no mariadb_backup_galera_info or xtrabackup_galera_info: no "
+                                       "manifest written"),
+                             (without + chunk("mariadb_backup_galera_info", b"-1\n"),
+                              r"galera_info holds b'-1\\n', not <state uuid>:<seqno>"),
+                             (b"files" * 3, "stream: not an mbstream: a chunk does not start with XBSTCK01"),
+                             (without[:-1], "stream: it ends inside a chunk")):
+            with self.subTest(said=said), self.assertRaisesRegex(tool.BackupError, said):
+                self.member_backup(stream=stream)
+        self.assertEqual(self.manifests, [])
+
+    def test_galera_on_mysql_is_refused_before_anything_runs(self):
+        settings = dict(SETTINGS, **MYSQL, DB_CLUSTER="galera", DB_CONF_DIR="/etc/mysql/conf.d")
+        with self.assertRaisesRegex(tool.BackupError, "`database: galera` is MariaDB's; this node's DB_ENGINE is mysql"):
+            tool.backup_full_command(None, settings, run=None, popen=None)
+
+    def test_a_failed_upload_ends_the_backup_tool_and_zstd_and_is_raised(self):
+        processes = []
+
+        def upload(s3, stream, bucket, key):
+            stream.read(1000)
+            raise RuntimeError("the upload failed")
+        tool.upload_stream = upload
+        settings = dict(SETTINGS, **GALERA, FULL_STATE=os.path.join(self.dir.name, "full.json"))
+
+        def popen(argv, **kwargs):  # the backup tool streams more than any pipe holds, and never ends by itself
+            argv = ["cat"] if argv[0] == "zstd" else ["yes", "files"]
+            processes.append(subprocess.Popen(argv, **kwargs))
+            return processes[-1]
+        with self.assertRaisesRegex(RuntimeError, "the upload failed"):
+            tool.backup_full_command(None, settings, run=Database({MEMBER_STATUS: SYNCED}), popen=popen)
+        self.assertEqual([p.returncode is not None for p in processes], [True, True])
+        self.assertEqual(self.manifests, [])
+
+
+class StreamFileTest(unittest.TestCase):
+    """The galera-info file picked out of an mbstream as it passes, however the reads cut it."""
+
+    def picked(self, stream, piece):
+        tap = tool.StreamFile(tool.GALERA_INFO_FILES)
+        for start in range(0, len(stream), piece):
+            tap.feed(stream[start:start + piece])
+        return tap
+
+    def test_mbstreams_own_stream_in_pieces_of_any_size(self):
+        for piece in (1, 7, 4096, len(MEMBER_STREAM)):
+            with self.subTest(piece=piece):
+                tap = self.picked(MEMBER_STREAM, piece)
+                self.assertIsNone(tap.error)
+                self.assertEqual(tap.files, {"mariadb_backup_galera_info": f"{GALERA_POSITION}\n".encode()})
+                self.assertEqual((bytes(tap.pending), tap.skip), (b"", 0))
+
+    def test_files_over_several_chunks_the_kept_one_joined_the_others_passed_over(self):
+        stream = (chunk("ibdata1", b"a" * 5000) + chunk("mariadb_backup_galera_info", GALERA_POSITION[:10].encode())
+                  + chunk("ibdata1", b"b" * 7000, 5000) + chunk("ibdata1")
+                  + chunk("mariadb_backup_galera_info", GALERA_POSITION[10:].encode(), 10)
+                  + chunk("mariadb_backup_galera_info"))
+        for piece in (1, 999, len(stream)):
+            with self.subTest(piece=piece):
+                self.assertEqual(self.picked(stream, piece).files,
+                                 {"mariadb_backup_galera_info": GALERA_POSITION.encode()})
+
+    def test_a_damaged_kept_chunk_or_an_unknown_chunk_type_is_an_error(self):
+        good = chunk("mariadb_backup_galera_info", GALERA_POSITION.encode())
+        damaged = good[:-1] + b"0"
+        for stream, error in ((damaged, "checksum or offset is wrong"),
+                              (chunk("mariadb_backup_galera_info", b"1", 5), "checksum or offset is wrong"),
+                              (chunk("ibdata1", b"x", kind=b"S"), "a type this tool does not know, 'S'"),
+                              (b"XBSTCK02" + good[8:], "not an mbstream")):
+            with self.subTest(error=error):
+                tap = self.picked(stream + MEMBER_STREAM, 3)
+                self.assertRegex(tap.error, error)
+                self.assertLess(len(tap.pending), len(stream))  # what follows is neither read nor kept
 
 
 class ShipTest(unittest.TestCase):
@@ -339,6 +491,82 @@ class ShipTest(unittest.TestCase):
         self.assertEqual(asked, ["SHOW BINARY LOG STATUS", "FLUSH BINARY LOGS", "SHOW BINARY LOGS",
                                  "SHOW BINARY LOG STATUS", "SELECT @@log_bin_basename"])
         self.assertEqual(self.sent, ["backups/binlog/s2/mysql-bin.000002.zst"])
+
+
+    def test_a_galera_member_ships_as_a_primary_does_asking_its_own_server_only(self):
+        self.settings.update(DB_CLUSTER="galera")
+        code, asked = self.ship("mysql-bin.000003\t900\n", ["mysql-bin.000002", "mysql-bin.000003", "mysql-bin.000004"],
+                                at("12:00:00"))
+        self.assertEqual(code, 0)
+        self.assertEqual(asked, ["SHOW MASTER STATUS", "FLUSH BINARY LOGS", "SHOW BINARY LOGS", "SHOW MASTER STATUS",
+                                 "SELECT @@log_bin_basename"])
+        self.assertEqual(self.sent, ["backups/binlog/s2/mysql-bin.000002.zst",
+                                     "backups/binlog/s2/mysql-bin.000003.zst"])
+
+
+class GaleraRestoreTest(unittest.TestCase):
+    """`database: galera`: the restore and its --resume refuse, naming the mode and the README's section,
+    before anything is read or changed (they would rebuild a replica and replicate it from a primary)."""
+    REFUSAL = (r"webstack-db-restore is refused: this stack's database is `database: galera`, .* see the README's "
+               r"section \"Database modes\"\. Nothing was changed\.$")
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.ran = []
+        self.settings = dict(SETTINGS, **GALERA, DATA_DIR=os.path.join(self.dir.name, "data"),
+                             STATE_DIR=os.path.join(self.dir.name, "state"), APP_SERVICE="webstack-app.service")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def run_(self, argv, **kwargs):
+        self.ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def test_a_restore_to_a_point_is_refused_before_anything(self):
+        with self.assertRaisesRegex(tool.BackupError, self.REFUSAL):
+            tool.restore_command(None, self.settings, "2026-11-30 12:00:00", assume_yes=True, run=self.run_,
+                                 popen=None, clock=lambda: at("13:00:00"))
+        self.assertEqual(self.ran, [])
+        self.assertFalse(os.path.exists(self.settings["STATE_DIR"]))
+
+    def test_resume_is_refused_before_anything(self):
+        with self.assertRaisesRegex(tool.BackupError, self.REFUSAL):
+            tool.resume_command(self.settings, run=self.run_)
+        self.assertEqual(self.ran, [])
+
+    def test_the_mode_is_read_from_the_nodes_own_settings(self):
+        """Through the command line: node.env's DB_CLUSTER, beside backup.env."""
+        root = self.dir.name
+        os.makedirs(os.path.join(root, "etc/webstack"))
+        with open(os.path.join(root, "etc/webstack/backup.env"), "w") as handle:
+            handle.write("".join(f"{k}={v}\n" for k, v in dict(SETTINGS, STATE_DIR=f"{root}/state").items()))
+        for node_env, code, said in (
+                ("NODE=s1\nDB_ROLE=member\nDB_CLUSTER=galera\n", 1, "is `database: galera`"),
+                ("NODE=s1\nDB_CLUSTER=raft\n", 1, "DB_CLUSTER='raft': expected one of replication, galera"),
+                (None, 1, "/etc/webstack/node.env is missing: the database's mode is unknown, nothing was done")):
+            with self.subTest(node_env=node_env):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, "etc/webstack/node.env"))
+                if node_env:
+                    with open(os.path.join(root, "etc/webstack/node.env"), "w") as handle:
+                        handle.write(node_env)
+                errors = io.StringIO()
+                with contextlib.redirect_stderr(errors):
+                    self.assertEqual(tool.main(["webstack-aws", "db-restore", "--resume"], root=root,
+                                               run_command=self.run_), code)
+                self.assertIn(said, errors.getvalue())
+        self.assertEqual(self.ran, [])
+
+    def test_a_node_whose_settings_name_no_mode_is_a_replication_one(self):
+        root = self.dir.name
+        os.makedirs(os.path.join(root, "etc/webstack"))
+        for name, text in (("backup.env", "NODE=s1\n"), ("node.env", "NODE=s1\nDB_ROLE=replica\n")):
+            with open(os.path.join(root, "etc/webstack", name), "w") as handle:
+                handle.write(text)
+        settings = tool.backup_settings(root)
+        self.assertEqual((settings, tool.database_mode(settings)), ({"NODE": "s1", "DB_CLUSTER": "replication"},
+                                                                    "replication"))
 
 
 class RestoreConfirmationTest(unittest.TestCase):
