@@ -7,7 +7,7 @@ import { waitFor } from "../lab/commands";
 import { backupTimers } from "../cloud-init/backups";
 import { APP_NODE_NAMES } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
-import { backendState, checksum, lab, sleep } from "./labLoad";
+import { backendState, checksum, lab, runUnit, sleep } from "./labLoad";
 
 beforeAll(() => {
   if (IS_ROOT) lab("up"); // a running, healthy lab is reused as is
@@ -16,25 +16,6 @@ beforeAll(() => {
 afterAll(() => {
   if (IS_ROOT) lab("down");
 }, 5 * 60_000);
-
-/** A oneshot unit run now, to its end; its journal's lines of this run. */
-function runUnit(node: "s1" | "s2", unit: string): string {
-  const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
-  const r = execInNode(node, ["systemctl", "start", unit]);
-  const journal = inNode(node, [
-    "journalctl",
-    "-u",
-    unit,
-    "--since",
-    since,
-    "--no-pager",
-    "-o",
-    "cat",
-  ]);
-  if (r.status !== 0)
-    throw new Error(`${node}: ${unit} failed (${r.status}): ${r.stderr}\n${journal}`);
-  return journal;
-}
 
 /** What a node's database holds of the app's table: its rows and CHECKSUM TABLE. */
 const tableState = (node: "s1" | "s2") => ({

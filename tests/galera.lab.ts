@@ -5,7 +5,7 @@
 import { waitFor } from "../lab/commands";
 import { LAB_TOPOLOGY, nodeNamespace } from "../lab/labPlan";
 import { inNamespace } from "../lab/namespaces";
-import { inNode } from "../lab/nodes";
+import { execInNode, inNode } from "../lab/nodes";
 import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
 import { AppNodeName, GALERA_STACK_FLOWS, LB_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
@@ -17,6 +17,7 @@ import {
   expectServed,
   lab,
   missingRows,
+  runUnit,
   seedReads,
   underLoad,
 } from "./labLoad";
@@ -245,4 +246,25 @@ labTest(
     expect(after.sst).toBe(before.sst);
   },
   180_000,
+);
+
+labTest(
+  "s1 backs up as a member (its cluster position in the manifest); a restore refuses this mode",
+  () => {
+    const backup = runUnit("s1", "webstack-db-backup.service");
+    expect(backup).toMatch(
+      /full backup backups\/full\/\d{8}T\d{6}Z\/ in [\d.]+ s \(galera position [0-9a-f-]{36}:\d+\)/,
+    );
+    const restore = execInNode("s1", [
+      "webstack-db-restore",
+      "--to",
+      "2026-01-01 00:00:00",
+      "--yes",
+    ]);
+    expect(restore.status).not.toBe(0);
+    expect(restore.stderr).toContain("database: galera");
+    // Refused before anything was touched: s1 still a synced member.
+    expect(synced("s1")).toBe(true);
+  },
+  5 * 60_000,
 );

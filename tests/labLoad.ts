@@ -5,7 +5,7 @@ import * as path from "path";
 import { PYTHON, waitFor } from "../lab/commands";
 import { ACME_ROOT } from "../lab/labState";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
-import { inNode } from "../lab/nodes";
+import { execInNode, inNode } from "../lab/nodes";
 import { backendStates, nodeSql } from "../lab/runningStack";
 import { NodeName } from "../model/topology";
 import { PROJECT_DIR, labCli } from "./harness";
@@ -217,4 +217,23 @@ export function labCliInBackground(args: string[]) {
   child.stderr.on("data", (d) => (output += String(d)));
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
   return { exited, output: () => output };
+}
+
+/** A oneshot unit run now, to its end; its journal's lines of this run. */
+export function runUnit(node: "s1" | "s2", unit: string): string {
+  const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
+  const r = execInNode(node, ["systemctl", "start", unit]);
+  const journal = inNode(node, [
+    "journalctl",
+    "-u",
+    unit,
+    "--since",
+    since,
+    "--no-pager",
+    "-o",
+    "cat",
+  ]);
+  if (r.status !== 0)
+    throw new Error(`${node}: ${unit} failed (${r.status}): ${r.stderr}\n${journal}`);
+  return journal;
 }
