@@ -131,6 +131,7 @@ export = async () => {
     logGroups: logGroups.names[node],
     cloudWatchAgentUrl: config.cloudWatchAgentUrl,
     engine: config.dbEngine,
+    cluster: config.database,
     datadog: datadog && {
       stack,
       site: config.datadogSite,
