@@ -331,6 +331,7 @@ export = async () => {
     instanceIds: { lb: lb.instanceId, s1: appNodes.s1.instanceId, s2: appNodes.s2.instanceId },
     qpsThreshold: config.qpsAlarmThreshold,
     replicaLagSeconds: config.replicaLagAlarmSeconds,
+    cluster: config.database,
     alarmEmail: config.alarmEmail,
     tags,
   });
