@@ -131,6 +131,7 @@ export = async () => {
     logGroups: logGroups.names[node],
     cloudWatchAgentUrl: config.cloudWatchAgentUrl,
     engine: config.dbEngine,
+    cluster: config.database,
     datadog: datadog && {
       stack,
       site: config.datadogSite,
@@ -331,6 +332,7 @@ export = async () => {
     instanceIds: { lb: lb.instanceId, s1: appNodes.s1.instanceId, s2: appNodes.s2.instanceId },
     qpsThreshold: config.qpsAlarmThreshold,
     replicaLagSeconds: config.replicaLagAlarmSeconds,
+    cluster: config.database,
     alarmEmail: config.alarmEmail,
     tags,
   });

@@ -9,18 +9,29 @@ import {
   FULL_BACKUP_STATE,
 } from "../model/backups";
 import { DbEngine } from "../model/config";
-import { NodeName, NodeRole, NodeSpec } from "../model/topology";
+import { DatabaseMode, NodeName, NodeRole, NodeSpec } from "../model/topology";
 import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
 import { BundleFile, BundlePart, unitFile } from "./bundle";
-import { DB_CERT_PATH, DB_DATA_DIR, ENGINES } from "./database";
+import { DB_CERT_PATH, DB_DATA_DIR, ENGINES, dbNodeRole } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { logSources } from "./logSources";
 import { NODE_CERT_PATH, SITE_PEM_PATH, renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
 
-/** The processes whose CPU, memory and count the agent reports, by executable name. */
-export function monitoredProcesses(role: NodeRole, engine: DbEngine): string[] {
-  if (role === "loadbalancer") return ["haproxy"];
+/** The Galera arbitrator's process on the LB (`database: galera`): galera-arbitrator-4's garbd. */
+export const ARBITRATOR_PROCESS = "garbd";
+
+/**
+ * The processes whose CPU, memory and count the agent reports, by executable name: on a galera
+ * stack's LB the arbitrator too, so a dead garbd shows by itself, not only as a smaller cluster.
+ */
+export function monitoredProcesses(
+  role: NodeRole,
+  engine: DbEngine,
+  cluster: DatabaseMode,
+): string[] {
+  if (role === "loadbalancer")
+    return ["haproxy", ...(cluster === "galera" ? [ARBITRATOR_PROCESS] : [])];
   return ["nginx", "gunicorn", ENGINES[engine].daemon];
 }
 
@@ -34,6 +45,8 @@ interface MonitoringParams {
   /** What the collector looks at: HAProxy's backends, or the database (and replication). */
   readonly role: NodeRole;
   readonly engine: DbEngine;
+  /** How the databases hold the data: what the collector asks them, the LB's arbitrator. */
+  readonly cluster: DatabaseMode;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
   /** The agent's .deb for this node's architecture. */
@@ -107,7 +120,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
         mem: { measurement: ["used_percent"] },
         disk: { measurement: ["used_percent"], resources: disks, drop_device: true },
         swap: { measurement: ["used_percent"] },
-        procstat: monitoredProcesses(p.role, p.engine).map((exe) => ({
+        procstat: monitoredProcesses(p.role, p.engine, p.cluster).map((exe) => ({
           exe,
           measurement: ["cpu_usage", "memory_rss", "pid_count"],
         })),
@@ -133,14 +146,15 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
 }
 
 /**
- * The collector's arguments: role and node, plus the database client on app nodes; the node's
- * certificates and the backup state it watches.
+ * The collector's arguments: role and node, plus the database client on app nodes (whose role is
+ * the database's: primary or replica, or a Galera member); the node's certificates and the backup
+ * state it watches.
  */
 function collectorArgs(p: MonitoringParams): string {
   const own =
     p.role === "loadbalancer"
       ? ["loadbalancer", p.node]
-      : [p.role, p.node, ENGINES[p.engine].client];
+      : [dbNodeRole({ cluster: p.cluster, role: p.role }), p.node, ENGINES[p.engine].client];
   const certificates = Object.entries(servedCertificates(p.role)).flatMap(([name, path]) => [
     "--certificate",
     `${name}=${path}`,
@@ -215,6 +229,8 @@ export interface NodeMonitoring {
   readonly cloudWatchAgentUrl: string;
   /** The stack's database engine (its process and log names). */
   readonly engine: DbEngine;
+  /** How the stack's databases hold the data (config `database`): what the collector reports. */
+  readonly cluster: DatabaseMode;
   /** The Datadog agent, when enabled. */
   readonly datadog?: DatadogAgent;
 }
@@ -231,6 +247,7 @@ export function renderNodeMonitoringParts(
   const own = { node: node.name, role: node.role, engine: m.engine };
   const cloudWatch = renderMonitoringPart({
     ...own,
+    cluster: m.cluster,
     logGroups: m.logGroups,
     agentPackageUrl: packageUrlFor(m.cloudWatchAgentUrl, architecture),
   });

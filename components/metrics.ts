@@ -16,6 +16,7 @@ import {
 import { METRIC_NAMESPACE } from "../model/naming";
 import {
   APP_NODES_BY_NAME,
+  DatabaseMode,
   LB_NODE,
   NODE_NAMES,
   NODE_ROLES,
@@ -132,7 +133,10 @@ export interface AlarmSpec<Id = string> {
 export interface AlarmInputs<Id = string> {
   readonly instanceIds: Readonly<Record<NodeName, Id>>;
   readonly qpsThreshold: number;
+  /** With `replication` only: the replica's lag alarm. */
   readonly replicaLagSeconds: number;
+  /** How the databases hold the data (config `database`): replica alarms, or Galera's. */
+  readonly cluster: DatabaseMode;
   readonly cpuPercent?: number;
 }
 
@@ -172,6 +176,61 @@ export const MEMORY_USED_ALARM_PERCENT = 90;
  * so 20 means a renewal has failed for ten days.
  */
 export const CERTIFICATE_ALARM_DAYS = 20;
+
+/** A whole Galera cluster: s1, s2 and the LB's arbitrator (garbd), the quorum's third member. */
+export const GALERA_CLUSTER_SIZE = APP_NODES_BY_NAME.length + 1;
+
+/**
+ * The database's own alarms besides DatabaseUp: the replica's state and lag, or each Galera
+ * member's. One cluster-size alarm per member, each reading that member's own metric: a lost
+ * member shows in the other's count, a member cut off in its own, and no metric math is needed
+ * (AWS advises against MIN over series in alarms: it evaluates differently on the extra data an
+ * alarm fetches).
+ */
+function databaseModeAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
+  if (i.cluster === "galera")
+    return APP_NODES_BY_NAME.flatMap((node): AlarmSpec<Id>[] => [
+      {
+        key: `${node}-galera-not-ready`,
+        description: `${node} is not a synced member of the Galera cluster's primary component, or does not say`,
+        metrics: [custom<Id>("GaleraReady", node, "Minimum")],
+        comparison: "LessThanThreshold",
+        threshold: 1,
+        evaluationPeriods: 3,
+        missing: "breaching",
+      },
+      {
+        key: `${node}-galera-cluster-degraded`,
+        description: `${node} sees fewer than ${GALERA_CLUSTER_SIZE} members in its Galera cluster (s1, s2 and the LB's arbitrator)`,
+        metrics: [custom<Id>("GaleraClusterSize", node, "Minimum")],
+        comparison: "LessThanThreshold",
+        threshold: GALERA_CLUSTER_SIZE,
+        evaluationPeriods: 3,
+        // A member that says nothing is its galera-not-ready alarm's; a lost one, the other's count.
+        missing: "notBreaching",
+      },
+    ]);
+  return [
+    {
+      key: `${REPLICA_NODE}-replica-not-running`,
+      description: `The replica (${REPLICA_NODE}) is not replicating`,
+      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+    {
+      key: `${REPLICA_NODE}-replica-lag`,
+      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
+      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: i.replicaLagSeconds,
+      evaluationPeriods: 3,
+      missing: "notBreaching",
+    },
+  ];
+}
 
 /** The backups' age alarms (issue 20): on the node that takes the backup, and the one shipping binlogs. */
 function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
@@ -230,24 +289,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 2,
       missing: "breaching",
     },
-    {
-      key: `${REPLICA_NODE}-replica-not-running`,
-      description: `The replica (${REPLICA_NODE}) is not replicating`,
-      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
-      comparison: "LessThanThreshold",
-      threshold: 1,
-      evaluationPeriods: 3,
-      missing: "breaching",
-    },
-    {
-      key: `${REPLICA_NODE}-replica-lag`,
-      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
-      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
-      comparison: "GreaterThanThreshold",
-      threshold: i.replicaLagSeconds,
-      evaluationPeriods: 3,
-      missing: "notBreaching",
-    },
+    ...databaseModeAlarms(i),
     ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
       key: `${node}-database-down`,
       description: `The database on ${node} does not answer`,
@@ -373,6 +415,8 @@ export interface DashboardInputs {
   readonly region: string;
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
+  /** How the databases hold the data: the replication graph, or the Galera cluster's. */
+  readonly cluster: DatabaseMode;
 }
 
 type Widget = Record<string, unknown>;
@@ -415,6 +459,60 @@ const alarmLine = (value: number, label = "alarm"): Widget => ({
   annotations: { horizontal: [{ label, value }] },
 });
 
+/**
+ * The database's own graph, by how it holds the data: the replica's lag and state, or each
+ * member's view of its Galera cluster.
+ */
+function databaseGraph(cluster: DatabaseMode, region: string): Widget {
+  const [x, y] = [0, 12];
+  if (cluster === "galera")
+    return graph(
+      `Galera cluster (${APP_NODES_BY_NAME.join(", ")})`,
+      APP_NODES_BY_NAME.flatMap((node) => [
+        [
+          METRIC_NAMESPACE,
+          "GaleraClusterSize",
+          "Node",
+          node,
+          { stat: "Minimum", label: `${node} members seen` },
+        ],
+        [
+          METRIC_NAMESPACE,
+          "GaleraReady",
+          "Node",
+          node,
+          { stat: "Minimum", label: `${node} ready (1 = yes)` },
+        ],
+      ]),
+      x,
+      y,
+      region,
+      alarmLine(GALERA_CLUSTER_SIZE, "alarm: fewer members"),
+    );
+  return graph(
+    `Replication (${REPLICA_NODE})`,
+    [
+      [
+        METRIC_NAMESPACE,
+        "ReplicaLagSeconds",
+        "Node",
+        REPLICA_NODE,
+        { stat: "Maximum", label: "lag (s)" },
+      ],
+      [
+        METRIC_NAMESPACE,
+        "ReplicaRunning",
+        "Node",
+        REPLICA_NODE,
+        { stat: "Minimum", label: "running (1 = yes)" },
+      ],
+    ],
+    x,
+    y,
+    region,
+  );
+}
+
 /** The backups' row of the dashboard: their ages against their alarms' limits. */
 function backupRow(region: string): Widget[] {
   return [
@@ -455,8 +553,8 @@ function backupRow(region: string): Widget[] {
 }
 
 /**
- * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
- * resources, bundles, requests refused by the per-client limit, certificates, pending reboots,
+ * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication (or
+ * the Galera cluster), resources, bundles, requests refused by the per-client limit, certificates, pending reboots,
  * backups.
  */
 export function dashboardBody(d: DashboardInputs): string {
@@ -517,28 +615,7 @@ export function dashboardBody(d: DashboardInputs): string {
       6,
       d.region,
     ),
-    graph(
-      `Replication (${REPLICA_NODE})`,
-      [
-        [
-          METRIC_NAMESPACE,
-          "ReplicaLagSeconds",
-          "Node",
-          REPLICA_NODE,
-          { stat: "Maximum", label: "lag (s)" },
-        ],
-        [
-          METRIC_NAMESPACE,
-          "ReplicaRunning",
-          "Node",
-          REPLICA_NODE,
-          { stat: "Minimum", label: "running (1 = yes)" },
-        ],
-      ],
-      0,
-      12,
-      d.region,
-    ),
+    databaseGraph(d.cluster, d.region),
     graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
     graph(
       "Memory used (%)",

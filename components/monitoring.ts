@@ -1,7 +1,7 @@
 // Alarms (to an SNS topic, optionally e-mailed), EC2 auto-recovery of the LB, and the dashboard.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeName } from "../model/topology";
+import { DatabaseMode, NodeName } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import { alarmTopicKeyPolicy } from "./iamPolicies";
@@ -13,6 +13,8 @@ export interface MonitoringArgs {
   readonly instanceIds: Readonly<Record<NodeName, pulumi.Input<string>>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
+  /** How the databases hold the data (config `database`): replica alarms, or Galera's. */
+  readonly cluster: DatabaseMode;
   /** Subscribed to the alarm topic when given. */
   readonly alarmEmail?: string;
   readonly tags: Tagger;
@@ -95,6 +97,7 @@ export class Monitoring extends pulumi.ComponentResource {
       instanceIds: args.instanceIds,
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
+      cluster: args.cluster,
     });
     const alarmResources = specs.map(
       (spec) =>
@@ -129,7 +132,12 @@ export class Monitoring extends pulumi.ComponentResource {
             pulumi.all(alarmResources.map((a) => a.arn)),
           ])
           .apply(([instanceIds, account, alarmArns]) =>
-            dashboardBody({ region: account.region, instanceIds, alarmArns }),
+            dashboardBody({
+              region: account.region,
+              instanceIds,
+              alarmArns,
+              cluster: args.cluster,
+            }),
           ),
       },
       child,

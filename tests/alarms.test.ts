@@ -1,7 +1,13 @@
 // Alarms, metric filters, dashboard: config thresholds, silence as failure, an encrypted topic.
 import { backupAges, monitoredDisks } from "../cloud-init/monitoring";
 import { shippedFile } from "../cloud-init/template";
-import { METRIC_FILTERS, alarmSpecs, dashboardBody } from "../components/metrics";
+import { galeraMember } from "../cloud-init/database";
+import {
+  GALERA_CLUSTER_SIZE,
+  METRIC_FILTERS,
+  alarmSpecs,
+  dashboardBody,
+} from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
 import { NODE_NAMES, NodeName } from "../model/topology";
 import { logSources } from "../cloud-init/logSources";
@@ -25,15 +31,40 @@ beforeAll(async () => {
   );
 });
 
-const alarm = (key: string): PlannedResource => one(plan, T.metricAlarm, `monitoring-${key}`);
+const alarm = (key: string, of = plan): PlannedResource =>
+  one(of, T.metricAlarm, `monitoring-${key}`);
 const topic = (): PlannedResource => ofType(plan, T.snsTopic)[0];
+/** What an alarm watches and when it fires: every input but its name, texts, actions and tags. */
+const watched = (key: string, of = plan) => {
+  const { name, alarmDescription, alarmActions, okActions, tags, ...rest } = alarm(key, of).inputs;
+  expect([name, alarmDescription, alarmActions, okActions, tags]).not.toContain(undefined);
+  return rest;
+};
+/** What the collectors publish (webstack-aws collect), besides the metric filters' metrics. */
+const COLLECTED = [
+  "BackendsUp",
+  "BackendUp",
+  "DatabaseUp",
+  "ReplicaRunning",
+  "ReplicaLagSeconds",
+  // A Galera member's (collect member …).
+  "GaleraReady",
+  "GaleraClusterSize",
+  // The collector (issue 20); which node publishes which: "the collector publishes …" below.
+  "CertificateDaysLeft",
+  "RebootRequired",
+  "BackupAgeSeconds",
+  "BinlogShipAgeSeconds",
+];
 
 describe("alarm rows", () => {
-  const specs = alarmSpecs({
+  const inputs = {
     instanceIds: IDS,
     qpsThreshold: 750,
     replicaLagSeconds: 45,
-  });
+    cluster: "replication",
+  } as const;
+  const specs = alarmSpecs(inputs);
 
   test("every alarm the issue asks for exists, once", () => {
     expect(specs.map((s) => s.key).sort()).toEqual(
@@ -110,24 +141,17 @@ describe("alarm rows", () => {
     expect(specs.filter((s) => s.recover).map((s) => s.key)).toEqual(["lb-status-check"]);
   });
 
-  test("every custom metric an alarm reads is published by a metric filter or the nodes' collector", () => {
-    const collected = [
-      "BackendsUp",
-      "BackendUp",
-      "DatabaseUp",
-      "ReplicaRunning",
-      "ReplicaLagSeconds",
+  test("every custom metric an alarm reads is published by a metric filter, the nodes' collector or their applier", () => {
+    const published = new Set([
+      ...METRIC_FILTERS.map((f) => f.metric),
+      ...COLLECTED,
+      // The boot report; webstack-aws apply (issue 17), per node; a refused release (issue 18).
       "BootFailed",
-      // webstack-aws apply (issue 17), per node; a refused release on the app nodes (issue 18).
       "BundleRefused",
       "ReleaseFailed",
-      // The collector (issue 20); which node publishes which: "the collector publishes …" below.
-      "CertificateDaysLeft",
-      "BackupAgeSeconds",
-      "BinlogShipAgeSeconds",
-    ];
-    const published = new Set([...METRIC_FILTERS.map((f) => f.metric), ...collected]);
-    for (const spec of specs) {
+    ]);
+    const galera = alarmSpecs({ ...inputs, cluster: "galera" });
+    for (const spec of [...specs, ...galera]) {
       for (const m of spec.metrics.filter((m) => m.namespace === METRIC_NAMESPACE))
         expect(published).toContain(m.name);
     }
@@ -305,12 +329,6 @@ describe("the program's alarms", () => {
 });
 
 describe("the alarms people need (issue 20)", () => {
-  /** What an alarm watches and when it fires: every input but its name, texts, actions and tags. */
-  const watched = (key: string) => {
-    const { name, alarmDescription, alarmActions, okActions, tags, ...rest } = alarm(key).inputs;
-    expect([name, alarmDescription, alarmActions, okActions, tags]).not.toContain(undefined);
-    return rest;
-  };
   const instanceId = (node: NodeName) => one(plan, T.instance, `${node}-instance`).id;
 
   test("memory above 90% for 5 minutes, per node, as the agent publishes it (InstanceId alone)", () => {
@@ -481,27 +499,24 @@ describe("the dashboard", () => {
         region: "eu-west-1",
         instanceIds: IDS,
         alarmArns: [],
+        cluster: "replication",
       }),
     );
     const published = new Set([
       ...METRIC_FILTERS.map((f) => `${METRIC_NAMESPACE}/${f.metric}`),
-      ...[
-        "BackendUp",
-        "ReplicaLagSeconds",
-        "ReplicaRunning",
-        "BundleApplied",
-        "BundleRefused",
-        "ReleaseFailed",
-        "CertificateDaysLeft",
-        "RebootRequired",
-        "BackupAgeSeconds",
-        "BinlogShipAgeSeconds",
-      ].map((m) => `${METRIC_NAMESPACE}/${m}`),
+      ...[...COLLECTED, "BundleApplied", "BundleRefused", "ReleaseFailed"].map(
+        (m) => `${METRIC_NAMESPACE}/${m}`,
+      ),
       "AWS/EC2/CPUUtilization",
       "CWAgent/mem_used_percent",
       "CWAgent/disk_used_percent",
     ]);
-    for (const widget of body.widgets.filter((w: { type: string }) => w.type === "metric")) {
+    const galera = JSON.parse(
+      dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], cluster: "galera" }),
+    );
+    for (const widget of [...body.widgets, ...galera.widgets].filter(
+      (w: { type: string }) => w.type === "metric",
+    )) {
       for (const line of widget.properties.metrics as unknown[][]) {
         if (typeof line[0] !== "string") continue; // metric math
         expect(published).toContain(`${line[0]}/${line[1]}`);
@@ -526,7 +541,9 @@ test("the data disk's alarm looks for the filesystem the node makes on the volum
 });
 
 describe("the dashboard's rows for issue 20", () => {
-  const body = JSON.parse(dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [] }));
+  const body = JSON.parse(
+    dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], cluster: "replication" }),
+  );
   const widget = (title: string) =>
     body.widgets.find((w: { properties: { title: string } }) => w.properties.title === title)
       .properties;
@@ -586,5 +603,121 @@ describe("the dashboard's rows for issue 20", () => {
       ["Webstack", "BinlogShipAgeSeconds", "Node", "s2", { stat: "Maximum", label: "s2 seconds" }],
     ]);
     expect(binlog.annotations).toEqual({ horizontal: [{ label: "alarm", value: 600 }] });
+  });
+});
+
+describe("a galera stack (database: galera): each member's alarms and graph instead of the replica's", () => {
+  let galera: Plan;
+  beforeAll(async () => {
+    galera = await planConfig({
+      domain: "www.example.com",
+      database: "galera",
+      qpsAlarmThreshold: "750",
+      replicaLagAlarmSeconds: "45",
+    });
+  });
+  const keys = (of: Plan) =>
+    ofType(of, T.metricAlarm).map((a) => a.name.replace(/^monitoring-/, ""));
+  const body = (of: Plan) => JSON.parse(String(ofType(of, T.dashboard)[0].inputs.dashboardBody));
+  const titles = (of: Plan) =>
+    body(of).widgets.map((w: { properties: { title: string } }) => w.properties.title);
+
+  test("no replica alarms; per member not-ready and cluster-degraded; every other alarm as replication's, in its place", () => {
+    const replica = ["s1-replica-not-running", "s1-replica-lag"];
+    const members = [
+      "s1-galera-not-ready",
+      "s1-galera-cluster-degraded",
+      "s2-galera-not-ready",
+      "s2-galera-cluster-degraded",
+    ];
+    const replication = keys(plan);
+    const at = replication.indexOf(replica[0]);
+    expect(replication.slice(at, at + 2)).toEqual(replica);
+    expect(keys(galera)).toEqual([
+      ...replication.slice(0, at),
+      ...members,
+      ...replication.slice(at + 2),
+    ]);
+  });
+
+  test.each(["s1", "s2"] as const)(
+    "%s: not ready (GaleraReady below 1) for 3 minutes, or silent; seeing fewer than 3 members for 3 minutes",
+    (node) => {
+      const of = { namespace: "Webstack", dimensions: { Node: node }, period: 60 };
+      const threeMinutes = { evaluationPeriods: 3, datapointsToAlarm: 3 };
+      expect(watched(`${node}-galera-not-ready`, galera)).toEqual({
+        ...of,
+        metricName: "GaleraReady",
+        statistic: "Minimum",
+        comparisonOperator: "LessThanThreshold",
+        threshold: 1,
+        ...threeMinutes,
+        treatMissingData: "breaching",
+      });
+      expect(watched(`${node}-galera-cluster-degraded`, galera)).toEqual({
+        ...of,
+        metricName: "GaleraClusterSize",
+        statistic: "Minimum",
+        comparisonOperator: "LessThanThreshold",
+        threshold: 3,
+        ...threeMinutes,
+        treatMissingData: "notBreaching",
+      });
+    },
+  );
+
+  test("a whole cluster is what each member is configured with: the other member and the LB's arbitrator, and itself", () => {
+    for (const node of ["s1", "s2"] as const)
+      expect(galeraMember("test", TOPOLOGY.nodes, node).peerIps.length + 1).toBe(
+        GALERA_CLUSTER_SIZE,
+      );
+  });
+
+  test("the members' collectors publish what the Galera alarms read: collect member <node>", () => {
+    const galeraAlarms = ofType(galera, T.metricAlarm).filter((a) =>
+      String(a.inputs.metricName).startsWith("Galera"),
+    );
+    expect(galeraAlarms).toHaveLength(4);
+    for (const a of galeraAlarms) {
+      const { Node: node } = a.inputs.dimensions as Record<string, string>;
+      expect(bundleFile(galera, node, "/etc/systemd/system/webstack-collector.service")).toContain(
+        `ExecStart=/usr/local/sbin/webstack-aws collect member ${node} mariadb `,
+      );
+    }
+  });
+
+  test("the dashboard graphs each member's cluster size and readiness where replication was, with the alarm's line", () => {
+    expect(titles(galera)).toEqual(
+      titles(plan).map((t: string) => (t === "Replication (s1)" ? "Galera cluster (s1, s2)" : t)),
+    );
+    const widgets = body(galera).widgets;
+    const cluster = widgets.find(
+      (w: { properties: { title: string } }) => w.properties.title === "Galera cluster (s1, s2)",
+    );
+    expect(cluster).toMatchObject({ type: "metric", x: 0, y: 12, width: 12, height: 6 });
+    const member = (node: string) => [
+      [
+        "Webstack",
+        "GaleraClusterSize",
+        "Node",
+        node,
+        { stat: "Minimum", label: `${node} members seen` },
+      ],
+      [
+        "Webstack",
+        "GaleraReady",
+        "Node",
+        node,
+        { stat: "Minimum", label: `${node} ready (1 = yes)` },
+      ],
+    ];
+    expect(cluster.properties.metrics).toEqual([...member("s1"), ...member("s2")]);
+    expect(cluster.properties.annotations).toEqual({
+      horizontal: [{ label: "alarm: fewer members", value: 3 }],
+    });
+    expect(JSON.stringify(widgets)).not.toMatch(/Replica(Running|LagSeconds)/);
+    expect(widgets.at(-1).properties.alarms).toEqual(
+      ofType(galera, T.metricAlarm).map((a) => a.outputs.arn),
+    );
   });
 });

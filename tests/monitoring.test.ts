@@ -3,6 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import Ajv from "ajv-draft-04";
 import {
+  ARBITRATOR_PROCESS,
   renderCloudWatchAgentConfig,
   CLOUDWATCH_AGENT_KEY_FINGERPRINT,
   servedCertificates,
@@ -46,10 +47,12 @@ describe("the CloudWatch agent's config", () => {
   const lb = cloudWatchAgentConfig("lb");
   const s1 = cloudWatchAgentConfig("s1");
   const mysql = cloudWatchAgentConfig("s1", "mysql");
+  const galeraLb = cloudWatchAgentConfig("lb", "mariadb", "galera");
+  const galeraS1 = cloudWatchAgentConfig("s1", "mariadb", "galera");
 
   withSchema("is valid under the agent's own JSON schema, for every node and engine", () => {
     const validate = validator();
-    for (const config of [lb, s1, mysql]) {
+    for (const config of [lb, s1, mysql, galeraLb, galeraS1]) {
       const valid = validate(config);
       expect(validate.errors ?? []).toEqual([]);
       expect(valid).toBe(true);
@@ -86,6 +89,9 @@ describe("the CloudWatch agent's config", () => {
     ["lb", lb, ["haproxy"]],
     ["s1 on MariaDB", s1, ["nginx", "gunicorn", "mariadbd"]],
     ["s1 on MySQL", mysql, ["nginx", "gunicorn", "mysqld"]],
+    // A galera stack's LB runs the arbitrator too: a dead garbd shows as its own process gone.
+    ["lb of a galera stack", galeraLb, ["haproxy", "garbd"]],
+    ["s1 of a galera stack", galeraS1, ["nginx", "gunicorn", "mariadbd"]],
   ])("%s: per-process stats for its services", (_, config, processes) => {
     const procstat = (config.metrics as Record<string, Record<string, { exe: string }[]>>)
       .metrics_collected.procstat;
@@ -121,6 +127,7 @@ describe("the CloudWatch agent's config", () => {
         node: "lb",
         role: "loadbalancer",
         engine: "mariadb",
+        cluster: "replication",
         logGroups: { haproxy: "x" },
         agentPackageUrl: "x",
       }),
@@ -263,5 +270,43 @@ describe("the program", () => {
           "webstack-cloudwatch-agent.service",
         ]);
     }
+  });
+});
+
+describe("a galera stack (database: galera)", () => {
+  let galera: Plan;
+  beforeAll(async () => {
+    galera = await planConfig({ domain: "www.example.com", database: "galera" });
+  });
+  const collector = (node: string) =>
+    bundleFile(galera, node, "/etc/systemd/system/webstack-collector.service");
+
+  test.each([
+    ["lb", "collect loadbalancer lb --certificate public=/etc/haproxy/certs/site.pem"],
+    [
+      "s2",
+      "collect member s2 mariadb --certificate node=/etc/webstack/tls/node.crt" +
+        " --certificate database=/etc/mysql/webstack/node.crt" +
+        " --age BinlogShipAgeSeconds=/var/lib/webstack/backup/binlog.json:shipped",
+    ],
+    [
+      "s1",
+      "collect member s1 mariadb --certificate node=/etc/webstack/tls/node.crt" +
+        " --certificate database=/etc/mysql/webstack/node.crt" +
+        " --age BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
+    ],
+  ])("%s's collector runs as the database's role, a member on s1 and s2 (%s)", (node, args) => {
+    expect(collector(node)).toContain(`ExecStart=/usr/local/sbin/webstack-aws ${args}\n`);
+  });
+
+  test("the LB's agent watches the process the arbitrator's unit starts", () => {
+    const procstat = (of: Plan) =>
+      JSON.parse(
+        bundleFile(of, "lb", "/etc/webstack/cloudwatch-agent.json"),
+      ).metrics.metrics_collected.procstat.map((p: { exe: string }) => p.exe);
+    expect(procstat(galera)).toEqual(["haproxy", ARBITRATOR_PROCESS]);
+    expect(bundleFile(galera, "lb", "/etc/systemd/system/garb.service.d/webstack.conf")).toContain(
+      `\nExecStart=/usr/bin/${ARBITRATOR_PROCESS} --address gcomm://`,
+    );
   });
 });

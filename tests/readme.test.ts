@@ -46,23 +46,42 @@ test("the sandbox's exposure table lists every service with its ceiling", () => 
   expect(documented).toEqual(UNIT_EXPOSURE.map((u) => [u.unit, u.ceiling]));
 });
 
-test("the alarms-people-need table names each of its alarms on exactly its nodes, and their missing-data choice", () => {
-  const specs = alarmSpecs({
-    instanceIds: { lb: "i-lb", s1: "i-s1", s2: "i-s2" },
-    qpsThreshold: 500,
-    replicaLagSeconds: 60,
-  });
-  const rows = tableAfter("The alarms people need (issue 20)").map(([alarm, nodes, , missing]) => ({
+/** An alarm table's rows: each alarm, the nodes it names, and its missing-data choice. */
+function alarmRows(marker: string) {
+  return tableAfter(marker).map(([alarm, nodes, , missing]) => ({
     alarm: alarm.replace(/`/g, ""),
     nodes: nodes.split(", "),
     missing: missing.startsWith("breaching") ? "breaching" : "notBreaching",
   }));
-  const documented = rows.flatMap((r) => r.nodes.map((node) => [`${node}-${r.alarm}`, r.missing]));
+}
+/** The alarms a table documents, as [key, missing-data choice], one per node it names. */
+const documentedAlarms = (rows: ReturnType<typeof alarmRows>) =>
+  rows.flatMap((r) => r.nodes.map((node) => [`${node}-${r.alarm}`, r.missing]));
+
+const alarmInputs = {
+  instanceIds: { lb: "i-lb", s1: "i-s1", s2: "i-s2" },
+  qpsThreshold: 500,
+  replicaLagSeconds: 60,
+} as const;
+
+test("the alarms-people-need table names each of its alarms on exactly its nodes, and their missing-data choice", () => {
+  const specs = alarmSpecs({ ...alarmInputs, cluster: "replication" });
+  const rows = alarmRows("The alarms people need (issue 20)");
   const alarmed = specs
     .filter((spec) => rows.some((r) => spec.key.endsWith(`-${r.alarm}`)))
     .map((spec) => [spec.key, spec.missing]);
-  expect(documented.sort()).toEqual(alarmed.sort());
+  expect(documentedAlarms(rows).sort()).toEqual(alarmed.sort());
   expect(rows).toHaveLength(8);
+});
+
+test("the Galera alarm table names exactly the alarms a galera stack has and a replication stack has not", () => {
+  const keys = (cluster: "replication" | "galera") =>
+    alarmSpecs({ ...alarmInputs, cluster }).map((spec) => [spec.key, spec.missing]);
+  const replication = new Set(keys("replication").map(([key]) => key));
+  const galeraOnly = keys("galera").filter(([key]) => !replication.has(key));
+  expect(documentedAlarms(alarmRows("A `database: galera` stack has no replica")).sort()).toEqual(
+    galeraOnly.sort(),
+  );
 });
 
 test("the firewall table lists exactly the topology's flows, the endpoints' (vpcEndpoints) included", () => {

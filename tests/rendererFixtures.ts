@@ -13,7 +13,7 @@ import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
 import { requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
-import { DbRole, NodeName } from "../model/topology";
+import { DatabaseMode, DbRole, NodeName } from "../model/topology";
 import { CloudConfigDocument, TEST_SSM_AGENT_URL, TOPOLOGY, testMonitoring } from "./harness";
 
 export const TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
@@ -90,11 +90,16 @@ export function renderedAppNode(engine: DbEngine, role: DbRole) {
 }
 
 /** A node's CloudWatch agent config, with testMonitoring's log groups. */
-export function cloudWatchAgentConfig(node: NodeName, engine: DbEngine = "mariadb") {
+export function cloudWatchAgentConfig(
+  node: NodeName,
+  engine: DbEngine = "mariadb",
+  cluster: DatabaseMode = "replication",
+) {
   return renderCloudWatchAgentConfig({
     node,
     role: TOPOLOGY.nodes[node].role,
     engine,
+    cluster,
     logGroups: testMonitoring(node, engine).logGroups,
     agentPackageUrl: "https://agent.example.com/amazon-cloudwatch-agent.deb",
   });

@@ -8,10 +8,11 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
        webstack-aws put NAME FILE KMS_KEY_ID                one file stored as a SecureString parameter
        webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
                                                             cert.pem, chain.pem, key.enc.pem
-       webstack-aws collect loadbalancer|primary|replica NODE [DB_CLIENT]
+       webstack-aws collect loadbalancer|primary|replica|member NODE [DB_CLIENT]
                     [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]...
                                                             what logs cannot say, as metrics: HAProxy's
-                                                            backends or the database, a pending reboot,
+                                                            backends or the database (a Galera member's
+                                                            cluster too), a pending reboot,
                                                             each certificate's days left, each state
                                                             file's age (issue 20: the backups')
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
@@ -217,11 +218,12 @@ def backends_up(stats_csv):
     ]
 
 
-def vertical_fields(answer):
-    """The fields of a `\\G` answer (one `Name: value` a line), e.g. SHOW REPLICA STATUS's."""
+def vertical_fields(answer, separator=":"):
+    """The fields of a `\\G` answer (one `Name: value` a line), e.g. SHOW REPLICA STATUS's; with a tab
+    as separator, of a two-column --batch answer (one `name<TAB>value` a line), e.g. SHOW STATUS's."""
     fields = {}
     for line in answer.splitlines():
-        key, sep, value = line.partition(":")
+        key, sep, value = line.partition(separator)
         if sep:
             fields[key.strip()] = value.strip()
     return fields
@@ -237,6 +239,21 @@ def replica_status(show_replica_status):
     return running, (int(lag) if lag and lag != "NULL" else None)
 
 
+# What a Galera member says of its cluster: how many members its component has, and whether it is a
+# synced member of the primary component, the one that takes writes.
+GALERA_STATUS = ("wsrep_cluster_size", "wsrep_ready", "wsrep_local_state_comment", "wsrep_cluster_status")
+
+
+def galera_status(show_status):
+    """(cluster size or None, ready) from SHOW GLOBAL STATUS's wsrep_ variables (--batch): ready when
+    wsrep_ready is ON, the member Synced and its component the Primary one."""
+    fields = vertical_fields(show_status, "\t")
+    size = fields.get("wsrep_cluster_size")
+    ready = (fields.get("wsrep_ready") == "ON" and fields.get("wsrep_local_state_comment") == "Synced"
+             and fields.get("wsrep_cluster_status") == "Primary")
+    return (int(size) if size else None), ready
+
+
 def metric(name, node, value, unit="Count", **dimensions):
     return {
         "MetricName": name,
@@ -247,12 +264,19 @@ def metric(name, node, value, unit="Count", **dimensions):
 
 
 def database_metrics(role, node, db_client, run=subprocess.run):
-    def sql(query):
-        return run([db_client, "--protocol=socket", "--user=root", "--execute", query],
+    def sql(query, *options):
+        return run([db_client, "--protocol=socket", "--user=root", *options, "--execute", query],
                    capture_output=True, text=True, timeout=10)
 
     up = sql("SELECT 1").returncode == 0
     data = [metric("DatabaseUp", node, 1 if up else 0)]
+    if role == "member":
+        names = ", ".join(f"'{name}'" for name in GALERA_STATUS)
+        query = f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"
+        size, ready = galera_status(sql(query, "--batch", "--skip-column-names").stdout) if up else (None, False)
+        data.append(metric("GaleraReady", node, 1 if ready else 0))
+        if size is not None:
+            data.append(metric("GaleraClusterSize", node, size))
     if role == "replica":
         running, lag = replica_status(sql("SHOW REPLICA STATUS\\G").stdout) if up else (False, None)
         data.append(metric("ReplicaRunning", node, 1 if running else 0))
@@ -2256,7 +2280,7 @@ def collect_arguments(args):
             positional.append(word)
     if positional[:1] == ["loadbalancer"] and len(positional) == 2:
         return "loadbalancer", positional[1], None, certificates, ages
-    if positional[:1] in (["primary"], ["replica"]) and len(positional) == 3:
+    if positional[:1] in (["primary"], ["replica"], ["member"]) and len(positional) == 3:
         return (*positional, certificates, ages)
     return None
 

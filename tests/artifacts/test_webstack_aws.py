@@ -289,6 +289,68 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             self.module.collect_command("replica", "s1", "mariadb", client, run=run, root=self.dir.name)
         stubber.assert_no_pending_responses()
 
+    GALERA_QUERY = ("SHOW GLOBAL STATUS WHERE Variable_name IN"
+                    " ('wsrep_cluster_size', 'wsrep_ready', 'wsrep_local_state_comment', 'wsrep_cluster_status')")
+
+    @staticmethod
+    def galera_answer(size, ready, state, status):
+        """SHOW GLOBAL STATUS's rows as the client prints them with --batch --skip-column-names."""
+        rows = [("wsrep_cluster_size", size), ("wsrep_cluster_status", status),
+                ("wsrep_local_state_comment", state), ("wsrep_ready", ready)]
+        return "".join(f"{name}\t{value}\n" for name, value in rows)
+
+    def test_galera_status_reads_the_cluster_size_and_readiness(self):
+        status = self.module.galera_status
+        self.assertEqual(status(self.galera_answer(3, "ON", "Synced", "Primary")), (3, True))
+        # Each of the three alone makes a member not ready: a donor (Desynced), one cut off, one not ready.
+        self.assertEqual(status(self.galera_answer(3, "ON", "Donor/Desynced", "Primary")), (3, False))
+        self.assertEqual(status(self.galera_answer(1, "ON", "Synced", "non-Primary")), (1, False))
+        self.assertEqual(status(self.galera_answer(2, "OFF", "Synced", "Primary")), (2, False))
+        # A server without the wsrep variables (no provider loaded) says nothing of a cluster.
+        self.assertEqual(status(""), (None, False))
+
+    def collect_on_a_member(self, answers, expected):
+        """Runs the collector as a Galera member (s1) against scripted client answers; the calls made."""
+        calls = []
+
+        def run(argv, **_):
+            calls.append(argv)
+            if argv[-1] not in answers:
+                return subprocess.CompletedProcess(argv, 1, "", "ERROR 2002 (HY000): Can't connect")
+            return subprocess.CompletedProcess(argv, 0, answers[argv[-1]], "")
+
+        client, stubber = self.cloudwatch_expects([
+            *[self.node_metric("s1", MetricName=name, Value=value, Unit="Count") for name, value in expected],
+            self.node_metric("s1", **self.REBOOT),
+        ])
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.collect_command("member", "s1", "mariadb", client, run=run, root=self.dir.name)
+        self.assertEqual(code, 0)
+        stubber.assert_no_pending_responses()
+        shown = " ".join(f"{name}={value}" for name, value in expected)
+        self.assertIn(f"webstack-aws: collected {shown} RebootRequired=0\n", stderr.getvalue())
+        return calls
+
+    def test_collect_on_a_galera_member_reports_its_cluster_in_one_query_and_no_replication(self):
+        calls = self.collect_on_a_member(
+            {"SELECT 1": "1\n", self.GALERA_QUERY: self.galera_answer(3, "ON", "Synced", "Primary")},
+            [("DatabaseUp", 1), ("GaleraReady", 1), ("GaleraClusterSize", 3)],
+        )
+        self.assertEqual(calls[1], ["mariadb", "--protocol=socket", "--user=root", "--batch", "--skip-column-names",
+                                    "--execute", self.GALERA_QUERY])
+        self.assertEqual(len(calls), 2)
+
+    def test_a_member_outside_the_primary_component_is_not_ready(self):
+        self.collect_on_a_member(
+            {"SELECT 1": "1\n", self.GALERA_QUERY: self.galera_answer(1, "OFF", "Initialized", "non-Primary")},
+            [("DatabaseUp", 1), ("GaleraReady", 0), ("GaleraClusterSize", 1)],
+        )
+
+    def test_a_member_whose_server_does_not_answer_is_not_ready_and_its_cluster_size_unknown(self):
+        calls = self.collect_on_a_member({}, [("DatabaseUp", 0), ("GaleraReady", 0)])
+        self.assertEqual([argv[-1] for argv in calls], ["SELECT 1"])
+
     def certificate(self, at, days, key_first=False):
         """A self-signed certificate for `days` at root-relative `at` (with its key, as a site PEM holds
         it); its notAfter as Python's own decoder reads it, in epoch seconds."""
@@ -392,8 +454,10 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
              [("node", "/etc/webstack/tls/node.crt"), ("database", "/etc/mysql/webstack/node.crt")],
              [("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")]),
         )
+        self.assertEqual(parse(["member", "s2", "mariadb"]), ("member", "s2", "mariadb", [], []))
         for wrong in (
             ["loadbalancer", "lb", "mariadb"],
+            ["member", "s2"],
             ["primary", "s2"],
             ["primary", "s2", "mariadb", "--certificate", "node=relative/node.crt"],
             ["primary", "s2", "mariadb", "--certificate"],
