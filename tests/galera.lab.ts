@@ -138,6 +138,32 @@ labTest(
 );
 
 labTest(
+  "each member's collector reports it ready in a cluster of three; the LB runs garbd",
+  async () => {
+    for (const node of ["s1", "s2"] as const) {
+      const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
+      inNode(node, ["systemctl", "start", "--no-block", "webstack-collector.service"]);
+      await waitFor(`${node}'s collector`, 30, () =>
+        /collected DatabaseUp=1 GaleraReady=1 GaleraClusterSize=3 /.test(
+          inNode(node, [
+            "journalctl",
+            "-u",
+            "webstack-collector.service",
+            "--since",
+            since,
+            "-o",
+            "cat",
+          ]),
+        ),
+      );
+      inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
+    }
+    expect(inNode(LB_NODE, ["pidof", "garbd"]).trim()).toMatch(/^\d+$/);
+  },
+  120_000,
+);
+
+labTest(
   "the firewalls follow galera's flow table: group traffic between members and the arbitrator, transfers between members, no 3306 between nodes",
   () => {
     const ports = new Set<number>([...GALERA_STACK_FLOWS.map((f) => f.port), PORTS.mysql]);
