@@ -266,6 +266,10 @@ function arbitratorPart(node: NodeSpec, a: ArbitratorSetup): BundlePart {
         GARBD_UNIT,
       ),
     ],
+    // A drop-in's onChange never runs on a first apply, and the package (installed before the
+    // files are written) leaves garbd unconfigured: started here, after the boot script (the own
+    // part's step) has fetched its key; `enable` reads the units again first.
+    firstApply: [["systemctl", "enable", "--now", "--no-block", GARBD_UNIT]],
   };
 }
 
