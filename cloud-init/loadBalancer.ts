@@ -259,17 +259,19 @@ export function renderArbitratorDropIn(node: NodeSpec, a: ArbitratorSetup): stri
 }
 
 function arbitratorPart(node: NodeSpec, a: ArbitratorSetup): BundlePart {
-  const restart: Argv = ["systemctl", "restart", GARBD_UNIT];
   return {
     files: [
       unitFile(
         `${GARBD_UNIT}.d/webstack.conf`,
         renderArbitratorDropIn(node, a),
-        ...restart.slice(1),
+        "restart",
+        GARBD_UNIT,
       ),
     ],
-    // At first boot, once the boot script fetched its key (the package started it unconfigured).
-    firstApply: [restart],
+    // A drop-in's onChange never runs on a first apply, and the package (installed before the
+    // files are written) leaves garbd unconfigured: started here, after the boot script (the own
+    // part's step) has fetched its key; `enable` reads the units again first.
+    firstApply: [["systemctl", "enable", "--now", "--no-block", GARBD_UNIT]],
   };
 }
 

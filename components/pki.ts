@@ -1,4 +1,5 @@
-// The private PKI: an internal CA and one ECDSA server certificate per app node, for its fixed name and IP.
+// The private PKI: an internal CA and one ECDSA certificate per node it is given (the app nodes; with
+// `database: galera`, the LB's arbitrator too), for the node's fixed name and IP.
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { NodeName, NodeSpec } from "../model/topology";
@@ -10,7 +11,7 @@ export const LEAF_VALIDITY_HOURS = 365 * 24;
 export const LEAF_EARLY_RENEWAL_HOURS = 30 * 24;
 
 export interface PkiArgs {
-  /** The nodes that get a server certificate (the app nodes). */
+  /** The nodes that get a certificate: the app nodes, and the LB with `database: galera`. */
   readonly nodes: readonly NodeSpec[];
   /** Subject organization of every certificate. */
   readonly organization: string;

@@ -218,7 +218,7 @@ export const GALERA_FLOWS: readonly Flow[] = [
         to: peer,
         port: PORTS.galeraIst,
         protocol: "tcp",
-        why: `Galera IST: ${peer} sends ${app} the writes it missed (TLS)`,
+        why: `Galera IST: ${app} sends ${peer} the writes ${peer} missed (TLS)`,
       },
       {
         from: app,

@@ -78,7 +78,8 @@ interface Rendered {
 const documents: Rendered[] = [];
 
 // Which documents each configuration contributes: both engines' app nodes, the LB in each mode,
-// with and without the per-client limit, on a small and a large instance (its connection limits).
+// with and without the per-client limit, on a small and a large instance (its connection limits),
+// and a galera stack's three nodes.
 const DATADOG = { datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
 const VARIANTS: {
   config: Record<string, string>;
@@ -90,6 +91,11 @@ const VARIANTS: {
     take: { s1: "mariadb-s1", s2: "mariadb-s2", lb: "self-signed-lb" },
   },
   { config: { dbEngine: "mysql" }, take: { s1: "mysql-s1", s2: "mysql-s2" } },
+  // database galera: the members' db scripts take their Galera branches, the LB runs garbd.
+  {
+    config: { database: "galera" },
+    take: { s1: "galera-s1", s2: "galera-s2", lb: "galera-lb" },
+  },
   {
     config: { certificate: "letsencrypt", acmeEmail: "ops@example.com" },
     take: { lb: "letsencrypt-lb" },
@@ -124,6 +130,9 @@ beforeAll(async () => {
     "acm-lb",
     "datadog-lb",
     "datadog-s2",
+    "galera-lb",
+    "galera-s1",
+    "galera-s2",
     "letsencrypt-lb",
     "mariadb-s1",
     "mariadb-s2",

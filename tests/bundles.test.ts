@@ -1,6 +1,7 @@
 // Issue 17 under mocks: each node's bundle as the contract fixes it, released together, pointed at;
 // node-level settings change bundles and pointers only; every bootstrap within 4 KB as sent.
 import { PATCHING_PACKAGES } from "../cloud-init/patching";
+import { GARBD_PACKAGE } from "../cloud-init/loadBalancer";
 import { createHash } from "crypto";
 import YAML from "yaml";
 import { DEBIAN_SOURCES_TEMPLATE } from "../model/aptSources";
@@ -158,13 +159,18 @@ describe("each bundle names its bootstrap's packages, so a running node gets a n
       () => planConfig({ ...BASE, certificate: "letsencrypt", acmeEmail: "ops@example.com" }),
     ],
     ["mysql", () => planConfig({ ...BASE, dbEngine: "mysql" })],
+    ["galera", () => planConfig({ ...BASE, database: "galera" })],
   ])(
-    "%s: exactly the bootstrap's list, sorted (the LB's: and those added since, patching's)",
-    async (_, make) => {
+    "%s: exactly the bootstrap's list, sorted (the LB's: and those added since, patching's, and galera's arbitrator)",
+    async (name, make) => {
       const p = await make();
       for (const node of NODE_NAMES) {
         const bootstrap = userDataDocument(p, node).packages ?? [];
-        const added = node === "lb" ? PATCHING_PACKAGES : [];
+        // The arbitrator never enters the LB's bootstrap: a change to it would replace the LB.
+        const added =
+          node === "lb"
+            ? [...PATCHING_PACKAGES, ...(name === "galera" ? [GARBD_PACKAGE] : [])]
+            : [];
         expect(bootstrap.length).toBeGreaterThan(5);
         expect({ node, packages: bundleOf(p, node).packages }).toEqual({
           node,
@@ -254,6 +260,7 @@ describe("every node's bootstrap: within 4 KB as sent, APT over HTTPS only, the 
     ["acm", () => planConfig({ ...BASE, certificate: "acm", hostedZone: "example.com" })],
     ["datadog on", () => withDatadog(BASE)],
     ["mysql", () => planConfig({ ...BASE, dbEngine: "mysql" })],
+    ["galera", () => planConfig({ ...BASE, database: "galera" })],
   ];
 
   test.each(VARIANTS)("%s", async (_, make) => {

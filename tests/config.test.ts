@@ -115,6 +115,8 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["lbAmi", "ami-xyz", "is not an AMI id"],
   ["appAmi", "0123456789abcdef0", "is not an AMI id"],
   ["dbEngine", "postgres", "is not one of the accepted values"],
+  ["database", "rds", "is not one of the accepted values"],
+  ["database", "Galera", "is not one of the accepted values"],
   ["vpcCidr", "10.40.0.0", "is not an IPv4 CIDR block"],
   ["vpcCidr", "10.40.0.0/8", "has a prefix outside /16 to /24"],
   ["vpcCidr", "10.40.0.0/26", "has a prefix outside /16 to /24"],
@@ -262,6 +264,8 @@ describe("accepted values", () => {
     ["domain", "xn--bcher-kva.example", "xn--bcher-kva.example"],
     ["domain", "a.b.c.example.co", "a.b.c.example.co"],
     ["dbEngine", "mysql", "mysql"],
+    ["database", "replication", "replication"],
+    ["database", "galera", "galera"],
     ["lbInstanceType", "m7i-flex.large", "m7i-flex.large"],
     ["appInstanceType", "c7gn.xlarge", "c7gn.xlarge"],
     ["lbAmi", "ami-12345678", "ami-12345678"],
@@ -462,6 +466,38 @@ describe("cross-key rules", () => {
 
   test("self-signed needs nothing more", () => {
     expect(parseConfig(withKeys({ certificate: "self-signed" })).certificate).toBe("self-signed");
+  });
+
+  test("galera is MariaDB's: with dbEngine mysql it is refused, naming both keys and both ways out", () => {
+    expect(problemsOf(withKeys({ database: "galera", dbEngine: "mysql" }))).toEqual([
+      "webstack:database: galera is MariaDB's (Debian's galera-4); webstack:dbEngine is \"mysql\"; " +
+        "expected webstack:dbEngine mariadb with galera, or webstack:database replication",
+    ]);
+    expect(parseConfig(withKeys({ database: "galera" }))).toMatchObject({
+      database: "galera",
+      dbEngine: "mariadb",
+    });
+    expect(parseConfig(withKeys({ database: "galera", dbEngine: "mariadb" })).database).toBe(
+      "galera",
+    );
+    expect(parseConfig(withKeys({ database: "replication", dbEngine: "mysql" })).database).toBe(
+      "replication",
+    );
+  });
+
+  test("galera with mysql is reported with every other problem in one error; a bad dbEngine only once", () => {
+    expect(
+      problemsOf(withKeys({ database: "galera", dbEngine: "mysql", certificate: "letsencrypt" })),
+    ).toEqual([
+      "webstack:acmeEmail: missing; webstack:certificate letsencrypt needs an ACME contact e-mail",
+      expect.stringMatching(
+        /^webstack:database: galera is MariaDB's .*; webstack:dbEngine is "mysql"; /,
+      ),
+    ]);
+    // An engine that is no engine is its own problem, not also galera's.
+    expect(problemsOf(withKeys({ database: "galera", dbEngine: "oracle" }))).toEqual([
+      `webstack:dbEngine: "oracle" is not one of the accepted values; expected ${CONFIG_KEYS.dbEngine.accepted}`,
+    ]);
   });
 });
 

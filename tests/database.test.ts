@@ -1,11 +1,13 @@
 // An app node's database config per engine and role: server, TLS, read-only, replication, users.
-import { databaseParams } from "../cloud-init/appNode";
+import { appNodePackages, databaseParams } from "../cloud-init/appNode";
+import { backupPackages } from "../cloud-init/backups";
 import { NODE_TOOL_PATH } from "../cloud-init/bundle";
 import { debianAptConfig } from "../model/aptSources";
 import {
   DB_BOOTSTRAP_PATH,
   DatabaseParams,
   MYSQL_APT_KEY_FINGERPRINT,
+  galeraMember,
   renderPrimarySql,
   renderReplicaSql,
   renderServerConfig,
@@ -23,6 +25,7 @@ const dbParams = (engine: DbEngine, role: DbRole): DatabaseParams =>
   databaseParams(appNodeParams(engine, role));
 
 const lines = (text: string) => text.split("\n");
+const ENV = "/etc/webstack/node.env";
 
 describe.each([
   ["mariadb", "primary"],
@@ -267,5 +270,169 @@ describe("MySQL's package source", () => {
     });
     expect(MYSQL_APT_KEY_FINGERPRINT).toMatch(/^[0-9A-F]{40}$/);
     expect(renderedAppNode("mariadb", "replica").doc.apt).toEqual(debianAptConfig());
+  });
+});
+
+describe("galera members (database: galera)", () => {
+  const NODES = { primary: TOPOLOGY.nodes.s2, replica: TOPOLOGY.nodes.s1 } as const;
+  const LB = TOPOLOGY.nodes.lb.privateIp;
+  const member = (role: DbRole) => databaseParams(appNodeParams("mariadb", role, "galera"));
+  const envOf = (text: string) =>
+    Object.fromEntries(
+      lines(text)
+        .filter((l) => l !== "")
+        .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+    ) as Record<string, string>;
+
+  test.each(["primary", "replica"] as DbRole[])(
+    "%s: its settings before the package installs: no read-only, no GTID strict mode, interleaved auto-increment locks",
+    (role) => {
+      const node = NODES[role];
+      expect(renderServerConfig(member(role))).toBe(
+        [
+          `# webstack ${node.name} (member): written before the server package installs, so binlog and GTID`,
+          "# settings hold from the very first start.",
+          "[mariadbd]",
+          `server_id = ${node.dbServerId}`,
+          "log_bin = mysql-bin",
+          "binlog_format = ROW",
+          `gtid_domain_id = ${node.dbServerId}`,
+          "log_slave_updates = ON",
+          "innodb_autoinc_lock_mode = 2",
+          "default_storage_engine = InnoDB",
+          `bind_address = ${node.privateIp}`,
+          "skip_name_resolve = ON",
+          "",
+        ].join("\n"),
+      );
+    },
+  );
+
+  test.each(["primary", "replica"] as DbRole[])(
+    "%s: its late settings: TLS as every server, then the cluster over TLS on its own address, state transfers verified by name",
+    (role) => {
+      const node = NODES[role];
+      const peer = role === "primary" ? S1 : S2;
+      const late = lines(renderLateConfig(member(role)));
+      const tls = lines(renderLateConfig(dbParams("mariadb", "primary"))).slice(1, -1);
+      expect(late[0]).toBe(
+        `# webstack ${node.name}: installed by the boot script once the node's key and /var/log/mysql exist.`,
+      );
+      // The replication primary's settings, none left out (no read-only on either member) ...
+      expect(late.slice(1, tls.length + 1)).toEqual(tls);
+      // ... then the cluster's.
+      expect(late.slice(tls.length + 1)).toEqual([
+        "wsrep_on = ON",
+        "wsrep_provider = /usr/lib/galera/libgalera_smm.so",
+        "wsrep_cluster_name = webstack-t",
+        `wsrep_cluster_address = gcomm://${peer},${LB}`,
+        `wsrep_node_name = ${node.internalName}`,
+        `wsrep_node_address = ${node.privateIp}`,
+        'wsrep_provider_options = "' +
+          [
+            "socket.ssl=yes",
+            "socket.ssl_ca=/etc/mysql/webstack/ca.crt",
+            "socket.ssl_cert=/etc/mysql/webstack/node.crt",
+            "socket.ssl_key=/etc/mysql/webstack/node.key",
+            `gmcast.listen_addr=tcp://${node.privateIp}:4567`,
+            `ist.recv_addr=${node.privateIp}:4568`,
+          ].join(";") +
+          '"',
+        "wsrep_sst_method = mariabackup",
+        `wsrep_sst_receive_address = ${node.privateIp}:4444`,
+        "",
+        "[sst]",
+        "ssl-mode = VERIFY_IDENTITY",
+        "ssl-ca = /etc/mysql/webstack/ca.crt",
+        "ssl-cert = /etc/mysql/webstack/node.crt",
+        "ssl-key = /etc/mysql/webstack/node.key",
+        "",
+      ]);
+      expect(late.filter((l) => /read_only|gtid_strict_mode/.test(l))).toEqual([]);
+    },
+  );
+
+  test("the node name a donor verifies is the node's internal name, the name its certificate is issued for", () => {
+    for (const node of ["s1", "s2"] as const) {
+      const g = galeraMember("t", TOPOLOGY.nodes, node);
+      // components/pki.ts issues each certificate with CN and SAN = the node's internal name.
+      expect(g.nodeName).toBe(TOPOLOGY.nodes[node].internalName);
+      expect(g.nodeName).toBe(`${node}.webstack.internal`);
+    }
+  });
+
+  test("node.env: a member's role, its cluster, the founder and the other data members; the app reads and writes its own server", () => {
+    const galeraKeys = (env: Record<string, string>) =>
+      Object.fromEntries(
+        Object.entries(env).filter(([k]) => /^(DB_ROLE|DB_CLUSTER|GALERA_|APP_DB_)/.test(k)),
+      );
+    expect(galeraKeys(envOf(renderedAppNode("mariadb", "primary", "galera").file(ENV)))).toEqual({
+      DB_ROLE: "member",
+      DB_CLUSTER: "galera",
+      GALERA_CLUSTER_NAME: "webstack-t",
+      GALERA_FOUNDER: "yes",
+      GALERA_FOUNDER_IP: S2,
+      GALERA_MEMBER_IPS: S1,
+      APP_DB_PRIMARY: "local",
+      APP_DB_REPLICA: "local",
+    });
+    expect(galeraKeys(envOf(renderedAppNode("mariadb", "replica", "galera").file(ENV)))).toEqual({
+      DB_ROLE: "member",
+      DB_CLUSTER: "galera",
+      GALERA_CLUSTER_NAME: "webstack-t",
+      GALERA_FOUNDER: "no",
+      GALERA_FOUNDER_IP: S2,
+      GALERA_MEMBER_IPS: S2,
+      APP_DB_PRIMARY: "local",
+      APP_DB_REPLICA: "local",
+    });
+    // Replication stacks: no Galera key, the roles as they were.
+    for (const role of ["primary", "replica"] as DbRole[]) {
+      expect(galeraKeys(envOf(renderedAppNode("mariadb", role).file(ENV)))).toEqual({
+        DB_ROLE: role,
+        DB_CLUSTER: "replication",
+        APP_DB_PRIMARY: role === "primary" ? "local" : S2,
+        APP_DB_REPLICA: role === "replica" ? "local" : S1,
+      });
+    }
+  });
+
+  test("the founder (s2) runs the schema and users, again on a change; no replication user; s1 runs no SQL at all", () => {
+    const founder = renderedAppNode("mariadb", "primary", "galera").bundle;
+    expect(
+      founder.files.filter((f) => f.path.endsWith(".sql")).map((f) => [f.path, f.mode, f.onChange]),
+    ).toEqual([["/etc/webstack/db/primary.sql", "0600", [DB_BOOTSTRAP_PATH]]]);
+    const other = renderedAppNode("mariadb", "replica", "galera").bundle;
+    expect(other.files.filter((f) => f.path.endsWith(".sql"))).toEqual([]);
+    // The replication primary's SQL without its replication users, and nothing else changed.
+    const sql = lines(renderPrimarySql(member("primary")));
+    const replicationSql = lines(renderPrimarySql(dbParams("mariadb", "primary")));
+    expect(sql).toEqual(replicationSql.filter((l) => !/replication|REPLICATION SLAVE/i.test(l)));
+    expect(replicationSql.length - sql.length).toBe(1 + 2 * 2);
+    expect(sql.filter((l) => /REPLICATION|'replication'/.test(l))).toEqual([]);
+  });
+
+  test("the member's header names it a member; its bootstrap and bundle install the provider and socat, a replication node's neither", () => {
+    for (const role of ["primary", "replica"] as DbRole[]) {
+      const galera = renderedAppNode("mariadb", role, "galera");
+      expect(galera.text.split("\n")[1]).toBe(
+        `# webstack ${NODES[role].name} (member): bootstrap rendered by webstack; its files come from its bundle`,
+      );
+      expect(galera.doc.packages).toEqual(expect.arrayContaining(["galera-4", "socat"]));
+      expect(galera.bundle.packages).toEqual(expect.arrayContaining(["galera-4", "socat"]));
+      const replication = renderedAppNode("mariadb", role);
+      for (const packages of [replication.doc.packages, replication.bundle.packages])
+        expect(packages!.filter((p) => ["galera-4", "socat"].includes(p))).toEqual([]);
+    }
+    const backup = backupPackages("mariadb");
+    expect(appNodePackages("mariadb", "galera")).toEqual([
+      ...appNodePackages("mariadb", "replication").filter((p) => !backup.includes(p)),
+      "galera-4",
+      "socat",
+      ...backup,
+    ]);
+    // A state transfer is made by mariadb-backup (wsrep_sst_method mariabackup): the backups'
+    // package is the members' too.
+    expect(backup).toContain("mariadb-backup");
   });
 });

@@ -320,6 +320,15 @@ export function byId(plan: Plan, id: unknown): PlannedResource {
   return found[0];
 }
 
+/** A security-group rule of a plan as one comparable row: "group protocol from-to peer". */
+export function ruleRow(plan: Plan, rule: { inputs: Record<string, unknown> }): string {
+  const groupOf = (id: unknown) => byId(plan, id).name.replace(/^firewalls-/, "");
+  const i = rule.inputs;
+  const peer =
+    i.cidrIpv4 !== undefined ? String(i.cidrIpv4) : `sg:${groupOf(i.referencedSecurityGroupId)}`;
+  return `${groupOf(i.securityGroupId)} ${String(i.ipProtocol)} ${String(i.fromPort)}-${String(i.toPort)} ${peer}`;
+}
+
 /**
  * Every value the mocks generated as a secret (passwords, private keys in each encoding), by its
  * distinctive part: a PEM's body line, or the whole value.

@@ -3,6 +3,7 @@
 import { PATCHING_PACKAGES } from "../cloud-init/patching";
 import YAML from "yaml";
 import {
+  ArbitratorSetup,
   CertificateSetup,
   lbSecretsManifest,
   renderLoadBalancerBootstrap,
@@ -40,7 +41,17 @@ const SETUPS: Record<string, CertificateSetup> = {
   },
 };
 
-function lbDocument(mode: string) {
+/** The arbitrator a galera stack's LB runs (stack "t"). */
+const ARBITRATOR: ArbitratorSetup = {
+  clusterName: "webstack-t",
+  memberIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
+  parameters: {
+    cert: parameterName("t", "lb", "galera-tls-cert"),
+    key: parameterName("t", "lb", "galera-tls-key"),
+  },
+};
+
+function lbDocument(mode: string, arbitrator?: ArbitratorSetup) {
   const text = renderLoadBalancerBootstrap({
     stack: "t",
     node: TOPOLOGY.nodes.lb,
@@ -61,6 +72,7 @@ function lbDocument(mode: string) {
     architecture: "amd64",
     monitoring: testMonitoring("lb"),
     ssmAgentUrl: TEST_SSM_AGENT_URL,
+    ...(arbitrator ? { arbitrator } : {}),
   });
   const doc = YAML.parse(text) as CloudConfigDocument;
   const paths = bundle.files.map((f) => f.path);
@@ -208,4 +220,86 @@ describe("the LB's bootstrap and bundle", () => {
     expect(positions.every((p) => p >= 0)).toBe(true);
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
   });
+});
+
+describe("the Galera arbitrator on the LB (database: galera)", () => {
+  const DROP_IN = "/etc/systemd/system/garb.service.d/webstack.conf";
+  const [S1, S2, LB] = [TOPOLOGY.nodes.s1, TOPOLOGY.nodes.s2, TOPOLOGY.nodes.lb].map(
+    (n) => n.privateIp,
+  );
+
+  test("garbd: Debian's unit, as a dynamic user reading its key only as a credential, in the group over TLS on the LB's address, always restarted", () => {
+    const { bundle, file } = lbDocument("self-signed", ARBITRATOR);
+    expect(file(DROP_IN)).toBe(
+      [
+        "# webstack: the arbitrator of webstack-t (database: galera), rendered by webstack.",
+        "[Service]",
+        "User=",
+        "DynamicUser=yes",
+        "LoadCredential=galera.key:/etc/webstack/galera/lb.key",
+        "StateDirectory=garbd",
+        "ExecStart=",
+        `ExecStart=/usr/bin/garbd --address gcomm://${S1}:4567,${S2}:4567 --group webstack-t --workdir %S/garbd --options "socket.ssl=yes;socket.ssl_ca=/etc/webstack/tls/ca.crt;socket.ssl_cert=/etc/webstack/galera/lb.crt;socket.ssl_key=%d/galera.key;gmcast.listen_addr=tcp://${LB}:4567"`,
+        "Restart=always",
+        "RestartSec=5",
+        "",
+      ].join("\n"),
+    );
+    expect(bundleEntryOf(bundle, DROP_IN)).toMatchObject({
+      mode: "0644",
+      onChange: ["/usr/local/sbin/webstack-unit-changed", "restart", "garb.service"],
+    });
+  });
+
+  test("the first boot starts garbd once the boot script has fetched its key and certificate", () => {
+    const { bundle } = lbDocument("self-signed", ARBITRATOR);
+    const boot = bootSequence(bundle);
+    expect(boot.started.filter((s) => s.unit === "garb.service")).toEqual([
+      { unit: "garb.service", waits: false, beforeBootScript: false },
+    ]);
+    expect(boot.last).toBe("systemctl enable --now webstack-apply.timer");
+    expect(bootSequence(lbDocument("self-signed").bundle).started.map((s) => s.unit)).not.toContain(
+      "garb.service",
+    );
+  });
+
+  test.each(Object.keys(SETUPS))(
+    "%s: the secrets manifest adds the arbitrator's certificate (0644) and key (0600), root's, after the site's",
+    (mode) => {
+      const { file } = lbDocument(mode, ARBITRATOR);
+      const manifest = JSON.parse(file("/etc/webstack/secrets.json")) as unknown[];
+      expect(manifest).toEqual(lbSecretsManifest(SETUPS[mode], ARBITRATOR));
+      expect(manifest).toEqual([
+        ...lbSecretsManifest(SETUPS[mode]),
+        {
+          parameter: parameterName("t", "lb", "galera-tls-cert"),
+          path: "/etc/webstack/galera/lb.crt",
+          mode: "0644",
+          owner: "root:root",
+        },
+        {
+          parameter: parameterName("t", "lb", "galera-tls-key"),
+          path: "/etc/webstack/galera/lb.key",
+          mode: "0600",
+          owner: "root:root",
+        },
+      ]);
+    },
+  );
+
+  test.each(Object.keys(SETUPS))(
+    "%s: galera-arbitrator-4 in the bundle's packages only with the arbitrator, never in the bootstrap",
+    (mode) => {
+      const galera = lbDocument(mode, ARBITRATOR);
+      const replication = lbDocument(mode);
+      expect(galera.bundle.packages).toEqual(
+        [...replication.bundle.packages, "galera-arbitrator-4"].sort(),
+      );
+      expect(replication.bundle.packages).not.toContain("galera-arbitrator-4");
+      // The bootstrap takes no arbitrator: the same text, whatever the database.
+      expect(galera.text).toBe(replication.text);
+      expect(galera.doc.packages).not.toContain("galera-arbitrator-4");
+      expect(replication.paths).not.toContain(DROP_IN);
+    },
+  );
 });

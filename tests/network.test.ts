@@ -12,6 +12,7 @@ import {
   ofType,
   one,
   planConfig,
+  ruleRow,
 } from "./harness";
 
 let plan: Plan;
@@ -20,18 +21,8 @@ beforeAll(async () => {
   plan = await planConfig({ domain: "www.example.com" });
 });
 
-/** The node ("lb", "s1", "s2") whose security group has this id. */
-function groupOf(id: unknown): string {
-  return byId(plan, id).name.replace(/^firewalls-/, "");
-}
-
 /** A rule as one comparable row: group, protocol, ports, peer. */
-function ruleRow(rule: { inputs: Record<string, unknown> }): string {
-  const i = rule.inputs;
-  const peer =
-    i.cidrIpv4 !== undefined ? String(i.cidrIpv4) : `sg:${groupOf(i.referencedSecurityGroupId)}`;
-  return `${groupOf(i.securityGroupId)} ${String(i.ipProtocol)} ${String(i.fromPort)}-${String(i.toPort)} ${peer}`;
-}
+const row = (rule: { inputs: Record<string, unknown> }) => ruleRow(plan, rule);
 
 describe("firewalls", () => {
   test("exactly three security groups, autonamed, described, without inline rules", () => {
@@ -53,7 +44,7 @@ describe("firewalls", () => {
   });
 
   test("ingress: 443 and 80 from anywhere to the LB; 443 from the LB group; 3306 between s1 and s2 groups", () => {
-    expect(ofType(plan, T.ingressRule).map(ruleRow).sort()).toEqual([
+    expect(ofType(plan, T.ingressRule).map(row).sort()).toEqual([
       "lb tcp 443-443 0.0.0.0/0",
       "lb tcp 80-80 0.0.0.0/0",
       "s1 tcp 3306-3306 sg:s2",
@@ -64,7 +55,7 @@ describe("firewalls", () => {
   });
 
   test("egress is explicit: HTTPS out (no port 80: APT over HTTPS), the LB to the app groups, 3306 between s1 and s2", () => {
-    expect(ofType(plan, T.egressRule).map(ruleRow).sort()).toEqual([
+    expect(ofType(plan, T.egressRule).map(row).sort()).toEqual([
       "lb tcp 443-443 0.0.0.0/0",
       "lb tcp 443-443 sg:s1",
       "lb tcp 443-443 sg:s2",

@@ -10,7 +10,7 @@ import * as zlib from "zlib";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
 import { Plan } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
-import { T, planConfig, planStack } from "./harness";
+import { DEV_TOPOLOGY, T, planConfig, planStack } from "./harness";
 import { GOOD_INSTANCE, crafted } from "./policyFixtures";
 
 /** A recorded plan as the rules see a stack: properties, and links found through ids, names and ARNs. */
@@ -35,14 +35,57 @@ function stackOf(plan: Plan): Resource[] {
 
 let dev: Resource[];
 let prod: Resource[];
+let galera: Resource[];
 beforeAll(async () => {
   dev = stackOf(await planStack("dev"));
   prod = stackOf(await planStack("prod"));
+  galera = stackOf(await planStack("dev", ["webstack:database=galera"]));
 });
 
 describe("the program's own stacks", () => {
   test.each(["dev", "prod"])("%s passes every policy", (stack) => {
     expect(evaluate(stack === "dev" ? dev : prod)).toEqual([]);
+  });
+
+  test("dev as a galera stack passes every policy: its Galera ports open between its own groups only, the arbitrator's key a SecureString", () => {
+    expect(evaluate(galera)).toEqual([]);
+    // The rules did look at what galera adds.
+    const galeraRules = galera.filter(
+      (r) => (r.type === T.ingressRule || r.type === T.egressRule) && r.props.fromPort === 4567,
+    );
+    expect(galeraRules).toHaveLength(2 * (2 + 4));
+    expect(galera.filter((r) => r.name.startsWith("arbitrator-tls-"))).toHaveLength(2);
+  });
+
+  test.each([
+    ["firewalls-s1-in-tcp4444-from-s2", 4444, "firewalls-s1", "replica"],
+    ["firewalls-lb-in-tcp4567-from-s2", 4567, "firewalls-lb", "loadbalancer"],
+  ])("a Galera port opened to the world is refused: %s", (name, port, group, role) => {
+    const worldOpen = galera.map((r) =>
+      r.type === T.ingressRule && r.name === name
+        ? {
+            ...r,
+            props: { ...r.props, cidrIpv4: "0.0.0.0/0", referencedSecurityGroupId: undefined },
+          }
+        : r,
+    );
+    const control = "(FSBP EC2.18/EC2.19, CKV_AWS_24/25/260)";
+    expect(evaluate(worldOpen)).toEqual([
+      {
+        rule: "world-ingress-only-https-on-lb",
+        resource: name,
+        message: `${name}: opens port ${port} to 0.0.0.0/0 (outside the VPC's ${DEV_TOPOLOGY.vpcCidr}) ${control}`,
+      },
+      ...(role === "loadbalancer"
+        ? []
+        : [
+            {
+              rule: "world-ingress-only-https-on-lb",
+              resource: name,
+              message: `${name}: opens 0.0.0.0/0 on security group ${group}, whose Role is ${role} ${control}`,
+            },
+          ]),
+    ]);
   });
 
   test("every rule looks at resources the program creates", () => {

@@ -8,6 +8,7 @@ import {
   renderAppNodeBundle,
 } from "../cloud-init/appNode";
 import { BundlePayload } from "../cloud-init/bundle";
+import { galeraMember } from "../cloud-init/database";
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
@@ -36,8 +37,15 @@ export const TEST_RELEASE: AppReleaseParams = {
   secrets: [],
 };
 
-/** What the program passes to the app node renderer for a node of this role (stack "t"). */
-export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
+/**
+ * What the program passes to the app node renderer for a node of this role (stack "t"); with
+ * `galera`, the node's view of its cluster as the program makes it.
+ */
+export function appNodeParams(
+  engine: DbEngine,
+  role: DbRole,
+  cluster: DatabaseMode = "replication",
+): AppNodeParams {
   const node = role === "primary" ? TOPOLOGY.nodes.s2 : TOPOLOGY.nodes.s1;
   return {
     stack: "t",
@@ -47,7 +55,8 @@ export function appNodeParams(engine: DbEngine, role: DbRole): AppNodeParams {
     replicaIp: TOPOLOGY.nodes.s1.privateIp,
     appNodeIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
     engine,
-    cluster: "replication",
+    cluster,
+    ...(cluster === "galera" ? { galera: galeraMember("t", TOPOLOGY.nodes, node.name) } : {}),
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
     parameters: Object.fromEntries(
@@ -74,8 +83,12 @@ export function bundleEntryOf(bundle: BundlePayload, path: string) {
  * An app node's two documents: its bootstrap as text and parsed, and its bundle, with the
  * bundle's files by path.
  */
-export function renderedAppNode(engine: DbEngine, role: DbRole) {
-  const params = appNodeParams(engine, role);
+export function renderedAppNode(
+  engine: DbEngine,
+  role: DbRole,
+  cluster: DatabaseMode = "replication",
+) {
+  const params = appNodeParams(engine, role, cluster);
   const text = renderAppNodeBootstrap({
     stack: params.stack,
     node: params.node,

@@ -4,6 +4,7 @@ import {
   admitsOut,
   ENDPOINT_FLOWS,
   FLOWS,
+  GALERA_FLOWS,
   NODE_NAMES,
   admits,
   groupsOf,
@@ -232,4 +233,167 @@ test("admitsOut: a node reaches the internet on the ports its egress flows name,
   expect(admitsOut("s1", 80, flows)).toBe(false);
   // A flow to another node is not a way to the internet.
   expect(admitsOut("lb", 443, flows)).toBe(false);
+});
+
+// The replication stack's table as it was before `database` existed, written out by hand: the
+// galera mode must leave it exactly so (order included: the rules' keys and the README follow it).
+const REPLICATION_STACK_FLOWS: Flow[] = [
+  { from: "internet", to: "lb", port: 443, protocol: "tcp", why: "Users: HTTPS to HAProxy" },
+  {
+    from: "internet",
+    to: "lb",
+    port: 80,
+    protocol: "tcp",
+    why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
+  },
+  {
+    from: "lb",
+    to: "s1",
+    port: 443,
+    protocol: "tcp",
+    why: "HAProxy to Nginx on s1: TLS verified against the private CA",
+  },
+  {
+    from: "lb",
+    to: "s2",
+    port: 443,
+    protocol: "tcp",
+    why: "HAProxy to Nginx on s2: TLS verified against the private CA",
+  },
+  {
+    from: "s1",
+    to: "s2",
+    port: 3306,
+    protocol: "tcp",
+    why: "Replica s1 replicates from primary s2 (TLS); the app on s1 writes to the primary",
+  },
+  {
+    from: "s2",
+    to: "s1",
+    port: 3306,
+    protocol: "tcp",
+    why: "The app on s2 reads from the replica s1",
+  },
+  {
+    from: "lb",
+    to: "internet",
+    port: 443,
+    protocol: "tcp",
+    why: "HTTPS to AWS APIs (SSM, S3, CloudWatch), the Debian archive, the ACME server and agent packages",
+  },
+  ...(["s1", "s2"] as const).map((node): Flow => ({
+    from: node,
+    to: "internet",
+    port: 443,
+    protocol: "tcp",
+    why: "HTTPS through NAT to AWS APIs (SSM, S3, CloudWatch), the Debian archive and agent packages",
+  })),
+];
+
+describe("the database modes in the flow table (database)", () => {
+  const galera = stackFlows({ vpcEndpoints: false, database: "galera" });
+  const row = (f: Flow) => `${f.from}→${f.to}:${f.port} ${f.why}`;
+
+  test("replication (the default): the flow table is exactly the one from before galera", () => {
+    expect(FLOWS).toEqual(REPLICATION_STACK_FLOWS);
+    expect(stackFlows({ vpcEndpoints: false, database: "replication" })).toBe(FLOWS);
+    expect(stackFlows({ vpcEndpoints: false })).toBe(FLOWS);
+    expect(
+      buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "replication" }).flows,
+    ).toBe(FLOWS);
+  });
+
+  test("galera: the members' group, IST and SST ports both ways between s1 and s2, the group port both ways between the LB's arbitrator and each member", () => {
+    expect(GALERA_FLOWS.map(row)).toEqual([
+      "s1→s2:4567 Galera group traffic from s1 to s2 (TLS)",
+      "s1→s2:4568 Galera IST: s1 sends s2 the writes s2 missed (TLS)",
+      "s1→s2:4444 Galera SST: s1 sends s2 a full copy when it joins anew (mariadb-backup, TLS)",
+      "s2→s1:4567 Galera group traffic from s2 to s1 (TLS)",
+      "s2→s1:4568 Galera IST: s2 sends s1 the writes s1 missed (TLS)",
+      "s2→s1:4444 Galera SST: s2 sends s1 a full copy when it joins anew (mariadb-backup, TLS)",
+      "lb→s1:4567 Galera group traffic: the arbitrator (garbd) on the LB to s1 (TLS)",
+      "s1→lb:4567 Galera group traffic: s1 to the arbitrator (garbd) on the LB (TLS)",
+      "lb→s2:4567 Galera group traffic: the arbitrator (garbd) on the LB to s2 (TLS)",
+      "s2→lb:4567 Galera group traffic: s2 to the arbitrator (garbd) on the LB (TLS)",
+    ]);
+    expect(GALERA_FLOWS.every((f) => f.protocol === "tcp")).toBe(true);
+    for (const flow of GALERA_FLOWS) expect(flow.why).toMatch(SG_DESCRIPTION);
+  });
+
+  test("galera: the stack's table is the replication one with the database flows swapped, and nothing on 3306", () => {
+    const replicationOnly = FLOWS.filter((f) => f.port === 3306);
+    expect(galera).toEqual([
+      ...FLOWS.slice(0, FLOWS.indexOf(replicationOnly[0])),
+      ...GALERA_FLOWS,
+      ...FLOWS.slice(FLOWS.indexOf(replicationOnly[1]) + 1),
+    ]);
+    expect(galera.filter((f) => f.port === 3306)).toEqual([]);
+    expect(buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "galera" }).flows).toBe(
+      galera,
+    );
+    expect(groupsOf(galera)).toEqual(["lb", "s1", "s2"]);
+    const withEndpoints = stackFlows({ vpcEndpoints: true, database: "galera" });
+    expect(withEndpoints).toEqual([...galera, ...ENDPOINT_FLOWS]);
+  });
+
+  test("galera: what each node admits and opens", () => {
+    const inbound = (node: "lb" | "s1" | "s2") =>
+      flowsInto(node, galera)
+        .map((f) => `${f.from}:${f.port}`)
+        .sort();
+    const outbound = (node: "lb" | "s1" | "s2") =>
+      flowsOutOf(node, galera)
+        .map((f) => `${f.to}:${f.port}`)
+        .sort();
+    expect(inbound("lb")).toEqual(["internet:443", "internet:80", "s1:4567", "s2:4567"]);
+    expect(inbound("s1")).toEqual(["lb:443", "lb:4567", "s2:4444", "s2:4567", "s2:4568"]);
+    expect(inbound("s2")).toEqual(["lb:443", "lb:4567", "s1:4444", "s1:4567", "s1:4568"]);
+    expect(outbound("lb")).toEqual(["internet:443", "s1:443", "s1:4567", "s2:443", "s2:4567"]);
+    expect(outbound("s1")).toEqual(["internet:443", "lb:4567", "s2:4444", "s2:4567", "s2:4568"]);
+    expect(outbound("s2")).toEqual(["internet:443", "lb:4567", "s1:4444", "s1:4567", "s1:4568"]);
+  });
+
+  test("galera: the internet reaches no Galera port; the arbitrator takes no state transfer; no node reaches a database port", () => {
+    for (const port of [4567, 4568, 4444, 3306]) {
+      for (const node of NODE_NAMES) expect(admits("internet", node, port, galera)).toBe(false);
+      for (const node of NODE_NAMES) expect(admitsOut(node, port, galera)).toBe(false);
+    }
+    for (const port of [4568, 4444]) {
+      expect(admits("lb", "s1", port, galera)).toBe(false);
+      expect(admits("s1", "lb", port, galera)).toBe(false);
+    }
+    expect(admits("lb", "s1", 4567, galera)).toBe(true);
+    expect(admits("s2", "lb", 4567, galera)).toBe(true);
+    expect(admits("s1", "s2", 4444, galera)).toBe(true);
+    expect(admits("s1", "s2", 3306, galera)).toBe(false);
+  });
+
+  test("galera: its security-group rules, by stable key", () => {
+    const rules = securityGroupRules(galera).filter((r) => [4567, 4568, 4444].includes(r.port));
+    expect(rules.map((r) => `${r.key} ${r.direction} ${r.peer}`)).toEqual([
+      "s2-in-tcp4567-from-s1 ingress s1",
+      "s1-out-tcp4567-to-s2 egress s2",
+      "s2-in-tcp4568-from-s1 ingress s1",
+      "s1-out-tcp4568-to-s2 egress s2",
+      "s2-in-tcp4444-from-s1 ingress s1",
+      "s1-out-tcp4444-to-s2 egress s2",
+      "s1-in-tcp4567-from-s2 ingress s2",
+      "s2-out-tcp4567-to-s1 egress s1",
+      "s1-in-tcp4568-from-s2 ingress s2",
+      "s2-out-tcp4568-to-s1 egress s1",
+      "s1-in-tcp4444-from-s2 ingress s2",
+      "s2-out-tcp4444-to-s1 egress s1",
+      "s1-in-tcp4567-from-lb ingress lb",
+      "lb-out-tcp4567-to-s1 egress s1",
+      "lb-in-tcp4567-from-s1 ingress s1",
+      "s1-out-tcp4567-to-lb egress lb",
+      "s2-in-tcp4567-from-lb ingress lb",
+      "lb-out-tcp4567-to-s2 egress s2",
+      "lb-in-tcp4567-from-s2 ingress s2",
+      "s2-out-tcp4567-to-lb egress lb",
+    ]);
+    expect(new Set(securityGroupRules(galera).map((r) => r.key)).size).toBe(
+      securityGroupRules(galera).length,
+    );
+  });
 });

@@ -38,11 +38,15 @@ if [ "$GALERA_FOUNDER" = yes ] && [ ! -e /var/lib/mysql/grastate.dat ]; then
   log "a member is up: joining its cluster (a full state transfer)"
 fi
 
-# Join: once a member listens (at first boot the founder may still be installing), bounded as a
-# replica waits for its primary; a start that fails (no group formed yet) is tried again.
+# Join: once another data member listens (at first boot the founder may still be installing),
+# bounded as a replica waits for its primary; a start that fails (no group formed yet) is tried
+# again. Never through this node's own port: the founder restarting while it is the only data
+# member would leave the group with none to give it the state back.
+joinable=("${members[@]}")
+if [ "$GALERA_FOUNDER" != yes ]; then joinable=("$GALERA_FOUNDER_IP" "${members[@]}"); fi
 delay=2
 for attempt in $(seq 1 "$DB_WAIT_ATTEMPTS"); do
-  for ip in "$GALERA_FOUNDER_IP" "${members[@]}"; do
+  for ip in "${joinable[@]}"; do
     if listening "$ip" && systemctl restart "$DB_SERVICE"; then
       log "joined $GALERA_CLUSTER_NAME (through $ip)"
       exit 0
