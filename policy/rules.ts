@@ -3,6 +3,7 @@
 import * as zlib from "zlib";
 import { decodeUserData } from "../cloud-init/userDataEncoding";
 import { parseCidr } from "../model/ipv4";
+import { PORTS } from "../model/topology";
 
 export interface Resource {
   readonly type: string;
@@ -60,6 +61,8 @@ const EIP = "aws:ec2/eip:Eip";
 const EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation";
 const VPC = "aws:ec2/vpc:Vpc";
 const APP_ROLES = ["primary", "replica"];
+/** The database's ports between nodes: MySQL's, and Galera's group, IST and SST. */
+const DATABASE_PORTS = [PORTS.mysql, PORTS.galera, PORTS.galeraIst, PORTS.galeraSst];
 /** Where a VPC's CIDR cannot be resolved: RFC 1918's private ranges. */
 const PRIVATE_IPV4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
@@ -154,15 +157,17 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
     id: "database-only-from-groups",
     control: "webstack east-west rule",
     description:
-      "The database port is opened only to referenced security groups, never to address ranges",
+      "The database's ports (MySQL's 3306, Galera's 4567, 4568 and 4444) are opened only to referenced security groups, never to address ranges",
     types: [INGRESS],
     check: (r) =>
-      opens(r, 3306) &&
-      (r.props.referencedSecurityGroupId === undefined ||
-        r.props.cidrIpv4 ||
-        r.props.cidrIpv6 ||
-        r.props.prefixListId)
-        ? ["opens port 3306 to an address range instead of a referenced security group"]
+      r.props.referencedSecurityGroupId === undefined ||
+      r.props.cidrIpv4 ||
+      r.props.cidrIpv6 ||
+      r.props.prefixListId
+        ? DATABASE_PORTS.filter((port) => opens(r, port)).map(
+            (port) =>
+              `opens port ${port} to an address range instead of a referenced security group`,
+          )
         : [],
   },
   {

@@ -40,6 +40,17 @@ const VIOLATIONS: [string, Resource, string][] = [
     "opens port 3306 to an address range",
   ],
   [
+    "database-only-from-groups",
+    crafted(T.ingressRule, {
+      ipProtocol: "tcp",
+      fromPort: 4444,
+      toPort: 4444,
+      cidrIpv4: "10.40.0.0/16",
+      description: "x",
+    }),
+    "opens port 4444 to an address range",
+  ],
+  [
     "no-inline-rules",
     crafted(T.securityGroup, {
       description: "x",
