@@ -23,7 +23,7 @@ import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
-import { galeraClusterName, galeraMember } from "./cloud-init/database";
+import { dbNodeRole, galeraClusterName, galeraMember } from "./cloud-init/database";
 import { currentAccount } from "./platform/account";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
@@ -376,7 +376,7 @@ export = async () => {
             instanceId: n.instanceId,
             privateIp: n.privateIp,
             internalName: n.internalName,
-            role: n.role,
+            role: dbNodeRole({ cluster: config.database, role: n.role }),
           },
         ];
       }),

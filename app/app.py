@@ -67,6 +67,8 @@ DB_WAIT_S = float(os.environ["WEBSTACK_DB_WAIT_S"])
 WRITE_PATIENCE_S = min(5.0, DB_WAIT_S)
 # A peer that does not accept within this is gone (its instance, its link): sub-ms in a VPC.
 CONNECT_TIMEOUT_S = 0.5
+# A failed read that took longer than this waited for an answer (not a refusal): 504, not 503.
+SLOW_FAILURE_S = 2.0
 # How long a statement's answer may take. The replica answers primary-key lookups: one that is
 # silent for 0.5 s is gone (a cut link), and the read goes to the primary at once. The primary
 # may take as long as the request may (a lock, a long write): past that nobody waits for it.
@@ -267,7 +269,14 @@ def answer(method, path, environ, served):
     if path == "/":
         return "200 OK", served, ()
     if path == "/healthz":
-        source, _ = read("SELECT 1", local_first=True)
+        if MEMBER:
+            # A member outside the primary component (or still joining) answers a table-less
+            # SELECT, but refuses the app's reads and writes: it must fail its check.
+            source, rows = read("SHOW GLOBAL STATUS LIKE 'wsrep_ready'", local_first=True)
+            if not rows or rows[0][1] != "ON":
+                raise ConnectionError("member: not ready (outside the cluster's primary component)")
+        else:
+            source, _ = read("SELECT 1", local_first=True)
         return "200 OK", {**served, "status": "ok", "read_from": source}, ()
     if path == "/items":
         return post_item(environ, served)
@@ -291,12 +300,18 @@ def application(environ, start_response):
         return respond(start_response, "405 Method Not Allowed", {**served, "error": "method not allowed"}, head,
                        [("Allow", ", ".join(allowed))])
     headers = ()
+    started = time.monotonic()
     try:
         status, body, headers = answer("GET" if head else method, path, environ, served)
     except ConnectionError as error:
         # Roles and error codes only ("replica: 2003; primary: 2003"): no address reaches the client.
         log.error("%s %s: no database answered: %s", method, path, error)
-        status, body = "503 Service Unavailable", {**served, "error": str(error)}
+        # 503 (the load balancer sends a GET again to the other node) only when the failure was
+        # quick; one that took its wait (a statement blocked on a lock) is a 504, not resent: it
+        # would take that long again.
+        slow = time.monotonic() - started > SLOW_FAILURE_S
+        status = "504 Gateway Timeout" if slow else "503 Service Unavailable"
+        body = {**served, "error": str(error)}
     except Exception:
         log.exception("%s %s failed", method, path)
         status, body = "500 Internal Server Error", {**served, "error": "internal error"}

@@ -48,7 +48,9 @@ export async function up(options: readonly string[] = []): Promise<void> {
   const upSets = parseSets(options, {});
   const existing = readState();
   if (existing) {
-    const same = JSON.stringify(existing.upSets ?? {}) === JSON.stringify(upSets);
+    const canonical = (sets: Record<string, string>) =>
+      JSON.stringify(Object.entries(sets).sort(([a], [b]) => a.localeCompare(b)));
+    const same = canonical(existing.upSets ?? {}) === canonical(upSets);
     if (existing.upSeconds !== undefined && healthy(existing) && same) {
       log("already up");
       return status();

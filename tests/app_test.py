@@ -61,6 +61,8 @@ class Server:
         self.state = "up"
         self.up_at = None  # refusing until the clock reaches this
         self.generation = 0
+        # A Galera member's wsrep_ready: OFF outside the primary component.
+        self.ready = "ON"
         self.connects = 0
         self.connect_args = []
         self.statements = []
@@ -141,6 +143,8 @@ class Cursor:
             self.rows = tuple(row[:2] for row in table if row[4] == args[0])
         elif "WHERE id" in statement:
             self.rows = tuple(row[:4] for row in table if row[0] == args[0])
+        elif statement.startswith("SHOW GLOBAL STATUS LIKE 'wsrep_ready'"):
+            self.rows = (("wsrep_ready", server.ready),)
         else:
             self.rows = ((1,),)
 
@@ -229,6 +233,14 @@ class GaleraMemberTest(unittest.TestCase):
             self.assertEqual(status, 503, path)
         # No waiting out its own server: the client's retry reaches the other member at once.
         self.assertLess(self.lab.clock.now - start, 3 * self.lab.app.CONNECT_TIMEOUT_S)
+
+    def test_a_member_outside_the_primary_component_fails_its_health_check(self):
+        # Its server still answers (a table-less SELECT passes there): wsrep_ready says it is out.
+        self.assertEqual(self.lab.get("/healthz")[0], 200)
+        self.lab.primary.ready = "OFF"
+        status, body = self.lab.get("/healthz")
+        self.assertEqual(status, 503)
+        self.assertIn("not ready", body["error"])
 
     def test_a_member_outside_the_primary_component_refuses_a_write_at_once(self):
         self.lab.primary.fail_next = [1047]
@@ -354,6 +366,18 @@ class AppDatabaseTest(unittest.TestCase):
         start = self.lab.clock.now
         self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
         self.assertEqual(self.lab.clock.now - start, 0)
+
+    def test_a_read_that_waited_out_its_databases_answers_504_a_quick_failure_503(self):
+        # 503 has the load balancer send a GET to the other node: only for a failure that was quick.
+        self.lab.app.read("SELECT 1")
+        self.lab.app.write_item("x")
+        self.lab.replica.state = self.lab.primary.state = "silent"
+        status, body = self.lab.get("/items/1")
+        self.assertEqual(status, 504)
+        self.assertIn("2013", body["error"])
+        lab = Lab(node_with_local("primary"))
+        lab.replica.state = lab.primary.state = "down"
+        self.assertEqual(lab.get("/items/1")[0], 503)
 
     def test_a_silent_replica_that_is_not_yet_connected_costs_one_connect_timeout(self):
         self.lab.replica.state = "silent"

@@ -198,16 +198,16 @@ describe("db-late-config.sh", () => {
 });
 
 describe("db-bootstrap.sh, a galera member", () => {
-  /** The client answers each wsrep_local_state_comment query with the next state in $ROOT/states. */
+  /** The client answers each wsrep_ready query with the next value in $ROOT/states. */
   function client(states: string[]): void {
     write("states", states.map((s) => `${s}\n`).join(""));
     stub(
       "mariadb",
       [
-        'if [[ "$*" == *wsrep_local_state_comment* ]]; then',
+        'if [[ "$*" == *wsrep_ready* ]]; then',
         '  state=$(head -n 1 "$ROOT/states"); sed -i 1d "$ROOT/states"',
         '  [ -n "$state" ] || exit 1',
-        '  printf "wsrep_local_state_comment\\t%s\\n" "$state"',
+        '  printf "wsrep_ready\\t%s\\n" "$state"',
         "else",
         '  cat >>"$ROOT/sql"',
         "fi",
@@ -230,7 +230,7 @@ describe("db-bootstrap.sh, a galera member", () => {
 
   test("s1: nothing to run, the schema and users come with the cluster's state", () => {
     nodeEnv("replica", "galera");
-    client(["Synced"]);
+    client(["ON"]);
     const { status, stderr, calls } = run("db-bootstrap.sh");
     expect(status).toBe(0);
     expect(calls).toEqual([]);
@@ -239,13 +239,13 @@ describe("db-bootstrap.sh, a galera member", () => {
     );
   });
 
-  test("the founder: once its member is synced, the schema and users with the passwords put in", () => {
+  test("the founder: once its member is ready, the schema and users with the passwords put in", () => {
     nodeEnv("primary", "galera");
-    client(["Joining", "", "Synced"]);
+    client(["OFF", "", "ON"]);
     const { status, stderr, calls } = run("db-bootstrap.sh");
     expect(status).toBe(0);
     const query =
-      "mariadb --protocol=socket --user=root --skip-column-names --execute=SHOW STATUS LIKE 'wsrep_local_state_comment'";
+      "mariadb --protocol=socket --user=root --skip-column-names --execute=SHOW STATUS LIKE 'wsrep_ready'";
     expect(calls).toEqual([
       query,
       "sleep 1",
@@ -263,15 +263,15 @@ describe("db-bootstrap.sh, a galera member", () => {
     );
   });
 
-  test("the founder never synced: no SQL, a failure that says why after 60 tries", () => {
+  test("the founder never ready: no SQL, a failure that says why after 60 tries", () => {
     nodeEnv("primary", "galera");
-    client(Array<string>(60).fill("Donor/Desynced"));
+    client(Array<string>(60).fill("OFF"));
     const { status, stderr, calls } = run("db-bootstrap.sh");
     expect(status).toBe(1);
     expect(calls.filter((c) => c === "sleep 1")).toHaveLength(59);
     expect(sqlRun()).toBe("");
     expect(stderr).toBe(
-      "webstack-db-bootstrap: this member is not synced with webstack-t (Donor/Desynced): schema and users not written\n",
+      "webstack-db-bootstrap: this member is not ready in webstack-t (wsrep_ready OFF): schema and users not written\n",
     );
   });
 });

@@ -3,6 +3,7 @@
 // database is killed, then a member is cut off from the others: no failed request, every
 // acknowledged row once on both members, one history after each.
 import { waitFor } from "../lab/commands";
+import { CA_CERT_PATH } from "../cloud-init/nodeFiles";
 import { LAB_TOPOLOGY, nodeNamespace } from "../lab/labPlan";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
@@ -213,29 +214,50 @@ labTest(
 );
 
 labTest(
-  "s1 cut off from s2 and the LB: the side with the arbitrator keeps writing, s1 refuses reads and writes; healed, one history",
+  "s1's database cut off from s2 and the LB's arbitrator: the side with the arbitrator keeps writing, s1 refuses and its /healthz takes it out; healed, one history",
   async () => {
+    // The group's ports only: HAProxy still reaches s1's Nginx, so s1 leaves the LB by failing
+    // its own /healthz (its server outside the primary component), not by a dead link.
     const s1 = nodeNamespace("s1");
     const others = [LAB_TOPOLOGY.nodes.s2.privateIp, LAB_TOPOLOGY.nodes.lb.privateIp].join(", ");
+    const ports = [PORTS.galera, PORTS.galeraIst, PORTS.galeraSst].join(", ");
     const cut = () =>
       expect(
         inNamespace(s1, ["nft", "-f", "-"], {
           input: [
             "table inet wslab_partition {",
             "  chain input { type filter hook input priority -10; policy accept;",
-            `    ip saddr { ${others} } drop; }`,
+            `    ip saddr { ${others} } tcp dport { ${ports} } drop;`,
+            `    ip saddr { ${others} } tcp sport { ${ports} } drop; }`,
             "  chain output { type filter hook output priority -10; policy accept;",
-            `    ip daddr { ${others} } drop; }`,
+            `    ip daddr { ${others} } tcp dport { ${ports} } drop;`,
+            `    ip daddr { ${others} } tcp sport { ${ports} } drop; }`,
             "}",
           ].join("\n"),
         }).status,
       ).toBe(0);
+    const s1Name = LAB_TOPOLOGY.nodes.s1.internalName;
+    const ownHealth = () =>
+      inNode("s1", [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        CA_CERT_PATH,
+        "--resolve",
+        `${s1Name}:${PORTS.https}:127.0.0.1`,
+        `https://${s1Name}/healthz`,
+      ]);
+    let health = "";
     const heal = () =>
       expect(inNamespace(s1, ["nft", "delete", "table", "inet", "wslab_partition"]).status).toBe(0);
     const before = transfers("s1");
     let refused = "";
     const report = await underLoad(
-      "s1 partitioned",
+      "s1's database partitioned",
       { rate: 40, seconds: 40, mix: "root=1,read=1,write=1", keyedWrites: 5 },
       async () => {
         cut();
@@ -254,6 +276,7 @@ labTest(
             "mariadb webstack -e \"INSERT INTO items (note, written_by) VALUES ('minority', 's1')\" 2>&1; true",
           ]);
           await waitFor("HAProxy marking s1 down", 15, () => backendState("s1").startsWith("DOWN"));
+          health = ownHealth();
           await new Promise((r) => setTimeout(r, 3000));
         } finally {
           heal();
@@ -263,6 +286,7 @@ labTest(
       },
     );
     expect(refused).toMatch(/ERROR 1047 .*WSREP has not yet prepared node for application use/);
+    expect(health).toBe("503");
     expectServed(report, MEMBER_LOSS_STALL_MS);
     expect(report.nodes.s2).toBeGreaterThan(0);
     await oneHistory(report);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Database bootstrap, idempotent. The primary creates the schema and users (they replicate); the
 # replica waits for the primary, bounded, then replicates with GTID auto-position over TLS. In a
-# Galera cluster the founder creates them (they reach every member) once its member is synced.
+# Galera cluster the founder creates them (they reach every member) once its member is ready.
 set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/webstack/node.env
@@ -66,12 +66,13 @@ case "$DB_ROLE" in
       log "a Galera member: schema and users come with the cluster's state"
       exit 0
     fi
+    # Ready: in the primary component, taking writes (a founder that is a donor to s1 is too).
     for attempt in $(seq 1 60); do
-      state=$(local_sql --skip-column-names --execute="SHOW STATUS LIKE 'wsrep_local_state_comment'" |
-        cut -f2) || state=""
-      if [ "$state" = Synced ]; then break; fi
+      ready=$(local_sql --skip-column-names --execute="SHOW STATUS LIKE 'wsrep_ready'" |
+        cut -f2) || ready=""
+      if [ "$ready" = ON ]; then break; fi
       if [ "$attempt" = 60 ]; then
-        log "this member is not synced with $GALERA_CLUSTER_NAME (${state:-no answer}): schema and users not written"
+        log "this member is not ready in $GALERA_CLUSTER_NAME (wsrep_ready ${ready:-no answer}): schema and users not written"
         exit 1
       fi
       sleep 1
