@@ -19,8 +19,8 @@ export interface GaleraMember {
   /** The group's name: one per stack. */
   readonly clusterName: string;
   /**
-   * This member's name, its certificate's name: the SST donor checks the joiner's certificate
-   * against it.
+   * This member's name in the group: its certificate's name (its internal name), as the logs
+   * and status show it.
    */
   readonly nodeName: string;
   /** The other members' and the arbitrator's addresses: where a starting member finds the group. */
@@ -267,7 +267,7 @@ export function galeraSocketTls(ca: string, cert: string, key: string): string[]
 /**
  * A member's cluster settings, with the late ones (they name the node's certificate): the group
  * over TLS on the node's own address, state transfers by mariadb-backup streamed over TLS, the
- * donor checking the joiner's certificate for its node name (VERIFY_IDENTITY).
+ * donor checking the joiner's certificate for the address it sends to (VERIFY_IDENTITY).
  */
 function galeraLines(p: DatabaseParams, g: GaleraMember): string[] {
   const provider = [

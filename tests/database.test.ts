@@ -404,12 +404,16 @@ describe("galera members (database: galera)", () => {
     ).toEqual([["/etc/webstack/db/primary.sql", "0600", [DB_BOOTSTRAP_PATH]]]);
     const other = renderedAppNode("mariadb", "replica", "galera").bundle;
     expect(other.files.filter((f) => f.path.endsWith(".sql"))).toEqual([]);
-    // The replication primary's SQL without its replication users, and nothing else changed.
+    // The replication primary's SQL without its replication users and the app's remote users (a
+    // member's app uses its own server only), and nothing else changed.
     const sql = lines(renderPrimarySql(member("primary")));
     const replicationSql = lines(renderPrimarySql(dbParams("mariadb", "primary")));
-    expect(sql).toEqual(replicationSql.filter((l) => !/replication|REPLICATION SLAVE/i.test(l)));
-    expect(replicationSql.length - sql.length).toBe(1 + 2 * 2);
-    expect(sql.filter((l) => /REPLICATION|'replication'/.test(l))).toEqual([]);
+    const remoteApp = /'app'@'10\./;
+    expect(sql).toEqual(
+      replicationSql.filter((l) => !/replication|REPLICATION SLAVE/i.test(l) && !remoteApp.test(l)),
+    );
+    expect(replicationSql.length - sql.length).toBe(1 + 2 * 2 + 2 * 2);
+    expect(sql.filter((l) => /REPLICATION|'replication'|'app'@'1/.test(l))).toEqual([]);
   });
 
   test("the member's header names it a member; its bootstrap and bundle install the provider and socat, a replication node's neither", () => {
