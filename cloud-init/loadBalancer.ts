@@ -254,9 +254,39 @@ export function renderArbitratorDropIn(node: NodeSpec, a: ArbitratorSetup): stri
     `ExecStart=/usr/bin/garbd --address gcomm://${members} --group ${a.clusterName} --workdir %S/garbd --options "${options.join(";")}"`,
     "Restart=always",
     "RestartSec=5",
+    ...GARBD_SANDBOX,
     "",
   ].join("\n");
 }
+
+/**
+ * garbd's sandbox, as webstack's own units have theirs: it talks TCP to the group and writes only
+ * its state directory, with no capability (the package's unit has none of this; `PrivateTmp=false`
+ * there is overridden).
+ */
+export const GARBD_SANDBOX: readonly string[] = [
+  "CapabilityBoundingSet=",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "ProtectHome=yes",
+  "ProtectKernelTunables=yes",
+  "ProtectKernelModules=yes",
+  "ProtectKernelLogs=yes",
+  "ProtectControlGroups=yes",
+  "ProtectClock=yes",
+  "ProtectHostname=yes",
+  "ProtectProc=invisible",
+  "ProcSubset=pid",
+  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+  "RestrictNamespaces=yes",
+  "RestrictRealtime=yes",
+  "LockPersonality=yes",
+  "MemoryDenyWriteExecute=yes",
+  "SystemCallFilter=@system-service",
+  "SystemCallFilter=~@privileged @resources",
+  "SystemCallArchitectures=native",
+  "UMask=0077",
+];
 
 function arbitratorPart(node: NodeSpec, a: ArbitratorSetup): BundlePart {
   return {
