@@ -261,7 +261,7 @@ describe("the Galera arbitrator on the LB (database: galera)", () => {
         "LockPersonality=yes",
         "MemoryDenyWriteExecute=yes",
         "SystemCallFilter=@system-service",
-        "SystemCallFilter=~@privileged @resources",
+        "SystemCallFilter=~@privileged",
         "SystemCallArchitectures=native",
         "UMask=0077",
         "",
