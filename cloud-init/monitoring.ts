@@ -9,7 +9,7 @@ import {
   FULL_BACKUP_STATE,
 } from "../model/backups";
 import { DbEngine } from "../model/config";
-import { NodeName, NodeRole, NodeSpec } from "../model/topology";
+import { DatabaseMode, NodeName, NodeRole, NodeSpec, appNodesHoldData } from "../model/topology";
 import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
 import { BundleFile, BundlePart, unitFile } from "./bundle";
 import { DB_CERT_PATH, DB_DATA_DIR, ENGINES } from "./database";
@@ -18,10 +18,19 @@ import { logSources } from "./logSources";
 import { NODE_CERT_PATH, SITE_PEM_PATH, renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
 
+/** Whether a node runs a database server of its own: an app node, unless the database is RDS. */
+export function holdsDatabase(role: NodeRole, database: DatabaseMode = "replication"): boolean {
+  return role !== "loadbalancer" && appNodesHoldData(database);
+}
+
 /** The processes whose CPU, memory and count the agent reports, by executable name. */
-export function monitoredProcesses(role: NodeRole, engine: DbEngine): string[] {
+export function monitoredProcesses(
+  role: NodeRole,
+  engine: DbEngine,
+  database: DatabaseMode = "replication",
+): string[] {
   if (role === "loadbalancer") return ["haproxy"];
-  return ["nginx", "gunicorn", ENGINES[engine].daemon];
+  return ["nginx", "gunicorn", ...(holdsDatabase(role, database) ? [ENGINES[engine].daemon] : [])];
 }
 
 /** AWS's key that signs the agent's packages ("Amazon CloudWatch Agent"), by full fingerprint. */
@@ -34,6 +43,8 @@ interface MonitoringParams {
   /** What the collector looks at: HAProxy's backends, or the database (and replication). */
   readonly role: NodeRole;
   readonly engine: DbEngine;
+  /** With `rds` an app node holds no database: nothing of one to watch. @default "replication" */
+  readonly database?: DatabaseMode;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
   /** The agent's .deb for this node's architecture. */
@@ -53,11 +64,14 @@ export interface MonitoredDisk {
   readonly fstype: string;
 }
 
-/** The root filesystem on every node; on s1 and s2 also the database's own volume. */
-export function monitoredDisks(role: NodeRole): MonitoredDisk[] {
+/** The root filesystem on every node; on s1 and s2 also the database's own volume (not with rds). */
+export function monitoredDisks(
+  role: NodeRole,
+  database: DatabaseMode = "replication",
+): MonitoredDisk[] {
   // ext4: the root of Debian's cloud images, and the data volume as data-volume.sh makes it.
   const root: MonitoredDisk = { name: "root", path: "/", fstype: "ext4" };
-  if (role === "loadbalancer") return [root];
+  if (!holdsDatabase(role, database)) return [root];
   return [root, { name: "data", path: DB_DATA_DIR, fstype: "ext4" }];
 }
 
@@ -66,8 +80,12 @@ export function monitoredDisks(role: NodeRole): MonitoredDisk[] {
  * (dimension `Certificate`): the LB's public one (whatever the mode, HAProxy's one PEM), and on s1
  * and s2 the node's own from the private CA, Nginx's copy and the database's (each refreshed apart).
  */
-export function servedCertificates(role: NodeRole): Readonly<Record<string, string>> {
+export function servedCertificates(
+  role: NodeRole,
+  database: DatabaseMode = "replication",
+): Readonly<Record<string, string>> {
   if (role === "loadbalancer") return { public: SITE_PEM_PATH };
+  if (!holdsDatabase(role, database)) return { node: NODE_CERT_PATH };
   return { node: NODE_CERT_PATH, database: DB_CERT_PATH };
 }
 
@@ -82,7 +100,8 @@ export interface StateAge {
  * The backup tools' state a node's collector watches (model/backups.ts): the nightly backup's age on
  * the node that takes it, binlog shipping's on the node whose binlogs are shipped.
  */
-export function backupAges(node: NodeName): StateAge[] {
+export function backupAges(node: NodeName, database: DatabaseMode = "replication"): StateAge[] {
+  if (!appNodesHoldData(database)) return [];
   return [
     ...(node === BACKUP_NODE
       ? [{ metric: BACKUP_AGE_METRIC, file: FULL_BACKUP_STATE, field: "finished" }]
@@ -95,7 +114,7 @@ export function backupAges(node: NodeName): StateAge[] {
 
 /** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
-  const disks = monitoredDisks(p.role).map((d) => d.path);
+  const disks = monitoredDisks(p.role, p.database).map((d) => d.path);
   return {
     // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
     agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
@@ -107,7 +126,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
         mem: { measurement: ["used_percent"] },
         disk: { measurement: ["used_percent"], resources: disks, drop_device: true },
         swap: { measurement: ["used_percent"] },
-        procstat: monitoredProcesses(p.role, p.engine).map((exe) => ({
+        procstat: monitoredProcesses(p.role, p.engine, p.database).map((exe) => ({
           exe,
           measurement: ["cpu_usage", "memory_rss", "pid_count"],
         })),
@@ -116,7 +135,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
     logs: {
       logs_collected: {
         files: {
-          collect_list: logSources(p.role).map((source) => {
+          collect_list: logSources(p.role, p.database).map((source) => {
             const group = p.logGroups[source.key];
             if (!group) throw new Error(`no log group for ${p.node}'s ${source.key} log`);
             return {
@@ -133,19 +152,24 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
 }
 
 /**
- * The collector's arguments: role and node, plus the database client on app nodes; the node's
+ * The collector's arguments: role and node, plus the database client on app nodes that hold the
+ * database (an app node of an rds stack is a `client`: no database of its own to ask); the node's
  * certificates and the backup state it watches.
  */
 function collectorArgs(p: MonitoringParams): string {
   const own =
     p.role === "loadbalancer"
       ? ["loadbalancer", p.node]
-      : [p.role, p.node, ENGINES[p.engine].client];
-  const certificates = Object.entries(servedCertificates(p.role)).flatMap(([name, path]) => [
-    "--certificate",
-    `${name}=${path}`,
+      : holdsDatabase(p.role, p.database)
+        ? [p.role, p.node, ENGINES[p.engine].client]
+        : ["client", p.node];
+  const certificates = Object.entries(servedCertificates(p.role, p.database)).flatMap(
+    ([name, path]) => ["--certificate", `${name}=${path}`],
+  );
+  const ages = backupAges(p.node, p.database).flatMap((a) => [
+    "--age",
+    `${a.metric}=${a.file}:${a.field}`,
   ]);
-  const ages = backupAges(p.node).flatMap((a) => ["--age", `${a.metric}=${a.file}:${a.field}`]);
   return [...own, ...certificates, ...ages].join(" ");
 }
 
@@ -215,6 +239,8 @@ export interface NodeMonitoring {
   readonly cloudWatchAgentUrl: string;
   /** The stack's database engine (its process and log names). */
   readonly engine: DbEngine;
+  /** How the data is held: with `rds` an app node watches no database of its own. */
+  readonly database: DatabaseMode;
   /** The Datadog agent, when enabled. */
   readonly datadog?: DatadogAgent;
 }
@@ -228,7 +254,7 @@ export function renderNodeMonitoringParts(
   architecture: Architecture,
   m: NodeMonitoring,
 ): BundlePart[] {
-  const own = { node: node.name, role: node.role, engine: m.engine };
+  const own = { node: node.name, role: node.role, engine: m.engine, database: m.database };
   const cloudWatch = renderMonitoringPart({
     ...own,
     logGroups: m.logGroups,

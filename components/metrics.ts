@@ -16,11 +16,13 @@ import {
 import { METRIC_NAMESPACE } from "../model/naming";
 import {
   APP_NODES_BY_NAME,
+  DatabaseMode,
   LB_NODE,
   NODE_NAMES,
   NODE_ROLES,
   NodeName,
   REPLICA_NODE,
+  appNodesHoldData,
 } from "../model/topology";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
@@ -129,11 +131,22 @@ export interface AlarmSpec<Id = string> {
   readonly recover?: boolean;
 }
 
+/** The RDS instance CloudWatch watches (`database: rds`): AWS/RDS's metrics, by its identifier. */
+export interface RdsWatch {
+  readonly identifier: string;
+  /** Its allocated storage, which the free-storage alarm is a share of. */
+  readonly storageGiB: number;
+}
+
 export interface AlarmInputs<Id = string> {
   readonly instanceIds: Readonly<Record<NodeName, Id>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
   readonly cpuPercent?: number;
+  /** With `rds` the app nodes hold no database: the instance's alarms instead. @default "replication" */
+  readonly database?: DatabaseMode;
+  /** With `rds`: the instance. */
+  readonly rds?: RdsWatch;
 }
 
 const metricRef = <Id>(
@@ -173,6 +186,40 @@ export const MEMORY_USED_ALARM_PERCENT = 90;
  */
 export const CERTIFICATE_ALARM_DAYS = 20;
 
+/** The RDS instance's CPU above this for 5 minutes alarms (`database: rds`). */
+export const RDS_CPU_ALARM_PERCENT = 80;
+/** The RDS instance's free storage below this share of its allocation alarms. */
+export const RDS_FREE_STORAGE_ALARM_SHARE = 0.1;
+
+/**
+ * The RDS instance's own alarms, from the metrics RDS publishes: CPU, and free storage (its
+ * automated backups, Multi-AZ failovers and minor upgrades are RDS's to run and report as events).
+ */
+function rdsAlarms<Id>(rds: RdsWatch): AlarmSpec<Id>[] {
+  const metric = (name: string, stat: string) =>
+    metricRef<Id>("AWS/RDS", name, { DBInstanceIdentifier: rds.identifier }, stat);
+  return [
+    {
+      key: "rds-cpu-high",
+      description: `CPU of the RDS instance ${rds.identifier} above ${RDS_CPU_ALARM_PERCENT}% for 5 minutes`,
+      metrics: [metric("CPUUtilization", "Average")],
+      comparison: "GreaterThanThreshold",
+      threshold: RDS_CPU_ALARM_PERCENT,
+      evaluationPeriods: 5,
+      missing: "notBreaching",
+    },
+    {
+      key: "rds-storage-low",
+      description: `The RDS instance ${rds.identifier} has less than ${RDS_FREE_STORAGE_ALARM_SHARE * 100}% of its ${rds.storageGiB} GiB free`,
+      metrics: [metric("FreeStorageSpace", "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: Math.round(rds.storageGiB * 2 ** 30 * RDS_FREE_STORAGE_ALARM_SHARE),
+      evaluationPeriods: 5,
+      missing: "notBreaching",
+    },
+  ];
+}
+
 /** The backups' age alarms (issue 20): on the node that takes the backup, and the one shipping binlogs. */
 function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
   return [
@@ -197,9 +244,45 @@ function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
   ];
 }
 
+/** The alarms of the app nodes' own databases: replication, each server answering, the backups' ages. */
+function nodeDatabaseAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
+  return [
+    {
+      key: `${REPLICA_NODE}-replica-not-running`,
+      description: `The replica (${REPLICA_NODE}) is not replicating`,
+      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 3,
+      missing: "breaching",
+    },
+    {
+      key: `${REPLICA_NODE}-replica-lag`,
+      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
+      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
+      comparison: "GreaterThanThreshold",
+      threshold: i.replicaLagSeconds,
+      evaluationPeriods: 3,
+      missing: "notBreaching",
+    },
+    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
+      key: `${node}-database-down`,
+      description: `The database on ${node} does not answer`,
+      metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 2,
+      missing: "breaching",
+    })),
+    // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
+    ...backupAgeAlarms<Id>(),
+  ];
+}
+
 /** Every alarm of the stack. */
 export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
   const nodes = NODE_NAMES;
+  const database = i.database ?? "replication";
   return [
     {
       key: "lb-qps-high",
@@ -230,35 +313,9 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 2,
       missing: "breaching",
     },
-    {
-      key: `${REPLICA_NODE}-replica-not-running`,
-      description: `The replica (${REPLICA_NODE}) is not replicating`,
-      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
-      comparison: "LessThanThreshold",
-      threshold: 1,
-      evaluationPeriods: 3,
-      missing: "breaching",
-    },
-    {
-      key: `${REPLICA_NODE}-replica-lag`,
-      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
-      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
-      comparison: "GreaterThanThreshold",
-      threshold: i.replicaLagSeconds,
-      evaluationPeriods: 3,
-      missing: "notBreaching",
-    },
-    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
-      key: `${node}-database-down`,
-      description: `The database on ${node} does not answer`,
-      metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
-      comparison: "LessThanThreshold",
-      threshold: 1,
-      evaluationPeriods: 2,
-      missing: "breaching",
-    })),
-    // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
-    ...backupAgeAlarms<Id>(),
+    // The app nodes' own databases (none with rds): replication, each answering, their backups.
+    ...(appNodesHoldData(database) ? nodeDatabaseAlarms<Id>(i) : []),
+    ...(i.rds ? rdsAlarms<Id>(i.rds) : []),
     ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,
@@ -308,7 +365,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 5,
         missing: "notBreaching",
       },
-      ...monitoredDisks(NODE_ROLES[node]).map((disk): AlarmSpec<Id> => ({
+      ...monitoredDisks(NODE_ROLES[node], database).map((disk): AlarmSpec<Id> => ({
         key: `${node}-${disk.name}-disk-high`,
         description: `${disk.path} on ${node} (its ${disk.name === "root" ? "root volume" : "data volume"}) more than ${DISK_USED_ALARM_PERCENT}% used`,
         metrics: [
@@ -323,15 +380,19 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         missing: "notBreaching",
       })),
       // The collector's (issue 20): a certificate it cannot read is one nobody watches.
-      ...Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate): AlarmSpec<Id> => ({
-        key: `${node}-certificate-${certificate}-expiring`,
-        description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
-        metrics: [custom<Id>("CertificateDaysLeft", node, "Minimum", { Certificate: certificate })],
-        comparison: "LessThanThreshold",
-        threshold: CERTIFICATE_ALARM_DAYS,
-        evaluationPeriods: 3,
-        missing: "breaching",
-      })),
+      ...Object.keys(servedCertificates(NODE_ROLES[node], database)).map(
+        (certificate): AlarmSpec<Id> => ({
+          key: `${node}-certificate-${certificate}-expiring`,
+          description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
+          metrics: [
+            custom<Id>("CertificateDaysLeft", node, "Minimum", { Certificate: certificate }),
+          ],
+          comparison: "LessThanThreshold",
+          threshold: CERTIFICATE_ALARM_DAYS,
+          evaluationPeriods: 3,
+          missing: "breaching",
+        }),
+      ),
       {
         key: `${node}-boot-failed`,
         description: `cloud-init reported an error while booting ${node}`,
@@ -373,6 +434,9 @@ export interface DashboardInputs {
   readonly region: string;
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
+  /** With `rds`: the instance's graph instead of replication's, no node volume or backups. @default "replication" */
+  readonly database?: DatabaseMode;
+  readonly rds?: RdsWatch;
 }
 
 type Widget = Record<string, unknown>;
@@ -454,13 +518,36 @@ function backupRow(region: string): Widget[] {
   ];
 }
 
+/** The RDS instance's graph, where replication's would be (`database: rds`). */
+function rdsGraph(rds: RdsWatch, x: number, y: number, region: string): Widget {
+  const metric = (name: string, extra: Record<string, unknown>) => [
+    "AWS/RDS",
+    name,
+    "DBInstanceIdentifier",
+    rds.identifier,
+    extra,
+  ];
+  return graph(
+    `RDS ${rds.identifier}: CPU (%) and free storage (GiB)`,
+    [
+      metric("CPUUtilization", { stat: "Average", label: "CPU (%)" }),
+      metric("FreeStorageSpace", { stat: "Minimum", id: "f", visible: false }),
+      [{ expression: `f / ${2 ** 30}`, label: "free storage (GiB)", id: "g" }],
+    ],
+    x,
+    y,
+    region,
+  );
+}
+
 /**
- * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication,
- * resources, bundles, requests refused by the per-client limit, certificates, pending reboots,
- * backups.
+ * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication (or
+ * the RDS instance), resources, bundles, requests refused by the per-client limit, certificates,
+ * pending reboots, backups.
  */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = NODE_NAMES;
+  const database = d.database ?? "replication";
   const qps = nodes.flatMap((node, n) => [
     [METRIC_NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
     [{ expression: `r${n} / PERIOD(r${n})`, label: `${node} requests/s`, id: `q${n}` }],
@@ -517,28 +604,30 @@ export function dashboardBody(d: DashboardInputs): string {
       6,
       d.region,
     ),
-    graph(
-      `Replication (${REPLICA_NODE})`,
-      [
-        [
-          METRIC_NAMESPACE,
-          "ReplicaLagSeconds",
-          "Node",
-          REPLICA_NODE,
-          { stat: "Maximum", label: "lag (s)" },
-        ],
-        [
-          METRIC_NAMESPACE,
-          "ReplicaRunning",
-          "Node",
-          REPLICA_NODE,
-          { stat: "Minimum", label: "running (1 = yes)" },
-        ],
-      ],
-      0,
-      12,
-      d.region,
-    ),
+    d.rds
+      ? rdsGraph(d.rds, 0, 12, d.region)
+      : graph(
+          `Replication (${REPLICA_NODE})`,
+          [
+            [
+              METRIC_NAMESPACE,
+              "ReplicaLagSeconds",
+              "Node",
+              REPLICA_NODE,
+              { stat: "Maximum", label: "lag (s)" },
+            ],
+            [
+              METRIC_NAMESPACE,
+              "ReplicaRunning",
+              "Node",
+              REPLICA_NODE,
+              { stat: "Minimum", label: "running (1 = yes)" },
+            ],
+          ],
+          0,
+          12,
+          d.region,
+        ),
     graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
     graph(
       "Memory used (%)",
@@ -551,7 +640,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Disk used (%): root, and the data volume on the app nodes",
       nodes.flatMap((node) =>
-        monitoredDisks(NODE_ROLES[node]).map((disk) => [
+        monitoredDisks(NODE_ROLES[node], database).map((disk) => [
           AGENT_METRIC_NAMESPACE,
           "disk_used_percent",
           "InstanceId",
@@ -595,7 +684,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Certificates: days left",
       nodes.flatMap((node) =>
-        Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate) => [
+        Object.keys(servedCertificates(NODE_ROLES[node], database)).map((certificate) => [
           METRIC_NAMESPACE,
           "CertificateDaysLeft",
           "Node",
@@ -624,7 +713,7 @@ export function dashboardBody(d: DashboardInputs): string {
       30,
       d.region,
     ),
-    ...backupRow(d.region),
+    ...(appNodesHoldData(database) ? backupRow(d.region) : []),
     {
       type: "alarm",
       x: 0,

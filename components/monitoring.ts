@@ -1,11 +1,11 @@
 // Alarms (to an SNS topic, optionally e-mailed), EC2 auto-recovery of the LB, and the dashboard.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeName } from "../model/topology";
+import { DatabaseMode, NodeName } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import { alarmTopicKeyPolicy } from "./iamPolicies";
-import { AlarmSpec, PERIOD, alarmSpecs, dashboardBody } from "./metrics";
+import { AlarmSpec, PERIOD, RdsWatch, alarmSpecs, dashboardBody } from "./metrics";
 
 export interface MonitoringArgs {
   readonly stack: string;
@@ -13,6 +13,10 @@ export interface MonitoringArgs {
   readonly instanceIds: Readonly<Record<NodeName, pulumi.Input<string>>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
+  /** How the data is held: with `rds` the instance's alarms replace the nodes' database alarms. */
+  readonly database: DatabaseMode;
+  /** With `rds`: the instance. */
+  readonly rds?: RdsWatch;
   /** Subscribed to the alarm topic when given. */
   readonly alarmEmail?: string;
   readonly tags: Tagger;
@@ -95,6 +99,8 @@ export class Monitoring extends pulumi.ComponentResource {
       instanceIds: args.instanceIds,
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
+      database: args.database,
+      ...(args.rds ? { rds: args.rds } : {}),
     });
     const alarmResources = specs.map(
       (spec) =>
@@ -129,7 +135,13 @@ export class Monitoring extends pulumi.ComponentResource {
             pulumi.all(alarmResources.map((a) => a.arn)),
           ])
           .apply(([instanceIds, account, alarmArns]) =>
-            dashboardBody({ region: account.region, instanceIds, alarmArns }),
+            dashboardBody({
+              region: account.region,
+              instanceIds,
+              alarmArns,
+              database: args.database,
+              ...(args.rds ? { rds: args.rds } : {}),
+            }),
           ),
       },
       child,

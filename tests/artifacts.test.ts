@@ -77,7 +77,7 @@ interface Rendered {
 
 const documents: Rendered[] = [];
 
-// Which documents each configuration contributes: both engines' app nodes, the LB in each mode,
+// Which documents each configuration contributes: both engines' app nodes and rds's, the LB in each mode,
 // with and without the per-client limit, on a small and a large instance (its connection limits).
 const DATADOG = { datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
 const VARIANTS: {
@@ -90,6 +90,8 @@ const VARIANTS: {
     take: { s1: "mariadb-s1", s2: "mariadb-s2", lb: "self-signed-lb" },
   },
   { config: { dbEngine: "mysql" }, take: { s1: "mysql-s1", s2: "mysql-s2" } },
+  // database rds: app nodes with no database of their own, their scripts reaching RDS's.
+  { config: { database: "rds" }, take: { s1: "rds-s1", s2: "rds-s2" } },
   {
     config: { certificate: "letsencrypt", acmeEmail: "ops@example.com" },
     take: { lb: "letsencrypt-lb" },
@@ -129,6 +131,8 @@ beforeAll(async () => {
     "mariadb-s2",
     "mysql-s1",
     "mysql-s2",
+    "rds-s1",
+    "rds-s2",
     "self-signed-lb",
   ]);
 });

@@ -19,7 +19,7 @@ import { ssmAgentPackageUrl } from "../cloud-init/ssmAgent";
 import { logSources } from "../cloud-init/logSources";
 import { CONFIG_KEYS, DbEngine } from "../model/config";
 import { logGroupName } from "../model/naming";
-import { NodeName, buildTopology } from "../model/topology";
+import { DatabaseMode, NodeName, buildTopology } from "../model/topology";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
@@ -64,6 +64,9 @@ export const T = {
   instance: "aws:ec2/instance:Instance",
   volume: "aws:ebs/volume:Volume",
   volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
+  rdsInstance: "aws:rds/instance:Instance",
+  rdsParameterGroup: "aws:rds/parameterGroup:ParameterGroup",
+  rdsSubnetGroup: "aws:rds/subnetGroup:SubnetGroup",
   dlmPolicy: "aws:dlm/lifecyclePolicy:LifecyclePolicy",
   ssmParameter: "aws:ssm/parameter:Parameter",
   bucket: "aws:s3/bucket:Bucket",
@@ -466,12 +469,20 @@ export const TEST_SSM_AGENT_URL = ssmAgentPackageUrl({
 });
 
 /** A node's monitoring values as the program passes them to a renderer (stack "t", no Datadog). */
-export function testMonitoring(node: NodeName, engine: DbEngine = "mariadb"): NodeMonitoring {
+export function testMonitoring(
+  node: NodeName,
+  engine: DbEngine = "mariadb",
+  database: DatabaseMode = "replication",
+): NodeMonitoring {
   return {
     logGroups: Object.fromEntries(
-      logSources(TOPOLOGY.nodes[node].role).map((s) => [s.key, logGroupName("t", node, s.key)]),
+      logSources(TOPOLOGY.nodes[node].role, database).map((s) => [
+        s.key,
+        logGroupName("t", node, s.key),
+      ]),
     ),
     cloudWatchAgentUrl: "https://agent.example.com/{arch}/amazon-cloudwatch-agent.deb",
     engine,
+    database,
   };
 }
