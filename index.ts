@@ -1,7 +1,7 @@
-// Composition root: config → topology → network → firewalls → VPC endpoints → key and bucket →
-// identities → log groups and session preferences → PKI and secrets → the app's release → images
-// → certificate → bundles (what runs on each node) → app nodes → their snapshots → load balancer →
-// monitoring → outputs.
+// Composition root: config → topology → network → firewalls → VPC endpoints → key → RDS (with
+// `database: rds`) → bucket → identities → log groups and session preferences → PKI and secrets →
+// the app's release → images → certificate → bundles (what runs on each node) → app nodes → their
+// snapshots → load balancer → monitoring → outputs.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
@@ -34,6 +34,8 @@ import { NodeBundles } from "./components/nodeBundles";
 import { NodeIdentity } from "./components/nodeIdentity";
 import { Pki } from "./components/pki";
 import { ArbitratorTls } from "./components/arbitratorTls";
+import { RdsDatabase } from "./components/rdsDatabase";
+import { RDS_ENGINE_VERSION } from "./model/rds";
 import { AppSecrets } from "./components/appSecrets";
 import { AppRelease } from "./components/appRelease";
 import { AppSecretVariables } from "./components/appSecretVariables";
@@ -72,20 +74,37 @@ export = async () => {
     flows: topology.flows,
     tags,
   });
+  const privateSubnetIds = SUBNET_NAMES.filter((s) => !topology.subnets[s].public).map(
+    (s) => network.subnetIds[s],
+  );
   // The nodes' AWS traffic inside the VPC (off by default: interface endpoints cost by the hour).
   if (config.vpcEndpoints) {
     new VpcEndpoints("endpoints", {
       vpcId: network.vpcId,
       region: account.region,
       routeTableIds: [network.routeTableIds.public, network.routeTableIds.private],
-      subnetIds: SUBNET_NAMES.filter((s) => !topology.subnets[s].public).map(
-        (s) => network.subnetIds[s],
-      ),
+      subnetIds: privateSubnetIds,
       securityGroupId: firewalls.endpointsGroupId!,
       tags,
     });
   }
   const parameterKey = new ParameterKey("parameters", { stack, tags });
+  // `database: rds`: the stack's database is Amazon's, in the private subnets, behind its own group.
+  const rds =
+    config.database === "rds"
+      ? new RdsDatabase("database", {
+          stack,
+          subnetIds: privateSubnetIds,
+          securityGroupId: firewalls.rdsGroupId!,
+          keyArn: parameterKey.keyArn,
+          instanceClass: config.rdsInstanceClass,
+          allocatedStorageGiB: config.dataVolumeGiB,
+          backupRetentionDays: config.backupRetentionDays,
+          protectData: config.protectData,
+          logRetentionDays: config.logRetentionDays,
+          tags,
+        })
+      : undefined;
   const bucket = new StackBucket("files", {
     stack,
     keyArn: parameterKey.keyArn,
@@ -101,6 +120,9 @@ export = async () => {
         account,
         parameterKeyArn: parameterKey.keyArn,
         bucketArn: bucket.bucketArn,
+        database: config.database,
+        // The node that writes the schema and users on RDS reads its master user's secret.
+        ...(rds && node === PRIMARY_NODE ? { databaseAdminSecretArn: rds.adminSecretArn } : {}),
         tags,
       }),
   );
@@ -109,6 +131,7 @@ export = async () => {
     stack,
     nodes: topology.nodes,
     retentionDays: config.logRetentionDays,
+    database: config.database,
     tags,
   });
   // A shell on a node: the stack's own Session Manager document, logging to the stack.
@@ -137,8 +160,11 @@ export = async () => {
       site: config.datadogSite,
       repoUrl: config.datadogRepoUrl,
       apiKeyParameter: datadog.parameterName,
-      // App nodes only: the LB has no database and no parameters in AppSecrets.
-      monitorPasswordParameter: appSecrets.parameterNames[node]?.["db-monitor-password"],
+      // App nodes only, and only with a database of their own: the LB has none and no parameters
+      // in AppSecrets, and RDS is watched by CloudWatch.
+      monitorPasswordParameter: rds
+        ? undefined
+        : appSecrets.parameterNames[node]?.["db-monitor-password"],
     },
   });
   const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
@@ -273,6 +299,7 @@ export = async () => {
           }
         : {}),
     },
+    ...(rds ? { rds: rds.endpoint } : {}),
     certificate: certificate.setup,
     ssmAgentUrl: account.apply(ssmAgentPackageUrl),
     tags,
@@ -302,13 +329,16 @@ export = async () => {
       ];
     }),
   ) as Record<AppNodeName, AppNode>;
-  // The data volumes' daily snapshots (the physical backups and binlogs go to the bucket).
-  const backups = new Backups("backups", {
-    stack,
-    account,
-    retentionDays: config.backupRetentionDays,
-    tags,
-  });
+  // The data volumes' daily snapshots (the physical backups and binlogs go to the bucket); with
+  // rds, RDS's automated backups instead.
+  const backups = rds
+    ? undefined
+    : new Backups("backups", {
+        stack,
+        account,
+        retentionDays: config.backupRetentionDays,
+        tags,
+      });
 
   const lb = new LoadBalancer("lb", {
     stack,
@@ -333,6 +363,7 @@ export = async () => {
     qpsThreshold: config.qpsAlarmThreshold,
     replicaLagSeconds: config.replicaLagAlarmSeconds,
     cluster: config.database,
+    ...(rds ? { rds: { identifier: rds.identifier, storageGiB: config.dataVolumeGiB } } : {}),
     alarmEmail: config.alarmEmail,
     tags,
   });
@@ -381,10 +412,27 @@ export = async () => {
         ];
       }),
     ),
-    dbEndpoints: {
-      primary: `${primary.privateIp}:${PORTS.mysql}`,
-      replica: `${replica.privateIp}:${PORTS.mysql}`,
-    },
+    // With rds the app writes and reads the one instance.
+    dbEndpoints: rds
+      ? {
+          primary: pulumi.interpolate`${rds.address}:${rds.port}`,
+          replica: pulumi.interpolate`${rds.address}:${rds.port}`,
+        }
+      : {
+          primary: `${primary.privateIp}:${PORTS.mysql}`,
+          replica: `${replica.privateIp}:${PORTS.mysql}`,
+        },
+    database: rds
+      ? {
+          mode: config.database,
+          instance: rds.identifier,
+          address: rds.address,
+          port: rds.port,
+          securityGroupId: firewalls.rdsGroupId!,
+          engineVersion: RDS_ENGINE_VERSION,
+          instanceClass: config.rdsInstanceClass,
+        }
+      : { mode: config.database },
     internalCaCertPem: pki.caCertPem,
     url: lb.url,
     dnsName: lb.dnsName,
@@ -392,12 +440,14 @@ export = async () => {
     certificateMode: config.certificate,
     logGroups: logGroups.names,
     sessions: { document: sessions.documentName, logGroup: sessions.logGroupName },
-    backups: {
-      bucket: bucket.bucketName,
-      prefix: BACKUP_PREFIX,
-      dlmPolicyId: backups.snapshotPolicyId,
-      retentionDays: config.backupRetentionDays,
-    },
+    backups: backups
+      ? {
+          bucket: bucket.bucketName,
+          prefix: BACKUP_PREFIX,
+          dlmPolicyId: backups.snapshotPolicyId,
+          retentionDays: config.backupRetentionDays,
+        }
+      : { rdsInstance: rds!.identifier, retentionDays: config.backupRetentionDays },
     dashboardUrl: monitoring.dashboardUrl,
     alarmTopicArn: monitoring.alarmTopicArn,
     images: { lb: images.lb.report, app: images.app.report },

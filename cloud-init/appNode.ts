@@ -5,7 +5,15 @@ import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { RequestLimits } from "../model/limits";
 import { AppNodeParameter, releaseCommandStatusName } from "../model/naming";
-import { AppNodeSpec, DatabaseMode, LOOPBACK_PORTS, PORTS, PRIMARY_NODE } from "../model/topology";
+import {
+  AppNodeSpec,
+  DatabaseMode,
+  LOOPBACK_PORTS,
+  PORTS,
+  PRIMARY_NODE,
+  appNodesHoldData,
+} from "../model/topology";
+import { RDS_CA_BUNDLE_URL } from "../model/rds";
 import {
   Argv,
   BundleApp,
@@ -23,6 +31,7 @@ import { dataVolumeCommand, dataVolumeGrowPart } from "./dataVolume";
 import {
   DB_BOOTSTRAP_PATH,
   DB_CERT_PATH,
+  DB_LATE_CONFIG_PATH,
   DB_REPLICATION_PASSWORD_PATH,
   DB_TLS_DIR,
   DatabaseParams,
@@ -30,10 +39,16 @@ import {
   ENGINES,
   GALERA_PACKAGES,
   GaleraMember,
+  RDS_CA_PATH,
+  RDS_CLIENT_PACKAGES,
+  RdsEndpoint,
   dbNodeRole,
   databaseBootstrapPart,
   databaseBundlePart,
   databaseEnvironment,
+  rdsBundlePart,
+  rdsOf,
+  releaseCommandDatabase,
 } from "./database";
 import { jsonErrorBody } from "./jsonErrors";
 import { NodeMonitoring, renderNodeMonitoringParts } from "./monitoring";
@@ -97,6 +112,8 @@ export interface AppNodeParams {
   readonly cluster: DatabaseMode;
   /** With `galera`: this member's view of the cluster. */
   readonly galera?: GaleraMember;
+  /** With `rds`: the RDS instance the app and the schema use (the node holds no database). */
+  readonly rds?: RdsEndpoint;
   /** How long a request may take and how large it may be: Nginx, Gunicorn and the app's share. */
   readonly limits: RequestLimits;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
@@ -118,8 +135,8 @@ export interface AppNodeBootstrapParams {
   readonly node: AppNodeSpec;
   readonly engine: DbEngine;
   readonly cluster: DatabaseMode;
-  /** The database's own EBS volume; the node finds it at its NVMe device path. */
-  readonly dataVolumeId: string;
+  /** The database's own EBS volume, which the node finds at its NVMe device path; none with `rds`. */
+  readonly dataVolumeId?: string;
 }
 
 /** The database server's own settings on an app node. */
@@ -143,6 +160,7 @@ export function databaseParams(p: AppNodeParams): DatabaseParams {
   return {
     ...databaseServer(p.node, p.engine, p.cluster),
     ...(p.galera ? { galera: p.galera } : {}),
+    ...(p.rds ? { rds: p.rds } : {}),
     primaryIp: p.primaryIp,
     appNodeIps: p.appNodeIps,
   };
@@ -194,12 +212,28 @@ export const NODE_ENV_PATH = "/etc/webstack/node.env";
 /** The certificate and key entries alone, re-fetched daily to pick up a renewal. */
 export const TLS_MANIFEST_PATH = "/etc/webstack/tls-manifest.json";
 
-/** Where each fetched parameter lands: the web side's copy and the database's own copy. */
+/**
+ * Where each fetched parameter lands: the web side's copy and the database's own copy. With `rds`
+ * the node has no database server: no copy of its own, no replication or monitoring password.
+ */
 export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
   const names = p.parameters;
-  return [
+  const web = [
     rootFile(names["tls-cert"], NODE_CERT_PATH, "0644"),
     rootFile(names["tls-key"], NODE_KEY_PATH),
+  ];
+  const app = [
+    rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
+    // The app's own copy, its user's alone: Gunicorn's config reads it (issue 19).
+    appSecretFile(names["db-app-password"], APP_DB_PASSWORD_NAME),
+  ];
+  const migrate = rootFile(
+    names["db-migrate-password"],
+    "/etc/webstack/secrets/db-migrate-password",
+  );
+  if (!appNodesHoldData(p.cluster)) return [...web, ...app, migrate];
+  return [
+    ...web,
     {
       parameter: names["tls-cert"],
       path: DB_CERT_PATH,
@@ -212,12 +246,10 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
       mode: "0600",
       owner: "mysql:mysql",
     },
-    rootFile(names["db-app-password"], "/etc/webstack/secrets/db-app-password"),
-    // The app's own copy, its user's alone: Gunicorn's config reads it (issue 19).
-    appSecretFile(names["db-app-password"], APP_DB_PASSWORD_NAME),
+    ...app,
     rootFile(names["db-replication-password"], DB_REPLICATION_PASSWORD_PATH),
     rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
-    rootFile(names["db-migrate-password"], "/etc/webstack/secrets/db-migrate-password"),
+    migrate,
   ];
 }
 
@@ -258,10 +290,18 @@ function appNodeHeader(node: AppNodeSpec, cluster: DatabaseMode) {
 
 /**
  * The app node's packages: Nginx, Gunicorn and the app's libraries, the agents' installers' tools,
- * patching, the database. One list: its bootstrap installs it at creation, its bundles name it, so a
- * package added here reaches a running node too (user-data changes never reach s1 and s2).
+ * patching, the database (with `rds`, its client alone: no server, no backup tools). One list: its
+ * bootstrap installs it at creation, its bundles name it, so a package added here reaches a running
+ * node too (user-data changes never reach s1 and s2).
  */
 export function appNodePackages(engine: DbEngine, cluster: DatabaseMode): readonly string[] {
+  const database = appNodesHoldData(cluster)
+    ? [
+        ...ENGINES[engine].packages,
+        ...(cluster === "galera" ? GALERA_PACKAGES : []),
+        ...backupPackages(engine),
+      ]
+    : RDS_CLIENT_PACKAGES;
   return [
     "nginx",
     "gunicorn",
@@ -276,22 +316,63 @@ export function appNodePackages(engine: DbEngine, cluster: DatabaseMode): readon
     "logrotate",
     ...INSTALLER_PACKAGES,
     ...PATCHING_PACKAGES,
-    ...ENGINES[engine].packages,
-    ...(cluster === "galera" ? GALERA_PACKAGES : []),
-    ...backupPackages(engine),
+    ...database,
   ];
 }
 
-/** The app node's bootstrap: its packages, its data volume, the database's settings and source. */
+/**
+ * The app node's bootstrap: its packages, its data volume, the database's settings and source. With
+ * `rds`, its packages alone: no volume, no server to set up.
+ */
 export function renderAppNodeBootstrap(p: AppNodeBootstrapParams): string {
+  const header = appNodeHeader(p.node, p.cluster);
+  const stackNode = { stack: p.stack, node: p.node.name };
+  const packages = appNodePackages(p.engine, p.cluster);
+  if (!appNodesHoldData(p.cluster)) {
+    if (p.dataVolumeId !== undefined)
+      throw new Error(`${p.node.name}: database ${p.cluster} holds no data on the node, no volume`);
+    return composeBootstrap(header, stackNode, [{ packages }]);
+  }
+  if (p.dataVolumeId === undefined)
+    throw new Error(`${p.node.name}: database ${p.cluster} needs the node's data volume`);
   const own: BootstrapPart = {
-    packages: appNodePackages(p.engine, p.cluster),
+    packages,
     bootcmd: [dataVolumeCommand(ebsDevicePath(p.dataVolumeId))],
   };
-  return composeBootstrap(appNodeHeader(p.node, p.cluster), { stack: p.stack, node: p.node.name }, [
+  return composeBootstrap(header, stackNode, [
     own,
     databaseBootstrapPart(databaseServer(p.node, p.engine, p.cluster)),
   ]);
+}
+
+/**
+ * What differs in the app node's own files with `rds`: the boot's database TLS step (the RDS CA
+ * bundle fetched instead of the server's TLS installed), the CA the app verifies its database with,
+ * no server for Gunicorn to start after, none whose TLS a renewed certificate reloads.
+ */
+function ownDatabaseValues(p: AppNodeParams) {
+  const engine = ENGINES[p.engine];
+  if (appNodesHoldData(p.cluster)) {
+    return {
+      boot: {
+        DB_TLS_STEP: "database TLS and log files",
+        DB_TLS_COMMAND: DB_LATE_CONFIG_PATH,
+        DB_CA_FILE: CA_CERT_PATH,
+      },
+      AFTER_DATABASE: ` ${engine.service}.service`,
+      AFTER_NGINX: "",
+    };
+  }
+  return {
+    boot: {
+      DB_TLS_STEP: "the RDS CA bundle, which the database's certificate is checked against",
+      DB_TLS_COMMAND: `${NODE_TOOL_PATH} rds-ca ${RDS_CA_BUNDLE_URL} ${RDS_CA_PATH}`,
+      DB_CA_FILE: RDS_CA_PATH,
+    },
+    AFTER_DATABASE: "",
+    AFTER_NGINX:
+      '\n# database rds: the node holds no database, whose TLS would need reloading.\nif [ "$DB_CLUSTER" = rds ]; then exit 0; fi',
+  };
 }
 
 /** A change Gunicorn takes without dropping a request: HUP, new workers, the old ones finish. */
@@ -318,16 +399,26 @@ export function appNodeHealthCheck(node: AppNodeSpec): Argv {
   );
 }
 
-export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
-  const db = databaseParams(p);
-  const engine = ENGINES[db.engine];
-  const environment = {
-    NODE: p.node.name,
-    ...databaseEnvironment(db),
+/** Where the app writes and reads: its own server, the peer's, or (with `rds`) the instance for both. */
+function appDatabaseTargets(p: AppNodeParams, db: DatabaseParams) {
+  if (db.rds) return { APP_DB_PRIMARY: db.rds.address, APP_DB_REPLICA: db.rds.address };
+  return {
     // "local" = this node's own server over its socket; a Galera member reads and writes its own
     // server only (one that left the group refuses both, and its /healthz fails).
     APP_DB_PRIMARY: db.role === "primary" || db.cluster === "galera" ? "local" : db.primaryIp,
     APP_DB_REPLICA: db.role === "replica" || db.cluster === "galera" ? "local" : p.replicaIp,
+  };
+}
+
+export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
+  const db = databaseParams(p);
+  const holdsData = appNodesHoldData(db.cluster);
+  if (!holdsData) rdsOf(db);
+  const ownDatabase = ownDatabaseValues(p);
+  const environment = {
+    NODE: p.node.name,
+    ...databaseEnvironment(db),
+    ...appDatabaseTargets(p, db),
   };
   const script = (path: string, name: string): BundleFile => ({
     path,
@@ -353,8 +444,12 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         // A new entry (the migrate password, issue 18) reaches a running node's files too.
         onChange: [NODE_TOOL_PATH, "fetch", SECRETS_MANIFEST_PATH],
       },
-      script(DB_BOOTSTRAP_PATH, "db-bootstrap.sh"),
-      script("/usr/local/sbin/webstack-boot", "app-node-boot.sh"),
+      ...(holdsData ? [script(DB_BOOTSTRAP_PATH, "db-bootstrap.sh")] : []),
+      {
+        path: "/usr/local/sbin/webstack-boot",
+        content: renderShipped("app-node-boot.sh", ownDatabase.boot),
+        mode: "0755",
+      },
       {
         path: TLS_MANIFEST_PATH,
         content: `${JSON.stringify(
@@ -367,7 +462,11 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
         )}\n`,
         mode: "0600",
       },
-      script("/usr/local/sbin/webstack-refresh-tls", "refresh-tls.sh"),
+      {
+        path: "/usr/local/sbin/webstack-refresh-tls",
+        content: renderShipped("refresh-tls.sh", { AFTER_NGINX: ownDatabase.AFTER_NGINX }),
+        mode: "0755",
+      },
       unitFile("webstack-refresh-tls.service", shippedFile("webstack-refresh-tls.service")),
       unitFile(
         "webstack-refresh-tls.timer",
@@ -381,7 +480,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       unitFile(
         "webstack-app.service",
         renderShipped("webstack-app.service", {
-          DB_SERVICE: engine.service,
+          AFTER_DATABASE: ownDatabase.AFTER_DATABASE,
           APP_MODULE: p.release.module,
           APP_USER,
           SANDBOX: APP_SANDBOX.join("\n"),
@@ -443,19 +542,24 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       signedDebInstallerPart(),
       ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
-      dataVolumeGrowPart(),
+      // With rds: no volume to grow, no server to set up or back up (RDS's automated backups).
+      ...(holdsData ? [dataVolumeGrowPart()] : []),
       renderPatchingPart(p.node.role),
       own,
-      databaseBundlePart(db),
-      renderBackupPart({
-        node: p.node.name,
-        engine: p.engine,
-        // The stack's bucket: the releases' and the backups'.
-        bucket: p.release.bucket,
-        cluster: p.cluster,
-        primaryIp: p.primaryIp,
-        primaryServerId: p.primaryServerId,
-      }),
+      ...(holdsData
+        ? [
+            databaseBundlePart(db),
+            renderBackupPart({
+              node: p.node.name,
+              engine: p.engine,
+              // The stack's bucket: the releases' and the backups'.
+              bucket: p.release.bucket,
+              cluster: p.cluster,
+              primaryIp: p.primaryIp,
+              primaryServerId: p.primaryServerId,
+            }),
+          ]
+        : [rdsBundlePart(db)]),
       appReleasePart(p),
     ],
   );
@@ -560,7 +664,7 @@ function appReleasePart(p: AppNodeParams): BundlePart {
       {
         path: RELEASE_COMMAND_PATH,
         content: renderShipped("release-command.sh", {
-          DB_CLIENT: `/usr/bin/${ENGINES[p.engine].client}`,
+          ...releaseCommandDatabase(databaseParams(p)),
           APP_USER,
           APP_ENVIRONMENT_PATH,
           RELEASE_COMMAND_PATH,

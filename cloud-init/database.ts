@@ -1,4 +1,5 @@
-// The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL.
+// The database part of an app node: engine profiles (MariaDB 11.8, MySQL 8.4 LTS), config and SQL;
+// with `database: rds`, the node's side of the RDS instance (its client, CA, schema and users).
 import { DbEngine } from "../model/config";
 import {
   APP_NODES_BY_NAME,
@@ -59,14 +60,25 @@ export function galeraMember(
   };
 }
 
+/** The RDS instance as the app nodes reach it (`database: rds`): plain values, none secret. */
+export interface RdsEndpoint {
+  /** The instance's DNS name: its certificate's name, the app's DB_PRIMARY and DB_REPLICA. */
+  readonly address: string;
+  readonly port: number;
+  /** The master user's secret (Secrets Manager), kept and rotated by RDS: s2 writes the schema as it. */
+  readonly adminSecretArn: string;
+}
+
 export interface DatabaseParams {
   readonly engine: DbEngine;
-  /** How the servers hold the data: a primary and its replica, or Galera members. */
+  /** How the servers hold the data: a primary and its replica, Galera members, or RDS's. */
   readonly cluster: DatabaseMode;
   /** The node's place: with `galera` every member takes writes; the "primary" founds the cluster and runs the schema. */
   readonly role: DbRole;
   /** With `galera`: the member's view of its cluster. */
   readonly galera?: GaleraMember;
+  /** With `rds`: the instance; the node holds no database, the "primary" writes the schema there. */
+  readonly rds?: RdsEndpoint;
   /** Node name, for comments. */
   readonly node: AppNodeName;
   /** Distinct per server; also the GTID domain on MariaDB. */
@@ -85,10 +97,14 @@ export type DatabaseServer = Pick<
   "engine" | "cluster" | "role" | "node" | "serverId" | "bindAddress"
 >;
 
-/** The database's role as the node's scripts and the app see it: a member of a Galera cluster, or primary/replica. */
-export type DbNodeRole = DbRole | "member";
+/**
+ * The database's role as the node's scripts and the app see it: a member of a Galera cluster,
+ * primary/replica, or (with `rds`) a client of a database it does not hold.
+ */
+export type DbNodeRole = DbRole | "member" | "client";
 
 export function dbNodeRole(p: Pick<DatabaseParams, "cluster" | "role">): DbNodeRole {
+  if (p.cluster === "rds") return "client";
   return p.cluster === "galera" ? "member" : p.role;
 }
 
@@ -331,6 +347,29 @@ const quote = (ip: string) => `'${ip}'`;
 const IDEMPOTENCY_COLUMN = "idempotency_key VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL";
 const IDEMPOTENCY_INDEX = "UNIQUE KEY items_idempotency_key (idempotency_key)";
 
+/** The app's schema, idempotent: the database, its table, the idempotency key on an older table. */
+const SCHEMA_SQL: readonly string[] = [
+  "CREATE DATABASE IF NOT EXISTS webstack CHARACTER SET utf8mb4;",
+  "CREATE TABLE IF NOT EXISTS webstack.items (",
+  "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,",
+  "  note VARCHAR(200) NOT NULL,",
+  "  written_by VARCHAR(16) NOT NULL,",
+  "  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),",
+  `  ${IDEMPOTENCY_COLUMN},`,
+  `  ${IDEMPOTENCY_INDEX}`,
+  ");",
+  "-- The key on a table from before it (MySQL 8.4's ALTER has no ADD COLUMN IF NOT EXISTS).",
+  "SET @webstack_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS",
+  "    WHERE TABLE_SCHEMA = 'webstack' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'idempotency_key') = 0,",
+  `  'ALTER TABLE webstack.items ADD COLUMN ${IDEMPOTENCY_COLUMN}, ADD ${IDEMPOTENCY_INDEX}', 'DO 0');`,
+  "PREPARE webstack_ddl FROM @webstack_ddl;",
+  "-- A lock held on the table (a long transaction) fails the change after 10 s, to be run again at",
+  "-- the next apply, instead of queueing every statement on the table behind it.",
+  "SET SESSION lock_wait_timeout = 10;",
+  "EXECUTE webstack_ddl;",
+  "DEALLOCATE PREPARE webstack_ddl;",
+];
+
 /** The primary's schema and users; passwords are placeholders the boot script fills from SSM. */
 export function renderPrimarySql(p: DatabaseParams): string {
   const e = ENGINES[p.engine];
@@ -338,25 +377,7 @@ export function renderPrimarySql(p: DatabaseParams): string {
   const remote = p.cluster === "galera" ? [] : p.appNodeIps.map(quote);
   return [
     "-- webstack primary: schema and users, created here only (they replicate). Idempotent.",
-    "CREATE DATABASE IF NOT EXISTS webstack CHARACTER SET utf8mb4;",
-    "CREATE TABLE IF NOT EXISTS webstack.items (",
-    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,",
-    "  note VARCHAR(200) NOT NULL,",
-    "  written_by VARCHAR(16) NOT NULL,",
-    "  created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),",
-    `  ${IDEMPOTENCY_COLUMN},`,
-    `  ${IDEMPOTENCY_INDEX}`,
-    ");",
-    "-- The key on a table from before it (MySQL 8.4's ALTER has no ADD COLUMN IF NOT EXISTS).",
-    "SET @webstack_ddl = IF((SELECT COUNT(*) FROM information_schema.COLUMNS",
-    "    WHERE TABLE_SCHEMA = 'webstack' AND TABLE_NAME = 'items' AND COLUMN_NAME = 'idempotency_key') = 0,",
-    `  'ALTER TABLE webstack.items ADD COLUMN ${IDEMPOTENCY_COLUMN}, ADD ${IDEMPOTENCY_INDEX}', 'DO 0');`,
-    "PREPARE webstack_ddl FROM @webstack_ddl;",
-    "-- A lock held on the table (a long transaction) fails the change after 10 s, to be run again at",
-    "-- the next apply, instead of queueing every statement on the table behind it.",
-    "SET SESSION lock_wait_timeout = 10;",
-    "EXECUTE webstack_ddl;",
-    "DEALLOCATE PREPARE webstack_ddl;",
+    ...SCHEMA_SQL,
     ...(remote.length > 0
       ? ["-- Replication from either app node, so a promoted replica needs no new user."]
       : []),
@@ -390,6 +411,7 @@ export function renderReplicaSql(p: DatabaseParams): string {
 /** What the boot scripts need to know about the engine (sourced from /etc/webstack/node.env). */
 export function databaseEnvironment(p: DatabaseParams): Record<string, string> {
   const e = ENGINES[p.engine];
+  if (p.rds) return rdsEnvironment(p, p.rds);
   return {
     DB_ENGINE: p.engine,
     DB_ROLE: dbNodeRole(p),
@@ -473,5 +495,150 @@ export function databaseBundlePart(p: DatabaseParams): BundlePart {
       },
       ...(sql ? [{ ...sql, mode: "0600" }] : []),
     ],
+  };
+}
+
+// ---- `database: rds`: the app nodes hold no database; the instance is RDS's. ----
+
+/** What an app node installs of the database with `rds`: the client alone (the schema, the release command). */
+export const RDS_CLIENT_PACKAGES: readonly string[] = ["mariadb-client"];
+
+/** Where the node keeps Amazon's RDS CA bundle, fetched at its first boot (the app reads it too). */
+export const RDS_CA_PATH = "/etc/webstack/tls/rds-ca.pem";
+
+/** The SQL s2 runs on the instance as its master user (passwords are placeholders, filled on the node). */
+export const RDS_SQL_PATH = "/etc/webstack/db/rds.sql";
+/**
+ * The master user's secret's name, on s2 only (not a secret; a file, since an RDS secret's name holds
+ * a '!', which no env file carries).
+ */
+export const RDS_ADMIN_SECRET_PATH = "/etc/webstack/db/rds-admin-secret";
+
+/**
+ * A Secrets Manager secret's name from its ARN (`…:secret:<name>-<6 characters>`): what the node
+ * asks for. The bundle carries the name, not the ARN, whose `secret:` would read as a secret value
+ * to the policy pack's patterns; IAM still judges the request against the ARN.
+ */
+export function secretNameOf(arn: string): string {
+  const name = /^arn:[^:]+:secretsmanager:[^:]*:\d*:secret:(.+)-[A-Za-z0-9]{6}$/.exec(arn)?.[1];
+  if (!name) throw new Error(`not a Secrets Manager secret's ARN: ${arn}`);
+  return name;
+}
+
+/** The RDS instance an app node's database part talks to; it must be there with `rds`. */
+export function rdsOf(p: Pick<DatabaseParams, "rds" | "node">): RdsEndpoint {
+  if (!p.rds) throw new Error(`${p.node}: database rds without the RDS instance's endpoint`);
+  return p.rds;
+}
+
+/** Whether this node writes the schema and users on the instance: the "primary", s2. */
+const writesRdsSchema = (p: DatabaseParams) => p.role === "primary";
+
+/**
+ * The schema and users on the RDS instance: the app from each app node's address, the release
+ * command's `migrate` from the primary's (where it runs), both over TLS only (the parameter group
+ * refuses anything else too). No replication user (RDS replicates to its standby itself), no local
+ * users and no monitoring user (CloudWatch watches the instance). Idempotent: s2 runs it at its first
+ * boot and again when it changes.
+ */
+export function renderRdsSql(p: DatabaseParams): string {
+  const instance = rdsOf(p).address;
+  const primary = quote(p.primaryIp);
+  return [
+    `-- webstack: schema and users on the RDS instance ${instance}, written by ${p.node} as its master user. Idempotent.`,
+    ...SCHEMA_SQL,
+    "-- The app, from each app node, over TLS only; no privilege beyond its schema.",
+    ...p.appNodeIps
+      .map(quote)
+      .flatMap((host) => [
+        `CREATE USER IF NOT EXISTS 'app'@${host} IDENTIFIED BY '@APP_PASSWORD@' REQUIRE SSL;`,
+        `GRANT SELECT, INSERT ON webstack.* TO 'app'@${host};`,
+      ]),
+    "-- A release's command (migrations): all of the schema, from the primary node only, where it runs;",
+    "-- locked but while a release command runs (the release command unlocks it, then locks it again).",
+    `CREATE USER IF NOT EXISTS 'migrate'@${primary} IDENTIFIED BY '@MIGRATE_PASSWORD@' REQUIRE SSL ACCOUNT LOCK;`,
+    `GRANT ALL ON webstack.* TO 'migrate'@${primary};`,
+    "",
+  ].join("\n");
+}
+
+/** The rds node's environment: where the instance is, and whether the node writes the schema there. */
+function rdsEnvironment(p: DatabaseParams, rds: RdsEndpoint): Record<string, string> {
+  return {
+    DB_ENGINE: p.engine,
+    DB_ROLE: dbNodeRole(p),
+    DB_CLUSTER: p.cluster,
+    DB_CLIENT: ENGINES[p.engine].client,
+    DB_HOST: rds.address,
+    DB_PORT: String(rds.port),
+    DB_SCHEMA: writesRdsSchema(p) ? "yes" : "no",
+    DB_WAIT_ATTEMPTS: String(DB_WAIT_ATTEMPTS),
+  };
+}
+
+/** The command line that reaches the instance as its master user: its options through a pipe, never on disk. */
+export function rdsAdminClient(p: DatabaseParams): string {
+  const rds = rdsOf(p);
+  const options = `<(/usr/local/sbin/webstack-aws db-admin-options "$(<${RDS_ADMIN_SECRET_PATH})"; cat ${DB_CLIENT_TLS_PATH})`;
+  return `/usr/bin/${ENGINES[p.engine].client} --defaults-extra-file=${options} --host=${rds.address} --port=${rds.port}`;
+}
+
+/**
+ * The bundle's share with `rds`: the bootstrap (s2 writes the schema and users, s1 waits for them),
+ * the client's TLS options (Amazon's CA, the instance's name checked), and on s2 the SQL, which a
+ * change runs again.
+ */
+export function rdsBundlePart(p: DatabaseParams): BundlePart {
+  rdsOf(p);
+  return {
+    files: [
+      { path: DB_BOOTSTRAP_PATH, content: shippedFile("db-bootstrap-rds.sh"), mode: "0755" },
+      {
+        path: DB_CLIENT_TLS_PATH,
+        content: `ssl-ca=${RDS_CA_PATH}\nssl-verify-server-cert\n`,
+        mode: "0644",
+      },
+      ...(writesRdsSchema(p)
+        ? [
+            {
+              path: RDS_ADMIN_SECRET_PATH,
+              content: `${secretNameOf(rdsOf(p).adminSecretArn)}\n`,
+              mode: "0644",
+            },
+            {
+              path: RDS_SQL_PATH,
+              content: renderRdsSql(p),
+              mode: "0600",
+              onChange: [DB_BOOTSTRAP_PATH],
+            },
+          ]
+        : []),
+    ],
+  };
+}
+
+/**
+ * The release command's database side (files/release-command.sh): how root reaches the server, and
+ * where `migrate` connects from. The node's own server over its socket; with `rds`, the instance
+ * as its master user over verified TLS, `migrate` from the primary node, and RDS's own procedure to
+ * end a session (its master user has no right to KILL another user's).
+ */
+export function releaseCommandDatabase(p: DatabaseParams): Record<string, string> {
+  if (!p.rds) {
+    return {
+      DB_ADMIN: `/usr/bin/${ENGINES[p.engine].client} --protocol=socket --user=root`,
+      MIGRATE_ACCOUNT: "'migrate'@'localhost'",
+      MIGRATE_WHERE: "(over the local socket; the statements replicate)",
+      KILL_WHY:
+        "(KILL does not replicate: the replica's are read-only, and only the primary's command\n# has the password)",
+      KILL_SESSION: "KILL CONNECTION $id;",
+    };
+  }
+  return {
+    DB_ADMIN: `# database rds: not a local root but the RDS instance's master user, over verified TLS.\n  ${rdsAdminClient(p)}`,
+    MIGRATE_ACCOUNT: `'migrate'@${quote(p.primaryIp)}`,
+    MIGRATE_WHERE: "(on the RDS instance, as its master user over verified TLS)",
+    KILL_WHY: "(with mysql.rds_kill: RDS's master user may not KILL another user's session)",
+    KILL_SESSION: "CALL mysql.rds_kill($id);",
   };
 }

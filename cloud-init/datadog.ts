@@ -2,7 +2,13 @@
 import YAML from "yaml";
 import { renderEnvFile, rootFile } from "./nodeFiles";
 import { DbEngine } from "../model/config";
-import { LOOPBACK_PORTS, NodeName, NodeRole } from "../model/topology";
+import {
+  DatabaseMode,
+  LOOPBACK_PORTS,
+  NodeName,
+  NodeRole,
+  appNodesHoldData,
+} from "../model/topology";
 import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
 import { BundleFile, BundlePart } from "./bundle";
 import { logPath } from "./logSources";
@@ -30,6 +36,8 @@ export interface DatadogNode {
   readonly node: NodeName;
   readonly role: NodeRole;
   readonly engine: DbEngine;
+  /** With `rds` an app node has no database for the agent to watch. @default "replication" */
+  readonly cluster?: DatabaseMode;
 }
 
 export interface DatadogParams extends DatadogAgent, DatadogNode {}
@@ -70,7 +78,7 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
       }),
     };
   }
-  return {
+  const nginx = {
     nginx: YAML.stringify({
       init_config: {},
       instances: [
@@ -81,6 +89,11 @@ export function renderDatadogChecks(p: DatadogParams): Record<string, string> {
         log(logPath(p.role, "nginx-error"), "nginx"),
       ],
     }),
+  };
+  // RDS's own metrics and logs are in CloudWatch: nothing of it for the nodes' agents.
+  if (!appNodesHoldData(p.cluster ?? "replication")) return nginx;
+  return {
+    ...nginx,
     mysql: YAML.stringify({
       init_config: {},
       instances: [

@@ -1,5 +1,5 @@
 // The logs each kind of node writes and ships: one table for the agents' configs and the log groups.
-import { NodeRole } from "../model/topology";
+import { DatabaseMode, NodeRole, appNodesHoldData } from "../model/topology";
 import { DB_LOG_DIR } from "./database";
 
 /** One log file a node ships, and the name (under the node's prefix) of its log group. */
@@ -8,8 +8,11 @@ export interface LogSource {
   readonly path: string;
 }
 
-/** Every log each kind of node ships: the one table the agent config and the log groups share. */
-export function logSources(role: NodeRole): LogSource[] {
+/**
+ * Every log each kind of node ships: the one table the agent config and the log groups share. An
+ * app node's database logs only where it holds the database (not with `database` rds).
+ */
+export function logSources(role: NodeRole, database: DatabaseMode = "replication"): LogSource[] {
   const common = [
     { key: "cloud-init", path: "/var/log/cloud-init-output.log" },
     // What unattended-upgrades did (issue 20, README "Patching"): its directory is group adm's.
@@ -21,14 +24,22 @@ export function logSources(role: NodeRole): LogSource[] {
     { key: "nginx-access", path: "/var/log/nginx/webstack-access.log" },
     { key: "nginx-error", path: "/var/log/nginx/webstack-error.log" },
     { key: "app", path: "/var/log/webstack/app.log" },
-    { key: "db-error", path: `${DB_LOG_DIR}/error.log` },
-    { key: "db-slow", path: `${DB_LOG_DIR}/slow.log` },
+    ...(appNodesHoldData(database)
+      ? [
+          { key: "db-error", path: `${DB_LOG_DIR}/error.log` },
+          { key: "db-slow", path: `${DB_LOG_DIR}/slow.log` },
+        ]
+      : []),
   ];
 }
 
 /** Where a kind of node writes one of its logs (a key of `logSources`). */
-export function logPath(role: NodeRole, key: string): string {
-  const source = logSources(role).find((s) => s.key === key);
+export function logPath(
+  role: NodeRole,
+  key: string,
+  database: DatabaseMode = "replication",
+): string {
+  const source = logSources(role, database).find((s) => s.key === key);
   if (!source) throw new Error(`no ${key} log on a ${role} node`);
   return source.path;
 }

@@ -9,7 +9,7 @@ import {
   FULL_BACKUP_STATE,
 } from "../model/backups";
 import { DbEngine } from "../model/config";
-import { DatabaseMode, NodeName, NodeRole, NodeSpec } from "../model/topology";
+import { DatabaseMode, NodeName, NodeRole, NodeSpec, appNodesHoldData } from "../model/topology";
 import { agentInstallerChanged, agentInstallerFiles, agentInstallerUnit } from "./agentInstaller";
 import { BundleFile, BundlePart, unitFile } from "./bundle";
 import { DB_CERT_PATH, DB_DATA_DIR, ENGINES, dbNodeRole } from "./database";
@@ -21,18 +21,24 @@ import { renderShipped, shippedFile } from "./template";
 /** The Galera arbitrator's process on the LB (`database: galera`): galera-arbitrator-4's garbd. */
 export const ARBITRATOR_PROCESS = "garbd";
 
+/** Whether a node runs a database server of its own: an app node, unless the database is RDS. */
+export function holdsDatabase(role: NodeRole, database: DatabaseMode = "replication"): boolean {
+  return role !== "loadbalancer" && appNodesHoldData(database);
+}
+
 /**
  * The processes whose CPU, memory and count the agent reports, by executable name: on a galera
- * stack's LB the arbitrator too, so a dead garbd shows by itself, not only as a smaller cluster.
+ * stack's LB the arbitrator too, so a dead garbd shows by itself, not only as a smaller cluster;
+ * on an rds stack's app nodes no database server.
  */
 export function monitoredProcesses(
   role: NodeRole,
   engine: DbEngine,
-  cluster: DatabaseMode,
+  database: DatabaseMode = "replication",
 ): string[] {
   if (role === "loadbalancer")
-    return ["haproxy", ...(cluster === "galera" ? [ARBITRATOR_PROCESS] : [])];
-  return ["nginx", "gunicorn", ENGINES[engine].daemon];
+    return ["haproxy", ...(database === "galera" ? [ARBITRATOR_PROCESS] : [])];
+  return ["nginx", "gunicorn", ...(holdsDatabase(role, database) ? [ENGINES[engine].daemon] : [])];
 }
 
 /** AWS's key that signs the agent's packages ("Amazon CloudWatch Agent"), by full fingerprint. */
@@ -45,7 +51,10 @@ interface MonitoringParams {
   /** What the collector looks at: HAProxy's backends, or the database (and replication). */
   readonly role: NodeRole;
   readonly engine: DbEngine;
-  /** How the databases hold the data: what the collector asks them, the LB's arbitrator. */
+  /**
+   * How the databases hold the data: what the collector asks them, the LB's arbitrator; with `rds`
+   * an app node holds no database, nothing of one to watch.
+   */
   readonly cluster: DatabaseMode;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
@@ -66,11 +75,14 @@ export interface MonitoredDisk {
   readonly fstype: string;
 }
 
-/** The root filesystem on every node; on s1 and s2 also the database's own volume. */
-export function monitoredDisks(role: NodeRole): MonitoredDisk[] {
+/** The root filesystem on every node; on s1 and s2 also the database's own volume (not with rds). */
+export function monitoredDisks(
+  role: NodeRole,
+  database: DatabaseMode = "replication",
+): MonitoredDisk[] {
   // ext4: the root of Debian's cloud images, and the data volume as data-volume.sh makes it.
   const root: MonitoredDisk = { name: "root", path: "/", fstype: "ext4" };
-  if (role === "loadbalancer") return [root];
+  if (!holdsDatabase(role, database)) return [root];
   return [root, { name: "data", path: DB_DATA_DIR, fstype: "ext4" }];
 }
 
@@ -79,8 +91,12 @@ export function monitoredDisks(role: NodeRole): MonitoredDisk[] {
  * (dimension `Certificate`): the LB's public one (whatever the mode, HAProxy's one PEM), and on s1
  * and s2 the node's own from the private CA, Nginx's copy and the database's (each refreshed apart).
  */
-export function servedCertificates(role: NodeRole): Readonly<Record<string, string>> {
+export function servedCertificates(
+  role: NodeRole,
+  database: DatabaseMode = "replication",
+): Readonly<Record<string, string>> {
   if (role === "loadbalancer") return { public: SITE_PEM_PATH };
+  if (!holdsDatabase(role, database)) return { node: NODE_CERT_PATH };
   return { node: NODE_CERT_PATH, database: DB_CERT_PATH };
 }
 
@@ -95,7 +111,8 @@ export interface StateAge {
  * The backup tools' state a node's collector watches (model/backups.ts): the nightly backup's age on
  * the node that takes it, binlog shipping's on the node whose binlogs are shipped.
  */
-export function backupAges(node: NodeName): StateAge[] {
+export function backupAges(node: NodeName, database: DatabaseMode = "replication"): StateAge[] {
+  if (!appNodesHoldData(database)) return [];
   return [
     ...(node === BACKUP_NODE
       ? [{ metric: BACKUP_AGE_METRIC, file: FULL_BACKUP_STATE, field: "finished" }]
@@ -108,7 +125,7 @@ export function backupAges(node: NodeName): StateAge[] {
 
 /** The CloudWatch agent's configuration (its own JSON schema is checked in the tests). */
 export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string, unknown> {
-  const disks = monitoredDisks(p.role).map((d) => d.path);
+  const disks = monitoredDisks(p.role, p.cluster).map((d) => d.path);
   return {
     // No `host` dimension: the alarms find a node's metrics by InstanceId alone.
     agent: { metrics_collection_interval: 60, run_as_user: "cwagent", omit_hostname: true },
@@ -129,7 +146,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
     logs: {
       logs_collected: {
         files: {
-          collect_list: logSources(p.role).map((source) => {
+          collect_list: logSources(p.role, p.cluster).map((source) => {
             const group = p.logGroups[source.key];
             if (!group) throw new Error(`no log group for ${p.node}'s ${source.key} log`);
             return {
@@ -146,20 +163,27 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
 }
 
 /**
- * The collector's arguments: role and node, plus the database client on app nodes (whose role is
- * the database's: primary or replica, or a Galera member); the node's certificates and the backup
- * state it watches.
+ * The collector's arguments: role and node, plus the database client on app nodes that hold the
+ * database (whose role is the database's: primary or replica, or a Galera member; an app node of an
+ * rds stack is a `client`, with no database of its own to ask); the node's certificates and the
+ * backup state it watches.
  */
 function collectorArgs(p: MonitoringParams): string {
   const own =
     p.role === "loadbalancer"
       ? ["loadbalancer", p.node]
-      : [dbNodeRole({ cluster: p.cluster, role: p.role }), p.node, ENGINES[p.engine].client];
-  const certificates = Object.entries(servedCertificates(p.role)).flatMap(([name, path]) => [
-    "--certificate",
-    `${name}=${path}`,
+      : [
+          dbNodeRole({ cluster: p.cluster, role: p.role }),
+          p.node,
+          ...(holdsDatabase(p.role, p.cluster) ? [ENGINES[p.engine].client] : []),
+        ];
+  const certificates = Object.entries(servedCertificates(p.role, p.cluster)).flatMap(
+    ([name, path]) => ["--certificate", `${name}=${path}`],
+  );
+  const ages = backupAges(p.node, p.cluster).flatMap((a) => [
+    "--age",
+    `${a.metric}=${a.file}:${a.field}`,
   ]);
-  const ages = backupAges(p.node).flatMap((a) => ["--age", `${a.metric}=${a.file}:${a.field}`]);
   return [...own, ...certificates, ...ages].join(" ");
 }
 
@@ -229,7 +253,10 @@ export interface NodeMonitoring {
   readonly cloudWatchAgentUrl: string;
   /** The stack's database engine (its process and log names). */
   readonly engine: DbEngine;
-  /** How the stack's databases hold the data (config `database`): what the collector reports. */
+  /**
+   * How the stack's databases hold the data (config `database`): what the collector reports, the
+   * LB's arbitrator with `galera`; with `rds` an app node watches no database of its own.
+   */
   readonly cluster: DatabaseMode;
   /** The Datadog agent, when enabled. */
   readonly datadog?: DatadogAgent;
@@ -244,10 +271,9 @@ export function renderNodeMonitoringParts(
   architecture: Architecture,
   m: NodeMonitoring,
 ): BundlePart[] {
-  const own = { node: node.name, role: node.role, engine: m.engine };
+  const own = { node: node.name, role: node.role, engine: m.engine, cluster: m.cluster };
   const cloudWatch = renderMonitoringPart({
     ...own,
-    cluster: m.cluster,
     logGroups: m.logGroups,
     agentPackageUrl: packageUrlFor(m.cloudWatchAgentUrl, architecture),
   });

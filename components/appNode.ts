@@ -1,9 +1,10 @@
-// One app node (s1 replica or s2 primary): the instance on its own data volume, booted by the
-// bootstrap; what it runs (Nginx, Gunicorn, the database) comes from its bundle.
+// One app node (s1 replica or s2 primary): the instance on its own data volume (none with
+// `database: rds`), booted by the bootstrap; what it runs (Nginx, Gunicorn, the database) comes from
+// its bundle.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { DbEngine } from "../model/config";
-import { AppNodeSpec, DatabaseMode, DbRole } from "../model/topology";
+import { AppNodeSpec, DatabaseMode, DbRole, appNodesHoldData } from "../model/topology";
 import { Tagger, snapshotTags } from "../model/tags";
 import { renderAppNodeBootstrap } from "../cloud-init/appNode";
 import { encodeUserData } from "../cloud-init/userDataEncoding";
@@ -15,7 +16,7 @@ export interface AppNodeArgs {
   readonly node: AppNodeSpec;
   /** The database engine: its packages and server settings are installed at first boot. */
   readonly engine: DbEngine;
-  /** How the databases hold the data: the server settings at first boot follow it. */
+  /** How the databases hold the data: the server settings at first boot follow it; `rds`: no volume. */
   readonly cluster: DatabaseMode;
   readonly instanceType: string;
   /** The image, as the stack recorded or configured it (components/nodeImage.ts). */
@@ -39,7 +40,8 @@ export class AppNode extends pulumi.ComponentResource {
   readonly privateIp: pulumi.Output<string>;
   readonly internalName: string;
   readonly role: DbRole;
-  readonly dataVolumeId: pulumi.Output<string>;
+  /** The database's own volume; none with `database: rds`. */
+  readonly dataVolumeId?: pulumi.Output<string>;
 
   constructor(name: string, args: AppNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:app:AppNode", name, {}, opts);
@@ -48,32 +50,35 @@ export class AppNode extends pulumi.ComponentResource {
     // Stateful: the data outlives any instance, and neither goes away by accident.
     const stateful = { parent: this, protect: args.protectData };
 
-    const volume = new aws.ebs.Volume(
-      `${name}-data`,
-      {
-        availabilityZone: args.availabilityZone,
-        // In place: the provider modifies a volume's size (ModifyVolume), it never replaces it for
-        // one; AWS refuses a shrink. The node grows its filesystem (cloud-init/dataVolume.ts).
-        size: args.dataVolumeGiB,
-        type: "gp3",
-        encrypted: true, // EC2.7
-        // In the stack's daily snapshots (components/backups.ts).
-        tags: { ...tags("data"), ...snapshotTags(args.stack) },
-      },
-      stateful,
-    );
+    // With rds the node holds no data: no volume, and its bootstrap waits for none.
+    const volume = appNodesHoldData(args.cluster)
+      ? new aws.ebs.Volume(
+          `${name}-data`,
+          {
+            availabilityZone: args.availabilityZone,
+            // In place: the provider modifies a volume's size (ModifyVolume), it never replaces it
+            // for one; AWS refuses a shrink. The node grows its filesystem (cloud-init/dataVolume.ts).
+            size: args.dataVolumeGiB,
+            type: "gp3",
+            encrypted: true, // EC2.7
+            // In the stack's daily snapshots (components/backups.ts).
+            tags: { ...tags("data"), ...snapshotTags(args.stack) },
+          },
+          stateful,
+        )
+      : undefined;
 
-    const userData = volume.id.apply((dataVolumeId) =>
+    const bootstrap = (dataVolumeId?: string) =>
       encodeUserData(
         renderAppNodeBootstrap({
           stack: args.stack,
           node,
           engine: args.engine,
           cluster: args.cluster,
-          dataVolumeId,
+          ...(dataVolumeId !== undefined ? { dataVolumeId } : {}),
         }),
-      ),
-    );
+      );
+    const userData = volume ? volume.id.apply(bootstrap) : pulumi.output(bootstrap());
 
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
@@ -108,22 +113,24 @@ export class AppNode extends pulumi.ComponentResource {
       },
     );
 
-    new aws.ec2.VolumeAttachment(
-      `${name}-data-attachment`,
-      {
-        deviceName: "/dev/sdf",
-        volumeId: volume.id,
-        instanceId: instance.id,
-        stopInstanceBeforeDetaching: true,
-      },
-      { parent: this },
-    );
+    if (volume) {
+      new aws.ec2.VolumeAttachment(
+        `${name}-data-attachment`,
+        {
+          deviceName: "/dev/sdf",
+          volumeId: volume.id,
+          instanceId: instance.id,
+          stopInstanceBeforeDetaching: true,
+        },
+        { parent: this },
+      );
+    }
 
     this.instanceId = instance.id;
     this.privateIp = instance.privateIp;
     this.internalName = node.internalName;
     this.role = node.role;
-    this.dataVolumeId = volume.id;
+    this.dataVolumeId = volume?.id;
     this.registerOutputs({
       instanceId: this.instanceId,
       privateIp: this.privateIp,

@@ -1,5 +1,5 @@
-// The seed's three firewalls, one security group per node, and the VPC endpoints' group when the
-// stack has them; every rule generated from the topology's flows.
+// The seed's three firewalls, one security group per node, and the VPC endpoints' and the RDS
+// instance's groups when the stack has them; every rule generated from the topology's flows.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import {
@@ -8,6 +8,7 @@ import {
   GroupName,
   NodeName,
   NodeSpec,
+  RDS,
   groupsOf,
   mapNodes,
   securityGroupRules,
@@ -31,16 +32,20 @@ export class Firewalls extends pulumi.ComponentResource {
   readonly groupIds: Readonly<Record<NodeName, pulumi.Output<string>>>;
   /** The VPC endpoints' security group, when the flows reach them (`vpcEndpoints`). */
   readonly endpointsGroupId?: pulumi.Output<string>;
+  /** The RDS instance's security group, when the flows reach it (`database` rds). */
+  readonly rdsGroupId?: pulumi.Output<string>;
 
   constructor(name: string, args: FirewallsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:network:Firewalls", name, {}, opts);
     const child = { parent: this };
     const roleOf = (group: GroupName): TagRole =>
-      group === ENDPOINTS ? "network" : args.nodes[group].role;
+      group === ENDPOINTS ? "network" : group === RDS ? "database" : args.nodes[group].role;
     const describe = (group: GroupName) =>
       group === ENDPOINTS
         ? "webstack endpoints: the VPC interface endpoints, reached on 443 from the nodes only"
-        : `webstack ${group}: ${args.nodes[group].description}`;
+        : group === RDS
+          ? "webstack rds: the Amazon RDS for MariaDB instance, reached on 3306 from s1 and s2 only"
+          : `webstack ${group}: ${args.nodes[group].description}`;
 
     // No `name` (autonaming allows create-before-delete) and no inline rules: rules are
     // standalone resources below, one per (group, direction, port, peer).
@@ -86,6 +91,11 @@ export class Firewalls extends pulumi.ComponentResource {
 
     this.groupIds = mapNodes(groupId);
     this.endpointsGroupId = groups.get(ENDPOINTS)?.id;
-    this.registerOutputs({ groupIds: this.groupIds, endpointsGroupId: this.endpointsGroupId });
+    this.rdsGroupId = groups.get(RDS)?.id;
+    this.registerOutputs({
+      groupIds: this.groupIds,
+      endpointsGroupId: this.endpointsGroupId,
+      rdsGroupId: this.rdsGroupId,
+    });
   }
 }

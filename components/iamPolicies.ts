@@ -421,6 +421,39 @@ export function nodeBackupPolicy(
   );
 }
 
+/**
+ * With `database: rds`, the node that writes the schema and users (s2) reads the RDS master user's
+ * secret, that one secret only, and decrypts it only through Secrets Manager for that secret (the
+ * encryption context Secrets Manager sets is the secret's ARN). No DescribeSecret, no listing, no
+ * write: RDS alone rotates it.
+ */
+export function nodeDatabaseAdminPolicy(
+  account: AwsAccount,
+  secretArn: string,
+  keyArn: string,
+): PolicyDocument {
+  return policy(
+    {
+      Sid: "ReadDatabaseAdminSecret",
+      Effect: "Allow",
+      Action: "secretsmanager:GetSecretValue",
+      Resource: secretArn,
+    },
+    {
+      Sid: "DecryptDatabaseAdminSecretThroughSecretsManager",
+      Effect: "Allow",
+      Action: "kms:Decrypt",
+      Resource: keyArn,
+      Condition: {
+        StringEquals: {
+          "kms:ViaService": `secretsmanager.${account.region}.${account.dnsSuffix}`,
+          "kms:EncryptionContext:SecretARN": secretArn,
+        },
+      },
+    },
+  );
+}
+
 /** The stack bucket answers over TLS only (S3.5): anything else is denied, whoever asks. */
 export function tlsOnlyBucketPolicy(bucketArn: string): PolicyDocument {
   return policy({

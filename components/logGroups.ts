@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
-import { NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
+import { DatabaseMode, NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { logSources } from "../cloud-init/logSources";
 import { METRIC_FILTERS } from "./metrics";
@@ -12,13 +12,22 @@ export interface NodeLogGroupsArgs {
   readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
   /** Retention of every group, in days. */
   readonly retentionDays: number;
+  /** How the data is held: with `rds` the app nodes write no database logs. */
+  readonly database: DatabaseMode;
   readonly tags: Tagger;
 }
 
 /** A node's log group per log source key: the groups NodeLogGroups creates, its role writes to. */
-export function nodeLogGroupNames(stack: string, node: NodeSpec): Record<string, string> {
+export function nodeLogGroupNames(
+  stack: string,
+  node: NodeSpec,
+  database: DatabaseMode,
+): Record<string, string> {
   return Object.fromEntries(
-    logSources(node.role).map((source) => [source.key, logGroupName(stack, node.name, source.key)]),
+    logSources(node.role, database).map((source) => [
+      source.key,
+      logGroupName(stack, node.name, source.key),
+    ]),
   );
 }
 
@@ -32,8 +41,10 @@ export class NodeLogGroups extends pulumi.ComponentResource {
     const groups = new Map<string, aws.cloudwatch.LogGroup>();
     for (const node of NODE_NAMES) {
       names[node] = {};
-      for (const source of logSources(args.nodes[node].role)) {
-        const groupName = nodeLogGroupNames(args.stack, args.nodes[node])[source.key];
+      for (const source of logSources(args.nodes[node].role, args.database)) {
+        const groupName = nodeLogGroupNames(args.stack, args.nodes[node], args.database)[
+          source.key
+        ];
         const group = new aws.cloudwatch.LogGroup(
           `${name}-${node}-${source.key}`,
           {

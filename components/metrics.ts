@@ -22,6 +22,7 @@ import {
   NODE_ROLES,
   NodeName,
   REPLICA_NODE,
+  appNodesHoldData,
 } from "../model/topology";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
@@ -130,14 +131,26 @@ export interface AlarmSpec<Id = string> {
   readonly recover?: boolean;
 }
 
+/** The RDS instance CloudWatch watches (`database: rds`): AWS/RDS's metrics, by its identifier. */
+export interface RdsWatch {
+  readonly identifier: string;
+  /** Its allocated storage, which the free-storage alarm is a share of. */
+  readonly storageGiB: number;
+}
+
 export interface AlarmInputs<Id = string> {
   readonly instanceIds: Readonly<Record<NodeName, Id>>;
   readonly qpsThreshold: number;
   /** With `replication` only: the replica's lag alarm. */
   readonly replicaLagSeconds: number;
-  /** How the databases hold the data (config `database`): replica alarms, or Galera's. */
+  /**
+   * How the databases hold the data (config `database`): replica alarms, Galera's, or (with `rds`,
+   * where the app nodes hold no database) the instance's.
+   */
   readonly cluster: DatabaseMode;
   readonly cpuPercent?: number;
+  /** With `rds`: the instance. */
+  readonly rds?: RdsWatch;
 }
 
 const metricRef = <Id>(
@@ -232,6 +245,40 @@ function databaseModeAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
   ];
 }
 
+/** The RDS instance's CPU above this for 5 minutes alarms (`database: rds`). */
+export const RDS_CPU_ALARM_PERCENT = 80;
+/** The RDS instance's free storage below this share of its allocation alarms. */
+export const RDS_FREE_STORAGE_ALARM_SHARE = 0.1;
+
+/**
+ * The RDS instance's own alarms, from the metrics RDS publishes: CPU, and free storage (its
+ * automated backups, Multi-AZ failovers and minor upgrades are RDS's to run and report as events).
+ */
+function rdsAlarms<Id>(rds: RdsWatch): AlarmSpec<Id>[] {
+  const metric = (name: string, stat: string) =>
+    metricRef<Id>("AWS/RDS", name, { DBInstanceIdentifier: rds.identifier }, stat);
+  return [
+    {
+      key: "rds-cpu-high",
+      description: `CPU of the RDS instance ${rds.identifier} above ${RDS_CPU_ALARM_PERCENT}% for 5 minutes`,
+      metrics: [metric("CPUUtilization", "Average")],
+      comparison: "GreaterThanThreshold",
+      threshold: RDS_CPU_ALARM_PERCENT,
+      evaluationPeriods: 5,
+      missing: "notBreaching",
+    },
+    {
+      key: "rds-storage-low",
+      description: `The RDS instance ${rds.identifier} has less than ${RDS_FREE_STORAGE_ALARM_SHARE * 100}% of its ${rds.storageGiB} GiB free`,
+      metrics: [metric("FreeStorageSpace", "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: Math.round(rds.storageGiB * 2 ** 30 * RDS_FREE_STORAGE_ALARM_SHARE),
+      evaluationPeriods: 5,
+      missing: "notBreaching",
+    },
+  ];
+}
+
 /** The backups' age alarms (issue 20): on the node that takes the backup, and the one shipping binlogs. */
 function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
   return [
@@ -253,6 +300,27 @@ function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
       evaluationPeriods: 3,
       missing: "breaching",
     },
+  ];
+}
+
+/**
+ * The alarms of the app nodes' own databases: replication's or Galera's, each server answering, the
+ * backups' ages.
+ */
+function nodeDatabaseAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
+  return [
+    ...databaseModeAlarms(i),
+    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
+      key: `${node}-database-down`,
+      description: `The database on ${node} does not answer`,
+      metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
+      comparison: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 2,
+      missing: "breaching",
+    })),
+    // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
+    ...backupAgeAlarms<Id>(),
   ];
 }
 
@@ -289,18 +357,10 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 2,
       missing: "breaching",
     },
-    ...databaseModeAlarms(i),
-    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
-      key: `${node}-database-down`,
-      description: `The database on ${node} does not answer`,
-      metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
-      comparison: "LessThanThreshold",
-      threshold: 1,
-      evaluationPeriods: 2,
-      missing: "breaching",
-    })),
-    // The backups' ages (issue 20): an age that stops arriving is a backup nobody can vouch for.
-    ...backupAgeAlarms<Id>(),
+    // The app nodes' own databases (none with rds): replication or Galera's, each answering, their
+    // backups; with rds, the instance's.
+    ...(appNodesHoldData(i.cluster) ? nodeDatabaseAlarms<Id>(i) : []),
+    ...(i.rds ? rdsAlarms<Id>(i.rds) : []),
     ...nodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-cpu-high`,
@@ -350,7 +410,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 5,
         missing: "notBreaching",
       },
-      ...monitoredDisks(NODE_ROLES[node]).map((disk): AlarmSpec<Id> => ({
+      ...monitoredDisks(NODE_ROLES[node], i.cluster).map((disk): AlarmSpec<Id> => ({
         key: `${node}-${disk.name}-disk-high`,
         description: `${disk.path} on ${node} (its ${disk.name === "root" ? "root volume" : "data volume"}) more than ${DISK_USED_ALARM_PERCENT}% used`,
         metrics: [
@@ -365,15 +425,19 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         missing: "notBreaching",
       })),
       // The collector's (issue 20): a certificate it cannot read is one nobody watches.
-      ...Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate): AlarmSpec<Id> => ({
-        key: `${node}-certificate-${certificate}-expiring`,
-        description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
-        metrics: [custom<Id>("CertificateDaysLeft", node, "Minimum", { Certificate: certificate })],
-        comparison: "LessThanThreshold",
-        threshold: CERTIFICATE_ALARM_DAYS,
-        evaluationPeriods: 3,
-        missing: "breaching",
-      })),
+      ...Object.keys(servedCertificates(NODE_ROLES[node], i.cluster)).map(
+        (certificate): AlarmSpec<Id> => ({
+          key: `${node}-certificate-${certificate}-expiring`,
+          description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
+          metrics: [
+            custom<Id>("CertificateDaysLeft", node, "Minimum", { Certificate: certificate }),
+          ],
+          comparison: "LessThanThreshold",
+          threshold: CERTIFICATE_ALARM_DAYS,
+          evaluationPeriods: 3,
+          missing: "breaching",
+        }),
+      ),
       {
         key: `${node}-boot-failed`,
         description: `cloud-init reported an error while booting ${node}`,
@@ -415,8 +479,13 @@ export interface DashboardInputs {
   readonly region: string;
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
-  /** How the databases hold the data: the replication graph, or the Galera cluster's. */
+  /**
+   * How the databases hold the data: the replication graph, the Galera cluster's, or (with `rds`)
+   * the instance's, with no node volume or backups.
+   */
   readonly cluster: DatabaseMode;
+  /** With `rds`: the instance. */
+  readonly rds?: RdsWatch;
 }
 
 type Widget = Record<string, unknown>;
@@ -552,10 +621,32 @@ function backupRow(region: string): Widget[] {
   ];
 }
 
+/** The RDS instance's graph, where replication's would be (`database: rds`). */
+function rdsGraph(rds: RdsWatch, x: number, y: number, region: string): Widget {
+  const metric = (name: string, extra: Record<string, unknown>) => [
+    "AWS/RDS",
+    name,
+    "DBInstanceIdentifier",
+    rds.identifier,
+    extra,
+  ];
+  return graph(
+    `RDS ${rds.identifier}: CPU (%) and free storage (GiB)`,
+    [
+      metric("CPUUtilization", { stat: "Average", label: "CPU (%)" }),
+      metric("FreeStorageSpace", { stat: "Minimum", id: "f", visible: false }),
+      [{ expression: `f / ${2 ** 30}`, label: "free storage (GiB)", id: "g" }],
+    ],
+    x,
+    y,
+    region,
+  );
+}
+
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication (or
- * the Galera cluster), resources, bundles, requests refused by the per-client limit, certificates, pending reboots,
- * backups.
+ * the Galera cluster, or the RDS instance), resources, bundles, requests refused by the per-client
+ * limit, certificates, pending reboots, backups.
  */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = NODE_NAMES;
@@ -615,7 +706,7 @@ export function dashboardBody(d: DashboardInputs): string {
       6,
       d.region,
     ),
-    databaseGraph(d.cluster, d.region),
+    d.rds ? rdsGraph(d.rds, 0, 12, d.region) : databaseGraph(d.cluster, d.region),
     graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
     graph(
       "Memory used (%)",
@@ -628,7 +719,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Disk used (%): root, and the data volume on the app nodes",
       nodes.flatMap((node) =>
-        monitoredDisks(NODE_ROLES[node]).map((disk) => [
+        monitoredDisks(NODE_ROLES[node], d.cluster).map((disk) => [
           AGENT_METRIC_NAMESPACE,
           "disk_used_percent",
           "InstanceId",
@@ -672,7 +763,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Certificates: days left",
       nodes.flatMap((node) =>
-        Object.keys(servedCertificates(NODE_ROLES[node])).map((certificate) => [
+        Object.keys(servedCertificates(NODE_ROLES[node], d.cluster)).map((certificate) => [
           METRIC_NAMESPACE,
           "CertificateDaysLeft",
           "Node",
@@ -701,7 +792,7 @@ export function dashboardBody(d: DashboardInputs): string {
       30,
       d.region,
     ),
-    ...backupRow(d.region),
+    ...(appNodesHoldData(d.cluster) ? backupRow(d.region) : []),
     {
       type: "alarm",
       x: 0,

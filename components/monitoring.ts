@@ -5,7 +5,7 @@ import { DatabaseMode, NodeName } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import { alarmTopicKeyPolicy } from "./iamPolicies";
-import { AlarmSpec, PERIOD, alarmSpecs, dashboardBody } from "./metrics";
+import { AlarmSpec, PERIOD, RdsWatch, alarmSpecs, dashboardBody } from "./metrics";
 
 export interface MonitoringArgs {
   readonly stack: string;
@@ -13,8 +13,13 @@ export interface MonitoringArgs {
   readonly instanceIds: Readonly<Record<NodeName, pulumi.Input<string>>>;
   readonly qpsThreshold: number;
   readonly replicaLagSeconds: number;
-  /** How the databases hold the data (config `database`): replica alarms, or Galera's. */
+  /**
+   * How the databases hold the data (config `database`): replica alarms, Galera's, or with `rds`
+   * the instance's in place of the nodes' database alarms.
+   */
   readonly cluster: DatabaseMode;
+  /** With `rds`: the instance. */
+  readonly rds?: RdsWatch;
   /** Subscribed to the alarm topic when given. */
   readonly alarmEmail?: string;
   readonly tags: Tagger;
@@ -98,6 +103,7 @@ export class Monitoring extends pulumi.ComponentResource {
       qpsThreshold: args.qpsThreshold,
       replicaLagSeconds: args.replicaLagSeconds,
       cluster: args.cluster,
+      ...(args.rds ? { rds: args.rds } : {}),
     });
     const alarmResources = specs.map(
       (spec) =>
@@ -137,6 +143,7 @@ export class Monitoring extends pulumi.ComponentResource {
               instanceIds,
               alarmArns,
               cluster: args.cluster,
+              ...(args.rds ? { rds: args.rds } : {}),
             }),
           ),
       },

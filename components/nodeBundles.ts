@@ -7,6 +7,7 @@ import { NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { AppNodeParams, AppReleaseParams, renderAppNodeBundle } from "../cloud-init/appNode";
 import { publishBundles, renderBundlePointer } from "../cloud-init/bundle";
+import { RdsEndpoint } from "../cloud-init/database";
 import {
   CertificateSetup,
   LoadBalancerParams,
@@ -22,8 +23,13 @@ export interface NodeBundlesArgs {
   readonly keyArn: pulumi.Input<string>;
   /** PEM of the private CA (public): every node's bundle carries it. */
   readonly caCertPem: pulumi.Input<string>;
-  /** What each app node runs, but the CA, the app release and the SSM agent's package. */
-  readonly appNodes: readonly Omit<AppNodeParams, "caCertPem" | "release" | "ssmAgentUrl">[];
+  /** What each app node runs, but the CA, the app release, the SSM agent's package and RDS. */
+  readonly appNodes: readonly Omit<
+    AppNodeParams,
+    "caCertPem" | "release" | "ssmAgentUrl" | "rds"
+  >[];
+  /** With `database: rds`: the instance (known once RDS created it), for every app node. */
+  readonly rds?: pulumi.Input<RdsEndpoint>;
   /** The app release every app node runs (known once its archive and secrets are). */
   readonly release: { readonly [K in keyof AppReleaseParams]: pulumi.Input<AppReleaseParams[K]> };
   /** What the LB runs, but the CA, its certificate's setup and the SSM agent's package. */
@@ -54,12 +60,18 @@ export class NodeBundles extends pulumi.ComponentResource {
     const child = { parent: this };
 
     const published = pulumi
-      .all([args.caCertPem, args.certificate, pulumi.output(args.release), args.ssmAgentUrl])
-      .apply(([caCertPem, certificate, release, ssmAgentUrl]) =>
+      .all([
+        args.caCertPem,
+        args.certificate,
+        pulumi.output(args.release),
+        args.ssmAgentUrl,
+        pulumi.output(args.rds),
+      ])
+      .apply(([caCertPem, certificate, release, ssmAgentUrl, rds]) =>
         publishBundles([
           renderLoadBalancerBundle({ ...args.loadBalancer, caCertPem, certificate, ssmAgentUrl }),
           ...args.appNodes.map((n) =>
-            renderAppNodeBundle({ ...n, caCertPem, release, ssmAgentUrl }),
+            renderAppNodeBundle({ ...n, caCertPem, release, ssmAgentUrl, ...(rds ? { rds } : {}) }),
           ),
         ]),
       );

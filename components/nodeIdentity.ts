@@ -1,7 +1,7 @@
 // One node's identity: an IAM role and instance profile with least privilege.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import { NodeSpec } from "../model/topology";
+import { DatabaseMode, NodeSpec, appNodesHoldData } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import { Tagger } from "../model/tags";
 import { METRIC_NAMESPACE, sessionLogGroupName } from "../model/naming";
@@ -13,6 +13,7 @@ import {
   nodeAgentPolicy,
   nodeBackupPolicy,
   nodeBundlePolicy,
+  nodeDatabaseAdminPolicy,
   nodeParameterPolicy,
   nodeReleasePolicy,
   nodeSessionLogPolicy,
@@ -30,6 +31,13 @@ export interface NodeIdentityArgs {
   readonly parameterKeyArn: pulumi.Input<string>;
   /** ARN of the stack's bucket, where the node's bundles (and the database's backups) are. */
   readonly bucketArn: pulumi.Input<string>;
+  /** How the data is held: with `rds` no node ships or restores backups, none has database logs. */
+  readonly database: DatabaseMode;
+  /**
+   * With `rds`, on the node that writes the schema and users: the RDS master user's secret, which
+   * it alone may read.
+   */
+  readonly databaseAdminSecretArn?: pulumi.Input<string>;
   readonly tags: Tagger;
 }
 
@@ -61,29 +69,29 @@ export class NodeIdentity extends pulumi.ComponentResource {
       { role: role.id, policy: JSON.stringify(sessionManagerPolicy()) },
       child,
     );
-    // One inline policy per concern, each built from the account, the bucket and the key.
+    // One inline policy per concern, most built from the account, the bucket and the key.
+    const rolePolicy = (concern: string, document: pulumi.Output<PolicyDocument>) =>
+      new aws.iam.RolePolicy(
+        `${name}-${concern}`,
+        { role: role.id, policy: document.apply((d) => JSON.stringify(d)) },
+        child,
+      );
     const inlinePolicy = (
       concern: string,
       document: (account: AwsAccount, bucketArn: string, keyArn: string) => PolicyDocument,
     ) =>
-      new aws.iam.RolePolicy(
-        `${name}-${concern}`,
-        {
-          role: role.id,
-          policy: pulumi
-            .all([args.account, args.bucketArn, args.parameterKeyArn])
-            .apply(([account, bucketArn, keyArn]) =>
-              JSON.stringify(document(account, bucketArn, keyArn)),
-            ),
-        },
-        child,
+      rolePolicy(
+        concern,
+        pulumi
+          .all([args.account, args.bucketArn, args.parameterKeyArn])
+          .apply(([account, bucketArn, keyArn]) => document(account, bucketArn, keyArn)),
       );
     inlinePolicy("parameters", (account, _, keyArn) =>
       nodeParameterPolicy(account, args.stack, node.name, keyArn),
     );
     // The CloudWatch agent's logs and metrics, and the node tool's metrics (METRIC_NAMESPACE).
     inlinePolicy("agent", (account) =>
-      nodeAgentPolicy(account, Object.values(nodeLogGroupNames(args.stack, node)), [
+      nodeAgentPolicy(account, Object.values(nodeLogGroupNames(args.stack, node, args.database)), [
         AGENT_METRIC_NAMESPACE,
         METRIC_NAMESPACE,
       ]),
@@ -102,10 +110,21 @@ export class NodeIdentity extends pulumi.ComponentResource {
         nodeReleasePolicy(account, args.stack, appNode, bucketArn, keyArn),
       );
     }
-    // The database's backups: the nodes that take, ship or restore them (model/backups.ts).
-    if (handlesBackups(node.name)) {
+    // The database's backups: the nodes that take, ship or restore them (model/backups.ts); with
+    // rds, RDS's own.
+    if (appNodesHoldData(args.database) && handlesBackups(node.name)) {
       inlinePolicy("backups", (account, bucketArn, keyArn) =>
         nodeBackupPolicy(account, node.name, bucketArn, keyArn),
+      );
+    }
+    if (args.databaseAdminSecretArn !== undefined) {
+      rolePolicy(
+        "database-admin",
+        pulumi
+          .all([args.account, args.databaseAdminSecretArn, args.parameterKeyArn])
+          .apply(([account, secretArn, keyArn]) =>
+            nodeDatabaseAdminPolicy(account, secretArn, keyArn),
+          ),
       );
     }
     const profile = new aws.iam.InstanceProfile(

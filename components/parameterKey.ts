@@ -1,5 +1,6 @@
-// The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack, and the
-// objects of its bucket (components/stackBucket.ts).
+// The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack, the
+// objects of its bucket (components/stackBucket.ts) and, with `database: rds`, the RDS instance's
+// storage and its master user's secret (components/rdsDatabase.ts).
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { PROJECT } from "../model/naming";

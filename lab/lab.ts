@@ -15,6 +15,7 @@ import {
   LAB_STACK,
   LAB_TOPOLOGY,
   labNetwork,
+  labRefusal,
   labNodes,
   planFirewallRules,
   s3Objects,
@@ -44,8 +45,9 @@ import { leftovers, tearDown } from "./teardown";
  * stack created so, e.g. `database=galera`); it stays for later applies.
  */
 export async function up(options: readonly string[] = []): Promise<void> {
-  checkHost();
   const upSets = parseSets(options, {});
+  refuseUnlabbable(upSets);
+  checkHost();
   const existing = readState();
   if (existing) {
     const canonical = (sets: Record<string, string>) =>
@@ -186,6 +188,12 @@ function parseSets(
   return sets;
 }
 
+/** A config the lab cannot run stops `up` and `apply` before they touch the host. */
+function refuseUnlabbable(sets: Record<string, string>): void {
+  const refusal = labRefusal(sets);
+  if (refusal) throw new LabError(refusal);
+}
+
 /** What `up --set` and `apply --set` changed, by full config key. */
 function readSets(): Record<string, string> {
   return fs.existsSync(SET_CONFIG)
@@ -248,6 +256,7 @@ function bundleStatus(node: NodeName): BundleStatus | undefined {
  * user-data changed is named: the lab cannot replace an instance, and never does it silently.
  */
 export async function apply(options: readonly string[]): Promise<void> {
+  refuseUnlabbable(parseSets(options, readSets()));
   checkHost();
   const state = readState();
   if (!state?.upSeconds || !state.network)

@@ -61,6 +61,19 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "the lab's test of a grown data volume checks that refusal instead of the new size.",
 ];
 
+/** Why the lab refuses `database` rds: the instance is Amazon's, with nothing to stand in for it. */
+export const LAB_HAS_NO_RDS =
+  "database rds (Amazon RDS for MariaDB) has no lab equivalent; it is proven by the offline " +
+  "plan only: npm run plan -- --stack dev --set database=rds";
+
+/**
+ * The config the lab cannot run, refused before anything starts: `up --set` and `apply --set`
+ * (full keys, as the lab keeps them) ask this first.
+ */
+export function labRefusal(sets: Readonly<Record<string, string>>): string | undefined {
+  return sets["webstack:database"] === "rds" ? LAB_HAS_NO_RDS : undefined;
+}
+
 /** Namespaces: one per node, plus "internet" (client, Pebble, mirror, SSM, resolver, the bridge). */
 export const INTERNET_NS = "wslab-internet";
 export const nodeNamespace = (node: NodeName) => `wslab-${node}`;

@@ -4,6 +4,7 @@ import {
   ENDPOINTS,
   NodeName,
   Peer,
+  RDS,
   SecurityGroupRule,
   Topology,
   securityGroupRules,
@@ -14,6 +15,7 @@ import {
   TIME_SYNC_ADDRESS,
   vpcResolver,
 } from "../model/aws";
+import { LAB_HAS_NO_RDS } from "./labPlan";
 
 /**
  * Addresses security groups never filter (EC2 answers them on the instance's own link): instance
@@ -30,6 +32,7 @@ function peerAddress(topology: Topology, peer: Peer): string | undefined {
   // The endpoints' addresses are EC2's to pick, and the lab has no stand-in for them.
   if (peer === ENDPOINTS)
     throw new Error("lab: the VPC endpoints (vpcEndpoints) have no lab equivalent");
+  if (peer === RDS) throw new Error(`lab: ${LAB_HAS_NO_RDS}`);
   return topology.nodes[peer].privateIp;
 }
 

@@ -9,6 +9,13 @@ import { PROJECT } from "./naming";
 import { APP_ARCHIVE_LIMIT_MIB, AppSourceListing, appSourceProblems } from "./appSource";
 import { closestName, editDistance } from "./typos";
 import {
+  DEFAULT_RDS_INSTANCE_CLASS,
+  RDS_ENGINE,
+  RDS_INSTANCE_CLASS,
+  RDS_MAX_BACKUP_RETENTION_DAYS,
+  RDS_MIN_STORAGE_GIB,
+} from "./rds";
+import {
   Invalid,
   INSTANCE_TYPE,
   LOG_RETENTION_DAYS,
@@ -67,10 +74,13 @@ export interface WebstackConfig {
   /** Database engine on s1/s2. @default "mariadb" */
   readonly dbEngine: DbEngine;
   /**
-   * How s1 and s2 hold the data: `replication` (s2 the primary, s1 its replica) or `galera` (both
-   * writable members of a MariaDB Galera cluster, an arbitrator on the LB). @default "replication"
+   * How s1 and s2 hold the data: `replication` (s2 the primary, s1 its replica), `galera` (both
+   * writable members of a MariaDB Galera cluster, an arbitrator on the LB) or `rds` (no database on
+   * them: one Amazon RDS for MariaDB instance, Multi-AZ). @default "replication"
    */
   readonly database: DatabaseMode;
+  /** The RDS instance's class, with `database` rds. @default "db.t4g.small" */
+  readonly rdsInstanceClass: string;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
   readonly vpcCidr: string;
   /**
@@ -80,7 +90,10 @@ export interface WebstackConfig {
   readonly vpcEndpoints: boolean;
   /** Protect the stateful nodes from deletion and replacement. @default true */
   readonly protectData: boolean;
-  /** Size of each app node's database volume in GiB; it grows in place, never shrinks. @default 20 */
+  /**
+   * Size of each app node's database volume in GiB (with `database` rds: the RDS instance's
+   * storage); it grows in place, never shrinks. @default 20
+   */
   readonly dataVolumeGiB: number;
   /** Retention of every log group the stack creates, in days. @default 30 */
   readonly logRetentionDays: number;
@@ -248,11 +261,18 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: oneOf<DbEngine>(["mariadb", "mysql"]),
   },
   database: {
-    doc: "How s1 and s2 hold the data: `replication`, s2 the primary and s1 its read-only replica (a failed s2 stops writes until a person promotes s1; see Runbooks); `galera`, both writable members of one MariaDB Galera cluster from Debian's packages, with an arbitrator (garbd) on the LB, so either node's loss leaves the other serving reads and writes (see Database modes). Set it when the stack is created: a running stack does not move between modes.",
-    accepted: "one of replication, galera",
+    doc: "How s1 and s2 hold the data: `replication`, s2 the primary and s1 its read-only replica (a failed s2 stops writes until a person promotes s1; see Runbooks); `galera`, both writable members of one MariaDB Galera cluster from Debian's packages, with an arbitrator (garbd) on the LB, so either node's loss leaves the other serving reads and writes (see Database modes); `rds`, no database on s1 and s2: both use one Amazon RDS for MariaDB instance, Multi-AZ, encrypted, TLS required, proven by the offline plan only (see rds (Amazon RDS for MariaDB)). Set it when the stack is created: a running stack does not move between modes.",
+    accepted: "one of replication, galera, rds",
     example: "galera",
     default: "replication",
-    parse: oneOf<DatabaseMode>(["replication", "galera"]),
+    parse: oneOf<DatabaseMode>(["replication", "galera", "rds"]),
+  },
+  rdsInstanceClass: {
+    doc: "With `database` rds: the class of the RDS instance (and of its Multi-AZ standby). A change waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).",
+    accepted: 'an RDS DB instance class such as "db.t4g.small" or "db.m7g.large"',
+    example: "db.m7g.large",
+    default: DEFAULT_RDS_INSTANCE_CLASS,
+    parse: pattern(RDS_INSTANCE_CLASS, "an RDS DB instance class"),
   },
   vpcCidr: {
     doc: "The VPC's IPv4 range; subnets and the nodes' fixed addresses derive from it.",
@@ -269,14 +289,16 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: boolean,
   },
   protectData: {
-    doc: "Protect the database nodes and their volumes against deletion and replacement.",
+    doc: "Protect the database nodes and their volumes against deletion and replacement (with `database` rds: the RDS instance, by deletion protection too).",
     accepted: "true or false",
     example: "false",
     default: "true",
     parse: boolean,
   },
   dataVolumeGiB: {
-    doc: "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks.",
+    doc:
+      "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
+      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on s1 and s2).`,
     accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",
@@ -290,7 +312,9 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: retentionDays,
   },
   backupRetentionDays: {
-    doc: "Days the database's backups are kept: the data volumes' daily snapshots and the physical backups in the stack's bucket (its binlogs a day longer; see Backups).",
+    doc:
+      "Days the database's backups are kept: the data volumes' daily snapshots and the physical backups in the stack's bucket (its binlogs a day longer; see Backups). With `database` rds: RDS's automated backups instead, " +
+      `${RDS_MAX_BACKUP_RETENTION_DAYS} days at most.`,
     accepted: "a whole number of days from 1 to 365",
     example: "30",
     default: "7",
@@ -556,6 +580,36 @@ export function parseConfig(raw: RawConfig, options: ParseOptions = {}): Webstac
   return Object.freeze(values) as unknown as WebstackConfig;
 }
 
+/** What `database` rds asks of the other keys: RDS's engine, storage and backup limits. */
+function rdsProblems(
+  v: Partial<Record<ConfigKey, unknown>>,
+  k: (key: ConfigKey) => string,
+): string[] {
+  const problems: string[] = [];
+  const rds = `${k("database")} rds`;
+  if (v.dbEngine !== undefined && v.dbEngine !== RDS_ENGINE) {
+    problems.push(
+      `${k("database")}: rds is Amazon RDS for MariaDB; ${k("dbEngine")} is "${String(v.dbEngine)}"; ` +
+        `expected ${k("dbEngine")} mariadb with rds, or ${k("database")} replication`,
+    );
+  }
+  const storage = v.dataVolumeGiB as number | undefined;
+  if (storage !== undefined && storage < RDS_MIN_STORAGE_GIB) {
+    problems.push(
+      `${k("dataVolumeGiB")}: ${storage} is below RDS's smallest gp3 storage (${RDS_MIN_STORAGE_GIB} GiB); ` +
+        `expected ${RDS_MIN_STORAGE_GIB} or more with ${rds}`,
+    );
+  }
+  const retention = v.backupRetentionDays as number | undefined;
+  if (retention !== undefined && retention > RDS_MAX_BACKUP_RETENTION_DAYS) {
+    problems.push(
+      `${k("backupRetentionDays")}: ${retention} is more than RDS keeps automated backups; ` +
+        `expected 1 to ${RDS_MAX_BACKUP_RETENTION_DAYS} with ${rds}`,
+    );
+  }
+  return problems;
+}
+
 /** Rules that relate two or more keys; only checked on keys that parsed. */
 function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig): string[] {
   const problems: string[] = [];
@@ -580,6 +634,7 @@ function crossKeyProblems(v: Partial<Record<ConfigKey, unknown>>, raw: RawConfig
         `expected ${k("dbEngine")} mariadb with galera, or ${k("database")} replication`,
     );
   }
+  if (v.database === "rds") problems.push(...rdsProblems(v, k));
   if (v.certificate === "acm" && absent("hostedZone")) {
     problems.push(
       `${k("hostedZone")}: missing; ${k("certificate")} acm validates the certificate by DNS in a Route53 zone`,

@@ -16,8 +16,8 @@ export const RESERVED_TAG_KEYS = [
   SNAPSHOT_TAG_KEY,
 ] as const;
 
-/** What a resource serves: one node's role, or the stack as a whole. */
-export type TagRole = NodeRole | "network" | "shared";
+/** What a resource serves: one node's role, the RDS database (`database` rds), or the stack as a whole. */
+export type TagRole = NodeRole | "database" | "network" | "shared";
 
 export type Tagger = (role: TagRole, name: string) => Record<string, string>;
 

@@ -14,8 +14,13 @@ export type SubnetName = "public" | "private-a" | "private-b";
  * instance; flows end there, none starts there.
  */
 export const ENDPOINTS = "endpoints";
-/** Every security group the stack makes: one per node, and the endpoints' when they exist. */
-export type GroupName = NodeName | typeof ENDPOINTS;
+/**
+ * The Amazon RDS instance (config `database` rds): like the endpoints, a security group of its own
+ * and no instance of the stack's; flows end there, none starts there.
+ */
+export const RDS = "rds";
+/** Every security group the stack makes: one per node, the endpoints' and RDS's when they exist. */
+export type GroupName = NodeName | typeof ENDPOINTS | typeof RDS;
 /** Anything a flow can start or end at: a security group, or any address outside the VPC. */
 export type Peer = GroupName | "internet";
 
@@ -120,9 +125,15 @@ export interface Flow {
 /**
  * How the app nodes' databases hold the data (config `database`): `replication`, the primary's
  * binlog copied to the replica; `galera`, every app node a writable member of one MariaDB Galera
- * cluster, with an arbitrator (garbd) on the LB for the quorum.
+ * cluster, with an arbitrator (garbd) on the LB for the quorum; `rds`, no database on the app
+ * nodes: both use one Amazon RDS for MariaDB instance (Multi-AZ).
  */
-export type DatabaseMode = "replication" | "galera";
+export type DatabaseMode = "replication" | "galera" | "rds";
+
+/** Whether s1 and s2 run a database server of their own (with its volume, backups and monitoring). */
+export function appNodesHoldData(database: DatabaseMode): boolean {
+  return database !== "rds";
+}
 
 /** The stack's choices the flow table depends on. */
 export interface TopologyOptions {
@@ -247,6 +258,21 @@ export const GALERA_FLOWS: readonly Flow[] = [
   ]),
 ];
 
+/**
+ * `rds`: each app node to the RDS instance, over TLS (the instance requires it); nothing between s1
+ * and s2, no database port on either.
+ */
+export const RDS_FLOWS: readonly Flow[] = APP_NODES_BY_NAME.map((app): Flow => ({
+  from: app,
+  to: RDS,
+  port: PORTS.mysql,
+  protocol: "tcp",
+  why:
+    app === PRIMARY_NODE
+      ? `The app on ${app}, its schema and its release command to the RDS instance (TLS verified against the RDS CA)`
+      : `The app on ${app} to the RDS instance (TLS verified against the RDS CA)`,
+}));
+
 /** Every flow a replication stack allows (its default); anything not listed is denied, in both directions. */
 export const FLOWS: readonly Flow[] = [...INBOUND_FLOWS, ...REPLICATION_FLOWS, ...EGRESS_FLOWS];
 
@@ -256,6 +282,16 @@ export const GALERA_STACK_FLOWS: readonly Flow[] = [
   ...GALERA_FLOWS,
   ...EGRESS_FLOWS,
 ];
+
+/** Every flow an rds stack allows. */
+export const RDS_STACK_FLOWS: readonly Flow[] = [...INBOUND_FLOWS, ...RDS_FLOWS, ...EGRESS_FLOWS];
+
+/** Each database mode's flows, before the endpoints'. */
+const DATABASE_FLOWS: Readonly<Record<DatabaseMode, readonly Flow[]>> = {
+  replication: FLOWS,
+  galera: GALERA_STACK_FLOWS,
+  rds: RDS_STACK_FLOWS,
+};
 
 /**
  * With `vpcEndpoints`: every node reaches the interface endpoints on 443 (their private DNS names
@@ -269,16 +305,16 @@ export const ENDPOINT_FLOWS: readonly Flow[] = NODE_NAMES.map((node): Flow => ({
   why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
 }));
 
-/** The flows of a stack: its database's (FLOWS or GALERA_STACK_FLOWS), and ENDPOINT_FLOWS when it has the endpoints. */
+/** The flows of a stack: its database's (FLOWS, GALERA_STACK_FLOWS or RDS_STACK_FLOWS), and ENDPOINT_FLOWS when it has the endpoints. */
 export function stackFlows(options: TopologyOptions): readonly Flow[] {
-  const flows = options.database === "galera" ? GALERA_STACK_FLOWS : FLOWS;
+  const flows = DATABASE_FLOWS[options.database ?? "replication"];
   return options.vpcEndpoints ? [...flows, ...ENDPOINT_FLOWS] : flows;
 }
 
 /** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */
 export function groupsOf(flows: readonly Flow[]): GroupName[] {
-  const endpoints = flows.some((f) => f.from === ENDPOINTS || f.to === ENDPOINTS);
-  return endpoints ? [...NODE_NAMES, ENDPOINTS] : [...NODE_NAMES];
+  const reached = (group: GroupName) => flows.some((f) => f.from === group || f.to === group);
+  return [...NODE_NAMES, ...([ENDPOINTS, RDS] as const).filter(reached)];
 }
 
 /**
@@ -319,13 +355,18 @@ export function buildTopology(
     dbServerId: number,
     description: string,
   ): AppNodeSpec => ({ ...node(name, sub, description), name, role: NODE_ROLES[name], dbServerId });
+  // With rds the app nodes hold no database (their security groups' descriptions say so).
+  const own = (database: string) =>
+    options.database === "rds"
+      ? "Nginx and Gunicorn; the database is the RDS instance"
+      : `Nginx, Gunicorn and the database ${database}`;
   return Object.freeze({
     vpcCidr,
     subnets: Object.freeze(subnets),
     nodes: Object.freeze({
       lb: node("lb", "public", "HAProxy load balancer"),
-      s1: appNode("s1", "private-b", 1, "Nginx, Gunicorn and the database replica"),
-      s2: appNode("s2", "private-a", 2, "Nginx, Gunicorn and the database primary"),
+      s1: appNode("s1", "private-b", 1, own("replica")),
+      s2: appNode("s2", "private-a", 2, own("primary")),
     }),
     flows: stackFlows(options),
   });

@@ -1,5 +1,5 @@
 // A Mermaid picture of a planned stack, read from its resources: nodes, firewalls, flows, data path, monitoring.
-import { ENDPOINTS, GroupName, NODE_NAMES, NodeName, NodeRole, Peer } from "../model/topology";
+import { ENDPOINTS, GroupName, NODE_NAMES, NodeName, NodeRole, Peer, RDS } from "../model/topology";
 import { Plan, PlannedResource } from "./plan";
 
 const TYPE = {
@@ -14,6 +14,7 @@ const TYPE = {
   alarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
   topic: "aws:sns/topic:Topic",
   dashboard: "aws:cloudwatch/dashboard:Dashboard",
+  rdsInstance: "aws:rds/instance:Instance",
 } as const;
 
 /** The rule's peer `0.0.0.0/0`: any address outside the VPC. */
@@ -51,6 +52,16 @@ export interface PictureEndpoints {
   readonly services: readonly string[];
 }
 
+/** The Amazon RDS instance (`database: rds`), in its own security group: the app nodes' database. */
+export interface PictureRds {
+  /** Name tag of its security group. */
+  readonly group: string;
+  readonly identifier: string;
+  /** Engine and version, as the plan asks RDS for them. */
+  readonly engine: string;
+  readonly multiAz: boolean;
+}
+
 export interface PictureMonitoring {
   /** Log groups per node (by the groups' Role tag), and the total the stack creates. */
   readonly logGroups: Readonly<Partial<Record<NodeName, number>>>;
@@ -70,6 +81,8 @@ export interface StackPicture {
   readonly nodes: readonly PictureNode[];
   /** Absent when the stack has no interface endpoints. */
   readonly endpoints?: PictureEndpoints;
+  /** Absent unless the database is RDS's (the app nodes then hold none). */
+  readonly rds?: PictureRds;
   readonly flows: readonly PictureFlow[];
   readonly monitoring: PictureMonitoring;
 }
@@ -137,6 +150,25 @@ export function describeStack(plan: Plan): StackPicture {
       services: interfaces.map((e) => String(e.inputs.serviceName).split(".").pop()!),
     };
   }
+  // The RDS instance's group is the one it names (`database: rds`).
+  const databases = ofType(plan, TYPE.rdsInstance);
+  let rds: PictureRds | undefined;
+  if (databases.length > 0) {
+    const instance = only(databases, "RDS instances");
+    const ids = (instance.inputs.vpcSecurityGroupIds as string[] | undefined) ?? [];
+    const group = groupById.get(only(ids, "security groups on the RDS instance"));
+    if (!group)
+      throw new DiagramError("diagram: the RDS instance's security group is not in the plan");
+    if (nodeOfGroup.has(group.id))
+      throw new DiagramError(`diagram: the RDS instance shares ${group.name} with a node`);
+    nodeOfGroup.set(group.id, RDS);
+    rds = {
+      group: tag(group, "Name")!,
+      identifier: String(instance.inputs.identifier),
+      engine: `${String(instance.inputs.engine)} ${String(instance.inputs.engineVersion)}`,
+      multiAz: instance.inputs.multiAz === true,
+    };
+  }
   const nodeOf = (rule: PlannedResource, groupId: unknown): GroupName => {
     const node = nodeOfGroup.get(groupId as string);
     if (!node) throw new DiagramError(`diagram: ${rule.name} names a group no node is in`);
@@ -171,6 +203,7 @@ export function describeStack(plan: Plan): StackPicture {
     stack: plan.stack,
     nodes,
     ...(endpoints && { endpoints }),
+    ...(rds && { rds }),
     flows,
     monitoring: {
       logGroups: Object.fromEntries(
@@ -196,7 +229,7 @@ const ports = (list: readonly number[]) => `tcp ${list.join(", ")}`;
  * groups, labelled with their TCP ports), thick ones the data path, dotted ones monitoring.
  */
 export function renderMermaid(picture: StackPicture): string {
-  const { nodes, endpoints, flows, monitoring: mon } = picture;
+  const { nodes, endpoints, rds, flows, monitoring: mon } = picture;
   const byRole = (role: NodeRole) => nodes.filter((n) => n.role === role);
   const lb = only(byRole("loadbalancer"), "load balancers");
   const primary = only(byRole("primary"), "primaries");
@@ -219,7 +252,7 @@ export function renderMermaid(picture: StackPicture): string {
     lines.push(
       `    ${node.name}[${quoted(`${node.name} · ${node.role}<br/>${node.privateIp}<br/>${SERVICES[node.role]}`)}]`,
     );
-    if (node.role !== "loadbalancer") {
+    if (node.role !== "loadbalancer" && !rds) {
       const what = node.role === "primary" ? "writes" : "read-only";
       lines.push(`    db_${node.name}[(${quoted(`database<br/>${node.role} (${what})`)})]`);
     }
@@ -229,6 +262,14 @@ export function renderMermaid(picture: StackPicture): string {
     lines.push(
       `  subgraph sg_${ENDPOINTS}[${quoted(`security group ${endpoints.group}`)}]`,
       `    ${ENDPOINTS}[${quoted(`VPC interface endpoints<br/>${endpoints.services.join(", ")}`)}]`,
+      "  end",
+    );
+  }
+  if (rds) {
+    const standby = rds.multiAz ? ", Multi-AZ" : "";
+    lines.push(
+      `  subgraph sg_${RDS}[${quoted(`security group ${rds.group}`)}]`,
+      `    ${RDS}[(${quoted(`Amazon RDS ${rds.identifier}<br/>${rds.engine}${standby}`)})]`,
       "  end",
     );
   }
@@ -244,16 +285,22 @@ export function renderMermaid(picture: StackPicture): string {
     lines.push(`  ${id(flow.from, "in")} -->|${quoted(ports(flow.ports))}| ${id(flow.to, "out")}`);
   }
   lines.push(
-    "  %% Data path: round-robin over the backends; writes to the primary, reads from the replica.",
+    rds
+      ? "  %% Data path: round-robin over the backends; both read and write the RDS instance."
+      : "  %% Data path: round-robin over the backends; writes to the primary, reads from the replica.",
   );
   for (const flow of flows.filter((f) => f.from === lb.name && apps.some((a) => a.name === f.to))) {
     lines.push(`  ${lb.name} ==>|${quoted("HTTPS")}| ${flow.to}`);
   }
   for (const app of apps) {
+    if (rds) {
+      lines.push(`  ${app.name} ==>|${quoted("reads, writes (TLS)")}| ${RDS}`);
+      continue;
+    }
     lines.push(`  ${app.name} ==>|${quoted("writes")}| db_${primary.name}`);
     lines.push(`  ${app.name} ==>|${quoted("reads")}| db_${replica.name}`);
   }
-  lines.push(`  db_${primary.name} ==>|${quoted("replication")}| db_${replica.name}`);
+  if (!rds) lines.push(`  db_${primary.name} ==>|${quoted("replication")}| db_${replica.name}`);
   lines.push("  %% Monitoring: each node's CloudWatch agent ships its logs and metrics.");
   for (const node of nodes) {
     const count = mon.logGroups[node.name] ?? 0;

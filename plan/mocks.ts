@@ -61,6 +61,8 @@ const AUTONAMED = new Set([
   "aws:iam/instanceProfile:InstanceProfile",
   "aws:iam/rolePolicy:RolePolicy",
   "aws:cloudwatch/logGroup:LogGroup",
+  "aws:rds/subnetGroup:SubnetGroup",
+  "aws:rds/parameterGroup:ParameterGroup",
 ]);
 
 export class PlanMocks implements pulumi.runtime.Mocks {
@@ -242,6 +244,42 @@ export class PlanMocks implements pulumi.runtime.Mocks {
           arn: `arn:aws:ec2:${region}:${accountId}:instance/${id}`,
           privateIp: inputs.privateIp,
           publicIp: inputs.associatePublicIpAddress === false ? "" : undefined,
+        };
+      }
+      case "aws:rds/subnetGroup:SubnetGroup":
+        return {
+          id: resourceName,
+          name: resourceName,
+          arn: `arn:aws:rds:${region}:${accountId}:subgrp:${resourceName}`,
+        };
+      case "aws:rds/parameterGroup:ParameterGroup":
+        return {
+          id: resourceName,
+          name: resourceName,
+          arn: `arn:aws:rds:${region}:${accountId}:pg:${resourceName}`,
+        };
+      case "aws:rds/instance:Instance": {
+        // The endpoint RDS names after the identifier; the master user's secret as RDS names it.
+        const identifier = String(inputs.identifier);
+        const address = `${identifier}.c${stableHex(11, name)}.${region}.rds.amazonaws.com`;
+        const port = Number(inputs.port ?? 3306);
+        const resourceId = `db-${stableHex(26, type, name).toUpperCase()}`;
+        return {
+          id: resourceId,
+          resourceId,
+          arn: `arn:aws:rds:${region}:${accountId}:db:${identifier}`,
+          address,
+          port,
+          endpoint: `${address}:${port}`,
+          masterUserSecrets: inputs.manageMasterUserPassword
+            ? [
+                {
+                  secretArn: `arn:aws:secretsmanager:${region}:${accountId}:secret:rds!db-${stableHex(32, name, "secret")}-${stableHex(6, name)}`,
+                  secretStatus: "active",
+                  kmsKeyId: inputs.masterUserSecretKmsKeyId,
+                },
+              ]
+            : [],
         };
       }
       case "aws:dlm/lifecyclePolicy:LifecyclePolicy": {

@@ -60,6 +60,8 @@ const BUCKET = "aws:s3/bucket:Bucket";
 const EIP = "aws:ec2/eip:Eip";
 const EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation";
 const VPC = "aws:ec2/vpc:Vpc";
+const RDS_INSTANCE = "aws:rds/instance:Instance";
+const RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup";
 const APP_ROLES = ["primary", "replica"];
 /** The database's ports between nodes: MySQL's, and Galera's group, IST and SST. */
 const DATABASE_PORTS = [PORTS.mysql, PORTS.galera, PORTS.galeraIst, PORTS.galeraSst];
@@ -233,6 +235,32 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
       APP_ROLES.includes(tagsOf(r).Role) && r.props.associatePublicIpAddress !== false
         ? [`is an app node (Role ${tagsOf(r).Role}) without associatePublicIpAddress: false`]
         : [],
+  },
+  {
+    id: "rds-private",
+    control: "FSBP RDS.2, CKV_AWS_17",
+    description: "RDS instances are not publicly accessible (publiclyAccessible: false)",
+    types: [RDS_INSTANCE],
+    check: (r) =>
+      r.props.publiclyAccessible === false ? [] : ["is not set publiclyAccessible: false"],
+  },
+  {
+    id: "rds-encrypted",
+    control: "FSBP RDS.3, CKV_AWS_16",
+    description: "RDS instances encrypt their storage (storageEncrypted: true)",
+    types: [RDS_INSTANCE],
+    check: (r) => (r.props.storageEncrypted === true ? [] : ["does not encrypt its storage"]),
+  },
+  {
+    id: "rds-multi-az-with-backups",
+    control: "FSBP RDS.5/RDS.11, CKV_AWS_157/CKV_AWS_133",
+    description:
+      "RDS instances run Multi-AZ and keep automated backups (backupRetentionPeriod of 1 day or more)",
+    types: [RDS_INSTANCE],
+    check: (r) => [
+      ...(r.props.multiAz === true ? [] : ["is not Multi-AZ"]),
+      ...((num(r.props.backupRetentionPeriod) ?? 0) >= 1 ? [] : ["keeps no automated backups"]),
+    ],
   },
   {
     id: "subnets-map-no-public-ips",
@@ -436,6 +464,31 @@ export const STACK_RULES: readonly StackRule[] = [
           message: "has no instance profile whose role is managed by SSM",
         }));
     },
+  },
+  {
+    id: "rds-tls-required",
+    control: "webstack: TLS in transit",
+    description:
+      "Every RDS instance uses a parameter group of the stack's that sets require_secure_transport to 1 (ON): a plain connection is refused",
+    check: (resources) =>
+      byType(resources, RDS_INSTANCE)
+        .filter(
+          (i) =>
+            !i
+              .linked("parameterGroupName")
+              .filter((g) => g.type === RDS_PARAMETER_GROUP)
+              .some((g) =>
+                ((g.props.parameters ?? []) as Record<string, unknown>[]).some(
+                  (p) =>
+                    p.name === "require_secure_transport" &&
+                    ["1", "ON"].includes(String(p.value).toUpperCase()),
+                ),
+              ),
+        )
+        .map((i) => ({
+          resource: i.name,
+          message: "has no parameter group of the stack's with require_secure_transport 1",
+        })),
   },
   {
     id: "elastic-ips-only-on-lb",

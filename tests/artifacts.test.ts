@@ -79,7 +79,7 @@ const documents: Rendered[] = [];
 
 // Which documents each configuration contributes: both engines' app nodes, the LB in each mode,
 // with and without the per-client limit, on a small and a large instance (its connection limits),
-// and a galera stack's three nodes.
+// a galera stack's three nodes and an rds stack's app nodes.
 const DATADOG = { datadog: "true", datadogApiKey: "0123456789abcdef0123456789abcdef" };
 const VARIANTS: {
   config: Record<string, string>;
@@ -96,6 +96,8 @@ const VARIANTS: {
     config: { database: "galera" },
     take: { s1: "galera-s1", s2: "galera-s2", lb: "galera-lb" },
   },
+  // database rds: app nodes with no database of their own, their scripts reaching RDS's.
+  { config: { database: "rds" }, take: { s1: "rds-s1", s2: "rds-s2" } },
   {
     config: { certificate: "letsencrypt", acmeEmail: "ops@example.com" },
     take: { lb: "letsencrypt-lb" },
@@ -138,6 +140,8 @@ beforeAll(async () => {
     "mariadb-s2",
     "mysql-s1",
     "mysql-s2",
+    "rds-s1",
+    "rds-s2",
     "self-signed-lb",
   ]);
 });

@@ -46,6 +46,7 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   appAmi: undefined,
   dbEngine: "mariadb",
   database: "replication",
+  rdsInstanceClass: "db.t4g.small",
   vpcCidr: "10.40.0.0/16",
   vpcEndpoints: false,
   protectData: true,
@@ -115,8 +116,12 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["lbAmi", "ami-xyz", "is not an AMI id"],
   ["appAmi", "0123456789abcdef0", "is not an AMI id"],
   ["dbEngine", "postgres", "is not one of the accepted values"],
-  ["database", "rds", "is not one of the accepted values"],
   ["database", "Galera", "is not one of the accepted values"],
+  ["database", "aurora", "is not one of the accepted values"],
+  ["rdsInstanceClass", "t4g.small", "is not an RDS DB instance class"],
+  ["rdsInstanceClass", "db.t4g", "is not an RDS DB instance class"],
+  ["rdsInstanceClass", "db.t4g.small ", "is not an RDS DB instance class"],
+  ["rdsInstanceClass", "db.T4G.small", "is not an RDS DB instance class"],
   ["vpcCidr", "10.40.0.0", "is not an IPv4 CIDR block"],
   ["vpcCidr", "10.40.0.0/8", "has a prefix outside /16 to /24"],
   ["vpcCidr", "10.40.0.0/26", "has a prefix outside /16 to /24"],
@@ -266,6 +271,10 @@ describe("accepted values", () => {
     ["dbEngine", "mysql", "mysql"],
     ["database", "replication", "replication"],
     ["database", "galera", "galera"],
+    ["database", "rds", "rds"],
+    ["rdsInstanceClass", "db.m7g.2xlarge", "db.m7g.2xlarge"],
+    ["rdsInstanceClass", "db.r6gd.xlarge", "db.r6gd.xlarge"],
+    ["rdsInstanceClass", "db.m6i.metal", "db.m6i.metal"],
     ["lbInstanceType", "m7i-flex.large", "m7i-flex.large"],
     ["appInstanceType", "c7gn.xlarge", "c7gn.xlarge"],
     ["lbAmi", "ami-12345678", "ami-12345678"],
@@ -498,6 +507,29 @@ describe("cross-key rules", () => {
     expect(problemsOf(withKeys({ database: "galera", dbEngine: "oracle" }))).toEqual([
       `webstack:dbEngine: "oracle" is not one of the accepted values; expected ${CONFIG_KEYS.dbEngine.accepted}`,
     ]);
+  });
+
+  test("rds is MariaDB's: mysql is refused naming both keys", () => {
+    expect(problemsOf(withKeys({ database: "rds", dbEngine: "mysql" }))).toEqual([
+      'webstack:database: rds is Amazon RDS for MariaDB; webstack:dbEngine is "mysql"; ' +
+        "expected webstack:dbEngine mariadb with rds, or webstack:database replication",
+    ]);
+  });
+
+  test("rds: storage below RDS's gp3 minimum and backups kept longer than RDS keeps them are refused", () => {
+    expect(
+      problemsOf(withKeys({ database: "rds", dataVolumeGiB: "19", backupRetentionDays: "36" })),
+    ).toEqual([
+      "webstack:dataVolumeGiB: 19 is below RDS's smallest gp3 storage (20 GiB); expected 20 or more with webstack:database rds",
+      "webstack:backupRetentionDays: 36 is more than RDS keeps automated backups; expected 1 to 35 with webstack:database rds",
+    ]);
+  });
+
+  test("rds at RDS's limits, and the same values with the nodes' own databases, are accepted", () => {
+    const limits = { dataVolumeGiB: "20", backupRetentionDays: "35" };
+    expect(parseConfig(withKeys({ database: "rds", ...limits })).database).toBe("rds");
+    const own = { dataVolumeGiB: "10", backupRetentionDays: "365", dbEngine: "mysql" };
+    expect(parseConfig(withKeys(own)).database).toBe("replication");
   });
 });
 

@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as path from "path";
 import { DiagramError, describeStack, renderDiagram } from "../plan/diagram";
 import { Plan, PlannedResource } from "../plan/plan";
-import { FLOWS, Flow, NODE_NAMES, NODE_ROLES } from "../model/topology";
+import { FLOWS, Flow, NODE_NAMES, NODE_ROLES, stackFlows } from "../model/topology";
 import { DEV_TOPOLOGY, PROJECT_DIR, T, ofType, planStack } from "./harness";
 const PARSER = path.join(PROJECT_DIR, "tests", "artifacts", "mermaid-parse.mjs");
 
@@ -135,6 +135,33 @@ describe("the Mermaid diagram", () => {
     expect(diagram).toContain(
       '  subgraph sg_endpoints["security group webstack-prod-sg-endpoints"]',
     );
+    const parsed = mermaidParse(diagram);
+    expect(parsed.error).toBe("");
+    expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
+  });
+
+  test("database rds: the instance in its own group, the flows to it, no database on the nodes; Mermaid accepts it", async () => {
+    const plan = await planStack("dev", ["database=rds"]);
+    const picture = describeStack(plan);
+    expect(picture.rds).toEqual({
+      group: "webstack-dev-sg-rds",
+      identifier: "webstack-dev",
+      engine: "mariadb 11.8",
+      multiAz: true,
+    });
+    expect(flowKeys(picture.flows)).toEqual(
+      tableKeys(stackFlows({ vpcEndpoints: false, database: "rds" })),
+    );
+    const diagram = renderDiagram(plan);
+    expect(diagram).toContain(
+      [
+        '  subgraph sg_rds["security group webstack-dev-sg-rds"]',
+        '    rds[("Amazon RDS webstack-dev<br/>mariadb 11.8, Multi-AZ")]',
+        "  end",
+      ].join("\n"),
+    );
+    expect(diagram).toContain('  s1 ==>|"reads, writes (TLS)"| rds\n');
+    expect(diagram).not.toMatch(/db_s[12]|replication/);
     const parsed = mermaidParse(diagram);
     expect(parsed.error).toBe("");
     expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });

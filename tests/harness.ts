@@ -64,6 +64,9 @@ export const T = {
   instance: "aws:ec2/instance:Instance",
   volume: "aws:ebs/volume:Volume",
   volumeAttachment: "aws:ec2/volumeAttachment:VolumeAttachment",
+  rdsInstance: "aws:rds/instance:Instance",
+  rdsParameterGroup: "aws:rds/parameterGroup:ParameterGroup",
+  rdsSubnetGroup: "aws:rds/subnetGroup:SubnetGroup",
   dlmPolicy: "aws:dlm/lifecyclePolicy:LifecyclePolicy",
   ssmParameter: "aws:ssm/parameter:Parameter",
   bucket: "aws:s3/bucket:Bucket",
@@ -482,7 +485,10 @@ export function testMonitoring(
 ): NodeMonitoring {
   return {
     logGroups: Object.fromEntries(
-      logSources(TOPOLOGY.nodes[node].role).map((s) => [s.key, logGroupName("t", node, s.key)]),
+      logSources(TOPOLOGY.nodes[node].role, cluster).map((s) => [
+        s.key,
+        logGroupName("t", node, s.key),
+      ]),
     ),
     cloudWatchAgentUrl: "https://agent.example.com/{arch}/amazon-cloudwatch-agent.deb",
     engine,

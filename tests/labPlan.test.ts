@@ -20,6 +20,7 @@ import {
   ssmScopes,
   withBrokenBundleFile,
   withFailingBootStep,
+  labRefusal,
 } from "../lab/labPlan";
 import { ebsDevicePath } from "../model/aws";
 import { realOutputs } from "../lab/realOutputs";
@@ -356,4 +357,16 @@ test("a broken bundle for the lab's tests: one file spoilt, re-addressed and poi
   expect(() => withBrokenBundleFile(published, "/webstack/lab/lb/bundle", "/etc/none")).toThrow(
     "has no /etc/none",
   );
+});
+
+test("database rds is refused before the lab starts, and its firewall rules can never render", () => {
+  const refusal =
+    "database rds (Amazon RDS for MariaDB) has no lab equivalent; it is proven by the offline " +
+    "plan only: npm run plan -- --stack dev --set database=rds";
+  expect(labRefusal({ "webstack:database": "rds" })).toBe(refusal);
+  for (const database of ["replication", "galera"])
+    expect(labRefusal({ "webstack:database": database })).toBeUndefined();
+  expect(labRefusal({})).toBeUndefined();
+  const topology = buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "rds" });
+  expect(() => renderNftables(topology, "s1")).toThrow(`lab: ${refusal}`);
 });

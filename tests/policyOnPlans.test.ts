@@ -36,15 +36,20 @@ function stackOf(plan: Plan): Resource[] {
 let dev: Resource[];
 let prod: Resource[];
 let galera: Resource[];
+/** prod with `database: rds` (protectData on): the RDS instance's rules have something to judge. */
+let rds: Resource[];
+let rdsPlan: Plan;
 beforeAll(async () => {
   dev = stackOf(await planStack("dev"));
   prod = stackOf(await planStack("prod"));
   galera = stackOf(await planStack("dev", ["webstack:database=galera"]));
+  rdsPlan = await planStack("prod", ["database=rds"]);
+  rds = stackOf(rdsPlan);
 });
 
 describe("the program's own stacks", () => {
-  test.each(["dev", "prod"])("%s passes every policy", (stack) => {
-    expect(evaluate(stack === "dev" ? dev : prod)).toEqual([]);
+  test.each(["dev", "prod", "rds"])("%s passes every policy", (stack) => {
+    expect(evaluate({ dev, prod, rds }[stack]!)).toEqual([]);
   });
 
   test("dev as a galera stack passes every policy: its Galera ports open between its own groups only, the arbitrator's key a SecureString", () => {
@@ -88,9 +93,10 @@ describe("the program's own stacks", () => {
     ]);
   });
 
-  test("every rule looks at resources the program creates", () => {
+  test("every rule looks at resources the program creates (the RDS rules on an rds stack)", () => {
     for (const rule of RESOURCE_RULES) {
-      expect({ rule: rule.id, applies: dev.some((r) => rule.types.includes(r.type)) }).toEqual({
+      const stack = rule.id.startsWith("rds-") ? rds : dev;
+      expect({ rule: rule.id, applies: stack.some((r) => rule.types.includes(r.type)) }).toEqual({
         rule: rule.id,
         applies: true,
       });
@@ -273,6 +279,31 @@ describe("stack rules reject crafted violations", () => {
       "app-assoc: gives an Elastic IP to s1-instance, whose Role is replica (FSBP EC2.9, CKV_AWS_88)",
       "lost-assoc: gives an Elastic IP to i-elsewhere, which the policy cannot resolve (FSBP EC2.9, CKV_AWS_88)",
     ]);
+  });
+
+  test("an RDS instance whose parameter group lets plain connections in, or that has none of the stack's", () => {
+    expect(ruleMessages(rds, "rds-tls-required")).toEqual([]);
+    const isGroup = (r: { type: string }) => r.type === T.rdsParameterGroup;
+    // The plan itself changed, so that the instance's links reach the changed group (or none).
+    const plain: Plan = {
+      ...rdsPlan,
+      resources: rdsPlan.resources.map((r) =>
+        isGroup(r)
+          ? {
+              ...r,
+              outputs: {
+                ...r.outputs,
+                parameters: [{ name: "require_secure_transport", value: "OFF" }],
+              },
+            }
+          : r,
+      ),
+    };
+    const none: Plan = { ...rdsPlan, resources: rdsPlan.resources.filter((r) => !isGroup(r)) };
+    const message =
+      "database-instance: has no parameter group of the stack's with require_secure_transport 1 (webstack: TLS in transit)";
+    expect(ruleMessages(stackOf(plain), "rds-tls-required")).toEqual([message]);
+    expect(ruleMessages(stackOf(none), "rds-tls-required")).toEqual([message]);
   });
 
   test("a bucket open to the public, not SSE-KMS, or taking requests without TLS", () => {

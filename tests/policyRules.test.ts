@@ -115,6 +115,27 @@ const VIOLATIONS: [string, Resource, string][] = [
     "has egress rules",
   ],
   ["log-retention", crafted(T.logGroup, { name: "/x" }), "has no retention"],
+  ["rds-private", crafted(T.rdsInstance, {}), "is not set publiclyAccessible: false"],
+  [
+    "rds-private",
+    crafted(T.rdsInstance, { publiclyAccessible: true }),
+    "is not set publiclyAccessible: false",
+  ],
+  [
+    "rds-encrypted",
+    crafted(T.rdsInstance, { storageEncrypted: false }),
+    "does not encrypt its storage",
+  ],
+  [
+    "rds-multi-az-with-backups",
+    crafted(T.rdsInstance, { multiAz: false, backupRetentionPeriod: 7 }),
+    "is not Multi-AZ",
+  ],
+  [
+    "rds-multi-az-with-backups",
+    crafted(T.rdsInstance, { multiAz: true, backupRetentionPeriod: 0 }),
+    "keeps no automated backups",
+  ],
   [
     "objects-sse-kms",
     crafted(T.bucketObject, { key: "bundles/x.json", serverSideEncryption: "AES256" }),

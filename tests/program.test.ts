@@ -96,6 +96,7 @@ describe("outputs", () => {
         "bundles",
         "appNodes",
         "dbEndpoints",
+        "database",
         "internalCaCertPem",
         "url",
         "dnsName",
@@ -115,6 +116,8 @@ describe("outputs", () => {
       ...mapNodes((node) => parameterPath(plan.stack, node)),
       shared: parameterPath(plan.stack, "shared"),
     });
+    // The nodes' own databases: the mode alone (an rds stack's are in tests/rds.test.ts).
+    expect(plan.outputs.database).toEqual({ mode: "replication" });
     expect(plan.outputs.securityGroupIds).toEqual({
       lb: one(plan, T.securityGroup, "firewalls-lb").id,
       s1: one(plan, T.securityGroup, "firewalls-s1").id,

@@ -185,6 +185,54 @@ describe("the VPC endpoints in the flow table (vpcEndpoints)", () => {
   });
 });
 
+describe("the RDS instance in the flow table (database rds)", () => {
+  const rds = stackFlows({ vpcEndpoints: false, database: "rds" });
+  const shown = (flows: readonly Flow[]) => flows.map((f) => `${f.from}→${f.to}:${f.port}`);
+
+  test("s1 and s2 reach the instance on 3306, nothing else changes from the replication flows but their database flows going", () => {
+    expect(shown(rds.filter((f) => !FLOWS.includes(f)))).toEqual(["s1→rds:3306", "s2→rds:3306"]);
+    expect(shown(FLOWS.filter((f) => !rds.includes(f)))).toEqual(["s1→s2:3306", "s2→s1:3306"]);
+    expect(groupsOf(rds)).toEqual(["lb", "s1", "s2", "rds"]);
+    expect(buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "rds" }).flows).toBe(rds);
+    const both = stackFlows({ vpcEndpoints: true, database: "rds" });
+    expect(groupsOf(both)).toEqual(["lb", "s1", "s2", "endpoints", "rds"]);
+    for (const flow of rds) expect(flow.why).toMatch(SG_DESCRIPTION);
+  });
+
+  test("no database or Galera port between s1 and s2, none on the LB", () => {
+    for (const port of [3306, 4444, 4567, 4568]) {
+      expect(admits("s1", "s2", port, rds)).toBe(false);
+      expect(admits("s2", "s1", port, rds)).toBe(false);
+      expect(admits("lb", "rds", port, rds)).toBe(false);
+      for (const app of ["s1", "s2"] as const) expect(admits("lb", app, port, rds)).toBe(false);
+    }
+  });
+
+  test("the instance's group: ingress on 3306 from s1's and s2's groups only, no egress", () => {
+    const rules = securityGroupRules(rds).filter((r) => r.group === "rds" || r.peer === "rds");
+    expect(rules.map((r) => `${r.key} ${r.direction} ${r.port}`)).toEqual([
+      "rds-in-tcp3306-from-s1 ingress 3306",
+      "s1-out-tcp3306-to-rds egress 3306",
+      "rds-in-tcp3306-from-s2 ingress 3306",
+      "s2-out-tcp3306-to-rds egress 3306",
+    ]);
+    expect(admits("s1", "rds", 3306, rds) && admits("s2", "rds", 3306, rds)).toBe(true);
+    expect(admits("internet", "rds", 3306, rds)).toBe(false);
+    expect(admits("rds", "s1", 3306, rds)).toBe(false);
+  });
+
+  test("the app nodes' descriptions say they hold no database", () => {
+    const t = buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "rds" });
+    expect([t.nodes.s1.description, t.nodes.s2.description]).toEqual([
+      "Nginx and Gunicorn; the database is the RDS instance",
+      "Nginx and Gunicorn; the database is the RDS instance",
+    ]);
+    expect(buildTopology("10.40.0.0/16").nodes.s1.description).toBe(
+      "Nginx, Gunicorn and the database replica",
+    );
+  });
+});
+
 describe("securityGroupRules", () => {
   const rules = securityGroupRules();
 

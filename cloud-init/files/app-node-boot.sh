@@ -11,8 +11,8 @@ log() { echo "webstack-boot: $*" >&2; }
 log "fetching this node's parameters"
 /usr/local/sbin/webstack-aws fetch /etc/webstack/secrets.json
 
-log "database TLS and log files"
-/usr/local/sbin/webstack-db-late-config
+log "{{DB_TLS_STEP}}"
+{{DB_TLS_COMMAND}}
 
 log "database bootstrap"
 /usr/local/sbin/webstack-db-bootstrap
@@ -25,7 +25,7 @@ log "app"
 {
   printf 'WEBSTACK_NODE=%s\nWEBSTACK_ROLE=%s\n' "$NODE" "$DB_ROLE"
   printf 'DB_PRIMARY=%s\nDB_REPLICA=%s\n' "$APP_DB_PRIMARY" "$APP_DB_REPLICA"
-  printf 'DB_CA_FILE=/etc/webstack/tls/ca.crt\n'
+  printf 'DB_CA_FILE={{DB_CA_FILE}}\n'
 } >/etc/webstack/app.env
 /usr/local/sbin/webstack-aws fetch /etc/webstack/app-secrets.json
 systemctl daemon-reload

@@ -61,7 +61,7 @@ for i in "${!entries[@]}"; do
   mv -f "$temporary" "$path"
   temporary=""
 done
-systemctl reload nginx
+systemctl reload nginx{{AFTER_NGINX}}
 case "$DB_ENGINE" in
   mariadb) "$DB_CLIENT" --protocol=socket --user=root --execute='FLUSH SSL' ;;
   mysql) "$DB_CLIENT" --protocol=socket --user=root --execute='ALTER INSTANCE RELOAD TLS' ;;

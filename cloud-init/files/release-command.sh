@@ -7,11 +7,10 @@
 #                sandbox (a transient unit with the app unit's own properties: no instance metadata,
 #                no new privileges, nothing writable but the app's logs)
 # As root it first makes sure the database user `migrate` exists with its password and may change
-# the schema (over the local socket; the statements replicate), and unlocks it: `migrate` is locked
+# the schema {{MIGRATE_WHERE}}, and unlocks it: `migrate` is locked
 # but while a command runs, since the command's environment (its password in it) is readable by the
 # app's user while it runs. However this script ends, it locks `migrate` again and kills the sessions
-# it still has (KILL does not replicate: the replica's are read-only, and only the primary's command
-# has the password). Root runs nothing of the release and nothing by a name the release could ship
+# it still has {{KILL_WHY}}. Root runs nothing of the release and nothing by a name the release could ship
 # (absolute paths, root's own PATH). The command then
 # runs with only this environment: PATH (the release's venv first), the app's (app.env, then its
 # settings and the secrets its manifest names, the database password among them, read as Gunicorn's
@@ -79,7 +78,7 @@ migrate_password=$(</etc/webstack/secrets/db-migrate-password)
 
 # The local server as root, over its socket (root authenticates by unix socket); SQL on stdin only.
 as_root() {
-  {{DB_CLIENT}} --protocol=socket --user=root "$@"
+  {{DB_ADMIN}} "$@"
 }
 
 # The EXIT trap: `migrate` locked (a lock that fails fails the script, whatever the command did),
@@ -89,13 +88,13 @@ lock_migrate() {
   trap - EXIT
   if sessions=$(
     as_root --batch --skip-column-names <<'SQL'
-ALTER USER 'migrate'@'localhost' ACCOUNT LOCK;
+ALTER USER {{MIGRATE_ACCOUNT}} ACCOUNT LOCK;
 SELECT id FROM information_schema.processlist WHERE user = 'migrate';
 SQL
   ); then
     if [ -n "$sessions" ]; then
       while IFS= read -r id; do
-        if [[ $id =~ ^[0-9]+$ ]]; then echo "KILL CONNECTION $id;"; fi
+        if [[ $id =~ ^[0-9]+$ ]]; then echo "{{KILL_SESSION}}"; fi
       done <<<"$sessions" | as_root --force ||
         echo "webstack-release-command: killing migrate's sessions failed" >&2
     fi
@@ -114,10 +113,10 @@ trap 'exit 143' TERM
 # The password is put in by bash and sent on stdin. ALTER USER: a new password takes effect too.
 # Created locked; unlocked last, just before the command.
 as_root <<SQL
-CREATE USER IF NOT EXISTS 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}' ACCOUNT LOCK;
-ALTER USER 'migrate'@'localhost' IDENTIFIED BY '${migrate_password}';
-GRANT ALL ON webstack.* TO 'migrate'@'localhost';
-ALTER USER 'migrate'@'localhost' ACCOUNT UNLOCK;
+CREATE USER IF NOT EXISTS {{MIGRATE_ACCOUNT}} IDENTIFIED BY '${migrate_password}' ACCOUNT LOCK;
+ALTER USER {{MIGRATE_ACCOUNT}} IDENTIFIED BY '${migrate_password}';
+GRANT ALL ON webstack.* TO {{MIGRATE_ACCOUNT}};
+ALTER USER {{MIGRATE_ACCOUNT}} ACCOUNT UNLOCK;
 SQL
 
 # This script's other half, in the app's sandbox (LogsDirectory: its log, writable there alone).

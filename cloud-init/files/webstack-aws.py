@@ -2,20 +2,28 @@
 """The AWS calls a node makes at boot and on timers, with its instance role as the only credential.
 
 The region comes from instance metadata (IMDSv2), because the SDK does not read it from there.
-Secret values are never printed.
+Secret values are never printed, but for db-admin-options' into the pipe a database client reads.
 Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into files, as the manifest says;
                                                             then UNIT reloaded if it is running
        webstack-aws put NAME FILE KMS_KEY_ID                one file stored as a SecureString parameter
        webstack-aws acm-export ARN PASSPHRASE_FILE OUT_DIR  an exportable ACM certificate into
                                                             cert.pem, chain.pem, key.enc.pem
-       webstack-aws collect loadbalancer|primary|replica|member NODE [DB_CLIENT]
+       webstack-aws collect loadbalancer|primary|replica|member|client NODE [DB_CLIENT]
                     [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]...
                                                             what logs cannot say, as metrics: HAProxy's
                                                             backends or the database (a Galera member's
-                                                            cluster too), a pending reboot,
+                                                            cluster too; none on a client: an app node
+                                                            whose database is RDS's), a pending reboot,
                                                             each certificate's days left, each state
                                                             file's age (issue 20: the backups')
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
+       webstack-aws rds-ca URL PATH                         Amazon's RDS CA bundle (`database: rds`), over
+                                                            HTTPS checked against the node's public CAs,
+                                                            into PATH if it holds certificates only
+       webstack-aws db-admin-options SECRET_ID              the RDS master user's [client] options from
+                                                            its RDS-managed secret, for the database
+                                                            client to read through a pipe; never on a
+                                                            terminal, never on disk
        webstack-aws apply [--bundle PATH]                   this node's bundle (issue 17): verified, its missing
                                                             packages installed, written, validated, its
                                                             tmpfiles.d rules applied, acted on,
@@ -340,6 +348,8 @@ def collect_command(role, node, db_client, client, read_stats=None, run=subproce
     at = now()
     if role == "loadbalancer":
         sources = [("HAProxy's stats", lambda: loadbalancer_metrics(node, read_stats))]
+    elif role == "client":
+        sources = []  # its database is RDS's, which CloudWatch watches itself
     else:
         sources = [("the database", lambda: database_metrics(role, node, db_client, run))]
     for name, path, field in ages:
@@ -2256,6 +2266,61 @@ def guarded(root, action):
         return 1
 
 
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----")
+
+
+def pem_certificates(text):
+    """How many certificates a PEM bundle holds; ValueError when it holds anything else, or none."""
+    blocks = PEM_CERTIFICATE.findall(text)
+    rest = PEM_CERTIFICATE.sub("", text).strip()
+    if not blocks or rest:
+        raise ValueError("not a bundle of PEM certificates only")
+    for block in blocks:
+        ssl.PEM_cert_to_DER_cert(block)  # its base64 must decode
+    return len(blocks)
+
+
+def rds_ca_command(url, path, read=None):
+    """Amazon's RDS CA bundle into path (0644: the app reads it), written only if it holds PEM
+    certificates and nothing else; fetched over HTTPS, the server checked against the node's public
+    CAs, with bounded retries (the NAT may still be coming up)."""
+    if not url.startswith("https://"):
+        log(f"refusing {url}: the RDS CA bundle comes over HTTPS only")
+        return 2
+    read = read or (lambda: urllib.request.urlopen(url, timeout=10, context=ssl.create_default_context()).read())
+    try:
+        text = with_retries(read, f"fetching {url}").decode("ascii")
+        count = pem_certificates(text)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        log(f"{url}: {type(error).__name__}: {error}")
+        return 1
+    write(path, text, "root", "root", 0o644)
+    log(f"wrote {count} certificates from {url} to {path}")
+    return 0
+
+
+def db_admin_options(secret_id, client, out=None):
+    """The RDS master user's [client] options (user, password) from the secret RDS manages for it,
+    on stdout for a pipe (`--defaults-extra-file=<(...)`): refused on a terminal. Quoted as the
+    client's option files read values: a backslash escaped; a quote or a line break (which RDS's
+    generated passwords never hold) refused, the value never shown."""
+    out = out or sys.stdout
+    if out.isatty():
+        log("refusing to print the database's master password on a terminal")
+        return 2
+    answer = with_retries(lambda: client.get_secret_value(SecretId=secret_id), "GetSecretValue")
+    fields = json.loads(answer["SecretString"])
+    values = {option: fields[key] for option, key in (("user", "username"), ("password", "password"))}
+    for name, value in values.items():
+        if re.search(r'["\r\n\0]', value):
+            log(f"{secret_id}: the {name} holds a quote or a line break, which an option file cannot carry")
+            return 1
+    quoted = {name: value.replace("\\", "\\\\") for name, value in values.items()}
+    out.write(f'[client]\nuser="{quoted["user"]}"\npassword="{quoted["password"]}"\n')
+    out.flush()
+    return 0
+
+
 def collect_arguments(args):
     """collect's (role, node, db client or None, certificates, ages), or None when they are wrong:
     `--certificate NAME=/PEM` and `--age METRIC=/STATE.json:FIELD` each any number of times."""
@@ -2278,8 +2343,8 @@ def collect_arguments(args):
             return None
         else:
             positional.append(word)
-    if positional[:1] == ["loadbalancer"] and len(positional) == 2:
-        return "loadbalancer", positional[1], None, certificates, ages
+    if positional[:1] in (["loadbalancer"], ["client"]) and len(positional) == 2:
+        return positional[0], positional[1], None, certificates, ages
     if positional[:1] in (["primary"], ["replica"], ["member"]) and len(positional) == 3:
         return (*positional, certificates, ages)
     return None
@@ -2289,7 +2354,7 @@ USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR"
     " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]..."
-    " | boot-status NODE"
+    " | boot-status NODE | rds-ca URL PATH | db-admin-options SECRET_ID"
     " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
     " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
 )
@@ -2302,6 +2367,8 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         return preflight_command(args[0], args[1], args[2:], root=root, run=run_command)  # no AWS call
     if command == ["db-restore"] and args == ["--resume"]:
         return guarded(root, lambda settings: resume_command(settings, run_command))  # no AWS call
+    if command == ["rds-ca"] and len(args) == 2:
+        return rds_ca_command(*args)  # no AWS call: Amazon's public trust store
     if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
         services = ["ssm"]
         run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731
@@ -2316,6 +2383,8 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
             role, node, db_client, client, certificates=certificates, ages=ages)
     elif command == ["boot-status"] and len(args) == 1:
         services, run = ["cloudwatch"], lambda client: boot_status_command(args[0], client)
+    elif command == ["db-admin-options"] and len(args) == 1:
+        services, run = ["secretsmanager"], lambda client: db_admin_options(args[0], client)
     elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):
         services = ["ssm", "s3", "cloudwatch"]
         run = lambda *clients: apply_command(args[1] if args else None, *clients, root, run_command)  # noqa: E731

@@ -415,6 +415,26 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             stderr.getvalue(),
         )
 
+    def test_collect_on_a_client_asks_no_database_and_reports_the_rest(self):
+        """An app node of a `database: rds` stack: its database is RDS's, nothing to run for it."""
+        not_after = self.certificate("/etc/webstack/tls/node.crt", 90)
+        now = not_after - 89 * 86400
+        ran = []
+        run = lambda argv, **kw: ran.append(argv) or subprocess.run(argv, **kw)  # noqa: E731
+        client, stubber = self.cloudwatch_expects([
+            self.node_metric("s1", **self.REBOOT),
+            {"MetricName": "CertificateDaysLeft", "Value": 89.0, "Unit": "None",
+             "Dimensions": [{"Name": "Node", "Value": "s1"}, {"Name": "Certificate", "Value": "node"}]},
+        ])
+        stderr = io.StringIO()
+        with stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.collect_command("client", "s1", None, client, run=run, root=self.dir.name,
+                                               now=lambda: now, certificates=[("node", "/etc/webstack/tls/node.crt")])
+        self.assertEqual(code, 0)
+        stubber.assert_no_pending_responses()
+        self.assertEqual([argv[0] for argv in ran], ["openssl"])
+        self.assertIn("collected RebootRequired=0 CertificateDaysLeft[node]=89.0\n", stderr.getvalue())
+
     def test_what_cannot_be_read_is_left_out_and_named_the_rest_is_published_and_the_run_fails(self):
         self.state("/var/lib/webstack/backup/full.json", "{not json")
         run = lambda argv, **kw: subprocess.run(argv, **kw)  # noqa: E731
@@ -446,6 +466,8 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
     def test_collects_arguments_certificates_and_ages_any_number_of_times(self):
         parse = self.module.collect_arguments
         self.assertEqual(parse(["loadbalancer", "lb"]), ("loadbalancer", "lb", None, [], []))
+        self.assertEqual(parse(["client", "s1", "--certificate", "node=/etc/webstack/tls/node.crt"]),
+                         ("client", "s1", None, [("node", "/etc/webstack/tls/node.crt")], []))
         self.assertEqual(
             parse(["replica", "s1", "mariadb", "--certificate", "node=/etc/webstack/tls/node.crt",
                    "--age", "BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
@@ -458,6 +480,7 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         for wrong in (
             ["loadbalancer", "lb", "mariadb"],
             ["member", "s2"],
+            ["client", "s1", "mariadb"],
             ["primary", "s2"],
             ["primary", "s2", "mariadb", "--certificate", "node=relative/node.crt"],
             ["primary", "s2", "mariadb", "--certificate"],
@@ -511,6 +534,118 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         code, stderr = self.run_args(["webstack-aws", "fetch"])
         self.assertEqual(code, 2)
         self.assertIn("usage: webstack-aws", stderr)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class RdsTest(WithFakeImds, unittest.TestCase):
+    """`database: rds`: the RDS CA bundle a node fetches, and the master user's options s2 pipes to
+    its database client."""
+
+    SECRET = "rds!db-0123"  # the secret's name, as the bundle carries it (an ARN works alike)
+    URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.path = os.path.join(self.dir.name, "tls", "rds-ca.pem")
+        self.secrets = boto3.client("secretsmanager", region_name="eu-west-1")
+        self.stubber = Stubber(self.secrets)
+
+    def certificates(self, count):
+        pems = []
+        for n in range(count):
+            key = os.path.join(self.dir.name, f"ca{n}.key")
+            pems.append(subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-days", "30", "-subj", f"/CN=Amazon RDS test Root CA {n}", "-keyout", key],
+                check=True, capture_output=True, text=True).stdout)
+        return "".join(pems)
+
+    def fetch(self, body, url=URL):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = self.module.rds_ca_command(url, self.path, read=lambda: body)
+        return code, stderr.getvalue()
+
+    def test_the_bundle_is_written_readable_by_all_when_it_holds_certificates_only(self):
+        bundle = self.certificates(3)
+        code, stderr = self.fetch(bundle.encode())
+        self.assertEqual(code, 0)
+        self.assertEqual(pathlib.Path(self.path).read_text(), bundle)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o644)
+        self.assertIn(f"wrote 3 certificates from {self.URL}", stderr)
+
+    def test_anything_but_certificates_is_refused_and_nothing_written(self):
+        for body in (b"<html>503 Service Unavailable</html>", b"",
+                     self.certificates(1).encode() + b"<html>",
+                     b"-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
+                     "-----BEGIN CERTIFICATE-----\nü\n-----END CERTIFICATE-----\n".encode()):
+            code, stderr = self.fetch(body)
+            self.assertEqual(code, 1, body)
+            self.assertIn(self.URL, stderr)
+            self.assertFalse(os.path.exists(self.path), body)
+
+    def test_only_https_and_a_failed_fetch_is_retried_then_fails(self):
+        self.assertEqual(self.fetch(b"", url="http://truststore.pki.rds.amazonaws.com/x.pem")[0], 2)
+        attempts = []
+        def unreachable():
+            attempts.append(1)
+            raise OSError("no route to host")
+        self.module.ATTEMPTS = 2
+        sleep, self.module.time.sleep = self.module.time.sleep, lambda _: None
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(self.module.rds_ca_command(self.URL, self.path, read=unreachable), 1)
+        finally:
+            self.module.ATTEMPTS = 1
+            self.module.time.sleep = sleep
+        self.assertEqual(len(attempts), 2)
+        self.assertFalse(os.path.exists(self.path))
+
+    def options(self, secret, out=None):
+        self.stubber.add_response("get_secret_value", {"ARN": f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:{self.SECRET}-abcdef",
+                                                     "Name": self.SECRET, "SecretString": json.dumps(secret)},
+                                  {"SecretId": self.SECRET})
+        out = out if out is not None else io.StringIO()
+        stderr = io.StringIO()
+        with self.stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.db_admin_options(self.SECRET, self.secrets, out=out)
+        return code, out.getvalue(), stderr.getvalue()
+
+    def test_the_master_users_options_go_to_the_pipe_quoted_never_to_stderr(self):
+        code, out, stderr = self.options({"username": "webstack_admin", "password": "a#b\\c'd$e"})
+        self.assertEqual(code, 0)
+        self.assertEqual(out, '[client]\nuser="webstack_admin"\npassword="a#b\\\\c\'d$e"\n')
+        self.assertNotIn("a#b", stderr)
+
+    def test_a_password_an_option_file_cannot_carry_is_refused_unshown(self):
+        code, out, stderr = self.options({"username": "webstack_admin", "password": 'pw"0\nrest'})
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("the password holds a quote or a line break", stderr)
+        self.assertNotIn("pw", stderr)
+
+    def test_never_on_a_terminal(self):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = self.module.db_admin_options(self.SECRET, self.secrets, out=Terminal())
+        self.assertEqual(code, 2)
+        self.assertIn("refusing", stderr.getvalue())
+
+    def test_the_command_line_asks_secrets_manager_in_the_nodes_region(self):
+        asked = []
+        def factory(service, region_name):
+            asked.append((service, region_name))
+            return self.secrets
+        self.stubber.add_client_error("get_secret_value", "AccessDeniedException", "not authorized")
+        stderr = io.StringIO()
+        with self.stubber, contextlib.redirect_stderr(stderr):
+            code = self.module.main(["webstack-aws", "db-admin-options", self.SECRET], client_factory=factory)
+        self.assertEqual((code, asked), (1, [("secretsmanager", "eu-west-1")]))
+        self.assertIn("AccessDeniedException: not authorized", stderr.getvalue())
 
 
 if __name__ == "__main__":

@@ -729,7 +729,10 @@ class ReleaseCommandScriptTest(unittest.TestCase):
         with open(self.SCRIPT) as handle:
             script = handle.read()
         for name, value in {
-            "DB_CLIENT": f"{root}/usr/bin/mariadb", "APP_USER": "webstack-app", "APP_ENVIRONMENT_PATH": f"{root}/app_environment.py",
+            "DB_ADMIN": f"{root}/usr/bin/mariadb --protocol=socket --user=root", "MIGRATE_ACCOUNT": "'migrate'@'localhost'",
+            "MIGRATE_WHERE": "(over the local socket)", "KILL_WHY": "(KILL does not replicate)",
+            "KILL_SESSION": "KILL CONNECTION $id;",
+            "APP_USER": "webstack-app", "APP_ENVIRONMENT_PATH": f"{root}/app_environment.py",
             "RELEASE_COMMAND_PATH": f"{root}/release-command",
             "SANDBOX_PROPERTIES": "--property='NoNewPrivileges=yes' --property='RestrictAddressFamilies=AF_UNIX AF_INET'",
         }.items():

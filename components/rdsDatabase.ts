@@ -1,0 +1,156 @@
+// The stack's database with `database: rds`: one Amazon RDS for MariaDB instance, Multi-AZ,
+// encrypted with the stack's key, TLS required, its master password kept by RDS in Secrets Manager.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { PORTS } from "../model/topology";
+import { Tagger } from "../model/tags";
+import { RdsEndpoint } from "../cloud-init/database";
+import {
+  RDS_CA_IDENTIFIER,
+  RDS_ENGINE,
+  RDS_ENGINE_VERSION,
+  RDS_LOG_EXPORTS,
+  RDS_MASTER_USERNAME,
+  RDS_PARAMETER_FAMILY,
+  rdsIdentifier,
+  rdsLogGroupName,
+} from "../model/rds";
+
+export interface RdsDatabaseArgs {
+  readonly stack: string;
+  /** The two private subnets, one per AZ: the instance and its Multi-AZ standby. */
+  readonly subnetIds: readonly pulumi.Input<string>[];
+  /** Its own security group, made from the flow table (components/firewalls.ts). */
+  readonly securityGroupId: pulumi.Input<string>;
+  /** The stack's KMS key (components/parameterKey.ts): the storage, its snapshots and the master secret. */
+  readonly keyArn: pulumi.Input<string>;
+  /** The instance class (config `rdsInstanceClass`). */
+  readonly instanceClass: string;
+  /** gp3 storage in GiB (config `dataVolumeGiB`). */
+  readonly allocatedStorageGiB: number;
+  /** Days RDS keeps automated backups (config `backupRetentionDays`). */
+  readonly backupRetentionDays: number;
+  /** Deletion protection, Pulumi's `protect`, and no deletion without a final snapshot either way. */
+  readonly protectData: boolean;
+  /** Retention of the instance's log groups (config `logRetentionDays`). */
+  readonly logRetentionDays: number;
+  readonly tags: Tagger;
+}
+
+export class RdsDatabase extends pulumi.ComponentResource {
+  readonly identifier: string;
+  readonly address: pulumi.Output<string>;
+  readonly port: pulumi.Output<number>;
+  readonly arn: pulumi.Output<string>;
+  readonly adminSecretArn: pulumi.Output<string>;
+  /** address, port and the admin secret, for the nodes' bundles. */
+  readonly endpoint: pulumi.Output<RdsEndpoint>;
+
+  constructor(name: string, args: RdsDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:database:RdsDatabase", name, {}, opts);
+    const child = { parent: this };
+    const tags = (what: string) => args.tags("database", what);
+    const identifier = rdsIdentifier(args.stack);
+
+    const subnets = new aws.rds.SubnetGroup(
+      `${name}-subnets`,
+      {
+        description: `webstack ${args.stack}: the RDS instance's private subnets, one per AZ`,
+        subnetIds: [...args.subnetIds],
+        tags: tags("rds-subnets"),
+      },
+      child,
+    );
+    // Dynamic parameters: they apply without a reboot. MariaDB 11.8 on RDS speaks TLS 1.2 and 1.3
+    // only, so no tls_version is set (see the README).
+    const parameters = new aws.rds.ParameterGroup(
+      `${name}-parameters`,
+      {
+        family: RDS_PARAMETER_FAMILY,
+        description: `webstack ${args.stack}: TLS required, slow queries logged to CloudWatch`,
+        parameters: [
+          // TLS only: a plain connection is refused, whatever the user.
+          { name: "require_secure_transport", value: "1" },
+          // The slow query log as the nodes keep theirs (1 s), in a file RDS publishes.
+          { name: "slow_query_log", value: "1" },
+          { name: "long_query_time", value: "1" },
+          { name: "log_output", value: "FILE" },
+        ],
+        tags: tags("rds-parameters"),
+      },
+      child,
+    );
+    // Created first, with their retention: RDS would create them itself, kept forever.
+    const logGroups = RDS_LOG_EXPORTS.map(
+      (log) =>
+        new aws.cloudwatch.LogGroup(
+          `${name}-log-${log}`,
+          {
+            name: rdsLogGroupName(identifier, log),
+            retentionInDays: args.logRetentionDays,
+            tags: tags(`rds-log-${log}`),
+          },
+          child,
+        ),
+    );
+
+    const instance = new aws.rds.Instance(
+      `${name}-instance`,
+      {
+        identifier,
+        engine: RDS_ENGINE,
+        // The major version: RDS applies minor versions itself, and the plan shows no drift.
+        engineVersion: RDS_ENGINE_VERSION,
+        autoMinorVersionUpgrade: true, // RDS.13
+        instanceClass: args.instanceClass,
+        multiAz: true, // RDS.5
+        dbSubnetGroupName: subnets.name,
+        vpcSecurityGroupIds: [args.securityGroupId],
+        publiclyAccessible: false, // RDS.2
+        port: PORTS.mysql,
+        parameterGroupName: parameters.name,
+        caCertIdentifier: RDS_CA_IDENTIFIER,
+        storageType: "gp3",
+        allocatedStorage: args.allocatedStorageGiB,
+        storageEncrypted: true, // RDS.3
+        kmsKeyId: args.keyArn,
+        // No password in the program, its state or SSM: RDS keeps it in Secrets Manager, encrypted
+        // with the stack's key, and rotates it.
+        username: RDS_MASTER_USERNAME,
+        manageMasterUserPassword: true,
+        masterUserSecretKmsKeyId: args.keyArn,
+        backupRetentionPeriod: args.backupRetentionDays, // RDS.11
+        copyTagsToSnapshot: true, // RDS.17
+        // The automated backups outlive the instance, for their retention.
+        deleteAutomatedBackups: false,
+        deletionProtection: args.protectData, // RDS.8
+        // A deletion (a destroy, a replacement) always leaves a snapshot; its name is the instance's.
+        skipFinalSnapshot: false,
+        finalSnapshotIdentifier: `${identifier}-final`,
+        enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS], // RDS.9
+        tags: tags("rds"),
+      },
+      // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed.
+      { parent: this, protect: args.protectData, dependsOn: logGroups },
+    );
+
+    this.identifier = identifier;
+    this.address = instance.address;
+    this.port = instance.port;
+    this.arn = instance.arn;
+    this.adminSecretArn = instance.masterUserSecrets.apply((secrets) => {
+      const arn = secrets?.[0]?.secretArn;
+      if (!arn) throw new Error(`RDS gave ${identifier} no master user secret`);
+      return arn;
+    });
+    this.endpoint = pulumi
+      .all([this.address, this.port, this.adminSecretArn])
+      .apply(([address, port, adminSecretArn]) => ({ address, port, adminSecretArn }));
+    this.registerOutputs({
+      address: this.address,
+      port: this.port,
+      arn: this.arn,
+      adminSecretArn: this.adminSecretArn,
+    });
+  }
+}
