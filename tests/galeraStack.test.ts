@@ -276,6 +276,12 @@ describe("what the nodes carry", () => {
     }
   });
 
+  test("outputs: the database's mode is galera, and each app node's role is member", () => {
+    expect(galera.outputs.database).toEqual({ mode: "galera" });
+    const appNodes = galera.outputs.appNodes as Record<string, { role: string }>;
+    expect([appNodes.s1?.role, appNodes.s2?.role]).toEqual(["member", "member"]);
+  });
+
   test("no generated secret, the arbitrator's key included, in any user-data, bundle, pointer or output", () => {
     const secrets = generatedSecrets(galera);
     const lbKey = String(one(galera, T.privateKey, "pki-lb-key").outputs.privateKeyPem);

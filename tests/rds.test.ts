@@ -402,6 +402,22 @@ describe("outputs", () => {
     expect(JSON.stringify(prod.outputs)).not.toMatch(/secretsmanager|webstack_admin/);
     expect(replication.outputs.database).toEqual({ mode: "replication" });
   });
+
+  test("appNodes: each node's role is client, as its collector's, never primary or replica", () => {
+    const roles = (plan: Plan) =>
+      Object.fromEntries(
+        Object.entries(plan.outputs.appNodes as Record<string, { role: string }>).map(
+          ([node, n]) => [node, n.role],
+        ),
+      );
+    expect(roles(prod)).toEqual({ s1: "client", s2: "client" });
+    expect(roles(replication)).toEqual({ s1: "replica", s2: "primary" });
+    for (const node of APP_NODES) {
+      expect(bundleFile(prod, node, "/etc/webstack/node.env").split("\n")).toContain(
+        "DB_ROLE=client",
+      );
+    }
+  });
 });
 
 describe("config", () => {
