@@ -71,6 +71,12 @@ describe("the program's own stacks", () => {
     );
     const control = "(FSBP EC2.18/EC2.19, CKV_AWS_24/25/260)";
     expect(evaluate(worldOpen)).toEqual([
+      // Galera's ports, like 3306, only ever to a referenced group.
+      {
+        rule: "database-only-from-groups",
+        resource: name,
+        message: `${name}: opens port ${port} to an address range instead of a referenced security group (webstack east-west rule)`,
+      },
       {
         rule: "world-ingress-only-https-on-lb",
         resource: name,
