@@ -1,10 +1,10 @@
-// The stack's shape as data: subnets, the three nodes at fixed addresses, and every allowed flow.
+// The stack's shape as data: subnets, the LB and the app nodes s1…sN at fixed addresses, and every allowed flow.
 import { hostOf, subnetOf } from "./ipv4";
 import { PROJECT } from "./naming";
 
-export type NodeName = "lb" | "s1" | "s2";
-/** The nodes that run Nginx, Gunicorn and a database. */
-export type AppNodeName = Exclude<NodeName, "lb">;
+/** An app node: s1, s2, … sN (config `appNodeCount`). */
+export type AppNodeName = `s${number}`;
+export type NodeName = "lb" | AppNodeName;
 export type NodeRole = "loadbalancer" | "replica" | "primary";
 /** What an app node's database is: the one writer, or a read-only copy of it. */
 export type DbRole = Exclude<NodeRole, "loadbalancer">;
@@ -24,44 +24,73 @@ export type GroupName = NodeName | typeof ENDPOINTS | typeof RDS;
 /** Anything a flow can start or end at: a security group, or any address outside the VPC. */
 export type Peer = GroupName | "internet";
 
-export const NODE_NAMES: readonly NodeName[] = ["lb", "s1", "s2"];
-/** The nodes that run Nginx, Gunicorn and a database; s2 is built first (the primary). */
-export const APP_NODE_NAMES: readonly AppNodeName[] = ["s2", "s1"];
 export const SUBNET_NAMES: readonly SubnetName[] = ["public", "private-a", "private-b"];
 
-/** Each node's role: the one place it is decided (s2 is the single writer). */
-export const NODE_ROLES = {
-  lb: "loadbalancer",
-  s1: "replica",
-  s2: "primary",
-} as const satisfies Record<NodeName, NodeRole>;
+/** App nodes when `appNodeCount` is unset: s1 and s2, one per private subnet (AZ). */
+export const DEFAULT_APP_NODE_COUNT = 2;
+/**
+ * The most app nodes a stack may have: with `database` galera each member's group holds 3 rules
+ * per other member in each direction, and AWS allows 60 rules per direction in a security group by
+ * default (a test checks every group of the largest stack stays under it).
+ */
+export const MAX_APP_NODE_COUNT = 16;
 
-function appNodeWithRole(role: DbRole): AppNodeName {
-  const found = APP_NODE_NAMES.filter((node) => NODE_ROLES[node] === role);
-  if (found.length !== 1) throw new Error(`topology: ${found.length} app nodes are the ${role}`);
-  return found[0];
+/** The load balancer, the database's single writer, and the replica the writer's app reads from. */
+export const LB_NODE = "lb" satisfies NodeName;
+export const PRIMARY_NODE = "s2" satisfies AppNodeName;
+/**
+ * The replica the primary's app reads from, that takes the physical backups and that a person
+ * promotes when the primary is lost: s1, in the other AZ. s3…sN are replicas too (their apps read
+ * from their own copy).
+ */
+export const REPLICA_NODE = "s1" satisfies AppNodeName;
+
+/** s1…sN, in name order: flows, metric filters, alarms and graphs list them so. */
+export function appNodeNames(count: number): AppNodeName[] {
+  return Array.from({ length: count }, (_, i): AppNodeName => `s${i + 1}`);
 }
 
-/** The app nodes in name order (s1, s2): flows, metric filters, alarms and graphs list them so. */
-export const APP_NODES_BY_NAME: readonly AppNodeName[] = [...APP_NODE_NAMES].sort();
+/** Every node: the LB first, then the app nodes in name order. */
+export function nodeNames(count: number): NodeName[] {
+  return [LB_NODE, ...appNodeNames(count)];
+}
 
-/** The load balancer, the database's single writer, and its read-only replica. */
-export const LB_NODE = NODE_NAMES.find((node) => NODE_ROLES[node] === "loadbalancer")!;
-export const PRIMARY_NODE = appNodeWithRole("primary");
-export const REPLICA_NODE = appNodeWithRole("replica");
+/** The app nodes in the order the program builds them: the primary first, then s1, s3, … */
+export function appNodeBuildOrder(count: number): AppNodeName[] {
+  return [PRIMARY_NODE, ...appNodeNames(count).filter((node) => node !== PRIMARY_NODE)];
+}
+
+/** The number in an app node's name (s3 → 3): its database server id, its place in the subnets. */
+export function appNodeNumber(node: AppNodeName): number {
+  return Number(node.slice(1));
+}
+
+/** Each node's role, decided here alone: the LB, s2 the single writer, every other app node a replica. */
+export function nodeRole(node: NodeName): NodeRole {
+  if (node === LB_NODE) return "loadbalancer";
+  return node === PRIMARY_NODE ? "primary" : "replica";
+}
+
+/** Whether `name` is one of a stack's nodes. */
+export function isNodeName(name: string, count: number): name is NodeName {
+  return (nodeNames(count) as string[]).includes(name);
+}
 
 /**
  * The nodes whose bundle a node waits for before it applies its own (same release, applied): the
- * primary follows the replica, so a bad change stops on the node whose loss costs reads only.
+ * primary follows the replicas, so a bad change stops on a node whose loss costs reads only.
  */
-export function appliesAfter(node: NodeName): readonly NodeName[] {
-  return node === PRIMARY_NODE ? [REPLICA_NODE] : [];
+export function appliesAfter(node: NodeName, count: number): readonly NodeName[] {
+  return node === PRIMARY_NODE ? appNodeNames(count).filter((other) => other !== node) : [];
 }
 
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
 export const INTERNAL_DOMAIN = `${PROJECT}.internal`;
 
-/** Host offset of each node inside its subnet (AWS reserves .0 to .3 and the last address). */
+/**
+ * Host offset of the first node inside its subnet (AWS reserves .0 to .3 and the last address);
+ * later app nodes of the same subnet take the next addresses (s3 .11 beside s1 .10).
+ */
 const NODE_HOST_OFFSET = 10;
 
 export const PORTS = {
@@ -124,13 +153,13 @@ export interface Flow {
 
 /**
  * How the app nodes' databases hold the data (config `database`): `replication`, the primary's
- * binlog copied to the replica; `galera`, every app node a writable member of one MariaDB Galera
- * cluster, with an arbitrator (garbd) on the LB for the quorum; `rds`, no database on the app
- * nodes: both use one Amazon RDS for MariaDB instance (Multi-AZ).
+ * binlog copied to the replicas; `galera`, every app node a writable member of one MariaDB Galera
+ * cluster, with an arbitrator (garbd) on the LB when the members are even in number; `rds`, no
+ * database on the app nodes: all use one Amazon RDS for MariaDB instance (Multi-AZ).
  */
 export type DatabaseMode = "replication" | "galera" | "rds";
 
-/** Whether s1 and s2 run a database server of their own (with its volume, backups and monitoring). */
+/** Whether the app nodes run a database server of their own (with its volume, backups and monitoring). */
 export function appNodesHoldData(database: DatabaseMode): boolean {
   return database !== "rds";
 }
@@ -141,190 +170,239 @@ export interface TopologyOptions {
   readonly vpcEndpoints: boolean;
   /** How the databases hold the data. @default "replication" */
   readonly database?: DatabaseMode;
+  /** How many app nodes (config `appNodeCount`). @default DEFAULT_APP_NODE_COUNT */
+  readonly appNodeCount?: number;
+}
+
+/**
+ * Whether a galera stack runs an arbitrator (garbd) on the LB: with an even number of members a
+ * lost half would leave no majority; garbd's vote makes the count odd. An odd count needs none
+ * (an arbitrator would make it even).
+ */
+export function hasArbitrator(database: DatabaseMode, appNodeCount: number): boolean {
+  return database === "galera" && appNodeCount % 2 === 0;
+}
+
+/** The votes in a galera stack's cluster: its members, and the arbitrator when there is one. */
+export function galeraClusterSize(appNodeCount: number): number {
+  return appNodeCount + (hasArbitrator("galera", appNodeCount) ? 1 : 0);
 }
 
 export interface Topology {
   readonly vpcCidr: string;
   readonly subnets: Readonly<Record<SubnetName, SubnetSpec>>;
   readonly nodes: { readonly lb: NodeSpec } & Readonly<Record<AppNodeName, AppNodeSpec>>;
+  /** The LB, then s1…sN. */
+  readonly nodeNames: readonly NodeName[];
+  /** s1…sN, in name order. */
+  readonly appNodes: readonly AppNodeName[];
   readonly flows: readonly Flow[];
 }
 
 /** The flows into the stack, whatever its database: users to the LB, the LB to the app nodes. */
-const INBOUND_FLOWS: readonly Flow[] = [
-  {
-    from: "internet",
-    to: "lb",
-    port: PORTS.https,
-    protocol: "tcp",
-    why: "Users: HTTPS to HAProxy",
-  },
-  {
-    from: "internet",
-    to: "lb",
-    port: PORTS.http,
-    protocol: "tcp",
-    why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
-  },
-  ...APP_NODES_BY_NAME.map((app): Flow => ({
-    from: "lb",
-    to: app,
-    port: PORTS.https,
-    protocol: "tcp",
-    why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
-  })),
-];
+function inboundFlows(apps: readonly AppNodeName[]): Flow[] {
+  return [
+    {
+      from: "internet",
+      to: "lb",
+      port: PORTS.https,
+      protocol: "tcp",
+      why: "Users: HTTPS to HAProxy",
+    },
+    {
+      from: "internet",
+      to: "lb",
+      port: PORTS.http,
+      protocol: "tcp",
+      why: "Users: HTTP, answered with a 301 to HTTPS, and ACME HTTP-01 challenges",
+    },
+    ...apps.map((app): Flow => ({
+      from: "lb",
+      to: app,
+      port: PORTS.https,
+      protocol: "tcp",
+      why: `HAProxy to Nginx on ${app}: TLS verified against the private CA`,
+    })),
+  ];
+}
 
 /** Each node's way out, whatever the database. */
-const EGRESS_FLOWS: readonly Flow[] = [
+function egressFlows(nodes: readonly NodeName[]): Flow[] {
   // 443 only: APT fetches Debian's archive over HTTPS too (model/aptSources.ts), so no node
   // has port 80 outbound; the LB's port 80 is inbound only (redirects, ACME HTTP-01).
-  ...NODE_NAMES.map((node): Flow => ({
+  return nodes.map((node): Flow => ({
     from: node,
     to: "internet",
     port: PORTS.https,
     protocol: "tcp",
     why:
-      NODE_ROLES[node] === "loadbalancer"
+      nodeRole(node) === "loadbalancer"
         ? "HTTPS to AWS APIs (SSM, S3, CloudWatch), the Debian archive, the ACME server and agent packages"
         : "HTTPS through NAT to AWS APIs (SSM, S3, CloudWatch), the Debian archive and agent packages",
-  })),
-];
-
-/** `replication`: the replica's copy of the primary's binlog, and the app's reads and writes across. */
-export const REPLICATION_FLOWS: readonly Flow[] = [
-  {
-    from: REPLICA_NODE,
-    to: PRIMARY_NODE,
-    port: PORTS.mysql,
-    protocol: "tcp",
-    why: `Replica ${REPLICA_NODE} replicates from primary ${PRIMARY_NODE} (TLS); the app on ${REPLICA_NODE} writes to the primary`,
-  },
-  {
-    from: PRIMARY_NODE,
-    to: REPLICA_NODE,
-    port: PORTS.mysql,
-    protocol: "tcp",
-    why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
-  },
-];
+  }));
+}
 
 /**
- * `galera`: the members' group traffic and state transfers between s1 and s2 (either end may open
- * a connection), and the arbitrator on the LB in the group. The app talks to its own member only.
+ * `replication`: each replica's copy of the primary's binlog (and its app's writes, which go to the
+ * primary), and the primary's app reading from REPLICA_NODE.
  */
-export const GALERA_FLOWS: readonly Flow[] = [
-  ...APP_NODES_BY_NAME.flatMap((app): Flow[] => {
-    const peer = APP_NODES_BY_NAME.find((other) => other !== app)!;
-    return [
+export function replicationFlows(apps: readonly AppNodeName[]): Flow[] {
+  return [
+    ...apps
+      .filter((app) => app !== PRIMARY_NODE)
+      .map((replica): Flow => ({
+        from: replica,
+        to: PRIMARY_NODE,
+        port: PORTS.mysql,
+        protocol: "tcp",
+        why: `Replica ${replica} replicates from primary ${PRIMARY_NODE} (TLS); the app on ${replica} writes to the primary`,
+      })),
+    {
+      from: PRIMARY_NODE,
+      to: REPLICA_NODE,
+      port: PORTS.mysql,
+      protocol: "tcp",
+      why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
+    },
+  ];
+}
+
+/**
+ * `galera`: the members' group traffic and state transfers between every two members (either end
+ * may open a connection), and the arbitrator on the LB in the group when there is one. The app
+ * talks to its own member only.
+ */
+export function galeraFlows(apps: readonly AppNodeName[]): Flow[] {
+  const arbitrator = hasArbitrator("galera", apps.length);
+  return [
+    ...apps.flatMap((app): Flow[] =>
+      apps
+        .filter((peer) => peer !== app)
+        .flatMap((peer): Flow[] => [
+          {
+            from: app,
+            to: peer,
+            port: PORTS.galera,
+            protocol: "tcp",
+            why: `Galera group traffic from ${app} to ${peer} (TLS)`,
+          },
+          {
+            from: app,
+            to: peer,
+            port: PORTS.galeraIst,
+            protocol: "tcp",
+            why: `Galera IST: ${app} sends ${peer} the writes ${peer} missed (TLS)`,
+          },
+          {
+            from: app,
+            to: peer,
+            port: PORTS.galeraSst,
+            protocol: "tcp",
+            why: `Galera SST: ${app} sends ${peer} a full copy when it joins anew (mariadb-backup, TLS)`,
+          },
+        ]),
+    ),
+    ...(arbitrator ? apps : []).flatMap((app): Flow[] => [
       {
-        from: app,
-        to: peer,
+        from: "lb",
+        to: app,
         port: PORTS.galera,
         protocol: "tcp",
-        why: `Galera group traffic from ${app} to ${peer} (TLS)`,
+        why: `Galera group traffic: the arbitrator (garbd) on the LB to ${app} (TLS)`,
       },
       {
         from: app,
-        to: peer,
-        port: PORTS.galeraIst,
+        to: "lb",
+        port: PORTS.galera,
         protocol: "tcp",
-        why: `Galera IST: ${app} sends ${peer} the writes ${peer} missed (TLS)`,
+        why: `Galera group traffic: ${app} to the arbitrator (garbd) on the LB (TLS)`,
       },
-      {
-        from: app,
-        to: peer,
-        port: PORTS.galeraSst,
-        protocol: "tcp",
-        why: `Galera SST: ${app} sends ${peer} a full copy when it joins anew (mariadb-backup, TLS)`,
-      },
-    ];
-  }),
-  ...APP_NODES_BY_NAME.flatMap((app): Flow[] => [
-    {
-      from: "lb",
-      to: app,
-      port: PORTS.galera,
-      protocol: "tcp",
-      why: `Galera group traffic: the arbitrator (garbd) on the LB to ${app} (TLS)`,
-    },
-    {
-      from: app,
-      to: "lb",
-      port: PORTS.galera,
-      protocol: "tcp",
-      why: `Galera group traffic: ${app} to the arbitrator (garbd) on the LB (TLS)`,
-    },
-  ]),
-];
+    ]),
+  ];
+}
 
 /**
- * `rds`: each app node to the RDS instance, over TLS (the instance requires it); nothing between s1
- * and s2, no database port on either.
+ * `rds`: each app node to the RDS instance, over TLS (the instance requires it); nothing between
+ * app nodes, no database port on any.
  */
-export const RDS_FLOWS: readonly Flow[] = APP_NODES_BY_NAME.map((app): Flow => ({
-  from: app,
-  to: RDS,
-  port: PORTS.mysql,
-  protocol: "tcp",
-  why:
-    app === PRIMARY_NODE
-      ? `The app on ${app}, its schema and its release command to the RDS instance (TLS verified against the RDS CA)`
-      : `The app on ${app} to the RDS instance (TLS verified against the RDS CA)`,
-}));
+export function rdsFlows(apps: readonly AppNodeName[]): Flow[] {
+  return apps.map((app): Flow => ({
+    from: app,
+    to: RDS,
+    port: PORTS.mysql,
+    protocol: "tcp",
+    why:
+      app === PRIMARY_NODE
+        ? `The app on ${app}, its schema and its release command to the RDS instance (TLS verified against the RDS CA)`
+        : `The app on ${app} to the RDS instance (TLS verified against the RDS CA)`,
+  }));
+}
 
-/** Every flow a replication stack allows (its default); anything not listed is denied, in both directions. */
-export const FLOWS: readonly Flow[] = [...INBOUND_FLOWS, ...REPLICATION_FLOWS, ...EGRESS_FLOWS];
-
-/** Every flow a galera stack allows. */
-export const GALERA_STACK_FLOWS: readonly Flow[] = [
-  ...INBOUND_FLOWS,
-  ...GALERA_FLOWS,
-  ...EGRESS_FLOWS,
-];
-
-/** Every flow an rds stack allows. */
-export const RDS_STACK_FLOWS: readonly Flow[] = [...INBOUND_FLOWS, ...RDS_FLOWS, ...EGRESS_FLOWS];
-
-/** Each database mode's flows, before the endpoints'. */
-const DATABASE_FLOWS: Readonly<Record<DatabaseMode, readonly Flow[]>> = {
-  replication: FLOWS,
-  galera: GALERA_STACK_FLOWS,
-  rds: RDS_STACK_FLOWS,
+const DATABASE_FLOWS: Readonly<Record<DatabaseMode, (apps: readonly AppNodeName[]) => Flow[]>> = {
+  replication: replicationFlows,
+  galera: galeraFlows,
+  rds: rdsFlows,
 };
 
 /**
  * With `vpcEndpoints`: every node reaches the interface endpoints on 443 (their private DNS names
  * the AWS APIs' own hostnames), and the endpoints' group admits these flows and nothing else.
  */
-export const ENDPOINT_FLOWS: readonly Flow[] = NODE_NAMES.map((node): Flow => ({
-  from: node,
-  to: ENDPOINTS,
-  port: PORTS.https,
-  protocol: "tcp",
-  why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
-}));
+function endpointFlows(nodes: readonly NodeName[]): Flow[] {
+  return nodes.map((node): Flow => ({
+    from: node,
+    to: ENDPOINTS,
+    port: PORTS.https,
+    protocol: "tcp",
+    why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
+  }));
+}
 
-/** The flows of a stack: its database's (FLOWS, GALERA_STACK_FLOWS or RDS_STACK_FLOWS), and ENDPOINT_FLOWS when it has the endpoints. */
+/**
+ * Every flow a stack allows; anything not listed is denied, in both directions: users in, its
+ * database's flows, each node's way out, and the endpoints' when it has them.
+ */
 export function stackFlows(options: TopologyOptions): readonly Flow[] {
-  const flows = DATABASE_FLOWS[options.database ?? "replication"];
-  return options.vpcEndpoints ? [...flows, ...ENDPOINT_FLOWS] : flows;
+  const count = options.appNodeCount ?? DEFAULT_APP_NODE_COUNT;
+  const apps = appNodeNames(count);
+  const nodes = nodeNames(count);
+  return [
+    ...inboundFlows(apps),
+    ...DATABASE_FLOWS[options.database ?? "replication"](apps),
+    ...egressFlows(nodes),
+    ...(options.vpcEndpoints ? endpointFlows(nodes) : []),
+  ];
+}
+
+/** The flows of the default stack (replication, two app nodes, no endpoints): tests' and docs' reference. */
+export const FLOWS: readonly Flow[] = stackFlows({ vpcEndpoints: false });
+
+/** The nodes a flow table joins, the LB first, then the app nodes by number. */
+function nodesOf(flows: readonly Flow[]): NodeName[] {
+  const ends = new Set(flows.flatMap((f) => [f.from, f.to]));
+  const apps = [...ends]
+    .filter((end): end is AppNodeName => /^s\d+$/.test(end))
+    .sort((a, b) => appNodeNumber(a) - appNodeNumber(b));
+  return [LB_NODE, ...apps];
 }
 
 /** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */
 export function groupsOf(flows: readonly Flow[]): GroupName[] {
   const reached = (group: GroupName) => flows.some((f) => f.from === group || f.to === group);
-  return [...NODE_NAMES, ...([ENDPOINTS, RDS] as const).filter(reached)];
+  return [...nodesOf(flows), ...([ENDPOINTS, RDS] as const).filter(reached)];
 }
 
 /**
  * The VPC is cut in four equal subnets: 0 public (first AZ), 1 kept free for a second public
- * subnet, 2 private-a (first AZ), 3 private-b (second AZ). s1 and s2 sit in different AZs.
+ * subnet, 2 private-a (first AZ), 3 private-b (second AZ). The app nodes alternate between the
+ * private subnets, s1 (and s3, s5, …) in private-b, s2 (and s4, …) in private-a, so consecutive
+ * nodes sit in different AZs.
  */
 export function buildTopology(
   vpcCidr: string,
   options: TopologyOptions = { vpcEndpoints: false },
 ): Topology {
+  const count = options.appNodeCount ?? DEFAULT_APP_NODE_COUNT;
   const subnet = (
     name: SubnetName,
     index: number,
@@ -341,33 +419,45 @@ export function buildTopology(
     "private-a": subnet("private-a", 2, 0, false),
     "private-b": subnet("private-b", 3, 1, false),
   };
-  const node = (name: NodeName, sub: SubnetName, description: string): NodeSpec => ({
+  const node = (
+    name: NodeName,
+    sub: SubnetName,
+    offset: number,
+    description: string,
+  ): NodeSpec => ({
     name,
-    role: NODE_ROLES[name],
+    role: nodeRole(name),
     subnet: sub,
-    privateIp: hostOf(subnets[sub].cidr, NODE_HOST_OFFSET),
+    privateIp: hostOf(subnets[sub].cidr, NODE_HOST_OFFSET + offset),
     internalName: `${name}.${INTERNAL_DOMAIN}`,
     description,
   });
-  const appNode = (
-    name: AppNodeName,
-    sub: SubnetName,
-    dbServerId: number,
-    description: string,
-  ): AppNodeSpec => ({ ...node(name, sub, description), name, role: NODE_ROLES[name], dbServerId });
   // With rds the app nodes hold no database (their security groups' descriptions say so).
-  const own = (database: string) =>
+  const own = (role: DbRole) =>
     options.database === "rds"
       ? "Nginx and Gunicorn; the database is the RDS instance"
-      : `Nginx, Gunicorn and the database ${database}`;
+      : `Nginx, Gunicorn and the database ${role}`;
+  const appNode = (name: AppNodeName): AppNodeSpec => {
+    const n = appNodeNumber(name);
+    const role = nodeRole(name) as DbRole;
+    const spec = node(
+      name,
+      n % 2 === 1 ? "private-b" : "private-a",
+      Math.floor((n - 1) / 2),
+      own(role),
+    );
+    return { ...spec, name, role, dbServerId: n };
+  };
+  const apps = appNodeNames(count);
   return Object.freeze({
     vpcCidr,
     subnets: Object.freeze(subnets),
     nodes: Object.freeze({
-      lb: node("lb", "public", "HAProxy load balancer"),
-      s1: appNode("s1", "private-b", 1, own("replica")),
-      s2: appNode("s2", "private-a", 2, own("primary")),
-    }),
+      lb: node(LB_NODE, "public", 0, "HAProxy load balancer"),
+      ...Object.fromEntries(apps.map((app) => [app, appNode(app)])),
+    }) as Topology["nodes"],
+    nodeNames: Object.freeze(nodeNames(count)),
+    appNodes: Object.freeze(apps),
     flows: stackFlows(options),
   });
 }
@@ -439,7 +529,10 @@ export function securityGroupRules(flows: readonly Flow[] = FLOWS): SecurityGrou
 /** Characters AWS accepts in security-group and rule descriptions. */
 export const SG_DESCRIPTION = /^[a-zA-Z0-9 ._\-:/()#,@[\]+=&;{}!$*]{1,255}$/;
 
-/** A record with one entry per node, in NODE_NAMES order. */
-export function mapNodes<T>(fn: (node: NodeName) => T): Record<NodeName, T> {
-  return Object.fromEntries(NODE_NAMES.map((node) => [node, fn(node)])) as Record<NodeName, T>;
+/** A record with one entry per node, in the order given (a topology's `nodeNames`). */
+export function mapNodes<T>(
+  nodes: readonly NodeName[],
+  fn: (node: NodeName) => T,
+): Record<NodeName, T> {
+  return Object.fromEntries(nodes.map((node) => [node, fn(node)])) as Record<NodeName, T>;
 }
