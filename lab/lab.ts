@@ -1,7 +1,7 @@
 // The lab's `up`, `status` and `down`: the order of the steps; each step lives in its own module.
 import * as fs from "fs";
 import * as path from "path";
-import { NODE_NAMES, NodeName, appliesAfter } from "../model/topology";
+import { NodeName, appliesAfter } from "../model/topology";
 import { Plan, runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
@@ -13,7 +13,7 @@ import {
   LAB_DIFFERENCES,
   LAB_DOMAIN,
   LAB_STACK,
-  LAB_TOPOLOGY,
+  labTopology,
   labNetwork,
   labRefusal,
   labNodes,
@@ -72,8 +72,8 @@ export async function up(options: readonly string[] = []): Promise<void> {
   fs.writeFileSync(SET_CONFIG, JSON.stringify(upSets, null, 2));
   if (Object.keys(upSets).length > 0) log(`config over the lab's own: ${JSON.stringify(upSets)}`);
   const plan = await planLab(upSets);
-  const nodes = labNodes(plan).map(breakBootIfAsked);
-  const topology = LAB_TOPOLOGY;
+  const topology = labTopology(upSets);
+  const nodes = labNodes(plan, topology.nodeNames).map(breakBootIfAsked);
   const network = labNetwork(topology);
   log("Debian 13 rootfs (cached)");
   const base = baseRootfs();
@@ -86,7 +86,7 @@ export async function up(options: readonly string[] = []): Promise<void> {
   blackholeRanges(state, network);
   createNetwork(state, network);
   log("firewalls: nftables per node from the plan's security-group rules, before anything starts");
-  applyFirewalls(topology, planFirewallRules(plan));
+  applyFirewalls(topology, planFirewallRules(plan, topology.nodeNames));
   log("internet: resolver, Debian mirror, SSM and S3 stand-ins, Pebble");
   const caFile = await startInternet(state, network, mirror, nodes, {
     parameters: ssmParameters(plan),
@@ -189,8 +189,8 @@ function parseSets(
 }
 
 /** A config the lab cannot run stops `up` and `apply` before they touch the host. */
-function refuseUnlabbable(sets: Record<string, string>): void {
-  const refusal = labRefusal(sets);
+function refuseUnlabbable(sets: Record<string, string>, upSets?: Record<string, string>): void {
+  const refusal = labRefusal(sets, upSets);
   if (refusal) throw new LabError(refusal);
 }
 
@@ -261,13 +261,15 @@ export async function apply(options: readonly string[]): Promise<void> {
   const state = readState();
   if (!state?.upSeconds || !state.network)
     throw new LabError("the lab is not up: npm run lab -- up");
-  const before = labNodes(await planLab(readSets()));
+  refuseUnlabbable(parseSets(options, readSets()), state.upSets ?? {});
+  const names = state.network.nodeNames;
+  const before = labNodes(await planLab(readSets()), names);
   const sets = parseSets(options, readSets());
   log(`plan with ${JSON.stringify(sets)}`);
   const plan = await planLab(sets);
   // Kept only once the program accepted them: a refused --set is not remembered.
   fs.writeFileSync(SET_CONFIG, JSON.stringify(sets, null, 2));
-  const nodes = labNodes(plan);
+  const nodes = labNodes(plan, names);
   for (const node of nodes) {
     const old = before.find((n) => n.name === node.name);
     if (old && old.userData !== node.userData) {
@@ -289,13 +291,13 @@ export async function apply(options: readonly string[]): Promise<void> {
   }
   publish(state.network, nodes, { parameters, objects });
   const wanted = Object.fromEntries(
-    NODE_NAMES.map((node) => {
+    names.map((node) => {
       const pointer = parameters[`/webstack/${LAB_STACK}/${node}/bundle`];
       if (!pointer) throw new LabError(`the plan has no bundle parameter for ${node}`);
       return [node, (JSON.parse(pointer.Value) as { sha256: string }).sha256];
     }),
   ) as Record<NodeName, string>;
-  await follow(wanted);
+  await follow(wanted, names);
 }
 
 /** How long `apply` follows the nodes: a release builds a venv and checks itself on each in turn. */
@@ -306,14 +308,15 @@ const FOLLOW_SECONDS = 240;
  * waits for a node that refused never applies (the primary holds back when its replica refused):
  * it is named, and following ends there.
  */
-async function follow(wanted: Record<NodeName, string>): Promise<void> {
+async function follow(wanted: Record<NodeName, string>, names: readonly NodeName[]): Promise<void> {
+  const count = names.length - 1;
   const started = Date.now();
   const done = new Map<NodeName, BundleStatus>();
   const refused = () => [...done].filter(([, s]) => s.state !== "applied").map(([n]) => n);
   const held = () =>
-    NODE_NAMES.filter((n) => !done.has(n) && appliesAfter(n).some((o) => refused().includes(o)));
-  while (done.size + held().length < NODE_NAMES.length) {
-    for (const node of NODE_NAMES) {
+    names.filter((n) => !done.has(n) && appliesAfter(n, count).some((o) => refused().includes(o)));
+  while (done.size + held().length < names.length) {
+    for (const node of names) {
       if (done.has(node)) continue;
       const status = bundleStatus(node);
       if (status?.sha256 !== wanted[node]) continue;
@@ -326,15 +329,16 @@ async function follow(wanted: Record<NodeName, string>): Promise<void> {
           : `${node}: REFUSED ${wanted[node].slice(0, 12)}: ${status.reason ?? "(no reason)"}`,
       );
     }
-    if (done.size + held().length < NODE_NAMES.length) {
+    if (done.size + held().length < names.length) {
       if (Date.now() - started > FOLLOW_SECONDS * 1000) {
-        const late = NODE_NAMES.filter((n) => !done.has(n));
+        const late = names.filter((n) => !done.has(n));
         throw new LabError(`not applied within ${FOLLOW_SECONDS} s: ${late.join(", ")}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
-  for (const node of held()) log(`${node}: holds back: ${appliesAfter(node).join(", ")} refused`);
+  for (const node of held())
+    log(`${node}: holds back: ${appliesAfter(node, count).join(", ")} refused`);
   log(`rollout followed for ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (refused().length > 0) throw new LabError(`refused by ${refused().join(", ")}`);
 }

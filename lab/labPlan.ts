@@ -5,7 +5,8 @@ import { Plan, PlannedResource, plannedUserData } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
 import { CONFIG_KEYS } from "../model/config";
 import {
-  NODE_NAMES,
+  DEFAULT_APP_NODE_COUNT,
+  DatabaseMode,
   NodeName,
   Peer,
   SecurityGroupRule,
@@ -34,10 +35,21 @@ export const LAB_CONFIG: Readonly<Record<string, string>> = {
   "webstack:datadog": "false",
 };
 
-/** The lab's address plan: the program's own topology for the lab's VPC range. */
-export const LAB_TOPOLOGY = buildTopology(
-  LAB_CONFIG["webstack:vpcCidr"] ?? String(CONFIG_KEYS.vpcCidr.default),
-);
+/**
+ * The lab's address plan: the program's own topology for the lab's VPC range and the config `up`
+ * was given (`--set appNodeCount=3` boots s3 too).
+ */
+export function labTopology(sets: Readonly<Record<string, string>> = {}): Topology {
+  const config = { ...LAB_CONFIG, ...sets };
+  return buildTopology(config["webstack:vpcCidr"] ?? String(CONFIG_KEYS.vpcCidr.default), {
+    vpcEndpoints: false,
+    database: (config["webstack:database"] ?? "replication") as DatabaseMode,
+    appNodeCount: Number(config["webstack:appNodeCount"] ?? DEFAULT_APP_NODE_COUNT),
+  });
+}
+
+/** The topology of the lab's own config (two app nodes, replication). */
+export const LAB_TOPOLOGY = labTopology();
 
 /**
  * What must differ from AWS, in one place (the README lists the same). Everything else — the
@@ -70,9 +82,22 @@ export const LAB_HAS_NO_RDS =
  * The config the lab cannot run, refused before anything starts: `up --set` and `apply --set`
  * (full keys, as the lab keeps them) ask this first.
  */
-export function labRefusal(sets: Readonly<Record<string, string>>): string | undefined {
-  return sets["webstack:database"] === "rds" ? LAB_HAS_NO_RDS : undefined;
+export function labRefusal(
+  sets: Readonly<Record<string, string>>,
+  upSets?: Readonly<Record<string, string>>,
+): string | undefined {
+  if (sets["webstack:database"] === "rds") return LAB_HAS_NO_RDS;
+  if (!upSets) return undefined;
+  // The lab's namespaces, addresses and containers are made by `up`: `apply` changes bundles only.
+  const changed = SHAPE_KEYS.filter((key) => (sets[key] ?? "") !== (upSets[key] ?? ""));
+  return changed.length > 0
+    ? `${changed.join(", ")} changes the lab's nodes or their network, which only up builds: ` +
+        `npm run lab -- up ${changed.map((key) => `--set ${key.slice("webstack:".length)}=${sets[key] ?? ""}`).join(" ")}`
+    : undefined;
 }
+
+/** The config keys that decide the lab's nodes and their network: `apply` refuses a change to them. */
+const SHAPE_KEYS = ["webstack:appNodeCount", "webstack:database", "webstack:vpcCidr"] as const;
 
 /** Namespaces: one per node, plus "internet" (client, Pebble, mirror, SSM, resolver, the bridge). */
 export const INTERNET_NS = "wslab-internet";
@@ -100,6 +125,8 @@ export interface LabNetwork {
    */
   readonly secondClient: string;
   readonly nodes: Readonly<Record<NodeName, string>>;
+  /** The nodes, the LB first, then s1…sN (the topology's order). */
+  readonly nodeNames: readonly NodeName[];
   /** Name → address, as the lab's resolver answers. */
   readonly hosts: Readonly<Record<string, string>>;
 }
@@ -109,7 +136,7 @@ const INTERNET_RANGE = "10.41.0.0/24";
 export function labNetwork(topology: Topology, region: string = LAB_REGION): LabNetwork {
   const { prefix } = splitCidr(topology.vpcCidr);
   const nodes = Object.fromEntries(
-    NODE_NAMES.map((n) => [n, topology.nodes[n].privateIp]),
+    topology.nodeNames.map((n) => [n, topology.nodes[n].privateIp]),
   ) as Record<NodeName, string>;
   const service = (host: number) => hostOf(INTERNET_RANGE, host);
   const mirror = service(80);
@@ -128,13 +155,16 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     client: service(100),
     secondClient: service(101),
     nodes,
+    nodeNames: topology.nodeNames,
     hosts: {
       ...Object.fromEntries(DEBIAN_ARCHIVE_HOSTS.map((host) => [host, mirror])),
       [`ssm.${region}.amazonaws.com`]: ssm,
       [s3Endpoint(region)]: s3,
       [ACME_HOST]: pebble,
       [LAB_DOMAIN]: nodes.lb,
-      ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, nodes[n]])),
+      ...Object.fromEntries(
+        topology.nodeNames.map((n) => [topology.nodes[n].internalName, nodes[n]]),
+      ),
     },
   };
 }
@@ -290,8 +320,8 @@ export function packagesOf(userData: string): string[] {
   return ((YAML.parse(userData) as { packages?: string[] }).packages ?? []).map(String);
 }
 
-export function labNodes(plan: Plan): LabNode[] {
-  return NODE_NAMES.map((name) => {
+export function labNodes(plan: Plan, names: readonly NodeName[]): LabNode[] {
+  return names.map((name) => {
     const instance = instanceOf(plan, name);
     const userData = plannedUserData(instance);
     const policies = plan.resources.filter(
@@ -360,9 +390,9 @@ function securityGroupsOf(plan: Plan, node: NodeName): string[] {
  * to the node whose instance carries its group; a peer is another node's group or 0.0.0.0/0.
  * Anything the lab cannot reproduce faithfully (port ranges, other CIDRs, other protocols) throws.
  */
-export function planFirewallRules(plan: Plan): SecurityGroupRule[] {
+export function planFirewallRules(plan: Plan, names: readonly NodeName[]): SecurityGroupRule[] {
   const nodeOfGroup = new Map<string, NodeName>();
-  for (const node of NODE_NAMES) {
+  for (const node of names) {
     for (const group of securityGroupsOf(plan, node)) nodeOfGroup.set(group, node);
   }
   const nodeOf = (group: unknown, rule: string) => {

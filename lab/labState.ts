@@ -2,7 +2,7 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { NODE_NAMES, NodeName } from "../model/topology";
+import { NodeName } from "../model/topology";
 import { LabNetwork } from "./labPlan";
 
 export const STATE_DIR = process.env.WEBSTACK_LAB_STATE ?? "/var/lib/webstack-lab";
@@ -47,7 +47,7 @@ export function saveState(state: LabState): void {
 /** A fresh state, with the directories the lab writes to, saved before anything is set up. */
 export function newState(network: LabNetwork, outputs: Record<string, unknown>): LabState {
   fs.mkdirSync(path.join(STATE_DIR, "logs"), { recursive: true });
-  for (const node of NODE_NAMES) fs.mkdirSync(nodeDir(node), { recursive: true });
+  for (const node of network.nodeNames) fs.mkdirSync(nodeDir(node), { recursive: true });
   const state: LabState = {
     startedAt: new Date().toISOString(),
     processes: [],
@@ -56,7 +56,7 @@ export function newState(network: LabNetwork, outputs: Record<string, unknown>):
     routes: [],
     namespaces: [],
     network,
-    nodes: [...NODE_NAMES],
+    nodes: [...network.nodeNames],
     outputs,
     createdNspawnRunDir: !fs.existsSync("/run/systemd/nspawn"),
   };

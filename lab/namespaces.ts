@@ -2,7 +2,7 @@
 import { spawnSync, SpawnSyncOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { NODE_NAMES, SecurityGroupRule, Topology } from "../model/topology";
+import { SecurityGroupRule, Topology } from "../model/topology";
 import { run } from "./commands";
 import { BRIDGE, INTERNET_NS, LabNetwork, nodeNamespace } from "./labPlan";
 import { LabState, nodeDir, saveState } from "./labState";
@@ -54,7 +54,7 @@ export function createNetwork(state: LabState, network: LabNetwork): void {
   for (const address of services) {
     run("ip", ["-n", inet, "addr", "add", `${address}/32`, "dev", "lo"]);
   }
-  for (const node of NODE_NAMES) {
+  for (const node of network.nodeNames) {
     const ns = nodeNamespace(node);
     addNs(ns);
     run("ip", [
@@ -103,7 +103,7 @@ export async function withSecondClient<T>(
 }
 
 export function applyFirewalls(topology: Topology, rules: SecurityGroupRule[]): void {
-  for (const node of NODE_NAMES) {
+  for (const node of topology.nodeNames) {
     const file = path.join(nodeDir(node), "nftables.conf");
     fs.writeFileSync(file, renderNftables(topology, node, rules));
     runIn(nodeNamespace(node), "nft", ["-f", file]);

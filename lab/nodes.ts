@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { ebsDevicePath } from "../model/aws";
-import { NODE_NAMES, NodeName } from "../model/topology";
+import { NodeName } from "../model/topology";
 import { inNodeCgroups } from "./cgroups";
 import { LAB_DIR, LabError, log, run, waitFor } from "./commands";
 import { LabNetwork, LabNode, nodeNamespace, withFailingBootStep } from "./labPlan";
@@ -264,17 +264,18 @@ function nodeLogTail(node: NodeName): string {
 }
 
 export async function waitForNodes(state: LabState): Promise<void> {
+  const names = state.network?.nodeNames ?? [];
   const started = Date.now();
   const finished = new Map<NodeName, string>();
   await waitFor("cloud-init on every node", BOOT_TIMEOUT_S, () => {
-    for (const node of NODE_NAMES.filter((n) => !finished.has(n))) {
+    for (const node of names.filter((n) => !finished.has(n))) {
       const status = cloudInitStatus(state, node);
       if (["done", "error", "degraded", "disabled", "not running"].includes(status)) {
         finished.set(node, status);
         log(`${node}: cloud-init ${status} after ${Math.round((Date.now() - started) / 1000)} s`);
       }
     }
-    return finished.size === NODE_NAMES.length;
+    return finished.size === names.length;
   });
   const failed = [...finished].filter(([, status]) => status !== "done");
   if (failed.length > 0) {

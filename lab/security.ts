@@ -1,7 +1,7 @@
 // `npm run lab -- security [--json]`: each booted node's services as its own systemd scores them
 // (`systemd-analyze security`, live): webstack's against their ceilings (model/exposure.ts), the
 // packaged ones (Nginx, HAProxy, MariaDB, the agents where installed) as Debian ships them.
-import { NODE_NAMES, NodeName } from "../model/topology";
+import { NodeName } from "../model/topology";
 import { PACKAGED_SERVICES, UNIT_EXPOSURE, parseExposure } from "../model/exposure";
 import { LabError } from "./commands";
 import { readState } from "./labState";
@@ -51,15 +51,18 @@ export function nodeExposure(node: NodeName): ServiceExposure[] {
 }
 
 export async function security(options: readonly string[]): Promise<void> {
-  if (!readState()?.upSeconds) throw new LabError("the lab is not up: `npm run lab -- up` first");
-  const report = Object.fromEntries(NODE_NAMES.map((node) => [node, nodeExposure(node)]));
+  const state = readState();
+  if (!state?.upSeconds || !state.network)
+    throw new LabError("the lab is not up: `npm run lab -- up` first");
+  const names = state.network.nodeNames;
+  const report = Object.fromEntries(names.map((node) => [node, nodeExposure(node)]));
   if (options.includes("--json")) {
     console.log(JSON.stringify(report, null, 2));
     return;
   }
-  const version = inNode(NODE_NAMES[0], ["systemd-analyze", "--version"]).split("\n")[0];
+  const version = inNode(names[0], ["systemd-analyze", "--version"]).split("\n")[0];
   const lines = [`systemd-analyze security on each node (live; ${version}):`];
-  for (const node of NODE_NAMES)
+  for (const node of names)
     for (const s of report[node])
       lines.push(
         `  ${node.padEnd(3)} ${s.unit.padEnd(34)} ${s.exposure.toFixed(1)}  ${

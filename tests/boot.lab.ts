@@ -28,7 +28,7 @@ import { withSecondClient } from "../lab/namespaces";
 import { leftovers } from "../lab/teardown";
 import { CONFIG_KEYS } from "../model/config";
 import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
-import { FLOWS, flowsInto, LB_NODE, NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
+import { FLOWS, flowsInto, LB_NODE, NodeName, nodeRole } from "../model/topology";
 import { labCli, labTest } from "./harness";
 import { LoadReport, startLoad } from "./labLoad";
 import {
@@ -72,7 +72,7 @@ labTest(
     expect(took).not.toBeNull();
     console.log(`lab up took ${took![1]} s`);
     expect(up.output).toContain(`curl --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/`);
-    for (const node of NODE_NAMES)
+    for (const node of TOPOLOGY.nodeNames)
       expect(up.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
     expect(up.output).toContain("Stack outputs:");
     expect(up.output).toContain(`url: "https://${LAB_DOMAIN}/"`);
@@ -95,7 +95,7 @@ labTest("each node is its own machine: its processes, and only its, in its own c
       .flatMap((e) => pidsBelow(path.join(dir, e.name))),
   ];
   const netns = (file: string) => fs.statSync(file).ino;
-  for (const node of NODE_NAMES) {
+  for (const node of TOPOLOGY.nodeNames) {
     const pids = pidsBelow(path.join(root, node)).filter((p) => fs.existsSync(`/proc/${p}`));
     expect(pids.length).toBeGreaterThan(5);
     // nspawn's own supervisor is in the host's namespace; every process of the node is in the node's.
@@ -117,7 +117,7 @@ labTest("each node is its own machine: its processes, and only its, in its own c
 
 labTest("every node's cloud-init status is done, with no error or warning in its log", () => {
   expect(upOutput).not.toBe("");
-  for (const node of NODE_NAMES) {
+  for (const node of TOPOLOGY.nodeNames) {
     // Exit 0: done, without the recoverable errors that exit 2 reports.
     expect(inNode(node, ["cloud-init", "status"]).trim()).toBe("status: done");
     const logged = inNode(node, ["cat", "/var/log/cloud-init.log"]).split("\n");
@@ -525,7 +525,7 @@ labTest(
 // ---- Firewalls: every (source, node, port), expected from the topology's flows ------------------
 
 labTest("no node listens beyond loopback on a port the flows do not explain", () => {
-  for (const node of NODE_NAMES) {
+  for (const node of TOPOLOGY.nodeNames) {
     const explained = new Set(flowsInto(node).map((f) => `${f.protocol}:${f.port}`));
     const open = listeners(node).filter((l) => !onLoopback(l));
     expect(open.length).toBeGreaterThan(0);
@@ -538,7 +538,7 @@ labTest(
   "firewall matrix: from every namespace to every node on every listening port, exactly the flows open",
   () => {
     const ports = new Set<number>(FLOWS.map((f) => f.port));
-    for (const node of NODE_NAMES)
+    for (const node of TOPOLOGY.nodeNames)
       for (const l of listeners(node)) if (l.protocol === "tcp") ports.add(l.port);
     const { actual, expected } = firewallMatrix(ports);
     const open = Object.values(expected).filter((s) => s === "open").length;
@@ -546,7 +546,8 @@ labTest(
       `firewall matrix: ${Object.keys(actual).length} probes over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
     );
     // Every node from the internet, every other node from each node.
-    const pairs = NODE_NAMES.length + NODE_NAMES.length * (NODE_NAMES.length - 1);
+    const pairs =
+      TOPOLOGY.nodeNames.length + TOPOLOGY.nodeNames.length * (TOPOLOGY.nodeNames.length - 1);
     expect(Object.keys(actual)).toHaveLength(pairs * ports.size);
     expect(actual).toEqual(expected);
   },
@@ -771,10 +772,10 @@ labTest(
         "m",
       ),
     };
-    for (const node of NODE_NAMES) {
+    for (const node of TOPOLOGY.nodeNames) {
       inNode(node, ["systemctl", "start", "--no-block", "webstack-collector.service"]);
       await waitFor(`${node}'s collector`, 30, () =>
-        collected[node].test(journal(node, "webstack-collector.service")),
+        collected[node as keyof typeof collected].test(journal(node, "webstack-collector.service")),
       );
       inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
       // cloud-init's verdict, read in its sandbox.
@@ -860,7 +861,9 @@ labTest(
 labTest(
   "each node's services as its own systemd scores them: webstack's within their ceilings, the packaged ones as Debian ships them",
   () => {
-    const rows = NODE_NAMES.flatMap((node) => nodeExposure(node).map((s) => ({ node, ...s })));
+    const rows = TOPOLOGY.nodeNames.flatMap((node) =>
+      nodeExposure(node).map((s) => ({ node, ...s })),
+    );
     console.log(
       rows
         .map((r) => `${r.node} ${r.unit} ${r.exposure.toFixed(1)} ${r.ceiling ?? "Debian's"}`)
@@ -909,12 +912,12 @@ labTest(
     const { actual, expected } = egressMatrix(ports);
     const open = Object.values(actual).filter((s) => s === "open").length;
     console.log(
-      `egress matrix: ${Object.keys(actual).length} probes from ${NODE_NAMES.join(", ")} to ${Object.keys(INTERNET_SERVICES).join(", ")} over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
+      `egress matrix: ${Object.keys(actual).length} probes from ${TOPOLOGY.nodeNames.join(", ")} to ${Object.keys(INTERNET_SERVICES).join(", ")} over ports ${[...ports].sort((a, b) => a - b).join(", ")}; ${open} open`,
     );
     expect(actual).toEqual(expected);
     // Whatever the flow table says: plain HTTP is out (the mirror answers on 80, the node cannot
     // reach it), HTTPS is in.
-    for (const node of NODE_NAMES) {
+    for (const node of TOPOLOGY.nodeNames) {
       expect({ node, http: actual[`${node} -> mirror:80`] }).toEqual({ node, http: "filtered" });
       expect({ node, https: actual[`${node} -> mirror:443`] }).toEqual({ node, https: "open" });
     }
@@ -925,7 +928,7 @@ labTest(
 labTest(
   "APT over HTTPS: every node's sources are the program's, and apt-get update succeeds with port 80 closed",
   () => {
-    for (const node of NODE_NAMES) {
+    for (const node of TOPOLOGY.nodeNames) {
       const sources = inNode(node, [
         "sh",
         "-c",
@@ -955,7 +958,7 @@ labTest(
 labTest(
   "patching on every node: unattended-upgrades for the security archive only, at the node's hour; needrestart reads webstack's settings; the LB's HAProxy is reloaded, not restarted",
   () => {
-    for (const node of NODE_NAMES) {
+    for (const node of TOPOLOGY.nodeNames) {
       const installed = inNode(node, [
         "dpkg-query",
         "-W",
@@ -1004,7 +1007,7 @@ labTest(
       const calendars = (calendar.match(/OnCalendar=[^;]*/g) ?? []).map((c) => c.trim());
       expect({ node, calendars }).toEqual({
         node,
-        calendars: [`OnCalendar=*-*-* ${UPGRADE_TIMES[NODE_ROLES[node]]}:00 UTC`],
+        calendars: [`OnCalendar=*-*-* ${UPGRADE_TIMES[nodeRole(node)]}:00 UTC`],
       });
       // needrestart reads webstack's file after Debian's (its verbose run says so), and runs.
       const restart = execInNode(node, ["needrestart", "-v", "-b"]);
@@ -1027,7 +1030,7 @@ labTest(
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
   const status = labCli("status");
   expect(status.status).toBe(0);
-  for (const node of NODE_NAMES)
+  for (const node of TOPOLOGY.nodeNames)
     expect(status.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
   expect(status.output).toMatch(/LB certificate: issuer=.*Pebble/);
   const again = labCli("up");

@@ -5,7 +5,8 @@ import { execInNode, inNode } from "../lab/nodes";
 import { nodeSql, writeItems } from "../lab/runningStack";
 import { waitFor } from "../lab/commands";
 import { backupTimers } from "../cloud-init/backups";
-import { APP_NODE_NAMES } from "../model/topology";
+import { appNodeBuildOrder } from "../model/topology";
+import { LAB_TOPOLOGY } from "../lab/labPlan";
 import { IS_ROOT, labTest } from "./harness";
 import { backendState, checksum, lab, runUnit, sleep } from "./labLoad";
 
@@ -29,7 +30,7 @@ const utc = (date: Date) => date.toISOString().slice(0, 19).replace("T", " ");
 labTest(
   "the backups' timers are active where they run: the backup on s1, the binlogs on s2",
   () => {
-    for (const node of APP_NODE_NAMES) {
+    for (const node of appNodeBuildOrder(LAB_TOPOLOGY.appNodes.length)) {
       const timers = inNode(node, ["systemctl", "list-timers", "--all", "--no-pager"]);
       for (const timer of backupTimers(node)) {
         expect(timers).toContain(timer);

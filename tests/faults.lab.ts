@@ -10,8 +10,7 @@ import {
   servedCertificate,
   writeItems,
 } from "../lab/runningStack";
-import { INTERNET_NS } from "../lab/labPlan";
-import { NODE_NAMES } from "../model/topology";
+import { INTERNET_NS, LAB_TOPOLOGY } from "../lab/labPlan";
 import { IS_ROOT, labCli, labTest } from "./harness";
 import {
   CUT_LINK_STALL_MS,
@@ -205,7 +204,7 @@ const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 labTest(
   "one apply changes an HAProxy setting, an Nginx setting and turns Datadog on, under load: every node converges within 60 s, the replica before the primary, no failed request, no instance replaced",
   async () => {
-    const booted = Object.fromEntries(NODE_NAMES.map((n) => [n, bootedAt(n)]));
+    const booted = Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, bootedAt(n)]));
     let result = { status: null as number | null, output: "" };
     const report = await underLoad("apply", { rate: 40, seconds: 100, mix: MIXED }, async () => {
       result = labCli([
@@ -222,11 +221,11 @@ labTest(
     expect(result.status).toBe(0);
     expectServed(report, STOPPED_SERVICE_STALL_MS);
     const seconds = convergence(result.output);
-    expect(Object.keys(seconds).sort()).toEqual([...NODE_NAMES].sort());
-    for (const node of NODE_NAMES) expect(seconds[node]).toBeLessThanOrEqual(60);
+    expect(Object.keys(seconds).sort()).toEqual([...LAB_TOPOLOGY.nodeNames].sort());
+    for (const node of LAB_TOPOLOGY.nodeNames) expect(seconds[node]).toBeLessThanOrEqual(60);
     expect(Date.parse(appliedOn("s1").at)).toBeLessThan(Date.parse(appliedOn("s2").at));
     // In place: the same instances, still booted since before, their user-data unchanged.
-    expect(Object.fromEntries(NODE_NAMES.map((n) => [n, bootedAt(n)]))).toEqual(booted);
+    expect(Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, bootedAt(n)]))).toEqual(booted);
     expect(result.output).not.toContain("user-data changed");
     // And in effect: HAProxy's, Nginx's and Datadog's.
     expect(inNode("lb", ["cat", HAPROXY_CFG])).toMatch(/^ {4}timeout server 90s$/m);
@@ -235,7 +234,7 @@ labTest(
         /^ {4}client_max_body_size 20m;$/m,
       );
     }
-    for (const node of NODE_NAMES) {
+    for (const node of LAB_TOPOLOGY.nodeNames) {
       expect(inNode(node, ["cat", "/etc/webstack/datadog.env"])).toMatch(/^DATADOG_ENABLED=true$/m);
     }
     expect(missingRows("s2", report.rows)).toEqual([]);

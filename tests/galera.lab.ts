@@ -4,11 +4,11 @@
 // acknowledged row once on both members, one history after each.
 import { waitFor } from "../lab/commands";
 import { CA_CERT_PATH } from "../cloud-init/nodeFiles";
-import { LAB_TOPOLOGY, nodeNamespace } from "../lab/labPlan";
+import { LAB_TOPOLOGY, labTopology, nodeNamespace } from "../lab/labPlan";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
 import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
-import { AppNodeName, GALERA_STACK_FLOWS, LB_NODE, PORTS } from "../model/topology";
+import { AppNodeName, LB_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
 import { firewallMatrix } from "./labProbes";
 import {
@@ -31,6 +31,9 @@ import {
  * far from what a wait for a timeout (60 s) would give.
  */
 const MEMBER_LOSS_STALL_MS = 12_000;
+
+/** The lab's topology with `database: galera`: its flows are the ones the firewalls must enforce. */
+const GALERA_TOPOLOGY = labTopology({ "webstack:database": "galera" });
 
 /** The wsrep status of a member's server, by variable name. */
 function wsrep(node: AppNodeName): Record<string, string> {
@@ -169,11 +172,11 @@ labTest(
 labTest(
   "the firewalls follow galera's flow table: group traffic between members and the arbitrator, transfers between members, no 3306 between nodes",
   () => {
-    const ports = new Set<number>([...GALERA_STACK_FLOWS.map((f) => f.port), PORTS.mysql]);
+    const ports = new Set<number>([...GALERA_TOPOLOGY.flows.map((f) => f.port), PORTS.mysql]);
     // The transfer ports listen only while a transfer runs: admitted, they answer with a reset.
     const { actual, expected } = firewallMatrix(
       ports,
-      GALERA_STACK_FLOWS,
+      GALERA_TOPOLOGY.flows,
       new Set([PORTS.galeraIst, PORTS.galeraSst]),
     );
     console.log(

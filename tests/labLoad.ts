@@ -7,7 +7,7 @@ import { ACME_ROOT } from "../lab/labState";
 import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
 import { execInNode, inNode } from "../lab/nodes";
 import { backendStates, nodeSql } from "../lab/runningStack";
-import { NodeName } from "../model/topology";
+import { AppNodeName, NodeName } from "../model/topology";
 import { PROJECT_DIR, labCli } from "./harness";
 
 /** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
@@ -152,10 +152,10 @@ export function expectServed(report: LoadReport, stallMs: number) {
   expect(report.longest_stall_ms).toBeLessThan(stallMs);
 }
 
-export const backendState = (node: "s1" | "s2") => backendStates()[node] ?? "absent";
+export const backendState = (node: AppNodeName) => backendStates()[node] ?? "absent";
 
 /** Every acknowledged row, with its note, on the node's database. */
-export function missingRows(node: "s1" | "s2", rows: { id: number; note: string }[]): string[] {
+export function missingRows(node: AppNodeName, rows: { id: number; note: string }[]): string[] {
   if (rows.length === 0) return [];
   const found = new Map(
     nodeSql(node, `SELECT id, note FROM items WHERE id IN (${rows.map((r) => r.id).join(",")})`)
@@ -176,7 +176,7 @@ export async function replicaCaughtUp(rows: { id: number; note: string }[]): Pro
   });
 }
 
-export const checksum = (node: "s1" | "s2") => nodeSql(node, "CHECKSUM TABLE items").split("\t")[1];
+export const checksum = (node: AppNodeName) => nodeSql(node, "CHECKSUM TABLE items").split("\t")[1];
 
 export const MIXED = "root=1,read=2,write=1";
 export const READS = "root=1,read=1";
@@ -220,7 +220,7 @@ export function labCliInBackground(args: string[]) {
 }
 
 /** A oneshot unit run now, to its end; its journal's lines of this run. */
-export function runUnit(node: "s1" | "s2", unit: string): string {
+export function runUnit(node: AppNodeName, unit: string): string {
   const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
   const r = execInNode(node, ["systemctl", "start", unit]);
   const journal = inNode(node, [

@@ -21,26 +21,22 @@ import {
   withBrokenBundleFile,
   withFailingBootStep,
   labRefusal,
+  LAB_TOPOLOGY,
+  labTopology,
 } from "../lab/labPlan";
 import { ebsDevicePath } from "../model/aws";
 import { realOutputs } from "../lab/realOutputs";
 import { medianOfRounds, naiveHaproxyConfig } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
-import {
-  NODE_NAMES,
-  SecurityGroupRule,
-  buildTopology,
-  mapNodes,
-  securityGroupRules,
-} from "../model/topology";
+import { SecurityGroupRule, buildTopology, mapNodes, securityGroupRules } from "../model/topology";
 import { T, bundleFile, bundleOf, ofType, one } from "./harness";
 
 let plan: Plan;
 let nodes: LabNode[];
 beforeAll(async () => {
   plan = await runPlan({ stack: "lab", config: LAB_CONFIG, override: realOutputs });
-  nodes = labNodes(plan);
+  nodes = labNodes(plan, LAB_TOPOLOGY.nodeNames);
 }, 60_000);
 
 const node = (name: string) => nodes.find((n) => n.name === name)!;
@@ -159,7 +155,7 @@ test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped t
       ],
       // s1 puts the full backups, s2 its own binlogs (issue 20).
       put: { lb: [], s1: [`${bucket}/backups/full/*`], s2: [`${bucket}/backups/binlog/s2/*`] }[
-        n.name
+        n.name as "lb" | "s1" | "s2"
       ],
       list: n.name === "s1" ? [`${bucket}/backups/*`] : [],
     });
@@ -215,7 +211,8 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
   // A range of its own, so the network must follow the topology it is given.
   const topology = buildTopology("192.168.10.0/24");
   const network = labNetwork(topology);
-  const ip = mapNodes((node) => topology.nodes[node].privateIp);
+  const ip = mapNodes(topology.nodeNames, (node) => topology.nodes[node].privateIp);
+  expect(network.nodeNames).toEqual(["lb", "s1", "s2"]);
   expect(network.nodes).toEqual(ip);
   expect(network.router).toBe("192.168.10.1");
   expect(network.resolver).toBe("192.168.10.2");
@@ -229,7 +226,7 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
     "s3.eu-west-1.amazonaws.com": network.s3,
     "acme.lab.test": network.pebble,
     [LAB_DOMAIN]: ip.lb,
-    ...Object.fromEntries(NODE_NAMES.map((n) => [topology.nodes[n].internalName, ip[n]])),
+    ...Object.fromEntries(topology.nodeNames.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
   const names = ["mirror", "ssm", "s3", "pebble", "client", "secondClient"] as const;
   const services = names.map((name) => network[name]);
@@ -239,7 +236,7 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
 
 test("the lab's firewalls are the plan's security-group rules, which render as the flows do", () => {
   const topology = buildTopology("10.40.0.0/16");
-  const rules = planFirewallRules(plan);
+  const rules = planFirewallRules(plan, LAB_TOPOLOGY.nodeNames);
   const shape = (r: SecurityGroupRule) =>
     `${r.group} ${r.direction} ${r.peer} ${r.protocol}/${r.port}`;
   expect(rules.map(shape).sort()).toEqual(securityGroupRules().map(shape).sort());
@@ -260,15 +257,18 @@ test("a security-group rule the lab cannot reproduce stops the lab instead of be
         : r,
     ),
   });
-  expect(() => planFirewallRules(widen({ toPort: 3310 }))).toThrow(
+  expect(() => planFirewallRules(widen({ toPort: 3310 }), LAB_TOPOLOGY.nodeNames)).toThrow(
     "lab: firewalls-s2-in-tcp3306-from-s1: port range 3306-3310 has no nftables equivalent in the lab",
   );
   expect(() =>
-    planFirewallRules(widen({ referencedSecurityGroupId: undefined, cidrIpv4: "10.0.0.0/8" })),
+    planFirewallRules(
+      widen({ referencedSecurityGroupId: undefined, cidrIpv4: "10.0.0.0/8" }),
+      LAB_TOPOLOGY.nodeNames,
+    ),
   ).toThrow("peer 10.0.0.0/8 has no nftables equivalent");
-  expect(() => planFirewallRules(widen({ securityGroupId: "sg-elsewhere" }))).toThrow(
-    "refers to sg-elsewhere, on no node's instance",
-  );
+  expect(() =>
+    planFirewallRules(widen({ securityGroupId: "sg-elsewhere" }), LAB_TOPOLOGY.nodeNames),
+  ).toThrow("refers to sg-elsewhere, on no node's instance");
 });
 
 test("fault injection: a failing boot step appended to the user-data, the rest kept", () => {
@@ -369,4 +369,35 @@ test("database rds is refused before the lab starts, and its firewall rules can 
   expect(labRefusal({})).toBeUndefined();
   const topology = buildTopology("10.40.0.0/16", { vpcEndpoints: false, database: "rds" });
   expect(() => renderNftables(topology, "s1")).toThrow(`lab: ${refusal}`);
+});
+
+test("the lab's topology follows up's --set: appNodeCount boots s3 at its address, in the other AZ's subnet from s2", () => {
+  expect(LAB_TOPOLOGY.nodeNames).toEqual(["lb", "s1", "s2"]);
+  const three = labTopology({ "webstack:appNodeCount": "3" });
+  expect(three.nodeNames).toEqual(["lb", "s1", "s2", "s3"]);
+  const network = labNetwork(three);
+  expect(network.nodeNames).toEqual(["lb", "s1", "s2", "s3"]);
+  // s3 beside s1 in private-b, the next address.
+  expect(three.nodes.s3.subnet).toBe(three.nodes.s1.subnet);
+  expect(network.nodes.s3).toBe(three.nodes.s3.privateIp);
+  expect(network.nodes.s3).not.toBe(network.nodes.s1);
+  expect(network.hosts[three.nodes.s3.internalName]).toBe(network.nodes.s3);
+  // The flows the firewalls enforce are that stack's: the LB reaches s3's Nginx.
+  expect(three.flows).toContainEqual(expect.objectContaining({ from: "lb", to: "s3", port: 443 }));
+  expect(
+    labTopology({ "webstack:database": "galera", "webstack:appNodeCount": "3" }).flows,
+  ).not.toContainEqual(expect.objectContaining({ from: "lb", port: 4567 }));
+});
+
+test("apply refuses what only up can build: another node count, database or VPC range", () => {
+  const up = { "webstack:appNodeCount": "3" };
+  expect(labRefusal({ ...up, "webstack:logRetentionDays": "30" }, up)).toBeUndefined();
+  expect(labRefusal({}, up)).toBe(
+    "webstack:appNodeCount changes the lab's nodes or their network, which only up builds: " +
+      "npm run lab -- up --set appNodeCount=",
+  );
+  expect(labRefusal({ "webstack:appNodeCount": "4", "webstack:database": "galera" }, up)).toBe(
+    "webstack:appNodeCount, webstack:database changes the lab's nodes or their network, which only up builds: " +
+      "npm run lab -- up --set appNodeCount=4 --set database=galera",
+  );
 });

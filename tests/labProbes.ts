@@ -6,21 +6,18 @@ import * as path from "path";
 import { logPath } from "../cloud-init/logSources";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
 import { PYTHON } from "../lab/commands";
-import { INTERNET_NS, LAB_DOMAIN, LAB_TOPOLOGY, labNetwork, nodeNamespace } from "../lab/labPlan";
+import {
+  INTERNET_NS,
+  LAB_DOMAIN,
+  LAB_TOPOLOGY,
+  LabNetwork,
+  labNetwork,
+  nodeNamespace,
+} from "../lab/labPlan";
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
-import {
-  admits,
-  admitsOut,
-  APP_NODE_NAMES,
-  FLOWS,
-  Flow,
-  LB_NODE,
-  NODE_NAMES,
-  NODE_ROLES,
-  NodeName,
-} from "../model/topology";
+import { admits, admitsOut, FLOWS, Flow, LB_NODE, nodeRole, NodeName } from "../model/topology";
 import { PROJECT_DIR, selfSignedCertificate } from "./harness";
 
 /** The lab's own addresses: the program's topology for the lab's VPC range. */
@@ -56,8 +53,8 @@ export const answeringNode = () => (JSON.parse(getThroughLb().stdout) as { node:
 
 /** Requests for the site's root (`GET /`) the app nodes' Nginx answered, by their access logs. */
 export function rootRequestsServed(): number {
-  return APP_NODE_NAMES.reduce((sum, node) => {
-    const log = logPath(NODE_ROLES[node], "nginx-access");
+  return TOPOLOGY.appNodes.reduce((sum, node) => {
+    const log = logPath(nodeRole(node), "nginx-access");
     // grep -c exits 1 when it counts 0: its count is the answer either way.
     const r = execInNode(node, ["grep", "-c", '"uri":"/",', log]);
     if (r.status !== 0 && r.status !== 1) throw new Error(`${node}: grep ${log}: ${r.stderr}`);
@@ -67,7 +64,7 @@ export function rootRequestsServed(): number {
 
 /** The LB's access-log entries (its JSON lines) for answers of one status, oldest first. */
 export function lbLogEntries(status: number): Record<string, unknown>[] {
-  const log = logPath(NODE_ROLES[LB_NODE], "haproxy");
+  const log = logPath(nodeRole(LB_NODE), "haproxy");
   const r = execInNode(LB_NODE, ["grep", "-h", `"status":${status},`, log]);
   if (r.status !== 0 && r.status !== 1) throw new Error(`lb: grep ${log}: ${r.stderr}`);
   return r.stdout
@@ -288,27 +285,28 @@ export function firewallMatrix(
   ports: ReadonlySet<number>,
   flows: readonly Flow[] = FLOWS,
   idle: ReadonlySet<number> = new Set(),
+  network: LabNetwork = NETWORK,
 ): {
   actual: Record<string, string>;
   expected: Record<string, string>;
 } {
   const probe = path.join(PROJECT_DIR, "lab", "connect-probe.py");
-  const sources: (NodeName | "internet")[] = ["internet", ...NODE_NAMES];
+  const sources: (NodeName | "internet")[] = ["internet", ...network.nodeNames];
   const expected: Record<string, string> = {};
   const actual: Record<string, string> = {};
   for (const source of sources) {
-    const targets = NODE_NAMES.filter((n) => n !== source).flatMap((node) =>
-      [...ports].map((port) => `${NETWORK.nodes[node]}:${port}`),
-    );
+    const targets = network.nodeNames
+      .filter((n) => n !== source)
+      .flatMap((node) => [...ports].map((port) => `${network.nodes[node]}:${port}`));
     const r =
       source === "internet"
-        ? inNamespace(INTERNET_NS, [PYTHON, probe, "--source", NETWORK.client, ...targets])
+        ? inNamespace(INTERNET_NS, [PYTHON, probe, "--source", network.client, ...targets])
         : inNamespace(nodeNamespace(source), [PYTHON, probe, ...targets]);
     expect(r.stderr).toBe("");
     for (const line of r.stdout.trim().split("\n")) {
       const [target, state] = line.split(" ");
       const [address, port] = target.split(":");
-      const node = NODE_NAMES.find((n) => NETWORK.nodes[n] === address)!;
+      const node = network.nodeNames.find((n) => network.nodes[n] === address)!;
       const key = `${source} -> ${node}:${port}`;
       actual[key] = state;
       expected[key] = admits(source, node, Number(port), flows)
@@ -356,7 +354,7 @@ export function egressMatrix(ports: ReadonlySet<number>): {
   const expected: Record<string, string> = {};
   const actual: Record<string, string> = {};
   const services = Object.entries(INTERNET_SERVICES);
-  for (const node of NODE_NAMES) {
+  for (const node of NETWORK.nodeNames) {
     const targets = services.flatMap(([, address]) => [...ports].map((p) => `${address}:${p}`));
     const r = inNamespace(nodeNamespace(node), [PYTHON, probe, ...targets]);
     expect(r.stderr).toBe("");

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { randomPassword, realOutputs } from "../lab/realOutputs";
-import { NODE_NAMES } from "../model/topology";
+import { LAB_TOPOLOGY } from "../lab/labPlan";
 import { Plan, runPlan } from "../plan/plan";
 import { T, TOPOLOGY, bundleFile, bundleObject, ofType, one, userDataText } from "./harness";
 
@@ -119,7 +119,7 @@ test("the real CA travels in every bundle; no real secret in any bundle or user-
     ...ofType(plan, T.randomPassword).map((p) => String(p.outputs.result)),
     ...ofType(plan, T.privateKey).map((k) => String(k.outputs.privateKeyPem).split("\n")[1]),
   ];
-  for (const node of NODE_NAMES) {
+  for (const node of LAB_TOPOLOGY.nodeNames) {
     expect(bundleFile(plan, node, "/etc/webstack/tls/ca.crt")).toBe(caPem);
     const texts = [userDataText(plan, node), String(bundleObject(plan, node).inputs.content)];
     for (const text of texts) for (const secret of secrets) expect(text).not.toContain(secret);
