@@ -54,3 +54,38 @@ export async function removeLabCgroups(roots = labCgroupRoots()): Promise<string
   for (const root of roots) if (fs.existsSync(root)) remove(root);
   return left;
 }
+
+/** Every process in a cgroup and the cgroups under it. */
+function processesIn(dir: string): number[] {
+  if (!fs.existsSync(dir)) return [];
+  const own = fs
+    .readFileSync(path.join(dir, "cgroup.procs"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+  const children = fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .flatMap((entry) => processesIn(path.join(dir, entry.name)));
+  return [...own, ...children];
+}
+
+/**
+ * The memory a node's processes use, in MiB: the sum of their proportional set sizes (PSS: each
+ * shared page split between its sharers), read from the host's /proc for every process in the
+ * node's cgroup. The page cache is not in it (the host's memory controller may not be the
+ * lab's); a process that ends while it is read counts for nothing.
+ */
+export function nodeMemoryMiB(node: NodeName, roots = labCgroupRoots()): number {
+  const pids = [...new Set(roots.flatMap((root) => processesIn(path.join(root, node))))];
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+      kib += Number(/^Pss:\s+(\d+) kB$/m.exec(rollup)?.[1] ?? 0);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return Math.round(kib / 1024);
+}

@@ -2,6 +2,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { NodeName, appliesAfter } from "../model/topology";
+import { nodeMemoryMiB } from "./cgroups";
 import { Plan, runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
@@ -126,7 +127,7 @@ export async function status(): Promise<void> {
     "Nodes:",
     ...(state.nodes ?? []).map(
       (n) =>
-        `  ${n.padEnd(3)} ${state.network?.nodes[n].padEnd(14)} cloud-init ${cloudInitStatus(state, n)}`,
+        `  ${n.padEnd(3)} ${state.network?.nodes[n].padEnd(14)} cloud-init ${cloudInitStatus(state, n).padEnd(8)} ${nodeMemoryMiB(n)} MiB used (its processes' PSS)`,
     ),
     `  LB certificate: ${servedCertificate()}`,
     "",

@@ -2,9 +2,10 @@
 // s2 like s1; HAProxy round-robins over three backends; the firewalls follow the larger flow table.
 import { waitFor } from "../lab/commands";
 import { labNetwork, labTopology } from "../lab/labPlan";
+import { nodeMemoryMiB } from "../lab/cgroups";
 import { inNode } from "../lab/nodes";
 import { nodeSql, writeItems } from "../lab/runningStack";
-import { NodeName, PRIMARY_NODE, PORTS } from "../model/topology";
+import { PRIMARY_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
 import { answeringNode, firewallMatrix } from "./labProbes";
 import { backendState, checksum, lab } from "./labLoad";
@@ -13,15 +14,6 @@ const SETS = { "webstack:appNodeCount": "3" };
 const TOPOLOGY = labTopology(SETS);
 const NETWORK = labNetwork(TOPOLOGY);
 const REPLICAS = TOPOLOGY.appNodes.filter((node) => node !== PRIMARY_NODE);
-
-/**
- * What a node's processes hold in memory, in MiB: its container's cgroup (the node's systemd and
- * everything under it), as the kernel accounts it (page cache included, as on an instance).
- */
-function memoryMiB(node: NodeName): number {
-  const bytes = Number(inNode(node, ["cat", "/sys/fs/cgroup/memory.current"]).trim());
-  return Math.round(bytes / 2 ** 20);
-}
 
 beforeAll(() => {
   if (!IS_ROOT) return;
@@ -43,10 +35,12 @@ labTest(
     // Sequential requests: every three in a row went to the three backends.
     for (let i = 0; i + 3 <= served.length; i++)
       expect(new Set(served.slice(i, i + 3))).toEqual(new Set(TOPOLOGY.appNodes));
-    const memory = Object.fromEntries(TOPOLOGY.nodeNames.map((node) => [node, memoryMiB(node)]));
+    const memory = Object.fromEntries(
+      TOPOLOGY.nodeNames.map((node) => [node, nodeMemoryMiB(node)]),
+    );
     const total = Object.values(memory).reduce((a, b) => a + b, 0);
     console.log(
-      `memory used (cgroup memory.current, MiB): ${Object.entries(memory)
+      `memory used by each node's processes (PSS, MiB): ${Object.entries(memory)
         .map(([node, mib]) => `${node} ${mib}`)
         .join(", ")}; total ${total}`,
     );
