@@ -48,6 +48,7 @@ export { SecretValue } from "./configValues";
 
 export type CertificateMode = "self-signed" | "letsencrypt" | "acm";
 export type DbEngine = "mariadb" | "mysql";
+import { DEFAULT_APP_NODE_COUNT, MAX_APP_NODE_COUNT } from "./topology";
 import type { DatabaseMode } from "./topology";
 export type { DatabaseMode };
 
@@ -79,6 +80,11 @@ export interface WebstackConfig {
    * them: one Amazon RDS for MariaDB instance, Multi-AZ). @default "replication"
    */
   readonly database: DatabaseMode;
+  /**
+   * How many app nodes, s1…sN, alternating between the private subnets: replicas of s2 with
+   * `replication`, members with `galera`, clients with `rds`. @default 2
+   */
+  readonly appNodeCount: number;
   /** The RDS instance's class, with `database` rds. @default "db.t4g.small" */
   readonly rdsInstanceClass: string;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
@@ -266,6 +272,13 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     example: "galera",
     default: "replication",
     parse: oneOf<DatabaseMode>(["replication", "galera", "rds"]),
+  },
+  appNodeCount: {
+    doc: "How many app nodes (s1…sN), alternating between the two private subnets (AZs), all behind HAProxy: with `replication` s2 is the primary and every other node a replica of it; with `galera` every node is a member, with the arbitrator (garbd) on the LB only when the count is even; with `rds` every node is a client of the instance (see Database modes). Set it when the stack is created: adding nodes to a running stack is not proven.",
+    accepted: `a whole number from 2 to ${MAX_APP_NODE_COUNT}`,
+    example: "3",
+    default: String(DEFAULT_APP_NODE_COUNT),
+    parse: wholeNumber(2, MAX_APP_NODE_COUNT),
   },
   rdsInstanceClass: {
     doc: "With `database` rds: the class of the RDS instance (and of its Multi-AZ standby). A change waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).",
