@@ -5,9 +5,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { randomPassword, realOutputs } from "../lab/realOutputs";
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { Plan, runPlan } from "../plan/plan";
 import { T, TOPOLOGY, bundleFile, bundleObject, ofType, one, userDataText } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 let plan: Plan;
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-real-"));
@@ -119,7 +122,7 @@ test("the real CA travels in every bundle; no real secret in any bundle or user-
     ...ofType(plan, T.randomPassword).map((p) => String(p.outputs.result)),
     ...ofType(plan, T.privateKey).map((k) => String(k.outputs.privateKeyPem).split("\n")[1]),
   ];
-  for (const node of NODE_NAMES) {
+  for (const node of NODES) {
     expect(bundleFile(plan, node, "/etc/webstack/tls/ca.crt")).toBe(caPem);
     const texts = [userDataText(plan, node), String(bundleObject(plan, node).inputs.content)];
     for (const text of texts) for (const secret of secrets) expect(text).not.toContain(secret);
