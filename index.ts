@@ -6,7 +6,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { loadConfig } from "./platform/pulumiConfig";
 import {
-  APP_NODE_NAMES,
   AppNodeName,
   NodeName,
   LB_NODE,
@@ -14,7 +13,9 @@ import {
   PRIMARY_NODE,
   REPLICA_NODE,
   SUBNET_NAMES,
+  appNodeBuildOrder,
   buildTopology,
+  hasArbitrator,
   mapNodes,
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
@@ -57,7 +58,10 @@ export = async () => {
   const topology = buildTopology(config.vpcCidr, {
     vpcEndpoints: config.vpcEndpoints,
     database: config.database,
+    appNodeCount: config.appNodeCount,
   });
+  // The app nodes as the program builds them: the primary first, then s1, s3, …
+  const appNodeOrder = appNodeBuildOrder(config.appNodeCount);
   const tags = makeTagger(stack, config.tags);
   const account = currentAccount();
 
@@ -113,6 +117,7 @@ export = async () => {
     tags,
   });
   const identities = mapNodes(
+    topology.nodeNames,
     (node) =>
       new NodeIdentity(`${node}-identity`, {
         node: topology.nodes[node],
@@ -167,14 +172,15 @@ export = async () => {
         : appSecrets.parameterNames[node]?.["db-monitor-password"],
     },
   });
-  const appNodeSpecs = APP_NODE_NAMES.map((node) => topology.nodes[node]);
-  const galera = config.database === "galera";
-  // With galera the LB's arbitrator is in the group too: it gets a certificate from the same CA.
+  const appNodeSpecs = appNodeOrder.map((node) => topology.nodes[node]);
+  // With galera and an even number of app nodes the LB's arbitrator is in the group too: it gets a
+  // certificate from the same CA.
+  const arbitrator = hasArbitrator(config.database, config.appNodeCount);
   const pki = new Pki("pki", {
-    nodes: galera ? [...appNodeSpecs, topology.nodes.lb] : appNodeSpecs,
+    nodes: arbitrator ? [...appNodeSpecs, topology.nodes.lb] : appNodeSpecs,
     organization: `webstack ${stack}`,
   });
-  const arbitratorTls = galera
+  const arbitratorTls = arbitrator
     ? new ArbitratorTls("arbitrator-tls", {
         stack,
         node: topology.nodes.lb,
@@ -207,6 +213,7 @@ export = async () => {
     lb: new NodeImage("lb-image", {
       stack,
       kind: "lb",
+      nodes: [LB_NODE],
       architecture: architectures.lb,
       configured: config.lbAmi,
       tags,
@@ -214,6 +221,7 @@ export = async () => {
     app: new NodeImage("app-image", {
       stack,
       kind: "app",
+      nodes: topology.appNodes,
       architecture: architectures.app,
       configured: config.appAmi,
       tags,
@@ -248,7 +256,7 @@ export = async () => {
     bucketName: bucket.bucketName,
     keyArn: parameterKey.keyArn,
     caCertPem: pki.caCertPem,
-    appNodes: APP_NODE_NAMES.map((node) => ({
+    appNodes: appNodeOrder.map((node) => ({
       stack,
       node: topology.nodes[node],
       primaryIp: primary.privateIp,
@@ -257,9 +265,7 @@ export = async () => {
       appNodeIps: appNodeSpecs.map((n) => n.privateIp),
       engine: config.dbEngine,
       cluster: config.database,
-      ...(config.database === "galera"
-        ? { galera: galeraMember(stack, topology.nodes, node) }
-        : {}),
+      ...(config.database === "galera" ? { galera: galeraMember(stack, topology, node) } : {}),
       limits,
       parameters: appSecrets.parameterNames[node]!,
       architecture: architectures.app,
@@ -278,11 +284,14 @@ export = async () => {
       stack,
       node: topology.nodes.lb,
       domain: config.domain,
-      backends: [replica, primary].map((n) => ({
-        name: n.name,
-        address: n.privateIp,
-        fqdn: n.internalName,
-      })),
+      // Every app node, by name: s1, s2, …
+      backends: topology.appNodes
+        .map((node) => topology.nodes[node])
+        .map((n) => ({
+          name: n.name,
+          address: n.privateIp,
+          fqdn: n.internalName,
+        })),
       serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
       rateLimitPerClient: config.rateLimitPerClient,
       memoryMiB: lbMemoryMiB,
@@ -306,7 +315,7 @@ export = async () => {
   });
 
   const appNodes = Object.fromEntries(
-    APP_NODE_NAMES.map((node) => {
+    appNodeOrder.map((node) => {
       const spec = topology.nodes[node];
       return [
         node,
@@ -359,7 +368,9 @@ export = async () => {
   const monitoring = new Monitoring("monitoring", {
     stack,
     account,
-    instanceIds: { lb: lb.instanceId, s1: appNodes.s1.instanceId, s2: appNodes.s2.instanceId },
+    instanceIds: mapNodes(topology.nodeNames, (node) =>
+      node === LB_NODE ? lb.instanceId : appNodes[node].instanceId,
+    ),
     qpsThreshold: config.qpsAlarmThreshold,
     replicaLagSeconds: config.replicaLagAlarmSeconds,
     cluster: config.database,
@@ -380,26 +391,26 @@ export = async () => {
     natPublicIp: network.natPublicIp,
     flowLogGroupName: network.flowLogGroupName,
     securityGroupIds: firewalls.groupIds,
-    privateIps: mapNodes((node) => topology.nodes[node].privateIp),
-    internalNames: mapNodes((node) => topology.nodes[node].internalName),
-    instanceRoleArns: mapNodes((node) => identities[node].roleArn),
-    instanceProfiles: mapNodes((node) => identities[node].instanceProfileName),
+    privateIps: mapNodes(topology.nodeNames, (node) => topology.nodes[node].privateIp),
+    internalNames: mapNodes(topology.nodeNames, (node) => topology.nodes[node].internalName),
+    instanceRoleArns: mapNodes(topology.nodeNames, (node) => identities[node].roleArn),
+    instanceProfiles: mapNodes(topology.nodeNames, (node) => identities[node].instanceProfileName),
     parameterPaths: {
-      ...mapNodes((node) => parameterPath(stack, node)),
+      ...mapNodes(topology.nodeNames, (node) => parameterPath(stack, node)),
       shared: parameterPath(stack, "shared"),
     },
     parameterKeyArn: parameterKey.keyArn,
     bundleBucket: bucket.bucketName,
     bundleRelease: bundles.release,
     appRelease: appRelease.id,
-    bundles: mapNodes((node) => ({
+    bundles: mapNodes(topology.nodeNames, (node) => ({
       pointer: bundles.refs[node].pointer,
       status: bundleStatusName(stack, node),
       key: bundles.refs[node].key,
       sha256: bundles.refs[node].sha256,
     })),
     appNodes: Object.fromEntries(
-      APP_NODE_NAMES.map((node) => {
+      appNodeOrder.map((node) => {
         const n = appNodes[node];
         return [
           node,

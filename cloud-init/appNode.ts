@@ -532,7 +532,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
   return composeBundle(
     {
       node: p.node.name,
-      after: afterOf(p.stack, p.node.name),
+      after: afterOf(p.stack, p.node),
       packages: appNodePackages(p.engine, p.cluster),
       app: bundleApp(p),
       healthCheck: appNodeHealthCheck(p.node),

@@ -1,7 +1,7 @@
 // A node's bundle (issue 17, format 1): the files it runs, how each is checked and taken into use,
 // its first-boot steps and health check, as the exact JSON bytes that are uploaded and pointed at.
 import * as crypto from "crypto";
-import { NodeName, appliesAfter } from "../model/topology";
+import { NodeName, NodeSpec } from "../model/topology";
 import { bundlePrefix, bundleStatusName } from "../model/naming";
 import { shippedFile } from "./template";
 
@@ -91,9 +91,9 @@ export interface BundlePayload {
   readonly healthCheck?: Argv;
 }
 
-/** The statuses a node's apply waits for (the primary: the replica's), as its bundle lists them. */
-export function afterOf(stack: string, node: NodeName): BundleAfter[] {
-  return appliesAfter(node).map((other) => ({
+/** The statuses a node's apply waits for (the primary: the replicas'), as its bundle lists them. */
+export function afterOf(stack: string, node: Pick<NodeSpec, "appliesAfter">): BundleAfter[] {
+  return node.appliesAfter.map((other) => ({
     node: other,
     status: bundleStatusName(stack, other),
   }));

@@ -2,14 +2,15 @@
 // with `database: rds`, the node's side of the RDS instance (its client, CA, schema and users).
 import { DbEngine } from "../model/config";
 import {
-  APP_NODES_BY_NAME,
   AppNodeName,
   DatabaseMode,
   DbRole,
   LB_NODE,
+  NodeName,
   PORTS,
   PRIMARY_NODE,
   Topology,
+  hasArbitrator,
 } from "../model/topology";
 import { BundlePart } from "./bundle";
 import { BootstrapPart } from "./cloudConfig";
@@ -24,7 +25,10 @@ export interface GaleraMember {
    * and status show it.
    */
   readonly nodeName: string;
-  /** The other members' and the arbitrator's addresses: where a starting member finds the group. */
+  /**
+   * The other members' addresses, and the arbitrator's when there is one: where a starting member
+   * finds the group.
+   */
   readonly peerIps: readonly string[];
   /**
    * This member founds the cluster when none exists yet (s2, on its first start); every other
@@ -42,21 +46,25 @@ export function galeraClusterName(stack: string): string {
   return `webstack-${stack}`;
 }
 
-/** A member's view of the stack's cluster: the group named after the stack, s2 its founder. */
+/**
+ * A member's view of the stack's cluster: the group named after the stack, s2 its founder, every
+ * other app node a member, and the LB's arbitrator when the members are even in number.
+ */
 export function galeraMember(
   stack: string,
-  nodes: Topology["nodes"],
+  topology: Pick<Topology, "nodes" | "appNodes">,
   node: AppNodeName,
 ): GaleraMember {
+  const { nodes, appNodes } = topology;
+  const others = appNodes.filter((n) => n !== node);
+  const arbitrator: NodeName[] = hasArbitrator("galera", appNodes.length) ? [LB_NODE] : [];
   return {
     clusterName: galeraClusterName(stack),
     nodeName: nodes[node].internalName,
-    peerIps: [...APP_NODES_BY_NAME.filter((n) => n !== node), LB_NODE].map(
-      (n) => nodes[n].privateIp,
-    ),
+    peerIps: [...others, ...arbitrator].map((n) => nodes[n].privateIp),
     founder: node === PRIMARY_NODE,
     founderIp: nodes[PRIMARY_NODE].privateIp,
-    memberIps: APP_NODES_BY_NAME.filter((n) => n !== node).map((n) => nodes[n].privateIp),
+    memberIps: others.map((n) => nodes[n].privateIp),
   };
 }
 
@@ -87,7 +95,7 @@ export interface DatabaseParams {
   readonly bindAddress: string;
   /** The primary's address (the replica's source). */
   readonly primaryIp: string;
-  /** Both app nodes' addresses: remote app and replication users are created for each. */
+  /** Every app node's address: remote app and replication users are created for each. */
   readonly appNodeIps: readonly string[];
 }
 
@@ -379,7 +387,9 @@ export function renderPrimarySql(p: DatabaseParams): string {
     "-- webstack primary: schema and users, created here only (they replicate). Idempotent.",
     ...SCHEMA_SQL,
     ...(remote.length > 0
-      ? ["-- Replication from either app node, so a promoted replica needs no new user."]
+      ? [
+          `-- Replication from ${remote.length === 2 ? "either" : "every"} app node, so a promoted replica needs no new user.`,
+        ]
       : []),
     ...remote.flatMap((host) => [
       `CREATE USER IF NOT EXISTS 'replication'@${host} IDENTIFIED BY '@REPLICATION_PASSWORD@' REQUIRE SSL;`,

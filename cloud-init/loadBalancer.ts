@@ -58,10 +58,13 @@ export type CertificateSetup =
       readonly parameters: { readonly passphrase: string };
     };
 
-/** The Galera arbitrator the LB runs with `database: galera`: its group, and its TLS identity. */
+/**
+ * The Galera arbitrator the LB runs with `database: galera` and an even number of app nodes
+ * (`hasArbitrator`): its group, and its TLS identity.
+ */
 export interface ArbitratorSetup {
   readonly clusterName: string;
-  /** The data members' addresses (s1, s2). */
+  /** The data members' addresses (every app node's). */
   readonly memberIps: readonly string[];
   /** The arbitrator's certificate (String) and key (SecureString) from the private CA. */
   readonly parameters: { readonly cert: string; readonly key: string };
@@ -92,7 +95,10 @@ export interface LoadBalancerParams {
   readonly ssmAgentUrl: string;
   /** How the app nodes' databases hold the data (config `database`): the health checks' patience. */
   readonly database: DatabaseMode;
-  /** With `database: galera`: the arbitrator (garbd) that makes the cluster's quorum of three. */
+  /**
+   * With `database: galera` and an even number of app nodes: the arbitrator (garbd), whose vote
+   * makes the cluster's count odd.
+   */
   readonly arbitrator?: ArbitratorSetup;
 }
 
@@ -232,8 +238,8 @@ export const ARBITRATOR_CERT_PATH = `${GALERA_DIR}/lb.crt`;
 export const ARBITRATOR_KEY_PATH = `${GALERA_DIR}/lb.key`;
 
 /**
- * garbd in the cluster's group over TLS, on the LB's address: a member with no data that gives the
- * two data members a quorum of three. The package's unit, run as a dynamic user that reads the key
+ * garbd in the cluster's group over TLS, on the LB's address: a member with no data whose vote
+ * gives an even number of data members an odd count (two: a quorum of three). The package's unit, run as a dynamic user that reads the key
  * only as a systemd credential, and restarted whenever it exits (a member unreachable at its start,
  * the key not fetched yet at first boot).
  */
@@ -390,13 +396,18 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
   return composeBundle(
     {
       node: p.node.name,
-      after: afterOf(p.stack, p.node.name),
+      after: afterOf(p.stack, p.node),
       packages: loadBalancerBundlePackages(p.certificate.mode, p.arbitrator !== undefined),
       healthCheck: loadBalancerHealthCheck(),
     },
     [
       signedDebInstallerPart(),
-      ...renderNodeMonitoringParts(p.node, p.architecture, p.monitoring),
+      ...renderNodeMonitoringParts(
+        p.node,
+        p.architecture,
+        p.monitoring,
+        p.arbitrator !== undefined,
+      ),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       renderPatchingPart(p.node.role),
       own,

@@ -18,7 +18,10 @@ import { logSources } from "./logSources";
 import { NODE_CERT_PATH, SITE_PEM_PATH, renderEnvFile } from "./nodeFiles";
 import { renderShipped, shippedFile } from "./template";
 
-/** The Galera arbitrator's process on the LB (`database: galera`): galera-arbitrator-4's garbd. */
+/**
+ * The Galera arbitrator's process on the LB (`database: galera` with an even number of app nodes):
+ * galera-arbitrator-4's garbd.
+ */
 export const ARBITRATOR_PROCESS = "garbd";
 
 /** Whether a node runs a database server of its own: an app node, unless the database is RDS. */
@@ -27,17 +30,17 @@ export function holdsDatabase(role: NodeRole, database: DatabaseMode = "replicat
 }
 
 /**
- * The processes whose CPU, memory and count the agent reports, by executable name: on a galera
- * stack's LB the arbitrator too, so a dead garbd shows by itself, not only as a smaller cluster;
- * on an rds stack's app nodes no database server.
+ * The processes whose CPU, memory and count the agent reports, by executable name: on an LB that
+ * runs the Galera arbitrator (`arbitrator`) garbd too, so a dead garbd shows by itself, not only as
+ * a smaller cluster; on an rds stack's app nodes no database server.
  */
 export function monitoredProcesses(
   role: NodeRole,
   engine: DbEngine,
   database: DatabaseMode = "replication",
+  arbitrator = false,
 ): string[] {
-  if (role === "loadbalancer")
-    return ["haproxy", ...(database === "galera" ? [ARBITRATOR_PROCESS] : [])];
+  if (role === "loadbalancer") return ["haproxy", ...(arbitrator ? [ARBITRATOR_PROCESS] : [])];
   return ["nginx", "gunicorn", ...(holdsDatabase(role, database) ? [ENGINES[engine].daemon] : [])];
 }
 
@@ -52,10 +55,12 @@ interface MonitoringParams {
   readonly role: NodeRole;
   readonly engine: DbEngine;
   /**
-   * How the databases hold the data: what the collector asks them, the LB's arbitrator; with `rds`
-   * an app node holds no database, nothing of one to watch.
+   * How the databases hold the data: what the collector asks them; with `rds` an app node holds no
+   * database, nothing of one to watch.
    */
   readonly cluster: DatabaseMode;
+  /** On the LB: it runs the Galera arbitrator (garbd). */
+  readonly arbitrator?: boolean;
   /** Log group name per log source key. */
   readonly logGroups: Readonly<Record<string, string>>;
   /** The agent's .deb for this node's architecture. */
@@ -137,7 +142,7 @@ export function renderCloudWatchAgentConfig(p: MonitoringParams): Record<string,
         mem: { measurement: ["used_percent"] },
         disk: { measurement: ["used_percent"], resources: disks, drop_device: true },
         swap: { measurement: ["used_percent"] },
-        procstat: monitoredProcesses(p.role, p.engine, p.cluster).map((exe) => ({
+        procstat: monitoredProcesses(p.role, p.engine, p.cluster, p.arbitrator).map((exe) => ({
           exe,
           measurement: ["cpu_usage", "memory_rss", "pid_count"],
         })),
@@ -254,8 +259,8 @@ export interface NodeMonitoring {
   /** The stack's database engine (its process and log names). */
   readonly engine: DbEngine;
   /**
-   * How the stack's databases hold the data (config `database`): what the collector reports, the
-   * LB's arbitrator with `galera`; with `rds` an app node watches no database of its own.
+   * How the stack's databases hold the data (config `database`): what the collector reports; with
+   * `rds` an app node watches no database of its own.
    */
   readonly cluster: DatabaseMode;
   /** The Datadog agent, when enabled. */
@@ -264,16 +269,19 @@ export interface NodeMonitoring {
 
 /**
  * The monitoring parts of a node's bundle: CloudWatch, and Datadog's switch, on or off (a bundle
- * never deletes a file, so turning Datadog off is a change the node acts on too).
+ * never deletes a file, so turning Datadog off is a change the node acts on too). `arbitrator`:
+ * the node (the LB) runs the Galera arbitrator, whose process is watched too.
  */
 export function renderNodeMonitoringParts(
   node: NodeSpec,
   architecture: Architecture,
   m: NodeMonitoring,
+  arbitrator = false,
 ): BundlePart[] {
   const own = { node: node.name, role: node.role, engine: m.engine, cluster: m.cluster };
   const cloudWatch = renderMonitoringPart({
     ...own,
+    arbitrator,
     logGroups: m.logGroups,
     agentPackageUrl: packageUrlFor(m.cloudWatchAgentUrl, architecture),
   });

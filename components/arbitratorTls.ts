@@ -1,5 +1,6 @@
-// The Galera arbitrator's identity on the LB (`database: galera`): its certificate from the private
-// CA and its key, as SSM parameters under the LB's own path (the LB's role reads nothing else).
+// The Galera arbitrator's identity on the LB (`database: galera`, an even number of app nodes): its
+// certificate from the private CA and its key, as SSM parameters under the LB's own path (the LB's
+// role reads nothing else).
 import * as pulumi from "@pulumi/pulumi";
 import { parameterName } from "../model/naming";
 import { NodeSpec } from "../model/topology";

@@ -1,4 +1,4 @@
-// The seed's three firewalls, one security group per node, and the VPC endpoints' and the RDS
+// The firewalls: one security group per node, and the VPC endpoints' and the RDS
 // instance's groups when the stack has them; every rule generated from the topology's flows.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
@@ -10,7 +10,9 @@ import {
   NodeSpec,
   RDS,
   groupsOf,
+  isAppNodeName,
   mapNodes,
+  nodesInWords,
   securityGroupRules,
 } from "../model/topology";
 import { TagRole, Tagger } from "../model/tags";
@@ -40,11 +42,12 @@ export class Firewalls extends pulumi.ComponentResource {
     const child = { parent: this };
     const roleOf = (group: GroupName): TagRole =>
       group === ENDPOINTS ? "network" : group === RDS ? "database" : args.nodes[group].role;
+    const nodes = Object.values(args.nodes).map((spec) => spec.name);
     const describe = (group: GroupName) =>
       group === ENDPOINTS
         ? "webstack endpoints: the VPC interface endpoints, reached on 443 from the nodes only"
         : group === RDS
-          ? "webstack rds: the Amazon RDS for MariaDB instance, reached on 3306 from s1 and s2 only"
+          ? `webstack rds: the Amazon RDS for MariaDB instance, reached on 3306 from ${nodesInWords(nodes.filter(isAppNodeName))} only`
           : `webstack ${group}: ${args.nodes[group].description}`;
 
     // No `name` (autonaming allows create-before-delete) and no inline rules: rules are
@@ -89,7 +92,7 @@ export class Firewalls extends pulumi.ComponentResource {
       }
     }
 
-    this.groupIds = mapNodes(groupId);
+    this.groupIds = mapNodes(nodes, groupId);
     this.endpointsGroupId = groups.get(ENDPOINTS)?.id;
     this.rdsGroupId = groups.get(RDS)?.id;
     this.registerOutputs({

@@ -8,7 +8,7 @@ import {
   parameterPath,
   releaseCommandStatusName,
 } from "../model/naming";
-import { AppNodeName, NodeName, PRIMARY_NODE, appliesAfter } from "../model/topology";
+import { AppNodeName, NodeName, NodeSpec, PRIMARY_NODE } from "../model/topology";
 import { AwsAccount } from "../model/aws";
 import {
   BACKUP_NODE,
@@ -263,24 +263,24 @@ function useKeyThroughS3(
 export function nodeBundlePolicy(
   account: AwsAccount,
   stack: string,
-  node: NodeName,
+  node: Pick<NodeSpec, "name" | "appliesAfter">,
   bucketArn: string,
   keyArn: string,
 ): PolicyDocument {
-  const waitsFor = appliesAfter(node);
+  const waitsFor = node.appliesAfter;
   return policy(
     {
       Sid: "ReadOwnBundles",
       Effect: "Allow",
       Action: "s3:GetObject",
-      Resource: `${bucketArn}/${bundlePrefix(node)}*`,
+      Resource: `${bucketArn}/${bundlePrefix(node.name)}*`,
     },
     useKeyThroughS3("DecryptBundlesThroughS3", "kms:Decrypt", account, bucketArn, keyArn),
     {
       Sid: "ReportOwnBundleStatus",
       Effect: "Allow",
       Action: "ssm:PutParameter",
-      Resource: parameterArn(account, bundleStatusName(stack, node)),
+      Resource: parameterArn(account, bundleStatusName(stack, node.name)),
     },
     ...(waitsFor.length > 0
       ? [

@@ -2,13 +2,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
-import { DatabaseMode, NODE_NAMES, NodeName, NodeSpec } from "../model/topology";
+import { DatabaseMode, NodeName, NodeSpec, isAppNodeName } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { logSources } from "../cloud-init/logSources";
-import { METRIC_FILTERS } from "./metrics";
+import { metricFilters } from "./metrics";
 
 export interface NodeLogGroupsArgs {
   readonly stack: string;
+  /** Every node (the topology's): each gets its log groups, each app node its metric filters. */
   readonly nodes: Readonly<Record<NodeName, NodeSpec>>;
   /** Retention of every group, in days. */
   readonly retentionDays: number;
@@ -39,7 +40,8 @@ export class NodeLogGroups extends pulumi.ComponentResource {
     super("webstack:monitoring:NodeLogGroups", name, {}, opts);
     const names = {} as Record<NodeName, Record<string, string>>;
     const groups = new Map<string, aws.cloudwatch.LogGroup>();
-    for (const node of NODE_NAMES) {
+    const nodes = Object.values(args.nodes).map((spec) => spec.name);
+    for (const node of nodes) {
       names[node] = {};
       for (const source of logSources(args.nodes[node].role, args.database)) {
         const groupName = nodeLogGroupNames(args.stack, args.nodes[node], args.database)[
@@ -59,7 +61,7 @@ export class NodeLogGroups extends pulumi.ComponentResource {
       }
     }
     // QPS, errors and latency come from the JSON access logs (see README, "Monitoring").
-    for (const filter of METRIC_FILTERS) {
+    for (const filter of metricFilters(nodes.filter(isAppNodeName))) {
       new aws.cloudwatch.LogMetricFilter(
         `${name}-${filter.key}`,
         {

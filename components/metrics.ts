@@ -15,14 +15,17 @@ import {
 } from "../model/backups";
 import { METRIC_NAMESPACE } from "../model/naming";
 import {
-  APP_NODES_BY_NAME,
+  AppNodeName,
   DatabaseMode,
   LB_NODE,
-  NODE_NAMES,
-  NODE_ROLES,
   NodeName,
-  REPLICA_NODE,
+  PRIMARY_NODE,
   appNodesHoldData,
+  galeraClusterSize,
+  hasArbitrator,
+  isAppNodeName,
+  nodeRole,
+  nodesInWords,
 } from "../model/topology";
 
 /** Log metric filters: JSON access logs → request counts, errors and response times. */
@@ -38,66 +41,69 @@ export interface MetricFilterSpec {
   readonly unit: "Count" | "Milliseconds" | "Seconds";
 }
 
-export const METRIC_FILTERS: readonly MetricFilterSpec[] = [
-  {
-    key: "lb-requests",
-    node: LB_NODE,
-    log: "haproxy",
-    pattern: `{ $.node = "${LB_NODE}" }`,
-    metric: "Requests",
-    value: "1",
-    unit: "Count",
-  },
-  {
-    key: "lb-5xx",
-    node: LB_NODE,
-    log: "haproxy",
-    pattern: "{ $.status >= 500 }",
-    metric: "Http5xx",
-    value: "1",
-    unit: "Count",
-  },
-  {
-    // The per-client limit's 429s: HAProxy answers them in the frontend, so they log it as their
-    // backend (a 429 from the app logs backend "app"). Not errors of the stack: never in Http5xx.
-    key: "lb-rate-limited",
-    node: LB_NODE,
-    log: "haproxy",
-    pattern: `{ ($.status = 429) && ($.backend = "${HTTPS_FRONTEND}") }`,
-    metric: "RateLimited",
-    value: "1",
-    unit: "Count",
-  },
-  {
-    key: "lb-response-time",
-    node: LB_NODE,
-    log: "haproxy",
-    pattern: "{ $.total_ms >= 0 }",
-    metric: "ResponseTimeMs",
-    value: "$.total_ms",
-    unit: "Milliseconds",
-  },
-  ...APP_NODES_BY_NAME.flatMap((node): MetricFilterSpec[] => [
+/** A stack's metric filters: the LB's, then each app node's (`appNodes`, in name order). */
+export function metricFilters(appNodes: readonly AppNodeName[]): MetricFilterSpec[] {
+  return [
     {
-      key: `${node}-requests`,
-      node,
-      log: "nginx-access",
-      pattern: "{ $.status >= 100 }",
+      key: "lb-requests",
+      node: LB_NODE,
+      log: "haproxy",
+      pattern: `{ $.node = "${LB_NODE}" }`,
       metric: "Requests",
       value: "1",
       unit: "Count",
     },
     {
-      key: `${node}-5xx`,
-      node,
-      log: "nginx-access",
+      key: "lb-5xx",
+      node: LB_NODE,
+      log: "haproxy",
       pattern: "{ $.status >= 500 }",
       metric: "Http5xx",
       value: "1",
       unit: "Count",
     },
-  ]),
-];
+    {
+      // The per-client limit's 429s: HAProxy answers them in the frontend, so they log it as their
+      // backend (a 429 from the app logs backend "app"). Not errors of the stack: never in Http5xx.
+      key: "lb-rate-limited",
+      node: LB_NODE,
+      log: "haproxy",
+      pattern: `{ ($.status = 429) && ($.backend = "${HTTPS_FRONTEND}") }`,
+      metric: "RateLimited",
+      value: "1",
+      unit: "Count",
+    },
+    {
+      key: "lb-response-time",
+      node: LB_NODE,
+      log: "haproxy",
+      pattern: "{ $.total_ms >= 0 }",
+      metric: "ResponseTimeMs",
+      value: "$.total_ms",
+      unit: "Milliseconds",
+    },
+    ...appNodes.flatMap((node): MetricFilterSpec[] => [
+      {
+        key: `${node}-requests`,
+        node,
+        log: "nginx-access",
+        pattern: "{ $.status >= 100 }",
+        metric: "Requests",
+        value: "1",
+        unit: "Count",
+      },
+      {
+        key: `${node}-5xx`,
+        node,
+        log: "nginx-access",
+        pattern: "{ $.status >= 500 }",
+        metric: "Http5xx",
+        value: "1",
+        unit: "Count",
+      },
+    ]),
+  ];
+}
 
 /** Seconds per data point of every alarm and graph. */
 export const PERIOD = 60;
@@ -139,6 +145,7 @@ export interface RdsWatch {
 }
 
 export interface AlarmInputs<Id = string> {
+  /** Each node's instance, the LB's and every app node's: the alarms cover these nodes. */
   readonly instanceIds: Readonly<Record<NodeName, Id>>;
   readonly qpsThreshold: number;
   /** With `replication` only: the replica's lag alarm. */
@@ -190,8 +197,19 @@ export const MEMORY_USED_ALARM_PERCENT = 90;
  */
 export const CERTIFICATE_ALARM_DAYS = 20;
 
-/** A whole Galera cluster: s1, s2 and the LB's arbitrator (garbd), the quorum's third member. */
-export const GALERA_CLUSTER_SIZE = APP_NODES_BY_NAME.length + 1;
+/** The nodes an instance-id record names, in its order (the LB, then s1…sN). */
+function nodesOf(instanceIds: Readonly<Record<NodeName, unknown>>): NodeName[] {
+  return Object.keys(instanceIds) as NodeName[];
+}
+
+/** The app nodes an instance-id record names, in name order. */
+function appNodesOf(instanceIds: Readonly<Record<NodeName, unknown>>): AppNodeName[] {
+  return nodesOf(instanceIds).filter(isAppNodeName);
+}
+
+/** The replicas of a replication stack: every app node but the primary. */
+const replicasOf = (appNodes: readonly AppNodeName[]) =>
+  appNodes.filter((node) => node !== PRIMARY_NODE);
 
 /**
  * The database's own alarms besides DatabaseUp: the replica's state and lag, or each Galera
@@ -201,8 +219,14 @@ export const GALERA_CLUSTER_SIZE = APP_NODES_BY_NAME.length + 1;
  * alarm fetches).
  */
 function databaseModeAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
-  if (i.cluster === "galera")
-    return APP_NODES_BY_NAME.flatMap((node): AlarmSpec<Id>[] => [
+  const appNodes = appNodesOf(i.instanceIds);
+  if (i.cluster === "galera") {
+    const size = galeraClusterSize(appNodes.length);
+    const voters = nodesInWords([
+      ...appNodes,
+      ...(hasArbitrator(i.cluster, appNodes.length) ? ["the LB's arbitrator"] : []),
+    ]);
+    return appNodes.flatMap((node): AlarmSpec<Id>[] => [
       {
         key: `${node}-galera-not-ready`,
         description: `${node} is not a synced member of the Galera cluster's primary component, or does not say`,
@@ -214,35 +238,36 @@ function databaseModeAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       },
       {
         key: `${node}-galera-cluster-degraded`,
-        description: `${node} sees fewer than ${GALERA_CLUSTER_SIZE} members in its Galera cluster (s1, s2 and the LB's arbitrator)`,
+        description: `${node} sees fewer than ${size} members in its Galera cluster (${voters})`,
         metrics: [custom<Id>("GaleraClusterSize", node, "Minimum")],
         comparison: "LessThanThreshold",
-        threshold: GALERA_CLUSTER_SIZE,
+        threshold: size,
         evaluationPeriods: 3,
         // A member that says nothing is its galera-not-ready alarm's; a lost one, the other's count.
         missing: "notBreaching",
       },
     ]);
-  return [
+  }
+  return replicasOf(appNodes).flatMap((replica): AlarmSpec<Id>[] => [
     {
-      key: `${REPLICA_NODE}-replica-not-running`,
-      description: `The replica (${REPLICA_NODE}) is not replicating`,
-      metrics: [custom<Id>("ReplicaRunning", REPLICA_NODE, "Minimum")],
+      key: `${replica}-replica-not-running`,
+      description: `The replica (${replica}) is not replicating`,
+      metrics: [custom<Id>("ReplicaRunning", replica, "Minimum")],
       comparison: "LessThanThreshold",
       threshold: 1,
       evaluationPeriods: 3,
       missing: "breaching",
     },
     {
-      key: `${REPLICA_NODE}-replica-lag`,
-      description: `The replica (${REPLICA_NODE}) is more than ${i.replicaLagSeconds} s behind the primary`,
-      metrics: [custom<Id>("ReplicaLagSeconds", REPLICA_NODE, "Maximum")],
+      key: `${replica}-replica-lag`,
+      description: `The replica (${replica}) is more than ${i.replicaLagSeconds} s behind the primary`,
+      metrics: [custom<Id>("ReplicaLagSeconds", replica, "Maximum")],
       comparison: "GreaterThanThreshold",
       threshold: i.replicaLagSeconds,
       evaluationPeriods: 3,
       missing: "notBreaching",
     },
-  ];
+  ]);
 }
 
 /** The RDS instance's CPU above this for 5 minutes alarms (`database: rds`). */
@@ -310,7 +335,7 @@ function backupAgeAlarms<Id>(): AlarmSpec<Id>[] {
 function nodeDatabaseAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
   return [
     ...databaseModeAlarms(i),
-    ...APP_NODES_BY_NAME.map((node): AlarmSpec<Id> => ({
+    ...appNodesOf(i.instanceIds).map((node): AlarmSpec<Id> => ({
       key: `${node}-database-down`,
       description: `The database on ${node} does not answer`,
       metrics: [custom<Id>("DatabaseUp", node, "Minimum")],
@@ -326,7 +351,7 @@ function nodeDatabaseAlarms<Id>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
 
 /** Every alarm of the stack. */
 export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
-  const nodes = NODE_NAMES;
+  const nodes = nodesOf(i.instanceIds);
   return [
     {
       key: "lb-qps-high",
@@ -353,7 +378,8 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       description: "HAProxy has a backend marked down",
       metrics: [custom<Id>("BackendsUp", LB_NODE, "Minimum")],
       comparison: "LessThanThreshold",
-      threshold: 2,
+      // Every app node is a backend.
+      threshold: appNodesOf(i.instanceIds).length,
       evaluationPeriods: 2,
       missing: "breaching",
     },
@@ -374,12 +400,12 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       {
         key: `${node}-status-check`,
         description:
-          NODE_ROLES[node] === "loadbalancer"
+          nodeRole(node) === "loadbalancer"
             ? "The LB's host failed its status check: EC2 recovers the instance (same address and volume)"
             : `${node} failed its status check`,
         metrics: [
           ec2(
-            NODE_ROLES[node] === "loadbalancer" ? "StatusCheckFailed_System" : "StatusCheckFailed",
+            nodeRole(node) === "loadbalancer" ? "StatusCheckFailed_System" : "StatusCheckFailed",
             i.instanceIds[node],
             "Maximum",
           ),
@@ -389,7 +415,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 2,
         missing: "notBreaching",
         // The LB is cattle with its address on its own interface: recovery keeps both.
-        recover: NODE_ROLES[node] === "loadbalancer",
+        recover: nodeRole(node) === "loadbalancer",
       },
       {
         key: `${node}-no-metrics`,
@@ -410,7 +436,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         evaluationPeriods: 5,
         missing: "notBreaching",
       },
-      ...monitoredDisks(NODE_ROLES[node], i.cluster).map((disk): AlarmSpec<Id> => ({
+      ...monitoredDisks(nodeRole(node), i.cluster).map((disk): AlarmSpec<Id> => ({
         key: `${node}-${disk.name}-disk-high`,
         description: `${disk.path} on ${node} (its ${disk.name === "root" ? "root volume" : "data volume"}) more than ${DISK_USED_ALARM_PERCENT}% used`,
         metrics: [
@@ -425,7 +451,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         missing: "notBreaching",
       })),
       // The collector's (issue 20): a certificate it cannot read is one nobody watches.
-      ...Object.keys(servedCertificates(NODE_ROLES[node], i.cluster)).map(
+      ...Object.keys(servedCertificates(nodeRole(node), i.cluster)).map(
         (certificate): AlarmSpec<Id> => ({
           key: `${node}-certificate-${certificate}-expiring`,
           description: `${node}'s ${certificate} certificate expires in less than ${CERTIFICATE_ALARM_DAYS} days, or cannot be read`,
@@ -458,7 +484,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
         missing: "notBreaching",
       },
       // The app nodes' applier publishes it with BundleRefused when the refusal was the release's.
-      ...(NODE_ROLES[node] === "loadbalancer"
+      ...(nodeRole(node) === "loadbalancer"
         ? []
         : [
             {
@@ -477,6 +503,7 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
 
 export interface DashboardInputs {
   readonly region: string;
+  /** Each node's instance, the LB's and every app node's: the graphs show these nodes. */
   readonly instanceIds: Readonly<Record<NodeName, string>>;
   readonly alarmArns: readonly string[];
   /**
@@ -532,12 +559,16 @@ const alarmLine = (value: number, label = "alarm"): Widget => ({
  * The database's own graph, by how it holds the data: the replica's lag and state, or each
  * member's view of its Galera cluster.
  */
-function databaseGraph(cluster: DatabaseMode, region: string): Widget {
+function databaseGraph(
+  cluster: DatabaseMode,
+  appNodes: readonly AppNodeName[],
+  region: string,
+): Widget {
   const [x, y] = [0, 12];
   if (cluster === "galera")
     return graph(
-      `Galera cluster (${APP_NODES_BY_NAME.join(", ")})`,
-      APP_NODES_BY_NAME.flatMap((node) => [
+      `Galera cluster (${appNodes.join(", ")})`,
+      appNodes.flatMap((node) => [
         [
           METRIC_NAMESPACE,
           "GaleraClusterSize",
@@ -556,26 +587,30 @@ function databaseGraph(cluster: DatabaseMode, region: string): Widget {
       x,
       y,
       region,
-      alarmLine(GALERA_CLUSTER_SIZE, "alarm: fewer members"),
+      alarmLine(galeraClusterSize(appNodes.length), "alarm: fewer members"),
     );
+  const replicas = replicasOf(appNodes);
+  // One replica's lines need no name: the title gives it.
+  const label = (replica: AppNodeName, what: string) =>
+    replicas.length === 1 ? what : `${replica} ${what}`;
   return graph(
-    `Replication (${REPLICA_NODE})`,
-    [
+    `Replication (${replicas.join(", ")})`,
+    replicas.flatMap((replica) => [
       [
         METRIC_NAMESPACE,
         "ReplicaLagSeconds",
         "Node",
-        REPLICA_NODE,
-        { stat: "Maximum", label: "lag (s)" },
+        replica,
+        { stat: "Maximum", label: label(replica, "lag (s)") },
       ],
       [
         METRIC_NAMESPACE,
         "ReplicaRunning",
         "Node",
-        REPLICA_NODE,
-        { stat: "Minimum", label: "running (1 = yes)" },
+        replica,
+        { stat: "Minimum", label: label(replica, "running (1 = yes)") },
       ],
-    ],
+    ]),
     x,
     y,
     region,
@@ -649,7 +684,8 @@ function rdsGraph(rds: RdsWatch, x: number, y: number, region: string): Widget {
  * limit, certificates, pending reboots, backups.
  */
 export function dashboardBody(d: DashboardInputs): string {
-  const nodes = NODE_NAMES;
+  const nodes = nodesOf(d.instanceIds);
+  const appNodes = appNodesOf(d.instanceIds);
   const qps = nodes.flatMap((node, n) => [
     [METRIC_NAMESPACE, "Requests", "Node", node, { id: `r${n}`, stat: "Sum", visible: false }],
     [{ expression: `r${n} / PERIOD(r${n})`, label: `${node} requests/s`, id: `q${n}` }],
@@ -693,7 +729,7 @@ export function dashboardBody(d: DashboardInputs): string {
     ),
     graph(
       "Backend health (1 = up)",
-      APP_NODES_BY_NAME.map((server) => [
+      appNodes.map((server) => [
         METRIC_NAMESPACE,
         "BackendUp",
         "Node",
@@ -706,7 +742,7 @@ export function dashboardBody(d: DashboardInputs): string {
       6,
       d.region,
     ),
-    d.rds ? rdsGraph(d.rds, 0, 12, d.region) : databaseGraph(d.cluster, d.region),
+    d.rds ? rdsGraph(d.rds, 0, 12, d.region) : databaseGraph(d.cluster, appNodes, d.region),
     graph("CPU (%)", perNode("AWS/EC2", "CPUUtilization", "Average"), 12, 12, d.region),
     graph(
       "Memory used (%)",
@@ -719,7 +755,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Disk used (%): root, and the data volume on the app nodes",
       nodes.flatMap((node) =>
-        monitoredDisks(NODE_ROLES[node], d.cluster).map((disk) => [
+        monitoredDisks(nodeRole(node), d.cluster).map((disk) => [
           AGENT_METRIC_NAMESPACE,
           "disk_used_percent",
           "InstanceId",
@@ -740,7 +776,7 @@ export function dashboardBody(d: DashboardInputs): string {
       "Bundles applied and refused, app releases failed (count per minute)",
       nodes.flatMap((node) =>
         Object.entries(BUNDLE_OUTCOMES)
-          .filter(([metric]) => metric !== "ReleaseFailed" || NODE_ROLES[node] !== "loadbalancer")
+          .filter(([metric]) => metric !== "ReleaseFailed" || nodeRole(node) !== "loadbalancer")
           .map(([metric, label]) => [
             METRIC_NAMESPACE,
             metric,
@@ -763,7 +799,7 @@ export function dashboardBody(d: DashboardInputs): string {
     graph(
       "Certificates: days left",
       nodes.flatMap((node) =>
-        Object.keys(servedCertificates(NODE_ROLES[node], d.cluster)).map((certificate) => [
+        Object.keys(servedCertificates(nodeRole(node), d.cluster)).map((certificate) => [
           METRIC_NAMESPACE,
           "CertificateDaysLeft",
           "Node",

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { bundlePointerName } from "../model/naming";
-import { NODE_NAMES, NODE_ROLES, NodeName } from "../model/topology";
+import { NodeName, byNodeOrder, nodeRole } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { AppNodeParams, AppReleaseParams, renderAppNodeBundle } from "../cloud-init/appNode";
 import { publishBundles, renderBundlePointer } from "../cloud-init/bundle";
@@ -78,7 +78,12 @@ export class NodeBundles extends pulumi.ComponentResource {
 
     const pointers = {} as Record<NodeName, aws.ssm.Parameter>;
     const refs = {} as Record<NodeName, BundleRef>;
-    for (const node of NODE_NAMES) {
+    // The LB first, then the app nodes by name (s1, s2, …), as the stack's outputs list them.
+    const nodes = [
+      args.loadBalancer.node.name,
+      ...args.appNodes.map((n) => n.node.name).sort(byNodeOrder),
+    ];
+    for (const node of nodes) {
       const bundle = published.apply(({ bundles }) => {
         const found = bundles.find((b) => b.node === node);
         if (!found) throw new Error(`no bundle rendered for ${node}`);
@@ -110,7 +115,7 @@ export class NodeBundles extends pulumi.ComponentResource {
           value: pulumi
             .all([args.bucketName, object.key, bundle.sha256])
             .apply(([bucket, key, sha256]) => renderBundlePointer(bucket, key, sha256)),
-          tags: args.tags(NODE_ROLES[node], `${node}-bundle-pointer`),
+          tags: args.tags(nodeRole(node), `${node}-bundle-pointer`),
         },
         child,
       );

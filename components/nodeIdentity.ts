@@ -101,7 +101,7 @@ export class NodeIdentity extends pulumi.ComponentResource {
       nodeSessionLogPolicy(account, sessionLogGroupName(args.stack)),
     );
     inlinePolicy("bundles", (account, bucketArn, keyArn) =>
-      nodeBundlePolicy(account, args.stack, node.name, bucketArn, keyArn),
+      nodeBundlePolicy(account, args.stack, node, bucketArn, keyArn),
     );
     // The app's releases and secret variables: the app nodes only.
     const appNode = node.name;

@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { Architecture } from "../model/aws";
+import { NodeName } from "../model/topology";
 import { ImageKind, imageRecordName } from "../model/naming";
 import { Tagger, TagRole } from "../model/tags";
 import { newestDebian13AmiId } from "../platform/ami";
@@ -19,24 +20,33 @@ export interface ImageReport {
   readonly source: ImageSource;
 }
 
-/** Per kind: its nodes as a warning names them, the key that moves them, the record's tag role. */
+/** Per kind: the key that moves its nodes, the record's tag role. */
 export const IMAGE_KINDS: Readonly<
-  Record<ImageKind, { nodes: string; configKey: "lbAmi" | "appAmi"; role: TagRole }>
+  Record<ImageKind, { configKey: "lbAmi" | "appAmi"; role: TagRole }>
 > = {
-  lb: { nodes: "the LB", configKey: "lbAmi", role: "loadbalancer" },
-  app: { nodes: "the app nodes (s1, s2)", configKey: "appAmi", role: "shared" },
+  lb: { configKey: "lbAmi", role: "loadbalancer" },
+  app: { configKey: "appAmi", role: "shared" },
 };
+
+/** A kind's nodes as the record's description and the warning name them: "the app nodes (s1, s2)". */
+export function imageUsers(kind: ImageKind, nodes: readonly NodeName[]): string {
+  return kind === "lb" ? "the LB" : `the app nodes (${nodes.join(", ")})`;
+}
 
 /** Where ops read how to roll an image out. */
 export const IMAGE_RUNBOOK = 'README, Runbooks, "Rolling out a new image, node by node"';
 
 /** The warning a run prints when Debian's newest image is not the one a kind of node runs. */
-export function newerImageWarning(kind: ImageKind, report: ImageReport): string | undefined {
+export function newerImageWarning(
+  kind: ImageKind,
+  nodes: readonly NodeName[],
+  report: ImageReport,
+): string | undefined {
   if (report.running === report.latest) return undefined;
-  const { nodes, configKey } = IMAGE_KINDS[kind];
+  const { configKey } = IMAGE_KINDS[kind];
   const from = report.source === "config" ? `${configKey} in the stack's config` : "its record";
   return (
-    `${nodes} run ${report.running} (${from}); the newest Debian 13 image is ${report.latest}. ` +
+    `${imageUsers(kind, nodes)} run ${report.running} (${from}); the newest Debian 13 image is ${report.latest}. ` +
     `Nothing changes until you move to it: pulumi config set ${configKey} ${report.latest}, ` +
     `then roll it out as ${IMAGE_RUNBOOK} says.`
   );
@@ -46,6 +56,8 @@ export interface NodeImageArgs {
   readonly stack: string;
   /** Whose image: the LB's, or the app nodes'. */
   readonly kind: ImageKind;
+  /** The nodes that run it (the topology's), as its record and warning name them. */
+  readonly nodes: readonly NodeName[];
   /** The nodes' architecture, as EC2 reports their instance type: the newest image is looked up for it. */
   readonly architecture: Architecture;
   /**
@@ -64,7 +76,7 @@ export class NodeImage extends pulumi.ComponentResource {
 
   constructor(name: string, args: NodeImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:images:NodeImage", name, {}, opts);
-    const { nodes, role } = IMAGE_KINDS[args.kind];
+    const { role } = IMAGE_KINDS[args.kind];
     // An invoke on every run, not a resource: it only ever reports.
     const latest = newestDebian13AmiId(args.architecture, { parent: this });
 
@@ -77,7 +89,7 @@ export class NodeImage extends pulumi.ComponentResource {
       `${name}-record`,
       {
         name: imageRecordName(args.stack, args.kind),
-        description: `webstack ${args.stack}: the AMI ${nodes} run`,
+        description: `webstack ${args.stack}: the AMI ${imageUsers(args.kind, args.nodes)} run`,
         type: "String",
         insecureValue: args.configured ?? latest,
         tier: "Standard",
@@ -90,7 +102,7 @@ export class NodeImage extends pulumi.ComponentResource {
     const source: ImageSource = args.configured ? "config" : "recorded";
     this.report = pulumi.all([this.amiId, latest]).apply(([running, newest]) => {
       const report: ImageReport = { running, latest: newest, source };
-      const warning = newerImageWarning(args.kind, report);
+      const warning = newerImageWarning(args.kind, args.nodes, report);
       if (warning) pulumi.log.warn(warning, this);
       return report;
     });

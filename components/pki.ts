@@ -1,5 +1,6 @@
 // The private PKI: an internal CA and one ECDSA certificate per node it is given (the app nodes; with
-// `database: galera`, the LB's arbitrator too), for the node's fixed name and IP.
+// `database: galera` and an even number of them, the LB's arbitrator too), for the node's fixed
+// name and IP.
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { NodeName, NodeSpec } from "../model/topology";
@@ -11,7 +12,7 @@ export const LEAF_VALIDITY_HOURS = 365 * 24;
 export const LEAF_EARLY_RENEWAL_HOURS = 30 * 24;
 
 export interface PkiArgs {
-  /** The nodes that get a certificate: the app nodes, and the LB with `database: galera`. */
+  /** The nodes that get a certificate: the app nodes, and the LB when it runs the arbitrator. */
   readonly nodes: readonly NodeSpec[];
   /** Subject organization of every certificate. */
   readonly organization: string;

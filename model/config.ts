@@ -48,6 +48,7 @@ export { SecretValue } from "./configValues";
 
 export type CertificateMode = "self-signed" | "letsencrypt" | "acm";
 export type DbEngine = "mariadb" | "mysql";
+import { DEFAULT_APP_NODE_COUNT, MAX_APP_NODE_COUNT } from "./topology";
 import type { DatabaseMode } from "./topology";
 export type { DatabaseMode };
 
@@ -71,14 +72,20 @@ export interface WebstackConfig {
   readonly lbAmi?: string;
   /** Pinned AMI for the app nodes; otherwise the current Debian 13 AMI is looked up. */
   readonly appAmi?: string;
-  /** Database engine on s1/s2. @default "mariadb" */
+  /** Database engine on the app nodes. @default "mariadb" */
   readonly dbEngine: DbEngine;
   /**
-   * How s1 and s2 hold the data: `replication` (s2 the primary, s1 its replica), `galera` (both
-   * writable members of a MariaDB Galera cluster, an arbitrator on the LB) or `rds` (no database on
-   * them: one Amazon RDS for MariaDB instance, Multi-AZ). @default "replication"
+   * How the app nodes hold the data: `replication` (s2 the primary, the others its replicas),
+   * `galera` (all writable members of a MariaDB Galera cluster, an arbitrator on the LB when they
+   * are even in number) or `rds` (no database on them: one Amazon RDS for MariaDB instance,
+   * Multi-AZ). @default "replication"
    */
   readonly database: DatabaseMode;
+  /**
+   * How many app nodes, s1…sN, alternating between the private subnets: replicas of s2 with
+   * `replication`, members with `galera`, clients with `rds`. @default 2
+   */
+  readonly appNodeCount: number;
   /** The RDS instance's class, with `database` rds. @default "db.t4g.small" */
   readonly rdsInstanceClass: string;
   /** The VPC's IPv4 range (RFC 1918, /16 to /24). @default "10.40.0.0/16" */
@@ -248,7 +255,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: pattern(/^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/, "an AMI id"),
   },
   appAmi: {
-    doc: "AMI of the app nodes. Unset: the newest Debian 13 AMI at the stack's first deploy, recorded in `/webstack/<stack>/images/app` and kept. Set: used and recorded; a change replaces s1 and s2, so roll it node by node (Runbooks).",
+    doc: "AMI of the app nodes. Unset: the newest Debian 13 AMI at the stack's first deploy, recorded in `/webstack/<stack>/images/app` and kept. Set: used and recorded; a change replaces every app node, so roll it node by node (Runbooks).",
     accepted: 'an AMI id such as "ami-0123456789abcdef0"',
     example: "ami-0123456789abcdef0",
     parse: pattern(/^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/, "an AMI id"),
@@ -261,11 +268,18 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: oneOf<DbEngine>(["mariadb", "mysql"]),
   },
   database: {
-    doc: "How s1 and s2 hold the data: `replication`, s2 the primary and s1 its read-only replica (a failed s2 stops writes until a person promotes s1; see Runbooks); `galera`, both writable members of one MariaDB Galera cluster from Debian's packages, with an arbitrator (garbd) on the LB, so either node's loss leaves the other serving reads and writes (see Database modes); `rds`, no database on s1 and s2: both use one Amazon RDS for MariaDB instance, Multi-AZ, encrypted, TLS required, proven by the offline plan only (see rds (Amazon RDS for MariaDB)). Set it when the stack is created: a running stack does not move between modes.",
+    doc: "How the app nodes hold the data: `replication`, s2 the primary and every other app node (s1, s3, …) a read-only replica of it (a failed s2 stops writes until a person promotes s1; see Runbooks); `galera`, every app node a writable member of one MariaDB Galera cluster from Debian's packages, with an arbitrator (garbd) on the LB when the members are even in number, so one node's loss leaves the others serving reads and writes (see Database modes); `rds`, no database on the app nodes: all use one Amazon RDS for MariaDB instance, Multi-AZ, encrypted, TLS required, proven by the offline plan only (see rds (Amazon RDS for MariaDB)). Set it when the stack is created: a running stack does not move between modes.",
     accepted: "one of replication, galera, rds",
     example: "galera",
     default: "replication",
     parse: oneOf<DatabaseMode>(["replication", "galera", "rds"]),
+  },
+  appNodeCount: {
+    doc: "How many app nodes (s1…sN), alternating between the two private subnets (AZs), all behind HAProxy: with `replication` s2 is the primary and every other node a replica of it; with `galera` every node is a member, with the arbitrator (garbd) on the LB only when the count is even; with `rds` every node is a client of the instance (see Database modes). Set it when the stack is created: adding nodes to a running stack is not proven.",
+    accepted: `a whole number from 2 to ${MAX_APP_NODE_COUNT}`,
+    example: "3",
+    default: String(DEFAULT_APP_NODE_COUNT),
+    parse: wholeNumber(2, MAX_APP_NODE_COUNT),
   },
   rdsInstanceClass: {
     doc: "With `database` rds: the class of the RDS instance (and of its Multi-AZ standby). A change waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).",
@@ -297,8 +311,8 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   },
   dataVolumeGiB: {
     doc:
-      "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
-      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on s1 and s2).`,
+      "Size of each app node's database volume (gp3). Raising it grows them in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
+      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on the app nodes).`,
     accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",
@@ -433,7 +447,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: appVariables,
   },
   appSecrets: {
-    doc: "The app's secret environment variables, each an SSM SecureString only s1 and s2 read.",
+    doc: "The app's secret environment variables, each an SSM SecureString only the app nodes read.",
     accepted:
       "an object like `appEnv`'s, with non-empty values and names not in `appEnv`, set with `pulumi config set --secret`",
     example: "(secret)",

@@ -47,7 +47,7 @@ export const APP_NODE_PARAMETERS = [
 ] as const;
 export type AppNodeParameter = (typeof APP_NODE_PARAMETERS)[number];
 
-/** The kinds of node that share one image: the LB, and the app nodes (s1 and s2). */
+/** The kinds of node that share one image: the LB, and the app nodes (s1, s2, …). */
 export type ImageKind = "lb" | "app";
 
 /**

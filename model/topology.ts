@@ -76,6 +76,22 @@ export function isNodeName(name: string, count: number): name is NodeName {
   return (nodeNames(count) as string[]).includes(name);
 }
 
+/** Whether `name` is an app node's (s1, s2, …), whatever the stack's count. */
+export function isAppNodeName(name: string): name is AppNodeName {
+  return /^s[1-9]\d*$/.test(name);
+}
+
+/** The order nodes are listed in: the LB first, then the app nodes by number (s2 before s10). */
+export function byNodeOrder(a: NodeName, b: NodeName): number {
+  const rank = (node: NodeName) => (node === LB_NODE ? 0 : appNodeNumber(node));
+  return rank(a) - rank(b);
+}
+
+/** Nodes named in a sentence: "s1 and s2", "s1, s2 and s3". */
+export function nodesInWords(nodes: readonly string[]): string {
+  return nodes.length < 2 ? nodes.join("") : `${nodes.slice(0, -1).join(", ")} and ${nodes.at(-1)}`;
+}
+
 /**
  * The nodes whose bundle a node waits for before it applies its own (same release, applied): the
  * primary follows the replicas, so a bad change stops on a node whose loss costs reads only.
@@ -132,6 +148,8 @@ export interface NodeSpec {
   readonly privateIp: string;
   readonly internalName: string;
   readonly description: string;
+  /** The nodes whose bundle this node waits for before it applies its own (`appliesAfter`). */
+  readonly appliesAfter: readonly NodeName[];
 }
 
 /** An app node: Nginx, Gunicorn and a database server. */
@@ -379,11 +397,8 @@ export const FLOWS: readonly Flow[] = stackFlows({ vpcEndpoints: false });
 
 /** The nodes a flow table joins, the LB first, then the app nodes by number. */
 function nodesOf(flows: readonly Flow[]): NodeName[] {
-  const ends = new Set(flows.flatMap((f) => [f.from, f.to]));
-  const apps = [...ends]
-    .filter((end): end is AppNodeName => /^s\d+$/.test(end))
-    .sort((a, b) => appNodeNumber(a) - appNodeNumber(b));
-  return [LB_NODE, ...apps];
+  const ends = new Set<string>(flows.flatMap((f) => [f.from, f.to]));
+  return [LB_NODE, ...[...ends].filter(isAppNodeName).sort(byNodeOrder)];
 }
 
 /** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */
@@ -431,6 +446,7 @@ export function buildTopology(
     privateIp: hostOf(subnets[sub].cidr, NODE_HOST_OFFSET + offset),
     internalName: `${name}.${INTERNAL_DOMAIN}`,
     description,
+    appliesAfter: appliesAfter(name, count),
   });
   // With rds the app nodes hold no database (their security groups' descriptions say so).
   const own = (role: DbRole) =>

@@ -1,5 +1,17 @@
 // A Mermaid picture of a planned stack, read from its resources: nodes, firewalls, flows, data path, monitoring.
-import { ENDPOINTS, GroupName, NODE_NAMES, NodeName, NodeRole, Peer, RDS } from "../model/topology";
+import {
+  ENDPOINTS,
+  GroupName,
+  LB_NODE,
+  NodeName,
+  NodeRole,
+  Peer,
+  RDS,
+  REPLICA_NODE,
+  byNodeOrder,
+  isAppNodeName,
+} from "../model/topology";
+import { logGroupName } from "../model/naming";
 import { Plan, PlannedResource } from "./plan";
 
 const TYPE = {
@@ -105,8 +117,8 @@ export function describeStack(plan: Plan): StackPicture {
   const enis = new Map(ofType(plan, TYPE.networkInterface).map((e) => [e.id, e]));
 
   const nodes = ofType(plan, TYPE.instance).map((instance): PictureNode => {
-    const name = instance.name.replace(/-instance$/, "") as NodeName;
-    if (!NODE_NAMES.includes(name))
+    const name = instance.name.replace(/-instance$/, "");
+    if (name !== LB_NODE && !isAppNodeName(name))
       throw new DiagramError(`diagram: unknown node ${instance.name}`);
     // The LB's address and group sit on its own network interface (it carries the Elastic IP).
     const eniId = (instance.inputs.primaryNetworkInterface as { networkInterfaceId?: string })
@@ -121,7 +133,7 @@ export function describeStack(plan: Plan): StackPicture {
     if (!group) throw new DiagramError(`diagram: ${name}'s security group is not in the plan`);
     return { name, role: tag(instance, "Role") as NodeRole, privateIp, group: tag(group, "Name")! };
   });
-  nodes.sort((a, b) => NODE_NAMES.indexOf(a.name) - NODE_NAMES.indexOf(b.name));
+  nodes.sort((a, b) => byNodeOrder(a.name, b.name));
 
   const nodeOfGroup = new Map<string | undefined, GroupName>();
   for (const group of groups) {
@@ -207,7 +219,13 @@ export function describeStack(plan: Plan): StackPicture {
     flows,
     monitoring: {
       logGroups: Object.fromEntries(
-        nodes.map((n) => [n.name, logGroups.filter((g) => tag(g, "Role") === n.role).length]),
+        // By name (`/webstack/<stack>/<node>/<log>`): replicas share a role, not their groups.
+        nodes.map((n) => [
+          n.name,
+          logGroups.filter((g) =>
+            String(g.inputs.name).startsWith(`${logGroupName(plan.stack, n.name)}/`),
+          ).length,
+        ]),
       ),
       logGroupsTotal: logGroups.length,
       metricFilters: ofType(plan, TYPE.metricFilter).length,
@@ -233,7 +251,12 @@ export function renderMermaid(picture: StackPicture): string {
   const byRole = (role: NodeRole) => nodes.filter((n) => n.role === role);
   const lb = only(byRole("loadbalancer"), "load balancers");
   const primary = only(byRole("primary"), "primaries");
-  const replica = only(byRole("replica"), "replicas");
+  const replicas = byRole("replica");
+  // The replica the primary's app reads from; every other replica's app reads its own copy.
+  const replica = only(
+    replicas.filter((n) => n.name === REPLICA_NODE),
+    `replicas named ${REPLICA_NODE}`,
+  );
   const apps = nodes.filter((n) => n.role !== "loadbalancer");
   const id = (end: Peer, side: "in" | "out") =>
     end === "internet" ? `internet_${side}` : `sg_${end}`;
@@ -298,9 +321,13 @@ export function renderMermaid(picture: StackPicture): string {
       continue;
     }
     lines.push(`  ${app.name} ==>|${quoted("writes")}| db_${primary.name}`);
-    lines.push(`  ${app.name} ==>|${quoted("reads")}| db_${replica.name}`);
+    const readsFrom = app.role === "replica" ? app : replica;
+    lines.push(`  ${app.name} ==>|${quoted("reads")}| db_${readsFrom.name}`);
   }
-  if (!rds) lines.push(`  db_${primary.name} ==>|${quoted("replication")}| db_${replica.name}`);
+  if (!rds) {
+    for (const copy of replicas)
+      lines.push(`  db_${primary.name} ==>|${quoted("replication")}| db_${copy.name}`);
+  }
   lines.push("  %% Monitoring: each node's CloudWatch agent ships its logs and metrics.");
   for (const node of nodes) {
     const count = mon.logGroups[node.name] ?? 0;

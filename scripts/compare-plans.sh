@@ -13,7 +13,8 @@ trap 'git -C "$here" worktree remove --force "$work/rev" >/dev/null 2>&1 || true
 git worktree add --detach --quiet "$work/rev" "$rev"
 ln -s "$here/node_modules" "$work/rev/node_modules"
 
-# name|stack|--set arguments: every certificate mode, both engines, both architectures, Datadog on/off.
+# name|stack|--set arguments: every certificate mode, both engines, both architectures, Datadog on/off,
+# every database mode (galera with its arbitrator, rds with the VPC endpoints).
 variants=(
   "dev|dev|"
   "prod|prod|"
@@ -21,6 +22,8 @@ variants=(
   "prod-acm|prod|--set certificate=acm"
   "prod-self-signed-pinned|prod|--set certificate=self-signed --set datadog=false --set protectData=false --set appAmi=ami-0123456789abcdef0"
   "lab-like|dev|--set certificate=letsencrypt --set acmeEmail=ops@example.com --set acmeDirectory=https://acme.lab.test/dir --set protectData=false"
+  "dev-galera|dev|--set database=galera"
+  "prod-rds-endpoints|prod|--set database=rds --set vpcEndpoints=true"
 )
 for tree in rev now; do
   dir=$([ "$tree" = rev ] && echo "$work/rev" || echo "$here")

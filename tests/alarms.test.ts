@@ -2,19 +2,19 @@
 import { backupAges, monitoredDisks } from "../cloud-init/monitoring";
 import { shippedFile } from "../cloud-init/template";
 import { galeraMember } from "../cloud-init/database";
-import {
-  GALERA_CLUSTER_SIZE,
-  METRIC_FILTERS,
-  alarmSpecs,
-  dashboardBody,
-} from "../components/metrics";
+import { alarmSpecs, dashboardBody, metricFilters } from "../components/metrics";
 import { METRIC_NAMESPACE, logGroupName } from "../model/naming";
-import { NODE_NAMES, NodeName } from "../model/topology";
+import { NodeName, DEFAULT_APP_NODE_COUNT, galeraClusterSize, nodeNames } from "../model/topology";
 import { logSources } from "../cloud-init/logSources";
 import { Plan, PlannedResource } from "../plan/plan";
 import { T, TOPOLOGY, bundleFile, grantsOf, ofType, one, planConfig } from "./harness";
 
-const IDS = { lb: "i-lb", s1: "i-s1", s2: "i-s2" };
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
+
+const IDS: Record<NodeName, string> = { lb: "i-lb", s1: "i-s1", s2: "i-s2" };
+/** The default stack's metric filters. */
+const METRIC_FILTERS = metricFilters(TOPOLOGY.appNodes);
 /** Not the mocks' default account: what names the account must come from the stack's own. */
 const ACCOUNT_ID = "111122223333";
 
@@ -76,7 +76,7 @@ describe("alarm rows", () => {
         "s1-replica-lag",
         "s1-database-down",
         "s2-database-down",
-        ...NODE_NAMES.flatMap((n) => [
+        ...NODES.flatMap((n) => [
           `${n}-cpu-high`,
           `${n}-status-check`,
           `${n}-no-metrics`,
@@ -199,7 +199,7 @@ describe("the program's alarms", () => {
 
   test.each([
     // A refused bundle, per node; no bundle applied is no alarm.
-    ["bundle-refused", "BundleRefused", NODE_NAMES],
+    ["bundle-refused", "BundleRefused", NODES],
     // A refused app release, per app node: the LB runs no release.
     ["release-failed", "ReleaseFailed", ["s1", "s2"]],
   ])("%s alarms at once on %s, on %j", (key, metric, nodes) => {
@@ -220,7 +220,7 @@ describe("the program's alarms", () => {
   });
 
   test("per-node alarms follow the node's instance", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const id = one(plan, T.instance, `${node}-instance`).id;
       expect(alarm(`${node}-cpu-high`).inputs.dimensions).toEqual({ InstanceId: id });
       expect(alarm(`${node}-no-metrics`).inputs).toMatchObject({
@@ -332,7 +332,7 @@ describe("the alarms people need (issue 20)", () => {
   const instanceId = (node: NodeName) => one(plan, T.instance, `${node}-instance`).id;
 
   test("memory above 90% for 5 minutes, per node, as the agent publishes it (InstanceId alone)", () => {
-    for (const node of NODE_NAMES)
+    for (const node of NODES)
       expect(watched(`${node}-memory-high`)).toEqual({
         namespace: "CWAgent",
         metricName: "mem_used_percent",
@@ -369,7 +369,7 @@ describe("the alarms people need (issue 20)", () => {
   });
 
   test("the disk alarms' dimensions are exactly those the node's agent publishes the path with", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const agent = JSON.parse(bundleFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
       // No host (omitted), no device (dropped), InstanceId appended, no aggregation: path and fstype.
       expect(agent.agent.omit_hostname).toBe(true);
@@ -586,7 +586,7 @@ describe("the dashboard's rows for issue 20", () => {
     expect(certificates.annotations).toEqual({ horizontal: [{ label: "alarm", value: 20 }] });
     const reboots = widget("Reboot required (1 = an update waits for a reboot)");
     expect(reboots.metrics.map((m: unknown[]) => m.slice(1, 4))).toEqual(
-      NODE_NAMES.map((node) => ["RebootRequired", "Node", node]),
+      NODES.map((node) => ["RebootRequired", "Node", node]),
     );
     expect(reboots.annotations).toBeUndefined();
   });
@@ -668,8 +668,8 @@ describe("a galera stack (database: galera): each member's alarms and graph inst
 
   test("a whole cluster is what each member is configured with: the other member and the LB's arbitrator, and itself", () => {
     for (const node of ["s1", "s2"] as const)
-      expect(galeraMember("test", TOPOLOGY.nodes, node).peerIps.length + 1).toBe(
-        GALERA_CLUSTER_SIZE,
+      expect(galeraMember("test", TOPOLOGY, node).peerIps.length + 1).toBe(
+        galeraClusterSize(TOPOLOGY.appNodes.length),
       );
   });
 

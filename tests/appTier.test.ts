@@ -5,7 +5,7 @@ import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
 import { decodeUserData, USER_DATA_GOAL_BYTES } from "../cloud-init/userDataEncoding";
 import { ParameterScope, parameterName, parameterPath } from "../model/naming";
-import { AppNodeName, NODE_NAMES, PORTS } from "../model/topology";
+import { AppNodeName, PORTS, DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import {
   T,
   TOPOLOGY,
@@ -20,6 +20,9 @@ import {
   planStack,
   userDataText,
 } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const CONFIG = { domain: "www.example.com", protectData: "false" };
 let plan: Plan;
@@ -196,7 +199,7 @@ describe("private PKI", () => {
 
   test("the CA certificate travels in each node's bundle at its documented path", () => {
     const caPem = one(plan, T.selfSignedCert, "pki-ca").outputs.certPem;
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const ca = bundleEntry(plan, node, "/etc/webstack/tls/ca.crt");
       expect(ca).toMatchObject({ content: caPem, mode: "0644", owner: "root:root" });
     }
@@ -265,18 +268,18 @@ describe("secrets", () => {
       expect(secrets.length).toBeGreaterThanOrEqual(3 + 3 * 3);
       expect(new Set(secrets).size).toBe(secrets.length);
       // Every node's bootstrap and bundle, the LB's included; the pointers too.
-      const documents = NODE_NAMES.flatMap((node) => [
+      const documents = NODES.flatMap((node) => [
         userDataText(p, node),
         String(bundleObject(p, node).inputs.content),
       ]);
-      expect(ofType(p, T.instance)).toHaveLength(NODE_NAMES.length);
+      expect(ofType(p, T.instance)).toHaveLength(NODES.length);
       expect(ofType(p, T.bucketObject).filter((o) => o.name.startsWith("bundles-"))).toHaveLength(
-        NODE_NAMES.length,
+        NODES.length,
       );
       const pointers = ofType(p, T.ssmParameter)
         .filter((r) => r.name.endsWith("-pointer"))
         .map((r) => String(r.inputs.value));
-      expect(pointers).toHaveLength(NODE_NAMES.length);
+      expect(pointers).toHaveLength(NODES.length);
       const outputs = JSON.stringify(revealSecrets(p.outputs));
       for (const secret of secrets) {
         for (const doc of [...documents, ...pointers]) expect(doc).not.toContain(secret);

@@ -18,18 +18,18 @@ import { galeraMember } from "../cloud-init/database";
 import { DEBIAN_RELEASE } from "../model/aptSources";
 import { DbEngine } from "../model/config";
 import { DbRole } from "../model/topology";
-import { PROJECT_DIR, TOPOLOGY, commandWorks, shownKey, testNeeding, withGpg } from "./harness";
+import {
+  PROJECT_DIR,
+  TOPOLOGY,
+  commandWorks,
+  envFileValues,
+  shownKey,
+  testNeeding,
+  withGpg,
+} from "./harness";
 import { appNodeParams, bundleEntryOf, renderedAppNode } from "./rendererFixtures";
 
 const withApt = testNeeding("apt-get", commandWorks("apt-get", ["--version"]));
-
-const envOf = (text: string) =>
-  Object.fromEntries(
-    text
-      .split("\n")
-      .filter((l) => l.includes("="))
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
 
 describe.each(["mariadb", "mysql"] as DbEngine[])("on %s", (engine) => {
   const replica = renderedAppNode(engine, "replica");
@@ -41,7 +41,7 @@ describe.each(["mariadb", "mysql"] as DbEngine[])("on %s", (engine) => {
         ? { BACKUP_TOOL: "mariadb-backup", STREAM_TOOL: "mbstream", BINLOG_TOOL: "mariadb-binlog" }
         : { BACKUP_TOOL: "xtrabackup", STREAM_TOOL: "xbstream", BINLOG_TOOL: "mysqlbinlog" };
     for (const node of [replica, primary]) {
-      const env = envOf(node.file(BACKUP_ENV_PATH));
+      const env = envFileValues(node.file(BACKUP_ENV_PATH));
       expect(env).toMatchObject({
         DB_ENGINE: engine,
         ...tools,
@@ -101,7 +101,7 @@ describe("with database: galera (s1 and s2 members of one cluster)", () => {
     const bundle = renderAppNodeBundle({
       ...params,
       cluster: "galera",
-      galera: galeraMember("t", TOPOLOGY.nodes, params.node.name),
+      galera: galeraMember("t", TOPOLOGY, params.node.name),
     });
     const file = (path: string) => bundleEntryOf(bundle, path).content;
     return { galera: { bundle, file }, replication: renderedAppNode("mariadb", role) };
@@ -119,8 +119,8 @@ describe("with database: galera (s1 and s2 members of one cluster)", () => {
     "the %s's backup settings are replication's without the primary and the replication user",
     (role) => {
       const { galera, replication } = nodes(role);
-      const ours = envOf(galera.file(BACKUP_ENV_PATH));
-      const theirs = envOf(replication.file(BACKUP_ENV_PATH));
+      const ours = envFileValues(galera.file(BACKUP_ENV_PATH));
+      const theirs = envFileValues(replication.file(BACKUP_ENV_PATH));
       expect(Object.keys(theirs)).toEqual(expect.arrayContaining(replicationKeys));
       expect(ours).toEqual(
         Object.fromEntries(Object.entries(theirs).filter(([k]) => !replicationKeys.includes(k))),
@@ -149,11 +149,13 @@ describe("with database: galera (s1 and s2 members of one cluster)", () => {
     );
     expect(tool).toContain(`NODE_ENV = "${NODE_ENV_PATH}"`);
     expect(tool).toContain('.get("DB_CLUSTER", "replication")');
-    expect(envOf(nodes("replica").galera.file(NODE_ENV_PATH))).toMatchObject({
+    expect(envFileValues(nodes("replica").galera.file(NODE_ENV_PATH))).toMatchObject({
       DB_CLUSTER: "galera",
       DB_ROLE: "member",
     });
-    expect(envOf(nodes("replica").replication.file(NODE_ENV_PATH)).DB_CLUSTER).toBe("replication");
+    expect(envFileValues(nodes("replica").replication.file(NODE_ENV_PATH)).DB_CLUSTER).toBe(
+      "replication",
+    );
   });
 });
 

@@ -6,7 +6,7 @@ import { createHash } from "crypto";
 import YAML from "yaml";
 import { DEBIAN_SOURCES_TEMPLATE } from "../model/aptSources";
 import { decodeUserData, shippedSize } from "../cloud-init/userDataEncoding";
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { Plan, PlannedResource } from "../plan/plan";
 import { revealSecrets } from "../plan/secrets";
 import {
@@ -20,6 +20,9 @@ import {
   planStack,
   userDataDocument,
 } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const BASE = { domain: "www.example.com" };
 const DATADOG_KEY = "0123456789abcdef0123456789abcdef";
@@ -37,7 +40,7 @@ beforeAll(async () => {
 });
 
 describe("the bundle of each node (format 1)", () => {
-  test.each(NODE_NAMES)("%s: the contract's keys, in its order, and nothing else", (node) => {
+  test.each(NODES)("%s: the contract's keys, in its order, and nothing else", (node) => {
     const bundle = bundleOf(plan, node);
     expect(Object.keys(bundle)).toEqual([
       "format",
@@ -92,7 +95,7 @@ describe("the bundle of each node (format 1)", () => {
     ]);
   });
 
-  test.each(NODE_NAMES)(
+  test.each(NODES)(
     "%s: uploaded content-addressed, SSE-KMS with the stack's key, and pointed at by a String parameter",
     (node) => {
       const object = bundleObject(plan, node);
@@ -126,20 +129,20 @@ describe("the bundle of each node (format 1)", () => {
   );
 
   test("one release for all nodes: the sha256 of the sorted payload sha256s, one per line", () => {
-    const bundles = NODE_NAMES.map((node) => bundleOf(plan, node));
+    const bundles = NODES.map((node) => bundleOf(plan, node));
     const release = bundles[0].release;
     expect(bundles.every((b) => b.release === release)).toBe(true);
     const payloadSha = (node: string) => {
       const content = String(bundleObject(plan, node).inputs.content);
       return sha256(content.replace(`,"release":"${release}"`, ""));
     };
-    expect(release).toBe(sha256(NODE_NAMES.map(payloadSha).sort().join("\n")));
+    expect(release).toBe(sha256(NODES.map(payloadSha).sort().join("\n")));
     expect(plan.outputs.bundleRelease).toBe(release);
   });
 
   test("the outputs name each node's pointer, status parameter, key and sha256, never contents", () => {
     expect(plan.outputs.bundleBucket).toBe(one(plan, T.bucket, "files-bucket").outputs.bucket);
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const object = bundleObject(plan, node);
       expect((plan.outputs.bundles as Record<string, unknown>)[node]).toEqual({
         pointer: `/webstack/test/${node}/bundle`,
@@ -164,7 +167,7 @@ describe("each bundle names its bootstrap's packages, so a running node gets a n
     "%s: exactly the bootstrap's list, sorted (the LB's: and those added since, patching's, and galera's arbitrator)",
     async (name, make) => {
       const p = await make();
-      for (const node of NODE_NAMES) {
+      for (const node of NODES) {
         const bootstrap = userDataDocument(p, node).packages ?? [];
         // The arbitrator never enters the LB's bootstrap: a change to it would replace the LB.
         const added =
@@ -206,7 +209,7 @@ function compare(before: Plan, after: Plan) {
   return { changed, added, gone };
 }
 
-const BUNDLE_RESOURCES = NODE_NAMES.flatMap((node) => [
+const BUNDLE_RESOURCES = NODES.flatMap((node) => [
   `${T.bucketObject}::bundles-${node}`,
   `${T.ssmParameter}::bundles-${node}-pointer`,
 ]).sort();
@@ -243,7 +246,7 @@ describe("a node-level setting reaches the nodes through their bundles only", ()
     expect(changed.map((r) => `${r.type}::${r.name}`).sort()).toEqual(BUNDLE_RESOURCES);
     // Off again: the same bundles as before it was ever on (the datadog.env switch says off).
     const off = await planConfig(BASE);
-    for (const node of NODE_NAMES)
+    for (const node of NODES)
       expect(bundleObject(off, node).inputs).toEqual(bundleObject(plan, node).inputs);
   });
 });
@@ -308,7 +311,7 @@ describe("every node's bootstrap: within 4 KB as sent, APT over HTTPS only, the 
     ].filter((s) => s.length >= 16);
     expect(secrets.length).toBeGreaterThan(10);
     expect(secrets).toContain("sk_live_0123456789abcdef");
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const content = String(bundleObject(prod, node).inputs.content);
       for (const secret of secrets) expect(content).not.toContain(secret);
     }

@@ -46,6 +46,7 @@ const DEFAULTS: Record<Exclude<ConfigKey, "domain">, unknown> = {
   appAmi: undefined,
   dbEngine: "mariadb",
   database: "replication",
+  appNodeCount: 2,
   rdsInstanceClass: "db.t4g.small",
   vpcCidr: "10.40.0.0/16",
   vpcEndpoints: false,
@@ -118,6 +119,11 @@ const REJECTED: [ConfigKey, string, string][] = [
   ["dbEngine", "postgres", "is not one of the accepted values"],
   ["database", "Galera", "is not one of the accepted values"],
   ["database", "aurora", "is not one of the accepted values"],
+  ["appNodeCount", "1", "is out of range [2, 16]"],
+  ["appNodeCount", "17", "is out of range [2, 16]"],
+  ["appNodeCount", "3.0", "is not a whole number"],
+  ["appNodeCount", "three", "is not a whole number"],
+  ["appNodeCount", "-2", "is not a whole number"],
   ["rdsInstanceClass", "t4g.small", "is not an RDS DB instance class"],
   ["rdsInstanceClass", "db.t4g", "is not an RDS DB instance class"],
   ["rdsInstanceClass", "db.t4g.small ", "is not an RDS DB instance class"],
@@ -345,6 +351,24 @@ describe("all problems at once", () => {
       'webstack:backupRetentionDays: "0" is out of range [1, 365]; ' +
         "expected a whole number of days from 1 to 365",
     ]);
+  });
+
+  test("a bad appNodeCount is reported with the other problems, naming its accepted form", () => {
+    expect(
+      problemsOf({
+        "webstack:domain": "nope",
+        "webstack:appNodeCount": "1",
+        "webstack:database": "aurora",
+      }),
+    ).toEqual([
+      expect.stringMatching(/^webstack:domain: /),
+      expect.stringMatching(/^webstack:database: /),
+      'webstack:appNodeCount: "1" is out of range [2, 16]; expected a whole number from 2 to 16',
+    ]);
+  });
+
+  test.each(["2", "3", "16"])("appNodeCount %s is taken as a number", (count) => {
+    expect(parseConfig(withKeys({ appNodeCount: count })).appNodeCount).toBe(Number(count));
   });
 
   test("the app's keys and its directory: every problem in one error", () => {

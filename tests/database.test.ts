@@ -354,7 +354,7 @@ describe("galera members (database: galera)", () => {
 
   test("the node name a donor verifies is the node's internal name, the name its certificate is issued for", () => {
     for (const node of ["s1", "s2"] as const) {
-      const g = galeraMember("t", TOPOLOGY.nodes, node);
+      const g = galeraMember("t", TOPOLOGY, node);
       // components/pki.ts issues each certificate with CN and SAN = the node's internal name.
       expect(g.nodeName).toBe(TOPOLOGY.nodes[node].internalName);
       expect(g.nodeName).toBe(`${node}.webstack.internal`);

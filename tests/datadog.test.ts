@@ -7,7 +7,7 @@ import {
 } from "../cloud-init/datadog";
 import { shippedFile } from "../cloud-init/template";
 import { parameterName } from "../model/naming";
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { Plan } from "../plan/plan";
 import { redactSecrets, revealSecrets } from "../plan/secrets";
 import {
@@ -23,6 +23,9 @@ import {
   userDataText,
 } from "./harness";
 import { cloudWatchAgentConfig } from "./rendererFixtures";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const API_KEY = "fedcba9876543210fedcba9876543210";
 const BASE = { domain: "www.example.com", datadogSite: "datadoghq.eu" };
@@ -54,7 +57,7 @@ describe("turning Datadog on", () => {
   });
 
   test("changes every node's bundle, never its bootstrap: datadog.env says on, the agent's settings are added", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       expect(userDataText(on, node)).toBe(userDataText(off, node));
       const [before, after] = [bundleOf(off, node), bundleOf(on, node)];
       const changed = after.files
@@ -100,7 +103,7 @@ describe("turning Datadog on", () => {
   });
 
   test("the API key is in no user-data, no bundle and no output; the nodes read it from SSM", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       expect(userDataText(on, node)).not.toContain(API_KEY);
       expect(String(bundleObject(on, node).inputs.content)).not.toContain(API_KEY);
       const manifest = JSON.parse(bundleFile(on, node, "/etc/webstack/datadog/secrets.json"));
@@ -199,6 +202,6 @@ test("prod (Datadog on, key a placeholder) plans the agent everywhere", async ()
   expect(ofType(prod, T.ssmParameter).map((p) => p.inputs.name)).toContain(
     parameterName(prod.stack, "shared", "datadog-api-key"),
   );
-  for (const node of NODE_NAMES)
+  for (const node of NODES)
     expect(bundleFile(prod, node, "/etc/webstack/datadog.env")).toMatch(/^DATADOG_ENABLED=true$/m);
 });

@@ -3,8 +3,18 @@ import { spawnSync } from "child_process";
 import * as path from "path";
 import { DiagramError, describeStack, renderDiagram } from "../plan/diagram";
 import { Plan, PlannedResource } from "../plan/plan";
-import { FLOWS, Flow, NODE_NAMES, NODE_ROLES, stackFlows } from "../model/topology";
+import {
+  FLOWS,
+  Flow,
+  stackFlows,
+  DEFAULT_APP_NODE_COUNT,
+  nodeNames,
+  nodeRole,
+} from "../model/topology";
 import { DEV_TOPOLOGY, PROJECT_DIR, T, ofType, planStack } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 const PARSER = path.join(PROJECT_DIR, "tests", "artifacts", "mermaid-parse.mjs");
 
 /** Mermaid's own parser on a diagram: its type, or its error. */
@@ -32,9 +42,9 @@ beforeAll(async () => {
 describe("describeStack reads the plan", () => {
   test("one node per instance: role, fixed address and its own security group", () => {
     expect(describeStack(dev).nodes).toEqual(
-      NODE_NAMES.map((node) => ({
+      NODES.map((node) => ({
         name: node,
-        role: NODE_ROLES[node],
+        role: nodeRole(node),
         privateIp: DEV_TOPOLOGY.nodes[node].privateIp,
         group: `webstack-dev-sg-${node}`,
       })),
@@ -99,7 +109,7 @@ describe("the Mermaid diagram", () => {
     ];
     for (const line of expected) expect(lines).toContain(line);
     // Each node sits in its own group's subgraph.
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const start = lines.indexOf(
         `  subgraph sg_${node}["security group webstack-dev-sg-${node}"]`,
       );
@@ -135,6 +145,34 @@ describe("the Mermaid diagram", () => {
     expect(diagram).toContain(
       '  subgraph sg_endpoints["security group webstack-prod-sg-endpoints"]',
     );
+    const parsed = mermaidParse(diagram);
+    expect(parsed.error).toBe("");
+    expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });
+  });
+
+  test("three app nodes: s3 a replica reading its own copy, each node's own log groups; Mermaid accepts it", async () => {
+    const plan = await planStack("dev", ["appNodeCount=3"]);
+    const picture = describeStack(plan);
+    expect(picture.nodes.map((n) => `${n.name} ${n.role}`)).toEqual([
+      "lb loadbalancer",
+      "s1 replica",
+      "s2 primary",
+      "s3 replica",
+    ]);
+    expect(flowKeys(picture.flows)).toEqual(
+      tableKeys(stackFlows({ vpcEndpoints: false, appNodeCount: 3 })),
+    );
+    // Replicas share a role, not their log groups.
+    expect(picture.monitoring.logGroups).toEqual({ lb: 3, s1: 7, s2: 7, s3: 7 });
+    const diagram = renderDiagram(plan);
+    for (const line of [
+      '  s2 ==>|"reads"| db_s1',
+      '  s3 ==>|"writes"| db_s2',
+      '  s3 ==>|"reads"| db_s3',
+      '  db_s2 ==>|"replication"| db_s1',
+      '  db_s2 ==>|"replication"| db_s3',
+    ])
+      expect(diagram).toContain(`${line}\n`);
     const parsed = mermaidParse(diagram);
     expect(parsed.error).toBe("");
     expect(parsed).toMatchObject({ code: 0, type: "flowchart-v2" });

@@ -2,7 +2,7 @@
 // and parameters, what the LB's role reads, and what each node's bootstrap and bundle carry.
 import { Plan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
-import { NODE_NAMES, SG_DESCRIPTION } from "../model/topology";
+import { SG_DESCRIPTION, DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { parameterName } from "../model/naming";
 import {
   T,
@@ -21,6 +21,9 @@ import {
   userDataDocument,
   userDataText,
 } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const CONFIG = { domain: "www.example.com" };
 const [LB, S1, S2] = [TOPOLOGY.nodes.lb, TOPOLOGY.nodes.s1, TOPOLOGY.nodes.s2];
@@ -287,7 +290,7 @@ describe("what the nodes carry", () => {
     const lbKey = String(one(galera, T.privateKey, "pki-lb-key").outputs.privateKeyPem);
     expect(secrets).toContain(lbKey.split("\n").find((l) => l.startsWith("mock-secret")) ?? lbKey);
     const documents = [
-      ...NODE_NAMES.flatMap((node) => [
+      ...NODES.flatMap((node) => [
         userDataText(galera, node),
         String(bundleObject(galera, node).inputs.content),
       ]),

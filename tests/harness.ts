@@ -315,6 +315,16 @@ export function bootSequence(bundle: {
   };
 }
 
+/** An env file's values (renderEnvFile's `KEY=value` lines, unquoted), by key. */
+export function envFileValues(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter((line) => line.includes("="))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+}
+
 /** The resource a given id belongs to (ids are what inputs reference). */
 export function byId(plan: Plan, id: unknown): PlannedResource {
   const found = plan.resources.filter((r) => r.id !== undefined && r.id === id);

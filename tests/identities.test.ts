@@ -1,9 +1,12 @@
 // Node identities under mocks: EC2-only roles that read and decrypt only their own parameters.
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { handlesBackups, nodeBackupPolicy } from "../components/iamPolicies";
 import { ParameterScope, parameterPath } from "../model/naming";
 import { Plan } from "../plan/plan";
 import { ACCOUNT_ID, T, grantsOf, ofType, one, planConfig, planStack } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 let plan: Plan;
 
@@ -27,7 +30,7 @@ function policiesOf(node: string) {
 
 describe("node identities", () => {
   test("one role per node, assumable by EC2 only, with an instance profile", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const role = one(plan, T.role, `${node}-identity-role`);
       expect(grantsOf(role.inputs.assumeRolePolicy)).toEqual([
         { principal: "Service:ec2.amazonaws.com", actions: ["sts:AssumeRole"] },
@@ -40,11 +43,11 @@ describe("node identities", () => {
 
   test("no managed policy: every grant is an inline policy of the node's own", () => {
     // The one attachment of the stack is DLM's, on its own role (tests/backups.test.ts).
-    const nodeRoles = NODE_NAMES.map((node) => one(plan, T.role, `${node}-identity-role`));
+    const nodeRoles = NODES.map((node) => one(plan, T.role, `${node}-identity-role`));
     const attached = ofType(plan, T.rolePolicyAttachment).map((a) => a.inputs.role);
     expect(attached).toHaveLength(1);
     for (const role of nodeRoles) expect(attached).not.toContain(role.outputs.name);
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const concerns = policiesOf(node)
         .map((p) => p.name.replace(`${node}-identity-`, ""))
         .sort();
@@ -64,7 +67,7 @@ describe("node identities", () => {
     }
   });
 
-  test.each(NODE_NAMES)(
+  test.each(NODES)(
     "%s's Session Manager policy: the agent's channels and registration, no parameter read",
     (node) => {
       const grants = grantsOf(
@@ -86,7 +89,7 @@ describe("node identities", () => {
     },
   );
 
-  test.each(NODE_NAMES)(
+  test.each(NODES)(
     "%s's agent policy: its own log groups' streams, metrics in its namespaces only",
     (node) => {
       const role = node === "lb" ? "loadbalancer" : "app";
@@ -126,7 +129,7 @@ describe("node identities", () => {
     },
   );
 
-  test.each(NODE_NAMES)(
+  test.each(NODES)(
     "%s's session-logs policy: streams in the stack's sessions group, and finding that group",
     (node) => {
       const arn = (rest: string) => `arn:aws:logs:eu-west-1:${ACCOUNT_ID}:log-group:${rest}`;
@@ -154,7 +157,7 @@ describe("node identities", () => {
   );
 
   test("no role creates log groups, changes their retention, writes others' logs, or reads parameters everywhere", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const grants = policiesOf(node).flatMap((p) => grantsOf(p.inputs.policy));
       for (const grant of grants) {
         const text = JSON.stringify(grant.actions);
@@ -216,14 +219,14 @@ describe("node identities", () => {
     expect(reached(below)).toEqual(madeForS1.map((p) => p.name).sort());
   });
 
-  test.each(NODE_NAMES)("%s's policy names no other node's parameters", (node) => {
+  test.each(NODES)("%s's policy names no other node's parameters", (node) => {
     const text = one(plan, T.rolePolicy, `${node}-identity-parameters`).inputs.policy as string;
-    for (const other of NODE_NAMES.filter((n) => n !== node))
+    for (const other of NODES.filter((n) => n !== node))
       expect(text).not.toContain(parameterPath(plan.stack, other));
     expect(text).not.toMatch(/"\*"|ssm:\*|kms:\*/);
   });
 
-  test.each(NODE_NAMES)(
+  test.each(NODES)(
     "%s's bundles: its own prefix only, decrypted through S3 only, its own status written, the status it waits for read",
     (node) => {
       const bucketArn = String(one(plan, T.bucket, "files-bucket").outputs.arn);
@@ -268,7 +271,7 @@ describe("node identities", () => {
         .filter((g) => g.actions.includes("ssm:GetParameter"))
         .flatMap((g) => g.resources ?? []);
       expect(reads.some((pattern) => covers(pattern, pointer))).toBe(true);
-      for (const other of NODE_NAMES.filter((n) => n !== node)) {
+      for (const other of NODES.filter((n) => n !== node)) {
         const theirs = String(one(plan, T.ssmParameter, `bundles-${other}-pointer`).outputs.arn);
         expect(reads.some((pattern) => covers(pattern, theirs))).toBe(false);
       }
@@ -354,7 +357,7 @@ describe("node identities", () => {
       expect([canPut("s1", full), canPut("s1", binlog)]).toEqual([true, false]);
       expect([canPut("s2", full), canPut("s2", binlog)]).toEqual([false, true]);
       expect([canPut("lb", full), canPut("lb", binlog)]).toEqual([false, false]);
-      for (const node of NODE_NAMES) {
+      for (const node of NODES) {
         for (const key of ["backups/binlog/s1/x.zst", "bundles/s1/x.json", "releases/x.tar.gz"])
           expect(canPut(node, key)).toBe(false);
         const grants = policiesIn(node).flatMap((r) => grantsOf(r.inputs.policy));
@@ -385,7 +388,7 @@ describe("node identities", () => {
     expect(() => nodeBackupPolicy(account, "lb", "arn:aws:s3:::b", "arn:aws:kms:k")).toThrow(
       "lb has no part in the backups",
     );
-    expect(NODE_NAMES.filter(handlesBackups)).toEqual(["s1", "s2"]);
+    expect(NODES.filter(handlesBackups)).toEqual(["s1", "s2"]);
   });
 
   test("the parameter key is customer-managed with rotation", () => {

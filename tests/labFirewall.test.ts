@@ -62,7 +62,12 @@ describe("generated rulesets", () => {
   });
 });
 
-const IP = { lb: "10.40.0.10", s1: "10.40.192.10", s2: "10.40.128.10", outside: "10.40.250.10" };
+const IP: Record<NodeName | "outside", string> = {
+  lb: "10.40.0.10",
+  s1: "10.40.192.10",
+  s2: "10.40.128.10",
+  outside: "10.40.250.10",
+};
 
 /** Connections that must succeed, written out by hand from the seed's rules; all others must fail. */
 const OPEN: Record<NodeName, string[]> = {

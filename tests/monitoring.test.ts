@@ -11,7 +11,7 @@ import {
 import { logSources } from "../cloud-init/logSources";
 import { shippedFile } from "../cloud-init/template";
 import { logGroupName, parameterName } from "../model/naming";
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { Plan } from "../plan/plan";
 import {
   PROJECT_DIR,
@@ -26,6 +26,9 @@ import {
   TOPOLOGY,
 } from "./harness";
 import { cloudWatchAgentConfig } from "./rendererFixtures";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const SCHEMA_FILE = path.join(PROJECT_DIR, "..", "shared", "data", "cloudwatch-agent-schema.json");
 // Beside the repository in CI (../shared/data); absent elsewhere, the schema check is skipped.
@@ -148,7 +151,7 @@ describe("the program", () => {
   test("a log group per node and source, with the configured retention and a stable name", () => {
     const groups = ofType(plan, T.logGroup).filter((g) => g.name.startsWith("logs-"));
     expect(groups.map((g) => g.inputs.name).sort()).toEqual(
-      NODE_NAMES.flatMap((node) =>
+      NODES.flatMap((node) =>
         logSources(TOPOLOGY.nodes[node].role).map((source) =>
           logGroupName(plan.stack, node, source.key),
         ),
@@ -160,7 +163,7 @@ describe("the program", () => {
     );
   });
 
-  test.each(NODE_NAMES)("%s ships to exactly its own log groups", (node) => {
+  test.each(NODES)("%s ships to exactly its own log groups", (node) => {
     const config = JSON.parse(bundleFile(plan, node, "/etc/webstack/cloudwatch-agent.json"));
     const shipped = config.logs.logs_collected.files.collect_list.map(
       (l: { log_group_name: string }) => l.log_group_name,
@@ -189,7 +192,7 @@ describe("the program", () => {
     expect(installer).toContain(install);
     expect(installer.indexOf(install)).toBeLessThan(installer.indexOf("fetch-config"));
     expect(installer).toContain("usermod -a -G adm cwagent");
-    for (const node of NODE_NAMES)
+    for (const node of NODES)
       expect(bundleEntry(plan, node, "/usr/local/sbin/webstack-install-signed-deb")).toMatchObject({
         content: shippedFile("install-signed-deb.sh"),
         mode: "0755",
@@ -240,7 +243,7 @@ describe("the program", () => {
   });
 
   test("installed by a unit that retries until it works, started without holding up the boot", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const bundle = bundleOf(plan, node);
       const unit = bundleFile(plan, node, "/etc/systemd/system/webstack-cloudwatch-agent.service");
       expect(unit.split("\n")).toEqual(

@@ -9,9 +9,12 @@ import {
   UNATTENDED_UPGRADES_PATH,
   UPGRADE_TIMES,
 } from "../cloud-init/patching";
-import { LB_NODE, NODE_NAMES, NODE_ROLES } from "../model/topology";
+import { LB_NODE, DEFAULT_APP_NODE_COUNT, nodeNames, nodeRole } from "../model/topology";
 import { Plan } from "../plan/plan";
 import { bundleEntry, bundleOf, planConfig, userDataDocument } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const BASE = { domain: "www.example.com" };
 const TIMER_DROP_IN = "/etc/systemd/system/apt-daily-upgrade.timer.d/webstack.conf";
@@ -49,8 +52,8 @@ function readAtEachRun(plan: Plan, node: string, at: string) {
   return file;
 }
 
-const eachNode = (check: (plan: Plan, node: (typeof NODE_NAMES)[number]) => void) => {
-  for (const { plan } of plans) for (const node of NODE_NAMES) check(plan, node);
+const eachNode = (check: (plan: Plan, node: (typeof NODES)[number]) => void) => {
+  for (const { plan } of plans) for (const node of NODES) check(plan, node);
 };
 
 test("every node installs unattended-upgrades and needrestart: its bundle names them (the app nodes' bootstrap too; the LB's not, which would replace it)", () => {
@@ -121,13 +124,13 @@ test("HAProxy is reloaded, never restarted, by needrestart on the LB; the app no
     expect(script.mode).toBe("0755");
     expect(settings(script.content, "#")).toEqual(["exec systemctl reload haproxy.service"]);
     expect(script.content.startsWith("#!/bin/sh\n")).toBe(true);
-    for (const node of NODE_NAMES.filter((n) => n !== LB_NODE))
+    for (const node of NODES.filter((n) => n !== LB_NODE))
       expect(bundleOf(plan, node).files.map((f) => f.path)).not.toContain(NEEDRESTART_HAPROXY_PATH);
   }
 });
 
 test("each node upgrades at its own hour: the replica, then the primary, then the LB, an hour apart", () => {
-  expect(Object.fromEntries(NODE_NAMES.map((n) => [n, UPGRADE_TIMES[NODE_ROLES[n]]]))).toEqual({
+  expect(Object.fromEntries(NODES.map((n) => [n, UPGRADE_TIMES[nodeRole(n)]]))).toEqual({
     lb: "04:00",
     s1: "02:00",
     s2: "03:00",
@@ -138,7 +141,7 @@ test("each node upgrades at its own hour: the replica, then the primary, then th
       "[Timer]",
       // Empty first: a drop-in's OnCalendar= adds to the unit's 06:00 otherwise.
       "OnCalendar=",
-      `OnCalendar=*-*-* ${UPGRADE_TIMES[NODE_ROLES[node]]} UTC`,
+      `OnCalendar=*-*-* ${UPGRADE_TIMES[nodeRole(node)]} UTC`,
       "RandomizedDelaySec=15min",
     ]);
     expect(file.mode).toBe("0644");

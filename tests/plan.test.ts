@@ -108,7 +108,10 @@ describe("the CLI", () => {
       "pulumi:pulumi:Stack  webstack-dev\n├─ webstack:network:Network  network\n",
     );
     expect(run.stdout).toMatch(/│  ├─ aws:ec2\/vpc:Vpc  network-vpc\n/);
-    const privateIps = mapNodes((node) => DEV_TOPOLOGY.nodes[node].privateIp);
+    const privateIps = mapNodes(
+      DEV_TOPOLOGY.nodeNames,
+      (node) => DEV_TOPOLOGY.nodes[node].privateIp,
+    );
     expect(run.stdout).toContain(`  privateIps: ${JSON.stringify(privateIps)}\n`);
   });
 

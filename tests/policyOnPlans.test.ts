@@ -63,6 +63,21 @@ describe("the program's own stacks", () => {
   });
 
   test.each([
+    ["replication", "3"],
+    ["galera", "3"],
+    ["galera", "4"],
+    ["rds", "3"],
+  ])(
+    "dev as a %s stack of %s app nodes passes every policy",
+    async (database, count) => {
+      const plan = await planStack("dev", [`database=${database}`, `appNodeCount=${count}`]);
+      expect(plan.outputs.appNodes).toHaveProperty("s3");
+      expect(evaluate(stackOf(plan))).toEqual([]);
+    },
+    60_000,
+  );
+
+  test.each([
     ["firewalls-s1-in-tcp4444-from-s2", 4444, "firewalls-s1", "replica"],
     ["firewalls-lb-in-tcp4567-from-s2", 4567, "firewalls-lb", "loadbalancer"],
   ])("a Galera port opened to the world is refused: %s", (name, port, group, role) => {

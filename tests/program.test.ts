@@ -111,9 +111,11 @@ describe("outputs", () => {
         "alarmTopicArn",
       ].sort(),
     );
-    expect(plan.outputs.privateIps).toEqual(mapNodes((node) => TOPOLOGY.nodes[node].privateIp));
+    expect(plan.outputs.privateIps).toEqual(
+      mapNodes(TOPOLOGY.nodeNames, (node) => TOPOLOGY.nodes[node].privateIp),
+    );
     expect(plan.outputs.parameterPaths).toEqual({
-      ...mapNodes((node) => parameterPath(plan.stack, node)),
+      ...mapNodes(TOPOLOGY.nodeNames, (node) => parameterPath(plan.stack, node)),
       shared: parameterPath(plan.stack, "shared"),
     });
     // The nodes' own databases: the mode alone (an rds stack's are in tests/rds.test.ts).
@@ -228,6 +230,8 @@ describe("stack files", () => {
     const range = "192.168.4.0/24";
     const narrowed = await planStack("dev", [`vpcCidr=${range}`]);
     const topology = buildTopology(range);
-    expect(narrowed.outputs.privateIps).toEqual(mapNodes((node) => topology.nodes[node].privateIp));
+    expect(narrowed.outputs.privateIps).toEqual(
+      mapNodes(topology.nodeNames, (node) => topology.nodes[node].privateIp),
+    );
   });
 });

@@ -14,7 +14,7 @@ import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
 import { requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
-import { DatabaseMode, DbRole, NodeName } from "../model/topology";
+import { DatabaseMode, DbRole, LB_NODE, NodeName, hasArbitrator } from "../model/topology";
 import { CloudConfigDocument, TEST_SSM_AGENT_URL, TOPOLOGY, testMonitoring } from "./harness";
 
 export const TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
@@ -56,7 +56,7 @@ export function appNodeParams(
     appNodeIps: [TOPOLOGY.nodes.s1.privateIp, TOPOLOGY.nodes.s2.privateIp],
     engine,
     cluster,
-    ...(cluster === "galera" ? { galera: galeraMember("t", TOPOLOGY.nodes, node.name) } : {}),
+    ...(cluster === "galera" ? { galera: galeraMember("t", TOPOLOGY, node.name) } : {}),
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
     parameters: Object.fromEntries(
@@ -113,6 +113,8 @@ export function cloudWatchAgentConfig(
     role: TOPOLOGY.nodes[node].role,
     engine,
     cluster,
+    // The default stack's LB runs the arbitrator with galera (two members).
+    arbitrator: node === LB_NODE && hasArbitrator(cluster, TOPOLOGY.appNodes.length),
     logGroups: testMonitoring(node, engine).logGroups,
     agentPackageUrl: "https://agent.example.com/amazon-cloudwatch-agent.deb",
   });

@@ -5,7 +5,7 @@ import { SSM_AGENT_KEY_FINGERPRINT, ssmAgentPackageUrl } from "../cloud-init/ssm
 import { shippedFile } from "../cloud-init/template";
 import { packageUrlFor } from "../model/aws";
 import { UNIT_EXPOSURE } from "../model/exposure";
-import { NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { Plan } from "../plan/plan";
 import {
   bootSequence,
@@ -16,6 +16,9 @@ import {
   shownKey,
   withGpg,
 } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const UNIT = "webstack-ssm-agent.service";
 const INSTALLER = "/usr/local/sbin/webstack-install-ssm-agent";
@@ -75,7 +78,7 @@ describe("the SSM agent in every node's bundle", () => {
   );
 
   test("the installer: the shared signed-.deb check first, then the agent enabled and started", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const installer = bundleEntry(plan, node, INSTALLER);
       expect(installer.mode).toBe("0755");
       const lines = installer.content.split("\n").filter((l) => l && !l.startsWith("#"));
@@ -92,7 +95,7 @@ describe("the SSM agent in every node's bundle", () => {
   });
 
   test("its unit retries every minute, is started at the first boot before the boot script without waiting, and re-runs on any change", () => {
-    for (const node of NODE_NAMES) {
+    for (const node of NODES) {
       const unit = bundleFile(plan, node, `/etc/systemd/system/${UNIT}`).split("\n");
       expect(unit).toEqual(
         expect.arrayContaining([

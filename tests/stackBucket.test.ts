@@ -2,7 +2,7 @@
 // TLS only, old versions and backups expired; destroyable only where the data is not protected.
 import { Plan } from "../plan/plan";
 import { FULL_BACKUP_PREFIX, binlogPrefix } from "../model/backups";
-import { APP_NODE_NAMES } from "../model/topology";
+import { DEFAULT_APP_NODE_COUNT, appNodeNames } from "../model/topology";
 import { T, one, planConfig, planStack } from "./harness";
 
 let plan: Plan;
@@ -119,7 +119,7 @@ describe("the stack's bucket", () => {
     }[];
     const prefixOf = (id: string) => rules.find((r) => r.id === id)!.filter.prefix;
     expect(prefixOf("expire-full-backups")).toBe(FULL_BACKUP_PREFIX);
-    for (const node of APP_NODE_NAMES)
+    for (const node of appNodeNames(DEFAULT_APP_NODE_COUNT))
       expect(binlogPrefix(node).startsWith(prefixOf("expire-binlogs"))).toBe(true);
     // Neither reaches the bundles or the releases.
     for (const key of ["bundles/s1/x.json", "releases/x.tar.gz", "backupsx/full/y"])

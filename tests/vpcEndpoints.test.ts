@@ -3,8 +3,11 @@
 // that admits the nodes' groups on 443 and nothing else.
 import { Plan, PlannedResource } from "../plan/plan";
 import { describeStack, renderDiagram } from "../plan/diagram";
-import { NODE_NAMES, stackFlows } from "../model/topology";
+import { stackFlows, DEFAULT_APP_NODE_COUNT, nodeNames } from "../model/topology";
 import { T, byId, ofType, one, planConfig } from "./harness";
+
+/** The default stack's nodes: the LB, s1 and s2. */
+const NODES = nodeNames(DEFAULT_APP_NODE_COUNT);
 
 const BASE = { domain: "www.example.com" };
 const tagsOf = (name: string) => ({
@@ -146,7 +149,7 @@ describe("vpcEndpoints on", () => {
           (s) => `${T.vpcEndpoint}::endpoints-${s}`,
         ),
         `${T.securityGroup}::firewalls-endpoints`,
-        ...NODE_NAMES.flatMap((n) => [
+        ...NODES.flatMap((n) => [
           `${T.ingressRule}::firewalls-endpoints-in-tcp443-from-${n}`,
           `${T.egressRule}::firewalls-${n}-out-tcp443-to-endpoints`,
         ]),
@@ -173,7 +176,7 @@ describe("vpcEndpoints on", () => {
         '    endpoints["VPC interface endpoints<br/>ssm, ssmmessages, kms, logs, monitoring"]\n' +
         "  end\n",
     );
-    for (const node of NODE_NAMES)
+    for (const node of NODES)
       expect(diagram).toContain(`  sg_${node} -->|"tcp 443"| sg_endpoints\n`);
     // The endpoints are no backend: the data path is the LB's to s1 and s2 only.
     expect(diagram).not.toContain('==>|"HTTPS"| endpoints');
