@@ -1,11 +1,12 @@
 // `appNodeCount: 3` booted for real (issue 21): s3 beside s1 in the other AZ's subnet, a replica of
 // s2 like s1; HAProxy round-robins over three backends; the firewalls follow the larger flow table.
+// Then with `database: galera`: three members, no arbitrator.
 import { waitFor } from "../lab/commands";
 import { labNetwork, labTopology } from "../lab/labPlan";
 import { nodeMemoryMiB } from "../lab/cgroups";
-import { inNode } from "../lab/nodes";
-import { nodeSql, writeItems } from "../lab/runningStack";
-import { PRIMARY_NODE, PORTS } from "../model/topology";
+import { execInNode, inNode } from "../lab/nodes";
+import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
+import { AppNodeName, LB_NODE, PRIMARY_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
 import { answeringNode, firewallMatrix } from "./labProbes";
 import { backendState, checksum, lab } from "./labLoad";
@@ -84,4 +85,59 @@ labTest(
     expect(expected[`internet -> s3:${PORTS.https}`]).toBe("filtered");
     expect(s3).toBe(TOPOLOGY.nodes.s3.privateIp);
   },
+);
+
+/** The wsrep status of a member's server, by variable name ({} while it restarts). */
+function wsrep(node: AppNodeName): Record<string, string> {
+  const r = execInNode(node, [
+    "mariadb",
+    "--batch",
+    "--skip-column-names",
+    "-e",
+    "SHOW GLOBAL STATUS LIKE 'wsrep_%'",
+  ]);
+  if (r.status !== 0) return {};
+  return Object.fromEntries(
+    r.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("\t") as [string, string]),
+  );
+}
+
+labTest(
+  "galera with three app nodes: three members and no arbitrator, each writable, one history; the LB outside the group",
+  async () => {
+    const sets = { ...SETS, "webstack:database": "galera" };
+    const topology = labTopology(sets);
+    lab(["up", "--set", "appNodeCount=3", "--set", "database=galera"]);
+    await waitFor("three members synced in a cluster of three", 120, () =>
+      topology.appNodes.every((node) => {
+        const s = wsrep(node);
+        return s.wsrep_local_state_comment === "Synced" && s.wsrep_cluster_size === "3";
+      }),
+    );
+    for (const node of topology.appNodes) {
+      expect(wsrep(node).wsrep_cluster_status).toBe("Primary");
+      expect(nodeSql(node, "SELECT @@wsrep_provider_options")).toMatch(/\bsocket\.ssl = YES\b/);
+    }
+    // An odd count needs no arbitrator: the LB has no garbd, and no Galera port opens to it.
+    expect(execInNode(LB_NODE, ["dpkg-query", "-W", "galera-arbitrator-4"]).status).not.toBe(0);
+    const ids = writeItems(9, "scale-galera");
+    const writers = new Set(ids.map((id) => String(getThroughLb(`/items/${id}`).written_by)));
+    expect([...writers].sort()).toEqual(["s1", "s2", "s3"]);
+    const count = `SELECT COUNT(*) FROM items WHERE id IN (${ids.join(",")})`;
+    for (const node of topology.appNodes) expect(nodeSql(node, count)).toBe("9");
+    await waitFor("equal checksums on the three members", 30, () =>
+      topology.appNodes.every((node) => checksum(node) === checksum(PRIMARY_NODE)),
+    );
+    const ports = new Set<number>([PORTS.galera, PORTS.galeraIst, PORTS.galeraSst, PORTS.mysql]);
+    // IST and SST listen only while a transfer runs: admitted, they answer "closed".
+    const idle = new Set<number>([PORTS.galeraIst, PORTS.galeraSst]);
+    const { actual, expected } = firewallMatrix(ports, topology.flows, idle, labNetwork(topology));
+    expect(actual).toEqual(expected);
+    expect(expected[`lb -> s3:${PORTS.galera}`]).toBe("filtered");
+    expect(expected[`s3 -> s1:${PORTS.galera}`]).toBe("open");
+  },
+  20 * 60_000,
 );
