@@ -2,6 +2,7 @@
 // encrypted with the stack's key, TLS required, its master password kept by RDS in Secrets Manager.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import * as random from "@pulumi/random";
 import { PORTS } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { RdsEndpoint } from "../cloud-init/database";
@@ -94,6 +95,17 @@ export class RdsDatabase extends pulumi.ComponentResource {
         ),
     );
 
+    // A final snapshot's name must be new at each deletion: RDS refuses one it already holds
+    // (DBSnapshotAlreadyExists), and a stack made again under its name gets the same identifier. As
+    // terraform-aws-modules/rds does, a random suffix kept with the identifier: a destroy deletes it
+    // too, so the stack made again draws another. Its limit: a replacement of the instance keeps it
+    // (the identifier is the same), so the deletion after a replacement would reuse the name the
+    // replaced instance's snapshot took: `pulumi up --replace` this suffix first (see the README).
+    const snapshotSuffix = new random.RandomId(
+      `${name}-final-snapshot-suffix`,
+      { byteLength: 4, keepers: { identifier } },
+      child,
+    );
     const instance = new aws.rds.Instance(
       `${name}-instance`,
       {
@@ -124,9 +136,9 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // The automated backups outlive the instance, for their retention.
         deleteAutomatedBackups: false,
         deletionProtection: args.protectData, // RDS.8
-        // A deletion (a destroy, a replacement) always leaves a snapshot; its name is the instance's.
+        // A deletion (a destroy, a replacement) always leaves a snapshot, named with the suffix.
         skipFinalSnapshot: false,
-        finalSnapshotIdentifier: `${identifier}-final`,
+        finalSnapshotIdentifier: pulumi.interpolate`${identifier}-final-${snapshotSuffix.hex}`,
         enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS], // RDS.9
         tags: tags("rds"),
       },

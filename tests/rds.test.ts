@@ -29,6 +29,7 @@ beforeAll(async () => {
 }, 120_000);
 
 const instanceOf = (plan: Plan) => one(plan, T.rdsInstance, "database-instance");
+const suffixOf = (plan: Plan) => one(plan, T.randomId, "database-final-snapshot-suffix");
 const groupId = (plan: Plan, group: string) => one(plan, T.securityGroup, `firewalls-${group}`).id;
 const APP_NODES = ["s1", "s2"] as const;
 
@@ -61,7 +62,7 @@ describe("the RDS instance", () => {
       deleteAutomatedBackups: false,
       deletionProtection: true,
       skipFinalSnapshot: false,
-      finalSnapshotIdentifier: "webstack-prod-final",
+      finalSnapshotIdentifier: `webstack-prod-final-${String(suffixOf(prod).outputs.hex)}`,
       enabledCloudwatchLogsExports: ["error", "slowquery"],
       tags: {
         Environment: "prod",
@@ -89,7 +90,7 @@ describe("the RDS instance", () => {
     expect(instanceOf(dev).inputs).toMatchObject({
       deletionProtection: false,
       skipFinalSnapshot: false,
-      finalSnapshotIdentifier: "webstack-dev-final",
+      finalSnapshotIdentifier: `webstack-dev-final-${String(suffixOf(dev).outputs.hex)}`,
       backupRetentionPeriod: 7,
     });
     expect(instanceOf(dev).options.protect).toBeUndefined();
@@ -105,6 +106,21 @@ describe("the RDS instance", () => {
       allocatedStorage: 200,
       backupRetentionPeriod: 35,
     });
+  });
+
+  test("its final snapshot's name ends in a random suffix drawn again with the identifier: a stack made again never meets its predecessor's", () => {
+    for (const [plan, identifier] of [
+      [prod, "webstack-prod"],
+      [dev, "webstack-dev"],
+    ] as const) {
+      const suffix = suffixOf(plan);
+      expect(suffix.inputs).toEqual({ byteLength: 4, keepers: { identifier } });
+      expect(String(suffix.outputs.hex)).toMatch(/^[0-9a-f]{8}$/);
+      expect(instanceOf(plan).inputs.finalSnapshotIdentifier).toBe(
+        `${identifier}-final-${String(suffix.outputs.hex)}`,
+      );
+    }
+    expect(ofType(replication, T.randomId)).toEqual([]);
   });
 
   test("its parameter group requires TLS and logs slow queries to a file RDS publishes", () => {
