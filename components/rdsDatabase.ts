@@ -142,8 +142,10 @@ export class RdsDatabase extends pulumi.ComponentResource {
         enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS], // RDS.9
         tags: tags("rds"),
       },
-      // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed.
-      { parent: this, protect: args.protectData, dependsOn: logGroups },
+      // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed (protect
+      // refuses a replacement too). Its identifier is fixed, so a replacement must delete the old
+      // instance (leaving its final snapshot) before it creates the new one under the same name.
+      { parent: this, protect: args.protectData, deleteBeforeReplace: true, dependsOn: logGroups },
     );
 
     this.identifier = identifier;

@@ -77,6 +77,8 @@ describe("the RDS instance", () => {
     // No password anywhere in the program: RDS keeps it.
     expect(instance.inputs.password).toBeUndefined();
     expect(instance.options.protect).toBe(true);
+    // A fixed identifier: the old instance goes before its replacement comes.
+    expect(instance.options.deleteBeforeReplace).toBe(true);
     // Its log groups exist first, with the stack's retention.
     const logs = ["error", "slowquery"].map((log) => one(prod, T.logGroup, `database-log-${log}`));
     expect(logs.map((g) => [g.inputs.name, g.inputs.retentionInDays])).toEqual([
@@ -94,6 +96,7 @@ describe("the RDS instance", () => {
       backupRetentionPeriod: 7,
     });
     expect(instanceOf(dev).options.protect).toBeUndefined();
+    expect(instanceOf(dev).options.deleteBeforeReplace).toBe(true);
     const sized = await planConfig({
       domain: "www.example.com",
       database: "rds",
