@@ -88,7 +88,12 @@ export = async () => {
       tags,
     });
   }
-  const parameterKey = new ParameterKey("parameters", { stack, tags });
+  // With rds the key outlives the stack: the instance's final snapshot and backups need it.
+  const parameterKey = new ParameterKey("parameters", {
+    stack,
+    ...(config.database === "rds" ? { outlivesStack: { protect: config.protectData } } : {}),
+    tags,
+  });
   // `database: rds`: the stack's database is Amazon's, in the private subnets, behind its own group.
   const rds =
     config.database === "rds"

@@ -289,7 +289,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: boolean,
   },
   protectData: {
-    doc: "Protect the database nodes and their volumes against deletion and replacement (with `database` rds: the RDS instance, by deletion protection too).",
+    doc: "Protect the database nodes and their volumes against deletion and replacement (with `database` rds: the RDS instance, by deletion protection too, and the stack's KMS key, which an rds stack keeps when destroyed).",
     accepted: "true or false",
     example: "false",
     default: "true",

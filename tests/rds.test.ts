@@ -126,6 +126,17 @@ describe("the RDS instance", () => {
     expect(ofType(replication, T.randomId)).toEqual([]);
   });
 
+  test("the stack's key outlives it (its final snapshot and backups need it), protected with protectData; a replication stack's is as it was", () => {
+    expect(one(prod, T.kmsKey, "parameters-key").options).toEqual({
+      retainOnDelete: true,
+      protect: true,
+    });
+    expect(one(dev, T.kmsKey, "parameters-key").options).toEqual({ retainOnDelete: true });
+    expect(one(replication, T.kmsKey, "parameters-key").options).toEqual({});
+    // The alias goes with the stack: a stack made again under the name makes its own.
+    expect(one(prod, T.kmsAlias, "parameters-alias").options).toEqual({});
+  });
+
   test("its parameter group requires TLS and logs slow queries to a file RDS publishes", () => {
     expect(one(prod, T.rdsParameterGroup, "database-parameters").inputs).toMatchObject({
       family: "mariadb11.8",
