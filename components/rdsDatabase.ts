@@ -139,7 +139,9 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // A deletion (a destroy, a replacement) always leaves a snapshot, named with the suffix.
         skipFinalSnapshot: false,
         finalSnapshotIdentifier: pulumi.interpolate`${identifier}-final-${snapshotSuffix.hex}`,
-        enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS], // RDS.9
+        // Error and slow query logs only: RDS.9 as configured by default (audit, error, general,
+        // slowquery for MariaDB) flags it; why not the other two: RDS_LOG_EXPORTS.
+        enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS],
         tags: tags("rds"),
       },
       // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed (protect

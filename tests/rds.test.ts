@@ -1,7 +1,8 @@
 // `database: rds` under mocks: the RDS instance's exact inputs, its security group from the flow
 // table, app nodes holding no database, the master secret's IAM, the alarms, outputs, config errors.
 import { ConfigError } from "../model/config";
-import { rdsIdentifier } from "../model/rds";
+import { RDS_LOG_EXPORTS, RDS_MARIADB_LOGS, rdsIdentifier } from "../model/rds";
+import { README } from "./readmeTables";
 import { secretNameOf } from "../cloud-init/database";
 import { Plan } from "../plan/plan";
 import {
@@ -447,6 +448,26 @@ describe("outputs", () => {
         "DB_ROLE=client",
       );
     }
+  });
+});
+
+describe("its logs", () => {
+  test("the README says which of RDS.9's MariaDB logs the instance does not publish, and why", () => {
+    const section = README.slice(README.indexOf("### rds (Amazon RDS for MariaDB)")).replace(
+      /\s+/g,
+      " ",
+    );
+    const unpublished = RDS_MARIADB_LOGS.filter(
+      (log) => !(RDS_LOG_EXPORTS as readonly string[]).includes(log),
+    );
+    expect(unpublished).toEqual(["audit", "general"]);
+    expect(section).toContain(
+      "Not its audit log (it needs an option group with `MARIADB_AUDIT_PLUGIN`, which the stack does not make) nor its general log",
+    );
+    expect(section).toContain(
+      "FSBP RDS.9, whose default parameters expect `audit`, `error`, `general` and `slowquery` for MariaDB, flags the instance.",
+    );
+    expect(instanceOf(prod).inputs.enabledCloudwatchLogsExports).toEqual(["error", "slowquery"]);
   });
 });
 
