@@ -123,6 +123,9 @@ export class RdsDatabase extends pulumi.ComponentResource {
         parameterGroupName: parameters.name,
         caCertIdentifier: RDS_CA_IDENTIFIER,
         storageType: "gp3",
+        // `dataVolumeGiB`, the one knob: no storage autoscaling (maxAllocatedStorage would need
+        // ignoreChanges on this, and the config would stop saying the size); the rds-storage-low
+        // alarm (components/metrics.ts) pages at 10% free instead.
         allocatedStorage: args.allocatedStorageGiB,
         storageEncrypted: true, // RDS.3
         kmsKeyId: args.keyArn,
@@ -136,6 +139,10 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // The automated backups outlive the instance, for their retention.
         deleteAutomatedBackups: false,
         deletionProtection: args.protectData, // RDS.8
+        // A new class is a reboot (a Multi-AZ failover): it waits, pending, for the instance's
+        // maintenance window, not `pulumi up`'s moment; so does a storage raise, the switch being one
+        // per modification (the README says how to apply one now).
+        applyImmediately: false,
         // A deletion (a destroy, a replacement) always leaves a snapshot, named with the suffix.
         skipFinalSnapshot: false,
         finalSnapshotIdentifier: pulumi.interpolate`${identifier}-final-${snapshotSuffix.hex}`,

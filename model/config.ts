@@ -298,7 +298,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   dataVolumeGiB: {
     doc:
       "Size of s1's and s2's database volumes (gp3). Raising it grows both in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
-      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on s1 and s2).`,
+      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on s1 and s2), no storage autoscaling; a raise waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).`,
     accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",

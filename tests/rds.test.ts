@@ -62,6 +62,9 @@ describe("the RDS instance", () => {
       copyTagsToSnapshot: true,
       deleteAutomatedBackups: false,
       deletionProtection: true,
+      // Explicit: a new class or size waits for the maintenance window. No maxAllocatedStorage:
+      // dataVolumeGiB is the size, the storage alarm the safety net.
+      applyImmediately: false,
       skipFinalSnapshot: false,
       finalSnapshotIdentifier: `webstack-prod-final-${String(suffixOf(prod).outputs.hex)}`,
       enabledCloudwatchLogsExports: ["error", "slowquery"],
