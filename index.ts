@@ -14,6 +14,7 @@ import {
   PRIMARY_NODE,
   REPLICA_NODE,
   SUBNET_NAMES,
+  appNodesHoldData,
   buildTopology,
   mapNodes,
 } from "./model/topology";
@@ -192,6 +193,8 @@ export = async () => {
     stack,
     nodes: appNodeSpecs,
     certificates: pki.certificates,
+    // With rds no replication or monitoring password: RDS replicates and CloudWatch watches.
+    holdsData: appNodesHoldData(config.database),
     parameterKeyId: parameterKey.keyId,
     tags,
   });

@@ -2,6 +2,7 @@
 // table, app nodes holding no database, the master secret's IAM, the alarms, outputs, config errors.
 import { ConfigError } from "../model/config";
 import { RDS_LOG_EXPORTS, RDS_MARIADB_LOGS, rdsIdentifier } from "../model/rds";
+import { APP_NODE_PARAMETERS } from "../model/naming";
 import { README } from "./readmeTables";
 import { secretNameOf } from "../cloud-init/database";
 import { Plan } from "../plan/plan";
@@ -302,6 +303,32 @@ describe("the app nodes hold no database", () => {
     expect(command).toContain("ALTER USER 'migrate'@'10.41.128.10' ACCOUNT UNLOCK;");
     expect(command).toContain('echo "CALL mysql.rds_kill($id);"');
     expect(command).not.toMatch(/localhost|--protocol=socket/);
+  });
+
+  test("only the passwords the mode uses are made: app and migrate, no replication or monitor", () => {
+    const passwords = (plan: Plan) => ofType(plan, T.randomPassword).map((p) => p.name);
+    const parameters = (plan: Plan, node: string) =>
+      ofType(plan, T.ssmParameter)
+        .filter((p) => p.name.startsWith(`app-secrets-${node}-`))
+        .map((p) => String(p.inputs.name).replace(`/webstack/prod/${node}/`, ""));
+    expect(passwords(prod).filter((n) => n.startsWith("app-secrets-"))).toEqual([
+      "app-secrets-db-app",
+      "app-secrets-db-migrate",
+    ]);
+    for (const node of APP_NODES)
+      expect(parameters(prod, node)).toEqual([
+        "db-app-password",
+        "db-migrate-password",
+        "tls-key",
+        "tls-cert",
+      ]);
+    expect(passwords(replication).filter((n) => n.startsWith("app-secrets-"))).toEqual([
+      "app-secrets-db-app",
+      "app-secrets-db-replication",
+      "app-secrets-db-monitor",
+      "app-secrets-db-migrate",
+    ]);
+    expect(parameters(replication, "s2")).toEqual([...APP_NODE_PARAMETERS]);
   });
 
   test("the rendered bundles never carry the master secret's ARN", () => {
