@@ -13,7 +13,7 @@ import {
   PRIMARY_NODE,
   appNodesHoldData,
 } from "../model/topology";
-import { RDS_CA_BUNDLE_URL } from "../model/rds";
+import { RDS_CA_BUNDLE_URL, RDS_CA_IDENTIFIER } from "../model/rds";
 import {
   Argv,
   BundleApp,
@@ -382,7 +382,8 @@ function ownDatabaseValues(p: AppNodeParams) {
   return {
     boot: {
       DB_TLS_STEP: "the RDS CA bundle, which the database's certificate is checked against",
-      DB_TLS_COMMAND: `${NODE_TOOL_PATH} rds-ca ${RDS_CA_BUNDLE_URL} ${RDS_CA_PATH}`,
+      // The bundle must hold the root of the instance's CA for the node's region (not pinned).
+      DB_TLS_COMMAND: `${NODE_TOOL_PATH} rds-ca ${RDS_CA_BUNDLE_URL} ${RDS_CA_PATH} ${RDS_CA_IDENTIFIER}`,
       DB_CA_FILE: RDS_CA_PATH,
     },
     AFTER_DATABASE: "",

@@ -244,7 +244,7 @@ describe("the app nodes hold no database", () => {
       expect(env).toContain("\nDB_ROLE=client\nDB_CLUSTER=rds\n");
       const boot = bundleFile(prod, node, "/usr/local/sbin/webstack-boot");
       expect(boot).toContain(
-        "/usr/local/sbin/webstack-aws rds-ca https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/webstack/tls/rds-ca.pem\n",
+        "/usr/local/sbin/webstack-aws rds-ca https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/webstack/tls/rds-ca.pem rds-ca-rsa2048-g1\n",
       );
       expect(boot).toContain("printf 'DB_CA_FILE=/etc/webstack/tls/rds-ca.pem\\n'");
       expect(boot).not.toContain("webstack-db-late-config");
