@@ -26,6 +26,7 @@ import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
 import { dbNodeRole, galeraClusterName, galeraMember } from "./cloud-init/database";
 import { currentAccount } from "./platform/account";
+import { interfaceEndpointServices } from "./model/aws";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
 import { VpcEndpoints } from "./components/vpcEndpoints";
@@ -86,6 +87,8 @@ export = async () => {
       routeTableIds: [network.routeTableIds.public, network.routeTableIds.private],
       subnetIds: privateSubnetIds,
       securityGroupId: firewalls.endpointsGroupId!,
+      // With rds, Secrets Manager's too: s2 reads the instance's master secret without NAT.
+      services: interfaceEndpointServices(config.database),
       tags,
     });
   }

@@ -282,7 +282,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: vpcCidr,
   },
   vpcEndpoints: {
-    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
+    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics (with `database` rds, Secrets Manager too) in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
     accepted: "true or false",
     example: "true",
     default: "false",

@@ -305,10 +305,22 @@ export const ENDPOINT_FLOWS: readonly Flow[] = NODE_NAMES.map((node): Flow => ({
   why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
 }));
 
-/** The flows of a stack: its database's (FLOWS, GALERA_STACK_FLOWS or RDS_STACK_FLOWS), and ENDPOINT_FLOWS when it has the endpoints. */
+/**
+ * With `rds` and `vpcEndpoints`: the same flows, s2's saying it reads the RDS instance's master
+ * secret through Secrets Manager's endpoint (the one more an rds stack has).
+ */
+export const RDS_ENDPOINT_FLOWS: readonly Flow[] = ENDPOINT_FLOWS.map((flow) =>
+  flow.from === PRIMARY_NODE
+    ? { ...flow, why: `${flow.why}, Secrets Manager (the RDS master secret)` }
+    : flow,
+);
+
+/** The flows of a stack: its database's (FLOWS, GALERA_STACK_FLOWS or RDS_STACK_FLOWS), and ENDPOINT_FLOWS (RDS_ENDPOINT_FLOWS) when it has the endpoints. */
 export function stackFlows(options: TopologyOptions): readonly Flow[] {
-  const flows = DATABASE_FLOWS[options.database ?? "replication"];
-  return options.vpcEndpoints ? [...flows, ...ENDPOINT_FLOWS] : flows;
+  const database = options.database ?? "replication";
+  const flows = DATABASE_FLOWS[database];
+  if (!options.vpcEndpoints) return flows;
+  return [...flows, ...(database === "rds" ? RDS_ENDPOINT_FLOWS : ENDPOINT_FLOWS)];
 }
 
 /** The security groups a flow table needs, nodes first: a group for each end that is not the internet. */
