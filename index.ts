@@ -14,6 +14,7 @@ import {
   REPLICA_NODE,
   SUBNET_NAMES,
   appNodeBuildOrder,
+  appNodesHoldData,
   buildTopology,
   hasArbitrator,
   mapNodes,
@@ -26,6 +27,7 @@ import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
 import { dbNodeRole, galeraClusterName, galeraMember } from "./cloud-init/database";
 import { currentAccount } from "./platform/account";
+import { interfaceEndpointServices } from "./model/aws";
 import { Network } from "./components/network";
 import { Firewalls } from "./components/firewalls";
 import { VpcEndpoints } from "./components/vpcEndpoints";
@@ -89,10 +91,17 @@ export = async () => {
       routeTableIds: [network.routeTableIds.public, network.routeTableIds.private],
       subnetIds: privateSubnetIds,
       securityGroupId: firewalls.endpointsGroupId!,
+      // With rds, Secrets Manager's too: s2 reads the instance's master secret without NAT.
+      services: interfaceEndpointServices(config.database),
       tags,
     });
   }
-  const parameterKey = new ParameterKey("parameters", { stack, tags });
+  // With rds the key outlives the stack: the instance's final snapshot and backups need it.
+  const parameterKey = new ParameterKey("parameters", {
+    stack,
+    ...(config.database === "rds" ? { outlivesStack: { protect: config.protectData } } : {}),
+    tags,
+  });
   // `database: rds`: the stack's database is Amazon's, in the private subnets, behind its own group.
   const rds =
     config.database === "rds"
@@ -193,6 +202,8 @@ export = async () => {
     stack,
     nodes: appNodeSpecs,
     certificates: pki.certificates,
+    // With rds no replication or monitoring password: RDS replicates and CloudWatch watches.
+    holdsData: appNodesHoldData(config.database),
     parameterKeyId: parameterKey.keyId,
     tags,
   });

@@ -4,7 +4,7 @@
 import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
 import { RequestLimits } from "../model/limits";
-import { AppNodeParameter, releaseCommandStatusName } from "../model/naming";
+import { AppNodeParameter, ServerOnlyParameter, releaseCommandStatusName } from "../model/naming";
 import {
   AppNodeSpec,
   DatabaseMode,
@@ -13,7 +13,7 @@ import {
   PRIMARY_NODE,
   appNodesHoldData,
 } from "../model/topology";
-import { RDS_CA_BUNDLE_URL } from "../model/rds";
+import { RDS_CA_BUNDLE_URL, RDS_CA_IDENTIFIER } from "../model/rds";
 import {
   Argv,
   BundleApp,
@@ -67,8 +67,21 @@ import {
   rootFile,
 } from "./nodeFiles";
 
-/** The SSM parameters an app node reads at boot, by purpose (see APP_NODE_PARAMETERS). */
-export type AppNodeParameterNames = Readonly<Record<AppNodeParameter, string>>;
+/**
+ * The SSM parameters an app node reads at boot, by purpose (see APP_NODE_PARAMETERS); the server's
+ * own only on a node that holds data.
+ */
+export type AppNodeParameterNames = Readonly<
+  Record<Exclude<AppNodeParameter, ServerOnlyParameter>, string> &
+    Partial<Record<ServerOnlyParameter, string>>
+>;
+
+/** A parameter only a node holding data has; its absence there is the program's bug. */
+function serverParameter(p: AppNodeParams, key: ServerOnlyParameter): string {
+  const name = p.parameters[key];
+  if (!name) throw new Error(`${p.node.name}: no ${key} parameter, yet it holds a database`);
+  return name;
+}
 
 /** One secret variable of the app: its parameter, and the version that shows a new value. */
 export interface AppSecretRef {
@@ -247,8 +260,11 @@ export function secretsManifest(p: AppNodeParams): ManifestEntry[] {
       owner: "mysql:mysql",
     },
     ...app,
-    rootFile(names["db-replication-password"], DB_REPLICATION_PASSWORD_PATH),
-    rootFile(names["db-monitor-password"], "/etc/webstack/secrets/db-monitor-password"),
+    rootFile(serverParameter(p, "db-replication-password"), DB_REPLICATION_PASSWORD_PATH),
+    rootFile(
+      serverParameter(p, "db-monitor-password"),
+      "/etc/webstack/secrets/db-monitor-password",
+    ),
     migrate,
   ];
 }
@@ -366,7 +382,8 @@ function ownDatabaseValues(p: AppNodeParams) {
   return {
     boot: {
       DB_TLS_STEP: "the RDS CA bundle, which the database's certificate is checked against",
-      DB_TLS_COMMAND: `${NODE_TOOL_PATH} rds-ca ${RDS_CA_BUNDLE_URL} ${RDS_CA_PATH}`,
+      // The bundle must hold the root of the instance's CA for the node's region (not pinned).
+      DB_TLS_COMMAND: `${NODE_TOOL_PATH} rds-ca ${RDS_CA_BUNDLE_URL} ${RDS_CA_PATH} ${RDS_CA_IDENTIFIER}`,
       DB_CA_FILE: RDS_CA_PATH,
     },
     AFTER_DATABASE: "",

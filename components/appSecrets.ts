@@ -1,7 +1,8 @@
 // The app tier's secrets: generated DB passwords and the nodes' TLS keys, as SSM parameters per node.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { APP_NODE_PARAMETERS, AppNodeParameter, parameterName } from "../model/naming";
+import { AppNodeParameter, appNodeParameters, parameterName } from "../model/naming";
+import { AppNodeParameterNames } from "../cloud-init/appNode";
 import { NodeName, NodeSpec } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { NodeCertificate } from "./pki";
@@ -13,6 +14,11 @@ export interface AppSecretsArgs {
   readonly nodes: readonly NodeSpec[];
   /** Each app node's certificate (the key is secret). */
   readonly certificates: Readonly<Partial<Record<NodeName, NodeCertificate>>>;
+  /**
+   * The app nodes run a database server of their own (`appNodesHoldData`): without one (`rds`), no
+   * replication or monitoring password is made. @default true
+   */
+  readonly holdsData?: boolean;
   /** KMS key id that encrypts the SecureString parameters. */
   readonly parameterKeyId: pulumi.Input<string>;
   readonly tags: Tagger;
@@ -20,6 +26,22 @@ export interface AppSecretsArgs {
 
 /** Database users whose passwords are generated; `migrate` runs a release's command (issue 18). */
 const DB_USERS = ["app", "replication", "monitor", "migrate"] as const;
+type DbUser = (typeof DB_USERS)[number];
+
+/** What each parameter holds: a password, or the node's certificate or key. */
+const PARAMETERS: Readonly<
+  Record<AppNodeParameter, { readonly user?: DbUser; readonly what: string }>
+> = {
+  "db-app-password": { user: "app", what: "password of the app database user" },
+  "db-replication-password": { user: "replication", what: "password of the replication user" },
+  "db-monitor-password": { user: "monitor", what: "password of the monitoring user" },
+  "db-migrate-password": {
+    user: "migrate",
+    what: "password of the release command's database user",
+  },
+  "tls-key": { what: "private key of the node's TLS certificate" },
+  "tls-cert": { what: "the node's TLS certificate (public)" },
+};
 
 /**
  * Copies per node rather than one shared parameter: a node's role reads only its own path (and
@@ -27,15 +49,17 @@ const DB_USERS = ["app", "replication", "monitor", "migrate"] as const;
  */
 export class AppSecrets extends pulumi.ComponentResource {
   /** Parameter names per node: plain strings, safe for user-data. */
-  readonly parameterNames: Readonly<Partial<Record<NodeName, Record<AppNodeParameter, string>>>>;
+  readonly parameterNames: Readonly<Partial<Record<NodeName, AppNodeParameterNames>>>;
 
   constructor(name: string, args: AppSecretsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:secrets:AppSecrets", name, {}, opts);
     const child = { parent: this };
+    const keys = appNodeParameters(args.holdsData ?? true);
+    const users = DB_USERS.filter((user) => keys.some((key) => PARAMETERS[key].user === user));
 
     // Letters and digits only, 32 of them (~190 bits): never needs escaping in SQL or shell.
-    const passwords = Object.fromEntries(
-      DB_USERS.map((user) => [
+    const passwords = new Map(
+      users.map((user) => [
         user,
         new random.RandomPassword(
           `${name}-db-${user}`,
@@ -43,64 +67,35 @@ export class AppSecrets extends pulumi.ComponentResource {
           child,
         ).result,
       ]),
-    ) as Record<(typeof DB_USERS)[number], pulumi.Output<string>>;
+    );
 
-    const names: Partial<Record<NodeName, Record<AppNodeParameter, string>>> = {};
+    const names: Partial<Record<NodeName, AppNodeParameterNames>> = {};
     for (const node of args.nodes) {
       const cert = args.certificates[node.name];
       if (!cert) throw new Error(`AppSecrets: no certificate for ${node.name}`);
-      const values: Record<
-        AppNodeParameter,
-        { value: pulumi.Output<string>; secret: boolean; what: string }
-      > = {
-        "db-app-password": {
-          value: passwords.app,
-          secret: true,
-          what: "password of the app database user",
-        },
-        "db-replication-password": {
-          value: passwords.replication,
-          secret: true,
-          what: "password of the replication user",
-        },
-        "db-monitor-password": {
-          value: passwords.monitor,
-          secret: true,
-          what: "password of the monitoring user",
-        },
-        "db-migrate-password": {
-          value: passwords.migrate,
-          secret: true,
-          what: "password of the release command's database user",
-        },
-        "tls-key": {
-          value: cert.keyPem,
-          secret: true,
-          what: "private key of the node's TLS certificate",
-        },
-        "tls-cert": {
-          value: cert.certPem,
-          secret: false,
-          what: "the node's TLS certificate (public)",
-        },
+      const valueOf = (key: AppNodeParameter): pulumi.Output<string> => {
+        const user = PARAMETERS[key].user;
+        if (user) return passwords.get(user)!;
+        return key === "tls-key" ? cert.keyPem : cert.certPem;
       };
-      names[node.name] = {} as Record<AppNodeParameter, string>;
-      for (const key of APP_NODE_PARAMETERS) {
+      const nodeNames: Partial<Record<AppNodeParameter, string>> = {};
+      for (const key of keys) {
         const parameter = parameterName(args.stack, node.name, key);
-        const { value, secret, what } = values[key];
         ssmParameter(
           `${name}-${node.name}-${key}`,
           {
             name: parameter,
-            description: `webstack ${args.stack} ${node.name}: ${what}`,
-            value,
-            keyId: secret ? args.parameterKeyId : undefined,
+            description: `webstack ${args.stack} ${node.name}: ${PARAMETERS[key].what}`,
+            value: valueOf(key),
+            // Everything but the certificate is secret.
+            keyId: key === "tls-cert" ? undefined : args.parameterKeyId,
             tags: args.tags(node.role, `${node.name}-${key}`),
           },
           child,
         );
-        names[node.name]![key] = parameter;
+        nodeNames[key] = parameter;
       }
+      names[node.name] = nodeNames as AppNodeParameterNames;
     }
     this.parameterNames = names;
     this.registerOutputs({});

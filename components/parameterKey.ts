@@ -1,6 +1,7 @@
 // The customer-managed KMS key that encrypts every SSM SecureString parameter of the stack, the
 // objects of its bucket (components/stackBucket.ts) and, with `database: rds`, the RDS instance's
-// storage and its master user's secret (components/rdsDatabase.ts).
+// storage, snapshots, backups and its master user's secret (components/rdsDatabase.ts); then the
+// key outlives the stack.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { PROJECT } from "../model/naming";
@@ -8,6 +9,12 @@ import { Tagger } from "../model/tags";
 
 export interface ParameterKeyArgs {
   readonly stack: string;
+  /**
+   * What the key encrypts outlives the stack (`database: rds`: the instance's final snapshot and its
+   * automated backups, kept after it): the key is kept when the stack is destroyed, and protected
+   * when `protect` (config `protectData`). @default undefined: deleted with the stack (30 days on).
+   */
+  readonly outlivesStack?: { readonly protect: boolean };
   readonly tags: Tagger;
 }
 
@@ -34,7 +41,11 @@ export class ParameterKey extends pulumi.ComponentResource {
         deletionWindowInDays: 30,
         tags: args.tags("shared", "parameter-key"),
       },
-      child,
+      // A deleted key would leave the snapshots and backups that outlive the stack unreadable; a
+      // stack whose data is all its own keeps its options, and its plan, unchanged.
+      args.outlivesStack
+        ? { ...child, retainOnDelete: true, protect: args.outlivesStack.protect }
+        : child,
     );
     // Alias names allow letters, digits, '/', '_' and '-'; stack names may also hold '.'.
     const alias = new aws.kms.Alias(

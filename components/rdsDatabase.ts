@@ -2,6 +2,7 @@
 // encrypted with the stack's key, TLS required, its master password kept by RDS in Secrets Manager.
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
+import * as random from "@pulumi/random";
 import { PORTS } from "../model/topology";
 import { Tagger } from "../model/tags";
 import { RdsEndpoint } from "../cloud-init/database";
@@ -94,6 +95,17 @@ export class RdsDatabase extends pulumi.ComponentResource {
         ),
     );
 
+    // A final snapshot's name must be new at each deletion: RDS refuses one it already holds
+    // (DBSnapshotAlreadyExists), and a stack made again under its name gets the same identifier. As
+    // terraform-aws-modules/rds does, a random suffix kept with the identifier: a destroy deletes it
+    // too, so the stack made again draws another. Its limit: a replacement of the instance keeps it
+    // (the identifier is the same), so the deletion after a replacement would reuse the name the
+    // replaced instance's snapshot took: `pulumi up --replace` this suffix first (see the README).
+    const snapshotSuffix = new random.RandomId(
+      `${name}-final-snapshot-suffix`,
+      { byteLength: 4, keepers: { identifier } },
+      child,
+    );
     const instance = new aws.rds.Instance(
       `${name}-instance`,
       {
@@ -111,6 +123,9 @@ export class RdsDatabase extends pulumi.ComponentResource {
         parameterGroupName: parameters.name,
         caCertIdentifier: RDS_CA_IDENTIFIER,
         storageType: "gp3",
+        // `dataVolumeGiB`, the one knob: no storage autoscaling (maxAllocatedStorage would need
+        // ignoreChanges on this, and the config would stop saying the size); the rds-storage-low
+        // alarm (components/metrics.ts) pages at 10% free instead.
         allocatedStorage: args.allocatedStorageGiB,
         storageEncrypted: true, // RDS.3
         kmsKeyId: args.keyArn,
@@ -124,14 +139,22 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // The automated backups outlive the instance, for their retention.
         deleteAutomatedBackups: false,
         deletionProtection: args.protectData, // RDS.8
-        // A deletion (a destroy, a replacement) always leaves a snapshot; its name is the instance's.
+        // A new class is a reboot (a Multi-AZ failover): it waits, pending, for the instance's
+        // maintenance window, not `pulumi up`'s moment; so does a storage raise, the switch being one
+        // per modification (the README says how to apply one now).
+        applyImmediately: false,
+        // A deletion (a destroy, a replacement) always leaves a snapshot, named with the suffix.
         skipFinalSnapshot: false,
-        finalSnapshotIdentifier: `${identifier}-final`,
-        enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS], // RDS.9
+        finalSnapshotIdentifier: pulumi.interpolate`${identifier}-final-${snapshotSuffix.hex}`,
+        // Error and slow query logs only: RDS.9 as configured by default (audit, error, general,
+        // slowquery for MariaDB) flags it; why not the other two: RDS_LOG_EXPORTS.
+        enabledCloudwatchLogsExports: [...RDS_LOG_EXPORTS],
         tags: tags("rds"),
       },
-      // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed.
-      { parent: this, protect: args.protectData, dependsOn: logGroups },
+      // Stateful: like the app nodes' data volumes, never deleted or replaced unnoticed (protect
+      // refuses a replacement too). Its identifier is fixed, so a replacement must delete the old
+      // instance (leaving its final snapshot) before it creates the new one under the same name.
+      { parent: this, protect: args.protectData, deleteBeforeReplace: true, dependsOn: logGroups },
     );
 
     this.identifier = identifier;

@@ -1,10 +1,12 @@
 // The VPC's endpoints (config `vpcEndpoints`): the nodes' AWS traffic stays in the VPC — S3 through
-// a gateway on every route table, SSM, Session Manager, KMS and CloudWatch through interface endpoints.
+// a gateway on every route table, SSM, Session Manager, KMS and CloudWatch through interface endpoints
+// (and Secrets Manager with `database: rds`).
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import {
   GATEWAY_ENDPOINT_SERVICE,
   INTERFACE_ENDPOINT_SERVICES,
+  InterfaceEndpointService,
   endpointServiceName,
 } from "../model/aws";
 import { Tagger } from "../model/tags";
@@ -19,6 +21,11 @@ export interface VpcEndpointsArgs {
   readonly subnetIds: readonly pulumi.Input<string>[];
   /** The endpoints' own group: 443 from the nodes' groups only (the flow table's `endpoints`). */
   readonly securityGroupId: pulumi.Input<string>;
+  /**
+   * The interface endpoints (`interfaceEndpointServices`: with rds, Secrets Manager's too).
+   * @default INTERFACE_ENDPOINT_SERVICES
+   */
+  readonly services?: readonly InterfaceEndpointService[];
   readonly tags: Tagger;
 }
 
@@ -52,7 +59,7 @@ export class VpcEndpoints extends pulumi.ComponentResource {
     );
     // Private DNS: the services' own hostnames resolve to the endpoints inside the VPC, so the
     // nodes' tools need no endpoint setting; the LB in the public subnet reaches them there too.
-    const interfaces = INTERFACE_ENDPOINT_SERVICES.map((service) => {
+    const interfaces = (args.services ?? INTERFACE_ENDPOINT_SERVICES).map((service) => {
       const endpoint = new aws.ec2.VpcEndpoint(
         `${name}-${service}`,
         {

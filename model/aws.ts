@@ -1,5 +1,6 @@
 // AWS facts the program, the lab and the tests share: account, link-local services, instance types.
 import { hostOf } from "./ipv4";
+import type { DatabaseMode } from "./topology";
 
 /** Where the stack runs; resolved once from the provider (platform/account.ts). */
 export interface AwsAccount {
@@ -129,7 +130,22 @@ export const INTERFACE_ENDPOINT_SERVICES = [
   "logs",
   "monitoring",
 ] as const;
-export type InterfaceEndpointService = (typeof INTERFACE_ENDPOINT_SERVICES)[number];
+/**
+ * With `database: rds`, Secrets Manager too: s2 reads the RDS instance's master user's secret
+ * there (no other stack makes this endpoint, at $14.60 a month).
+ */
+export const RDS_INTERFACE_ENDPOINT_SERVICES = [
+  ...INTERFACE_ENDPOINT_SERVICES,
+  "secretsmanager",
+] as const;
+export type InterfaceEndpointService = (typeof RDS_INTERFACE_ENDPOINT_SERVICES)[number];
+
+/** The interface endpoints a stack with `vpcEndpoints` makes, by how its databases hold the data. */
+export function interfaceEndpointServices(
+  database: DatabaseMode,
+): readonly InterfaceEndpointService[] {
+  return database === "rds" ? RDS_INTERFACE_ENDPOINT_SERVICES : INTERFACE_ENDPOINT_SERVICES;
+}
 
 /** S3 is reached through a gateway endpoint: routes in the VPC's route tables, free of charge. */
 export const GATEWAY_ENDPOINT_SERVICE = "s3";

@@ -296,14 +296,14 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: vpcCidr,
   },
   vpcEndpoints: {
-    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
+    doc: "Keep the nodes' AWS traffic in the VPC: an S3 gateway endpoint (free) and interface endpoints for SSM, Session Manager, KMS, CloudWatch Logs and metrics (with `database` rds, Secrets Manager too) in both private subnets (billed per endpoint per AZ-hour and per GB; see VPC endpoints).",
     accepted: "true or false",
     example: "true",
     default: "false",
     parse: boolean,
   },
   protectData: {
-    doc: "Protect the database nodes and their volumes against deletion and replacement (with `database` rds: the RDS instance, by deletion protection too).",
+    doc: "Protect the database nodes and their volumes against deletion and replacement (with `database` rds: the RDS instance, by deletion protection too, and the stack's KMS key, which an rds stack keeps when destroyed).",
     accepted: "true or false",
     example: "false",
     default: "true",
@@ -312,7 +312,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   dataVolumeGiB: {
     doc:
       "Size of each app node's database volume (gp3). Raising it grows them in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
-      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on the app nodes).`,
+      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on the app nodes), no storage autoscaling; a raise waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).`,
     accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",

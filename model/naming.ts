@@ -47,6 +47,23 @@ export const APP_NODE_PARAMETERS = [
 ] as const;
 export type AppNodeParameter = (typeof APP_NODE_PARAMETERS)[number];
 
+/**
+ * What only an app node with a database server of its own reads: none exist with `database: rds`
+ * (RDS replicates to its standby itself, CloudWatch watches it).
+ */
+export const SERVER_ONLY_PARAMETERS = [
+  "db-replication-password",
+  "db-monitor-password",
+] as const satisfies readonly AppNodeParameter[];
+export type ServerOnlyParameter = (typeof SERVER_ONLY_PARAMETERS)[number];
+
+/** The parameters an app node has: all, or without SERVER_ONLY_PARAMETERS when it holds no data. */
+export function appNodeParameters(holdsData: boolean): AppNodeParameter[] {
+  return APP_NODE_PARAMETERS.filter(
+    (key) => holdsData || !(SERVER_ONLY_PARAMETERS as readonly string[]).includes(key),
+  );
+}
+
 /** The kinds of node that share one image: the LB, and the app nodes (s1, s2, …). */
 export type ImageKind = "lb" | "app";
 

@@ -36,8 +36,18 @@ export const RDS_CA_BUNDLE_URL =
 /** The master user RDS keeps the password of (Secrets Manager): s2 writes the schema and users as it. */
 export const RDS_MASTER_USERNAME = "webstack_admin";
 
-/** The logs the instance publishes to CloudWatch Logs (its general log stays off). */
-export const RDS_LOG_EXPORTS = ["error", "slowquery"] as const;
+/** The logs RDS for MariaDB can publish to CloudWatch Logs: FSBP RDS.9 by default expects all four. */
+export const RDS_MARIADB_LOGS = ["audit", "error", "general", "slowquery"] as const;
+
+/**
+ * The logs the instance publishes: the error and slow query logs. Not the audit log (it needs an
+ * option group with MARIADB_AUDIT_PLUGIN, which the stack does not make) nor the general log (every
+ * statement: too heavy for what it tells), so RDS.9 with its default parameters flags the instance.
+ */
+export const RDS_LOG_EXPORTS = [
+  "error",
+  "slowquery",
+] as const satisfies readonly (typeof RDS_MARIADB_LOGS)[number][];
 
 /**
  * The instance's identifier, `webstack-<stack>`: letters, digits and single hyphens, starting with a

@@ -366,14 +366,21 @@ const DATABASE_FLOWS: Readonly<Record<DatabaseMode, (apps: readonly AppNodeName[
  * With `vpcEndpoints`: every node reaches the interface endpoints on 443 (their private DNS names
  * the AWS APIs' own hostnames), and the endpoints' group admits these flows and nothing else.
  */
-function endpointFlows(nodes: readonly NodeName[]): Flow[] {
-  return nodes.map((node): Flow => ({
-    from: node,
-    to: ENDPOINTS,
-    port: PORTS.https,
-    protocol: "tcp",
-    why: `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`,
-  }));
+function endpointFlows(nodes: readonly NodeName[], database: DatabaseMode): Flow[] {
+  return nodes.map((node): Flow => {
+    const why = `HTTPS from ${node} to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics`;
+    return {
+      from: node,
+      to: ENDPOINTS,
+      port: PORTS.https,
+      protocol: "tcp",
+      // With rds, s2 reads the instance's master secret through Secrets Manager's endpoint too.
+      why:
+        database === "rds" && node === PRIMARY_NODE
+          ? `${why}, Secrets Manager (the RDS master secret)`
+          : why,
+    };
+  });
 }
 
 /**
@@ -388,7 +395,7 @@ export function stackFlows(options: TopologyOptions): readonly Flow[] {
     ...inboundFlows(apps),
     ...DATABASE_FLOWS[options.database ?? "replication"](apps),
     ...egressFlows(nodes),
-    ...(options.vpcEndpoints ? endpointFlows(nodes) : []),
+    ...(options.vpcEndpoints ? endpointFlows(nodes, options.database ?? "replication") : []),
   ];
 }
 

@@ -361,6 +361,17 @@ export class PlanMocks implements pulumi.runtime.Mocks {
       // Generated secrets get values unique per resource, so tests can look for every one of them.
       case "random:index/randomPassword:RandomPassword":
         return { id: "none", result: `mock-secret-password-${stableHex(24, type, name)}` };
+      case "random:index/randomId:RandomId": {
+        const hex = stableHex(2 * Number(inputs.byteLength), type, name);
+        const bytes = Buffer.from(hex, "hex");
+        return {
+          id: bytes.toString("base64url"),
+          hex,
+          b64Url: bytes.toString("base64url"),
+          b64Std: bytes.toString("base64"),
+          dec: BigInt(`0x${hex}`).toString(),
+        };
+      }
       case "tls:index/privateKey:PrivateKey": {
         const secret = `mock-secret-key-${stableHex(24, type, name)}`;
         return {

@@ -1,4 +1,4 @@
-// The database's boot scripts (db-late-config.sh, db-bootstrap.sh) run by bash against stand-in
+// The database's boot scripts (db-late-config.sh, db-bootstrap.sh, db-bootstrap-rds.sh) run by bash against stand-in
 // tools: the node's paths moved under a scratch root, its node.env the renderer's own, and
 // systemctl, install, timeout (the group-port probe), galera_new_cluster, sleep and the database
 // client recording what they are asked. The lab runs them for real.
@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { shippedFile } from "../cloud-init/template";
-import { DbRole } from "../model/topology";
+import { DatabaseMode, DbRole } from "../model/topology";
 import { TOPOLOGY } from "./harness";
 import { renderedAppNode } from "./rendererFixtures";
 
@@ -61,7 +61,7 @@ function listening(from: Record<string, number>): void {
 }
 
 /** The node's environment as the renderer writes it for a galera member (or a replication node). */
-function nodeEnv(role: DbRole, cluster: "galera" | "replication", extra = ""): void {
+function nodeEnv(role: DbRole, cluster: DatabaseMode, extra = ""): void {
   const env = renderedAppNode("mariadb", role, cluster).file("/etc/webstack/node.env");
   // Later lines win when the script sources it: fewer attempts, the stand-in client.
   write(
@@ -70,10 +70,10 @@ function nodeEnv(role: DbRole, cluster: "galera" | "replication", extra = ""): v
   );
 }
 
-/** Runs a shipped script with the node's paths under the scratch root. */
-function run(script: string) {
+/** Runs a shipped script with the node's paths (and any more given) under the scratch root. */
+function run(script: string, morePaths: readonly string[] = []) {
   let text = shippedFile(script);
-  for (const nodePath of ["/etc/webstack/", "/var/lib/mysql/"])
+  for (const nodePath of ["/etc/webstack/", "/var/lib/mysql/", ...morePaths])
     text = text.split(nodePath).join(`${root}${nodePath}`);
   write(script, text, 0o755);
   const r = spawnSync("bash", [path.join(root, script)], {
@@ -273,5 +273,101 @@ describe("db-bootstrap.sh, a galera member", () => {
     expect(stderr).toBe(
       "webstack-db-bootstrap: this member is not ready in webstack-t (wsrep_ready OFF): schema and users not written\n",
     );
+  });
+});
+
+describe("db-bootstrap-rds.sh", () => {
+  /** webstack-aws prints the master user's options, or fails when $ROOT/no-secret exists. */
+  function standInsForRds(clientFails = false): void {
+    stub("sleep");
+    stub(
+      "webstack-aws",
+      '[ -e "$ROOT/no-secret" ] && exit 1\nprintf \'[client]\\nuser="webstack_admin"\\npassword="pw-admin"\\n\'',
+    );
+    write(
+      "usr/local/sbin/webstack-aws",
+      `#!/bin/bash\nexec ${root}/bin/webstack-aws "$@"\n`,
+      0o755,
+    );
+    // The client records its options file and its SQL; it fails when told.
+    stub(
+      "mariadb",
+      [
+        "options=${1#--defaults-extra-file=}",
+        'cat "$options" >>"$ROOT/options"',
+        'cat >>"$ROOT/sql"',
+        clientFails ? "exit 1" : "",
+      ].join("\n"),
+    );
+    for (const secret of ["app", "migrate"])
+      write(`etc/webstack/secrets/db-${secret}-password`, `pw-${secret}`);
+    const node = renderedAppNode("mariadb", "primary", "rds");
+    for (const file of ["/etc/webstack/db/rds.sql", "/etc/webstack/db/rds-admin-secret"])
+      write(file.slice(1), node.file(file), 0o600);
+    write("etc/webstack/db/client-tls.cnf", node.file("/etc/webstack/db/client-tls.cnf"));
+    nodeEnv("primary", "rds");
+  }
+  const read = (file: string) =>
+    fs.existsSync(path.join(root, file)) ? fs.readFileSync(path.join(root, file), "utf8") : "";
+  const runRds = () => run("db-bootstrap-rds.sh", ["/usr/local/sbin/"]);
+
+  test("s2: the SQL with the passwords put in, as the master user over verified TLS", () => {
+    standInsForRds();
+    const { status, stderr, calls } = runRds();
+    expect(status).toBe(0);
+    expect(calls).toEqual([
+      "webstack-aws db-admin-options rds!db-0123",
+      expect.stringMatching(
+        /^mariadb --defaults-extra-file=\/dev\/fd\/\d+ --host=webstack-t\.\S+ --port=3306 --connect-timeout=10$/,
+      ),
+    ]);
+    expect(read("options")).toBe(
+      `[client]\nuser="webstack_admin"\npassword="pw-admin"\nssl-ca=/etc/webstack/tls/rds-ca.pem\nssl-verify-server-cert\n`,
+    );
+    expect(read("sql")).toContain("IDENTIFIED BY 'pw-app' REQUIRE SSL;");
+    expect(read("sql")).toContain("IDENTIFIED BY 'pw-migrate' REQUIRE SSL ACCOUNT LOCK;");
+    expect(read("sql")).not.toMatch(/@[A-Z_]+_PASSWORD@/);
+    expect(stderr).toMatch(/^webstack-db-bootstrap: done: the schema and users on /);
+  });
+
+  test.each([
+    ["a missing password", "etc/webstack/secrets/db-migrate-password"],
+    ["a missing SQL file", "etc/webstack/db/rds.sql"],
+    ["a missing secret name", "etc/webstack/db/rds-admin-secret"],
+  ])("%s stops the script before any SQL runs (never an empty password)", (_, file) => {
+    standInsForRds();
+    fs.rmSync(path.join(root, file));
+    const { status, calls } = runRds();
+    expect(status).not.toBe(0);
+    expect(calls).toEqual([]);
+    expect(read("sql")).toBe("");
+  });
+
+  test("an empty password stops it too", () => {
+    standInsForRds();
+    write("etc/webstack/secrets/db-app-password", "");
+    const { status, stderr, calls } = runRds();
+    expect(status).not.toBe(0);
+    expect(stderr).toContain("webstack-db-bootstrap: the secret db-app-password is empty\n");
+    expect(calls).toEqual([]);
+  });
+
+  test("no master user's options: no client runs without them; retried, then a failure", () => {
+    standInsForRds();
+    write("no-secret", "");
+    const { status, stderr, calls } = runRds();
+    expect(status).toBe(1);
+    expect(calls.filter((c) => c.startsWith("mariadb"))).toEqual([]);
+    expect(calls.filter((c) => c.startsWith("webstack-aws"))).toHaveLength(3);
+    expect(stderr).toContain(
+      "webstack-db-bootstrap: gave up after 3 attempts: the schema and users",
+    );
+  });
+
+  test("the instance refusing: retried with backoff, then a failure", () => {
+    standInsForRds(true);
+    const { status, calls } = runRds();
+    expect(status).toBe(1);
+    expect(calls.filter((c) => c.startsWith("sleep"))).toEqual(["sleep 2", "sleep 4"]);
   });
 });

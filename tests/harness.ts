@@ -85,6 +85,7 @@ export const T = {
   acmCertificate: "aws:acm/certificate:Certificate",
   acmValidation: "aws:acm/certificateValidation:CertificateValidation",
   randomPassword: "random:index/randomPassword:RandomPassword",
+  randomId: "random:index/randomId:RandomId",
   privateKey: "tls:index/privateKey:PrivateKey",
   selfSignedCert: "tls:index/selfSignedCert:SelfSignedCert",
   certRequest: "tls:index/certRequest:CertRequest",

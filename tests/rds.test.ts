@@ -1,7 +1,9 @@
 // `database: rds` under mocks: the RDS instance's exact inputs, its security group from the flow
 // table, app nodes holding no database, the master secret's IAM, the alarms, outputs, config errors.
 import { ConfigError } from "../model/config";
-import { rdsIdentifier } from "../model/rds";
+import { RDS_LOG_EXPORTS, RDS_MARIADB_LOGS, rdsIdentifier } from "../model/rds";
+import { APP_NODE_PARAMETERS } from "../model/naming";
+import { README } from "./readmeTables";
 import { secretNameOf } from "../cloud-init/database";
 import { Plan } from "../plan/plan";
 import {
@@ -29,6 +31,7 @@ beforeAll(async () => {
 }, 120_000);
 
 const instanceOf = (plan: Plan) => one(plan, T.rdsInstance, "database-instance");
+const suffixOf = (plan: Plan) => one(plan, T.randomId, "database-final-snapshot-suffix");
 const groupId = (plan: Plan, group: string) => one(plan, T.securityGroup, `firewalls-${group}`).id;
 const APP_NODES = ["s1", "s2"] as const;
 
@@ -60,8 +63,11 @@ describe("the RDS instance", () => {
       copyTagsToSnapshot: true,
       deleteAutomatedBackups: false,
       deletionProtection: true,
+      // Explicit: a new class or size waits for the maintenance window. No maxAllocatedStorage:
+      // dataVolumeGiB is the size, the storage alarm the safety net.
+      applyImmediately: false,
       skipFinalSnapshot: false,
-      finalSnapshotIdentifier: "webstack-prod-final",
+      finalSnapshotIdentifier: `webstack-prod-final-${String(suffixOf(prod).outputs.hex)}`,
       enabledCloudwatchLogsExports: ["error", "slowquery"],
       tags: {
         Environment: "prod",
@@ -76,6 +82,8 @@ describe("the RDS instance", () => {
     // No password anywhere in the program: RDS keeps it.
     expect(instance.inputs.password).toBeUndefined();
     expect(instance.options.protect).toBe(true);
+    // A fixed identifier: the old instance goes before its replacement comes.
+    expect(instance.options.deleteBeforeReplace).toBe(true);
     // Its log groups exist first, with the stack's retention.
     const logs = ["error", "slowquery"].map((log) => one(prod, T.logGroup, `database-log-${log}`));
     expect(logs.map((g) => [g.inputs.name, g.inputs.retentionInDays])).toEqual([
@@ -89,10 +97,11 @@ describe("the RDS instance", () => {
     expect(instanceOf(dev).inputs).toMatchObject({
       deletionProtection: false,
       skipFinalSnapshot: false,
-      finalSnapshotIdentifier: "webstack-dev-final",
+      finalSnapshotIdentifier: `webstack-dev-final-${String(suffixOf(dev).outputs.hex)}`,
       backupRetentionPeriod: 7,
     });
     expect(instanceOf(dev).options.protect).toBeUndefined();
+    expect(instanceOf(dev).options.deleteBeforeReplace).toBe(true);
     const sized = await planConfig({
       domain: "www.example.com",
       database: "rds",
@@ -105,6 +114,32 @@ describe("the RDS instance", () => {
       allocatedStorage: 200,
       backupRetentionPeriod: 35,
     });
+  });
+
+  test("its final snapshot's name ends in a random suffix drawn again with the identifier: a stack made again never meets its predecessor's", () => {
+    for (const [plan, identifier] of [
+      [prod, "webstack-prod"],
+      [dev, "webstack-dev"],
+    ] as const) {
+      const suffix = suffixOf(plan);
+      expect(suffix.inputs).toEqual({ byteLength: 4, keepers: { identifier } });
+      expect(String(suffix.outputs.hex)).toMatch(/^[0-9a-f]{8}$/);
+      expect(instanceOf(plan).inputs.finalSnapshotIdentifier).toBe(
+        `${identifier}-final-${String(suffix.outputs.hex)}`,
+      );
+    }
+    expect(ofType(replication, T.randomId)).toEqual([]);
+  });
+
+  test("the stack's key outlives it (its final snapshot and backups need it), protected with protectData; a replication stack's is as it was", () => {
+    expect(one(prod, T.kmsKey, "parameters-key").options).toEqual({
+      retainOnDelete: true,
+      protect: true,
+    });
+    expect(one(dev, T.kmsKey, "parameters-key").options).toEqual({ retainOnDelete: true });
+    expect(one(replication, T.kmsKey, "parameters-key").options).toEqual({});
+    // The alias goes with the stack: a stack made again under the name makes its own.
+    expect(one(prod, T.kmsAlias, "parameters-alias").options).toEqual({});
   });
 
   test("its parameter group requires TLS and logs slow queries to a file RDS publishes", () => {
@@ -209,7 +244,7 @@ describe("the app nodes hold no database", () => {
       expect(env).toContain("\nDB_ROLE=client\nDB_CLUSTER=rds\n");
       const boot = bundleFile(prod, node, "/usr/local/sbin/webstack-boot");
       expect(boot).toContain(
-        "/usr/local/sbin/webstack-aws rds-ca https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/webstack/tls/rds-ca.pem\n",
+        "/usr/local/sbin/webstack-aws rds-ca https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/webstack/tls/rds-ca.pem rds-ca-rsa2048-g1\n",
       );
       expect(boot).toContain("printf 'DB_CA_FILE=/etc/webstack/tls/rds-ca.pem\\n'");
       expect(boot).not.toContain("webstack-db-late-config");
@@ -268,6 +303,32 @@ describe("the app nodes hold no database", () => {
     expect(command).toContain("ALTER USER 'migrate'@'10.41.128.10' ACCOUNT UNLOCK;");
     expect(command).toContain('echo "CALL mysql.rds_kill($id);"');
     expect(command).not.toMatch(/localhost|--protocol=socket/);
+  });
+
+  test("only the passwords the mode uses are made: app and migrate, no replication or monitor", () => {
+    const passwords = (plan: Plan) => ofType(plan, T.randomPassword).map((p) => p.name);
+    const parameters = (plan: Plan, node: string) =>
+      ofType(plan, T.ssmParameter)
+        .filter((p) => p.name.startsWith(`app-secrets-${node}-`))
+        .map((p) => String(p.inputs.name).replace(`/webstack/prod/${node}/`, ""));
+    expect(passwords(prod).filter((n) => n.startsWith("app-secrets-"))).toEqual([
+      "app-secrets-db-app",
+      "app-secrets-db-migrate",
+    ]);
+    for (const node of APP_NODES)
+      expect(parameters(prod, node)).toEqual([
+        "db-app-password",
+        "db-migrate-password",
+        "tls-key",
+        "tls-cert",
+      ]);
+    expect(passwords(replication).filter((n) => n.startsWith("app-secrets-"))).toEqual([
+      "app-secrets-db-app",
+      "app-secrets-db-replication",
+      "app-secrets-db-monitor",
+      "app-secrets-db-migrate",
+    ]);
+    expect(parameters(replication, "s2")).toEqual([...APP_NODE_PARAMETERS]);
   });
 
   test("the rendered bundles never carry the master secret's ARN", () => {
@@ -417,6 +478,26 @@ describe("outputs", () => {
         "DB_ROLE=client",
       );
     }
+  });
+});
+
+describe("its logs", () => {
+  test("the README says which of RDS.9's MariaDB logs the instance does not publish, and why", () => {
+    const section = README.slice(README.indexOf("### rds (Amazon RDS for MariaDB)")).replace(
+      /\s+/g,
+      " ",
+    );
+    const unpublished = RDS_MARIADB_LOGS.filter(
+      (log) => !(RDS_LOG_EXPORTS as readonly string[]).includes(log),
+    );
+    expect(unpublished).toEqual(["audit", "general"]);
+    expect(section).toContain(
+      "Not its audit log (it needs an option group with `MARIADB_AUDIT_PLUGIN`, which the stack does not make) nor its general log",
+    );
+    expect(section).toContain(
+      "FSBP RDS.9, whose default parameters expect `audit`, `error`, `general` and `slowquery` for MariaDB, flags the instance.",
+    );
+    expect(instanceOf(prod).inputs.enabledCloudwatchLogsExports).toEqual(["error", "slowquery"]);
   });
 });
 

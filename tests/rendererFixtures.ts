@@ -39,7 +39,7 @@ export const TEST_RELEASE: AppReleaseParams = {
 
 /**
  * What the program passes to the app node renderer for a node of this role (stack "t"); with
- * `galera`, the node's view of its cluster as the program makes it.
+ * `galera`, the node's view of its cluster as the program makes it; with `rds`, the instance.
  */
 export function appNodeParams(
   engine: DbEngine,
@@ -57,6 +57,7 @@ export function appNodeParams(
     engine,
     cluster,
     ...(cluster === "galera" ? { galera: galeraMember("t", TOPOLOGY, node.name) } : {}),
+    ...(cluster === "rds" ? { rds: TEST_RDS } : {}),
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
     caCertPem: TEST_CA_PEM,
     parameters: Object.fromEntries(
@@ -68,6 +69,13 @@ export function appNodeParams(
     release: TEST_RELEASE,
   };
 }
+
+/** The RDS instance the fixtures' app nodes use with `database: rds`. */
+export const TEST_RDS = {
+  address: "webstack-t.cabcdefghijk.eu-west-1.rds.amazonaws.com",
+  port: 3306,
+  adminSecretArn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0123-AbC123",
+} as const;
 
 /** The data volume the fixtures' app nodes boot with. */
 export const TEST_VOLUME_ID = "vol-0123456789abcdef0";
@@ -94,7 +102,7 @@ export function renderedAppNode(
     node: params.node,
     engine,
     cluster: params.cluster,
-    dataVolumeId: TEST_VOLUME_ID,
+    ...(cluster === "rds" ? {} : { dataVolumeId: TEST_VOLUME_ID }),
   });
   const doc = YAML.parse(text) as CloudConfigDocument;
   const bundle = renderAppNodeBundle(params);

@@ -20,10 +20,30 @@ const tagsOf = (name: string) => ({
 
 let off: Plan;
 let on: Plan;
+let rdsOn: Plan;
+let rdsOff: Plan;
 beforeAll(async () => {
   off = await planConfig(BASE);
   on = await planConfig({ ...BASE, vpcEndpoints: "true" });
+  rdsOn = await planConfig({ ...BASE, vpcEndpoints: "true", database: "rds" });
+  rdsOff = await planConfig({ ...BASE, database: "rds" });
 });
+
+/** An interface endpoint's inputs: private DNS in both private subnets, behind the endpoints' group. */
+function interfaceEndpoint(plan: Plan, service: string) {
+  return {
+    vpcId: one(plan, T.vpc, "network-vpc").id,
+    serviceName: `com.amazonaws.eu-west-1.${service}`,
+    vpcEndpointType: "Interface",
+    privateDnsEnabled: true,
+    subnetIds: [
+      one(plan, T.subnet, "network-private-a").id,
+      one(plan, T.subnet, "network-private-b").id,
+    ],
+    securityGroupIds: [one(plan, T.securityGroup, "firewalls-endpoints").id],
+    tags: tagsOf(`vpce-${service}`),
+  };
+}
 
 /** A rule as one comparable row: its group, port, and peer (a group's name, or a range). */
 function ruleRow(plan: Plan, rule: PlannedResource): string {
@@ -59,18 +79,9 @@ describe("vpcEndpoints on", () => {
   test.each(["ssm", "ssmmessages", "kms", "logs", "monitoring"])(
     "%s: an interface endpoint with private DNS in both private subnets, behind the endpoints' group",
     (service) => {
-      expect(one(on, T.vpcEndpoint, `endpoints-${service}`).inputs).toEqual({
-        vpcId: one(on, T.vpc, "network-vpc").id,
-        serviceName: `com.amazonaws.eu-west-1.${service}`,
-        vpcEndpointType: "Interface",
-        privateDnsEnabled: true,
-        subnetIds: [
-          one(on, T.subnet, "network-private-a").id,
-          one(on, T.subnet, "network-private-b").id,
-        ],
-        securityGroupIds: [one(on, T.securityGroup, "firewalls-endpoints").id],
-        tags: tagsOf(`vpce-${service}`),
-      });
+      expect(one(on, T.vpcEndpoint, `endpoints-${service}`).inputs).toEqual(
+        interfaceEndpoint(on, service),
+      );
     },
   );
 
@@ -180,5 +191,34 @@ describe("vpcEndpoints on", () => {
       expect(diagram).toContain(`  sg_${node} -->|"tcp 443"| sg_endpoints\n`);
     // The endpoints are no backend: the data path is the LB's to s1 and s2 only.
     expect(diagram).not.toContain('==>|"HTTPS"| endpoints');
+  });
+});
+
+describe("vpcEndpoints on an rds stack", () => {
+  test("Secrets Manager's endpoint too (s2 reads the RDS master secret), as the others; none elsewhere", () => {
+    expect(one(rdsOn, T.vpcEndpoint, "endpoints-secretsmanager").inputs).toEqual(
+      interfaceEndpoint(rdsOn, "secretsmanager"),
+    );
+    expect(ofType(rdsOn, T.vpcEndpoint).map((e) => e.name)).toEqual([
+      ...ofType(on, T.vpcEndpoint).map((e) => e.name),
+      "endpoints-secretsmanager",
+    ]);
+    expect(ofType(rdsOff, T.vpcEndpoint)).toEqual([]);
+    expect(ofType(on, T.vpcEndpoint).map((e) => e.name)).not.toContain("endpoints-secretsmanager");
+  });
+
+  test("the same rules into the endpoints' group; s2's say it reads the master secret there", () => {
+    const rows = (plan: Plan) =>
+      [...ofType(plan, T.ingressRule), ...ofType(plan, T.egressRule)]
+        .filter((r) => r.name.includes("endpoints"))
+        .map((r) => `${ruleRow(plan, r)} ${String(r.inputs.description)}`);
+    const s2 =
+      "HTTPS from s2 to the VPC interface endpoints: SSM, Session Manager, KMS, CloudWatch Logs and metrics";
+    expect(rows(rdsOn)).toEqual(
+      rows(on).map((row) =>
+        row.endsWith(s2) ? `${row}, Secrets Manager (the RDS master secret)` : row,
+      ),
+    );
+    expect(rows(rdsOn).filter((row) => row.includes("Secrets Manager"))).toHaveLength(2);
   });
 });

@@ -9,31 +9,52 @@ set -euo pipefail
 . /etc/webstack/node.env
 
 log() { echo "webstack-db-bootstrap: $*" >&2; }
-secret() { printf '%s' "$(<"/etc/webstack/secrets/$1")"; }
 
-# The instance as its master user; SQL on stdin.
+# A secret's value; a missing or empty file fails: never an empty password in SQL or options.
+secret() {
+  local value
+  value=$(<"/etc/webstack/secrets/$1") || return 1
+  if [ -z "$value" ]; then
+    log "the secret $1 is empty"
+    return 1
+  fi
+  printf '%s' "$value"
+}
+
+# What the attempts need, read here, outside any condition: bash ignores `set -e` inside a function
+# called as an `if`'s condition, so a failure in there would pass unnoticed (an empty password
+# written into the SQL). Here set -e stops the script at the first failure.
+client_tls=$(</etc/webstack/db/client-tls.cnf)
+app_password=$(secret db-app-password)
+if [ "$DB_SCHEMA" = yes ]; then
+  admin_secret=$(</etc/webstack/db/rds-admin-secret)
+  migrate_password=$(secret db-migrate-password)
+  sql=$(</etc/webstack/db/rds.sql)
+  # The passwords put in by bash itself: no value ever appears in a process's arguments.
+  sql=${sql//@APP_PASSWORD@/$app_password}
+  sql=${sql//@MIGRATE_PASSWORD@/$migrate_password}
+fi
+
+# The steps below run as an `if`'s condition (retried): each command's status is checked explicitly.
+
+# The instance as its master user; SQL on stdin. The options are asked for at each attempt (RDS
+# rotates the password); without them no client runs.
 as_admin() {
-  "$DB_CLIENT" --defaults-extra-file=<(
-    /usr/local/sbin/webstack-aws db-admin-options "$(</etc/webstack/db/rds-admin-secret)"
-    cat /etc/webstack/db/client-tls.cnf
-  ) --host="$DB_HOST" --port="$DB_PORT" --connect-timeout=10
+  local options
+  options=$(/usr/local/sbin/webstack-aws db-admin-options "$admin_secret") || return 1
+  "$DB_CLIENT" --defaults-extra-file=<(printf '%s\n%s\n' "$options" "$client_tls") \
+    --host="$DB_HOST" --port="$DB_PORT" --connect-timeout=10
 }
 
 # The schema as the app sees it: its user, over verified TLS.
 app_reads_schema() {
   "$DB_CLIENT" --defaults-extra-file=<(
-    printf '[client]\nuser=app\npassword=%s\n' "$(secret db-app-password)"
-    cat /etc/webstack/db/client-tls.cnf
+    printf '[client]\nuser=app\npassword=%s\n%s\n' "$app_password" "$client_tls"
   ) --host="$DB_HOST" --port="$DB_PORT" --connect-timeout=5 \
     --execute='SELECT 1 FROM webstack.items LIMIT 0' >/dev/null
 }
 
-# The SQL with the passwords put in by bash itself: no value ever appears in a process's arguments.
 write_schema() {
-  local sql
-  sql=$(</etc/webstack/db/rds.sql)
-  sql=${sql//@APP_PASSWORD@/$(secret db-app-password)}
-  sql=${sql//@MIGRATE_PASSWORD@/$(secret db-migrate-password)}
   printf '%s\n' "$sql" | as_admin
 }
 

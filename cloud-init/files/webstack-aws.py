@@ -17,9 +17,12 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             each certificate's days left, each state
                                                             file's age (issue 20: the backups')
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
-       webstack-aws rds-ca URL PATH                         Amazon's RDS CA bundle (`database: rds`), over
+       webstack-aws rds-ca URL PATH CA_IDENTIFIER           Amazon's RDS CA bundle (`database: rds`), over
                                                             HTTPS checked against the node's public CAs,
-                                                            into PATH if it holds certificates only
+                                                            into PATH if it holds certificates only,
+                                                            each one openssl reads, among them the root
+                                                            of CA_IDENTIFIER (rds-ca-rsa2048-g1) for
+                                                            the node's region
        webstack-aws db-admin-options SECRET_ID              the RDS master user's [client] options from
                                                             its RDS-managed secret, for the database
                                                             client to read through a pipe; never on a
@@ -2270,32 +2273,63 @@ PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n
 
 
 def pem_certificates(text):
-    """How many certificates a PEM bundle holds; ValueError when it holds anything else, or none."""
+    """The PEM blocks of a bundle of certificates; ValueError when it holds anything else, or none."""
     blocks = PEM_CERTIFICATE.findall(text)
     rest = PEM_CERTIFICATE.sub("", text).strip()
     if not blocks or rest:
         raise ValueError("not a bundle of PEM certificates only")
     for block in blocks:
         ssl.PEM_cert_to_DER_cert(block)  # its base64 must decode
-    return len(blocks)
+    return blocks
 
 
-def rds_ca_command(url, path, read=None):
-    """Amazon's RDS CA bundle into path (0644: the app reads it), written only if it holds PEM
-    certificates and nothing else; fetched over HTTPS, the server checked against the node's public
-    CAs, with bounded retries (the NAT may still be coming up)."""
+def certificate_common_name(pem, run=subprocess.run):
+    """A certificate's subject CN as openssl reads it (no Python module on the nodes parses
+    certificates); ValueError when openssl cannot read it as one."""
+    result = run(["openssl", "x509", "-noout", "-subject", "-nameopt", "sep_multiline,sname,utf8"],
+                 input=pem, capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise ValueError(f"openssl cannot read a certificate of the bundle: {result.stderr.strip()}")
+    names = [line.strip()[3:] for line in result.stdout.splitlines() if line.strip().startswith("CN=")]
+    return names[0] if names else ""
+
+
+RDS_CA_IDENTIFIER = re.compile(r"rds-ca-([a-z]+[0-9]+)-(g[0-9]+)")
+
+
+def rds_root_ca_name(identifier, region_name):
+    """The CN Amazon gives the root CA an RDS CA identifier names, in a region: rds-ca-rsa2048-g1 in
+    eu-west-1 is "Amazon RDS eu-west-1 Root CA RSA2048 G1"."""
+    match = RDS_CA_IDENTIFIER.fullmatch(identifier)
+    if not match:
+        raise ValueError(f"not an RDS CA identifier (rds-ca-<algorithm>-g<n>): {identifier}")
+    return f"Amazon RDS {region_name} Root CA {match[1].upper()} {match[2].upper()}"
+
+
+def rds_ca_command(url, path, ca_identifier, read=None, region_name=None, run=subprocess.run):
+    """Amazon's RDS CA bundle into path (0644: the app reads it), fetched over HTTPS (the server
+    checked against the node's public CAs, with bounded retries: the NAT may still be coming up), and
+    written only if it holds PEM certificates and nothing else, each one openssl reads, among them
+    the root of the instance's CA (ca_identifier) for the node's region. Not pinned by a hash: the
+    bundle changes whenever Amazon adds a CA, and a pinned hash would stop every new node's boot that
+    day; this check catches a truncated, wrong or substituted file, not a forged root."""
     if not url.startswith("https://"):
         log(f"refusing {url}: the RDS CA bundle comes over HTTPS only")
         return 2
     read = read or (lambda: urllib.request.urlopen(url, timeout=10, context=ssl.create_default_context()).read())
     try:
         text = with_retries(read, f"fetching {url}").decode("ascii")
-        count = pem_certificates(text)
+        blocks = pem_certificates(text)
+        names = [certificate_common_name(block, run) for block in blocks]
+        expected = rds_root_ca_name(ca_identifier, region_name or with_retries(region, "reading the region"))
     except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         log(f"{url}: {type(error).__name__}: {error}")
         return 1
+    if expected not in names:
+        log(f"{url}: none of its {len(blocks)} certificates is {expected!r} ({ca_identifier}'s root CA here): nothing written")
+        return 1
     write(path, text, "root", "root", 0o644)
-    log(f"wrote {count} certificates from {url} to {path}")
+    log(f"wrote {len(blocks)} certificates from {url} to {path}, {expected!r} among them")
     return 0
 
 
@@ -2354,7 +2388,7 @@ USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR"
     " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]..."
-    " | boot-status NODE | rds-ca URL PATH | db-admin-options SECRET_ID"
+    " | boot-status NODE | rds-ca URL PATH CA_IDENTIFIER | db-admin-options SECRET_ID"
     " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
     " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
 )
@@ -2367,8 +2401,8 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         return preflight_command(args[0], args[1], args[2:], root=root, run=run_command)  # no AWS call
     if command == ["db-restore"] and args == ["--resume"]:
         return guarded(root, lambda settings: resume_command(settings, run_command))  # no AWS call
-    if command == ["rds-ca"] and len(args) == 2:
-        return rds_ca_command(*args)  # no AWS call: Amazon's public trust store
+    if command == ["rds-ca"] and len(args) == 3:
+        return rds_ca_command(*args, run=run_command)  # no AWS call: Amazon's public trust store
     if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
         services = ["ssm"]
         run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731

@@ -4,6 +4,7 @@ Never reaches a real metadata service: boto3's own lookups are disabled, and the
 from a stand-in IMDSv2 on 127.0.0.1 that insists on a session token. SSM is botocore's Stubber.
 Run with Debian's python: /usr/bin/python3 -m unittest tests/artifacts/test_webstack_aws.py
 """
+import base64
 import contextlib
 import grp
 import http.server
@@ -555,29 +556,57 @@ class RdsTest(WithFakeImds, unittest.TestCase):
         self.secrets = boto3.client("secretsmanager", region_name="eu-west-1")
         self.stubber = Stubber(self.secrets)
 
-    def certificates(self, count):
-        pems = []
-        for n in range(count):
-            key = os.path.join(self.dir.name, f"ca{n}.key")
-            pems.append(subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-days", "30", "-subj", f"/CN=Amazon RDS test Root CA {n}", "-keyout", key],
-                check=True, capture_output=True, text=True).stdout)
-        return "".join(pems)
+    ROOT = "Amazon RDS eu-west-1 Root CA RSA2048 G1"  # rds-ca-rsa2048-g1's in the fake IMDS's region
 
-    def fetch(self, body, url=URL):
+    def certificate(self, subject):
+        key = os.path.join(self.dir.name, "ca.key")
+        return subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "30", "-subj", subject, "-keyout", key],
+            check=True, capture_output=True, text=True).stdout
+
+    def certificates(self, count, root=ROOT):
+        """count certificates of other RDS CAs, then the given root's, as Amazon names its subjects."""
+        names = [f"Amazon RDS us-east-{n + 1} Root CA RSA2048 G1" for n in range(count)] + ([root] if root else [])
+        return "".join(self.certificate(f"/C=US/O=Amazon Web Services, Inc./OU=Amazon RDS/ST=WA/CN={name}/L=Seattle")
+                       for name in names)
+
+    def fetch(self, body, url=URL, ca="rds-ca-rsa2048-g1"):
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
-            code = self.module.rds_ca_command(url, self.path, read=lambda: body)
+            code = self.module.rds_ca_command(url, self.path, ca, read=lambda: body)
         return code, stderr.getvalue()
 
-    def test_the_bundle_is_written_readable_by_all_when_it_holds_certificates_only(self):
-        bundle = self.certificates(3)
+    def test_the_bundle_is_written_readable_by_all_when_it_holds_certificates_only_with_the_regions_root(self):
+        bundle = self.certificates(2)
         code, stderr = self.fetch(bundle.encode())
         self.assertEqual(code, 0)
         self.assertEqual(pathlib.Path(self.path).read_text(), bundle)
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o644)
-        self.assertIn(f"wrote 3 certificates from {self.URL}", stderr)
+        self.assertIn(f"wrote 3 certificates from {self.URL} to {self.path}, {self.ROOT!r} among them", stderr)
+
+    def test_a_bundle_without_the_root_of_the_instances_ca_for_the_nodes_region_is_refused(self):
+        for bundle in (self.certificates(2, root=None),
+                       self.certificates(1, root="Amazon RDS eu-west-1 Root CA RSA4096 G1"),
+                       self.certificates(1, root="Amazon RDS eu-west-1 Root CA RSA2048 G1 (test)"),
+                       self.certificate(f"/O={self.ROOT}/CN=someone else")):
+            code, stderr = self.fetch(bundle.encode())
+            self.assertEqual(code, 1, bundle)
+            self.assertIn(f"is {self.ROOT!r} (rds-ca-rsa2048-g1's root CA here): nothing written", stderr)
+            self.assertFalse(os.path.exists(self.path))
+        # Another CA identifier asks for its own root.
+        code, stderr = self.fetch(self.certificates(1).encode(), ca="rds-ca-ecc384-g1")
+        self.assertEqual(code, 1)
+        self.assertIn("'Amazon RDS eu-west-1 Root CA ECC384 G1'", stderr)
+        self.assertEqual(self.fetch(self.certificates(1).encode(), ca="rds-ca-2019")[0], 1)
+
+    def test_a_block_openssl_cannot_read_as_a_certificate_is_refused(self):
+        not_a_certificate = "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"\x30\x03\x02\x01\x01").decode() + \
+            "\n-----END CERTIFICATE-----\n"
+        code, stderr = self.fetch((self.certificates(1) + not_a_certificate).encode())
+        self.assertEqual(code, 1)
+        self.assertIn("openssl cannot read a certificate of the bundle", stderr)
+        self.assertFalse(os.path.exists(self.path))
 
     def test_anything_but_certificates_is_refused_and_nothing_written(self):
         for body in (b"<html>503 Service Unavailable</html>", b"",
@@ -599,7 +628,7 @@ class RdsTest(WithFakeImds, unittest.TestCase):
         sleep, self.module.time.sleep = self.module.time.sleep, lambda _: None
         try:
             with contextlib.redirect_stderr(io.StringIO()):
-                self.assertEqual(self.module.rds_ca_command(self.URL, self.path, read=unreachable), 1)
+                self.assertEqual(self.module.rds_ca_command(self.URL, self.path, "rds-ca-rsa2048-g1", read=unreachable), 1)
         finally:
             self.module.ATTEMPTS = 1
             self.module.time.sleep = sleep
