@@ -561,7 +561,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
       // With rds: no volume to grow, no server to set up or back up (RDS's automated backups).
       ...(holdsData ? [dataVolumeGrowPart()] : []),
-      renderPatchingPart(p.node.role),
+      renderPatchingPart(p.node),
       own,
       ...(holdsData
         ? [

@@ -409,7 +409,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
         p.arbitrator !== undefined,
       ),
       renderSsmAgentPart(p.architecture, p.ssmAgentUrl),
-      renderPatchingPart(p.node.role),
+      renderPatchingPart(p.node),
       own,
       certificatePart(p.certificate),
       ...(p.arbitrator ? [arbitratorPart(p.node, p.arbitrator)] : []),

@@ -2,7 +2,7 @@
 // unattended-upgrades at the node's own hour, and needrestart restarting what still runs replaced
 // libraries — never a reboot, never the database (README, "Patching").
 import { DEBIAN_SUITES } from "../model/aptSources";
-import { NodeRole } from "../model/topology";
+import { AppNodeName, NodeRole, NodeSpec, REPLICA_NODE, appNodeNumber } from "../model/topology";
 import { Argv, BundleFile, BundlePart, unitFile } from "./bundle";
 import { ENGINES } from "./database";
 import { renderShipped, shippedFile } from "./template";
@@ -23,7 +23,7 @@ const UPGRADE_TIMER = "apt-daily-upgrade.timer";
 /**
  * When each role's unattended upgrade starts (UTC; the timer adds up to 15 minutes): the replica's
  * first, then the primary's, then the LB's, as the reboot runbook goes, an hour apart, so needrestart
- * never restarts the app on both app nodes at once. Debian's default is 06:00 plus up to an hour,
+ * never restarts the app on two app nodes at once. Debian's default is 06:00 plus up to an hour,
  * the same window on every node.
  */
 export const UPGRADE_TIMES: Readonly<Record<NodeRole, string>> = {
@@ -31,6 +31,17 @@ export const UPGRADE_TIMES: Readonly<Record<NodeRole, string>> = {
   primary: "03:00",
   loadbalancer: "04:00",
 };
+
+/**
+ * A node's upgrade time: its role's, and for the replicas after s1 (s3, s4, …) an hour earlier each
+ * (s3 01:00, s4 00:00, s5 23:00 the evening before, …), so every app node keeps an hour of its own.
+ */
+export function upgradeTime(node: Pick<NodeSpec, "name" | "role">): string {
+  if (node.role !== "replica" || node.name === REPLICA_NODE) return UPGRADE_TIMES[node.role];
+  const earlier = appNodeNumber(node.name as AppNodeName) - 2;
+  const [hour, minute] = UPGRADE_TIMES.replica.split(":").map(Number);
+  return `${String((hour - earlier + 24) % 24).padStart(2, "0")}:${String(minute).padStart(2, "0")}`;
+}
 
 /** apt reads the whole configuration: a syntax error in any file of it fails (exit 100). */
 const APT_CONFIG_PARSES: Argv = ["apt-config", "dump"];
@@ -42,7 +53,8 @@ const APT_CONFIG_PARSES: Argv = ["apt-config", "dump"];
  * of a restart. At the first apply systemd reads the timer's drop-in and restarts the timer;
  * later, a change to it does.
  */
-export function renderPatchingPart(role: NodeRole): BundlePart {
+export function renderPatchingPart(node: Pick<NodeSpec, "name" | "role">): BundlePart {
+  const role = node.role;
   const files: BundleFile[] = [
     {
       path: UNATTENDED_UPGRADES_PATH,
@@ -64,7 +76,7 @@ export function renderPatchingPart(role: NodeRole): BundlePart {
     },
     unitFile(
       `${UPGRADE_TIMER}.d/webstack.conf`,
-      renderShipped("apt-daily-upgrade-webstack.conf", { TIME: UPGRADE_TIMES[role] }),
+      renderShipped("apt-daily-upgrade-webstack.conf", { TIME: upgradeTime(node) }),
       "try-restart",
       UPGRADE_TIMER,
     ),

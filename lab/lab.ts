@@ -314,8 +314,19 @@ async function follow(wanted: Record<NodeName, string>, names: readonly NodeName
   const started = Date.now();
   const done = new Map<NodeName, BundleStatus>();
   const refused = () => [...done].filter(([, s]) => s.state !== "applied").map(([n]) => n);
-  const held = () =>
-    names.filter((n) => !done.has(n) && appliesAfter(n, count).some((o) => refused().includes(o)));
+  // Held: waiting for a node that refused, or for one held itself (the app nodes go one by one).
+  const held = (): NodeName[] => {
+    const blocked = new Set<NodeName>(refused());
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const n of names)
+        if (!done.has(n) && !blocked.has(n) && appliesAfter(n, count).some((o) => blocked.has(o))) {
+          blocked.add(n);
+          grew = true;
+        }
+    }
+    return names.filter((n) => blocked.has(n) && !done.has(n));
+  };
   while (done.size + held().length < names.length) {
     for (const node of names) {
       if (done.has(node)) continue;
@@ -339,7 +350,7 @@ async function follow(wanted: Record<NodeName, string>, names: readonly NodeName
     }
   }
   for (const node of held())
-    log(`${node}: holds back: ${appliesAfter(node, count).join(", ")} refused`);
+    log(`${node}: holds back: ${appliesAfter(node, count).join(", ")} refused or held back`);
   log(`rollout followed for ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (refused().length > 0) throw new LabError(`refused by ${refused().join(", ")}`);
 }

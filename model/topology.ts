@@ -94,10 +94,15 @@ export function nodesInWords(nodes: readonly string[]): string {
 
 /**
  * The nodes whose bundle a node waits for before it applies its own (same release, applied): the
- * primary follows the replicas, so a bad change stops on a node whose loss costs reads only.
+ * app nodes one at a time, s1 first, then s3, s4, … and the primary last, so a bad change stops on
+ * a node whose loss costs reads only, and no two app nodes restart for it at once (with galera and
+ * three members, two restarting together would leave the third without a majority).
  */
 export function appliesAfter(node: NodeName, count: number): readonly NodeName[] {
-  return node === PRIMARY_NODE ? appNodeNames(count).filter((other) => other !== node) : [];
+  if (node === LB_NODE) return [];
+  const order: AppNodeName[] = [...appNodeBuildOrder(count).slice(1), PRIMARY_NODE];
+  const at = order.indexOf(node);
+  return at > 0 ? [order[at - 1]] : [];
 }
 
 /** Internal names live under the reserved `.internal` TLD; every stack has its own VPC. */
@@ -262,7 +267,8 @@ function egressFlows(nodes: readonly NodeName[]): Flow[] {
 
 /**
  * `replication`: each replica's copy of the primary's binlog (and its app's writes, which go to the
- * primary), and the primary's app reading from REPLICA_NODE.
+ * primary), the primary's app reading from REPLICA_NODE, and the other replicas' way to
+ * REPLICA_NODE should it be promoted.
  */
 export function replicationFlows(apps: readonly AppNodeName[]): Flow[] {
   return [
@@ -282,6 +288,17 @@ export function replicationFlows(apps: readonly AppNodeName[]): Flow[] {
       protocol: "tcp",
       why: `The app on ${PRIMARY_NODE} reads from the replica ${REPLICA_NODE}`,
     },
+    // The other replicas reach s1 too: when a person promotes it (README, Runbooks), they are
+    // re-pointed at it, as replicas and for their app's writes.
+    ...apps
+      .filter((app) => app !== PRIMARY_NODE && app !== REPLICA_NODE)
+      .map((replica): Flow => ({
+        from: replica,
+        to: REPLICA_NODE,
+        port: PORTS.mysql,
+        protocol: "tcp",
+        why: `Replica ${replica} to ${REPLICA_NODE}, once ${REPLICA_NODE} is promoted in the primary's place (TLS)`,
+      })),
   ];
 }
 

@@ -2,6 +2,7 @@
 import { HAPROXY_CONFIG_PATH } from "../cloud-init/loadBalancer";
 import { NODE_ENV_PATH } from "../cloud-init/appNode";
 import { bundleStatusName } from "../model/naming";
+import { upgradeTime } from "../cloud-init/patching";
 import {
   AppNodeName,
   DatabaseMode,
@@ -65,10 +66,20 @@ describe("the topology of N app nodes", () => {
     expect(t.nodeNames).toEqual(["lb", "s1", "s2", "s3", "s4", "s5"]);
   });
 
-  test("the primary applies after every other app node; nothing else waits", () => {
-    expect(THREE.nodes.s2.appliesAfter).toEqual(["s1", "s3"]);
-    for (const node of ["lb", "s1", "s3"] as const)
-      expect(THREE.nodes[node].appliesAfter).toEqual([]);
+  test("the app nodes apply one at a time, s1 first and the primary last; the LB waits for none", () => {
+    expect(THREE.nodes.s2.appliesAfter).toEqual(["s3"]);
+    expect(THREE.nodes.s3.appliesAfter).toEqual(["s1"]);
+    for (const node of ["lb", "s1"] as const) expect(THREE.nodes[node].appliesAfter).toEqual([]);
+    const five = buildTopology("10.40.0.0/16", { vpcEndpoints: false, appNodeCount: 5 });
+    expect(five.appNodes.map((node) => [node, five.nodes[node].appliesAfter])).toEqual([
+      ["s1", []],
+      ["s2", ["s5"]],
+      ["s3", ["s1"]],
+      ["s4", ["s3"]],
+      ["s5", ["s4"]],
+    ]);
+    // Two app nodes: as before, s2 after s1.
+    expect(buildTopology("10.40.0.0/16").nodes.s2.appliesAfter).toEqual(["s1"]);
   });
 
   test("the arbitrator only with galera and an even number of members", () => {
@@ -147,7 +158,9 @@ describe("replication with 3 app nodes", () => {
     );
     expect(rows.filter((r) => r.startsWith("s3 ") || r.endsWith("sg:s3")).sort()).toEqual([
       "lb tcp 443-443 sg:s3",
+      "s1 tcp 3306-3306 sg:s3",
       "s2 tcp 3306-3306 sg:s3",
+      "s3 tcp 3306-3306 sg:s1",
       "s3 tcp 3306-3306 sg:s2",
       "s3 tcp 443-443 0.0.0.0/0",
       "s3 tcp 443-443 sg:lb",
@@ -183,14 +196,20 @@ describe("replication with 3 app nodes", () => {
     expect(alarm(plan, "lb-backend-down").threshold).toBe(3);
   });
 
-  test("s2 applies after s1 and s3, and its role reads both statuses", () => {
-    expect(bundleOf(plan, "s2").after.map((a) => a.node)).toEqual(["s1", "s3"]);
-    expect(bundleOf(plan, "s3").after).toEqual([]);
-    const policy = one(plan, T.rolePolicy, "s2-identity-bundles").inputs.policy;
-    const read = grantsOf(policy).filter((g) => g.actions.includes("ssm:GetParameter"));
-    const resources = read.flatMap((g) => g.resources ?? []).join(" ");
-    for (const node of ["s1", "s3"] as const)
-      expect(resources).toContain(bundleStatusName("test", node));
+  test("s3 applies after s1, s2 after s3; each role reads the status it waits for and no other", () => {
+    expect(bundleOf(plan, "s3").after.map((a) => a.node)).toEqual(["s1"]);
+    expect(bundleOf(plan, "s2").after.map((a) => a.node)).toEqual(["s3"]);
+    expect(bundleOf(plan, "s1").after).toEqual([]);
+    const statusesRead = (node: AppNodeName) => {
+      const policy = one(plan, T.rolePolicy, `${node}-identity-bundles`).inputs.policy;
+      const read = grantsOf(policy).filter((g) => g.actions.includes("ssm:GetParameter"));
+      const resources = read.flatMap((g) => g.resources ?? []).join(" ");
+      return (["s1", "s2", "s3"] as const).filter((other) =>
+        resources.includes(bundleStatusName("test", other)),
+      );
+    };
+    expect(statusesRead("s2")).toEqual(["s3"]);
+    expect(statusesRead("s3")).toEqual(["s1"]);
   });
 
   test("s3 has the replica alarms and its line in the Replication graph; s1's keep their keys", () => {
@@ -362,4 +381,23 @@ describe("rds with 3 app nodes", () => {
       `CREATE USER IF NOT EXISTS 'app'@'${ip("s3")}'`,
     );
   });
+});
+
+test("each app node upgrades in an hour of its own: s1 02:00, s2 03:00, then each replica after s1 an hour earlier", () => {
+  const t = buildTopology("10.40.0.0/16", { vpcEndpoints: false, appNodeCount: 16 });
+  const times = Object.fromEntries(t.nodeNames.map((node) => [node, upgradeTime(t.nodes[node])]));
+  expect(times).toMatchObject({ lb: "04:00", s1: "02:00", s2: "03:00", s3: "01:00", s4: "00:00" });
+  expect(times.s5).toBe("23:00");
+  expect(times.s16).toBe("12:00");
+  // No two nodes share an hour (the timer adds at most 15 minutes).
+  expect(new Set(Object.values(times)).size).toBe(t.nodeNames.length);
+});
+
+test("after s1's promotion the other replicas can reach it: s3…sN to s1 on 3306; two nodes unchanged", () => {
+  const toS1 = (count: number) =>
+    stackFlows({ vpcEndpoints: false, appNodeCount: count })
+      .filter((f) => f.to === "s1" && f.port === 3306)
+      .map((f) => f.from);
+  expect(toS1(2)).toEqual(["s2"]);
+  expect(toS1(4)).toEqual(["s2", "s3", "s4"]);
 });
