@@ -95,22 +95,31 @@ export class RdsDatabase extends pulumi.ComponentResource {
         ),
     );
 
+    // The instance's inputs whose change replaces it (AWS cannot modify them in place).
+    const replacedBy = {
+      identifier,
+      engine: RDS_ENGINE,
+      storageEncrypted: true, // RDS.3
+      kmsKeyId: args.keyArn,
+      username: RDS_MASTER_USERNAME,
+    };
     // A final snapshot's name must be new at each deletion: RDS refuses one it already holds
     // (DBSnapshotAlreadyExists), and a stack made again under its name gets the same identifier. As
-    // terraform-aws-modules/rds does, a random suffix kept with the identifier: a destroy deletes it
-    // too, so the stack made again draws another. Its limit: a replacement of the instance keeps it
-    // (the identifier is the same), so the deletion after a replacement would reuse the name the
-    // replaced instance's snapshot took: `pulumi up --replace` this suffix first (see the README).
+    // terraform-aws-modules/rds does, a random suffix: a destroy deletes it too, so the stack made
+    // again draws another, and it is drawn again whenever the instance is replaced (its keepers are
+    // what replaces it); the deletion uses the name in the deleted instance's state.
     const snapshotSuffix = new random.RandomId(
       `${name}-final-snapshot-suffix`,
-      { byteLength: 4, keepers: { identifier } },
+      {
+        byteLength: 4,
+        keepers: { ...replacedBy, storageEncrypted: String(replacedBy.storageEncrypted) },
+      },
       child,
     );
     const instance = new aws.rds.Instance(
       `${name}-instance`,
       {
-        identifier,
-        engine: RDS_ENGINE,
+        ...replacedBy,
         // The major version: RDS applies minor versions itself, and the plan shows no drift.
         engineVersion: RDS_ENGINE_VERSION,
         autoMinorVersionUpgrade: true, // RDS.13
@@ -127,11 +136,8 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // ignoreChanges on this, and the config would stop saying the size); the rds-storage-low
         // alarm (components/metrics.ts) pages at 10% free instead.
         allocatedStorage: args.allocatedStorageGiB,
-        storageEncrypted: true, // RDS.3
-        kmsKeyId: args.keyArn,
         // No password in the program, its state or SSM: RDS keeps it in Secrets Manager, encrypted
         // with the stack's key, and rotates it.
-        username: RDS_MASTER_USERNAME,
         manageMasterUserPassword: true,
         masterUserSecretKmsKeyId: args.keyArn,
         backupRetentionPeriod: args.backupRetentionDays, // RDS.11
@@ -139,10 +145,10 @@ export class RdsDatabase extends pulumi.ComponentResource {
         // The automated backups outlive the instance, for their retention.
         deleteAutomatedBackups: false,
         deletionProtection: args.protectData, // RDS.8
-        // A new class is a reboot (a Multi-AZ failover): it waits, pending, for the instance's
-        // maintenance window, not `pulumi up`'s moment; so does a storage raise, the switch being one
-        // per modification (the README says how to apply one now).
-        applyImmediately: false,
+        // At `pulumi up`, so the stack says what the instance is: a new class is a Multi-AZ failover
+        // then (a minute or two), a storage raise runs online. Deferred to the maintenance window,
+        // the storage alarm's threshold would be the new size's while the old one fills.
+        applyImmediately: true,
         // A deletion (a destroy, a replacement) always leaves a snapshot, named with the suffix.
         skipFinalSnapshot: false,
         finalSnapshotIdentifier: pulumi.interpolate`${identifier}-final-${snapshotSuffix.hex}`,

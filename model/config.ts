@@ -282,7 +282,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: wholeNumber(2, MAX_APP_NODE_COUNT),
   },
   rdsInstanceClass: {
-    doc: "With `database` rds: the class of the RDS instance (and of its Multi-AZ standby). A change waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).",
+    doc: "With `database` rds: the class of the RDS instance (and of its Multi-AZ standby). A change applies at `pulumi up`: a Multi-AZ failover, a minute or two of refused connections (see rds (Amazon RDS for MariaDB)).",
     accepted: 'an RDS DB instance class such as "db.t4g.small" or "db.m7g.large"',
     example: "db.m7g.large",
     default: DEFAULT_RDS_INSTANCE_CLASS,
@@ -312,7 +312,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
   dataVolumeGiB: {
     doc:
       "Size of each app node's database volume (gp3). Raising it grows them in place: each node grows its filesystem within minutes, the database keeps running (see Runbooks). AWS refuses a smaller size: `pulumi up` fails on the volumes and nothing shrinks. With `database` rds: the RDS instance's gp3 storage instead, " +
-      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on the app nodes), no storage autoscaling; a raise waits for the instance's maintenance window (see rds (Amazon RDS for MariaDB)).`,
+      `${RDS_MIN_STORAGE_GIB} GiB at least (no volume on the app nodes), no storage autoscaling; a raise applies at \`pulumi up\`, online (see rds (Amazon RDS for MariaDB)).`,
     accepted: `a whole number of GiB from ${MIN_DATA_VOLUME_GIB} to ${MAX_DATA_VOLUME_GIB} (webstack's cap), never less than the volumes' current size`,
     example: "100",
     default: "20",

@@ -65,7 +65,7 @@ describe("the RDS instance", () => {
       deletionProtection: true,
       // Explicit: a new class or size waits for the maintenance window. No maxAllocatedStorage:
       // dataVolumeGiB is the size, the storage alarm the safety net.
-      applyImmediately: false,
+      applyImmediately: true,
       skipFinalSnapshot: false,
       finalSnapshotIdentifier: `webstack-prod-final-${String(suffixOf(prod).outputs.hex)}`,
       enabledCloudwatchLogsExports: ["error", "slowquery"],
@@ -116,13 +116,28 @@ describe("the RDS instance", () => {
     });
   });
 
-  test("its final snapshot's name ends in a random suffix drawn again with the identifier: a stack made again never meets its predecessor's", () => {
+  test("its final snapshot's name ends in a random suffix drawn again with whatever replaces the instance: a stack made again, or an instance replaced, never meets its predecessor's", () => {
     for (const [plan, identifier] of [
       [prod, "webstack-prod"],
       [dev, "webstack-dev"],
     ] as const) {
       const suffix = suffixOf(plan);
-      expect(suffix.inputs).toEqual({ byteLength: 4, keepers: { identifier } });
+      const instance = instanceOf(plan).inputs;
+      // Every input the instance has that AWS cannot change in place.
+      expect(suffix.inputs).toEqual({
+        byteLength: 4,
+        keepers: {
+          identifier,
+          engine: "mariadb",
+          storageEncrypted: "true",
+          kmsKeyId: one(plan, T.kmsKey, "parameters-key").outputs.arn,
+          username: "webstack_admin",
+        },
+      });
+      for (const key of ["identifier", "engine", "kmsKeyId", "username"])
+        expect(String(instance[key])).toBe(
+          String((suffix.inputs.keepers as Record<string, unknown>)[key]),
+        );
       expect(String(suffix.outputs.hex)).toMatch(/^[0-9a-f]{8}$/);
       expect(instanceOf(plan).inputs.finalSnapshotIdentifier).toBe(
         `${identifier}-final-${String(suffix.outputs.hex)}`,
