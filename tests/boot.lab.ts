@@ -59,6 +59,13 @@ import {
   writeThroughApp,
 } from "./labProbes";
 
+/** A node's line in the lab's summary: its address, cloud-init done, the memory its processes use. */
+const nodeLine = (node: string) =>
+  new RegExp(
+    `^  ${node} +\\S+ +cloud-init done +[1-9]\\d* MiB used \\(its processes' PSS\\)$`,
+    "m",
+  );
+
 let upOutput = "";
 
 labTest(
@@ -72,8 +79,7 @@ labTest(
     expect(took).not.toBeNull();
     console.log(`lab up took ${took![1]} s`);
     expect(up.output).toContain(`curl --cacert ${ACME_ROOT} https://${LAB_DOMAIN}/`);
-    for (const node of TOPOLOGY.nodeNames)
-      expect(up.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
+    for (const node of TOPOLOGY.nodeNames) expect(up.output).toMatch(nodeLine(node));
     expect(up.output).toContain("Stack outputs:");
     expect(up.output).toContain(`url: "https://${LAB_DOMAIN}/"`);
   },
@@ -1030,8 +1036,7 @@ labTest(
 labTest("status shows the summary; a second up is safe and changes nothing", () => {
   const status = labCli("status");
   expect(status.status).toBe(0);
-  for (const node of TOPOLOGY.nodeNames)
-    expect(status.output).toMatch(new RegExp(`^  ${node} +\\S+ +cloud-init done$`, "m"));
+  for (const node of TOPOLOGY.nodeNames) expect(status.output).toMatch(nodeLine(node));
   expect(status.output).toMatch(/LB certificate: issuer=.*Pebble/);
   const again = labCli("up");
   expect(again.status).toBe(0);
