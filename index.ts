@@ -63,7 +63,7 @@ export = async () => {
     appNodeCount: config.appNodeCount,
   });
   // The app nodes as the program builds them: the primary first, then s1, s3, …
-  const appNodeOrder = appNodeBuildOrder(config.appNodeCount);
+  const appNodeOrder = appNodeBuildOrder(topology.appNodes.length);
   const tags = makeTagger(stack, config.tags);
   const account = currentAccount();
 
@@ -174,17 +174,15 @@ export = async () => {
       site: config.datadogSite,
       repoUrl: config.datadogRepoUrl,
       apiKeyParameter: datadog.parameterName,
-      // App nodes only, and only with a database of their own: the LB has none and no parameters
-      // in AppSecrets, and RDS is watched by CloudWatch.
-      monitorPasswordParameter: rds
-        ? undefined
-        : appSecrets.parameterNames[node]?.["db-monitor-password"],
+      // App nodes only, and only with a database of their own: AppSecrets makes none for the LB
+      // nor with rds (RDS is watched by CloudWatch).
+      monitorPasswordParameter: appSecrets.parameterNames[node]?.["db-monitor-password"],
     },
   });
   const appNodeSpecs = appNodeOrder.map((node) => topology.nodes[node]);
   // With galera and an even number of app nodes the LB's arbitrator is in the group too: it gets a
   // certificate from the same CA.
-  const arbitrator = hasArbitrator(config.database, config.appNodeCount);
+  const arbitrator = hasArbitrator(config.database, topology.appNodes.length);
   const pki = new Pki("pki", {
     nodes: arbitrator ? [...appNodeSpecs, topology.nodes.lb] : appNodeSpecs,
     organization: `webstack ${stack}`,
