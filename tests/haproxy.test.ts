@@ -1,6 +1,8 @@
 // HAProxy's config line by line: ACME and redirect, TLS, the per-client limit, connection limits,
 // verified backends, retries, stats.
+import * as path from "path";
 import { HTTPS_FRONTEND, HaproxyParams, renderHaproxyConfig } from "../cloud-init/haproxy";
+import { shippedFile } from "../cloud-init/template";
 import { lbConnectionLimits } from "../model/limits";
 import { PORTS } from "../model/topology";
 import { TOPOLOGY } from "./harness";
@@ -178,8 +180,22 @@ describe("HAProxy config", () => {
       "bind :443 ssl crt /etc/haproxy/certs/site.pem alpn h2,http/1.1",
       "bind 127.0.0.1:8404",
     ]);
-    expect(section("global")).toContain("log /dev/log local0");
   });
+});
+
+test("HAProxy logs to rsyslog's own socket in its chroot, not to /dev/log (journald's there)", () => {
+  // Debian's haproxy.service binds journald's /dev/log into the chroot: lines sent there are stored
+  // twice and, past journald's rate limit, lost before rsyslog writes /var/log/haproxy.log.
+  const chroot = section("global")
+    .find((l) => l.startsWith("chroot "))!
+    .split(" ")[1];
+  const target = section("global").find((l) => l.startsWith("log "))!;
+  expect(target).toBe("log /dev/webstack-log local0");
+  const rsyslog = shippedFile("rsyslog-haproxy.conf");
+  const socket = /^input\(type="imuxsock" socket="([^"]+)"/m.exec(rsyslog)?.[1];
+  expect(socket).toBe(path.posix.join(chroot, target.split(" ")[1]));
+  // Every line counts (the QPS metrics): no rate limit on that socket.
+  expect(rsyslog).toMatch(/socket="[^"]+" createPath="on" rateLimit.interval="0"\)$/m);
 });
 
 /**
