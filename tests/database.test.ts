@@ -80,6 +80,16 @@ describe.each([
     }
   });
 
+  test("the replica applies side by side, committing in the primary's order; the primary's settings untouched", () => {
+    const apply = [...server, ...tls].filter((l) => /parallel/.test(l));
+    if (role === "primary" || engine === "mysql") expect(apply).toEqual([]);
+    else
+      expect(tls.filter((l) => /parallel/.test(l))).toEqual([
+        "slave_parallel_threads = 4",
+        "slave_parallel_mode = optimistic",
+      ]);
+  });
+
   test("TLS required off the socket, with the node's certificate and the private CA", () => {
     expect(tls).toEqual(
       expect.arrayContaining([
