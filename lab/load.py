@@ -3,7 +3,9 @@
 duration, over a few keep-alive connections, as browsers make them.
 
 Each request is due at a fixed time (start + i / rate); its latency counts from then, so a stall
-delays every request queued behind it instead of hiding them. A request whose reused connection
+delays every request queued behind it instead of hiding them. Connections open lazily, at a
+worker's first request (whose latency then includes the handshake), or with --connect-first all
+before the clock starts: a benchmark of steady keep-alive traffic. A request whose reused connection
 turns out closed before any byte of the answer is sent again once on a new connection, as HTTP
 clients do (RFC 9112, 9.3.1); it is counted under "resent". With --limited-ok, a 429 that says when
 to come back (a Retry-After in seconds) and why (a JSON body with an "error") is counted under
@@ -20,7 +22,7 @@ often and which app release (the "release" of each answer), and for the 429s the
 values, errors and nodes and when the first was due.
 Usage: load.py --host NAME --cafile FILE --rate N --duration S --count N
                [--mix root=1,read=1,write=1] [--read-ids 1,2,3] [--connections N] [--stop-file F]
-               [--source ADDRESS] [--port N] [--limited-ok] [--keyed-writes S]
+               [--source ADDRESS] [--port N] [--limited-ok] [--keyed-writes S] [--connect-first]
 """
 import argparse
 import http.client
@@ -63,6 +65,9 @@ class Worker(threading.Thread):
         self.args, self.context, self.jobs, self.results = args, context, jobs, results
         self.connection = None
         self.used = 0
+        # Set once the first connection is open (with --connect-first) or made (lazily, without).
+        self.ready = threading.Event()
+        self.connect_error = None
 
     def connect(self):
         if self.connection is not None:
@@ -128,6 +133,12 @@ class Worker(threading.Thread):
 
     def run(self):
         self.connect()
+        if self.args.connect_first:
+            try:
+                self.connection.connect()
+            except OSError as error:
+                self.connect_error = f"connect: {type(error).__name__}: {error}"
+        self.ready.set()
         while True:
             job = self.jobs.get()
             if job is None:
@@ -186,6 +197,8 @@ def main():
     parser.add_argument("--port", type=int, default=443)
     parser.add_argument("--limited-ok", action="store_true",
                         help="count a 429 with a Retry-After and a JSON error as limited, not failed")
+    parser.add_argument("--connect-first", action="store_true",
+                        help="open every connection (TCP and TLS) before the first request is due")
     parser.add_argument("--keyed-writes", type=float, metavar="SECONDS",
                         help="writes carry an Idempotency-Key and are sent again while their outcome is unknown")
     args = parser.parse_args()
@@ -204,6 +217,9 @@ def main():
     workers = [Worker(args, context, jobs, results) for _ in range(args.connections)]
     for worker in workers:
         worker.start()
+    for worker in workers:
+        if not worker.ready.wait(args.timeout) or worker.connect_error:
+            raise SystemExit(f"load.py: --connect-first: {worker.connect_error or 'no connection in time'}")
 
     rng = random.Random(args.tag)
     start = time.monotonic()

@@ -26,7 +26,14 @@ import {
 } from "../lab/labPlan";
 import { ebsDevicePath } from "../model/aws";
 import { realOutputs } from "../lab/realOutputs";
-import { medianOfRounds, naiveHaproxyConfig } from "../lab/bench";
+import {
+  medianOfMaxRounds,
+  medianOfRounds,
+  medianReplicaRound,
+  naiveHaproxyConfig,
+  NGINX_PEER_PORT,
+  tunedNginxConfig,
+} from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
 import { Plan, runPlan } from "../plan/plan";
 import { SecurityGroupRule, buildTopology, mapNodes, securityGroupRules } from "../model/topology";
@@ -311,6 +318,66 @@ test("the benchmark's naive peer: the LB's own certificate and verified backends
   expect(naive.join("\n")).not.toContain("tcp-ut");
   expect(oursLines).not.toContain("option http-server-close");
   expect(() => naiveHaproxyConfig("global\n")).toThrow("not the one the program renders");
+});
+
+test("the benchmark's tuned Nginx peer: the LB's certificate, the same backends, kept-alive TLS upstreams", () => {
+  const ours = bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg");
+  const peer = tunedNginxConfig(ours, 2)
+    .split("\n")
+    .map((l) => l.trim());
+  const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)![1];
+  const backends = [...ours.matchAll(/^\s+server s\d+ (\S+) /gm)].map((m) => m[1]);
+  expect(backends).toEqual(["10.40.192.10:443", "10.40.128.10:443"]);
+  expect(peer).toEqual(
+    expect.arrayContaining([
+      "worker_processes 2;",
+      `listen ${NGINX_PEER_PORT} ssl;`,
+      `ssl_certificate ${certificate};`,
+      `ssl_certificate_key ${certificate};`,
+      ...backends.map((b) => `server ${b};`),
+      "keepalive 32;",
+      "proxy_pass https://app;",
+      "proxy_http_version 1.1;",
+      'proxy_set_header Connection "";',
+      "proxy_ssl_session_reuse on;",
+      // What it does not do, as the bench prints: no check of the backends' certificates.
+      "proxy_ssl_verify off;",
+    ]),
+  );
+  expect(peer.filter((l) => l.startsWith("access_log "))).toEqual([
+    "access_log /var/lib/webstack-bench-nginx/access.log peer buffer=64k flush=1s;",
+  ]);
+  expect(() => tunedNginxConfig("global\n", 2)).toThrow("not the one the program renders");
+});
+
+test("the benchmark's maximum-rate and replica rows: the median round, every round, all errors", () => {
+  const max = (requests_per_s: number, p99_ms: number, errors = 0) => ({
+    requests_per_s,
+    p50_ms: p99_ms / 4,
+    p99_ms,
+    errors,
+  });
+  expect(medianOfMaxRounds([max(2100, 30), max(2400, 20, 2), max(1900, 40)])).toEqual({
+    requests_per_s: 2100,
+    p50_ms: 7.5,
+    p99_ms: 30,
+    errors: 2,
+    rounds_requests_per_s: [2100, 2400, 1900],
+  });
+  const delay = (p99_ms: number, seen: number) => ({
+    writes: 10000,
+    writers: 4,
+    write_rate: 999.5,
+    seen,
+    p50_ms: 3,
+    p99_ms,
+    max_ms: p99_ms * 2,
+  });
+  expect(medianReplicaRound([delay(17, 10000), delay(9, 9990), delay(12, 10000)])).toEqual({
+    ...delay(12, 29990),
+    writes: 30000,
+    rounds_p99_ms: [17, 9, 12],
+  });
 });
 
 test("the benchmark's fixed-rate row: the median round's percentiles, every round's p99, all requests", () => {
