@@ -374,6 +374,13 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       script("/usr/local/sbin/webstack-install-certificate", "install-certificate.sh"),
       script("/usr/local/sbin/webstack-lb-boot", "lb-boot.sh"),
       script(CHECK_HAPROXY_PATH, "check-haproxy.sh"),
+      // Before the rule: rsyslog restarted for either makes its socket with the longer queue.
+      unitFile(
+        "rsyslog.service.d/webstack-log-queue.conf",
+        shippedFile("rsyslog-log-queue.conf"),
+        "restart",
+        "rsyslog",
+      ),
       {
         path: "/etc/rsyslog.d/48-webstack-haproxy.conf",
         content: shippedFile("rsyslog-haproxy.conf"),

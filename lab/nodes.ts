@@ -113,9 +113,15 @@ export function growDataVolume(node: NodeName, bytes: number): string {
  * How a node's container runs as an EC2 instance's Debian 13 does: under the unified cgroup
  * hierarchy alone (this host mounts the hybrid one, which systemd 257 runs with no BPF firewall),
  * and with the bpf() call nspawn's seccomp filter withholds by default: without both, a unit's
- * `IPAddressDeny=` (the app's sandbox: no instance metadata) is silently not in force.
+ * `IPAddressDeny=` (the app's sandbox: no instance metadata) is silently not in force. And with
+ * its network settings its own (/proc/sys/net writable, the rest of /proc/sys read-only): as an
+ * instance sets them in its own kernel, a node sets them in its own network namespace (the LB's
+ * rsyslog its sockets' queue length).
  */
-const NSPAWN_ENV = { SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" };
+const NSPAWN_ENV = {
+  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1",
+  SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network",
+};
 
 export function bootNode(state: LabState, node: LabNode, root: string, binds: string[]): void {
   startProcess(

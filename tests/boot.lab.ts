@@ -6,7 +6,7 @@ import * as path from "path";
 import { RATE_LIMITED_ERROR } from "../cloud-init/haproxy";
 import { waitFor } from "../lab/commands";
 import { labCgroupRoots } from "../lab/cgroups";
-import { BROKEN_BOOT_MARKER, LAB_DOMAIN, nodeNamespace } from "../lab/labPlan";
+import { BROKEN_BOOT_MARKER, INTERNET_NS, LAB_DOMAIN, nodeNamespace } from "../lab/labPlan";
 import { ACME_ROOT, alive, STATE_DIR } from "../lab/labState";
 import { execInNode, growDataVolume, inNode } from "../lab/nodes";
 import { DEBIAN_SUITES, debianSources } from "../model/aptSources";
@@ -24,11 +24,11 @@ import {
   nodeSql,
   servedCertificate,
 } from "../lab/runningStack";
-import { withSecondClient } from "../lab/namespaces";
+import { runIn, withSecondClient } from "../lab/namespaces";
 import { leftovers } from "../lab/teardown";
 import { CONFIG_KEYS } from "../model/config";
 import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
-import { FLOWS, flowsInto, LB_NODE, NodeName, nodeRole } from "../model/topology";
+import { FLOWS, flowsInto, LB_NODE, LOOPBACK_PORTS, NodeName, nodeRole } from "../model/topology";
 import { labCli, labTest } from "./harness";
 import { LoadReport, startLoad } from "./labLoad";
 import {
@@ -289,6 +289,53 @@ labTest(
     expect(refused).toHaveLength(a.limited);
     for (const entry of refused)
       expect(entry).toMatchObject({ status: 429, backend: "https", server: "<NOSRV>" });
+  },
+  90_000,
+);
+
+labTest(
+  "a burst of requests is a burst of log lines: every one in haproxy.log, from rsyslog's own socket, none dropped, none in the journal",
+  async () => {
+    const lb = (command: string) => inNode("lb", ["sh", "-c", command]).trim();
+    const dropped = () =>
+      Number(
+        /^haproxy_process_dropped_logs_total (\d+)$/m.exec(
+          lb(`curl -s http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/metrics`),
+        )?.[1],
+      );
+    const lines = () => Number(lb("wc -l < /var/log/haproxy.log"));
+    // The queue rsyslog's socket was made with (its unit's drop-in), and the socket HAProxy's
+    // chroot holds.
+    expect(lb("sysctl -n net.unix.max_dgram_qlen")).toBe("512");
+    expect(lb("stat -c %F /var/lib/haproxy/dev/webstack-log")).toBe("socket");
+    const [droppedBefore, linesBefore] = [dropped(), lines()];
+    const since = lb("date '+%Y-%m-%d %H:%M:%S'");
+    // As fast as one client goes for 3 s: past its limit, mostly HAProxy's own 429s, the fastest
+    // answers it gives, so the most lines per second.
+    const wrk = runIn(INTERNET_NS, "wrk", ["-t2", "-c16", "-d3s", `https://${LAB_DOMAIN}/`]);
+    const requests = Number(/^\s*(\d+) requests in /m.exec(wrk)?.[1]);
+    console.log(
+      `burst: ${wrk
+        .split("\n")
+        .filter((l) => /requests in|Requests\/sec/.test(l))
+        .join("; ")}`,
+    );
+    expect(requests).toBeGreaterThan(3000);
+    await waitFor("a line for each request", 10, () => lines() - linesBefore >= requests);
+    expect(dropped() - droppedBefore).toBe(0);
+    // Journald, whose socket Debian binds at the chroot's /dev/log, saw none of them.
+    expect(lb(`journalctl -q -t haproxy --since '${since}' | grep -c '"frontend":' || true`)).toBe(
+      "0",
+    );
+    // The client's rate falls back under its limit (HAProxy's window is 10 s) before the next test.
+    await waitFor("the client answered again", 40, () => {
+      try {
+        getThroughLb("/");
+        return true;
+      } catch {
+        return false;
+      }
+    });
   },
   90_000,
 );

@@ -131,6 +131,19 @@ describe("the LB's bootstrap and bundle", () => {
       ["rsyslogd", "-N1"],
       ["systemctl", "restart", "rsyslog"],
     ]);
+    // rsyslog makes HAProxy's socket with a queue of 512 lines, set before each of its starts; its
+    // drop-in comes before the rule, so one restart takes both.
+    const queue = bundleEntryOf(
+      bundle,
+      "/etc/systemd/system/rsyslog.service.d/webstack-log-queue.conf",
+    );
+    expect(queue.onChange).toEqual(["/usr/local/sbin/webstack-unit-changed", "restart", "rsyslog"]);
+    expect(queue.content.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
+      "[Service]",
+      "ExecStartPre=-+/usr/sbin/sysctl -q -w net.unix.max_dgram_qlen=512",
+    ]);
+    const paths = bundle.files.map((f) => f.path);
+    expect(paths.indexOf(queue.path)).toBeLessThan(paths.indexOf(rsyslog.path));
     expect(
       bundleEntryOf(bundle, "/etc/systemd/system/webstack-certificate.timer").onChange,
     ).toEqual([

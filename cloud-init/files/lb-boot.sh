@@ -43,6 +43,8 @@ case "$CERT_MODE" in
 esac
 
 log "haproxy"
+# The bundle wrote rsyslog's drop-in (its socket's queue) and HAProxy's rule: read both.
+systemctl daemon-reload
 systemctl restart rsyslog
 # The bundle wrote HAProxy's config; with a certificate in place, it can be checked in full.
 haproxy -c -q -f /etc/haproxy/haproxy.cfg
