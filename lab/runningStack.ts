@@ -40,7 +40,9 @@ function curlThroughLb(urlPath: string, failOnError: boolean, ...requestOptions:
 export function writeItems(count: number, tag: string): number[] {
   return Array.from({ length: count }, (_, i) => {
     const r = curlThroughLb("/items", false, "-X", "POST", "--data", `${tag}-${i}`);
-    return (JSON.parse(r) as { id: number }).id;
+    const id = (JSON.parse(r) as { id?: unknown }).id;
+    if (typeof id !== "number") throw new LabError(`a write through the LB was not made: ${r}`);
+    return id;
   });
 }
 
