@@ -31,7 +31,8 @@ for tree in rev now; do
   for v in "${variants[@]}"; do
     IFS='|' read -r name stack sets <<<"$v"
     # shellcheck disable=SC2086 # the --set arguments are words
-    if ! (cd "$dir" && npx tsx plan/cli.ts --stack "$stack" --json $sets) >"$work/$tree/$name.json" 2>"$work/$tree/$name.err"; then
+    # Each tree's own `npm run plan`: how it loads the program is part of what is compared.
+    if ! (cd "$dir" && npm run -s plan -- --stack "$stack" --json $sets) >"$work/$tree/$name.json" 2>"$work/$tree/$name.err"; then
       # REV may not know a variant's config yet (a key added since): reported, not compared.
       [ "$tree" = rev ] || { cat "$work/$tree/$name.err" >&2; exit 1; }
       rm "$work/$tree/$name.json"

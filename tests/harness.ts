@@ -35,6 +35,23 @@ export function labCli(command: string | string[], env: Record<string, string> =
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
+/**
+ * Room for the whole plan on stdout: a stack's JSON, every bundle's text in it, passes 1 MiB
+ * (spawnSync's default buffer, past which it kills the child).
+ */
+export const PLAN_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/** `npm run plan -- ARGS` as a reviewer runs it: its exit status and what it printed. */
+export function planCli(...args: string[]) {
+  const run = spawnSync("npm", ["run", "-s", "plan", "--", ...args], {
+    cwd: PROJECT_DIR,
+    encoding: "utf8",
+    timeout: 60_000,
+    maxBuffer: PLAN_OUTPUT_BYTES,
+  });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
 /** Resource type tokens the tests look for. */
 export const T = {
   stack: "pulumi:pulumi:Stack",

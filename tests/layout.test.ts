@@ -17,7 +17,7 @@ export const IMPORT_RULES: Readonly<Record<Place, readonly string[]>> = {
   "platform/": ["model/", "@pulumi/*", "tar"],
   "components/": ["model/", "platform/", "cloud-init/", "@pulumi/*"],
   "cloud-init/": ["model/", "yaml"],
-  "plan/": ["index.ts", "model/", "cloud-init/", "@pulumi/*", "yaml"],
+  "plan/": ["index.ts", "model/", "cloud-init/", "@pulumi/*", "yaml", "esbuild"],
   "policy/": ["model/", "cloud-init/", "@pulumi/*"],
   "lab/": ["plan/", "model/", "@pulumi/*", "yaml"],
 };

@@ -1,5 +1,4 @@
 // The README and the workflow are contracts: their tables must match the code they describe.
-import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import YAML from "yaml";
@@ -7,7 +6,7 @@ import { alarmSpecs } from "../components/metrics";
 import { CONFIG_KEYS } from "../model/config";
 import { UNIT_EXPOSURE } from "../model/exposure";
 import { stackFlows } from "../model/topology";
-import { PROJECT_DIR, planStack } from "./harness";
+import { PROJECT_DIR, planCli, planStack } from "./harness";
 import { README, tableAfter } from "./readmeTables";
 
 test("the configuration table is exactly config.ts's key table", () => {
@@ -95,13 +94,9 @@ test("the firewall table lists exactly the topology's flows, the endpoints' (vpc
 test("the README's diagram is what npm run plan -- --stack dev --diagram prints", () => {
   const blocks = README.split("```mermaid\n").slice(1);
   expect(blocks).toHaveLength(1);
-  const run = spawnSync(
-    path.join(PROJECT_DIR, "node_modules", ".bin", "tsx"),
-    ["plan/cli.ts", "--stack", "dev", "--diagram"],
-    { cwd: PROJECT_DIR, encoding: "utf8", timeout: 60_000 },
-  );
+  const run = planCli("--stack", "dev", "--diagram");
   expect(run.stderr).toBe("");
-  expect(run.status).toBe(0);
+  expect(run.code).toBe(0);
   // On failure, the command's output is the block to paste into the README.
   expect(blocks[0].split("```")[0]).toBe(run.stdout);
 });
