@@ -176,10 +176,11 @@ const MARIADB: EngineProfile = {
   // never gets READ ONLY ADMIN or SUPER. Safe from the first start.
   readOnly: { lines: ["read_only = ON"], late: false },
   // MariaDB applies serially by default (0 threads): at 1000 commits/s the one applier fell seconds
-  // behind in the lab (p99 visibility 0.3-1.2 s), four took it to ~15 ms. Optimistic mode runs the
-  // primary's transactions side by side and still commits them in its order (a conflict is rolled
-  // back and run again), so the replica's data and durability are as before. MySQL 8.4's default
-  // is already four workers with the commit order kept.
+  // behind in the lab (p99 visibility 0.3-1.2 s), four took it to ~15 ms. Optimistic mode (the
+  // default since 10.5.1, written out) runs the primary's transactions side by side and still
+  // commits them in its order (a conflict is rolled back and run again: Slave_retried_transactions),
+  // so the replica's data and durability are as before. MySQL 8.4's default is already four workers
+  // with the commit order kept. A promotion waits for the workers (README: the runbook's step 2).
   replicaApplyLines: ["slave_parallel_threads = 4", "slave_parallel_mode = optimistic"],
   monitorGrants: "PROCESS, BINLOG MONITOR, REPLICA MONITOR",
   replicaSql: (p) =>

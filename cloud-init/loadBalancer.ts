@@ -203,7 +203,7 @@ function certificatePart(c: CertificateSetup): BundlePart {
 export function loadBalancerPackages(certificateMode: CertificateSetup["mode"]): readonly string[] {
   return [
     "haproxy",
-    // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm) through Debian's own snippet.
+    // rsyslog writes HAProxy's log to /var/log/haproxy.log (group adm): our input and rule.
     "rsyslog",
     "python3-boto3",
     "openssl",
@@ -359,6 +359,15 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     files: [
       // Read by the boot and by each certificate run; mode and domain live in the bootstrap too.
       { path: "/etc/webstack/lb.env", content: renderEnvFile(environment), mode: "0644" },
+      // First: a change to HAProxy's log target (haproxy.cfg) reloads HAProxy, and the CA's change
+      // too (each action runs once, where it first appears): rsyslog's socket must exist by then.
+      {
+        path: "/etc/rsyslog.d/48-webstack-haproxy.conf",
+        content: shippedFile("rsyslog-haproxy.conf"),
+        mode: "0644",
+        validate: ["rsyslogd", "-N1"],
+        onChange: ["systemctl", "restart", "rsyslog"],
+      },
       {
         path: CA_CERT_PATH,
         content: p.caCertPem,
@@ -374,20 +383,6 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
       script("/usr/local/sbin/webstack-install-certificate", "install-certificate.sh"),
       script("/usr/local/sbin/webstack-lb-boot", "lb-boot.sh"),
       script(CHECK_HAPROXY_PATH, "check-haproxy.sh"),
-      // Before the rule: rsyslog restarted for either makes its socket with the longer queue.
-      unitFile(
-        "rsyslog.service.d/webstack-log-queue.conf",
-        shippedFile("rsyslog-log-queue.conf"),
-        "restart",
-        "rsyslog",
-      ),
-      {
-        path: "/etc/rsyslog.d/48-webstack-haproxy.conf",
-        content: shippedFile("rsyslog-haproxy.conf"),
-        mode: "0644",
-        validate: ["rsyslogd", "-N1"],
-        onChange: ["systemctl", "restart", "rsyslog"],
-      },
       // HAProxy started from it only once a certificate exists (the boot script); later changes
       // are checked, then reloaded.
       {

@@ -137,12 +137,15 @@ export function tunedNginxConfig(ours: string, cpus: number): string {
       (t) => `    ${t}_temp_path ${dir}/${t}-temp;`,
     ),
     "    keepalive_timeout 10s;",
+    // As HAProxy: no cap on a kept-alive client's requests (Nginx closes after 1000 by default).
+    "    keepalive_requests 100000;",
     "    ssl_protocols TLSv1.2 TLSv1.3;",
     "    ssl_session_cache shared:peer:10m;",
     "    ssl_session_timeout 1h;",
     "    upstream app {",
     ...servers.map((s) => `        server ${s};`),
     "        keepalive 32;",
+    "        keepalive_requests 100000;",
     "    }",
     "    server {",
     `        listen ${NGINX_PEER_PORT} ssl;`,
@@ -172,7 +175,7 @@ interface Latency {
   readonly sent: number;
 }
 
-/** A row's fixed-rate figures: the median round's p50 and p99, every round's p99, all requests. */
+/** A row's fixed-rate figures: each the median of its rounds', every round's p99, all requests. */
 interface FixedRate extends Latency {
   readonly rounds_p99_ms: number[];
 }
@@ -199,7 +202,7 @@ interface MaxRate {
   readonly errors: number;
 }
 
-/** A row's maximum rate: the median round's rate and percentiles, every round's rate, all errors. */
+/** A row's maximum rate: each figure the median of its rounds', every round's rate, all errors. */
 interface MaxRateRounds extends MaxRate {
   readonly rounds_requests_per_s: number[];
 }
@@ -473,15 +476,20 @@ export async function bench(argv: readonly string[]): Promise<void> {
     s.proxy === "-" ? s.target.name : `${s.proxy} on the LB (:${s.target.port})`;
   // Every figure is the median of ROUNDS rounds that alternate between the series compared, round
   // after round: drift on the shared cores (a timer, a log flush, the other lab) spreads over all.
+  // Each round starts with the next series: no series always goes first.
+  const inRound = (group: Series[], round: number) =>
+    group.map((_, i) => group[(i + round - 1) % group.length]);
   const rounds = (group: Series[]) => {
     for (let round = 1; round <= ROUNDS; round++) {
-      say(`${group.map(label).join(" / ")}: ${FIXED_RATE}/s, round ${round} of ${ROUNDS}`);
-      for (const s of group)
+      const order = inRound(group, round);
+      say(`${order.map(label).join(" / ")}: ${FIXED_RATE}/s, round ${round} of ${ROUNDS}`);
+      for (const s of order)
         for (const p of PATHS) s.fixed[p].push(fixedRate(s.target, p, readIds));
     }
     for (let round = 1; round <= ROUNDS; round++) {
-      say(`${group.map(label).join(" / ")}: maximum rate, round ${round} of ${ROUNDS}`);
-      for (const s of group) for (const p of PATHS) s.max[p].push(maxRate(s.target, p, readIds));
+      const order = inRound(group, round);
+      say(`${order.map(label).join(" / ")}: maximum rate, round ${round} of ${ROUNDS}`);
+      for (const s of order) for (const p of PATHS) s.max[p].push(maxRate(s.target, p, readIds));
     }
   };
 
@@ -516,6 +524,11 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const replicaRounds: ReplicaDelay[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     say(`replica visibility delay at ${REPLICA_RATE} writes/s, round ${round} of ${ROUNDS}`);
+    // Each round starts with s1 caught up: the last round's probe rows, deleted on the primary, are
+    // ten thousand row events for it to apply.
+    const position = nodeSql(PRIMARY_NODE, "SELECT @@gtid_binlog_pos");
+    if (nodeSql("s1", `SELECT MASTER_GTID_WAIT('${position}', 60)`) !== "0")
+      throw new LabError(`bench: s1 did not reach the primary's ${position} within 60 s`);
     const delay = execInNode(
       "s1",
       [PYTHON, "-", String(REPLICA_RATE), String(REPLICA_SECONDS), String(REPLICA_WRITERS)],
@@ -583,7 +596,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
       ),
       `(each figure the median of ${ROUNDS} rounds alternating between ours, the Nginx peer and s1 direct; the naive HAProxy's ${ROUNDS} rounds after them; fixed rate ${FIXED_RATE}/s for ${FIXED_SECONDS} s, maximum rate wrk ${MAX_RATE_ARGS.join(" ")})`,
       `(ours with rateLimitPerClient=${BENCH_RATE_LIMIT}: every request tracked and checked, as with the default, none refused)`,
-      `(the Nginx peer does not verify the backends' certificates, health-check them or retry: see lab/bench.ts)`,
+      `(the Nginx peer does not verify the backends' certificates, health-check them or retry: see lab/bench.ts; the naive HAProxy logs through /dev/log, journald's)`,
       "",
       ...PATHS.map((p) =>
         [

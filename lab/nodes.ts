@@ -114,9 +114,9 @@ export function growDataVolume(node: NodeName, bytes: number): string {
  * hierarchy alone (this host mounts the hybrid one, which systemd 257 runs with no BPF firewall),
  * and with the bpf() call nspawn's seccomp filter withholds by default: without both, a unit's
  * `IPAddressDeny=` (the app's sandbox: no instance metadata) is silently not in force. And with
- * its network settings its own (/proc/sys/net writable, the rest of /proc/sys read-only): as an
- * instance sets them in its own kernel, a node sets them in its own network namespace (the LB's
- * rsyslog its sockets' queue length).
+ * its network settings its own (/proc/sys/net writable, the rest of /proc/sys read-only), as an
+ * instance's are: systemd raises net.unix.max_dgram_qlen from the kernel's 10 to 512 at boot, and
+ * with 10 the LB's HAProxy dropped up to a fifth of its log lines in a burst.
  */
 const NSPAWN_ENV = {
   SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1",

@@ -51,6 +51,17 @@ def write(k, start, out):
     out.send(done)
 
 
+# The writers first: a process forked while it runs threads could inherit a lock another held.
+fork = multiprocessing.get_context("fork")
+start = time.monotonic() + 1.0
+pipes, processes = [], []
+for k in range(writers):
+    receive, send = fork.Pipe(duplex=False)
+    process = fork.Process(target=write, args=(k, start, send))
+    process.start()
+    pipes.append(receive)
+    processes.append(process)
+
 replica = pymysql.connect(unix_socket=env.get("DB_SOCKET", "/run/mysqld/mysqld.sock"), **common)
 seen = {}
 stop = threading.Event()
@@ -73,15 +84,6 @@ def poll():
 
 poller = threading.Thread(target=poll)
 poller.start()
-fork = multiprocessing.get_context("fork")
-start = time.monotonic() + 0.5
-pipes, processes = [], []
-for k in range(writers):
-    receive, send = fork.Pipe(duplex=False)
-    process = fork.Process(target=write, args=(k, start, send))
-    process.start()
-    pipes.append(receive)
-    processes.append(process)
 written = {}
 for receive in pipes:
     written.update(receive.recv())

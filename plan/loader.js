@@ -19,8 +19,11 @@ const Module = require("module");
 const path = require("path");
 
 const ROOT = path.resolve(__dirname, "..");
-/** One entry per compiled file: `<path, URI-encoded>.<key>.json` holding `{ code, map }`. */
-const CACHE_DIR = path.join(ROOT, ".cache", "plan");
+/**
+ * One entry per compiled file: `<path, URI-encoded>.<key>.json` holding `{ code, map }`; a folder
+ * per user, so that root's runs (the lab, the tests under sudo) leave nothing a user cannot update.
+ */
+const CACHE_DIR = path.join(ROOT, ".cache", "plan", String(process.getuid?.() ?? "any"));
 
 const tsconfig = JSON.parse(fs.readFileSync(path.join(ROOT, "tsconfig.json"), "utf8"));
 /** As tsx compiles (its `keepNames` included: a class keeps its name), with a separate map. */

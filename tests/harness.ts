@@ -23,10 +23,20 @@ import { DatabaseMode, NodeName, buildTopology } from "../model/topology";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 
+/**
+ * How `npm run lab` starts the lab's CLI (package.json, after the PATH its tools need, which
+ * `npm run test:lab` has set too): node under the project's TypeScript loader.
+ */
+export const LAB_CLI = [
+  "--require",
+  path.join(PROJECT_DIR, "plan", "loader.js"),
+  path.join(PROJECT_DIR, "lab", "cli.ts"),
+];
+
 /** The lab's own CLI (`npm run lab -- COMMAND`), as a user runs it; its status and all it printed. */
 export function labCli(command: string | string[], env: Record<string, string> = {}) {
   const args = typeof command === "string" ? [command] : command;
-  const r = spawnSync("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), ...args], {
+  const r = spawnSync(process.execPath, [...LAB_CLI, ...args], {
     cwd: PROJECT_DIR,
     encoding: "utf8",
     timeout: 25 * 60_000,

@@ -8,7 +8,7 @@ import { INTERNET_NS, LAB_DOMAIN } from "../lab/labPlan";
 import { execInNode, inNode } from "../lab/nodes";
 import { backendStates, nodeSql } from "../lab/runningStack";
 import { AppNodeName, NodeName } from "../model/topology";
-import { PROJECT_DIR, labCli } from "./harness";
+import { LAB_CLI, PROJECT_DIR, labCli } from "./harness";
 
 /** Bounds from the issue: a stopped service stalls a client less than this, a cut link 3 s. */
 export const STOPPED_SERVICE_STALL_MS = 1500;
@@ -207,7 +207,7 @@ export function convergence(output: string): Record<string, number> {
 
 /** A lab command run in the background (the test goes on meanwhile): its exit and its output so far. */
 export function labCliInBackground(args: string[]) {
-  const child = spawn("npx", ["tsx", path.join(PROJECT_DIR, "lab", "cli.ts"), ...args], {
+  const child = spawn(process.execPath, [...LAB_CLI, ...args], {
     cwd: PROJECT_DIR,
     stdio: ["ignore", "pipe", "pipe"],
     timeout: 400_000,

@@ -31,7 +31,9 @@ function run(root: string, file: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const cacheEntries = (root: string) => fs.readdirSync(path.join(root, ".cache", "plan")).sort();
+/** The cache of this user (root's runs keep theirs apart). */
+const cacheDir = (root: string) => path.join(root, ".cache", "plan", String(process.getuid!()));
+const cacheEntries = (root: string) => fs.readdirSync(cacheDir(root)).sort();
 
 /** A source whose output names `word`; the same length and time for each word of four letters. */
 function writeHello(root: string, word: string) {
@@ -66,7 +68,7 @@ test("a cached file is run from the cache, not compiled again", () => {
   run(root, "hello.ts");
   // Only a hit runs this edited output: a compile would print "ones".
   const [entry] = cacheEntries(root);
-  const file = path.join(root, ".cache", "plan", entry);
+  const file = path.join(cacheDir(root), entry);
   const cached = JSON.parse(fs.readFileSync(file, "utf8"));
   fs.writeFileSync(file, JSON.stringify({ ...cached, code: cached.code.replace("ones", "hits") }));
   expect(run(root, "hello.ts").stdout).toBe("hits\n");
@@ -76,7 +78,7 @@ test("an entry that cannot be read (a write cut short) is compiled anew and writ
   writeHello(root, "ones");
   run(root, "hello.ts");
   const [entry] = cacheEntries(root);
-  const file = path.join(root, ".cache", "plan", entry);
+  const file = path.join(cacheDir(root), entry);
   fs.writeFileSync(file, "");
   expect(run(root, "hello.ts").stdout).toBe("ones\n");
   expect(JSON.parse(fs.readFileSync(file, "utf8")).code).toContain('"ones"');

@@ -6,7 +6,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR, testNeeding } from "./harness";
+import { LAB_CLI, PROJECT_DIR, testNeeding } from "./harness";
 
 /** Debian's PATH for users (/etc/profile): no sbin directory. */
 const USER_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -148,4 +148,10 @@ test("the lab's npm scripts run with root's tool directories on PATH", () => {
     .scripts as Record<string, string>;
   for (const name of ["lab", "test:lab"])
     expect(scripts[name]).toMatch(/^\. \.\/scripts\/root-tools-path\.sh && /);
+  // The lab's tests start its CLI as the script does (tests/harness.ts).
+  const words = scripts.lab.replace(/^.* && /, "").split(" ");
+  expect(words.map((w) => (w.includes("/") ? path.resolve(PROJECT_DIR, w) : w))).toEqual([
+    "node",
+    ...LAB_CLI,
+  ]);
 });

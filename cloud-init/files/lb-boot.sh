@@ -19,6 +19,10 @@ placeholder() {
   /usr/local/sbin/webstack-install-certificate "$site/placeholder.crt" "$site/placeholder.key"
 }
 
+# rsyslog reads the bundle's rule and makes HAProxy's log socket before anything reloads HAProxy
+# with the bundle's config (installing a certificate does), which logs there.
+systemctl restart rsyslog
+
 install -d -m 0700 "$site"
 case "$CERT_MODE" in
   self-signed)
@@ -43,9 +47,6 @@ case "$CERT_MODE" in
 esac
 
 log "haproxy"
-# The bundle wrote rsyslog's drop-in (its socket's queue) and HAProxy's rule: read both.
-systemctl daemon-reload
-systemctl restart rsyslog
 # The bundle wrote HAProxy's config; with a certificate in place, it can be checked in full.
 haproxy -c -q -f /etc/haproxy/haproxy.cfg
 systemctl enable haproxy
