@@ -38,6 +38,16 @@ const PLAN_RUNS = 5;
  */
 const BENCH_RATE_LIMIT = MAX_RATE_LIMIT_PER_CLIENT;
 
+/** What both peers take from our rendered haproxy.cfg: its certificate, CA and server lines. */
+function oursOnTheLb(ours: string) {
+  const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)?.[1];
+  const caFile = /ca-file (\S+)/.exec(ours)?.[1];
+  const serverLines = ours.split("\n").filter((l) => /^\s+server s\d+ /.test(l));
+  if (!certificate || !caFile || serverLines.length !== 2)
+    throw new LabError("bench: the LB's HAProxy config is not the one the program renders");
+  return { certificate, caFile, serverLines };
+}
+
 /**
  * The naive peer: what a user typically writes first — the defaults section of the sample
  * haproxy.cfg that RHEL, Fedora and Amazon Linux ship (`option http-server-close`: a new server
@@ -50,15 +60,9 @@ const BENCH_RATE_LIMIT = MAX_RATE_LIMIT_PER_CLIENT;
  * measured the same as ours (ours ÷ it: 0.89–1.04).
  */
 export function naiveHaproxyConfig(ours: string): string {
-  const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)?.[1];
-  const caFile = /ca-file (\S+)/.exec(ours)?.[1];
+  const { certificate, caFile, serverLines } = oursOnTheLb(ours);
   // Our servers without our dead-backend detection (tcp-ut): names, addresses and SNI checks.
-  const servers = ours
-    .split("\n")
-    .filter((l) => /^\s+server s\d /.test(l))
-    .map((l) => l.replace(/ tcp-ut \S+/, ""));
-  if (!certificate || !caFile || servers.length !== 2)
-    throw new LabError("bench: the LB's HAProxy config is not the one the program renders");
+  const servers = serverLines.map((l) => l.replace(/ tcp-ut \S+/, ""));
   return [
     "# webstack bench: the naive peer (benchmark only)",
     "global",
@@ -115,10 +119,9 @@ const NGINX_PEER_DIR = "/var/lib/webstack-bench-nginx";
  * passive `max_fails`), retry a 503, or log JSON through syslog.
  */
 export function tunedNginxConfig(ours: string, cpus: number): string {
-  const certificate = /^\s*bind :443 ssl crt (\S+)/m.exec(ours)?.[1];
-  const servers = [...ours.matchAll(/^\s+server (s\d+) (\S+:\d+) /gm)].map((m) => m[2]);
-  if (!certificate || servers.length !== 2)
-    throw new LabError("bench: the LB's HAProxy config is not the one the program renders");
+  const { certificate, serverLines } = oursOnTheLb(ours);
+  // Each server's address:port, as its line gives it.
+  const servers = serverLines.map((l) => l.trim().split(" ")[2]);
   const dir = NGINX_PEER_DIR;
   return [
     "# webstack bench: the tuned Nginx peer (benchmark only)",
@@ -229,9 +232,9 @@ interface ReplicaDelay {
 
 /** The replica's figures: the run with the median p99, every run's p99, all writes and rows seen. */
 export function medianReplicaRound(runs: readonly ReplicaDelay[]) {
-  const median = [...runs].sort((a, b) => a.p99_ms - b.p99_ms)[Math.floor(runs.length / 2)];
+  const middle = [...runs].sort((a, b) => a.p99_ms - b.p99_ms)[Math.floor(runs.length / 2)];
   return {
-    ...median,
+    ...middle,
     writes: total(runs.map((r) => r.writes)),
     seen: total(runs.map((r) => r.seen)),
     rounds_p99_ms: runs.map((r) => r.p99_ms),
