@@ -351,18 +351,27 @@ test("the benchmark's tuned Nginx peer: the LB's certificate, the same backends,
 });
 
 test("the benchmark's maximum-rate and replica rows: the median round, every round, all errors", () => {
-  const max = (requests_per_s: number, p99_ms: number, errors = 0) => ({
+  const max = (requests_per_s: number, p99_ms: number, errors = 0, lb_cpu_ms_per_1000 = NaN) => ({
     requests_per_s,
     p50_ms: p99_ms / 4,
     p99_ms,
     errors,
+    lb_cpu_ms_per_1000,
   });
-  expect(medianOfMaxRounds([max(2100, 30), max(2400, 20, 2), max(1900, 40)])).toEqual({
+  expect(
+    medianOfMaxRounds([max(2100, 30, 0, 120), max(2400, 20, 2, 95), max(1900, 40, 0, 130)]),
+  ).toEqual({
     requests_per_s: 2100,
     p50_ms: 7.5,
     p99_ms: 30,
     errors: 2,
+    lb_cpu_ms_per_1000: 120,
     rounds_requests_per_s: [2100, 2400, 1900],
+    rounds_lb_cpu_ms_per_1000: [120, 95, 130],
+  });
+  // s1 direct: no LB crossed, no LB figure.
+  expect(medianOfMaxRounds([max(4000, 10), max(4200, 11), max(3900, 12)])).toMatchObject({
+    lb_cpu_ms_per_1000: NaN,
   });
   const delay = (p99_ms: number, seen: number) => ({
     writes: 10000,
