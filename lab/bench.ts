@@ -8,7 +8,8 @@ import { runPlan } from "../plan/plan";
 import { readStackConfig, stackFile } from "../plan/stackConfig";
 import { MAX_RATE_LIMIT_PER_CLIENT } from "../model/limits";
 import { LB_NODE, LOOPBACK_PORTS, NodeName, PRIMARY_NODE } from "../model/topology";
-import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, run, waitFor } from "./commands";
+import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
+import { nodeCpuMs } from "./cgroups";
 import { apply, appliedSetting, up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
@@ -262,6 +263,8 @@ interface Target {
   readonly host: string;
   readonly port: number;
   readonly cafile: string;
+  /** The node a proxy in front of the backends runs on (the LB): its CPU per request is read. */
+  readonly proxyNode?: NodeName;
 }
 
 function fixedRate(target: Target, path_: Path, readIds: number[]): Latency {
@@ -305,37 +308,12 @@ function wrkPercentile(output: string, pct: string): number {
   return Math.round(Number(m[1]) * scale * 100) / 100;
 }
 
-/**
- * The CPU time (ms) every process in a node's namespace has used so far — its proxy, its log
- * writer, its agents — from /proc/<pid>/stat (utime + stime, fields 14 and 15). A process that ends
- * between two readings takes its time with it: the difference is a floor.
- */
-function nodeCpuMs(node: NodeName): number {
-  const pids = run("ip", ["netns", "pids", nodeNamespace(node)])
-    .split("\n")
-    .filter(Boolean);
-  let ticks = 0;
-  for (const pid of pids) {
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue; // ended since the list was read
-    }
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  // The kernel's clock ticks per second, in which /proc/<pid>/stat counts CPU time.
-  return (ticks * 1000) / Number(run("getconf", ["CLK_TCK"]).trim());
-}
-
 function maxRate(target: Target, path_: Path, readIds: number[]): MaxRate {
   const url = `https://${target.host}:${target.port}${path_ === "static" ? "/" : `/items/${readIds[0]}`}`;
   // The LB's CPU per request, for the proxies on the LB: where the difference between them is.
-  const onLb = target.host === LAB_DOMAIN;
-  const cpuBefore = onLb ? nodeCpuMs(LB_NODE) : 0;
+  const cpuBefore = target.proxyNode ? nodeCpuMs(target.proxyNode) : 0;
   const r = inNamespace(INTERNET_NS, ["wrk", ...MAX_RATE_ARGS, url], { timeout: 60_000 });
-  const cpuMs = onLb ? nodeCpuMs(LB_NODE) - cpuBefore : NaN;
+  const cpuMs = target.proxyNode ? nodeCpuMs(target.proxyNode) - cpuBefore : NaN;
   if (r.status !== 0) throw new LabError(`bench: wrk failed: ${r.stderr}${r.stdout}`);
   const requests = Number(/^\s*(\d+) requests in /m.exec(r.stdout)?.[1]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
@@ -490,8 +468,15 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const network = labNetwork(LAB_TOPOLOGY);
   const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
   fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
-  const lb: Target = { name: "LB", host: LAB_DOMAIN, port: 443, cafile: ACME_ROOT };
+  const lb: Target = {
+    name: "LB",
+    host: LAB_DOMAIN,
+    port: 443,
+    cafile: ACME_ROOT,
+    proxyNode: LB_NODE,
+  };
   const peer: Target = { ...lb, port: NGINX_PEER_PORT };
+  // No proxy: no proxyNode.
   const direct: Target = {
     name: "s1 direct",
     host: "s1.webstack.internal",
@@ -628,11 +613,11 @@ export async function bench(argv: readonly string[]): Promise<void> {
     [
       "",
       `${pad("proxy", 7)}${pad("target", 11)}${pad("path", 8)}${pad(`p50@${FIXED_RATE}/s`, 12)}${pad(`p99@${FIXED_RATE}/s`, 12)}${pad("failed", 8)}${pad("max req/s", 11)}${pad("p50@max", 9)}${pad("p99@max", 9)}${pad("errors", 8)}${pad("LB cpu", 8)}p99@${FIXED_RATE}/s per round · max req/s per round · LB cpu per round`,
-      ...rows.map(
-        (r) =>
-          `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(`${r.fixed.p50_ms} ms`, 12)}${pad(`${r.fixed.p99_ms} ms`, 12)}${pad(r.fixed.failed, 8)}${pad(r.max.requests_per_s, 11)}${pad(`${r.max.p50_ms} ms`, 9)}${pad(`${r.max.p99_ms} ms`, 9)}${pad(r.max.errors, 8)}${pad(Number.isNaN(r.max.lb_cpu_ms_per_1000) ? "-" : `${r.max.lb_cpu_ms_per_1000} ms`, 8)}${r.fixed.rounds_p99_ms.join(" / ")} ms · ${r.max.rounds_requests_per_s.join(" / ")}${Number.isNaN(r.max.lb_cpu_ms_per_1000) ? "" : ` · ${r.max.rounds_lb_cpu_ms_per_1000.join(" / ")} ms`}`,
-      ),
-      `(LB cpu: the LB node's CPU time per 1000 requests at the maximum rate, every process of it — proxy, log writer, agents — from /proc)`,
+      ...rows.map((r) => {
+        const cpu = Number.isNaN(r.max.lb_cpu_ms_per_1000) ? undefined : r.max;
+        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(`${r.fixed.p50_ms} ms`, 12)}${pad(`${r.fixed.p99_ms} ms`, 12)}${pad(r.fixed.failed, 8)}${pad(r.max.requests_per_s, 11)}${pad(`${r.max.p50_ms} ms`, 9)}${pad(`${r.max.p99_ms} ms`, 9)}${pad(r.max.errors, 8)}${pad(cpu ? `${cpu.lb_cpu_ms_per_1000} ms` : "-", 8)}${r.fixed.rounds_p99_ms.join(" / ")} ms · ${r.max.rounds_requests_per_s.join(" / ")}${cpu ? ` · ${cpu.rounds_lb_cpu_ms_per_1000.join(" / ")} ms` : ""}`;
+      }),
+      `(LB cpu: the LB node's CPU time per 1000 requests at the maximum rate, every process of it — proxy, log path, agents — from its cgroup's cpu.stat)`,
       `(each figure the median of ${ROUNDS} rounds alternating between ours, the Nginx peer and s1 direct; the naive HAProxy's ${ROUNDS} rounds after them; fixed rate ${FIXED_RATE}/s for ${FIXED_SECONDS} s, maximum rate wrk ${MAX_RATE_ARGS.join(" ")})`,
       `(ours with rateLimitPerClient=${BENCH_RATE_LIMIT}: every request tracked and checked, as with the default, none refused)`,
       `(the Nginx peer does not verify the backends' certificates, health-check them or retry: see lab/bench.ts; the naive HAProxy logs through /dev/log, journald's)`,

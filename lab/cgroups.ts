@@ -89,3 +89,17 @@ export function nodeMemoryMiB(node: NodeName, roots = labCgroupRoots()): number 
   }
   return Math.round(kib / 1024);
 }
+
+/**
+ * The CPU time a node's processes have used so far, in ms: `usage_usec` of its cgroup v2's
+ * cpu.stat, which the kernel keeps whether or not the cpu controller is enabled there (on a hybrid
+ * host too) and which keeps the time of processes that have ended.
+ */
+export function nodeCpuMs(node: NodeName, roots = labCgroupRoots()): number {
+  for (const root of roots) {
+    const stat = path.join(root, node, "cpu.stat");
+    if (fs.existsSync(stat))
+      return Number(/^usage_usec (\d+)$/m.exec(fs.readFileSync(stat, "utf8"))?.[1]) / 1000;
+  }
+  throw new Error(`no cpu.stat in ${node}'s cgroups (${roots.join(", ")}): is the lab up?`);
+}

@@ -4,7 +4,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { inNodeCgroups, labCgroupRoots } from "../lab/cgroups";
+import { inNodeCgroups, labCgroupRoots, nodeCpuMs } from "../lab/cgroups";
 
 const HYBRID = [
   "tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0",
@@ -43,5 +43,22 @@ test("the command runs as the process written into each of the node's cgroups", 
     expect(refused.stdout).toBe("");
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test("a node's CPU time comes from its cgroup v2's cpu.stat (the name=systemd hierarchy has none)", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-cgroups-"));
+  try {
+    const [v1, v2] = [path.join(dir, "systemd"), path.join(dir, "unified")];
+    fs.mkdirSync(path.join(v1, "lb"), { recursive: true });
+    fs.mkdirSync(path.join(v2, "lb"), { recursive: true });
+    fs.writeFileSync(
+      path.join(v2, "lb", "cpu.stat"),
+      "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n",
+    );
+    expect(nodeCpuMs("lb", [v1, v2])).toBe(1234.567);
+    expect(() => nodeCpuMs("s1", [v1, v2])).toThrow("no cpu.stat in s1's cgroups");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
