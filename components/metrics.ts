@@ -383,6 +383,21 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 2,
       missing: "breaching",
     },
+    {
+      // The collector's count, per run, of the request-log lines HAProxy could not hand to rsyslog:
+      // each is a request the metric filters above never count.
+      key: "lb-log-lines-dropped",
+      description:
+        "HAProxy dropped request-log lines (rsyslog's socket full): the LB's QPS, 5xx and response-time metrics miss those requests",
+      metrics: [custom<Id>("LogLinesDropped", LB_NODE, "Sum")],
+      comparison: "GreaterThanThreshold",
+      threshold: 0,
+      evaluationPeriods: 1,
+      // A silent collector (or HAProxy) is lb-backend-down's, as a silent replica's lag is its
+      // not-running alarm's; and over one period, breaching would fire on each minute the timer's
+      // drift leaves without a run.
+      missing: "notBreaching",
+    },
     // The app nodes' own databases (none with rds): replication or Galera's, each answering, their
     // backups; with rds, the instance's.
     ...(appNodesHoldData(i.cluster) ? nodeDatabaseAlarms<Id>(i) : []),
@@ -681,7 +696,7 @@ function rdsGraph(rds: RdsWatch, x: number, y: number, region: string): Widget {
 /**
  * The dashboard's body (CloudWatch's JSON format): QPS, errors, latency, health, replication (or
  * the Galera cluster, or the RDS instance), resources, bundles, requests refused by the per-client
- * limit, certificates, pending reboots, backups.
+ * limit, certificates, pending reboots, backups, request-log lines HAProxy dropped.
  */
 export function dashboardBody(d: DashboardInputs): string {
   const nodes = nodesOf(d.instanceIds);
@@ -829,10 +844,18 @@ export function dashboardBody(d: DashboardInputs): string {
       d.region,
     ),
     ...(appNodesHoldData(d.cluster) ? backupRow(d.region) : []),
+    // Counted apart from the logs: what the QPS, 5xx and latency above do not see.
+    graph(
+      "Request-log lines HAProxy dropped (count per minute)",
+      [[METRIC_NAMESPACE, "LogLinesDropped", "Node", LB_NODE, { stat: "Sum", label: LB_NODE }]],
+      0,
+      42,
+      d.region,
+    ),
     {
       type: "alarm",
       x: 0,
-      y: 42,
+      y: 48,
       width: 24,
       height: 6,
       properties: { title: "Alarms", alarms: d.alarmArns },

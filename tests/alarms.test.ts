@@ -55,6 +55,8 @@ const COLLECTED = [
   "RebootRequired",
   "BackupAgeSeconds",
   "BinlogShipAgeSeconds",
+  // The LB's (issue 22): the request-log lines HAProxy dropped since the collector's previous run.
+  "LogLinesDropped",
 ];
 
 describe("alarm rows", () => {
@@ -72,6 +74,7 @@ describe("alarm rows", () => {
         "lb-qps-high",
         "lb-5xx-rate",
         "lb-backend-down",
+        "lb-log-lines-dropped",
         "s1-replica-not-running",
         "s1-replica-lag",
         "s1-database-down",
@@ -127,6 +130,8 @@ describe("alarm rows", () => {
     for (const key of [
       "lb-qps-high",
       "lb-5xx-rate",
+      // The collector's silence is lb-backend-down's, as the replica's is replica-not-running's.
+      "lb-log-lines-dropped",
       "s1-replica-lag",
       "lb-boot-failed",
       "lb-memory-high",
@@ -185,6 +190,24 @@ describe("the program's alarms", () => {
       },
       { id: "e1", expression: "m1 / PERIOD(m1)", label: expect.any(String), returnData: true },
     ]);
+  });
+
+  test("any request-log line HAProxy dropped in a minute alarms at once; the LB's collector publishes it", () => {
+    expect(watched("lb-log-lines-dropped")).toEqual({
+      namespace: "Webstack",
+      metricName: "LogLinesDropped",
+      dimensions: { Node: "lb" },
+      period: 60,
+      statistic: "Sum",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 0,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: "notBreaching",
+    });
+    expect(bundleFile(plan, "lb", "/etc/systemd/system/webstack-collector.service")).toContain(
+      "ExecStart=/usr/local/sbin/webstack-aws collect loadbalancer lb ",
+    );
   });
 
   test("replication lag threshold from config", () => {
@@ -478,6 +501,7 @@ describe("the dashboard", () => {
       "Reboot required (1 = an update waits for a reboot)",
       "Hours since the last full backup (s1)",
       "Seconds since the binlogs were last shipped (s2)",
+      "Request-log lines HAProxy dropped (count per minute)",
       "Alarms",
     ]);
     // Two widgets a row, none overlapping; the alarms below all, across the whole width.
@@ -538,6 +562,21 @@ test("the data disk's alarm looks for the filesystem the node makes on the volum
   expect(made?.[1]).toBe("ext4");
   const data = monitoredDisks("replica").find((d) => d.name === "data");
   expect(data?.fstype).toBe(made?.[1]);
+});
+
+test("the dashboard graphs the request-log lines HAProxy dropped, as a count per minute, in a row of its own", () => {
+  const body = JSON.parse(
+    dashboardBody({ region: "eu-west-1", instanceIds: IDS, alarmArns: [], cluster: "replication" }),
+  );
+  const dropped = body.widgets.find(
+    (w: { properties: { title: string } }) =>
+      w.properties.title === "Request-log lines HAProxy dropped (count per minute)",
+  );
+  expect(dropped).toMatchObject({ type: "metric", x: 0, y: 42, width: 12, height: 6 });
+  expect(dropped.properties.metrics).toEqual([
+    ["Webstack", "LogLinesDropped", "Node", "lb", { stat: "Sum", label: "lb" }],
+  ]);
+  expect(body.widgets.filter((w: { y: number }) => w.y === 42)).toEqual([dropped]);
 });
 
 describe("the dashboard's rows for issue 20", () => {

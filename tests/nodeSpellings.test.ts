@@ -18,6 +18,11 @@ test.each([
     "/usr/local/sbin/webstack-aws",
     `HAPROXY_STATS = "http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/stats;csv"\n`,
   ],
+  [
+    "lb",
+    "/usr/local/sbin/webstack-aws",
+    `HAPROXY_METRICS = "http://127.0.0.1:${LOOPBACK_PORTS.haproxyStats}/metrics?scope=global"\n`,
+  ],
   ["s1", "/usr/local/sbin/webstack-db-bootstrap", `--port=${PORTS.mysql} `],
 ])("%s's %s says %j", (node, file, spelling) => {
   expect(bundleFile(plan, node, file)).toContain(spelling);

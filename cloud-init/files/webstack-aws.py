@@ -11,9 +11,10 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
        webstack-aws collect loadbalancer|primary|replica|member|client NODE [DB_CLIENT]
                     [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]...
                                                             what logs cannot say, as metrics: HAProxy's
-                                                            backends or the database (a Galera member's
-                                                            cluster too; none on a client: an app node
-                                                            whose database is RDS's), a pending reboot,
+                                                            backends and the log lines it dropped, or
+                                                            the database (a Galera member's cluster
+                                                            too; none on a client: an app node whose
+                                                            database is RDS's), a pending reboot,
                                                             each certificate's days left, each state
                                                             file's age (issue 20: the backups')
        webstack-aws boot-status NODE                        cloud-init's result, as a metric
@@ -217,6 +218,9 @@ def acm_export_command(arn, passphrase_path, out_dir, client):
 
 NAMESPACE = "Webstack"
 HAPROXY_STATS = "http://127.0.0.1:8404/stats;csv"
+# HAProxy's Prometheus exporter, its process's own metrics only (scope=global: not every proxy's and
+# server's); the stats CSV has no process counters (HTML stats alone show `show info`'s).
+HAPROXY_METRICS = "http://127.0.0.1:8404/metrics?scope=global"
 
 
 def backends_up(stats_csv):
@@ -303,6 +307,61 @@ def loadbalancer_metrics(node, read_stats=None):
     return data + [metric("BackendUp", node, 1 if up else 0, Server=name) for name, up in servers]
 
 
+# The collector's own state (its unit's StateDirectory, the one place its sandbox lets it write).
+COLLECTOR_STATE = "/var/lib/webstack/collector"
+DROPPED_LOGS_STATE = os.path.join(COLLECTOR_STATE, "dropped-logs.json")
+# HAProxy's worker counts each request-log line it could not hand to rsyslog's socket because the
+# socket's queue was full (sendmsg: EAGAIN); a line it could not send for another reason (rsyslog
+# stopped: no socket, or nobody reading it) is lost without a count (one alert per worker). The count
+# is the worker's, so a reload (a new worker) or a restart starts again at 0, and the worker's start
+# time tells one worker from the next; an old worker's drops after its last reading (while it
+# finishes its connections after a reload) go unseen, since the new one answers the exporter.
+DROPPED_LOGS = "haproxy_process_dropped_logs_total"
+WORKER_STARTED = "haproxy_process_start_time_seconds"
+
+
+def prometheus_value(text, name):
+    """The value of the one unlabelled sample `name` in Prometheus' text format, a finite number not
+    below 0; ValueError when there is none, more than one, or something else."""
+    values = [line.split()[1:] for line in text.splitlines() if line.split()[:1] == [name]]
+    if len(values) != 1 or len(values[0]) not in (1, 2):  # a sample may carry a timestamp
+        raise ValueError(f"{len(values)} {name} samples in HAProxy's metrics, not one")
+    value = float(values[0][0])
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} is {values[0][0]}")
+    return int(value) if value.is_integer() else value
+
+
+def dropped_since(previous, started, dropped):
+    """Log lines dropped since the previous reading (its state, or None). The same worker: its count's
+    growth. A new worker (a reload or a restart), or a count below the last (its 32 bits wrapped):
+    the whole count, every line of it lost since that worker started. No previous reading (the LB's
+    first run, or its state lost): the whole count too. Nothing has reported those lines, and at a
+    first boot they are loss since boot: 0 would hide them, while the whole count at worst reports
+    old loss once more after lost state."""
+    same_worker = previous is not None and previous.get("started") == started
+    return dropped - previous["dropped"] if same_worker and dropped >= previous["dropped"] else dropped
+
+
+def dropped_logs_metrics(node, keep, read_metrics=None, root="/"):
+    """LogLinesDropped: the request-log lines HAProxy dropped since the previous run. The reading it is
+    counted from goes into keep, saved once CloudWatch has the count: a push that fails leaves the
+    previous reading, so the next run counts these lines again instead of losing them."""
+    read = read_metrics or (lambda: urllib.request.urlopen(HAPROXY_METRICS, timeout=5).read().decode())
+    text = read()
+    started, dropped = prometheus_value(text, WORKER_STARTED), prometheus_value(text, DROPPED_LOGS)
+    path = under(root, DROPPED_LOGS_STATE)
+    try:
+        previous = read_json(path)
+        if previous is not None and not (isinstance(previous, dict) and isinstance(previous.get("dropped"), int)):
+            raise ValueError(f"not a reading: {previous!r}")
+    except ValueError as error:  # the collector's own file: replaced, never a reason to stop counting
+        log(f"{DROPPED_LOGS_STATE}: {error}; counting as a first run")
+        previous = None
+    keep.append((path, {"started": started, "dropped": dropped}))
+    return [metric("LogLinesDropped", node, dropped_since(previous, started, dropped))]
+
+
 # Left by unattended-upgrades' own kernel hook (/etc/kernel/postinst.d) when an update needs a reboot
 # (a new kernel): nothing reboots a node by itself.
 REBOOT_REQUIRED = "/run/reboot-required"
@@ -345,12 +404,15 @@ def gathered(what, produce):
 
 
 def collect_command(role, node, db_client, client, read_stats=None, run=subprocess.run,
-                    certificates=(), ages=(), root="/", now=time.time):
+                    certificates=(), ages=(), root="/", now=time.time, read_metrics=None):
     """certificates: (name, PEM path) pairs; ages: (metric, state file, field) triples; every file is
-    read under root (tests); now: the clock."""
+    read under root (tests); now: the clock; read_stats, read_metrics: HAProxy's stats CSV and
+    metrics (tests)."""
     at = now()
+    keep = []  # (path, state): the collector's own state, saved once the metrics are pushed
     if role == "loadbalancer":
-        sources = [("HAProxy's stats", lambda: loadbalancer_metrics(node, read_stats))]
+        sources = [("HAProxy's stats", lambda: loadbalancer_metrics(node, read_stats)),
+                   ("HAProxy's dropped log lines", lambda: dropped_logs_metrics(node, keep, read_metrics, root))]
     elif role == "client":
         sources = []  # its database is RDS's, which CloudWatch watches itself
     else:
@@ -378,6 +440,12 @@ def collect_command(role, node, db_client, client, read_stats=None, run=subproce
     log("collected " + " ".join(shown(m) for m in data))
     if data:
         with_retries(lambda: client.put_metric_data(Namespace=NAMESPACE, MetricData=data), "PutMetricData")
+    for path, state in keep:
+        try:
+            save_state(path, state)
+        except OSError as error:
+            log(f"keeping {path}: {type(error).__name__}: {error}")
+            failed.append(path)
     return 1 if failed else 0
 
 

@@ -26,6 +26,7 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 
 import boto3  # noqa: E402
+import botocore.exceptions  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "cloud-init" / "files" / "webstack-aws.py"
@@ -241,19 +242,158 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
     def node_metric(self, node, **fields):
         return {**fields, "Dimensions": [{"Name": "Node", "Value": node}]}
 
-    def test_collect_on_the_lb_reports_backends_up(self):
+    BACKENDS = [
+        {"MetricName": "BackendsUp", "Dimensions": [{"Name": "Node", "Value": "lb"}], "Value": 1, "Unit": "Count"},
+        {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s1"}], "Value": 1, "Unit": "Count"},
+        {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s2"}], "Value": 0, "Unit": "Count"},
+    ]
+    STARTED = 1764547200  # a worker's start time, epoch seconds
+
+    @staticmethod
+    def haproxy_metrics(started, dropped):
+        """HAProxy's exporter with scope=global, trimmed to the collector's two samples and neighbours;
+        None leaves a sample out."""
+        samples = [
+            ("haproxy_process_uptime_seconds", "How long ago this worker process was started (seconds)", "gauge", 61),
+            ("haproxy_process_start_time_seconds", "Start time in seconds", "gauge", started),
+            ("haproxy_process_dropped_logs_total", "Total number of dropped logs for current worker process since started",
+             "counter", dropped),
+            ("haproxy_process_recv_logs_total", "Total number of log messages received by log-forwarding listeners on"
+             " this worker process since started", "counter", 0),
+        ]
+        return "".join(f"# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+                       for name, help, kind, value in samples if value is not None)
+
+    DROPPED_STATE = "/var/lib/webstack/collector/dropped-logs.json"
+
+    def kept(self):
+        """The collector's last reading of HAProxy's dropped-log count, or None."""
+        path = pathlib.Path(self.dir.name, self.DROPPED_STATE.lstrip("/"))
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def collect_on_the_lb(self, metrics, dropped):
+        """Runs the LB's collector against HAProxy's metrics text; it must push LogLinesDropped=dropped
+        with the rest. Its journal."""
         client, stubber = self.cloudwatch_expects([
-            {"MetricName": "BackendsUp", "Dimensions": [{"Name": "Node", "Value": "lb"}], "Value": 1, "Unit": "Count"},
-            {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s1"}], "Value": 1, "Unit": "Count"},
-            {"MetricName": "BackendUp", "Dimensions": [{"Name": "Node", "Value": "lb"}, {"Name": "Server", "Value": "s2"}], "Value": 0, "Unit": "Count"},
+            *self.BACKENDS,
+            self.node_metric("lb", MetricName="LogLinesDropped", Value=dropped, Unit="Count"),
             self.node_metric("lb", **self.REBOOT),
         ])
         stderr = io.StringIO()
         with stubber, contextlib.redirect_stderr(stderr):
-            code = self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS, root=self.dir.name)
+            code = self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS,
+                                               read_metrics=lambda: metrics, root=self.dir.name)
         self.assertEqual(code, 0)
         stubber.assert_no_pending_responses()
-        self.assertIn("collected BackendsUp=1 BackendUp[s1]=1 BackendUp[s2]=0 RebootRequired=0\n", stderr.getvalue())
+        return stderr.getvalue()
+
+    def test_collect_on_the_lb_reports_backends_up_and_the_log_lines_haproxy_dropped(self):
+        journal = self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 0), 0)
+        self.assertIn("collected BackendsUp=1 BackendUp[s1]=1 BackendUp[s2]=0 LogLinesDropped=0 RebootRequired=0\n",
+                      journal)
+        self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 0})
+
+    def test_a_first_run_reports_the_workers_whole_count(self):
+        """No reading yet: every line the worker dropped since it started is unreported loss."""
+        self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 7), 7)
+        self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 7})
+
+    def test_the_same_worker_reports_what_its_count_grew_by(self):
+        self.state(self.DROPPED_STATE, {"started": self.STARTED, "dropped": 7})
+        journal = self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 12), 5)
+        self.assertIn(" LogLinesDropped=5 ", journal)
+        self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 12})
+        self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 12), 0)
+
+    def test_a_new_worker_reports_its_whole_count(self):
+        """A reload starts a new worker, whose count starts at 0: told by its start time, or by a count
+        below the last."""
+        for previous, started, dropped in (
+            (40, self.STARTED + 600, 3),  # reloaded, fewer than the old worker had
+            (3, self.STARTED + 600, 25),  # reloaded, more than the old worker had: not 25 - 3
+            (40, self.STARTED, 2),  # the same start time but a lower count (its 32 bits wrapped)
+        ):
+            with self.subTest(previous=previous, started=started, dropped=dropped):
+                self.state(self.DROPPED_STATE, {"started": self.STARTED, "dropped": previous})
+                self.collect_on_the_lb(self.haproxy_metrics(started, dropped), dropped)
+                self.assertEqual(self.kept(), {"started": started, "dropped": dropped})
+
+    def test_without_the_dropped_log_count_the_rest_is_published_the_reading_kept_and_the_run_fails(self):
+        self.state(self.DROPPED_STATE, {"started": self.STARTED, "dropped": 7})
+        for metrics in (self.haproxy_metrics(self.STARTED, None), self.haproxy_metrics(None, 9)):
+            client, stubber = self.cloudwatch_expects([*self.BACKENDS, self.node_metric("lb", **self.REBOOT)])
+            stderr = io.StringIO()
+            with stubber, contextlib.redirect_stderr(stderr):
+                code = self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS,
+                                                   read_metrics=lambda metrics=metrics: metrics, root=self.dir.name)
+            self.assertEqual(code, 1)
+            stubber.assert_no_pending_responses()
+            self.assertRegex(stderr.getvalue(), r"HAProxy's dropped log lines: ValueError: 0 haproxy_process_\w+ samples")
+            self.assertIn("collected BackendsUp=1 BackendUp[s1]=1 BackendUp[s2]=0 RebootRequired=0\n", stderr.getvalue())
+            self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 7})
+
+    def test_a_failed_push_keeps_the_previous_reading_so_the_next_run_counts_those_lines(self):
+        self.state(self.DROPPED_STATE, {"started": self.STARTED, "dropped": 7})
+        client = boto3.client("cloudwatch", region_name="eu-west-1")
+        stubber = Stubber(client)
+        stubber.add_client_error("put_metric_data", "AccessDenied", "not authorized")
+        with stubber, contextlib.redirect_stderr(io.StringIO()), self.assertRaises(botocore.exceptions.ClientError):
+            self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS,
+                                        read_metrics=lambda: self.haproxy_metrics(self.STARTED, 12), root=self.dir.name)
+        self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 7})
+        self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 12), 5)
+
+    def test_a_reading_it_cannot_keep_is_named_after_the_push_and_fails_the_run(self):
+        def refuse(path, value):
+            raise OSError(30, "Read-only file system", path)
+
+        save, self.module.save_state = self.module.save_state, refuse
+        try:
+            client, stubber = self.cloudwatch_expects([
+                *self.BACKENDS,
+                self.node_metric("lb", MetricName="LogLinesDropped", Value=7, Unit="Count"),
+                self.node_metric("lb", **self.REBOOT),
+            ])
+            stderr = io.StringIO()
+            with stubber, contextlib.redirect_stderr(stderr):
+                code = self.module.collect_command("loadbalancer", "lb", None, client, read_stats=lambda: self.STATS,
+                                                   read_metrics=lambda: self.haproxy_metrics(self.STARTED, 7),
+                                                   root=self.dir.name)
+        finally:
+            self.module.save_state = save
+        self.assertEqual(code, 1)
+        stubber.assert_no_pending_responses()
+        self.assertIn(f"keeping {self.dir.name}{self.DROPPED_STATE}: OSError: [Errno 30] Read-only file system",
+                      stderr.getvalue())
+
+    def test_a_broken_reading_counts_as_a_first_run_and_is_replaced(self):
+        for broken in ("{not json", [7], {"started": self.STARTED}):
+            with self.subTest(broken=broken):
+                self.state(self.DROPPED_STATE, broken)
+                journal = self.collect_on_the_lb(self.haproxy_metrics(self.STARTED, 12), 12)
+                self.assertIn(f"{self.DROPPED_STATE}: ", journal)
+                self.assertIn("counting as a first run", journal)
+                self.assertEqual(self.kept(), {"started": self.STARTED, "dropped": 12})
+
+    def test_a_prometheus_value_is_its_one_unlabelled_sample_a_finite_count(self):
+        value = self.module.prometheus_value
+        name = "haproxy_process_dropped_logs_total"
+        self.assertEqual(value(self.haproxy_metrics(self.STARTED, 12), name), 12)
+        self.assertEqual(value(f"{name} 1.5e3\n", name), 1500)
+        self.assertEqual(value(f"{name} 12.5 1764547200000\n", name), 12.5)  # with a timestamp
+        for wrong in ("", f"# TYPE {name} counter\n", f"{name}_x 3\n", f"{name} 3\n{name} 4\n",
+                      f'{name}{{desc="x"}} 3\n', f"{name}\n", f"{name} NaN\n", f"{name} -1\n", f"{name} +Inf\n",
+                      f"{name} many\n", f"{name} 3 4 5\n"):
+            with self.subTest(text=wrong):
+                with self.assertRaises(ValueError):
+                    value(wrong, name)
+
+    def test_the_reading_is_kept_where_the_collectors_sandbox_lets_it_write(self):
+        unit = (SCRIPT.parent / "webstack-collector.service").read_text()
+        directories = [line.partition("=")[2] for line in unit.splitlines() if line.startswith("StateDirectory=")]
+        self.assertEqual(directories, ["webstack/collector"])
+        self.assertEqual(os.path.dirname(self.module.DROPPED_LOGS_STATE), "/var/lib/" + directories[0])
+        self.assertEqual(self.DROPPED_STATE, self.module.DROPPED_LOGS_STATE)
 
     def test_collect_on_the_replica_reports_database_replication_and_lag(self):
         outputs = {"SELECT 1": "1\n", "SHOW REPLICA STATUS\\G": "Slave_IO_Running: Yes\nSlave_SQL_Running: Yes\nSeconds_Behind_Master: 0\n"}
@@ -445,6 +585,7 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             code = self.module.collect_command(
                 "loadbalancer", "lb", None, client, run=run, root=self.dir.name,
                 read_stats=lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "Connection refused")),
+                read_metrics=lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "Connection refused")),
                 certificates=[("public", "/etc/haproxy/certs/site.pem")],
                 ages=[("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")],
             )
@@ -452,6 +593,7 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
         stubber.assert_no_pending_responses()
         log = stderr.getvalue()
         self.assertIn("HAProxy's stats: ConnectionRefusedError:", log)
+        self.assertIn("HAProxy's dropped log lines: ConnectionRefusedError:", log)
         self.assertIn("BackupAgeSeconds (/var/lib/webstack/backup/full.json): JSONDecodeError:", log)
         self.assertIn("the public certificate (/etc/haproxy/certs/site.pem): ValueError: openssl cannot read a certificate in", log)
         self.assertIn("collected RebootRequired=0\n", log)
