@@ -1,7 +1,8 @@
 // `npm run lab -- bench [--json]`: latency at a fixed rate and maximum rate through our LB, through
 // a tuned Nginx peer on the LB and directly to one backend (same client, rounds alternating in one
-// run), ours against a naive HAProxy configuration, the replica's visibility delay at 1000 writes/s,
-// and the offline plan time. Prints numbers; asserts nothing.
+// run), the maximum rate over HTTP/2 through both proxies, ours against a naive HAProxy
+// configuration, the replica's visibility delay at 1000 writes/s, and the offline plan time. Prints
+// numbers; asserts nothing.
 import * as fs from "fs";
 import * as path from "path";
 import { runPlan } from "../plan/plan";
@@ -10,6 +11,7 @@ import { MAX_RATE_LIMIT_PER_CLIENT } from "../model/limits";
 import { LB_NODE, LOOPBACK_PORTS, NodeName, PRIMARY_NODE } from "../model/topology";
 import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
 import { nodeCpuMs } from "./cgroups";
+import { installHostPackages } from "./hostSetup";
 import { apply, appliedSetting, up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
@@ -24,7 +26,31 @@ const FIXED_SECONDS = 10;
 const ROUNDS = 3;
 const PATHS = ["static", "db"] as const;
 /** Closed-loop maximum rate: wrk's threads and connections, and how long. */
-const MAX_RATE_ARGS = ["-t2", "-c16", "-d8s", "--latency"];
+const MAX_RATE_CONNECTIONS = 16;
+const MAX_RATE_ARGS = ["-t2", `-c${MAX_RATE_CONNECTIONS}`, "-d8s", "--latency"];
+/**
+ * Streams in flight on each HTTP/2 connection. HTTP/2's gain is multiplexing: with one at a time
+ * (h2load's default, -m1) it is HTTP/1.1 in HTTP/2 frames. Ten is below what either proxy allows
+ * on one connection by default (HAProxy 100, Nginx 128), so no stream waits for the server's
+ * permission; the connections then carry ten times wrk's requests at once, so the maximum rates
+ * compare, the times per request do not.
+ */
+const H2_STREAMS_PER_CLIENT = 10;
+/**
+ * Closed-loop maximum rate over HTTP/2: h2load with wrk's threads, connections and duration (-D,
+ * its duration mode; no --warm-up-time, as wrk has none: the handshakes are in both figures), and
+ * HTTP/2 only: h2load offers HTTP/1.1 too by default and would measure that where h2 is refused.
+ * h2load does not verify the server's certificate (it has no CA option and checks none): for a load
+ * tool against our own lab, acceptable; wrk's TLS does not verify either.
+ */
+const H2_MAX_RATE_ARGS = [
+  "-t2",
+  `-c${MAX_RATE_CONNECTIONS}`,
+  `-m${H2_STREAMS_PER_CLIENT}`,
+  "-D",
+  "8",
+  "--npn-list=h2",
+];
 /** The replica's visibility delay: writes per second, for how long, by how many writers. */
 const REPLICA_RATE = 1000;
 const REPLICA_SECONDS = 10;
@@ -199,30 +225,48 @@ export function medianOfRounds(runs: readonly Latency[]): FixedRate {
   };
 }
 
-interface MaxRate {
+/** What a closed-loop maximum-rate run gives, over HTTP/1.1 (wrk) or HTTP/2 (h2load). */
+interface RateRun {
   readonly requests_per_s: number;
-  readonly p50_ms: number;
-  readonly p99_ms: number;
   readonly errors: number;
   /** The LB node's CPU time per 1000 requests (NaN for a path that does not cross the LB). */
   readonly lb_cpu_ms_per_1000: number;
 }
 
-/** A row's maximum rate: each figure the median of its rounds', every round's rate, all errors. */
-interface MaxRateRounds extends MaxRate {
-  readonly rounds_requests_per_s: number[];
-  readonly rounds_lb_cpu_ms_per_1000: number[];
+interface MaxRate extends RateRun {
+  readonly p50_ms: number;
+  readonly p99_ms: number;
 }
 
-export function medianOfMaxRounds(runs: readonly MaxRate[]): MaxRateRounds {
+/** HTTP/2's: h2load prints no percentiles, only the mean time per request. */
+interface H2MaxRate extends RateRun {
+  readonly mean_ms: number;
+}
+
+/** The rounds' figures every maximum-rate row has: all errors, the LB's median CPU, every round's. */
+const rateRounds = (runs: readonly RateRun[]) => ({
+  errors: total(runs.map((r) => r.errors)),
+  lb_cpu_ms_per_1000: median(runs.map((r) => r.lb_cpu_ms_per_1000)),
+  rounds_requests_per_s: runs.map((r) => r.requests_per_s),
+  rounds_lb_cpu_ms_per_1000: runs.map((r) => r.lb_cpu_ms_per_1000),
+});
+
+/** A row's maximum rate: each figure the median of its rounds', every round's rate, all errors. */
+export function medianOfMaxRounds(runs: readonly MaxRate[]) {
   return {
     requests_per_s: median(runs.map((r) => r.requests_per_s)),
     p50_ms: median(runs.map((r) => r.p50_ms)),
     p99_ms: median(runs.map((r) => r.p99_ms)),
-    errors: total(runs.map((r) => r.errors)),
-    lb_cpu_ms_per_1000: median(runs.map((r) => r.lb_cpu_ms_per_1000)),
-    rounds_requests_per_s: runs.map((r) => r.requests_per_s),
-    rounds_lb_cpu_ms_per_1000: runs.map((r) => r.lb_cpu_ms_per_1000),
+    ...rateRounds(runs),
+  };
+}
+
+/** The same over HTTP/2, with the median of the rounds' mean times. */
+export function medianOfH2Rounds(runs: readonly H2MaxRate[]) {
+  return {
+    requests_per_s: median(runs.map((r) => r.requests_per_s)),
+    mean_ms: median(runs.map((r) => r.mean_ms)),
+    ...rateRounds(runs),
   };
 }
 
@@ -256,7 +300,11 @@ interface Series {
   readonly target: Target;
   readonly fixed: Record<Path, Latency[]>;
   readonly max: Record<Path, MaxRate[]>;
+  /** Its maximum-rate rounds over HTTP/2: only for a proxy that offers HTTP/2 to clients. */
+  readonly h2?: Record<Path, H2MaxRate[]>;
 }
+
+const offersH2 = (s: Series): s is Series & { h2: Record<Path, H2MaxRate[]> } => s.h2 !== undefined;
 
 interface Target {
   readonly name: string;
@@ -300,21 +348,36 @@ function fixedRate(target: Target, path_: Path, readIds: number[]): Latency {
   return { p50_ms: report.p50_ms, p99_ms: report.p99_ms, failed: report.failed, sent: report.sent };
 }
 
+/** A duration as wrk and h2load print it ("850us", "1.23ms", "1.05s"), in milliseconds. */
+function toMs(value: string, unit: string): number {
+  const scale = { us: 0.001, ms: 1, s: 1000 }[unit as "us" | "ms" | "s"];
+  return Math.round(Number(value) * scale * 100) / 100;
+}
+
 /** wrk's "50%  1.23ms" lines, in milliseconds. */
 function wrkPercentile(output: string, pct: string): number {
   const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)$`, "m").exec(output);
-  if (!m) return NaN;
-  const scale = { us: 0.001, ms: 1, s: 1000 }[m[2] as "us" | "ms" | "s"];
-  return Math.round(Number(m[1]) * scale * 100) / 100;
+  return m ? toMs(m[1], m[2]) : NaN;
+}
+
+/** The URL a maximum-rate run asks for: `/`, or one item (a database read). */
+const benchUrl = (target: Target, path_: Path, readIds: number[]) =>
+  `https://${target.host}:${target.port}${path_ === "static" ? "/" : `/items/${readIds[0]}`}`;
+
+/**
+ * Runs a load tool in the client's namespace, with the LB's CPU time it cost for the proxies on
+ * the LB (where the difference between them is): its node's, every process of it.
+ */
+function loadFromClient(target: Target, command: string[]) {
+  const cpuBefore = target.proxyNode ? nodeCpuMs(target.proxyNode) : 0;
+  const r = inNamespace(INTERNET_NS, command, { timeout: 60_000 });
+  const cpuMs = target.proxyNode ? nodeCpuMs(target.proxyNode) - cpuBefore : NaN;
+  if (r.status !== 0) throw new LabError(`bench: ${command[0]} failed: ${r.stderr}${r.stdout}`);
+  return { stdout: r.stdout, cpuMs };
 }
 
 function maxRate(target: Target, path_: Path, readIds: number[]): MaxRate {
-  const url = `https://${target.host}:${target.port}${path_ === "static" ? "/" : `/items/${readIds[0]}`}`;
-  // The LB's CPU per request, for the proxies on the LB: where the difference between them is.
-  const cpuBefore = target.proxyNode ? nodeCpuMs(target.proxyNode) : 0;
-  const r = inNamespace(INTERNET_NS, ["wrk", ...MAX_RATE_ARGS, url], { timeout: 60_000 });
-  const cpuMs = target.proxyNode ? nodeCpuMs(target.proxyNode) - cpuBefore : NaN;
-  if (r.status !== 0) throw new LabError(`bench: wrk failed: ${r.stderr}${r.stdout}`);
+  const r = loadFromClient(target, ["wrk", ...MAX_RATE_ARGS, benchUrl(target, path_, readIds)]);
   const requests = Number(/^\s*(\d+) requests in /m.exec(r.stdout)?.[1]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
@@ -327,7 +390,77 @@ function maxRate(target: Target, path_: Path, readIds: number[]): MaxRate {
     p50_ms: wrkPercentile(r.stdout, "50"),
     p99_ms: wrkPercentile(r.stdout, "99"),
     errors,
-    lb_cpu_ms_per_1000: Math.round((cpuMs / requests) * 1000),
+    lb_cpu_ms_per_1000: Math.round((r.cpuMs / requests) * 1000),
+  };
+}
+
+/** What one h2load run printed at its end. */
+export interface H2loadSummary {
+  /** Responses per second of the run's duration (h2load's "req/s"). */
+  readonly requests_per_s: number;
+  /** Requests ended within the run, answered or not. */
+  readonly done: number;
+  /**
+   * Every request that did not get a 2xx or 3xx answer: h2load's "failed", which already counts
+   * its "errored" (reset, abandoned, timed out: "timeout" is among them) and its 4xx and 5xx answers
+   * (h2load.cc; added up again they would count twice). A 3xx is a success, as for wrk.
+   */
+  readonly errors: number;
+  readonly status: {
+    readonly "2xx": number;
+    readonly "3xx": number;
+    readonly "4xx": number;
+    readonly "5xx": number;
+  };
+  /** The mean of "time for request" (h2load prints no percentiles). */
+  readonly mean_ms: number;
+}
+
+/**
+ * h2load's end-of-run lines, read; refused when one is missing or no request went over HTTP/2:
+ * h2load exits 0 when every connection failed, or when the server would not speak h2 (then no
+ * "Application protocol: h2" line).
+ */
+export function parseH2load(output: string): H2loadSummary {
+  const line = (name: string, pattern: RegExp) => {
+    const m = pattern.exec(output);
+    if (!m) throw new LabError(`bench: h2load printed no ${name} line:\n${output}`);
+    return m.slice(1);
+  };
+  const [rps] = line("finished", /^finished in [\d.]+m?s, ([\d.]+) req\/s/m);
+  // "failed" counts "errored" and "timeout" already: read for the line's shape, not added.
+  const [, , done, , failed] = line(
+    "requests",
+    /^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout$/m,
+  ).map(Number);
+  const [s2, s3, s4, s5] = line(
+    "status codes",
+    /^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx$/m,
+  ).map(Number);
+  const [mean, unit] = line(
+    "time for request",
+    /^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s/m,
+  );
+  if (!/^Application protocol: h2$/m.test(output) || done === 0)
+    throw new LabError(`bench: no request went over HTTP/2:\n${output}`);
+  return {
+    requests_per_s: Number(rps),
+    done,
+    errors: failed,
+    status: { "2xx": s2, "3xx": s3, "4xx": s4, "5xx": s5 },
+    mean_ms: toMs(mean, unit),
+  };
+}
+
+function h2MaxRate(target: Target, path_: Path, readIds: number[]): H2MaxRate {
+  const url = benchUrl(target, path_, readIds);
+  const r = loadFromClient(target, ["h2load", ...H2_MAX_RATE_ARGS, url]);
+  const run = parseH2load(r.stdout);
+  return {
+    requests_per_s: Math.round(run.requests_per_s),
+    mean_ms: run.mean_ms,
+    errors: run.errors,
+    lb_cpu_ms_per_1000: Math.round((r.cpuMs / run.done) * 1000),
   };
 }
 
@@ -463,8 +596,10 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const json = argv.includes("--json");
   const say = (m: string) =>
     json ? process.stderr.write(`bench: ${m}\n`) : console.log(`bench: ${m}`);
-  // The bench runs on a lab that is up; `up` reuses a running one.
+  // The bench runs on a lab that is up; `up` reuses a running one, and then installs no host
+  // package: the bench's clients, on a lab booted before the list had them.
   await labProgressToStderr(up);
+  await labProgressToStderr(async () => installHostPackages());
   const network = labNetwork(LAB_TOPOLOGY);
   const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
   fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
@@ -485,14 +620,17 @@ export async function bench(argv: readonly string[]): Promise<void> {
   };
   const readIds = writeItems(20, "bench");
 
-  const series = (proxy: string, target: Target): Series => ({
+  const series = (proxy: string, target: Target, http2 = false): Series => ({
     proxy,
     target,
     fixed: { static: [], db: [] },
     max: { static: [], db: [] },
+    h2: http2 ? { static: [], db: [] } : undefined,
   });
-  const oursLb = series("ours", lb);
-  const nginxLb = series("nginx", peer);
+  // HTTP/2 through ours (`alpn h2,http/1.1`) and the peer (`http2 on`); s1's Nginx and the naive
+  // HAProxy's bind offer HTTP/1.1 only.
+  const oursLb = series("ours", lb, true);
+  const nginxLb = series("nginx", peer, true);
   const s1Direct = series("-", direct);
   const naiveLb = series("naive", lb);
   const label = (s: Series) =>
@@ -500,7 +638,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
   // Every figure is the median of ROUNDS rounds that alternate between the series compared, round
   // after round: drift on the shared cores (a timer, a log flush, the other lab) spreads over all.
   // Each round starts with the next series: no series always goes first.
-  const inRound = (group: Series[], round: number) =>
+  const inRound = <S>(group: S[], round: number) =>
     group.map((_, i) => group[(i + round - 1) % group.length]);
   const rounds = (group: Series[]) => {
     for (let round = 1; round <= ROUNDS; round++) {
@@ -513,6 +651,12 @@ export async function bench(argv: readonly string[]): Promise<void> {
       const order = inRound(group, round);
       say(`${order.map(label).join(" / ")}: maximum rate, round ${round} of ${ROUNDS}`);
       for (const s of order) for (const p of PATHS) s.max[p].push(maxRate(s.target, p, readIds));
+    }
+    const http2 = group.filter(offersH2);
+    for (let round = 1; http2.length > 0 && round <= ROUNDS; round++) {
+      const order = inRound(http2, round);
+      say(`${order.map(label).join(" / ")}: maximum rate over HTTP/2, round ${round} of ${ROUNDS}`);
+      for (const s of order) for (const p of PATHS) s.h2[p].push(h2MaxRate(s.target, p, readIds));
     }
   };
 
@@ -532,16 +676,25 @@ export async function bench(argv: readonly string[]): Promise<void> {
       await backendsUp();
     }
   });
-  const rows = [oursLb, nginxLb, s1Direct, naiveLb].flatMap((s) =>
-    PATHS.map((p) => ({
-      proxy: s.proxy,
-      target: s.target.name,
-      port: s.target.port,
-      path: p,
-      fixed: medianOfRounds(s.fixed[p]),
-      max: medianOfMaxRounds(s.max[p]),
-    })),
-  );
+  // A row per series and path: which, and its figures.
+  const rowsOf = <S extends Series, F>(group: S[], figures: (s: S, p: Path) => F) =>
+    group.flatMap((s) =>
+      PATHS.map((p) => ({
+        proxy: s.proxy,
+        target: s.target.name,
+        port: s.target.port,
+        path: p,
+        ...figures(s, p),
+      })),
+    );
+  const everySeries = [oursLb, nginxLb, s1Direct, naiveLb];
+  const rows = rowsOf(everySeries, (s, p) => ({
+    fixed: medianOfRounds(s.fixed[p]),
+    max: medianOfMaxRounds(s.max[p]),
+  }));
+  const h2Rows = rowsOf(everySeries.filter(offersH2), (s, p) => ({
+    max: medianOfH2Rounds(s.h2[p]),
+  }));
 
   // The replica's visibility delay: ROUNDS runs, the median run's figures (by p99), every run's p99.
   const replicaRounds: ReplicaDelay[] = [];
@@ -569,6 +722,8 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const plan = await planSeconds();
 
   const find = (proxy: string, p: string) => rows.find((r) => r.proxy === proxy && r.path === p)!;
+  const findH2 = (proxy: string, p: string) =>
+    h2Rows.find((r) => r.proxy === proxy && r.path === p)!;
   const ratios = Object.fromEntries(
     PATHS.map((p) => [
       p,
@@ -590,6 +745,10 @@ export async function bench(argv: readonly string[]): Promise<void> {
           find("ours", p).max.requests_per_s,
           find("naive", p).max.requests_per_s,
         ),
+        ours_h2_max_over_nginx_h2_max: ratio(
+          findH2("ours", p).max.requests_per_s,
+          findH2("nginx", p).max.requests_per_s,
+        ),
       },
     ]),
   );
@@ -598,8 +757,10 @@ export async function bench(argv: readonly string[]): Promise<void> {
     fixed_seconds: FIXED_SECONDS,
     rounds: ROUNDS,
     max_rate_tool: `wrk ${MAX_RATE_ARGS.join(" ")}`,
+    h2_max_rate_tool: `h2load ${H2_MAX_RATE_ARGS.join(" ")}`,
     rate_limit_per_client: BENCH_RATE_LIMIT,
     rows,
+    h2_rows: h2Rows,
     ratios,
     replica_delay: { target_writes_per_s: REPLICA_RATE, ...replica },
     plan,
@@ -622,12 +783,22 @@ export async function bench(argv: readonly string[]): Promise<void> {
       `(ours with rateLimitPerClient=${BENCH_RATE_LIMIT}: every request tracked and checked, as with the default, none refused)`,
       `(the Nginx peer does not verify the backends' certificates, health-check them or retry: see lab/bench.ts; the naive HAProxy logs through /dev/log, journald's)`,
       "",
+      `HTTP/2 to clients, maximum rate: h2load ${H2_MAX_RATE_ARGS.join(" ")} (${MAX_RATE_CONNECTIONS} connections, ${H2_STREAMS_PER_CLIENT} streams in flight on each)`,
+      `${pad("proxy", 7)}${pad("target", 11)}${pad("path", 8)}${pad("max req/s", 11)}${pad("mean ms", 9)}${pad("errors", 8)}${pad("LB cpu", 8)}max req/s per round · LB cpu per round`,
+      ...h2Rows.map((r) => {
+        const cpu = Number.isNaN(r.max.lb_cpu_ms_per_1000) ? undefined : r.max;
+        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(r.max.requests_per_s, 11)}${pad(r.max.mean_ms, 9)}${pad(r.max.errors, 8)}${pad(cpu ? `${cpu.lb_cpu_ms_per_1000} ms` : "-", 8)}${r.max.rounds_requests_per_s.join(" / ")}${cpu ? ` · ${cpu.rounds_lb_cpu_ms_per_1000.join(" / ")} ms` : ""}`;
+      }),
+      `(each figure the median of ${ROUNDS} rounds alternating between ours and the Nginx peer, right after the wrk rounds; s1's Nginx and the naive HAProxy offer no HTTP/2; to the backends both proxies speak HTTP/1.1)`,
+      `(mean ms: h2load's mean time per request, which it prints instead of percentiles, with ${MAX_RATE_CONNECTIONS * H2_STREAMS_PER_CLIENT} requests in flight: not comparable with wrk's p50 and p99 at ${MAX_RATE_CONNECTIONS}; h2load does not verify the LB's certificate)`,
+      "",
       ...PATHS.map((p) =>
         [
           `${pad(p, 7)} ours / nginx max rate: ${ratios[p].ours_max_over_nginx_max} (goal >= 1.0)`,
           `p99 at max: ${ratios[p].ours_p99_over_nginx_p99_at_max}, at ${FIXED_RATE}/s: ${ratios[p].ours_p99_over_nginx_p99_fixed} (goal <= 1.0)`,
           `LB p99 / direct p99 at ${FIXED_RATE}/s: ${ratios[p].lb_p99_over_direct_p99} (goal <= 1.5)`,
           `ours / naive max rate: ${ratios[p].ours_max_over_naive_max}`,
+          `ours / nginx max rate over HTTP/2: ${ratios[p].ours_h2_max_over_nginx_h2_max}`,
         ].join("   "),
       ),
       `replica visibility delay at ${replica.write_rate} writes/s (goal ${REPLICA_RATE}, ${REPLICA_WRITERS} writers): p50 ${replica.p50_ms} ms, p99 ${replica.p99_ms} ms (goal < 10 ms), max ${replica.max_ms} ms; p99 per round ${replica.rounds_p99_ms.join(" / ")} ms; ${replica.seen}/${replica.writes} seen`,

@@ -17,6 +17,7 @@ const HOST_PACKAGES = [
   "python3",
   "curl",
   "wrk", // the benchmark's closed-loop client
+  "nghttp2-client", // h2load: the benchmark's HTTP/2 client
 ];
 
 export function checkHost(): void {

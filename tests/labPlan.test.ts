@@ -27,11 +27,13 @@ import {
 import { ebsDevicePath } from "../model/aws";
 import { realOutputs } from "../lab/realOutputs";
 import {
+  medianOfH2Rounds,
   medianOfMaxRounds,
   medianOfRounds,
   medianReplicaRound,
   naiveHaproxyConfig,
   NGINX_PEER_PORT,
+  parseH2load,
   tunedNginxConfig,
 } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
@@ -350,7 +352,7 @@ test("the benchmark's tuned Nginx peer: the LB's certificate, the same backends,
   expect(() => tunedNginxConfig("global\n", 2)).toThrow("not the one the program renders");
 });
 
-test("the benchmark's maximum-rate and replica rows: the median round, every round, all errors", () => {
+test("the benchmark's maximum-rate (HTTP/1.1 and HTTP/2) and replica rows: the median round, every round, all errors", () => {
   const max = (requests_per_s: number, p99_ms: number, errors = 0, lb_cpu_ms_per_1000 = NaN) => ({
     requests_per_s,
     p50_ms: p99_ms / 4,
@@ -358,9 +360,8 @@ test("the benchmark's maximum-rate and replica rows: the median round, every rou
     errors,
     lb_cpu_ms_per_1000,
   });
-  expect(
-    medianOfMaxRounds([max(2100, 30, 0, 120), max(2400, 20, 2, 95), max(1900, 40, 0, 130)]),
-  ).toEqual({
+  const runs = [max(2100, 30, 0, 120), max(2400, 20, 2, 95), max(1900, 40, 0, 130)];
+  expect(medianOfMaxRounds(runs)).toEqual({
     requests_per_s: 2100,
     p50_ms: 7.5,
     p99_ms: 30,
@@ -369,6 +370,10 @@ test("the benchmark's maximum-rate and replica rows: the median round, every rou
     rounds_requests_per_s: [2100, 2400, 1900],
     rounds_lb_cpu_ms_per_1000: [120, 95, 130],
   });
+  // Over HTTP/2 the same rate, errors and LB figures, and the median round's mean time.
+  const { p50_ms, p99_ms, ...rates } = medianOfMaxRounds(runs);
+  const h2 = runs.map((r) => ({ ...r, mean_ms: r.p99_ms / 2 }));
+  expect(medianOfH2Rounds(h2)).toEqual({ ...rates, mean_ms: 15 });
   // s1 direct: no LB crossed, no LB figure.
   expect(medianOfMaxRounds([max(4000, 10), max(4200, 11), max(3900, 12)])).toMatchObject({
     lb_cpu_ms_per_1000: NaN,
@@ -387,6 +392,60 @@ test("the benchmark's maximum-rate and replica rows: the median round, every rou
     writes: 30000,
     rounds_p99_ms: [17, 9, 12],
   });
+});
+
+// Real h2load 1.52 (Debian 12's nghttp2-client) output, `-t2 -c16 -m10 -D 8 --npn-list=h2` (the
+// others -D 2) against a throwaway Nginx in a private network namespace: 200s; 404s from an Nginx
+// that also ends each connection after 1000 requests (its default keepalive_requests, GOAWAY:
+// h2load opens no new one, so that client's next request errors); and a server offering no h2.
+const h2loadOutput = (name: string) =>
+  fs.readFileSync(`${__dirname}/fixtures/h2load/${name}.txt`, "utf8");
+
+test("the benchmark's HTTP/2 run: h2load's rate, mean time and errors, each failed request once", () => {
+  expect(parseH2load(h2loadOutput("h2-ok"))).toEqual({
+    requests_per_s: 41152.88,
+    done: 329223,
+    errors: 0,
+    status: { "2xx": 329223, "3xx": 0, "4xx": 0, "5xx": 0 },
+    mean_ms: 3.69,
+  });
+  // h2load's "failed" (16085) already counts its 85 errored and 16000 4xx: not 32170.
+  expect(parseH2load(h2loadOutput("h2-404-goaway"))).toMatchObject({
+    requests_per_s: 8000,
+    done: 16085,
+    errors: 16085,
+    status: { "2xx": 0, "4xx": 16000 },
+    mean_ms: 2.3,
+  });
+  // Times in microseconds and seconds, as h2load prints them below 1 ms and from 1 s.
+  const ok = h2loadOutput("h2-ok");
+  const withMean = (mean: string) =>
+    ok.replace(/^(time for request:\s+\S+\s+\S+\s+)3\.69ms/m, `$1${mean}`);
+  expect(withMean("1.05s")).not.toBe(ok);
+  expect(parseH2load(withMean("850us")).mean_ms).toBe(0.85);
+  expect(parseH2load(withMean("1.05s")).mean_ms).toBe(1050);
+});
+
+test("the benchmark's HTTP/2 run: refused without HTTP/2, without requests, or with a line missing", () => {
+  // h2load exits 0 when the server offers no h2: no "Application protocol: h2", no request.
+  expect(() => parseH2load(h2loadOutput("no-h2"))).toThrow("no request went over HTTP/2");
+  const ok = h2loadOutput("h2-ok");
+  expect(() =>
+    parseH2load(ok.replace("Application protocol: h2", "Application protocol: http/1.1")),
+  ).toThrow("no request went over HTTP/2");
+  for (const [name, start] of [
+    ["finished", "finished in "],
+    ["requests", "requests: "],
+    ["status codes", "status codes: "],
+    ["time for request", "time for request: "],
+  ]) {
+    const without = ok
+      .split("\n")
+      .filter((l) => !l.startsWith(start))
+      .join("\n");
+    expect(without.length).toBeLessThan(ok.length);
+    expect(() => parseH2load(without)).toThrow(`h2load printed no ${name} line`);
+  }
 });
 
 test("the benchmark's fixed-rate row: the median round's percentiles, every round's p99, all requests", () => {
