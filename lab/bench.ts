@@ -131,6 +131,8 @@ export function naiveHaproxyConfig(ours: string): string {
 export const NGINX_PEER_PORT = 8443;
 /** The peer's files on the LB: Debian's nginx unpacked (not installed), its config, logs, pid. */
 const NGINX_PEER_DIR = "/var/lib/webstack-bench-nginx";
+/** The peer's transient unit on the LB (systemd-run). */
+const NGINX_PEER_UNIT = "webstack-bench-nginx.service";
 
 /**
  * The tuned peer: Debian's Nginx as a reverse proxy in front of the same backends, configured as
@@ -514,7 +516,7 @@ async function withPortOpen<T>(
 /**
  * Runs the tuned Nginx peer on the LB while `run` runs, reachable from `source` on its port: Debian
  * 13's nginx package, fetched from the LB's own APT sources and unpacked into a directory (not
- * installed: no unit, no package state), stopped and removed afterwards.
+ * installed: no package state), run as a transient unit, stopped and removed afterwards.
  */
 async function withNginxPeer<T>(source: string, run: () => Promise<T>): Promise<T> {
   const dir = NGINX_PEER_DIR;
@@ -533,16 +535,23 @@ async function withNginxPeer<T>(source: string, run: () => Promise<T>): Promise<
   if (written.status !== 0) throw new LabError(`bench: the peer's config: ${written.stderr}`);
   const nginx = [`${dir}/root/usr/sbin/nginx`, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`];
   inNode(LB_NODE, [...nginx, "-t", "-q"]);
-  inNode(LB_NODE, nginx);
+  // Started by the LB's own systemd, as a transient unit: so it runs in the node's cgroup, whose CPU
+  // time the bench reads for the LB (a process started from the host, as a command in the node is,
+  // stays in the host's cgroup: its CPU would count nowhere).
+  inNode(LB_NODE, [
+    "systemd-run",
+    "--quiet",
+    "--collect",
+    `--unit=${NGINX_PEER_UNIT}`,
+    "--property=Type=forking",
+    `--property=PIDFile=${dir}/nginx.pid`,
+    ...nginx,
+  ]);
   try {
     return await withPortOpen(LB_NODE, source, NGINX_PEER_PORT, run);
   } finally {
-    // Its master by the PID it wrote; it ends its workers; then its files go.
-    execInNode(LB_NODE, [
-      "sh",
-      "-c",
-      `kill -QUIT "$(cat ${dir}/nginx.pid)"; for i in $(seq 50); do [ -e ${dir}/nginx.pid ] || break; sleep 0.1; done; rm -rf ${dir}`,
-    ]);
+    // systemd ends its master and workers; then its files go.
+    execInNode(LB_NODE, ["sh", "-c", `systemctl stop ${NGINX_PEER_UNIT}; rm -rf ${dir}`]);
   }
 }
 
@@ -591,6 +600,18 @@ async function planSeconds(): Promise<{ median_ms: number; min_ms: number; runs:
 }
 
 const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+
+/**
+ * Two maximum rates' ratio, or NaN when either run had errors: a proxy answering errors (a 503
+ * with no server up, a 429) answers them faster than a page, so its rate is no longer the one
+ * compared.
+ */
+export const rateRatio = (
+  a: { requests_per_s: number; errors: number },
+  b: { requests_per_s: number; errors: number },
+) => (a.errors > 0 || b.errors > 0 ? NaN : ratio(a.requests_per_s, b.requests_per_s));
+/** A ratio as printed: NaN (JSON's null) when the runs had errors. */
+const shownRatio = (r: number) => (Number.isNaN(r) ? "n/a (errors in a run)" : String(r));
 
 export async function bench(argv: readonly string[]): Promise<void> {
   const json = argv.includes("--json");
@@ -729,10 +750,7 @@ export async function bench(argv: readonly string[]): Promise<void> {
       p,
       {
         lb_p99_over_direct_p99: ratio(find("ours", p).fixed.p99_ms, find("-", p).fixed.p99_ms),
-        ours_max_over_nginx_max: ratio(
-          find("ours", p).max.requests_per_s,
-          find("nginx", p).max.requests_per_s,
-        ),
+        ours_max_over_nginx_max: rateRatio(find("ours", p).max, find("nginx", p).max),
         ours_p99_over_nginx_p99_at_max: ratio(
           find("ours", p).max.p99_ms,
           find("nginx", p).max.p99_ms,
@@ -741,14 +759,8 @@ export async function bench(argv: readonly string[]): Promise<void> {
           find("ours", p).fixed.p99_ms,
           find("nginx", p).fixed.p99_ms,
         ),
-        ours_max_over_naive_max: ratio(
-          find("ours", p).max.requests_per_s,
-          find("naive", p).max.requests_per_s,
-        ),
-        ours_h2_max_over_nginx_h2_max: ratio(
-          findH2("ours", p).max.requests_per_s,
-          findH2("nginx", p).max.requests_per_s,
-        ),
+        ours_max_over_naive_max: rateRatio(find("ours", p).max, find("naive", p).max),
+        ours_h2_max_over_nginx_h2_max: rateRatio(findH2("ours", p).max, findH2("nginx", p).max),
       },
     ]),
   );
@@ -794,11 +806,11 @@ export async function bench(argv: readonly string[]): Promise<void> {
       "",
       ...PATHS.map((p) =>
         [
-          `${pad(p, 7)} ours / nginx max rate: ${ratios[p].ours_max_over_nginx_max} (goal >= 1.0)`,
+          `${pad(p, 7)} ours / nginx max rate: ${shownRatio(ratios[p].ours_max_over_nginx_max)} (goal >= 1.0)`,
           `p99 at max: ${ratios[p].ours_p99_over_nginx_p99_at_max}, at ${FIXED_RATE}/s: ${ratios[p].ours_p99_over_nginx_p99_fixed} (goal <= 1.0)`,
           `LB p99 / direct p99 at ${FIXED_RATE}/s: ${ratios[p].lb_p99_over_direct_p99} (goal <= 1.5)`,
-          `ours / naive max rate: ${ratios[p].ours_max_over_naive_max}`,
-          `ours / nginx max rate over HTTP/2: ${ratios[p].ours_h2_max_over_nginx_h2_max}`,
+          `ours / naive max rate: ${shownRatio(ratios[p].ours_max_over_naive_max)}`,
+          `ours / nginx max rate over HTTP/2: ${shownRatio(ratios[p].ours_h2_max_over_nginx_h2_max)}`,
         ].join("   "),
       ),
       `replica visibility delay at ${replica.write_rate} writes/s (goal ${REPLICA_RATE}, ${REPLICA_WRITERS} writers): p50 ${replica.p50_ms} ms, p99 ${replica.p99_ms} ms (goal < 10 ms), max ${replica.max_ms} ms; p99 per round ${replica.rounds_p99_ms.join(" / ")} ms; ${replica.seen}/${replica.writes} seen`,

@@ -34,6 +34,7 @@ import {
   naiveHaproxyConfig,
   NGINX_PEER_PORT,
   parseH2load,
+  rateRatio,
   tunedNginxConfig,
 } from "../lab/bench";
 import { renderNftables, unfilteredAddresses } from "../lab/nftables";
@@ -374,6 +375,16 @@ test("the benchmark's maximum-rate (HTTP/1.1 and HTTP/2) and replica rows: the m
   const { p50_ms, p99_ms, ...rates } = medianOfMaxRounds(runs);
   const h2 = runs.map((r) => ({ ...r, mean_ms: r.p99_ms / 2 }));
   expect(medianOfH2Rounds(h2)).toEqual({ ...rates, mean_ms: 15 });
+  // Two rates compare only without errors: a proxy answering 503s (no server up) is faster.
+  expect(rateRatio({ requests_per_s: 2100, errors: 0 }, { requests_per_s: 2800, errors: 0 })).toBe(
+    0.75,
+  );
+  expect(
+    rateRatio({ requests_per_s: 4700, errors: 47928 }, { requests_per_s: 1758, errors: 0 }),
+  ).toBe(NaN);
+  expect(rateRatio({ requests_per_s: 2100, errors: 0 }, { requests_per_s: 2800, errors: 3 })).toBe(
+    NaN,
+  );
   // s1 direct: no LB crossed, no LB figure.
   expect(medianOfMaxRounds([max(4000, 10), max(4200, 11), max(3900, 12)])).toMatchObject({
     lb_cpu_ms_per_1000: NaN,
