@@ -538,6 +538,8 @@ async function withNginxPeer<T>(source: string, run: () => Promise<T>): Promise<
   // Started by the LB's own systemd, as a transient unit: so it runs in the node's cgroup, whose CPU
   // time the bench reads for the LB (a process started from the host, as a command in the node is,
   // stays in the host's cgroup: its CPU would count nowhere).
+  // One left running by an interrupted bench would hold the unit's name (and the port).
+  execInNode(LB_NODE, ["systemctl", "stop", NGINX_PEER_UNIT]);
   inNode(LB_NODE, [
     "systemd-run",
     "--quiet",

@@ -816,7 +816,8 @@ labTest(
     // The collector reads what it reports (CloudWatch has no stand-in: its push then retries): a
     // pending reboot, the days each served certificate has left, and on s1 and s2 how old the last
     // backup and the last binlog shipping are (issue 20); on the LB, no request-log line HAProxy
-    // dropped since the collector's previous run (issue 22: its sandbox lets it keep that reading).
+    // dropped by this worker (issue 22; with no CloudWatch here the push fails, so the collector
+    // never saves a reading and counts the worker's whole count each time).
     const days = String.raw`\d+(\.\d+)?`;
     const nodeCertificates = String.raw`CertificateDaysLeft\[node\]=${days} CertificateDaysLeft\[database\]=${days}`;
     const collected = {

@@ -312,10 +312,11 @@ COLLECTOR_STATE = "/var/lib/webstack/collector"
 DROPPED_LOGS_STATE = os.path.join(COLLECTOR_STATE, "dropped-logs.json")
 # HAProxy's worker counts each request-log line it could not hand to rsyslog's socket because the
 # socket's queue was full (sendmsg: EAGAIN); a line it could not send for another reason (rsyslog
-# stopped: no socket, or nobody reading it) is lost without a count (one alert per worker). The count
-# is the worker's, so a reload (a new worker) or a restart starts again at 0, and the worker's start
-# time tells one worker from the next; an old worker's drops after its last reading (while it
-# finishes its connections after a reload) go unseen, since the new one answers the exporter.
+# stopped: no socket, or no process bound to it) is lost without a count (one alert per worker).
+# The count is the worker's, so a reload (a new worker) or a restart starts again at 0, and the
+# worker's start time tells one worker from the next; an old worker's drops after its last reading
+# (while it finishes its connections after a reload) go unseen, since the new one answers the
+# exporter.
 DROPPED_LOGS = "haproxy_process_dropped_logs_total"
 WORKER_STARTED = "haproxy_process_start_time_seconds"
 
