@@ -21,7 +21,7 @@ import {
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
 import { BACKUP_PREFIX } from "./model/backups";
-import { RequestLimits, requestTimeouts } from "./model/limits";
+import { RequestLimits, gunicornWorkers, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
@@ -55,7 +55,7 @@ import { Backups } from "./components/backups";
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
   // any resource exists.
-  const { config, architectures, lbMemoryMiB, release } = await loadConfig();
+  const { config, architectures, lbMemoryMiB, appVcpus, release } = await loadConfig();
   const stack = pulumi.getStack();
   const topology = buildTopology(config.vpcCidr, {
     vpcEndpoints: config.vpcEndpoints,
@@ -242,6 +242,7 @@ export = async () => {
     timeouts: requestTimeouts(config.lbServerTimeoutSeconds),
     maxBodyMiB: config.maxBodyMiB,
   };
+  const appWorkers = gunicornWorkers(appVcpus);
   const zoneId = config.hostedZone
     ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
     : undefined;
@@ -276,6 +277,7 @@ export = async () => {
       cluster: config.database,
       ...(config.database === "galera" ? { galera: galeraMember(stack, topology, node) } : {}),
       limits,
+      workers: appWorkers,
       parameters: appSecrets.parameterNames[node]!,
       architecture: architectures.app,
       monitoring: monitoringOf(node),
@@ -304,6 +306,7 @@ export = async () => {
       serverTimeoutSeconds: limits.timeouts.lbServerSeconds,
       rateLimitPerClient: config.rateLimitPerClient,
       memoryMiB: lbMemoryMiB,
+      appWorkers,
       architecture: architectures.lb,
       monitoring: monitoringOf(LB_NODE),
       database: config.database,

@@ -129,6 +129,8 @@ export interface AppNodeParams {
   readonly rds?: RdsEndpoint;
   /** How long a request may take and how large it may be: Nginx, Gunicorn and the app's share. */
   readonly limits: RequestLimits;
+  /** Gunicorn's workers (gunicornWorkers of the type's vCPUs): the LB's per-server limit follows. */
+  readonly workers: number;
   /** PEM of the private CA (public); lands at CA_CERT_PATH. */
   readonly caCertPem: string;
   readonly parameters: AppNodeParameterNames;
@@ -517,6 +519,7 @@ export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
       python(
         "/etc/webstack/gunicorn.conf.py",
         renderShipped("gunicorn.conf.py", {
+          WORKERS: p.workers,
           WORKER_TIMEOUT: p.limits.timeouts.gunicornWorkerSeconds,
           DB_WAIT_SECONDS: p.limits.timeouts.appDatabaseSeconds,
           APP_ENVIRONMENT_PATH,

@@ -40,6 +40,8 @@ export interface HaproxyParams {
   readonly rateLimitPerClient: number;
   /** Connections HAProxy holds at once, in all and per frontend. */
   readonly connections: LbConnectionLimits;
+  /** Requests sent to one server at once (lbServerMaxconn); the rest wait in HAProxy's queue. */
+  readonly serverMaxconn: number;
 }
 
 /**
@@ -128,12 +130,15 @@ export function renderServerLine(b: HaproxyBackend): string {
 }
 
 export function renderHaproxyConfig(p: HaproxyParams): string {
+  if (!Number.isInteger(p.serverMaxconn) || p.serverMaxconn < 1)
+    throw new Error(`a per-server limit is a whole number from 1: ${p.serverMaxconn}`);
   return renderShipped("haproxy.cfg", {
     NODE: p.node,
     MAXCONN: p.connections.total,
     HTTP_MAXCONN: p.connections.http,
     HTTPS_MAXCONN: p.connections.https,
     STATS_MAXCONN: p.connections.stats,
+    SERVER_MAXCONN: p.serverMaxconn,
     RATE_LIMIT: renderRateLimit(p),
     JSON_ERRORS: renderJsonErrors(p),
     DOMAIN: p.domain,

@@ -1,7 +1,7 @@
 // The composers of the load balancer's two documents: its bootstrap (user-data: packages) and its
 // bundle (HAProxy, the public certificate in one of three modes, monitoring, boot).
 import { Architecture } from "../model/aws";
-import { healthCheckTimeoutMs, lbConnectionLimits } from "../model/limits";
+import { healthCheckTimeoutMs, lbConnectionLimits, lbServerMaxconn } from "../model/limits";
 import { DatabaseMode, LOOPBACK_PORTS, NodeSpec, PORTS } from "../model/topology";
 import {
   CA_CERT_PATH,
@@ -87,6 +87,8 @@ export interface LoadBalancerParams {
   readonly rateLimitPerClient: number;
   /** The instance's memory in MiB, as EC2 reports its type: HAProxy's connection limits follow it. */
   readonly memoryMiB: number;
+  /** Each app node's Gunicorn workers: HAProxy sends a node at most lbServerMaxconn of them. */
+  readonly appWorkers: number;
   /** The instance's architecture (the agents' packages). */
   readonly architecture: Architecture;
   /** Logs and metrics: merged first, so their commands run before the boot script. */
@@ -349,6 +351,7 @@ export function renderLoadBalancerBundle(p: LoadBalancerParams): BundlePayload {
     checkTimeoutMs: healthCheckTimeoutMs(p.database),
     rateLimitPerClient: p.rateLimitPerClient,
     connections: lbConnectionLimits(p.memoryMiB),
+    serverMaxconn: lbServerMaxconn(p.appWorkers),
   });
   const script = (path: string, name: string): BundleFile => ({
     path,

@@ -55,6 +55,8 @@ export interface InstanceTypeFacts {
   readonly supportedArchitectures: readonly string[];
   /** The instance's memory in MiB (MemoryInfo.SizeInMiB): the LB's HAProxy sizes its limits by it. */
   readonly memorySize: number;
+  /** The instance's vCPUs (VCpuInfo.DefaultVCpus): the app nodes' Gunicorn workers follow them. */
+  readonly defaultVcpus: number;
 }
 
 /** What EC2 answered for one instance type: its facts, or why it does not know the type. */

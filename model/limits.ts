@@ -116,3 +116,29 @@ export function lbConnectionLimits(memoryMiB: number): LbConnectionLimits {
 export function healthCheckTimeoutMs(database: DatabaseMode): number {
   return database === "galera" ? 10_000 : 500;
 }
+
+/**
+ * Gunicorn's sync workers on an app node with this many vCPUs: Gunicorn's own advice, 2 × cores
+ * + 1, so a worker waiting on the database or a client leaves the CPUs busy. Rendered from EC2's
+ * count for the configured type (VCpuInfo.DefaultVCpus), not worked out on the node, so the LB's
+ * per-server limit (lbServerMaxconn) follows the same number: 5 on a t3.small.
+ */
+export function gunicornWorkers(vcpus: number): number {
+  if (!Number.isInteger(vcpus) || vcpus < 1)
+    throw new Error(`an app node's vCPUs are a whole number from 1: ${vcpus}`);
+  return 2 * vcpus + 1;
+}
+
+/**
+ * How many requests HAProxy sends one app node at once (`maxconn` on each server): twice its
+ * Gunicorn workers, so each worker has the next request waiting in Nginx while it answers one (a
+ * worker idles while its answer travels back: one request per worker cost the lab's database read
+ * a fifth of its rate). The rest wait in HAProxy's queue, not on a node that is busy: unlimited, a
+ * saturated node's health checks queued behind hundreds of requests, timed out, and HAProxy marked
+ * both nodes down and answered 503 to everyone (measured in the lab at 160 requests in flight).
+ */
+export function lbServerMaxconn(workers: number): number {
+  if (!Number.isInteger(workers) || workers < 1)
+    throw new Error(`an app node's workers are a whole number from 1: ${workers}`);
+  return 2 * workers;
+}

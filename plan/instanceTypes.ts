@@ -12,6 +12,7 @@ interface DescribedInstanceType {
   readonly EbsInfo: { readonly NvmeSupport: string };
   readonly ProcessorInfo: { readonly SupportedArchitectures: string[] };
   readonly MemoryInfo: { readonly SizeInMiB: number };
+  readonly VCpuInfo: { readonly DefaultVCpus: number };
 }
 
 const FIXTURE = path.join(__dirname, "instanceTypes.yaml");
@@ -57,5 +58,6 @@ export function describeInstanceType(name: string): Record<string, unknown> {
     ebsNvmeSupport: described.EbsInfo.NvmeSupport,
     supportedArchitectures: described.ProcessorInfo.SupportedArchitectures,
     memorySize: described.MemoryInfo.SizeInMiB,
+    defaultVcpus: described.VCpuInfo.DefaultVCpus,
   };
 }

@@ -20,6 +20,7 @@ async function lookUpInstanceType(name: string): Promise<InstanceTypeAnswer> {
         ebsNvmeSupport: found.ebsNvmeSupport,
         supportedArchitectures: found.supportedArchitectures,
         memorySize: found.memorySize,
+        defaultVcpus: found.defaultVcpus,
       },
     };
   } catch (err) {

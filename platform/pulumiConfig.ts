@@ -23,6 +23,8 @@ export interface LoadedConfig {
   readonly architectures: Readonly<{ lb: Architecture; app: Architecture }>;
   /** The LB's memory in MiB, as EC2 reports its type: HAProxy's connection limits follow it. */
   readonly lbMemoryMiB: number;
+  /** The app nodes' vCPUs, as EC2 reports their type: Gunicorn's workers follow them. */
+  readonly appVcpus: number;
   /** The app directory, packed: the release the app nodes roll out. */
   readonly release: ReleaseArchive;
 }
@@ -74,6 +76,7 @@ export async function loadConfig(): Promise<LoadedConfig> {
       app: architectureOf(instanceTypes, config.appInstanceType),
     },
     lbMemoryMiB: factsOf(instanceTypes, config.lbInstanceType).memorySize,
+    appVcpus: factsOf(instanceTypes, config.appInstanceType).defaultVcpus,
     release: writeReleaseArchive(app.archive),
   };
 }

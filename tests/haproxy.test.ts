@@ -3,7 +3,7 @@
 import * as path from "path";
 import { HTTPS_FRONTEND, HaproxyParams, renderHaproxyConfig } from "../cloud-init/haproxy";
 import { shippedFile } from "../cloud-init/template";
-import { lbConnectionLimits } from "../model/limits";
+import { gunicornWorkers, lbConnectionLimits, lbServerMaxconn } from "../model/limits";
 import { PORTS } from "../model/topology";
 import { TOPOLOGY } from "./harness";
 import { BACKENDS } from "./rendererFixtures";
@@ -22,6 +22,8 @@ const PARAMS: HaproxyParams = {
   rateLimitPerClient: 700,
   // A t3.micro's 1 GiB.
   connections: lbConnectionLimits(1024),
+  // A t3.small app node's 5 Gunicorn workers.
+  serverMaxconn: lbServerMaxconn(gunicornWorkers(2)),
 };
 
 const linesOf = (p: HaproxyParams) =>
@@ -140,6 +142,8 @@ describe("HAProxy config", () => {
       "75s",
       "500ms",
     ]);
+    // A request waiting for a server's free slot waits as long as for its answer, no less.
+    expect(timeout("queue")).toBe("75s");
     // A connection the backend fell silent on: probed after 1 s idle; tcp-ut (below) bounds both
     // the probe and a request the backend never acknowledges to 2 s. The lab's fault tests hold a
     // cut link under 3 s with these.
@@ -156,7 +160,7 @@ describe("HAProxy config", () => {
     );
     expect(defaults.join("\n")).not.toMatch(/response-timeout/);
     const server = section("backend app").find((l) => l.startsWith("default-server "))!;
-    expect(server).toContain("check inter 1s fastinter 250ms fall 2 rise 2 ssl ");
+    expect(server).toContain("check inter 1s fastinter 250ms fall 2 rise 2 maxconn 10 ssl ");
     // tcp-ut on each server line: HAProxy drops it from default-server (no address family there).
     expect(server).not.toContain("tcp-ut");
     for (const line of section("backend app").filter((l) => l.startsWith("server ")))
@@ -368,5 +372,33 @@ describe("connection limits (maxconn) from the LB's memory", () => {
 
   test.each([0, 100, 1024.5])("%p MiB is no LB's memory", (mib) => {
     expect(() => lbConnectionLimits(mib)).toThrow(/memory/);
+  });
+});
+
+describe("a busy app node is not a dead one: at most twice its workers in flight, the rest queued", () => {
+  test("maxconn on every server (default-server): twice the node's Gunicorn workers", () => {
+    const server = section("backend app").find((l) => l.startsWith("default-server "))!;
+    expect(server.split(" ")).toEqual(expect.arrayContaining(["maxconn", "10"]));
+    // The per-server limit is the only one in the backend: no backend-wide fullconn or maxqueue.
+    expect(section("backend app").filter((l) => /\b(maxqueue|fullconn|minconn)\b/.test(l))).toEqual(
+      [],
+    );
+  });
+
+  test.each([
+    // [vCPUs, workers, per-server limit]
+    [1, 3, 6],
+    [2, 5, 10],
+    [8, 17, 34],
+    [72, 145, 290],
+  ])("%i vCPUs: %i Gunicorn workers, %i requests per server", (vcpus, workers, maxconn) => {
+    expect(gunicornWorkers(vcpus)).toBe(workers);
+    expect(lbServerMaxconn(workers)).toBe(maxconn);
+  });
+
+  test.each([0, -2, 1.5, NaN])("%p is refused as vCPUs, workers and a per-server limit", (n) => {
+    expect(() => gunicornWorkers(n)).toThrow(/vCPUs/);
+    expect(() => lbServerMaxconn(n)).toThrow(/workers/);
+    expect(() => renderHaproxyConfig({ ...PARAMS, serverMaxconn: n })).toThrow(/per-server limit/);
   });
 });

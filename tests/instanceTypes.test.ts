@@ -40,6 +40,7 @@ const I386_ONLY: InstanceTypeFacts = {
   ebsNvmeSupport: "unsupported",
   supportedArchitectures: ["i386"],
   memorySize: 1024,
+  defaultVcpus: 1,
 };
 
 function rawWith(values: Record<string, string>): RawConfig {
@@ -245,6 +246,28 @@ describe("the program asks EC2 before any resource", () => {
         )?.[1];
       // t3.micro (1 GiB), t4g.small (2 GiB): half the memory at 5000 TLS connections per GiB.
       expect([maxconn(armApp), maxconn(armLb)]).toEqual(["2500", "5000"]);
+    });
+
+    test("Gunicorn's workers follow EC2's vCPUs for the app type, and the LB's per-server limit them", () => {
+      const workers = (plan: Plan, node: string) =>
+        /^workers = (\d+)$/m.exec(bundleFile(plan, node, "/etc/webstack/gunicorn.conf.py"))?.[1];
+      const serverMaxconn = (plan: Plan) =>
+        / maxconn (\d+) /.exec(
+          bundleFile(plan, "lb", "/etc/haproxy/haproxy.cfg")
+            .split("\n")
+            .find((l) => l.trim().startsWith("default-server "))!,
+        )?.[1];
+      // m7g.large: 2 vCPUs; i3.metal: 72. 2 × vCPUs + 1 workers, twice that per server.
+      expect([workers(armApp, "s1"), workers(armApp, "s2"), serverMaxconn(armApp)]).toEqual([
+        "5",
+        "5",
+        "10",
+      ]);
+      expect([workers(armLb, "s1"), workers(armLb, "s2"), serverMaxconn(armLb)]).toEqual([
+        "145",
+        "145",
+        "290",
+      ]);
     });
 
     test("i3.metal app nodes, t4g.small LB: amd64 and arm64 packages, the same two images", () => {

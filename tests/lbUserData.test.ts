@@ -69,6 +69,7 @@ function lbDocument(mode: string, arbitrator?: ArbitratorSetup) {
     database: "replication",
     rateLimitPerClient: 1000,
     memoryMiB: 1024,
+    appWorkers: 5,
     architecture: "amd64",
     monitoring: testMonitoring("lb"),
     ssmAgentUrl: TEST_SSM_AGENT_URL,

@@ -12,7 +12,7 @@ import { galeraMember } from "../cloud-init/database";
 import { HaproxyBackend } from "../cloud-init/haproxy";
 import { renderCloudWatchAgentConfig } from "../cloud-init/monitoring";
 import { DbEngine } from "../model/config";
-import { requestTimeouts } from "../model/limits";
+import { gunicornWorkers, requestTimeouts } from "../model/limits";
 import { APP_NODE_PARAMETERS, parameterName } from "../model/naming";
 import { DatabaseMode, DbRole, LB_NODE, NodeName, hasArbitrator } from "../model/topology";
 import { CloudConfigDocument, TEST_SSM_AGENT_URL, TOPOLOGY, testMonitoring } from "./harness";
@@ -59,6 +59,8 @@ export function appNodeParams(
     ...(cluster === "galera" ? { galera: galeraMember("t", TOPOLOGY, node.name) } : {}),
     ...(cluster === "rds" ? { rds: TEST_RDS } : {}),
     limits: { timeouts: requestTimeouts(60), maxBodyMiB: 10 },
+    // A t3.small's 2 vCPUs.
+    workers: gunicornWorkers(2),
     caCertPem: TEST_CA_PEM,
     parameters: Object.fromEntries(
       APP_NODE_PARAMETERS.map((key) => [key, parameterName("t", node.name, key)]),

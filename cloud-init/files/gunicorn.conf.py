@@ -1,8 +1,7 @@
-# Gunicorn for webstack's app: workers sized to the instance, a unix socket only Nginx uses.
+# Gunicorn for webstack's app: workers sized to the instance type, a unix socket only Nginx uses.
 # Gunicorn runs this file when it starts and again on every reload (HUP): everything here is worked
 # out at each load, so a reload takes the release `current` points to, the app's settings and its
 # secrets as they are now. New workers start with it; the old ones finish what they serve.
-import multiprocessing
 import os
 import runpy
 import site
@@ -33,7 +32,9 @@ if os.path.isdir(site_packages):
 app_environment = runpy.run_path("{{APP_ENVIRONMENT_PATH}}")["app_environment"]
 
 bind = "unix:/run/webstack/app.sock"
-workers = multiprocessing.cpu_count() * 2 + 1
+# 2 x the instance type's vCPUs + 1, as EC2 reports them (gunicornWorkers): the LB sends this node
+# at most twice as many requests at once (lbServerMaxconn), so the two numbers come from one place.
+workers = {{WORKERS}}
 # A sync worker silent this long (its request included) is killed: as long as HAProxy waits.
 timeout = {{WORKER_TIMEOUT}}
 # On a reload (HUP: a new release, or a bundle changed this file or the app's settings) the old

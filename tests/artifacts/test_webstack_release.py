@@ -1191,7 +1191,7 @@ class GunicornConfigTest(unittest.TestCase):
             environment = environment.replace("{{APP_DB_PASSWORD_PATH}}", "/etc/webstack/app-secrets/DB_APP_PASSWORD")
         self.put("/usr/local/lib/webstack/app_environment.py", environment)
         with open(self.CONFIG) as handle:
-            source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{DB_WAIT_SECONDS}}", "58")
+            source = handle.read().replace("{{WORKER_TIMEOUT}}", "60").replace("{{WORKERS}}", "5").replace("{{DB_WAIT_SECONDS}}", "58")
             source = source.replace("{{APP_ENVIRONMENT_PATH}}", self.root + "/usr/local/lib/webstack/app_environment.py")
         root, real_open = self.root, open
         def rooted(path, *args, **kwargs):
