@@ -466,7 +466,7 @@ function h2MaxRate(target: Target, path_: Path, readIds: number[]): H2MaxRate {
   };
 }
 
-/** Both backends UP in HAProxy's stats (after a reload). */
+/** Both backends UP in HAProxy's stats: after a reload, and before every run of the bench. */
 async function backendsUp(): Promise<void> {
   await waitFor("both backends up", 30, () =>
     Object.values(backendStates()).every((state) => state === "UP"),
@@ -663,23 +663,33 @@ export async function bench(argv: readonly string[]): Promise<void> {
   // Each round starts with the next series: no series always goes first.
   const inRound = <S>(group: S[], round: number) =>
     group.map((_, i) => group[(i + round - 1) % group.length]);
-  const rounds = (group: Series[]) => {
+  // Every run starts with both backends up in the HAProxy on the LB: a run that had one marked
+  // down (checks timing out under load) must not spill its outage into the next, whatever it
+  // measures.
+  const measure = async <F>(run: () => F): Promise<F> => {
+    await backendsUp();
+    return run();
+  };
+  const rounds = async (group: Series[]) => {
     for (let round = 1; round <= ROUNDS; round++) {
       const order = inRound(group, round);
       say(`${order.map(label).join(" / ")}: ${FIXED_RATE}/s, round ${round} of ${ROUNDS}`);
       for (const s of order)
-        for (const p of PATHS) s.fixed[p].push(fixedRate(s.target, p, readIds));
+        for (const p of PATHS)
+          s.fixed[p].push(await measure(() => fixedRate(s.target, p, readIds)));
     }
     for (let round = 1; round <= ROUNDS; round++) {
       const order = inRound(group, round);
       say(`${order.map(label).join(" / ")}: maximum rate, round ${round} of ${ROUNDS}`);
-      for (const s of order) for (const p of PATHS) s.max[p].push(maxRate(s.target, p, readIds));
+      for (const s of order)
+        for (const p of PATHS) s.max[p].push(await measure(() => maxRate(s.target, p, readIds)));
     }
     const http2 = group.filter(offersH2);
     for (let round = 1; http2.length > 0 && round <= ROUNDS; round++) {
       const order = inRound(http2, round);
       say(`${order.map(label).join(" / ")}: maximum rate over HTTP/2, round ${round} of ${ROUNDS}`);
-      for (const s of order) for (const p of PATHS) s.h2[p].push(h2MaxRate(s.target, p, readIds));
+      for (const s of order)
+        for (const p of PATHS) s.h2[p].push(await measure(() => h2MaxRate(s.target, p, readIds)));
     }
   };
 
@@ -687,13 +697,12 @@ export async function bench(argv: readonly string[]): Promise<void> {
     // Direct, and to the peer, from the client's own address (the internet namespace's address
     // toward the VPC).
     await withPortOpen("s1", network.router, 443, () =>
-      withNginxPeer(network.router, async () => rounds([oursLb, nginxLb, s1Direct])),
+      withNginxPeer(network.router, () => rounds([oursLb, nginxLb, s1Direct])),
     );
     const ours = inNode(LB_NODE, ["cat", "/etc/haproxy/haproxy.cfg"]);
     reloadHaproxy(naiveHaproxyConfig(ours));
     try {
-      await backendsUp();
-      rounds([naiveLb]);
+      await rounds([naiveLb]);
     } finally {
       reloadHaproxy(ours);
       await backendsUp();
