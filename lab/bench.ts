@@ -11,7 +11,6 @@ import { MAX_RATE_LIMIT_PER_CLIENT } from "../model/limits";
 import { LB_NODE, LOOPBACK_PORTS, NodeName, PRIMARY_NODE } from "../model/topology";
 import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
 import { nodeCpuMs } from "./cgroups";
-import { installHostPackages } from "./hostSetup";
 import { apply, appliedSetting, up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
@@ -619,10 +618,9 @@ export async function bench(argv: readonly string[]): Promise<void> {
   const json = argv.includes("--json");
   const say = (m: string) =>
     json ? process.stderr.write(`bench: ${m}\n`) : console.log(`bench: ${m}`);
-  // The bench runs on a lab that is up; `up` reuses a running one, and then installs no host
-  // package: the bench's clients, on a lab booted before the list had them.
+  // The bench runs on a lab that is up; `up` reuses a running one (and ensures the host's tools,
+  // the bench's clients among them, either way).
   await labProgressToStderr(up);
-  await labProgressToStderr(async () => installHostPackages());
   const network = labNetwork(LAB_TOPOLOGY);
   const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
   fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
