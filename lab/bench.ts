@@ -11,7 +11,6 @@ import { MAX_RATE_LIMIT_PER_CLIENT } from "../model/limits";
 import { LB_NODE, LOOPBACK_PORTS, NodeName, PRIMARY_NODE } from "../model/topology";
 import { LAB_DIR, LabError, PROJECT_DIR, PYTHON, waitFor } from "./commands";
 import { nodeCpuMs } from "./cgroups";
-import { installHostPackages } from "./hostSetup";
 import { apply, appliedSetting, up } from "./lab";
 import { ACME_ROOT, STATE_DIR } from "./labState";
 import { inNamespace } from "./namespaces";
@@ -614,15 +613,22 @@ export const rateRatio = (
 ) => (a.errors > 0 || b.errors > 0 ? NaN : ratio(a.requests_per_s, b.requests_per_s));
 /** A ratio as printed: NaN (JSON's null) when the runs had errors. */
 const shownRatio = (r: number) => (Number.isNaN(r) ? "n/a (errors in a run)" : String(r));
+/** A row's LB CPU as printed: its cell and its rounds' suffix ("-" and none off the LB's path). */
+const lbCpu = (max: ReturnType<typeof rateRounds>) =>
+  Number.isNaN(max.lb_cpu_ms_per_1000)
+    ? { cell: "-", rounds: "" }
+    : {
+        cell: `${max.lb_cpu_ms_per_1000} ms`,
+        rounds: ` · ${max.rounds_lb_cpu_ms_per_1000.join(" / ")} ms`,
+      };
 
 export async function bench(argv: readonly string[]): Promise<void> {
   const json = argv.includes("--json");
   const say = (m: string) =>
     json ? process.stderr.write(`bench: ${m}\n`) : console.log(`bench: ${m}`);
-  // The bench runs on a lab that is up; `up` reuses a running one, and then installs no host
-  // package: the bench's clients, on a lab booted before the list had them.
+  // The bench runs on a lab that is up; `up` reuses a running one (and ensures the host's tools,
+  // the bench's clients among them, either way).
   await labProgressToStderr(up);
-  await labProgressToStderr(async () => installHostPackages());
   const network = labNetwork(LAB_TOPOLOGY);
   const caFile = path.join(STATE_DIR, "internet", "webstack-ca.crt");
   fs.writeFileSync(caFile, inNode("s1", ["cat", "/etc/webstack/tls/ca.crt"]));
@@ -798,8 +804,8 @@ export async function bench(argv: readonly string[]): Promise<void> {
       "",
       `${pad("proxy", 7)}${pad("target", 11)}${pad("path", 8)}${pad(`p50@${FIXED_RATE}/s`, 12)}${pad(`p99@${FIXED_RATE}/s`, 12)}${pad("failed", 8)}${pad("max req/s", 11)}${pad("p50@max", 9)}${pad("p99@max", 9)}${pad("errors", 8)}${pad("LB cpu", 8)}p99@${FIXED_RATE}/s per round · max req/s per round · LB cpu per round`,
       ...rows.map((r) => {
-        const cpu = Number.isNaN(r.max.lb_cpu_ms_per_1000) ? undefined : r.max;
-        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(`${r.fixed.p50_ms} ms`, 12)}${pad(`${r.fixed.p99_ms} ms`, 12)}${pad(r.fixed.failed, 8)}${pad(r.max.requests_per_s, 11)}${pad(`${r.max.p50_ms} ms`, 9)}${pad(`${r.max.p99_ms} ms`, 9)}${pad(r.max.errors, 8)}${pad(cpu ? `${cpu.lb_cpu_ms_per_1000} ms` : "-", 8)}${r.fixed.rounds_p99_ms.join(" / ")} ms · ${r.max.rounds_requests_per_s.join(" / ")}${cpu ? ` · ${cpu.rounds_lb_cpu_ms_per_1000.join(" / ")} ms` : ""}`;
+        const cpu = lbCpu(r.max);
+        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(`${r.fixed.p50_ms} ms`, 12)}${pad(`${r.fixed.p99_ms} ms`, 12)}${pad(r.fixed.failed, 8)}${pad(r.max.requests_per_s, 11)}${pad(`${r.max.p50_ms} ms`, 9)}${pad(`${r.max.p99_ms} ms`, 9)}${pad(r.max.errors, 8)}${pad(cpu.cell, 8)}${r.fixed.rounds_p99_ms.join(" / ")} ms · ${r.max.rounds_requests_per_s.join(" / ")}${cpu.rounds}`;
       }),
       `(LB cpu: the LB node's CPU time per 1000 requests at the maximum rate, every process of it — proxy, log path, agents — from its cgroup's cpu.stat)`,
       `(each figure the median of ${ROUNDS} rounds alternating between ours, the Nginx peer and s1 direct; the naive HAProxy's ${ROUNDS} rounds after them; fixed rate ${FIXED_RATE}/s for ${FIXED_SECONDS} s, maximum rate wrk ${MAX_RATE_ARGS.join(" ")})`,
@@ -809,8 +815,8 @@ export async function bench(argv: readonly string[]): Promise<void> {
       `HTTP/2 to clients, maximum rate: h2load ${H2_MAX_RATE_ARGS.join(" ")} (${MAX_RATE_CONNECTIONS} connections, ${H2_STREAMS_PER_CLIENT} streams in flight on each)`,
       `${pad("proxy", 7)}${pad("target", 11)}${pad("path", 8)}${pad("max req/s", 11)}${pad("mean ms", 9)}${pad("errors", 8)}${pad("LB cpu", 8)}max req/s per round · LB cpu per round`,
       ...h2Rows.map((r) => {
-        const cpu = Number.isNaN(r.max.lb_cpu_ms_per_1000) ? undefined : r.max;
-        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(r.max.requests_per_s, 11)}${pad(r.max.mean_ms, 9)}${pad(r.max.errors, 8)}${pad(cpu ? `${cpu.lb_cpu_ms_per_1000} ms` : "-", 8)}${r.max.rounds_requests_per_s.join(" / ")}${cpu ? ` · ${cpu.rounds_lb_cpu_ms_per_1000.join(" / ")} ms` : ""}`;
+        const cpu = lbCpu(r.max);
+        return `${pad(r.proxy, 7)}${pad(r.target, 11)}${pad(r.path, 8)}${pad(r.max.requests_per_s, 11)}${pad(r.max.mean_ms, 9)}${pad(r.max.errors, 8)}${pad(cpu.cell, 8)}${r.max.rounds_requests_per_s.join(" / ")}${cpu.rounds}`;
       }),
       `(each figure the median of ${ROUNDS} rounds alternating between ours and the Nginx peer, right after the wrk rounds; s1's Nginx and the naive HAProxy offer no HTTP/2; to the backends both proxies speak HTTP/1.1)`,
       `(mean ms: h2load's mean time per request, which it prints instead of percentiles, with ${MAX_RATE_CONNECTIONS * H2_STREAMS_PER_CLIENT} requests in flight: not comparable with wrk's p50 and p99 at ${MAX_RATE_CONNECTIONS}; h2load does not verify the LB's certificate)`,

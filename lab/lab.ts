@@ -49,6 +49,11 @@ export async function up(options: readonly string[] = []): Promise<void> {
   const upSets = parseSets(options, {});
   refuseUnlabbable(upSets);
   checkHost();
+  // Before the reuse check: a lab booted before a tool joined the list (the bench's clients) is
+  // reused as it is, and the tool must be on the host all the same. Idempotent: apt only for a
+  // missing package.
+  log("host packages");
+  installHostPackages();
   const existing = readState();
   if (existing) {
     const canonical = (sets: Record<string, string>) =>
@@ -66,8 +71,6 @@ export async function up(options: readonly string[] = []): Promise<void> {
     await down();
   }
   const t0 = Date.now();
-  log("host packages");
-  installHostPackages();
   log("plan: the program under mocks, with real keys, certificates and passwords");
   fs.mkdirSync(STATE_DIR, { recursive: true });
   fs.writeFileSync(SET_CONFIG, JSON.stringify(upSets, null, 2));

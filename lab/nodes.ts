@@ -173,14 +173,26 @@ export async function startNode(node: NodeName, argv: string[]): Promise<void> {
   const state = readState();
   if (!state) throw new LabError("the lab is not up");
   startProcess(state, `node-${node}`, undefined, inNodeCgroups(node, argv), NSPAWN_ENV);
-  await waitFor(`${node} booted again`, 120, () => {
-    const leader = containerLeader(state, node);
-    if (!leader) return false;
-    const r = spawnSync("nsenter", ["-t", String(leader), "-a", "systemctl", "is-system-running"], {
-      encoding: "utf8",
+  try {
+    await waitFor(`${node} booted again`, 120, () => {
+      const leader = containerLeader(state, node);
+      if (!leader) return false;
+      const r = spawnSync(
+        "nsenter",
+        ["-t", String(leader), "-a", "systemctl", "is-system-running"],
+        { encoding: "utf8" },
+      );
+      return ["running", "degraded"].includes(r.stdout.trim());
     });
-    return ["running", "degraded"].includes(r.stdout.trim());
-  });
+  } catch (err) {
+    // What its systemd is stuck on: a CI timed out here after 120 s with nothing else to go on.
+    const jobs = containerLeader(state, node)
+      ? execInNode(node, ["systemctl", "list-jobs", "--no-pager"], undefined, state)
+      : { stdout: "(its container is not running)", stderr: "" };
+    throw new LabError(
+      `${(err as Error).message}; ${node}'s systemctl list-jobs:\n${jobs.stdout}${jobs.stderr}`,
+    );
+  }
 }
 
 /** PID 1 of a node's container: nspawn's child running systemd. */

@@ -19,10 +19,10 @@ import {
   STOPPED_SERVICE_STALL_MS,
   appliedOn,
   backendState,
-  bootedAt,
   checksum,
   convergence,
   expectServed,
+  initStartTicks,
   lab,
   labCliInBackground,
   missingRows,
@@ -204,7 +204,7 @@ const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 labTest(
   "one apply changes an HAProxy setting, an Nginx setting and turns Datadog on, under load: every node converges within 60 s, the replica before the primary, no failed request, no instance replaced",
   async () => {
-    const booted = Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, bootedAt(n)]));
+    const booted = Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, initStartTicks(n)]));
     let result = { status: null as number | null, output: "" };
     const report = await underLoad("apply", { rate: 40, seconds: 100, mix: MIXED }, async () => {
       result = labCli([
@@ -225,7 +225,9 @@ labTest(
     for (const node of LAB_TOPOLOGY.nodeNames) expect(seconds[node]).toBeLessThanOrEqual(60);
     expect(Date.parse(appliedOn("s1").at)).toBeLessThan(Date.parse(appliedOn("s2").at));
     // In place: the same instances, still booted since before, their user-data unchanged.
-    expect(Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, bootedAt(n)]))).toEqual(booted);
+    expect(Object.fromEntries(LAB_TOPOLOGY.nodeNames.map((n) => [n, initStartTicks(n)]))).toEqual(
+      booted,
+    );
     expect(result.output).not.toContain("user-data changed");
     // And in effect: HAProxy's, Nginx's and Datadog's.
     expect(inNode("lb", ["cat", HAPROXY_CFG])).toMatch(/^ {4}timeout server 90s$/m);

@@ -191,8 +191,24 @@ export const appliedOn = (node: NodeName) =>
     app?: string;
   };
 
-/** When the node's PID 1 started: unchanged means the instance was neither replaced nor rebooted. */
-export const bootedAt = (node: NodeName) => inNode(node, ["ps", "-o", "lstart=", "-p", "1"]).trim();
+/**
+ * A process's start in clock ticks since the host booted: field 22 of its /proc/<pid>/stat. Counted
+ * after the last ")", as the command name before it (field 2) may hold spaces and parentheses.
+ */
+export function startTicks(stat: string): number {
+  const close = stat.lastIndexOf(")");
+  const fields = stat.slice(close + 2).split(" "); // field 3 (the state) first
+  const ticks = Number(fields[22 - 3]);
+  if (close < 0 || !Number.isSafeInteger(ticks)) throw new Error(`no start time in: ${stat}`);
+  return ticks;
+}
+
+/**
+ * When the node's init (its PID 1) started: unchanged means the instance was neither replaced nor
+ * rebooted. In ticks since the host booted, not `ps -o lstart`: that adds them to a boot time
+ * derived from the wall clock, so a step of the host's clock (4 s in a CI) moved every node's.
+ */
+export const initStartTicks = (node: NodeName) => startTicks(inNode(node, ["cat", "/proc/1/stat"]));
 
 /** `lab apply`'s line per node: "<node>: applied <sha>[, app release <id>] at <time> (seen after <s> s)". */
 export function convergence(output: string): Record<string, number> {
