@@ -228,10 +228,13 @@ function renderMonitoringPart(p: MonitoringParams): BundlePart {
         "try-restart",
         "webstack-collector.timer",
       ),
-      // Runs once per boot, after cloud-init: a change counts from the next boot.
+      // Runs once per boot, after cloud-init: a change counts from the next boot. Enabled again
+      // on a change, so a node enabled under an older [Install] moves to today's target.
       unitFile(
         "webstack-boot-status.service",
         renderShipped("webstack-boot-status.service", { NODE: p.node }),
+        "reenable",
+        "webstack-boot-status.service",
       ),
     ],
     // Without waiting: each unit retries on its own, and none holds up (or depends on) the boot.

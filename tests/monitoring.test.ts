@@ -222,6 +222,32 @@ describe("the program", () => {
     const boot = file("/etc/systemd/system/webstack-boot-status.service");
     expect(boot).toContain(`ExecStart=/usr/local/sbin/webstack-aws boot-status ${node}\n`);
     expect(boot).toContain("After=cloud-final.service");
+    // Debian's cloud-final.service runs after multi-user.target: the report is cloud-init.target's
+    // and no boot target waits for it to end (it retries for minutes without CloudWatch).
+    expect(boot.split("\n").filter((l) => /^(WantedBy|Type)=/.test(l))).toEqual([
+      "Type=exec",
+      "WantedBy=cloud-init.target",
+    ]);
+    // A node enabled under the older [Install] (multi-user.target) moves on its next apply.
+    expect(
+      bundleEntry(plan, node, "/etc/systemd/system/webstack-boot-status.service").onChange,
+    ).toEqual([
+      "/usr/local/sbin/webstack-unit-changed",
+      "reenable",
+      "webstack-boot-status.service",
+    ]);
+  });
+
+  test("no unit a boot target waits for is ordered after cloud-final.service, which Debian orders after multi-user.target", () => {
+    for (const node of NODES) {
+      for (const f of bundleOf(plan, node).files.filter((f) => f.path.endsWith(".service"))) {
+        const lines = f.content.split("\n");
+        const after = lines.filter((l) => l.startsWith("After=")).join(" ");
+        const wantedBy = lines.filter((l) => l.startsWith("WantedBy=")).join(" ");
+        if (/\bcloud-final\.service\b/.test(after))
+          expect([f.path, wantedBy]).toEqual([f.path, "WantedBy=cloud-init.target"]);
+      }
+    }
   });
 
   test("the collector watches the certificates the nodes serve: HAProxy's one PEM, and each copy of an app node's own", () => {
