@@ -30,7 +30,7 @@ import { CONFIG_KEYS } from "../model/config";
 import { RATE_LIMIT_RETRY_AFTER_SECONDS } from "../model/limits";
 import { FLOWS, flowsInto, LB_NODE, LOOPBACK_PORTS, NodeName, nodeRole } from "../model/topology";
 import { labCli, labTest } from "./harness";
-import { LoadReport, startLoad } from "./labLoad";
+import { LoadReport, orderingCycles, startLoad } from "./labLoad";
 import {
   answeringNode,
   egressMatrix,
@@ -840,10 +840,11 @@ labTest(
         collected[node as keyof typeof collected].test(journal(node, "webstack-collector.service")),
       );
       inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
-      // cloud-init's verdict, read in its sandbox.
+      // cloud-init's verdict, read in its sandbox; every unit ordered without a cycle.
       expect(journal(node, "webstack-boot-status.service")).toContain(
         "cloud-init finished cleanly (exit 0)",
       );
+      expect(orderingCycles(node)).toEqual([]);
     }
     // A certificate that is not SSM's: refresh-tls checks SSM's pair (openssl), puts it back,
     // reloads Nginx and the database's TLS.

@@ -26,6 +26,7 @@ import {
   lab,
   labCliInBackground,
   missingRows,
+  orderingCycles,
   replicaCaughtUp,
   seedReads,
   sleep,
@@ -278,6 +279,21 @@ labTest(
     await sleep(40_000);
     expect(apply.output()).not.toMatch(/lab: s2: applied/);
     await startNode("s1", argv);
+    // Its second boot, like its first, ordered every unit without a cycle, and reported itself.
+    expect(orderingCycles("s1")).toEqual([]);
+    await waitFor("s1's boot report", 60, () =>
+      /cloud-init finished cleanly/.test(
+        inNode("s1", [
+          "journalctl",
+          "--boot",
+          "--no-pager",
+          "-o",
+          "cat",
+          "-u",
+          "webstack-boot-status",
+        ]),
+      ),
+    );
     expect(await apply.exited).toBe(0);
     console.log(`apply while s1 was stopped:\n${apply.output()}`);
     for (const node of ["s1", "s2"] as const) {

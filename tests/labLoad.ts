@@ -210,6 +210,18 @@ export function startTicks(stat: string): number {
  */
 export const initStartTicks = (node: NodeName) => startTicks(inNode(node, ["cat", "/proc/1/stat"]));
 
+/**
+ * What a node's systemd said of ordering cycles in its current boot (none: empty). systemd breaks
+ * a cycle by dropping a job of its own choice, which may be one the boot needs: a boot with a
+ * cycle works or hangs by chance (a report wanted by multi-user.target but ordered after
+ * cloud-final hung a restarted node that way).
+ */
+export function orderingCycles(node: NodeName): string[] {
+  const r = execInNode(node, ["journalctl", "--boot", "--no-pager", "--output=cat"]);
+  if (r.status !== 0) throw new Error(`${node}: journalctl failed (${r.status}): ${r.stderr}`);
+  return r.stdout.split("\n").filter((l) => /ordering cycle/i.test(l));
+}
+
 /** `lab apply`'s line per node: "<node>: applied <sha>[, app release <id>] at <time> (seen after <s> s)". */
 export function convergence(output: string): Record<string, number> {
   return Object.fromEntries(
