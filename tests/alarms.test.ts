@@ -75,6 +75,7 @@ describe("alarm rows", () => {
         "lb-5xx-rate",
         "lb-backend-down",
         "lb-log-lines-dropped",
+        "lb-log-count-unread",
         "s1-replica-not-running",
         "s1-replica-lag",
         "s1-database-down",
@@ -114,6 +115,8 @@ describe("alarm rows", () => {
     const missing = Object.fromEntries(specs.map((s) => [s.key, s.missing]));
     for (const key of [
       "lb-backend-down",
+      // The collector pushes the dropped-line count on every run: its silence is a count unread.
+      "lb-log-count-unread",
       "s1-replica-not-running",
       "lb-no-metrics",
       "s1-no-metrics",
@@ -130,7 +133,7 @@ describe("alarm rows", () => {
     for (const key of [
       "lb-qps-high",
       "lb-5xx-rate",
-      // The collector's silence is lb-backend-down's, as the replica's is replica-not-running's.
+      // The count's silence is lb-log-count-unread's, as the replica's is replica-not-running's.
       "lb-log-lines-dropped",
       "s1-replica-lag",
       "lb-boot-failed",
@@ -192,12 +195,17 @@ describe("the program's alarms", () => {
     ]);
   });
 
+  /** The LB's count of the request-log lines HAProxy dropped, per minute: both its alarms read it. */
+  const logLinesDropped = {
+    namespace: "Webstack",
+    metricName: "LogLinesDropped",
+    dimensions: { Node: "lb" },
+    period: 60,
+  };
+
   test("any request-log line HAProxy dropped in a minute alarms at once; the LB's collector publishes it", () => {
     expect(watched("lb-log-lines-dropped")).toEqual({
-      namespace: "Webstack",
-      metricName: "LogLinesDropped",
-      dimensions: { Node: "lb" },
-      period: 60,
+      ...logLinesDropped,
       statistic: "Sum",
       comparisonOperator: "GreaterThanThreshold",
       threshold: 0,
@@ -208,6 +216,24 @@ describe("the program's alarms", () => {
     expect(bundleFile(plan, "lb", "/etc/systemd/system/webstack-collector.service")).toContain(
       "ExecStart=/usr/local/sbin/webstack-aws collect loadbalancer lb ",
     );
+  });
+
+  test("no count of dropped request-log lines for 5 minutes alarms: the collector pushes one every run, 0 included", () => {
+    expect(watched("lb-log-count-unread")).toEqual({
+      ...logLinesDropped,
+      statistic: "SampleCount",
+      comparisonOperator: "LessThanThreshold",
+      threshold: 1,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 5,
+      treatMissingData: "breaching",
+    });
+    const topicArn = topic().outputs.arn;
+    expect(alarm("lb-log-count-unread").inputs).toMatchObject({
+      name: "webstack-test-lb-log-count-unread",
+      alarmActions: [topicArn],
+      okActions: [topicArn],
+    });
   });
 
   test("replication lag threshold from config", () => {

@@ -105,7 +105,7 @@ describe("the Mermaid diagram", () => {
       '  s1 ==>|"reads"| db_s1',
       '  db_s2 ==>|"replication"| db_s1',
       '  s2 -.->|"agent: 7 log groups, metrics"| cw_logs',
-      '    cw_alarms["40 alarms → SNS webstack-dev-alarms"]',
+      '    cw_alarms["41 alarms → SNS webstack-dev-alarms"]',
     ];
     for (const line of expected) expect(lines).toContain(line);
     // Each node sits in its own group's subgraph.
