@@ -187,7 +187,7 @@ describe("HAProxy config", () => {
   });
 });
 
-test("HAProxy logs to rsyslog's own socket in its chroot, not to /dev/log (journald's there)", () => {
+test("HAProxy logs to rsyslog's own socket in its chroot, not to /dev/log (journald's there), written in batches", () => {
   // Debian's haproxy.service binds journald's /dev/log into the chroot: lines sent there are stored
   // twice and, past journald's rate limit, lost before rsyslog writes /var/log/haproxy.log.
   const chroot = section("global")
@@ -198,8 +198,20 @@ test("HAProxy logs to rsyslog's own socket in its chroot, not to /dev/log (journ
   const rsyslog = shippedFile("rsyslog-haproxy.conf");
   const socket = /^input\(type="imuxsock" socket="([^"]+)"/m.exec(rsyslog)?.[1];
   expect(socket).toBe(path.posix.join(chroot, target.split(" ")[1]));
-  // Every line counts (the QPS metrics): no rate limit on that socket.
-  expect(rsyslog).toMatch(/socket="[^"]+" createPath="on" rateLimit.interval="0"\)$/m);
+  // Every line counts (the QPS metrics): no rate limit on that socket. Its lines go to their own
+  // ruleset, which writes them to the file the CloudWatch agent and the metric filters read.
+  expect(rsyslog).toMatch(
+    /socket="[^"]+" createPath="on" rateLimit.interval="0" ruleset="webstack-haproxy"\)$/m,
+  );
+  const ruleset = /^ruleset\(name="webstack-haproxy" ([^)]*)\) \{\n(.*)\n\}$/m.exec(rsyslog);
+  expect(ruleset?.[2].trim()).toBe(
+    'action(type="omfile" file="/var/log/haproxy.log" template="webstack-message-only" fileCreateMode="0640" fileGroup="adm")',
+  );
+  // Batched: the writer sleeps 10 ms after each batch instead of waking for every line, and its
+  // in-memory queue holds far more than a burst (past it, HAProxy counts what it drops).
+  expect(ruleset?.[1]).toBe(
+    'queue.type="FixedArray" queue.size="100000" queue.dequeueBatchSize="1024" queue.dequeueSlowdown="10000"',
+  );
 });
 
 /**
