@@ -21,7 +21,7 @@ import {
 } from "./model/topology";
 import { makeTagger } from "./model/tags";
 import { BACKUP_PREFIX } from "./model/backups";
-import { RequestLimits, gunicornWorkers, requestTimeouts } from "./model/limits";
+import { RequestLimits, requestTimeouts } from "./model/limits";
 import { bundleStatusName, logGroupName, parameterPath } from "./model/naming";
 import { NodeMonitoring } from "./cloud-init/monitoring";
 import { ssmAgentPackageUrl } from "./cloud-init/ssmAgent";
@@ -55,7 +55,7 @@ import { Backups } from "./components/backups";
 export = async () => {
   // Every config problem, EC2's verdict on the instance types included, is reported here, before
   // any resource exists.
-  const { config, architectures, lbMemoryMiB, appVcpus, release } = await loadConfig();
+  const { config, architectures, lbMemoryMiB, appWorkers, release } = await loadConfig();
   const stack = pulumi.getStack();
   const topology = buildTopology(config.vpcCidr, {
     vpcEndpoints: config.vpcEndpoints,
@@ -242,7 +242,6 @@ export = async () => {
     timeouts: requestTimeouts(config.lbServerTimeoutSeconds),
     maxBodyMiB: config.maxBodyMiB,
   };
-  const appWorkers = gunicornWorkers(appVcpus);
   const zoneId = config.hostedZone
     ? aws.route53.getZoneOutput({ name: config.hostedZone, privateZone: false }).zoneId
     : undefined;

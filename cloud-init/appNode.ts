@@ -430,6 +430,8 @@ function appDatabaseTargets(p: AppNodeParams, db: DatabaseParams) {
 }
 
 export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
+  if (!Number.isInteger(p.workers) || p.workers < 1)
+    throw new Error(`Gunicorn's workers are a whole number from 1: ${p.workers}`);
   const db = databaseParams(p);
   const holdsData = appNodesHoldData(db.cluster);
   if (!holdsData) rdsOf(db);

@@ -15,6 +15,7 @@ import {
 } from "../model/config";
 import { ReleaseArchive, readAppSource, writeReleaseArchive } from "./appArchive";
 import { lookUpInstanceTypes } from "./instanceTypes";
+import { gunicornWorkers } from "../model/limits";
 
 /** The validated configuration, and what EC2's data on its instance types decided. */
 export interface LoadedConfig {
@@ -23,8 +24,12 @@ export interface LoadedConfig {
   readonly architectures: Readonly<{ lb: Architecture; app: Architecture }>;
   /** The LB's memory in MiB, as EC2 reports its type: HAProxy's connection limits follow it. */
   readonly lbMemoryMiB: number;
-  /** The app nodes' vCPUs, as EC2 reports their type: Gunicorn's workers follow them. */
-  readonly appVcpus: number;
+  /**
+   * Each app node's Gunicorn workers, from its type's vCPUs as EC2 reports them (HAProxy's
+   * per-server limit follows them): worked out here, so a type EC2 describes oddly stops the
+   * program before any resource exists.
+   */
+  readonly appWorkers: number;
   /** The app directory, packed: the release the app nodes roll out. */
   readonly release: ReleaseArchive;
 }
@@ -76,7 +81,7 @@ export async function loadConfig(): Promise<LoadedConfig> {
       app: architectureOf(instanceTypes, config.appInstanceType),
     },
     lbMemoryMiB: factsOf(instanceTypes, config.lbInstanceType).memorySize,
-    appVcpus: factsOf(instanceTypes, config.appInstanceType).defaultVcpus,
+    appWorkers: gunicornWorkers(factsOf(instanceTypes, config.appInstanceType).defaultVcpus),
     release: writeReleaseArchive(app.archive),
   };
 }

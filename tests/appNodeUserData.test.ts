@@ -2,7 +2,7 @@
 // settings) and its bundle (Nginx, Gunicorn, boot order, TLS, how each change is taken into use).
 import * as fs from "fs";
 import * as path from "path";
-import { secretsManifest } from "../cloud-init/appNode";
+import { renderAppNodeBundle, secretsManifest } from "../cloud-init/appNode";
 import { parameterName, parameterPath } from "../model/naming";
 import { PROJECT_DIR, TOPOLOGY, bootSequence, writtenFile } from "./harness";
 import { TEST_CA_PEM, appNodeParams, bundleEntryOf, renderedAppNode } from "./rendererFixtures";
@@ -115,6 +115,13 @@ describe("the app node's documents", () => {
         "workers = 5",
       ]),
     );
+  });
+
+  test("a worker count that is not a whole number from 1 is refused, not rendered", () => {
+    for (const workers of [0, -1, 2.5, Number.NaN])
+      expect(() =>
+        renderAppNodeBundle({ ...appNodeParams("mariadb", "replica"), workers }),
+      ).toThrow(`Gunicorn's workers are a whole number from 1: ${workers}`);
   });
 
   test("limits from the config: Nginx's body size and read timeout, Gunicorn's and the app's waits", () => {
