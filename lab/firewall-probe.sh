@@ -39,7 +39,16 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16)
 while True: s.accept()[0].close()" "$port" &
 done
-sleep 0.5
+# Every listener is up before the first probe: one still starting would answer "closed" (a busy
+# machine's Python took over the half second once waited here, and the first source's probes failed).
+for port in ${ports//,/ }; do
+  for _ in $(seq 100); do
+    if [ -n "$(ip netns exec "$a" ss -Hltn "sport = :$port")" ]; then continue 2; fi
+    sleep 0.1
+  done
+  echo "firewall-probe: nothing listens on port $port after 10 s" >&2
+  exit 1
+done
 targets=()
 for port in ${ports//,/ }; do targets+=("$node_ip:$port"); done
 for source in "$@"; do

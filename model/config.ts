@@ -359,7 +359,7 @@ export const CONFIG_KEYS: Readonly<Record<ConfigKey, KeySpec>> = {
     parse: (raw) => new SecretValue(pattern(/^[0-9a-f]{32}$/, "a Datadog API key")(raw)),
   },
   lbServerTimeoutSeconds: {
-    doc: "How long a request may take: HAProxy waits this long for a backend; Nginx (1 s less), Gunicorn and the app's database waits (2 s less) follow.",
+    doc: "How long a request may take: HAProxy waits this long for a backend; Nginx (1 s less), Gunicorn and the app's database waits (2 s less) follow. When every app node has its limit of requests in flight, a request may first wait as long again in HAProxy's queue (see How it is built, \"A busy node is not a dead one\").",
     accepted: `a whole number of seconds from ${MIN_LB_SERVER_TIMEOUT_SECONDS} to 3600`,
     example: "120",
     default: "60",
