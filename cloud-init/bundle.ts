@@ -130,12 +130,18 @@ export function unitFile(name: string, content: string, ...systemctlArgs: string
   };
 }
 
-/** The apply machinery every bundle carries: the node tool, its timer, the unit helper. */
+/**
+ * The apply machinery every bundle carries: the node tool, its watcher and the timer that keeps it
+ * running, the unit for one apply by hand, the unit helper. A new watcher unit is read at its next
+ * start; a node whose timer started a process per look (before the watcher) restarts the timer,
+ * which starts the watcher 30 s later.
+ */
 function applyPart(): BundlePart {
   return {
     files: [
       { path: NODE_TOOL_PATH, content: shippedFile("webstack-aws.py"), mode: "0755" },
       { path: UNIT_CHANGED_PATH, content: shippedFile("unit-changed.sh"), mode: "0755" },
+      unitFile("webstack-applier.service", shippedFile("webstack-applier.service")),
       unitFile("webstack-apply.service", shippedFile("webstack-apply.service")),
       unitFile(
         "webstack-apply.timer",

@@ -27,9 +27,14 @@ export const UNIT_EXPOSURE: readonly UnitExposure[] = [
   { unit: "webstack-binlog-ship.service", ceiling: EXPOSURE_GOAL },
   { unit: "webstack-grow-data.service", ceiling: EXPOSURE_GOAL },
   {
-    unit: "webstack-apply.service",
+    unit: "webstack-applier.service",
     ceiling: 9.0,
     why: `${ROOTS_JOB}; it also writes units and /etc and restarts services, so it can run anything as root however it is sandboxed`,
+  },
+  {
+    unit: "webstack-apply.service",
+    ceiling: 9.0,
+    why: "as the watcher's: the same apply, once, started by hand",
   },
   { unit: "webstack-cloudwatch-agent.service", ceiling: 9.0, why: ROOTS_JOB },
   { unit: "webstack-datadog-agent.service", ceiling: 9.0, why: ROOTS_JOB },

@@ -410,6 +410,7 @@ describe("needrestart's settings", () => {
     "mariadb.service": "deferred",
     "mysql.service": "deferred",
     "amazon-ssm-agent.service": "deferred",
+    "webstack-applier.service": "deferred",
     "webstack-apply.service": "deferred",
     "webstack-datadog-agent.service": "deferred",
     "webstack-cloudwatch-agent.service": "deferred",

@@ -115,6 +115,7 @@ describe("building blocks", () => {
     expect(bundle.files.map((f) => f.path)).toEqual([
       "/usr/local/sbin/webstack-aws",
       "/usr/local/sbin/webstack-unit-changed",
+      "/etc/systemd/system/webstack-applier.service",
       "/etc/systemd/system/webstack-apply.service",
       "/etc/systemd/system/webstack-apply.timer",
     ]);

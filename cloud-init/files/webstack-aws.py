@@ -33,6 +33,10 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             tmpfiles.d rules applied, acted on,
                                                             health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
+       webstack-aws watch                                   apply, again every 30 s while that changes nothing
+                                                            (the clients made once), until a look that does
+                                                            something (applied, refused, waiting) or an
+                                                            hour: the timer starts it again 30 s later
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
                                                             a throwaway Gunicorn of a release, in the app's
                                                             sandbox (the bundle's app.sandbox; none given: the
@@ -474,6 +478,9 @@ REASON_CHARACTERS = 1000  # a String parameter holds 4 KB
 # seconds instead of a timer period later; then the timer's next run looks again.
 AFTER_WAIT = 25
 AFTER_POLL = 2
+# What apply_bundle returns, besides 0 (applied) and 1 (refused), when it wrote nothing (exit code 0):
+# its bundle is applied, or it waits for another node (`after`, a release command).
+IDLE, WAITING = "idle", "waiting"
 
 
 class Refused(Exception):
@@ -1346,7 +1353,8 @@ def unheeded_keys(state):
     return [key for key, has in HEEDED_KEYS.items() if has(last_bundle) and key not in heeded]
 
 
-def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
+def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
+    """0 (applied), 1 (refused), IDLE (it was applied: nothing done, said unless quiet) or WAITING."""
     state = under(root, BUNDLE_STATE)
     applied = read_json(os.path.join(state, "applied.json"))
     if bundle_path:
@@ -1371,8 +1379,9 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
             log(f"bundle {sha[:12]} is applied again (its files never left); reporting it")
             report(env, ssm, cloudwatch, status_of(sha, applied.get("release", ""), app=applied.get("app")), state)
             return 0
-        log(f"bundle {sha[:12]} is applied; nothing to do")
-        return 0
+        if not quiet:
+            log(f"bundle {sha[:12]} is applied; nothing to do")
+        return IDLE
     if not bundle_path:
         data = with_retries(
             lambda: s3.get_object(Bucket=pointer["bucket"], Key=pointer["key"])["Body"].read(), "GetObject"
@@ -1413,14 +1422,14 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
             )
             if theirs is None:
                 log(f"bundle {sha[:12]}: waiting for {primary['node']}'s release command")
-                return 0
+                return WAITING
             if theirs["state"] == "failed":
                 raise ReleaseRefused(f"the release command failed on {primary['node']}: {theirs.get('reason', '')}")
         for other in bundle["after"] if applied else []:
             ready = lambda s: (s.get("release"), s.get("state")) == (release, "applied")  # noqa: E731
             if awaited(ssm, other["status"], ready, deadline) is None:
                 log(f"bundle {sha[:12]}: waiting for {other['node']}")
-                return 0
+                return WAITING
         log(f"applying bundle {sha[:12]} (release {release[:12]}){', the first' if first else ''}")
         last_bundle = read_json(os.path.join(state, "current.json")) or {}
         previous = {entry["path"]: entry for entry in last_bundle.get("files", [])}
@@ -1476,15 +1485,60 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run):
     return 0
 
 
-def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run):
-    """Steps 1-7 of issue 17's apply; one at a time (the first apply and the timer's never overlap)."""
+def apply_once(bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
+    """Steps 1-7 of issue 17's apply; one at a time (the first apply, the watcher's and one started by
+    hand never overlap)."""
     with open(under(root, BUNDLE_ENV)) as handle:
         env = dict(line.rstrip("\n").split("=", 1) for line in handle if "=" in line)
     state = under(root, BUNDLE_STATE)
     os.makedirs(state, mode=0o700, exist_ok=True)
     with open(os.path.join(state, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run)
+        return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet)
+
+
+def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run):
+    result = apply_once(bundle_path, ssm, s3, cloudwatch, root, run)
+    return 0 if result in (IDLE, WAITING) else result
+
+
+# The watcher (webstack-applier.service, kept running by webstack-apply.timer). A process per look
+# cost each node about a second of CPU every 30 s, most of it Python importing the SDK and making its
+# clients (README, "A bundle per node"); the watcher makes them once and keeps its connection.
+WATCH_INTERVAL = 30
+# It ends after an hour, between two looks, so it never runs on libraries an upgrade replaced for
+# longer than that: needrestart leaves it alone (a restart would kill an apply and the apt it runs).
+WATCH_LIFETIME = 3600
+
+
+def watch_command(ssm, s3, cloudwatch, root="/", run=subprocess.run):
+    """A look every WATCH_INTERVAL s from the start of the one before (as the timer's runs were), while
+    a look writes nothing (its bundle applied, or waiting for another node); the first that applies
+    or refuses ends the process, so the next look, 30 s later by the timer, runs the tool that look
+    may have written. 'Nothing to do' is said once."""
+    end, quiet = time.monotonic() + WATCH_LIFETIME, False
+    while True:
+        started = time.monotonic()
+        result = apply_once(None, ssm, s3, cloudwatch, root, run, quiet)
+        if result not in (IDLE, WAITING):
+            return result
+        quiet = quiet or result is IDLE
+        if started + WATCH_INTERVAL > end:
+            log(f"watched for {WATCH_LIFETIME // 60} min; ending, to start again on today's libraries")
+            return 0
+        time.sleep(max(0.0, started + WATCH_INTERVAL - time.monotonic()))
+
+
+class Lazy:
+    """A client made on its first use: the watcher's looks that find nothing to do need SSM's only."""
+
+    def __init__(self, make):
+        self._make, self._client = make, None
+
+    def __getattr__(self, name):
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)
 
 
 # Backups (issue 20): a nightly physical backup of the replica and the primary's binlogs every five
@@ -2458,7 +2512,7 @@ USAGE = (
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR"
     " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]..."
     " | boot-status NODE | rds-ca URL PATH CA_IDENTIFIER | db-admin-options SECRET_ID"
-    " | apply [--bundle PATH] | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
+    " | apply [--bundle PATH] | watch | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
     " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
 )
 
@@ -2491,6 +2545,9 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
     elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):
         services = ["ssm", "s3", "cloudwatch"]
         run = lambda *clients: apply_command(args[1] if args else None, *clients, root, run_command)  # noqa: E731
+    elif command == ["watch"] and args == []:
+        services = ["ssm", "s3", "cloudwatch"]
+        run = lambda *clients: watch_command(*clients, root, run_command)  # noqa: E731
     elif command in (["backup-full"], ["ship-binlogs"]) and args == []:
         action = backup_full_command if command == ["backup-full"] else ship_binlogs_command
         services = ["s3"]
@@ -2503,7 +2560,12 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         return 2
     try:
         region_name = with_retries(region, "reading the region")
-        return run(*[client_factory(service, region_name=region_name) for service in services])
+        def make(service):
+            return client_factory(service, region_name=region_name)
+
+        if command == ["watch"]:  # SSM's at once, to fail early; the others when a look needs them
+            return run(make("ssm"), Lazy(lambda: make("s3")), Lazy(lambda: make("cloudwatch")))
+        return run(*[make(service) for service in services])
     except botocore.exceptions.ClientError as error:
         log(f"{error.response.get('Error', {}).get('Code')}: {error.response.get('Error', {}).get('Message')}")
         return 1

@@ -652,6 +652,103 @@ class ApplyTest(NodeTestCase):
         self.assertIn("apply [--bundle PATH]", stderr)
 
 
+class WatchTest(NodeTestCase):
+    """The watcher (`webstack-aws watch`, issue 22): it looks every 30 s with the clients it made once
+    while a look changes nothing, and ends after the first look that does something, or after an hour,
+    for the timer to start it again."""
+
+    def setUp(self):
+        super().setUp()
+        self.now, self.sleeps, self.made, self.during_sleep = 1000.0, [], [], {}
+
+    def factory(self, service, region_name):
+        self.made.append(service)
+        return super().factory(service, region_name)
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.during_sleep.get(len(self.sleeps), lambda: None)()
+
+    def watch(self, *args):
+        self.made.clear()
+        stderr = io.StringIO()
+        time = self.module.time
+        with contextlib.redirect_stderr(stderr), mock.patch.object(time, "monotonic", lambda: self.now), \
+                mock.patch.object(time, "sleep", self.sleep):
+            code = self.module.main(
+                ["webstack-aws", "watch", *args], self.factory, root=self.root, run_command=self.commands
+            )
+        return code, stderr.getvalue()
+
+    def test_an_applied_bundle_is_looked_at_every_30_s_for_an_hour_with_ssm_alone_and_said_once(self):
+        self.applied([self.site()])
+        code, stderr = self.watch()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(self.sleeps, [30] * 120)  # 121 looks: at 0, 30, ... 3600 s
+        self.assertEqual((self.commands.calls, self.ssm.puts, self.cloudwatch.metrics), ([], [], []))
+        self.assertEqual(self.made, ["ssm"])  # no S3 or CloudWatch client for looks that find nothing
+        self.assertEqual(stderr.count("nothing to do"), 1)
+        self.assertIn("watched for 60 min; ending", stderr)
+
+    def test_a_bundle_published_while_watching_is_applied_by_the_next_look_which_ends_the_watcher(self):
+        self.applied([self.site("server { v1 }\n")])
+        bundle = self.bundle([self.site("server { v2 }\n")], release="r2")
+        shas = []
+        self.during_sleep[3] = lambda: shas.append(self.publish(bundle))
+        code, stderr = self.watch()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(self.sleeps, [30, 30, 30])
+        self.assertEqual(self.commands.calls, [NGINX_T, RELOAD_NGINX, HEALTH])
+        self.assertEqual(self.read(SITE), "server { v2 }\n")
+        self.assert_status(shas[0], bundle, "applied")
+        self.assertEqual(self.made, ["ssm", "s3", "cloudwatch"])
+
+    def test_a_node_waiting_for_another_looks_again_30_s_after_the_last_look_began_and_follows(self):
+        app = lambda text: self.file(APP, text, onChange=RESTART_APP)
+        self.applied([self.site(), app("app = 1\n")])
+        after = [{"node": "s1", "status": S1_STATUS}]
+        bundle = self.bundle([self.site(), app("app = 2\n")], release="r2", after=after)
+        sha = self.publish(bundle)
+        s1 = {"sha256": "0" * 64, "release": bundle["release"], "state": "applied", "at": "2025-01-01T00:00:00Z"}
+        looks, get = [], self.ssm.get_parameter
+
+        def get_parameter(Name):
+            looks.append(self.now) if Name == POINTER else None
+            return get(Name)
+
+        def sleep(seconds):  # the watcher's and the wait's (AFTER_POLL); s1 applies 40 s in
+            self.now += seconds
+            if self.now >= 1040:
+                self.ssm.values[S1_STATUS] = json.dumps(s1)
+
+        self.ssm.get_parameter, self.sleep = get_parameter, sleep
+        code, stderr = self.watch()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(looks, [1000, 1030])  # the first look waited 26 s for s1 within itself
+        self.assertEqual(stderr.count("waiting for s1"), 1)
+        self.assertEqual(self.read(APP), "app = 2\n")
+        self.assert_status(sha, bundle, "applied")
+
+    def test_a_refused_bundle_ends_the_watcher_with_1(self):
+        self.applied([self.site("server { v1 }\n")])
+        bundle = self.bundle([self.site("server { v2 }\n")], release="r2")
+        shas = []
+        self.during_sleep[1] = lambda: shas.append(self.publish(bundle))
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
+        code, stderr = self.watch()
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(self.sleeps, [30])
+        self.assertEqual(self.read(SITE), "server { v1 }\n")
+        self.assert_status(shas[0], bundle, "refused", "unexpected end of file")
+
+    def test_a_wrong_command_line_is_a_usage_error(self):
+        code, stderr = self.watch("--now")
+        self.assertEqual(code, 2)
+        self.assertIn(" | watch | ", stderr)
+        self.assertEqual(self.sleeps, [])
+
+
 SYSUSERS = "/etc/sysusers.d/webstack.conf"
 TMPFILES = "/etc/tmpfiles.d/webstack.conf"
 TMPFILES_CREATE = ["systemd-tmpfiles", "--create", TMPFILES]
