@@ -3,7 +3,7 @@
 // monitoring, boot).
 import { Architecture, ebsDevicePath } from "../model/aws";
 import { DbEngine } from "../model/config";
-import { RequestLimits } from "../model/limits";
+import { RequestLimits, requireWholeFrom } from "../model/limits";
 import { AppNodeParameter, ServerOnlyParameter, releaseCommandStatusName } from "../model/naming";
 import {
   AppNodeSpec,
@@ -430,8 +430,7 @@ function appDatabaseTargets(p: AppNodeParams, db: DatabaseParams) {
 }
 
 export function renderAppNodeBundle(p: AppNodeParams): BundlePayload {
-  if (!Number.isInteger(p.workers) || p.workers < 1)
-    throw new Error(`Gunicorn's workers are a whole number from 1: ${p.workers}`);
+  requireWholeFrom("Gunicorn's workers are", p.workers, 1);
   const db = databaseParams(p);
   const holdsData = appNodesHoldData(db.cluster);
   if (!holdsData) rdsOf(db);

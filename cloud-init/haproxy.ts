@@ -4,6 +4,7 @@ import {
   LbConnectionLimits,
   RATE_LIMIT_RETRY_AFTER_SECONDS,
   RATE_LIMIT_WINDOW_SECONDS,
+  requireWholeFrom,
 } from "../model/limits";
 import { PORTS } from "../model/topology";
 import { ERROR_MESSAGES, jsonErrorBody } from "./jsonErrors";
@@ -105,8 +106,7 @@ function renderJsonErrors(p: Pick<HaproxyParams, "node" | "role">): string {
  * - `expire 30s` after an address's last request: longer than the two windows its rate spans.
  */
 function renderRateLimit(p: Pick<HaproxyParams, "node" | "role" | "rateLimitPerClient">): string {
-  if (!Number.isInteger(p.rateLimitPerClient) || p.rateLimitPerClient < 0)
-    throw new Error(`a per-client limit is a whole number from 0: ${p.rateLimitPerClient}`);
+  requireWholeFrom("a per-client limit is", p.rateLimitPerClient, 0);
   if (p.rateLimitPerClient === 0)
     return "    # No per-client request limit (rateLimitPerClient 0).";
   const answer = jsonAnswer(p, 429, [["Retry-After", RATE_LIMIT_RETRY_AFTER_SECONDS]]);
@@ -130,8 +130,7 @@ export function renderServerLine(b: HaproxyBackend): string {
 }
 
 export function renderHaproxyConfig(p: HaproxyParams): string {
-  if (!Number.isInteger(p.serverMaxconn) || p.serverMaxconn < 1)
-    throw new Error(`a per-server limit is a whole number from 1: ${p.serverMaxconn}`);
+  requireWholeFrom("a per-server limit is", p.serverMaxconn, 1);
   return renderShipped("haproxy.cfg", {
     NODE: p.node,
     MAXCONN: p.connections.total,

@@ -24,12 +24,22 @@ export interface RequestTimeouts {
   readonly appDatabaseSeconds: number;
 }
 
+/**
+ * Refuses a value that is not a whole number from `min`, e.g. "an app node's vCPUs are a whole
+ * number from 1: 0.5" (`subject` carries its verb; `unit`, if any, reads "a whole number of …").
+ */
+export function requireWholeFrom(subject: string, value: number, min: number, unit?: string): void {
+  if (!Number.isInteger(value) || value < min)
+    throw new Error(`${subject} a whole number ${unit ? `of ${unit} ` : ""}from ${min}: ${value}`);
+}
+
 export function requestTimeouts(lbServerSeconds: number): RequestTimeouts {
-  if (!Number.isInteger(lbServerSeconds) || lbServerSeconds < MIN_LB_SERVER_TIMEOUT_SECONDS) {
-    throw new Error(
-      `an LB server timeout is a whole number of seconds from ${MIN_LB_SERVER_TIMEOUT_SECONDS}: ${lbServerSeconds}`,
-    );
-  }
+  requireWholeFrom(
+    "an LB server timeout is",
+    lbServerSeconds,
+    MIN_LB_SERVER_TIMEOUT_SECONDS,
+    "seconds",
+  );
   return {
     lbServerSeconds,
     nginxReadSeconds: lbServerSeconds - 1,
@@ -94,8 +104,7 @@ const STATS_CONNECTIONS = 10;
  * together no more than the total, so a flood on one port cannot take the other's connections.
  */
 export function lbConnectionLimits(memoryMiB: number): LbConnectionLimits {
-  if (!Number.isInteger(memoryMiB) || memoryMiB < 256)
-    throw new Error(`an LB's memory is a whole number of MiB from 256: ${memoryMiB}`);
+  requireWholeFrom("an LB's memory is", memoryMiB, 256, "MiB");
   const total = Math.min(
     MAX_LB_CONNECTIONS,
     Math.floor(((memoryMiB / 2) * TLS_CONNECTIONS_PER_GIB) / 1024),
@@ -124,8 +133,7 @@ export function healthCheckTimeoutMs(database: DatabaseMode): number {
  * per-server limit (lbServerMaxconn) follows the same number: 5 on a t3.small.
  */
 export function gunicornWorkers(vcpus: number): number {
-  if (!Number.isInteger(vcpus) || vcpus < 1)
-    throw new Error(`an app node's vCPUs are a whole number from 1: ${vcpus}`);
+  requireWholeFrom("an app node's vCPUs are", vcpus, 1);
   return 2 * vcpus + 1;
 }
 
@@ -138,7 +146,6 @@ export function gunicornWorkers(vcpus: number): number {
  * both nodes down and answered 503 to everyone (measured in the lab at 160 requests in flight).
  */
 export function lbServerMaxconn(workers: number): number {
-  if (!Number.isInteger(workers) || workers < 1)
-    throw new Error(`an app node's workers are a whole number from 1: ${workers}`);
+  requireWholeFrom("an app node's workers are", workers, 1);
   return 2 * workers;
 }
