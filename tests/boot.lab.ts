@@ -36,6 +36,7 @@ import {
   egressMatrix,
   firewallMatrix,
   foreignCertificate,
+  freshCollectorReading,
   fromClient,
   getThroughLb,
   handshake,
@@ -55,6 +56,7 @@ import {
   rootRequestsServed,
   timedThroughLb,
   TOPOLOGY,
+  unitJournal,
   unparsableBodyThroughLb,
   writeThroughApp,
 } from "./labProbes";
@@ -643,8 +645,7 @@ function gunicornProcesses(node: NodeName): number[] {
 }
 
 /** A unit's journal since the node booted, messages only. */
-const journal = (node: NodeName, unit: string) =>
-  inNode(node, ["journalctl", "--no-pager", "--boot", "--output=cat", `--unit=${unit}`]);
+const journal = (node: NodeName, unit: string) => unitJournal(node, unit);
 
 labTest(
   "Gunicorn runs as the app's own user, and none of its processes has the database password in its environment",
@@ -835,25 +836,7 @@ labTest(
       ),
     };
     for (const node of TOPOLOGY.nodeNames) {
-      // A reading taken now: here the collector runs all the time (each run retries its push for
-      // about four minutes, CloudWatch having no stand-in, and the timer starts the next one at
-      // once), so a start would only join the run in progress, whose reading is older than what
-      // this test checks. A restart ends that run and reads again.
-      const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
-      inNode(node, ["systemctl", "restart", "--no-block", "webstack-collector.service"]);
-      await waitFor(`${node}'s collector`, 30, () =>
-        collected[node as keyof typeof collected].test(
-          inNode(node, [
-            "journalctl",
-            "--no-pager",
-            "--output=cat",
-            "--unit=webstack-collector.service",
-            "--since",
-            since,
-          ]),
-        ),
-      );
-      inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
+      await freshCollectorReading(node, collected[node as keyof typeof collected]);
       // cloud-init's verdict, read in its sandbox; every unit ordered without a cycle.
       expect(journal(node, "webstack-boot-status.service")).toContain(
         "cloud-init finished cleanly (exit 0)",

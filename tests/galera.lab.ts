@@ -10,7 +10,7 @@ import { execInNode, inNode } from "../lab/nodes";
 import { getThroughLb, nodeSql, writeItems } from "../lab/runningStack";
 import { AppNodeName, LB_NODE, PORTS } from "../model/topology";
 import { IS_ROOT, labTest } from "./harness";
-import { firewallMatrix } from "./labProbes";
+import { firewallMatrix, freshCollectorReading } from "./labProbes";
 import {
   LoadReport,
   backendState,
@@ -146,26 +146,11 @@ labTest(
 labTest(
   "each member's collector reports it ready in a cluster of three; the LB runs garbd",
   async () => {
-    for (const node of ["s1", "s2"] as const) {
-      const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
-      // A reading taken now: the collector runs all the time here (boot.lab.ts says why), and a
-      // start would only join the run in progress.
-      inNode(node, ["systemctl", "restart", "--no-block", "webstack-collector.service"]);
-      await waitFor(`${node}'s collector`, 30, () =>
-        /collected DatabaseUp=1 GaleraReady=1 GaleraClusterSize=3 /.test(
-          inNode(node, [
-            "journalctl",
-            "-u",
-            "webstack-collector.service",
-            "--since",
-            since,
-            "-o",
-            "cat",
-          ]),
-        ),
+    for (const node of ["s1", "s2"] as const)
+      await freshCollectorReading(
+        node,
+        /collected DatabaseUp=1 GaleraReady=1 GaleraClusterSize=3 /,
       );
-      inNode(node, ["systemctl", "stop", "webstack-collector.service"]);
-    }
     expect(inNode(LB_NODE, ["pidof", "garbd"]).trim()).toMatch(/^\d+$/);
   },
   120_000,

@@ -5,7 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { logPath } from "../cloud-init/logSources";
 import { NODE_CERT_PATH, NODE_KEY_PATH } from "../cloud-init/nodeFiles";
-import { PYTHON } from "../lab/commands";
+import { PYTHON, waitFor } from "../lab/commands";
 import {
   INTERNET_NS,
   LAB_DOMAIN,
@@ -376,3 +376,24 @@ export function egressMatrix(ports: ReadonlySet<number>): {
 
 /** The processes the running lab recorded in its state file. */
 export const recordedProcesses = () => readState()?.processes ?? [];
+
+/** A unit's journal on a node: this boot's, or since a time the node's own `date` gave. */
+export function unitJournal(node: NodeName, unit: string, since?: string): string {
+  const when = since === undefined ? ["--boot"] : ["--since", since];
+  return inNode(node, ["journalctl", "--no-pager", "--output=cat", `--unit=${unit}`, ...when]);
+}
+
+const COLLECTOR = "webstack-collector.service";
+
+/**
+ * Waits for a reading of the node's collector taken now that matches `reading`, then stops the
+ * collector. In the lab it runs all the time (each run retries its push for about four minutes,
+ * CloudWatch having no stand-in, and its timer starts the next run at once), so a start would only
+ * join the run in progress, whose reading is older: a restart ends that run and reads again.
+ */
+export async function freshCollectorReading(node: NodeName, reading: RegExp): Promise<void> {
+  const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
+  inNode(node, ["systemctl", "restart", "--no-block", COLLECTOR]);
+  await waitFor(`${node}'s collector`, 30, () => reading.test(unitJournal(node, COLLECTOR, since)));
+  inNode(node, ["systemctl", "stop", COLLECTOR]);
+}
