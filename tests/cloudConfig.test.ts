@@ -119,6 +119,16 @@ describe("building blocks", () => {
       "/etc/systemd/system/webstack-apply.service",
       "/etc/systemd/system/webstack-apply.timer",
     ]);
+    // The watcher, kept running by the timer: started 30 s after the timer and after it ends.
+    const unit = (name: string) =>
+      bundle.files.find((f) => f.path === `/etc/systemd/system/${name}`)!.content;
+    expect(unit("webstack-applier.service")).toMatch(
+      /^Type=exec\nExecStart=\/usr\/local\/sbin\/webstack-aws watch$/m,
+    );
+    expect(unit("webstack-apply.timer")).toMatch(
+      /^Unit=webstack-applier\.service\nOnActiveSec=30s\nOnUnitInactiveSec=30s\n/m,
+    );
+    expect(unit("webstack-apply.timer")).not.toMatch(/^OnUnitActiveSec=/m);
   });
 
   test("the bundle names its packages sorted, each once", () => {

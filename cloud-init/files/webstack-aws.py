@@ -33,10 +33,11 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             tmpfiles.d rules applied, acted on,
                                                             health-checked, reported;
                                                             PATH: one already verified (the bootstrap's)
-       webstack-aws watch                                   apply, again every 30 s while that changes nothing
-                                                            (the clients made once), until a look that does
-                                                            something (applied, refused, waiting) or an
-                                                            hour: the timer starts it again 30 s later
+       webstack-aws watch                                   apply, again every 30 s while its bundle is applied
+                                                            or it waits for another node (the clients made
+                                                            once), until a look that applies or refuses, the
+                                                            tool on disk replaced, or an hour: the timer
+                                                            starts it again 30 s later
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
                                                             a throwaway Gunicorn of a release, in the app's
                                                             sandbox (the bundle's app.sandbox; none given: the
@@ -474,12 +475,13 @@ HEALTH_ATTEMPTS = 5
 HEALTH_DELAY = 6  # seconds: about half a minute in all for services to settle after a reload
 OUTPUT_LINES = 5  # of a failed command's output, in the status's reason
 REASON_CHARACTERS = 1000  # a String parameter holds 4 KB
-# A node waiting for another (`after`) keeps looking this long within one run, so it follows within
-# seconds instead of a timer period later; then the timer's next run looks again.
+# A node waiting for another (`after`) keeps looking this long within one look, so it follows within
+# seconds instead of a look later; then the next look looks again.
 AFTER_WAIT = 25
 AFTER_POLL = 2
-# What apply_bundle returns, besides 0 (applied) and 1 (refused), when it wrote nothing (exit code 0):
-# its bundle is applied, or it waits for another node (`after`, a release command).
+# What apply_bundle returns, besides 0 (applied) and 1 (refused), when it wrote none of the bundle's
+# files (exit code 0): its bundle is applied, or it waits for another node (`after`, a release
+# command; by then it may have installed packages and prepared the release).
 IDLE, WAITING = "idle", "waiting"
 
 
@@ -1511,17 +1513,30 @@ WATCH_INTERVAL = 30
 WATCH_LIFETIME = 3600
 
 
+def tool_identity(root):
+    """The tool file's inode and mtime: every write of it (install) is a new file renamed into place."""
+    try:
+        status = os.stat(under(root, TOOL))
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
 def watch_command(ssm, s3, cloudwatch, root="/", run=subprocess.run):
     """A look every WATCH_INTERVAL s from the start of the one before (as the timer's runs were), while
-    a look writes nothing (its bundle applied, or waiting for another node); the first that applies
-    or refuses ends the process, so the next look, 30 s later by the timer, runs the tool that look
-    may have written. 'Nothing to do' is said once."""
-    end, quiet = time.monotonic() + WATCH_LIFETIME, False
+    a look writes none of the bundle's files (its bundle applied, or waiting for another node); the
+    first that applies or refuses ends the process, so the next look, 30 s later by the timer, runs
+    the tool that look may have written; so does a tool replaced by an apply started by hand.
+    'Nothing to do' is said once."""
+    end, quiet, tool = time.monotonic() + WATCH_LIFETIME, False, tool_identity(root)
     while True:
         started = time.monotonic()
         result = apply_once(None, ssm, s3, cloudwatch, root, run, quiet)
         if result not in (IDLE, WAITING):
             return result
+        if tool_identity(root) != tool:
+            log("the tool was replaced (an apply started by hand); ending, for the timer to start the new one")
+            return 0
         quiet = quiet or result is IDLE
         if started + WATCH_INTERVAL > end:
             log(f"watched for {WATCH_LIFETIME // 60} min; ending, to start again on today's libraries")

@@ -730,6 +730,38 @@ class WatchTest(NodeTestCase):
         self.assertEqual(self.read(APP), "app = 2\n")
         self.assert_status(sha, bundle, "applied")
 
+    def test_a_tool_replaced_by_an_apply_started_by_hand_ends_the_watcher_after_its_look(self):
+        self.write(TOOL, "the watcher's tool\n")
+        self.applied([self.site()])
+
+        def by_hand():  # another tool written into place, as install() does
+            self.write(TOOL + ".new", "a newer tool\n")
+            os.replace(self.at(TOOL + ".new"), self.at(TOOL))
+
+        self.during_sleep[2] = by_hand
+        code, stderr = self.watch()
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(self.sleeps, [30, 30])
+        self.assertIn("the tool was replaced", stderr)
+        self.assertEqual((self.commands.calls, self.ssm.puts), ([], []))
+
+    def test_an_error_in_a_later_look_ends_the_watcher_with_1(self):
+        self.applied([self.site()])
+
+        def denied():
+            def get_parameter(Name):
+                raise botocore.exceptions.ClientError(
+                    {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetParameter"
+                )
+
+            self.ssm.get_parameter = get_parameter
+
+        self.during_sleep[2] = denied
+        code, stderr = self.watch()
+        self.assertEqual(code, 1)
+        self.assertEqual(self.sleeps, [30, 30])
+        self.assertIn("AccessDeniedException: no", stderr)
+
     def test_a_refused_bundle_ends_the_watcher_with_1(self):
         self.applied([self.site("server { v1 }\n")])
         bundle = self.bundle([self.site("server { v2 }\n")], release="r2")
