@@ -231,15 +231,17 @@ labTest(
     // HAProxy's clock wraps 20 s after its process starts (BOOT_TIME_WRAP_SEC, on purpose), and a
     // client first seen in the 10 s after the wrap has its period start at the wrap, not at its first
     // request: a rotation within the run would let it have up to ~1.27 times the limit at 150/s. The
-    // run starts outside that window of the LB's newest HAProxy process (a reload starts one).
-    const newest = Number(
+    // run starts outside that window of the LB's newest HAProxy process (a reload starts one). Its
+    // age from its start (field 22 of /proc/PID/stat, clock ticks since boot) and /proc/uptime: a
+    // /proc/PID directory's own time is when it was first looked at, which made the age read about
+    // 0 for a process started 20 s before (a CI's A got 1243 answers for a limit of 1000).
+    const age = Number(
       inNode("lb", [
         "sh",
         "-c",
-        'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = haproxy ] && stat -c %Y $p; done | sort -n | tail -1',
+        String.raw`up=$(cut -d" " -f1 /proc/uptime); hz=$(getconf CLK_TCK); for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = haproxy ] && awk -v up="$up" -v hz="$hz" '{print int(up - $22 / hz)}' $p/stat; done | sort -n | head -1`,
       ]),
     );
-    const age = Number(inNode("lb", ["date", "+%s"])) - newest;
     if (age >= 19 && age < 31) await new Promise((r) => setTimeout(r, (31 - age) * 1000));
     const [a, b] = await withSecondClient(NETWORK, () => {
       const load = { seconds, mix: "root=1", limitedOk: true };
