@@ -16,7 +16,7 @@ import { DB_CERT_PATH, DB_DATA_DIR, ENGINES, dbNodeRole } from "./database";
 import { DatadogAgent, renderDatadogPart } from "./datadog";
 import { logSources } from "./logSources";
 import { NODE_CERT_PATH, SITE_PEM_PATH, renderEnvFile } from "./nodeFiles";
-import { renderShipped, shippedFile } from "./template";
+import { renderShipped } from "./template";
 
 /**
  * The Galera arbitrator's process on the LB (`database: galera` with an even number of app nodes):
@@ -192,6 +192,12 @@ function collectorArgs(p: MonitoringParams): string {
   return [...own, ...certificates, ...ages].join(" ");
 }
 
+/**
+ * How often the collector reads and pushes its metrics, in seconds: the alarms on its metrics count
+ * minutes (components/metrics.ts).
+ */
+export const COLLECT_INTERVAL_SECONDS = 60;
+
 /** The agent's installer: a change to its files re-runs it (config reloaded, agent restarted). */
 const CLOUDWATCH_AGENT = "cloudwatch-agent";
 
@@ -217,14 +223,20 @@ function renderMonitoringPart(p: MonitoringParams): BundlePart {
         }),
       ),
       ...agentInstallerFiles(CLOUDWATCH_AGENT, "CloudWatch agent"),
-      // The timer's next run reads a changed service; a changed timer is restarted.
+      // A changed service restarts the collector if it runs (else the timer's next start reads it);
+      // a changed timer is restarted (it starts the collector 60 s after it last ended).
       unitFile(
         "webstack-collector.service",
-        renderShipped("webstack-collector.service", { ARGS: collectorArgs(p) }),
+        renderShipped("webstack-collector.service", {
+          ARGS: collectorArgs(p),
+          INTERVAL: COLLECT_INTERVAL_SECONDS,
+        }),
+        "try-restart",
+        "webstack-collector.service",
       ),
       unitFile(
         "webstack-collector.timer",
-        shippedFile("webstack-collector.timer"),
+        renderShipped("webstack-collector.timer", { INTERVAL: COLLECT_INTERVAL_SECONDS }),
         "try-restart",
         "webstack-collector.timer",
       ),

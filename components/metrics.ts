@@ -395,14 +395,14 @@ export function alarmSpecs<Id = string>(i: AlarmInputs<Id>): AlarmSpec<Id>[] {
       evaluationPeriods: 1,
       // A count that stops arriving is lb-log-count-unread's (a silent collector or HAProxy also
       // lb-backend-down's), as a silent replica's lag is its not-running alarm's; and over one
-      // period, breaching would fire on each minute the timer's drift leaves without a run.
+      // period, breaching would fire on each minute a restart of the collector leaves without a run.
       missing: "notBreaching",
     },
     {
       // The count's heartbeat: the collector pushes LogLinesDropped on every run, 0 included, so
       // minutes without one are a count it cannot read (or a collector failing), which the alarm
-      // above, not breaching on silence, never sees. Five periods, not one: a minute the timer's
-      // drift leaves without a run is no alarm.
+      // above, not breaching on silence, never sees. Five periods, not one: a minute a restart of
+      // the collector leaves without a run is no alarm.
       key: "lb-log-count-unread",
       description:
         "No count of the request-log lines HAProxy dropped for 5 minutes: the collector cannot read HAProxy's count, or is failing",

@@ -11,6 +11,7 @@ import {
   LabNetwork,
   LabNode,
   S3Object,
+  cloudWatchEndpoint,
   s3Endpoint,
 } from "./labPlan";
 import { ACME_ROOT, LabState, STATE_DIR, startProcess } from "./labState";
@@ -48,7 +49,10 @@ function writeState(name: string, content: string, mode = 0o600): string {
   return file;
 }
 
-/** The SSM and S3 stand-ins' state: what they serve, and to which role. */
+/** The AWS stand-ins, each a process of lab/standins/aws.py, recorded under its name. */
+export const AWS_STAND_INS = ["ssm", "s3", "cloudwatch"] as const;
+
+/** The SSM, S3 and CloudWatch stand-ins' state: what they serve, and to which role. */
 function standInStates(network: LabNetwork, nodes: LabNode[], published: Published) {
   return {
     ssm: {
@@ -65,6 +69,12 @@ function standInStates(network: LabNetwork, nodes: LabNode[], published: Publish
       suffix: s3Endpoint(LAB_REGION),
       principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.s3Scopes])),
       objects: published.objects,
+    },
+    cloudwatch: {
+      listen: network.cloudwatch,
+      cert: path.join(INTERNET_DIR, "aws.crt"),
+      key: path.join(INTERNET_DIR, "aws.key"),
+      principals: Object.fromEntries(nodes.map((n) => [accessKeyId(n.name), n.metricNamespaces])),
     },
   };
 }
@@ -94,11 +104,11 @@ function keptFiles(published: Published): Published {
  */
 export function publish(network: LabNetwork, nodes: LabNode[], published: Published): void {
   const states = standInStates(network, nodes, keptFiles(published));
-  writeState("ssm.json", JSON.stringify(states.ssm));
-  writeState("s3.json", JSON.stringify(states.s3));
+  for (const standIn of AWS_STAND_INS)
+    writeState(`${standIn}.json`, JSON.stringify(states[standIn]));
 }
 
-/** Starts the resolver, the mirror, the SSM and S3 stand-ins and Pebble; returns the lab CA's file. */
+/** Starts the resolver, the mirror, the SSM, S3 and CloudWatch stand-ins and Pebble; returns the lab CA's file. */
 export async function startInternet(
   state: LabState,
   network: LabNetwork,
@@ -110,8 +120,13 @@ export async function startInternet(
   fs.mkdirSync(dir, { recursive: true });
   const endpoint = s3Endpoint(LAB_REGION);
   const tls = labCertificates({
-    // One pair for the AWS endpoints: SSM, S3 and its virtual-hosted buckets.
-    aws: [`ssm.${LAB_REGION}.amazonaws.com`, endpoint, `*.${endpoint}`],
+    // One pair for the AWS endpoints: SSM, S3 and its virtual-hosted buckets, CloudWatch.
+    aws: [
+      `ssm.${LAB_REGION}.amazonaws.com`,
+      endpoint,
+      `*.${endpoint}`,
+      cloudWatchEndpoint(LAB_REGION),
+    ],
     pebble: [ACME_HOST],
     // Debian's archives, at the hosts the nodes' APT sources name.
     mirror: DEBIAN_ARCHIVE_HOSTS,
@@ -147,7 +162,7 @@ export async function startInternet(
     write("mirror.key", tls.servers.mirror.keyPem),
   ]);
   publish(network, nodes, published);
-  for (const service of ["ssm", "s3"]) {
+  for (const service of AWS_STAND_INS) {
     startProcess(state, service, INTERNET_NS, [
       PYTHON,
       path.join(LAB_DIR, "standins", "aws.py"),
@@ -182,6 +197,7 @@ export async function startInternet(
     [network.mirror, 80, "the Debian mirror (HTTP)"],
     [network.ssm, 443, "the SSM stand-in"],
     [network.s3, 443, "the S3 stand-in"],
+    [network.cloudwatch, 443, "the CloudWatch stand-in"],
     [network.pebble, 443, "Pebble"],
   ];
   for (const [address, port, what] of ports) {
@@ -190,7 +206,8 @@ export async function startInternet(
   return caFile;
 }
 
-const accessKeyId = (node: NodeName) => `ASIALAB${node.toUpperCase()}ROLE`;
+/** The access key id of a node's role credentials: the stand-ins know the node by it. */
+export const accessKeyId = (node: NodeName) => `ASIALAB${node.toUpperCase()}ROLE`;
 
 /** Instance metadata for every node, on the nodes' side of the lab's "hypervisor" link. */
 export async function startMetadata(

@@ -7,7 +7,14 @@ import { Plan, runPlan } from "../plan/plan";
 import { redactSecrets } from "../plan/secrets";
 import { LabError, log } from "./commands";
 import { blackholeRanges, checkHost, installHostPackages } from "./hostSetup";
-import { buildMirror, publish, startInternet, startMetadata, waitForCertificate } from "./internet";
+import {
+  AWS_STAND_INS,
+  buildMirror,
+  publish,
+  startInternet,
+  startMetadata,
+  waitForCertificate,
+} from "./internet";
 import {
   INTERNET_NS,
   LAB_CONFIG,
@@ -59,14 +66,18 @@ export async function up(options: readonly string[] = []): Promise<void> {
     const canonical = (sets: Record<string, string>) =>
       JSON.stringify(Object.entries(sets).sort(([a], [b]) => a.localeCompare(b)));
     const same = canonical(existing.upSets ?? {}) === canonical(upSets);
-    if (existing.upSeconds !== undefined && healthy(existing) && same) {
+    // A lab booted by an older checkout may lack a stand-in this one starts (CloudWatch's).
+    const lacking = AWS_STAND_INS.filter((s) => !existing.processes.some((p) => p.name === s));
+    if (existing.upSeconds !== undefined && healthy(existing) && same && lacking.length === 0) {
       log("already up");
       return status();
     }
     log(
-      same
-        ? "a previous lab is half up: taking it down first"
-        : `the running lab was booted with ${JSON.stringify(existing.upSets ?? {})}: taking it down first`,
+      !same
+        ? `the running lab was booted with ${JSON.stringify(existing.upSets ?? {})}: taking it down first`
+        : lacking.length > 0 && existing.upSeconds !== undefined && healthy(existing)
+          ? `the running lab has no ${lacking.join(", ")} stand-in (an older lab's): taking it down first`
+          : "a previous lab is half up: taking it down first",
     );
     await down();
   }
@@ -91,7 +102,7 @@ export async function up(options: readonly string[] = []): Promise<void> {
   createNetwork(state, network);
   log("firewalls: nftables per node from the plan's security-group rules, before anything starts");
   applyFirewalls(topology, planFirewallRules(plan, topology.nodeNames));
-  log("internet: resolver, Debian mirror, SSM and S3 stand-ins, Pebble");
+  log("internet: resolver, Debian mirror, SSM, S3 and CloudWatch stand-ins, Pebble");
   const caFile = await startInternet(state, network, mirror, nodes, {
     parameters: ssmParameters(plan),
     objects: s3Objects(plan),

@@ -60,11 +60,13 @@ export const LAB_DIFFERENCES: readonly string[] = [
     "have no host in the lab, and the S3 stand-in, which serves only the stack's bucket, refuses the SSM " +
     "agent's package (in its region's bucket); their installer units keep retrying in the background " +
     "and the boot completes without them. So no node runs an SSM agent: the lab has no Session Manager.",
-  "CloudWatch and CloudWatch Logs have no stand-in: metric pushes (collector, boot status) fail and retry.",
+  "CloudWatch's metrics have a stand-in that takes the nodes' pushes (the collector's, the boot " +
+    "report's, the applier's) in their roles' namespaces and logs them; no alarm evaluates them. CloudWatch Logs has " +
+    "none: no node runs the CloudWatch agent (above).",
   "The Debian mirror holds only the packages the user-data and the bundles name (and their dependencies), with " +
     "Debian's own signed indexes, so an unattended upgrade cannot fetch a security update of a package " +
-    "the base image already had; the nodes trust the lab's CA (for the mirror, SSM, S3 and Pebble " +
-    "stand-ins) as EC2 nodes trust public CAs.",
+    "the base image already had; the nodes trust the lab's CA (for the mirror, SSM, S3, CloudWatch and " +
+    "Pebble stand-ins) as EC2 nodes trust public CAs.",
   "cloud-init's network configuration is off: the lab sets each node's address, as EC2's DHCP would.",
   `The domain resolves to the LB's private address (no Elastic IP); the client lives in the "internet" namespace.`,
   "The data volume is a loop device at the EBS volume's NVMe by-id path.",
@@ -116,6 +118,8 @@ export interface LabNetwork {
   readonly mirror: string;
   readonly ssm: string;
   readonly s3: string;
+  /** CloudWatch's metrics endpoint (monitoring.REGION.amazonaws.com). */
+  readonly cloudwatch: string;
   readonly pebble: string;
   /** The client's address on the internet (connections from "the internet" start from it). */
   readonly client: string;
@@ -142,6 +146,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
   const mirror = service(80);
   const ssm = service(43);
   const s3 = service(33);
+  const cloudwatch = service(62);
   const pebble = service(14);
   return {
     ranges: [topology.vpcCidr, INTERNET_RANGE],
@@ -151,6 +156,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
     mirror,
     ssm,
     s3,
+    cloudwatch,
     pebble,
     client: service(100),
     secondClient: service(101),
@@ -160,6 +166,7 @@ export function labNetwork(topology: Topology, region: string = LAB_REGION): Lab
       ...Object.fromEntries(DEBIAN_ARCHIVE_HOSTS.map((host) => [host, mirror])),
       [`ssm.${region}.amazonaws.com`]: ssm,
       [s3Endpoint(region)]: s3,
+      [cloudWatchEndpoint(region)]: cloudwatch,
       [ACME_HOST]: pebble,
       [LAB_DOMAIN]: nodes.lb,
       ...Object.fromEntries(
@@ -183,10 +190,16 @@ export interface LabNode {
   readonly ssmScopes: readonly string[];
   /** The objects its role may get: "bucket/key", or "bucket/prefix*". */
   readonly s3Scopes: S3Grants;
+  /** The CloudWatch namespaces its role may put metrics in. */
+  readonly metricNamespaces: readonly string[];
 }
 
 /** S3's regional endpoint; a bucket is reached at "<bucket>.<endpoint>" (virtual-hosted style). */
 export const s3Endpoint = (region: string = LAB_REGION) => `s3.${region}.amazonaws.com`;
+
+/** CloudWatch's regional endpoint (its API's name for it is "monitoring"). */
+export const cloudWatchEndpoint = (region: string = LAB_REGION) =>
+  `monitoring.${region}.amazonaws.com`;
 
 const instanceOf = (plan: Plan, node: NodeName) =>
   onlyOne(
@@ -280,6 +293,37 @@ export function s3Scopes(policyJson: string): S3Grants {
   };
 }
 
+/**
+ * The namespaces a policy lets its role put metrics in: cloudwatch:PutMetricData has no resource,
+ * so its Allow statements' cloudwatch:namespace condition (StringEquals) is the scope. What the
+ * stand-in could not reproduce faithfully — a statement without that condition (every namespace),
+ * a Deny, an action pattern that covers PutMetricData — the lab refuses rather than guess.
+ */
+export function metricNamespaces(policyJson: string): string[] {
+  const policy = JSON.parse(policyJson) as {
+    Statement: {
+      Effect?: string;
+      Action: string | string[];
+      Condition?: Record<string, Record<string, string | string[]>>;
+    }[];
+  };
+  const covers = (action: string) =>
+    /^(\*|cloudwatch:(\*|Put\*|PutMetric\*|PutMetricData))$/i.test(action);
+  return policy.Statement.filter((s) => ([] as string[]).concat(s.Action).some(covers)).flatMap(
+    (s) => {
+      const actions = ([] as string[]).concat(s.Action);
+      if (s.Effect === "Deny" || !actions.includes("cloudwatch:PutMetricData"))
+        throw new Error(
+          `lab: the CloudWatch stand-in takes only Allow statements naming cloudwatch:PutMetricData, not ${s.Effect ?? "Allow"} ${actions.join(", ")}`,
+        );
+      const namespaces = s.Condition?.StringEquals?.["cloudwatch:namespace"];
+      if (namespaces === undefined)
+        throw new Error("lab: a cloudwatch:PutMetricData statement without a namespace condition");
+      return ([] as string[]).concat(namespaces);
+    },
+  );
+}
+
 /** An object as the S3 stand-in serves it: text, or the bytes of a file (an app release's archive). */
 export type S3Object = string | { readonly file: string };
 
@@ -348,6 +392,9 @@ export function labNodes(plan: Plan, names: readonly NodeName[]): LabNode[] {
       dataVolumeId: attachment ? String(attachment.inputs.volumeId) : undefined,
       ssmScopes: [...new Set(policies.flatMap((p) => ssmScopes(String(p.inputs.policy))))],
       s3Scopes: mergeGrants(policies.map((p) => s3Scopes(String(p.inputs.policy)))),
+      metricNamespaces: [
+        ...new Set(policies.flatMap((p) => metricNamespaces(String(p.inputs.policy)))),
+      ],
     };
   });
 }

@@ -47,6 +47,7 @@ export function createNetwork(state: LabState, network: LabNetwork): void {
     network.mirror,
     network.ssm,
     network.s3,
+    network.cloudwatch,
     network.pebble,
     network.client,
     INSTANCE_METADATA_ADDRESS,

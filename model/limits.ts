@@ -98,7 +98,8 @@ const STATS_CONNECTIONS = 10;
 
 /**
  * The LB's connection limits from its memory: HAProxy gets half of it (the rest is the OS, rsyslog,
- * the agents, the applier's watcher (about 70 MB) and certbot), at HAProxy's figure per GiB: 2500 connections on a t3.micro (1 GiB),
+ * the agents, the applier's watcher and the collector (about 70 and 60 MB) and certbot), at
+ * HAProxy's figure per GiB: 2500 connections on a t3.micro (1 GiB),
  * 20000 on an m7i.large (8 GiB). Past the limit the kernel queues new connections (the listen
  * backlog) instead of HAProxy running out of memory. Port 80 gets a tenth, and the frontends
  * together no more than the total, so a flood on one port cannot take the other's connections.

@@ -18,6 +18,7 @@ import {
   s3Objects,
   s3Scopes,
   ssmScopes,
+  metricNamespaces,
   withBrokenBundleFile,
   withFailingBootStep,
   labRefusal,
@@ -25,6 +26,8 @@ import {
   labTopology,
 } from "../lab/labPlan";
 import { ebsDevicePath } from "../model/aws";
+import { METRIC_NAMESPACE } from "../model/naming";
+import { AGENT_METRIC_NAMESPACE } from "../cloud-init/monitoring";
 import { realOutputs } from "../lab/realOutputs";
 import {
   medianOfH2Rounds,
@@ -127,6 +130,44 @@ test("the SSM stand-in scopes each node as its role's policy does", () => {
     ),
   ).toEqual(["/a/b"]);
   for (const n of ["lb", "s1", "s2"]) expect(node(n).ssmScopes).not.toContain("*");
+});
+
+test("the CloudWatch stand-in takes each node's metrics in its role's namespaces, and no other", () => {
+  for (const n of ["lb", "s1", "s2"])
+    expect(node(n).metricNamespaces).toEqual([AGENT_METRIC_NAMESPACE, METRIC_NAMESPACE]);
+  const statement = (condition?: object) => ({
+    Action: "cloudwatch:PutMetricData",
+    Resource: "*",
+    ...(condition ? { Condition: condition } : {}),
+  });
+  expect(
+    metricNamespaces(
+      JSON.stringify({
+        Statement: [
+          { Action: "logs:PutLogEvents", Resource: "arn:aws:logs:eu-west-1:1:log-group:g:*" },
+          statement({ StringEquals: { "cloudwatch:namespace": "A" } }),
+          statement({ StringEquals: { "cloudwatch:namespace": ["B", "C"] } }),
+        ],
+      }),
+    ),
+  ).toEqual(["A", "B", "C"]);
+  // What the stand-in would not reproduce faithfully, the lab refuses rather than guess: without
+  // the condition a role may write every namespace; a Deny, or a pattern, it does not model.
+  const refused =
+    (...statements: object[]) =>
+    () =>
+      metricNamespaces(JSON.stringify({ Statement: statements }));
+  expect(refused(statement())).toThrow(
+    "a cloudwatch:PutMetricData statement without a namespace condition",
+  );
+  expect(
+    refused({ ...statement({ StringEquals: { "cloudwatch:namespace": "B" } }), Effect: "Deny" }),
+  ).toThrow(
+    "takes only Allow statements naming cloudwatch:PutMetricData, not Deny cloudwatch:PutMetricData",
+  );
+  expect(refused({ Action: "cloudwatch:Put*", Resource: "*" })).toThrow(
+    "not Allow cloudwatch:Put*",
+  );
 });
 
 test("the S3 stand-in: the plan's bundle objects as uploaded, each node scoped to its own prefix", () => {
@@ -234,11 +275,12 @@ test("the lab network: nodes at their fixed addresses, the VPC's router and reso
     "security.debian.org": network.mirror,
     "ssm.eu-west-1.amazonaws.com": network.ssm,
     "s3.eu-west-1.amazonaws.com": network.s3,
+    "monitoring.eu-west-1.amazonaws.com": network.cloudwatch,
     "acme.lab.test": network.pebble,
     [LAB_DOMAIN]: ip.lb,
     ...Object.fromEntries(topology.nodeNames.map((n) => [topology.nodes[n].internalName, ip[n]])),
   });
-  const names = ["mirror", "ssm", "s3", "pebble", "client", "secondClient"] as const;
+  const names = ["mirror", "ssm", "s3", "cloudwatch", "pebble", "client", "secondClient"] as const;
   const services = names.map((name) => network[name]);
   for (const address of services) expect(address).toMatch(/^10\.41\.0\.\d+$/);
   expect(new Set(services).size).toBe(services.length);

@@ -14,6 +14,7 @@ import {
   labNetwork,
   nodeNamespace,
 } from "../lab/labPlan";
+import { accessKeyId } from "../lab/internet";
 import { ACME_ROOT, readState, STATE_DIR } from "../lab/labState";
 import { inNamespace } from "../lab/namespaces";
 import { execInNode, inNode } from "../lab/nodes";
@@ -324,6 +325,7 @@ export const INTERNET_SERVICES = {
   mirror: NETWORK.mirror,
   ssm: NETWORK.ssm,
   s3: NETWORK.s3,
+  cloudwatch: NETWORK.cloudwatch,
   pebble: NETWORK.pebble,
 } as const;
 
@@ -386,14 +388,24 @@ export function unitJournal(node: NodeName, unit: string, since?: string): strin
 const COLLECTOR = "webstack-collector.service";
 
 /**
- * Waits for a reading of the node's collector taken now that matches `reading`, then stops the
- * collector. In the lab it runs all the time (each run retries its push for about four minutes,
- * CloudWatch having no stand-in, and its timer starts the next run at once), so a start would only
- * join the run in progress, whose reading is older: a restart ends that run and reads again.
+ * Waits for a reading of the node's collector taken now that matches `reading`. The collector is one
+ * process that reads every minute: a restart makes it read at once.
  */
 export async function freshCollectorReading(node: NodeName, reading: RegExp): Promise<void> {
   const since = inNode(node, ["date", "+%Y-%m-%d %H:%M:%S"]).trim();
   inNode(node, ["systemctl", "restart", "--no-block", COLLECTOR]);
   await waitFor(`${node}'s collector`, 30, () => reading.test(unitJournal(node, COLLECTOR, since)));
-  inNode(node, ["systemctl", "stop", COLLECTOR]);
+}
+
+/**
+ * The metric pushes the CloudWatch stand-in took from a node's role, oldest first, each as
+ * "NAMESPACE Metric[dimension,…]=value …".
+ */
+export function pushedMetrics(node: NodeName): string[] {
+  const taken = `cloudwatch PutMetricData ${accessKeyId(node)} `;
+  return fs
+    .readFileSync(path.join(STATE_DIR, "logs", "cloudwatch.log"), "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith(taken))
+    .map((l) => l.slice(taken.length));
 }

@@ -54,10 +54,11 @@ runTest(
         "-out",
         "ssm.csr",
       );
-      // One certificate for both endpoints: SSM's name, S3's and its virtual-hosted buckets'.
+      // One certificate for the endpoints: SSM's name, S3's and its virtual-hosted buckets', CloudWatch's.
       fs.writeFileSync(
         path.join(dir, "ext.cnf"),
-        "subjectAltName=DNS:ssm.eu-west-1.amazonaws.com,DNS:s3.eu-west-1.amazonaws.com,DNS:*.s3.eu-west-1.amazonaws.com\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=DNS:ssm.eu-west-1.amazonaws.com,DNS:s3.eu-west-1.amazonaws.com,DNS:*.s3.eu-west-1.amazonaws.com," +
+          "DNS:monitoring.eu-west-1.amazonaws.com\nextendedKeyUsage=serverAuth\n",
       );
       openssl(
         dir,
@@ -133,6 +134,16 @@ runTest(
         path.join(dir, "manifest-denied.json"),
         JSON.stringify(entry("/webstack/lab/s2/db-app-password", "stolen")),
       );
+      fs.writeFileSync(
+        path.join(dir, "cloudwatch.json"),
+        JSON.stringify({
+          listen: "203.0.113.7",
+          cert: path.join(dir, "ssm.pem"),
+          key: path.join(dir, "ssm.key"),
+          // As the roles' cloudwatch:namespace conditions.
+          principals: { ASIALABS1: ["Webstack", "CWAgent"] },
+        }),
+      );
       fs.writeFileSync(path.join(dir, "stored.txt"), "stored-value");
       const release = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
       fs.writeFileSync(path.join(dir, "r1.tar.gz"), release);
@@ -177,6 +188,13 @@ runTest(
       expect(run.stdout).not.toContain("not-for-s1");
       expect(run.stdout).not.toContain("not for s1");
       expect(log).toContain("s3 GET lab-bucket/bundles/s1/one.json");
+      // CloudWatch: the role's namespace takes the metric; another is refused, and not recorded.
+      expect(sections["metric-own exit=0"]).toBe("pushed");
+      expect(sections["metric-other exit=1"]).toBe("AccessDenied");
+      expect(log).toContain("cloudwatch PutMetricData ASIALABS1 Webstack BackendsUp[s1]=2");
+      expect(log.filter((l) => l.includes("AWS/EC2"))).toEqual([
+        "cloudwatch refused AccessDenied ASIALABS1 is not authorized to perform cloudwatch:PutMetricData in namespace AWS/EC2",
+      ]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -215,10 +215,28 @@ describe("the program", () => {
     ],
   ])("%s: a collector every minute (%s) and a boot-status report", (node, args) => {
     const file = (at: string) => bundleFile(plan, node, at);
-    expect(file("/etc/systemd/system/webstack-collector.service")).toContain(
-      `ExecStart=/usr/local/sbin/webstack-aws ${args}\n`,
-    );
-    expect(file("/etc/systemd/system/webstack-collector.timer")).toContain("OnUnitActiveSec=60s\n");
+    // One process collecting every 60 s (issue 22), which its timer starts 3 min after boot and 60 s
+    // after it ends.
+    const unitLines = (at: string, keys: RegExp) =>
+      file(`/etc/systemd/system/${at}`)
+        .split("\n")
+        .filter((l) => keys.test(l));
+    expect(unitLines("webstack-collector.service", /^(Type|ExecStart)=/)).toEqual([
+      "Type=exec",
+      `ExecStart=/usr/local/sbin/webstack-aws ${args} --every 60`,
+    ]);
+    expect(unitLines("webstack-collector.timer", /^(On\w+|Unit|AccuracySec)=/)).toEqual([
+      "OnBootSec=3min",
+      "OnUnitInactiveSec=60s",
+      "AccuracySec=5s",
+    ]);
+    // A changed service restarts a running collector, with its new arguments.
+    for (const unit of ["webstack-collector.service", "webstack-collector.timer"])
+      expect(bundleEntry(plan, node, `/etc/systemd/system/${unit}`).onChange).toEqual([
+        "/usr/local/sbin/webstack-unit-changed",
+        "try-restart",
+        unit,
+      ]);
     const boot = file("/etc/systemd/system/webstack-boot-status.service");
     expect(boot).toContain(`ExecStart=/usr/local/sbin/webstack-aws boot-status ${node}\n`);
     expect(boot).toContain("After=cloud-final.service");
@@ -325,7 +343,9 @@ describe("a galera stack (database: galera)", () => {
         " --age BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
     ],
   ])("%s's collector runs as the database's role, a member on s1 and s2 (%s)", (node, args) => {
-    expect(collector(node)).toContain(`ExecStart=/usr/local/sbin/webstack-aws ${args}\n`);
+    expect(collector(node)).toContain(
+      `ExecStart=/usr/local/sbin/webstack-aws ${args} --every 60\n`,
+    );
   });
 
   test("the LB's agent watches the process the arbitrator's unit starts", () => {

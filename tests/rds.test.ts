@@ -267,7 +267,7 @@ describe("the app nodes hold no database", () => {
         "ssl-ca=/etc/webstack/tls/rds-ca.pem\nssl-verify-server-cert\n",
       );
       expect(bundleFile(prod, node, "/etc/systemd/system/webstack-collector.service")).toContain(
-        `ExecStart=/usr/local/sbin/webstack-aws collect client ${node} --certificate node=/etc/webstack/tls/node.crt\n`,
+        `ExecStart=/usr/local/sbin/webstack-aws collect client ${node} --certificate node=/etc/webstack/tls/node.crt --every 60\n`,
       );
       // prod runs Datadog: its nginx check, no MySQL check, no monitoring password.
       expect(paths.filter((p) => p.startsWith("/etc/webstack/datadog/conf.d/"))).toEqual([

@@ -438,7 +438,7 @@ def collect_command(role, node, db_client, client, read_stats=None, run=subproce
         metrics, failure = gathered(what, produce)
         data += metrics
         failed += [failure] if failure else []
-    # What it read, in its journal: the lab reads it there (CloudWatch has no stand-in). A dimension
+    # What it read, in its journal (the lab's tests read it there). A dimension
     # besides Node in brackets: BackendUp[s1]=1, CertificateDaysLeft[public]=89.5.
     def shown(m):
         extra = ",".join(d["Value"] for d in m["Dimensions"][1:])
@@ -1522,26 +1522,51 @@ def tool_identity(root):
     return status.st_ino, status.st_mtime_ns
 
 
+def repeat(interval, look, root, done):
+    """look() every `interval` s from the start of the one before, while it returns None; what else it
+    returns ends the process with it. So do, between two looks, a tool replaced on disk (an apply: the
+    next process, which the unit's timer starts, runs the new one) and WATCH_LIFETIME (0); `done`
+    names the work in the last case's line ("watched")."""
+    end, tool = time.monotonic() + WATCH_LIFETIME, tool_identity(root)
+    while True:
+        started = time.monotonic()
+        result = look()
+        if result is not None:
+            return result
+        if tool_identity(root) != tool:
+            log("the tool was replaced; ending, for the timer to start the new one")
+            return 0
+        if started + interval > end:
+            log(f"{done} for {WATCH_LIFETIME // 60} min; ending, to start again on today's libraries")
+            return 0
+        time.sleep(max(0.0, started + interval - time.monotonic()))
+
+
 def watch_command(ssm, s3, cloudwatch, root="/", run=subprocess.run):
     """A look every WATCH_INTERVAL s from the start of the one before (as the timer's runs were), while
     a look writes none of the bundle's files (its bundle applied, or waiting for another node); the
     first that applies or refuses ends the process, so the next look, 30 s later by the timer, runs
     the tool that look may have written; so does a tool replaced by an apply started by hand.
     'Nothing to do' is said once."""
-    end, quiet, tool = time.monotonic() + WATCH_LIFETIME, False, tool_identity(root)
-    while True:
-        started = time.monotonic()
+    quiet = False
+
+    def look():
+        nonlocal quiet
         result = apply_once(None, ssm, s3, cloudwatch, root, run, quiet)
         if result not in (IDLE, WAITING):
             return result
-        if tool_identity(root) != tool:
-            log("the tool was replaced (an apply started by hand); ending, for the timer to start the new one")
-            return 0
         quiet = quiet or result is IDLE
-        if started + WATCH_INTERVAL > end:
-            log(f"watched for {WATCH_LIFETIME // 60} min; ending, to start again on today's libraries")
-            return 0
-        time.sleep(max(0.0, started + WATCH_INTERVAL - time.monotonic()))
+        return None
+
+    return repeat(WATCH_INTERVAL, look, root, "watched")
+
+
+def collect_every(interval, collect, root="/"):
+    """The collector as one process (webstack-collector.service, kept running by its timer), as the
+    watcher is: a process per run cost a node about a second of CPU a minute. A run that could not
+    read or keep something ends it with 1, so the unit reads failed as the run's own unit did; its
+    timer starts the next process a minute later."""
+    return repeat(interval, lambda: None if collect() == 0 else 1, root, "collected")
 
 
 class Lazy:
@@ -2494,13 +2519,19 @@ def db_admin_options(secret_id, client, out=None):
 
 
 def collect_arguments(args):
-    """collect's (role, node, db client or None, certificates, ages), or None when they are wrong:
-    `--certificate NAME=/PEM` and `--age METRIC=/STATE.json:FIELD` each any number of times."""
-    words, certificates, ages = list(args), [], []
+    """collect's (role, node, db client or None, certificates, ages, every or None), or None when they
+    are wrong: `--certificate NAME=/PEM` and `--age METRIC=/STATE.json:FIELD` each any number of times,
+    `--every SECONDS` once."""
+    words, certificates, ages, every = list(args), [], [], None
     positional = []
     while words:
         word = words.pop(0)
-        if word in ("--certificate", "--age") and words:
+        if word == "--every" and words and every is None:
+            every = words.pop(0)
+            if not re.fullmatch(r"[1-9][0-9]{0,4}", every):
+                return None
+            every = int(every)
+        elif word in ("--certificate", "--age") and words:
             name, _, value = words.pop(0).partition("=")
             path, _, field = value.rpartition(":") if word == "--age" else (value, "", "")
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name) or not path.startswith("/"):
@@ -2516,16 +2547,16 @@ def collect_arguments(args):
         else:
             positional.append(word)
     if positional[:1] in (["loadbalancer"], ["client"]) and len(positional) == 2:
-        return positional[0], positional[1], None, certificates, ages
+        return positional[0], positional[1], None, certificates, ages, every
     if positional[:1] in (["primary"], ["replica"], ["member"]) and len(positional) == 3:
-        return (*positional, certificates, ages)
+        return (*positional, certificates, ages, every)
     return None
 
 
 USAGE = (
     "usage: webstack-aws fetch MANIFEST.json [--reload UNIT] | put NAME FILE KMS_KEY_ID"
     " | acm-export ARN PASSPHRASE_FILE OUT_DIR"
-    " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]..."
+    " | collect ROLE NODE [DB_CLIENT] [--certificate NAME=PEM]... [--age METRIC=STATE.json:FIELD]... [--every SECONDS]"
     " | boot-status NODE | rds-ca URL PATH CA_IDENTIFIER | db-admin-options SECRET_ID"
     " | apply [--bundle PATH] | watch | preflight RELEASE_DIR APP_MODULE [PROPERTY...]"
     " | backup-full | ship-binlogs | db-restore --to 'YYYY-MM-DD HH:MM:SS' [--yes] | db-restore --resume"
@@ -2541,6 +2572,7 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         return guarded(root, lambda settings: resume_command(settings, run_command))  # no AWS call
     if command == ["rds-ca"] and len(args) == 3:
         return rds_ca_command(*args, run=run_command)  # no AWS call: Amazon's public trust store
+    lazy = ()  # services whose client is made only when the command first uses it
     if command == ["fetch"] and (len(args) == 1 or (len(args) == 3 and args[1] == "--reload")):
         services = ["ssm"]
         run = lambda client: fetch_command(args[0], client, (args[2:] or [None])[0], run_command)  # noqa: E731
@@ -2549,10 +2581,11 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
     elif command == ["acm-export"] and len(args) == 3:
         services, run = ["acm"], lambda client: acm_export_command(*args, client)
     elif command == ["collect"] and collect_arguments(args):
-        role, node, db_client, certificates, ages = collect_arguments(args)
+        role, node, db_client, certificates, ages, every = collect_arguments(args)
         services = ["cloudwatch"]
-        run = lambda client: collect_command(  # noqa: E731
+        once = lambda client: collect_command(  # noqa: E731
             role, node, db_client, client, certificates=certificates, ages=ages)
+        run = once if every is None else lambda client: collect_every(every, lambda: once(client), root)  # noqa: E731
     elif command == ["boot-status"] and len(args) == 1:
         services, run = ["cloudwatch"], lambda client: boot_status_command(args[0], client)
     elif command == ["db-admin-options"] and len(args) == 1:
@@ -2560,8 +2593,8 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
     elif command == ["apply"] and (args == [] or (args[:1] == ["--bundle"] and len(args) == 2)):
         services = ["ssm", "s3", "cloudwatch"]
         run = lambda *clients: apply_command(args[1] if args else None, *clients, root, run_command)  # noqa: E731
-    elif command == ["watch"] and args == []:
-        services = ["ssm", "s3", "cloudwatch"]
+    elif command == ["watch"] and args == []:  # SSM's client at once, to fail early; the others when a look needs them
+        services, lazy = ["ssm", "s3", "cloudwatch"], ("s3", "cloudwatch")
         run = lambda *clients: watch_command(*clients, root, run_command)  # noqa: E731
     elif command in (["backup-full"], ["ship-binlogs"]) and args == []:
         action = backup_full_command if command == ["backup-full"] else ship_binlogs_command
@@ -2578,9 +2611,7 @@ def main(argv, client_factory=boto3.client, root="/", run_command=subprocess.run
         def make(service):
             return client_factory(service, region_name=region_name)
 
-        if command == ["watch"]:  # SSM's at once, to fail early; the others when a look needs them
-            return run(make("ssm"), Lazy(lambda: make("s3")), Lazy(lambda: make("cloudwatch")))
-        return run(*[make(service) for service in services])
+        return run(*[Lazy(lambda s=service: make(s)) if service in lazy else make(service) for service in services])
     except botocore.exceptions.ClientError as error:
         log(f"{error.response.get('Error', {}).get('Code')}: {error.response.get('Error', {}).get('Message')}")
         return 1

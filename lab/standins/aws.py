@@ -12,19 +12,25 @@ inside a lab network namespace (never outside one):
 - s3: S3 over HTTPS, virtual-hosted (bucket.s3.REGION.amazonaws.com) or path style: GetObject and
   HeadObject (with the object's x-amz-meta-*), PutObject and multipart uploads (the backups),
   ListObjectsV2, each allowed only as the signing role's s3:GetObject, s3:PutObject and s3:ListBucket
-  (with its s3:prefix condition) statements allow; what the nodes put is kept while it runs.
+  (with its s3:prefix condition) statements allow; what the nodes put is kept while it runs;
+- cloudwatch: CloudWatch's metrics over HTTPS (query protocol) at monitoring.REGION.amazonaws.com:
+  PutMetricData, allowed only in the namespaces of the signing role's cloudwatch:namespace condition;
+  each push is logged with its metrics and values (what the nodes report is no secret).
 
-Usage: aws.py imds STATE.json | aws.py ssm STATE.json | aws.py s3 STATE.json    where STATE.json holds
+Usage: aws.py imds|ssm|s3|cloudwatch STATE.json    where STATE.json holds
   imds: {"region", "instances": {node address: {"instanceId", "role", "accessKeyId"}}}
   ssm:  {"listen": address, "cert", "key" (the endpoint's TLS pair),
          "principals": {accessKeyId: [allowed names, and prefixes ending in "/"]}, "parameters": {name: {"Type", "Value"}}}
   s3:   {"listen", "cert", "key", "suffix": "s3.REGION.amazonaws.com",
          "principals": {accessKeyId: {"get"|"put"|"list": ["bucket/key", or "bucket/prefix*"]}},
          "objects": {"bucket/key": content, or {"file": PATH} for bytes}}
+  cloudwatch: {"listen", "cert", "key", "principals": {accessKeyId: [namespaces]}}
 A later version of STATE.json (written by `lab apply`: new plan, new bundles) is read on the next
 request: published parameters and objects are added or replaced, what the nodes wrote is kept.
-Every request is logged to stdout (names only, never values), so tests can prove who answered.
+Every request is logged to stdout, so tests can prove who answered: names only, never values, but for
+CloudWatch's metrics (what the nodes report is no secret).
 """
+import gzip
 import hashlib
 import os
 import http.server
@@ -369,10 +375,62 @@ class S3(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class CloudWatch(http.server.BaseHTTPRequestHandler):
+    """The query protocol: a form in the POST's body (gzipped when botocore compresses a large one)."""
+
+    def answer(self, code, body):
+        data = f'<?xml version="1.0"?>{body}'.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, code, kind, message):
+        log("cloudwatch", "refused", kind, message)
+        self.answer(code, f"<ErrorResponse><Error><Type>Sender</Type><Code>{kind}</Code><Message>"
+                          f"{xml.sax.saxutils.escape(message)}</Message></Error><RequestId>{uuid.uuid4()}"
+                          "</RequestId></ErrorResponse>")
+
+    def do_POST(self):
+        refresh()
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Content-Encoding", "") == "gzip":
+            raw = gzip.decompress(raw)
+        form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
+        key = signer(self.headers.get("Authorization", ""))
+        namespaces = STATE["principals"].get(key)
+        if namespaces is None:
+            return self.error(403, "InvalidClientTokenId", "not signed with a node's role credentials")
+        if form.get("Action") != "PutMetricData":
+            return self.error(400, "InvalidAction", str(form.get("Action")))
+        namespace = form.get("Namespace", "")
+        if namespace not in namespaces:  # the role's cloudwatch:namespace condition
+            return self.error(403, "AccessDenied", f"{key} is not authorized to perform cloudwatch:PutMetricData"
+                                                   f" in namespace {namespace}")
+        metrics, n = [], 1
+        while f"MetricData.member.{n}.MetricName" in form:
+            field = lambda name, n=n: form.get(f"MetricData.member.{n}.{name}")  # noqa: E731
+            dimensions, m = [], 1
+            while field(f"Dimensions.member.{m}.Value") is not None:
+                dimensions.append(field(f"Dimensions.member.{m}.Value"))
+                m += 1
+            metrics.append(f"{field('MetricName')}[{','.join(dimensions)}]={field('Value')}")
+            n += 1
+        log("cloudwatch", "PutMetricData", key, namespace, *metrics)
+        self.answer(200, '<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/">'
+                         f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+                         "</PutMetricDataResponse>")
+
+    def log_message(self, *args):
+        pass
+
+
 if MODE == "imds":
     server = http.server.ThreadingHTTPServer(("169.254.169.254", 80), Metadata)
-elif MODE in ("ssm", "s3"):
-    server = http.server.ThreadingHTTPServer((STATE["listen"], 443), Ssm if MODE == "ssm" else S3)
+elif MODE in ("ssm", "s3", "cloudwatch"):
+    handler = {"ssm": Ssm, "s3": S3, "cloudwatch": CloudWatch}[MODE]
+    server = http.server.ThreadingHTTPServer((STATE["listen"], 443), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(STATE["cert"], STATE["key"])
     server.socket = context.wrap_socket(server.socket, server_side=True)

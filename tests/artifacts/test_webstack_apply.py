@@ -681,6 +681,14 @@ class WatchTest(NodeTestCase):
             )
         return code, stderr.getvalue()
 
+    def v2_published_during_sleep(self, n):
+        """Applied: a site at v1. A bundle of it at v2 published while the watcher sleeps its nth sleep:
+        the bundle, and a list that then holds its SHA."""
+        self.applied([self.site("server { v1 }\n")])
+        bundle, shas = self.bundle([self.site("server { v2 }\n")], release="r2"), []
+        self.during_sleep[n] = lambda: shas.append(self.publish(bundle))
+        return bundle, shas
+
     def test_an_applied_bundle_is_looked_at_every_30_s_for_an_hour_with_ssm_alone_and_said_once(self):
         self.applied([self.site()])
         code, stderr = self.watch()
@@ -692,10 +700,7 @@ class WatchTest(NodeTestCase):
         self.assertIn("watched for 60 min; ending", stderr)
 
     def test_a_bundle_published_while_watching_is_applied_by_the_next_look_which_ends_the_watcher(self):
-        self.applied([self.site("server { v1 }\n")])
-        bundle = self.bundle([self.site("server { v2 }\n")], release="r2")
-        shas = []
-        self.during_sleep[3] = lambda: shas.append(self.publish(bundle))
+        bundle, shas = self.v2_published_during_sleep(3)
         code, stderr = self.watch()
         self.assertEqual(code, 0, stderr)
         self.assertEqual(self.sleeps, [30, 30, 30])
@@ -763,10 +768,7 @@ class WatchTest(NodeTestCase):
         self.assertIn("AccessDeniedException: no", stderr)
 
     def test_a_refused_bundle_ends_the_watcher_with_1(self):
-        self.applied([self.site("server { v1 }\n")])
-        bundle = self.bundle([self.site("server { v2 }\n")], release="r2")
-        shas = []
-        self.during_sleep[1] = lambda: shas.append(self.publish(bundle))
+        bundle, shas = self.v2_published_during_sleep(1)
         self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
         code, stderr = self.watch()
         self.assertEqual(code, 1, stderr)

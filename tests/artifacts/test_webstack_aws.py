@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import unittest
+from unittest import mock
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -608,18 +609,19 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
 
     def test_collects_arguments_certificates_and_ages_any_number_of_times(self):
         parse = self.module.collect_arguments
-        self.assertEqual(parse(["loadbalancer", "lb"]), ("loadbalancer", "lb", None, [], []))
+        self.assertEqual(parse(["loadbalancer", "lb"]), ("loadbalancer", "lb", None, [], [], None))
         self.assertEqual(parse(["client", "s1", "--certificate", "node=/etc/webstack/tls/node.crt"]),
-                         ("client", "s1", None, [("node", "/etc/webstack/tls/node.crt")], []))
+                         ("client", "s1", None, [("node", "/etc/webstack/tls/node.crt")], [], None))
         self.assertEqual(
             parse(["replica", "s1", "mariadb", "--certificate", "node=/etc/webstack/tls/node.crt",
                    "--age", "BackupAgeSeconds=/var/lib/webstack/backup/full.json:finished",
                    "--certificate", "database=/etc/mysql/webstack/node.crt"]),
             ("replica", "s1", "mariadb",
              [("node", "/etc/webstack/tls/node.crt"), ("database", "/etc/mysql/webstack/node.crt")],
-             [("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")]),
+             [("BackupAgeSeconds", "/var/lib/webstack/backup/full.json", "finished")], None),
         )
-        self.assertEqual(parse(["member", "s2", "mariadb"]), ("member", "s2", "mariadb", [], []))
+        self.assertEqual(parse(["member", "s2", "mariadb"]), ("member", "s2", "mariadb", [], [], None))
+        self.assertEqual(parse(["loadbalancer", "lb", "--every", "60"]), ("loadbalancer", "lb", None, [], [], 60))
         for wrong in (
             ["loadbalancer", "lb", "mariadb"],
             ["member", "s2"],
@@ -630,11 +632,75 @@ class WebstackAwsTest(WithFakeImds, unittest.TestCase):
             ["primary", "s2", "mariadb", "--age", "BackupAgeSeconds=/var/lib/webstack/backup/full.json"],
             ["primary", "s2", "mariadb", "--age", "=/state.json:finished"],
             ["primary", "s2", "mariadb", "--verbose"],
+            ["loadbalancer", "lb", "--every"],
+            ["loadbalancer", "lb", "--every", "0"],
+            ["loadbalancer", "lb", "--every", "1m"],
+            ["loadbalancer", "lb", "--every", "60", "--every", "60"],
         ):
             self.assertIsNone(parse(wrong), wrong)
         code, stderr = self.run_args(["webstack-aws", "collect", "primary", "s2", "mariadb", "--age", "x"])
         self.assertEqual(code, 2)
         self.assertIn("[--age METRIC=STATE.json:FIELD]...", stderr)
+
+    def collecting_every_60_s(self, codes, during_sleep=None):
+        """main() with `collect loadbalancer lb --every 60`, each run's code from `codes` (then 0): the
+        clients it was given, the sleeps, its code and journal. during_sleep: {n: what the nth sleep does}."""
+        clock, sleeps, clients, codes = [1000.0], [], [], iter(codes)
+
+        def sleep(seconds):
+            sleeps.append(seconds)
+            clock[0] += seconds
+            (during_sleep or {}).get(len(sleeps), lambda: None)()
+
+        def collect_command(role, node, db_client, client, **_):
+            clients.append(client)
+            clock[0] += 2  # a run takes 2 s
+            return next(codes, 0)
+
+        made = []
+        factory = lambda service, region_name: made.append(service) or object()  # noqa: E731
+        stderr = io.StringIO()
+        module = self.module
+        with contextlib.redirect_stderr(stderr), mock.patch.object(module, "collect_command", collect_command), \
+                mock.patch.object(module.time, "monotonic", lambda: clock[0]), \
+                mock.patch.object(module.time, "sleep", sleep), mock.patch.object(module, "TOOL", "/tool"):
+            code = module.main(["webstack-aws", "collect", "loadbalancer", "lb", "--every", "60"], factory,
+                               root=self.dir.name)
+        self.assertEqual(made, ["cloudwatch"])  # one client, made once
+        self.assertEqual(len(set(map(id, clients))), 1)
+        return clients, sleeps, code, stderr.getvalue()
+
+    def test_the_collector_runs_every_60_s_from_the_start_of_the_run_before_for_an_hour(self):
+        clients, sleeps, code, journal = self.collecting_every_60_s([])
+        self.assertEqual(code, 0, journal)
+        self.assertEqual(len(clients), 61)  # at 0, 60, ... 3600 s
+        self.assertEqual(sleeps, [58] * 60)  # each run took 2 s
+        self.assertIn("collected for 60 min; ending", journal)
+
+    def test_a_run_that_failed_ends_the_collector_with_1(self):
+        clients, sleeps, code, journal = self.collecting_every_60_s([0, 0, 1])
+        self.assertEqual((code, len(clients), sleeps), (1, 3, [58, 58]))
+
+    def test_without_every_collect_runs_once_and_ends_with_the_runs_code(self):
+        runs = []
+        collect = lambda *args, **_: runs.append(args) or 1  # noqa: E731
+        stderr = io.StringIO()
+        with mock.patch.object(self.module, "collect_command", collect), contextlib.redirect_stderr(stderr), \
+                mock.patch.object(self.module.time, "sleep", lambda _: self.fail("slept")):
+            code = self.module.main(["webstack-aws", "collect", "loadbalancer", "lb"], lambda *_, **__: object())
+        self.assertEqual((code, len(runs)), (1, 1), stderr.getvalue())
+
+    def test_a_tool_replaced_by_an_apply_ends_the_collector_after_its_run(self):
+        tool = pathlib.Path(self.dir.name, "tool")
+        tool.write_text("the collector's tool\n")
+
+        def replaced():
+            pathlib.Path(self.dir.name, "tool.new").write_text("a newer tool\n")
+            os.replace(pathlib.Path(self.dir.name, "tool.new"), tool)
+
+        clients, sleeps, code, journal = self.collecting_every_60_s([], during_sleep={2: replaced})
+        self.assertEqual((code, len(clients), sleeps), (0, 3, [58, 58]))
+        self.assertIn("the tool was replaced", journal)
 
     def test_boot_status_reports_a_failed_boot(self):
         for code, failed in ((0, 0), (1, 1), (2, 0)):
