@@ -80,6 +80,9 @@ export async function up(options: readonly string[] = []): Promise<void> {
           : "a previous lab is half up: taking it down first",
     );
     await down();
+  } else if (fs.existsSync(STATE_DIR)) {
+    log("an interrupted lab's files are left (no state file): removing them first");
+    await down();
   }
   const t0 = Date.now();
   log("plan: the program under mocks, with real keys, certificates and passwords");
@@ -165,7 +168,20 @@ export async function status(): Promise<void> {
 export async function down(): Promise<void> {
   checkHost();
   const state = readState();
-  if (!state) {
+  if (!state && fs.existsSync(STATE_DIR)) {
+    // No record, yet the lab's directory is there: a `down` interrupted after the state file was
+    // removed, or an `up` stopped before it wrote one. Its node directories would be the next
+    // lab's disks (`up` reuses a node directory it finds), so they go, once nothing of a lab is
+    // left on the host (what is cannot be undone without the record: it is named instead).
+    const left = leftovers(undefined);
+    if (left.length > 0)
+      throw new LabError(
+        `${STATE_DIR} has no state file, and a lab's things are on the host: ${left.join("; ")}; ` +
+          `remove them, then run down again`,
+      );
+    fs.rmSync(STATE_DIR, { recursive: true, force: true });
+    log(`down: removed ${STATE_DIR}, an interrupted lab's files (no state file)`);
+  } else if (!state) {
     log("nothing to take down");
   } else {
     await tearDown(state);

@@ -231,13 +231,15 @@ labTest(
     // just before may get more, up to twice the limit over a span straddling two periods.)
     const seconds = 9;
     // HAProxy's clock wraps 20 s after its process starts (BOOT_TIME_WRAP_SEC, on purpose), and a
-    // client first seen in the 10 s after the wrap has its period start at the wrap, not at its first
-    // request: a rotation within the run would let it have up to ~1.27 times the limit at 150/s. The
-    // run starts once the LB's newest HAProxy process (a reload starts one) is past that window, 31 s
-    // old: not merely outside it, since the clients' first requests come seconds after this reading
-    // on a busy machine (a CI's A got 1241 answers, first refused at 8.27 s, with a guard that let a
-    // process of 19 s go on). Its age from its start (field 22 of /proc/PID/stat, clock ticks since
-    // boot) and /proc/uptime: a /proc/PID directory's own time is when it was first looked at.
+    // new entry's period starts at tick 0: a client first seen in the 10 s after the wrap has its
+    // period begin at the wrap, one first seen in the 10 s after that at the wrap plus a period
+    // (update_freq_ctr_period_slow moves a period on from tick 0 unless two have passed), not at its
+    // first request, so a rotation within the run would let it have up to ~1.27 times the limit at
+    // 150/s (CIs' A got 1241-1247 answers, first refused at ~8.3 s: from a process 34 s old, its
+    // period began at 30 s and rotated about 5 s into the run). The run starts once the LB's newest
+    // HAProxy process (a reload starts one) is 41 s old, past both. Its age from its start (field 22
+    // of /proc/PID/stat, clock ticks since boot) and /proc/uptime: a /proc/PID directory's own time
+    // is when it was first looked at.
     const age = Number(
       inNode("lb", [
         "sh",
@@ -245,7 +247,7 @@ labTest(
         String.raw`up=$(cut -d" " -f1 /proc/uptime); hz=$(getconf CLK_TCK); for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = haproxy ] && awk -v up="$up" -v hz="$hz" '{print int(up - $22 / hz)}' $p/stat; done | sort -n | head -1`,
       ]),
     );
-    if (age < 31) await new Promise((r) => setTimeout(r, (31 - age) * 1000));
+    if (age < 41) await new Promise((r) => setTimeout(r, (41 - age) * 1000));
     const [a, b] = await withSecondClient(NETWORK, () => {
       const load = { seconds, mix: "root=1", limitedOk: true };
       const over = startLoad("client A", { ...load, rate: 150, source: NETWORK.secondClient });
