@@ -215,14 +215,37 @@ function onlyOne(found: PlannedResource[], what: string): PlannedResource {
   return found[0];
 }
 
+/** A policy statement, its Action and Resource as lists (IAM takes a string or a list for each). */
+interface Statement {
+  readonly effect: string;
+  readonly actions: readonly string[];
+  readonly resources: readonly string[];
+  readonly condition: Record<string, Record<string, string | string[]>>;
+}
+
+/** A policy document's statements, each read once. */
+function statementsOf(policyJson: string): Statement[] {
+  const policy = JSON.parse(policyJson) as {
+    Statement: {
+      Effect?: string;
+      Action: string | string[];
+      Resource?: string | string[];
+      Condition?: Record<string, Record<string, string | string[]>>;
+    }[];
+  };
+  return policy.Statement.map((s) => ({
+    effect: s.Effect ?? "Allow",
+    actions: ([] as string[]).concat(s.Action),
+    resources: ([] as string[]).concat(s.Resource ?? []),
+    condition: s.Condition ?? {},
+  }));
+}
+
 /** The resources of a policy's Allow statements with an action that `wanted` picks. */
 function resourcesAllowing(policyJson: string, wanted: (action: string) => boolean): string[] {
-  const policy = JSON.parse(policyJson) as {
-    Statement: { Effect?: string; Action: string | string[]; Resource: string | string[] }[];
-  };
-  return policy.Statement.filter(
-    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).some(wanted),
-  ).flatMap((s) => ([] as string[]).concat(s.Resource));
+  return statementsOf(policyJson)
+    .filter((s) => s.effect !== "Deny" && s.actions.some(wanted))
+    .flatMap((s) => s.resources);
 }
 
 /** A name, or "prefix/" for a pattern "prefix/*". */
@@ -268,24 +291,16 @@ function mergeGrants(grants: readonly S3Grants[]): S3Grants {
 
 /** The S3 grants of a node's role, from its policy's Allow statements. */
 export function s3Scopes(policyJson: string): S3Grants {
-  const policy = JSON.parse(policyJson) as {
-    Statement: {
-      Effect?: string;
-      Action: string | string[];
-      Resource: string | string[];
-      Condition?: Record<string, Record<string, string | string[]>>;
-    }[];
-  };
-  const list = policy.Statement.filter(
-    (s) => s.Effect !== "Deny" && ([] as string[]).concat(s.Action).includes("s3:ListBucket"),
-  ).flatMap((s) => {
-    const prefixes = Object.values(s.Condition ?? {}).flatMap((c) =>
-      ([] as string[]).concat(c["s3:prefix"] ?? []),
-    );
-    return ([] as string[])
-      .concat(s.Resource)
-      .flatMap((arn) => (prefixes.length ? prefixes : ["*"]).map((p) => `${objectName(arn)}/${p}`));
-  });
+  const list = statementsOf(policyJson)
+    .filter((s) => s.effect !== "Deny" && s.actions.includes("s3:ListBucket"))
+    .flatMap((s) => {
+      const prefixes = Object.values(s.condition).flatMap((c) =>
+        ([] as string[]).concat(c["s3:prefix"] ?? []),
+      );
+      return s.resources.flatMap((arn) =>
+        (prefixes.length ? prefixes : ["*"]).map((p) => `${objectName(arn)}/${p}`),
+      );
+    });
   return {
     get: resourcesAllowing(policyJson, (a) => a === "s3:GetObject").map(objectName),
     put: resourcesAllowing(policyJson, (a) => a === "s3:PutObject").map(objectName),
@@ -300,28 +315,20 @@ export function s3Scopes(policyJson: string): S3Grants {
  * a Deny, an action pattern that covers PutMetricData — the lab refuses rather than guess.
  */
 export function metricNamespaces(policyJson: string): string[] {
-  const policy = JSON.parse(policyJson) as {
-    Statement: {
-      Effect?: string;
-      Action: string | string[];
-      Condition?: Record<string, Record<string, string | string[]>>;
-    }[];
-  };
   const covers = (action: string) =>
     /^(\*|cloudwatch:(\*|Put\*|PutMetric\*|PutMetricData))$/i.test(action);
-  return policy.Statement.filter((s) => ([] as string[]).concat(s.Action).some(covers)).flatMap(
-    (s) => {
-      const actions = ([] as string[]).concat(s.Action);
-      if (s.Effect === "Deny" || !actions.includes("cloudwatch:PutMetricData"))
+  return statementsOf(policyJson)
+    .filter((s) => s.actions.some(covers))
+    .flatMap((s) => {
+      if (s.effect === "Deny" || !s.actions.includes("cloudwatch:PutMetricData"))
         throw new Error(
-          `lab: the CloudWatch stand-in takes only Allow statements naming cloudwatch:PutMetricData, not ${s.Effect ?? "Allow"} ${actions.join(", ")}`,
+          `lab: the CloudWatch stand-in takes only Allow statements naming cloudwatch:PutMetricData, not ${s.effect} ${s.actions.join(", ")}`,
         );
-      const namespaces = s.Condition?.StringEquals?.["cloudwatch:namespace"];
+      const namespaces = s.condition.StringEquals?.["cloudwatch:namespace"];
       if (namespaces === undefined)
         throw new Error("lab: a cloudwatch:PutMetricData statement without a namespace condition");
       return ([] as string[]).concat(namespaces);
-    },
-  );
+    });
 }
 
 /** An object as the S3 stand-in serves it: text, or the bytes of a file (an app release's archive). */
