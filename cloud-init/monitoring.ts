@@ -224,7 +224,8 @@ function renderMonitoringPart(p: MonitoringParams): BundlePart {
       ),
       ...agentInstallerFiles(CLOUDWATCH_AGENT, "CloudWatch agent"),
       // A changed service restarts the collector if it runs (else the timer's next start reads it);
-      // a changed timer is restarted (it starts the collector 60 s after it last ended).
+      // a changed timer is restarted (it starts the collector COLLECT_INTERVAL_SECONDS after it last
+      // ended).
       unitFile(
         "webstack-collector.service",
         renderShipped("webstack-collector.service", {

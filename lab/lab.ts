@@ -68,17 +68,18 @@ export async function up(options: readonly string[] = []): Promise<void> {
     const same = canonical(existing.upSets ?? {}) === canonical(upSets);
     // A lab booted by an older checkout may lack a stand-in this one starts (CloudWatch's).
     const lacking = AWS_STAND_INS.filter((s) => !existing.processes.some((p) => p.name === s));
-    if (existing.upSeconds !== undefined && healthy(existing) && same && lacking.length === 0) {
+    const retake = !same
+      ? `the running lab was booted with ${JSON.stringify(existing.upSets ?? {})}`
+      : existing.upSeconds === undefined || !healthy(existing)
+        ? "a previous lab is half up"
+        : lacking.length > 0
+          ? `the running lab has no ${lacking.join(", ")} stand-in (an older lab's)`
+          : undefined;
+    if (!retake) {
       log("already up");
       return status();
     }
-    log(
-      !same
-        ? `the running lab was booted with ${JSON.stringify(existing.upSets ?? {})}: taking it down first`
-        : lacking.length > 0 && existing.upSeconds !== undefined && healthy(existing)
-          ? `the running lab has no ${lacking.join(", ")} stand-in (an older lab's): taking it down first`
-          : "a previous lab is half up: taking it down first",
-    );
+    log(`${retake}: taking it down first`);
     await down();
   } else if (fs.existsSync(STATE_DIR)) {
     log("an interrupted lab's files are left (no state file): removing them first");

@@ -1508,9 +1508,10 @@ def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run
 # cost each node about a second of CPU every 30 s, most of it Python importing the SDK and making its
 # clients (README, "A bundle per node"); the watcher makes them once and keeps its connection.
 WATCH_INTERVAL = 30
-# It ends after an hour, between two looks, so it never runs on libraries an upgrade replaced for
-# longer than that: needrestart leaves it alone (a restart would kill an apply and the apt it runs).
-WATCH_LIFETIME = 3600
+# The watcher and the collector each end after an hour, between two looks, so neither runs on
+# libraries an upgrade replaced for longer than that: needrestart leaves them alone (a restart would
+# kill an apply and the apt it runs).
+LIFETIME = 3600
 
 
 def tool_identity(root):
@@ -1525,9 +1526,9 @@ def tool_identity(root):
 def repeat(interval, look, root, done):
     """look() every `interval` s from the start of the one before, while it returns None; what else it
     returns ends the process with it. So do, between two looks, a tool replaced on disk (an apply: the
-    next process, which the unit's timer starts, runs the new one) and WATCH_LIFETIME (0); `done`
+    next process, which the unit's timer starts, runs the new one) and LIFETIME (0); `done`
     names the work in the last case's line ("watched")."""
-    end, tool = time.monotonic() + WATCH_LIFETIME, tool_identity(root)
+    end, tool = time.monotonic() + LIFETIME, tool_identity(root)
     while True:
         started = time.monotonic()
         result = look()
@@ -1537,7 +1538,7 @@ def repeat(interval, look, root, done):
             log("the tool was replaced; ending, for the timer to start the new one")
             return 0
         if started + interval > end:
-            log(f"{done} for {WATCH_LIFETIME // 60} min; ending, to start again on today's libraries")
+            log(f"{done} for {LIFETIME // 60} min; ending, to start again on today's libraries")
             return 0
         time.sleep(max(0.0, started + interval - time.monotonic()))
 
