@@ -151,11 +151,27 @@ interface EngineProfile {
   readonly readOnly: { readonly lines: readonly string[]; readonly late: boolean };
   /** How the replica applies the primary's transactions, where the engine's default is serial. */
   readonly replicaApplyLines: readonly string[];
+  /** Redo log and binlog flushed at each commit, where the engine's defaults do not. */
+  readonly durableCommitLines: readonly string[];
   readonly monitorGrants: string;
   readonly replicaSql: (p: DatabaseParams) => string;
   /** [client] options that make the command-line client verify the server's certificate. */
   readonly clientTls: readonly string[];
 }
+
+/**
+ * Durable commits on a MariaDB replication node, primary and replica alike (a replica is the node a
+ * promotion makes the writer; with log_slave_updates its binlog is one a promoted node serves): the
+ * redo log and the binlog both flushed at each group commit. With the binlog on, MariaDB flushes the
+ * redo log at a transaction's prepare, not at its commit, and crash recovery commits a transaction
+ * InnoDB had only prepared if the binlog holds it, else rolls it back. With the binlog left to the
+ * OS (MariaDB's default, sync_binlog = 0), an OS crash or a power loss can lose commits the client
+ * was told of, and leave the binlog and the data disagreeing either way: the replicas then hold
+ * writes the primary lost, or miss writes it kept. With the late settings, so that a bundle brings
+ * them to a running stack's nodes (each restarted once, the replicas first). A Galera member keeps
+ * the engine's defaults: a commit returns once the group has it.
+ */
+const MARIADB_DURABLE_COMMIT_LINES = ["innodb_flush_log_at_trx_commit = 1", "sync_binlog = 1"];
 
 const MARIADB: EngineProfile = {
   packages: ["mariadb-server", "mariadb-client"],
@@ -182,6 +198,7 @@ const MARIADB: EngineProfile = {
   // so the replica's data and durability are as before. MySQL 8.4's default is already four workers
   // with the commit order kept. A promotion waits for the workers (README: the runbook's step 2).
   replicaApplyLines: ["slave_parallel_threads = 4", "slave_parallel_mode = optimistic"],
+  durableCommitLines: MARIADB_DURABLE_COMMIT_LINES,
   monitorGrants: "PROCESS, BINLOG MONITOR, REPLICA MONITOR",
   replicaSql: (p) =>
     [
@@ -228,6 +245,9 @@ const MYSQL: EngineProfile = {
   readOnly: { lines: ["read_only = ON", "super_read_only = ON"], late: true },
   // replica_parallel_workers = 4 and replica_preserve_commit_order = ON are 8.4's defaults.
   replicaApplyLines: [],
+  // innodb_flush_log_at_trx_commit = 1 and sync_binlog = 1 are 8.4's defaults: written out, they
+  // would restart a running stack's servers for nothing.
+  durableCommitLines: [],
   monitorGrants: "PROCESS, REPLICATION CLIENT",
   replicaSql: (p) =>
     [
@@ -350,9 +370,10 @@ export function renderLateConfig(p: DatabaseParams): string {
     "slow_query_log = ON",
     `slow_query_log_file = ${DB_LOG_DIR}/slow.log`,
     "long_query_time = 1",
+    ...(p.cluster !== "galera" ? e.durableCommitLines : []),
     ...(p.role === "replica" && p.cluster !== "galera" && e.readOnly.late ? e.readOnly.lines : []),
-    // The replica's only: a change restarts the server it is on (db-late-config.sh), and the
-    // primary's restart would refuse writes meanwhile.
+    // The replica's only: a change restarts the server it is on (db-late-config.sh), and a change
+    // of these alone need not restart the primary, which refuses writes meanwhile.
     ...(p.role === "replica" && p.cluster !== "galera" ? e.replicaApplyLines : []),
     ...(p.galera ? galeraLines(p, p.galera) : []),
     "",

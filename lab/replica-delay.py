@@ -5,7 +5,8 @@ connection and its share of the rate, as app workers write; one Python process c
 1000 commits/s on time), the replica polled every millisecond by this process; one clock
 (CLOCK_MONOTONIC, shared by the processes). A row's delay runs from its INSERT's answer (committed on
 the primary) to the first poll that sees it. Prints the delays' percentiles as JSON, with the rate
-the writers reached. Bounded: rate <= 2000/s, duration <= 60 s, writers <= 16. The probe rows'
+the writers reached and the primary's commit time (an INSERT's round trip from the replica node:
+the network, TLS and the primary's durable commit). Bounded: rate <= 2000/s, duration <= 60 s, writers <= 16. The probe rows'
 notes start with the printed tag (the app user cannot delete: the caller removes them on the
 primary).
 
@@ -37,7 +38,7 @@ count = int(rate * seconds)
 
 
 def write(k, start, out):
-    """Writer k: rows k, k + writers, … each at its due time; sends [(id, committed at)]."""
+    """Writer k: rows k, k + writers, … each at its due time; sends [(id, committed at, sent at)]."""
     primary = pymysql.connect(host=env["DB_PRIMARY"], port=3306,
                               ssl={"ca": env["DB_CA_FILE"], "check_hostname": True}, **common)
     done = []
@@ -46,8 +47,9 @@ def write(k, start, out):
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            sent = time.monotonic()
             cursor.execute("INSERT INTO items (note, written_by) VALUES (%s, 'bench')", (f"{tag}{i}",))
-            done.append((cursor.lastrowid, time.monotonic()))
+            done.append((cursor.lastrowid, time.monotonic(), sent))
     out.send(done)
 
 
@@ -84,9 +86,11 @@ def poll():
 
 poller = threading.Thread(target=poll)
 poller.start()
-written = {}
+written, commits = {}, []
 for receive in pipes:
-    written.update(receive.recv())
+    for row_id, committed, sent in receive.recv():
+        written[row_id] = committed
+        commits.append((committed - sent) * 1000)
 for process in processes:
     process.join()
 finished = max(written.values())
@@ -98,7 +102,14 @@ stop.set()
 poller.join()
 achieved = count / (finished - start)
 delays = sorted((seen[i] - t) * 1000 for i, t in written.items() if i in seen)
-pct = lambda p: round(delays[min(len(delays) - 1, int(p * len(delays)))], 2) if delays else None
+commits.sort()
+
+
+def pct(values, p):
+    return round(values[min(len(values) - 1, int(p * len(values)))], 2) if values else None
+
+
 print(json.dumps({"tag": tag, "writes": count, "writers": writers, "write_rate": round(achieved, 1),
-                  "seen": len(delays), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-                  "max_ms": round(delays[-1], 2) if delays else None}))
+                  "seen": len(delays), "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99),
+                  "max_ms": round(delays[-1], 2) if delays else None,
+                  "commit_p50_ms": pct(commits, 0.5), "commit_p99_ms": pct(commits, 0.99)}))

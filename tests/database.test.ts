@@ -62,6 +62,14 @@ describe.each([
     expect(server).toEqual(expect.arrayContaining(expected));
   });
 
+  test("durable commits, with the settings a bundle brings: the redo log and the binlog flushed at each commit (MySQL 8.4's defaults)", () => {
+    const durability = (l: string) => /^(innodb_flush_log_at_trx_commit|sync_binlog)\b/.test(l);
+    expect(tls.filter(durability)).toEqual(
+      engine === "mariadb" ? ["innodb_flush_log_at_trx_commit = 1", "sync_binlog = 1"] : [],
+    );
+    expect(server.filter(durability)).toEqual([]);
+  });
+
   test("the server section the engine reads", () => {
     expect(server[2]).toBe(engine === "mariadb" ? "[mariadbd]" : "[mysqld]");
     expect(tls[1]).toBe(engine === "mariadb" ? "[mariadbd]" : "[mysqld]");
@@ -324,11 +332,15 @@ describe("galera members (database: galera)", () => {
       const node = NODES[role];
       const peer = role === "primary" ? S1 : S2;
       const late = lines(renderLateConfig(member(role)));
-      const tls = lines(renderLateConfig(dbParams("mariadb", "primary"))).slice(1, -1);
+      const durability = /^(innodb_flush_log_at_trx_commit|sync_binlog)\b/;
+      const tls = lines(renderLateConfig(dbParams("mariadb", "primary")))
+        .slice(1, -1)
+        .filter((l) => !durability.test(l));
       expect(late[0]).toBe(
         `# webstack ${node.name}: installed by the boot script once the node's key and /var/log/mysql exist.`,
       );
-      // The replication primary's settings, none left out (no read-only on either member) ...
+      // The replication primary's settings but its durable commits (a member keeps the engine's
+      // defaults), none other left out (no read-only on either member) ...
       expect(late.slice(1, tls.length + 1)).toEqual(tls);
       // ... then the cluster's.
       expect(late.slice(tls.length + 1)).toEqual([

@@ -439,11 +439,14 @@ test("the benchmark's maximum-rate (HTTP/1.1 and HTTP/2) and replica rows: the m
     p50_ms: 3,
     p99_ms,
     max_ms: p99_ms * 2,
+    commit_p50_ms: 1,
+    commit_p99_ms: p99_ms / 4,
   });
   expect(medianReplicaRound([delay(17, 10000), delay(9, 9990), delay(12, 10000)])).toEqual({
     ...delay(12, 29990),
     writes: 30000,
     rounds_p99_ms: [17, 9, 12],
+    rounds_commit_p99_ms: [4.25, 2.25, 3],
   });
 });
 
