@@ -3,8 +3,9 @@ member reads and writes its own server).
 
 Each Gunicorn worker (sync: one request at a time) keeps one connection per database, opened on
 first use and dropped after any error: a read through the load balancer costs a query, not a TLS
-handshake with the peer's database. Reads fall back to the primary when the replica fails (a
-failed replica is skipped for a few seconds); writes wait out a primary restart. /healthz asks
+handshake with the peer's database. A read that finds its kept connection closed by the server (a
+restart since) is sent again once on a new one. Reads fall back to the primary when the replica
+fails (a failed replica is skipped for a few seconds); writes wait out a primary restart. /healthz asks
 this node's own database first, then the other: one database down never takes both backends out
 of the load balancer, and a dead peer never slows a health check.
 Every answer is JSON: HEAD answers as GET without the body, a known path with another method
@@ -57,6 +58,8 @@ UNKNOWN_COLUMN = 1054
 # ER_UNKNOWN_COM_ERROR (a Galera member outside the primary component refuses every statement).
 DEADLOCK = 1213
 NOT_APPLIED = {2003, 2006, 1053, DEADLOCK, 1047}
+# CR_SERVER_GONE_ERROR and CR_SERVER_LOST: the connection is gone (see closed_by_server).
+CLOSED_BY_SERVER = {2006, 2013}
 REPLICA_BACKOFF_S = 5
 replica_down_until = 0.0
 
@@ -104,26 +107,43 @@ def drop(role):
             pass
 
 
-def run(role, statement, args=(), ping=False):
+def closed_by_server(error, seconds):
+    """Whether a statement failed because its server had closed the connection (a restart since the
+    connection's last use: gone away, or lost without a timeout, at once), not because the server is
+    silent (lost after the read timeout, which pymysql raises while handling the socket's
+    TimeoutError) or went away after a long wait (sent again, the read would wait as long again)."""
+    return (isinstance(error, pymysql.err.OperationalError) and error.args[0] in CLOSED_BY_SERVER
+            and not isinstance(error.__context__, TimeoutError) and seconds < CONNECT_TIMEOUT_S)
+
+
+def run(role, statement, args=(), ping=False, resend=False):
     """Runs one statement on this worker's connection to the role's database: (lastrowid, rows).
 
     The connection is opened on first use and dropped after any error, so the next statement
     starts afresh. With ping, a kept connection is checked first and replaced if it went stale (a
-    server restart): the statement is sent only on a connection that just answered.
+    server restart): the statement is sent only on a connection that just answered. With resend (a
+    read: sending it twice is harmless), a kept connection its server had closed is replaced and the
+    statement sent once more, without ping's round trip on every read: after a database restart every
+    worker's kept connection is stale, and a health check failing on each in turn took both backends
+    out of the load balancer for seconds while both databases were up.
     """
     if ping and role in connections:
         try:
             connections[role].ping(reconnect=False)
         except pymysql.err.Error:
             drop(role)
-    if role not in connections:
+    kept = role in connections
+    if not kept:
         connections[role] = connect(role)
+    sent = time.monotonic()
     try:
         with connections[role].cursor() as cursor:
             cursor.execute(statement, args)
             return cursor.lastrowid, cursor.fetchall()
-    except Exception:
+    except Exception as error:
         drop(role)
+        if resend and kept and closed_by_server(error, time.monotonic() - sent):
+            return run(role, statement, args)
         raise
 
 
@@ -191,7 +211,7 @@ def read(query, args=(), local_first=False):
             errors.append("replica: failed less than %d s ago" % REPLICA_BACKOFF_S)
             continue
         try:
-            _, rows = run(role, query, args)
+            _, rows = run(role, query, args, resend=True)
             return role, rows
         except pymysql.err.OperationalError as error:
             errors.append(f"{role}: {error.args[0]}")

@@ -94,7 +94,11 @@ class Connection:
         state = self.server.available()
         if state == "silent":
             self.server.lab.clock.now += self.args["read_timeout"]
-            raise OperationalError(2013, "Lost connection to MySQL server during query (timed out)")
+            # As pymysql raises it: while handling the socket's timeout.
+            try:
+                raise TimeoutError("timed out")
+            except TimeoutError:
+                raise OperationalError(2013, "Lost connection to MySQL server during query (timed out)")
         if state == "down" or self.generation != self.server.generation:
             raise OperationalError(2013, "Lost connection to MySQL server during query")
 
@@ -126,7 +130,11 @@ class Cursor:
         if statement.startswith("INSERT"):
             server.attempts += 1
         if server.fail_next:
-            raise OperationalError(server.fail_next.pop(0), "scripted")
+            code = server.fail_next.pop(0)
+            if isinstance(code, tuple):  # (code, seconds waited for it)
+                code, waited = code
+                server.lab.clock.now += waited
+            raise OperationalError(code, "scripted")
         server.statements.append(statement.split()[0])
         keyed = "idempotency_key" in statement
         if keyed and not server.keys:
@@ -347,13 +355,67 @@ class AppDatabaseTest(unittest.TestCase):
         self.lab.clock.now += self.lab.app.REPLICA_BACKOFF_S
         self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
 
-    def test_a_replica_restart_costs_one_fallback_read(self):
+    def test_a_replica_restart_costs_a_new_connection_the_read_sent_again_on_it(self):
         self.lab.app.read("SELECT 1")
         self.lab.replica.restart()
-        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
-        self.lab.clock.now += self.lab.app.REPLICA_BACKOFF_S
+        start = self.lab.clock.now
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
+        self.assertEqual(self.lab.clock.now, start)
+        self.assertEqual(self.lab.replica.connects, 2)
+        self.assertEqual(self.lab.replica.statements, ["SELECT"] * 2)
+        self.assertEqual(self.lab.primary.connects, 0)
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")  # not skipped for a while
+
+    def test_a_read_lost_on_a_kept_connection_is_sent_again_once_on_a_new_one_then_falls_back(self):
+        self.lab.app.read("SELECT 1")
+        self.lab.replica.fail_next = [2006]
         self.assertEqual(self.lab.app.read("SELECT 1")[0], "replica")
         self.assertEqual(self.lab.replica.connects, 2)
+        # Lost again on the new connection: not sent a third time, the primary answers.
+        self.lab.replica.fail_next = [2013, 2013]
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertEqual(self.lab.replica.connects, 3)
+        self.assertEqual(self.lab.replica.fail_next, [])
+
+    def test_a_read_failing_otherwise_is_not_sent_again(self):
+        self.lab.app.read("SELECT 1")
+        self.lab.replica.fail_next = [1205]  # a lock wait timeout: the server is there
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertEqual(self.lab.replica.connects, 1)
+
+    def test_a_read_lost_on_a_connection_just_opened_or_after_a_long_wait_is_not_sent_again(self):
+        self.lab.replica.fail_next = [2013]  # the first read: its connection is new
+        self.assertEqual(self.lab.app.read("SELECT 1")[0], "primary")
+        self.assertEqual(self.lab.replica.connects, 1)
+        self.lab.clock.now += self.lab.app.REPLICA_BACKOFF_S
+        self.lab.app.read("SELECT 1")
+        self.lab.app.read("SELECT id, note, written_by, created_at FROM items WHERE id = %s", (1,))
+        self.lab.primary.fail_next = [(2013, 3.0)]  # a kept connection, lost after 3 s
+        self.lab.replica.state = "down"
+        with self.assertRaises(ConnectionError):
+            self.lab.app.read("SELECT 1")
+        self.assertEqual(self.lab.primary.connects, 1)
+
+    def test_a_write_whose_answer_was_lost_on_a_kept_connection_is_not_sent_again(self):
+        self.assertEqual(self.lab.get("/items", "POST", b"a")[0], 201)
+        self.lab.primary.lose_answer_next = [2013]
+        self.assertEqual(self.lab.get("/items", "POST", b"b")[0], 503)
+        self.assertEqual(self.lab.primary.attempts, 2)
+        self.assertEqual(len(self.lab.table), 2)  # applied once, answered 503: never sent twice
+
+    def test_after_both_databases_restarted_each_nodes_health_check_passes_on_new_connections(self):
+        # The rollout of the databases' settings restarts the replica, then the primary: every
+        # worker's kept connections are stale, and a check that failed on both took the node out.
+        for lab in (self.lab, Lab(node_with_local("replica"))):
+            lab.app.read("SELECT 1")
+            self.assertEqual(lab.get("/healthz")[0], 200)
+            lab.replica.restart()
+            lab.primary.restart()
+            start = lab.clock.now
+            status, body = lab.get("/healthz")
+            self.assertEqual((status, lab.app.TARGETS[body["read_from"]]), (200, "local"))
+            self.assertEqual(lab.clock.now, start)
+            self.assertEqual(lab.get("/items/1" if lab.table else "/")[0], 200)
 
     def test_a_silent_replica_costs_one_read_timeout_per_worker_within_a_cut_links_budget(self):
         self.lab.app.read("SELECT 1")

@@ -152,6 +152,32 @@ labTest(
   180_000,
 );
 
+// What a rollout of the databases' settings does (the replica restarted, then the primary), on a
+// quiet stack: every app worker's kept connections were stale at once, and the health checks
+// failing on each in turn took both backends out of HAProxy for seconds while both databases were
+// up (before reads were sent again on a new connection).
+labTest(
+  "both databases restarted, the replica then the primary, on a quiet stack: no backend leaves HAProxy, a trickle of reads is served",
+  async () => {
+    await sleep(40_000); // the health checks alone, long enough to reach every app worker
+    const since = `@${Math.floor(Date.now() / 1000)}`;
+    const report = await underLoad(
+      "both databases restarted",
+      { rate: 6, seconds: 20, mix: READS },
+      async () => {
+        inNode("s1", ["systemctl", "restart", "mariadb"]);
+        await sleep(1000);
+        inNode("s2", ["systemctl", "restart", "mariadb"]);
+        await sleep(6000);
+      },
+    );
+    expectServed(report, STOPPED_SERVICE_STALL_MS);
+    const checks = inNode("lb", ["journalctl", "-u", "haproxy", "--since", since, "-o", "cat"]);
+    expect(checks.split("\n").filter((l) => / is DOWN/.test(l))).toEqual([]);
+  },
+  180_000,
+);
+
 labTest(
   "HAProxy reloaded under load, for a config change and for a renewed certificate: no failed request",
   async () => {
