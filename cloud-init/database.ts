@@ -159,20 +159,6 @@ interface EngineProfile {
   readonly clientTls: readonly string[];
 }
 
-/**
- * Durable commits on a MariaDB replication node, primary and replica alike (a replica is the node a
- * promotion makes the writer; with log_slave_updates its binlog is one a promoted node serves): the
- * redo log and the binlog both flushed at each group commit. With the binlog on, MariaDB flushes the
- * redo log at a transaction's prepare, not at its commit, and crash recovery commits a transaction
- * InnoDB had only prepared if the binlog holds it, else rolls it back. With the binlog left to the
- * OS (MariaDB's default, sync_binlog = 0), an OS crash or a power loss can lose commits the client
- * was told of, and leave the binlog and the data disagreeing either way: the replicas then hold
- * writes the primary lost, or miss writes it kept. With the late settings, so that a bundle brings
- * them to a running stack's nodes (each restarted once, the replicas first). A Galera member keeps
- * the engine's defaults: a commit returns once the group has it.
- */
-const MARIADB_DURABLE_COMMIT_LINES = ["innodb_flush_log_at_trx_commit = 1", "sync_binlog = 1"];
-
 const MARIADB: EngineProfile = {
   packages: ["mariadb-server", "mariadb-client"],
   service: "mariadb",
@@ -198,7 +184,17 @@ const MARIADB: EngineProfile = {
   // so the replica's data and durability are as before. MySQL 8.4's default is already four workers
   // with the commit order kept. A promotion waits for the workers (README: the runbook's step 2).
   replicaApplyLines: ["slave_parallel_threads = 4", "slave_parallel_mode = optimistic"],
-  durableCommitLines: MARIADB_DURABLE_COMMIT_LINES,
+  // Durable commits on a MariaDB replication node, primary and replica alike (a replica is the node
+  // a promotion makes the writer; with log_slave_updates its binlog is one a promoted node serves):
+  // the redo log and the binlog both flushed at each group commit. With the binlog on, MariaDB
+  // flushes the redo log at a transaction's prepare, not at its commit, and crash recovery commits a
+  // transaction InnoDB had only prepared if the binlog holds it, else rolls it back. With the binlog
+  // left to the OS (MariaDB's default, sync_binlog = 0), an OS crash or a power loss can lose
+  // commits the client was told of, and leave the binlog and the data disagreeing either way: the
+  // replicas then hold writes the primary lost, or miss writes it kept. With the late settings, so
+  // that a bundle brings them to a running stack's nodes (each restarted once, the replicas first).
+  // A Galera member keeps the engine's defaults: a commit returns once the group has it.
+  durableCommitLines: ["innodb_flush_log_at_trx_commit = 1", "sync_binlog = 1"],
   monitorGrants: "PROCESS, BINLOG MONITOR, REPLICA MONITOR",
   replicaSql: (p) =>
     [

@@ -6,9 +6,9 @@ connection and its share of the rate, as app workers write; one Python process c
 (CLOCK_MONOTONIC, shared by the processes). A row's delay runs from its INSERT's answer (committed on
 the primary) to the first poll that sees it. Prints the delays' percentiles as JSON, with the rate
 the writers reached and the primary's commit time (an INSERT's round trip from the replica node:
-the network, TLS and the primary's durable commit). Bounded: rate <= 2000/s, duration <= 60 s, writers <= 16. The probe rows'
-notes start with the printed tag (the app user cannot delete: the caller removes them on the
-primary).
+the network, TLS and the primary's durable commit). Bounded: rate <= 2000/s, duration <= 60 s,
+writers <= 16. The probe rows' notes start with the printed tag (the app user cannot delete: the
+caller removes them on the primary).
 
 The replica commits in the primary's order, which is not the order of the ids (writers take ids,
 then commit, side by side): the poll looks back WINDOW ids below the highest it has seen, far more
