@@ -37,7 +37,9 @@ Usage: webstack-aws fetch MANIFEST.json [--reload UNIT]     parameters into file
                                                             or it waits for another node (the clients made
                                                             once), until a look that applies or refuses, the
                                                             tool on disk replaced, or an hour: the timer
-                                                            starts it again 30 s later
+                                                            starts it again 30 s later; a bundle it refused
+                                                            is tried again after 1, 2, 4, 8 min, then every
+                                                            15 min, while the pointer stays on it
        webstack-aws preflight RELEASE_DIR APP_MODULE [PROPERTY...]
                                                             a throwaway Gunicorn of a release, in the app's
                                                             sandbox (the bundle's app.sandbox; none given: the
@@ -483,6 +485,39 @@ AFTER_POLL = 2
 # files (exit code 0): its bundle is applied, or it waits for another node (`after`, a release
 # command; by then it may have installed packages and prepared the release).
 IDLE, WAITING = "idle", "waiting"
+# A bundle the watcher refused is tried again after 1, 2, 4 and 8 min, then every 15 min, while the
+# pointer stays on it (a new bundle is tried at the next look): a refusal a retry can mend (a mirror
+# down, a health check failing under a spike) still mends, and one it cannot (a config `validate`
+# fails, an app that does not import) no longer costs a process, its apt, preflight and status write
+# every 30 s. Each look between tries sends BundleRefused (and ReleaseFailed) again, as each try did,
+# so their alarms stay in ALARM instead of going OK between tries. An apply started by hand tries it
+# at once.
+REFUSED = "refused.json"
+REFUSED_RETRY_FIRST, REFUSED_RETRY_MOST = 60, 900
+
+
+def refused_retry_due(state, sha):
+    """When the watcher may try bundle `sha` again (epoch s), if it refused it before; else None."""
+    refused = read_json(os.path.join(state, REFUSED))
+    if not refused or refused.get("sha256") != sha:
+        return None
+    tries = refused["tries"]
+    return refused["at"] + min(REFUSED_RETRY_FIRST * 2 ** (tries - 1), REFUSED_RETRY_MOST)
+
+
+def note_refusal(state, sha, release_failed):
+    """One more refusal of `sha` (the first, when the node last refused another bundle)."""
+    refused = read_json(os.path.join(state, REFUSED))
+    tries = refused["tries"] + 1 if refused and refused.get("sha256") == sha else 1
+    note = {"sha256": sha, "tries": tries, "at": time.time(), "releaseFailed": release_failed}
+    install(os.path.join(state, REFUSED), json.dumps(note).encode(), os.getuid(), os.getgid(), 0o600)
+    return tries
+
+
+def forget_refusals(state):
+    """The node is on a bundle it applied: the refusals of another are forgotten."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(state, REFUSED))
 
 
 class Refused(Exception):
@@ -767,9 +802,19 @@ def report(env, ssm, cloudwatch, status, state, release_failed=False):
     or fail an apply."""
     install(os.path.join(state, "status.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     put_json(ssm, env["STATUS_PARAMETER"], status)
-    data = [metric("BundleApplied" if status["state"] == "applied" else "BundleRefused", env["NODE"], 1)]
-    if release_failed:
-        data.append(metric("ReleaseFailed", env["NODE"], 1))
+    if status["state"] == "applied":
+        put_metrics(env, cloudwatch, [metric("BundleApplied", env["NODE"], 1)])
+    else:
+        put_metrics(env, cloudwatch, refusal_metrics(env, release_failed))
+
+
+def refusal_metrics(env, release_failed):
+    names = ["BundleRefused", "ReleaseFailed"] if release_failed else ["BundleRefused"]
+    return [metric(name, env["NODE"], 1) for name in names]
+
+
+def put_metrics(env, cloudwatch, data):
+    """Sent once, without retries: a CloudWatch outage must not hold up or fail an apply."""
     try:
         cloudwatch.put_metric_data(Namespace=env["METRIC_NAMESPACE"], MetricData=data)
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
@@ -1355,8 +1400,9 @@ def unheeded_keys(state):
     return [key for key, has in HEEDED_KEYS.items() if has(last_bundle) and key not in heeded]
 
 
-def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
-    """0 (applied), 1 (refused), IDLE (it was applied: nothing done, said unless quiet) or WAITING."""
+def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False, patient=False):
+    """0 (applied), 1 (refused), IDLE (it was applied, or, when patient (the watcher), it was refused
+    and its retry is not due: nothing done, said unless quiet) or WAITING."""
     state = under(root, BUNDLE_STATE)
     applied = read_json(os.path.join(state, "applied.json"))
     if bundle_path:
@@ -1379,10 +1425,19 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
         if last and last.get("sha256") != sha:
             # Pointed back to the bundle its files still hold (a refused one restored them): say so.
             log(f"bundle {sha[:12]} is applied again (its files never left); reporting it")
+            forget_refusals(state)
             report(env, ssm, cloudwatch, status_of(sha, applied.get("release", ""), app=applied.get("app")), state)
             return 0
         if not quiet:
             log(f"bundle {sha[:12]} is applied; nothing to do")
+        return IDLE
+    due = refused_retry_due(state, sha) if patient else None
+    if due is not None and time.time() < due:
+        if not quiet:
+            at = datetime.datetime.fromtimestamp(due, datetime.timezone.utc).strftime("%H:%M:%S UTC")
+            log(f"bundle {sha[:12]} was refused; trying it again at {at} (`systemctl start webstack-apply` now)")
+        release_failed = read_json(os.path.join(state, REFUSED)).get("releaseFailed", False)
+        put_metrics(env, cloudwatch, refusal_metrics(env, release_failed))
         return IDLE
     if not bundle_path:
         data = with_retries(
@@ -1474,7 +1529,8 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
             remember_and_prune(root, state, app["release"])
     except (Refused, ValueError, KeyError, TypeError) as error:
         reason = str(error) if isinstance(error, Refused) else f"not a valid bundle: {error!r}"
-        log(f"refused bundle {sha[:12]}: {reason}")
+        tries = note_refusal(state, sha, isinstance(error, ReleaseRefused))
+        log(f"refused bundle {sha[:12]}{f' (its try {tries})' if tries > 1 else ''}: {reason}")
         app_id = app.get("release") if isinstance(app, dict) else None
         report(env, ssm, cloudwatch, status_of(sha, release, reason, app_id), state, isinstance(error, ReleaseRefused))
         return 1
@@ -1482,12 +1538,13 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, "current.json"), data, os.getuid(), os.getgid(), 0o600)
     install(os.path.join(state, HEEDED), json.dumps(list(HEEDED_KEYS)).encode(), os.getuid(), os.getgid(), 0o600)
+    forget_refusals(state)
     report(env, ssm, cloudwatch, status, state)
     log(f"applied bundle {sha[:12]}")
     return 0
 
 
-def apply_once(bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
+def apply_once(bundle_path, ssm, s3, cloudwatch, root, run, quiet=False, patient=False):
     """Steps 1-7 of issue 17's apply; one at a time (the first apply, the watcher's and one started by
     hand never overlap)."""
     with open(under(root, BUNDLE_ENV)) as handle:
@@ -1496,7 +1553,7 @@ def apply_once(bundle_path, ssm, s3, cloudwatch, root, run, quiet=False):
     os.makedirs(state, mode=0o700, exist_ok=True)
     with open(os.path.join(state, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet)
+        return apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet, patient)
 
 
 def apply_command(bundle_path, ssm, s3, cloudwatch, root="/", run=subprocess.run):
@@ -1553,7 +1610,7 @@ def watch_command(ssm, s3, cloudwatch, root="/", run=subprocess.run):
 
     def look():
         nonlocal quiet
-        result = apply_once(None, ssm, s3, cloudwatch, root, run, quiet)
+        result = apply_once(None, ssm, s3, cloudwatch, root, run, quiet, patient=True)
         if result not in (IDLE, WAITING):
             return result
         quiet = quiet or result is IDLE

@@ -317,6 +317,7 @@ class ApplyTest(NodeTestCase):
         self.publish(self.bundle([self.site("server { broken }\n")], release="r2"))
         self.assertEqual(self.apply()[0], 1)
         self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json"))["state"], "refused")
+        self.assertTrue(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))
         self.commands.calls.clear()
         self.publish(good)
         code, stderr = self.apply()
@@ -326,6 +327,7 @@ class ApplyTest(NodeTestCase):
         self.assertEqual((status["sha256"], status["state"], status["release"]), (good_sha, "applied", good["release"]))
         self.assertEqual(json.loads(self.ssm.puts[-1]["Value"]), status)
         self.assertIn("applied again", stderr)
+        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))  # forgotten
         # And then, nothing more to say.
         puts = len(self.ssm.puts)
         self.assertEqual(self.apply()[0], 0)
@@ -675,7 +677,7 @@ class WatchTest(NodeTestCase):
         stderr = io.StringIO()
         time = self.module.time
         with contextlib.redirect_stderr(stderr), mock.patch.object(time, "monotonic", lambda: self.now), \
-                mock.patch.object(time, "sleep", self.sleep):
+                mock.patch.object(time, "time", lambda: self.now), mock.patch.object(time, "sleep", self.sleep):
             code = self.module.main(
                 ["webstack-aws", "watch", *args], self.factory, root=self.root, run_command=self.commands
             )
@@ -775,6 +777,69 @@ class WatchTest(NodeTestCase):
         self.assertEqual(self.sleeps, [30])
         self.assertEqual(self.read(SITE), "server { v1 }\n")
         self.assert_status(shas[0], bundle, "refused", "unexpected end of file")
+
+    def test_a_refused_bundle_is_tried_again_after_1_2_4_8_then_every_15_min_a_new_one_at_once(self):
+        self.applied([self.site("server { v1 }\n")])
+        broken = self.bundle([self.site("server { v2 }\n")], release="r2")
+        sha = self.publish(broken)
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
+        tries, ends, looks = [], [], 0
+        for _ in range(7):  # each process the timer starts, 30 s after the one before ended
+            code, stderr = self.watch()
+            self.assertEqual(code, 1, stderr)
+            tries.append(self.now)
+            ends.append(stderr)
+            looks += len(self.sleeps) + 1
+            self.now += 30
+            self.sleeps.clear()
+        # The refusal at 0, then tries 60, 120, 240, 480, 900, 900 s after the one before.
+        self.assertEqual([b - a for a, b in zip(tries, tries[1:])], [60, 120, 240, 480, 900, 900])
+        self.assertEqual(self.commands.calls.count(NGINX_T), 7)
+        self.assertEqual(len(self.ssm.puts), 7)  # a status per try
+        # BundleRefused at every look, tried or not: its alarm stays in ALARM between tries.
+        refused = (NAMESPACE, "BundleRefused", [{"Name": "Node", "Value": "s2"}], 1)
+        self.assertEqual(self.cloudwatch.metrics, [refused] * looks)
+        self.assertNotIn("was refused; trying it again", ends[0])
+        self.assertIn(f"bundle {sha[:12]} was refused; trying it again at ", ends[1])
+        self.assertEqual(ends[1].count("was refused; trying it again"), 1)  # said once per process
+        self.assertIn(f"refused bundle {sha[:12]} (its try 7): validate failed: nginx -t", ends[6])
+        self.assertEqual(self.read(SITE), "server { v1 }\n")
+        # A new bundle on the pointer is tried at the next look, 30 s in, and forgets the refusals.
+        del self.commands.results[tuple(NGINX_T)]
+        fixed = self.bundle([self.site("server { v3 }\n")], release="r3")
+        self.during_sleep[1] = lambda: self.publish(fixed)
+        code, stderr = self.watch()
+        self.assertEqual((code, self.sleeps), (0, [30]), stderr)
+        self.assertEqual(self.read(SITE), "server { v3 }\n")
+        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))
+
+    def test_between_tries_of_a_refused_release_release_failed_is_sent_too(self):
+        self.v2_published_during_sleep(1)
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
+        self.assertEqual(self.watch()[0], 1)
+        note = json.loads(self.read("/var/lib/webstack/bundle/refused.json"))
+        self.assertEqual({k: note[k] for k in ("tries", "releaseFailed")}, {"tries": 1, "releaseFailed": False})
+        self.write("/var/lib/webstack/bundle/refused.json", json.dumps({**note, "releaseFailed": True}))
+        self.cloudwatch.metrics.clear()
+        self.now += 30
+        self.assertEqual(self.watch()[0], 1)  # a look between tries, then the try 60 s after the refusal
+        node = [{"Name": "Node", "Value": "s2"}]
+        self.assertEqual(
+            [name for _, name, dimensions, _ in self.cloudwatch.metrics if dimensions == node],
+            ["BundleRefused", "ReleaseFailed", "BundleRefused"],
+        )
+
+    def test_an_apply_started_by_hand_tries_a_refused_bundle_at_once(self):
+        bundle, shas = self.v2_published_during_sleep(1)
+        self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
+        self.assertEqual(self.watch()[0], 1)
+        del self.commands.results[tuple(NGINX_T)]
+        self.commands.calls.clear()
+        self.ssm.puts.clear()
+        self.cloudwatch.metrics.clear()
+        self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.commands.calls, [NGINX_T, RELOAD_NGINX, HEALTH])
+        self.assert_status(shas[0], bundle, "applied")
 
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.watch("--now")
