@@ -489,29 +489,38 @@ IDLE, WAITING = "idle", "waiting"
 # pointer stays on it (a new bundle is tried at the next look): a refusal a retry can mend (a mirror
 # down, a health check failing under a spike) still mends, and one it cannot (a config `validate`
 # fails, an app that does not import) no longer costs a process, its apt, preflight and status write
-# every 30 s. Each look between tries sends BundleRefused (and ReleaseFailed) again, as each try did,
-# so their alarms stay in ALARM instead of going OK between tries. An apply started by hand tries it
-# at once.
+# every 30 s. Every look at a bundle the watcher refused starts by sending BundleRefused (and
+# ReleaseFailed) again, tried or not, so their alarms (one 60 s period, silence not breaching) stay in
+# ALARM unless a single try runs longer than a minute. An apply started by hand tries it at once and
+# leaves the watcher's count and schedule as they were.
 REFUSED = "refused.json"
 REFUSED_RETRY_FIRST, REFUSED_RETRY_MOST = 60, 900
 
 
-def refused_retry_due(state, sha):
-    """When the watcher may try bundle `sha` again (epoch s), if it refused it before; else None."""
-    refused = read_json(os.path.join(state, REFUSED))
-    if not refused or refused.get("sha256") != sha:
-        return None
-    tries = refused["tries"]
-    return refused["at"] + min(REFUSED_RETRY_FIRST * 2 ** (tries - 1), REFUSED_RETRY_MOST)
+def refusals_of(state, sha):
+    """The watcher's record of its refusals of bundle `sha` ({tries, at, releaseFailed}), or None:
+    also when the file names another bundle or cannot be read (cut short by a power loss), so a bad
+    record costs a retry at once, never the watcher."""
+    try:
+        refused = read_json(os.path.join(state, REFUSED))
+        if refused.get("sha256") == sha and refused["tries"] >= 1:
+            tries, at, release_failed = int(refused["tries"]), float(refused["at"]), refused["releaseFailed"] is True
+            return {"tries": tries, "at": at, "releaseFailed": release_failed}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
-def note_refusal(state, sha, release_failed):
-    """One more refusal of `sha` (the first, when the node last refused another bundle)."""
-    refused = read_json(os.path.join(state, REFUSED))
-    tries = refused["tries"] + 1 if refused and refused.get("sha256") == sha else 1
+def refused_retry_due(refusals):
+    """When the watcher tries the bundle again (epoch s): at once when the clock was stepped back
+    past the longest wait."""
+    due = refusals["at"] + min(REFUSED_RETRY_FIRST * 2 ** (refusals["tries"] - 1), REFUSED_RETRY_MOST)
+    return due if due - time.time() <= REFUSED_RETRY_MOST else 0
+
+
+def note_refusal(state, sha, tries, release_failed):
     note = {"sha256": sha, "tries": tries, "at": time.time(), "releaseFailed": release_failed}
     install(os.path.join(state, REFUSED), json.dumps(note).encode(), os.getuid(), os.getgid(), 0o600)
-    return tries
 
 
 def forget_refusals(state):
@@ -1415,6 +1424,15 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False, 
             log(f"no bundle yet: {env['BUNDLE_PARAMETER']} does not exist")
             return 1
     sha = pointer["sha256"]
+    refusals = refusals_of(state, sha) if patient else None
+    if refusals:
+        put_metrics(env, cloudwatch, refusal_metrics(env, refusals["releaseFailed"]))
+        due = refused_retry_due(refusals)
+        if time.time() < due:
+            if not quiet:
+                at = datetime.datetime.fromtimestamp(due, datetime.timezone.utc).strftime("%H:%M:%S UTC")
+                log(f"bundle {sha[:12]} was refused; trying it again at {at} (`systemctl start webstack-apply` now)")
+            return IDLE
     unheeded = unheeded_keys(state)
     if applied and applied.get("sha256") == sha and applied.get("state") == "applied" and unheeded:
         # An older tool applied it and wrote this one, but ignored what it did not know (a release,
@@ -1430,14 +1448,6 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False, 
             return 0
         if not quiet:
             log(f"bundle {sha[:12]} is applied; nothing to do")
-        return IDLE
-    due = refused_retry_due(state, sha) if patient else None
-    if due is not None and time.time() < due:
-        if not quiet:
-            at = datetime.datetime.fromtimestamp(due, datetime.timezone.utc).strftime("%H:%M:%S UTC")
-            log(f"bundle {sha[:12]} was refused; trying it again at {at} (`systemctl start webstack-apply` now)")
-        release_failed = read_json(os.path.join(state, REFUSED)).get("releaseFailed", False)
-        put_metrics(env, cloudwatch, refusal_metrics(env, release_failed))
         return IDLE
     if not bundle_path:
         data = with_retries(
@@ -1529,10 +1539,13 @@ def apply_bundle(env, bundle_path, ssm, s3, cloudwatch, root, run, quiet=False, 
             remember_and_prune(root, state, app["release"])
     except (Refused, ValueError, KeyError, TypeError) as error:
         reason = str(error) if isinstance(error, Refused) else f"not a valid bundle: {error!r}"
-        tries = note_refusal(state, sha, isinstance(error, ReleaseRefused))
+        tries = refusals["tries"] + 1 if refusals else 1
         log(f"refused bundle {sha[:12]}{f' (its try {tries})' if tries > 1 else ''}: {reason}")
         app_id = app.get("release") if isinstance(app, dict) else None
-        report(env, ssm, cloudwatch, status_of(sha, release, reason, app_id), state, isinstance(error, ReleaseRefused))
+        release_failed = isinstance(error, ReleaseRefused)
+        report(env, ssm, cloudwatch, status_of(sha, release, reason, app_id), state, release_failed)
+        if patient:  # once reported: a status that could not be written is written by the next look
+            note_refusal(state, sha, tries, release_failed)
         return 1
     status = status_of(sha, release, app=app["release"] if app else None)
     install(os.path.join(state, "applied.json"), json.dumps(status).encode(), os.getuid(), os.getgid(), 0o600)

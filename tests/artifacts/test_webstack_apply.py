@@ -314,10 +314,11 @@ class ApplyTest(NodeTestCase):
         good_sha = self.publish(good)
         self.assertEqual(self.apply()[0], 0)
         self.commands.results[tuple(NGINX_T)] = (1, "nginx: configuration file test failed\n")
-        self.publish(self.bundle([self.site("server { broken }\n")], release="r2"))
+        broken = self.publish(self.bundle([self.site("server { broken }\n")], release="r2"))
         self.assertEqual(self.apply()[0], 1)
         self.assertEqual(json.loads(self.read("/var/lib/webstack/bundle/status.json"))["state"], "refused")
-        self.assertTrue(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))
+        refusals = {"sha256": broken, "tries": 1, "at": 0, "releaseFailed": False}
+        self.write(REFUSED_RECORD, json.dumps(refusals))  # as the watcher's refusal leaves it
         self.commands.calls.clear()
         self.publish(good)
         code, stderr = self.apply()
@@ -327,7 +328,7 @@ class ApplyTest(NodeTestCase):
         self.assertEqual((status["sha256"], status["state"], status["release"]), (good_sha, "applied", good["release"]))
         self.assertEqual(json.loads(self.ssm.puts[-1]["Value"]), status)
         self.assertIn("applied again", stderr)
-        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))  # forgotten
+        self.assertFalse(os.path.exists(self.at(REFUSED_RECORD)))  # forgotten
         # And then, nothing more to say.
         puts = len(self.ssm.puts)
         self.assertEqual(self.apply()[0], 0)
@@ -796,12 +797,14 @@ class WatchTest(NodeTestCase):
         self.assertEqual([b - a for a, b in zip(tries, tries[1:])], [60, 120, 240, 480, 900, 900])
         self.assertEqual(self.commands.calls.count(NGINX_T), 7)
         self.assertEqual(len(self.ssm.puts), 7)  # a status per try
-        # BundleRefused at every look, tried or not: its alarm stays in ALARM between tries.
+        # BundleRefused at the start of every look once refused, tried or not, and at each refusal:
+        # its alarm stays in ALARM between tries.
         refused = (NAMESPACE, "BundleRefused", [{"Name": "Node", "Value": "s2"}], 1)
-        self.assertEqual(self.cloudwatch.metrics, [refused] * looks)
+        self.assertEqual(self.cloudwatch.metrics, [refused] * (looks - 1 + 7))
         self.assertNotIn("was refused; trying it again", ends[0])
         self.assertIn(f"bundle {sha[:12]} was refused; trying it again at ", ends[1])
-        self.assertEqual(ends[1].count("was refused; trying it again"), 1)  # said once per process
+        for end in ends[1:]:  # said once per process, which looks 1 to 29 times before its try
+            self.assertEqual(end.count("was refused; trying it again"), 1, end)
         self.assertIn(f"refused bundle {sha[:12]} (its try 7): validate failed: nginx -t", ends[6])
         self.assertEqual(self.read(SITE), "server { v1 }\n")
         # A new bundle on the pointer is tried at the next look, 30 s in, and forgets the refusals.
@@ -811,35 +814,39 @@ class WatchTest(NodeTestCase):
         code, stderr = self.watch()
         self.assertEqual((code, self.sleeps), (0, [30]), stderr)
         self.assertEqual(self.read(SITE), "server { v3 }\n")
-        self.assertFalse(os.path.exists(self.at("/var/lib/webstack/bundle/refused.json")))
+        self.assertFalse(os.path.exists(self.at(REFUSED_RECORD)))
 
-    def test_between_tries_of_a_refused_release_release_failed_is_sent_too(self):
-        self.v2_published_during_sleep(1)
-        self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
-        self.assertEqual(self.watch()[0], 1)
-        note = json.loads(self.read("/var/lib/webstack/bundle/refused.json"))
-        self.assertEqual({k: note[k] for k in ("tries", "releaseFailed")}, {"tries": 1, "releaseFailed": False})
-        self.write("/var/lib/webstack/bundle/refused.json", json.dumps({**note, "releaseFailed": True}))
-        self.cloudwatch.metrics.clear()
-        self.now += 30
-        self.assertEqual(self.watch()[0], 1)  # a look between tries, then the try 60 s after the refusal
-        node = [{"Name": "Node", "Value": "s2"}]
-        self.assertEqual(
-            [name for _, name, dimensions, _ in self.cloudwatch.metrics if dimensions == node],
-            ["BundleRefused", "ReleaseFailed", "BundleRefused"],
-        )
-
-    def test_an_apply_started_by_hand_tries_a_refused_bundle_at_once(self):
+    def refused_once(self):
+        """v2 refused by the watcher's first look (nginx -t fails); its SHA and the record it left."""
         bundle, shas = self.v2_published_during_sleep(1)
         self.commands.results[tuple(NGINX_T)] = (1, "nginx: [emerg] unexpected end of file")
         self.assertEqual(self.watch()[0], 1)
-        del self.commands.results[tuple(NGINX_T)]
+        note = json.loads(self.read(REFUSED_RECORD))
+        self.assertEqual(note, {"sha256": shas[0], "tries": 1, "at": self.now, "releaseFailed": False})
         self.commands.calls.clear()
-        self.ssm.puts.clear()
-        self.cloudwatch.metrics.clear()
-        self.assertEqual(self.apply()[0], 0)
-        self.assertEqual(self.commands.calls, [NGINX_T, RELOAD_NGINX, HEALTH])
-        self.assert_status(shas[0], bundle, "applied")
+        return shas[0], note
+
+    def test_a_refusal_record_cut_short_or_from_a_clock_stepped_back_costs_a_try_at_once(self):
+        sha, note = self.refused_once()
+        for record in ["", "{}", json.dumps({**note, "tries": "x"}), json.dumps({**note, "at": self.now + 3600})]:
+            self.write(REFUSED_RECORD, record)
+            self.now += 30
+            self.sleeps.clear()
+            code, stderr = self.watch()
+            self.assertEqual((code, self.sleeps), (1, []), stderr)  # tried at the first look
+            self.assertIn(f"refused bundle {sha[:12]}", stderr)
+        self.assertEqual(self.commands.calls.count(NGINX_T), 4)
+
+    def test_an_apply_started_by_hand_tries_a_refused_bundle_at_once_and_leaves_the_watchers_count(self):
+        sha, note = self.refused_once()
+        with mock.patch.object(self.module.time, "time", lambda: self.now + 10):  # its retry not due
+            self.assertEqual(self.apply()[0], 1)
+            self.assertEqual(self.commands.calls, [NGINX_T])
+            self.assertEqual(json.loads(self.read(REFUSED_RECORD)), note)
+            del self.commands.results[tuple(NGINX_T)]
+            self.assertEqual(self.apply()[0], 0)
+        self.assertEqual(self.read(SITE), "server { v2 }\n")
+        self.assertFalse(os.path.exists(self.at(REFUSED_RECORD)))
 
     def test_a_wrong_command_line_is_a_usage_error(self):
         code, stderr = self.watch("--now")
@@ -848,6 +855,7 @@ class WatchTest(NodeTestCase):
         self.assertEqual(self.sleeps, [])
 
 
+REFUSED_RECORD = "/var/lib/webstack/bundle/refused.json"
 SYSUSERS = "/etc/sysusers.d/webstack.conf"
 TMPFILES = "/etc/tmpfiles.d/webstack.conf"
 TMPFILES_CREATE = ["systemd-tmpfiles", "--create", TMPFILES]

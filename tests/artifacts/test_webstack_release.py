@@ -541,6 +541,31 @@ class SwitchTest(ReleaseTestCase):
         self.assertTrue(status["reason"].endswith(f"exited 1: {why}"), status["reason"])
         self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"])
 
+    def test_a_release_the_watcher_refused_sends_release_failed_too_at_every_look_until_its_next_try(self):
+        old, new = self.release(), self.release({**DEMO, "v2": b""})
+        self.live(old)
+        self.commands.results[tuple(self.preflight(new))] = (1, "Gunicorn exited 3\n")
+        self.publish(self.app_bundle(new))
+        now = [1000.0]
+
+        def watch():
+            time, stderr = self.module.time, io.StringIO()
+            with contextlib.redirect_stderr(stderr), mock.patch.object(time, "monotonic", lambda: now[0]), \
+                    mock.patch.object(time, "time", lambda: now[0]), \
+                    mock.patch.object(time, "sleep", lambda s: now.__setitem__(0, now[0] + s)):
+                return self.module.main(
+                    ["webstack-aws", "watch"], self.factory, root=self.root, run_command=self.commands
+                ), stderr.getvalue()
+
+        self.assertEqual(watch()[0], 1)  # refused at its first look
+        self.assertIs(json.loads(self.read("/var/lib/webstack/bundle/refused.json"))["releaseFailed"], True)
+        self.cloudwatch.metrics.clear()
+        now[0] += 30  # the timer's next process: a look 30 s after the refusal, the try at 60 s
+        self.assertEqual(watch()[0], 1)
+        self.assertEqual(self.metric_names(), ["BundleRefused", "ReleaseFailed"] * 3)
+        self.assertEqual(self.commands.calls.count(self.preflight(new)), 2)
+        self.assertEqual(self.current(), old)
+
     def test_the_preflight_serves_the_module_the_bundle_names(self):
         old, new = self.release(), self.release({**DEMO, "v2": b""})
         self.live(old)
