@@ -219,6 +219,9 @@ function containerLeader(state: LabState, node: NodeName): number | undefined {
 }
 
 /** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
+/** The most a command run in a node may print: far more than any log a lab run writes. */
+const NODE_OUTPUT_BYTES = 512 * 1024 * 1024;
+
 export function execInNode(
   node: NodeName,
   command: string[],
@@ -231,6 +234,9 @@ export function execInNode(
     encoding: "utf8",
     input,
     timeout: 120_000,
+    // A node's whole log read back (HAProxy's, after a load test): Node's 1 MiB default would end
+    // the command and cut its output short.
+    maxBuffer: NODE_OUTPUT_BYTES,
   });
 }
 

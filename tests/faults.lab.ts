@@ -204,8 +204,16 @@ labTest(
   180_000,
 );
 
+/** How HAProxy's access log splits a request's total_ms (-1: the request never got that far). */
+const LOG_PHASES = ["queue_ms", "connect_ms", "response_ms"] as const;
+type LogEntry = Record<(typeof LOG_PHASES)[number] | "total_ms" | "status", number> & {
+  server: string;
+  retries: number;
+  redispatched: number;
+};
+
 labTest(
-  "after the faults, every line of HAProxy's access log is JSON, retried and redispatched requests included",
+  "after the faults, every line of HAProxy's access log is JSON, retried and redispatched requests included, its total time split into phases",
   () => {
     const lines = inNode("lb", ["grep", "-h", '"frontend":', "/var/log/haproxy.log"])
       .split("\n")
@@ -213,7 +221,7 @@ labTest(
     const entries = lines.map((line) => {
       const json = line.slice(line.indexOf("{"));
       try {
-        return JSON.parse(json) as { retries: number; redispatched: number };
+        return JSON.parse(json) as LogEntry;
       } catch {
         throw new Error(`not JSON: ${line}`);
       }
@@ -221,6 +229,18 @@ labTest(
     expect(entries.length).toBeGreaterThan(1000);
     // The link cut made HAProxy send requests to the other server: those lines parse too.
     expect(entries.some((e) => e.redispatched > 0 || e.retries > 0)).toBe(true);
+    // Each phase -1 or a part of the whole; every answer below 500 a server gave went through all
+    // three (a 503 after failed connects has no server time; a client gone before an answer, -1).
+    const misfits = entries.filter((e) => {
+      const spent = LOG_PHASES.map((p) => e[p]);
+      if (!spent.every((ms) => Number.isInteger(ms) && ms >= -1)) return true;
+      const parts = spent.filter((ms) => ms > 0).reduce((a, b) => a + b, 0);
+      if (e.total_ms >= 0 && parts > e.total_ms) return true;
+      const answered = e.server !== "<NOSRV>" && e.status >= 200 && e.status < 500;
+      return answered && spent.some((ms) => ms < 0);
+    });
+    expect(misfits.slice(0, 5)).toEqual([]);
+    expect(entries.filter((e) => e.response_ms > 0).length).toBeGreaterThan(100);
   },
 );
 
