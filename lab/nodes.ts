@@ -218,10 +218,10 @@ function containerLeader(state: LabState, node: NodeName): number | undefined {
   return undefined;
 }
 
-/** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
 /** The most a command run in a node may print: far more than any log a lab run writes. */
 const NODE_OUTPUT_BYTES = 512 * 1024 * 1024;
 
+/** Runs a command inside a node's container (all its namespaces); its exit status is the caller's. */
 export function execInNode(
   node: NodeName,
   command: string[],

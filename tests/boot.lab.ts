@@ -321,6 +321,23 @@ const droppedLogLines = () =>
     )?.[1],
   );
 const haproxyLogLines = () => Number(lbShell("wc -l < /var/log/haproxy.log"));
+/** The log's two counts now: lines in haproxy.log and lines HAProxy dropped. */
+const logCounts = () => ({ lines: haproxyLogLines(), dropped: droppedLogLines() });
+/**
+ * Waits until each of `requests` sent since `before` is a line or a drop HAProxy counted (so a
+ * failure says how many were dropped, not only that lines are missing); the lines dropped.
+ */
+async function linesOrCountedDrops(
+  before: ReturnType<typeof logCounts>,
+  requests: number,
+): Promise<number> {
+  await waitFor(
+    "a line or a counted drop for each request",
+    10,
+    () => haproxyLogLines() - before.lines + droppedLogLines() - before.dropped >= requests,
+  );
+  return droppedLogLines() - before.dropped;
+}
 /** A steady rate of requests the log keeps every line of: 16 connections × 1500 requests/s. */
 const PACED_CONNECTIONS = 16;
 const PACED_RPS_PER_CONNECTION = 1500;
@@ -333,7 +350,7 @@ labTest(
     // kernel's 10 dropped lines here), and rsyslog's socket in HAProxy's chroot.
     expect(lbShell("sysctl -n net.unix.max_dgram_qlen")).toBe("512");
     expect(lbShell("stat -c %F /var/lib/haproxy/dev/webstack-log")).toBe("socket");
-    const [droppedBefore, linesBefore] = [droppedLogLines(), haproxyLogLines()];
+    const before = logCounts();
     // Paced by h2load over HTTP/1.1, far past what two app nodes serve (mostly HAProxy's own 429s
     // once the client passes its limit: still a line each).
     const h2load = runIn(INTERNET_NS, "h2load", [
@@ -352,14 +369,8 @@ labTest(
     expect(done).toBeGreaterThan(
       0.8 * PACED_CONNECTIONS * PACED_RPS_PER_CONNECTION * PACED_SECONDS,
     );
-    // A line for each request (one h2load stopped waiting for is logged too), or a counted drop:
-    // a failure says how many were dropped, not only that lines are missing.
-    await waitFor(
-      "a line or a counted drop for each request",
-      10,
-      () => haproxyLogLines() - linesBefore + droppedLogLines() - droppedBefore >= done,
-    );
-    expect(droppedLogLines() - droppedBefore).toBe(0);
+    // A line for each request (one h2load stopped waiting for is logged too).
+    expect(await linesOrCountedDrops(before, done)).toBe(0);
   },
   60_000,
 );
@@ -367,7 +378,7 @@ labTest(
 labTest(
   "a burst as fast as a client goes is a burst of log lines: each request a line in haproxy.log or a drop HAProxy counts, none in the journal",
   async () => {
-    const [droppedBefore, linesBefore] = [droppedLogLines(), haproxyLogLines()];
+    const before = logCounts();
     const since = lbShell("date '+%Y-%m-%d %H:%M:%S'");
     // As fast as one client goes for 3 s: mostly HAProxy's own 429s, the fastest answers it gives,
     // so the most lines per second. On these two shared cores wrk takes the CPU rsyslog reads
@@ -375,12 +386,7 @@ labTest(
     const wrk = runIn(INTERNET_NS, "wrk", ["-t2", "-c16", "-d3s", `https://${LAB_DOMAIN}/`]);
     const requests = Number(/^\s*(\d+) requests in /m.exec(wrk)?.[1]);
     expect(requests).toBeGreaterThan(0);
-    await waitFor(
-      "a line or a counted drop for each request",
-      10,
-      () => haproxyLogLines() - linesBefore + droppedLogLines() - droppedBefore >= requests,
-    );
-    const dropped = droppedLogLines() - droppedBefore;
+    const dropped = await linesOrCountedDrops(before, requests);
     console.log(
       `burst: ${wrk
         .split("\n")
