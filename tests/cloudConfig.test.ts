@@ -129,6 +129,14 @@ describe("building blocks", () => {
       /^Unit=webstack-applier\.service\nOnActiveSec=30s\nOnUnitInactiveSec=30s\n/m,
     );
     expect(unit("webstack-apply.timer")).not.toMatch(/^OnUnitActiveSec=/m);
+    // One interval in three places: the watcher's looks (the tool), its restarts (the timer) and
+    // what its unit says to `systemctl status`.
+    const tool = bundle.files.find((f) => f.path === "/usr/local/sbin/webstack-aws")!.content;
+    const interval = /^WATCH_INTERVAL = (\d+)$/m.exec(tool)?.[1];
+    expect(interval).toBe("30");
+    expect(unit("webstack-applier.service")).toMatch(
+      new RegExp(`^Description=.*, looking every ${interval} s$`, "m"),
+    );
   });
 
   test("the bundle names its packages sorted, each once", () => {
