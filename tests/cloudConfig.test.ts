@@ -125,15 +125,18 @@ describe("building blocks", () => {
     expect(unit("webstack-applier.service")).toMatch(
       /^Type=exec\nExecStart=\/usr\/local\/sbin\/webstack-aws watch$/m,
     );
-    expect(unit("webstack-apply.timer")).toMatch(
-      /^Unit=webstack-applier\.service\nOnActiveSec=30s\nOnUnitInactiveSec=30s\n/m,
-    );
-    expect(unit("webstack-apply.timer")).not.toMatch(/^OnUnitActiveSec=/m);
     // One interval in three places: the watcher's looks (the tool), its restarts (the timer) and
     // what its unit says to `systemctl status`.
     const tool = bundle.files.find((f) => f.path === "/usr/local/sbin/webstack-aws")!.content;
     const interval = /^WATCH_INTERVAL = (\d+)$/m.exec(tool)?.[1];
     expect(interval).toBe("30");
+    expect(unit("webstack-apply.timer")).toMatch(
+      new RegExp(
+        `^Unit=webstack-applier\\.service\nOnActiveSec=${interval}s\nOnUnitInactiveSec=${interval}s\n`,
+        "m",
+      ),
+    );
+    expect(unit("webstack-apply.timer")).not.toMatch(/^OnUnitActiveSec=/m);
     expect(unit("webstack-applier.service")).toMatch(
       new RegExp(`^Description=.*, looking every ${interval} s$`, "m"),
     );
